@@ -1,0 +1,801 @@
+/*
+ * autograd.h: the one public header of libautograd, and its reference manual.
+ *
+ * libautograd is a reverse-mode automatic differentiation engine with PyTorch's semantics:
+ * n-d tensors, graphs recorded as operations run, and a backward pass that runs independent
+ * graph nodes concurrently on an OpenMP team while giving bitwise-identical gradients for any
+ * thread count.
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise)
+ * -----------------------------------------------------------------------------------
+ * Names      ag_<noun>_<verb> for object functions (ag_tensor_release), ag_<op> for operations.
+ * Status     Every fallible function returns an int status: AG_OK (0) on success, or one of the
+ *            AG_E* codes. On failure a message naming the function and the offending values is
+ *            stored for the calling thread (ag_last_error), and no object visible to the caller
+ *            has changed: out-parameters are left as they were, no reference is taken or
+ *            dropped, no tensor, gradient or optimizer state is modified. User mistakes never
+ *            abort, exit or print.
+ * Ownership  ONE RULE: a handle that comes back through an out-parameter is a new reference
+ *            owned by the caller, who releases it exactly once (ag_tensor_release,
+ *            ag_node_release, ...). Handles passed in are borrowed: the library takes its own
+ *            reference to whatever it keeps. Reference counts are atomic, so handles may cross
+ *            threads and may be released from any thread (e.g. a garbage collector's).
+ * Arguments  Out-parameters first, inputs after, callback userdata last. Dimensions may be
+ *            negative and count from the end (-1 is the last dimension), as in PyTorch.
+ *            Shapes are given as (const int64_t *shape, size_t ndim).
+ * Threads    Objects may be used from several threads; one tensor may be read concurrently,
+ *            but writing a tensor (in-place ops, optimizer steps) while another thread reads it
+ *            is a data race, as in PyTorch. Grad mode and anomaly mode are per thread; the
+ *            thread count and the allocator are per process.
+ * Dtypes     float32 and float64 are differentiable; int64 holds indices and labels; bool holds
+ *            comparison results and masks. Mixed dtypes follow PyTorch's type promotion.
+ *
+ * This header compiles as C11 and as C++.
+ */
+#ifndef AUTOGRAD_H
+#define AUTOGRAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Versions                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Compile-time version of this header. The SONAME carries the major version
+ *  (libautograd.so.0); an incompatible change bumps it. */
+#define AG_VERSION_MAJOR 0
+#define AG_VERSION_MINOR 1
+#define AG_VERSION_PATCH 0
+/** MAJOR * 10000 + MINOR * 100 + PATCH, as sqlite3's SQLITE_VERSION_NUMBER. */
+#define AG_VERSION_NUMBER (AG_VERSION_MAJOR * 10000 + AG_VERSION_MINOR * 100 + AG_VERSION_PATCH)
+#define AG_VERSION_STRING "0.1.0"
+
+/** Every public function carries this macro; everything else in the library is hidden. */
+#if defined(_WIN32)
+#  define AG_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#  define AG_API __attribute__((visibility("default")))
+#else
+#  define AG_API
+#endif
+
+/** Returns AG_VERSION_NUMBER of the library actually loaded. Bindings compare it with the
+ *  AG_VERSION_NUMBER they were compiled against and refuse a library with another major
+ *  version or an older minor version. Never fails. */
+AG_API int ag_version_number(void);
+
+/** Returns the loaded library's version as a static string such as "0.1.0". Never fails. */
+AG_API const char *ag_version_string(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes and errors                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Status codes. Values are part of the ABI and never change meaning. */
+enum {
+    AG_OK = 0,
+    AG_EINVAL = 1,     /**< invalid argument: NULL handle, bad option, negative size ... */
+    AG_EDTYPE = 2,     /**< wrong dtype: int64 asked to require grad, float index ... */
+    AG_ESHAPE = 3,     /**< shapes that don't broadcast or multiply; non-scalar root
+                            without a gradient; size mismatch */
+    AG_ERANGE = 4,     /**< dimension or index out of range; buffer too small */
+    AG_ENOGRAD = 5,    /**< backward/grad on a tensor that does not require grad */
+    AG_EGRAPH = 6,     /**< backward through a graph whose saved tensors were freed */
+    AG_EVERSION = 7,   /**< a tensor saved for backward was modified by an in-place op */
+    AG_ELEAF = 8,      /**< in-place op on a leaf that requires grad (or on a view of one);
+                            requires_grad changed on a non-leaf */
+    AG_ENOMEM = 9,     /**< allocation failed */
+    AG_EANOMALY = 10,  /**< anomaly mode: a backward function produced NaN or Inf */
+    AG_ECALLBACK = 11, /**< a user callback (hook, custom function) reported failure */
+    AG_EINTERNAL = 12  /**< a bug in the library; please report it */
+};
+
+/** Returns the message of the last failure on the calling thread, e.g.
+ *  "ag_matmul: shapes [2, 3] and [4, 5] cannot be multiplied". The string stays valid until
+ *  the next failing call on this thread. Returns "" when no call has failed. Never fails. */
+AG_API const char *ag_last_error(void);
+
+/** Returns the status of the last failure on the calling thread (AG_OK if none). */
+AG_API int ag_last_status(void);
+
+/** Forgets the calling thread's last failure. */
+AG_API void ag_clear_error(void);
+
+/** Returns a static name for a status code ("AG_ESHAPE"), or "AG_UNKNOWN". Never fails. */
+AG_API const char *ag_status_name(int status);
+
+/** Records a failure on the calling thread, as library functions do. For user callbacks
+ *  (hooks, custom functions): set a message, then return the status; the library reports
+ *  AG_ECALLBACK with this message appended. Returns status. */
+AG_API int ag_set_error(int status, const char *message);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Process-wide settings                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/** A custom allocator. alloc returns NULL on failure; the library aligns tensor data itself.
+ *  free accepts NULL. */
+typedef struct ag_allocator {
+    void *(*alloc)(size_t size, void *userdata);
+    void (*free)(void *ptr, void *userdata);
+    void *userdata;
+} ag_allocator;
+
+/** Routes every allocation of the library through `allocator` (copied), or back to malloc/free
+ *  when NULL. Process-wide. Install it before creating objects: memory is released through
+ *  the allocator installed at release time, so switching while objects are alive is valid
+ *  only if the new free can release the old allocator's blocks (as a counting or
+ *  failure-injecting wrapper of the same heap can). Not to be called concurrently with other
+ *  library calls. Errors: AG_EINVAL if alloc or free is NULL. */
+AG_API int ag_set_allocator(const ag_allocator *allocator);
+
+/** Sets the number of threads used by kernels and by backward (process-wide). n = 0 restores
+ *  the default: OMP_NUM_THREADS if set, else the number of cores. Results are bitwise
+ *  identical for every thread count. Errors: AG_EINVAL if n < 0 or n > 1024. */
+AG_API int ag_set_num_threads(int n);
+
+/** Returns the number of threads kernels and backward use. Never fails. */
+AG_API int ag_get_num_threads(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Grad mode and anomaly mode (per thread)                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Enables (1) or disables (0) graph recording on the calling thread, like torch.no_grad /
+ *  torch.enable_grad; returns the previous mode so scopes nest:
+ *  `int prev = ag_set_grad_enabled(0); ...; ag_set_grad_enabled(prev);`. Never fails. */
+AG_API int ag_set_grad_enabled(int enabled);
+
+/** Returns 1 if the calling thread records graphs, else 0. Enabled by default. */
+AG_API int ag_is_grad_enabled(void);
+
+/** Enables anomaly detection on the calling thread (returns the previous mode): backward then
+ *  checks every gradient a node produces and fails with AG_EANOMALY naming the node:
+ *  "Function 'LogBackward0' returned nan values in its 0th output". Never fails. */
+AG_API int ag_set_anomaly_enabled(int enabled);
+
+/** Returns 1 if anomaly detection is on for the calling thread. */
+AG_API int ag_is_anomaly_enabled(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Handles and enums                                                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/** An n-d tensor: a strided view of a reference-counted storage, plus autograd metadata. */
+typedef struct ag_tensor ag_tensor;
+/** A node of the backward graph (PyTorch's grad_fn), e.g. "MulBackward0", "AccumulateGrad". */
+typedef struct ag_node ag_node;
+/** An optimizer over a list of parameters. */
+typedef struct ag_optimizer ag_optimizer;
+/** A seedable random number generator (counter-based Philox4x32-10). */
+typedef struct ag_generator ag_generator;
+/** The context handed to a custom function's forward and backward. */
+typedef struct ag_function_ctx ag_function_ctx;
+
+/** Element types. Values are part of the ABI. */
+typedef enum ag_dtype {
+    AG_FLOAT32 = 0,
+    AG_FLOAT64 = 1,
+    AG_INT64 = 2,
+    AG_BOOL = 3
+} ag_dtype;
+
+/** Maximum number of dimensions of a tensor. */
+#define AG_MAX_DIMS 8
+
+/** Loss reductions (values as PyTorch's enum). */
+typedef enum ag_reduction {
+    AG_REDUCTION_NONE = 0,
+    AG_REDUCTION_MEAN = 1,
+    AG_REDUCTION_SUM = 2
+} ag_reduction;
+
+/** Flags for ag_backward and ag_grad. */
+enum {
+    AG_RETAIN_GRAPH = 1, /**< keep saved tensors so backward can run again */
+    AG_CREATE_GRAPH = 2, /**< record the backward pass itself, for higher-order gradients;
+                              implies AG_RETAIN_GRAPH */
+    AG_ALLOW_UNUSED = 4  /**< ag_grad: an input unreachable from the outputs gets NULL
+                              instead of an AG_ENOGRAD failure */
+};
+
+/** Flags for callbacks (hooks and custom functions). */
+enum {
+    /** Call this callback only on the thread that called backward. A graph holding such a
+     *  callback runs its backward on that one thread. Bindings to single-threaded
+     *  interpreters (Lua) set it. */
+    AG_CALLBACK_CALLER_THREAD = 1
+};
+
+/* ------------------------------------------------------------------------------------------ */
+/* Generators                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Creates a generator seeded with `seed`. Same seed, same numbers, for any thread count.
+ *  A generator may be shared between threads (draws are serialised).
+ *  Errors: AG_EINVAL (out NULL), AG_ENOMEM. */
+AG_API int ag_generator_new(ag_generator **out, uint64_t seed);
+
+/** Reseeds a generator, restarting its stream. Errors: AG_EINVAL. */
+AG_API int ag_generator_manual_seed(ag_generator *gen, uint64_t seed);
+
+/** Releases a reference to a generator. NULL is ignored. */
+AG_API void ag_generator_release(ag_generator *gen);
+
+/** Reseeds the calling thread's default generator, used wherever a function takes a NULL
+ *  generator (like torch.manual_seed, but per thread). Never fails. */
+AG_API int ag_manual_seed(uint64_t seed);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensor creation                                                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Creates a contiguous tensor holding a copy of `data`, which has prod(shape) elements of
+ *  `dtype` in row-major order (ndim 0 makes a scalar; shape may then be NULL).
+ *  Errors: AG_EINVAL (NULL out/data/shape, negative size), AG_ERANGE (ndim > AG_MAX_DIMS),
+ *  AG_EDTYPE (unknown dtype), AG_ENOMEM. */
+AG_API int ag_tensor_from_data(ag_tensor **out, const void *data, ag_dtype dtype,
+                               const int64_t *shape, size_t ndim);
+
+/** As ag_tensor_from_data, but the data are doubles converted to `dtype` (int64 values
+ *  must be integral; bool: nonzero is true). Convenient for bindings. */
+AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtype,
+                              const int64_t *shape, size_t ndim);
+
+/** Creates a 0-d tensor holding `value` converted to `dtype`. */
+AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype);
+
+/** Creates an uninitialised contiguous tensor (contents unspecified). */
+AG_API int ag_empty(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);
+/** Creates a tensor of zeros. */
+AG_API int ag_zeros(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);
+/** Creates a tensor of ones. */
+AG_API int ag_ones(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);
+/** Creates a tensor filled with `value`. */
+AG_API int ag_full(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim,
+                   double value);
+
+/** Creates the 1-d tensor [start, start+step, ...) stopping before `end`, like torch.arange.
+ *  Errors: AG_EINVAL if step is 0 or its sign cannot reach end, or a bound is not finite. */
+AG_API int ag_arange(ag_tensor **out, ag_dtype dtype, double start, double end, double step);
+
+/** Creates an n x m matrix with ones on the diagonal. Errors: AG_EINVAL if n or m < 0. */
+AG_API int ag_eye(ag_tensor **out, ag_dtype dtype, int64_t n, int64_t m);
+
+/** Uniform samples in [0, 1) (float dtypes only). gen NULL uses the thread's default. */
+AG_API int ag_rand(ag_tensor **out, ag_generator *gen, ag_dtype dtype, const int64_t *shape,
+                   size_t ndim);
+/** Standard normal samples (float dtypes only). */
+AG_API int ag_randn(ag_tensor **out, ag_generator *gen, ag_dtype dtype, const int64_t *shape,
+                    size_t ndim);
+/** Uniform integers in [low, high) (any dtype but bool). Errors: AG_EINVAL if low >= high. */
+AG_API int ag_randint(ag_tensor **out, ag_generator *gen, int64_t low, int64_t high,
+                      ag_dtype dtype, const int64_t *shape, size_t ndim);
+
+/** The _like variants create a tensor with t's shape and dtype (never requiring grad). */
+AG_API int ag_empty_like(ag_tensor **out, const ag_tensor *t);
+AG_API int ag_zeros_like(ag_tensor **out, const ag_tensor *t);
+AG_API int ag_ones_like(ag_tensor **out, const ag_tensor *t);
+AG_API int ag_full_like(ag_tensor **out, const ag_tensor *t, double value);
+AG_API int ag_rand_like(ag_tensor **out, ag_generator *gen, const ag_tensor *t);
+AG_API int ag_randn_like(ag_tensor **out, ag_generator *gen, const ag_tensor *t);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensor lifetime and queries                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Takes one more reference to t. Errors: AG_EINVAL (t NULL). */
+AG_API int ag_tensor_retain(ag_tensor *t);
+
+/** Drops one reference; the tensor is freed with the last one. NULL is ignored. Safe from
+ *  any thread; never takes a lock the caller could hold. Releasing a long chain of graph
+ *  nodes does not recurse. */
+AG_API void ag_tensor_release(ag_tensor *t);
+
+/** The dtype of t. */
+AG_API int ag_tensor_dtype(ag_dtype *out, const ag_tensor *t);
+/** The number of dimensions of t (0 for a scalar). */
+AG_API int ag_tensor_ndim(size_t *out, const ag_tensor *t);
+/** The number of elements of t. */
+AG_API int ag_tensor_numel(int64_t *out, const ag_tensor *t);
+/** Copies t's shape into out[0..ndim). Errors: AG_ERANGE if cap < ndim. */
+AG_API int ag_tensor_shape(int64_t *out, size_t cap, const ag_tensor *t);
+/** Copies t's strides (in elements) into out[0..ndim). Errors: AG_ERANGE if cap < ndim. */
+AG_API int ag_tensor_strides(int64_t *out, size_t cap, const ag_tensor *t);
+/** The size of one dimension. Errors: AG_ERANGE (dim out of range). */
+AG_API int ag_tensor_size(int64_t *out, const ag_tensor *t, int64_t dim);
+/** The offset of t's first element in its storage, in elements. */
+AG_API int ag_tensor_storage_offset(int64_t *out, const ag_tensor *t);
+/** 1 if t is laid out contiguously in row-major order, else 0. */
+AG_API int ag_tensor_is_contiguous(int *out, const ag_tensor *t);
+/** 1 if a and b are views of the same storage. */
+AG_API int ag_tensor_shares_storage(int *out, const ag_tensor *a, const ag_tensor *b);
+/** The version counter shared by t and its views; every in-place change bumps it. */
+AG_API int ag_tensor_version(int64_t *out, const ag_tensor *t);
+
+/** The value of a one-element tensor, converted to double. Errors: AG_ESHAPE if numel != 1. */
+AG_API int ag_tensor_item(double *out, const ag_tensor *t);
+/** The value of a one-element tensor, converted to int64 (floats truncate toward zero). */
+AG_API int ag_tensor_item_int64(int64_t *out, const ag_tensor *t);
+
+/** Copies t's elements, in t's dtype and in row-major order, into buf.
+ *  Errors: AG_ERANGE if nbytes < numel * element size. */
+AG_API int ag_tensor_copy_data(void *buf, size_t nbytes, const ag_tensor *t);
+/** Copies t's elements converted to double, in row-major order, into buf[0..numel).
+ *  Errors: AG_ERANGE if cap < numel. */
+AG_API int ag_tensor_copy_f64(double *buf, size_t cap, const ag_tensor *t);
+/** Copies t's elements converted to int64 (floats truncate), row-major, into buf[0..numel). */
+AG_API int ag_tensor_copy_i64(int64_t *buf, size_t cap, const ag_tensor *t);
+
+/** Formats t as PyTorch prints it: "tensor(2., requires_grad=True)",
+ *  "tensor([[1., 2.],\n        [3., 4.]], grad_fn=<AddBackward0>)". *out receives a
+ *  NUL-terminated string owned by the caller, to be freed with ag_string_free. */
+AG_API int ag_tensor_to_string(char **out, const ag_tensor *t);
+
+/** Frees a string returned by the library. NULL is ignored. */
+AG_API void ag_string_free(char *s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Autograd metadata of a tensor                                                              */
+/* ------------------------------------------------------------------------------------------ */
+
+/** 1 if operations on t are recorded for backward. */
+AG_API int ag_tensor_requires_grad(int *out, const ag_tensor *t);
+
+/** Sets requires_grad on a leaf. Errors: AG_EDTYPE (int64 or bool tensor: "only Tensors of
+ *  floating point dtype can require gradients"), AG_ELEAF (t is not a leaf: "you can only
+ *  change requires_grad flags of leaf variables"). Setting the current value on a non-leaf
+ *  succeeds, as in PyTorch. */
+AG_API int ag_tensor_set_requires_grad(ag_tensor *t, int requires_grad);
+
+/** 1 if t is a leaf: it has no grad_fn (created by the user, or not requiring grad). */
+AG_API int ag_tensor_is_leaf(int *out, const ag_tensor *t);
+
+/** The accumulated gradient of t (a new reference), or *out = NULL if there is none yet.
+ *  Leaves get .grad from backward; non-leaves only after ag_tensor_retain_grad. */
+AG_API int ag_tensor_grad(ag_tensor **out, const ag_tensor *t);
+
+/** Replaces t's .grad with g (borrowed; the library keeps its own reference), or drops it
+ *  when g is NULL ("set_to_none"). Errors: AG_ESHAPE / AG_EDTYPE if g does not match t. */
+AG_API int ag_tensor_set_grad(ag_tensor *t, ag_tensor *g);
+
+/** Zeroes t's .grad in place if it has one (it keeps its storage). */
+AG_API int ag_tensor_zero_grad(ag_tensor *t);
+
+/** t's grad_fn (a new reference), or *out = NULL for leaves. */
+AG_API int ag_tensor_grad_fn(ag_node **out, const ag_tensor *t);
+
+/** Makes backward keep the gradient of a non-leaf in its .grad (a no-op on leaves).
+ *  Errors: AG_ENOGRAD if t does not require grad. */
+AG_API int ag_tensor_retain_grad(ag_tensor *t);
+
+/** 1 if t is a non-leaf that retains its gradient. */
+AG_API int ag_tensor_retains_grad(int *out, const ag_tensor *t);
+
+/** A new tensor sharing t's storage and version counter, cut from the graph
+ *  (requires_grad false, no grad_fn). */
+AG_API int ag_tensor_detach(ag_tensor **out, const ag_tensor *t);
+
+/** A gradient hook: called with the gradient flowing into t during backward (borrowed).
+ *  To replace it, store a new reference in *new_grad (same shape and dtype); leave it NULL
+ *  to keep it. Return AG_OK, or a status to abort backward (see ag_set_error). */
+typedef int (*ag_tensor_hook_fn)(ag_tensor **new_grad, ag_tensor *grad, void *userdata);
+
+/** Registers a gradient hook on t (t must require grad), like Tensor.register_hook. Hooks run
+ *  in registration order; on a leaf they run before .grad is accumulated. free_userdata
+ *  (may be NULL) is called with userdata once the hook is removed and no longer running, or
+ *  when t is freed. *handle_out receives an id for ag_tensor_remove_hook.
+ *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL. */
+AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *t, ag_tensor_hook_fn fn,
+                                   unsigned flags, void *userdata,
+                                   void (*free_userdata)(void *userdata));
+
+/** Removes a hook. Errors: AG_EINVAL if t has no hook with that handle. */
+AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Backward                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Computes the gradient of `root` with respect to every leaf of its graph and accumulates
+ *  it into their .grad, like Tensor.backward. grad (may be NULL for a one-element root) is
+ *  the gradient of some scalar with respect to root; it must match root's shape and dtype.
+ *  Nodes whose inputs are complete run concurrently on ag_get_num_threads() threads;
+ *  gradients arriving at a node from several consumers are summed in a fixed order, so the
+ *  result is bitwise identical for every thread count and schedule.
+ *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH.
+ *  All checks that can be made before running (root requires grad, saved tensors unmodified
+ *  and not freed) are made first, and fail with nothing changed. .grad of leaves is written
+ *  only after every node succeeded, so a failing hook or anomaly leaves .grad untouched;
+ *  saved tensors of nodes that already ran may have been freed (without AG_RETAIN_GRAPH).
+ *  Errors: AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
+ *  grad_fn"), AG_ESHAPE (non-scalar root without grad, or grad of the wrong shape),
+ *  AG_EDTYPE, AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor
+ *  modified in place), AG_EANOMALY, AG_ECALLBACK, AG_ENOMEM. */
+AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
+
+/** Computes and returns the gradients of the outputs with respect to the inputs, like
+ *  torch.autograd.grad, without touching any .grad. grads_out[i] receives a new reference to
+ *  d(sum_j <outputs[j], grad_outputs[j]>)/d(inputs[i]). grad_outputs may be NULL (or hold
+ *  NULLs) for one-element outputs. With AG_CREATE_GRAPH the results carry a graph and can be
+ *  differentiated again. An input unreachable from the outputs is an AG_ENOGRAD failure
+ *  unless AG_ALLOW_UNUSED is set, in which case its entry is NULL.
+ *  Errors: as ag_backward; AG_EINVAL if n_outputs or n_inputs is 0. */
+AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs,
+                   ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs,
+                   size_t n_inputs, unsigned flags);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Graph nodes (grad_fn)                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Takes one more reference to a node. */
+AG_API int ag_node_retain(ag_node *node);
+/** Drops a reference to a node. NULL is ignored. */
+AG_API void ag_node_release(ag_node *node);
+/** The node's name as PyTorch spells it ("MulBackward0", "AccumulateGrad"). The string lives
+ *  as long as the node. */
+AG_API int ag_node_name(const char **out, const ag_node *node);
+/** The number of next functions (one per input of the forward operation). */
+AG_API int ag_node_num_next(size_t *out, const ag_node *node);
+/** The i-th next function, like grad_fn.next_functions[i]: *fn_out receives a new reference
+ *  (or NULL where that input needs no gradient) and *input_nr_out the output index of that
+ *  node it feeds. Errors: AG_ERANGE if i >= ag_node_num_next. */
+AG_API int ag_node_next(ag_node **fn_out, int64_t *input_nr_out, const ag_node *node,
+                        size_t i);
+/** For an AccumulateGrad node, the leaf it accumulates into (a new reference).
+ *  Errors: AG_EINVAL for other nodes. */
+AG_API int ag_node_variable(ag_tensor **out, const ag_node *node);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Custom functions                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Forward of a custom function: compute outputs[0..n_outputs) (store new references) from
+ *  the inputs (borrowed). Runs with grad mode off. Return AG_OK or a failure status. */
+typedef int (*ag_function_forward_fn)(ag_function_ctx *ctx, ag_tensor **outputs,
+                                      size_t n_outputs, ag_tensor *const *inputs,
+                                      size_t n_inputs, void *userdata);
+/** Backward of a custom function: from grad_outputs (borrowed; an entry is a tensor of zeros
+ *  if that output received no gradient) compute grad_inputs[0..n_inputs) (store new
+ *  references, or leave NULL for no gradient). Runs with grad mode on only under
+ *  AG_CREATE_GRAPH. */
+typedef int (*ag_function_backward_fn)(ag_function_ctx *ctx, ag_tensor **grad_inputs,
+                                       size_t n_inputs, ag_tensor *const *grad_outputs,
+                                       size_t n_outputs, void *userdata);
+
+/** Applies a custom function, like torch.autograd.Function.apply. forward runs now; if grad
+ *  mode is on and an input requires grad, the outputs get a grad_fn named name + "Backward"
+ *  ("MyExp" gives "MyExpBackward") whose backward calls `backward`. free_userdata (may be
+ *  NULL) is called once the graph node is freed (or at once if none was made).
+ *  flags: AG_CALLBACK_CALLER_THREAD or 0.
+ *  Errors: AG_EINVAL, AG_ECALLBACK (forward failed or left an output NULL), AG_ENOMEM. */
+AG_API int ag_function_apply(ag_tensor **outputs, size_t n_outputs, ag_tensor *const *inputs,
+                             size_t n_inputs, const char *name, ag_function_forward_fn forward,
+                             ag_function_backward_fn backward, unsigned flags, void *userdata,
+                             void (*free_userdata)(void *userdata));
+
+/** From forward: saves t for backward (ctx.save_for_backward). Its version is recorded and
+ *  checked when backward reads it. Errors: AG_EINVAL if called outside forward. */
+AG_API int ag_function_ctx_save(ag_function_ctx *ctx, ag_tensor *t);
+/** From backward: the number of saved tensors. */
+AG_API int ag_function_ctx_num_saved(size_t *out, const ag_function_ctx *ctx);
+/** From backward: the i-th saved tensor (a new reference).
+ *  Errors: AG_ERANGE, AG_EVERSION (modified in place since saved), AG_EGRAPH (freed). */
+AG_API int ag_function_ctx_saved(ag_tensor **out, ag_function_ctx *ctx, size_t i);
+/** From backward: 1 if input i needs a gradient (ctx.needs_input_grad[i]). */
+AG_API int ag_function_ctx_needs_input_grad(int *out, const ag_function_ctx *ctx, size_t i);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Elementwise operations                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+/* Binary operations broadcast by NumPy rules and promote dtypes as PyTorch does; their
+ * gradients are reduced back to each input's shape. Every function below that returns a
+ * tensor stores a new reference in *out and records a grad_fn when grad mode is on and an
+ * input requires grad. Common errors: AG_EINVAL (NULL handle), AG_ESHAPE (shapes that do not
+ * broadcast), AG_EDTYPE (an op not defined for the dtype, e.g. exp of int64), AG_ENOMEM. */
+
+AG_API int ag_add(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a + b */
+AG_API int ag_sub(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a - b */
+AG_API int ag_mul(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a * b */
+/** a / b, true division (int64 / int64 gives float32). */
+AG_API int ag_div(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_pow(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a ** b */
+/** Elementwise max / min; NaN propagates. The gradient goes to a where a == b is ambiguous
+ *  it is split evenly, as PyTorch does. */
+AG_API int ag_maximum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_minimum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+
+AG_API int ag_add_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a + s */
+AG_API int ag_sub_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a - s */
+AG_API int ag_rsub_scalar(ag_tensor **out, const ag_tensor *a, double s); /**< s - a */
+AG_API int ag_mul_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a * s */
+AG_API int ag_div_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a / s */
+AG_API int ag_rdiv_scalar(ag_tensor **out, const ag_tensor *a, double s); /**< s / a */
+AG_API int ag_pow_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a ** s */
+AG_API int ag_rpow_scalar(ag_tensor **out, const ag_tensor *a, double s); /**< s ** a */
+
+AG_API int ag_neg(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_exp(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_log(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_log1p(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_expm1(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_sqrt(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_rsqrt(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_abs(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_sin(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_cos(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_tanh(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_sigmoid(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_relu(ag_tensor **out, const ag_tensor *a);
+/** x if x > 0 else negative_slope * x. */
+AG_API int ag_leaky_relu(ag_tensor **out, const ag_tensor *a, double negative_slope);
+/** GELU; approximate_tanh = 1 selects PyTorch's approximate='tanh', 0 the exact erf form. */
+AG_API int ag_gelu(ag_tensor **out, const ag_tensor *a, int approximate_tanh);
+AG_API int ag_silu(ag_tensor **out, const ag_tensor *a);
+/** log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch: beta 1,
+ *  threshold 20). Errors: AG_EINVAL if beta == 0. */
+AG_API int ag_softplus(ag_tensor **out, const ag_tensor *a, double beta, double threshold);
+/** min(max(a, lo), hi). Errors: AG_EINVAL if lo or hi is NaN. */
+AG_API int ag_clamp(ag_tensor **out, const ag_tensor *a, double lo, double hi);
+AG_API int ag_clamp_min(ag_tensor **out, const ag_tensor *a, double lo);
+AG_API int ag_clamp_max(ag_tensor **out, const ag_tensor *a, double hi);
+/** cond ? a : b, broadcasting all three; cond is bool (or int64, nonzero is true). */
+AG_API int ag_where(ag_tensor **out, const ag_tensor *cond, const ag_tensor *a,
+                    const ag_tensor *b);
+
+/** Comparisons give bool tensors and never a grad_fn. */
+AG_API int ag_eq(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_ne(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_lt(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_le(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_gt(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_ge(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+AG_API int ag_eq_scalar(ag_tensor **out, const ag_tensor *a, double s);
+AG_API int ag_ne_scalar(ag_tensor **out, const ag_tensor *a, double s);
+AG_API int ag_lt_scalar(ag_tensor **out, const ag_tensor *a, double s);
+AG_API int ag_le_scalar(ag_tensor **out, const ag_tensor *a, double s);
+AG_API int ag_gt_scalar(ag_tensor **out, const ag_tensor *a, double s);
+AG_API int ag_ge_scalar(ag_tensor **out, const ag_tensor *a, double s);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Reductions                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* `dims` lists the dimensions to reduce (negative allowed, no repeats); dims == NULL with
+ * ndims == 0 reduces over all dimensions. keepdim keeps reduced dimensions with size 1.
+ * Errors: AG_ERANGE (dim out of range), AG_EINVAL (repeated dim), AG_EDTYPE. Sum of int64 or
+ * bool gives int64; mean, var, std, logsumexp, norm need a float dtype. */
+
+AG_API int ag_sum(ag_tensor **out, const ag_tensor *a); /**< sum of all elements */
+AG_API int ag_sum_dims(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                       int keepdim);
+AG_API int ag_mean(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_mean_dims(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                        int keepdim);
+/** Largest / smallest element (NaN propagates). Errors: AG_ESHAPE on an empty tensor. The
+ *  gradient is shared evenly among tied maxima, as PyTorch's max() does. */
+AG_API int ag_max(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_min(ag_tensor **out, const ag_tensor *a);
+/** Max / min along one dim: values and int64 indices (first occurrence). Either out may be
+ *  NULL if not wanted. */
+AG_API int ag_max_dim(ag_tensor **values_out, ag_tensor **indices_out, const ag_tensor *a,
+                      int64_t dim, int keepdim);
+AG_API int ag_min_dim(ag_tensor **values_out, ag_tensor **indices_out, const ag_tensor *a,
+                      int64_t dim, int keepdim);
+/** Max / min over dims (gradient split evenly among ties). */
+AG_API int ag_amax(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                   int keepdim);
+AG_API int ag_amin(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                   int keepdim);
+/** Variance / standard deviation with `correction` (1 = unbiased, PyTorch's default). */
+AG_API int ag_var(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                  int64_t correction, int keepdim);
+AG_API int ag_std(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                  int64_t correction, int keepdim);
+/** log(sum(exp(a))) computed stably. */
+AG_API int ag_logsumexp(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
+                        int keepdim);
+/** Vector p-norm over dims: p = 2 (Euclidean), 1, INFINITY, -INFINITY, 0 (count of nonzeros)
+ *  or any other real p. */
+AG_API int ag_norm(ag_tensor **out, const ag_tensor *a, double p, const int64_t *dims,
+                   size_t ndims, int keepdim);
+/** Index (int64) of the largest / smallest element along dim (first occurrence). */
+AG_API int ag_argmax(ag_tensor **out, const ag_tensor *a, int64_t dim, int keepdim);
+AG_API int ag_argmin(ag_tensor **out, const ag_tensor *a, int64_t dim, int keepdim);
+/** Index into the flattened tensor of its largest / smallest element. */
+AG_API int ag_argmax_all(ag_tensor **out, const ag_tensor *a);
+AG_API int ag_argmin_all(ag_tensor **out, const ag_tensor *a);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Linear algebra                                                                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Matrix product with torch.matmul's rules: 1-d @ 1-d is a dot product, 1-d operands are
+ *  promoted to matrices and the added dimension removed, batch dimensions broadcast.
+ *  Errors: AG_ESHAPE ("ag_matmul: shapes [2, 3] and [4, 5] cannot be multiplied"),
+ *  AG_EDTYPE (mixed or non-float dtypes). */
+AG_API int ag_matmul(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
+/** x @ w^T + b for x [..., in], w [out, in], b [out] (b may be NULL), like F.linear. */
+AG_API int ag_linear(ag_tensor **out, const ag_tensor *x, const ag_tensor *w,
+                     const ag_tensor *b);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Views and shape operations                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* Views share storage and the version counter with their base: writing through one is seen
+ * by the other. */
+
+/** A view with a new shape (one entry may be -1, inferred), or a copy when t's strides
+ *  do not allow a view, like torch.reshape. Errors: AG_ESHAPE (numel mismatch). */
+AG_API int ag_reshape(ag_tensor **out, const ag_tensor *t, const int64_t *shape, size_t ndim);
+/** As ag_reshape but never copies. Errors: AG_ESHAPE when the strides do not allow a view. */
+AG_API int ag_view(ag_tensor **out, const ag_tensor *t, const int64_t *shape, size_t ndim);
+/** Swaps two dimensions (a view). */
+AG_API int ag_transpose(ag_tensor **out, const ag_tensor *t, int64_t dim0, int64_t dim1);
+/** The transpose of a matrix (t of ndim <= 2), like Tensor.t(). */
+AG_API int ag_t(ag_tensor **out, const ag_tensor *t);
+/** Reorders dimensions (a view); dims is a permutation of 0..ndim-1. */
+AG_API int ag_permute(ag_tensor **out, const ag_tensor *t, const int64_t *dims, size_t ndims);
+/** Broadcasts size-1 dimensions to `shape` without copying (-1 keeps a size). */
+AG_API int ag_expand(ag_tensor **out, const ag_tensor *t, const int64_t *shape, size_t ndim);
+/** Elements start, start+step, ... before end along dim (a view), like t[start:end:step].
+ *  start and end are clamped to the dimension as Python slicing does; negative values
+ *  count from the end. Errors: AG_EINVAL if step <= 0. */
+AG_API int ag_slice(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t start,
+                    int64_t end, int64_t step);
+/** length elements from start along dim (a view). Errors: AG_ERANGE if out of bounds. */
+AG_API int ag_narrow(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t start,
+                     int64_t length);
+/** The slice at `index` along dim, removing dim (a view). */
+AG_API int ag_select(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t index);
+/** Removes every size-1 dimension (a view). */
+AG_API int ag_squeeze(ag_tensor **out, const ag_tensor *t);
+/** Removes dim if its size is 1 (a view; unchanged otherwise). */
+AG_API int ag_squeeze_dim(ag_tensor **out, const ag_tensor *t, int64_t dim);
+/** Inserts a size-1 dimension at dim (range -ndim-1 .. ndim). */
+AG_API int ag_unsqueeze(ag_tensor **out, const ag_tensor *t, int64_t dim);
+/** Merges dims start..end into one, like torch.flatten (a view when possible). */
+AG_API int ag_flatten(ag_tensor **out, const ag_tensor *t, int64_t start_dim, int64_t end_dim);
+/** t itself (a new reference) if contiguous, else a contiguous copy. */
+AG_API int ag_contiguous(ag_tensor **out, const ag_tensor *t);
+/** A contiguous copy, differentiable (CloneBackward0). */
+AG_API int ag_clone(ag_tensor **out, const ag_tensor *t);
+/** A copy converted to dtype, differentiable between float dtypes (ToCopyBackward0). */
+AG_API int ag_to_dtype(ag_tensor **out, const ag_tensor *t, ag_dtype dtype);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Indexing and joining                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Entries of t along dim at the int64 1-d `index`. Errors: AG_ERANGE (index out of range). */
+AG_API int ag_index_select(ag_tensor **out, const ag_tensor *t, int64_t dim,
+                           const ag_tensor *index);
+/** out[i][j] = t[index[i][j]][j] (for dim 0), like torch.gather. */
+AG_API int ag_gather(ag_tensor **out, const ag_tensor *t, int64_t dim, const ag_tensor *index);
+/** A copy of t with src added at index along dim, like Tensor.scatter_add (out of place). */
+AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
+                          const ag_tensor *index, const ag_tensor *src);
+/** A copy of t with `value` where mask (bool, broadcastable to t) is true. */
+AG_API int ag_masked_fill(ag_tensor **out, const ag_tensor *t, const ag_tensor *mask,
+                          double value);
+/** Concatenates n tensors along dim (shapes equal elsewhere; dtypes promote). */
+AG_API int ag_cat(ag_tensor **out, ag_tensor *const *tensors, size_t n, int64_t dim);
+/** Stacks n tensors of equal shape along a new dim. */
+AG_API int ag_stack(ag_tensor **out, ag_tensor *const *tensors, size_t n, int64_t dim);
+/** The number of pieces ag_split makes: ceil(size(dim) / split_size) (at least 1). */
+AG_API int ag_split_count(size_t *out, const ag_tensor *t, int64_t split_size, int64_t dim);
+/** Splits t along dim into views of split_size (the last may be smaller), like torch.split.
+ *  n_outs must equal ag_split_count. Errors: AG_EINVAL (split_size <= 0, wrong n_outs). */
+AG_API int ag_split(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t split_size,
+                    int64_t dim);
+/** The number of pieces ag_chunk makes (torch.chunk may return fewer than asked). */
+AG_API int ag_chunk_count(size_t *out, const ag_tensor *t, int64_t chunks, int64_t dim);
+/** Splits t into views, like torch.chunk. n_outs must equal ag_chunk_count. */
+AG_API int ag_chunk(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t chunks,
+                    int64_t dim);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Neural-network functions                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/** softmax / log_softmax along dim, computed stably. */
+AG_API int ag_softmax(ag_tensor **out, const ag_tensor *t, int64_t dim);
+AG_API int ag_log_softmax(ag_tensor **out, const ag_tensor *t, int64_t dim);
+/** Cross-entropy between logits `input` ([N, C], or [C]) and int64 class indices `target`
+ *  ([N], or []), like F.cross_entropy. weight (may be NULL) rescales classes; targets equal
+ *  to ignore_index (PyTorch's default: -100) are skipped; label_smoothing in [0, 1].
+ *  Errors: AG_EDTYPE (target not int64), AG_ESHAPE, AG_ERANGE (class out of range). */
+AG_API int ag_cross_entropy(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
+                            const ag_tensor *weight, ag_reduction reduction,
+                            int64_t ignore_index, double label_smoothing);
+/** Negative log-likelihood of log-probabilities `input` [N, C] (or [C]) at int64 `target`. */
+AG_API int ag_nll_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
+                       const ag_tensor *weight, ag_reduction reduction, int64_t ignore_index);
+/** Mean squared error (shapes broadcast). */
+AG_API int ag_mse_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
+                       ag_reduction reduction);
+/** Binary cross-entropy on logits, computed stably; weight and pos_weight may be NULL. */
+AG_API int ag_binary_cross_entropy_with_logits(ag_tensor **out, const ag_tensor *input,
+                                               const ag_tensor *target, const ag_tensor *weight,
+                                               const ag_tensor *pos_weight,
+                                               ag_reduction reduction);
+/** Zeroes each element with probability p and scales the rest by 1/(1-p) when training is
+ *  nonzero; returns t itself (a new reference) otherwise. gen NULL uses the thread's
+ *  default generator. Errors: AG_EINVAL if p is outside [0, 1]. */
+AG_API int ag_dropout(ag_tensor **out, ag_generator *gen, const ag_tensor *t, double p,
+                      int training);
+/** Layer normalisation over the last ndim dims, which must equal normalized_shape; weight and
+ *  bias (shape normalized_shape) may be NULL. */
+AG_API int ag_layer_norm(ag_tensor **out, const ag_tensor *x, const int64_t *normalized_shape,
+                         size_t ndim, const ag_tensor *weight, const ag_tensor *bias,
+                         double eps);
+/** Rows of weight [num, dim] at the int64 `indices` (any shape): out has shape
+ *  indices.shape + [dim]. Errors: AG_ERANGE (index out of range). */
+AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tensor *indices);
+
+/* ------------------------------------------------------------------------------------------ */
+/* In-place operations                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+/* Each bumps t's version counter. Under grad mode an in-place op on a non-leaf is recorded
+ * (t's grad_fn becomes the op's node, as in PyTorch); on a view of a tensor that requires
+ * grad, the base's history is rewritten (CopySlices). Errors: AG_ELEAF ("a leaf Variable that
+ * requires grad is being used in an in-place operation") unless grad mode is off;
+ * AG_ESHAPE if the other operand does not broadcast to t's shape; AG_EDTYPE if the result
+ * dtype cannot be stored in t (float into int64). */
+
+AG_API int ag_add_(ag_tensor *t, const ag_tensor *other);
+AG_API int ag_sub_(ag_tensor *t, const ag_tensor *other);
+AG_API int ag_mul_(ag_tensor *t, const ag_tensor *other);
+AG_API int ag_add_scalar_(ag_tensor *t, double s);
+AG_API int ag_mul_scalar_(ag_tensor *t, double s);
+AG_API int ag_zero_(ag_tensor *t);
+AG_API int ag_fill_(ag_tensor *t, double value);
+/** Copies src (broadcast to t's shape, converted to t's dtype) into t. */
+AG_API int ag_copy_(ag_tensor *t, const ag_tensor *src);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Optimizers                                                                                 */
+/* ------------------------------------------------------------------------------------------ */
+/* An optimizer keeps a reference to each parameter (leaf float tensors). step() updates the
+ * parameters in place with grad mode off, using PyTorch's formulas; parameters without .grad
+ * are skipped. Errors on creation: AG_EINVAL (n == 0, a bad hyper-parameter, with the
+ * message PyTorch gives, e.g. "Invalid learning rate: -1"), AG_ELEAF (non-leaf parameter),
+ * AG_EDTYPE (non-float parameter). */
+
+/** torch.optim.SGD: defaults lr required, momentum 0, dampening 0, weight_decay 0,
+ *  nesterov 0 (nesterov needs momentum > 0 and dampening 0). */
+AG_API int ag_optimizer_sgd(ag_optimizer **out, ag_tensor *const *params, size_t n, double lr,
+                            double momentum, double dampening, double weight_decay,
+                            int nesterov);
+/** torch.optim.Adam: defaults lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0
+ *  (L2, added to the gradient), amsgrad 0. */
+AG_API int ag_optimizer_adam(ag_optimizer **out, ag_tensor *const *params, size_t n,
+                             double lr, double beta1, double beta2, double eps,
+                             double weight_decay, int amsgrad);
+/** torch.optim.AdamW: as Adam with decoupled weight decay (default 1e-2). */
+AG_API int ag_optimizer_adamw(ag_optimizer **out, ag_tensor *const *params, size_t n,
+                              double lr, double beta1, double beta2, double eps,
+                              double weight_decay, int amsgrad);
+/** Applies one update. Errors: AG_ESHAPE/AG_EDTYPE if a .grad no longer matches its
+ *  parameter (checked for all parameters before any is updated). */
+AG_API int ag_optimizer_step(ag_optimizer *opt);
+/** Zeroes every parameter's .grad in place, or drops them when set_to_none is nonzero. */
+AG_API int ag_optimizer_zero_grad(ag_optimizer *opt, int set_to_none);
+/** The learning rate. */
+AG_API int ag_optimizer_get_lr(double *out, const ag_optimizer *opt);
+/** Sets the learning rate. Errors: AG_EINVAL if lr < 0 or not finite. */
+AG_API int ag_optimizer_set_lr(ag_optimizer *opt, double lr);
+/** Takes one more reference to an optimizer. */
+AG_API int ag_optimizer_retain(ag_optimizer *opt);
+/** Drops a reference; the last one frees the optimizer's state. NULL is ignored. */
+AG_API void ag_optimizer_release(ag_optimizer *opt);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AUTOGRAD_H */

@@ -1,0 +1,25 @@
+/*
+ * alloc.h: every allocation of the library goes through here, so a caller can install its own
+ * allocator (ag_set_allocator) and tests can inject failures at every allocation point.
+ */
+#ifndef AG_ALLOC_H
+#define AG_ALLOC_H
+
+#include <stddef.h>
+
+/** malloc-like; returns NULL on failure (never aborts). */
+void *mem_alloc(size_t size);
+/** calloc-like (zeroed). */
+void *mem_calloc(size_t size);
+void mem_free(void *p);
+/** Memory aligned to `align` (a power of two, at most 4096); free with mem_free_aligned. */
+void *mem_alloc_aligned(size_t size, size_t align);
+void mem_free_aligned(void *p);
+
+/** Installs alloc/free (NULL for both restores malloc/free). */
+void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud);
+
+/** Alignment of tensor data: one AVX-512 vector / cache line. */
+#define MEM_DATA_ALIGN 64
+
+#endif

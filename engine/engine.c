@@ -1,0 +1,871 @@
+/*
+ * engine.c: the backward scheduler.
+ *
+ * 1. Discover: an iterative depth-first walk from the roots indexes every node (each node
+ *    records which pass indexes it, so no hash map is needed), the edges between them, and
+ *    how many gradients each node will receive.
+ * 2. Prune (autograd.grad only): keep the nodes on a path to a requested input.
+ * 3. Check: every saved tensor is still there and unmodified, before anything runs.
+ * 4. Number the contributions: each edge gets a fixed slot in its target's input buffer, in
+ *    discovery order. A node sums its slots in slot order, so the result does not depend on
+ *    which producer finished first: gradients are bitwise identical for any schedule.
+ * 5. Run: a node whose slots are all filled is ready. Cheap nodes run inline; costly ones
+ *    become OpenMP tasks of one team, so independent branches run at once while kernels
+ *    inside them share the same team through taskloops (see parallel.c).
+ * 6. Commit: leaves' .grad and retained gradients are written only after every node
+ *    succeeded, in discovery order.
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "ops.h"
+#include "parallel.h"
+
+#define NONE UINT32_MAX
+/* A node whose gradients hold at least this many elements is worth an OpenMP task
+ * (~0.1-1 us each); below it, running inline is cheaper than any handoff. */
+#define TASK_MIN_ELEMS 8192
+
+typedef struct gnode {
+    node *fn;
+    atomic_int deps;       /* contributions still missing */
+    uint32_t nslots;       /* contributions expected */
+    uint32_t slot0;        /* first contribution slot */
+    uint32_t edge0;        /* first entry in edge_target / edge_slot */
+    bool needed;           /* runs (or is captured) in this pass */
+    bool heavy;
+    tensor *result;        /* AccumulateGrad: the gradient to commit */
+    tensor **retained;     /* per output: gradient to commit to a retaining tensor */
+} gnode;
+
+typedef struct sched {
+    uint64_t id;
+    gnode *nodes;
+    uint32_t n, cap;
+    uint32_t *edge_target; /* per edge: target gnode, or NONE */
+    uint32_t *edge_slot;   /* per edge: contribution slot in the target */
+    uint32_t n_edges, edge_cap;
+    tensor **cgrad;        /* contribution slots */
+    uint32_t *cpos;        /* gradient position (forward output index) of each slot */
+    uint32_t n_slots;
+    /* nodes another concurrent pass had already claimed (two threads sharing leaves or part
+     * of a graph): an open-addressing map from node to index */
+    node **foreign;
+    uint32_t *foreign_idx;
+    uint32_t n_foreign, foreign_cap; /* cap is 0 or a power of two */
+    /* roots and captures */
+    uint32_t *root_target;
+    uint32_t *root_pos;
+    tensor **root_grad;
+    int n_roots;
+    uint32_t *cap_target;  /* per requested input: gnode or NONE */
+    uint32_t *cap_pos;
+    node **cap_node;       /* the (possibly fresh) node of each input, held for the pass */
+    tensor **captured;
+    int n_inputs;
+    bool accumulate;
+    bool retain_graph, create_graph, anomaly;
+    bool parallel;
+    /* failure of any node; the lowest node index wins so the message is deterministic */
+    atomic_flag err_lock;
+    atomic_bool failed;
+    uint32_t err_node;
+    err_saved err;
+} sched;
+
+static _Atomic uint64_t next_pass_id = 1;
+
+/* ---- small growable arrays ---------------------------------------------------------------- */
+static bool grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
+    if (need <= *cap) return true;
+    uint32_t nc = *cap ? *cap : 64;
+    while (nc < need) nc *= 2;
+    void *q = mem_alloc((size_t)nc * elem);
+    if (!q) return false;
+    if (*p) {
+        memcpy(q, *p, (size_t)*cap * elem);
+        mem_free(*p);
+    }
+    *p = q;
+    *cap = nc;
+    return true;
+}
+
+/* ---- node indexing -------------------------------------------------------------------------- */
+static uint32_t hash_ptr(const void *p, uint32_t cap)
+{
+    uint64_t h = (uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(h >> 32) & (cap - 1);
+}
+
+static uint32_t lookup(sched *s, node *fn)
+{
+    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id) return fn->sched_idx;
+    if (!s->n_foreign) return NONE;
+    for (uint32_t h = hash_ptr(fn, s->foreign_cap);; h = (h + 1) & (s->foreign_cap - 1)) {
+        if (s->foreign[h] == fn) return s->foreign_idx[h];
+        if (!s->foreign[h]) return NONE;
+    }
+}
+
+static bool foreign_put(sched *s, node *fn, uint32_t idx)
+{
+    if (2 * (s->n_foreign + 1) > s->foreign_cap) {
+        uint32_t nc = s->foreign_cap ? 2 * s->foreign_cap : 64;
+        node **keys = mem_calloc((size_t)nc * sizeof *keys);
+        uint32_t *vals = mem_alloc((size_t)nc * sizeof *vals);
+        if (!keys || !vals) {
+            mem_free(keys);
+            mem_free(vals);
+            return false;
+        }
+        for (uint32_t i = 0; i < s->foreign_cap; i++) {
+            if (!s->foreign[i]) continue;
+            uint32_t h = hash_ptr(s->foreign[i], nc);
+            while (keys[h]) h = (h + 1) & (nc - 1);
+            keys[h] = s->foreign[i];
+            vals[h] = s->foreign_idx[i];
+        }
+        mem_free(s->foreign);
+        mem_free(s->foreign_idx);
+        s->foreign = keys;
+        s->foreign_idx = vals;
+        s->foreign_cap = nc;
+    }
+    uint32_t h = hash_ptr(fn, s->foreign_cap);
+    while (s->foreign[h]) h = (h + 1) & (s->foreign_cap - 1);
+    s->foreign[h] = fn;
+    s->foreign_idx[h] = idx;
+    s->n_foreign++;
+    return true;
+}
+
+/* Adds fn as a new gnode; returns its index or NONE on allocation failure. */
+static uint32_t add_node(sched *s, node *fn)
+{
+    if (!grow((void **)&s->nodes, &s->cap, s->n + 1, sizeof(gnode))) return NONE;
+    uint32_t idx = s->n++;
+    gnode *g = &s->nodes[idx];
+    memset(g, 0, sizeof *g);
+    g->fn = fn;
+    uint64_t expected = 0;
+    if (atomic_compare_exchange_strong(&fn->sched_owner, &expected, s->id)) {
+        fn->sched_idx = idx;
+    } else {
+        /* Another backward pass is walking this node right now: keep our index aside. */
+        if (!foreign_put(s, fn, idx)) {
+            s->n--;
+            return NONE;
+        }
+    }
+    return idx;
+}
+
+/* Discovers every node reachable from `start` (already indexed). Edges of a node occupy
+ * edge_target[edge0 .. edge0 + n_next). */
+static eng_err discover(sched *s, uint32_t start)
+{
+    uint32_t *stack = NULL, sp = 0, scap = 0;
+    if (!grow((void **)&stack, &scap, 1, sizeof *stack)) return err_nomem();
+    stack[sp++] = start;
+    eng_err rc = E_OK;
+    while (sp) {
+        uint32_t i = stack[--sp];
+        node *fn = s->nodes[i].fn;
+        if (!grow((void **)&s->edge_target, &s->edge_cap, s->n_edges + fn->n_next,
+                  sizeof(uint32_t))) {
+            rc = err_nomem();
+            break;
+        }
+        s->nodes[i].edge0 = s->n_edges;
+        s->n_edges += fn->n_next;
+        for (int e = 0; e < fn->n_next; e++) {
+            node *t = fn->next[e].fn;
+            uint32_t ti = NONE;
+            if (t) {
+                ti = lookup(s, t);
+                if (ti == NONE) {
+                    ti = add_node(s, t);
+                    if (ti == NONE || !grow((void **)&stack, &scap, sp + 1, sizeof *stack)) {
+                        rc = err_nomem();
+                        goto out;
+                    }
+                    stack[sp++] = ti;
+                }
+            }
+            s->edge_target[s->nodes[i].edge0 + e] = ti;
+        }
+    }
+out:
+    mem_free(stack);
+    return rc;
+}
+
+/* autograd.grad: a node is needed if it is captured or leads to a needed node. Nodes are
+ * indexed in discovery order, which is not topological for a DAG, so iterate to a fixed
+ * point over the reverse order (converges in one or two sweeps for typical graphs). */
+static void mark_needed(sched *s)
+{
+    for (int k = 0; k < s->n_inputs; k++)
+        if (s->cap_target[k] != NONE) s->nodes[s->cap_target[k]].needed = true;
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (uint32_t i = s->n; i-- > 0;) {
+            gnode *g = &s->nodes[i];
+            if (g->needed) continue;
+            for (int e = 0; e < g->fn->n_next; e++) {
+                uint32_t t = s->edge_target[g->edge0 + e];
+                if (t != NONE && s->nodes[t].needed) {
+                    g->needed = true;
+                    changed = true;
+                    break;
+                }
+            }
+        }
+    }
+    /* Edges into unneeded nodes carry nothing. */
+    for (uint32_t i = 0; i < s->n; i++)
+        for (int e = 0; e < s->nodes[i].fn->n_next; e++) {
+            uint32_t *t = &s->edge_target[s->nodes[i].edge0 + e];
+            if (*t != NONE && !s->nodes[*t].needed) *t = NONE;
+        }
+}
+
+static int64_t node_elems(const node *fn)
+{
+    int64_t total = 0;
+    for (int o = 0; o < fn->n_out; o++) {
+        int64_t n = 1;
+        for (int d = 0; d < fn->outs[o].ndim; d++) n *= fn->outs[o].shape[d];
+        total += n;
+    }
+    return total;
+}
+
+/* Counts dependencies and assigns contribution slots: roots first, then every edge of every
+ * needed node, both in discovery order. */
+static eng_err number_slots(sched *s)
+{
+    for (int r = 0; r < s->n_roots; r++) s->nodes[s->root_target[r]].nslots++;
+    for (uint32_t i = 0; i < s->n; i++) {
+        gnode *g = &s->nodes[i];
+        if (!g->needed) continue;
+        for (int e = 0; e < g->fn->n_next; e++) {
+            uint32_t t = s->edge_target[g->edge0 + e];
+            if (t != NONE) s->nodes[t].nslots++;
+        }
+    }
+    uint32_t total = 0;
+    for (uint32_t i = 0; i < s->n; i++) {
+        s->nodes[i].slot0 = total;
+        total += s->nodes[i].nslots;
+        atomic_init(&s->nodes[i].deps, (int)s->nodes[i].nslots);
+    }
+    s->n_slots = total;
+    s->cgrad = mem_calloc((size_t)(total ? total : 1) * sizeof(tensor *));
+    s->cpos = mem_alloc((size_t)(total ? total : 1) * sizeof(uint32_t));
+    s->edge_slot = mem_alloc((size_t)(s->n_edges ? s->n_edges : 1) * sizeof(uint32_t));
+    uint32_t *fill = mem_calloc((size_t)(s->n ? s->n : 1) * sizeof(uint32_t));
+    if (!s->cgrad || !s->cpos || !s->edge_slot || !fill) {
+        mem_free(fill);
+        return err_nomem();
+    }
+    for (int r = 0; r < s->n_roots; r++) {
+        uint32_t t = s->root_target[r];
+        uint32_t slot = s->nodes[t].slot0 + fill[t]++;
+        s->cpos[slot] = s->root_pos[r];
+        s->cgrad[slot] = s->root_grad[r];
+        s->root_grad[r] = NULL; /* moved */
+    }
+    for (uint32_t i = 0; i < s->n; i++) {
+        gnode *g = &s->nodes[i];
+        if (!g->needed) continue;
+        for (int e = 0; e < g->fn->n_next; e++) {
+            uint32_t t = s->edge_target[g->edge0 + e];
+            if (t == NONE) continue;
+            uint32_t slot = s->nodes[t].slot0 + fill[t]++;
+            s->cpos[slot] = g->fn->next[e].input_nr;
+            s->edge_slot[g->edge0 + e] = slot;
+        }
+        g->heavy = g->fn->type->backward && node_elems(g->fn) >= TASK_MIN_ELEMS;
+    }
+    mem_free(fill);
+    return E_OK;
+}
+
+/* ---- running one node --------------------------------------------------------------------- */
+static eng_err run_hooks(tmeta *m, tensor **grad, const out_meta *om, const char *where)
+{
+    for (hook *h = m->hooks; h; h = h->next) {
+        tensor *repl = NULL;
+        int rc = h->fn(&repl, *grad, h->userdata);
+        if (rc) {
+            tensor_release(repl);
+            return err_set(E_CALLBACK, "hook on a gradient of %s failed with status %d: %s",
+                           where, rc, err_message());
+        }
+        if (repl) {
+            bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&
+                      memcmp(repl->shape, om->shape, om->ndim * sizeof(int64_t)) == 0;
+            if (!ok) {
+                char a[160], b[160];
+                tensor_release(repl);
+                return err_set(E_CALLBACK, "hook on a gradient of %s returned a %s %s tensor; "
+                               "expected %s %s",
+                               where, dtype_name((dtype)repl->dtype),
+                               fmt_shape(a, sizeof a, repl->shape, repl->ndim),
+                               dtype_name((dtype)om->dtype),
+                               fmt_shape(b, sizeof b, om->shape, om->ndim));
+            }
+            tensor_release(*grad);
+            *grad = repl;
+        }
+    }
+    return E_OK;
+}
+
+/* Adds `add` into *acc (both gradients for the same position), in place when *acc is a
+ * private temporary: same values as an out-of-place add, one allocation fewer. */
+static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
+{
+    tensor *a = *acc;
+    if (!create_graph && atomic_load(&a->refs) == 1 && atomic_load(&a->st->refs) == 1 &&
+        !a->grad_fn && shapes_equal(a, add) && a->dtype == add->dtype && tensor_is_contiguous(a)) {
+        eng_err e = op_binary_(a, add, IP_ADD);
+        tensor_release(add);
+        return e;
+    }
+    tensor *sum = NULL;
+    eng_err e = op_add(&sum, a, add);
+    tensor_release(add);
+    if (e) return e;
+    tensor_release(a);
+    *acc = sum;
+    return E_OK;
+}
+
+/* Like PyTorch's validate_outputs: a formula may return a gradient in the broadcast shape or
+ * the computation dtype; it is summed down to the input's shape and cast to its dtype here,
+ * once, instead of in every formula. */
+static eng_err conform(sched *s, gnode *g, tensor **gout)
+{
+    node *fn = g->fn;
+    for (int e = 0; e < fn->n_next; e++) {
+        tensor *t = gout[e];
+        uint32_t ti = s->edge_target[g->edge0 + e];
+        if (!t || ti == NONE) continue;
+        const out_meta *m = &s->nodes[ti].fn->outs[fn->next[e].input_nr];
+        bool same = t->ndim == m->ndim;
+        for (int d = 0; same && d < m->ndim; d++) same = t->shape[d] == m->shape[d];
+        if (!same) {
+            tensor *r;
+            eng_err err = op_sum_to(&r, t, m->shape, m->ndim);
+            if (err) return err;
+            tensor_release(t);
+            gout[e] = t = r;
+        }
+        if (t->dtype != m->dtype) {
+            tensor *r;
+            eng_err err = op_to_dtype(&r, t, (dtype)m->dtype);
+            if (err) return err;
+            tensor_release(t);
+            gout[e] = r;
+        }
+    }
+    return E_OK;
+}
+
+static eng_err check_anomaly(node *fn, tensor **gout)
+{
+    for (int e = 0; e < fn->n_next; e++) {
+        tensor *g = gout[e];
+        if (!g || !dtype_is_float((dtype)g->dtype)) continue;
+        for (int64_t i = 0; i < g->numel; i++) {
+            double v = tensor_get_f64(g, i);
+            if (isnan(v) || isinf(v))
+                return err_set(E_ANOMALY, "Function '%s' returned %s values in its %dth output.",
+                               fn->name, isnan(v) ? "nan" : "inf", e);
+        }
+    }
+    return E_OK;
+}
+
+/* Runs gnode i. On return every contribution it received is consumed and every outgoing slot
+ * is filled (possibly with NULL) and counted down, even on failure, so the pass drains. */
+static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
+{
+    gnode *g = &s->nodes[i];
+    node *fn = g->fn;
+    tensor *gin_small[4] = {NULL, NULL, NULL, NULL};
+    tensor *gout_small[4] = {NULL, NULL, NULL, NULL};
+    uint8_t need_small[4];
+    tensor **gin = gin_small, **gout = gout_small;
+    uint8_t *needed = need_small;
+    eng_err rc = E_OK;
+    bool failed = atomic_load_explicit(&s->failed, memory_order_relaxed);
+    *n_ready = 0;
+
+    if (fn->n_out > 4) gin = mem_calloc(fn->n_out * sizeof *gin);
+    if (fn->n_next > 4) {
+        gout = mem_calloc(fn->n_next * sizeof *gout);
+        needed = mem_alloc(fn->n_next);
+    }
+    if (!gin || !gout || !needed) {
+        rc = err_nomem();
+        failed = true;
+    }
+
+    /* Gather: sum the contributions of each position in slot order. */
+    for (uint32_t k = 0; k < g->nslots; k++) {
+        uint32_t slot = g->slot0 + k;
+        tensor *t = s->cgrad[slot];
+        s->cgrad[slot] = NULL;
+        if (!t) continue;
+        if (failed) {
+            tensor_release(t);
+            continue;
+        }
+        uint32_t pos = s->cpos[slot];
+        if (!gin[pos]) {
+            gin[pos] = t;
+        } else if ((rc = accumulate_into(&gin[pos], t, s->create_graph))) {
+            failed = true;
+        }
+    }
+
+    if (!failed) {
+        /* Hooks and retain_grad of non-leaf outputs, then captures. */
+        for (int p = 0; p < fn->n_out && !rc; p++) {
+            tmeta *m = fn->hooked ? fn->hooked[p] : NULL;
+            if (fn->variable) m = tensor_meta_peek(fn->variable);
+            if (!m || !gin[p]) continue;
+            if (m->hooks) rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
+            if (!rc && m->retains_grad && !fn->variable && s->accumulate) {
+                if (!g->retained) g->retained = mem_calloc(fn->n_out * sizeof(tensor *));
+                if (!g->retained) {
+                    rc = err_nomem();
+                } else {
+                    tensor_retain(gin[p]);
+                    g->retained[p] = gin[p];
+                }
+            }
+        }
+        for (int k = 0; k < s->n_inputs && !rc; k++) {
+            if (s->cap_target[k] == i && gin[s->cap_pos[k]]) {
+                tensor_retain(gin[s->cap_pos[k]]);
+                tensor_release(s->captured[k]);
+                s->captured[k] = gin[s->cap_pos[k]];
+            }
+        }
+        if (rc) failed = true;
+    }
+
+    bool runs = !failed && fn->type->backward && (s->accumulate || g->needed);
+    if (!failed && fn->variable && s->accumulate) {
+        g->result = gin[0]; /* committed after the whole pass succeeds */
+        gin[0] = NULL;
+    } else if (runs) {
+        bool any = false;
+        for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
+        for (int e = 0; e < fn->n_next; e++)
+            needed[e] = s->edge_target[g->edge0 + e] != NONE;
+        if (any) {
+            bwd_ctx c = {.create_graph = s->create_graph, .needed = needed, .node = fn};
+            rc = fn->type->backward(fn, &c, gin, gout);
+            for (int k = 0; k < c.ntemps; k++) tensor_release(c.temps[k]);
+            if (!rc) rc = conform(s, g, gout);
+            if (!rc && s->anomaly) rc = check_anomaly(fn, gout);
+            if (rc) failed = true;
+        }
+        if (!s->retain_graph) saved_release(fn);
+    }
+    for (int p = 0; gin && p < fn->n_out; p++) tensor_release(gin[p]);
+
+    /* Send: fill each outgoing slot and count the target down. */
+    for (int e = 0; e < fn->n_next; e++) {
+        uint32_t t = s->edge_target[g->edge0 + e];
+        tensor *ge = gout ? gout[e] : NULL;
+        if (t == NONE || !s->nodes[i].needed) {
+            tensor_release(ge);
+            continue;
+        }
+        s->cgrad[s->edge_slot[g->edge0 + e]] = failed ? NULL : ge;
+        if (failed) tensor_release(ge);
+        if (atomic_fetch_sub_explicit(&s->nodes[t].deps, 1, memory_order_acq_rel) == 1)
+            ready[(*n_ready)++] = t;
+    }
+    if (gin != gin_small) mem_free(gin);
+    if (gout != gout_small) {
+        mem_free(gout);
+        mem_free(needed);
+    }
+    return rc;
+}
+
+static void record_failure(sched *s, uint32_t i)
+{
+    while (atomic_flag_test_and_set_explicit(&s->err_lock, memory_order_acquire)) ;
+    if (!atomic_load(&s->failed) || i < s->err_node) {
+        err_capture(&s->err);
+        s->err_node = i;
+        atomic_store(&s->failed, true);
+    }
+    atomic_flag_clear_explicit(&s->err_lock, memory_order_release);
+}
+
+/* Runs node i and then, depth-first, every node it makes ready. In the parallel mode costly
+ * ready nodes become tasks of the team; cheap ones stay on this thread. `ready` scratch is
+ * sized for the node with the most edges. */
+static void run_from(sched *s, uint32_t first);
+
+static void spawn(sched *s, uint32_t i)
+{
+#pragma omp task default(none) firstprivate(s, i)
+    run_from(s, i);
+}
+
+static void run_from(sched *s, uint32_t first)
+{
+    uint32_t stack_small[64], *stack = stack_small, cap = 64, sp = 0;
+    uint32_t ready_small[16], *ready = ready_small, rcap = 16;
+    bool prev_mode = grad_mode_set(s->create_graph);
+    stack[sp++] = first;
+    while (sp) {
+        uint32_t i = stack[--sp];
+        node *fn = s->nodes[i].fn;
+        if (fn->n_next > rcap) {
+            uint32_t *r = mem_alloc(fn->n_next * sizeof *r);
+            if (!r) {
+                err_nomem();
+                record_failure(s, i);
+                /* Without scratch we cannot count successors down; the pass is failing
+                 * anyway, and cleanup releases whatever is left in the slots. */
+                continue;
+            }
+            if (ready != ready_small) mem_free(ready);
+            ready = r;
+            rcap = fn->n_next;
+        }
+        int nr;
+        if (execute(s, i, ready, &nr)) record_failure(s, i);
+        for (int k = nr - 1; k >= 0; k--) {
+            uint32_t r = ready[k];
+            if (s->parallel && s->nodes[r].heavy && (sp > 0 || k > 0)) {
+                spawn(s, r);
+                continue;
+            }
+            if (sp == cap) {
+                uint32_t *ns = mem_alloc(2 * cap * sizeof *ns);
+                if (!ns) {
+                    if (s->parallel) {
+                        spawn(s, r);
+                        continue;
+                    }
+                    err_nomem();
+                    record_failure(s, r);
+                    continue;
+                }
+                memcpy(ns, stack, cap * sizeof *ns);
+                if (stack != stack_small) mem_free(stack);
+                stack = ns;
+                cap *= 2;
+            }
+            stack[sp++] = r;
+        }
+    }
+    grad_mode_set(prev_mode);
+    if (stack != stack_small) mem_free(stack);
+    if (ready != ready_small) mem_free(ready);
+}
+
+/* ---- commit ---------------------------------------------------------------------------------- */
+static eng_err commit_leaf(tensor *leaf, tensor *g, bool create_graph)
+{
+    tmeta *m = tensor_meta(leaf); /* pre-created during checks */
+    if (!m) return E_NOMEM;
+    eng_err rc = E_OK;
+    tmeta_lock(m);
+    if (!m->grad) {
+        /* Steal the gradient when nobody else can see it (PyTorch's AccumulateGrad rule);
+         * otherwise keep a copy so later in-place accumulation cannot leak into others. */
+        bool private_ = atomic_load(&g->refs) == 1 && atomic_load(&g->st->refs) == 1 &&
+                        !g->grad_fn && tensor_is_contiguous(g);
+        if (!create_graph && private_) {
+            m->grad = g;
+            g = NULL;
+        } else {
+            tensor *c = NULL;
+            rc = op_clone(&c, g);
+            if (!rc) m->grad = c;
+        }
+    } else if (!create_graph) {
+        rc = op_binary_(m->grad, g, IP_ADD);
+    } else {
+        tensor *sum = NULL;
+        rc = op_add(&sum, m->grad, g);
+        if (!rc) {
+            tensor_release(m->grad);
+            m->grad = sum;
+        }
+    }
+    tmeta_unlock(m);
+    tensor_release(g);
+    return rc;
+}
+
+static eng_err commit(sched *s)
+{
+    bool prev = grad_mode_set(s->create_graph);
+    eng_err rc = E_OK;
+    for (uint32_t i = 0; i < s->n; i++) {
+        gnode *g = &s->nodes[i];
+        if (g->result) {
+            tensor *r = g->result;
+            g->result = NULL;
+            eng_err e = commit_leaf(g->fn->variable, r, s->create_graph);
+            if (e && !rc) rc = e;
+        }
+        if (g->retained) {
+            for (int p = 0; p < g->fn->n_out; p++) {
+                tensor *r = g->retained[p];
+                if (!r) continue;
+                g->retained[p] = NULL;
+                tmeta *m = g->fn->hooked[p];
+                tmeta_lock(m);
+                if (!m->grad) {
+                    m->grad = NULL;
+                    eng_err e = op_clone(&m->grad, r);
+                    if (e && !rc) rc = e;
+                } else {
+                    tensor *sum = NULL;
+                    eng_err e = op_add(&sum, m->grad, r);
+                    if (e) {
+                        if (!rc) rc = e;
+                    } else {
+                        tensor_release(m->grad);
+                        m->grad = sum;
+                    }
+                }
+                tmeta_unlock(m);
+                tensor_release(r);
+            }
+        }
+    }
+    grad_mode_set(prev);
+    return rc;
+}
+
+/* ---- the pass -------------------------------------------------------------------------------- */
+static eng_err root_gradient(sched *s, int r, tensor *root, tensor *given)
+{
+    if (given) {
+        if (!shapes_equal(given, root)) {
+            char a[160], b[160];
+            return err_set(E_SHAPE,
+                           "Mismatch in shape: grad_output[%d] has a shape of %s and output[%d] "
+                           "has a shape of %s.",
+                           r, fmt_shape(a, sizeof a, given->shape, given->ndim), r,
+                           fmt_shape(b, sizeof b, root->shape, root->ndim));
+        }
+        if (given->dtype != root->dtype)
+            return err_set(E_DTYPE,
+                           "Mismatch in dtype: grad_output[%d] has a dtype of %s and output[%d] "
+                           "has a dtype of %s.",
+                           r, dtype_name((dtype)given->dtype), r, dtype_name((dtype)root->dtype));
+        tensor_retain(given);
+        s->root_grad[r] = given;
+        return E_OK;
+    }
+    if (root->numel != 1)
+        return err_set(E_SHAPE, "grad can be implicitly created only for scalar outputs");
+    return op_full_like(&s->root_grad[r], root, 1.0);
+}
+
+static void cleanup(sched *s)
+{
+    for (uint32_t i = 0; i < s->n; i++) {
+        gnode *g = &s->nodes[i];
+        tensor_release(g->result);
+        if (g->retained) {
+            for (int p = 0; p < g->fn->n_out; p++) tensor_release(g->retained[p]);
+            mem_free(g->retained);
+        }
+        uint64_t mine = s->id;
+        atomic_compare_exchange_strong(&g->fn->sched_owner, &mine, 0);
+    }
+    if (s->cgrad)
+        for (uint32_t k = 0; k < s->n_slots; k++) tensor_release(s->cgrad[k]);
+    for (int r = 0; r < s->n_roots; r++) tensor_release(s->root_grad[r]);
+    for (int k = 0; k < s->n_inputs; k++) node_release(s->cap_node[k]);
+    /* Node references last: releasing may free nodes we indexed. */
+    mem_free(s->nodes);
+    mem_free(s->edge_target);
+    mem_free(s->edge_slot);
+    mem_free(s->cgrad);
+    mem_free(s->cpos);
+    mem_free(s->foreign);
+    mem_free(s->foreign_idx);
+    mem_free(s->root_target);
+    mem_free(s->root_pos);
+    mem_free(s->root_grad);
+    mem_free(s->cap_target);
+    mem_free(s->cap_pos);
+    mem_free(s->cap_node);
+}
+
+static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
+{
+    for (int k = 0; k < r->n_roots; k++) {
+        tensor *root = r->roots[k];
+        if (!tensor_requires_grad(root))
+            return err_set(E_NOGRAD,
+                           "element %d of tensors does not require grad and does not have a "
+                           "grad_fn", k);
+        eng_err e = root_gradient(s, k, root, r->root_grads ? r->root_grads[k] : NULL);
+        if (e) return e;
+        edge ed;
+        if ((e = gradient_edge(root, &ed))) return e;
+        root_nodes[k] = ed.fn; /* held until cleanup */
+        s->root_pos[k] = ed.input_nr;
+    }
+    for (int k = 0; k < r->n_inputs; k++) {
+        tensor *in = r->inputs[k];
+        if (!tensor_requires_grad(in))
+            return err_set(E_NOGRAD, "One of the differentiated Tensors does not require grad");
+        edge ed;
+        eng_err e = gradient_edge(in, &ed);
+        if (e) return e;
+        s->cap_node[k] = ed.fn;
+        s->cap_pos[k] = ed.input_nr;
+    }
+    for (int k = 0; k < r->n_roots; k++) {
+        uint32_t idx = lookup(s, root_nodes[k]);
+        if (idx == NONE) {
+            if ((idx = add_node(s, root_nodes[k])) == NONE) return err_nomem();
+            eng_err e = discover(s, idx);
+            if (e) return e;
+        }
+        s->root_target[k] = idx;
+    }
+    for (int k = 0; k < r->n_inputs; k++) {
+        s->cap_target[k] = lookup(s, s->cap_node[k]);
+        if (s->cap_target[k] == NONE && !r->allow_unused)
+            return err_set(E_NOGRAD,
+                           "One of the differentiated Tensors appears to not have been used in "
+                           "the graph. Set allow_unused=True if this is the desired behavior.");
+    }
+    if (s->accumulate) {
+        for (uint32_t i = 0; i < s->n; i++) s->nodes[i].needed = true;
+    } else {
+        mark_needed(s);
+    }
+    /* Everything that can be checked before running is checked now. */
+    bool caller_thread = false;
+    for (uint32_t i = 0; i < s->n; i++) {
+        gnode *g = &s->nodes[i];
+        if (!g->needed) continue;
+        node *fn = g->fn;
+        caller_thread |= (atomic_load(&fn->flags) & NODE_CALLER_THREAD) != 0;
+        if (fn->variable) {
+            if (s->accumulate && !tensor_meta(fn->variable)) return E_NOMEM;
+            tmeta *m = tensor_meta_peek(fn->variable);
+            caller_thread |= m && m->caller_thread;
+            continue;
+        }
+        eng_err e = saved_check(fn);
+        if (e) return e;
+    }
+    eng_err e = number_slots(s);
+    if (e) return e;
+    int heavy = 0;
+    for (uint32_t i = 0; i < s->n; i++) heavy += s->nodes[i].needed && s->nodes[i].heavy;
+    /* Tasks only pay when at least two costly nodes could overlap. */
+    s->parallel = !caller_thread && heavy >= 2 && par_num_threads() > 1;
+    return E_OK;
+}
+
+eng_err run_backward(const bwd_request *r)
+{
+    sched s;
+    memset(&s, 0, sizeof s);
+    s.id = atomic_fetch_add(&next_pass_id, 1);
+    s.n_roots = r->n_roots;
+    s.n_inputs = r->n_inputs;
+    s.accumulate = r->n_inputs == 0;
+    s.create_graph = r->create_graph;
+    s.retain_graph = r->retain_graph || r->create_graph;
+    s.anomaly = anomaly_mode_enabled();
+    atomic_flag_clear(&s.err_lock);
+    atomic_init(&s.failed, false);
+
+    node *root_nodes_small[4] = {0}, **root_nodes = root_nodes_small;
+    int nr = r->n_roots, ni = r->n_inputs;
+    s.root_target = mem_alloc((size_t)nr * sizeof(uint32_t));
+    s.root_pos = mem_alloc((size_t)nr * sizeof(uint32_t));
+    s.root_grad = mem_calloc((size_t)nr * sizeof(tensor *));
+    if (nr > 4) root_nodes = mem_calloc((size_t)nr * sizeof(node *));
+    if (ni) {
+        s.cap_target = mem_alloc((size_t)ni * sizeof(uint32_t));
+        s.cap_pos = mem_alloc((size_t)ni * sizeof(uint32_t));
+        s.cap_node = mem_calloc((size_t)ni * sizeof(node *));
+        s.captured = mem_calloc((size_t)ni * sizeof(tensor *));
+    }
+    eng_err rc;
+    if (!s.root_target || !s.root_pos || !s.root_grad || !root_nodes ||
+        (ni && (!s.cap_target || !s.cap_pos || !s.cap_node || !s.captured))) {
+        rc = err_nomem();
+        goto done;
+    }
+    if ((rc = prepare(&s, r, root_nodes))) goto done;
+
+    /* Ready at the start: nodes whose only contributions are root gradients. */
+    uint32_t *start = mem_alloc((size_t)nr * sizeof *start);
+    int n_start = 0;
+    if (!start) {
+        rc = err_nomem();
+        goto done;
+    }
+    for (int k = 0; k < nr; k++) {
+        uint32_t t = s.root_target[k];
+        if (atomic_fetch_sub(&s.nodes[t].deps, 1) == 1) start[n_start++] = t;
+    }
+    if (s.parallel) {
+        int nt = par_num_threads();
+#pragma omp parallel num_threads(nt) default(none) shared(s, start, n_start)
+#pragma omp single
+        for (int k = 0; k < n_start; k++) spawn(&s, start[k]);
+    } else {
+        for (int k = 0; k < n_start; k++) run_from(&s, start[k]);
+    }
+    mem_free(start);
+    if (atomic_load(&s.failed)) {
+        rc = err_restore(&s.err);
+        goto done;
+    }
+    if (s.accumulate) {
+        rc = commit(&s);
+    } else {
+        for (int k = 0; k < ni; k++) {
+            r->captured[k] = s.captured[k];
+            s.captured[k] = NULL;
+        }
+    }
+done:
+    if (s.captured)
+        for (int k = 0; k < ni; k++) tensor_release(s.captured[k]);
+    mem_free(s.captured);
+    {
+        /* Keep the root nodes alive until after cleanup has reset their scratch. */
+        cleanup(&s);
+        for (int k = 0; k < nr && root_nodes; k++) node_release(root_nodes[k]);
+        if (root_nodes != root_nodes_small) mem_free(root_nodes);
+    }
+    return rc;
+}

@@ -1,0 +1,49 @@
+/*
+ * error.c: the calling thread's last engine failure (thread-local by design).
+ */
+#include <stdint.h>
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local err_saved last;
+
+eng_err err_set(eng_err kind, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last.msg, sizeof last.msg, fmt, ap);
+    va_end(ap);
+    last.kind = kind;
+    return kind;
+}
+
+eng_err err_nomem(void) { return err_set(E_NOMEM, "out of memory"); }
+eng_err err_kind(void) { return last.kind; }
+const char *err_message(void) { return last.msg; }
+
+void err_clear(void)
+{
+    last.kind = E_OK;
+    last.msg[0] = 0;
+}
+
+void err_capture(err_saved *s) { *s = last; }
+
+eng_err err_restore(const err_saved *s)
+{
+    last = *s;
+    return s->kind;
+}
+
+const char *fmt_shape(char *buf, size_t cap, const int64_t *shape, int ndim)
+{
+    size_t n = 0;
+    n += (size_t)snprintf(buf + n, cap - n, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}

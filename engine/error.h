@@ -1,0 +1,47 @@
+/*
+ * error.h: how the engine reports failure. Engine functions return an eng_err (0 = success)
+ * and leave a message for the calling thread; the ABI layer maps kinds to its public status
+ * codes and prefixes the message with the public function's name.
+ */
+#ifndef AG_ERROR_H
+#define AG_ERROR_H
+
+#include <stddef.h>
+
+typedef enum eng_err {
+    E_OK = 0,
+    E_INVAL,    /* invalid argument or option */
+    E_DTYPE,    /* dtype not supported / mismatched */
+    E_SHAPE,    /* shapes incompatible */
+    E_RANGE,    /* dim or index out of range, buffer too small */
+    E_NOGRAD,   /* tensor does not require grad */
+    E_GRAPH,    /* graph already freed */
+    E_VERSION,  /* saved tensor modified in place */
+    E_LEAF,     /* in-place on leaf requiring grad / requires_grad on non-leaf */
+    E_NOMEM,    /* allocation failed */
+    E_ANOMALY,  /* NaN/Inf produced in backward under anomaly mode */
+    E_CALLBACK, /* user callback failed */
+    E_INTERNAL  /* library bug */
+} eng_err;
+
+/** Records a failure for the calling thread (printf-style message) and returns `kind`. */
+eng_err err_set(eng_err kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Records an out-of-memory failure. */
+eng_err err_nomem(void);
+/** The calling thread's last failure. */
+eng_err err_kind(void);
+const char *err_message(void);
+void err_clear(void);
+
+/** A failure captured on one thread (a backward worker) to be re-raised on another. */
+typedef struct err_saved {
+    eng_err kind;
+    char msg[512];
+} err_saved;
+void err_capture(err_saved *s);
+eng_err err_restore(const err_saved *s);
+
+/** Formats a shape as "[2, 3]" into buf. */
+const char *fmt_shape(char *buf, size_t cap, const int64_t *shape, int ndim);
+
+#endif

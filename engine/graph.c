@@ -1,0 +1,299 @@
+/*
+ * graph.c: nodes, edges, saved variables, AccumulateGrad, and per-thread grad mode.
+ */
+#include "graph.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+
+/* ---- grad mode and anomaly mode: per thread by design, like PyTorch's ---- */
+static _Thread_local bool grad_disabled;
+static _Thread_local bool anomaly_on;
+
+bool grad_mode_enabled(void) { return !grad_disabled; }
+bool grad_mode_set(bool enabled)
+{
+    bool prev = !grad_disabled;
+    grad_disabled = !enabled;
+    return prev;
+}
+bool anomaly_mode_enabled(void) { return anomaly_on; }
+bool anomaly_mode_set(bool enabled)
+{
+    bool prev = anomaly_on;
+    anomaly_on = enabled;
+    return prev;
+}
+
+/* ---- nodes ---- */
+const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
+
+static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size)
+{
+    size_t a = align16(sizeof(node) + align16(attr_size));
+    size_t e = a + align16((size_t)n_next * sizeof(edge));
+    size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
+    size_t total = s + (size_t)n_out * sizeof(out_meta);
+    node *n = mem_alloc(total);
+    if (!n) return NULL;
+    memset(n, 0, total);
+    atomic_init(&n->refs, 1);
+    atomic_init(&n->flags, 0);
+    atomic_init(&n->sched_owner, 0);
+    n->type = type;
+    n->name = type->name;
+    n->n_next = (uint16_t)n_next;
+    n->n_saved = (uint16_t)n_saved;
+    n->n_out = (uint16_t)n_out;
+    n->next = (edge *)((char *)n + a);
+    n->saved = (saved_var *)((char *)n + e);
+    n->outs = (out_meta *)((char *)n + s);
+    return n;
+}
+
+void node_release(node *n)
+{
+    if (!n || atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1) return;
+    reclaim_node(n);
+}
+
+void node_destroy(node *n)
+{
+    if (n->type->destroy) n->type->destroy(n);
+    if (n->variable) {
+        /* Forget the leaf's weak pointer to us, unless a new accumulator replaced us. */
+        tensor *leaf = n->variable;
+        while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
+        if (atomic_load_explicit(&leaf->grad_acc, memory_order_relaxed) == n)
+            atomic_store_explicit(&leaf->grad_acc, NULL, memory_order_relaxed);
+        atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
+        tensor_release(leaf);
+    }
+    for (int i = 0; i < n->n_saved; i++) tensor_release(n->saved[i].t);
+    if (n->hooked) {
+        for (int i = 0; i < n->n_out; i++) tmeta_release(n->hooked[i]);
+        mem_free(n->hooked);
+    }
+    for (int i = 0; i < n->n_next; i++) node_release(n->next[i].fn);
+    mem_free(n);
+}
+
+bool should_record(tensor *const *ins, int n)
+{
+    if (!grad_mode_enabled()) return false;
+    for (int i = 0; i < n; i++)
+        if (ins[i] && tensor_requires_grad(ins[i])) return true;
+    return false;
+}
+
+eng_err grad_accumulator(tensor *leaf, node **out)
+{
+    while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
+    node *acc = atomic_load_explicit(&leaf->grad_acc, memory_order_relaxed);
+    if (acc) {
+        /* Revive only a live node: one whose count already hit zero is being destroyed. */
+        long r = atomic_load_explicit(&acc->refs, memory_order_relaxed);
+        while (r > 0 && !atomic_compare_exchange_weak(&acc->refs, &r, r + 1)) ;
+        if (r > 0) {
+            atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
+            *out = acc;
+            return E_OK;
+        }
+    }
+    acc = node_new(&ACCUMULATE_GRAD, 0, 0, 1, 0);
+    if (!acc) {
+        atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
+        return err_nomem();
+    }
+    tensor_retain(leaf);
+    acc->variable = leaf;
+    acc->outs[0].dtype = leaf->dtype;
+    acc->outs[0].ndim = leaf->ndim;
+    memcpy(acc->outs[0].shape, leaf->shape, sizeof leaf->shape);
+    tmeta *m = tensor_meta_peek(leaf);
+    if (m && m->caller_thread) atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
+    atomic_store_explicit(&leaf->grad_acc, acc, memory_order_relaxed);
+    atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
+    *out = acc;
+    return E_OK;
+}
+
+eng_err gradient_edge(tensor *t, edge *e)
+{
+    e->fn = NULL;
+    e->input_nr = 0;
+    if (!t) return E_OK;
+    if (t->grad_fn) {
+        node_retain(t->grad_fn);
+        e->fn = t->grad_fn;
+        e->input_nr = t->output_nr;
+        return E_OK;
+    }
+    if (t->requires_grad) return grad_accumulator(t, &e->fn);
+    return E_OK;
+}
+
+eng_err node_set_edge(node *n, int i, tensor *t) { return gradient_edge(t, &n->next[i]); }
+
+void node_save(node *n, int i, tensor *t)
+{
+    tensor_retain(t);
+    n->saved[i].t = t;
+    n->saved[i].version = tensor_version(t);
+    n->saved[i].is_output = false;
+}
+
+eng_err node_save_output(node *n, int i, tensor *t)
+{
+    tensor *alias = tensor_alias(t, t->shape, t->strides, t->ndim, t->offset);
+    if (!alias) return E_NOMEM;
+    n->saved[i].t = alias;
+    n->saved[i].version = tensor_version(t);
+    n->saved[i].is_output = true;
+    n->saved[i].output_nr = t->output_nr;
+    return E_OK;
+}
+
+void node_set_output(node *n, int output_nr, tensor *out)
+{
+    node_retain(n);
+    node_release(out->grad_fn);
+    out->grad_fn = n;
+    out->output_nr = (uint32_t)output_nr;
+    out->requires_grad = 0;
+    out_meta *m = &n->outs[output_nr];
+    m->dtype = out->dtype;
+    m->ndim = out->ndim;
+    memcpy(m->shape, out->shape, sizeof out->shape);
+}
+
+node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
+             int n_out, int n_saved, size_t attr_size, eng_err *err)
+{
+    *err = E_OK;
+    if (!should_record(ins, n_in)) return NULL;
+    node *n = node_new(type, n_in, n_saved, n_out, attr_size);
+    if (!n) {
+        *err = err_nomem();
+        return NULL;
+    }
+    for (int i = 0; i < n_in; i++) {
+        eng_err e = node_set_edge(n, i, ins[i]);
+        if (e) {
+            node_release(n);
+            *err = e;
+            return NULL;
+        }
+    }
+    for (int o = 0; o < n_out; o++) node_set_output(n, o, outs[o]);
+    node_release(n); /* the outputs own it now */
+    return n;
+}
+
+/* ---- saved variables ---- */
+static const char *torch_type_name(dtype d)
+{
+    static const char *names[DT_COUNT] = {"torch.FloatTensor", "torch.DoubleTensor",
+                                          "torch.LongTensor", "torch.BoolTensor"};
+    return names[d];
+}
+
+static eng_err freed_error(void)
+{
+    return err_set(E_GRAPH,
+                   "Trying to backward through the graph a second time (or directly access "
+                   "saved tensors after they have already been freed). Saved intermediate "
+                   "values of the graph are freed when you call .backward() or "
+                   "autograd.grad(). Specify retain_graph=True if you need to backward "
+                   "through the graph a second time or if you need to access saved tensors "
+                   "after calling backward.");
+}
+
+static eng_err check_one(node *n, saved_var *s)
+{
+    int64_t v = tensor_version(s->t);
+    if (v == s->version) return E_OK;
+    char sh[160];
+    fmt_shape(sh, sizeof sh, s->t->shape, s->t->ndim);
+    const char *producer = s->is_output ? n->name : s->t->grad_fn ? s->t->grad_fn->name : NULL;
+    unsigned nr = s->is_output ? s->output_nr : s->t->output_nr;
+    char which[160] = "";
+    if (producer) snprintf(which, sizeof which, ", which is output %u of %s,", nr, producer);
+    return err_set(E_VERSION,
+                   "one of the variables needed for gradient computation has been modified "
+                   "by an inplace operation: [%s %s]%s is at version %lld; expected version "
+                   "%lld instead",
+                   torch_type_name((dtype)s->t->dtype), sh, which, (long long)v,
+                   (long long)s->version);
+}
+
+eng_err saved_check(node *n)
+{
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_RELEASED)
+        return freed_error();
+    for (int i = 0; i < n->n_saved; i++) {
+        if (!n->saved[i].t) continue;
+        eng_err e = check_one(n, &n->saved[i]);
+        if (e) return e;
+    }
+    return E_OK;
+}
+
+eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
+{
+    saved_var *s = &n->saved[i];
+    if (!s->t) {
+        if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_RELEASED)
+            return freed_error();
+        *out = NULL;
+        return E_OK;
+    }
+    eng_err e = check_one(n, s);
+    if (e) return e;
+    if (s->is_output && c->create_graph) {
+        /* Double backward differentiates through this output: give it its grad_fn back. */
+        if (c->ntemps == (int)(sizeof c->temps / sizeof c->temps[0]))
+            return err_set(E_INTERNAL, "too many saved outputs unpacked in %s", n->name);
+        tensor *t = tensor_alias(s->t, s->t->shape, s->t->strides, s->t->ndim, s->t->offset);
+        if (!t) return E_NOMEM;
+        node_retain(n);
+        t->grad_fn = n;
+        t->output_nr = s->output_nr;
+        c->temps[c->ntemps++] = t;
+        *out = t;
+        return E_OK;
+    }
+    *out = s->t;
+    return E_OK;
+}
+
+void saved_release(node *n)
+{
+    bool any = false;
+    for (int i = 0; i < n->n_saved; i++) {
+        if (n->saved[i].t) {
+            tensor_release(n->saved[i].t);
+            n->saved[i].t = NULL;
+            any = true;
+        }
+    }
+    if (any) atomic_fetch_or(&n->flags, NODE_RELEASED);
+}
+
+eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m)
+{
+    if (!n->hooked) {
+        n->hooked = mem_calloc((size_t)n->n_out * sizeof *n->hooked);
+        if (!n->hooked) return err_nomem();
+    }
+    if (n->hooked[output_nr] == m) return E_OK;
+    tmeta_release(n->hooked[output_nr]);
+    atomic_fetch_add(&m->refs, 1);
+    n->hooked[output_nr] = m;
+    if (m->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
+    return E_OK;
+}

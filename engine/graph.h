@@ -1,0 +1,140 @@
+/*
+ * graph.h: the backward graph. A node is what PyTorch calls a grad_fn: it holds edges to the
+ * nodes of its forward inputs (its "next functions"), the tensors its formula needs (saved
+ * variables, version-checked), and a pointer to its type: name and backward formula. An op
+ * records a node when grad mode is on and one of its inputs requires grad.
+ */
+#ifndef AG_GRAPH_H
+#define AG_GRAPH_H
+
+#include <stdalign.h>
+#include <stddef.h>
+
+#include "tensor.h"
+
+struct node;
+
+/** An edge to the node that receives the gradient of one forward input: its `input_nr`-th
+ *  gradient slot (the forward output index). fn NULL: that input needs no gradient. */
+typedef struct edge {
+    struct node *fn;
+    uint32_t input_nr;
+} edge;
+
+/** A tensor saved for backward. Inputs are kept by reference; a node's own outputs are kept
+ *  as detached aliases (keeping the output itself would make a reference cycle through its
+ *  grad_fn), and get the node back as grad_fn when unpacked under create_graph. */
+typedef struct saved_var {
+    tensor *t;
+    int64_t version;
+    uint32_t output_nr;
+    bool is_output;
+} saved_var;
+
+/** Shape and dtype of each forward output, to build zero gradients and check hooks. */
+typedef struct out_meta {
+    uint8_t dtype;
+    uint8_t ndim;
+    int64_t shape[MAX_DIMS];
+} out_meta;
+
+/** What a backward formula knows of the pass it runs in. */
+typedef struct bwd_ctx {
+    bool create_graph;
+    const uint8_t *needed; /* needed[i]: compute the gradient for edge i */
+    struct node *node;
+    tensor *temps[8];      /* unpacked saved outputs, released after the formula */
+    int ntemps;
+} bwd_ctx;
+
+/** A backward formula: from gin[0..n_out) (gradients w.r.t. the forward outputs; a NULL
+ *  entry means zero) compute gout[i] for every edge i with c->needed[i] (store new references;
+ *  leave the others NULL). Formulas use ordinary ops, so with create_graph (grad mode on)
+ *  they record a graph of their own and can be differentiated again. */
+typedef eng_err (*backward_fn)(struct node *n, bwd_ctx *c, tensor **gin, tensor **gout);
+
+typedef struct node_type {
+    const char *name;            /* PyTorch's grad_fn name, e.g. "MulBackward0" */
+    backward_fn backward;
+    void (*destroy)(struct node *n); /* optional: free what the attrs own */
+} node_type;
+
+enum {
+    NODE_RELEASED = 1,      /* saved variables were freed by a backward without retain_graph */
+    NODE_CALLER_THREAD = 2, /* runs a callback that must stay on the caller's thread */
+};
+
+typedef struct node {
+    atomic_long refs;
+    const node_type *type;
+    const char *name;
+    uint16_t n_next;   /* edges = forward inputs */
+    uint16_t n_out;    /* gradient slots = forward outputs */
+    uint16_t n_saved;
+    atomic_uchar flags;
+    edge *next;
+    saved_var *saved;
+    out_meta *outs;
+    tmeta **hooked;    /* per output: meta of a non-leaf output with hooks / retain_grad */
+    tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
+    /* Scheduler scratch: the backward pass that currently indexes this node. */
+    _Atomic uint64_t sched_owner;
+    uint32_t sched_idx;
+    struct node *dead_next;
+    alignas(16) unsigned char attrs[];
+} node;
+
+extern const node_type ACCUMULATE_GRAD;
+
+/* ---- grad mode (per thread) ---- */
+bool grad_mode_enabled(void);
+bool grad_mode_set(bool enabled); /* returns previous */
+bool anomaly_mode_enabled(void);
+bool anomaly_mode_set(bool enabled);
+
+/* ---- lifetime ---- */
+static inline void node_retain(node *n) { atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); }
+void node_release(node *n);
+void node_destroy(node *n);           /* for tensor.c's reclaim loop */
+void reclaim_node(node *n);           /* in tensor.c */
+static inline node *node_dead_next(node *n) { return n->dead_next; }
+static inline void node_set_dead_next(node *n, node *next) { n->dead_next = next; }
+static inline void *node_attrs(node *n) { return n->attrs; }
+
+/* ---- recording ---- */
+/** True when an op on these inputs must record a node (grad mode on, an input requires
+ *  grad). NULL entries are ignored. */
+bool should_record(tensor *const *ins, int n);
+/** A zeroed node with room for the given counts and attr_size bytes of op attributes. */
+node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size);
+/** The gradient edge of t: its grad_fn, or its AccumulateGrad node if it is a leaf requiring
+ *  grad (created on first use), or none. On success *e holds a new reference. */
+eng_err gradient_edge(tensor *t, edge *e);
+/** Sets n's edge i to the gradient edge of t (t may be NULL: no edge). */
+eng_err node_set_edge(node *n, int i, tensor *t);
+/** Saves input t in slot i. */
+void node_save(node *n, int i, tensor *t);
+/** Saves n's own output t (already attached as output_nr) in slot i. */
+eng_err node_save_output(node *n, int i, tensor *t);
+/** Makes n the grad_fn of out (its output_nr-th output) and records out's shape. */
+void node_set_output(node *n, int output_nr, tensor *out);
+/** The usual case in one call: when should_record(ins), a node of `type` with one edge per
+ *  input, the outputs attached, room for n_saved and attr_size; else NULL with *err = E_OK.
+ *  On failure NULL with *err set (the outputs are untouched). */
+node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
+             int n_out, int n_saved, size_t attr_size, eng_err *err);
+
+/** The saved tensor in slot i (borrowed for the formula's duration), checking its version. */
+eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out);
+/** Checks every saved variable of n (not freed, versions unchanged). */
+eng_err saved_check(node *n);
+/** Frees n's saved variables (backward without retain_graph). */
+void saved_release(node *n);
+
+/** The AccumulateGrad node of a leaf requiring grad (new reference). */
+eng_err grad_accumulator(tensor *leaf, node **out);
+
+/** Registers a tensor's meta with its grad_fn so backward finds its hooks / retained grad. */
+eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m);
+
+#endif

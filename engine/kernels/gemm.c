@@ -1,0 +1,362 @@
+/*
+ * gemm.c: the blocked, packed GEMM driver (BLIS-style), the small-matrix direct path, the
+ * portable C kernels and the run-time ISA dispatch. The x86 microkernels live in gemm_x86.c.
+ *
+ * Determinism: every C element is one multiply-add chain over k inside each k-block, and the
+ * k-blocks are added to C in increasing order. Block sizes and the choice of path depend only
+ * on (M, N, K) and the ISA, and K is never split across threads, so any tiling of M x N over
+ * any number of threads yields the same bits.
+ */
+#include "gemm.h"
+#include "gemm_impl.h"
+
+#include "../alloc.h"
+#include "../parallel.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------------------------------- */
+/* Portable C path                                                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Packing: dst[kk*W + j] = src[j*sw + kk*sk] for j < w, 0 for w <= j < W. The loop order
+ * follows whichever side is contiguous; the x86 paths use it for odd strides only. */
+#define DEF_PACK(NAME, T)                                                                      \
+    void NAME(int64_t k, const void *src_, int64_t sw, int64_t sk, int64_t w, int64_t W,     \
+              void *dst_)                                                                      \
+    {                                                                                          \
+        const T *s = src_;                                                                     \
+        T *d = dst_;                                                                           \
+        if (sk == 1 && sw != 1) {                                                              \
+            for (int64_t j = 0; j < w; j++)                                                    \
+                for (int64_t kk = 0; kk < k; kk++) d[kk * W + j] = s[j * sw + kk];             \
+        } else {                                                                               \
+            for (int64_t kk = 0; kk < k; kk++)                                                 \
+                for (int64_t j = 0; j < w; j++) d[kk * W + j] = s[j * sw + kk * sk];           \
+        }                                                                                      \
+        if (w < W)                                                                             \
+            for (int64_t kk = 0; kk < k; kk++)                                                 \
+                for (int64_t j = w; j < W; j++) d[kk * W + j] = 0;                             \
+    }
+DEF_PACK(gemm_pack_generic_f32, float)
+DEF_PACK(gemm_pack_generic_f64, double)
+
+/* 4x8 register tile: small enough that SSE2 code keeps it in registers. Plain mul + add (the
+ * x86-64 baseline has no FMA). */
+enum { GEN_MR = 4, GEN_NR = 8 };
+#define DEF_GENERIC(T, SUF)                                                                    \
+    static void kern_generic_##SUF(int64_t kc, const void *a_, int64_t ars, int64_t acs,      \
+                                   const void *b_, int64_t brs, void *c_, int64_t rsc,        \
+                                   int64_t csc, int64_t mr, int64_t nr, int load_c)            \
+    {                                                                                          \
+        const T *a = a_, *b = b_;                                                              \
+        T *c = c_, acc[GEN_MR][GEN_NR] = {{0}};                                                \
+        for (int64_t k = 0; k < kc; k++, a += acs, b += brs)                                   \
+            for (int i = 0; i < GEN_MR; i++)                                                   \
+                for (int j = 0; j < GEN_NR; j++) acc[i][j] += a[(i < mr ? i : 0) * ars] * b[j]; \
+        for (int64_t i = 0; i < mr; i++)                                                       \
+            for (int64_t j = 0; j < nr; j++) {                                                 \
+                T *p = c + i * rsc + j * csc;                                                  \
+                *p = load_c ? *p + acc[i][j] : acc[i][j];                                      \
+            }                                                                                  \
+    }                                                                                          \
+    static void direct_generic_##SUF(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0,  \
+                                     int64_t j1)                                               \
+    {                                                                                          \
+        const T *A = g->A, *B = g->B;                                                          \
+        T *C = g->C;                                                                           \
+        for (int64_t i = i0; i < i1; i++)                                                      \
+            for (int64_t j = j0; j < j1; j++) {                                                \
+                T s = 0;                                                                       \
+                for (int64_t k = 0; k < g->K; k++)                                             \
+                    s += A[i * g->rsa + k * g->csa] * B[k * g->rsb + j * g->csb];              \
+                T *p = C + i * g->rsc + j * g->csc;                                            \
+                *p = g->acc ? *p + s : s;                                                      \
+            }                                                                                  \
+    }
+DEF_GENERIC(float, f32)
+DEF_GENERIC(double, f64)
+
+static const gemm_impl impl_generic_f32 = {GEN_MR, GEN_NR, 256, sizeof(float), 0, kern_generic_f32,
+                                           gemm_pack_generic_f32, gemm_pack_generic_f32,
+                                           direct_generic_f32};
+static const gemm_impl impl_generic_f64 = {GEN_MR, GEN_NR, 256, sizeof(double), 0,
+                                           kern_generic_f64, gemm_pack_generic_f64,
+                                           gemm_pack_generic_f64, direct_generic_f64};
+
+/* ---------------------------------------------------------------------------------------- */
+/* Dispatch                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+
+static atomic_int forced_isa;
+
+static int cpu_isa(void)
+{
+    static atomic_int cached;
+    int isa = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (isa) return isa;
+    isa = GEMM_ISA_GENERIC;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) isa = GEMM_ISA_AVX2;
+    if (isa == GEMM_ISA_AVX2 && __builtin_cpu_supports("avx512f")) isa = GEMM_ISA_AVX512;
+#endif
+    atomic_store_explicit(&cached, isa, memory_order_relaxed);
+    return isa;
+}
+
+void gemm_force_isa(int isa) { atomic_store(&forced_isa, isa); }
+
+int gemm_isa(void)
+{
+    int f = atomic_load(&forced_isa), c = cpu_isa();
+    return f > 0 && f < c ? f : c;
+}
+
+static const gemm_impl *pick(int f64)
+{
+    switch (gemm_isa()) {
+#if defined(__x86_64__) || defined(__i386__)
+    case GEMM_ISA_AVX512: return f64 ? &gemm_impl_avx512_f64 : &gemm_impl_avx512_f32;
+    case GEMM_ISA_AVX2: return f64 ? &gemm_impl_avx2_f64 : &gemm_impl_avx2_f32;
+#endif
+    default: return f64 ? &impl_generic_f64 : &impl_generic_f32;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Driver                                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Direct (unpacked) path for products too small or too thin to repay packing: when it costs
+ * about as much to pack the operands as to multiply them, or when one side of C is thinner
+ * than a vector so a register tile would mostly compute padding. Sizes only (determinism). */
+static int use_direct(int64_t M, int64_t N, int64_t K)
+{
+    return M * N * K <= 32768 || M <= 2 || N <= 2;
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+typedef struct direct_job {
+    const gemm_impl *im;
+    const gemm_args *g;
+    int64_t rows, cols, ntn; /* tile shape and tiles across N */
+} direct_job;
+
+static void direct_chunk(void *ctx, int64_t lo, int64_t hi)
+{
+    const direct_job *d = ctx;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t i0 = t / d->ntn * d->rows, j0 = t % d->ntn * d->cols;
+        d->im->direct(d->g, i0, min64(i0 + d->rows, d->g->M), j0, min64(j0 + d->cols, d->g->N));
+    }
+}
+
+static void run_direct(const gemm_impl *im, gemm_args g)
+{
+    /* The kernels vectorise along N: put the longer side there (results do not change, since
+     * products commute and the k order is the same). */
+    if (g.M > g.N || (g.M == g.N && g.csc != 1 && g.rsc == 1)) gemm_transpose_args(&g);
+    /* Tiles of ~64K multiply-adds: far above the cost of a task, small enough to balance. */
+    int64_t cols = min64(g.N, 256);
+    int64_t rows = min64(g.M, cdiv(65536, cols * g.K) < 4 ? 4 : cdiv(65536, cols * g.K));
+    direct_job d = {im, &g, rows, cols, cdiv(g.N, cols)};
+    par_for(cdiv(g.M, rows) * d.ntn, 1, direct_chunk, &d);
+}
+
+enum { PACK_KSLICE = 64 };
+
+typedef struct packed_job {
+    const gemm_impl *im;
+    const gemm_args *g;
+    char *Ap, *Bp;                  /* packed panels; NULL: that operand is read in place */
+    int64_t i0, ms, j0, ns, p0, ks; /* the super-block being computed */
+    int64_t kc;                     /* k-block */
+    int64_t nbp;                    /* B panels packed by this pack pass (0: reuse) */
+    int64_t mcp, ncp, ntn;          /* tile shape in panels, tiles across N */
+} packed_job;
+
+/* Packs jobs [lo, hi): B panels first, then A panels. The k loop is outside the panel loop so
+ * that when the source is contiguous across panels (row-major B, column-major A) each slice
+ * reads whole row segments instead of one short piece per row and page. */
+static void pack_chunk(void *ctx, int64_t lo, int64_t hi)
+{
+    const packed_job *p = ctx;
+    const gemm_impl *im = p->im;
+    const gemm_args *g = p->g;
+    size_t es = im->es;
+    for (int64_t k0 = 0; k0 < p->ks; k0 += PACK_KSLICE) {
+        int64_t k = min64(PACK_KSLICE, p->ks - k0), kg = p->p0 + k0;
+        for (int64_t t = lo; t < hi; t++) {
+            if (t < p->nbp) {
+                int64_t j = p->j0 + t * im->nr;
+                im->pack_b(k, (const char *)g->B + (kg * g->rsb + j * g->csb) * es, g->csb,
+                           g->rsb, min64(im->nr, p->j0 + p->ns - j), im->nr,
+                           p->Bp + (t * p->ks + k0) * im->nr * es);
+            } else {
+                int64_t u = t - p->nbp, i = p->i0 + u * im->mr;
+                im->pack_a(k, (const char *)g->A + (i * g->rsa + kg * g->csa) * es, g->rsa,
+                           g->csa, min64(im->mr, p->i0 + p->ms - i), im->mr,
+                           p->Ap + (u * p->ks + k0) * im->mr * es);
+            }
+        }
+    }
+}
+
+static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
+{
+    const packed_job *p = ctx;
+    const gemm_impl *im = p->im;
+    const gemm_args *g = p->g;
+    size_t es = im->es;
+    int64_t mr = im->mr, nr = im->nr, npm = cdiv(p->ms, mr), npn = cdiv(p->ns, nr);
+    int64_t ars = p->Ap ? 1 : g->rsa, acs = p->Ap ? mr : g->csa, brs = p->Bp ? nr : g->rsb;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t ip0 = t / p->ntn * p->mcp, ip1 = min64(ip0 + p->mcp, npm);
+        int64_t jp0 = t % p->ntn * p->ncp, jp1 = min64(jp0 + p->ncp, npn);
+        for (int64_t pc = 0; pc < p->ks; pc += p->kc) {
+            int64_t kc = min64(p->kc, p->ks - pc), k = p->p0 + pc;
+            int load_c = g->acc || k > 0;
+            /* The B micro-panel (kc x nr) stays in L1 while the tile's A panels stream from
+             * L2. */
+            for (int64_t jp = jp0; jp < jp1; jp++) {
+                int64_t j = p->j0 + jp * nr;
+                const char *b = p->Bp ? p->Bp + (jp * p->ks + pc) * nr * es
+                                      : (const char *)g->B + (k * g->rsb + j) * es;
+                for (int64_t ip = ip0; ip < ip1; ip++) {
+                    int64_t i = p->i0 + ip * mr;
+                    const char *a = p->Ap ? p->Ap + (ip * p->ks + pc) * mr * es
+                                          : (const char *)g->A + (i * g->rsa + k * g->csa) * es;
+                    im->kernel(kc, a, ars, acs, b, brs,
+                               (char *)g->C + (i * g->rsc + j * g->csc) * es, g->rsc, g->csc,
+                               min64(mr, p->i0 + p->ms - i), min64(nr, p->j0 + p->ns - j),
+                               load_c);
+                }
+            }
+        }
+    }
+}
+
+/* Block sizes. KC: a kc x nr B micro-panel must stay in L1 (48 KiB here; 256 x 32 floats is
+ * 32 KiB). Tiles: at most MC_PANELS x NC_PANELS micro-tiles (~112 x 256 floats of C, so the
+ * tile's A panels stay in L2), cut further until there are MIN_TILES tiles unless that would
+ * make a tile cheaper than TILE_MIN_FMAS. Super-blocks bound each packing buffer to
+ * PACK_LIMIT elements. */
+enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8 };
+#define TILE_MIN_FMAS (1 << 19)
+#define PACK_LIMIT ((int64_t)1 << 20)
+
+static int run_packed(const gemm_impl *im, gemm_args g)
+{
+    /* The microkernels write row-major register tiles: make C's unit stride the column one. */
+    if (g.csc != 1 && g.rsc == 1) gemm_transpose_args(&g);
+    int64_t mr = im->mr, nr = im->nr, M = g.M, N = g.N, K = g.K;
+    /* The kernels read A in place when its rows or columns are contiguous (or constant along
+     * k), unless a column-major A is reused across many B panels: its k-steps are then a page
+     * apart and TLB misses cost more than packing (-15% at 1024^3). Packing A (a transpose
+     * for row-major A) costs as much as the FMAs when N ~ 32 and ~10% at 128x512x784. */
+    int pack_a = !(g.csa <= 1 || (g.rsa <= 1 && N <= 4 * nr));
+    int pack_b = !(im->b_in_place && g.csb == 1 && getenv("GEMM_BIP") && atoi(getenv("GEMM_BIP")));
+    /* k-blocks of equal size (K = 300 gives 2 x 150 rather than 256 + 44). Packing goes one
+     * k-block at a time: small buffers stay in cache (a whole-K 4 MiB buffer at 1024^3 was 8%
+     * slower); with nothing to pack there is one pass over all of K. */
+    int64_t kc = cdiv(K, cdiv(K, im->kc_max)), ks = pack_a || pack_b ? kc : K;
+    int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
+    int64_t ms = pack_a ? min64(cdiv(M, mr) * mr, msmax < mr ? mr : msmax) : M;
+    int64_t ns = pack_b ? min64(cdiv(N, nr) * nr, nsmax < nr ? nr : nsmax) : N;
+    size_t es = im->es;
+    char *Ap = pack_a ? mem_alloc_aligned((size_t)(ms * ks) * es, MEM_DATA_ALIGN) : NULL;
+    char *Bp = pack_b ? mem_alloc_aligned((size_t)(ns * ks) * es, MEM_DATA_ALIGN) : NULL;
+    if ((pack_a && !Ap) || (pack_b && !Bp)) {
+        mem_free_aligned(Ap);
+        mem_free_aligned(Bp);
+        return -1;
+    }
+    packed_job p = {.im = im, .g = &g, .Ap = Ap, .Bp = Bp, .kc = kc};
+    for (p.j0 = 0; p.j0 < N; p.j0 += ns) {
+        p.ns = min64(ns, N - p.j0);
+        for (p.p0 = 0; p.p0 < K; p.p0 += ks) {
+            p.ks = min64(ks, K - p.p0);
+            for (p.i0 = 0; p.i0 < M; p.i0 += ms) {
+                p.ms = min64(ms, M - p.i0);
+                int64_t npm = cdiv(p.ms, mr), npn = cdiv(p.ns, nr);
+                /* Packing chunks of >= 64K elements (~10 us): smaller ones are not worth
+                 * waking a thread for. */
+                p.nbp = pack_b && p.i0 == 0 ? npn : 0;
+                int64_t jobs = p.nbp + (pack_a ? npm : 0), grain = cdiv(65536, p.ks * nr);
+                par_for(jobs, grain, pack_chunk, &p);
+
+                int64_t mcp = min64(npm, MC_PANELS), ncp = min64(npn, NC_PANELS);
+                while (cdiv(npm, mcp) * cdiv(npn, ncp) < MIN_TILES) {
+                    int64_t m2 = mcp, n2 = ncp;
+                    if (ncp > 1 && ncp * nr >= mcp * mr) n2 = cdiv(ncp, 2);
+                    else if (mcp > 1) m2 = cdiv(mcp, 2);
+                    else if (ncp > 1) n2 = cdiv(ncp, 2);
+                    if ((m2 == mcp && n2 == ncp) || m2 * mr * n2 * nr * p.ks < TILE_MIN_FMAS) break;
+                    mcp = m2;
+                    ncp = n2;
+                }
+                /* Even out the tiles: 10 panels in tiles of 8 become 5 + 5. */
+                p.mcp = cdiv(npm, cdiv(npm, mcp));
+                p.ncp = cdiv(npn, cdiv(npn, ncp));
+                p.ntn = cdiv(npn, p.ncp);
+                par_for(cdiv(npm, p.mcp) * p.ntn, 1, tile_chunk, &p);
+            }
+        }
+    }
+    mem_free_aligned(Ap);
+    mem_free_aligned(Bp);
+    return 0;
+}
+
+static int gemm_run(const gemm_impl *im, gemm_args g)
+{
+    if (g.M <= 0 || g.N <= 0) return 0;
+    if (g.K <= 0) {
+        if (!g.acc)
+            for (int64_t i = 0; i < g.M; i++)
+                for (int64_t j = 0; j < g.N; j++)
+                    memset((char *)g.C + (i * g.rsc + j * g.csc) * im->es, 0, im->es);
+        return 0;
+    }
+    if (use_direct(g.M, g.N, g.K)) {
+        run_direct(im, g);
+        return 0;
+    }
+    return run_packed(im, g);
+}
+
+void gemm_transpose_args(gemm_args *g)
+{
+    gemm_args t = *g;
+    g->M = t.N;
+    g->N = t.M;
+    g->A = t.B;
+    g->rsa = t.csb;
+    g->csa = t.rsb;
+    g->B = t.A;
+    g->rsb = t.csa;
+    g->csb = t.rsa;
+    g->rsc = t.csc;
+    g->csc = t.rsc;
+}
+
+int gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa,
+             const float *B, int64_t rsb, int64_t csb, float *C, int64_t rsc, int64_t csc,
+             int accumulate)
+{
+    gemm_args g = {M, N, K, A, B, C, rsa, csa, rsb, csb, rsc, csc, accumulate != 0};
+    return gemm_run(pick(0), g);
+}
+
+int gemm_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa, int64_t csa,
+             const double *B, int64_t rsb, int64_t csb, double *C, int64_t rsc, int64_t csc,
+             int accumulate)
+{
+    gemm_args g = {M, N, K, A, B, C, rsa, csa, rsb, csb, rsc, csc, accumulate != 0};
+    return gemm_run(pick(1), g);
+}

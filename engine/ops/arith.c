@@ -1,0 +1,469 @@
+/*
+ * arith.c: add, sub, mul, div, pow (tensor-tensor, tensor-scalar, scalar-tensor) and neg.
+ * Each op: its kernels, its grad_fn (PyTorch's name) and backward formula, together.
+ * Backward formulas return gradients in the broadcast shape and the computation dtype; the
+ * engine reduces them to each input's shape and dtype (as PyTorch's validate_outputs does).
+ */
+#include <math.h>
+
+#include "ewise.h"
+
+/* ---- kernels ---- */
+#define ARITH_LOOPS(T, S)                                                                  \
+    EW_BINARY_LOOP(add_##S, T, T, x + y)                                                   \
+    EW_BINARY_LOOP(sub_##S, T, T, x - y)                                                   \
+    EW_BINARY_LOOP(mul_##S, T, T, x * y)                                                   \
+    EW_UNARY_LOOP(adds_##S, T, T, x + (T)P[0])                                             \
+    EW_UNARY_LOOP(subs_##S, T, T, x - (T)P[0])                                             \
+    EW_UNARY_LOOP(rsubs_##S, T, T, (T)P[0] - x)                                            \
+    EW_UNARY_LOOP(muls_##S, T, T, x *(T)P[0])                                              \
+    EW_UNARY_LOOP(neg_##S, T, T, -x)
+ARITH_LOOPS(float, f32)
+ARITH_LOOPS(double, f64)
+ARITH_LOOPS(int64_t, i64)
+
+EW_BINARY_LOOP(div_f32, float, float, x / y)
+EW_BINARY_LOOP(div_f64, double, double, x / y)
+EW_UNARY_LOOP(divs_f32, float, float, x / (float)P[0])
+EW_UNARY_LOOP(divs_f64, double, double, x / P[0])
+EW_BINARY_LOOP(pow_f32, float, float, powf(x, y))
+EW_BINARY_LOOP(pow_f64, double, double, pow(x, y))
+EW_UNARY_LOOP(pows_f32, float, float, powf(x, (float)P[0]))
+EW_UNARY_LOOP(pows_f64, double, double, pow(x, P[0]))
+EW_UNARY_LOOP(rpows_f32, float, float, powf((float)P[0], x))
+EW_UNARY_LOOP(rpows_f64, double, double, pow(P[0], x))
+
+/* Integer power by squaring (PyTorch: negative exponents of integers are an error). */
+static inline int64_t ipow(int64_t b, int64_t e)
+{
+    int64_t r = 1;
+    while (e > 0) {
+        if (e & 1) r = (int64_t)((uint64_t)r * (uint64_t)b);
+        b = (int64_t)((uint64_t)b * (uint64_t)b);
+        e >>= 1;
+    }
+    return r;
+}
+EW_BINARY_LOOP(pow_i64, int64_t, int64_t, ipow(x, y))
+EW_UNARY_LOOP(pows_i64, int64_t, int64_t, ipow(x, (int64_t)P[0]))
+EW_UNARY_LOOP(rpows_i64, int64_t, int64_t, ipow((int64_t)P[0], x))
+
+/* bool + bool is logical or, bool * bool logical and, as in PyTorch */
+EW_BINARY_LOOP(or_b, uint8_t, uint8_t, (uint8_t)(x | y))
+EW_BINARY_LOOP(and_b, uint8_t, uint8_t, (uint8_t)(x &y))
+
+typedef enum binop { B_ADD, B_SUB, B_MUL, B_DIV, B_POW } binop;
+static const char *binop_name[] = {"add", "sub", "mul", "div", "pow"};
+/* [op][dtype f32, f64, i64, bool] */
+static const iter_loop bin_loops[][4] = {
+    {add_f32, add_f64, add_i64, or_b}, {sub_f32, sub_f64, sub_i64, NULL},
+    {mul_f32, mul_f64, mul_i64, and_b}, {div_f32, div_f64, NULL, NULL},
+    {pow_f32, pow_f64, pow_i64, NULL},
+};
+
+typedef enum scalop { S_ADD, S_SUB, S_RSUB, S_MUL, S_DIV, S_POW, S_RPOW } scalop;
+static const char *scalop_name[] = {"add", "sub", "rsub", "mul", "div", "pow", "rpow"};
+static const iter_loop scal_loops[][3] = {
+    {adds_f32, adds_f64, adds_i64}, {subs_f32, subs_f64, subs_i64},
+    {rsubs_f32, rsubs_f64, rsubs_i64}, {muls_f32, muls_f64, muls_i64},
+    {divs_f32, divs_f64, NULL},     {pows_f32, pows_f64, pows_i64},
+    {rpows_f32, rpows_f64, rpows_i64},
+};
+
+/* ---- shared forward ---- */
+static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
+{
+    promo p;
+    promo_init(&p);
+    promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
+    promo_add_tensor(&p, (dtype)b->dtype, b->ndim);
+    *dt = promo_result(&p);
+    if (op == B_DIV && !dtype_is_float(*dt)) *dt = DT_DEFAULT_FLOAT; /* true division */
+    if (!bin_loops[op][*dt])
+        return err_set(E_DTYPE, "%s is not supported for two bool tensors", binop_name[op]);
+    return E_OK;
+}
+
+static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
+{
+    dtype dt;
+    eng_err e = binary_dtype(a, b, op, &dt);
+    if (e) return e;
+    tensor *ins[2] = {a, b};
+    return ew_map(out, dt, dt, ins, 2, bin_loops[op][dt], NULL, PAR_GRAIN_CHEAP);
+}
+
+static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
+{
+    if (a->dtype == DT_BOOL)
+        return err_set(E_DTYPE, "%s is not supported for bool tensors", scalop_name[op]);
+    promo p;
+    promo_init(&p);
+    promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
+    promo_add_scalar(&p, s);
+    dtype dt = promo_result(&p);
+    if (op == S_DIV && !dtype_is_float(dt)) dt = DT_DEFAULT_FLOAT;
+    if (dt == DT_I64 && op == S_POW && s < 0)
+        return err_set(E_INVAL, "Integers to negative integer powers are not allowed.");
+    double param = s;
+    return ew_map(out, dt, dt, &a, 1, scal_loops[op][dt], &param,
+                  op == S_POW || op == S_RPOW ? PAR_GRAIN_COSTLY : PAR_GRAIN_CHEAP);
+}
+
+/* Attributes shared by the scalar forms: the scalar. */
+typedef struct scalar_attr {
+    double s;
+} scalar_attr;
+
+/* ---- add ---- */
+static eng_err add_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    for (int i = 0; i < 2; i++)
+        if (c->needed[i]) {
+            tensor_retain(gin[0]);
+            gout[i] = gin[0];
+        }
+    return E_OK;
+}
+static const node_type ADD_BW = {"AddBackward0", add_backward, NULL};
+
+eng_err op_add(tensor **out, tensor *a, tensor *b)
+{
+    tensor *r = NULL;
+    eng_err e = binary_raw(&r, a, b, B_ADD);
+    if (e) return e;
+    tensor *ins[2] = {a, b};
+    record(&ADD_BW, ins, 2, &r, 1, 0, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err pass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    if (c->needed[0]) {
+        tensor_retain(gin[0]);
+        gout[0] = gin[0];
+    }
+    return E_OK;
+}
+static const node_type ADDS_BW = {"AddBackward0", pass_backward, NULL};
+static const node_type SUBS_BW = {"SubBackward0", pass_backward, NULL};
+
+static eng_err scalar_op(tensor **out, tensor *a, double s, scalop op, const node_type *bw)
+{
+    tensor *r = NULL;
+    eng_err e = scalar_raw(&r, a, s, op);
+    if (e) return e;
+    if (!dtype_is_float((dtype)r->dtype)) {
+        *out = r;
+        return E_OK;
+    }
+    bool save_in = op == S_POW || op == S_RPOW;
+    bool save_out = op == S_RPOW;
+    node *n = record(bw, &a, 1, &r, 1, save_in + save_out, sizeof(scalar_attr), &e);
+    if (!e && n) {
+        ((scalar_attr *)node_attrs(n))->s = s;
+        if (save_in) node_save(n, 0, a);
+        if (save_out) e = node_save_output(n, 1, r);
+    }
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+eng_err op_add_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_ADD, &ADDS_BW); }
+eng_err op_sub_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_SUB, &SUBS_BW); }
+
+/* ---- sub, rsub, neg ---- */
+static eng_err sub_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    if (c->needed[0]) {
+        tensor_retain(gin[0]);
+        gout[0] = gin[0];
+    }
+    if (c->needed[1]) return op_neg(&gout[1], gin[0]);
+    return E_OK;
+}
+static const node_type SUB_BW = {"SubBackward0", sub_backward, NULL};
+
+eng_err op_sub(tensor **out, tensor *a, tensor *b)
+{
+    tensor *r = NULL;
+    eng_err e = binary_raw(&r, a, b, B_SUB);
+    if (e) return e;
+    tensor *ins[2] = {a, b};
+    record(&SUB_BW, ins, 2, &r, 1, 0, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err neg_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    return c->needed[0] ? op_neg(&gout[0], gin[0]) : E_OK;
+}
+static const node_type RSUB_BW = {"RsubBackward1", neg_backward, NULL};
+static const node_type NEG_BW = {"NegBackward0", neg_backward, NULL};
+
+eng_err op_rsub_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_RSUB, &RSUB_BW); }
+
+eng_err op_neg(tensor **out, tensor *a)
+{
+    if (a->dtype == DT_BOOL)
+        return err_set(E_DTYPE, "Negation, the `-` operator, on a bool tensor is not supported.");
+    static const iter_loop loops[3] = {neg_f32, neg_f64, neg_i64};
+    tensor *r = NULL;
+    eng_err e = ew_map(&r, (dtype)a->dtype, (dtype)a->dtype, &a, 1, loops[a->dtype], NULL,
+                       PAR_GRAIN_CHEAP);
+    if (e) return e;
+    record(&NEG_BW, &a, 1, &r, 1, 0, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- mul ---- */
+static eng_err mul_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *b;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
+    if (c->needed[0] && (e = op_mul(&gout[0], gin[0], b))) return e;
+    if (c->needed[1] && (e = op_mul(&gout[1], gin[0], a))) return e;
+    return E_OK;
+}
+static const node_type MUL_BW = {"MulBackward0", mul_backward, NULL};
+
+eng_err op_mul(tensor **out, tensor *a, tensor *b)
+{
+    tensor *r = NULL;
+    eng_err e = binary_raw(&r, a, b, B_MUL);
+    if (e) return e;
+    tensor *ins[2] = {a, b};
+    node *n = record(&MUL_BW, ins, 2, &r, 1, 2, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        /* Each input's gradient needs the other operand. */
+        if (tensor_requires_grad(b)) node_save(n, 0, a);
+        if (tensor_requires_grad(a)) node_save(n, 1, b);
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err muls_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    double s = ((scalar_attr *)node_attrs(n))->s;
+    return c->needed[0] ? op_mul_scalar(&gout[0], gin[0], s) : E_OK;
+}
+static const node_type MULS_BW = {"MulBackward0", muls_backward, NULL};
+eng_err op_mul_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_MUL, &MULS_BW); }
+
+/* ---- div ---- */
+static eng_err div_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *b;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
+    if (c->needed[0] && (e = op_div(&gout[0], gin[0], b))) return e;
+    if (c->needed[1]) {
+        /* d(a/b)/db = -a / b^2 */
+        tensor *t1 = NULL, *t2 = NULL, *t3 = NULL;
+        if (!(e = op_mul(&t1, b, b)) && !(e = op_div(&t2, a, t1)) && !(e = op_mul(&t3, gin[0], t2)))
+            e = op_neg(&gout[1], t3);
+        tensor_release(t1);
+        tensor_release(t2);
+        tensor_release(t3);
+    }
+    return e;
+}
+static const node_type DIV_BW = {"DivBackward0", div_backward, NULL};
+
+eng_err op_div(tensor **out, tensor *a, tensor *b)
+{
+    tensor *r = NULL;
+    eng_err e = binary_raw(&r, a, b, B_DIV);
+    if (e) return e;
+    tensor *ins[2] = {a, b};
+    node *n = record(&DIV_BW, ins, 2, &r, 1, 2, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        if (tensor_requires_grad(b)) node_save(n, 0, a);
+        node_save(n, 1, b);
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err divs_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    double s = ((scalar_attr *)node_attrs(n))->s;
+    return c->needed[0] ? op_div_scalar(&gout[0], gin[0], s) : E_OK;
+}
+static const node_type DIVS_BW = {"DivBackward0", divs_backward, NULL};
+eng_err op_div_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_DIV, &DIVS_BW); }
+
+/* s / a is reciprocal(a) * s in PyTorch, hence its grad_fn MulBackward0 over
+ * ReciprocalBackward0. */
+EW_UNARY_LOOP(recip_f32, float, float, 1.0f / x)
+EW_UNARY_LOOP(recip_f64, double, double, 1.0 / x)
+static eng_err recip_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *y, *y2 = NULL, *t = NULL;
+    eng_err e = saved_get(n, c, 0, &y);
+    if (!e && !(e = op_mul(&y2, y, y)) && !(e = op_mul(&t, gin[0], y2))) e = op_neg(&gout[0], t);
+    tensor_release(y2);
+    tensor_release(t);
+    return e;
+}
+static const node_type RECIP_BW = {"ReciprocalBackward0", recip_backward, NULL};
+
+static eng_err op_reciprocal(tensor **out, tensor *a)
+{
+    dtype dt;
+    eng_err e = unary_float_dtype(a, "reciprocal", &dt);
+    if (e) return e;
+    static const loop_pair lp = {recip_f32, recip_f64};
+    tensor *r = NULL;
+    if ((e = ew_map(&r, dt, dt, &a, 1, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP))) return e;
+    node *n = record(&RECIP_BW, &a, 1, &r, 1, 1, 0, &e);
+    if (!e && n) e = node_save_output(n, 0, r);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+eng_err op_rdiv_scalar(tensor **out, tensor *a, double s)
+{
+    tensor *r = NULL;
+    eng_err e = op_reciprocal(&r, a);
+    if (e) return e;
+    e = op_mul_scalar(out, r, s);
+    tensor_release(r);
+    return e;
+}
+
+/* ---- pow ---- */
+/* d(a^s)/da = s a^(s-1) (zero for s == 0, as PyTorch's pow_backward) */
+static eng_err pow_scalar_grad(tensor **out, tensor *g, tensor *a, double s)
+{
+    if (s == 0.0) return op_mul_scalar(out, g, 0.0);
+    tensor *p = NULL, *q = NULL;
+    eng_err e;
+    if (s == 2.0) {
+        e = op_mul_scalar(&q, a, 2.0);
+    } else if (!(e = op_pow_scalar(&p, a, s - 1.0))) {
+        e = op_mul_scalar(&q, p, s);
+    }
+    if (!e) e = op_mul(out, g, q);
+    tensor_release(p);
+    tensor_release(q);
+    return e;
+}
+
+static eng_err pows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *a;
+    eng_err e = saved_get(n, c, 0, &a);
+    if (e) return e;
+    return pow_scalar_grad(&gout[0], gin[0], a, ((scalar_attr *)node_attrs(n))->s);
+}
+static const node_type POWS_BW = {"PowBackward0", pows_backward, NULL};
+eng_err op_pow_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_POW, &POWS_BW); }
+
+/* d(s^a)/da = s^a log(s) */
+static eng_err rpows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *y, *t = NULL;
+    eng_err e = saved_get(n, c, 1, &y);
+    if (e) return e;
+    double s = ((scalar_attr *)node_attrs(n))->s;
+    if (!(e = op_mul_scalar(&t, y, log(s)))) e = op_mul(&gout[0], gin[0], t);
+    tensor_release(t);
+    return e;
+}
+static const node_type RPOWS_BW = {"PowBackward1", rpows_backward, NULL};
+eng_err op_rpow_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_RPOW, &RPOWS_BW); }
+
+/* d(a^b)/da = b a^(b-1); d(a^b)/db = a^b log(a), taken as 0 where a == 0 and b >= 0 */
+static eng_err pow_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *b, *y;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b)) ||
+        (e = saved_get(n, c, 2, &y)))
+        return e;
+    tensor *t[6] = {0};
+    if (c->needed[0]) {
+        if (!(e = op_sub_scalar(&t[0], b, 1.0)) && !(e = op_pow(&t[1], a, t[0])) &&
+            !(e = op_mul(&t[2], t[1], b)))
+            e = op_mul(&gout[0], gin[0], t[2]);
+    }
+    if (!e && c->needed[1]) {
+        tensor *zero_a = NULL, *b_nonneg = NULL, *mask = NULL;
+        if (!(e = op_log(&t[3], a)) && !(e = op_mul(&t[4], y, t[3])) &&
+            !(e = op_compare_scalar(&zero_a, a, 0.0, CMP_EQ)) &&
+            !(e = op_compare_scalar(&b_nonneg, b, 0.0, CMP_GE)) &&
+            !(e = op_mul(&mask, zero_a, b_nonneg)) && !(e = op_masked_fill(&t[5], t[4], mask, 0.0)))
+            e = op_mul(&gout[1], gin[0], t[5]);
+        tensor_release(zero_a);
+        tensor_release(b_nonneg);
+        tensor_release(mask);
+    }
+    for (int i = 0; i < 6; i++) tensor_release(t[i]);
+    return e;
+}
+static const node_type POW_BW = {"PowBackward1", pow_backward, NULL};
+
+eng_err op_pow(tensor **out, tensor *a, tensor *b)
+{
+    tensor *r = NULL;
+    eng_err e = binary_raw(&r, a, b, B_POW);
+    if (e) return e;
+    if (!dtype_is_float((dtype)r->dtype)) {
+        *out = r;
+        return E_OK;
+    }
+    tensor *ins[2] = {a, b};
+    node *n = record(&POW_BW, ins, 2, &r, 1, 3, 0, &e);
+    if (!e && n) {
+        node_save(n, 0, a);
+        node_save(n, 1, b);
+        e = node_save_output(n, 2, r);
+    }
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}

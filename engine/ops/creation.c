@@ -1,0 +1,226 @@
+/*
+ * creation.c: tensors from data, constants, ranges, identity and random numbers. Nothing here
+ * is recorded: new tensors are leaves that do not require grad.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "../rng.h"
+#include "ewise.h"
+
+static eng_err check_dtype(dtype dt)
+{
+    if (!dtype_valid(dt)) return err_set(E_DTYPE, "unknown dtype %d", (int)dt);
+    return E_OK;
+}
+
+eng_err op_empty(tensor **out, dtype dt, const int64_t *shape, int ndim)
+{
+    eng_err e = check_dtype(dt);
+    if (e) return e;
+    tensor *t = tensor_new(dt, shape, ndim);
+    if (!t) return err_kind();
+    *out = t;
+    return E_OK;
+}
+
+eng_err op_from_data(tensor **out, const void *data, dtype dt, const int64_t *shape, int ndim)
+{
+    tensor *t = NULL;
+    eng_err e = op_empty(&t, dt, shape, ndim);
+    if (e) return e;
+    memcpy(tensor_data(t), data, (size_t)t->numel * dtype_size(dt));
+    *out = t;
+    return E_OK;
+}
+
+eng_err op_from_f64(tensor **out, const double *data, dtype dt, const int64_t *shape, int ndim)
+{
+    eng_err e = check_dtype(dt);
+    if (e) return e;
+    int64_t numel;
+    if ((e = shape_check(shape, ndim, &numel))) return e;
+    if (dt == DT_I64)
+        for (int64_t i = 0; i < numel; i++)
+            if (data[i] != trunc(data[i]) || fabs(data[i]) > 9007199254740992.0)
+                return err_set(E_INVAL, "element %lld (%g) is not an integer exactly "
+                               "representable as int64", (long long)i, data[i]);
+    tensor *t = tensor_new(dt, shape, ndim);
+    if (!t) return err_kind();
+    /* Convert through a header over the caller's doubles. */
+    storage st;
+    memset(&st, 0, sizeof st);
+    st.data = (void *)data;
+    tensor src;
+    memset(&src, 0, sizeof src);
+    src.st = &st;
+    src.dtype = DT_F64;
+    src.ndim = (uint8_t)ndim;
+    src.numel = numel;
+    memcpy(src.shape, t->shape, sizeof src.shape);
+    memcpy(src.strides, t->strides, sizeof src.strides);
+    kernel_copy(t, &src);
+    *out = t;
+    return E_OK;
+}
+
+eng_err op_full(tensor **out, dtype dt, const int64_t *shape, int ndim, double v)
+{
+    tensor *t = NULL;
+    eng_err e = op_empty(&t, dt, shape, ndim);
+    if (e) return e;
+    kernel_fill(t, v);
+    *out = t;
+    return E_OK;
+}
+
+eng_err op_scalar(tensor **out, double v, dtype dt) { return op_full(out, dt, NULL, 0, v); }
+
+eng_err op_full_like(tensor **out, const tensor *t, double v)
+{
+    return op_full(out, (dtype)t->dtype, t->shape, t->ndim, v);
+}
+
+eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
+{
+    eng_err e = check_dtype(dt);
+    if (e) return e;
+    if (!isfinite(start) || !isfinite(end) || !isfinite(step))
+        return err_set(E_INVAL, "unsupported range: %g -> %g (step %g)", start, end, step);
+    if (step == 0) return err_set(E_INVAL, "step must be nonzero");
+    if ((step > 0 && end < start) || (step < 0 && end > start))
+        return err_set(E_INVAL, "upper bound and larger bound inconsistent with step sign");
+    double n = ceil((end - start) / step);
+    if (n > 1e12) return err_set(E_INVAL, "arange: too many elements (%g)", n);
+    int64_t len = (int64_t)n;
+    tensor *t = tensor_new(dt, &len, 1);
+    if (!t) return err_kind();
+    for (int64_t i = 0; i < len; i++) {
+        double v = start + (double)i * step;
+        switch (dt) {
+        case DT_F32: ((float *)tensor_data(t))[i] = (float)v; break;
+        case DT_F64: ((double *)tensor_data(t))[i] = v; break;
+        case DT_I64: ((int64_t *)tensor_data(t))[i] = (int64_t)v; break;
+        case DT_BOOL: ((uint8_t *)tensor_data(t))[i] = v != 0; break;
+        }
+    }
+    *out = t;
+    return E_OK;
+}
+
+eng_err op_eye(tensor **out, dtype dt, int64_t n, int64_t m)
+{
+    if (n < 0 || m < 0) return err_set(E_INVAL, "n and m must be non-negative, got %lld and %lld",
+                                       (long long)n, (long long)m);
+    int64_t shape[2] = {n, m};
+    tensor *t = NULL;
+    eng_err e = op_full(&t, dt, shape, 2, 0.0);
+    if (e) return e;
+    size_t es = dtype_size(dt);
+    tensor *one;
+    if ((e = op_scalar(&one, 1.0, dt))) {
+        tensor_release(t);
+        return e;
+    }
+    for (int64_t i = 0; i < n && i < m; i++)
+        memcpy((char *)tensor_data(t) + (size_t)(i * m + i) * es, tensor_data(one), es);
+    tensor_release(one);
+    *out = t;
+    return E_OK;
+}
+
+/* ---- random ---- */
+typedef enum rkind { R_UNIFORM, R_NORMAL, R_INT } rkind;
+
+typedef struct rand_ctx {
+    tensor *t;
+    uint64_t seed, base;
+    rkind kind;
+    int64_t lo;
+    uint64_t range;
+} rand_ctx;
+
+static inline double u53(uint32_t hi, uint32_t lo)
+{
+    return (double)(((uint64_t)hi << 21) ^ (lo >> 11)) * (1.0 / 9007199254740992.0);
+}
+
+/* Element i uses counter block base + i/2 and the half (i % 2) of its four words, so any
+ * chunking gives the same numbers. */
+static void rand_chunk(void *p, int64_t lo, int64_t hi)
+{
+    const rand_ctx *c = p;
+    tensor *t = c->t;
+    for (int64_t i = lo; i < hi; i++) {
+        uint32_t w[4];
+        philox(c->seed, c->base + (uint64_t)(i / 2), w);
+        int h = (int)(i % 2) * 2;
+        double v;
+        if (c->kind == R_UNIFORM) {
+            v = u53(w[h], w[h + 1]);
+            if (t->dtype == DT_F32) {
+                float f = (float)v;
+                if (f >= 1.0f) f = 0x1.fffffep-1f; /* rounding must not reach 1 */
+                ((float *)tensor_data(t))[i] = f;
+                continue;
+            }
+        } else if (c->kind == R_NORMAL) {
+            /* Box-Muller on the pair's block: element 2j takes the cosine, 2j+1 the sine. */
+            double u1 = u53(w[0], w[1]), u2 = u53(w[2], w[3]);
+            double r = sqrt(-2.0 * log(1.0 - u1));
+            v = h ? r * sin(2 * M_PI * u2) : r * cos(2 * M_PI * u2);
+        } else {
+            uint64_t x = ((uint64_t)w[h] << 32) | w[h + 1];
+            uint64_t k = (uint64_t)(((unsigned __int128)x * c->range) >> 64);
+            int64_t iv = (int64_t)((uint64_t)c->lo + k);
+            switch ((dtype)t->dtype) {
+            case DT_I64: ((int64_t *)tensor_data(t))[i] = iv; break;
+            case DT_F32: ((float *)tensor_data(t))[i] = (float)iv; break;
+            case DT_F64: ((double *)tensor_data(t))[i] = (double)iv; break;
+            case DT_BOOL: ((uint8_t *)tensor_data(t))[i] = iv != 0; break;
+            }
+            continue;
+        }
+        if (t->dtype == DT_F32)
+            ((float *)tensor_data(t))[i] = (float)v;
+        else
+            ((double *)tensor_data(t))[i] = v;
+    }
+}
+
+static eng_err random_fill(tensor **out, generator *g, dtype dt, const int64_t *shape, int ndim,
+                           rkind kind, int64_t lo, int64_t hi)
+{
+    eng_err e = check_dtype(dt);
+    if (e) return e;
+    if (kind != R_INT && !dtype_is_float(dt))
+        return err_set(E_DTYPE, "%s is only defined for float32 and float64, got %s",
+                       kind == R_UNIFORM ? "rand" : "randn", dtype_name(dt));
+    if (kind == R_INT && dt == DT_BOOL) return err_set(E_DTYPE, "randint is not defined for bool");
+    if (kind == R_INT && lo >= hi)
+        return err_set(E_INVAL, "random_ expects 'from' to be less than 'to', but got from=%lld "
+                       ">= to=%lld", (long long)lo, (long long)hi);
+    tensor *t = NULL;
+    if ((e = op_empty(&t, dt, shape, ndim))) return e;
+    if (!g) g = generator_default();
+    rand_ctx c = {t, 0, 0, kind, lo, (uint64_t)hi - (uint64_t)lo};
+    uint64_t blocks = (uint64_t)(t->numel + 1) / 2;
+    c.base = generator_reserve(g, blocks, &c.seed);
+    par_for(t->numel, PAR_GRAIN_COSTLY, rand_chunk, &c);
+    *out = t;
+    return E_OK;
+}
+
+eng_err op_rand(tensor **out, generator *g, dtype dt, const int64_t *shape, int ndim)
+{
+    return random_fill(out, g, dt, shape, ndim, R_UNIFORM, 0, 0);
+}
+eng_err op_randn(tensor **out, generator *g, dtype dt, const int64_t *shape, int ndim)
+{
+    return random_fill(out, g, dt, shape, ndim, R_NORMAL, 0, 0);
+}
+eng_err op_randint(tensor **out, generator *g, int64_t lo, int64_t hi, dtype dt,
+                   const int64_t *shape, int ndim)
+{
+    return random_fill(out, g, dt, shape, ndim, R_INT, lo, hi);
+}

@@ -1,0 +1,229 @@
+/*
+ * custom.c: user-defined differentiable functions (torch.autograd.Function): forward runs
+ * under no_grad, tensors it saves are version-checked in backward, and the outputs get a node
+ * named "<name>Backward" whose backward calls the user's function.
+ */
+#include <string.h>
+
+#include "../alloc.h"
+#include "../custom.h"
+#include "ewise.h"
+
+#define MAX_SAVED 64
+
+struct fn_ctx {
+    /* forward */
+    bool in_forward;
+    tensor *pending[MAX_SAVED];
+    int n_pending;
+    /* backward */
+    node *node;
+    bwd_ctx *bc;
+};
+
+typedef struct custom_attr {
+    custom_fn_def def;
+    char *name;
+} custom_attr;
+
+static void custom_destroy(node *n)
+{
+    custom_attr *a = node_attrs(n);
+    if (a->def.free_userdata) a->def.free_userdata(a->def.userdata);
+    mem_free(a->name);
+}
+
+static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    custom_attr *a = node_attrs(n);
+    /* PyTorch materialises missing output gradients as zeros for the user. */
+    tensor *g_small[8], **g = n->n_out <= 8 ? g_small : mem_calloc(n->n_out * sizeof *g);
+    if (!g) return err_nomem();
+    eng_err e = E_OK;
+    for (int o = 0; o < n->n_out; o++) {
+        g[o] = gin[o];
+        if (!g[o]) {
+            out_meta *m = &n->outs[o];
+            if ((e = op_full(&g[o], (dtype)m->dtype, m->shape, m->ndim, 0.0))) {
+                g[o] = NULL;
+                break;
+            }
+        }
+    }
+    if (!e) {
+        fn_ctx ctx = {.node = n, .bc = c};
+        int rc = a->def.backward(&ctx, gout, n->n_next, g, n->n_out, a->def.userdata);
+        if (rc) {
+            for (int i = 0; i < n->n_next; i++) {
+                tensor_release(gout[i]);
+                gout[i] = NULL;
+            }
+            e = err_set(E_CALLBACK, "the backward of custom function '%s' failed with status %d: %s",
+                        a->name, rc, err_message());
+        } else {
+            for (int i = 0; i < n->n_next; i++) {
+                tensor *t = gout[i];
+                if (!t) continue;
+                if (!c->needed[i]) {
+                    tensor_release(t);
+                    gout[i] = NULL;
+                    continue;
+                }
+                if (!dtype_is_float((dtype)t->dtype)) {
+                    e = err_set(E_CALLBACK, "the backward of custom function '%s' returned a %s "
+                                "gradient for input %d", a->name, dtype_name((dtype)t->dtype), i);
+                    break;
+                }
+            }
+        }
+    }
+    for (int o = 0; o < n->n_out; o++)
+        if (g[o] && g[o] != gin[o]) tensor_release(g[o]);
+    if (g != g_small) mem_free(g);
+    return e;
+}
+
+static const node_type CUSTOM = {"CustomBackward", custom_backward, custom_destroy};
+
+eng_err fn_ctx_save(fn_ctx *c, tensor *t)
+{
+    if (!c->in_forward) return err_set(E_INVAL, "save_for_backward can only be called from forward");
+    if (c->n_pending == MAX_SAVED)
+        return err_set(E_INVAL, "a custom function saves at most %d tensors", MAX_SAVED);
+    tensor_retain(t);
+    c->pending[c->n_pending++] = t;
+    return E_OK;
+}
+
+eng_err fn_ctx_num_saved(const fn_ctx *c, size_t *out)
+{
+    if (!c->node) return err_set(E_INVAL, "saved tensors are available in backward only");
+    *out = c->node->n_saved;
+    return E_OK;
+}
+
+eng_err fn_ctx_saved(fn_ctx *c, size_t i, tensor **out)
+{
+    if (!c->node) return err_set(E_INVAL, "saved tensors are available in backward only");
+    if (i >= c->node->n_saved)
+        return err_set(E_RANGE, "saved tensor index %zu out of range (%u saved)", i,
+                       (unsigned)c->node->n_saved);
+    tensor *t = NULL;
+    eng_err e = saved_get(c->node, c->bc, (int)i, &t);
+    if (e) return e;
+    tensor_retain(t);
+    *out = t;
+    return E_OK;
+}
+
+eng_err fn_ctx_needs_input_grad(const fn_ctx *c, size_t i, bool *out)
+{
+    if (!c->node) return err_set(E_INVAL, "needs_input_grad is available in backward only");
+    if (i >= c->node->n_next)
+        return err_set(E_RANGE, "input index %zu out of range (%u inputs)", i,
+                       (unsigned)c->node->n_next);
+    *out = c->bc->needed[i];
+    return E_OK;
+}
+
+static void release_all(tensor **ts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        tensor_release(ts[i]);
+        ts[i] = NULL;
+    }
+}
+
+eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
+                        const custom_fn_def *def)
+{
+    if (n_out < 1 || n_out > 64 || n_in > 64)
+        return err_set(E_INVAL, "a custom function has 1 to 64 outputs and at most 64 inputs");
+    tensor *res[64] = {0};
+    fn_ctx ctx = {.in_forward = true};
+    bool prev = grad_mode_set(false);
+    int rc = def->forward(&ctx, res, n_out, ins, n_in, def->userdata);
+    grad_mode_set(prev);
+    eng_err e = E_OK;
+    if (rc) {
+        e = err_set(E_CALLBACK, "the forward of custom function '%s' failed with status %d: %s",
+                    def->name, rc, err_message());
+    } else {
+        for (int o = 0; o < n_out && !e; o++)
+            if (!res[o])
+                e = err_set(E_CALLBACK, "the forward of custom function '%s' left output %d NULL",
+                            def->name, o);
+    }
+    /* Outputs that alias an input would get the input's history rewritten: give each output
+     * its own header (sharing storage), as PyTorch does for returned inputs. */
+    for (int o = 0; o < n_out && !e; o++) {
+        bool fresh = !res[o]->grad_fn && !res[o]->requires_grad;
+        for (int i = 0; i < n_in; i++) fresh &= res[o] != ins[i];
+        if (!fresh || atomic_load(&res[o]->refs) > 1) {
+            tensor *alias = tensor_alias(res[o], res[o]->shape, res[o]->strides, res[o]->ndim,
+                                         res[o]->offset);
+            if (!alias) {
+                e = E_NOMEM;
+                break;
+            }
+            tensor_release(res[o]);
+            res[o] = alias;
+        }
+    }
+    node *n = NULL;
+    if (!e) {
+        bool any_float = false;
+        for (int o = 0; o < n_out; o++) any_float |= dtype_is_float((dtype)res[o]->dtype);
+        if (any_float && should_record(ins, n_in)) {
+            n = node_new(&CUSTOM, n_in, ctx.n_pending, n_out, sizeof(custom_attr));
+            size_t len = strlen(def->name);
+            char *name = mem_alloc(len + sizeof "Backward");
+            if (!n || !name) {
+                mem_free(name);
+                e = err_nomem();
+            } else {
+                memcpy(name, def->name, len);
+                memcpy(name + len, "Backward", sizeof "Backward");
+                custom_attr *a = node_attrs(n);
+                a->def = *def;
+                a->name = name;
+                n->name = name;
+                if (def->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
+                for (int i = 0; i < n_in && !e; i++) e = node_set_edge(n, i, ins[i]);
+            }
+        }
+    }
+    if (e) {
+        if (n) {
+            /* The userdata stays the caller's on failure. */
+            ((custom_attr *)node_attrs(n))->def.free_userdata = NULL;
+            node_release(n);
+        }
+        release_all(ctx.pending, ctx.n_pending);
+        release_all(res, n_out);
+        return e;
+    }
+    if (n) {
+        for (int o = 0; o < n_out; o++)
+            if (dtype_is_float((dtype)res[o]->dtype)) node_set_output(n, o, res[o]);
+        for (int k = 0; k < ctx.n_pending && !e; k++) {
+            int out_idx = -1;
+            for (int o = 0; o < n_out; o++)
+                if (ctx.pending[k]->st == res[o]->st && ctx.pending[k]->offset == res[o]->offset &&
+                    shapes_equal(ctx.pending[k], res[o]) && res[o]->grad_fn == n)
+                    out_idx = o;
+            if (out_idx >= 0) e = node_save_output(n, k, res[out_idx]);
+            else node_save(n, k, ctx.pending[k]);
+        }
+        release_all(ctx.pending, ctx.n_pending);
+        if (e) {
+            release_all(res, n_out);
+            return e;
+        }
+    } else {
+        release_all(ctx.pending, ctx.n_pending);
+        if (def->free_userdata) def->free_userdata(def->userdata);
+    }
+    for (int o = 0; o < n_out; o++) outs[o] = res[o];
+    return E_OK;
+}

@@ -1,0 +1,105 @@
+/*
+ * ewise.c: broadcasting, dtype conversion and dispatch for elementwise kernels.
+ */
+#include "ewise.h"
+
+#include <string.h>
+
+eng_err cast_raw(tensor **out, tensor *t, dtype dt)
+{
+    if (t->dtype == dt) {
+        tensor_retain(t);
+        *out = t;
+        return E_OK;
+    }
+    tensor *r = tensor_new(dt, t->shape, t->ndim);
+    if (!r) return err_kind();
+    kernel_copy(r, t);
+    *out = r;
+    return E_OK;
+}
+
+eng_err require_float(const tensor *t, const char *op)
+{
+    if (dtype_is_float((dtype)t->dtype)) return E_OK;
+    return err_set(E_DTYPE, "%s is only defined for float32 and float64 tensors, got %s", op,
+                   dtype_name((dtype)t->dtype));
+}
+
+eng_err unary_float_dtype(const tensor *t, const char *op, dtype *out)
+{
+    if (t->dtype == DT_BOOL)
+        return err_set(E_DTYPE, "%s is not defined for bool tensors", op);
+    *out = dtype_is_float((dtype)t->dtype) ? (dtype)t->dtype : DT_DEFAULT_FLOAT;
+    return E_OK;
+}
+
+static eng_err cast_all(tensor **cast, tensor *const *ins, int nin, dtype idt)
+{
+    for (int k = 0; k < nin; k++) {
+        eng_err e = cast_raw(&cast[k], ins[k], idt);
+        if (e) {
+            while (k-- > 0) tensor_release(cast[k]);
+            return e;
+        }
+    }
+    return E_OK;
+}
+
+static void run(tensor *r, tensor *const *cast, int nin, iter_loop loop, const double *params,
+                int64_t grain)
+{
+    bool tiny = r->numel == 1;
+    for (int k = 0; k < nin && tiny; k++) tiny = cast[k]->numel == 1;
+    if (tiny) {
+        /* One element everywhere (scalar graphs): skip the iterator. */
+        char *d[ITER_MAX_ARGS];
+        int64_t s[ITER_MAX_ARGS];
+        d[0] = tensor_data(r);
+        s[0] = (int64_t)dtype_size((dtype)r->dtype);
+        for (int k = 0; k < nin; k++) {
+            d[k + 1] = tensor_data(cast[k]);
+            s[k + 1] = (int64_t)dtype_size((dtype)cast[k]->dtype);
+        }
+        loop(d, s, 1, (void *)params);
+        return;
+    }
+    iter it;
+    iter_init(&it, r, (tensor *const *)cast, nin);
+    iter_run(&it, loop, (void *)params, grain);
+}
+
+eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
+               const double *params, int64_t grain)
+{
+    int64_t shape[MAX_DIMS];
+    int nd = ins[0]->ndim;
+    memcpy(shape, ins[0]->shape, sizeof shape);
+    for (int k = 1; k < nin; k++) {
+        eng_err e = broadcast_shapes(shape, nd, ins[k]->shape, ins[k]->ndim, shape, &nd);
+        if (e) return e;
+    }
+    tensor *cast[ITER_MAX_ARGS - 1];
+    eng_err e = cast_all(cast, ins, nin, idt);
+    if (e) return e;
+    tensor *r = tensor_new(odt, shape, nd);
+    if (!r) {
+        e = err_kind();
+    } else {
+        run(r, cast, nin, loop, params, grain);
+        *out = r;
+    }
+    for (int k = 0; k < nin; k++) tensor_release(cast[k]);
+    return e;
+}
+
+eng_err ew_map_into(tensor *out, dtype idt, tensor *const *ins, int nin, iter_loop loop,
+                    const double *params, int64_t grain)
+{
+    tensor *cast[ITER_MAX_ARGS - 1];
+    eng_err e = cast_all(cast, ins, nin, idt);
+    if (e) return e;
+    run(out, cast, nin, loop, params, grain);
+    for (int k = 0; k < nin; k++) tensor_release(cast[k]);
+    return E_OK;
+}

@@ -1,0 +1,37 @@
+/*
+ * ewise.h: shared plumbing for elementwise ops (no autograd here; the ops record their nodes).
+ */
+#ifndef AG_EWISE_H
+#define AG_EWISE_H
+
+#include "../kernels/ew.h"
+#include "../kernels/iter.h"
+#include "../ops.h"
+#include "../parallel.h"
+
+/** t converted to dt: t itself (retained) if it already is dt, else a contiguous copy. */
+eng_err cast_raw(tensor **out, tensor *t, dtype dt);
+
+/** A new tensor of dtype odt, shaped as the broadcast of ins[0..nin), computed by `loop` over
+ *  the inputs converted to idt. params (may be NULL) reach the loop as P. */
+eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
+               const double *params, int64_t grain);
+
+/** Same, writing into an existing tensor `out` (in-place ops); ins broadcast to out's shape. */
+eng_err ew_map_into(tensor *out, dtype idt, tensor *const *ins, int nin, iter_loop loop,
+                    const double *params, int64_t grain);
+
+/** A float32 and a float64 loop, picked by dtype. */
+typedef struct loop_pair {
+    iter_loop f32, f64;
+} loop_pair;
+static inline iter_loop pick(const loop_pair *p, dtype dt) { return dt == DT_F32 ? p->f32 : p->f64; }
+
+/** The dtype for an op on float tensors only: E_DTYPE naming `op` otherwise. */
+eng_err require_float(const tensor *t, const char *op);
+
+/** The dtype of a unary float function applied to t: t's dtype if float, else the default
+ *  float (torch.exp(int_tensor) is float32). Bool is refused. */
+eng_err unary_float_dtype(const tensor *t, const char *op, dtype *out);
+
+#endif

@@ -1,0 +1,312 @@
+/*
+ * inplace.c: add_, sub_, mul_ (tensor and scalar), fill_, zero_, copy_.
+ *
+ * Each bumps the version counter shared by the tensor's views, which is how backward notices
+ * that a saved tensor was overwritten. Under grad mode the op is recorded by rewriting the
+ * tensor's history: its grad_fn becomes the op's node, whose first edge is the old grad_fn.
+ * On a view, the base's history is rewritten instead (CopySlices, as in PyTorch) and the
+ * view's grad_fn becomes AsStridedBackward0 of the base.
+ */
+#include <string.h>
+
+#include "ewise.h"
+
+typedef enum ip_op { OP_ADD, OP_SUB, OP_MUL, OP_ADDS, OP_MULS, OP_FILL, OP_COPY } ip_op;
+
+typedef struct ip_attr {
+    ip_op op;
+    double s;
+} ip_attr;
+
+/* gin[0] is the gradient of the tensor after the op; gout[0] goes to its old value, gout[1]
+ * to the other operand. Saved: 0 = other, 1 = the tensor's old value (mul_). */
+static eng_err ip_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const ip_attr *a = node_attrs(n);
+    tensor *g = gin[0], *other = NULL, *old = NULL;
+    eng_err e = E_OK;
+    if (a->op == OP_MUL) {
+        if ((e = saved_get(n, c, 0, &other)) || (e = saved_get(n, c, 1, &old))) return e;
+    }
+    if (c->needed[0]) {
+        switch (a->op) {
+        case OP_ADD: case OP_SUB: case OP_ADDS:
+            tensor_retain(g);
+            gout[0] = g;
+            break;
+        case OP_MUL: e = op_mul(&gout[0], g, other); break;
+        case OP_MULS: e = op_mul_scalar(&gout[0], g, a->s); break;
+        case OP_FILL: case OP_COPY: e = op_full_like(&gout[0], g, 0.0); break;
+        }
+        if (e) return e;
+    }
+    if (n->n_next > 1 && c->needed[1]) {
+        switch (a->op) {
+        case OP_ADD: case OP_COPY:
+            tensor_retain(g);
+            gout[1] = g;
+            break;
+        case OP_SUB: e = op_neg(&gout[1], g); break;
+        case OP_MUL: e = op_mul(&gout[1], g, old); break;
+        default: break;
+        }
+    }
+    return e;
+}
+
+static const node_type ADD_BW = {"AddBackward0", ip_backward, NULL};
+static const node_type SUB_BW = {"SubBackward0", ip_backward, NULL};
+static const node_type MUL_BW = {"MulBackward0", ip_backward, NULL};
+static const node_type FILL_BW = {"FillBackward2", ip_backward, NULL};
+static const node_type ZERO_BW = {"ZeroBackward0", ip_backward, NULL};
+static const node_type COPY_BW = {"CopyBackwards", ip_backward, NULL};
+
+/* ---- CopySlices: the base's node after an in-place op on one of its views ---- */
+typedef struct cs_attr {
+    node *fn;              /* the op's own node (edges unused; strong reference) */
+    int ndim;              /* the view's geometry relative to the (contiguous) base */
+    int64_t shape[MAX_DIMS];
+    int64_t strides[MAX_DIMS];
+    int64_t offset;
+} cs_attr;
+
+static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    cs_attr *a = node_attrs(n);
+    node *fn = a->fn;
+    tensor *g = NULL, *slice = NULL;
+    tensor *res[2] = {NULL, NULL};
+    eng_err e = op_contiguous(&g, gin[0]);
+    if (!e) e = op_as_strided(&slice, g, a->shape, a->strides, a->ndim, a->offset);
+    if (!e) {
+        uint8_t needed[2] = {1, (uint8_t)(n->n_next > 1 && c->needed[1])};
+        bwd_ctx c2 = {.create_graph = c->create_graph, .needed = needed, .node = fn};
+        tensor *gslice = slice;
+        e = fn->type->backward(fn, &c2, &gslice, res);
+        for (int k = 0; k < c2.ntemps; k++) tensor_release(c2.temps[k]);
+    }
+    if (!e && c->needed[0]) {
+        /* The region the op wrote takes the op's gradient; the rest passes through. */
+        tensor *src = res[0];
+        if (!src) e = op_full_like(&src, slice, 0.0);
+        if (!e) e = op_as_strided_scatter(&gout[0], g, src, a->shape, a->strides, a->ndim,
+                                          a->offset);
+        if (src != res[0]) tensor_release(src);
+    }
+    if (!e && n->n_next > 1 && c->needed[1]) {
+        gout[1] = res[1];
+        res[1] = NULL;
+    }
+    tensor_release(res[0]);
+    tensor_release(res[1]);
+    tensor_release(slice);
+    tensor_release(g);
+    return e;
+}
+
+static void copy_slices_destroy(node *n) { node_release(((cs_attr *)node_attrs(n))->fn); }
+static const node_type COPY_SLICES = {"CopySlices", copy_slices_backward, copy_slices_destroy};
+
+/* ---- checks and recording ---- */
+static eng_err leaf_check(const tensor *t)
+{
+    if (!grad_mode_enabled()) return E_OK;
+    if (t->requires_grad && !t->grad_fn)
+        return err_set(E_LEAF, "a leaf Variable that requires grad is being used in an in-place "
+                       "operation.");
+    if (t->base && t->base->requires_grad && !t->base->grad_fn)
+        return err_set(E_LEAF, "a view of a leaf Variable that requires grad is being used in an "
+                       "in-place operation.");
+    return E_OK;
+}
+
+/* Everything that can fail before the data changes: node allocation, the old value's copy. */
+typedef struct ip_rec {
+    node *fn;  /* the op node */
+    node *cs;  /* CopySlices (views) */
+} ip_rec;
+
+static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_type *type,
+                              ip_attr attr)
+{
+    memset(r, 0, sizeof *r);
+    tensor *ins[2] = {t, other};
+    if (!should_record(ins, other ? 2 : 1)) return E_OK;
+    bool view = t->base != NULL;
+    if (view && !tensor_is_contiguous(t->base))
+        return err_set(E_INVAL, "in-place operation on a view of a non-contiguous tensor is not "
+                       "supported under grad mode");
+    int n_next = other ? 2 : 1;
+    int n_saved = attr.op == OP_MUL ? 2 : 0;
+    node *fn = node_new(type, n_next, n_saved, 1, sizeof(ip_attr));
+    if (!fn) return err_nomem();
+    *(ip_attr *)node_attrs(fn) = attr;
+    eng_err e = E_OK;
+    if (attr.op == OP_MUL) {
+        node_save(fn, 0, other);
+        if (tensor_requires_grad(other)) {
+            tensor *old;
+            if ((e = op_detach(&old, t)) == E_OK) {
+                tensor *copy;
+                e = op_clone(&copy, old);
+                tensor_release(old);
+                if (!e) {
+                    node_save(fn, 1, copy);
+                    tensor_release(copy);
+                }
+            }
+        }
+    }
+    if (!e && !view) {
+        e = node_set_edge(fn, 0, t);
+        if (!e && other) e = node_set_edge(fn, 1, other);
+    }
+    if (!e && view) {
+        node *cs = node_new(&COPY_SLICES, n_next, 0, 1, sizeof(cs_attr));
+        if (!cs) {
+            e = err_nomem();
+        } else {
+            cs_attr *a = node_attrs(cs);
+            node_retain(fn);
+            a->fn = fn;
+            a->ndim = t->ndim;
+            memcpy(a->shape, t->shape, sizeof a->shape);
+            memcpy(a->strides, t->strides, sizeof a->strides);
+            a->offset = t->offset - t->base->offset;
+            e = node_set_edge(cs, 0, t->base);
+            if (!e && other) e = node_set_edge(cs, 1, other);
+            r->cs = cs;
+        }
+    }
+    r->fn = fn;
+    if (e) {
+        node_release(r->cs);
+        node_release(r->fn);
+        memset(r, 0, sizeof *r);
+    }
+    return e;
+}
+
+/* After the data changed: install the new history. */
+static eng_err commit_record(ip_rec *r, tensor *t)
+{
+    eng_err e = E_OK;
+    if (r->cs) {
+        tensor *base = t->base;
+        node_set_output(r->cs, 0, base);
+        /* The op's node sees the view's shape as its output. */
+        out_meta *m = &r->fn->outs[0];
+        m->dtype = t->dtype;
+        m->ndim = t->ndim;
+        memcpy(m->shape, t->shape, sizeof t->shape);
+        e = view_rebase(t);
+    } else if (r->fn) {
+        tmeta *meta = tensor_meta_peek(t);
+        node_set_output(r->fn, 0, t);
+        if (meta && meta->retains_grad) e = node_attach_meta(r->fn, 0, meta);
+    }
+    node_release(r->cs);
+    node_release(r->fn);
+    return e;
+}
+
+static eng_err check_into(tensor *t, tensor *other, dtype compute)
+{
+    if (!dtype_valid(compute) || (dtype_category(compute) > dtype_category((dtype)t->dtype)))
+        return err_set(E_DTYPE, "result type %s can't be cast to the desired output type %s",
+                       dtype_name(compute), dtype_name((dtype)t->dtype));
+    if (!other) return E_OK;
+    int64_t shape[MAX_DIMS];
+    int nd;
+    eng_err e = broadcast_shapes(t->shape, t->ndim, other->shape, other->ndim, shape, &nd);
+    if (e) return e;
+    bool same = nd == t->ndim;
+    for (int i = 0; same && i < nd; i++) same = shape[i] == t->shape[i];
+    if (!same) {
+        char a[160], b[160];
+        return err_set(E_SHAPE, "output with shape %s doesn't match the broadcast shape %s",
+                       fmt_shape(a, sizeof a, t->shape, t->ndim), fmt_shape(b, sizeof b, shape, nd));
+    }
+    return E_OK;
+}
+
+/* ---- kernels (in the tensor's dtype) ---- */
+#define IP_LOOPS(T, S)                                                                     \
+    EW_BINARY_LOOP(ip_add_##S, T, T, x + y)                                                \
+    EW_BINARY_LOOP(ip_sub_##S, T, T, x - y)                                                \
+    EW_BINARY_LOOP(ip_mul_##S, T, T, x * y)                                                \
+    EW_UNARY_LOOP(ip_adds_##S, T, T, x + (T)P[0])                                          \
+    EW_UNARY_LOOP(ip_muls_##S, T, T, x *(T)P[0])
+IP_LOOPS(float, f32)
+IP_LOOPS(double, f64)
+IP_LOOPS(int64_t, i64)
+
+static const iter_loop ip_loops[5][3] = {
+    {ip_add_f32, ip_add_f64, ip_add_i64}, {ip_sub_f32, ip_sub_f64, ip_sub_i64},
+    {ip_mul_f32, ip_mul_f64, ip_mul_i64}, {ip_adds_f32, ip_adds_f64, ip_adds_i64},
+    {ip_muls_f32, ip_muls_f64, ip_muls_i64},
+};
+
+static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_type *type)
+{
+    if (t->dtype == DT_BOOL)
+        return err_set(E_DTYPE, "in-place arithmetic is not supported for bool tensors");
+    promo p;
+    promo_init(&p);
+    promo_add_tensor(&p, (dtype)t->dtype, t->ndim);
+    if (other) promo_add_tensor(&p, (dtype)other->dtype, other->ndim);
+    else promo_add_scalar(&p, s);
+    eng_err e = check_into(t, other, promo_result(&p));
+    if (!e) e = leaf_check(t);
+    ip_rec r;
+    if (!e) e = prepare_record(&r, t, other, type, (ip_attr){op, s});
+    if (e) return e;
+    double param = s;
+    if (other) {
+        tensor *in[2] = {t, other};
+        e = ew_map_into(t, (dtype)t->dtype, in, 2, ip_loops[op][t->dtype], NULL, PAR_GRAIN_CHEAP);
+    } else {
+        e = ew_map_into(t, (dtype)t->dtype, &t, 1, ip_loops[op][t->dtype], &param, PAR_GRAIN_CHEAP);
+    }
+    if (e) {
+        node_release(r.cs);
+        node_release(r.fn);
+        return e;
+    }
+    tensor_bump_version(t);
+    return commit_record(&r, t);
+}
+
+eng_err op_binary_(tensor *t, tensor *other, inplace_kind k)
+{
+    static const node_type *types[] = {&ADD_BW, &SUB_BW, &MUL_BW};
+    static const ip_op ops[] = {OP_ADD, OP_SUB, OP_MUL};
+    return apply(t, other, ops[k], 0, types[k]);
+}
+
+eng_err op_scalar_(tensor *t, double s, inplace_kind k)
+{
+    if (k == IP_SUB) return apply(t, NULL, OP_ADDS, -s, &ADD_BW);
+    return apply(t, NULL, k == IP_ADD ? OP_ADDS : OP_MULS, s, k == IP_ADD ? &ADD_BW : &MUL_BW);
+}
+
+static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_type *type)
+{
+    eng_err e = E_OK;
+    if (src) {
+        e = check_into(t, src, (dtype)t->dtype);
+    }
+    if (!e) e = leaf_check(t);
+    ip_rec r;
+    if (!e) e = prepare_record(&r, t, src, type, (ip_attr){op, v});
+    if (e) return e;
+    if (src) kernel_copy(t, src);
+    else kernel_fill(t, v);
+    tensor_bump_version(t);
+    return commit_record(&r, t);
+}
+
+eng_err op_fill_(tensor *t, double v) { return overwrite(t, NULL, v, OP_FILL, &FILL_BW); }
+eng_err op_zero_(tensor *t) { return overwrite(t, NULL, 0.0, OP_FILL, &ZERO_BW); }
+
+eng_err op_copy_(tensor *t, tensor *src) { return overwrite(t, src, 0, OP_COPY, &COPY_BW); }

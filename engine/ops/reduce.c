@@ -1,0 +1,199 @@
+/*
+ * reduce.c: sum and mean over all or some dims, and sum_to (the inverse of broadcasting).
+ * Other reductions (max/min, amax/amin, var/std, logsumexp, norm, argmax) live in
+ * reduce_ext.c and share reduce_dims_prepare / reduce_expand_grad from reduce_common.h.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "../kernels/reduce.h"
+#include "ewise.h"
+#include "reduce_common.h"
+
+eng_err reduce_dims_prepare(const tensor *a, const int64_t *dims, int ndims, bool keepdim,
+                            reduce_plan *p)
+{
+    memset(p, 0, sizeof *p);
+    p->keepdim = keepdim;
+    p->in_ndim = a->ndim;
+    memcpy(p->in_shape, a->shape, sizeof p->in_shape);
+    if (ndims < 0 || ndims > MAX_DIMS) return err_set(E_RANGE, "too many dims (%d)", ndims);
+    if (!dims || ndims == 0) {
+        for (int d = 0; d < a->ndim; d++) p->mask[d] = true;
+        p->all = true;
+    } else {
+        for (int i = 0; i < ndims; i++) {
+            int d;
+            eng_err e = wrap_dim(dims[i], a->ndim, &d);
+            if (e) return e;
+            if (a->ndim == 0) continue;
+            if (p->mask[d])
+                return err_set(E_INVAL, "dim %d appears multiple times in the list of dims", d);
+            p->mask[d] = true;
+        }
+    }
+    p->count = 1;
+    p->out_ndim = 0;
+    for (int d = 0; d < a->ndim; d++) {
+        if (p->mask[d]) {
+            p->count *= a->shape[d];
+            if (keepdim) p->out_shape[p->out_ndim++] = 1;
+        } else {
+            p->out_shape[p->out_ndim++] = a->shape[d];
+        }
+    }
+    return E_OK;
+}
+
+eng_err reduce_expand_grad(tensor **out, tensor *g, const reduce_plan *p)
+{
+    /* Put the reduced dims back as size 1, then broadcast (a stride-0 view, no copy). */
+    tensor *k = g;
+    tensor_retain(k);
+    if (!p->keepdim) {
+        int64_t shape[MAX_DIMS];
+        for (int d = 0; d < p->in_ndim; d++) shape[d] = p->mask[d] ? 1 : p->in_shape[d];
+        tensor *r = NULL;
+        eng_err e = op_reshape(&r, k, shape, p->in_ndim);
+        tensor_release(k);
+        if (e) return e;
+        k = r;
+    }
+    eng_err e = op_expand(out, k, p->in_shape, p->in_ndim);
+    tensor_release(k);
+    return e;
+}
+
+/* The raw sum (no autograd) of a over the plan's dims, in dtype out_dt. */
+eng_err sum_raw(tensor **out, tensor *a, const reduce_plan *p)
+{
+    dtype dt = dtype_is_float((dtype)a->dtype) ? (dtype)a->dtype : DT_I64;
+    tensor *r = tensor_new(dt, p->out_shape, p->out_ndim);
+    if (!r) return err_kind();
+    eng_err e = reduce_kernel(r, NULL, a, p->mask, RK_SUM);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- sum ---- */
+static eng_err sum_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    return reduce_expand_grad(&gout[0], gin[0], (const reduce_plan *)node_attrs(n));
+}
+static const node_type SUM0_BW = {"SumBackward0", sum_backward, NULL};
+static const node_type SUM1_BW = {"SumBackward1", sum_backward, NULL};
+
+static eng_err sum_op(tensor **out, tensor *a, const int64_t *dims, int ndims, bool keepdim,
+                      const node_type *bw)
+{
+    reduce_plan p;
+    eng_err e = reduce_dims_prepare(a, dims, ndims, keepdim, &p);
+    if (e) return e;
+    tensor *r = NULL;
+    if ((e = sum_raw(&r, a, &p))) return e;
+    node *n = record(bw, &a, 1, &r, 1, 0, sizeof p, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) *(reduce_plan *)node_attrs(n) = p;
+    *out = r;
+    return E_OK;
+}
+
+eng_err op_sum(tensor **out, tensor *a) { return sum_op(out, a, NULL, 0, false, &SUM0_BW); }
+
+eng_err op_sum_dims(tensor **out, tensor *a, const int64_t *dims, int ndims, bool keepdim)
+{
+    return sum_op(out, a, dims, ndims, keepdim, &SUM1_BW);
+}
+
+/* ---- mean ---- */
+static eng_err mean_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    const reduce_plan *p = (const reduce_plan *)node_attrs(n);
+    tensor *g = NULL;
+    eng_err e = op_div_scalar(&g, gin[0], (double)p->count);
+    if (e) return e;
+    e = reduce_expand_grad(&gout[0], g, p);
+    tensor_release(g);
+    return e;
+}
+static const node_type MEAN0_BW = {"MeanBackward0", mean_backward, NULL};
+static const node_type MEAN1_BW = {"MeanBackward1", mean_backward, NULL};
+
+static eng_err mean_op(tensor **out, tensor *a, const int64_t *dims, int ndims, bool keepdim,
+                       const node_type *bw)
+{
+    if (!dtype_is_float((dtype)a->dtype))
+        return err_set(E_DTYPE, "mean(): could not infer output dtype. Input dtype must be either "
+                       "a floating point or complex dtype. Got: %s", dtype_name((dtype)a->dtype));
+    reduce_plan p;
+    eng_err e = reduce_dims_prepare(a, dims, ndims, keepdim, &p);
+    if (e) return e;
+    tensor *s = NULL;
+    if ((e = sum_raw(&s, a, &p))) return e;
+    /* Divide in place: s is private. Empty reductions give NaN, as PyTorch. */
+    double inv_count = p.count ? 1.0 / (double)p.count : NAN;
+    int64_t n = s->numel;
+    if (s->dtype == DT_F32) {
+        float *d = tensor_data(s);
+        for (int64_t i = 0; i < n; i++) d[i] = p.count ? d[i] / (float)p.count : NAN;
+    } else {
+        double *d = tensor_data(s);
+        for (int64_t i = 0; i < n; i++) d[i] = p.count ? d[i] / (double)p.count : inv_count;
+    }
+    node *nd = record(bw, &a, 1, &s, 1, 0, sizeof p, &e);
+    if (e) {
+        tensor_release(s);
+        return e;
+    }
+    if (nd) *(reduce_plan *)node_attrs(nd) = p;
+    *out = s;
+    return E_OK;
+}
+
+eng_err op_mean(tensor **out, tensor *a) { return mean_op(out, a, NULL, 0, false, &MEAN0_BW); }
+
+eng_err op_mean_dims(tensor **out, tensor *a, const int64_t *dims, int ndims, bool keepdim)
+{
+    return mean_op(out, a, dims, ndims, keepdim, &MEAN1_BW);
+}
+
+/* ---- sum_to ---- */
+eng_err op_sum_to(tensor **out, tensor *g, const int64_t *shape, int ndim)
+{
+    int lead = g->ndim - ndim;
+    if (lead < 0)
+        return err_set(E_SHAPE, "sum_to: gradient has fewer dims (%d) than the target (%d)",
+                       g->ndim, ndim);
+    int64_t dims[MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < g->ndim; d++) {
+        int td = d - lead;
+        if (td < 0 || (shape[td] == 1 && g->shape[d] != 1)) dims[nd++] = d;
+        else if (shape[td] != g->shape[d])
+            return err_set(E_SHAPE, "sum_to: size %lld cannot be summed to %lld at dim %d",
+                           (long long)g->shape[d], (long long)shape[td], d);
+    }
+    if (nd == 0) {
+        if (lead == 0) {
+            tensor_retain(g);
+            *out = g;
+            return E_OK;
+        }
+        return op_reshape(out, g, shape, ndim);
+    }
+    tensor *s = NULL;
+    eng_err e = op_sum_dims(&s, g, dims, nd, true);
+    if (e) return e;
+    e = op_reshape(out, s, shape, ndim);
+    tensor_release(s);
+    return e;
+}

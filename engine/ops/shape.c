@@ -1,0 +1,665 @@
+/*
+ * shape.c: views (reshape, view, transpose, permute, expand, slice, narrow, select, squeeze,
+ * unsqueeze, flatten, as_strided), copies (contiguous, clone, to_dtype), and detach.
+ * A view shares its input's storage and version counter; its `base` is the root tensor that
+ * owns the memory, which in-place ops on the view need (see inplace.c).
+ */
+#include <string.h>
+
+#include "ewise.h"
+
+typedef struct geom {
+    int ndim;
+    int64_t shape[MAX_DIMS];
+    int64_t strides[MAX_DIMS];
+    int64_t offset;
+} geom;
+
+/* What view backward formulas need: the input's shape and the op's parameters. */
+typedef struct view_attr {
+    geom in;        /* input geometry (shape is what matters for most) */
+    geom view;      /* the view's geometry relative to a contiguous input (slice, select) */
+    int64_t d0, d1; /* transpose dims */
+    int64_t perm[MAX_DIMS];
+} view_attr;
+
+static void geom_of(const tensor *t, geom *g)
+{
+    g->ndim = t->ndim;
+    memcpy(g->shape, t->shape, sizeof g->shape);
+    memcpy(g->strides, t->strides, sizeof g->strides);
+    g->offset = t->offset;
+}
+
+/* Creates the view and records its node; *n receives the node (or NULL). */
+static eng_err make_view(tensor **out, tensor *t, const int64_t *shape, const int64_t *strides,
+                         int ndim, int64_t offset, const node_type *bw, node **n)
+{
+    tensor *v = tensor_alias(t, shape, strides, ndim, offset);
+    if (!v) return E_NOMEM;
+    tensor *base = t->base ? t->base : t;
+    tensor_retain(base);
+    v->base = base;
+    eng_err e = E_OK;
+    node *nd = record(bw, &t, 1, &v, 1, 0, sizeof(view_attr), &e);
+    if (e) {
+        tensor_release(v);
+        return e;
+    }
+    if (nd) geom_of(t, &((view_attr *)node_attrs(nd))->in);
+    if (n) *n = nd;
+    *out = v;
+    return E_OK;
+}
+
+static view_attr *attr(node *n) { return (view_attr *)node_attrs(n); }
+
+/* ---- reshape family ---- */
+static eng_err reshape_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    geom *in = &attr(n)->in;
+    return op_reshape(&gout[0], gin[0], in->shape, in->ndim);
+}
+static const node_type VIEW_BW = {"ViewBackward0", reshape_backward, NULL};
+static const node_type RESHAPE_ALIAS_BW = {"ReshapeAliasBackward0", reshape_backward, NULL};
+static const node_type UNSAFE_VIEW_BW = {"UnsafeViewBackward0", reshape_backward, NULL};
+static const node_type SQUEEZE0_BW = {"SqueezeBackward0", reshape_backward, NULL};
+static const node_type SQUEEZE1_BW = {"SqueezeBackward1", reshape_backward, NULL};
+static const node_type UNSQUEEZE_BW = {"UnsqueezeBackward0", reshape_backward, NULL};
+
+/* Resolves one -1 and checks the element count. */
+static eng_err infer_shape(const tensor *t, const int64_t *shape, int ndim, int64_t *res)
+{
+    if (ndim < 0 || ndim > MAX_DIMS)
+        return err_set(E_RANGE, "tensors have at most %d dimensions, got %d", MAX_DIMS, ndim);
+    int infer = -1;
+    int64_t known = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == -1) {
+            if (infer >= 0) return err_set(E_INVAL, "only one dimension can be inferred");
+            infer = i;
+        } else if (shape[i] < 0) {
+            return err_set(E_INVAL, "invalid shape dimension %lld", (long long)shape[i]);
+        } else {
+            known *= shape[i];
+        }
+        res[i] = shape[i];
+    }
+    if (infer >= 0) {
+        if (known == 0 || t->numel % known) goto bad;
+        res[infer] = t->numel / known;
+    } else if (known != t->numel) {
+        goto bad;
+    }
+    return E_OK;
+bad:;
+    char s[160];
+    return err_set(E_SHAPE, "shape '%s' is invalid for input of size %lld",
+                   fmt_shape(s, sizeof s, shape, ndim), (long long)t->numel);
+}
+
+/* PyTorch's computeStride: strides for viewing t as `shape`, or false if impossible. */
+static bool view_strides(const tensor *t, const int64_t *shape, int ndim, int64_t *strides)
+{
+    if (t->numel == 0 || t->ndim == 0) {
+        contiguous_strides(shape, ndim, strides);
+        return true;
+    }
+    int64_t view_d = ndim - 1;
+    int64_t chunk_base_stride = t->strides[t->ndim - 1];
+    int64_t tensor_numel = 1, view_numel = 1;
+    for (int64_t d = t->ndim - 1; d >= 0; d--) {
+        tensor_numel *= t->shape[d];
+        if (d == 0 || (t->shape[d - 1] != 1 && t->strides[d - 1] != tensor_numel * chunk_base_stride)) {
+            while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
+                strides[view_d] = view_numel * chunk_base_stride;
+                view_numel *= shape[view_d];
+                view_d--;
+            }
+            if (view_numel != tensor_numel) return false;
+            if (d > 0) {
+                chunk_base_stride = t->strides[d - 1];
+                tensor_numel = 1;
+                view_numel = 1;
+            }
+        }
+    }
+    return view_d == -1;
+}
+
+eng_err op_view(tensor **out, tensor *t, const int64_t *shape, int ndim)
+{
+    int64_t res[MAX_DIMS], st[MAX_DIMS];
+    eng_err e = infer_shape(t, shape, ndim, res);
+    if (e) return e;
+    if (!view_strides(t, res, ndim, st))
+        return err_set(E_SHAPE, "view size is not compatible with input tensor's size and stride "
+                       "(at least one dimension spans across two contiguous subspaces). Use "
+                       ".reshape(...) instead.");
+    return make_view(out, t, res, st, ndim, t->offset, &VIEW_BW, NULL);
+}
+
+static eng_err reshape_as(tensor **out, tensor *t, const int64_t *res, int ndim)
+{
+    int64_t st[MAX_DIMS];
+    if (view_strides(t, res, ndim, st))
+        return make_view(out, t, res, st, ndim, t->offset, &RESHAPE_ALIAS_BW, NULL);
+    /* Not viewable: a contiguous copy, then a view of it (CloneBackward0 under
+     * UnsafeViewBackward0, as PyTorch's graph shows). */
+    tensor *c = NULL;
+    eng_err e = op_clone(&c, t);
+    if (e) return e;
+    contiguous_strides(res, ndim, st);
+    e = make_view(out, c, res, st, ndim, c->offset, &UNSAFE_VIEW_BW, NULL);
+    tensor_release(c);
+    return e;
+}
+
+eng_err op_reshape(tensor **out, tensor *t, const int64_t *shape, int ndim)
+{
+    int64_t res[MAX_DIMS];
+    eng_err e = infer_shape(t, shape, ndim, res);
+    if (e) return e;
+    return reshape_as(out, t, res, ndim);
+}
+
+eng_err op_flatten(tensor **out, tensor *t, int64_t start, int64_t end)
+{
+    int s, en;
+    eng_err e;
+    if ((e = wrap_dim(start, t->ndim, &s)) || (e = wrap_dim(end, t->ndim, &en))) return e;
+    if (s > en) return err_set(E_INVAL, "flatten() has invalid args: start_dim cannot come after "
+                               "end_dim");
+    if (t->ndim == 0) {
+        int64_t one = 1;
+        return reshape_as(out, t, &one, 1);
+    }
+    if (s == en) {
+        tensor_retain(t);
+        *out = t;
+        return E_OK;
+    }
+    int64_t res[MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < s; i++) res[nd++] = t->shape[i];
+    int64_t m = 1;
+    for (int i = s; i <= en; i++) m *= t->shape[i];
+    res[nd++] = m;
+    for (int i = en + 1; i < t->ndim; i++) res[nd++] = t->shape[i];
+    return reshape_as(out, t, res, nd);
+}
+
+eng_err op_squeeze(tensor **out, tensor *t)
+{
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] != 1) {
+            sh[nd] = t->shape[i];
+            st[nd++] = t->strides[i];
+        }
+    return make_view(out, t, sh, st, nd, t->offset, &SQUEEZE0_BW, NULL);
+}
+
+eng_err op_squeeze_dim(tensor **out, tensor *t, int64_t dim)
+{
+    int d;
+    eng_err e = wrap_dim(dim, t->ndim, &d);
+    if (e) return e;
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (i != d || t->shape[i] != 1) {
+            sh[nd] = t->shape[i];
+            st[nd++] = t->strides[i];
+        }
+    return make_view(out, t, sh, st, nd, t->offset, &SQUEEZE1_BW, NULL);
+}
+
+eng_err op_unsqueeze(tensor **out, tensor *t, int64_t dim)
+{
+    int d;
+    eng_err e = wrap_dim(dim, t->ndim + 1, &d);
+    if (e) return e;
+    if (t->ndim == MAX_DIMS)
+        return err_set(E_RANGE, "tensors have at most %d dimensions", MAX_DIMS);
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i <= t->ndim; i++) {
+        if (i == d) {
+            sh[nd] = 1;
+            st[nd++] = i < t->ndim ? t->strides[i] * t->shape[i] : 1;
+        }
+        if (i < t->ndim) {
+            sh[nd] = t->shape[i];
+            st[nd++] = t->strides[i];
+        }
+    }
+    return make_view(out, t, sh, st, nd, t->offset, &UNSQUEEZE_BW, NULL);
+}
+
+/* ---- transpose, t, permute ---- */
+static eng_err transpose_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    return op_transpose(&gout[0], gin[0], attr(n)->d0, attr(n)->d1);
+}
+static const node_type TRANSPOSE_BW = {"TransposeBackward0", transpose_backward, NULL};
+
+static eng_err swap_view(tensor **out, tensor *t, int d0, int d1, const node_type *bw)
+{
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    memcpy(sh, t->shape, sizeof sh);
+    memcpy(st, t->strides, sizeof st);
+    if (t->ndim > 0) {
+        sh[d0] = t->shape[d1];
+        sh[d1] = t->shape[d0];
+        st[d0] = t->strides[d1];
+        st[d1] = t->strides[d0];
+    }
+    node *n;
+    eng_err e = make_view(out, t, sh, st, t->ndim, t->offset, bw, &n);
+    if (!e && n) {
+        attr(n)->d0 = d0;
+        attr(n)->d1 = d1;
+    }
+    return e;
+}
+
+eng_err op_transpose(tensor **out, tensor *t, int64_t d0, int64_t d1)
+{
+    int a, b;
+    eng_err e;
+    if ((e = wrap_dim(d0, t->ndim, &a)) || (e = wrap_dim(d1, t->ndim, &b))) return e;
+    return swap_view(out, t, a, b, &TRANSPOSE_BW);
+}
+
+static eng_err t_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    return c->needed[0] ? op_t(&gout[0], gin[0]) : E_OK;
+}
+static const node_type T_BW = {"TBackward0", t_backward, NULL};
+
+eng_err op_t(tensor **out, tensor *t)
+{
+    if (t->ndim > 2)
+        return err_set(E_SHAPE, "t() expects a tensor with <= 2 dimensions, but self is %dD",
+                       t->ndim);
+    return swap_view(out, t, 0, t->ndim == 2 ? 1 : 0, &T_BW);
+}
+
+static eng_err permute_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    int64_t inv[MAX_DIMS];
+    int nd = attr(n)->in.ndim;
+    for (int i = 0; i < nd; i++) inv[attr(n)->perm[i]] = i;
+    return op_permute(&gout[0], gin[0], inv, nd);
+}
+static const node_type PERMUTE_BW = {"PermuteBackward0", permute_backward, NULL};
+
+eng_err op_permute(tensor **out, tensor *t, const int64_t *dims, int ndims)
+{
+    if (ndims != t->ndim)
+        return err_set(E_INVAL, "permute(sparse_coo): number of dimensions in the tensor input does "
+                       "not match the length of the desired ordering of dimensions i.e. input.dim() "
+                       "= %d is not equal to len(dims) = %d", t->ndim, ndims);
+    int64_t sh[MAX_DIMS], st[MAX_DIMS], perm[MAX_DIMS];
+    bool seen[MAX_DIMS] = {false};
+    for (int i = 0; i < ndims; i++) {
+        int d;
+        eng_err e = wrap_dim(dims[i], t->ndim, &d);
+        if (e) return e;
+        if (seen[d]) return err_set(E_INVAL, "permute(): duplicate dims are not allowed.");
+        seen[d] = true;
+        perm[i] = d;
+        sh[i] = t->shape[d];
+        st[i] = t->strides[d];
+    }
+    node *n;
+    eng_err e = make_view(out, t, sh, st, ndims, t->offset, &PERMUTE_BW, &n);
+    if (!e && n) memcpy(attr(n)->perm, perm, sizeof perm);
+    return e;
+}
+
+/* ---- expand ---- */
+static eng_err pass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    if (c->needed[0]) {
+        tensor_retain(gin[0]);
+        gout[0] = gin[0]; /* the engine sums it down to the input's shape */
+    }
+    return E_OK;
+}
+static const node_type EXPAND_BW = {"ExpandBackward0", pass_backward, NULL};
+
+eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
+{
+    if (ndim < t->ndim) {
+        char a[160], b[160];
+        return err_set(E_SHAPE, "the number of sizes provided (%d) must be greater or equal to the "
+                       "number of dimensions in the tensor (%d): %s vs %s", ndim, t->ndim,
+                       fmt_shape(a, sizeof a, shape, ndim), fmt_shape(b, sizeof b, t->shape, t->ndim));
+    }
+    if (ndim > MAX_DIMS) return err_set(E_RANGE, "tensors have at most %d dimensions", MAX_DIMS);
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    for (int i = 0; i < ndim; i++) {
+        int ti = i - (ndim - t->ndim);
+        int64_t want = shape[i];
+        if (ti < 0) {
+            if (want < 0)
+                return err_set(E_INVAL, "The expanded size of the tensor (%lld) isn't allowed in a "
+                               "leading, non-existing dimension %d", (long long)want, i);
+            sh[i] = want;
+            st[i] = 0;
+            continue;
+        }
+        int64_t have = t->shape[ti];
+        if (want == -1) want = have;
+        if (have == want) {
+            sh[i] = have;
+            st[i] = t->strides[ti];
+        } else if (have == 1 && want >= 0) {
+            sh[i] = want;
+            st[i] = 0;
+        } else {
+            return err_set(E_SHAPE, "The expanded size of the tensor (%lld) must match the existing "
+                           "size (%lld) at non-singleton dimension %d.", (long long)want,
+                           (long long)have, i);
+        }
+    }
+    return make_view(out, t, sh, st, ndim, t->offset, &EXPAND_BW, NULL);
+}
+
+/* ---- slice, narrow, select ---- */
+/* Gradient of a view taken at geometry `view` of a contiguous input: zeros of the input's
+ * shape with the view's region set to the gradient. */
+static eng_err scatter_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    view_attr *a = attr(n);
+    tensor *z;
+    eng_err e = op_full(&z, (dtype)gin[0]->dtype, a->in.shape, a->in.ndim, 0.0);
+    if (e) return e;
+    e = op_as_strided_scatter(&gout[0], z, gin[0], a->view.shape, a->view.strides, a->view.ndim,
+                              a->view.offset);
+    tensor_release(z);
+    return e;
+}
+static const node_type SLICE_BW = {"SliceBackward0", scatter_backward, NULL};
+static const node_type SELECT_BW = {"SelectBackward0", scatter_backward, NULL};
+
+/* geometry of the view in a contiguous tensor of t's shape */
+static void contiguous_geom(const tensor *t, geom *g)
+{
+    g->ndim = t->ndim;
+    memcpy(g->shape, t->shape, sizeof g->shape);
+    contiguous_strides(t->shape, t->ndim, g->strides);
+    g->offset = 0;
+}
+
+eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t end, int64_t step)
+{
+    int d;
+    eng_err e = wrap_dim(dim, t->ndim, &d);
+    if (e) return e;
+    if (t->ndim == 0) return err_set(E_RANGE, "slice() cannot be applied to a 0-dim tensor.");
+    if (step <= 0) return err_set(E_INVAL, "slice step must be positive, got %lld", (long long)step);
+    int64_t size = t->shape[d];
+    if (start < 0) start += size;
+    if (end < 0) end += size;
+    if (start < 0) start = 0;
+    if (start > size) start = size;
+    if (end < start) end = start;
+    if (end > size) end = size;
+    int64_t len = (end - start + step - 1) / step;
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    memcpy(sh, t->shape, sizeof sh);
+    memcpy(st, t->strides, sizeof st);
+    sh[d] = len;
+    st[d] = t->strides[d] * step;
+    node *n;
+    e = make_view(out, t, sh, st, t->ndim, t->offset + start * t->strides[d], &SLICE_BW, &n);
+    if (!e && n) {
+        geom *g = &attr(n)->view;
+        contiguous_geom(t, g);
+        g->offset = start * g->strides[d];
+        g->shape[d] = len;
+        g->strides[d] *= step;
+    }
+    return e;
+}
+
+eng_err op_narrow(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t length)
+{
+    int d;
+    eng_err e = wrap_dim(dim, t->ndim, &d);
+    if (e) return e;
+    if (t->ndim == 0) return err_set(E_RANGE, "narrow() cannot be applied to a 0-dim tensor.");
+    int64_t size = t->shape[d];
+    if (start < -size || start > size)
+        return err_set(E_RANGE, "start out of range (expected to be in range of [%lld, %lld], but "
+                       "got %lld)", (long long)-size, (long long)size, (long long)start);
+    if (start < 0) start += size;
+    if (length < 0 || start > size - length)
+        return err_set(E_RANGE, "start (%lld) + length (%lld) exceeds dimension size (%lld).",
+                       (long long)start, (long long)length, (long long)size);
+    return op_slice(out, t, d, start, start + length, 1);
+}
+
+eng_err op_select(tensor **out, tensor *t, int64_t dim, int64_t index)
+{
+    if (t->ndim == 0) return err_set(E_RANGE, "select() cannot be applied to a 0-dim tensor.");
+    int d;
+    eng_err e = wrap_dim(dim, t->ndim, &d);
+    if (e) return e;
+    int64_t size = t->shape[d];
+    if (index < -size || index >= size)
+        return err_set(E_RANGE, "select(): index %lld out of range for tensor of size %lld at "
+                       "dimension %d", (long long)index, (long long)size, d);
+    if (index < 0) index += size;
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (i != d) {
+            sh[nd] = t->shape[i];
+            st[nd++] = t->strides[i];
+        }
+    node *n;
+    e = make_view(out, t, sh, st, nd, t->offset + index * t->strides[d], &SELECT_BW, &n);
+    if (!e && n) {
+        geom full, *g = &attr(n)->view;
+        contiguous_geom(t, &full);
+        g->ndim = 0;
+        for (int i = 0; i < t->ndim; i++)
+            if (i != d) {
+                g->shape[g->ndim] = full.shape[i];
+                g->strides[g->ndim++] = full.strides[i];
+            }
+        g->offset = index * full.strides[d];
+    }
+    return e;
+}
+
+/* ---- as_strided and its scatter (used by backward of views and by CopySlices) ---- */
+static eng_err as_strided_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    return scatter_backward(n, c, gin, gout);
+}
+static const node_type AS_STRIDED_BW = {"AsStridedBackward0", as_strided_backward, NULL};
+
+static eng_err check_geom(const tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
+                          int64_t offset)
+{
+    if (ndim < 0 || ndim > MAX_DIMS) return err_set(E_RANGE, "too many dimensions (%d)", ndim);
+    int64_t lo = offset, hi = offset;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0 || strides[i] < 0) return err_set(E_INVAL, "negative size or stride");
+        if (shape[i] == 0) return E_OK;
+        hi += (shape[i] - 1) * strides[i];
+    }
+    int64_t cap = (int64_t)(t->st->nbytes / dtype_size((dtype)t->dtype));
+    if (t->offset + lo < 0 || t->offset + hi >= cap)
+        return err_set(E_RANGE, "as_strided: geometry exceeds the storage (%lld elements)",
+                       (long long)cap);
+    return E_OK;
+}
+
+/* The input must be contiguous: offsets and strides are relative to its first element. */
+eng_err op_as_strided(tensor **out, tensor *t, const int64_t *shape, const int64_t *strides,
+                      int ndim, int64_t offset)
+{
+    eng_err e = check_geom(t, shape, strides, ndim, offset);
+    if (e) return e;
+    if (!tensor_is_contiguous(t))
+        return err_set(E_INVAL, "as_strided: the input must be contiguous");
+    node *n;
+    e = make_view(out, t, shape, strides, ndim, t->offset + offset, &AS_STRIDED_BW, &n);
+    if (!e && n) {
+        geom *g = &attr(n)->view;
+        g->ndim = ndim;
+        memcpy(g->shape, shape, (size_t)ndim * sizeof *shape);
+        memcpy(g->strides, strides, (size_t)ndim * sizeof *strides);
+        g->offset = offset;
+    }
+    return e;
+}
+
+static eng_err ass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    view_attr *a = attr(n);
+    eng_err e = E_OK;
+    if (c->needed[0]) {
+        tensor *z;
+        if ((e = op_full(&z, (dtype)gin[0]->dtype, a->view.shape, a->view.ndim, 0.0))) return e;
+        tensor *g = NULL;
+        if ((e = op_contiguous(&g, gin[0]))) {
+            tensor_release(z);
+            return e;
+        }
+        e = op_as_strided_scatter(&gout[0], g, z, a->view.shape, a->view.strides, a->view.ndim,
+                                  a->view.offset);
+        tensor_release(z);
+        tensor_release(g);
+        if (e) return e;
+    }
+    if (c->needed[1]) {
+        tensor *g, *v;
+        if ((e = op_contiguous(&g, gin[0]))) return e;
+        e = op_as_strided(&v, g, a->view.shape, a->view.strides, a->view.ndim, a->view.offset);
+        tensor_release(g);
+        if (e) return e;
+        gout[1] = v;
+    }
+    return E_OK;
+}
+static const node_type AS_STRIDED_SCATTER_BW = {"AsStridedScatterBackward0", ass_backward, NULL};
+
+eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int64_t *shape,
+                              const int64_t *strides, int ndim, int64_t offset)
+{
+    tensor *r = tensor_new((dtype)base->dtype, base->shape, base->ndim);
+    if (!r) return err_kind();
+    kernel_copy(r, base);
+    eng_err e = check_geom(r, shape, strides, ndim, offset);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    tensor *region = tensor_alias(r, shape, strides, ndim, offset);
+    if (!region) {
+        tensor_release(r);
+        return E_NOMEM;
+    }
+    kernel_copy(region, src);
+    tensor_release(region);
+    tensor *ins[2] = {base, src};
+    node *n = record(&AS_STRIDED_SCATTER_BW, ins, 2, &r, 1, 0, sizeof(view_attr), &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        geom *g = &attr(n)->view;
+        g->ndim = ndim;
+        memcpy(g->shape, shape, (size_t)ndim * sizeof *shape);
+        memcpy(g->strides, strides, (size_t)ndim * sizeof *strides);
+        g->offset = offset;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- copies ---- */
+static const node_type CLONE_BW = {"CloneBackward0", pass_backward, NULL};
+static const node_type TO_COPY_BW = {"ToCopyBackward0", pass_backward, NULL};
+
+static eng_err copy_op(tensor **out, tensor *t, dtype dt, const node_type *bw)
+{
+    tensor *r = tensor_new(dt, t->shape, t->ndim);
+    if (!r) return err_kind();
+    kernel_copy(r, t);
+    eng_err e = E_OK;
+    if (dtype_is_float(dt)) record(bw, &t, 1, &r, 1, 0, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+eng_err op_clone(tensor **out, tensor *t) { return copy_op(out, t, (dtype)t->dtype, &CLONE_BW); }
+
+eng_err op_contiguous(tensor **out, tensor *t)
+{
+    if (tensor_is_contiguous(t)) {
+        tensor_retain(t);
+        *out = t;
+        return E_OK;
+    }
+    return op_clone(out, t);
+}
+
+eng_err op_to_dtype(tensor **out, tensor *t, dtype dt)
+{
+    if (!dtype_valid(dt)) return err_set(E_DTYPE, "unknown dtype %d", (int)dt);
+    if (t->dtype == dt) {
+        tensor_retain(t);
+        *out = t;
+        return E_OK;
+    }
+    return copy_op(out, t, dt, &TO_COPY_BW);
+}
+
+eng_err op_detach(tensor **out, tensor *t)
+{
+    tensor *r = tensor_alias(t, t->shape, t->strides, t->ndim, t->offset);
+    if (!r) return E_NOMEM;
+    *out = r;
+    return E_OK;
+}
+
+eng_err view_rebase(tensor *v)
+{
+    tensor *base = v->base;
+    node *n = node_new(&AS_STRIDED_BW, 1, 0, 1, sizeof(view_attr));
+    if (!n) return err_nomem();
+    eng_err e = node_set_edge(n, 0, base);
+    if (e) {
+        node_release(n);
+        return e;
+    }
+    view_attr *a = attr(n);
+    geom_of(base, &a->in);
+    a->view.ndim = v->ndim;
+    memcpy(a->view.shape, v->shape, sizeof v->shape);
+    memcpy(a->view.strides, v->strides, sizeof v->strides);
+    a->view.offset = v->offset - base->offset;
+    node_set_output(n, 0, v);
+    node_release(n);
+    return E_OK;
+}

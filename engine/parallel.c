@@ -1,0 +1,66 @@
+/*
+ * parallel.c: chunked parallel loops over OpenMP (see parallel.h for the determinism rule).
+ */
+#include "parallel.h"
+
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* Process-wide by design (like torch.set_num_threads): bindings such as Go move a caller
+ * between OS threads, so a per-thread count would change under their feet. 0 = default. */
+static atomic_int requested_threads;
+
+static int default_threads(void)
+{
+    static atomic_int cached;
+    int n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n > 0) return n;
+    /* omp_get_max_threads honours OMP_NUM_THREADS and falls back to the core count. */
+    n = omp_get_max_threads();
+    if (n < 1) n = 1;
+    atomic_store_explicit(&cached, n, memory_order_relaxed);
+    return n;
+}
+
+int par_num_threads(void)
+{
+    int n = atomic_load_explicit(&requested_threads, memory_order_relaxed);
+    return n > 0 ? n : default_threads();
+}
+
+void par_set_num_threads(int n)
+{
+    atomic_store_explicit(&requested_threads, n < 0 ? 0 : n, memory_order_relaxed);
+}
+
+void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
+{
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    int64_t nchunks = (n + grain - 1) / grain;
+    int nt = par_num_threads();
+    if (nchunks == 1 || nt == 1) {
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
+            fn(ctx, lo, hi);
+        }
+        return;
+    }
+    if (omp_in_parallel()) {
+        /* Inside a backward task: share the existing team instead of nesting a region. */
+#pragma omp taskloop grainsize(1) default(none) shared(fn, ctx, n, grain, nchunks)
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
+            fn(ctx, lo, hi);
+        }
+        return;
+    }
+    int team = nchunks < nt ? (int)nchunks : nt;
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1) default(none) \
+    shared(fn, ctx, n, grain, nchunks)
+    for (int64_t c = 0; c < nchunks; c++) {
+        int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
+        fn(ctx, lo, hi);
+    }
+}

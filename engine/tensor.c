@@ -1,0 +1,294 @@
+/*
+ * tensor.c: creation, reference counting and geometry of tensors and storages.
+ */
+#include "tensor.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "graph.h"
+
+/* Storages up to this size live in the same block as their header: one allocation for the
+ * small tensors that dominate scalar-heavy graphs. */
+#define INLINE_DATA_MAX 256
+
+static storage *storage_new(size_t nbytes)
+{
+    storage *s;
+    if (nbytes <= INLINE_DATA_MAX) {
+        size_t hdr = (sizeof(storage) + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1);
+        s = mem_alloc_aligned(hdr + (nbytes ? nbytes : 1), MEM_DATA_ALIGN);
+        if (!s) return NULL;
+        s->data = (char *)s + hdr;
+        s->inline_data = true;
+    } else {
+        s = mem_alloc(sizeof *s);
+        if (!s) return NULL;
+        s->data = mem_alloc_aligned(nbytes, MEM_DATA_ALIGN);
+        if (!s->data) {
+            mem_free(s);
+            return NULL;
+        }
+        s->inline_data = false;
+    }
+    atomic_init(&s->refs, 1);
+    atomic_init(&s->version, 0);
+    s->nbytes = nbytes;
+    return s;
+}
+
+void storage_release(storage *s)
+{
+    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+    if (s->inline_data) {
+        mem_free_aligned(s);
+    } else {
+        mem_free_aligned(s->data);
+        mem_free(s);
+    }
+}
+
+eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out)
+{
+    if (ndim < 0 || ndim > MAX_DIMS)
+        return err_set(E_RANGE, "tensors have at most %d dimensions, got %d", MAX_DIMS, ndim);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return err_set(E_INVAL, "negative dimension %lld at position %d",
+                           (long long)shape[i], i);
+        if (shape[i] && n > INT64_MAX / 8 / shape[i])
+            return err_set(E_INVAL, "shape too large (element count overflows)");
+        n *= shape[i];
+    }
+    if (numel_out) *numel_out = n;
+    return E_OK;
+}
+
+void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides)
+{
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= shape[i] > 1 ? shape[i] : 1;
+    }
+}
+
+static tensor *header_new(void)
+{
+    tensor *t = mem_alloc(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->meta, NULL);
+    atomic_init(&t->grad_acc, NULL);
+    atomic_flag_clear(&t->acc_lock);
+    return t;
+}
+
+tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
+{
+    int64_t numel;
+    if (shape_check(shape, ndim, &numel)) return NULL;
+    tensor *t = header_new();
+    if (!t) {
+        err_nomem();
+        return NULL;
+    }
+    t->st = storage_new((size_t)numel * dtype_size(dt));
+    if (!t->st) {
+        mem_free(t);
+        err_nomem();
+        return NULL;
+    }
+    t->dtype = (uint8_t)dt;
+    t->ndim = (uint8_t)ndim;
+    t->numel = numel;
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    contiguous_strides(shape, ndim, t->strides);
+    return t;
+}
+
+tensor *tensor_new_like(const tensor *t, dtype dt) { return tensor_new(dt, t->shape, t->ndim); }
+
+tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
+                     int64_t offset)
+{
+    tensor *t = header_new();
+    if (!t) {
+        err_nomem();
+        return NULL;
+    }
+    atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
+    t->st = src->st;
+    t->dtype = src->dtype;
+    t->ndim = (uint8_t)ndim;
+    t->offset = offset;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->strides[i] = strides[i];
+        n *= shape[i];
+    }
+    t->numel = n;
+    return t;
+}
+
+/* ---- deferred destruction --------------------------------------------------------------- */
+/* Releasing the last handle on a graph frees a chain of tensors and nodes. Doing it
+ * recursively would need stack proportional to the graph's depth (the `scalar` workload
+ * chains 80 000 nodes), so the first release on a thread drains a worklist and nested
+ * releases only append to it. The links live in the dying objects themselves: no allocation,
+ * so destruction cannot fail. */
+static _Thread_local struct {
+    bool draining;
+    tensor *tensors;
+    struct node *nodes;
+} reclaim;
+
+static void tensor_destroy(tensor *t)
+{
+    tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
+    if (m) tmeta_release(m);
+    node_release(t->grad_fn);
+    tensor_release(t->base);
+    storage_release(t->st);
+    mem_free(t);
+}
+
+static void drain(void)
+{
+    reclaim.draining = true;
+    for (;;) {
+        if (reclaim.tensors) {
+            tensor *t = reclaim.tensors;
+            reclaim.tensors = t->dead_next;
+            tensor_destroy(t);
+        } else if (reclaim.nodes) {
+            struct node *n = reclaim.nodes;
+            reclaim.nodes = node_dead_next(n);
+            node_destroy(n);
+        } else {
+            break;
+        }
+    }
+    reclaim.draining = false;
+}
+
+void tensor_release(tensor *t)
+{
+    if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
+    t->dead_next = reclaim.tensors;
+    reclaim.tensors = t;
+    if (!reclaim.draining) drain();
+}
+
+void reclaim_node(struct node *n)
+{
+    node_set_dead_next(n, reclaim.nodes);
+    reclaim.nodes = n;
+    if (!reclaim.draining) drain();
+}
+
+/* ---- geometry ---------------------------------------------------------------------------- */
+bool tensor_is_contiguous(const tensor *t)
+{
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 1) continue;
+        if (t->strides[i] != s) return t->numel == 0;
+        s *= t->shape[i];
+    }
+    return true;
+}
+
+eng_err wrap_dim(int64_t dim, int ndim, int *out)
+{
+    int64_t n = ndim > 0 ? ndim : 1;
+    if (dim < -n || dim >= n)
+        return err_set(E_RANGE,
+                       "Dimension out of range (expected to be in range of [%lld, %lld], but got %lld)",
+                       (long long)-n, (long long)(n - 1), (long long)dim);
+    *out = (int)(dim < 0 ? dim + n : dim);
+    return E_OK;
+}
+
+bool shapes_equal(const tensor *a, const tensor *b)
+{
+    if (a->ndim != b->ndim) return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return false;
+    return true;
+}
+
+eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int64_t *out,
+                         int *nout)
+{
+    int n = na > nb ? na : nb;
+    for (int i = 0; i < n; i++) {
+        int ia = na - n + i, ib = nb - n + i;
+        int64_t sa = ia >= 0 ? a[ia] : 1, sb = ib >= 0 ? b[ib] : 1;
+        if (sa != sb && sa != 1 && sb != 1) {
+            char s1[160], s2[160];
+            return err_set(E_SHAPE,
+                           "shapes %s and %s cannot be broadcast (size %lld vs %lld at "
+                           "non-singleton dimension %d)",
+                           fmt_shape(s1, sizeof s1, a, na), fmt_shape(s2, sizeof s2, b, nb),
+                           (long long)sa, (long long)sb, i);
+        }
+        out[i] = sa == 1 ? sb : sa;
+    }
+    *nout = n;
+    return E_OK;
+}
+
+/* ---- autograd meta ----------------------------------------------------------------------- */
+tmeta *tensor_meta(tensor *t)
+{
+    tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
+    if (m) return m;
+    tmeta *fresh = mem_calloc(sizeof *fresh);
+    if (!fresh) {
+        err_nomem();
+        return NULL;
+    }
+    atomic_init(&fresh->refs, 1);
+    atomic_flag_clear(&fresh->lock);
+    fresh->next_hook_id = 1;
+    tmeta *expected = NULL;
+    if (!atomic_compare_exchange_strong(&t->meta, &expected, fresh)) {
+        mem_free(fresh);
+        return expected;
+    }
+    return fresh;
+}
+
+void tmeta_release(tmeta *m)
+{
+    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
+    tensor_release(m->grad);
+    hooks_free(m->hooks);
+    mem_free(m);
+}
+
+tensor *tensor_grad_get(const tensor *t)
+{
+    tmeta *m = tensor_meta_peek(t);
+    if (!m) return NULL;
+    tmeta_lock(m);
+    tensor *g = m->grad;
+    if (g) tensor_retain(g);
+    tmeta_unlock(m);
+    return g;
+}
+
+void hooks_free(hook *h)
+{
+    while (h) {
+        hook *next = h->next;
+        if (h->free_userdata) h->free_userdata(h->userdata);
+        mem_free(h);
+        h = next;
+    }
+}

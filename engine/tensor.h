@@ -1,0 +1,122 @@
+/*
+ * tensor.h: storages, tensors (strided views of a storage) and their autograd metadata.
+ *
+ * A storage owns the bytes and the version counter, so every view of it (and detach()) sees
+ * the same version, as PyTorch's views do. A tensor is a header: shape, strides, offset into
+ * its storage, plus the autograd fields. Both are reference counted with atomics; the last
+ * release destroys without recursion (long graphs would overflow the stack otherwise).
+ */
+#ifndef AG_TENSOR_H
+#define AG_TENSOR_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dtype.h"
+#include "error.h"
+
+#define MAX_DIMS 8
+
+struct node;
+struct hook;
+
+typedef struct storage {
+    atomic_long refs;
+    atomic_long version;
+    size_t nbytes;
+    void *data;      /* MEM_DATA_ALIGN-aligned; points into this block for small storages */
+    bool inline_data;
+} storage;
+
+/* Autograd extras most tensors never need: created on first use, reference counted so a
+ * graph node can keep writing a retained gradient after the user dropped the tensor. */
+typedef struct tmeta {
+    atomic_long refs;
+    atomic_flag lock;          /* guards grad and hooks */
+    struct tensor *grad;       /* .grad (strong) */
+    struct hook *hooks;        /* registration order */
+    uint64_t next_hook_id;
+    bool retains_grad;
+    bool caller_thread;        /* some hook must run on the caller's thread */
+} tmeta;
+
+typedef struct tensor {
+    atomic_long refs;
+    storage *st;
+    int64_t offset; /* in elements */
+    int64_t numel;
+    uint8_t dtype;
+    uint8_t ndim;
+    uint8_t requires_grad; /* set by the user on leaves; non-leaves require grad via grad_fn */
+    uint32_t output_nr;    /* which output of grad_fn this tensor is */
+    int64_t shape[MAX_DIMS];
+    int64_t strides[MAX_DIMS];
+    struct node *grad_fn;          /* strong; NULL for leaves */
+    struct tensor *base;           /* strong; the root base of a view, else NULL */
+    _Atomic(tmeta *) meta;         /* lazily created */
+    _Atomic(struct node *) grad_acc; /* weak: a leaf's AccumulateGrad node */
+    atomic_flag acc_lock;          /* guards grad_acc */
+    struct tensor *dead_next;      /* link in the deferred-destruction list */
+} tensor;
+
+/* ---- creation (no autograd) ---- */
+/** A new contiguous, uninitialised tensor; NULL (E_NOMEM/E_INVAL set) on failure. */
+tensor *tensor_new(dtype dt, const int64_t *shape, int ndim);
+/** A new tensor shaped like t (contiguous). */
+tensor *tensor_new_like(const tensor *t, dtype dt);
+/** A new header over t's storage with the given geometry (no autograd, base unset). */
+tensor *tensor_alias(const tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
+                     int64_t offset);
+/** Checks a user-supplied shape (ndim range, non-negative sizes, numel overflow). */
+eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out);
+
+/* ---- references ---- */
+static inline void tensor_retain(tensor *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
+void tensor_release(tensor *t);
+void storage_release(storage *s);
+
+/* ---- geometry ---- */
+static inline void *tensor_data(const tensor *t)
+{
+    return (char *)t->st->data + t->offset * (int64_t)dtype_size((dtype)t->dtype);
+}
+bool tensor_is_contiguous(const tensor *t);
+void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides);
+/** Wraps a possibly negative dim into [0, ndim); E_RANGE with PyTorch's message if invalid.
+ *  A 0-d tensor accepts dims -1 and 0, as PyTorch does. */
+eng_err wrap_dim(int64_t dim, int ndim, int *out);
+bool shapes_equal(const tensor *a, const tensor *b);
+/** NumPy broadcasting of two shapes; E_SHAPE (message names both shapes) if incompatible. */
+eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int64_t *out,
+                         int *nout);
+
+/* ---- version counter ---- */
+static inline int64_t tensor_version(const tensor *t) { return atomic_load(&t->st->version); }
+static inline void tensor_bump_version(tensor *t) { atomic_fetch_add(&t->st->version, 1); }
+
+/* ---- autograd fields ---- */
+static inline bool tensor_requires_grad(const tensor *t) { return t->requires_grad || t->grad_fn; }
+static inline bool tensor_is_leaf(const tensor *t) { return t->grad_fn == NULL; }
+/** The tensor's meta, created on first use; NULL (E_NOMEM) on failure. */
+tmeta *tensor_meta(tensor *t);
+static inline tmeta *tensor_meta_peek(const tensor *t) { return atomic_load_explicit(&((tensor *)t)->meta, memory_order_acquire); }
+void tmeta_release(tmeta *m);
+static inline void tmeta_lock(tmeta *m) { while (atomic_flag_test_and_set_explicit(&m->lock, memory_order_acquire)) ; }
+static inline void tmeta_unlock(tmeta *m) { atomic_flag_clear_explicit(&m->lock, memory_order_release); }
+/** t's .grad, retained, or NULL. */
+tensor *tensor_grad_get(const tensor *t);
+
+/* ---- gradient hooks (see ag_tensor_register_hook) ---- */
+typedef int (*hook_fn)(tensor **new_grad, tensor *grad, void *userdata);
+typedef struct hook {
+    struct hook *next;
+    uint64_t id;
+    hook_fn fn;
+    void *userdata;
+    void (*free_userdata)(void *);
+    bool caller_thread;
+} hook;
+void hooks_free(hook *h);
+
+#endif
