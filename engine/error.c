@@ -12,10 +12,14 @@ static _Thread_local err_saved last;
 
 eng_err err_set(eng_err kind, const char *fmt, ...)
 {
+    /* Format into a scratch buffer first: the arguments may point into last.msg (a message
+     * wrapping the previous one). */
+    char buf[sizeof last.msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last.msg, sizeof last.msg, fmt, ap);
+    vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+    memcpy(last.msg, buf, sizeof buf);
     last.kind = kind;
     return kind;
 }

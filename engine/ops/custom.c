@@ -216,6 +216,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
             else node_save(n, k, ctx.pending[k]);
         }
         release_all(ctx.pending, ctx.n_pending);
+        node_release(n); /* the outputs own it now */
         if (e) {
             release_all(res, n_out);
             return e;

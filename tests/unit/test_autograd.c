@@ -1,0 +1,465 @@
+/*
+ * test_autograd.c: PyTorch's autograd semantics through the ABI: .grad accumulation,
+ * retain_graph, create_graph, autograd.grad, no_grad, detach, retain_grad, hooks, custom
+ * functions, version-counter checks, in-place ops and views, anomaly mode.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "harness.h"
+
+static ag_tensor *leaf(double v)
+{
+    ag_tensor *t;
+    OK(ag_tensor_scalar(&t, v, AG_FLOAT64));
+    OK(ag_tensor_set_requires_grad(t, 1));
+    return t;
+}
+
+static double item(const ag_tensor *t)
+{
+    double v = NAN;
+    OK(ag_tensor_item(&v, t));
+    return v;
+}
+
+static double grad_of(const ag_tensor *t)
+{
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, t));
+    if (!g) return NAN;
+    double v = item(g);
+    ag_tensor_release(g);
+    return v;
+}
+
+/* The seed walkthrough, then .grad accumulation over a second backward. */
+static void seed_and_accumulation(void)
+{
+    ag_tensor *x = leaf(2.0), *y, *z1, *z;
+    OK(ag_mul(&y, x, x));
+    OK(ag_mul_scalar(&z1, y, 2.0));
+    OK(ag_add_scalar(&z, z1, 5.0));
+    CHECK_CLOSE(item(z), 13.0, 0);
+    CHECK_STR(grad_fn_name(y), "MulBackward0");
+    CHECK_STR(grad_fn_name(z), "AddBackward0");
+    OK(ag_backward(z, NULL, AG_RETAIN_GRAPH));
+    CHECK_CLOSE(grad_of(x), 8.0, 0);
+    OK(ag_backward(z, NULL, 0)); /* accumulates */
+    CHECK_CLOSE(grad_of(x), 16.0, 0);
+    /* The graph is now freed: PyTorch's error, and nothing changes. */
+    FAILS(AG_EGRAPH, ag_backward(z, NULL, 0));
+    CHECK(strstr(ag_last_error(), "backward through the graph a second time"));
+    CHECK_CLOSE(grad_of(x), 16.0, 0);
+    /* zero and drop */
+    OK(ag_tensor_zero_grad(x));
+    CHECK_CLOSE(grad_of(x), 0.0, 0);
+    OK(ag_tensor_set_grad(x, NULL));
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    CHECK(g == NULL);
+    ag_tensor_release(z);
+    ag_tensor_release(z1);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+static void backward_errors(void)
+{
+    int64_t s3[1] = {3};
+    ag_tensor *a, *b, *c, *i;
+    OK(ag_ones(&a, AG_FLOAT32, s3, 1));
+    FAILS(AG_ENOGRAD, ag_backward(a, NULL, 0)); /* does not require grad */
+    CHECK(strstr(ag_last_error(), "does not require grad"));
+    OK(ag_tensor_set_requires_grad(a, 1));
+    OK(ag_mul_scalar(&b, a, 2.0));
+    FAILS(AG_ESHAPE, ag_backward(b, NULL, 0)); /* non-scalar root without a gradient */
+    CHECK(strstr(ag_last_error(), "only for scalar outputs"));
+    int64_t s2[1] = {2};
+    OK(ag_ones(&c, AG_FLOAT32, s2, 1));
+    FAILS(AG_ESHAPE, ag_backward(b, c, 0)); /* gradient of the wrong shape */
+    ag_tensor_release(c);
+    OK(ag_ones(&c, AG_FLOAT64, s3, 1));
+    FAILS(AG_EDTYPE, ag_backward(b, c, 0)); /* gradient of the wrong dtype */
+    ag_tensor_release(c);
+    OK(ag_ones(&c, AG_FLOAT32, s3, 1));
+    OK(ag_backward(b, c, 0)); /* an explicit gradient for a non-scalar root */
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, a));
+    double want[3] = {2, 2, 2};
+    check_values("grad with explicit root gradient", g, want, 3, 0);
+    ag_tensor_release(g);
+    OK(ag_ones(&i, AG_INT64, s3, 1));
+    FAILS(AG_EDTYPE, ag_tensor_set_requires_grad(i, 1));
+    CHECK(strstr(ag_last_error(), "floating point"));
+    FAILS(AG_ELEAF, ag_tensor_set_requires_grad(b, 0));
+    FAILS(AG_EINVAL, ag_backward(NULL, NULL, 0));
+    FAILS(AG_EINVAL, ag_backward(b, NULL, 1u << 7));
+    ag_tensor_release(i);
+    ag_tensor_release(c);
+    ag_tensor_release(b);
+    ag_tensor_release(a);
+}
+
+/* d/dx (x^3) = 3x^2, d2/dx2 = 6x, through ag_grad with AG_CREATE_GRAPH. */
+static void higher_order(void)
+{
+    ag_tensor *x = leaf(2.0), *y, *g1, *g2;
+    OK(ag_pow_scalar(&y, x, 3.0));
+    OK(ag_grad(&g1, &y, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+    CHECK_CLOSE(item(g1), 12.0, 1e-12);
+    int req;
+    OK(ag_tensor_requires_grad(&req, g1));
+    CHECK(req);
+    OK(ag_grad(&g2, &g1, NULL, 1, &x, 1, 0));
+    CHECK_CLOSE(item(g2), 12.0, 1e-12);
+    /* ag_grad leaves .grad alone */
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    CHECK(g == NULL);
+    /* backward with create_graph: x.grad carries a graph */
+    ag_tensor *y2;
+    OK(ag_pow_scalar(&y2, x, 3.0));
+    OK(ag_backward(y2, NULL, AG_CREATE_GRAPH));
+    OK(ag_tensor_grad(&g, x));
+    OK(ag_tensor_requires_grad(&req, g));
+    CHECK(req);
+    CHECK_CLOSE(item(g), 12.0, 1e-12);
+    ag_tensor_release(g);
+    OK(ag_tensor_set_grad(x, NULL));
+    ag_tensor_release(y2);
+    ag_tensor_release(g2);
+    ag_tensor_release(g1);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+static void grad_function(void)
+{
+    ag_tensor *a = leaf(3.0), *b = leaf(4.0), *c = leaf(5.0), *p, *r[2];
+    OK(ag_mul(&p, a, b));
+    ag_tensor *ins[2] = {a, b};
+    OK(ag_grad(r, &p, NULL, 1, ins, 2, AG_RETAIN_GRAPH));
+    CHECK_CLOSE(item(r[0]), 4.0, 0);
+    CHECK_CLOSE(item(r[1]), 3.0, 0);
+    ag_tensor_release(r[0]);
+    ag_tensor_release(r[1]);
+    ag_tensor *unused[2] = {a, c};
+    FAILS(AG_ENOGRAD, ag_grad(r, &p, NULL, 1, unused, 2, AG_RETAIN_GRAPH));
+    OK(ag_grad(r, &p, NULL, 1, unused, 2, AG_RETAIN_GRAPH | AG_ALLOW_UNUSED));
+    CHECK(r[1] == NULL);
+    CHECK_CLOSE(item(r[0]), 4.0, 0);
+    ag_tensor_release(r[0]);
+    /* a non-leaf input: the gradient flowing into it */
+    ag_tensor *q;
+    OK(ag_mul_scalar(&q, p, 3.0));
+    OK(ag_grad(r, &q, NULL, 1, &p, 1, 0));
+    CHECK_CLOSE(item(r[0]), 3.0, 0);
+    ag_tensor_release(r[0]);
+    ag_tensor_release(q);
+    ag_tensor_release(p);
+    ag_tensor_release(a);
+    ag_tensor_release(b);
+    ag_tensor_release(c);
+}
+
+static void no_grad_and_detach(void)
+{
+    ag_tensor *x = leaf(2.0), *y, *d;
+    CHECK(ag_is_grad_enabled());
+    int prev = ag_set_grad_enabled(0);
+    CHECK(prev == 1);
+    OK(ag_mul(&y, x, x));
+    int req;
+    OK(ag_tensor_requires_grad(&req, y));
+    CHECK(!req);
+    CHECK_STR(grad_fn_name(y), "");
+    ag_set_grad_enabled(prev);
+    ag_tensor_release(y);
+    OK(ag_tensor_detach(&d, x));
+    OK(ag_tensor_requires_grad(&req, d));
+    CHECK(!req);
+    int shares;
+    OK(ag_tensor_shares_storage(&shares, d, x));
+    CHECK(shares);
+    ag_tensor_release(d);
+    ag_tensor_release(x);
+}
+
+static void retain_grad(void)
+{
+    ag_tensor *x = leaf(3.0), *y, *z;
+    OK(ag_mul_scalar(&y, x, 2.0));
+    OK(ag_tensor_retain_grad(y));
+    int r;
+    OK(ag_tensor_retains_grad(&r, y));
+    CHECK(r);
+    OK(ag_mul(&z, y, y));
+    OK(ag_backward(z, NULL, 0));
+    CHECK_CLOSE(grad_of(y), 12.0, 0); /* dz/dy = 2y = 12 */
+    CHECK_CLOSE(grad_of(x), 24.0, 0);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+/* ---- hooks ---- */
+static int times_ten(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (*(int *)ud)++;
+    return ag_mul_scalar(new_grad, grad, 10.0);
+}
+
+static int failing_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    (void)ud;
+    return ag_set_error(AG_ECALLBACK, "the hook says no");
+}
+
+static int freed_count;
+static void count_free(void *ud)
+{
+    (void)ud;
+    freed_count++;
+}
+
+static void hooks(void)
+{
+    ag_tensor *x = leaf(2.0), *y, *z;
+    int calls = 0;
+    uint64_t h;
+    OK(ag_tensor_register_hook(&h, x, times_ten, 0, &calls, count_free));
+    OK(ag_mul(&y, x, x));
+    OK(ag_backward(y, NULL, 0));
+    CHECK(calls == 1);
+    CHECK_CLOSE(grad_of(x), 40.0, 0);
+    OK(ag_tensor_remove_hook(x, h));
+    CHECK(freed_count == 1);
+    FAILS(AG_EINVAL, ag_tensor_remove_hook(x, h));
+    /* a hook on a non-leaf, and a failing hook that must leave .grad untouched */
+    OK(ag_mul(&y, x, x));
+    OK(ag_mul_scalar(&z, y, 1.0));
+    OK(ag_tensor_register_hook(&h, y, failing_hook, 0, NULL, NULL));
+    FAILS(AG_ECALLBACK, ag_backward(z, NULL, 0));
+    CHECK(strstr(ag_last_error(), "the hook says no"));
+    CHECK_CLOSE(grad_of(x), 40.0, 0);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor *c;
+    OK(ag_tensor_scalar(&c, 1.0, AG_FLOAT32));
+    FAILS(AG_ENOGRAD, ag_tensor_register_hook(&h, c, times_ten, 0, NULL, NULL));
+    ag_tensor_release(c);
+    ag_tensor_release(x);
+}
+
+/* ---- custom functions: y = exp(x) computed "by hand", saving the output ---- */
+static int myexp_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                         ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)n_out;
+    (void)n_in;
+    (void)ud;
+    double v;
+    int rc = ag_tensor_item(&v, ins[0]);
+    if (rc) return rc;
+    if ((rc = ag_tensor_scalar(&outs[0], exp(v), AG_FLOAT64))) return rc;
+    return ag_function_ctx_save(ctx, outs[0]);
+}
+
+static int myexp_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                          ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)n_in;
+    (void)n_out;
+    (*(int *)ud)++;
+    ag_tensor *y;
+    int rc = ag_function_ctx_saved(&y, ctx, 0);
+    if (rc) return rc;
+    rc = ag_mul(&gins[0], gouts[0], y);
+    ag_tensor_release(y);
+    return rc;
+}
+
+static void custom_function(void)
+{
+    ag_tensor *x = leaf(1.5), *y, *z;
+    int calls = 0;
+    freed_count = 0;
+    OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, myexp_backward, 0, &calls,
+                         count_free));
+    CHECK_STR(grad_fn_name(y), "MyExpBackward");
+    CHECK_CLOSE(item(y), exp(1.5), 1e-15);
+    OK(ag_mul_scalar(&z, y, 2.0));
+    OK(ag_backward(z, NULL, 0));
+    CHECK(calls == 1);
+    CHECK_CLOSE(grad_of(x), 2 * exp(1.5), 1e-14);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    CHECK(freed_count == 1); /* the node died with its outputs */
+    /* a saved output modified in place: the version check fires in the user's backward */
+    OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, myexp_backward, 0, &calls, NULL));
+    int prev = ag_set_grad_enabled(0);
+    OK(ag_add_scalar_(y, 1.0));
+    ag_set_grad_enabled(prev);
+    FAILS(AG_EVERSION, ag_backward(y, NULL, 0));
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+/* ---- version counter and in-place ops ---- */
+static void inplace_semantics(void)
+{
+    int64_t s3[1] = {3};
+    double d[3] = {1, 2, 3};
+    ag_tensor *x = vec(AG_FLOAT64, 3, d), *y, *z, *s;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    FAILS(AG_ELEAF, ag_add_scalar_(x, 1.0));
+    CHECK(strstr(ag_last_error(), "a leaf Variable that requires grad"));
+    int64_t v0, v1;
+    OK(ag_tensor_version(&v0, x));
+    /* in-place on a saved tensor: backward refuses, naming the versions */
+    OK(ag_mul_scalar(&y, x, 1.0)); /* y = x * 1 (non-leaf) */
+    OK(ag_mul(&z, y, y));          /* saves y */
+    OK(ag_add_scalar_(y, 1.0));
+    OK(ag_tensor_version(&v1, y));
+    CHECK(v1 == 1);
+    OK(ag_sum(&s, z));
+    FAILS(AG_EVERSION, ag_backward(s, NULL, 0));
+    CHECK(strstr(ag_last_error(), "modified by an inplace operation"));
+    CHECK(strstr(ag_last_error(), "is at version 1; expected version 0"));
+    ag_tensor_release(s);
+    ag_tensor_release(z);
+    /* in-place on a non-leaf is recorded: y = (x*1) + 1, then z = y * 3 */
+    CHECK_STR(grad_fn_name(y), "AddBackward0");
+    OK(ag_mul_scalar(&z, y, 3.0));
+    OK(ag_sum(&s, z));
+    OK(ag_backward(s, NULL, 0));
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    double want[3] = {3, 3, 3};
+    check_values("grad through add_", g, want, 3, 0);
+    ag_tensor_release(g);
+    OK(ag_tensor_set_grad(x, NULL));
+    ag_tensor_release(s);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    /* in-place on a view of a non-leaf rewrites the base's history (CopySlices) */
+    ag_tensor *b, *v;
+    OK(ag_mul_scalar(&b, x, 2.0));           /* b = 2x */
+    OK(ag_slice(&v, b, 0, 1, 3, 1));         /* v = b[1:] */
+    OK(ag_mul_scalar_(v, 5.0));              /* b[1:] *= 5 */
+    CHECK_STR(grad_fn_name(b), "CopySlices");
+    CHECK_STR(grad_fn_name(v), "AsStridedBackward0");
+    double wb[3] = {2, 20, 30};
+    check_values("base after in-place on view", b, wb, 3, 0);
+    OK(ag_sum(&s, b));
+    OK(ag_backward(s, NULL, 0));
+    OK(ag_tensor_grad(&g, x));
+    double wg[3] = {2, 10, 10};
+    check_values("grad through CopySlices", g, wg, 3, 0);
+    ag_tensor_release(g);
+    ag_tensor_release(s);
+    ag_tensor_release(v);
+    ag_tensor_release(b);
+    /* a view of a leaf */
+    OK(ag_slice(&v, x, 0, 0, 2, 1));
+    FAILS(AG_ELEAF, ag_zero_(v));
+    CHECK(strstr(ag_last_error(), "view of a leaf Variable"));
+    ag_tensor_release(v);
+    /* shape and dtype checks of in-place ops change nothing */
+    ag_tensor *wrong, *i;
+    int64_t s2[1] = {2};
+    OK(ag_ones(&wrong, AG_FLOAT64, s2, 1));
+    OK(ag_zeros(&y, AG_FLOAT64, s3, 1));
+    FAILS(AG_ESHAPE, ag_add_(y, wrong));
+    OK(ag_ones(&i, AG_INT64, s3, 1));
+    FAILS(AG_EDTYPE, ag_add_(i, y));
+    OK(ag_tensor_version(&v1, y));
+    CHECK(v1 == 0);
+    ag_tensor_release(i);
+    ag_tensor_release(wrong);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+static void anomaly(void)
+{
+    double d[2] = {0.0, 1.0};
+    ag_tensor *x = vec(AG_FLOAT64, 2, d), *y, *s;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    int prev = ag_set_anomaly_enabled(1);
+    OK(ag_sqrt(&y, x));
+    OK(ag_sum(&s, y));
+    FAILS(AG_EANOMALY, ag_backward(s, NULL, 0)); /* d sqrt(x)/dx at 0 is inf */
+    CHECK(strstr(ag_last_error(), "SqrtBackward0"));
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    CHECK(g == NULL); /* nothing committed */
+    ag_set_anomaly_enabled(prev);
+    ag_tensor_release(s);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+/* A graph 100 000 nodes deep: backward and release must not recurse. */
+static void deep_graph(void)
+{
+    ag_tensor *x = leaf(1.0), *s;
+    OK(ag_mul_scalar(&s, x, 1.0));
+    for (int i = 0; i < 100000; i++) {
+        ag_tensor *n;
+        OK(ag_add_scalar(&n, s, 0.0));
+        ag_tensor_release(s);
+        s = n;
+    }
+    OK(ag_backward(s, NULL, 0));
+    CHECK_CLOSE(grad_of(x), 1.0, 0);
+    ag_tensor_release(s);
+    ag_tensor_release(x);
+}
+
+static void graph_inspection(void)
+{
+    ag_tensor *a = leaf(1.0), *b = leaf(2.0), *c;
+    OK(ag_mul(&c, a, b));
+    ag_node *n, *nx;
+    OK(ag_tensor_grad_fn(&n, c));
+    size_t k;
+    OK(ag_node_num_next(&k, n));
+    CHECK(k == 2);
+    int64_t nr;
+    OK(ag_node_next(&nx, &nr, n, 0));
+    const char *name;
+    OK(ag_node_name(&name, nx));
+    CHECK_STR(name, "AccumulateGrad");
+    ag_tensor *var;
+    OK(ag_node_variable(&var, nx));
+    CHECK(var == a);
+    ag_tensor_release(var);
+    ag_node_release(nx);
+    FAILS(AG_ERANGE, ag_node_next(&nx, &nr, n, 2));
+    FAILS(AG_EINVAL, ag_node_variable(&var, n));
+    ag_node_release(n);
+    ag_tensor_release(c);
+    ag_tensor_release(a);
+    ag_tensor_release(b);
+}
+
+int main(void)
+{
+    seed_and_accumulation();
+    backward_errors();
+    higher_order();
+    grad_function();
+    no_grad_and_detach();
+    retain_grad();
+    hooks();
+    custom_function();
+    inplace_semantics();
+    anomaly();
+    deep_graph();
+    graph_inspection();
+    return harness_finish("test_autograd");
+}

@@ -1,0 +1,208 @@
+/*
+ * test_oom.c: allocation failure at every allocation point (SQLite's OOM testing). Each
+ * scenario runs with an allocator that fails its n-th allocation, for n = 0, 1, 2, ... until
+ * the scenario succeeds; every failure must return AG_ENOMEM, leave the inputs as they were
+ * (values, .grad, version counters) and leak nothing.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "harness.h"
+
+static long live, countdown = -1;
+
+static void *failing_alloc(size_t n, void *ud)
+{
+    (void)ud;
+    if (countdown == 0) return NULL;
+    if (countdown > 0) countdown--;
+    void *p = malloc(n);
+    if (p) live++;
+    return p;
+}
+
+static void counting_free(void *p, void *ud)
+{
+    (void)ud;
+    if (p) {
+        live--;
+        free(p);
+    }
+}
+
+static const ag_allocator allocator = {failing_alloc, counting_free, NULL};
+
+typedef int (*scenario)(void *ctx);
+
+/* Runs s with failure injected at each point in turn; returns the number of failure points. */
+static int inject(const char *name, scenario s, void *ctx, int (*unchanged)(void *ctx))
+{
+    for (long n = 0; n < 100000; n++) {
+        long before = live;
+        countdown = n;
+        int rc = s(ctx);
+        countdown = -1;
+        if (rc == AG_OK) return (int)n;
+        if (rc != AG_ENOMEM) {
+            fprintf(stderr, "%s: failure point %ld returned %s (%s), expected AG_ENOMEM\n", name,
+                    n, ag_status_name(rc), ag_last_error());
+            harness_failures++;
+            return -1;
+        }
+        if (live != before) {
+            fprintf(stderr, "%s: failure point %ld leaked %ld allocation(s)\n", name, n,
+                    live - before);
+            harness_failures++;
+            return -1;
+        }
+        if (unchanged && !unchanged(ctx)) {
+            fprintf(stderr, "%s: failure point %ld changed its inputs\n", name, n);
+            harness_failures++;
+            return -1;
+        }
+    }
+    fprintf(stderr, "%s: never succeeded\n", name);
+    harness_failures++;
+    return -1;
+}
+
+typedef struct fixture {
+    ag_tensor *x, *w, *root;
+    ag_tensor *out;
+    double grad0; /* x.grad[0] before the scenario (NaN: none) */
+    int64_t version;
+} fixture;
+
+static double first_grad(ag_tensor *t)
+{
+    ag_tensor *g;
+    if (ag_tensor_grad(&g, t) || !g) return NAN;
+    double *v = values(g, NULL), r = v[0];
+    free(v);
+    ag_tensor_release(g);
+    return r;
+}
+
+static int forward(void *p)
+{
+    fixture *f = p;
+    ag_tensor *a, *b, *c;
+    int rc = ag_mul(&a, f->x, f->w);
+    if (rc) return rc;
+    rc = ag_add_scalar(&b, a, 1.0);
+    ag_tensor_release(a);
+    if (rc) return rc;
+    rc = ag_sum(&c, b);
+    ag_tensor_release(b);
+    if (rc) return rc;
+    ag_tensor_release(c);
+    return AG_OK;
+}
+
+static int backward(void *p)
+{
+    fixture *f = p;
+    return ag_backward(f->root, NULL, AG_RETAIN_GRAPH);
+}
+
+static int grad_unchanged(void *p)
+{
+    fixture *f = p;
+    double g = first_grad(f->x);
+    return (isnan(g) && isnan(f->grad0)) || g == f->grad0;
+}
+
+static int inplace(void *p)
+{
+    fixture *f = p;
+    return ag_mul_(f->out, f->w);
+}
+
+static int version_unchanged(void *p)
+{
+    fixture *f = p;
+    int64_t v;
+    ag_tensor_version(&v, f->out);
+    return v == f->version;
+}
+
+static int views(void *p)
+{
+    fixture *f = p;
+    ag_tensor *a, *b, *c;
+    int64_t shape[2] = {4, 2};
+    int rc = ag_reshape(&a, f->x, shape, 2);
+    if (rc) return rc;
+    rc = ag_transpose(&b, a, 0, 1);
+    ag_tensor_release(a);
+    if (rc) return rc;
+    rc = ag_contiguous(&c, b);
+    ag_tensor_release(b);
+    if (rc) return rc;
+    ag_tensor_release(c);
+    return AG_OK;
+}
+
+static int to_string(void *p)
+{
+    fixture *f = p;
+    char *s;
+    int rc = ag_tensor_to_string(&s, f->x);
+    if (!rc) ag_string_free(s);
+    return rc;
+}
+
+static int creation(void *p)
+{
+    (void)p;
+    double d[3] = {1, 2, 3};
+    int64_t shape[1] = {3};
+    ag_tensor *t;
+    int rc = ag_tensor_from_f64(&t, d, AG_FLOAT32, shape, 1);
+    if (!rc) ag_tensor_release(t);
+    return rc;
+}
+
+int main(void)
+{
+    OK(ag_set_num_threads(1)); /* one allocation order */
+    OK(ag_set_allocator(&allocator));
+    fixture f;
+    double xd[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    f.x = vec(AG_FLOAT64, 8, xd);
+    f.w = vec(AG_FLOAT64, 8, xd);
+    OK(ag_tensor_set_requires_grad(f.x, 1));
+    ag_tensor *a, *b;
+    OK(ag_mul(&a, f.x, f.w));
+    OK(ag_mul(&b, a, a));
+    OK(ag_sum(&f.root, b));
+    ag_tensor_release(a);
+    ag_tensor_release(b);
+
+    CHECK(inject("creation", creation, &f, NULL) > 0);
+    CHECK(inject("forward", forward, &f, NULL) > 0);
+    CHECK(inject("views", views, &f, NULL) > 0);
+    CHECK(inject("to_string", to_string, &f, NULL) > 0);
+    /* backward into a leaf without .grad, then into one with .grad */
+    f.grad0 = first_grad(f.x);
+    CHECK(inject("first backward", backward, &f, grad_unchanged) > 0);
+    CHECK_CLOSE(first_grad(f.x), 4.0, 0); /* d/dx sum((xw)^2) = 2 x w^2 at x = w = 1 */
+    f.grad0 = first_grad(f.x);
+    CHECK(inject("accumulating backward", backward, &f, grad_unchanged) > 0);
+    CHECK_CLOSE(first_grad(f.x), 8.0, 0);
+    /* in-place with history: the version must not move on failure */
+    ag_tensor *y;
+    OK(ag_mul_scalar(&y, f.x, 1.0));
+    f.out = y;
+    ag_tensor_version(&f.version, y);
+    CHECK(inject("in-place", inplace, &f, version_unchanged) > 0);
+
+    ag_tensor_release(y);
+    ag_tensor_release(f.root);
+    ag_tensor_release(f.x);
+    ag_tensor_release(f.w);
+    CHECK(live == 0);
+    if (live) fprintf(stderr, "%ld allocation(s) still live at exit\n", live);
+    OK(ag_set_allocator(NULL));
+    return harness_finish("test_oom");
+}

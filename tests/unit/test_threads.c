@@ -1,0 +1,247 @@
+/*
+ * test_threads.c: determinism and concurrency. The same graphs, forward and backward, give
+ * bitwise-identical values and gradients with 1, 2, 3 and 4 threads; independent graphs run
+ * on several threads at once, sharing leaves whose .grad accumulates safely.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define MAX_LEAVES 8
+
+typedef struct result {
+    double *vals[MAX_LEAVES + 1];
+    int64_t n[MAX_LEAVES + 1];
+} result;
+
+static ag_tensor *randn(ag_generator *g, int64_t r, int64_t c)
+{
+    int64_t shape[2] = {r, c};
+    ag_tensor *t;
+    OK(ag_randn(&t, g, AG_FLOAT32, shape, 2));
+    return t;
+}
+
+static int has(const char *op)
+{
+    /* Ops land family by family; a graph uses an op only once it exists. */
+    int64_t s[1] = {2};
+    ag_tensor *a, *r = NULL;
+    ag_ones(&a, AG_FLOAT32, s, 1);
+    int rc = AG_OK;
+    if (!strcmp(op, "tanh")) rc = ag_tanh(&r, a);
+    else if (!strcmp(op, "matmul")) rc = ag_matmul(&r, a, a);
+    ag_tensor_release(a);
+    ag_tensor_release(r);
+    ag_clear_error();
+    return rc == AG_OK;
+}
+
+/* A `wide`-like graph: 16 heads on one input, each a chain of big elementwise ops (and
+ * matmul / tanh where available), summed into one loss. */
+static void run_graph(result *res)
+{
+    ag_generator *g;
+    OK(ag_generator_new(&g, 1234));
+    ag_tensor *x = randn(g, 64, 256), *leaves[MAX_LEAVES], *loss = NULL;
+    int use_mm = has("matmul"), use_tanh = has("tanh");
+    for (int k = 0; k < MAX_LEAVES; k++) {
+        leaves[k] = randn(g, use_mm ? 256 : 64, 256);
+        OK(ag_tensor_set_requires_grad(leaves[k], 1));
+    }
+    for (int h = 0; h < 16; h++) {
+        ag_tensor *w = leaves[h % MAX_LEAVES], *a, *b, *c, *d, *s;
+        if (use_mm) {
+            ag_tensor *wt;
+            OK(ag_t(&wt, w));
+            OK(ag_matmul(&a, x, wt));
+            ag_tensor_release(wt);
+        } else {
+            OK(ag_mul(&a, x, w));
+        }
+        OK(ag_mul_scalar(&b, a, 0.05));
+        if (use_tanh) OK(ag_tanh(&c, b));
+        else OK(ag_mul(&c, b, b));
+        OK(ag_mul(&d, c, c));
+        OK(ag_mean(&s, d));
+        if (loss) {
+            ag_tensor *l2;
+            OK(ag_add(&l2, loss, s));
+            ag_tensor_release(loss);
+            ag_tensor_release(s);
+            loss = l2;
+        } else {
+            loss = s;
+        }
+        ag_tensor_release(a);
+        ag_tensor_release(b);
+        ag_tensor_release(c);
+        ag_tensor_release(d);
+    }
+    OK(ag_backward(loss, NULL, 0));
+    res->vals[0] = values(loss, &res->n[0]);
+    for (int k = 0; k < MAX_LEAVES; k++) {
+        ag_tensor *gr;
+        OK(ag_tensor_grad(&gr, leaves[k]));
+        res->vals[k + 1] = values(gr, &res->n[k + 1]);
+        ag_tensor_release(gr);
+        ag_tensor_release(leaves[k]);
+    }
+    ag_tensor_release(loss);
+    ag_tensor_release(x);
+    ag_generator_release(g);
+}
+
+static void free_result(result *r)
+{
+    for (int k = 0; k <= MAX_LEAVES; k++) free(r->vals[k]);
+}
+
+static void determinism(void)
+{
+    int saved = ag_get_num_threads();
+    result base;
+    OK(ag_set_num_threads(1));
+    run_graph(&base);
+    int counts[3] = {2, 3, 4};
+    for (int c = 0; c < 3; c++) {
+        result r;
+        OK(ag_set_num_threads(counts[c]));
+        run_graph(&r);
+        for (int k = 0; k <= MAX_LEAVES; k++) {
+            if (r.n[k] != base.n[k] ||
+                memcmp(r.vals[k], base.vals[k], (size_t)r.n[k] * sizeof(double)) != 0) {
+                fprintf(stderr, "%d threads: %s %d differs from 1 thread\n", counts[c],
+                        k ? "gradient of leaf" : "loss", k - 1);
+                harness_failures++;
+            }
+        }
+        free_result(&r);
+    }
+    free_result(&base);
+    OK(ag_set_num_threads(0));
+    CHECK(ag_get_num_threads() >= 1);
+    OK(ag_set_num_threads(saved));
+    FAILS(AG_EINVAL, ag_set_num_threads(-1));
+}
+
+/* ---- independent graphs on several threads, sharing one leaf ---- */
+typedef struct worker {
+    ag_tensor *shared;
+    int iters;
+    int failures;
+} worker;
+
+static void *work(void *p)
+{
+    worker *w = p;
+    int64_t shape[1] = {1000};
+    for (int i = 0; i < w->iters; i++) {
+        ag_tensor *own, *a, *b, *s;
+        if (ag_ones(&own, AG_FLOAT64, shape, 1) || ag_tensor_set_requires_grad(own, 1) ||
+            ag_mul(&a, w->shared, own) || ag_mul_scalar(&b, a, 2.0) || ag_sum(&s, b) ||
+            ag_backward(s, NULL, 0)) {
+            w->failures++;
+            fprintf(stderr, "worker: %s\n", ag_last_error());
+            return NULL;
+        }
+        ag_tensor *g;
+        ag_tensor_grad(&g, own);
+        int64_t n;
+        double *v = values(g, &n);
+        if (v[0] != 2.0 * 3.0 || v[n - 1] != 2.0 * 3.0) w->failures++;
+        free(v);
+        ag_tensor_release(g);
+        ag_tensor_release(s);
+        ag_tensor_release(b);
+        ag_tensor_release(a);
+        ag_tensor_release(own);
+    }
+    return NULL;
+}
+
+static void concurrent_graphs(void)
+{
+    int64_t shape[1] = {1000};
+    ag_tensor *shared;
+    OK(ag_full(&shared, AG_FLOAT64, shape, 1, 3.0));
+    OK(ag_tensor_set_requires_grad(shared, 1));
+    enum { NT = 4, ITERS = 200 };
+    pthread_t th[NT];
+    worker w[NT];
+    for (int i = 0; i < NT; i++) {
+        w[i] = (worker){shared, ITERS, 0};
+        pthread_create(&th[i], NULL, work, &w[i]);
+    }
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(w[i].failures == 0);
+    }
+    /* every backward added 2 * 1 to each element of the shared leaf's .grad */
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, shared));
+    int64_t n;
+    double *v = values(g, &n);
+    for (int64_t k = 0; k < n; k++)
+        if (v[k] != 2.0 * NT * ITERS) {
+            fprintf(stderr, "shared grad[%lld] = %g, expected %g\n", (long long)k, v[k],
+                    2.0 * NT * ITERS);
+            harness_failures++;
+            break;
+        }
+    free(v);
+    ag_tensor_release(g);
+    ag_tensor_release(shared);
+}
+
+/* Two threads run backward through graphs that share intermediate nodes (retain_graph). */
+typedef struct shared_graph {
+    ag_tensor *root;
+    int failures;
+} shared_graph;
+
+static void *backward_many(void *p)
+{
+    shared_graph *s = p;
+    for (int i = 0; i < 100; i++)
+        if (ag_backward(s->root, NULL, AG_RETAIN_GRAPH)) s->failures++;
+    return NULL;
+}
+
+static void shared_nodes(void)
+{
+    int64_t shape[1] = {64};
+    ag_tensor *x, *y, *r1, *r2, *s1, *s2;
+    OK(ag_full(&x, AG_FLOAT64, shape, 1, 1.0));
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_mul_scalar(&y, x, 3.0)); /* shared by both graphs */
+    OK(ag_mul_scalar(&r1, y, 1.0));
+    OK(ag_mul_scalar(&r2, y, 2.0));
+    OK(ag_sum(&s1, r1));
+    OK(ag_sum(&s2, r2));
+    shared_graph a = {s1, 0}, b = {s2, 0};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, backward_many, &a);
+    pthread_create(&t2, NULL, backward_many, &b);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    CHECK(a.failures == 0 && b.failures == 0);
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    double *v = values(g, NULL);
+    CHECK_CLOSE(v[0], 100 * 3.0 + 100 * 6.0, 0);
+    free(v);
+    ag_tensor_release(g);
+    ag_tensor *ts[] = {s2, s1, r2, r1, y, x};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
+}
+
+int main(void)
+{
+    determinism();
+    concurrent_graphs();
+    shared_nodes();
+    return harness_finish("test_threads");
+}
