@@ -1,0 +1,496 @@
+/*
+ * test_optim.c: SGD, Adam and AdamW against PyTorch 1.13 (optim_cases.h), hyper-parameter
+ * and parameter checks, failing steps that change nothing, zero_grad, threads and strides.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "harness.h"
+#include "optim_cases.h"
+/* White-box: a .grad that no longer matches its parameter cannot be made through the ABI
+ * (ag_tensor_set_grad checks both), so one test edits a grad's header directly. */
+#include "../../engine/tensor.h"
+
+static ag_tensor *param(ag_dtype dt, const double *data, const int64_t *shape, size_t ndim)
+{
+    ag_tensor *p = tensor_f64(data, shape, ndim, dt);
+    OK(ag_tensor_set_requires_grad(p, 1));
+    return p;
+}
+
+static void set_grad(ag_tensor *p, ag_dtype dt, const double *data, const int64_t *shape,
+                     size_t ndim)
+{
+    ag_tensor *g = tensor_f64(data, shape, ndim, dt);
+    OK(ag_tensor_set_grad(p, g));
+    ag_tensor_release(g);
+}
+
+static int64_t version(const ag_tensor *t)
+{
+    int64_t v = -1;
+    OK(ag_tensor_version(&v, t));
+    return v;
+}
+
+/* Every element within `rel` of want, relatively. */
+static void check_rel(const char *what, int step, const ag_tensor *t, const double *want,
+                      int64_t n, double rel)
+{
+    int64_t got_n;
+    double *got = values(t, &got_n);
+    CHECK(got_n == n);
+    for (int64_t i = 0; i < n && i < got_n; i++) {
+        if (!(fabs(got[i] - want[i]) <= rel * fabs(want[i]))) {
+            fprintf(stderr, "%s, step %d: element %lld = %.17g, expected %.17g\n", what, step + 1,
+                    (long long)i, got[i], want[i]);
+            harness_failures++;
+            break;
+        }
+    }
+    free(got);
+}
+
+static int make(ag_optimizer **o, const optim_case *c, ag_tensor *const *ps, size_t n)
+{
+    switch (c->kind) {
+    case 0:
+        return ag_optimizer_sgd(o, ps, n, c->lr, c->momentum, c->dampening, c->weight_decay,
+                                c->nesterov);
+    case 1:
+        return ag_optimizer_adam(o, ps, n, c->lr, c->beta1, c->beta2, c->eps, c->weight_decay,
+                                 c->amsgrad);
+    default:
+        return ag_optimizer_adamw(o, ps, n, c->lr, c->beta1, c->beta2, c->eps, c->weight_decay,
+                                  c->amsgrad);
+    }
+}
+
+static const int64_t s23[2] = {2, 3}, s4[1] = {4}, s3[1] = {3};
+
+/* Each case: 5 steps on two parameters whose grads change every step, plus a third parameter
+ * that never gets a grad and must stay untouched. */
+static void pytorch_cases(void)
+{
+    static const double third[3] = {0.5, -1.5, 2.5};
+    for (size_t k = 0; k < sizeof oc_cases / sizeof oc_cases[0]; k++) {
+        const optim_case *c = &oc_cases[k];
+        ag_dtype dt = c->f64 ? AG_FLOAT64 : AG_FLOAT32;
+        double rel = c->f64 ? 1e-13 : 1e-6;
+        ag_tensor *ps[3] = {param(dt, oc_init1, s23, 2), param(dt, oc_init2, s4, 1),
+                            param(dt, third, s3, 1)};
+        ag_optimizer *o = NULL;
+        OK(make(&o, c, ps, 3));
+        if (!o) continue;
+        int64_t v3 = version(ps[2]);
+        for (int s = 0; s < OC_STEPS; s++) {
+            set_grad(ps[0], dt, oc_grad1[s], s23, 2);
+            set_grad(ps[1], dt, oc_grad2[s], s4, 1);
+            int64_t v0 = version(ps[0]), v1 = version(ps[1]);
+            OK(ag_optimizer_step(o));
+            CHECK(version(ps[0]) > v0);
+            CHECK(version(ps[1]) > v1);
+            check_rel(c->name, s, ps[0], c->want1[s], 6, rel);
+            check_rel(c->name, s, ps[1], c->want2[s], 4, rel);
+        }
+        check_rel(c->name, OC_STEPS, ps[2], third, 3, 0);
+        CHECK(version(ps[2]) == v3);
+        ag_tensor *g = NULL;
+        OK(ag_tensor_grad(&g, ps[2]));
+        CHECK(g == NULL);
+        ag_optimizer_release(o);
+        for (int i = 0; i < 3; i++) ag_tensor_release(ps[i]);
+    }
+}
+
+#define FAILS_MSG(status, call, msg)                                                       \
+    do {                                                                                   \
+        FAILS(status, call);                                                               \
+        CHECK_STR(ag_last_error(), msg);                                                   \
+    } while (0)
+
+static void invalid_config(void)
+{
+    ag_tensor *p = param(AG_FLOAT32, oc_init2, s4, 1);
+    ag_optimizer *o = NULL; /* must stay as it is on failure */
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, -1, 0, 0, 0, 0),
+              "ag_optimizer_sgd: Invalid learning rate: -1");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, NAN, 0, 0, 0, 0),
+              "ag_optimizer_sgd: Invalid learning rate: nan");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, 0.1, -0.5, 0, 0, 0),
+              "ag_optimizer_sgd: Invalid momentum value: -0.5");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, 0.1, 0, 0, -0.01, 0),
+              "ag_optimizer_sgd: Invalid weight_decay value: -0.01");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, 0.1, 0, 0, 0, 1),
+              "ag_optimizer_sgd: Nesterov momentum requires a momentum and zero dampening");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, 0.1, 0.9, 0.1, 0, 1),
+              "ag_optimizer_sgd: Nesterov momentum requires a momentum and zero dampening");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, -1, 0.9, 0.999, 1e-8, 0, 0),
+              "ag_optimizer_adam: Invalid learning rate: -1");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 0.9, 0.999, -1e-8, 0, 0),
+              "ag_optimizer_adam: Invalid epsilon value: -1e-08");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 1, 0.999, 1e-8, 0, 0),
+              "ag_optimizer_adam: Invalid beta parameter at index 0: 1");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 0.9, -0.1, 1e-8, 0, 0),
+              "ag_optimizer_adam: Invalid beta parameter at index 1: -0.1");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 0.9, 0.999, 1e-8, -1, 0),
+              "ag_optimizer_adam: Invalid weight_decay value: -1");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adamw(&o, &p, 1, 1e-3, -0.5, 0.999, 1e-8, 0.01, 0),
+              "ag_optimizer_adamw: Invalid beta parameter at index 0: -0.5");
+    FAILS_MSG(AG_EINVAL, ag_optimizer_adamw(&o, &p, 1, 1e-3, 0.9, 0.999, 1e-8, INFINITY, 0),
+              "ag_optimizer_adamw: Invalid weight_decay value: inf");
+    CHECK(o == NULL);
+
+    /* set_lr */
+    OK(ag_optimizer_sgd(&o, &p, 1, 0.1, 0, 0, 0, 0));
+    double lr = 0;
+    FAILS_MSG(AG_EINVAL, ag_optimizer_set_lr(o, -2),
+              "ag_optimizer_set_lr: Invalid learning rate: -2");
+    FAILS(AG_EINVAL, ag_optimizer_set_lr(o, INFINITY));
+    FAILS(AG_EINVAL, ag_optimizer_set_lr(o, NAN));
+    OK(ag_optimizer_get_lr(&lr, o));
+    CHECK(lr == 0.1);
+    OK(ag_optimizer_set_lr(o, 0.5));
+    OK(ag_optimizer_get_lr(&lr, o));
+    CHECK(lr == 0.5);
+    static const double ones[4] = {1, 1, 1, 1};
+    set_grad(p, AG_FLOAT32, ones, s4, 1);
+    OK(ag_optimizer_step(o)); /* p - 0.5 * 1 */
+    double want[4];
+    for (int i = 0; i < 4; i++) want[i] = (double)(float)(oc_init2[i] - 0.5);
+    check_rel("set_lr", 0, p, want, 4, 1e-7);
+    ag_optimizer_release(o);
+    ag_tensor_release(p);
+}
+
+static void invalid_params(void)
+{
+    ag_tensor *p = param(AG_FLOAT32, oc_init2, s4, 1), *r, *i64, *nograd;
+    ag_optimizer *o = NULL;
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 0, 0.1, 0, 0, 0, 0),
+              "ag_optimizer_sgd: optimizer got an empty parameter list");
+    FAILS(AG_EINVAL, ag_optimizer_sgd(&o, NULL, 1, 0.1, 0, 0, 0, 0));
+    FAILS(AG_EINVAL, ag_optimizer_sgd(NULL, &p, 1, 0.1, 0, 0, 0, 0));
+    OK(ag_mul_scalar(&r, p, 2.0)); /* non-leaf */
+    ag_tensor *two[2] = {p, r};
+    FAILS_MSG(AG_ELEAF, ag_optimizer_adam(&o, two, 2, 1e-3, 0.9, 0.999, 1e-8, 0, 0),
+              "ag_optimizer_adam: can't optimize a non-leaf Tensor (params[1])");
+    OK(ag_zeros(&i64, AG_INT64, s4, 1));
+    two[1] = i64;
+    FAILS_MSG(AG_EDTYPE, ag_optimizer_sgd(&o, two, 2, 0.1, 0, 0, 0, 0),
+              "ag_optimizer_sgd: optimizer can only optimize Tensors of floating point dtype, "
+              "but params[1] is int64");
+    ag_tensor *three[3] = {p, NULL, p};
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, three, 3, 0.1, 0, 0, 0, 0),
+              "ag_optimizer_sgd: params[1] is NULL");
+    OK(ag_zeros(&nograd, AG_FLOAT64, s3, 1));
+    three[1] = nograd;
+    FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, three, 3, 0.1, 0, 0, 0, 0),
+              "ag_optimizer_sgd: params[0] and params[2] are the same tensor");
+    /* An expanded leaf: in-place updates would write one element many times. */
+    ag_tensor *one, *wide;
+    const int64_t s1[1] = {1};
+    OK(ag_zeros(&one, AG_FLOAT32, s1, 1));
+    OK(ag_expand(&wide, one, s3, 1));
+    FAILS(AG_EINVAL, ag_optimizer_sgd(&o, &wide, 1, 0.1, 0, 0, 0, 0));
+    CHECK(strstr(ag_last_error(), "single memory location (params[0])") != NULL);
+    ag_tensor_release(wide);
+    ag_tensor_release(one);
+    CHECK(o == NULL);
+    /* A float leaf that does not require grad is accepted, as in PyTorch. */
+    OK(ag_optimizer_sgd(&o, three + 1, 1, 0.1, 0, 0, 0, 0));
+    OK(ag_optimizer_step(o));
+    ag_optimizer_release(o);
+    ag_tensor_release(nograd);
+    ag_tensor_release(i64);
+    ag_tensor_release(r);
+    ag_tensor_release(p);
+}
+
+/* A step that fails on the second parameter leaves the first (and every state) untouched:
+ * the next good steps give PyTorch's values from step 1 on. */
+static void failing_step(void)
+{
+    const optim_case *c = NULL;
+    for (size_t k = 0; k < sizeof oc_cases / sizeof oc_cases[0]; k++)
+        if (!strcmp(oc_cases[k].name, "adamw amsgrad")) c = &oc_cases[k];
+    CHECK(c != NULL);
+    if (!c) return;
+    ag_tensor *ps[2] = {param(AG_FLOAT32, oc_init1, s23, 2), param(AG_FLOAT32, oc_init2, s4, 1)};
+    ag_optimizer *o;
+    OK(make(&o, c, ps, 2));
+    for (int bad = 0; bad < 2; bad++) {
+        set_grad(ps[0], AG_FLOAT32, oc_grad1[0], s23, 2);
+        set_grad(ps[1], AG_FLOAT32, oc_grad2[0], s4, 1);
+        ag_tensor *g;
+        OK(ag_tensor_grad(&g, ps[1]));
+        tensor *t = (tensor *)g;
+        int64_t v0 = version(ps[0]), v1 = version(ps[1]);
+        if (bad == 0) {
+            t->shape[0] = 3;
+            t->numel = 3;
+            FAILS(AG_ESHAPE, ag_optimizer_step(o));
+            CHECK_STR(ag_last_error(), "ag_optimizer_step: params[1] has a gradient of shape [3], "
+                                       "expected [4]");
+            t->shape[0] = 4;
+            t->numel = 4;
+        } else {
+            t->dtype = DT_F64;
+            FAILS(AG_EDTYPE, ag_optimizer_step(o));
+            CHECK_STR(ag_last_error(), "ag_optimizer_step: params[1] has a gradient of dtype "
+                                       "float64, expected float32");
+            t->dtype = DT_F32;
+        }
+        ag_tensor_release(g);
+        CHECK(version(ps[0]) == v0 && version(ps[1]) == v1);
+        check_rel("failed step", 0, ps[0], oc_init1, 6, 0);
+        check_rel("failed step", 0, ps[1], oc_init2, 4, 0);
+    }
+    for (int s = 0; s < OC_STEPS; s++) {
+        set_grad(ps[0], AG_FLOAT32, oc_grad1[s], s23, 2);
+        set_grad(ps[1], AG_FLOAT32, oc_grad2[s], s4, 1);
+        OK(ag_optimizer_step(o));
+        check_rel("after failed step", s, ps[0], c->want1[s], 6, 1e-6);
+        check_rel("after failed step", s, ps[1], c->want2[s], 4, 1e-6);
+    }
+    ag_optimizer_release(o);
+    ag_tensor_release(ps[0]);
+    ag_tensor_release(ps[1]);
+}
+
+static void zero_grad(void)
+{
+    ag_tensor *ps[3] = {param(AG_FLOAT32, oc_init1, s23, 2), param(AG_FLOAT64, oc_init2, s4, 1),
+                        param(AG_FLOAT32, oc_init2, s4, 1)};
+    ag_optimizer *o;
+    OK(ag_optimizer_adam(&o, ps, 3, 1e-3, 0.9, 0.999, 1e-8, 0, 0));
+    set_grad(ps[0], AG_FLOAT32, oc_grad1[0], s23, 2);
+    set_grad(ps[1], AG_FLOAT64, oc_grad2[0], s4, 1);
+    ag_tensor *g0, *g1, *g;
+    OK(ag_tensor_grad(&g0, ps[0]));
+    OK(ag_tensor_grad(&g1, ps[1]));
+    int64_t gv = version(g0);
+    OK(ag_optimizer_zero_grad(o, 0)); /* in place: the same tensors, now zero */
+    CHECK(version(g0) > gv);
+    static const double zeros[6] = {0};
+    OK(ag_tensor_grad(&g, ps[0]));
+    CHECK(g == g0);
+    ag_tensor_release(g);
+    check_rel("zero_grad", 0, g0, zeros, 6, 0);
+    check_rel("zero_grad", 0, g1, zeros, 4, 0);
+    OK(ag_tensor_grad(&g, ps[2]));
+    CHECK(g == NULL);
+    /* Zero grads still count as grads: Adam's state starts (and p moves by 0). */
+    OK(ag_optimizer_step(o));
+    check_rel("zero step", 0, ps[0], oc_init1, 6, 0);
+    OK(ag_optimizer_zero_grad(o, 1)); /* set_to_none */
+    OK(ag_tensor_grad(&g, ps[0]));
+    CHECK(g == NULL);
+    OK(ag_tensor_grad(&g, ps[1]));
+    CHECK(g == NULL);
+    check_rel("kept by the caller", 0, g1, zeros, 4, 0);
+    ag_tensor_release(g0);
+    ag_tensor_release(g1);
+
+    /* A .grad with history (create_graph) is detached as well as zeroed. */
+    ag_tensor *sq, *sum;
+    OK(ag_mul(&sq, ps[2], ps[2]));
+    OK(ag_sum(&sum, sq));
+    OK(ag_backward(sum, NULL, AG_CREATE_GRAPH));
+    OK(ag_tensor_grad(&g, ps[2]));
+    CHECK(g && strcmp(grad_fn_name(g), "") != 0);
+    ag_tensor_release(g);
+    OK(ag_optimizer_zero_grad(o, 0));
+    OK(ag_tensor_grad(&g, ps[2]));
+    CHECK(g && strcmp(grad_fn_name(g), "") == 0);
+    if (g) check_rel("detached", 0, g, zeros, 4, 0);
+    ag_tensor_release(g);
+    ag_tensor_release(sq);
+    ag_tensor_release(sum);
+    ag_optimizer_release(o);
+    for (int i = 0; i < 3; i++) ag_tensor_release(ps[i]);
+}
+
+static void references(void)
+{
+    ag_tensor *p = param(AG_FLOAT32, oc_init2, s4, 1);
+    set_grad(p, AG_FLOAT32, oc_grad2[0], s4, 1);
+    ag_optimizer *o;
+    OK(ag_optimizer_sgd(&o, &p, 1, 0.1, 0.9, 0, 0, 0));
+    OK(ag_optimizer_retain(o));
+    ag_optimizer_release(o);
+    ag_tensor_release(p); /* the optimizer keeps its own reference */
+    OK(ag_optimizer_step(o));
+    OK(ag_optimizer_step(o));
+    OK(ag_optimizer_zero_grad(o, 1));
+    ag_optimizer_release(o);
+    ag_optimizer_release(NULL);
+    /* An empty parameter gets (empty) state and a version bump like any other. */
+    const int64_t s0[1] = {0};
+    ag_tensor *e, *eg;
+    OK(ag_zeros(&e, AG_FLOAT32, s0, 1));
+    OK(ag_zeros(&eg, AG_FLOAT32, s0, 1));
+    OK(ag_tensor_set_requires_grad(e, 1));
+    OK(ag_tensor_set_grad(e, eg));
+    OK(ag_optimizer_adam(&o, &e, 1, 1e-3, 0.9, 0.999, 1e-8, 0, 1));
+    OK(ag_optimizer_step(o));
+    CHECK(version(e) == 1);
+    ag_optimizer_release(o);
+    ag_tensor_release(eg);
+    ag_tensor_release(e);
+    FAILS(AG_EINVAL, ag_optimizer_step(NULL));
+    FAILS(AG_EINVAL, ag_optimizer_retain(NULL));
+}
+
+/* Large parameters (many parallel chunks) give the same bits for any thread count, and
+ * strided parameters and gradients give the same bits as contiguous ones. */
+enum { R = 700, C = 300, N = R * C, RUNS = 4 };
+
+static void strided_run(double *res, int run, int kind, ag_dtype dt, const double *init,
+                        const double *grad, const double *grad_t)
+{
+    const int64_t shape[2] = {R, C}, shape_t[2] = {C, R};
+    ag_tensor *p, *g, *base = NULL, *gbase = NULL;
+    OK(ag_set_num_threads(run == 0 ? 1 : 4));
+    if (run < 2) { /* contiguous */
+        p = param(dt, init, shape, 2);
+        g = tensor_f64(grad, shape, 2, dt);
+    } else if (run == 2) { /* the transposes of [R, C] tensors: a dense but permuted layout */
+        base = tensor_f64(init, shape, 2, dt);
+        gbase = tensor_f64(grad, shape, 2, dt);
+        OK(ag_transpose(&p, base, 0, 1));
+        OK(ag_tensor_set_requires_grad(p, 1));
+        OK(ag_transpose(&g, gbase, 0, 1));
+    } else { /* a contiguous parameter, a transposed gradient: the strided kernels */
+        p = param(dt, init, shape, 2);
+        gbase = tensor_f64(grad_t, shape_t, 2, dt);
+        OK(ag_transpose(&g, gbase, 0, 1));
+    }
+    ag_optimizer *o = NULL;
+    optim_case c = {.kind = kind, .lr = 0.01, .momentum = 0.9, .weight_decay = 0.01,
+                    .nesterov = 1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
+                    .amsgrad = kind == 2};
+    OK(make(&o, &c, &p, 1));
+    OK(ag_tensor_set_grad(p, g));
+    for (int s = 0; s < 3; s++) OK(ag_optimizer_step(o));
+    /* The transposed view's results are read in its base's order. */
+    OK(ag_tensor_copy_f64(res, N, base ? base : p));
+    ag_optimizer_release(o);
+    ag_tensor_release(p);
+    ag_tensor_release(g);
+    ag_tensor_release(base);
+    ag_tensor_release(gbase);
+}
+
+static void threads_and_strides(void)
+{
+    double *init = malloc(N * sizeof *init), *grad = malloc(N * sizeof *grad);
+    double *grad_t = malloc(N * sizeof *grad_t), *res[RUNS];
+    for (int i = 0; i < N; i++) {
+        init[i] = sin(i * 0.37) + 0.01 * (i % 13);
+        grad[i] = cos(i * 0.11) * (1 + (i % 7));
+    }
+    for (int i = 0; i < R; i++)
+        for (int j = 0; j < C; j++) grad_t[j * R + i] = grad[i * C + j];
+    for (int run = 0; run < RUNS; run++) res[run] = malloc(N * sizeof(double));
+    for (int kind = 0; kind < 3; kind++) {
+        for (int f64 = 0; f64 < 2; f64++) {
+            for (int run = 0; run < RUNS; run++)
+                strided_run(res[run], run, kind, f64 ? AG_FLOAT64 : AG_FLOAT32, init, grad, grad_t);
+            for (int run = 1; run < RUNS; run++)
+                CHECK(memcmp(res[0], res[run], N * sizeof(double)) == 0);
+            CHECK(res[0][12345] != init[12345]);
+        }
+    }
+    OK(ag_set_num_threads(0));
+    for (int run = 0; run < RUNS; run++) free(res[run]);
+    free(init);
+    free(grad);
+    free(grad_t);
+}
+
+/* Allocation failures at every point of create, step and zero_grad: AG_ENOMEM, and nothing
+ * changed (the next step without failures still gives PyTorch's first step). */
+static long oom_left = -1; /* allocations before failing; -1 = never fail */
+
+static void *oom_alloc(size_t n, void *ud)
+{
+    (void)ud;
+    if (oom_left == 0) return NULL;
+    if (oom_left > 0) oom_left--;
+    return malloc(n);
+}
+
+static void oom_free(void *p, void *ud)
+{
+    (void)ud;
+    free(p);
+}
+
+static void out_of_memory(void)
+{
+    const optim_case *c = NULL;
+    for (size_t k = 0; k < sizeof oc_cases / sizeof oc_cases[0]; k++)
+        if (!strcmp(oc_cases[k].name, "adam amsgrad")) c = &oc_cases[k];
+    CHECK(c != NULL);
+    if (!c) return;
+    const ag_allocator a = {oom_alloc, oom_free, NULL};
+    int done = 0;
+    for (long k = 0; k < 1000 && !done; k++) {
+        ag_tensor *ps[2] = {param(AG_FLOAT32, oc_init1, s23, 2),
+                            param(AG_FLOAT32, oc_init2, s4, 1)};
+        ag_tensor *x, *hist; /* a .grad with history, for zero_grad's detach */
+        set_grad(ps[0], AG_FLOAT32, oc_grad1[0], s23, 2);
+        x = param(AG_FLOAT32, oc_grad2[0], s4, 1);
+        OK(ag_mul_scalar(&hist, x, 1.0));
+        OK(ag_tensor_set_grad(ps[1], hist));
+        ag_optimizer *o = NULL;
+        OK(ag_set_allocator(&a));
+        oom_left = k;
+        int rc = make(&o, c, ps, 2);
+        if (rc == AG_OK) rc = ag_optimizer_step(o);
+        int stepped = rc == AG_OK;
+        if (rc == AG_OK) rc = ag_optimizer_zero_grad(o, 0);
+        oom_left = -1;
+        OK(ag_set_allocator(NULL));
+        CHECK(rc == AG_OK || rc == AG_ENOMEM);
+        done = rc == AG_OK;
+        if (!stepped) {
+            CHECK(version(ps[0]) == 0 && version(ps[1]) == 0);
+            check_rel("oom", 0, ps[0], oc_init1, 6, 0);
+            check_rel("oom", 0, ps[1], oc_init2, 4, 0);
+        } else {
+            check_rel("oom", 0, ps[0], c->want1[0], 6, 1e-6);
+            check_rel("oom", 0, ps[1], c->want2[0], 4, 1e-6);
+            ag_tensor *g;
+            OK(ag_tensor_grad(&g, ps[1]));
+            CHECK(strcmp(grad_fn_name(g), done ? "" : "MulBackward0") == 0);
+            ag_tensor_release(g);
+        }
+        if (o && !stepped) {
+            OK(ag_optimizer_step(o)); /* the failed step left no state behind */
+            check_rel("oom retry", 0, ps[0], c->want1[0], 6, 1e-6);
+            check_rel("oom retry", 0, ps[1], c->want2[0], 4, 1e-6);
+        }
+        ag_optimizer_release(o);
+        ag_tensor_release(hist);
+        ag_tensor_release(x);
+        ag_tensor_release(ps[0]);
+        ag_tensor_release(ps[1]);
+    }
+    CHECK(done);
+}
+
+int main(void)
+{
+    pytorch_cases();
+    invalid_config();
+    invalid_params();
+    failing_step();
+    zero_grad();
+    references();
+    threads_and_strides();
+    out_of_memory();
+    return harness_finish("test_optim");
+}
