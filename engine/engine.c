@@ -702,8 +702,8 @@ static void cleanup(sched *s)
     }
     if (s->cgrad)
         for (uint32_t k = 0; k < s->n_slots; k++) tensor_release(s->cgrad[k]);
-    for (int r = 0; r < s->n_roots; r++) tensor_release(s->root_grad[r]);
-    for (int k = 0; k < s->n_inputs; k++) node_release(s->cap_node[k]);
+    for (int r = 0; s->root_grad && r < s->n_roots; r++) tensor_release(s->root_grad[r]);
+    for (int k = 0; s->cap_node && k < s->n_inputs; k++) node_release(s->cap_node[k]);
     /* Node references last: releasing may free nodes we indexed. */
     mem_free(s->nodes);
     mem_free(s->edge_target);

@@ -181,6 +181,11 @@ eng_err op_copy_(tensor *t, tensor *src);
 /** After an in-place op on view v rewrote its base's history (CopySlices), v's grad_fn
  *  becomes AsStridedBackward0 of the base's new grad_fn. */
 eng_err view_rebase(tensor *v);
+/** A view of t with the given geometry (storage offset absolute) and its base set, recording
+ *  nothing: for multi-output view ops (split, chunk), which record one node for all their
+ *  views. NULL (E_NOMEM set) on failure. */
+tensor *view_alias(tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
+                   int64_t offset);
 
 /* Reduction enum values (as PyTorch's). */
 enum { RED_NONE = 0, RED_MEAN = 1, RED_SUM = 2 };

@@ -31,15 +31,23 @@ static void geom_of(const tensor *t, geom *g)
     g->offset = t->offset;
 }
 
+tensor *view_alias(tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
+                   int64_t offset)
+{
+    tensor *v = tensor_alias(t, shape, strides, ndim, offset);
+    if (!v) return NULL;
+    tensor *base = t->base ? t->base : t;
+    tensor_retain(base);
+    v->base = base;
+    return v;
+}
+
 /* Creates the view and records its node; *n receives the node (or NULL). */
 static eng_err make_view(tensor **out, tensor *t, const int64_t *shape, const int64_t *strides,
                          int ndim, int64_t offset, const node_type *bw, node **n)
 {
-    tensor *v = tensor_alias(t, shape, strides, ndim, offset);
+    tensor *v = view_alias(t, shape, strides, ndim, offset);
     if (!v) return E_NOMEM;
-    tensor *base = t->base ? t->base : t;
-    tensor_retain(base);
-    v->base = base;
     eng_err e = E_OK;
     node *nd = record(bw, &t, 1, &v, 1, 0, sizeof(view_attr), &e);
     if (e) {
