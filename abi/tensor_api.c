@@ -306,6 +306,9 @@ AG_API int ag_tensor_set_requires_grad(ag_tensor *h, int requires_grad)
     if (want && !dtype_is_float((dtype)t->dtype))
         return api_error(fn, AG_EDTYPE, "only Tensors of floating point dtype can require "
                          "gradients (got %s)", dtype_name((dtype)t->dtype));
+    /* A leaf that requires grad gets its meta (where .grad lives) now, so that backward
+     * never has to allocate it halfway through. */
+    if (want && !tensor_meta(t)) return api_error(fn, AG_ENOMEM, "out of memory");
     t->requires_grad = want;
     return AG_OK;
 }

@@ -29,8 +29,9 @@ void promo_add_tensor(promo *p, dtype d, int ndim)
 
 void promo_add_scalar(promo *p, double v)
 {
-    /* Python scalars: float -> default float dtype, int -> int64 (their "wrapped" dtypes). */
-    dtype d = (isfinite(v) && v == trunc(v)) ? DT_I64 : DT_DEFAULT_FLOAT;
+    /* Python scalars: float -> default float dtype, int -> int64 (their "wrapped" dtypes).
+     * An integral value outside int64's range can only have been a float (1e30). */
+    dtype d = (v == trunc(v) && v >= -0x1p63 && v < 0x1p63) ? DT_I64 : DT_DEFAULT_FLOAT;
     p->dt[2] = p->have[2] ? dtype_promote(p->dt[2], d) : d;
     p->have[2] = 1;
 }

@@ -588,8 +588,7 @@ static void run_from(sched *s, uint32_t first)
 /* ---- commit ---------------------------------------------------------------------------------- */
 static eng_err commit_leaf(tensor *leaf, tensor *g, bool create_graph)
 {
-    tmeta *m = tensor_meta(leaf); /* pre-created during checks */
-    if (!m) return E_NOMEM;
+    tmeta *m = tensor_meta_peek(leaf); /* checked to exist before the pass ran */
     eng_err rc = E_OK;
     tmeta_lock(m);
     if (!m->grad) {
@@ -774,8 +773,10 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
         node *fn = g->fn;
         caller_thread |= (atomic_load(&fn->flags) & NODE_CALLER_THREAD) != 0;
         if (fn->variable) {
-            if (s->accumulate && !tensor_meta(fn->variable)) return E_NOMEM;
+            /* Leaves get their meta when they are made to require grad (set_requires_grad). */
             tmeta *m = tensor_meta_peek(fn->variable);
+            if (s->accumulate && !m)
+                return err_set(E_INTERNAL, "a leaf requiring grad has no autograd metadata");
             caller_thread |= m && m->caller_thread;
             continue;
         }

@@ -225,6 +225,8 @@ bool shapes_equal(const tensor *a, const tensor *b)
 eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int64_t *out,
                          int *nout)
 {
+    /* Built in res: out may alias a or b (ew_map folds shapes in place). */
+    int64_t res[MAX_DIMS];
     int n = na > nb ? na : nb;
     for (int i = 0; i < n; i++) {
         int ia = na - n + i, ib = nb - n + i;
@@ -237,8 +239,9 @@ eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int
                            fmt_shape(s1, sizeof s1, a, na), fmt_shape(s2, sizeof s2, b, nb),
                            (long long)sa, (long long)sb, i);
         }
-        out[i] = sa == 1 ? sb : sa;
+        res[i] = sa == 1 ? sb : sa;
     }
+    memcpy(out, res, (size_t)n * sizeof *res);
     *nout = n;
     return E_OK;
 }

@@ -18,7 +18,9 @@
 #pragma clang diagnostic ignored "-Wpass-failed"
 #endif
 
-#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+/* clang 14 gives the resolvers of static target_clones functions global names, so equally
+ * named loops in two files would clash at link time: clang builds keep the baseline loops. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define EW_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define EW_MULTIVERSION

@@ -77,7 +77,9 @@ typedef struct rctx {
     tensor *vals, *idx;
     reduce_kind k;
     group kept, red;
-    int64_t inner;   /* length of the contiguous innermost reduced run (1 if none) */
+    int64_t inner;   /* length of the contiguous innermost reduced run (1 if none); for
+                        max/min, of the innermost reduced dim, `istride` apart */
+    int64_t istride;
     group outer;     /* the reduced dims outside that run */
     int64_t nchunks; /* chunks of the reduced space per output (sum over runs) */
     void *partials;  /* [output][chunk] partial sums for the split mode */
@@ -238,17 +240,23 @@ static void outer_outputs(void *p, int64_t lo, int64_t hi)
 }
 
 /* ---- max / min / arg: sequential per output, in row-major reduced order ---- */
+/* Walks runs along the innermost reduced dim (no offset arithmetic per element); stops at
+ * the first NaN. */
 #define EXTREME(NAME, T, CMP)                                                              \
     static void NAME(const rctx *c, int64_t o)                                             \
     {                                                                                      \
         const T *x = (const T *)tensor_data(c->x) + group_offset(&c->kept, o);             \
-        T best = x[group_offset(&c->red, 0)];                                              \
-        int64_t bi = 0;                                                                    \
-        for (int64_t r = 1; r < c->red.n && best == best; r++) {                           \
-            T v = x[group_offset(&c->red, r)];                                             \
-            if (v != v || (v CMP best)) {                                                  \
-                best = v;                                                                  \
-                bi = r;                                                                    \
+        T best = x[0];                                                                     \
+        int64_t bi = 0, len = c->inner, st = c->istride, nrun = len ? c->red.n / len : 0;  \
+        for (int64_t ro = 0; ro < nrun && best == best; ro++) {                            \
+            const T *p = x + group_offset(&c->outer, ro);                                  \
+            for (int64_t j = (ro == 0); j < len; j++) {                                    \
+                T v = p[j * st];                                                           \
+                if (v != v || (v CMP best)) {                                              \
+                    best = v;                                                              \
+                    bi = ro * len + j;                                                     \
+                    if (v != v) break;                                                     \
+                }                                                                          \
             }                                                                              \
         }                                                                                  \
         if (c->vals) ((T *)tensor_data(c->vals))[o] = best;                                \
@@ -285,6 +293,10 @@ eng_err reduce_kernel(tensor *vals, tensor *idx, const tensor *x, const bool *ma
     int64_t M = c.kept.n;
     if (M == 0) return E_OK;
     if (k != RK_SUM) {
+        c.inner = c.red.nd ? c.red.shape[c.red.nd - 1] : 1;
+        c.istride = c.red.nd ? c.red.stride[c.red.nd - 1] : 0;
+        c.outer = c.red;
+        if (c.outer.nd) c.outer.nd--;
         int64_t grain = c.red.n > 0 ? (PAR_GRAIN_CHEAP + c.red.n - 1) / c.red.n : M;
         par_for(M, grain, extreme_outputs, &c);
         return E_OK;

@@ -22,14 +22,15 @@ eng_err reduce_dims_prepare(const tensor *a, const int64_t *dims, int ndims, boo
         for (int d = 0; d < a->ndim; d++) p->mask[d] = true;
         p->all = true;
     } else {
+        bool seen[MAX_DIMS] = {false}; /* a 0-d tensor's dim 0 is seen but never reduced */
         for (int i = 0; i < ndims; i++) {
             int d;
             eng_err e = wrap_dim(dims[i], a->ndim, &d);
             if (e) return e;
-            if (a->ndim == 0) continue;
-            if (p->mask[d])
+            if (seen[d])
                 return err_set(E_INVAL, "dim %d appears multiple times in the list of dims", d);
-            p->mask[d] = true;
+            seen[d] = true;
+            p->mask[d] = a->ndim > 0;
         }
     }
     p->count = 1;
@@ -64,7 +65,7 @@ eng_err reduce_expand_grad(tensor **out, tensor *g, const reduce_plan *p)
     return e;
 }
 
-/* The raw sum (no autograd) of a over the plan's dims, in dtype out_dt. */
+/* The raw sum (no autograd) of a over the plan's dims (see reduce_common.h). */
 eng_err sum_raw(tensor **out, tensor *a, const reduce_plan *p)
 {
     dtype dt = dtype_is_float((dtype)a->dtype) ? (dtype)a->dtype : DT_I64;

@@ -1,0 +1,2232 @@
+#!/usr/bin/python3
+"""generate.py: writes the conformance cases (cases/*.json) with the expected values, gradients,
+grad_fn names and errors computed by PyTorch 1.13. Run it with /usr/bin/python3 from anywhere;
+rerunning it reproduces the files byte for byte (fixed seeds, stable order, repr() floats).
+
+Each case is written as the steps of FORMAT.md and executed at the same time on torch by a
+small interpreter (TORCH below maps each ABI function onto the torch expression it mirrors),
+which fills in every expectation: outputs after each call, .grad of every leaf after each
+backward, and the status of each step expected to fail (torch must fail there too, except for
+the few ABI-only checks marked torch_ok=True).
+"""
+import contextlib
+import json
+import math
+import os
+import sys
+import warnings
+import zlib
+
+import torch
+import torch.nn.functional as F
+
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
+torch.set_default_dtype(torch.float32)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_DIR = os.path.join(HERE, "cases")
+
+# Tolerances per dtype, identical for every runner: |got - want| <= atol + rtol * |want|.
+TOLERANCES = {
+    "float32": {"rtol": 1e-5, "atol": 1e-6},
+    "float64": {"rtol": 1e-10, "atol": 1e-12},
+}
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int64,
+          "bool": torch.bool}
+DTYPE_NAME = {v: k for k, v in DTYPES.items()}
+FLOATS = ("float32", "float64")
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument constructors (the arg objects of FORMAT.md)
+# ---------------------------------------------------------------------------------------------
+def fnum(x):
+    """A float as the data files write it: repr() via json, or "nan"/"inf"/"-inf"."""
+    x = float(x)
+    if math.isnan(x):
+        return "nan"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return x
+
+
+def TS(*names):
+    return {"ts": list(names)}
+
+
+def DT(name):
+    return {"dtype": name}
+
+
+def RED(name):
+    return {"reduction": name}
+
+
+def FL(*names):
+    return {"flags": list(names)}
+
+
+def GEN(name):
+    return {"gen": name}
+
+
+def OPT(name):
+    return {"opt": name}
+
+
+NULL = {"null": True}
+
+
+def encode(a):
+    """Python value -> arg object: str = tensor name, float = f, int = i, [int] = ints."""
+    if isinstance(a, dict):
+        return a
+    if a is None:
+        return NULL
+    if isinstance(a, str):
+        return {"t": a}
+    if isinstance(a, bool):
+        return {"i": int(a)}
+    if isinstance(a, int):
+        return {"i": a}
+    if isinstance(a, float):
+        return {"f": fnum(a)}
+    if isinstance(a, (list, tuple)) and all(isinstance(x, int) for x in a):
+        return {"ints": list(a)}
+    raise TypeError("cannot encode argument %r" % (a,))
+
+
+def pyscalar(s):
+    """The ABI's double scalars act as Python scalars: integral values as ints, others as
+    floats (engine/dtype.c promo_add_scalar), which decides torch's type promotion."""
+    return int(s) if math.isfinite(s) and s == math.trunc(s) else s
+
+
+def dims_of(a, dims):
+    """ABI dims: an empty list means every dimension."""
+    return list(range(a.dim())) if len(dims) == 0 else list(dims)
+
+
+def torch_slice(t, dim, start, end, step):
+    idx = [slice(None)] * t.dim()
+    idx[dim] = slice(start, end, step)
+    return t[tuple(idx)]
+
+
+def torch_backward(t, grad, flags):
+    t.backward(grad, retain_graph="retain_graph" in flags or "create_graph" in flags,
+               create_graph="create_graph" in flags)
+
+
+def torch_grad(outputs, grad_outputs, inputs, flags):
+    res = torch.autograd.grad(outputs, inputs, grad_outputs,
+                              retain_graph="retain_graph" in flags or "create_graph" in flags,
+                              create_graph="create_graph" in flags,
+                              allow_unused="allow_unused" in flags)
+    return list(res)
+
+
+def torch_set_grad(t, g):
+    t.grad = g
+
+
+def torch_zero_grad(t):
+    if t.grad is not None:
+        t.grad.zero_()
+
+
+def torch_set_lr(opt, lr):
+    if lr < 0 or not math.isfinite(lr):
+        raise ValueError("Invalid learning rate: %r" % lr)
+    for group in opt.param_groups:
+        group["lr"] = lr
+
+
+def torch_requires_grad(t, v):
+    t.requires_grad_(bool(v))
+
+
+# The torch expression each ABI function mirrors (arguments decoded, outputs excluded).
+TORCH = {
+    # creation
+    "ag_tensor_scalar": lambda v, dt: torch.tensor(v, dtype=dt),
+    "ag_empty": lambda dt, shape: torch.empty(shape, dtype=dt),
+    "ag_zeros": lambda dt, shape: torch.zeros(shape, dtype=dt),
+    "ag_ones": lambda dt, shape: torch.ones(shape, dtype=dt),
+    "ag_full": lambda dt, shape, v: torch.full(shape, v, dtype=dt),
+    "ag_arange": lambda dt, a, b, s: torch.arange(a, b, s, dtype=dt),
+    "ag_eye": lambda dt, n, m: torch.eye(n, m, dtype=dt),
+    "ag_rand": lambda g, dt, shape: torch.rand(shape, dtype=dt),
+    "ag_randn": lambda g, dt, shape: torch.randn(shape, dtype=dt),
+    "ag_randint": lambda g, lo, hi, dt, shape: torch.randint(lo, hi, shape, dtype=dt),
+    "ag_empty_like": torch.empty_like,
+    "ag_zeros_like": torch.zeros_like,
+    "ag_ones_like": torch.ones_like,
+    "ag_full_like": lambda t, v: torch.full_like(t, v),
+    "ag_rand_like": lambda g, t: torch.rand_like(t),
+    "ag_randn_like": lambda g, t: torch.randn_like(t),
+    "ag_generator_new": lambda seed: torch.Generator().manual_seed(seed),
+    # tensor metadata and autograd
+    "ag_tensor_item": lambda t: t.item(),
+    "ag_tensor_item_int64": lambda t: int(t.item()),
+    "ag_tensor_numel": lambda t: t.numel(),
+    "ag_tensor_size": lambda t, d: t.size(d),
+    "ag_tensor_set_requires_grad": torch_requires_grad,
+    "ag_tensor_grad": lambda t: t.grad,
+    "ag_tensor_set_grad": torch_set_grad,
+    "ag_tensor_zero_grad": torch_zero_grad,
+    "ag_tensor_retain_grad": lambda t: t.retain_grad(),
+    "ag_tensor_detach": lambda t: t.detach(),
+    "ag_backward": torch_backward,
+    "ag_grad": torch_grad,
+    # elementwise
+    "ag_add": torch.add, "ag_sub": torch.sub, "ag_mul": torch.mul, "ag_div": torch.div,
+    "ag_pow": torch.pow, "ag_maximum": torch.maximum, "ag_minimum": torch.minimum,
+    "ag_add_scalar": lambda a, s: a + pyscalar(s),
+    "ag_sub_scalar": lambda a, s: a - pyscalar(s),
+    "ag_rsub_scalar": lambda a, s: pyscalar(s) - a,
+    "ag_mul_scalar": lambda a, s: a * pyscalar(s),
+    "ag_div_scalar": lambda a, s: a / pyscalar(s),
+    "ag_rdiv_scalar": lambda a, s: pyscalar(s) / a,
+    "ag_pow_scalar": lambda a, s: a ** pyscalar(s),
+    "ag_rpow_scalar": lambda a, s: pyscalar(s) ** a,
+    "ag_neg": torch.neg, "ag_exp": torch.exp, "ag_log": torch.log, "ag_log1p": torch.log1p,
+    "ag_expm1": torch.expm1, "ag_sqrt": torch.sqrt, "ag_rsqrt": torch.rsqrt, "ag_abs": torch.abs,
+    "ag_sin": torch.sin, "ag_cos": torch.cos, "ag_tanh": torch.tanh, "ag_sigmoid": torch.sigmoid,
+    "ag_relu": torch.relu, "ag_silu": F.silu,
+    "ag_leaky_relu": lambda a, s: F.leaky_relu(a, s),
+    "ag_gelu": lambda a, tanh: F.gelu(a, approximate="tanh" if tanh else "none"),
+    "ag_softplus": lambda a, beta, th: F.softplus(a, pyscalar(beta), pyscalar(th)),
+    "ag_clamp": lambda a, lo, hi: torch.clamp(a, pyscalar(lo), pyscalar(hi)),
+    "ag_clamp_min": lambda a, lo: torch.clamp(a, min=pyscalar(lo)),
+    "ag_clamp_max": lambda a, hi: torch.clamp(a, max=pyscalar(hi)),
+    "ag_where": torch.where,
+    "ag_eq": torch.eq, "ag_ne": torch.ne, "ag_lt": torch.lt, "ag_le": torch.le,
+    "ag_gt": torch.gt, "ag_ge": torch.ge,
+    "ag_eq_scalar": lambda a, s: torch.eq(a, pyscalar(s)),
+    "ag_ne_scalar": lambda a, s: torch.ne(a, pyscalar(s)),
+    "ag_lt_scalar": lambda a, s: torch.lt(a, pyscalar(s)),
+    "ag_le_scalar": lambda a, s: torch.le(a, pyscalar(s)),
+    "ag_gt_scalar": lambda a, s: torch.gt(a, pyscalar(s)),
+    "ag_ge_scalar": lambda a, s: torch.ge(a, pyscalar(s)),
+    # reductions
+    "ag_sum": torch.sum,
+    "ag_sum_dims": lambda a, d, k: torch.sum(a, dims_of(a, d), keepdim=bool(k)),
+    "ag_mean": torch.mean,
+    "ag_mean_dims": lambda a, d, k: torch.mean(a, dims_of(a, d), keepdim=bool(k)),
+    "ag_max": torch.max, "ag_min": torch.min,
+    "ag_max_dim": lambda a, d, k: list(torch.max(a, d, keepdim=bool(k))),
+    "ag_min_dim": lambda a, d, k: list(torch.min(a, d, keepdim=bool(k))),
+    "ag_amax": lambda a, d, k: torch.amax(a, dims_of(a, d), keepdim=bool(k)),
+    "ag_amin": lambda a, d, k: torch.amin(a, dims_of(a, d), keepdim=bool(k)),
+    "ag_var": lambda a, d, c, k: torch.var(a, dims_of(a, d), correction=c, keepdim=bool(k)),
+    "ag_std": lambda a, d, c, k: torch.std(a, dims_of(a, d), correction=c, keepdim=bool(k)),
+    "ag_logsumexp": lambda a, d, k: torch.logsumexp(a, dims_of(a, d), keepdim=bool(k)),
+    "ag_norm": lambda a, p, d, k: torch.norm(a, pyscalar(p), dims_of(a, d), keepdim=bool(k)),
+    "ag_argmax": lambda a, d, k: torch.argmax(a, d, keepdim=bool(k)),
+    "ag_argmin": lambda a, d, k: torch.argmin(a, d, keepdim=bool(k)),
+    "ag_argmax_all": torch.argmax, "ag_argmin_all": torch.argmin,
+    # linear algebra
+    "ag_matmul": torch.matmul, "ag_linear": F.linear,
+    # views and shapes
+    "ag_reshape": lambda t, s: t.reshape(s),
+    "ag_view": lambda t, s: t.view(s),
+    "ag_transpose": lambda t, a, b: t.transpose(a, b),
+    "ag_t": lambda t: t.t(),
+    "ag_permute": lambda t, d: t.permute(d),
+    "ag_expand": lambda t, s: t.expand(s),
+    "ag_slice": torch_slice,
+    "ag_narrow": lambda t, d, s, n: t.narrow(d, s, n),
+    "ag_select": lambda t, d, i: t.select(d, i),
+    "ag_squeeze": lambda t: t.squeeze(),
+    "ag_squeeze_dim": lambda t, d: t.squeeze(d),
+    "ag_unsqueeze": lambda t, d: t.unsqueeze(d),
+    "ag_flatten": lambda t, s, e: t.flatten(s, e),
+    "ag_contiguous": lambda t: t.contiguous(),
+    "ag_clone": lambda t: t.clone(),
+    "ag_to_dtype": lambda t, dt: t.to(dt),
+    # indexing and joining
+    "ag_index_select": lambda t, d, i: t.index_select(d, i),
+    "ag_gather": lambda t, d, i: torch.gather(t, d, i),
+    "ag_scatter_add": lambda t, d, i, s: torch.scatter_add(t, d, i, s),
+    "ag_masked_fill": lambda t, m, v: t.masked_fill(m, pyscalar(v)),
+    "ag_cat": lambda ts, d: torch.cat(ts, d),
+    "ag_stack": lambda ts, d: torch.stack(ts, d),
+    "ag_split_count": lambda t, s, d: len(torch.split(t, s, d)),
+    "ag_split": lambda t, s, d: list(torch.split(t, s, d)),
+    "ag_chunk_count": lambda t, c, d: len(torch.chunk(t, c, d)),
+    "ag_chunk": lambda t, c, d: list(torch.chunk(t, c, d)),
+    # neural-network functions
+    "ag_softmax": lambda t, d: F.softmax(t, d),
+    "ag_log_softmax": lambda t, d: F.log_softmax(t, d),
+    "ag_cross_entropy": lambda x, y, w, r, ii, ls: F.cross_entropy(
+        x, y, w, reduction=r, ignore_index=ii, label_smoothing=ls),
+    "ag_nll_loss": lambda x, y, w, r, ii: F.nll_loss(x, y, w, reduction=r, ignore_index=ii),
+    "ag_mse_loss": lambda x, y, r: F.mse_loss(x, y, reduction=r),
+    "ag_binary_cross_entropy_with_logits": lambda x, y, w, pw, r:
+        F.binary_cross_entropy_with_logits(x, y, w, reduction=r, pos_weight=pw),
+    "ag_dropout": lambda g, t, p, training: F.dropout(t, p, bool(training)),
+    "ag_layer_norm": lambda x, s, w, b, eps: F.layer_norm(x, s, w, b, eps),
+    "ag_embedding": lambda w, i: F.embedding(i, w),
+    # in place
+    "ag_add_": lambda t, o: t.add_(o), "ag_sub_": lambda t, o: t.sub_(o),
+    "ag_mul_": lambda t, o: t.mul_(o),
+    "ag_add_scalar_": lambda t, s: t.add_(pyscalar(s)),
+    "ag_mul_scalar_": lambda t, s: t.mul_(pyscalar(s)),
+    "ag_zero_": lambda t: t.zero_(), "ag_fill_": lambda t, v: t.fill_(pyscalar(v)),
+    "ag_copy_": lambda t, s: t.copy_(s),
+    # optimizers
+    "ag_optimizer_sgd": lambda ps, lr, m, d, wd, nest: torch.optim.SGD(
+        ps, lr=lr, momentum=m, dampening=d, weight_decay=wd, nesterov=bool(nest)),
+    "ag_optimizer_adam": lambda ps, lr, b1, b2, eps, wd, ams: torch.optim.Adam(
+        ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, amsgrad=bool(ams)),
+    "ag_optimizer_adamw": lambda ps, lr, b1, b2, eps, wd, ams: torch.optim.AdamW(
+        ps, lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, amsgrad=bool(ams)),
+    "ag_optimizer_step": lambda o: o.step(),
+    "ag_optimizer_zero_grad": lambda o, none: o.zero_grad(set_to_none=bool(none)),
+    "ag_optimizer_get_lr": lambda o: o.param_groups[0]["lr"],
+    "ag_optimizer_set_lr": torch_set_lr,
+}
+
+# What each function gives back besides its status (default: one tensor).
+#   "": nothing; "tt": two tensors; "T": a list of tensors; "v": a scalar value;
+#   "opt": an optimizer; "gen": a generator.
+OUTPUTS = {fn: "" for fn in (
+    "ag_add_", "ag_sub_", "ag_mul_", "ag_add_scalar_", "ag_mul_scalar_", "ag_zero_", "ag_fill_",
+    "ag_copy_", "ag_backward", "ag_tensor_set_requires_grad", "ag_tensor_retain_grad",
+    "ag_tensor_set_grad", "ag_tensor_zero_grad", "ag_optimizer_step", "ag_optimizer_zero_grad",
+    "ag_optimizer_set_lr")}
+OUTPUTS.update({"ag_max_dim": "tt", "ag_min_dim": "tt", "ag_split": "T", "ag_chunk": "T",
+                "ag_grad": "T", "ag_split_count": "v", "ag_chunk_count": "v",
+                "ag_tensor_item": "v", "ag_tensor_item_int64": "v", "ag_tensor_numel": "v",
+                "ag_tensor_size": "v", "ag_optimizer_get_lr": "v",
+                "ag_optimizer_sgd": "opt", "ag_optimizer_adam": "opt",
+                "ag_optimizer_adamw": "opt", "ag_generator_new": "gen"})
+
+
+# Scalar results that are doubles (the others are integers).
+FLOAT_VALUES = ("ag_tensor_item", "ag_optimizer_get_lr")
+# Gradients: which op made them last is the engine's business, so their grad_fn is not checked.
+NO_GRAD_FN_CHECK = ("ag_tensor_grad", "ag_grad")
+
+
+# ---------------------------------------------------------------------------------------------
+# The case builder: records steps and runs them on torch
+# ---------------------------------------------------------------------------------------------
+def values_of(t):
+    dt = DTYPE_NAME[t.dtype]
+    flat = t.detach().reshape(-1).tolist()
+    if dt in FLOATS:
+        return [fnum(x) for x in flat]
+    if dt == "bool":
+        return [bool(x) for x in flat]
+    return [int(x) for x in flat]
+
+
+def node_name(t):
+    return type(t.grad_fn).__name__ if t.grad_fn is not None else None
+
+
+class Case:
+    def __init__(self, name, tolerances=None):
+        self.name = name
+        self.steps = []
+        self.env = {}          # name -> torch object (tensor, optimizer, generator) or None
+        self.kind = {}         # name -> "tensor" | "opt" | "gen"
+        self.counter = 0
+        self.gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        self.tolerances = tolerances
+
+    # ---- names and inputs ----
+    def fresh(self, prefix="t"):
+        self.counter += 1
+        return "%s%d" % (prefix, self.counter)
+
+    def bind(self, name, obj, kind):
+        self.env[name] = obj
+        self.kind[name] = kind
+
+    def tensor(self, data, shape=None, dtype="float32", rg=False, name=None):
+        """A tensor from values (a list, or a torch tensor whose values are taken)."""
+        if isinstance(data, torch.Tensor):
+            if shape is None:
+                shape = list(data.shape)
+            data = data.reshape(-1).tolist()
+        if shape is None:
+            shape = [len(data)]
+        name = name or self.fresh("x" if rg else "c")
+        # clone: a fresh tensor, not a view of the flat one (in-place ops treat views apart)
+        t = torch.tensor(data, dtype=DTYPES[dtype]).reshape(shape).clone()
+        if rg:
+            t.requires_grad_(True)
+        self.bind(name, t, "tensor")
+        step = {"op": "tensor", "out": name, "dtype": dtype, "shape": list(shape),
+                "data": values_of(t)}
+        if rg:
+            step["requires_grad"] = True
+        self.steps.append(step)
+        return name
+
+    def grid(self, shape, lo=-2.0, hi=2.0, uniq=False, nonzero=False, step=1 / 64):
+        """Random values on a grid of `step` in [lo, hi]: exact in float32, short in repr."""
+        n = 1
+        for s in shape:
+            n *= s
+        k0, k1 = int(round(lo / step)), int(round(hi / step))
+        pool = [k for k in range(k0, k1 + 1) if not (nonzero and k == 0)]
+        if uniq:
+            assert len(pool) >= n
+            perm = torch.randperm(len(pool), generator=self.gen)[:n].tolist()
+            ks = [pool[i] for i in perm]
+        else:
+            idx = torch.randint(0, len(pool), (n,), generator=self.gen).tolist()
+            ks = [pool[i] for i in idx]
+        return torch.tensor([k * step for k in ks], dtype=torch.float64).reshape(shape)
+
+    def rand(self, shape, dtype="float32", rg=True, name=None, **kw):
+        return self.tensor(self.grid(shape, **kw), list(shape), dtype, rg, name)
+
+    def ints(self, data, shape=None, name=None):
+        return self.tensor(data, shape, "int64", False, name)
+
+    def bools(self, data, shape=None, name=None):
+        return self.tensor(data, shape, "bool", False, name)
+
+    # ---- calls ----
+    def decode(self, a):
+        if "t" in a:
+            return self.env[a["t"]]
+        if "null" in a:
+            return None
+        if "f" in a:
+            return float(a["f"])
+        if "i" in a:
+            return a["i"]
+        if "ints" in a:
+            return list(a["ints"])
+        if "ts" in a:
+            return [self.env[n] if n is not None else None for n in a["ts"]]
+        if "dtype" in a:
+            return DTYPES[a["dtype"]]
+        if "reduction" in a:
+            return a["reduction"]
+        if "flags" in a:
+            return set(a["flags"])
+        if "gen" in a:
+            return self.env[a["gen"]]
+        if "opt" in a:
+            return self.env[a["opt"]]
+        raise ValueError(a)
+
+    def out_names(self, fn, out, n_results=None):
+        kind = OUTPUTS.get(fn, "t")
+        if out is not None:
+            return out
+        if kind == "t":
+            return self.fresh()
+        if kind == "tt":
+            return [self.fresh(), self.fresh()]
+        if kind == "T":
+            return [self.fresh() for _ in range(n_results)]
+        if kind == "opt":
+            return self.fresh("opt")
+        if kind == "gen":
+            return self.fresh("gen")
+        return None
+
+    def call(self, fn, *args, out=None, expect=True, data=True, extra=None):
+        """Runs fn on torch, records the call and (unless expect=False) an expect step for
+        each tensor it returns. Returns the output name(s), or the scalar value."""
+        enc = [encode(a) for a in args]
+        res = TORCH[fn](*[self.decode(a) for a in enc])
+        kind = OUTPUTS.get(fn, "t")
+        step = {"op": "call", "fn": fn, "args": enc}
+        names = None
+        if kind == "v":
+            step["value"] = fnum(res) if fn in FLOAT_VALUES else int(res)
+        elif kind:
+            names = self.out_names(fn, out, len(res) if isinstance(res, list) else None)
+            step["out"] = names
+        self.steps.append(step)
+        if kind in ("t", "tt", "T"):
+            lst = names if isinstance(names, list) else [names]
+            objs = res if isinstance(res, list) else [res]
+            assert len(lst) == len(objs), (fn, lst)
+            for n, o in zip(lst, objs):
+                if n is None:
+                    continue
+                self.bind(n, o, "tensor")
+                if expect:
+                    kw = dict(extra or {})
+                    if fn in NO_GRAD_FN_CHECK:
+                        kw["grad_fn"] = False
+                    self.expect(n, data=data, **kw)
+        elif kind in ("opt", "gen"):
+            self.bind(names, res, kind)
+        return res if kind == "v" else names
+
+    def err(self, fn, *args, status, contains=None, out=None, torch_ok=False):
+        """A call that must fail with `status`; torch must fail too unless torch_ok (for the
+        few checks that are the ABI's own, e.g. wrong counts)."""
+        enc = [encode(a) for a in args]
+        try:
+            TORCH[fn](*[self.decode(a) for a in enc])
+            raised = False
+        except Exception:  # noqa: BLE001 -- torch's exception types vary by op
+            raised = True
+        if not raised and not torch_ok:
+            raise AssertionError("%s: torch did not fail on %s" % (self.name, fn))
+        step = {"op": "call", "fn": fn, "args": enc}
+        kind = OUTPUTS.get(fn, "t")
+        if kind and kind != "v":
+            if out is None:
+                out = {"t": "err", "tt": ["err", "err_i"], "opt": "err", "gen": "err"}.get(kind)
+            assert out is not None, "give out names for %s" % fn
+            step["out"] = out
+        step["error"] = {"status": status}
+        if contains:
+            step["error"]["message_contains"] = contains
+        if not raised:
+            step["error"]["torch_accepts"] = True  # informational: an ABI-only check
+        self.steps.append(step)
+
+    def backward(self, root, grad=None, flags=(), check=True):
+        self.call("ag_backward", root, grad, FL(*flags))
+        if check:
+            self.expect_grads()
+
+    def grad(self, outputs, inputs, grad_outputs=None, flags=(), out=None):
+        go = NULL if grad_outputs is None else TS(*grad_outputs)
+        return self.call("ag_grad", TS(*outputs), go, TS(*inputs), FL(*flags), out=out)
+
+    # ---- expectations ----
+    def expect(self, name, data=True, version=False, is_leaf=False, grad_fn=True, layout=False):
+        t = self.env[name]
+        step = {"op": "expect", "t": name}
+        if t is None:
+            step["none"] = True
+        else:
+            step["dtype"] = DTYPE_NAME[t.dtype]
+            step["shape"] = list(t.shape)
+            if data:
+                step["data"] = values_of(t)
+            step["requires_grad"] = t.requires_grad
+            if grad_fn:
+                step["grad_fn"] = node_name(t)
+            if is_leaf:
+                step["is_leaf"] = t.is_leaf
+            if version:
+                step["version"] = t._version
+            if layout:
+                step["strides"] = list(t.stride())
+                step["storage_offset"] = t.storage_offset()
+                step["is_contiguous"] = t.is_contiguous()
+        self.steps.append(step)
+
+    def expect_grad(self, name):
+        g = self.env[name].grad
+        step = {"op": "expect_grad", "t": name}
+        if g is None:
+            step["none"] = True
+        else:
+            step.update({"dtype": DTYPE_NAME[g.dtype], "shape": list(g.shape),
+                         "data": values_of(g), "requires_grad": g.requires_grad})
+        self.steps.append(step)
+
+    def expect_grads(self):
+        """.grad of every leaf that requires grad and of every tensor that retains it."""
+        for name in sorted(self.env, key=self.order):
+            t = self.env[name]
+            if self.kind[name] != "tensor" or t is None:
+                continue
+            if (t.is_leaf and t.requires_grad) or (not t.is_leaf and t.retains_grad):
+                self.expect_grad(name)
+
+    def order(self, name):
+        return list(self.env).index(name)
+
+    def release(self, name):
+        self.steps.append({"op": "release", "name": name})
+        del self.env[name]
+        del self.kind[name]
+
+    @contextlib.contextmanager
+    def no_grad(self):
+        outer = self.steps
+        self.steps = []
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            inner, self.steps = self.steps, outer
+            self.steps.append({"op": "no_grad", "steps": inner})
+
+    def json(self):
+        d = {"name": self.name}
+        if self.tolerances:
+            d["tolerances"] = self.tolerances
+        d["steps"] = self.steps
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# Families
+# ---------------------------------------------------------------------------------------------
+def grad_like(c, name, **kw):
+    """A random gradient for a non-scalar output (tests the vector-Jacobian product)."""
+    t = c.env[name]
+    return c.tensor(c.grid(list(t.shape), **kw), list(t.shape), DTYPE_NAME[t.dtype])
+
+
+def bwd(c, y):
+    """Backward from y: an implicit 1 for one-element outputs, else a random grad."""
+    if c.env[y].numel() == 1:
+        c.backward(y)
+    else:
+        c.backward(y, grad_like(c, y))
+
+
+def unary_case(name, fn, shape, dtype, extra=(), **kw):
+    c = Case(name)
+    a = c.rand(shape, dtype, **kw)
+    y = c.call(fn, a, *extra)
+    bwd(c, y)
+    return c
+
+
+def binary_case(name, fn, sa, sb, dtype, ka=None, kb=None, rg=(True, True)):
+    c = Case(name)
+    da, db = (dtype, dtype) if isinstance(dtype, str) else dtype
+    a = c.rand(sa, da, rg=rg[0] and da in FLOATS, **(ka or {}))
+    b = c.rand(sb, db, rg=rg[1] and db in FLOATS, **(kb or {}))
+    y = c.call(fn, a, b)
+    if c.env[y].requires_grad:
+        bwd(c, y)
+    return c
+
+
+def fam_arith():
+    cases = []
+    pos = {"lo": 0.25, "hi": 2.0}
+    nz = {"nonzero": True}
+    for dt in FLOATS:
+        for fn in ("ag_add", "ag_sub", "ag_mul", "ag_div", "ag_pow"):
+            op = fn[3:]
+            ka = pos if fn == "ag_pow" else None
+            kb = nz if fn == "ag_div" else ({"lo": -2, "hi": 2.5} if fn == "ag_pow" else None)
+            cases.append(binary_case("%s/same/%s" % (op, dt), fn, [2, 3], [2, 3], dt, ka, kb))
+            cases.append(binary_case("%s/broadcast_row/%s" % (op, dt), fn, [2, 3], [3], dt, ka, kb))
+            cases.append(binary_case("%s/broadcast_outer/%s" % (op, dt), fn, [2, 1], [1, 3], dt,
+                                     ka, kb))
+            cases.append(binary_case("%s/scalar_tensor/%s" % (op, dt), fn, [2, 2], [], dt, ka, kb))
+        cases.append(binary_case("add/broadcast_3d/%s" % dt, "ag_add", [2, 1, 4], [3, 1], dt))
+        cases.append(binary_case("mul/one_grad/%s" % dt, "ag_mul", [3], [3], dt, rg=(True, False)))
+        for fn, s in (("ag_add_scalar", 1.5), ("ag_sub_scalar", 0.75), ("ag_rsub_scalar", 2.5),
+                      ("ag_mul_scalar", -3.0), ("ag_div_scalar", 4.0), ("ag_rdiv_scalar", 1.5),
+                      ("ag_pow_scalar", 3.0), ("ag_pow_scalar", 0.5), ("ag_rpow_scalar", 2.0)):
+            kw = pos if fn in ("ag_pow_scalar", "ag_rdiv_scalar") else {}
+            cases.append(unary_case("%s/%g/%s" % (fn[3:], s, dt), fn, [2, 3], dt, (s,), **kw))
+        cases.append(unary_case("neg/%s" % dt, "ag_neg", [2, 3], dt))
+    # dtype promotion
+    cases.append(binary_case("add/promote_f32_f64", "ag_add", [2, 3], [3], ("float32", "float64")))
+    cases.append(binary_case("mul/promote_f64_f32", "ag_mul", [2, 3], [2, 3],
+                             ("float64", "float32")))
+    for fn in ("ag_add", "ag_sub", "ag_mul", "ag_div"):
+        c = Case("%s/int64" % fn[3:])
+        a = c.ints([5, -3, 7, 0, 2, 9], [2, 3])
+        b = c.ints([2, 4, -2] if fn != "ag_div" else [2, 4, -3], [3])
+        c.call(fn, a, b)
+        cases.append(c)
+    c = Case("add/int64_float32")
+    a = c.ints([1, 2, 3])
+    b = c.rand([3], "float32")
+    y = c.call("ag_add", a, b)
+    bwd(c, y)
+    cases.append(c)
+    c = Case("add/bool_bool")
+    c.call("ag_add", c.bools([True, False, True, False]), c.bools([True, True, False, False]))
+    cases.append(c)
+    c = Case("mul/float32_0d_float64")
+    a = c.rand([2, 2], "float32")
+    b = c.tensor([2.5], [], "float64", rg=True)
+    y = c.call("ag_mul", a, b)
+    bwd(c, y)
+    cases.append(c)
+    c = Case("pow/int64")
+    c.call("ag_pow", c.ints([2, 3, -2]), c.ints([3, 2, 3]))
+    cases.append(c)
+    for fn, s in (("ag_add_scalar", 2.0), ("ag_add_scalar", 2.5), ("ag_mul_scalar", 3.0),
+                  ("ag_div_scalar", 2.0), ("ag_pow_scalar", 2.0), ("ag_rsub_scalar", 1.0)):
+        c = Case("%s/int64/%g" % (fn[3:], s))
+        c.call(fn, c.ints([1, -2, 3, 4]), s)
+        cases.append(c)
+    # special values
+    c = Case("div/by_zero/float32")
+    c.call("ag_div", c.tensor([1.0, -1.0, 0.0, 2.0]), c.tensor([0.0, 0.0, 0.0, -0.0]))
+    cases.append(c)
+    c = Case("pow/negative_base_fraction/float64")
+    c.call("ag_pow", c.tensor([-2.0, 4.0, 0.0], dtype="float64"),
+           c.tensor([0.5, 0.5, 2.0], dtype="float64"))
+    cases.append(c)
+    c = Case("add/nan_inf/float32")
+    c.call("ag_add", c.tensor([float("nan"), float("inf"), 1.0, float("-inf")]),
+           c.tensor([1.0, float("-inf"), float("inf"), -1.0]))
+    cases.append(c)
+    c = Case("pow_scalar/zero_base_grad/float64")
+    x = c.tensor([0.0, 1.5, 2.0], dtype="float64", rg=True)
+    y = c.call("ag_pow_scalar", x, 2.0)
+    bwd(c, y)
+    cases.append(c)
+    c = Case("pow_scalar/exponent_zero/float32")
+    x = c.rand([3], "float32")
+    y = c.call("ag_pow_scalar", x, 0.0)
+    bwd(c, y)
+    cases.append(c)
+    # a chain
+    for dt in FLOATS:
+        c = Case("chain/mul_add_div/%s" % dt)
+        a = c.rand([3, 2], dt)
+        b = c.rand([2], dt, nonzero=True)
+        y = c.call("ag_mul", a, b)
+        z = c.call("ag_add_scalar", y, 1.0)
+        w = c.call("ag_div", z, b)
+        s = c.call("ag_sum", w)
+        c.backward(s)
+        cases.append(c)
+    return cases
+
+
+UNARY = [
+    # fn, input kwargs, extra args
+    ("ag_exp", {}, ()), ("ag_log", {"lo": 0.125, "hi": 3}, ()), ("ag_log1p", {"lo": -0.75}, ()),
+    ("ag_expm1", {}, ()), ("ag_sqrt", {"lo": 0.125, "hi": 4}, ()),
+    ("ag_rsqrt", {"lo": 0.125, "hi": 4}, ()), ("ag_abs", {"nonzero": True}, ()),
+    ("ag_sin", {}, ()), ("ag_cos", {}, ()), ("ag_tanh", {}, ()), ("ag_sigmoid", {}, ()),
+    ("ag_relu", {"nonzero": True}, ()), ("ag_silu", {}, ()),
+    ("ag_leaky_relu", {"nonzero": True}, (0.01,)), ("ag_leaky_relu", {"nonzero": True}, (0.2,)),
+    ("ag_gelu", {}, (0,)), ("ag_gelu", {}, (1,)),
+    ("ag_softplus", {}, (1.0, 20.0)), ("ag_softplus", {"lo": -3, "hi": 3}, (2.0, 1.0)),
+    ("ag_clamp", {}, (-0.5, 0.75)), ("ag_clamp_min", {}, (0.25,)), ("ag_clamp_max", {}, (-0.25,)),
+]
+
+
+def fam_unary():
+    cases = []
+    for dt in FLOATS:
+        for fn, kw, extra in UNARY:
+            name = fn[3:] + "".join("/%g" % e for e in extra) + "/" + dt
+            cases.append(unary_case(name, fn, [3, 4], dt, extra, **kw))
+    # edge values (exact points where the derivative is a convention)
+    for dt in FLOATS:
+        for fn, data, extra in (
+                ("ag_relu", [-1.0, 0.0, 2.0], ()), ("ag_abs", [-1.5, 0.0, 2.0], ()),
+                ("ag_clamp", [-1.0, -0.5, 0.0, 0.5, 1.0], (-0.5, 0.5)),
+                ("ag_clamp_min", [-1.0, 0.0, 1.0], (0.0,)),
+                ("ag_clamp_max", [-1.0, 0.0, 1.0], (0.0,)),
+                ("ag_leaky_relu", [-2.0, 0.0, 2.0], (0.1,)),
+                ("ag_sqrt", [0.0, 1.0, 4.0], ()), ("ag_log", [0.0, 1.0, 0.5], ()),
+                ("ag_rsqrt", [0.0, 0.25, 4.0], ()),
+                ("ag_softplus", [-30.0, 0.0, 19.5, 20.5, 30.0], (1.0, 20.0)),
+                ("ag_sigmoid", [-100.0, 0.0, 100.0], ()), ("ag_tanh", [-30.0, 0.0, 30.0], ()),
+                ("ag_exp", [-200.0, 0.0, 100.0], ())):
+            c = Case("%s/edge/%s" % (fn[3:], dt))
+            x = c.tensor(data, dtype=dt, rg=True)
+            y = c.call(fn, x, *extra)
+            bwd(c, y)
+            cases.append(c)
+    for fn in ("ag_log", "ag_sqrt"):
+        c = Case("%s/negative_nan/float32" % fn[3:])
+        c.call(fn, c.tensor([-1.0, 1.0]))
+        cases.append(c)
+    c = Case("clamp/nan_input/float32")
+    c.call("ag_clamp", c.tensor([float("nan"), 2.0, -2.0]), -1.0, 1.0)
+    cases.append(c)
+    c = Case("clamp/lo_above_hi/float32")
+    c.call("ag_clamp", c.tensor([-2.0, 0.5, 3.0]), 1.0, 0.0)
+    cases.append(c)
+    # integer inputs: neg and abs stay int64, the transcendental ones give float32
+    for fn in ("ag_neg", "ag_abs", "ag_exp", "ag_sqrt", "ag_sigmoid", "ag_relu"):
+        c = Case("%s/int64" % fn[3:])
+        c.call(fn, c.ints([-2, 0, 3]))
+        cases.append(c)
+    # second derivatives through unary chains
+    for fn in ("ag_tanh", "ag_sigmoid", "ag_exp", "ag_sin"):
+        c = Case("%s/double_backward/float64" % fn[3:])
+        x = c.rand([4], "float64")
+        y = c.call(fn, x)
+        s = c.call("ag_sum", y)
+        (g,) = c.grad([s], [x], flags=("create_graph",))
+        gs = c.call("ag_sum", g)
+        c.backward(gs)
+        cases.append(c)
+    return cases
+
+
+def fam_compare():
+    cases = []
+    for fn in ("ag_eq", "ag_ne", "ag_lt", "ag_le", "ag_gt", "ag_ge"):
+        c = Case("%s/broadcast/float32" % fn[3:])
+        a = c.tensor([1.0, 2.0, 3.0, 4.0, 2.0, 0.0], [2, 3], rg=True)
+        b = c.tensor([2.0, 2.0, 1.0])
+        c.call(fn, a, b)
+        cases.append(c)
+        c = Case("%s/int64_float64" % fn[3:])
+        c.call(fn, c.ints([1, 2, 3]), c.tensor([1.5, 2.0, 2.5], dtype="float64"))
+        cases.append(c)
+        c = Case("%s/nan/float64" % fn[3:])
+        c.call(fn, c.tensor([float("nan"), 1.0, float("inf")], dtype="float64"),
+               c.tensor([float("nan"), float("nan"), float("inf")], dtype="float64"))
+        cases.append(c)
+        c = Case("%s_scalar/float32" % fn[3:])
+        c.call(fn + "_scalar", c.tensor([1.0, 2.0, 3.0, 2.5], [2, 2], rg=True), 2.0)
+        cases.append(c)
+        c = Case("%s_scalar/int64" % fn[3:])
+        c.call(fn + "_scalar", c.ints([1, 2, 3]), 2.5)
+        cases.append(c)
+    for dt in FLOATS:
+        c = Case("where/broadcast/%s" % dt)
+        cond = c.bools([True, False, True, False, False, True], [2, 3])
+        a = c.rand([2, 3], dt)
+        b = c.rand([3], dt)
+        y = c.call("ag_where", cond, a, b)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("where/cond_broadcast/%s" % dt)
+        cond = c.bools([True, False], [2, 1])
+        a = c.rand([2, 3], dt)
+        b = c.tensor([0.5], [], dt, rg=True)
+        y = c.call("ag_where", cond, a, b)
+        bwd(c, y)
+        cases.append(c)
+        for fn in ("ag_maximum", "ag_minimum"):
+            cases.append(binary_case("%s/broadcast/%s" % (fn[3:], dt), fn, [2, 3], [3], dt,
+                                     {"uniq": True}, {"uniq": True, "lo": -2.5}))
+            c = Case("%s/ties/%s" % (fn[3:], dt))
+            a = c.tensor([1.0, 2.0, 3.0, -1.0], dtype=dt, rg=True)
+            b = c.tensor([1.0, 0.5, 3.0, 4.0], dtype=dt, rg=True)
+            y = c.call(fn, a, b)
+            bwd(c, y)
+            cases.append(c)
+    c = Case("maximum/nan/float32")
+    c.call("ag_maximum", c.tensor([float("nan"), 1.0]), c.tensor([0.0, float("nan")]))
+    cases.append(c)
+    c = Case("minimum/int64")
+    c.call("ag_minimum", c.ints([1, 5, -3]), c.ints([2, 2, 2]))
+    cases.append(c)
+    c = Case("where/mixed_dtypes")
+    c.call("ag_where", c.bools([True, False]), c.tensor([1.0, 2.0]),
+           c.tensor([3.0, 4.0], dtype="float64"))
+    cases.append(c)
+    return cases
+
+
+def fam_reduce():
+    cases = []
+    shape = [2, 3, 4]
+    for dt in FLOATS:
+        for fn in ("ag_sum", "ag_mean"):
+            cases.append(unary_case("%s/all/%s" % (fn[3:], dt), fn, shape, dt))
+            for dims in ([0], [1], [-1], [0, 2], [], [2, 0]):
+                for keep in (0, 1):
+                    if dims == [2, 0] and keep == 0:
+                        continue
+                    name = "%s_dims/%s/%s/%s" % (fn[3:], "_".join(map(str, dims)) or "all",
+                                                 "keepdim" if keep else "nokeep", dt)
+                    cases.append(unary_case(name, fn + "_dims", shape, dt, (dims, keep)))
+        for fn in ("ag_max", "ag_min"):
+            cases.append(unary_case("%s/all/%s" % (fn[3:], dt), fn, [3, 4], dt, uniq=True))
+            c = Case("%s/all_ties/%s" % (fn[3:], dt))
+            x = c.tensor([1.0, 3.0, 3.0, -1.0, -1.0, 0.0], [2, 3], dt, rg=True)
+            y = c.call(fn, x)
+            bwd(c, y)
+            cases.append(c)
+            for dim, keep in ((0, 0), (1, 1), (-1, 0)):
+                c = Case("%s_dim/%d/%s/%s" % (fn[3:], dim, "keepdim" if keep else "nokeep", dt))
+                x = c.rand([3, 4], dt, uniq=True)
+                v, _ = c.call(fn + "_dim", x, dim, keep)
+                bwd(c, v)
+                cases.append(c)
+            c = Case("%s_dim/ties/%s" % (fn[3:], dt))
+            x = c.tensor([2.0, 2.0, 1.0, 1.0, 1.0, 0.0], [2, 3], dt, rg=True)
+            v, _ = c.call(fn + "_dim", x, 1, 0)
+            bwd(c, v)
+            cases.append(c)
+        for fn in ("ag_amax", "ag_amin"):
+            for dims, keep in (([1], 0), ([0, 1], 1), ([], 0)):
+                c = Case("%s/%s/%s/%s" % (fn[3:], "_".join(map(str, dims)) or "all",
+                                          "keepdim" if keep else "nokeep", dt))
+                x = c.rand([3, 4], dt, uniq=True)
+                y = c.call(fn, x, dims, keep)
+                bwd(c, y)
+                cases.append(c)
+            c = Case("%s/ties/%s" % (fn[3:], dt))
+            x = c.tensor([2.0, 2.0, 1.0, -1.0, 5.0, -1.0], [2, 3], dt, rg=True)
+            y = c.call(fn, x, [1], 0)
+            bwd(c, y)
+            cases.append(c)
+        for fn in ("ag_var", "ag_std"):
+            for dims, corr, keep in (([1], 1, 0), ([0], 0, 1), ([], 1, 0), ([0, 2], 1, 1),
+                                     ([-1], 2, 0)):
+                name = "%s/%s/c%d/%s/%s" % (fn[3:], "_".join(map(str, dims)) or "all", corr,
+                                            "keepdim" if keep else "nokeep", dt)
+                cases.append(unary_case(name, fn, shape, dt, (dims, corr, keep), uniq=True))
+        for dims, keep in (([1], 0), ([0, 1], 1), ([], 0), ([-1], 1)):
+            name = "logsumexp/%s/%s/%s" % ("_".join(map(str, dims)) or "all",
+                                           "keepdim" if keep else "nokeep", dt)
+            cases.append(unary_case(name, "ag_logsumexp", [3, 4], dt, (dims, keep)))
+        c = Case("logsumexp/large/%s" % dt)
+        x = c.tensor([1000.0, 1000.0, -1000.0, 0.0], [2, 2], dt, rg=True)
+        y = c.call("ag_logsumexp", x, [1], 0)
+        bwd(c, y)
+        cases.append(c)
+        for p in (2.0, 1.0, 3.0, 0.5, float("inf"), float("-inf"), 0.0):
+            for dims, keep in (([1], 0), ([], 0), ([0], 1)):
+                if p not in (2.0, 1.0) and dims != [1]:
+                    continue
+                name = "norm/p%s/%s/%s/%s" % (fnum(p), "_".join(map(str, dims)) or "all",
+                                              "keepdim" if keep else "nokeep", dt)
+                cases.append(unary_case(name, "ag_norm", [3, 4], dt, (p, dims, keep), uniq=True,
+                                        nonzero=True))
+        c = Case("norm/p2/zero_vector/%s" % dt)
+        x = c.tensor([0.0, 0.0, 3.0, 4.0], [2, 2], dt, rg=True)
+        y = c.call("ag_norm", x, 2.0, [1], 0)
+        bwd(c, y)
+        cases.append(c)
+        for fn in ("ag_argmax", "ag_argmin"):
+            for dim, keep in ((0, 0), (1, 1), (-1, 0)):
+                c = Case("%s/%d/%s/%s" % (fn[3:], dim, "keepdim" if keep else "nokeep", dt))
+                c.call(fn, c.rand([3, 4], dt, uniq=True), dim, keep)
+                cases.append(c)
+            c = Case("%s_all/%s" % (fn[3:], dt))
+            c.call(fn + "_all", c.rand([3, 4], dt, uniq=True))
+            cases.append(c)
+        c = Case("argmax/ties_first/%s" % dt)
+        c.call("ag_argmax", c.tensor([1.0, 3.0, 3.0, 2.0, 2.0, 0.0], [2, 3], dt), 1, 0)
+        cases.append(c)
+        c = Case("sum/0d/%s" % dt)
+        x = c.tensor([1.5], [], dt, rg=True)
+        y = c.call("ag_sum", x)
+        bwd(c, y)
+        cases.append(c)
+    c = Case("sum/int64")
+    c.call("ag_sum", c.ints([1, 2, 3, 4], [2, 2]))
+    cases.append(c)
+    c = Case("sum_dims/int64")
+    c.call("ag_sum_dims", c.ints([1, 2, 3, 4], [2, 2]), [0], 0)
+    cases.append(c)
+    c = Case("sum/bool")
+    c.call("ag_sum", c.bools([True, False, True]))
+    cases.append(c)
+    c = Case("max/int64")
+    c.call("ag_max", c.ints([1, 7, 3]))
+    cases.append(c)
+    c = Case("max/nan/float32")
+    c.call("ag_max", c.tensor([1.0, float("nan"), 3.0]))
+    cases.append(c)
+    c = Case("sum_dims/size1_dim/float32")
+    c.call("ag_sum_dims", c.tensor([1.0, 2.0], [2, 1], rg=True), [1], 0)
+    cases.append(c)
+    return cases
+
+
+def fam_linalg():
+    cases = []
+    shapes = [
+        ("dot", [4], [4]), ("mm", [2, 3], [3, 4]), ("vm", [3], [3, 2]), ("mv", [2, 3], [3]),
+        ("bmm", [2, 2, 3], [2, 3, 2]), ("batch_broadcast", [2, 2, 3], [3, 4]),
+        ("broadcast_4d", [2, 1, 2, 3], [3, 3, 2]), ("matrix_batch", [2, 3], [4, 3, 2]),
+        ("vec_batch", [3], [2, 3, 2]),
+    ]
+    for dt in FLOATS:
+        for name, sa, sb in shapes:
+            cases.append(binary_case("matmul/%s/%s" % (name, dt), "ag_matmul", sa, sb, dt))
+        cases.append(binary_case("matmul/one_grad/%s" % dt, "ag_matmul", [2, 3], [3, 2], dt,
+                                 rg=(False, True)))
+        for name, sx, has_b in (("2d_bias", [4, 3], True), ("2d_nobias", [4, 3], False),
+                                ("3d_bias", [2, 2, 3], True), ("1d_bias", [3], True)):
+            c = Case("linear/%s/%s" % (name, dt))
+            x = c.rand(sx, dt)
+            w = c.rand([2, 3], dt)
+            b = c.rand([2], dt) if has_b else None
+            y = c.call("ag_linear", x, w, b)
+            bwd(c, y)
+            cases.append(c)
+        c = Case("matmul/transposed_operand/%s" % dt)
+        a = c.rand([3, 2], dt)
+        at = c.call("ag_t", a)
+        b = c.rand([3, 3], dt)
+        y = c.call("ag_matmul", at, b)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("matmul/double_backward/%s" % dt)
+        a = c.rand([2, 3], dt)
+        b = c.rand([3, 2], dt)
+        y = c.call("ag_matmul", a, b)
+        s = c.call("ag_sum", c.call("ag_mul", y, y))
+        ga, _ = c.grad([s], [a, b], flags=("create_graph",))
+        t = c.call("ag_sum", c.call("ag_mul", ga, ga))
+        c.backward(t)
+        cases.append(c)
+    return cases
+
+
+def fam_shape():
+    cases = []
+    for dt in FLOATS:
+        def view_case(name, fn, shape, *extra, kw=None):
+            c = Case("%s/%s" % (name, dt))
+            x = c.rand(shape, dt, **(kw or {}))
+            y = c.call(fn, x, *extra, extra={"layout": True})
+            bwd(c, y)
+            cases.append(c)
+            return c
+        view_case("reshape/view", "ag_reshape", [2, 3, 2], [3, 4])
+        view_case("reshape/infer", "ag_reshape", [2, 3, 2], [-1, 2])
+        view_case("reshape/to_0d", "ag_reshape", [1, 1], [])
+        view_case("view/basic", "ag_view", [2, 6], [3, 2, 2])
+        view_case("view/infer", "ag_view", [2, 6], [4, -1])
+        view_case("transpose/0_1", "ag_transpose", [2, 3], 0, 1)
+        view_case("transpose/neg", "ag_transpose", [2, 3, 4], -1, 0)
+        view_case("t/2d", "ag_t", [2, 3])
+        view_case("t/1d", "ag_t", [3])
+        view_case("permute/3d", "ag_permute", [2, 3, 4], [2, 0, 1])
+        view_case("permute/neg", "ag_permute", [2, 3, 4], [-1, -3, -2])
+        view_case("expand/basic", "ag_expand", [3, 1], [3, 4])
+        view_case("expand/new_dims", "ag_expand", [3], [2, 2, 3])
+        view_case("expand/keep", "ag_expand", [1, 3], [4, -1])
+        view_case("slice/step", "ag_slice", [6, 2], 0, 1, 6, 2)
+        view_case("slice/negative", "ag_slice", [2, 6], 1, -4, -1, 1)
+        view_case("slice/clamped", "ag_slice", [2, 5], 1, 2, 100, 2)
+        view_case("slice/empty", "ag_slice", [2, 5], 1, 4, 2, 1)
+        view_case("narrow/basic", "ag_narrow", [4, 3], 0, 1, 2)
+        view_case("narrow/neg_dim", "ag_narrow", [4, 3], -1, 1, 2)
+        view_case("select/basic", "ag_select", [3, 4], 1, 2)
+        view_case("select/neg_index", "ag_select", [3, 4], 0, -1)
+        view_case("squeeze/all", "ag_squeeze", [1, 3, 1, 2])
+        view_case("squeeze_dim/one", "ag_squeeze_dim", [1, 3, 1, 2], 2)
+        view_case("squeeze_dim/not_one", "ag_squeeze_dim", [1, 3, 1, 2], 1)
+        view_case("unsqueeze/front", "ag_unsqueeze", [2, 3], 0)
+        view_case("unsqueeze/neg", "ag_unsqueeze", [2, 3], -1)
+        view_case("flatten/all", "ag_flatten", [2, 3, 2], 0, -1)
+        view_case("flatten/middle", "ag_flatten", [2, 3, 2, 2], 1, 2)
+        view_case("flatten/noop", "ag_flatten", [2, 3], 1, 1)
+        view_case("clone/basic", "ag_clone", [2, 3])
+        view_case("contiguous/already", "ag_contiguous", [2, 3])
+        c = Case("reshape/non_viewable/%s" % dt)
+        x = c.rand([2, 3], dt)
+        y = c.call("ag_t", x, extra={"layout": True})
+        z = c.call("ag_reshape", y, [6], extra={"layout": True})
+        bwd(c, z)
+        cases.append(c)
+        c = Case("contiguous/transposed/%s" % dt)
+        x = c.rand([2, 3], dt)
+        y = c.call("ag_transpose", x, 0, 1)
+        z = c.call("ag_contiguous", y, extra={"layout": True})
+        bwd(c, z)
+        cases.append(c)
+        c = Case("flatten/transposed/%s" % dt)
+        x = c.rand([2, 3], dt)
+        z = c.call("ag_flatten", c.call("ag_t", x), 0, 1)
+        bwd(c, z)
+        cases.append(c)
+        c = Case("views/chain/%s" % dt)
+        x = c.rand([2, 3, 4], dt)
+        lay = {"layout": True}
+        y = c.call("ag_permute", x, [1, 0, 2], extra=lay)
+        y = c.call("ag_select", y, 2, 1, extra=lay)
+        y = c.call("ag_slice", y, 1, 0, 4, 2, extra=lay)
+        y = c.call("ag_unsqueeze", y, 0, extra=lay)
+        y = c.call("ag_expand", y, [2, 3, 2], extra=lay)
+        s = c.call("ag_sum", c.call("ag_mul", y, y))
+        c.backward(s)
+        cases.append(c)
+    for src, dst in (("float32", "float64"), ("float64", "float32")):
+        c = Case("to_dtype/%s_to_%s" % (src, dst))
+        x = c.rand([2, 3], src)
+        y = c.call("ag_to_dtype", x, DT(dst))
+        bwd(c, y)
+        cases.append(c)
+    for src, dst, data in (("float32", "int64", [-1.75, -0.5, 0.5, 2.99]),
+                           ("int64", "float32", [-3, 0, 5, 7]),
+                           ("float64", "bool", [0.0, -0.5, 2.0, 0.0]),
+                           ("bool", "float32", [True, False, True, True]),
+                           ("int64", "bool", [0, 1, -2, 0]),
+                           ("float32", "float32", [1.0, 2.0, 3.0, 4.0])):
+        c = Case("to_dtype/%s_to_%s/values" % (src, dst))
+        c.call("ag_to_dtype", c.tensor(data, dtype=src), DT(dst))
+        cases.append(c)
+    # views share storage with their base
+    c = Case("views/share_storage/float32")
+    x = c.rand([2, 3], "float32", rg=False)
+    v = c.call("ag_select", x, 0, 1)
+    c.call("ag_mul_scalar_", v, 10.0)
+    c.expect(x, version=True)
+    c.expect(v, version=True)
+    cases.append(c)
+    c = Case("views/int64")
+    x = c.ints([1, 2, 3, 4, 5, 6], [2, 3])
+    lay = {"layout": True}
+    c.call("ag_transpose", x, 0, 1, extra=lay)
+    c.call("ag_reshape", x, [3, 2], extra=lay)
+    c.call("ag_slice", x, 1, 0, 3, 2, extra=lay)
+    c.call("ag_narrow", x, 1, 1, 2, extra=lay)
+    c.call("ag_select", x, 1, -1, extra=lay)
+    c.call("ag_expand", c.call("ag_unsqueeze", x, 1, extra=lay), [2, 4, 3], extra=lay)
+    cases.append(c)
+    return cases
+
+
+def fam_index():
+    cases = []
+    for dt in FLOATS:
+        c = Case("index_select/dim0/%s" % dt)
+        x = c.rand([4, 3], dt)
+        y = c.call("ag_index_select", x, 0, c.ints([3, 0, 3]))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("index_select/dim1/%s" % dt)
+        x = c.rand([2, 4], dt)
+        y = c.call("ag_index_select", x, -1, c.ints([1, 2]))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("gather/dim1/%s" % dt)
+        x = c.rand([3, 4], dt)
+        y = c.call("ag_gather", x, 1, c.ints([0, 0, 3, 1, 2, 2], [3, 2]))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("gather/dim0/%s" % dt)
+        x = c.rand([3, 2], dt)
+        y = c.call("ag_gather", x, 0, c.ints([2, 0, 1, 1], [2, 2]))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("scatter_add/dim0/%s" % dt)
+        x = c.rand([3, 2], dt)
+        src = c.rand([2, 2], dt)
+        y = c.call("ag_scatter_add", x, 0, c.ints([2, 0, 2, 2], [2, 2]), src)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("scatter_add/dim1/%s" % dt)
+        x = c.rand([2, 3], dt)
+        src = c.rand([2, 2], dt)
+        y = c.call("ag_scatter_add", x, 1, c.ints([1, 1, 0, 2], [2, 2]), src)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("masked_fill/broadcast/%s" % dt)
+        x = c.rand([2, 3], dt)
+        y = c.call("ag_masked_fill", x, c.bools([True, False, True]), -1.5)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("masked_fill/inf/%s" % dt)
+        x = c.rand([2, 2], dt)
+        y = c.call("ag_masked_fill", x, c.bools([False, True, True, False], [2, 2]), float("-inf"))
+        bwd(c, y)
+        cases.append(c)
+        for dim in (0, 1, -1):
+            c = Case("cat/dim%d/%s" % (dim, dt))
+            a = c.rand([2, 3], dt)
+            b = c.rand([2, 3] if dim != 0 else [1, 3], dt) if dim != 1 else c.rand([2, 1], dt)
+            y = c.call("ag_cat", TS(a, b), dim)
+            bwd(c, y)
+            cases.append(c)
+        c = Case("cat/three/%s" % dt)
+        a, b, d = c.rand([1, 2], dt), c.rand([2, 2], dt, rg=False), c.rand([1, 2], dt)
+        y = c.call("ag_cat", TS(a, b, d), 0)
+        bwd(c, y)
+        cases.append(c)
+        for dim in (0, 1, -1):
+            c = Case("stack/dim%d/%s" % (dim, dt))
+            a, b = c.rand([2, 3], dt), c.rand([2, 3], dt)
+            y = c.call("ag_stack", TS(a, b), dim)
+            bwd(c, y)
+            cases.append(c)
+        for size, dim in ((2, 0), (3, 1), (5, 0)):
+            c = Case("split/%d/dim%d/%s" % (size, dim, dt))
+            x = c.rand([5, 4], dt)
+            c.call("ag_split_count", x, size, dim)
+            parts = c.call("ag_split", x, size, dim, extra={"layout": True})
+            acc = c.call("ag_sum", c.call("ag_mul_scalar", parts[0], 2.0))
+            s = c.call("ag_add", acc, c.call("ag_sum", parts[-1]))
+            c.backward(s)
+            cases.append(c)
+        for chunks, dim in ((2, 0), (3, 1), (4, 0)):
+            c = Case("chunk/%d/dim%d/%s" % (chunks, dim, dt))
+            x = c.rand([5, 4], dt)
+            c.call("ag_chunk_count", x, chunks, dim)
+            parts = c.call("ag_chunk", x, chunks, dim, extra={"layout": True})
+            s = c.call("ag_sum", c.call("ag_mul", parts[0], parts[0]))
+            c.backward(s)
+            cases.append(c)
+    c = Case("cat/promote")
+    c.call("ag_cat", TS(c.ints([1, 2]), c.tensor([0.5])), 0)
+    cases.append(c)
+    c = Case("index_select/int64")
+    c.call("ag_index_select", c.ints([10, 20, 30]), 0, c.ints([2, 2, 0]))
+    cases.append(c)
+    c = Case("gather/repeat_grad/float64")
+    x = c.tensor([1.0, 2.0, 3.0], dtype="float64", rg=True)
+    y = c.call("ag_gather", x, 0, c.ints([0, 0, 0, 2]))
+    bwd(c, y)
+    cases.append(c)
+    return cases
+
+
+def fam_nn():
+    cases = []
+    for dt in FLOATS:
+        for fn in ("ag_softmax", "ag_log_softmax"):
+            for dim in (1, 0, -1):
+                cases.append(unary_case("%s/dim%d/%s" % (fn[3:], dim, dt), fn, [3, 4], dt, (dim,)))
+            c = Case("%s/large/%s" % (fn[3:], dt))
+            x = c.tensor([1000.0, 0.0, -1000.0, 999.0], [2, 2], dt, rg=True)
+            y = c.call(fn, x, 1)
+            bwd(c, y)
+            cases.append(c)
+        for red in ("mean", "sum", "none"):
+            c = Case("cross_entropy/%s/%s" % (red, dt))
+            x = c.rand([4, 3], dt)
+            y = c.call("ag_cross_entropy", x, c.ints([0, 2, 1, 2]), None, RED(red), -100, 0.0)
+            bwd(c, y)
+            cases.append(c)
+            c = Case("nll_loss/%s/%s" % (red, dt))
+            x = c.rand([4, 3], dt)
+            y = c.call("ag_nll_loss", x, c.ints([1, 0, 2, 2]), None, RED(red), -100)
+            bwd(c, y)
+            cases.append(c)
+            c = Case("mse_loss/%s/%s" % (red, dt))
+            x = c.rand([2, 3], dt)
+            tg = c.rand([2, 3], dt, rg=False)
+            y = c.call("ag_mse_loss", x, tg, RED(red))
+            bwd(c, y)
+            cases.append(c)
+            c = Case("bce_with_logits/%s/%s" % (red, dt))
+            x = c.rand([2, 3], dt)
+            tg = c.rand([2, 3], dt, rg=False, lo=0.0, hi=1.0)
+            y = c.call("ag_binary_cross_entropy_with_logits", x, tg, None, None, RED(red))
+            bwd(c, y)
+            cases.append(c)
+        c = Case("cross_entropy/weight_ignore/%s" % dt)
+        x = c.rand([4, 3], dt)
+        w = c.tensor([0.5, 2.0, 1.0], dtype=dt)
+        y = c.call("ag_cross_entropy", x, c.ints([0, 2, 1, 1]), w, RED("mean"), 1, 0.0)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("cross_entropy/label_smoothing/%s" % dt)
+        x = c.rand([3, 4], dt)
+        y = c.call("ag_cross_entropy", x, c.ints([3, 0, 1]), None, RED("mean"), -100, 0.1)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("cross_entropy/smoothing_weight_sum/%s" % dt)
+        x = c.rand([3, 4], dt)
+        w = c.tensor([1.0, 0.5, 2.0, 1.5], dtype=dt)
+        y = c.call("ag_cross_entropy", x, c.ints([3, 0, 1]), w, RED("sum"), -100, 0.2)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("cross_entropy/1d/%s" % dt)
+        x = c.rand([4], dt)
+        y = c.call("ag_cross_entropy", x, c.tensor([2], [], "int64"), None, RED("mean"), -100, 0.0)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("cross_entropy/large_logits/%s" % dt)
+        x = c.tensor([1000.0, -1000.0, 0.0, 0.0, 500.0, 1000.0], [2, 3], dt, rg=True)
+        y = c.call("ag_cross_entropy", x, c.ints([1, 2]), None, RED("mean"), -100, 0.0)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("nll_loss/weight_ignore/%s" % dt)
+        x = c.rand([4, 3], dt)
+        w = c.tensor([1.0, 3.0, 0.5], dtype=dt)
+        y = c.call("ag_nll_loss", x, c.ints([0, 2, 1, 2]), w, RED("mean"), 2)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("nll_loss/1d/%s" % dt)
+        x = c.rand([3], dt)
+        y = c.call("ag_nll_loss", x, c.tensor([1], [], "int64"), None, RED("sum"), -100)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("bce_with_logits/weights/%s" % dt)
+        x = c.rand([2, 3], dt, lo=-4, hi=4)
+        tg = c.rand([2, 3], dt, rg=False, lo=0.0, hi=1.0)
+        w = c.tensor([1.0, 0.5, 2.0], dtype=dt)
+        pw = c.tensor([3.0, 1.0, 0.25], dtype=dt)
+        y = c.call("ag_binary_cross_entropy_with_logits", x, tg, w, pw, RED("mean"))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("bce_with_logits/extreme/%s" % dt)
+        x = c.tensor([-100.0, 100.0, 0.0], dtype=dt, rg=True)
+        tg = c.tensor([1.0, 0.0, 0.5], dtype=dt)
+        y = c.call("ag_binary_cross_entropy_with_logits", x, tg, None, None, RED("sum"))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("mse_loss/target_grad/%s" % dt)
+        x = c.rand([3], dt)
+        tg = c.rand([3], dt)
+        y = c.call("ag_mse_loss", x, tg, RED("mean"))
+        bwd(c, y)
+        cases.append(c)
+        for p, training in ((0.0, 1), (0.5, 0), (1.0, 0)):
+            c = Case("dropout/p%g/train%d/%s" % (p, training, dt))
+            x = c.rand([2, 3], dt)
+            y = c.call("ag_dropout", None, x, p, training, extra={"is_leaf": True})
+            cases.append(c)
+        c = Case("dropout/p0_nonleaf/%s" % dt)
+        x = c.rand([2, 3], dt)
+        y = c.call("ag_mul_scalar", x, 2.0)
+        z = c.call("ag_dropout", None, y, 0.0, 1)
+        bwd(c, z)
+        cases.append(c)
+        for name, sx, ns, affine in (("last", [2, 4], [4], True),
+                                     ("last_noaffine", [3, 4], [4], False),
+                                     ("two_dims", [2, 2, 3], [2, 3], True)):
+            c = Case("layer_norm/%s/%s" % (name, dt))
+            x = c.rand(sx, dt)
+            w = c.rand(ns, dt) if affine else None
+            b = c.rand(ns, dt) if affine else None
+            y = c.call("ag_layer_norm", x, ns, w, b, 1e-5)
+            bwd(c, y)
+            cases.append(c)
+        c = Case("layer_norm/weight_only/%s" % dt)
+        x = c.rand([2, 3], dt)
+        w = c.rand([3], dt)
+        y = c.call("ag_layer_norm", x, [3], w, None, 1e-3)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("embedding/2d_indices/%s" % dt)
+        w = c.rand([5, 3], dt)
+        y = c.call("ag_embedding", w, c.ints([4, 0, 4, 2], [2, 2]))
+        bwd(c, y)
+        cases.append(c)
+        c = Case("embedding/1d/%s" % dt)
+        w = c.rand([4, 2], dt)
+        y = c.call("ag_embedding", w, c.ints([1, 1, 3]))
+        bwd(c, y)
+        cases.append(c)
+    c = Case("softmax/double_backward/float64")
+    x = c.rand([2, 3], "float64")
+    y = c.call("ag_softmax", x, 1)
+    w = c.rand([2, 3], "float64", rg=False)
+    s = c.call("ag_sum", c.call("ag_mul", y, w))
+    (g,) = c.grad([s], [x], flags=("create_graph",))
+    c.backward(c.call("ag_sum", c.call("ag_mul", g, g)))
+    cases.append(c)
+    c = Case("mlp/two_layers/float32")
+    x = c.rand([4, 3], "float32", rg=False)
+    w1, b1 = c.rand([5, 3], "float32"), c.rand([5], "float32")
+    w2, b2 = c.rand([2, 5], "float32"), c.rand([2], "float32")
+    h = c.call("ag_relu", c.call("ag_linear", x, w1, b1))
+    o = c.call("ag_linear", h, w2, b2)
+    loss = c.call("ag_cross_entropy", o, c.ints([0, 1, 1, 0]), None, RED("mean"), -100, 0.0)
+    c.backward(loss)
+    cases.append(c)
+    return cases
+
+
+def fam_inplace():
+    cases = []
+    for dt in FLOATS:
+        for fn, other in (("ag_add_", "t"), ("ag_sub_", "t"), ("ag_mul_", "t"),
+                          ("ag_add_scalar_", 1.5), ("ag_mul_scalar_", -2.0), ("ag_zero_", None),
+                          ("ag_fill_", 0.25), ("ag_copy_", "t")):
+            c = Case("%s/nonleaf/%s" % (fn[3:], dt))
+            x = c.rand([2, 3], dt)
+            y = c.call("ag_mul_scalar", x, 1.0)
+            args = [y]
+            if other == "t":
+                args.append(c.rand([3], dt))
+            elif other is not None:
+                args.append(other)
+            c.call(fn, *args)
+            c.expect(y, version=True)
+            z = c.call("ag_mul", y, y)
+            bwd(c, z)
+            cases.append(c)
+        c = Case("add_/view_of_nonleaf/%s" % dt)
+        x = c.rand([2, 3], dt)
+        y = c.call("ag_mul_scalar", x, 2.0)
+        v = c.call("ag_select", y, 0, 1)
+        o = c.rand([3], dt)
+        c.call("ag_add_", v, o)
+        c.expect(y, version=True)
+        c.expect(v, version=True)
+        z = c.call("ag_sum", c.call("ag_mul", y, y))
+        c.backward(z)
+        cases.append(c)
+        c = Case("mul_/view_twice/%s" % dt)
+        x = c.rand([3, 2], dt)
+        y = c.call("ag_mul_scalar", x, 0.5)
+        v = c.call("ag_slice", y, 0, 0, 3, 2)
+        c.call("ag_mul_scalar_", v, 3.0)
+        c.call("ag_add_scalar_", y, 1.0)
+        c.expect(y, version=True)
+        z = c.call("ag_sum", c.call("ag_mul", y, y))
+        c.backward(z)
+        cases.append(c)
+        c = Case("copy_/broadcast_convert/%s" % dt)
+        x = c.call("ag_zeros", DT(dt), [2, 3])
+        src = c.tensor([1.0, 2.5, -3.0], dtype="float64" if dt == "float32" else "float32", rg=True)
+        c.call("ag_copy_", x, src)
+        c.expect(x, version=True)
+        s = c.call("ag_sum", c.call("ag_mul", x, x))
+        c.backward(s)
+        cases.append(c)
+        c = Case("inplace/leaf_no_grad/%s" % dt)
+        x = c.rand([3], dt)
+        with c.no_grad():
+            c.call("ag_mul_scalar_", x, 2.0)
+            c.call("ag_add_", x, c.tensor([1.0, 1.0, 1.0], dtype=dt))
+        c.expect(x, version=True, is_leaf=True)
+        s = c.call("ag_sum", c.call("ag_mul", x, x))
+        c.backward(s)
+        cases.append(c)
+        c = Case("inplace/leaf_without_grad/%s" % dt)
+        x = c.rand([3], dt, rg=False)
+        c.call("ag_add_scalar_", x, 1.0)
+        c.call("ag_fill_", c.call("ag_narrow", x, 0, 0, 1), 7.0)
+        c.expect(x, version=True, is_leaf=True)
+        cases.append(c)
+        c = Case("inplace/requires_grad_from_other/%s" % dt)
+        x = c.rand([3], dt, rg=False)
+        w = c.rand([3], dt)
+        c.call("ag_mul_", x, w)
+        c.expect(x, version=True, is_leaf=True)
+        s = c.call("ag_sum", x)
+        c.backward(s)
+        cases.append(c)
+    for fn, other in (("ag_add_", [1, 2, 3]), ("ag_mul_scalar_", 3.0), ("ag_fill_", 4.0),
+                      ("ag_sub_", [5, 5, 5]), ("ag_zero_", None)):
+        c = Case("%s/int64" % fn[3:])
+        x = c.ints([1, -2, 3])
+        if isinstance(other, list):
+            other = c.ints(other)
+        args = [x] + ([] if other is None else [other])
+        c.call(fn, *args)
+        c.expect(x, version=True)
+        cases.append(c)
+    c = Case("copy_/float_into_int64")
+    x = c.ints([0, 0, 0])
+    c.call("ag_copy_", x, c.tensor([1.75, -1.75, 3.0]))
+    c.expect(x, version=True)
+    cases.append(c)
+    c = Case("add_/float_into_float32_from_int64")
+    x = c.tensor([0.5, 1.5])
+    c.call("ag_add_", x, c.ints([1, 2]))
+    c.expect(x, version=True)
+    cases.append(c)
+    return cases
+
+
+def fam_autograd():
+    cases = []
+    for dt in FLOATS:
+        c = Case("accumulate/two_backwards/%s" % dt)
+        x = c.rand([3], dt)
+        y = c.call("ag_sum", c.call("ag_mul", x, x))
+        c.backward(y, flags=("retain_graph",))
+        c.backward(y)
+        cases.append(c)
+        c = Case("accumulate/two_graphs/%s" % dt)
+        x = c.rand([2, 2], dt)
+        c.backward(c.call("ag_sum", c.call("ag_exp", x)))
+        c.backward(c.call("ag_mean", c.call("ag_mul_scalar", x, 3.0)))
+        cases.append(c)
+        c = Case("diamond/%s" % dt)
+        x = c.rand([3], dt)
+        a = c.call("ag_mul_scalar", x, 2.0)
+        b = c.call("ag_mul", a, x)
+        d = c.call("ag_add", a, b)
+        c.backward(c.call("ag_sum", d))
+        cases.append(c)
+        c = Case("higher_order/cube/%s" % dt)
+        x = c.rand([3], dt)
+        y = c.call("ag_sum", c.call("ag_pow_scalar", x, 3.0))
+        c.backward(y, flags=("create_graph",))
+        g = c.call("ag_tensor_grad", x)
+        c.call("ag_tensor_set_grad", x, None)
+        c.backward(c.call("ag_sum", g))
+        cases.append(c)
+        c = Case("higher_order/grad_of_grad/%s" % dt)
+        x = c.rand([3], dt)
+        y = c.call("ag_sum", c.call("ag_mul", c.call("ag_sin", x), x))
+        (g1,) = c.grad([y], [x], flags=("create_graph",))
+        (g2,) = c.grad([c.call("ag_sum", g1)], [x], flags=("create_graph",))
+        c.grad([c.call("ag_sum", g2)], [x])
+        cases.append(c)
+        c = Case("grad/two_inputs/%s" % dt)
+        x, w = c.rand([2, 3], dt), c.rand([3], dt)
+        y = c.call("ag_mul", x, w)
+        gy = grad_like(c, y)
+        c.grad([y], [x, w], grad_outputs=[gy])
+        c.expect_grads()  # ag_grad leaves .grad alone
+        cases.append(c)
+        c = Case("grad/two_outputs/%s" % dt)
+        x = c.rand([3], dt)
+        a = c.call("ag_sum", c.call("ag_exp", x))
+        b = c.call("ag_mul_scalar", x, 2.0)
+        gb = grad_like(c, b)
+        c.grad([a, b], [x], grad_outputs=[None, gb])
+        cases.append(c)
+        c = Case("grad/allow_unused/%s" % dt)
+        x, u = c.rand([2], dt), c.rand([2], dt)
+        y = c.call("ag_sum", c.call("ag_mul", x, x))
+        c.grad([y], [x, u], flags=("allow_unused",))
+        cases.append(c)
+        c = Case("retain_graph/grad_twice/%s" % dt)
+        x = c.rand([3], dt)
+        y = c.call("ag_sum", c.call("ag_tanh", x))
+        c.grad([y], [x], flags=("retain_graph",))
+        c.grad([y], [x])
+        cases.append(c)
+        c = Case("no_grad/block/%s" % dt)
+        x = c.rand([3], dt)
+        with c.no_grad():
+            y = c.call("ag_mul", x, x)
+            z = c.call("ag_exp", x)
+        w = c.call("ag_mul", y, x)
+        c.backward(c.call("ag_sum", w))
+        cases.append(c)
+        c = Case("detach/%s" % dt)
+        x = c.rand([3], dt)
+        y = c.call("ag_mul_scalar", x, 2.0)
+        d = c.call("ag_tensor_detach", y, extra={"is_leaf": True})
+        z = c.call("ag_mul", y, d)
+        c.backward(c.call("ag_sum", z))
+        cases.append(c)
+        c = Case("detach/shares_storage/%s" % dt)
+        x = c.rand([3], dt)
+        d = c.call("ag_tensor_detach", x)
+        c.call("ag_mul_scalar_", d, 2.0)
+        c.expect(x, version=True)
+        cases.append(c)
+        c = Case("retain_grad/%s" % dt)
+        x = c.rand([2, 2], dt)
+        y = c.call("ag_mul_scalar", x, 3.0)
+        c.call("ag_tensor_retain_grad", y)
+        z = c.call("ag_exp", y)
+        c.backward(c.call("ag_sum", z))
+        cases.append(c)
+        c = Case("retain_grad/accumulates/%s" % dt)
+        x = c.rand([2], dt)
+        y = c.call("ag_sin", x)
+        c.call("ag_tensor_retain_grad", y)
+        s = c.call("ag_sum", c.call("ag_mul", y, y))
+        c.backward(s, flags=("retain_graph",))
+        c.backward(s)
+        cases.append(c)
+        c = Case("backward/explicit_grad/%s" % dt)
+        x = c.rand([2, 3], dt)
+        y = c.call("ag_exp", x)
+        c.backward(y, grad_like(c, y))
+        cases.append(c)
+        c = Case("backward/from_leaf/%s" % dt)
+        x = c.rand([3], dt)
+        c.backward(x, grad_like(c, x))
+        cases.append(c)
+        c = Case("set_grad/zero_grad/%s" % dt)
+        x = c.rand([3], dt)
+        c.backward(c.call("ag_sum", c.call("ag_mul", x, x)))
+        c.call("ag_tensor_zero_grad", x)
+        c.expect_grad(x)
+        c.call("ag_tensor_set_grad", x, c.tensor([1.0, 2.0, 3.0], dtype=dt))
+        c.expect_grad(x)
+        c.backward(c.call("ag_sum", x))
+        c.call("ag_tensor_set_grad", x, None)
+        c.expect_grad(x)
+        cases.append(c)
+        c = Case("requires_grad/propagation/%s" % dt)
+        x = c.rand([2], dt, rg=False)
+        c.call("ag_add", x, x, extra={"is_leaf": True})
+        c.call("ag_tensor_set_requires_grad", x, 1)
+        c.expect(x, is_leaf=True)
+        y = c.call("ag_add", x, x, extra={"is_leaf": True})
+        c.call("ag_tensor_set_requires_grad", x, 0)
+        c.expect(x, is_leaf=True)
+        c.expect(y, is_leaf=True)
+        cases.append(c)
+        c = Case("release/intermediates/%s" % dt)
+        x = c.rand([3], dt)
+        a = c.call("ag_exp", x)
+        b = c.call("ag_mul", a, x)
+        s = c.call("ag_sum", b)
+        c.release(a)
+        c.release(b)
+        c.backward(s)
+        cases.append(c)
+        c = Case("release/leaf_before_backward/%s" % dt)
+        x = c.rand([3], dt)
+        m = c.call("ag_mul_scalar", x, 2.0)
+        y = c.call("ag_sum", m)
+        c.release(x)
+        c.release(m)
+        c.backward(y)
+        cases.append(c)
+    c = Case("mixed_dtype_grads")
+    x = c.rand([3], "float32")
+    w = c.rand([3], "float64")
+    y = c.call("ag_mul", x, w)
+    c.backward(c.call("ag_sum", y))
+    cases.append(c)
+    c = Case("to_dtype/int64_cuts_graph")
+    x = c.rand([3], "float32", lo=0, hi=4)
+    i = c.call("ag_to_dtype", x, DT("int64"))
+    y = c.call("ag_mul", x, c.call("ag_to_dtype", i, DT("float32")))
+    c.backward(c.call("ag_sum", y))
+    cases.append(c)
+    c = Case("no_grad/nested_backward_graph")
+    x = c.rand([2], "float64")
+    y = c.call("ag_exp", x)
+    s = c.call("ag_sum", y)
+    with c.no_grad():
+        c.call("ag_mul", y, y)
+        c.backward(s)
+    cases.append(c)
+    c = Case("dead_branch")
+    x = c.rand([3], "float64")
+    u = c.rand([3], "float64")
+    a = c.call("ag_mul", x, x)
+    c.call("ag_mul", u, u)
+    c.backward(c.call("ag_sum", a))
+    cases.append(c)
+    c = Case("long_chain/float64")
+    x = c.rand([2], "float64", lo=0.5, hi=1.0)
+    y = x
+    for k in range(20):
+        y = c.call("ag_mul_scalar", c.call("ag_add_scalar", y, 0.125), 0.875, expect=(k == 19))
+    c.backward(c.call("ag_sum", y))
+    cases.append(c)
+    c = Case("grad/double_backward_mixed/float64")
+    x, w = c.rand([3], "float64"), c.rand([3], "float64")
+    y = c.call("ag_sum", c.call("ag_mul", c.call("ag_mul", x, x), w))
+    (gx,) = c.grad([y], [x], flags=("create_graph",))
+    c.backward(c.call("ag_sum", gx))
+    cases.append(c)
+    return cases
+
+
+def fam_optim():
+    cases = []
+
+    def run(name, make, dt, steps=3, zero=True, set_to_none=0, params=2):
+        c = Case(name)
+        w = c.rand([2, 3], dt, name="w")
+        b = c.rand([3], dt, name="b")
+        x = c.rand([4, 2, 3], dt, rg=False, name="x")
+        ps = TS(w, b) if params == 2 else TS(w, b, c.rand([2], dt, name="u"))
+        opt = make(c, ps)
+        for _ in range(steps):
+            # elementwise only, so that these cases do not depend on matmul
+            h = c.call("ag_add", c.call("ag_mul", x, w, expect=False, out="xw"), b,
+                       expect=False, out="h")
+            loss = c.call("ag_mean", c.call("ag_mul", h, h, expect=False, out="h2"), out="loss")
+            c.backward(loss, check=False)
+            c.call("ag_optimizer_step", OPT(opt))
+            c.expect(w)
+            c.expect(b)
+            if zero:
+                c.call("ag_optimizer_zero_grad", OPT(opt), set_to_none)
+        if params == 3:
+            c.expect("u")
+        c.expect_grads()
+        cases.append(c)
+
+    def sgd(lr, m=0.0, d=0.0, wd=0.0, nest=0):
+        return lambda c, ps: c.call("ag_optimizer_sgd", ps, lr, m, d, wd, nest)
+
+    def adam(fn, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, wd=0.0, ams=0):
+        return lambda c, ps: c.call(fn, ps, lr, b1, b2, eps, wd, ams)
+
+    for dt in FLOATS:
+        run("sgd/plain/%s" % dt, sgd(0.1), dt)
+        run("sgd/momentum/%s" % dt, sgd(0.1, 0.9), dt)
+        run("sgd/dampening/%s" % dt, sgd(0.05, 0.9, 0.5), dt)
+        run("sgd/nesterov/%s" % dt, sgd(0.1, 0.9, 0.0, 0.0, 1), dt)
+        run("sgd/weight_decay/%s" % dt, sgd(0.1, 0.0, 0.0, 0.01), dt)
+        run("sgd/momentum_wd_nesterov/%s" % dt, sgd(0.05, 0.8, 0.0, 0.1, 1), dt, steps=4)
+        run("adam/default/%s" % dt, adam("ag_optimizer_adam", 0.1), dt)
+        run("adam/weight_decay/%s" % dt, adam("ag_optimizer_adam", 0.05, wd=0.1), dt)
+        run("adam/amsgrad/%s" % dt, adam("ag_optimizer_adam", 0.05, 0.8, 0.9, 1e-6, 0.0, 1), dt,
+            steps=4)
+        run("adamw/default/%s" % dt, adam("ag_optimizer_adamw", 0.1, wd=0.01), dt)
+        run("adamw/amsgrad/%s" % dt, adam("ag_optimizer_adamw", 0.01, 0.9, 0.99, 1e-8, 0.1, 1), dt)
+        run("sgd/no_zero_grad/%s" % dt, sgd(0.1, 0.5), dt, zero=False)
+        run("sgd/set_to_none/%s" % dt, sgd(0.1), dt, steps=2, set_to_none=1)
+        run("adam/param_without_grad/%s" % dt, adam("ag_optimizer_adam", 0.1), dt, params=3)
+    c = Case("optimizer/lr")
+    w = c.rand([2], "float32", name="w")
+    opt = c.call("ag_optimizer_sgd", TS(w), 0.5, 0.0, 0.0, 0.0, 0)
+    c.call("ag_optimizer_get_lr", OPT(opt))
+    c.call("ag_optimizer_set_lr", OPT(opt), 0.25)
+    c.call("ag_optimizer_get_lr", OPT(opt))
+    c.backward(c.call("ag_sum", c.call("ag_mul", w, w)))
+    c.call("ag_optimizer_step", OPT(opt))
+    c.expect(w)
+    c.err("ag_optimizer_set_lr", OPT(opt), -1.0, status="AG_EINVAL")
+    c.call("ag_optimizer_get_lr", OPT(opt))
+    cases.append(c)
+    c = Case("optimizer/zero_grad_keeps_tensor")
+    w = c.rand([2], "float64", name="w")
+    opt = c.call("ag_optimizer_adam", TS(w), 0.1, 0.9, 0.999, 1e-8, 0.0, 0)
+    c.backward(c.call("ag_sum", c.call("ag_exp", w)))
+    c.call("ag_optimizer_zero_grad", OPT(opt), 0)
+    c.expect_grad(w)
+    c.call("ag_optimizer_step", OPT(opt))
+    c.expect(w)
+    cases.append(c)
+    return cases
+
+
+def fam_creation():
+    cases = []
+    for dt in ("float32", "float64", "int64", "bool"):
+        c = Case("scalar/%s" % dt)
+        c.call("ag_tensor_scalar", 2.0 if dt != "bool" else 1.0, DT(dt))
+        cases.append(c)
+        for fn in ("ag_zeros", "ag_ones"):
+            c = Case("%s/%s" % (fn[3:], dt))
+            c.call(fn, DT(dt), [2, 3])
+            cases.append(c)
+        c = Case("full/%s" % dt)
+        c.call("ag_full", DT(dt), [3, 1], 1.0 if dt == "bool" else 7.0)
+        cases.append(c)
+        c = Case("empty/%s" % dt)
+        c.call("ag_empty", DT(dt), [2, 0, 3], data=False)
+        c.call("ag_empty", DT(dt), [4], data=False)
+        cases.append(c)
+        c = Case("like/%s" % dt)
+        x = c.tensor([1, 0, 1, 1] if dt != "float32" else [1.5, -2.0, 0.0, 3.0], [2, 2], dt,
+                     rg=dt in FLOATS)
+        c.call("ag_zeros_like", x)
+        c.call("ag_ones_like", x)
+        c.call("ag_full_like", x, 1.0)
+        c.call("ag_empty_like", x, data=False)
+        cases.append(c)
+        c = Case("tensor/roundtrip/%s" % dt)
+        if dt in FLOATS:
+            c.tensor([0.5, -1.25, float("nan"), float("inf"), float("-inf"), -0.0], [2, 3], dt)
+            c.tensor([3.0], [], dt)
+            c.tensor([], [0, 2], dt)
+        elif dt == "int64":
+            c.tensor([-(2 ** 31), 2 ** 31, 0, 7], [4], dt)
+        else:
+            c.tensor([True, False, False, True], [2, 1, 2], dt)
+        for name in list(c.env):
+            c.expect(name, is_leaf=True)
+        cases.append(c)
+    c = Case("scalar/float32_rounding")
+    c.call("ag_tensor_scalar", 0.1, DT("float32"))
+    c.call("ag_tensor_scalar", 1e40, DT("float32"))
+    cases.append(c)
+    c = Case("scalar/int64_truncates")
+    c.call("ag_tensor_scalar", -2.0, DT("int64"))
+    cases.append(c)
+    for dt, a, b, s in (("float32", 0.0, 5.0, 1.0), ("float64", -1.0, 1.0, 0.25),
+                        ("int64", 0.0, 10.0, 3.0), ("float32", 5.0, 0.0, -1.5),
+                        ("float64", 0.0, 1.0, 0.1), ("int64", -3.0, 3.0, 1.0),
+                        ("float32", 2.0, 2.0, 1.0)):
+        c = Case("arange/%g_%g_%g/%s" % (a, b, s, dt))
+        c.call("ag_arange", DT(dt), a, b, s)
+        cases.append(c)
+    for dt, n, m in (("float32", 3, 3), ("float64", 2, 4), ("int64", 3, 2), ("bool", 2, 2),
+                     ("float32", 0, 2)):
+        c = Case("eye/%d_%d/%s" % (n, m, dt))
+        c.call("ag_eye", DT(dt), n, m)
+        cases.append(c)
+    c = Case("random/shapes")
+    g = c.call("ag_generator_new", 1234)
+    c.call("ag_rand", GEN(g), DT("float32"), [2, 3], data=False)
+    c.call("ag_randn", GEN(g), DT("float64"), [4], data=False)
+    c.call("ag_randint", GEN(g), 0, 10, DT("int64"), [3, 2], data=False)
+    c.call("ag_randint", None, -5, 5, DT("float32"), [2], data=False)
+    x = c.rand([2, 2], "float64")
+    c.call("ag_rand_like", GEN(g), x, data=False)
+    c.call("ag_randn_like", None, x, data=False)
+    c.call("ag_rand", None, DT("float64"), [], data=False)
+    cases.append(c)
+    c = Case("queries")
+    x = c.rand([2, 3, 4], "float32")
+    c.call("ag_tensor_numel", x)
+    c.call("ag_tensor_size", x, 1)
+    c.call("ag_tensor_size", x, -1)
+    c.call("ag_tensor_item", c.call("ag_sum", x))
+    c.call("ag_tensor_item_int64", c.tensor([-2.75], [1, 1]))
+    c.call("ag_tensor_item", c.tensor([True], [], "bool"))
+    cases.append(c)
+    return cases
+
+
+def fam_errors():
+    cases = []
+
+    def case(name):
+        c = Case(name)
+        cases.append(c)
+        return c
+
+    c = case("shape_mismatch/add")
+    a, b = c.rand([2, 3], rg=False), c.rand([2], rg=False)
+    c.err("ag_add", a, b, status="AG_ESHAPE")
+    c = case("shape_mismatch/mul_broadcast")
+    c.err("ag_mul", c.rand([2, 3]), c.rand([3, 2]), status="AG_ESHAPE")
+    c = case("shape_mismatch/where")
+    c.err("ag_where", c.bools([True, False, True]), c.rand([2]), c.rand([2]), status="AG_ESHAPE")
+    c = case("shape_mismatch/matmul")
+    c.err("ag_matmul", c.rand([2, 3]), c.rand([4, 5]), status="AG_ESHAPE",
+          contains="cannot be multiplied")
+    c = case("shape_mismatch/matmul_0d")
+    c.err("ag_matmul", c.tensor([1.0], []), c.rand([2]), status="AG_ESHAPE", torch_ok=False)
+    c = case("shape_mismatch/linear")
+    c.err("ag_linear", c.rand([2, 3]), c.rand([4, 2]), None, status="AG_ESHAPE")
+    c = case("shape_mismatch/cat")
+    c.err("ag_cat", TS(c.rand([2, 3]), c.rand([2, 2])), 0, status="AG_ESHAPE")
+    c = case("shape_mismatch/stack")
+    c.err("ag_stack", TS(c.rand([2, 3]), c.rand([3, 2])), 0, status="AG_ESHAPE")
+    c = case("shape_mismatch/reshape")
+    c.err("ag_reshape", c.rand([2, 3]), [4, 2], status="AG_ESHAPE")
+    c = case("shape_mismatch/view_non_contiguous")
+    t = c.call("ag_t", c.rand([2, 3]))
+    c.err("ag_view", t, [6], status="AG_ESHAPE")
+    c = case("shape_mismatch/expand")
+    c.err("ag_expand", c.rand([2, 3]), [4, 3], status="AG_ESHAPE")
+    c = case("shape_mismatch/mse_loss_target")
+    c.err("ag_mse_loss", c.rand([2, 3]), c.rand([3, 2], rg=False), RED("mean"), status="AG_ESHAPE",
+          torch_ok=False)
+    c = case("shape_mismatch/layer_norm")
+    c.err("ag_layer_norm", c.rand([2, 3]), [4], None, None, 1e-5, status="AG_ESHAPE")
+    c = case("shape_mismatch/cross_entropy_batch")
+    c.err("ag_cross_entropy", c.rand([3, 4]), c.ints([0, 1]), None, RED("mean"), -100, 0.0,
+          status="AG_ESHAPE")
+    c = case("shape_mismatch/inplace_broadcast")
+    x = c.call("ag_mul_scalar", c.rand([3]), 1.0)
+    c.err("ag_add_", x, c.rand([2, 3]), status="AG_ESHAPE")
+    c.expect(x, version=True)
+    c = case("shape_mismatch/backward_grad")
+    x = c.rand([2, 2])
+    y = c.call("ag_exp", x)
+    c.err("ag_backward", y, c.rand([3], rg=False), FL(), status="AG_ESHAPE")
+    c.expect_grad(x)
+    c = case("dtype_mismatch/matmul")
+    c.err("ag_matmul", c.rand([2, 2], "float32"), c.rand([2, 2], "float64"), status="AG_EDTYPE")
+    c = case("dtype_mismatch/matmul_int64")
+    c.err("ag_matmul", c.ints([1, 2, 3, 4], [2, 2]), c.ints([1, 0, 0, 1], [2, 2]),
+          status="AG_EDTYPE", torch_ok=True)
+    c = case("dtype_mismatch/backward_grad")
+    x = c.rand([2], "float32")
+    y = c.call("ag_exp", x)
+    c.err("ag_backward", y, c.rand([2], "float64", rg=False), FL(), status="AG_EDTYPE",
+          torch_ok=True)
+    c = case("dtype_mismatch/set_grad")
+    x = c.rand([2], "float32")
+    c.err("ag_tensor_set_grad", x, c.rand([2], "float64", rg=False), status="AG_EDTYPE")
+    c = case("shape_mismatch/set_grad")
+    x = c.rand([2], "float32")
+    c.err("ag_tensor_set_grad", x, c.rand([3], "float32", rg=False), status="AG_ESHAPE")
+    c = case("dtype/int64_requires_grad")
+    x = c.ints([1, 2])
+    c.err("ag_tensor_set_requires_grad", x, 1, status="AG_EDTYPE",
+          contains="only Tensors of floating point dtype can require gradients")
+    c.expect(x)
+    c = case("dtype/bool_requires_grad")
+    c.err("ag_tensor_set_requires_grad", c.bools([True]), 1, status="AG_EDTYPE")
+    c = case("dtype/cross_entropy_float_target")
+    c.err("ag_cross_entropy", c.rand([2, 3]), c.rand([2], rg=False), None, RED("mean"), -100,
+          0.0, status="AG_EDTYPE", torch_ok=True)
+    c = case("dtype/index_select_float_index")
+    c.err("ag_index_select", c.rand([3]), 0, c.tensor([0.0, 1.0]), status="AG_EDTYPE")
+    c = case("dtype/gather_float_index")
+    c.err("ag_gather", c.rand([3]), 0, c.tensor([0.0]), status="AG_EDTYPE")
+    c = case("dtype/masked_fill_float_mask")
+    # torch 1.13 silently ignores a float mask; the ABI requires bool
+    c.err("ag_masked_fill", c.rand([3]), c.tensor([1.0, 0.0, 1.0]), 0.0, status="AG_EDTYPE",
+          torch_ok=True)
+    c = case("dtype/inplace_float_into_int64")
+    x = c.ints([1, 2])
+    c.err("ag_add_", x, c.tensor([0.5, 0.5]), status="AG_EDTYPE")
+    c.expect(x, version=True)
+    c = case("dtype/inplace_scalar_float_into_int64")
+    x = c.ints([1, 2])
+    c.err("ag_mul_scalar_", x, 0.5, status="AG_EDTYPE")
+    c.expect(x, version=True)
+    c = case("dtype/sub_bool")
+    c.err("ag_sub", c.bools([True]), c.bools([False]), status="AG_EDTYPE")
+    c = case("dtype/rand_int64")
+    c.err("ag_rand", None, DT("int64"), [2], status="AG_EDTYPE")
+    c = case("dtype/optimizer_int64_param")
+    c.err("ag_optimizer_sgd", TS(c.ints([1, 2])), 0.1, 0.0, 0.0, 0.0, 0, status="AG_EDTYPE",
+          torch_ok=True)
+    c = case("second_backward")
+    x = c.rand([3])
+    y = c.call("ag_sum", c.call("ag_mul", x, x))
+    c.backward(y)
+    c.err("ag_backward", y, None, FL(), status="AG_EGRAPH")
+    c.expect_grads()
+    c = case("second_backward_after_grad")
+    x = c.rand([3])
+    y = c.call("ag_sum", c.call("ag_exp", x))
+    c.grad([y], [x])
+    c.err("ag_grad", TS(y), NULL, TS(x), FL(), status="AG_EGRAPH", out=["err"])
+    c = case("version/saved_tensor_modified")
+    x = c.rand([3])
+    y = c.call("ag_mul_scalar", x, 2.0)
+    z = c.call("ag_mul", y, y)
+    c.call("ag_add_scalar_", y, 1.0)
+    c.err("ag_backward", c.call("ag_sum", z), None, FL(), status="AG_EVERSION")
+    c.expect_grads()
+    c = case("version/saved_output_modified")
+    x = c.rand([3])
+    y = c.call("ag_exp", x)
+    c.call("ag_mul_scalar_", y, 2.0)
+    c.err("ag_backward", y, c.tensor([1.0, 1.0, 1.0]), FL(), status="AG_EVERSION")
+    c = case("version/saved_input_via_view")
+    x = c.rand([2, 2])
+    y = c.call("ag_mul_scalar", x, 1.0)
+    s = c.call("ag_sum", c.call("ag_sin", y))
+    c.call("ag_zero_", c.call("ag_select", y, 0, 0))
+    c.err("ag_backward", s, None, FL(), status="AG_EVERSION")
+    c = case("leaf/inplace")
+    x = c.rand([3])
+    c.err("ag_add_scalar_", x, 1.0, status="AG_ELEAF",
+          contains="a leaf Variable that requires grad is being used in an in-place operation")
+    c.expect(x, version=True)
+    c = case("leaf/inplace_view")
+    x = c.rand([2, 2])
+    v = c.call("ag_select", x, 0, 1)
+    c.err("ag_mul_", v, c.rand([2], rg=False), status="AG_ELEAF")
+    c.expect(x, version=True)
+    c = case("leaf/set_requires_grad_nonleaf")
+    y = c.call("ag_exp", c.rand([2]))
+    c.err("ag_tensor_set_requires_grad", y, 0, status="AG_ELEAF")
+    c = case("leaf/optimizer_nonleaf_param")
+    y = c.call("ag_exp", c.rand([2]))
+    c.err("ag_optimizer_sgd", TS(y), 0.1, 0.0, 0.0, 0.0, 0, status="AG_ELEAF")
+    c = case("nograd/backward_no_requires_grad")
+    x = c.rand([2], rg=False)
+    c.err("ag_backward", c.call("ag_sum", x), None, FL(), status="AG_ENOGRAD",
+          contains="does not require grad")
+    c = case("nograd/backward_under_no_grad_result")
+    x = c.rand([2])
+    with c.no_grad():
+        y = c.call("ag_sum", c.call("ag_exp", x))
+    c.err("ag_backward", y, None, FL(), status="AG_ENOGRAD")
+    c = case("nograd/grad_unused_input")
+    x, u = c.rand([2]), c.rand([2])
+    c.err("ag_grad", TS(c.call("ag_sum", x)), NULL, TS(x, u), FL(), status="AG_ENOGRAD",
+          out=["err", "err2"])
+    c = case("nograd/retain_grad_no_requires_grad")
+    c.err("ag_tensor_retain_grad", c.rand([2], rg=False), status="AG_ENOGRAD")
+    c = case("nonscalar_backward_without_grad")
+    x = c.rand([2, 2])
+    c.err("ag_backward", c.call("ag_exp", x), None, FL(), status="AG_ESHAPE")
+    c.expect_grad(x)
+    c = case("nonscalar_grad_without_grad_outputs")
+    x = c.rand([2])
+    c.err("ag_grad", TS(c.call("ag_exp", x)), NULL, TS(x), FL(), status="AG_ESHAPE", out=["err"])
+    c = case("range/sum_dim")
+    c.err("ag_sum_dims", c.rand([2, 3]), [2], 0, status="AG_ERANGE")
+    c = case("range/sum_neg_dim")
+    c.err("ag_sum_dims", c.rand([2, 3]), [-3], 0, status="AG_ERANGE")
+    c = case("range/repeated_dim")
+    c.err("ag_sum_dims", c.rand([2, 3]), [1, -1], 0, status="AG_EINVAL")
+    c = case("range/mean_dim")
+    c.err("ag_mean_dims", c.rand([2]), [1], 1, status="AG_ERANGE")
+    c = case("range/transpose")
+    c.err("ag_transpose", c.rand([2, 3]), 0, 2, status="AG_ERANGE")
+    c = case("range/unsqueeze")
+    c.err("ag_unsqueeze", c.rand([2, 3]), 3, status="AG_ERANGE")
+    c = case("range/select_dim")
+    c.err("ag_select", c.rand([2, 3]), 2, 0, status="AG_ERANGE")
+    c = case("range/select_index")
+    c.err("ag_select", c.rand([2, 3]), 1, 3, status="AG_ERANGE")
+    c = case("range/narrow")
+    c.err("ag_narrow", c.rand([4]), 0, 2, 3, status="AG_ERANGE")
+    c = case("range/softmax_dim")
+    c.err("ag_softmax", c.rand([2, 3]), 2, status="AG_ERANGE")
+    c = case("range/max_dim")
+    c.err("ag_max_dim", c.rand([2, 3]), -3, 0, status="AG_ERANGE")
+    c = case("range/argmax")
+    c.err("ag_argmax", c.rand([2, 3]), 2, 0, status="AG_ERANGE")
+    c = case("range/cat_dim")
+    c.err("ag_cat", TS(c.rand([2]), c.rand([2])), 1, status="AG_ERANGE")
+    c = case("range/index_select")
+    c.err("ag_index_select", c.rand([3, 2]), 0, c.ints([0, 3]), status="AG_ERANGE")
+    c = case("range/index_select_negative")
+    c.err("ag_index_select", c.rand([3, 2]), 0, c.ints([-1]), status="AG_ERANGE")
+    c = case("range/gather")
+    c.err("ag_gather", c.rand([2, 2]), 1, c.ints([0, 2, 1, 1], [2, 2]), status="AG_ERANGE")
+    c = case("range/scatter_add")
+    c.err("ag_scatter_add", c.rand([3]), 0, c.ints([5]), c.rand([1]), status="AG_ERANGE")
+    c = case("range/embedding")
+    c.err("ag_embedding", c.rand([3, 2]), c.ints([1, 3]), status="AG_ERANGE")
+    c = case("range/cross_entropy_class")
+    c.err("ag_cross_entropy", c.rand([2, 3]), c.ints([0, 3]), None, RED("mean"), -100, 0.0,
+          status="AG_ERANGE")
+    c = case("range/nll_loss_class")
+    c.err("ag_nll_loss", c.rand([2, 3]), c.ints([-1, 0]), None, RED("sum"), -100,
+          status="AG_ERANGE")
+    c = case("range/size")
+    c.err("ag_tensor_size", c.rand([2]), 1, status="AG_ERANGE")
+    c = case("range/too_many_dims")
+    c.err("ag_zeros", DT("float32"), [1] * 9, status="AG_ERANGE", torch_ok=True)
+    c = case("invalid/slice_step")
+    c.err("ag_slice", c.rand([4]), 0, 0, 4, 0, status="AG_EINVAL")
+    c = case("invalid/split_size")
+    c.err("ag_split", c.rand([4]), 0, 0, status="AG_EINVAL", out=["err"])
+    c = case("invalid/split_wrong_count")
+    c.err("ag_split", c.rand([4]), 2, 0, status="AG_EINVAL", out=["err", "err2", "err3"],
+          torch_ok=True)
+    c = case("invalid/chunk_zero")
+    c.err("ag_chunk", c.rand([4]), 0, 0, status="AG_EINVAL", out=["err"])
+    c = case("invalid/arange_step_zero")
+    c.err("ag_arange", DT("float32"), 0.0, 1.0, 0.0, status="AG_EINVAL")
+    c = case("invalid/arange_wrong_sign")
+    c.err("ag_arange", DT("float32"), 0.0, 1.0, -1.0, status="AG_EINVAL")
+    c = case("invalid/arange_inf")
+    c.err("ag_arange", DT("float64"), 0.0, float("inf"), 1.0, status="AG_EINVAL")
+    c = case("invalid/eye_negative")
+    c.err("ag_eye", DT("float32"), -1, 2, status="AG_EINVAL")
+    c = case("invalid/negative_shape")
+    c.err("ag_ones", DT("float32"), [2, -1], status="AG_EINVAL")
+    c = case("invalid/randint_range")
+    c.err("ag_randint", None, 5, 5, DT("int64"), [2], status="AG_EINVAL")
+    c = case("invalid/permute_repeated")
+    c.err("ag_permute", c.rand([2, 3]), [0, 0], status="AG_EINVAL")
+    c = case("invalid/reshape_two_infer")
+    c.err("ag_reshape", c.rand([2, 3]), [-1, -1], status="AG_EINVAL")
+    c = case("invalid/dropout_p")
+    c.err("ag_dropout", None, c.rand([2]), 1.5, 1, status="AG_EINVAL")
+    c = case("invalid/clamp_nan")
+    c.err("ag_clamp", c.rand([2]), float("nan"), 1.0, status="AG_EINVAL", torch_ok=True)
+    c = case("invalid/softplus_beta_zero")
+    c.err("ag_softplus", c.rand([2]), 0.0, 20.0, status="AG_EINVAL", torch_ok=True)
+    c = case("invalid/flatten_order")
+    c.err("ag_flatten", c.rand([2, 3, 4]), 2, 1, status="AG_EINVAL")
+    c = case("invalid/sgd_lr")
+    c.err("ag_optimizer_sgd", TS(c.rand([2])), -1.0, 0.0, 0.0, 0.0, 0, status="AG_EINVAL",
+          contains="Invalid learning rate")
+    c = case("invalid/sgd_nesterov_without_momentum")
+    c.err("ag_optimizer_sgd", TS(c.rand([2])), 0.1, 0.0, 0.0, 0.0, 1, status="AG_EINVAL")
+    c = case("invalid/sgd_momentum")
+    c.err("ag_optimizer_sgd", TS(c.rand([2])), 0.1, -0.5, 0.0, 0.0, 0, status="AG_EINVAL")
+    c = case("invalid/adam_beta")
+    c.err("ag_optimizer_adam", TS(c.rand([2])), 0.1, 1.0, 0.999, 1e-8, 0.0, 0,
+          status="AG_EINVAL")
+    c = case("invalid/adamw_eps")
+    c.err("ag_optimizer_adamw", TS(c.rand([2])), 0.1, 0.9, 0.999, -1e-8, 0.01, 0,
+          status="AG_EINVAL")
+    c = case("invalid/adam_weight_decay")
+    c.err("ag_optimizer_adam", TS(c.rand([2])), 0.1, 0.9, 0.999, 1e-8, -0.1, 0,
+          status="AG_EINVAL")
+    c = case("invalid/label_smoothing")
+    c.err("ag_cross_entropy", c.rand([2, 3]), c.ints([0, 1]), None, RED("mean"), -100, 1.5,
+          status="AG_EINVAL", torch_ok=True)
+    c = case("empty/max")
+    c.err("ag_max", c.tensor([], [0]), status="AG_ESHAPE")
+    c = case("empty/argmax_all")
+    c.err("ag_argmax_all", c.tensor([], [0, 2]), status="AG_ESHAPE")
+    c = case("item/not_one_element")
+    c.err("ag_tensor_item", c.rand([2]), status="AG_ESHAPE")
+    c = case("t/3d")
+    c.err("ag_t", c.rand([2, 2, 2]), status="AG_ESHAPE")
+    c = case("null/tensor_arg")
+    c.err("ag_add", c.rand([2]), None, status="AG_EINVAL", torch_ok=False)
+    c = case("null/embedding_weight")
+    c.err("ag_embedding", None, c.ints([0]), status="AG_EINVAL", torch_ok=False)
+    # after a failure nothing changed: a failing op leaves the graph usable
+    c = case("recover/after_failure")
+    x = c.rand([2, 3])
+    c.err("ag_matmul", x, x, status="AG_ESHAPE")
+    c.backward(c.call("ag_sum", c.call("ag_mul", x, x)))
+    return cases
+
+
+FAMILIES = [
+    ("arith", fam_arith), ("unary", fam_unary), ("compare", fam_compare),
+    ("reduce", fam_reduce), ("linalg", fam_linalg), ("shape", fam_shape),
+    ("index", fam_index), ("nn", fam_nn), ("inplace", fam_inplace),
+    ("autograd", fam_autograd), ("optim", fam_optim), ("errors", fam_errors),
+    ("creation", fam_creation),
+]
+
+
+def dump(family, cases):
+    names = [c.name for c in cases]
+    dup = {n for n in names if names.count(n) > 1}
+    assert not dup, "duplicate case names: %s" % sorted(dup)
+    lines = ['{"format": 1,', ' "family": %s,' % json.dumps(family),
+             ' "tolerances": %s,' % json.dumps(TOLERANCES), ' "cases": [']
+    for i, c in enumerate(cases):
+        d = c.json()
+        head = {k: v for k, v in d.items() if k != "steps"}
+        lines.append("  " + json.dumps(head)[:-1] + ', "steps": [')
+        for j, s in enumerate(d["steps"]):
+            lines.append("    " + json.dumps(s, allow_nan=False)
+                         + ("," if j + 1 < len(d["steps"]) else ""))
+        lines.append("  ]}" + ("," if i + 1 < len(cases) else ""))
+    lines.append(" ]}")
+    return "\n".join(lines) + "\n"
+
+
+def used_functions(steps, acc):
+    for s in steps:
+        if s["op"] == "call":
+            acc.add(s["fn"])
+        elif s["op"] == "no_grad":
+            used_functions(s["steps"], acc)
+    return acc
+
+
+# ---------------------------------------------------------------------------------------------
+# --verify: replay the written files on torch, as FORMAT.md says a runner does
+# ---------------------------------------------------------------------------------------------
+def same_values(got, want, dtype, tols):
+    for g, w in zip(got, want):
+        g, w = float(g), float(fnum_in(w))
+        if math.isnan(w):
+            ok = math.isnan(g)
+        elif dtype not in FLOATS or math.isinf(w):
+            ok = g == w
+        else:
+            ok = abs(g - w) <= tols[dtype]["atol"] + tols[dtype]["rtol"] * abs(w)
+        if not ok:
+            return False
+    return len(got) == len(want)
+
+
+def fnum_in(x):
+    return float(x) if isinstance(x, str) else x
+
+
+def check_fields(t, s, tols):
+    if s.get("none"):
+        return t is None
+    if t is None:
+        return False
+    checks = {
+        "dtype": lambda: DTYPE_NAME[t.dtype], "shape": lambda: list(t.shape),
+        "requires_grad": lambda: t.requires_grad, "grad_fn": lambda: node_name(t),
+        "is_leaf": lambda: t.is_leaf, "version": lambda: t._version,
+        "strides": lambda: list(t.stride()), "storage_offset": t.storage_offset,
+        "is_contiguous": t.is_contiguous}
+    for key, get in checks.items():
+        if key in s and get() != s[key]:
+            return False
+    return "data" not in s or same_values(t.detach().reshape(-1).tolist(), s["data"],
+                                          DTYPE_NAME[t.dtype], tols)
+
+
+def replay(case, steps, tols):
+    for s in steps:
+        op = s["op"]
+        if op == "tensor":
+            t = torch.tensor([fnum_in(v) for v in s["data"]],
+                             dtype=DTYPES[s["dtype"]]).reshape(s["shape"]).clone()
+            case.bind(s["out"], t.requires_grad_(bool(s.get("requires_grad"))), "tensor")
+        elif op == "call":
+            vals = [case.decode(a) for a in s["args"]]
+            err = s.get("error")
+            try:
+                res = TORCH[s["fn"]](*vals)
+            except Exception:  # noqa: BLE001
+                if err:
+                    continue
+                raise
+            if err:
+                if not err.get("torch_accepts"):
+                    return "torch accepted a call expected to fail"
+                continue
+            out = s.get("out")
+            if isinstance(out, str):
+                kind = OUTPUTS.get(s["fn"])
+                case.bind(out, res, kind if kind in ("opt", "gen") else "tensor")
+            elif isinstance(out, list):
+                for n, r in zip(out, res):
+                    if n is not None:
+                        case.bind(n, r, "tensor")
+            if "value" in s and not same_values([res], [s["value"]], "float64", tols):
+                return "value %r, expected %r" % (res, s["value"])
+        elif op in ("expect", "expect_grad"):
+            t = case.env[s["t"]]
+            if not check_fields(t.grad if op == "expect_grad" else t, s, tols):
+                return "%s %s does not hold" % (op, s["t"])
+        elif op == "no_grad":
+            with torch.no_grad():
+                r = replay(case, s["steps"], tols)
+            if r:
+                return r
+        elif op == "release":
+            del case.env[s["name"]]
+        else:
+            return "unknown op %s" % op
+    return None
+
+
+def verify(paths):
+    passed = failed = 0
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for cd in data["cases"]:
+            tols = dict(data["tolerances"], **cd.get("tolerances", {}))
+            case = Case(cd["name"])
+            try:
+                problem = replay(case, cd["steps"], tols)
+            except Exception as e:  # noqa: BLE001
+                problem = "raised %r" % e
+            if problem:
+                print("FAIL %s: %s" % (cd["name"], problem))
+                failed += 1
+            else:
+                passed += 1
+    print("%d passed, %d failed, 0 skipped" % (passed, failed))
+    return 1 if failed else 0
+
+
+def main():
+    """generate.py: write cases/*.json. --check: regenerate in memory and fail if a committed
+    file differs, then replay them (--verify). --verify [FILES]: replay files on torch."""
+    files = sorted(os.path.join(OUT_DIR, f) for f in os.listdir(OUT_DIR) if f.endswith(".json")) \
+        if os.path.isdir(OUT_DIR) else []
+    if sys.argv[1:2] == ["--verify"]:
+        return verify(sys.argv[2:] or files)
+    check = sys.argv[1:2] == ["--check"]
+    os.makedirs(OUT_DIR, exist_ok=True)
+    total = 0
+    used = set()
+    stale = []
+    for family, build in FAMILIES:
+        cases = build()
+        for c in cases:
+            used_functions(c.steps, used)
+        for c in cases:
+            c.name = family + "/" + c.name
+        text = dump(family, cases)
+        path = os.path.join(OUT_DIR, family + ".json")
+        if check:
+            try:
+                with open(path) as f:
+                    if f.read() != text:
+                        stale.append(path)
+            except OSError:
+                stale.append(path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+        total += len(cases)
+        print("%-9s %4d cases" % (family, len(cases)))
+    print("total     %4d cases" % total)
+    # FORMAT.md documents the data arguments of every function the data call.
+    with open(os.path.join(HERE, "FORMAT.md")) as f:
+        doc = f.read()
+    missing = sorted(fn for fn in used if "| `%s` |" % fn not in doc)
+    if missing:
+        print("FORMAT.md's function table lacks: %s" % ", ".join(missing))
+        return 1
+    if check:
+        extra = sorted(set(files) - {os.path.join(OUT_DIR, fam + ".json") for fam, _ in FAMILIES})
+        if stale or extra:
+            print("out of date (rerun generate.py): %s" % ", ".join(stale + extra))
+            return 1
+        return verify(files)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
