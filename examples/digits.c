@@ -168,7 +168,8 @@ int main(int argc, char **argv)
            TRAIN, ROWS - TRAIN, PIXELS, HIDDEN, CLASSES, BATCH);
     int64_t order[TRAIN];
     for (int i = 0; i < TRAIN; i++) order[i] = i;
-    clock_t start = clock();
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int epoch = 1; epoch <= EPOCHS; epoch++) {
         shuffle(order, TRAIN);
         double loss_sum = 0;
@@ -191,10 +192,12 @@ int main(int argc, char **argv)
             ag_tensor_release(xb);
             ag_tensor_release(yb);
         }
-        if (epoch == 1 || epoch % 10 == 0)
+        if (epoch == 1 || epoch % 10 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
             printf("epoch %2d/%d  loss %.4f  train_accuracy %.4f  (%.2f s)\n", epoch, EPOCHS,
                    loss_sum / batches, accuracy(&m, x_train, y_train),
-                   (double)(clock() - start) / CLOCKS_PER_SEC);
+                   (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec));
+        }
         fflush(stdout);
     }
     printf("test_accuracy=%.4f\n", accuracy(&m, x_test, y_test));

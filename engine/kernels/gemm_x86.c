@@ -32,8 +32,8 @@ INLINE uint32_t lanes(int64_t n, int vl)
     return n <= 0 ? 0 : n >= vl ? (1u << vl) - 1 : (1u << n) - 1;
 }
 
-/* Microkernel instantiated for R in {2, 4, ..., 14} rows and NV in {1, 2} vectors, so an edge
- * tile costs what it computes. A panel step is always MR512, B panel step 2*VL. */
+/* Microkernel instantiated for R in {1, 2, 4, ..., 14} rows and NV in {1, 2} vectors, so an
+ * edge tile costs what it computes (an odd row count splits off its last row). */
 #define DEF_UKR512(SUF, T, V, VL, MASK, PS)                                                    \
     INLINE AVX512 void ukr512_##SUF(const int R, const int NV, int64_t kc, const T *a,        \
                                     int64_t ars, int64_t acs, const T *b, int64_t brs, T *c,  \
@@ -42,8 +42,15 @@ INLINE uint32_t lanes(int64_t n, int vl)
     {                                                                                          \
         V acc[MR512][2];                                                                       \
         MASK m0 = (MASK)lanes(nr, VL), m1 = (MASK)lanes(nr - VL, VL);                          \
-        _Pragma("GCC unroll 14") for (int i = 0; i < R; i++) acc[i][0] = acc[i][1] =          \
-            _mm512_setzero_##PS();                                                             \
+        _Pragma("GCC unroll 14") for (int i = 0; i < R; i++)                                   \
+        {                                                                                      \
+            acc[i][0] = acc[i][1] = _mm512_setzero_##PS();                                     \
+            /* C comes from L2/L3 once per k-block: fetch it while the FMAs run. */            \
+            if (load_c && csc == 1) {                                                          \
+                _mm_prefetch((const char *)(c + i * rsc), _MM_HINT_T0);                        \
+                _mm_prefetch((const char *)(c + i * rsc + NV * VL - 1), _MM_HINT_T0);          \
+            }                                                                                  \
+        }                                                                                      \
         for (int64_t k = 0; k < kc; k++, a += acs, b += brs) {                                 \
             V b0 = _mm512_maskz_loadu_##PS(m0, b);                                             \
             V b1 = NV > 1 ? _mm512_maskz_loadu_##PS(m1, b + VL) : b0;                          \
@@ -57,7 +64,6 @@ INLINE uint32_t lanes(int64_t n, int vl)
         if (csc == 1) {                                                                        \
             _Pragma("GCC unroll 14") for (int i = 0; i < R; i++)                               \
             {                                                                                  \
-                if (i >= mr) break;                                                            \
                 T *p = c + i * rsc;                                                            \
                 V v0 = acc[i][0];                                                              \
                 if (load_c) v0 = _mm512_add_##PS(_mm512_maskz_loadu_##PS(m0, p), v0);          \
@@ -204,7 +210,7 @@ INLINE AVX512 void transpose8_f64(__m512d r[8])
 DEF_PACK512(f32, float, __m512, 16, __mmask16, ps, transpose16_f32)
 DEF_PACK512(f64, double, __m512d, 8, __mmask8, pd, transpose8_f64)
 
-/* Vector of C's row segment p[0], p[s], ... (lanes in m), for the direct kernels. */
+/* B row segment p[0], p[s], ... (lanes in m) for the direct kernels: a load, or a gather. */
 INLINE AVX512 __m512 ld512_f32(const float *p, int64_t s, __m512i idx, __mmask16 m)
 {
     if (s == 1) return _mm512_maskz_loadu_ps(m, p);
@@ -216,68 +222,89 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
     return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, _mm512_castsi512_si256(idx), p, 8);
 }
 
-/* Direct kernel: 4 rows x 2 vectors of C at a time (8 independent FMA chains hide the FMA
- * latency), A broadcast from its strided rows, B rows gathered when not contiguous. Rows past
- * the end repeat the last row (computed, never stored). Each C element is one FMA chain over
- * k, as in a single k-block of the microkernel. */
-#define DEF_DIRECT512(SUF, T, V, VL, MASK, PS)                                                 \
+/* Direct kernel block: R rows x NV vectors of C straight from A and B, VL k-steps at a time.
+ * A is broadcast from its strided rows; rows past i1 repeat the last row (computed, never
+ * stored). B's VL x VL block is loaded row by row (gathered if its rows are strided), or,
+ * when its columns are contiguous, loaded column by column and transposed in registers
+ * (5x faster than gathers for x·w with w a column). Each C element is one FMA chain over k,
+ * as in a single k-block of the microkernel. */
+#define DEF_DIRECT512(SUF, T, V, VL, MASK, PS, TRANSPOSE)                                      \
+    INLINE AVX512 void dblk512_##SUF(const int R, const int NV, const gemm_args *g, int64_t i, \
+                                     int64_t i1, int64_t j, int64_t j1, __m512i idx)           \
+    {                                                                                          \
+        const T *B = g->B, *a[4];                                                              \
+        int64_t rsb = g->rsb, csb = g->csb, csa = g->csa;                                      \
+        int tr = csb != 1 && rsb == 1;                                                         \
+        V acc[4][4], bt[4][VL];                                                                \
+        MASK m[4];                                                                             \
+        for (int r = 0; r < R; r++) a[r] = (const T *)g->A + min64(i + r, i1 - 1) * g->rsa;   \
+        for (int v = 0; v < NV; v++) {                                                         \
+            m[v] = (MASK)lanes(j1 - j - v * VL, VL);                                           \
+            for (int r = 0; r < R; r++) acc[r][v] = _mm512_setzero_##PS();                     \
+        }                                                                                      \
+        for (int64_t k0 = 0; k0 < g->K; k0 += VL) {                                            \
+            int nk = (int)min64(VL, g->K - k0);                                                \
+            for (int v = 0; v < NV; v++) {                                                     \
+                const T *b = B + k0 * rsb + (j + v * VL) * csb;                                \
+                if (!m[v]) continue;                                                           \
+                if (tr) {                                                                      \
+                    MASK km = (MASK)lanes(nk, VL);                                             \
+                    for (int q = 0; q < VL; q++)                                               \
+                        bt[v][q] = m[v] >> q & 1 ? _mm512_maskz_loadu_##PS(km, b + q * csb)    \
+                                                 : _mm512_setzero_##PS();                      \
+                    TRANSPOSE(bt[v]);                                                          \
+                } else {                                                                       \
+                    for (int kk = 0; kk < nk; kk++)                                            \
+                        bt[v][kk] = ld512_##SUF(b + kk * rsb, csb, idx, m[v]);                 \
+                }                                                                              \
+            }                                                                                  \
+            for (int kk = 0; kk < nk; kk++)                                                    \
+                _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)                            \
+                {                                                                              \
+                    V ar = _mm512_set1_##PS(a[r][(k0 + kk) * csa]);                            \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                       \
+                        acc[r][v] = _mm512_fmadd_##PS(ar, bt[v][kk], acc[r][v]);               \
+                }                                                                              \
+        }                                                                                      \
+        for (int r = 0; r < R && i + r < i1; r++)                                              \
+            for (int v = 0; v < NV && m[v]; v++) {                                             \
+                T *p = (T *)g->C + (i + r) * g->rsc + (j + v * VL) * g->csc;                   \
+                if (g->csc == 1) {                                                             \
+                    V x = acc[r][v];                                                           \
+                    if (g->acc) x = _mm512_add_##PS(_mm512_maskz_loadu_##PS(m[v], p), x);      \
+                    _mm512_mask_storeu_##PS(p, m[v], x);                                       \
+                } else {                                                                       \
+                    T t[VL];                                                                   \
+                    _mm512_storeu_##PS(t, acc[r][v]);                                          \
+                    for (int64_t q = 0; q < min64(VL, j1 - j - v * VL); q++) {                 \
+                        T *e = p + q * g->csc;                                                 \
+                        *e = g->acc ? *e + t[q] : t[q];                                        \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+    }                                                                                          \
+    /* 4 rows x 2 vectors (8 FMA chains hide the FMA latency); a single row takes 4 vectors. */ \
     static AVX512 void direct512_##SUF(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, \
                                        int64_t j1)                                             \
     {                                                                                          \
-        const T *A = g->A, *B = g->B;                                                          \
-        T *C = g->C;                                                                           \
-        int64_t rsa = g->rsa, csa = g->csa, rsb = g->rsb, csb = g->csb;                        \
-        if (csb != 1 && (min64(VL, j1 - j0) - 1) * csb > INT32_MAX) { /* 32-bit gather offsets */ \
-            for (int64_t j = j0; j < j1; j++) direct512_##SUF(g, i0, i1, j, j + 1);            \
+        int64_t csb = g->csb;                                                                  \
+        if (csb != 1 && g->rsb != 1 && (min64(VL, j1 - j0) - 1) * csb > INT32_MAX) {           \
+            for (int64_t j = j0; j < j1; j++) /* one lane: offset 0 */                         \
+                direct512_##SUF(g, i0, i1, j, j + 1);                                          \
             return;                                                                            \
         }                                                                                      \
         __m512i idx = _mm512_mullo_epi32(                                                      \
             _mm512_set1_epi32((int32_t)csb),                                                   \
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));          \
-        for (int64_t j = j0; j < j1; j += 2 * VL) {                                            \
-            MASK m0 = (MASK)lanes(j1 - j, VL), m1 = (MASK)lanes(j1 - j - VL, VL);              \
-            const T *b = B + j * csb;                                                          \
-            for (int64_t i = i0; i < i1; i += 4) {                                             \
-                const T *a[4];                                                                 \
-                V acc[4][2];                                                                   \
-                for (int r = 0; r < 4; r++) {                                                  \
-                    a[r] = A + min64(i + r, i1 - 1) * rsa;                                     \
-                    acc[r][0] = acc[r][1] = _mm512_setzero_##PS();                             \
-                }                                                                              \
-                for (int64_t k = 0; k < g->K; k++) {                                           \
-                    V b0 = ld512_##SUF(b + k * rsb, csb, idx, m0);                             \
-                    V b1 = m1 ? ld512_##SUF(b + k * rsb + VL * csb, csb, idx, m1) : b0;        \
-                    for (int r = 0; r < 4; r++) {                                              \
-                        V ar = _mm512_set1_##PS(a[r][k * csa]);                                \
-                        acc[r][0] = _mm512_fmadd_##PS(ar, b0, acc[r][0]);                      \
-                        acc[r][1] = _mm512_fmadd_##PS(ar, b1, acc[r][1]);                      \
-                    }                                                                          \
-                }                                                                              \
-                for (int r = 0; r < 4 && i + r < i1; r++) {                                    \
-                    T *p = C + (i + r) * g->rsc + j * g->csc;                                  \
-                    if (g->csc == 1) {                                                         \
-                        V v0 = acc[r][0], v1 = acc[r][1];                                      \
-                        if (g->acc) {                                                          \
-                            v0 = _mm512_add_##PS(_mm512_maskz_loadu_##PS(m0, p), v0);          \
-                            v1 = _mm512_add_##PS(_mm512_maskz_loadu_##PS(m1, p + VL), v1);     \
-                        }                                                                      \
-                        _mm512_mask_storeu_##PS(p, m0, v0);                                    \
-                        _mm512_mask_storeu_##PS(p + VL, m1, v1);                               \
-                    } else {                                                                   \
-                        T t[2 * VL];                                                           \
-                        _mm512_storeu_##PS(t, acc[r][0]);                                      \
-                        _mm512_storeu_##PS(t + VL, acc[r][1]);                                 \
-                        for (int64_t jj = 0; jj < min64(2 * VL, j1 - j); jj++) {               \
-                            T *q = p + jj * g->csc;                                            \
-                            *q = g->acc ? *q + t[jj] : t[jj];                                  \
-                        }                                                                      \
-                    }                                                                          \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
+        if (i1 - i0 == 1)                                                                      \
+            for (int64_t j = j0; j < j1; j += 4 * VL)                                          \
+                dblk512_##SUF(1, 4, g, i0, i1, j, j1, idx);                                    \
+        else                                                                                   \
+            for (int64_t j = j0; j < j1; j += 2 * VL)                                          \
+                for (int64_t i = i0; i < i1; i += 4) dblk512_##SUF(4, 2, g, i, i1, j, j1, idx); \
     }
-DEF_DIRECT512(f32, float, __m512, 16, __mmask16, ps)
-DEF_DIRECT512(f64, double, __m512d, 8, __mmask8, pd)
+DEF_DIRECT512(f32, float, __m512, 16, __mmask16, ps, transpose16_f32)
+DEF_DIRECT512(f64, double, __m512d, 8, __mmask8, pd, transpose8_f64)
 
 /* KC = 256: the kc x 2VL B micro-panel is 32 KiB (f32 and f64), within the 48 KiB L1. */
 const gemm_impl gemm_impl_avx512_f32 = {MR512, 32, 256, sizeof(float), 1, kern512_f32,

@@ -1,0 +1,508 @@
+/*
+ * linalg.c: dot, mv, mm, bmm, matmul (torch.matmul's rules) and linear, all on the strided
+ * GEMM kernel (kernels/gemm.c), which reads transposed and broadcast operands in place: a
+ * backward product such as g @ w^T never copies w.
+ */
+#include <string.h>
+
+#include "../kernels/gemm.h"
+#include "ewise.h"
+
+/* ---- raw products (no autograd) ---- */
+static eng_err gemm(tensor *c, const tensor *a, const tensor *b, int64_t off_a, int64_t off_b,
+                    int64_t off_c, int accumulate)
+{
+    /* a: [M, K] and b: [K, N] given by their last two dims' strides (elements). */
+    int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
+    int64_t rsa = a->strides[a->ndim - 2], csa = a->strides[a->ndim - 1];
+    int64_t rsb = b->strides[b->ndim - 2], csb = b->strides[b->ndim - 1];
+    int64_t rsc = c->strides[c->ndim - 2], csc = c->strides[c->ndim - 1];
+    int rc;
+    if (a->dtype == DT_F32)
+        rc = gemm_f32(M, N, K, (const float *)tensor_data(a) + off_a, rsa, csa,
+                      (const float *)tensor_data(b) + off_b, rsb, csb, (float *)tensor_data(c) + off_c,
+                      rsc, csc, accumulate);
+    else
+        rc = gemm_f64(M, N, K, (const double *)tensor_data(a) + off_a, rsa, csa,
+                      (const double *)tensor_data(b) + off_b, rsb, csb,
+                      (double *)tensor_data(c) + off_c, rsc, csc, accumulate);
+    return rc ? err_nomem() : E_OK;
+}
+
+static eng_err same_float(const tensor *a, const tensor *b)
+{
+    if (!dtype_is_float((dtype)a->dtype) || !dtype_is_float((dtype)b->dtype))
+        return err_set(E_DTYPE, "matrix products are defined for float32 and float64, got %s and %s",
+                       dtype_name((dtype)a->dtype), dtype_name((dtype)b->dtype));
+    if (a->dtype != b->dtype)
+        return err_set(E_DTYPE, "expected both operands to have the same dtype, but got: %s != %s",
+                       dtype_name((dtype)a->dtype), dtype_name((dtype)b->dtype));
+    return E_OK;
+}
+
+static eng_err cannot_multiply(const tensor *a, const tensor *b)
+{
+    char s1[160], s2[160];
+    return err_set(E_SHAPE, "shapes %s and %s cannot be multiplied",
+                   fmt_shape(s1, sizeof s1, a->shape, a->ndim), fmt_shape(s2, sizeof s2, b->shape, b->ndim));
+}
+
+static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, tensor *b)
+{
+    eng_err e = E_OK;
+    tensor *ins[2] = {a, b};
+    node *n = record(bw, ins, 2, &r, 1, 2, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        if (tensor_requires_grad(b)) node_save(n, 0, a);
+        if (tensor_requires_grad(a)) node_save(n, 1, b);
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- mm ---- */
+static eng_err mm_raw(tensor **out, tensor *a, tensor *b)
+{
+    int64_t shape[2] = {a->shape[0], b->shape[1]};
+    tensor *r = tensor_new((dtype)a->dtype, shape, 2);
+    if (!r) return err_kind();
+    eng_err e = gemm(r, a, b, 0, 0, 0, 0);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* d(a@b)/da = g @ b^T, d(a@b)/db = a^T @ g: transposed views, no copies. */
+static eng_err mm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *b, *t = NULL;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
+    if (c->needed[0]) {
+        if (!(e = op_t(&t, b))) e = op_mm(&gout[0], gin[0], t);
+        tensor_release(t);
+        t = NULL;
+        if (e) return e;
+    }
+    if (c->needed[1]) {
+        if (!(e = op_t(&t, a))) e = op_mm(&gout[1], t, gin[0]);
+        tensor_release(t);
+    }
+    return e;
+}
+static const node_type MM_BW = {"MmBackward0", mm_backward, NULL};
+
+eng_err op_mm(tensor **out, tensor *a, tensor *b)
+{
+    eng_err e = same_float(a, b);
+    if (e) return e;
+    if (a->ndim != 2 || b->ndim != 2 || a->shape[1] != b->shape[0]) return cannot_multiply(a, b);
+    tensor *r = NULL;
+    if ((e = mm_raw(&r, a, b))) return e;
+    return finish(out, r, &MM_BW, a, b);
+}
+
+/* ---- dot ---- */
+static eng_err dot_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *b;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
+    if (c->needed[0] && (e = op_mul(&gout[0], gin[0], b))) return e;
+    if (c->needed[1]) e = op_mul(&gout[1], gin[0], a);
+    return e;
+}
+static const node_type DOT_BW = {"DotBackward0", dot_backward, NULL};
+
+static eng_err op_dot(tensor **out, tensor *a, tensor *b)
+{
+    if (a->shape[0] != b->shape[0])
+        return err_set(E_SHAPE, "inconsistent tensor size, expected tensor [%lld] and src [%lld] to "
+                       "have the same number of elements, but got %lld and %lld elements "
+                       "respectively", (long long)a->shape[0], (long long)b->shape[0],
+                       (long long)a->shape[0], (long long)b->shape[0]);
+    /* A 1 x K by K x 1 product: the GEMM kernel's fixed summation order. */
+    tensor *r = tensor_new((dtype)a->dtype, NULL, 0);
+    if (!r) return err_kind();
+    int64_t K = a->shape[0];
+    int rc = a->dtype == DT_F32
+                 ? gemm_f32(1, 1, K, tensor_data(a), 0, a->strides[0], tensor_data(b), b->strides[0],
+                            0, tensor_data(r), 1, 1, 0)
+                 : gemm_f64(1, 1, K, tensor_data(a), 0, a->strides[0], tensor_data(b), b->strides[0],
+                            0, tensor_data(r), 1, 1, 0);
+    if (rc) {
+        tensor_release(r);
+        return err_nomem();
+    }
+    return finish(out, r, &DOT_BW, a, b);
+}
+
+/* ---- mv ---- */
+static eng_err mv_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *v;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &v))) return e;
+    tensor *g2 = NULL, *v2 = NULL, *at = NULL, *gv = NULL;
+    if (c->needed[0]) {
+        /* outer(g, v) */
+        if (!(e = op_unsqueeze(&g2, gin[0], 1)) && !(e = op_unsqueeze(&v2, v, 0)))
+            e = op_mm(&gout[0], g2, v2);
+    }
+    if (!e && c->needed[1]) {
+        if (!(e = op_t(&at, a)) && !(e = op_unsqueeze(&gv, gin[0], 1))) {
+            tensor *p = NULL;
+            if (!(e = op_mm(&p, at, gv))) e = op_squeeze_dim(&gout[1], p, 1);
+            tensor_release(p);
+        }
+    }
+    tensor_release(g2);
+    tensor_release(v2);
+    tensor_release(at);
+    tensor_release(gv);
+    return e;
+}
+static const node_type MV_BW = {"MvBackward0", mv_backward, NULL};
+
+static eng_err op_mv(tensor **out, tensor *a, tensor *v)
+{
+    if (a->shape[1] != v->shape[0]) return cannot_multiply(a, v);
+    int64_t M = a->shape[0];
+    tensor *r = tensor_new((dtype)a->dtype, &M, 1);
+    if (!r) return err_kind();
+    int64_t K = a->shape[1];
+    int rc = a->dtype == DT_F32
+                 ? gemm_f32(M, 1, K, tensor_data(a), a->strides[0], a->strides[1], tensor_data(v),
+                            v->strides[0], 0, tensor_data(r), 1, 1, 0)
+                 : gemm_f64(M, 1, K, tensor_data(a), a->strides[0], a->strides[1], tensor_data(v),
+                            v->strides[0], 0, tensor_data(r), 1, 1, 0);
+    if (rc) {
+        tensor_release(r);
+        return err_nomem();
+    }
+    return finish(out, r, &MV_BW, a, v);
+}
+
+/* ---- bmm ---- */
+static eng_err bmm_raw(tensor **out, tensor *a, tensor *b)
+{
+    int64_t B = a->shape[0], shape[3] = {B, a->shape[1], b->shape[2]};
+    tensor *r = tensor_new((dtype)a->dtype, shape, 3);
+    if (!r) return err_kind();
+    for (int64_t i = 0; i < B; i++) {
+        eng_err e = gemm(r, a, b, i * a->strides[0], i * b->strides[0], i * r->strides[0], 0);
+        if (e) {
+            tensor_release(r);
+            return e;
+        }
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err op_bmm(tensor **out, tensor *a, tensor *b);
+
+static eng_err bmm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *a, *b, *t = NULL;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
+    if (c->needed[0]) {
+        if (!(e = op_transpose(&t, b, 1, 2))) e = op_bmm(&gout[0], gin[0], t);
+        tensor_release(t);
+        t = NULL;
+        if (e) return e;
+    }
+    if (c->needed[1]) {
+        if (!(e = op_transpose(&t, a, 1, 2))) e = op_bmm(&gout[1], t, gin[0]);
+        tensor_release(t);
+    }
+    return e;
+}
+static const node_type BMM_BW = {"BmmBackward0", bmm_backward, NULL};
+
+static eng_err op_bmm(tensor **out, tensor *a, tensor *b)
+{
+    tensor *r = NULL;
+    eng_err e = bmm_raw(&r, a, b);
+    if (e) return e;
+    return finish(out, r, &BMM_BW, a, b);
+}
+
+/* ---- views with the names torch.matmul's graph shows ---- */
+typedef struct shape_attr {
+    int ndim;
+    int64_t shape[MAX_DIMS];
+} shape_attr;
+
+static eng_err back_to_shape(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    const shape_attr *a = node_attrs(n);
+    return op_reshape(&gout[0], gin[0], a->shape, a->ndim);
+}
+static const node_type UNSAFE_VIEW_BW = {"UnsafeViewBackward0", back_to_shape, NULL};
+static const node_type SQUEEZE3_BW = {"SqueezeBackward3", back_to_shape, NULL};
+
+/* A contiguous t seen with another shape, recorded under `bw`. */
+static eng_err named_view(tensor **out, tensor *t, const int64_t *shape, int ndim,
+                          const node_type *bw)
+{
+    int64_t strides[MAX_DIMS];
+    contiguous_strides(shape, ndim, strides);
+    tensor *v = view_alias(t, shape, strides, ndim, t->offset);
+    if (!v) return E_NOMEM;
+    eng_err e = E_OK;
+    node *n = record(bw, &t, 1, &v, 1, 0, sizeof(shape_attr), &e);
+    if (e) {
+        tensor_release(v);
+        return e;
+    }
+    if (n) {
+        shape_attr *a = node_attrs(n);
+        a->ndim = t->ndim;
+        memcpy(a->shape, t->shape, sizeof a->shape);
+    }
+    *out = v;
+    return E_OK;
+}
+
+/* ---- matmul ---- */
+eng_err op_matmul(tensor **out, tensor *a, tensor *b)
+{
+    eng_err e = same_float(a, b);
+    if (e) return e;
+    int na = a->ndim, nb = b->ndim;
+    if (na == 0 || nb == 0)
+        return err_set(E_SHAPE, "both arguments to matmul need to be at least 1D, but they are %dD "
+                       "and %dD", na, nb);
+    if (na == 1 && nb == 1) return op_dot(out, a, b);
+    if (na == 2 && nb == 1) return op_mv(out, a, b);
+    if (na == 2 && nb == 2) return op_mm(out, a, b);
+    if (na == 1 && nb == 2) {
+        /* [K] @ [K, N]: as a 1 x K matrix, then the added dim removed. */
+        if (a->shape[0] != b->shape[0]) return cannot_multiply(a, b);
+        tensor *a2 = NULL, *p = NULL;
+        if (!(e = op_unsqueeze(&a2, a, 0)) && !(e = op_mm(&p, a2, b))) {
+            int64_t n = b->shape[1];
+            e = named_view(out, p, &n, 1, &SQUEEZE3_BW);
+        }
+        tensor_release(a2);
+        tensor_release(p);
+        return e;
+    }
+    if (na >= 3 && nb <= 2) {
+        /* Fold a's batch dims into rows: one mm. */
+        int64_t K = a->shape[na - 1];
+        if (K != b->shape[0]) return cannot_multiply(a, b);
+        int64_t rows = a->numel / (K ? K : 1), shape2[2] = {K ? rows : 0, K};
+        if (!K) {
+            int64_t r = 1;
+            for (int d = 0; d < na - 1; d++) r *= a->shape[d];
+            shape2[0] = r;
+        }
+        tensor *a2 = NULL, *b2 = NULL, *p = NULL;
+        if (!(e = op_reshape(&a2, a, shape2, 2))) {
+            if (nb == 1) e = op_unsqueeze(&b2, b, 1);
+            else {
+                tensor_retain(b);
+                b2 = b;
+            }
+        }
+        if (!e && !(e = op_mm(&p, a2, b2))) {
+            int64_t shape[MAX_DIMS];
+            int nd = 0;
+            for (int d = 0; d < na - 1; d++) shape[nd++] = a->shape[d];
+            if (nb == 2) shape[nd++] = b->shape[1];
+            e = named_view(out, p, shape, nd, &UNSAFE_VIEW_BW);
+        }
+        tensor_release(a2);
+        tensor_release(b2);
+        tensor_release(p);
+        return e;
+    }
+    if (na == 2 && nb >= 3) {
+        /* As torch 1.13: a @ b = (b^T @ a^T)^T, folding b's batch into rows, made contiguous
+         * (hence CloneBackward0 on top). */
+        if (a->shape[1] != b->shape[nb - 2]) return cannot_multiply(a, b);
+        tensor *bt = NULL, *at = NULL, *p = NULL, *pt = NULL;
+        if (!(e = op_transpose(&bt, b, -1, -2)) && !(e = op_t(&at, a)) &&
+            !(e = op_matmul(&p, bt, at)) && !(e = op_transpose(&pt, p, -1, -2)))
+            e = op_contiguous(out, pt);
+        tensor *tmp[] = {bt, at, p, pt};
+        for (size_t i = 0; i < 4; i++) tensor_release(tmp[i]);
+        return e;
+    }
+    /* General batched case: promote 1-d operands, broadcast the batch dims, bmm, view. */
+    tensor *a3 = NULL, *b3 = NULL;
+    if (na == 1) e = op_unsqueeze(&a3, a, 0);
+    else {
+        tensor_retain(a);
+        a3 = a;
+    }
+    if (!e) {
+        if (nb == 1) e = op_unsqueeze(&b3, b, 1);
+        else {
+            tensor_retain(b);
+            b3 = b;
+        }
+    }
+    if (e) {
+        tensor_release(a3);
+        return e;
+    }
+    int64_t n = a3->shape[a3->ndim - 2], k = a3->shape[a3->ndim - 1];
+    int64_t k2 = b3->shape[b3->ndim - 2], m = b3->shape[b3->ndim - 1];
+    int64_t batch[MAX_DIMS];
+    int nbatch = 0;
+    if (k != k2) e = cannot_multiply(a, b);
+    else e = broadcast_shapes(a3->shape, a3->ndim - 2, b3->shape, b3->ndim - 2, batch, &nbatch);
+    tensor *ae = NULL, *be = NULL, *af = NULL, *bf = NULL, *p = NULL;
+    if (!e) {
+        int64_t sa[MAX_DIMS], sb[MAX_DIMS], B = 1;
+        for (int d = 0; d < nbatch; d++) {
+            sa[d] = sb[d] = batch[d];
+            B *= batch[d];
+        }
+        sa[nbatch] = n;
+        sa[nbatch + 1] = k;
+        sb[nbatch] = k;
+        sb[nbatch + 1] = m;
+        int64_t fa[3] = {B, n, k}, fb[3] = {B, k, m};
+        if (!(e = op_expand(&ae, a3, sa, nbatch + 2)) && !(e = op_expand(&be, b3, sb, nbatch + 2)) &&
+            !(e = op_reshape(&af, ae, fa, 3)) && !(e = op_reshape(&bf, be, fb, 3)) &&
+            !(e = op_bmm(&p, af, bf))) {
+            int64_t shape[MAX_DIMS];
+            int nd = 0;
+            for (int d = 0; d < nbatch; d++) shape[nd++] = batch[d];
+            if (na > 1) shape[nd++] = n;
+            if (nb > 1) shape[nd++] = m;
+            e = named_view(out, p, shape, nd, &UNSAFE_VIEW_BW);
+        }
+    }
+    tensor *tmp[] = {a3, b3, ae, be, af, bf, p};
+    for (size_t i = 0; i < sizeof tmp / sizeof tmp[0]; i++) tensor_release(tmp[i]);
+    return e;
+}
+
+/* ---- linear: x @ w^T + b, fused for 2-d input (AddmmBackward0) ---- */
+static eng_err addmm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    /* edges: 0 bias, 1 input, 2 weight (as torch's addmm(bias, input, weight.t())) */
+    tensor *x, *w;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &w))) return e;
+    if (c->needed[0]) {
+        int64_t dim0 = 0;
+        if ((e = op_sum_dims(&gout[0], gin[0], &dim0, 1, false))) return e;
+    }
+    if (c->needed[1] && (e = op_mm(&gout[1], gin[0], w))) return e;
+    if (c->needed[2]) {
+        tensor *gt = NULL;
+        if (!(e = op_t(&gt, gin[0]))) e = op_mm(&gout[2], gt, x);
+        tensor_release(gt);
+    }
+    return e;
+}
+static const node_type ADDMM_BW = {"AddmmBackward0", addmm_backward, NULL};
+
+static eng_err linear_2d(tensor **out, tensor *x, tensor *w, tensor *b)
+{
+    int64_t B = x->shape[0], O = w->shape[0], shape[2] = {B, O};
+    if (!b) {
+        tensor *wt = NULL;
+        eng_err e = op_t(&wt, w);
+        if (!e) e = op_mm(out, x, wt);
+        tensor_release(wt);
+        return e;
+    }
+    tensor *r = tensor_new((dtype)x->dtype, shape, 2);
+    if (!r) return err_kind();
+    /* r = b broadcast over rows, then r += x @ w^T (w read through swapped strides) */
+    kernel_copy(r, b);
+    int64_t K = x->shape[1];
+    int rc = x->dtype == DT_F32
+                 ? gemm_f32(B, O, K, tensor_data(x), x->strides[0], x->strides[1], tensor_data(w),
+                            w->strides[1], w->strides[0], tensor_data(r), O, 1, 1)
+                 : gemm_f64(B, O, K, tensor_data(x), x->strides[0], x->strides[1], tensor_data(w),
+                            w->strides[1], w->strides[0], tensor_data(r), O, 1, 1);
+    eng_err e = E_OK;
+    if (rc) {
+        tensor_release(r);
+        return err_nomem();
+    }
+    tensor *ins[3] = {b, x, w};
+    node *n = record(&ADDMM_BW, ins, 3, &r, 1, 2, 0, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        if (tensor_requires_grad(w)) node_save(n, 0, x);
+        if (tensor_requires_grad(x)) node_save(n, 1, w);
+    }
+    *out = r;
+    return E_OK;
+}
+
+eng_err op_linear(tensor **out, tensor *x, tensor *w, tensor *b)
+{
+    eng_err e = same_float(x, w);
+    if (!e && b) e = same_float(x, b);
+    if (e) return e;
+    if (w->ndim != 2 || x->ndim < 1) {
+        char s1[160], s2[160];
+        return err_set(E_SHAPE, "linear expects input [..., in] and weight [out, in], got %s and %s",
+                       fmt_shape(s1, sizeof s1, x->shape, x->ndim), fmt_shape(s2, sizeof s2, w->shape, w->ndim));
+    }
+    int64_t in = w->shape[1], O = w->shape[0];
+    if (x->shape[x->ndim - 1] != in) {
+        char s1[160], s2[160];
+        return err_set(E_SHAPE, "shapes %s and %s cannot be multiplied (input's last dim %lld, weight's "
+                       "in_features %lld)", fmt_shape(s1, sizeof s1, x->shape, x->ndim),
+                       fmt_shape(s2, sizeof s2, w->shape, w->ndim), (long long)x->shape[x->ndim - 1],
+                       (long long)in);
+    }
+    if (b && !(b->ndim == 1 && b->shape[0] == O) && !(b->ndim == 0)) {
+        char s1[160];
+        return err_set(E_SHAPE, "bias of shape %s does not match out_features %lld",
+                       fmt_shape(s1, sizeof s1, b->shape, b->ndim), (long long)O);
+    }
+    if (x->ndim == 2) return linear_2d(out, x, w, b);
+    if (x->ndim == 1) {
+        /* torch 1.13: matmul(x, w^T) + b */
+        tensor *wt = NULL, *y = NULL;
+        if (!(e = op_t(&wt, w)) && !(e = op_matmul(&y, x, wt))) {
+            if (b) e = op_add(out, y, b);
+            else {
+                *out = y;
+                y = NULL;
+            }
+        }
+        tensor_release(wt);
+        tensor_release(y);
+        return e;
+    }
+    /* Other ranks: fold into rows and back (ViewBackward0 around the 2-d product). */
+    int64_t rows = 1;
+    for (int d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
+    int64_t s2[2] = {rows, in};
+    tensor *x2 = NULL, *y2 = NULL;
+    if (!(e = op_reshape(&x2, x, s2, 2)) && !(e = linear_2d(&y2, x2, w, b))) {
+        int64_t shape[MAX_DIMS];
+        int nd = 0;
+        for (int d = 0; d < x->ndim - 1; d++) shape[nd++] = x->shape[d];
+        shape[nd++] = O;
+        e = op_view(out, y2, shape, nd);
+    }
+    tensor_release(x2);
+    tensor_release(y2);
+    return e;
+}
