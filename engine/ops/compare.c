@@ -1,0 +1,251 @@
+/*
+ * compare.c: comparisons (bool results, never recorded), where, masked_fill, and elementwise
+ * maximum / minimum with their grad_fns.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "ewise.h"
+
+/* ---- kernels ---- */
+#define CMP_LOOPS(T, S)                                                                    \
+    EW_BINARY_LOOP(eq_##S, uint8_t, T, x == y)                                             \
+    EW_BINARY_LOOP(ne_##S, uint8_t, T, x != y)                                             \
+    EW_BINARY_LOOP(lt_##S, uint8_t, T, x < y)                                              \
+    EW_BINARY_LOOP(le_##S, uint8_t, T, x <= y)                                             \
+    EW_BINARY_LOOP(gt_##S, uint8_t, T, x > y)                                              \
+    EW_BINARY_LOOP(ge_##S, uint8_t, T, x >= y)                                             \
+    EW_UNARY_LOOP(eqs_##S, uint8_t, T, x == (T)P[0])                                       \
+    EW_UNARY_LOOP(nes_##S, uint8_t, T, x != (T)P[0])                                       \
+    EW_UNARY_LOOP(lts_##S, uint8_t, T, x < (T)P[0])                                        \
+    EW_UNARY_LOOP(les_##S, uint8_t, T, x <= (T)P[0])                                       \
+    EW_UNARY_LOOP(gts_##S, uint8_t, T, x > (T)P[0])                                        \
+    EW_UNARY_LOOP(ges_##S, uint8_t, T, x >= (T)P[0])                                       \
+    /* NaN propagates from either side */                                                  \
+    EW_BINARY_LOOP(max_##S, T, T, (x > y || x != x) ? x : y)                               \
+    EW_BINARY_LOOP(min_##S, T, T, (x < y || x != x) ? x : y)                               \
+    EW_TERNARY_LOOP(where_##S, T, uint8_t, T, T, x ? y : z)
+CMP_LOOPS(float, f32)
+CMP_LOOPS(double, f64)
+CMP_LOOPS(int64_t, i64)
+CMP_LOOPS(uint8_t, b)
+
+/* [kind][dtype] */
+static const iter_loop cmp_loops[6][DT_COUNT] = {
+    {eq_f32, eq_f64, eq_i64, eq_b}, {ne_f32, ne_f64, ne_i64, ne_b},
+    {lt_f32, lt_f64, lt_i64, lt_b}, {le_f32, le_f64, le_i64, le_b},
+    {gt_f32, gt_f64, gt_i64, gt_b}, {ge_f32, ge_f64, ge_i64, ge_b},
+};
+/* A scalar promotes a bool tensor to at least int64, so the bool column is never used. */
+static const iter_loop cmps_loops[6][DT_COUNT] = {
+    {eqs_f32, eqs_f64, eqs_i64, eqs_b}, {nes_f32, nes_f64, nes_i64, nes_b},
+    {lts_f32, lts_f64, lts_i64, lts_b}, {les_f32, les_f64, les_i64, les_b},
+    {gts_f32, gts_f64, gts_i64, gts_b}, {ges_f32, ges_f64, ges_i64, ges_b},
+};
+static const iter_loop max_loops[DT_COUNT] = {max_f32, max_f64, max_i64, max_b};
+static const iter_loop min_loops[DT_COUNT] = {min_f32, min_f64, min_i64, min_b};
+static const iter_loop where_loops[DT_COUNT] = {where_f32, where_f64, where_i64, where_b};
+
+static dtype promote2(const tensor *a, const tensor *b)
+{
+    promo p;
+    promo_init(&p);
+    promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
+    promo_add_tensor(&p, (dtype)b->dtype, b->ndim);
+    return promo_result(&p);
+}
+
+/* ---- comparisons ---- */
+eng_err op_compare(tensor **out, tensor *a, tensor *b, cmp_kind k)
+{
+    dtype dt = promote2(a, b);
+    tensor *ins[2] = {a, b};
+    return ew_map(out, DT_BOOL, dt, ins, 2, cmp_loops[k][dt], NULL, PAR_GRAIN_CHEAP);
+}
+
+eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k)
+{
+    /* Compared in the promoted dtype, the scalar converted to it (float32 x == 0.1 is true,
+     * as in PyTorch). */
+    promo p;
+    promo_init(&p);
+    promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
+    promo_add_scalar(&p, s);
+    dtype dt = promo_result(&p);
+    return ew_map(out, DT_BOOL, dt, &a, 1, cmps_loops[k][dt], &s, PAR_GRAIN_CHEAP);
+}
+
+/* ---- where ---- */
+/* cond as bool: int64 conditions are tested for nonzero (a retained cond if already bool). */
+static eng_err bool_mask(tensor **out, tensor *m, const char *what)
+{
+    if (m->dtype == DT_BOOL) {
+        tensor_retain(m);
+        *out = m;
+        return E_OK;
+    }
+    if (m->dtype != DT_I64)
+        return err_set(E_DTYPE, "%s must be a bool (or int64) tensor, got %s", what,
+                       dtype_name((dtype)m->dtype));
+    return op_compare_scalar(out, m, 0.0, CMP_NE);
+}
+
+/* cond ? a : b in dtype dt, everything broadcast, no autograd. */
+static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype dt)
+{
+    int64_t shape[MAX_DIMS];
+    int nd;
+    eng_err e;
+    if ((e = broadcast_shapes(cond->shape, cond->ndim, a->shape, a->ndim, shape, &nd)) ||
+        (e = broadcast_shapes(shape, nd, b->shape, b->ndim, shape, &nd)))
+        return e;
+    tensor *ca = NULL, *cb = NULL, *r = NULL;
+    if (!(e = cast_raw(&ca, a, dt)) && !(e = cast_raw(&cb, b, dt))) {
+        if (!(r = tensor_new(dt, shape, nd))) {
+            e = err_kind();
+        } else {
+            tensor *ins[3] = {cond, ca, cb};
+            iter it;
+            iter_init(&it, r, ins, 3);
+            iter_run(&it, where_loops[dt], NULL, PAR_GRAIN_CHEAP);
+            *out = r;
+        }
+    }
+    tensor_release(ca);
+    tensor_release(cb);
+    return e;
+}
+
+/* where(cond, g, 0) (or where(cond, 0, g) when `flip`): gradients of the selected operand. */
+static eng_err mask_grad(tensor **out, tensor *cond, tensor *g, bool flip)
+{
+    tensor *z = NULL;
+    eng_err e = op_scalar(&z, 0.0, (dtype)g->dtype);
+    if (!e) e = flip ? op_where(out, cond, z, g) : op_where(out, cond, g, z);
+    tensor_release(z);
+    return e;
+}
+
+static eng_err where_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *cond;
+    eng_err e = saved_get(n, c, 0, &cond);
+    if (!e && c->needed[0]) e = mask_grad(&gout[0], cond, gin[0], false);
+    if (!e && c->needed[1]) e = mask_grad(&gout[1], cond, gin[0], true);
+    return e;
+}
+static const node_type WHERE_BW = {"WhereBackward0", where_backward, NULL};
+
+eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
+{
+    tensor *cb = NULL, *r = NULL;
+    eng_err e = bool_mask(&cb, cond, "where: condition");
+    if (e) return e;
+    if (!(e = where_raw(&r, cb, a, b, promote2(a, b))) && dtype_is_float((dtype)r->dtype)) {
+        tensor *ins[2] = {a, b};
+        node *n = record(&WHERE_BW, ins, 2, &r, 1, 1, 0, &e);
+        if (n) node_save(n, 0, cb);
+        if (e) tensor_release(r);
+    }
+    tensor_release(cb);
+    if (!e) *out = r;
+    return e;
+}
+
+/* ---- masked_fill ---- */
+static eng_err masked_fill_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *mask;
+    eng_err e = saved_get(n, c, 0, &mask);
+    return e ? e : op_masked_fill(&gout[0], gin[0], mask, 0.0);
+}
+static const node_type MASKED_FILL_BW = {"MaskedFillBackward0", masked_fill_backward, NULL};
+
+eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
+{
+    /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range is an error). */
+    dtype dt = (dtype)t->dtype;
+    if (dt == DT_I64 && !(v >= -0x1p63 && v < 0x1p63))
+        return err_set(E_INVAL, "value cannot be converted to type int64_t without overflow: %g",
+                       v);
+    if (dt == DT_BOOL) v = v != 0;
+    tensor *mb = NULL, *val = NULL, *r = NULL;
+    eng_err e = bool_mask(&mb, mask, "masked_fill: mask");
+    if (e) return e;
+    /* out of place, the result has the broadcast shape of t and mask, as torch.masked_fill */
+    if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt)) &&
+        dtype_is_float(dt)) {
+        node *n = record(&MASKED_FILL_BW, &t, 1, &r, 1, 1, 0, &e);
+        if (n) node_save(n, 0, mb);
+        if (e) tensor_release(r);
+    }
+    tensor_release(mb);
+    tensor_release(val);
+    if (!e) *out = r;
+    return e;
+}
+
+/* ---- maximum / minimum ---- */
+/* PyTorch 1.13: a gets where(a == b, g / 2, g) masked to 0 where a loses (a < b for maximum),
+ * b the same masked where b loses; with a NaN neither loses and both get g. */
+static eng_err extremum_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout, bool is_max)
+{
+    tensor *a, *b, *t[4] = {0};
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
+    if (!(e = op_compare(&t[0], a, b, CMP_EQ)) && !(e = op_mul_scalar(&t[1], gin[0], 0.5)) &&
+        !(e = op_where(&t[2], t[0], t[1], gin[0]))) {
+        for (int i = 0; i < 2 && !e; i++) {
+            if (!c->needed[i]) continue;
+            tensor_release(t[3]);
+            t[3] = NULL;
+            cmp_kind loses = (i == 0) == is_max ? CMP_LT : CMP_GT;
+            if (!(e = op_compare(&t[3], a, b, loses))) e = op_masked_fill(&gout[i], t[2], t[3], 0);
+        }
+    }
+    for (int i = 0; i < 4; i++) tensor_release(t[i]);
+    return e;
+}
+static eng_err maximum_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    return extremum_backward(n, c, gin, gout, true);
+}
+static eng_err minimum_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    return extremum_backward(n, c, gin, gout, false);
+}
+static const node_type MAXIMUM_BW = {"MaximumBackward0", maximum_backward, NULL};
+static const node_type MINIMUM_BW = {"MinimumBackward0", minimum_backward, NULL};
+
+static eng_err extremum(tensor **out, tensor *a, tensor *b, const iter_loop *loops,
+                        const node_type *bw)
+{
+    dtype dt = promote2(a, b);
+    tensor *ins[2] = {a, b}, *r = NULL;
+    eng_err e = ew_map(&r, dt, dt, ins, 2, loops[dt], NULL, PAR_GRAIN_CHEAP);
+    if (e) return e;
+    if (dtype_is_float(dt)) {
+        node *n = record(bw, ins, 2, &r, 1, 2, 0, &e);
+        if (n) {
+            node_save(n, 0, a);
+            node_save(n, 1, b);
+        }
+        if (e) {
+            tensor_release(r);
+            return e;
+        }
+    }
+    *out = r;
+    return E_OK;
+}
+
+eng_err op_maximum(tensor **out, tensor *a, tensor *b)
+{
+    return extremum(out, a, b, max_loops, &MAXIMUM_BW);
+}
+
+eng_err op_minimum(tensor **out, tensor *a, tensor *b)
+{
+    return extremum(out, a, b, min_loops, &MINIMUM_BW);
+}
