@@ -475,8 +475,7 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     if (k->caller_thread) {
         m->caller_thread = true;
         if (t->grad_fn) atomic_fetch_or(&t->grad_fn->flags, NODE_CALLER_THREAD);
-        node *acc = atomic_load(&t->grad_acc);
-        if (acc) atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
+        atomic_fetch_or(&m->acc->flags, NODE_CALLER_THREAD);
     }
     tmeta_unlock(m);
     *handle_out = k->id;

@@ -16,6 +16,15 @@ void mem_free(void *p);
 void *mem_alloc_aligned(size_t size, size_t align);
 void mem_free_aligned(void *p);
 
+/** Per-thread scratch buffers for work arrays reused from call to call (the backward
+ *  scheduler's): take hands over the slot's buffer (NULL if none) and its capacity in bytes;
+ *  give returns a buffer (mem_alloc'd), keeping the larger of it and the slot's. At most one
+ *  buffer per slot is kept; all are freed when the thread exits. */
+enum { SCRATCH_SCHED_NODES, SCRATCH_SCHED_EDGES, SCRATCH_SCHED_LOCAL, SCRATCH_SCHED_GRADS,
+       SCRATCH_SCHED_POS, SCRATCH_SCHED_STACK };
+void *mem_scratch_take(int slot, size_t *cap);
+void mem_scratch_give(int slot, void *p, size_t cap);
+
 /** Installs alloc/free (NULL for both restores malloc/free). */
 void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud);
 

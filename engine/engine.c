@@ -36,9 +36,10 @@ typedef struct gnode {
     atomic_int deps;       /* contributions still missing */
     uint32_t nslots;       /* contributions expected */
     uint32_t slot0;        /* first contribution slot */
-    uint32_t edge0;        /* first entry in edge_target / edge_slot */
+    uint32_t edge0;        /* first entry in edge_target / edge_local */
     bool needed;           /* runs (or is captured) in this pass */
     bool heavy;
+    bool ran;              /* executed (and released its scratch claim) */
     tensor *result;        /* AccumulateGrad: the gradient to commit */
     tensor **retained;     /* per output: gradient to commit to a retaining tensor */
 } gnode;
@@ -48,10 +49,11 @@ typedef struct sched {
     gnode *nodes;
     uint32_t n, cap;
     uint32_t *edge_target; /* per edge: target gnode, or NONE */
-    uint32_t *edge_slot;   /* per edge: contribution slot in the target */
-    uint32_t n_edges, edge_cap;
+    uint32_t *edge_local;  /* per edge: its slot among the target's contributions */
+    uint32_t n_edges, edge_cap, local_cap;
     tensor **cgrad;        /* contribution slots */
-    uint32_t *cpos;        /* gradient position (forward output index) of each slot */
+    uint32_t cgrad_cap, cpos_cap;
+    uint32_t *cpos;        /* gradient position (forward output index), written on send */
     uint32_t n_slots;
     /* nodes another concurrent pass had already claimed (two threads sharing leaves or part
      * of a graph): an open-addressing map from node to index */
@@ -61,6 +63,7 @@ typedef struct sched {
     /* roots and captures */
     uint32_t *root_target;
     uint32_t *root_pos;
+    uint32_t *root_local;  /* slot of each root gradient among its node's contributions */
     tensor **root_grad;
     int n_roots;
     uint32_t *cap_target;  /* per requested input: gnode or NONE */
@@ -71,6 +74,8 @@ typedef struct sched {
     bool accumulate;
     bool retain_graph, create_graph, anomaly;
     bool parallel;
+    bool caller_thread;    /* a callback must stay on this thread */
+    int heavy;             /* needed nodes worth a task */
     /* failure of any node; the lowest node index wins so the message is deterministic */
     atomic_flag err_lock;
     atomic_bool failed;
@@ -81,9 +86,15 @@ typedef struct sched {
 static _Atomic uint64_t next_pass_id = 1;
 
 /* ---- small growable arrays ---------------------------------------------------------------- */
-static bool grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
+static bool grow_slow(void **p, uint32_t *cap, uint32_t need, size_t elem);
+
+static inline bool grow(void **p, uint32_t *cap, uint32_t need, size_t elem)
 {
-    if (need <= *cap) return true;
+    return need <= *cap || grow_slow(p, cap, need, elem);
+}
+
+static bool grow_slow(void **p, uint32_t *cap, uint32_t need, size_t elem)
+{
     uint32_t nc = *cap ? *cap : 64;
     while (nc < need) nc *= 2;
     void *q = mem_alloc((size_t)nc * elem);
@@ -154,6 +165,7 @@ static uint32_t add_node(sched *s, node *fn)
     gnode *g = &s->nodes[idx];
     memset(g, 0, sizeof *g);
     g->fn = fn;
+    g->needed = s->accumulate; /* backward runs every reachable node */
     uint64_t expected = 0;
     if (atomic_compare_exchange_strong(&fn->sched_owner, &expected, s->id)) {
         fn->sched_idx = idx;
@@ -167,24 +179,60 @@ static uint32_t add_node(sched *s, node *fn)
     return idx;
 }
 
-/* Discovers every node reachable from `start` (already indexed). Edges of a node occupy
- * edge_target[edge0 .. edge0 + n_next). */
+static int64_t node_elems(const node *fn)
+{
+    int64_t total = 0;
+    for (int o = 0; o < fn->n_out; o++) {
+        int64_t n = 1;
+        for (int d = 0; d < fn->outs[o].ndim; d++) n *= fn->outs[o].shape[d];
+        total += n;
+    }
+    return total;
+}
+
+/* What the walk learns from a node the moment it is popped (its memory is in cache then):
+ * cost class, callback affinity, and (for backward) the saved-tensor checks. */
+static eng_err visit(sched *s, uint32_t i)
+{
+    gnode *g = &s->nodes[i];
+    node *fn = g->fn;
+    s->caller_thread |= (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_CALLER_THREAD) != 0;
+    if (fn->variable) {
+        tmeta *m = tensor_meta_peek(fn->variable);
+        s->caller_thread |= m && m->caller_thread;
+        /* Leaves get their meta when they are made to require grad (set_requires_grad). */
+        if (s->accumulate && !m)
+            return err_set(E_INTERNAL, "a leaf requiring grad has no autograd metadata");
+        return E_OK;
+    }
+    g->heavy = fn->type->backward && node_elems(fn) >= TASK_MIN_ELEMS;
+    /* autograd.grad checks only the nodes that will run, after pruning. */
+    return s->accumulate ? saved_check(fn) : E_OK;
+}
+
+/* Discovers every node reachable from `start` (already indexed), depth first. Each edge gets
+ * its target and its position among the target's contributions, in walk order: the fixed
+ * order in which the target will sum them. */
 static eng_err discover(sched *s, uint32_t start)
 {
-    uint32_t *stack = NULL, sp = 0, scap = 0;
+    size_t bytes;
+    uint32_t *stack = mem_scratch_take(SCRATCH_SCHED_STACK, &bytes), sp = 0;
+    uint32_t scap = (uint32_t)(bytes / sizeof *stack);
     if (!grow((void **)&stack, &scap, 1, sizeof *stack)) return err_nomem();
     stack[sp++] = start;
     eng_err rc = E_OK;
     while (sp) {
         uint32_t i = stack[--sp];
+        if ((rc = visit(s, i))) break;
         node *fn = s->nodes[i].fn;
-        if (!grow((void **)&s->edge_target, &s->edge_cap, s->n_edges + fn->n_next,
-                  sizeof(uint32_t))) {
+        uint32_t need = s->n_edges + fn->n_next;
+        if (!grow((void **)&s->edge_target, &s->edge_cap, need, sizeof(uint32_t)) ||
+            !grow((void **)&s->edge_local, &s->local_cap, need, sizeof(uint32_t))) {
             rc = err_nomem();
             break;
         }
-        s->nodes[i].edge0 = s->n_edges;
-        s->n_edges += fn->n_next;
+        uint32_t e0 = s->nodes[i].edge0 = s->n_edges;
+        s->n_edges = need;
         for (int e = 0; e < fn->n_next; e++) {
             node *t = fn->next[e].fn;
             uint32_t ti = NONE;
@@ -198,12 +246,13 @@ static eng_err discover(sched *s, uint32_t start)
                     }
                     stack[sp++] = ti;
                 }
+                s->edge_local[e0 + e] = s->nodes[ti].nslots++;
             }
-            s->edge_target[s->nodes[i].edge0 + e] = ti;
+            s->edge_target[e0 + e] = ti;
         }
     }
 out:
-    mem_free(stack);
+    mem_scratch_give(SCRATCH_SCHED_STACK, stack, (size_t)scap * sizeof *stack);
     return rc;
 }
 
@@ -238,65 +287,29 @@ static void mark_needed(sched *s)
         }
 }
 
-static int64_t node_elems(const node *fn)
-{
-    int64_t total = 0;
-    for (int o = 0; o < fn->n_out; o++) {
-        int64_t n = 1;
-        for (int d = 0; d < fn->outs[o].ndim; d++) n *= fn->outs[o].shape[d];
-        total += n;
-    }
-    return total;
-}
 
-/* Counts dependencies and assigns contribution slots: roots first, then every edge of every
- * needed node, both in discovery order. */
+/* Lays the contribution slots out: each node's slots follow the previous node's. */
 static eng_err number_slots(sched *s)
 {
-    for (int r = 0; r < s->n_roots; r++) s->nodes[s->root_target[r]].nslots++;
-    for (uint32_t i = 0; i < s->n; i++) {
-        gnode *g = &s->nodes[i];
-        if (!g->needed) continue;
-        for (int e = 0; e < g->fn->n_next; e++) {
-            uint32_t t = s->edge_target[g->edge0 + e];
-            if (t != NONE) s->nodes[t].nslots++;
-        }
-    }
     uint32_t total = 0;
     for (uint32_t i = 0; i < s->n; i++) {
-        s->nodes[i].slot0 = total;
-        total += s->nodes[i].nslots;
-        atomic_init(&s->nodes[i].deps, (int)s->nodes[i].nslots);
+        gnode *g = &s->nodes[i];
+        g->slot0 = total;
+        total += g->nslots;
+        atomic_init(&g->deps, (int)g->nslots);
+        s->heavy += g->needed && g->heavy;
     }
-    s->n_slots = total;
-    s->cgrad = mem_calloc((size_t)(total ? total : 1) * sizeof(tensor *));
-    s->cpos = mem_alloc((size_t)(total ? total : 1) * sizeof(uint32_t));
-    s->edge_slot = mem_alloc((size_t)(s->n_edges ? s->n_edges : 1) * sizeof(uint32_t));
-    uint32_t *fill = mem_calloc((size_t)(s->n ? s->n : 1) * sizeof(uint32_t));
-    if (!s->cgrad || !s->cpos || !s->edge_slot || !fill) {
-        mem_free(fill);
+    if (!grow((void **)&s->cgrad, &s->cgrad_cap, total + 1, sizeof(tensor *)) ||
+        !grow((void **)&s->cpos, &s->cpos_cap, total + 1, sizeof(uint32_t)))
         return err_nomem();
-    }
+    memset(s->cgrad, 0, (size_t)total * sizeof(tensor *));
+    s->n_slots = total; /* cleanup releases slots [0, n_slots) */
     for (int r = 0; r < s->n_roots; r++) {
-        uint32_t t = s->root_target[r];
-        uint32_t slot = s->nodes[t].slot0 + fill[t]++;
+        uint32_t slot = s->nodes[s->root_target[r]].slot0 + s->root_local[r];
         s->cpos[slot] = s->root_pos[r];
         s->cgrad[slot] = s->root_grad[r];
         s->root_grad[r] = NULL; /* moved */
     }
-    for (uint32_t i = 0; i < s->n; i++) {
-        gnode *g = &s->nodes[i];
-        if (!g->needed) continue;
-        for (int e = 0; e < g->fn->n_next; e++) {
-            uint32_t t = s->edge_target[g->edge0 + e];
-            if (t == NONE) continue;
-            uint32_t slot = s->nodes[t].slot0 + fill[t]++;
-            s->cpos[slot] = g->fn->next[e].input_nr;
-            s->edge_slot[g->edge0 + e] = slot;
-        }
-        g->heavy = g->fn->type->backward && node_elems(g->fn) >= TASK_MIN_ELEMS;
-    }
-    mem_free(fill);
     return E_OK;
 }
 
@@ -412,6 +425,11 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     bool failed = atomic_load_explicit(&s->failed, memory_order_relaxed);
     *n_ready = 0;
 
+    /* Discovery is over: give the node's scratch claim back while it is in cache. Only this
+     * pass can hold it, so a plain store suffices. */
+    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id)
+        atomic_store_explicit(&fn->sched_owner, 0, memory_order_relaxed);
+    g->ran = true;
     if (fn->n_out > 4) gin = mem_calloc(fn->n_out * sizeof *gin);
     if (fn->n_next > 4) {
         gout = mem_calloc(fn->n_next * sizeof *gout);
@@ -440,8 +458,8 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         }
     }
 
-    if (!failed) {
-        /* Hooks and retain_grad of non-leaf outputs, then captures. */
+    if (!failed && (fn->hooked || fn->variable)) {
+        /* Hooks and retain_grad of non-leaf outputs. */
         for (int p = 0; p < fn->n_out && !rc; p++) {
             tmeta *m = fn->hooked ? fn->hooked[p] : NULL;
             if (fn->variable) m = tensor_meta_peek(fn->variable);
@@ -457,6 +475,10 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
                 }
             }
         }
+        if (rc) failed = true;
+    }
+    if (!failed && s->n_inputs) {
+        /* autograd.grad: capture what flows into the requested inputs. */
         for (int k = 0; k < s->n_inputs && !rc; k++) {
             if (s->cap_target[k] == i && gin[s->cap_pos[k]]) {
                 tensor_retain(gin[s->cap_pos[k]]);
@@ -484,7 +506,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             if (!rc && s->anomaly) rc = check_anomaly(fn, gout);
             if (rc) failed = true;
         }
-        if (!s->retain_graph) saved_release(fn);
+        if (!s->retain_graph && fn->n_saved) saved_release(fn);
     }
     for (int p = 0; gin && p < fn->n_out; p++) tensor_release(gin[p]);
 
@@ -496,10 +518,16 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             tensor_release(ge);
             continue;
         }
-        s->cgrad[s->edge_slot[g->edge0 + e]] = failed ? NULL : ge;
+        uint32_t slot = s->nodes[t].slot0 + s->edge_local[g->edge0 + e];
+        s->cpos[slot] = fn->next[e].input_nr;
+        s->cgrad[slot] = failed ? NULL : ge;
         if (failed) tensor_release(ge);
-        if (atomic_fetch_sub_explicit(&s->nodes[t].deps, 1, memory_order_acq_rel) == 1)
-            ready[(*n_ready)++] = t;
+        /* One thread alone needs no atomic read-modify-write (~20 cycles each). */
+        atomic_int *deps = &s->nodes[t].deps;
+        int left = s->parallel ? atomic_fetch_sub_explicit(deps, 1, memory_order_acq_rel) - 1
+                               : atomic_load_explicit(deps, memory_order_relaxed) - 1;
+        if (!s->parallel) atomic_store_explicit(deps, left, memory_order_relaxed);
+        if (left == 0) ready[(*n_ready)++] = t;
     }
     if (gin != gin_small) mem_free(gin);
     if (gout != gout_small) {
@@ -696,23 +724,27 @@ static void cleanup(sched *s)
             for (int p = 0; p < g->fn->n_out; p++) tensor_release(g->retained[p]);
             mem_free(g->retained);
         }
-        uint64_t mine = s->id;
-        atomic_compare_exchange_strong(&g->fn->sched_owner, &mine, 0);
+        if (!g->ran) {
+            uint64_t mine = s->id;
+            atomic_compare_exchange_strong(&g->fn->sched_owner, &mine, 0);
+        }
     }
     if (s->cgrad)
         for (uint32_t k = 0; k < s->n_slots; k++) tensor_release(s->cgrad[k]);
     for (int r = 0; s->root_grad && r < s->n_roots; r++) tensor_release(s->root_grad[r]);
     for (int k = 0; s->cap_node && k < s->n_inputs; k++) node_release(s->cap_node[k]);
     /* Node references last: releasing may free nodes we indexed. */
-    mem_free(s->nodes);
-    mem_free(s->edge_target);
-    mem_free(s->edge_slot);
-    mem_free(s->cgrad);
-    mem_free(s->cpos);
+    /* The work arrays stay with the thread for its next pass. */
+    mem_scratch_give(SCRATCH_SCHED_NODES, s->nodes, (size_t)s->cap * sizeof(gnode));
+    mem_scratch_give(SCRATCH_SCHED_EDGES, s->edge_target, (size_t)s->edge_cap * sizeof(uint32_t));
+    mem_scratch_give(SCRATCH_SCHED_LOCAL, s->edge_local, (size_t)s->local_cap * sizeof(uint32_t));
+    mem_scratch_give(SCRATCH_SCHED_GRADS, s->cgrad, (size_t)s->cgrad_cap * sizeof(tensor *));
+    mem_scratch_give(SCRATCH_SCHED_POS, s->cpos, (size_t)s->cpos_cap * sizeof(uint32_t));
     mem_free(s->foreign);
     mem_free(s->foreign_idx);
     mem_free(s->root_target);
     mem_free(s->root_pos);
+    mem_free(s->root_local);
     mem_free(s->root_grad);
     mem_free(s->cap_target);
     mem_free(s->cap_pos);
@@ -746,12 +778,14 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
     }
     for (int k = 0; k < r->n_roots; k++) {
         uint32_t idx = lookup(s, root_nodes[k]);
-        if (idx == NONE) {
-            if ((idx = add_node(s, root_nodes[k])) == NONE) return err_nomem();
+        bool fresh = idx == NONE;
+        if (fresh && (idx = add_node(s, root_nodes[k])) == NONE) return err_nomem();
+        s->root_target[k] = idx;
+        s->root_local[k] = s->nodes[idx].nslots++;
+        if (fresh) {
             eng_err e = discover(s, idx);
             if (e) return e;
         }
-        s->root_target[k] = idx;
     }
     for (int k = 0; k < r->n_inputs; k++) {
         s->cap_target[k] = lookup(s, s->cap_node[k]);
@@ -760,35 +794,20 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
                            "One of the differentiated Tensors appears to not have been used in "
                            "the graph. Set allow_unused=True if this is the desired behavior.");
     }
-    if (s->accumulate) {
-        for (uint32_t i = 0; i < s->n; i++) s->nodes[i].needed = true;
-    } else {
+    if (!s->accumulate) {
+        /* autograd.grad: prune, then check what will run. */
         mark_needed(s);
-    }
-    /* Everything that can be checked before running is checked now. */
-    bool caller_thread = false;
-    for (uint32_t i = 0; i < s->n; i++) {
-        gnode *g = &s->nodes[i];
-        if (!g->needed) continue;
-        node *fn = g->fn;
-        caller_thread |= (atomic_load(&fn->flags) & NODE_CALLER_THREAD) != 0;
-        if (fn->variable) {
-            /* Leaves get their meta when they are made to require grad (set_requires_grad). */
-            tmeta *m = tensor_meta_peek(fn->variable);
-            if (s->accumulate && !m)
-                return err_set(E_INTERNAL, "a leaf requiring grad has no autograd metadata");
-            caller_thread |= m && m->caller_thread;
-            continue;
+        for (uint32_t i = 0; i < s->n; i++) {
+            gnode *g = &s->nodes[i];
+            if (!g->needed || g->fn->variable) continue;
+            eng_err e = saved_check(g->fn);
+            if (e) return e;
         }
-        eng_err e = saved_check(fn);
-        if (e) return e;
     }
     eng_err e = number_slots(s);
     if (e) return e;
-    int heavy = 0;
-    for (uint32_t i = 0; i < s->n; i++) heavy += s->nodes[i].needed && s->nodes[i].heavy;
     /* Tasks only pay when at least two costly nodes could overlap. */
-    s->parallel = !caller_thread && heavy >= 2 && par_num_threads() > 1;
+    s->parallel = !s->caller_thread && s->heavy >= 2 && par_num_threads() > 1;
     return E_OK;
 }
 
@@ -805,11 +824,23 @@ eng_err run_backward(const bwd_request *r)
     s.anomaly = anomaly_mode_enabled();
     atomic_flag_clear(&s.err_lock);
     atomic_init(&s.failed, false);
+    size_t bytes;
+    s.nodes = mem_scratch_take(SCRATCH_SCHED_NODES, &bytes);
+    s.cap = (uint32_t)(bytes / sizeof(gnode));
+    s.edge_target = mem_scratch_take(SCRATCH_SCHED_EDGES, &bytes);
+    s.edge_cap = (uint32_t)(bytes / sizeof(uint32_t));
+    s.edge_local = mem_scratch_take(SCRATCH_SCHED_LOCAL, &bytes);
+    s.local_cap = (uint32_t)(bytes / sizeof(uint32_t));
+    s.cgrad = mem_scratch_take(SCRATCH_SCHED_GRADS, &bytes);
+    s.cgrad_cap = (uint32_t)(bytes / sizeof(tensor *));
+    s.cpos = mem_scratch_take(SCRATCH_SCHED_POS, &bytes);
+    s.cpos_cap = (uint32_t)(bytes / sizeof(uint32_t));
 
     node *root_nodes_small[4] = {0}, **root_nodes = root_nodes_small;
     int nr = r->n_roots, ni = r->n_inputs;
     s.root_target = mem_alloc((size_t)nr * sizeof(uint32_t));
     s.root_pos = mem_alloc((size_t)nr * sizeof(uint32_t));
+    s.root_local = mem_alloc((size_t)nr * sizeof(uint32_t));
     s.root_grad = mem_calloc((size_t)nr * sizeof(tensor *));
     if (nr > 4) root_nodes = mem_calloc((size_t)nr * sizeof(node *));
     if (ni) {
@@ -819,7 +850,7 @@ eng_err run_backward(const bwd_request *r)
         s.captured = mem_calloc((size_t)ni * sizeof(tensor *));
     }
     eng_err rc;
-    if (!s.root_target || !s.root_pos || !s.root_grad || !root_nodes ||
+    if (!s.root_target || !s.root_pos || !s.root_local || !s.root_grad || !root_nodes ||
         (ni && (!s.cap_target || !s.cap_pos || !s.cap_node || !s.captured))) {
         rc = err_nomem();
         goto done;

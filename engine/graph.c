@@ -9,8 +9,9 @@
 #include "alloc.h"
 
 /* ---- grad mode and anomaly mode: per thread by design, like PyTorch's ---- */
-static _Thread_local bool grad_disabled;
-static _Thread_local bool anomaly_on;
+/* initial-exec: these are read on every op; the general TLS model costs a call each time. */
+static _Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
+static _Thread_local bool anomaly_on __attribute__((tls_model("initial-exec")));
 
 bool grad_mode_enabled(void) { return !grad_disabled; }
 bool grad_mode_set(bool enabled)
@@ -32,15 +33,22 @@ const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size)
+size_t node_bytes(int n_next, int n_saved, int n_out, size_t attr_size)
 {
     size_t a = align16(sizeof(node) + align16(attr_size));
     size_t e = a + align16((size_t)n_next * sizeof(edge));
     size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
-    size_t total = s + (size_t)n_out * sizeof(out_meta);
-    node *n = mem_alloc(total);
-    if (!n) return NULL;
-    memset(n, 0, total);
+    return s + (size_t)n_out * sizeof(out_meta);
+}
+
+static node *node_layout(void *mem, const node_type *type, int n_next, int n_saved, int n_out,
+                         size_t attr_size)
+{
+    size_t a = align16(sizeof(node) + align16(attr_size));
+    size_t e = a + align16((size_t)n_next * sizeof(edge));
+    size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
+    node *n = mem;
+    memset(n, 0, s + (size_t)n_out * sizeof(out_meta));
     atomic_init(&n->refs, 1);
     atomic_init(&n->flags, 0);
     atomic_init(&n->sched_owner, 0);
@@ -55,24 +63,51 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t
     return n;
 }
 
+node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size)
+{
+    void *mem = mem_alloc(node_bytes(n_next, n_saved, n_out, attr_size));
+    return mem ? node_layout(mem, type, n_next, n_saved, n_out, attr_size) : NULL;
+}
+
+node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
+{
+    node *n = node_layout(mem, type, 0, 0, 1, 0);
+    atomic_init(&n->refs, 0);
+    atomic_init(&n->flags, NODE_EMBEDDED);
+    n->outs[0].dtype = leaf->dtype;
+    n->outs[0].ndim = leaf->ndim;
+    memcpy(n->outs[0].shape, leaf->shape, sizeof leaf->shape);
+    return n;
+}
+
+/* An AccumulateGrad node at refcount 0 drops its leaf (which may free the node's block, the
+ * leaf's meta) unless grad_accumulator revived it meanwhile: both decide under the leaf's
+ * acc_lock. Done at once, not through the reclaim list, which must never hold a node whose
+ * memory another thread may free. */
+static void acc_retire(node *n)
+{
+    tensor *leaf = __atomic_load_n(&n->variable, __ATOMIC_ACQUIRE);
+    if (!leaf) return;
+    while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
+    tensor *drop = NULL;
+    if (atomic_load(&n->refs) == 0 && n->variable == leaf) {
+        drop = leaf;
+        __atomic_store_n(&n->variable, NULL, __ATOMIC_RELEASE);
+    }
+    atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
+    tensor_release(drop);
+}
+
 void node_release(node *n)
 {
     if (!n || atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1) return;
-    reclaim_node(n);
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) acc_retire(n);
+    else reclaim_node(n);
 }
 
 void node_destroy(node *n)
 {
     if (n->type->destroy) n->type->destroy(n);
-    if (n->variable) {
-        /* Forget the leaf's weak pointer to us, unless a new accumulator replaced us. */
-        tensor *leaf = n->variable;
-        while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
-        if (atomic_load_explicit(&leaf->grad_acc, memory_order_relaxed) == n)
-            atomic_store_explicit(&leaf->grad_acc, NULL, memory_order_relaxed);
-        atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
-        tensor_release(leaf);
-    }
     for (int i = 0; i < n->n_saved; i++) tensor_release(n->saved[i].t);
     if (n->hooked) {
         for (int i = 0; i < n->n_out; i++) tmeta_release(n->hooked[i]);
@@ -92,31 +127,16 @@ bool should_record(tensor *const *ins, int n)
 
 eng_err grad_accumulator(tensor *leaf, node **out)
 {
+    tmeta *m = tensor_meta(leaf); /* made when the leaf started requiring grad */
+    if (!m) return E_NOMEM;
+    node *acc = m->acc;
     while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
-    node *acc = atomic_load_explicit(&leaf->grad_acc, memory_order_relaxed);
-    if (acc) {
-        /* Revive only a live node: one whose count already hit zero is being destroyed. */
-        long r = atomic_load_explicit(&acc->refs, memory_order_relaxed);
-        while (r > 0 && !atomic_compare_exchange_weak(&acc->refs, &r, r + 1)) ;
-        if (r > 0) {
-            atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
-            *out = acc;
-            return E_OK;
-        }
+    if (atomic_fetch_add_explicit(&acc->refs, 1, memory_order_relaxed) == 0 && !acc->variable) {
+        /* (Re)born: hold the leaf, as PyTorch's AccumulateGrad holds its variable. */
+        tensor_retain(leaf);
+        __atomic_store_n(&acc->variable, leaf, __ATOMIC_RELEASE);
     }
-    acc = node_new(&ACCUMULATE_GRAD, 0, 0, 1, 0);
-    if (!acc) {
-        atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
-        return err_nomem();
-    }
-    tensor_retain(leaf);
-    acc->variable = leaf;
-    acc->outs[0].dtype = leaf->dtype;
-    acc->outs[0].ndim = leaf->ndim;
-    memcpy(acc->outs[0].shape, leaf->shape, sizeof leaf->shape);
-    tmeta *m = tensor_meta_peek(leaf);
-    if (m && m->caller_thread) atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
-    atomic_store_explicit(&leaf->grad_acc, acc, memory_order_relaxed);
+    if (m->caller_thread) atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
     atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
     *out = acc;
     return E_OK;

@@ -62,6 +62,7 @@ typedef struct node_type {
 enum {
     NODE_RELEASED = 1,      /* saved variables were freed by a backward without retain_graph */
     NODE_CALLER_THREAD = 2, /* runs a callback that must stay on the caller's thread */
+    NODE_EMBEDDED = 4,      /* lives in its leaf's meta block (AccumulateGrad) */
 };
 
 typedef struct node {
@@ -105,6 +106,11 @@ static inline void *node_attrs(node *n) { return n->attrs; }
 /** True when an op on these inputs must record a node (grad mode on, an input requires
  *  grad). NULL entries are ignored. */
 bool should_record(tensor *const *ins, int n);
+/** Bytes a node with these counts takes. */
+size_t node_bytes(int n_next, int n_saved, int n_out, size_t attr_size);
+/** Lays out an idle (refcount 0) AccumulateGrad node in `mem` (node_bytes(0, 0, 1, 0)) for
+ *  `leaf`; grad_accumulator brings it to life. */
+node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf);
 /** A zeroed node with room for the given counts and attr_size bytes of op attributes. */
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size);
 /** The gradient edge of t: its grad_fn, or its AccumulateGrad node if it is a leaf requiring

@@ -9,44 +9,11 @@
 #include "alloc.h"
 #include "graph.h"
 
-/* Storages up to this size live in the same block as their header: one allocation for the
- * small tensors that dominate scalar-heavy graphs. */
-#define INLINE_DATA_MAX 256
-
-static storage *storage_new(size_t nbytes)
-{
-    storage *s;
-    if (nbytes <= INLINE_DATA_MAX) {
-        size_t hdr = (sizeof(storage) + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1);
-        s = mem_alloc_aligned(hdr + (nbytes ? nbytes : 1), MEM_DATA_ALIGN);
-        if (!s) return NULL;
-        s->data = (char *)s + hdr;
-        s->inline_data = true;
-    } else {
-        s = mem_alloc(sizeof *s);
-        if (!s) return NULL;
-        s->data = mem_alloc_aligned(nbytes, MEM_DATA_ALIGN);
-        if (!s->data) {
-            mem_free(s);
-            return NULL;
-        }
-        s->inline_data = false;
-    }
-    atomic_init(&s->refs, 1);
-    atomic_init(&s->version, 0);
-    s->nbytes = nbytes;
-    return s;
-}
-
 void storage_release(storage *s)
 {
     if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
-    if (s->inline_data) {
-        mem_free_aligned(s);
-    } else {
-        mem_free_aligned(s->data);
-        mem_free(s);
-    }
+    if (s->block_aligned) mem_free_aligned(s->block);
+    else mem_free(s->block);
 }
 
 eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out)
@@ -82,26 +49,43 @@ static tensor *header_new(void)
     memset(t, 0, sizeof *t);
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
-    atomic_init(&t->grad_acc, NULL);
     atomic_flag_clear(&t->acc_lock);
     return t;
 }
 
+/* A new tensor is one allocation: its header, its storage, then the data (64-byte aligned
+ * when larger than a cache line). The header outlives its own release while views keep the
+ * storage alive; the storage frees the whole block. */
 tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
 {
     int64_t numel;
     if (shape_check(shape, ndim, &numel)) return NULL;
-    tensor *t = header_new();
-    if (!t) {
+    size_t nbytes = (size_t)numel * dtype_size(dt);
+    bool big = nbytes > 64;
+    size_t hdr = sizeof(tensor) + sizeof(storage);
+    size_t off = big ? (hdr + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1) : (hdr + 15) & ~(size_t)15;
+    if (nbytes > SIZE_MAX - off - MEM_DATA_ALIGN) {
         err_nomem();
         return NULL;
     }
-    t->st = storage_new((size_t)numel * dtype_size(dt));
-    if (!t->st) {
-        mem_free(t);
+    char *block = big ? mem_alloc_aligned(off + nbytes, MEM_DATA_ALIGN) : mem_alloc(off + nbytes);
+    if (!block) {
         err_nomem();
         return NULL;
     }
+    tensor *t = (tensor *)block;
+    memset(t, 0, sizeof *t);
+    atomic_init(&t->refs, 1);
+    atomic_init(&t->meta, NULL);
+    atomic_flag_clear(&t->acc_lock);
+    storage *st = (storage *)(t + 1);
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->version, 0);
+    st->nbytes = nbytes;
+    st->data = block + off;
+    st->block = block;
+    st->block_aligned = big;
+    t->st = st;
     t->dtype = (uint8_t)dt;
     t->ndim = (uint8_t)ndim;
     t->numel = numel;
@@ -145,7 +129,7 @@ static _Thread_local struct {
     bool draining;
     tensor *tensors;
     struct node *nodes;
-} reclaim;
+} reclaim __attribute__((tls_model("initial-exec")));
 
 static void tensor_destroy(tensor *t)
 {
@@ -153,8 +137,10 @@ static void tensor_destroy(tensor *t)
     if (m) tmeta_release(m);
     node_release(t->grad_fn);
     tensor_release(t->base);
+    /* A header made with its storage lives in the storage's block: the storage frees it. */
+    bool embedded = t->st->block == (void *)t;
     storage_release(t->st);
-    mem_free(t);
+    if (!embedded) mem_free(t);
 }
 
 static void drain(void)
@@ -251,11 +237,15 @@ tmeta *tensor_meta(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
     if (m) return m;
-    tmeta *fresh = mem_calloc(sizeof *fresh);
+    /* The block also holds the AccumulateGrad node the tensor gets if it is a leaf that
+     * requires grad: one allocation, no weak pointer to keep in step. */
+    size_t head = (sizeof(tmeta) + 15) & ~(size_t)15;
+    tmeta *fresh = mem_calloc(head + node_bytes(0, 0, 1, 0));
     if (!fresh) {
         err_nomem();
         return NULL;
     }
+    fresh->acc = node_init_embedded((char *)fresh + head, &ACCUMULATE_GRAD, t);
     atomic_init(&fresh->refs, 1);
     atomic_flag_clear(&fresh->lock);
     fresh->next_hook_id = 1;

@@ -25,8 +25,9 @@ typedef struct storage {
     atomic_long refs;
     atomic_long version;
     size_t nbytes;
-    void *data;      /* MEM_DATA_ALIGN-aligned; points into this block for small storages */
-    bool inline_data;
+    void *data;         /* MEM_DATA_ALIGN-aligned unless nbytes <= 64 */
+    void *block;        /* the allocation holding the tensor made with it, this, and data */
+    bool block_aligned; /* block came from mem_alloc_aligned */
 } storage;
 
 /* Autograd extras most tensors never need: created on first use, reference counted so a
@@ -39,6 +40,8 @@ typedef struct tmeta {
     uint64_t next_hook_id;
     bool retains_grad;
     bool caller_thread;        /* some hook must run on the caller's thread */
+    struct node *acc;          /* a leaf's AccumulateGrad node, living in this block; its
+                                  reference count is 0 while no graph uses it */
 } tmeta;
 
 typedef struct tensor {
@@ -55,8 +58,7 @@ typedef struct tensor {
     struct node *grad_fn;          /* strong; NULL for leaves */
     struct tensor *base;           /* strong; the root base of a view, else NULL */
     _Atomic(tmeta *) meta;         /* lazily created */
-    _Atomic(struct node *) grad_acc; /* weak: a leaf's AccumulateGrad node */
-    atomic_flag acc_lock;          /* guards grad_acc */
+    atomic_flag acc_lock;          /* guards the revival of meta->acc */
     struct tensor *dead_next;      /* link in the deferred-destruction list */
 } tensor;
 

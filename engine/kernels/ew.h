@@ -31,6 +31,11 @@
     {                                                                                      \
         const double *P = (const double *)ctx;                                             \
         (void)P;                                                                           \
+        if (n == 1) { /* one element: scalar graphs */                                     \
+            TI x = *(const TI *)d[1];                                                      \
+            *(TO *)d[0] = (EXPR);                                                          \
+            return;                                                                        \
+        }                                                                                  \
         if (s[0] == (int64_t)sizeof(TO) && s[1] == (int64_t)sizeof(TI)) {                  \
             TO *o = (TO *)d[0];                                                            \
             const TI *a = (const TI *)d[1];                                                \
@@ -53,6 +58,11 @@
         const double *P = (const double *)ctx;                                             \
         (void)P;                                                                           \
         const int64_t es = (int64_t)sizeof(TI);                                            \
+        if (n == 1) {                                                                      \
+            TI x = *(const TI *)d[1], y = *(const TI *)d[2];                               \
+            *(TO *)d[0] = (EXPR);                                                          \
+            return;                                                                        \
+        }                                                                                  \
         if (s[0] == (int64_t)sizeof(TO) && s[1] == es && s[2] == es) {                     \
             TO *o = (TO *)d[0];                                                            \
             const TI *a = (const TI *)d[1], *b = (const TI *)d[2];                         \

@@ -73,6 +73,10 @@ static const iter_loop scal_loops[][3] = {
 /* ---- shared forward ---- */
 static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
 {
+    if (a->dtype == b->dtype && dtype_is_float((dtype)a->dtype)) {
+        *dt = (dtype)a->dtype; /* the common case needs no promotion */
+        return E_OK;
+    }
     promo p;
     promo_init(&p);
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);

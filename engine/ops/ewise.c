@@ -34,16 +34,31 @@ eng_err unary_float_dtype(const tensor *t, const char *op, dtype *out)
     return E_OK;
 }
 
+/* Inputs converted to idt. Those already of idt are used as they are (borrowed: no
+ * reference traffic on the hot path); conversions are new tensors, released by uncast. */
 static eng_err cast_all(tensor **cast, tensor *const *ins, int nin, dtype idt)
 {
     for (int k = 0; k < nin; k++) {
-        eng_err e = cast_raw(&cast[k], ins[k], idt);
-        if (e) {
-            while (k-- > 0) tensor_release(cast[k]);
-            return e;
+        if (ins[k]->dtype == idt) {
+            cast[k] = ins[k];
+            continue;
         }
+        tensor *c = tensor_new(idt, ins[k]->shape, ins[k]->ndim);
+        if (!c) {
+            while (k-- > 0)
+                if (cast[k] != ins[k]) tensor_release(cast[k]);
+            return err_kind();
+        }
+        kernel_copy(c, ins[k]);
+        cast[k] = c;
     }
     return E_OK;
+}
+
+static void uncast(tensor **cast, tensor *const *ins, int nin)
+{
+    for (int k = 0; k < nin; k++)
+        if (cast[k] != ins[k]) tensor_release(cast[k]);
 }
 
 static void run(tensor *r, tensor *const *cast, int nin, iter_loop loop, const double *params,
@@ -72,10 +87,25 @@ static void run(tensor *r, tensor *const *cast, int nin, iter_loop loop, const d
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                const double *params, int64_t grain)
 {
+    /* 0-d operands of the right dtype: no broadcasting, no conversion, no iterator. */
+    bool scalar = true;
+    for (int k = 0; k < nin && scalar; k++) scalar = ins[k]->ndim == 0 && ins[k]->dtype == idt;
+    if (scalar) {
+        tensor *r = tensor_new(odt, NULL, 0);
+        if (!r) return err_kind();
+        char *d[ITER_MAX_ARGS];
+        int64_t st[ITER_MAX_ARGS] = {0};
+        d[0] = tensor_data(r);
+        for (int k = 0; k < nin; k++) d[k + 1] = tensor_data(ins[k]);
+        loop(d, st, 1, (void *)params);
+        *out = r;
+        return E_OK;
+    }
     int64_t shape[MAX_DIMS];
     int nd = ins[0]->ndim;
-    memcpy(shape, ins[0]->shape, sizeof shape);
+    memcpy(shape, ins[0]->shape, (size_t)nd * sizeof *shape);
     for (int k = 1; k < nin; k++) {
+        if (ins[k]->ndim == 0 && nd == 0) continue; /* scalars: nothing to broadcast */
         eng_err e = broadcast_shapes(shape, nd, ins[k]->shape, ins[k]->ndim, shape, &nd);
         if (e) return e;
     }
@@ -89,7 +119,7 @@ eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, 
         run(r, cast, nin, loop, params, grain);
         *out = r;
     }
-    for (int k = 0; k < nin; k++) tensor_release(cast[k]);
+    uncast(cast, ins, nin);
     return e;
 }
 
@@ -100,6 +130,6 @@ eng_err ew_map_into(tensor *out, dtype idt, tensor *const *ins, int nin, iter_lo
     eng_err e = cast_all(cast, ins, nin, idt);
     if (e) return e;
     run(out, cast, nin, loop, params, grain);
-    for (int k = 0; k < nin; k++) tensor_release(cast[k]);
+    uncast(cast, ins, nin);
     return E_OK;
 }

@@ -237,6 +237,7 @@ static void hooks(void)
     CHECK_CLOSE(grad_of(x), 40.0, 0);
     OK(ag_tensor_remove_hook(x, h));
     CHECK(freed_count == 1);
+    ag_tensor_release(y);
     FAILS(AG_EINVAL, ag_tensor_remove_hook(x, h));
     /* a hook on a non-leaf, and a failing hook that must leave .grad untouched */
     OK(ag_mul(&y, x, x));
