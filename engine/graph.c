@@ -178,9 +178,9 @@ eng_err node_save_output(node *n, int i, tensor *t)
     return E_OK;
 }
 
-void node_set_output(node *n, int output_nr, tensor *out)
+/* Attaches without touching n's count: the caller hands over one reference. */
+static void attach_output(node *n, int output_nr, tensor *out)
 {
-    node_retain(n);
     node_release(out->grad_fn);
     out->grad_fn = n;
     out->output_nr = (uint32_t)output_nr;
@@ -188,7 +188,13 @@ void node_set_output(node *n, int output_nr, tensor *out)
     out_meta *m = &n->outs[output_nr];
     m->dtype = out->dtype;
     m->ndim = out->ndim;
-    memcpy(m->shape, out->shape, sizeof out->shape);
+    memcpy(m->shape, out->shape, (size_t)out->ndim * sizeof *out->shape);
+}
+
+void node_set_output(node *n, int output_nr, tensor *out)
+{
+    node_retain(n);
+    attach_output(n, output_nr, out);
 }
 
 node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
@@ -209,8 +215,9 @@ node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const 
             return NULL;
         }
     }
-    for (int o = 0; o < n_out; o++) node_set_output(n, o, outs[o]);
-    node_release(n); /* the outputs own it now */
+    /* The creator's reference goes to the first output; the others take their own. */
+    for (int o = 1; o < n_out; o++) node_set_output(n, o, outs[o]);
+    attach_output(n, 0, outs[0]);
     return n;
 }
 
