@@ -1,0 +1,842 @@
+/*
+ * loss.c: cross_entropy, nll_loss, mse_loss and binary_cross_entropy_with_logits.
+ * cross_entropy (without label smoothing) is one fused node: a log-sum-exp pass forward and a
+ * softmax-minus-one-hot pass backward, named NllLossBackward0 as PyTorch's top node is.
+ * Under create_graph every backward formula is a composition of ordinary ops instead.
+ */
+#include <string.h>
+
+#include "nn_common.h"
+#include "reduce_common.h"
+
+/* ---- class-index losses: checks and per-row targets ---- */
+/* The input's geometry, kept in the nodes (the gradient is shaped like the input). */
+typedef struct xgeom {
+    dtype dt;
+    int ndim;
+    int64_t shape[MAX_DIMS];
+} xgeom;
+
+static xgeom geom_of(const tensor *t)
+{
+    xgeom g = {(dtype)t->dtype, t->ndim, {0}};
+    memcpy(g.shape, t->shape, sizeof g.shape);
+    return g;
+}
+
+/* The input as [outer, C, inner] around its class dim (0 for a [C] input, else 1): row r is
+ * element r of the flattened target. */
+typedef struct nll_plan {
+    lay L;
+    int cdim;
+    int64_t rows;
+    int64_t *cls;  /* the row's class; -1 when ignored */
+    double *coef;  /* weight[class] (1 without weight); 0 when ignored */
+    double total;  /* sum of coef: the mean's divisor */
+} nll_plan;
+
+static void plan_free(nll_plan *p)
+{
+    mem_free(p->cls);
+    mem_free(p->coef);
+}
+
+/* Shape and dtype checks as PyTorch's nll_loss_nd, in its order. */
+static eng_err nll_check(const tensor *input, const tensor *target, const tensor *weight)
+{
+    char b1[160], b2[160];
+    if (!dtype_is_float((dtype)input->dtype))
+        return err_set(E_DTYPE, "\"nll_loss_out_frame\" not implemented for '%s'",
+                       torch_scalar_name((dtype)input->dtype));
+    if (input->ndim < 1) return err_set(E_SHAPE, "Expected 1 or more dimensions (got 0)");
+    if (input->ndim != 1 && (target->ndim == 0 || input->shape[0] != target->shape[0]))
+        return err_set(E_SHAPE, "Expected input batch_size (%lld) to match target batch_size "
+                       "(%lld).", (long long)input->shape[0],
+                       (long long)(target->ndim ? target->shape[0] : 0));
+    if (input->ndim <= 2) {
+        if (target->ndim > 1)
+            return err_set(E_SHAPE, "0D or 1D target tensor expected, multi-target not supported");
+        if (input->ndim == 1 && target->ndim != 0)
+            return err_set(E_SHAPE, "size mismatch (got input: %s, target: %s)",
+                           fmt_shape(b1, sizeof b1, input->shape, input->ndim),
+                           fmt_shape(b2, sizeof b2, target->shape, target->ndim));
+    } else {
+        int64_t want[MAX_DIMS];
+        want[0] = input->shape[0];
+        memcpy(want + 1, input->shape + 2, (size_t)(input->ndim - 2) * sizeof *want);
+        bool same = target->ndim == input->ndim - 1;
+        for (int k = 0; same && k < target->ndim; k++) same = target->shape[k] == want[k];
+        if (!same)
+            return err_set(E_SHAPE, "Expected target size %s, got %s",
+                           fmt_shape(b1, sizeof b1, want, input->ndim - 1),
+                           fmt_shape(b2, sizeof b2, target->shape, target->ndim));
+    }
+    if (target->dtype != DT_I64)
+        return err_set(E_DTYPE, "expected scalar type Long but found %s",
+                       torch_scalar_name((dtype)target->dtype));
+    if (weight) {
+        int64_t C = input->shape[input->ndim == 1 ? 0 : 1];
+        if (weight->ndim != 1 || weight->numel != C)
+            return err_set(E_SHAPE, "weight tensor should be defined either for all %lld classes "
+                           "or no classes but got weight tensor of shape: %s", (long long)C,
+                           fmt_shape(b1, sizeof b1, weight->shape, weight->ndim));
+        if (weight->dtype != input->dtype)
+            return err_set(E_DTYPE, "expected scalar type %s but found %s",
+                           torch_scalar_name((dtype)input->dtype),
+                           torch_scalar_name((dtype)weight->dtype));
+        if (grad_mode_enabled() && tensor_requires_grad((tensor *)weight))
+            return err_set(E_INVAL, "The function 'nll_loss_forward' is not differentiable with "
+                           "respect to argument 'weight'. This input cannot have requires_grad "
+                           "True.");
+    }
+    return E_OK;
+}
+
+/* Each row's class and weight; E_RANGE for a target outside [0, C) that is not ignored. */
+static eng_err plan_build(nll_plan *p, const xgeom *x, tensor *target, tensor *weight,
+                          int64_t ignore)
+{
+    memset(p, 0, sizeof *p);
+    p->cdim = x->ndim == 1 ? 0 : 1;
+    p->L.outer = x->ndim == 1 ? 1 : x->shape[0];
+    p->L.n = x->shape[p->cdim];
+    p->L.inner = 1;
+    for (int k = 2; k < x->ndim; k++) p->L.inner *= x->shape[k];
+    p->rows = target->numel;
+    tensor *tc = NULL, *wc = NULL;
+    eng_err e;
+    if ((e = contig_raw(&tc, target, DT_I64)) || (weight && (e = contig_raw(&wc, weight, DT_F64))))
+        goto done;
+    size_t m = (size_t)(p->rows ? p->rows : 1);
+    if (!(p->cls = mem_alloc(m * sizeof *p->cls)) || !(p->coef = mem_alloc(m * sizeof *p->coef))) {
+        e = err_nomem();
+        goto done;
+    }
+    const int64_t *t = tensor_data(tc);
+    const double *w = wc ? tensor_data(wc) : NULL;
+    for (int64_t r = 0; r < p->rows; r++) {
+        if (t[r] == ignore) {
+            p->cls[r] = -1;
+            p->coef[r] = 0;
+            continue;
+        }
+        if (t[r] < 0 || t[r] >= p->L.n) {
+            e = err_set(E_RANGE, "Target %lld is out of bounds.", (long long)t[r]);
+            goto done;
+        }
+        p->cls[r] = t[r];
+        p->coef[r] = w ? w[t[r]] : 1.0;
+        p->total += p->coef[r];
+    }
+done:
+    tensor_release(tc);
+    tensor_release(wc);
+    if (e) plan_free(p);
+    return e;
+}
+
+/* Multiplies each kept row's coefficient by its loss's incoming gradient (g NULL: 1), divided
+ * by the total for mean. Ignored rows stay 0, as PyTorch never writes them. */
+static eng_err scale_coefs(nll_plan *p, tensor *g, int reduction)
+{
+    if (g && reduction == RED_NONE) {
+        tensor *gc = NULL;
+        eng_err e = contig_raw(&gc, g, DT_F64);
+        if (e) return e;
+        const double *gd = tensor_data(gc);
+        for (int64_t r = 0; r < p->rows; r++)
+            if (p->cls[r] >= 0) p->coef[r] *= gd[r];
+        tensor_release(gc);
+        return E_OK;
+    }
+    double s = g ? tensor_get_f64(g, 0) : 1.0;
+    if (reduction == RED_MEAN) s /= p->total;
+    for (int64_t r = 0; r < p->rows; r++)
+        if (p->cls[r] >= 0) p->coef[r] *= s;
+    return E_OK;
+}
+
+/* The loss from per-row losses: as they are (none, shaped like the target), summed, or
+ * summed and divided by the total weight (mean; NaN when every target is ignored). */
+static eng_err reduce_rows(tensor **out, const double *loss, const nll_plan *p, int reduction,
+                           const tensor *target, dtype dt)
+{
+    tensor *r = reduction == RED_NONE ? tensor_new(dt, target->shape, target->ndim)
+                                      : tensor_new(dt, NULL, 0);
+    if (!r) return err_kind();
+    if (reduction == RED_NONE) {
+        for (int64_t i = 0; i < p->rows; i++) {
+            if (dt == DT_F32) ((float *)tensor_data(r))[i] = (float)loss[i];
+            else ((double *)tensor_data(r))[i] = loss[i];
+        }
+    } else {
+        double s = 0;
+        for (int64_t i = 0; i < p->rows; i++) s += loss[i];
+        if (reduction == RED_MEAN) s /= p->total;
+        if (dt == DT_F32) *(float *)tensor_data(r) = (float)s;
+        else *(double *)tensor_data(r) = s;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* x-shaped constant holding v[r] (1 when v is NULL) at each kept row's target, 0 elsewhere. */
+static eng_err rows_onehot(tensor **out, const xgeom *x, const nll_plan *p, const double *v)
+{
+    tensor *r = tensor_new(x->dt, x->shape, x->ndim);
+    if (!r) return err_kind();
+    memset(tensor_data(r), 0, (size_t)r->numel * dtype_size(x->dt));
+    for (int64_t i = 0; i < p->rows; i++) {
+        if (p->cls[i] < 0) continue;
+        int64_t o = lay_row(&p->L, i) + p->cls[i] * p->L.inner;
+        double val = v ? v[i] : 1.0;
+        if (x->dt == DT_F32) ((float *)tensor_data(r))[o] = (float)val;
+        else ((double *)tensor_data(r))[o] = val;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* A per-row quantity shaped to broadcast against x: x's shape with the class dim as 1. */
+static void rows_shape(const xgeom *x, int cdim, int64_t *shape)
+{
+    memcpy(shape, x->shape, sizeof x->shape);
+    shape[cdim] = 1;
+}
+
+/* The loss's gradient g as a per-row tensor broadcasting over x (reductions: g itself). */
+static eng_err grad_rows(tensor **out, tensor *g, const xgeom *x, int cdim, int reduction)
+{
+    if (reduction != RED_NONE) {
+        tensor_retain(g);
+        *out = g;
+        return E_OK;
+    }
+    int64_t shape[MAX_DIMS];
+    rows_shape(x, cdim, shape);
+    return op_reshape(out, g, shape, x->ndim);
+}
+
+typedef struct nll_attr {
+    int reduction;
+    int64_t ignore;
+    xgeom x;
+} nll_attr;
+
+/* ---- nll_loss ---- */
+/* Slots: target, weight. The gradient, -weight[t] * g at each target (/ total for mean), does
+ * not depend on the input: one formula serves both first and higher order. */
+static eng_err nll_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    const nll_attr *a = node_attrs(n);
+    tensor *target, *weight, *d = NULL, *gv = NULL;
+    nll_plan p;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &target)) || (e = saved_get(n, c, 1, &weight)) ||
+        (e = plan_build(&p, &a->x, target, weight, a->ignore)))
+        return e;
+    scale_coefs(&p, NULL, a->reduction);
+    for (int64_t r = 0; r < p.rows; r++) p.coef[r] = -p.coef[r];
+    if (!(e = rows_onehot(&d, &a->x, &p, p.coef)) &&
+        !(e = grad_rows(&gv, gin[0], &a->x, p.cdim, a->reduction)))
+        e = op_mul(&gout[0], d, gv);
+    tensor_release(d);
+    tensor_release(gv);
+    plan_free(&p);
+    return e;
+}
+static const node_type NLL_BW = {"NllLossBackward0", nll_backward, NULL};
+
+eng_err op_nll_loss(tensor **out, tensor *input, tensor *target, tensor *weight, int reduction,
+                    int64_t ignore_index)
+{
+    eng_err e = nll_check(input, target, weight);
+    if (e) return e;
+    xgeom x = geom_of(input);
+    nll_plan p;
+    if ((e = plan_build(&p, &x, target, weight, ignore_index))) return e;
+    tensor *xc = NULL, *r = NULL;
+    double *loss = mem_alloc((size_t)(p.rows ? p.rows : 1) * sizeof *loss);
+    if (!loss) {
+        e = err_nomem();
+        goto done;
+    }
+    if ((e = contig_raw(&xc, input, x.dt))) goto done;
+    for (int64_t i = 0; i < p.rows; i++) {
+        loss[i] = 0;
+        if (p.cls[i] < 0) continue;
+        int64_t o = lay_row(&p.L, i) + p.cls[i] * p.L.inner;
+        double v = x.dt == DT_F32 ? ((const float *)tensor_data(xc))[o]
+                                  : ((const double *)tensor_data(xc))[o];
+        loss[i] = -v * p.coef[i];
+    }
+    if ((e = reduce_rows(&r, loss, &p, reduction, target, x.dt))) goto done;
+    node *n = record(&NLL_BW, &input, 1, &r, 1, 2, sizeof(nll_attr), &e);
+    if (!e && n) {
+        nll_attr *a = node_attrs(n);
+        a->reduction = reduction;
+        a->ignore = ignore_index;
+        a->x = x;
+        node_save(n, 0, target);
+        if (weight) node_save(n, 1, weight);
+    }
+done:
+    mem_free(loss);
+    tensor_release(xc);
+    plan_free(&p);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- cross_entropy ---- */
+typedef struct ce_ctx {
+    const void *x;
+    void *lse;
+    void *gx;
+    const int64_t *cls;
+    const double *coef; /* forward: weights; backward: weights times the loss's gradient */
+    double *loss;
+    lay L;
+} ce_ctx;
+
+#define CE_KERNELS(S, T, EXP, LOG)                                                            \
+    /* Per row: lse = log(sum(exp(x))); loss = w[t] * (lse - x[t]). Short last-dim rows go  \
+     * a group at a time (nn_common.h). */                                                 \
+    EW_MULTIVERSION static void ce_fwd_##S(void *p, int64_t lo, int64_t hi)                \
+    {                                                                                      \
+        const ce_ctx *c = p;                                                               \
+        int64_t n = c->L.n, st = c->L.inner;                                               \
+        T *lse = c->lse;                                                                   \
+        if (st == 1 && n <= NN_GROUP) {                                                    \
+            T mx[NN_GROUP], buf[NN_GROUP];                                                 \
+            for (int64_t g = lo, gr = nn_group_rows(n); g < hi; g += gr) {                 \
+                int64_t rows = hi - g < gr ? hi - g : gr;                                  \
+                rows_exp_##S((const T *)c->x + g * n, n, rows, mx, buf);                   \
+                for (int64_t r = 0; r < rows; r++)                                         \
+                    lse[g + r] = mx[r] + LOG(row_sum_##S(buf + r * n, n));              \
+            }                                                                              \
+        } else {                                                                           \
+            for (int64_t r = lo; r < hi; r++)                                              \
+                lse[r] = row_lse_##S((const T *)c->x + lay_row(&c->L, r), n, st);          \
+        }                                                                                  \
+        for (int64_t r = lo; r < hi; r++) {                                                \
+            const T *x = (const T *)c->x + lay_row(&c->L, r);                              \
+            c->loss[r] = c->cls[r] < 0 ? 0 : c->coef[r] * (double)(lse[r] - x[c->cls[r] * st]); \
+        }                                                                                  \
+    }                                                                                      \
+    /* dx = a * exp(x - lse) - a * onehot(t), a = w[t] times the loss's gradient */        \
+    EW_MULTIVERSION static void ce_bwd_##S(void *p, int64_t lo, int64_t hi)                \
+    {                                                                                      \
+        const ce_ctx *c = p;                                                               \
+        int64_t n = c->L.n, st = c->L.inner;                                               \
+        const T *lse = c->lse;                                                             \
+        for (int64_t r = lo; r < hi; r++) {                                                \
+            int64_t o = lay_row(&c->L, r);                                                 \
+            const T *x = (const T *)c->x + o;                                              \
+            T *gx = (T *)c->gx + o, l = lse[r];                                            \
+            ROW_LOOP(n, st, gx[k * s_] = x[k * s_] - l;);                                  \
+        }                                                                                  \
+        if (st == 1) { /* the exps of the whole chunk in one vector loop */                \
+            T *gx = c->gx;                                                                 \
+            _Pragma("omp simd") for (int64_t j = lo * n; j < hi * n; j++) gx[j] = EXP(gx[j]); \
+        }                                                                                  \
+        for (int64_t r = lo; r < hi; r++) {                                                \
+            T *gx = (T *)c->gx + lay_row(&c->L, r), a = (T)c->coef[r];                     \
+            if (st == 1) ROW_LOOP(n, 1, gx[k] *= a;);                                      \
+            else ROW_LOOP(n, st, gx[k * s_] = a * EXP(gx[k * s_]););                       \
+            if (c->cls[r] >= 0) gx[c->cls[r] * st] -= a;                                   \
+        }                                                                                  \
+    }
+CE_KERNELS(f32, float, nn_expf, logf)
+CE_KERNELS(f64, double, exp, log)
+
+enum { CE_X, CE_TARGET, CE_WEIGHT, CE_LSE };
+
+/* Under create_graph: a * (softmax(x) - onehot) from differentiable ops (a = coef * g). */
+static eng_err ce_backward_graph(tensor **gx, tensor *x, tensor *g, const nll_attr *a,
+                                 nll_plan *p)
+{
+    scale_coefs(p, NULL, a->reduction);
+    int64_t shape[MAX_DIMS];
+    rows_shape(&a->x, p->cdim, shape);
+    tensor *sm = NULL, *d = NULL, *cf = NULL, *gv = NULL, *t1 = NULL, *t2 = NULL;
+    eng_err e;
+    if (!(e = op_softmax(&sm, x, p->cdim)) && !(e = rows_onehot(&d, &a->x, p, NULL)) &&
+        !(e = op_from_f64(&cf, p->coef, a->x.dt, shape, a->x.ndim)) &&
+        !(e = grad_rows(&gv, g, &a->x, p->cdim, a->reduction)) && !(e = op_sub(&t1, sm, d)) &&
+        !(e = op_mul(&t2, cf, gv)))
+        e = op_mul(gx, t1, t2);
+    tensor_release(sm);
+    tensor_release(d);
+    tensor_release(cf);
+    tensor_release(gv);
+    tensor_release(t1);
+    tensor_release(t2);
+    return e;
+}
+
+static eng_err ce_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    const nll_attr *a = node_attrs(n);
+    tensor *x, *target, *weight, *lse;
+    nll_plan p;
+    eng_err e;
+    if ((e = saved_get(n, c, CE_X, &x)) || (e = saved_get(n, c, CE_TARGET, &target)) ||
+        (e = saved_get(n, c, CE_WEIGHT, &weight)) || (e = saved_get(n, c, CE_LSE, &lse)) ||
+        (e = plan_build(&p, &a->x, target, weight, a->ignore)))
+        return e;
+    if (c->create_graph) {
+        e = ce_backward_graph(&gout[0], x, gin[0], a, &p);
+        plan_free(&p);
+        return e;
+    }
+    tensor *xc = NULL, *r = NULL;
+    if ((e = scale_coefs(&p, gin[0], a->reduction)) || (e = contig_raw(&xc, x, a->x.dt)))
+        goto done;
+    if (!(r = tensor_new(a->x.dt, a->x.shape, a->x.ndim))) {
+        e = err_kind();
+        goto done;
+    }
+    ce_ctx k = {tensor_data(xc), tensor_data(lse), tensor_data(r), p.cls, p.coef, NULL, p.L};
+    par_for(p.rows, lay_grain(&p.L), a->x.dt == DT_F32 ? ce_bwd_f32 : ce_bwd_f64, &k);
+    gout[0] = r;
+done:
+    tensor_release(xc);
+    plan_free(&p);
+    return e;
+}
+static const node_type CE_BW = {"NllLossBackward0", ce_backward, NULL};
+
+/* MaskedFillBackward0 (PyTorch fills ignored rows of the smoothing loss in place): the
+ * rows whose `keep` is 0 become 0, and so does their gradient. */
+EW_BINARY_LOOP(keep_f32, float, float, y != 0 ? x : 0.0f)
+EW_BINARY_LOOP(keep_f64, double, double, y != 0 ? x : 0.0)
+
+static eng_err keep_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *keep;
+    eng_err e = saved_get(n, c, 0, &keep);
+    return e ? e : op_mul(&gout[0], gin[0], keep);
+}
+static const node_type KEEP_BW = {"MaskedFillBackward0", keep_backward, NULL};
+
+static eng_err zero_ignored(tensor **out, tensor *s, const nll_plan *p)
+{
+    dtype dt = (dtype)s->dtype;
+    tensor *keep = tensor_new(dt, s->shape, s->ndim), *r = NULL;
+    if (!keep) return err_kind();
+    for (int64_t i = 0; i < p->rows; i++) {
+        if (dt == DT_F32) ((float *)tensor_data(keep))[i] = p->cls[i] >= 0;
+        else ((double *)tensor_data(keep))[i] = p->cls[i] >= 0;
+    }
+    static const loop_pair lp = {keep_f32, keep_f64};
+    tensor *ins[2] = {s, keep};
+    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP);
+    if (!e) {
+        node *n = record(&KEEP_BW, &s, 1, &r, 1, 1, 0, &e);
+        if (!e && n) node_save(n, 0, keep);
+    }
+    tensor_release(keep);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* label_smoothing > 0, as PyTorch composes it (its top node is AddBackward0):
+ * (1 - ls) * nll_loss(lsm) + ls / C * reduce(-sum_c(w_c * lsm_c), ignored rows 0),
+ * the mean dividing by the same total weight as nll_loss. */
+static eng_err ce_smooth(tensor **out, tensor *input, tensor *target, tensor *weight,
+                         int reduction, int64_t ignore, double ls, const nll_plan *p)
+{
+    enum { LSM, NLL, WV, PROD, S, NS, M, RED, RET, A, B, NT };
+    tensor *t[NT] = {0};
+    int64_t cdim = p->cdim, wshape[MAX_DIMS];
+    bool any_ignored = false;
+    for (int64_t r = 0; r < p->rows; r++) any_ignored |= p->cls[r] < 0;
+    eng_err e;
+    if ((e = op_log_softmax(&t[LSM], input, cdim)) ||
+        (e = op_nll_loss(&t[NLL], t[LSM], target, weight, reduction, ignore)))
+        goto done;
+    if (weight) {
+        for (int k = 0; k < input->ndim; k++) wshape[k] = k == cdim ? p->L.n : 1;
+        if ((e = op_reshape(&t[WV], weight, wshape, input->ndim)) ||
+            (e = op_mul(&t[PROD], t[LSM], t[WV])))
+            goto done;
+    } else {
+        tensor_retain(t[PROD] = t[LSM]);
+    }
+    if ((e = op_sum_dims(&t[S], t[PROD], &cdim, 1, false)) || (e = op_neg(&t[NS], t[S])))
+        goto done;
+    if (any_ignored) e = zero_ignored(&t[M], t[NS], p);
+    else tensor_retain(t[M] = t[NS]);
+    if (e) goto done;
+    if (reduction == RED_NONE) {
+        tensor_retain(t[RET] = t[M]);
+    } else if (!(e = op_sum(&t[RED], t[M]))) {
+        if (reduction == RED_MEAN) e = op_div_scalar(&t[RET], t[RED], p->total);
+        else tensor_retain(t[RET] = t[RED]);
+    }
+    if (e) goto done;
+    if (!(e = op_mul_scalar(&t[A], t[NLL], 1 - ls)) &&
+        !(e = op_mul_scalar(&t[B], t[RET], ls / (double)p->L.n)))
+        e = op_add(out, t[A], t[B]);
+done:
+    for (int k = 0; k < NT; k++) tensor_release(t[k]);
+    return e;
+}
+
+eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *weight,
+                         int reduction, int64_t ignore_index, double label_smoothing)
+{
+    if (!(label_smoothing >= 0 && label_smoothing <= 1))
+        return err_set(E_INVAL, "label_smoothing must be between 0.0 and 1.0. Got: %g",
+                       label_smoothing);
+    eng_err e = nll_check(input, target, weight);
+    if (e) return e;
+    xgeom x = geom_of(input);
+    nll_plan p;
+    if ((e = plan_build(&p, &x, target, weight, ignore_index))) return e;
+    if (label_smoothing > 0) {
+        e = ce_smooth(out, input, target, weight, reduction, ignore_index, label_smoothing, &p);
+        plan_free(&p);
+        return e;
+    }
+    int64_t rshape[1] = {p.rows};
+    tensor *xc = NULL, *lse = NULL, *r = NULL;
+    double *loss = mem_alloc((size_t)(p.rows ? p.rows : 1) * sizeof *loss);
+    if (!loss || !(lse = tensor_new(x.dt, rshape, 1))) {
+        e = loss ? err_kind() : err_nomem();
+        goto done;
+    }
+    if ((e = contig_raw(&xc, input, x.dt))) goto done;
+    ce_ctx k = {tensor_data(xc), tensor_data(lse), NULL, p.cls, p.coef, loss, p.L};
+    par_for(p.rows, lay_grain(&p.L), x.dt == DT_F32 ? ce_fwd_f32 : ce_fwd_f64, &k);
+    if ((e = reduce_rows(&r, loss, &p, reduction, target, x.dt))) goto done;
+    node *n = record(&CE_BW, &input, 1, &r, 1, 4, sizeof(nll_attr), &e);
+    if (!e && n) {
+        nll_attr *a = node_attrs(n);
+        a->reduction = reduction;
+        a->ignore = ignore_index;
+        a->x = x;
+        node_save(n, CE_X, input);
+        node_save(n, CE_TARGET, target);
+        if (weight) node_save(n, CE_WEIGHT, weight);
+        node_save(n, CE_LSE, lse);
+    }
+done:
+    mem_free(loss);
+    tensor_release(xc);
+    tensor_release(lse);
+    plan_free(&p);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- reductions shared by mse and bce ---- */
+typedef struct red_attr {
+    int reduction;
+    int64_t numel;
+} red_attr;
+
+/* loss itself (none), or its sum, or its mean (NaN when empty): consumes the reference. */
+static eng_err reduce_loss(tensor **out, tensor *loss, int reduction)
+{
+    if (reduction == RED_NONE) {
+        *out = loss;
+        return E_OK;
+    }
+    reduce_plan p;
+    tensor *s = NULL;
+    eng_err e = reduce_dims_prepare(loss, NULL, 0, false, &p);
+    if (!e) e = sum_raw(&s, loss, &p);
+    if (!e && reduction == RED_MEAN) {
+        if (s->dtype == DT_F32) *(float *)tensor_data(s) /= (float)loss->numel;
+        else *(double *)tensor_data(s) /= (double)loss->numel;
+    }
+    tensor_release(loss);
+    if (e) return e;
+    *out = s;
+    return E_OK;
+}
+
+/* ---- mse_loss ---- */
+EW_BINARY_LOOP(sqdiff_f32, float, float, (x - y) * (x - y))
+EW_BINARY_LOOP(sqdiff_f64, double, double, (x - y) * (x - y))
+
+/* d/dinput = 2 (input - target) g (/ numel for mean); d/dtarget its negation. */
+static eng_err mse_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const red_attr *a = node_attrs(n);
+    tensor *x, *t, *gs = NULL, *d = NULL, *gx = NULL;
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &t))) return e;
+    double norm = a->reduction == RED_MEAN ? 2.0 / (double)a->numel : 2.0;
+    if (!(e = op_mul_scalar(&gs, gin[0], norm)) && !(e = op_sub(&d, x, t)) &&
+        !(e = op_mul(&gx, d, gs))) {
+        if (c->needed[1]) e = op_neg(&gout[1], gx);
+        if (c->needed[0]) tensor_retain(gout[0] = gx);
+    }
+    tensor_release(gs);
+    tensor_release(d);
+    tensor_release(gx);
+    return e;
+}
+static const node_type MSE_BW = {"MseLossBackward0", mse_backward, NULL};
+
+eng_err op_mse_loss(tensor **out, tensor *input, tensor *target, int reduction)
+{
+    dtype dt = dtype_promote((dtype)input->dtype, (dtype)target->dtype);
+    if (!dtype_is_float(dt))
+        return err_set(E_DTYPE, "\"mse_cpu\" not implemented for '%s'", torch_scalar_name(dt));
+    static const loop_pair lp = {sqdiff_f32, sqdiff_f64};
+    tensor *ins[2] = {input, target}, *sq = NULL, *r = NULL;
+    eng_err e = ew_map(&sq, dt, dt, ins, 2, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP);
+    if (e) return e;
+    int64_t numel = sq->numel;
+    if ((e = reduce_loss(&r, sq, reduction))) return e;
+    node *n = record(&MSE_BW, ins, 2, &r, 1, 2, sizeof(red_attr), &e);
+    if (!e && n) {
+        *(red_attr *)node_attrs(n) = (red_attr){reduction, numel};
+        node_save(n, 0, input);
+        node_save(n, 1, target);
+    }
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- binary_cross_entropy_with_logits ---- */
+/* All operands contiguous in one dtype, weight and pos_weight expanded to the input's shape
+ * (NULL when absent); g has one element (reductions) or the input's shape. */
+typedef struct bce_ctx {
+    const void *x, *t, *w, *pw, *g;
+    void *loss, *gx, *gt;
+    bool g_full;
+    double scale;
+} bce_ctx;
+
+/* log(1 + exp(-x)) without overflow: -log_sigmoid(x) */
+static inline double softplus_neg(double x) { return log1p(exp(-fabs(x))) + (x < 0 ? -x : 0); }
+
+#define BCE_KERNELS(S, T)                                                                  \
+    /* (1 - t) x + (1 + (pw - 1) t) softplus(-x), times w */                               \
+    static void bce_fwd_##S(void *p, int64_t lo, int64_t hi)                               \
+    {                                                                                      \
+        const bce_ctx *c = p;                                                              \
+        const T *x = c->x, *t = c->t, *w = c->w, *pw = c->pw;                              \
+        for (int64_t i = lo; i < hi; i++) {                                                \
+            double lw = pw ? 1 + ((double)pw[i] - 1) * t[i] : 1;                           \
+            double l = (1 - (double)t[i]) * x[i] + lw * softplus_neg(x[i]);                \
+            ((T *)c->loss)[i] = (T)(w ? l * w[i] : l);                                     \
+        }                                                                                  \
+    }                                                                                      \
+    /* dx = (pw t + 1 - t) sigmoid(x) - pw t; dt = -x + (pw - 1) softplus(-x); both        \
+     * times g, w and the mean's 1/numel */                                                \
+    static void bce_bwd_##S(void *p, int64_t lo, int64_t hi)                               \
+    {                                                                                      \
+        const bce_ctx *c = p;                                                              \
+        const T *x = c->x, *t = c->t, *w = c->w, *pw = c->pw, *g = c->g;                   \
+        for (int64_t i = lo; i < hi; i++) {                                                \
+            double f = (c->g_full ? g[i] : g[0]) * c->scale * (w ? (double)w[i] : 1);      \
+            double pwi = pw ? pw[i] : 1, sig = 1 / (1 + exp(-(double)x[i]));               \
+            if (c->gx) ((T *)c->gx)[i] = (T)(f * ((pwi * t[i] + 1 - t[i]) * sig - pwi * t[i])); \
+            if (c->gt)                                                                     \
+                ((T *)c->gt)[i] = (T)(f * ((pwi - 1) * softplus_neg(x[i]) - x[i]));         \
+        }                                                                                  \
+    }
+BCE_KERNELS(f32, float)
+BCE_KERNELS(f64, double)
+
+enum { BCE_X, BCE_T, BCE_W, BCE_PW };
+
+/* v (shaped like the input) converted to dt and expanded to `like`'s shape, contiguous. */
+static eng_err expand_raw(tensor **out, tensor *v, const tensor *like, dtype dt)
+{
+    if (!v) {
+        *out = NULL;
+        return E_OK;
+    }
+    if (shapes_equal(v, like)) return contig_raw(out, v, dt);
+    tensor *r = tensor_new(dt, like->shape, like->ndim);
+    if (!r) return err_kind();
+    kernel_copy(r, v);
+    *out = r;
+    return E_OK;
+}
+
+/* v * g * w * scale, from differentiable ops (w may be NULL). */
+static eng_err bce_scale_graph(tensor **out, tensor *v, tensor *g, tensor *w, double scale)
+{
+    tensor *a = NULL, *b = NULL;
+    eng_err e = op_mul(&a, v, g);
+    if (!e && w) e = op_mul(&b, a, w);
+    if (!e) e = op_mul_scalar(out, b ? b : a, scale);
+    tensor_release(a);
+    tensor_release(b);
+    return e;
+}
+
+static eng_err bce_backward_graph(tensor *x, tensor *t, tensor *w, tensor *pw, tensor *g,
+                                  double scale, const uint8_t *needed, tensor **gout)
+{
+    enum { SIG, PT, D1, D2, D3, D4, NX, SP, PM1, Q, D5, NT };
+    tensor *k[NT] = {0};
+    eng_err e = E_OK;
+    if (needed[0]) {
+        /* pw: (pw t + 1 - t) sigmoid(x) - pw t; else sigmoid(x) - t */
+        if ((e = op_sigmoid(&k[SIG], x))) goto done;
+        if (pw) {
+            if ((e = op_mul(&k[PT], pw, t)) || (e = op_sub(&k[D1], k[PT], t)) ||
+                (e = op_add_scalar(&k[D2], k[D1], 1.0)) || (e = op_mul(&k[D3], k[D2], k[SIG])) ||
+                (e = op_sub(&k[D4], k[D3], k[PT])))
+                goto done;
+        } else if ((e = op_sub(&k[D4], k[SIG], t))) {
+            goto done;
+        }
+        if ((e = bce_scale_graph(&gout[0], k[D4], g, w, scale))) goto done;
+    }
+    if (needed[1]) {
+        /* pw: (pw - 1) softplus(-x) - x; else -x */
+        if ((e = op_neg(&k[NX], x))) goto done;
+        if (pw) {
+            if ((e = op_softplus(&k[SP], k[NX], 1.0, 20.0)) ||
+                (e = op_sub_scalar(&k[PM1], pw, 1.0)) || (e = op_mul(&k[Q], k[PM1], k[SP])) ||
+                (e = op_sub(&k[D5], k[Q], x)))
+                goto done;
+        } else {
+            tensor_retain(k[D5] = k[NX]);
+        }
+        e = bce_scale_graph(&gout[1], k[D5], g, w, scale);
+    }
+done:
+    for (int i = 0; i < NT; i++) tensor_release(k[i]);
+    return e;
+}
+
+static eng_err bce_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const red_attr *a = node_attrs(n);
+    tensor *x, *t, *w, *pw;
+    eng_err e;
+    if ((e = saved_get(n, c, BCE_X, &x)) || (e = saved_get(n, c, BCE_T, &t)) ||
+        (e = saved_get(n, c, BCE_W, &w)) || (e = saved_get(n, c, BCE_PW, &pw)))
+        return e;
+    double scale = a->reduction == RED_MEAN ? 1.0 / (double)a->numel : 1.0;
+    if (c->create_graph) return bce_backward_graph(x, t, w, pw, gin[0], scale, c->needed, gout);
+    dtype dt = dtype_promote((dtype)x->dtype, (dtype)t->dtype);
+    enum { X, T, W, PW, G, NT };
+    tensor *k[NT] = {0};
+    if ((e = contig_raw(&k[X], x, dt)) || (e = contig_raw(&k[T], t, dt)) ||
+        (e = expand_raw(&k[W], w, x, dt)) || (e = expand_raw(&k[PW], pw, x, dt)) ||
+        (e = contig_raw(&k[G], gin[0], dt)))
+        goto done;
+    for (int i = 0; i < 2; i++)
+        if (c->needed[i] && !(gout[i] = tensor_new(dt, x->shape, x->ndim))) {
+            e = err_kind();
+            goto done;
+        }
+    bce_ctx b = {tensor_data(k[X]), tensor_data(k[T]), k[W] ? tensor_data(k[W]) : NULL,
+                 k[PW] ? tensor_data(k[PW]) : NULL, tensor_data(k[G]), NULL,
+                 gout[0] ? tensor_data(gout[0]) : NULL, gout[1] ? tensor_data(gout[1]) : NULL,
+                 k[G]->numel == x->numel && a->reduction == RED_NONE, scale};
+    par_for(x->numel, PAR_GRAIN_COSTLY, dt == DT_F32 ? bce_bwd_f32 : bce_bwd_f64, &b);
+done:
+    for (int i = 0; i < NT; i++) tensor_release(k[i]);
+    return e;
+}
+static const node_type BCE_BW = {"BinaryCrossEntropyWithLogitsBackward0", bce_backward, NULL};
+
+/* weight / pos_weight: broadcastable to the input's shape, and constant under grad mode. */
+static eng_err bce_check_param(const tensor *v, const char *what, const tensor *input)
+{
+    if (!v) return E_OK;
+    int64_t shape[MAX_DIMS];
+    int nd;
+    eng_err e = broadcast_shapes(v->shape, v->ndim, input->shape, input->ndim, shape, &nd);
+    if (e) return e;
+    bool same = nd == input->ndim;
+    for (int k = 0; same && k < nd; k++) same = shape[k] == input->shape[k];
+    if (!same) {
+        char b1[160], b2[160];
+        return err_set(E_SHAPE, "output with shape %s doesn't match the broadcast shape %s",
+                       fmt_shape(b1, sizeof b1, input->shape, input->ndim),
+                       fmt_shape(b2, sizeof b2, shape, nd));
+    }
+    if (grad_mode_enabled() && tensor_requires_grad((tensor *)v))
+        return err_set(E_INVAL, "The function 'binary_cross_entropy_with_logits' is not "
+                       "differentiable with respect to argument '%s'. This input cannot have "
+                       "requires_grad True.", what);
+    return E_OK;
+}
+
+eng_err op_bce_with_logits(tensor **out, tensor *input, tensor *target, tensor *weight,
+                           tensor *pos_weight, int reduction)
+{
+    char b1[160], b2[160];
+    if (!shapes_equal(input, target))
+        return err_set(E_SHAPE, "Target size (%s) must be the same as input size (%s)",
+                       fmt_shape(b1, sizeof b1, target->shape, target->ndim),
+                       fmt_shape(b2, sizeof b2, input->shape, input->ndim));
+    eng_err e = require_float(input, "binary_cross_entropy_with_logits");
+    if (e) return e;
+    if (!dtype_is_float((dtype)target->dtype))
+        return err_set(E_DTYPE, "result type Float can't be cast to the desired output type %s",
+                       torch_scalar_name((dtype)target->dtype));
+    if ((e = bce_check_param(weight, "weight", input)) ||
+        (e = bce_check_param(pos_weight, "pos_weight", input)))
+        return e;
+    dtype dt = dtype_promote((dtype)input->dtype, (dtype)target->dtype);
+    enum { X, T, W, PW, NT };
+    tensor *k[NT] = {0}, *loss = NULL, *r = NULL;
+    if ((e = contig_raw(&k[X], input, dt)) || (e = contig_raw(&k[T], target, dt)) ||
+        (e = expand_raw(&k[W], weight, input, dt)) ||
+        (e = expand_raw(&k[PW], pos_weight, input, dt)))
+        goto done;
+    if (!(loss = tensor_new(dt, input->shape, input->ndim))) {
+        e = err_kind();
+        goto done;
+    }
+    bce_ctx b = {tensor_data(k[X]), tensor_data(k[T]), k[W] ? tensor_data(k[W]) : NULL,
+                 k[PW] ? tensor_data(k[PW]) : NULL, NULL, tensor_data(loss), NULL, NULL,
+                 false, 1};
+    par_for(input->numel, PAR_GRAIN_COSTLY, dt == DT_F32 ? bce_fwd_f32 : bce_fwd_f64, &b);
+    int64_t numel = loss->numel;
+    e = reduce_loss(&r, loss, reduction);
+    loss = NULL;
+    if (e) goto done;
+    tensor *ins[2] = {input, target};
+    node *n = record(&BCE_BW, ins, 2, &r, 1, 4, sizeof(red_attr), &e);
+    if (!e && n) {
+        *(red_attr *)node_attrs(n) = (red_attr){reduction, numel};
+        node_save(n, BCE_X, input);
+        node_save(n, BCE_T, target);
+        if (weight) node_save(n, BCE_W, weight);
+        if (pos_weight) node_save(n, BCE_PW, pos_weight);
+    }
+done:
+    for (int i = 0; i < NT; i++) tensor_release(k[i]);
+    tensor_release(loss);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
