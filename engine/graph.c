@@ -76,7 +76,7 @@ node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
     atomic_init(&n->flags, NODE_EMBEDDED);
     n->outs[0].dtype = leaf->dtype;
     n->outs[0].ndim = leaf->ndim;
-    memcpy(n->outs[0].shape, leaf->shape, sizeof leaf->shape);
+    memcpy(n->outs[0].shape, leaf->shape, (size_t)leaf->ndim * sizeof(int64_t));
     return n;
 }
 

@@ -324,7 +324,7 @@ static void state_strides(const tensor *p, int64_t *strides)
     int64_t expect = 1;
     for (int j = 0; j < n && expect; j++)
         expect = p->strides[perm[j]] == expect ? expect * p->shape[perm[j]] : 0;
-    if (expect && p->numel > 0) memcpy(strides, p->strides, sizeof p->strides);
+    if (expect && p->numel > 0) memcpy(strides, p->strides, (size_t)p->ndim * sizeof(int64_t));
     else contiguous_strides(p->shape, p->ndim, strides);
 }
 

@@ -42,11 +42,13 @@ void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides)
     }
 }
 
-static tensor *header_new(void)
+static tensor *header_new(int ndim)
 {
-    tensor *t = mem_alloc(sizeof *t);
+    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
     if (!t) return NULL;
     memset(t, 0, sizeof *t);
+    t->shape = (int64_t *)(t + 1);
+    t->strides = t->shape + ndim;
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
     atomic_flag_clear(&t->acc_lock);
@@ -62,7 +64,8 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
     if (shape_check(shape, ndim, &numel)) return NULL;
     size_t nbytes = (size_t)numel * dtype_size(dt);
     bool big = nbytes > 64;
-    size_t hdr = sizeof(tensor) + sizeof(storage);
+    size_t dims = 2 * (size_t)ndim * sizeof(int64_t);
+    size_t hdr = sizeof(tensor) + dims + sizeof(storage);
     size_t off = big ? (hdr + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1) : (hdr + 15) & ~(size_t)15;
     if (nbytes > SIZE_MAX - off - MEM_DATA_ALIGN) {
         err_nomem();
@@ -78,7 +81,9 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
     atomic_flag_clear(&t->acc_lock);
-    storage *st = (storage *)(t + 1);
+    t->shape = (int64_t *)(t + 1);
+    t->strides = t->shape + ndim;
+    storage *st = (storage *)((char *)(t + 1) + dims);
     atomic_init(&st->refs, 1);
     atomic_init(&st->version, 0);
     st->nbytes = nbytes;
@@ -99,7 +104,7 @@ tensor *tensor_new_like(const tensor *t, dtype dt) { return tensor_new(dt, t->sh
 tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
                      int64_t offset)
 {
-    tensor *t = header_new();
+    tensor *t = header_new(ndim);
     if (!t) {
         err_nomem();
         return NULL;

@@ -53,8 +53,8 @@ typedef struct tensor {
     uint8_t ndim;
     uint8_t requires_grad; /* set by the user on leaves; non-leaves require grad via grad_fn */
     uint32_t output_nr;    /* which output of grad_fn this tensor is */
-    int64_t shape[MAX_DIMS];
-    int64_t strides[MAX_DIMS];
+    int64_t *shape;   /* ndim sizes, stored right after the header in its block */
+    int64_t *strides; /* ndim strides (elements), after the sizes */
     struct node *grad_fn;          /* strong; NULL for leaves */
     struct tensor *base;           /* strong; the root base of a view, else NULL */
     _Atomic(tmeta *) meta;         /* lazily created */

@@ -150,7 +150,9 @@ void tensor_copy_out(const tensor *t, void *buf, dtype dt)
     view.dtype = (uint8_t)dt;
     view.ndim = t->ndim;
     view.numel = t->numel;
-    memcpy(view.shape, t->shape, sizeof t->shape);
+    int64_t strides[MAX_DIMS];
+    view.shape = t->shape;
+    view.strides = strides;
     contiguous_strides(t->shape, t->ndim, view.strides);
     kernel_copy(&view, t);
 }

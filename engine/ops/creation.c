@@ -57,8 +57,8 @@ eng_err op_from_f64(tensor **out, const double *data, dtype dt, const int64_t *s
     src.dtype = DT_F64;
     src.ndim = (uint8_t)ndim;
     src.numel = numel;
-    memcpy(src.shape, t->shape, sizeof src.shape);
-    memcpy(src.strides, t->strides, sizeof src.strides);
+    src.shape = t->shape;
+    src.strides = t->strides;
     kernel_copy(t, &src);
     *out = t;
     return E_OK;

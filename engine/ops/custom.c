@@ -216,11 +216,14 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
             else node_save(n, k, ctx.pending[k]);
         }
         release_all(ctx.pending, ctx.n_pending);
-        node_release(n); /* the outputs own it now */
         if (e) {
+            /* On failure the caller keeps its userdata: the dying node must not free it. */
+            ((custom_attr *)node_attrs(n))->def.free_userdata = NULL;
+            node_release(n);
             release_all(res, n_out);
             return e;
         }
+        node_release(n); /* the outputs own it now */
     } else {
         release_all(ctx.pending, ctx.n_pending);
         if (def->free_userdata) def->free_userdata(def->userdata);

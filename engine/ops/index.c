@@ -12,10 +12,12 @@
 
 /* A header over t's storage with another geometry, living on the caller's stack: how the
  * kernels see a window or a restrided operand without allocating (it never escapes). */
-static void hdr_init(tensor *h, const tensor *t, const int64_t *shape, const int64_t *strides,
-                     int ndim, int64_t offset)
+static void hdr_init(tensor *h, int64_t *dims, const tensor *t, const int64_t *shape,
+                     const int64_t *strides, int ndim, int64_t offset)
 {
     memset(h, 0, sizeof *h);
+    h->shape = dims;
+    h->strides = dims + MAX_DIMS;
     h->st = t->st;
     h->dtype = t->dtype;
     h->ndim = (uint8_t)ndim;
@@ -124,9 +126,10 @@ static void gather_kernel(tensor *out, const tensor *self, const int64_t *self_s
     int64_t sd = sst[dim] * es;
     sst[dim] = 0;
     tensor ho, hs, hi;
-    hdr_init(&ho, out, sh, ost, nd, out->offset);
-    hdr_init(&hs, self, sh, sst, nd, self->offset);
-    hdr_init(&hi, index, sh, index_st, nd, index->offset);
+    int64_t dims[3][2 * MAX_DIMS];
+    hdr_init(&ho, dims[0], out, sh, ost, nd, out->offset);
+    hdr_init(&hs, dims[1], self, sh, sst, nd, self->offset);
+    hdr_init(&hi, dims[2], index, sh, index_st, nd, index->offset);
     iter it;
     tensor *ins[2] = {&hs, &hi};
     iter_init(&it, &ho, ins, 2);
@@ -170,9 +173,10 @@ static void scatter_add_kernel(tensor *dst, const tensor *src, const int64_t *sr
     col[dim] = 1;
     scatter_ctx c = {sh[dim], index_st[dim] * 8, src_st[dim] * es, dst_st[dim] * es};
     tensor hd, hs, hi;
-    hdr_init(&hd, dst, col, dst_st, nd, dst->offset);
-    hdr_init(&hs, src, col, src_st, nd, src->offset);
-    hdr_init(&hi, index, col, index_st, nd, index->offset);
+    int64_t dims[3][2 * MAX_DIMS];
+    hdr_init(&hd, dims[0], dst, col, dst_st, nd, dst->offset);
+    hdr_init(&hs, dims[1], src, col, src_st, nd, src->offset);
+    hdr_init(&hi, dims[2], index, col, index_st, nd, index->offset);
     iter it;
     tensor *ins[2] = {&hs, &hi};
     iter_init(&it, &hd, ins, 2);
@@ -194,7 +198,7 @@ static void idx_attr_set(node *n, int dim, const tensor *shaped)
     idx_attr *a = node_attrs(n);
     a->dim = dim;
     a->ndim = shaped->ndim;
-    memcpy(a->shape, shaped->shape, sizeof a->shape);
+    memcpy(a->shape, shaped->shape, (size_t)shaped->ndim * sizeof(int64_t));
 }
 
 /* g (a gradient over an index's region at the origin of a tensor of `shape`) made that
@@ -517,7 +521,7 @@ eng_err op_cat(tensor **out, tensor *const *ts, int n, int64_t dim)
     if (ref >= 0) {
         if ((e = wrap_dim(dim, ts[ref]->ndim, &d))) return e;
         nd = ts[ref]->ndim;
-        memcpy(shape, ts[ref]->shape, sizeof shape);
+        memcpy(shape, ts[ref]->shape, (size_t)ts[ref]->ndim * sizeof(int64_t));
         shape[d] = 0;
         for (int i = ref; i < n; i++) {
             const tensor *t = ts[i];
@@ -541,7 +545,8 @@ eng_err op_cat(tensor **out, tensor *const *ts, int n, int64_t dim)
     for (int i = 0; i < n; i++) {
         if (cat_skipped(ts[i])) continue;
         tensor w;
-        hdr_init(&w, r, ts[i]->shape, r->strides, nd, r->offset + off * r->strides[d]);
+        int64_t wdims[2 * MAX_DIMS];
+        hdr_init(&w, wdims, r, ts[i]->shape, r->strides, nd, r->offset + off * r->strides[d]);
         kernel_copy(&w, ts[i]);
         off += ts[i]->shape[d];
     }
@@ -604,7 +609,8 @@ eng_err op_stack(tensor **out, tensor *const *ts, int n, int64_t dim)
         if (k != d) st[j++] = r->strides[k];
     for (int i = 0; i < n; i++) {
         tensor w;
-        hdr_init(&w, r, ts[i]->shape, st, nd, r->offset + i * r->strides[d]);
+        int64_t wdims[2 * MAX_DIMS];
+        hdr_init(&w, wdims, r, ts[i]->shape, st, nd, r->offset + i * r->strides[d]);
         kernel_copy(&w, ts[i]);
     }
     node *nd_ = record(&STACK_BW, ts, n, &r, 1, 0, sizeof(stack_attr), &e);
@@ -691,7 +697,7 @@ static eng_err split_views(tensor **outs, int n_outs, tensor *t, int64_t split_s
     tensor *small[8], **v = n_outs <= 8 ? small : mem_alloc((size_t)n_outs * sizeof *v);
     if (!v) return err_nomem();
     int64_t sh[MAX_DIMS], size = t->shape[d];
-    memcpy(sh, t->shape, sizeof sh);
+    memcpy(sh, t->shape, (size_t)t->ndim * sizeof(int64_t));
     eng_err e = E_OK;
     int i;
     for (i = 0; i < n_outs; i++) {

@@ -170,8 +170,8 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
             node_retain(fn);
             a->fn = fn;
             a->ndim = t->ndim;
-            memcpy(a->shape, t->shape, sizeof a->shape);
-            memcpy(a->strides, t->strides, sizeof a->strides);
+            memcpy(a->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
+            memcpy(a->strides, t->strides, (size_t)t->ndim * sizeof(int64_t));
             a->offset = t->offset - t->base->offset;
             e = node_set_edge(cs, 0, t->base);
             if (!e && other) e = node_set_edge(cs, 1, other);
@@ -198,7 +198,7 @@ static eng_err commit_record(ip_rec *r, tensor *t)
         out_meta *m = &r->fn->outs[0];
         m->dtype = t->dtype;
         m->ndim = t->ndim;
-        memcpy(m->shape, t->shape, sizeof t->shape);
+        memcpy(m->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
         e = view_rebase(t);
     } else if (r->fn) {
         tmeta *meta = tensor_meta_peek(t);

@@ -268,7 +268,7 @@ static eng_err named_view(tensor **out, tensor *t, const int64_t *shape, int ndi
     if (n) {
         shape_attr *a = node_attrs(n);
         a->ndim = t->ndim;
-        memcpy(a->shape, t->shape, sizeof a->shape);
+        memcpy(a->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
     }
     *out = v;
     return E_OK;

@@ -20,7 +20,7 @@ typedef struct xgeom {
 static xgeom geom_of(const tensor *t)
 {
     xgeom g = {(dtype)t->dtype, t->ndim, {0}};
-    memcpy(g.shape, t->shape, sizeof g.shape);
+    memcpy(g.shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
     return g;
 }
 
@@ -200,7 +200,7 @@ static eng_err rows_onehot(tensor **out, const xgeom *x, const nll_plan *p, cons
 /* A per-row quantity shaped to broadcast against x: x's shape with the class dim as 1. */
 static void rows_shape(const xgeom *x, int cdim, int64_t *shape)
 {
-    memcpy(shape, x->shape, sizeof x->shape);
+    memcpy(shape, x->shape, (size_t)x->ndim * sizeof(int64_t));
     shape[cdim] = 1;
 }
 

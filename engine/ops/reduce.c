@@ -16,7 +16,7 @@ eng_err reduce_dims_prepare(const tensor *a, const int64_t *dims, int ndims, boo
     memset(p, 0, sizeof *p);
     p->keepdim = keepdim;
     p->in_ndim = a->ndim;
-    memcpy(p->in_shape, a->shape, sizeof p->in_shape);
+    memcpy(p->in_shape, a->shape, (size_t)a->ndim * sizeof(int64_t));
     if (ndims < 0 || ndims > MAX_DIMS) return err_set(E_RANGE, "too many dims (%d)", ndims);
     if (!dims || ndims == 0) {
         for (int d = 0; d < a->ndim; d++) p->mask[d] = true;

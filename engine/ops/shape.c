@@ -26,8 +26,8 @@ typedef struct view_attr {
 static void geom_of(const tensor *t, geom *g)
 {
     g->ndim = t->ndim;
-    memcpy(g->shape, t->shape, sizeof g->shape);
-    memcpy(g->strides, t->strides, sizeof g->strides);
+    memcpy(g->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
+    memcpy(g->strides, t->strides, (size_t)t->ndim * sizeof(int64_t));
     g->offset = t->offset;
 }
 
@@ -258,8 +258,8 @@ static const node_type TRANSPOSE_BW = {"TransposeBackward0", transpose_backward,
 static eng_err swap_view(tensor **out, tensor *t, int d0, int d1, const node_type *bw)
 {
     int64_t sh[MAX_DIMS], st[MAX_DIMS];
-    memcpy(sh, t->shape, sizeof sh);
-    memcpy(st, t->strides, sizeof st);
+    memcpy(sh, t->shape, (size_t)t->ndim * sizeof(int64_t));
+    memcpy(st, t->strides, (size_t)t->ndim * sizeof(int64_t));
     if (t->ndim > 0) {
         sh[d0] = t->shape[d1];
         sh[d1] = t->shape[d0];
@@ -404,7 +404,7 @@ static const node_type SELECT_BW = {"SelectBackward0", scatter_backward, NULL};
 static void contiguous_geom(const tensor *t, geom *g)
 {
     g->ndim = t->ndim;
-    memcpy(g->shape, t->shape, sizeof g->shape);
+    memcpy(g->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
     contiguous_strides(t->shape, t->ndim, g->strides);
     g->offset = 0;
 }
@@ -425,8 +425,8 @@ eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t en
     if (end > size) end = size;
     int64_t len = (end - start + step - 1) / step;
     int64_t sh[MAX_DIMS], st[MAX_DIMS];
-    memcpy(sh, t->shape, sizeof sh);
-    memcpy(st, t->strides, sizeof st);
+    memcpy(sh, t->shape, (size_t)t->ndim * sizeof(int64_t));
+    memcpy(st, t->strides, (size_t)t->ndim * sizeof(int64_t));
     sh[d] = len;
     st[d] = t->strides[d] * step;
     node *n;
@@ -664,8 +664,8 @@ eng_err view_rebase(tensor *v)
     view_attr *a = attr(n);
     geom_of(base, &a->in);
     a->view.ndim = v->ndim;
-    memcpy(a->view.shape, v->shape, sizeof v->shape);
-    memcpy(a->view.strides, v->strides, sizeof v->strides);
+    memcpy(a->view.shape, v->shape, (size_t)v->ndim * sizeof(int64_t));
+    memcpy(a->view.strides, v->strides, (size_t)v->ndim * sizeof(int64_t));
     a->view.offset = v->offset - base->offset;
     node_set_output(n, 0, v);
     node_release(n);
