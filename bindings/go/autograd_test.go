@@ -1,0 +1,728 @@
+package autograd_test
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"libautograd.dev/autograd"
+)
+
+// must returns v, or panics on an error (which fails the test with its stack): a Go call
+// cannot pass a multi-value result alongside another argument, so it cannot take t.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func ok(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func values(t *testing.T, x *autograd.Tensor) []float64 {
+	t.Helper()
+	return must(x.Float64s())
+}
+
+func near(a, b []float64, tol float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if math.Abs(a[i]-b[i]) > tol*(1+math.Abs(b[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func param(t *testing.T, data []float32, shape ...int64) *autograd.Tensor {
+	t.Helper()
+	x := must(autograd.FromSlice(data, shape...))
+	ok(t, x.SetRequiresGrad(true))
+	return x
+}
+
+func TestCreation(t *testing.T) {
+	x := must(autograd.FromSlice([]float32{1, 2, 3, 4, 5, 6}, 2, 3))
+	if x.DType() != autograd.Float32 || !slices.Equal(x.Shape(), []int64{2, 3}) ||
+		x.Numel() != 6 || x.Dim() != 2 {
+		t.Fatalf("got %v %v", x.DType(), x.Shape())
+	}
+	if got := must(autograd.Data[float32](x)); !slices.Equal(got, []float32{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("data %v", got)
+	}
+	if s := must(x.Size(-1)); s != 3 {
+		t.Fatalf("size %d", s)
+	}
+	if !slices.Equal(x.Strides(), []int64{3, 1}) || !x.IsContiguous() {
+		t.Fatal("strides")
+	}
+
+	i := must(autograd.FromSlice([]int64{3, -1, 7}))
+	if i.DType() != autograd.Int64 || !slices.Equal(must(i.Int64s()), []int64{3, -1, 7}) {
+		t.Fatal("int64")
+	}
+	b := must(autograd.FromSlice([]bool{true, false}))
+	if b.DType() != autograd.Bool || !slices.Equal(must(autograd.Data[bool](b)), []bool{true, false}) {
+		t.Fatal("bool")
+	}
+	d := must(autograd.FromFloat64s([]float64{1.5, 2.5}, autograd.Float64, 2, 1))
+	if !slices.Equal(d.Shape(), []int64{2, 1}) || !slices.Equal(values(t, d), []float64{1.5, 2.5}) {
+		t.Fatal("float64")
+	}
+	s := must(autograd.Scalar(3, autograd.Int64))
+	if s.Dim() != 0 || must(s.ItemInt64()) != 3 {
+		t.Fatal("scalar")
+	}
+	empty := must(autograd.FromSlice([]float32{}, 0, 3))
+	if empty.Numel() != 0 || len(values(t, empty)) != 0 {
+		t.Fatal("empty")
+	}
+	if _, err := autograd.Data[float64](x); !errors.Is(err, autograd.EDType) {
+		t.Fatalf("Data of the wrong type: %v", err)
+	}
+
+	z := must(autograd.Zeros(autograd.Float64, 2, 2))
+	o := must(autograd.Ones(autograd.Float32, 3))
+	f := must(autograd.Full(autograd.Float32, 7, 2))
+	e := must(autograd.Eye(autograd.Float32, 2, 2))
+	r := must(autograd.Arange(autograd.Int64, 0, 5, 2))
+	if !slices.Equal(values(t, z), []float64{0, 0, 0, 0}) || !slices.Equal(values(t, o), []float64{1, 1, 1}) ||
+		!slices.Equal(values(t, f), []float64{7, 7}) || !slices.Equal(values(t, e), []float64{1, 0, 0, 1}) ||
+		!slices.Equal(values(t, r), []float64{0, 2, 4}) {
+		t.Fatal("factories")
+	}
+	zl := must(autograd.ZerosLike(x))
+	fl := must(autograd.FullLike(x, 2))
+	if !slices.Equal(zl.Shape(), x.Shape()) || values(t, fl)[5] != 2 {
+		t.Fatal("like")
+	}
+	if _, err := autograd.Empty(autograd.Float32, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := autograd.OnesLike(x); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := autograd.EmptyLike(x); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := autograd.Arange(autograd.Float32, 0, 1, 0); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("arange step 0: %v", err)
+	}
+}
+
+func TestMistakesAreErrors(t *testing.T) {
+	// Wrong data length, nil tensors, nil receivers, released tensors: errors, not panics.
+	if _, err := autograd.FromSlice([]float32{1, 2, 3}, 2, 2); !errors.Is(err, autograd.EShape) {
+		t.Fatalf("length: %v", err)
+	}
+	var nilT *autograd.Tensor
+	if _, err := nilT.Exp(); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("nil receiver: %v", err)
+	}
+	x := must(autograd.FromSlice([]float32{1, 2}))
+	if _, err := x.Add(nil); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("nil operand: %v", err)
+	}
+	y := must(x.Exp())
+	y.Release()
+	y.Release()
+	_, err := y.Add(x)
+	if !errors.Is(err, autograd.EInval) || !strings.Contains(err.Error(), "after Release") {
+		t.Fatalf("released: %v", err)
+	}
+	if y.Shape() != nil || y.Numel() != 0 || y.String() == "" {
+		t.Fatal("queries of a released tensor")
+	}
+	if nilT.String() != "<nil>" {
+		t.Fatal("nil String")
+	}
+	if _, err := x.Item(); !errors.Is(err, autograd.EShape) {
+		t.Fatalf("item: %v", err)
+	}
+	i := must(autograd.FromSlice([]int64{1}))
+	err = i.SetRequiresGrad(true)
+	var e *autograd.Error
+	if !errors.As(err, &e) || e.Code != autograd.EDType ||
+		!strings.Contains(e.Message, "floating point") {
+		t.Fatalf("int64 requires_grad: %v", err)
+	}
+	if _, err := x.CrossEntropy(i, autograd.WithPosWeight(x)); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("option that does not apply: %v", err)
+	}
+	if autograd.EShape.String() != "AG_ESHAPE" {
+		t.Fatal(autograd.EShape.String())
+	}
+}
+
+func TestOps(t *testing.T) {
+	a := must(autograd.FromSlice([]float64{1, 2, 3, 4}, 2, 2))
+	b := must(autograd.FromSlice([]float64{10, 20}, 2))
+	cases := []struct {
+		name string
+		got  func() (*autograd.Tensor, error)
+		want []float64
+	}{
+		{"add broadcast", func() (*autograd.Tensor, error) { return a.Add(b) }, []float64{11, 22, 13, 24}},
+		{"sub", func() (*autograd.Tensor, error) { return a.Sub(a) }, []float64{0, 0, 0, 0}},
+		{"mul", func() (*autograd.Tensor, error) { return a.Mul(a) }, []float64{1, 4, 9, 16}},
+		{"div", func() (*autograd.Tensor, error) { return b.Div(b) }, []float64{1, 1}},
+		{"pow", func() (*autograd.Tensor, error) { return a.PowScalar(2) }, []float64{1, 4, 9, 16}},
+		{"rsub", func() (*autograd.Tensor, error) { return a.RSubScalar(1) }, []float64{0, -1, -2, -3}},
+		{"rdiv", func() (*autograd.Tensor, error) { return b.RDivScalar(20) }, []float64{2, 1}},
+		{"rpow", func() (*autograd.Tensor, error) { return a.RPowScalar(2) }, []float64{2, 4, 8, 16}},
+		{"matmul", func() (*autograd.Tensor, error) { return a.Matmul(a) }, []float64{7, 10, 15, 22}},
+		{"t", func() (*autograd.Tensor, error) { return a.T() }, []float64{1, 3, 2, 4}},
+		{"sum dims", func() (*autograd.Tensor, error) { return a.SumDims([]int64{0}, false) }, []float64{4, 6}},
+		{"mean", func() (*autograd.Tensor, error) { return a.Mean() }, []float64{2.5}},
+		{"amax", func() (*autograd.Tensor, error) { return a.Amax([]int64{1}, true) }, []float64{2, 4}},
+		{"var", func() (*autograd.Tensor, error) { return a.Var(nil, 1, false) }, []float64{5.0 / 3}},
+		{"norm", func() (*autograd.Tensor, error) { return b.Norm(1, nil, false) }, []float64{30}},
+		{"argmax", func() (*autograd.Tensor, error) { return a.Argmax(1, false) }, []float64{1, 1}},
+		{"clamp", func() (*autograd.Tensor, error) { return a.Clamp(2, 3) }, []float64{2, 2, 3, 3}},
+		{"relu", func() (*autograd.Tensor, error) { return must(a.SubScalar(2)).Relu() }, []float64{0, 0, 1, 2}},
+		{"gt", func() (*autograd.Tensor, error) { return a.GtScalar(2) }, []float64{0, 0, 1, 1}},
+		{"where", func() (*autograd.Tensor, error) {
+			return autograd.Where(must(a.GtScalar(2)), a, must(a.Neg()))
+		}, []float64{-1, -2, 3, 4}},
+		{"reshape", func() (*autograd.Tensor, error) { return a.Reshape(-1) }, []float64{1, 2, 3, 4}},
+		{"select", func() (*autograd.Tensor, error) { return a.Select(0, 1) }, []float64{3, 4}},
+		{"slice", func() (*autograd.Tensor, error) { return a.Slice(1, 1, 2, 1) }, []float64{2, 4}},
+		{"cat", func() (*autograd.Tensor, error) { return autograd.Cat([]*autograd.Tensor{b, b}, 0) }, []float64{10, 20, 10, 20}},
+		{"stack", func() (*autograd.Tensor, error) { return autograd.Stack([]*autograd.Tensor{b, b}, 1) }, []float64{10, 10, 20, 20}},
+		{"index_select", func() (*autograd.Tensor, error) {
+			return a.IndexSelect(0, must(autograd.FromSlice([]int64{1, 0})))
+		}, []float64{3, 4, 1, 2}},
+		{"sub scalar", func() (*autograd.Tensor, error) { return b.SubScalar(10) }, []float64{0, 10}},
+		{"softmax", func() (*autograd.Tensor, error) { return b.Softmax(0) }, []float64{1 / (1 + math.Exp(10)), 1 / (1 + math.Exp(-10))}},
+		{"logsumexp", func() (*autograd.Tensor, error) {
+			return must(autograd.Zeros(autograd.Float64, 2)).LogSumExp(nil, false)
+		}, []float64{math.Ln2}},
+		{"mse", func() (*autograd.Tensor, error) { return a.MSELoss(must(autograd.ZerosLike(a))) }, []float64{7.5}},
+		{"to", func() (*autograd.Tensor, error) { return must(a.To(autograd.Int64)).To(autograd.Float32) }, []float64{1, 2, 3, 4}},
+	}
+	for _, c := range cases {
+		got, err := c.got()
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		if g := values(t, got); !near(g, c.want, 1e-12) {
+			t.Errorf("%s: got %v, want %v", c.name, g, c.want)
+		}
+	}
+
+	v, i, err := a.MaxDim(1, false)
+	if err != nil || !slices.Equal(values(t, v), []float64{2, 4}) || !slices.Equal(must(i.Int64s()), []int64{1, 1}) {
+		t.Fatalf("max_dim: %v", err)
+	}
+	pieces := must(must(autograd.Arange(autograd.Float32, 0, 5, 1)).Split(2, 0))
+	if len(pieces) != 3 || !slices.Equal(values(t, pieces[2]), []float64{4}) {
+		t.Fatal("split")
+	}
+	chunks := must(a.Chunk(2, 1))
+	if len(chunks) != 2 || !slices.Equal(values(t, chunks[1]), []float64{2, 4}) {
+		t.Fatal("chunk")
+	}
+	if err := a.SplitInto(make([]*autograd.Tensor, 3), 1, 0); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("split into a wrong count: %v", err)
+	}
+
+	// In place.
+	c := must(a.Clone())
+	ok(t, c.AddScalarInPlace(1))
+	ok(t, c.MulInPlace(a))
+	if !slices.Equal(values(t, c), []float64{2, 6, 12, 20}) || c.Version() != 2 {
+		t.Fatalf("in place: %v version %d", values(t, c), c.Version())
+	}
+	ok(t, c.FillInPlace(3))
+	ok(t, c.CopyFrom(b))
+	if !slices.Equal(values(t, c), []float64{10, 20, 10, 20}) {
+		t.Fatal("copy")
+	}
+	ok(t, c.ZeroInPlace())
+	p := param(t, []float32{1})
+	if err := p.AddScalarInPlace(1); !errors.Is(err, autograd.ELeaf) {
+		t.Fatalf("in-place on a leaf: %v", err)
+	}
+}
+
+func TestBackwardAndGrad(t *testing.T) {
+	x := param(t, []float32{1, 2, 3})
+	y := must(x.Mul(x))
+	if !y.RequiresGrad() || y.IsLeaf() {
+		t.Fatal("y")
+	}
+	ok(t, y.RetainGrad())
+	// A non-scalar root needs a gradient.
+	if err := y.Backward(); !errors.Is(err, autograd.EShape) {
+		t.Fatalf("backward without grad: %v", err)
+	}
+	g := must(autograd.Ones(autograd.Float32, 3))
+	ok(t, y.BackwardWith(autograd.BackwardOptions{Grad: g, RetainGraph: true}))
+	if !slices.Equal(values(t, must(x.Grad())), []float64{2, 4, 6}) ||
+		!slices.Equal(values(t, must(y.Grad())), []float64{1, 1, 1}) {
+		t.Fatal("grads")
+	}
+	// Retained: a second backward accumulates.
+	ok(t, y.BackwardWith(autograd.BackwardOptions{Grad: g}))
+	if !slices.Equal(values(t, must(x.Grad())), []float64{4, 8, 12}) {
+		t.Fatal("accumulated")
+	}
+	// Without retain_graph, the graph is freed.
+	if err := y.BackwardWith(autograd.BackwardOptions{Grad: g}); !errors.Is(err, autograd.EGraph) {
+		t.Fatalf("third backward: %v", err)
+	}
+	ok(t, x.ZeroGrad())
+	ok(t, x.SetGrad(nil))
+	if gr := must(x.Grad()); gr != nil {
+		t.Fatal("grad not dropped")
+	}
+
+	// torch.autograd.grad with create_graph: d2/dx2 of x^3 = 6x.
+	s := must(must(must(x.PowScalar(3)).Sum()).MulScalar(1))
+	d1 := must(autograd.Grad([]*autograd.Tensor{s}, []*autograd.Tensor{x},
+		autograd.GradOptions{CreateGraph: true}))
+	if !slices.Equal(values(t, d1[0]), []float64{3, 12, 27}) {
+		t.Fatal("first derivative")
+	}
+	d2 := must(autograd.Grad([]*autograd.Tensor{must(d1[0].Sum())}, []*autograd.Tensor{x},
+		autograd.GradOptions{}))
+	if !slices.Equal(values(t, d2[0]), []float64{6, 12, 18}) {
+		t.Fatal("second derivative")
+	}
+	// allow_unused.
+	u := param(t, []float32{1})
+	s2 := must(x.Sum())
+	r := must(autograd.Grad([]*autograd.Tensor{s2}, []*autograd.Tensor{x, u},
+		autograd.GradOptions{AllowUnused: true, RetainGraph: true}))
+	if r[1] != nil {
+		t.Fatal("unused input should give nil")
+	}
+	if _, err := autograd.Grad([]*autograd.Tensor{s2}, []*autograd.Tensor{u}, autograd.GradOptions{}); !errors.Is(err, autograd.ENoGrad) {
+		t.Fatalf("unused without allow_unused: %v", err)
+	}
+	if _, err := autograd.Grad([]*autograd.Tensor{s2}, []*autograd.Tensor{x},
+		autograd.GradOptions{GradOutputs: []*autograd.Tensor{nil, nil}}); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("grad outputs count: %v", err)
+	}
+	det := must(y.Detach())
+	if det.RequiresGrad() || !det.SharesStorage(y) {
+		t.Fatal("detach")
+	}
+}
+
+func TestGradFnAndNextFunctions(t *testing.T) {
+	x := param(t, []float32{2})
+	w := must(autograd.FromSlice([]float32{3}))
+	y := must(x.Mul(w))
+	z := must(y.AddScalar(1))
+	fn := must(z.GradFn())
+	if fn.Name() != "AddBackward1" && fn.Name() != "AddBackward0" {
+		t.Fatalf("grad_fn %s", fn.Name())
+	}
+	next := must(fn.NextFunctions())
+	if len(next) != 1 || next[0].Fn.Name() != "MulBackward0" {
+		t.Fatalf("next of add: %v", next)
+	}
+	mul := must(next[0].Fn.NextFunctions())
+	if len(mul) != 2 || mul[0].Fn.Name() != "AccumulateGrad" || mul[1].Fn != nil {
+		t.Fatalf("next of mul: %v", mul)
+	}
+	leaf := must(mul[0].Fn.Variable())
+	if !leaf.SharesStorage(x) {
+		t.Fatal("AccumulateGrad variable")
+	}
+	if _, err := fn.Variable(); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("variable of a non-AccumulateGrad node: %v", err)
+	}
+	if _, _, err := fn.Next(5); !errors.Is(err, autograd.ERange) {
+		t.Fatalf("next out of range: %v", err)
+	}
+	if gf := must(x.GradFn()); gf != nil {
+		t.Fatal("leaf grad_fn")
+	}
+	fn.Release()
+}
+
+func TestHooks(t *testing.T) {
+	x := param(t, []float32{1, 2})
+	var seen []float64
+	h := must(x.RegisterHook(func(g *autograd.Tensor) (*autograd.Tensor, error) {
+		seen = values(t, g)
+		return g.MulScalar(10)
+	}))
+	s := must(must(x.Mul(x)).Sum())
+	ok(t, s.BackwardWith(autograd.BackwardOptions{RetainGraph: true}))
+	if !slices.Equal(seen, []float64{2, 4}) || !slices.Equal(values(t, must(x.Grad())), []float64{20, 40}) {
+		t.Fatalf("hook saw %v, grad %v", seen, values(t, must(x.Grad())))
+	}
+	ok(t, x.RemoveHook(h))
+	if err := x.RemoveHook(h); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("second remove: %v", err)
+	}
+
+	// A failing hook aborts backward and leaves .grad untouched.
+	ok(t, x.SetGrad(nil))
+	must(x.RegisterHook(func(*autograd.Tensor) (*autograd.Tensor, error) {
+		return nil, fmt.Errorf("no gradients today")
+	}))
+	err := s.BackwardWith(autograd.BackwardOptions{RetainGraph: true})
+	if !errors.Is(err, autograd.ECallback) || !strings.Contains(err.Error(), "no gradients today") {
+		t.Fatalf("failing hook: %v", err)
+	}
+	if g := must(x.Grad()); g != nil {
+		t.Fatal(".grad changed by a failed backward")
+	}
+
+	// A panicking hook is an error too.
+	y := param(t, []float32{1})
+	must(y.RegisterHook(func(*autograd.Tensor) (*autograd.Tensor, error) { panic("boom") }))
+	err = must(y.MulScalar(2)).Backward()
+	if !errors.Is(err, autograd.ECallback) || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("panicking hook: %v", err)
+	}
+	// No hook on a tensor that does not require grad.
+	c := must(autograd.FromSlice([]float32{1}))
+	if _, err := c.RegisterHook(func(g *autograd.Tensor) (*autograd.Tensor, error) { return nil, nil }); !errors.Is(err, autograd.ENoGrad) {
+		t.Fatalf("hook without grad: %v", err)
+	}
+}
+
+// A custom exp: forward saves its output, backward multiplies by it.
+func myExp() *autograd.Function {
+	return &autograd.Function{
+		Name: "MyExp",
+		Forward: func(ctx *autograd.Context, in []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			y, err := in[0].Exp()
+			if err != nil {
+				return nil, err
+			}
+			return []*autograd.Tensor{y}, ctx.SaveForBackward(y)
+		},
+		Backward: func(ctx *autograd.Context, gout []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			saved, err := ctx.SavedTensors()
+			if err != nil {
+				return nil, err
+			}
+			if !ctx.NeedsInputGrad(0) {
+				return []*autograd.Tensor{nil}, nil
+			}
+			g, err := gout[0].Mul(saved[0])
+			return []*autograd.Tensor{g}, err
+		},
+	}
+}
+
+func TestCustomFunction(t *testing.T) {
+	x := param(t, []float32{0, 1})
+	out := must(myExp().Apply(x))
+	fn := must(out[0].GradFn())
+	if fn.Name() != "MyExpBackward" {
+		t.Fatalf("grad_fn %s", fn.Name())
+	}
+	ok(t, must(out[0].Sum()).Backward())
+	if g := values(t, must(x.Grad())); !near(g, []float64{1, math.E}, 1e-6) {
+		t.Fatalf("grad %v", g)
+	}
+
+	// Errors from Forward and wrong results are errors of Apply.
+	bad := &autograd.Function{Name: "Bad",
+		Forward: func(*autograd.Context, []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			return nil, errors.New("forward refused")
+		},
+		Backward: func(*autograd.Context, []*autograd.Tensor) ([]*autograd.Tensor, error) { return nil, nil },
+	}
+	if _, err := bad.Apply(x); !errors.Is(err, autograd.ECallback) || !strings.Contains(err.Error(), "forward refused") {
+		t.Fatalf("failing forward: %v", err)
+	}
+	two := &autograd.Function{Name: "Two", NumOutputs: 2, Forward: myExp().Forward, Backward: myExp().Backward}
+	if _, err := two.Apply(x); !errors.Is(err, autograd.ECallback) {
+		t.Fatalf("wrong output count: %v", err)
+	}
+	if _, err := (&autograd.Function{}).Apply(x); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("empty function: %v", err)
+	}
+	// A context kept past its call is an error, not a crash.
+	var kept *autograd.Context
+	leak := &autograd.Function{Name: "Leak",
+		Forward: func(ctx *autograd.Context, in []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			kept = ctx
+			return []*autograd.Tensor{in[0]}, nil
+		},
+		Backward: myExp().Backward,
+	}
+	must(leak.Apply(x))
+	if err := kept.SaveForBackward(x); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("kept context: %v", err)
+	}
+}
+
+func TestOptimizers(t *testing.T) {
+	for _, name := range []string{"sgd", "adam", "adamw"} {
+		w := param(t, []float32{1, -2})
+		var opt *autograd.Optimizer
+		var err error
+		switch name {
+		case "sgd":
+			opt, err = autograd.NewSGD([]*autograd.Tensor{w}, 0.1, autograd.WithMomentum(0.9))
+		case "adam":
+			opt, err = autograd.NewAdam([]*autograd.Tensor{w}, 0.1)
+		case "adamw":
+			opt, err = autograd.NewAdamW([]*autograd.Tensor{w}, 0.1, autograd.WithWeightDecay(0))
+		}
+		ok(t, err)
+		for range 50 {
+			ok(t, opt.ZeroGrad(true))
+			loss := must(must(w.Mul(w)).Sum())
+			ok(t, loss.Backward())
+			ok(t, opt.Step())
+		}
+		if v := values(t, w); math.Abs(v[0]) > 0.5 || math.Abs(v[1]) > 0.5 {
+			t.Errorf("%s did not minimise: %v", name, v)
+		}
+		ok(t, opt.SetLR(0.01))
+		if opt.LR() != 0.01 {
+			t.Errorf("%s lr %v", name, opt.LR())
+		}
+		opt.Release()
+		if err := opt.Step(); !errors.Is(err, autograd.EInval) {
+			t.Errorf("released optimizer: %v", err)
+		}
+	}
+	w := param(t, []float32{1})
+	if _, err := autograd.NewSGD([]*autograd.Tensor{w}, -1); !errors.Is(err, autograd.EInval) ||
+		!strings.Contains(err.Error(), "Invalid learning rate") {
+		t.Fatalf("negative lr: %v", err)
+	}
+	if _, err := autograd.NewAdam([]*autograd.Tensor{w}, 1e-3, autograd.WithMomentum(0.9)); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("momentum for Adam: %v", err)
+	}
+}
+
+func TestGenerators(t *testing.T) {
+	g1 := must(autograd.NewGenerator(42))
+	g2 := must(autograd.NewGenerator(42))
+	a := values(t, must(autograd.Rand(g1, autograd.Float32, 4)))
+	b := values(t, must(autograd.Rand(g2, autograd.Float32, 4)))
+	if !slices.Equal(a, b) {
+		t.Fatal("same seed, different numbers")
+	}
+	ok(t, g1.ManualSeed(42))
+	if c := values(t, must(autograd.Rand(g1, autograd.Float32, 4))); !slices.Equal(a, c) {
+		t.Fatal("reseed")
+	}
+	n := must(autograd.Randn(g1, autograd.Float64, 1000))
+	if m := must(must(n.Mean()).Item()); math.Abs(m) > 0.2 {
+		t.Fatalf("randn mean %v", m)
+	}
+	ri := must(autograd.Randint(g1, 3, 5, autograd.Int64, 100))
+	for _, v := range must(ri.Int64s()) {
+		if v < 3 || v >= 5 {
+			t.Fatalf("randint %d", v)
+		}
+	}
+	// The package default generator is reseeded by ManualSeed.
+	ok(t, autograd.ManualSeed(7))
+	d1 := values(t, must(autograd.Rand(nil, autograd.Float32, 3)))
+	ok(t, autograd.ManualSeed(7))
+	d2 := values(t, must(autograd.RandLike(nil, must(autograd.Zeros(autograd.Float32, 3)))))
+	if !slices.Equal(d1, d2) {
+		t.Fatal("default generator")
+	}
+	x := must(autograd.Ones(autograd.Float32, 1000))
+	dr := must(x.Dropout(g1, 0.5, true))
+	if s := must(must(dr.Sum()).Item()); s < 700 || s > 1300 {
+		t.Fatalf("dropout sum %v", s)
+	}
+	if _, err := x.Dropout(nil, 1.5, true); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("dropout p: %v", err)
+	}
+	g1.Release()
+	if _, err := autograd.Rand(g1, autograd.Float32, 2); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("released generator: %v", err)
+	}
+}
+
+func TestNoGradAndAnomaly(t *testing.T) {
+	x := param(t, []float32{1})
+	var y *autograd.Tensor
+	err := autograd.NoGrad(func() (err error) {
+		if autograd.IsGradEnabled() {
+			t.Error("grad enabled inside NoGrad")
+		}
+		y, err = x.MulScalar(2)
+		return autograd.EnableGrad(func() error {
+			if !autograd.IsGradEnabled() {
+				t.Error("grad disabled inside EnableGrad")
+			}
+			return nil
+		})
+	})
+	ok(t, err)
+	if y.RequiresGrad() || !autograd.IsGradEnabled() {
+		t.Fatal("no_grad")
+	}
+	if err := autograd.NoGrad(func() error { return errors.New("inner") }); err == nil || err.Error() != "inner" {
+		t.Fatal("NoGrad's error")
+	}
+
+	// Anomaly mode names the node that produced NaN.
+	z := param(t, []float32{-1})
+	err = autograd.DetectAnomaly(func() error {
+		if !autograd.IsAnomalyEnabled() {
+			t.Error("anomaly mode off")
+		}
+		return must(must(z.Sqrt()).Sum()).Backward()
+	})
+	if !errors.Is(err, autograd.EAnomaly) || !strings.Contains(err.Error(), "SqrtBackward0") {
+		t.Fatalf("anomaly: %v", err)
+	}
+	if autograd.IsAnomalyEnabled() {
+		t.Fatal("anomaly mode left on")
+	}
+}
+
+func TestTape(t *testing.T) {
+	var tp autograd.Tape
+	x := tp.T(autograd.FromSlice([]float32{1, 2}))
+	y := tp.T(tp.T(x.Exp()).Matmul(must(autograd.Zeros(autograd.Float32, 3, 3)))) // fails
+	z := tp.T(y.AddScalar(1))                                                     // runs on nil: no panic
+	if z != nil || !errors.Is(tp.Err(), autograd.EShape) {
+		t.Fatalf("sticky error: %v", tp.Err())
+	}
+	if tp.Check(nil) {
+		t.Fatal("Check after an error")
+	}
+	kept := tp.Keep(x)
+	tp.Release()
+	if kept.Numel() != 2 {
+		t.Fatal("kept tensor released")
+	}
+	tp.Reset()
+	if tp.Err() != nil {
+		t.Fatal("reset")
+	}
+}
+
+// Independent graphs on many goroutines at once give the same results as alone.
+func TestConcurrentGraphs(t *testing.T) {
+	const workers, rounds = 16, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				v := float32(w*rounds + r)
+				x, err := autograd.FromSlice([]float32{v, 1})
+				if err == nil {
+					err = x.SetRequiresGrad(true)
+				}
+				var tp autograd.Tape
+				y := tp.T(x.Mul(x))
+				s := tp.T(tp.T(y.Sum()).MulScalar(3))
+				tp.Check(s.Backward())
+				g := tp.T(x.Grad())
+				if err == nil {
+					err = tp.Err()
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, _ := g.Float64s()
+				if got[0] != float64(6*v) || got[1] != 6 {
+					errs <- fmt.Errorf("worker %d round %d: grad %v", w, r, got)
+					return
+				}
+				// NoGrad on one goroutine does not leak into the others.
+				autograd.NoGrad(func() error { runtime.Gosched(); return nil })
+				tp.Release()
+				x.Release()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// Tensors left to the garbage collector are released by their cleanups (a smoke test: the
+// cleanups call into C from the runtime's cleanup goroutine).
+func TestCleanup(t *testing.T) {
+	for range 1000 {
+		x, _ := autograd.Zeros(autograd.Float32, 64)
+		_, _ = x.Exp()
+	}
+	runtime.GC()
+	runtime.GC()
+}
+
+func TestVersion(t *testing.T) {
+	if err := autograd.CheckVersion(); err != nil {
+		t.Fatal(err)
+	}
+	if autograd.Version() == "" || autograd.NumThreads() < 1 {
+		t.Fatal("version or threads")
+	}
+	ok(t, autograd.SetNumThreads(2))
+	if autograd.NumThreads() != 2 {
+		t.Fatal("threads")
+	}
+	ok(t, autograd.SetNumThreads(0))
+	if err := autograd.SetNumThreads(-1); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("threads -1: %v", err)
+	}
+}
+
+// Hooks and custom functions on the costly branches of one graph run on the library's
+// worker threads, several at once: Go callbacks from threads Go did not start.
+func TestCallbacksOnWorkerThreads(t *testing.T) {
+	ok(t, autograd.SetNumThreads(4))
+	defer autograd.SetNumThreads(0)
+	const n = 1 << 15
+	x := must(autograd.Ones(autograd.Float32, n))
+	ok(t, x.SetRequiresGrad(true))
+	var mu sync.Mutex
+	calls := 0
+	var total *autograd.Tensor
+	for i := 1; i <= 8; i++ {
+		b := must(x.MulScalar(float64(i)))
+		must(b.RegisterHook(func(g *autograd.Tensor) (*autograd.Tensor, error) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+			return g.MulScalar(2)
+		}))
+		e := must(myExp().Apply(must(b.MulScalar(0))))[0]
+		c := must(b.Mul(e))
+		if total == nil {
+			total = c
+		} else {
+			total = must(total.Add(c))
+		}
+	}
+	ok(t, must(total.Sum()).Backward())
+	if calls != 8 {
+		t.Fatalf("%d hook calls", calls)
+	}
+	// d/dx sum_i 2 * i * x * exp(0) = 2 * 36.
+	if g := values(t, must(x.Grad())); g[0] != 72 || g[n-1] != 72 {
+		t.Fatalf("grad %v %v", g[0], g[n-1])
+	}
+}

@@ -1,0 +1,3 @@
+module libautograd.dev/autograd
+
+go 1.24
