@@ -91,7 +91,10 @@ enum {
                             requires_grad changed on a non-leaf */
     AG_ENOMEM = 9,     /**< allocation failed */
     AG_EANOMALY = 10,  /**< anomaly mode: a backward function produced NaN or Inf */
-    AG_ECALLBACK = 11, /**< a user callback (hook, custom function) reported failure */
+    AG_ECALLBACK = 11, /**< a user callback (hook, custom function) reported failure with a
+                            status that is not one of these codes (a callback that returns one
+                            of these codes, e.g. forwarding AG_EVERSION from a library call,
+                            has it reported as is) */
     AG_EINTERNAL = 12  /**< a bug in the library; please report it */
 };
 
@@ -409,10 +412,11 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  gradients arriving at a node from several consumers are summed in a fixed order, so the
  *  result is bitwise identical for every thread count and schedule.
  *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH.
- *  All checks that can be made before running (root requires grad, saved tensors unmodified
- *  and not freed) are made first, and fail with nothing changed. .grad of leaves is written
- *  only after every node succeeded, so a failing hook or anomaly leaves .grad untouched;
- *  saved tensors of nodes that already ran may have been freed (without AG_RETAIN_GRAPH).
+ *  The root, its gradient and whether the graph was already freed are checked before
+ *  anything runs, and fail with nothing changed. .grad of leaves is written only after every
+ *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a
+ *  failing hook, an anomaly) leaves every .grad untouched; saved tensors of nodes that
+ *  already ran may have been freed then (without AG_RETAIN_GRAPH), as in PyTorch.
  *  Errors: AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
  *  grad_fn"), AG_ESHAPE (non-scalar root without grad, or grad of the wrong shape),
  *  AG_EDTYPE, AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor

@@ -321,7 +321,7 @@ static eng_err run_hooks(tmeta *m, tensor **grad, const out_meta *om, const char
         int rc = h->fn(&repl, *grad, h->userdata);
         if (rc) {
             tensor_release(repl);
-            return err_set(E_CALLBACK, "hook on a gradient of %s failed with status %d: %s",
+            return err_set(err_of_callback(rc), "hook on a gradient of %s failed with status %d: %s",
                            where, rc, err_message());
         }
         if (repl) {

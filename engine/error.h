@@ -26,6 +26,14 @@ typedef enum eng_err {
 
 /** Records a failure for the calling thread (printf-style message) and returns `kind`. */
 eng_err err_set(eng_err kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** The kind to report when a user callback returned status rc: the library's own kinds pass
+ *  through (a callback that forwards AG_EVERSION from a library call reports AG_EVERSION),
+ *  anything else becomes E_CALLBACK. */
+static inline eng_err err_of_callback(int rc)
+{
+    return rc > E_OK && rc <= E_INTERNAL ? (eng_err)rc : E_CALLBACK;
+}
+
 /** Records an out-of-memory failure. */
 eng_err err_nomem(void);
 /** The calling thread's last failure. */

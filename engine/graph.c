@@ -262,11 +262,6 @@ eng_err saved_check(node *n)
 {
     if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_RELEASED)
         return freed_error();
-    for (int i = 0; i < n->n_saved; i++) {
-        if (!n->saved[i].t) continue;
-        eng_err e = check_one(n, &n->saved[i]);
-        if (e) return e;
-    }
     return E_OK;
 }
 

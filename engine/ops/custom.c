@@ -58,7 +58,7 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
                 tensor_release(gout[i]);
                 gout[i] = NULL;
             }
-            e = err_set(E_CALLBACK, "the backward of custom function '%s' failed with status %d: %s",
+            e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with status %d: %s",
                         a->name, rc, err_message());
         } else {
             for (int i = 0; i < n->n_next; i++) {
@@ -146,7 +146,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
     grad_mode_set(prev);
     eng_err e = E_OK;
     if (rc) {
-        e = err_set(E_CALLBACK, "the forward of custom function '%s' failed with status %d: %s",
+        e = err_set(err_of_callback(rc), "the forward of custom function '%s' failed with status %d: %s",
                     def->name, rc, err_message());
     } else {
         for (int o = 0; o < n_out && !e; o++)
