@@ -33,12 +33,13 @@ const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-size_t node_bytes(int n_next, int n_saved, int n_out, size_t attr_size)
+size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims, size_t attr_size)
 {
     size_t a = align16(sizeof(node) + align16(attr_size));
     size_t e = a + align16((size_t)n_next * sizeof(edge));
     size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
-    return s + (size_t)n_out * sizeof(out_meta);
+    size_t o = s + (size_t)n_out * sizeof(out_meta);
+    return o + (size_t)out_dims * sizeof(int64_t);
 }
 
 static node *node_layout(void *mem, const node_type *type, int n_next, int n_saved, int n_out,
@@ -47,8 +48,9 @@ static node *node_layout(void *mem, const node_type *type, int n_next, int n_sav
     size_t a = align16(sizeof(node) + align16(attr_size));
     size_t e = a + align16((size_t)n_next * sizeof(edge));
     size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
+    size_t o = s + (size_t)n_out * sizeof(out_meta);
     node *n = mem;
-    memset(n, 0, s + (size_t)n_out * sizeof(out_meta));
+    memset(n, 0, o);
     atomic_init(&n->refs, 1);
     atomic_init(&n->flags, 0);
     atomic_init(&n->sched_owner, 0);
@@ -60,12 +62,24 @@ static node *node_layout(void *mem, const node_type *type, int n_next, int n_sav
     n->next = (edge *)((char *)n + a);
     n->saved = (saved_var *)((char *)n + e);
     n->outs = (out_meta *)((char *)n + s);
+    n->dims = (int64_t *)((char *)n + o);
     return n;
 }
 
-node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size)
+void node_out_meta(node *n, int o, const tensor *like)
 {
-    void *mem = mem_alloc(node_bytes(n_next, n_saved, n_out, attr_size));
+    out_meta *m = &n->outs[o];
+    m->dtype = like->dtype;
+    m->ndim = like->ndim;
+    m->shape = n->dims + n->dims_used;
+    n->dims_used += like->ndim;
+    memcpy(m->shape, like->shape, (size_t)like->ndim * sizeof(int64_t));
+}
+
+node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
+               size_t attr_size)
+{
+    void *mem = mem_alloc(node_bytes(n_next, n_saved, n_out, out_dims, attr_size));
     return mem ? node_layout(mem, type, n_next, n_saved, n_out, attr_size) : NULL;
 }
 
@@ -74,9 +88,7 @@ node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
     node *n = node_layout(mem, type, 0, 0, 1, 0);
     atomic_init(&n->refs, 0);
     atomic_init(&n->flags, NODE_EMBEDDED);
-    n->outs[0].dtype = leaf->dtype;
-    n->outs[0].ndim = leaf->ndim;
-    memcpy(n->outs[0].shape, leaf->shape, (size_t)leaf->ndim * sizeof(int64_t));
+    node_out_meta(n, 0, leaf);
     return n;
 }
 
@@ -163,7 +175,7 @@ void node_save(node *n, int i, tensor *t)
 {
     tensor_retain(t);
     n->saved[i].t = t;
-    n->saved[i].version = tensor_version(t);
+    n->saved[i].version = (uint32_t)tensor_version(t);
     n->saved[i].is_output = false;
 }
 
@@ -172,9 +184,9 @@ eng_err node_save_output(node *n, int i, tensor *t)
     tensor *alias = tensor_alias(t, t->shape, t->strides, t->ndim, t->offset);
     if (!alias) return E_NOMEM;
     n->saved[i].t = alias;
-    n->saved[i].version = tensor_version(t);
+    n->saved[i].version = (uint32_t)tensor_version(t);
     n->saved[i].is_output = true;
-    n->saved[i].output_nr = t->output_nr;
+    n->saved[i].output_nr = (uint16_t)t->output_nr;
     return E_OK;
 }
 
@@ -185,10 +197,7 @@ static void attach_output(node *n, int output_nr, tensor *out)
     out->grad_fn = n;
     out->output_nr = (uint32_t)output_nr;
     out->requires_grad = 0;
-    out_meta *m = &n->outs[output_nr];
-    m->dtype = out->dtype;
-    m->ndim = out->ndim;
-    memcpy(m->shape, out->shape, (size_t)out->ndim * sizeof *out->shape);
+    node_out_meta(n, output_nr, out);
 }
 
 void node_set_output(node *n, int output_nr, tensor *out)
@@ -202,7 +211,9 @@ node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const 
 {
     *err = E_OK;
     if (!should_record(ins, n_in)) return NULL;
-    node *n = node_new(type, n_in, n_saved, n_out, attr_size);
+    int out_dims = 0;
+    for (int o = 0; o < n_out; o++) out_dims += outs[o]->ndim;
+    node *n = node_new(type, n_in, n_saved, n_out, out_dims, attr_size);
     if (!n) {
         *err = err_nomem();
         return NULL;
@@ -243,7 +254,7 @@ static eng_err freed_error(void)
 static eng_err check_one(node *n, saved_var *s)
 {
     int64_t v = tensor_version(s->t);
-    if (v == s->version) return E_OK;
+    if ((uint32_t)v == s->version) return E_OK;
     char sh[160];
     fmt_shape(sh, sizeof sh, s->t->shape, s->t->ndim);
     const char *producer = s->is_output ? n->name : s->t->grad_fn ? s->t->grad_fn->name : NULL;

@@ -26,8 +26,8 @@ typedef struct edge {
  *  grad_fn), and get the node back as grad_fn when unpacked under create_graph. */
 typedef struct saved_var {
     tensor *t;
-    int64_t version;
-    uint32_t output_nr;
+    uint32_t version;   /* low bits of the version counter when saved */
+    uint16_t output_nr;
     bool is_output;
 } saved_var;
 
@@ -35,7 +35,7 @@ typedef struct saved_var {
 typedef struct out_meta {
     uint8_t dtype;
     uint8_t ndim;
-    int64_t shape[MAX_DIMS];
+    int64_t *shape; /* ndim sizes, in the node's own block */
 } out_meta;
 
 /** What a backward formula knows of the pass it runs in. */
@@ -76,6 +76,8 @@ typedef struct node {
     edge *next;
     saved_var *saved;
     out_meta *outs;
+    int64_t *dims;      /* room for the outputs' sizes */
+    uint16_t dims_used;
     tmeta **hooked;    /* per output: meta of a non-leaf output with hooks / retain_grad */
     tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
     /* Scheduler scratch: the backward pass that currently indexes this node. */
@@ -107,12 +109,16 @@ static inline void *node_attrs(node *n) { return n->attrs; }
  *  grad). NULL entries are ignored. */
 bool should_record(tensor *const *ins, int n);
 /** Bytes a node with these counts takes. */
-size_t node_bytes(int n_next, int n_saved, int n_out, size_t attr_size);
+size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims, size_t attr_size);
 /** Lays out an idle (refcount 0) AccumulateGrad node in `mem` (node_bytes(0, 0, 1, 0)) for
  *  `leaf`; grad_accumulator brings it to life. */
 node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf);
-/** A zeroed node with room for the given counts and attr_size bytes of op attributes. */
-node *node_new(const node_type *type, int n_next, int n_saved, int n_out, size_t attr_size);
+/** A zeroed node with room for the given counts, out_dims output sizes in all (the sum of
+ *  the outputs' ndim) and attr_size bytes of op attributes. */
+node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
+               size_t attr_size);
+/** Records like's dtype and shape as the metadata of n's output o (once per output). */
+void node_out_meta(node *n, int o, const tensor *like);
 /** The gradient edge of t: its grad_fn, or its AccumulateGrad node if it is a leaf requiring
  *  grad (created on first use), or none. On success *e holds a new reference. */
 eng_err gradient_edge(tensor *t, edge *e);

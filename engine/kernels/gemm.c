@@ -173,7 +173,7 @@ typedef struct packed_job {
     const gemm_impl *im;
     const gemm_args *g;
     char *Ap, *Bp;                  /* packed panels; NULL: that operand is read in place */
-    int b_own;                      /* each tile packs its own B panels, a k-block at a time */
+    int a_own, b_own;               /* each tile packs its own A / B panels, a k-block at a time */
     int64_t i0, ms, j0, ns, p0, ks; /* the super-block being computed */
     int64_t kc;                     /* k-block */
     int64_t nbp;                    /* B panels packed by this pack pass (0: reuse) */
@@ -199,25 +199,35 @@ static void pack_b_panels(const packed_job *p, int64_t jp0, int64_t jp1, int64_t
         }
 }
 
+/* Packs A panels [ip0, ip1) of k-block [k, k + kc) to dst, panel after panel. */
+static void pack_a_panels(const packed_job *p, int64_t ip0, int64_t ip1, int64_t k, int64_t kc,
+                          int64_t ld, char *dst)
+{
+    const gemm_impl *im = p->im;
+    const gemm_args *g = p->g;
+    size_t es = im->es;
+    for (int64_t k0 = 0; k0 < kc; k0 += PACK_KSLICE)
+        for (int64_t ip = ip0; ip < ip1; ip++) {
+            int64_t i = p->i0 + ip * im->mr, kk = k + k0;
+            im->pack_a(min64(PACK_KSLICE, kc - k0),
+                       (const char *)g->A + (i * g->rsa + kk * g->csa) * es, g->rsa, g->csa,
+                       min64(im->mr, p->i0 + p->ms - i), im->mr,
+                       dst + ((ip - ip0) * ld + k0) * im->mr * es);
+        }
+}
+
 /* Packing pass, jobs [lo, hi): B panels (nbp of them) first, then A panels. */
 static void pack_chunk(void *ctx, int64_t lo, int64_t hi)
 {
     const packed_job *p = ctx;
-    const gemm_impl *im = p->im;
-    const gemm_args *g = p->g;
-    size_t es = im->es;
-    if (lo < p->nbp) {
-        pack_b_panels(p, lo, min64(hi, p->nbp), p->p0, p->ks, p->ks, p->Bp + lo * p->ks * im->nr * es);
-        lo = p->nbp;
+    size_t es = p->im->es;
+    if (lo < p->nbp)
+        pack_b_panels(p, lo, min64(hi, p->nbp), p->p0, p->ks, p->ks,
+                      p->Bp + lo * p->ks * p->im->nr * es);
+    if (hi > p->nbp) {
+        lo = lo > p->nbp ? lo - p->nbp : 0;
+        pack_a_panels(p, lo, hi - p->nbp, p->p0, p->ks, p->ks, p->Ap + lo * p->ks * p->im->mr * es);
     }
-    for (int64_t k0 = 0; k0 < p->ks; k0 += PACK_KSLICE)
-        for (int64_t t = lo; t < hi; t++) {
-            int64_t u = t - p->nbp, i = p->i0 + u * im->mr, k = p->p0 + k0;
-            im->pack_a(min64(PACK_KSLICE, p->ks - k0),
-                       (const char *)g->A + (i * g->rsa + k * g->csa) * es, g->rsa, g->csa,
-                       min64(im->mr, p->i0 + p->ms - i), im->mr,
-                       p->Ap + (u * p->ks + k0) * im->mr * es);
-        }
 }
 
 static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
@@ -234,8 +244,9 @@ static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
         for (int64_t pc = 0; pc < p->ks; pc += p->kc) {
             int64_t kc = min64(p->kc, p->ks - pc), k = p->p0 + pc;
             int load_c = g->acc || k > 0;
-            if (p->b_own) /* panel slots p->kc deep: tiles may be at different k-blocks */
-                pack_b_panels(p, jp0, jp1, k, kc, p->kc, p->Bp + jp0 * p->kc * nr * es);
+            /* Panel slots are p->kc deep: tiles may be at different k-blocks. */
+            if (p->a_own) pack_a_panels(p, ip0, ip1, k, kc, p->kc, p->Ap + ip0 * p->kc * mr * es);
+            if (p->b_own) pack_b_panels(p, jp0, jp1, k, kc, p->kc, p->Bp + jp0 * p->kc * nr * es);
             /* The B micro-panel (kc x nr) stays in L1 while the tile's A panels stream from
              * L2. */
             for (int64_t jp = jp0; jp < jp1; jp++) {
@@ -245,7 +256,8 @@ static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
                                          : (const char *)g->B + (k * g->rsb + j) * es;
                 for (int64_t ip = ip0; ip < ip1; ip++) {
                     int64_t i = p->i0 + ip * mr;
-                    const char *a = p->Ap ? p->Ap + (ip * p->ks + pc) * mr * es
+                    const char *a = p->a_own ? p->Ap + ip * p->kc * mr * es
+                                    : p->Ap  ? p->Ap + (ip * p->ks + pc) * mr * es
                                           : (const char *)g->A + (i * g->rsa + k * g->csa) * es;
                     im->kernel(kc, a, ars, acs, b, brs,
                                (char *)g->C + (i * g->rsc + j * g->csc) * es, g->rsc, g->csc,
@@ -272,7 +284,8 @@ static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int
     int64_t mr = p->im->mr, nr = p->im->nr;
     while (cdiv(npm, mcp) * cdiv(npn, ncp) < MIN_TILES) {
         int64_t m2 = mcp, n2 = ncp;
-        if (ncp > 1 && (ncp * nr >= mcp * mr || p->b_own)) n2 = cdiv(ncp, 2);
+        /* A tile that packs its own A (B) panels owns all of them: never split that way. */
+        if (ncp > 1 && !p->a_own && (ncp * nr >= mcp * mr || p->b_own)) n2 = cdiv(ncp, 2);
         else if (mcp > 1 && !p->b_own) m2 = cdiv(mcp, 2);
         if ((m2 == mcp && n2 == ncp) || m2 * mr * n2 * nr * k < TILE_MIN_FMAS) break;
         mcp = m2;
@@ -327,6 +340,10 @@ static int run_packed(const gemm_impl *im, gemm_args g)
     int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
     int64_t ms = pack_a ? min64(npm * mr, msmax < mr ? mr : msmax) : M;
     int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax);
+    /* Tiles pack their own A panels and span all of N: packed A then stays in the cache of
+     * the core that uses it, and packing overlaps the other threads' FMAs (TN 1024^3, 2
+     * threads: xxx -> yyy GFLOP/s). B panels are shared by all tiles: packed in a pass. */
+    p.a_own = pack_a;
     p.Ap = pack_a ? mem_alloc_aligned((size_t)(ms * ks) * es, MEM_DATA_ALIGN) : NULL;
     p.Bp = mem_alloc_aligned((size_t)(ns * ks) * es, MEM_DATA_ALIGN);
     if ((pack_a && !p.Ap) || !p.Bp) goto fail;
@@ -340,8 +357,8 @@ static int run_packed(const gemm_impl *im, gemm_args g)
                 /* Packing chunks of >= 64K elements (~10 us): smaller ones are not worth
                  * waking a thread for. */
                 p.nbp = p.i0 == 0 ? pn : 0;
-                par_for(p.nbp + (pack_a ? pm : 0), cdiv(65536, p.ks * nr), pack_chunk, &p);
-                plan_tiles(&p, pm, pn, MC_PANELS, NC_PANELS, p.ks);
+                par_for(p.nbp, cdiv(65536, p.ks * nr), pack_chunk, &p);
+                plan_tiles(&p, pm, pn, MC_PANELS, pack_a ? pn : NC_PANELS, p.ks);
                 par_for(cdiv(pm, p.mcp) * p.ntn, 1, tile_chunk, &p);
             }
         }

@@ -51,12 +51,24 @@ INLINE uint32_t lanes(int64_t n, int vl)
                 _mm_prefetch((const char *)(c + i * rsc + NV * VL - 1), _MM_HINT_T0);          \
             }                                                                                  \
         }                                                                                      \
-        for (int64_t k = 0; k < kc; k++, a += acs, b += brs) {                                 \
-            V b0 = _mm512_maskz_loadu_##PS(m0, b);                                             \
-            V b1 = NV > 1 ? _mm512_maskz_loadu_##PS(m1, b + VL) : b0;                          \
+        /* Row i of A at byte offset (i / 7) * 7 * s1 + i % 7 * s1 from two bases, with i % 7 \
+         * * s1 spelt as an x86 addressing mode over s1, s3 = 3 s1 and s5 = 5 s1: 5 registers \
+         * instead of 14 row offsets that spill. */                                            \
+        const char *a0 = (const char *)a;                                                      \
+        int64_t s1 = ars * (int64_t)sizeof(T), s3 = 3 * s1, s5 = 5 * s1;                       \
+        int full = nr == NV * VL;                                                              \
+        for (int64_t k = 0; k < kc; k++, a0 += acs * (int64_t)sizeof(T), b += brs) {           \
+            const char *a7 = a0 + 7 * s1;                                                      \
+            V b0 = full ? _mm512_loadu_##PS(b) : _mm512_maskz_loadu_##PS(m0, b);               \
+            V b1 = NV < 2 ? b0 : full ? _mm512_loadu_##PS(b + VL)                              \
+                                      : _mm512_maskz_loadu_##PS(m1, b + VL);                   \
             _Pragma("GCC unroll 14") for (int i = 0; i < R; i++)                               \
             {                                                                                  \
-                V ai = _mm512_set1_##PS(a[i * ars]);                                           \
+                const char *base = i < 7 ? a0 : a7;                                            \
+                int r = i % 7;                                                                 \
+                int64_t off = r == 0 ? 0 : r == 1 ? s1 : r == 2 ? 2 * s1 : r == 3 ? s3         \
+                            : r == 4 ? 4 * s1 : r == 5 ? s5 : 2 * s3;                          \
+                V ai = _mm512_set1_##PS(*(const T *)(base + off));                             \
                 acc[i][0] = _mm512_fmadd_##PS(ai, b0, acc[i][0]);                              \
                 if (NV > 1) acc[i][1] = _mm512_fmadd_##PS(ai, b1, acc[i][1]);                  \
             }                                                                                  \

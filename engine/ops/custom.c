@@ -175,7 +175,9 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
         bool any_float = false;
         for (int o = 0; o < n_out; o++) any_float |= dtype_is_float((dtype)res[o]->dtype);
         if (any_float && should_record(ins, n_in)) {
-            n = node_new(&CUSTOM, n_in, ctx.n_pending, n_out, sizeof(custom_attr));
+            int out_dims = 0;
+            for (int o = 0; o < n_out; o++) out_dims += res[o]->ndim;
+            n = node_new(&CUSTOM, n_in, ctx.n_pending, n_out, out_dims, sizeof(custom_attr));
             size_t len = strlen(def->name);
             char *name = mem_alloc(len + sizeof "Backward");
             if (!n || !name) {

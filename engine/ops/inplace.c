@@ -138,7 +138,7 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
                        "supported under grad mode");
     int n_next = other ? 2 : 1;
     int n_saved = attr.op == OP_MUL ? 2 : 0;
-    node *fn = node_new(type, n_next, n_saved, 1, sizeof(ip_attr));
+    node *fn = node_new(type, n_next, n_saved, 1, t->ndim, sizeof(ip_attr));
     if (!fn) return err_nomem();
     *(ip_attr *)node_attrs(fn) = attr;
     eng_err e = E_OK;
@@ -162,7 +162,7 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
         if (!e && other) e = node_set_edge(fn, 1, other);
     }
     if (!e && view) {
-        node *cs = node_new(&COPY_SLICES, n_next, 0, 1, sizeof(cs_attr));
+        node *cs = node_new(&COPY_SLICES, n_next, 0, 1, t->base->ndim, sizeof(cs_attr));
         if (!cs) {
             e = err_nomem();
         } else {
@@ -195,10 +195,7 @@ static eng_err commit_record(ip_rec *r, tensor *t)
         tensor *base = t->base;
         node_set_output(r->cs, 0, base);
         /* The op's node sees the view's shape as its output. */
-        out_meta *m = &r->fn->outs[0];
-        m->dtype = t->dtype;
-        m->ndim = t->ndim;
-        memcpy(m->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
+        node_out_meta(r->fn, 0, t);
         e = view_rebase(t);
     } else if (r->fn) {
         tmeta *meta = tensor_meta_peek(t);

@@ -654,7 +654,7 @@ eng_err op_detach(tensor **out, tensor *t)
 eng_err view_rebase(tensor *v)
 {
     tensor *base = v->base;
-    node *n = node_new(&AS_STRIDED_BW, 1, 0, 1, sizeof(view_attr));
+    node *n = node_new(&AS_STRIDED_BW, 1, 0, 1, v->ndim, sizeof(view_attr));
     if (!n) return err_nomem();
     eng_err e = node_set_edge(n, 0, base);
     if (e) {
