@@ -46,13 +46,23 @@ void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, voi
 /* Every block starts with 16 bytes naming its allocator and, for pooled blocks, its class. */
 typedef struct block_hdr {
     const allocator *owner;
-    uint32_t cls; /* < POOL_CLASSES: pooled (default allocator only); else not pooled */
-    uint32_t pad;
+    uint32_t cls; /* < POOL_CLASSES: pooled; LARGE: cacheable; NOT_POOLED */
+    uint32_t pad; /* LARGE: the block's size in pages */
 } block_hdr;
 _Static_assert(sizeof(block_hdr) == 16, "block header keeps 16-byte alignment");
 
 #define POOL_CLASSES 8
 #define NOT_POOLED 0xffffffffu
+#define LARGE 0xfffffffeu /* default allocator, >= LARGE_MIN bytes: cacheable */
+
+/* Large blocks (gradients, activations, GEMM packing buffers) come back with the same sizes
+ * every training step; handing them to glibc returns them to the kernel, and every step then
+ * pays page faults on fresh zeroed pages (a quarter of an MLP step, measured). A few are kept
+ * per thread, bounded in count and bytes, so peak memory does not grow with step count. */
+#define LARGE_MIN (64u << 10)
+#define LARGE_SLOTS 16
+#define LARGE_BYTES ((size_t)128 << 20)
+#define PAGE 4096u
 static const size_t class_size[POOL_CLASSES] = {48, 64, 96, 128, 192, 256, 384, 512};
 
 /* The free lists hold at most what the thread once had live (they never grow beyond the
@@ -64,9 +74,16 @@ typedef struct scratch {
     size_t cap;
 } scratch;
 
+typedef struct large_slot {
+    block_hdr *h;
+    size_t cap; /* usable bytes */
+} large_slot;
+
 typedef struct pool {
     void *head[POOL_CLASSES];
     scratch sc[SCRATCH_SLOTS];
+    large_slot large[LARGE_SLOTS];
+    size_t large_bytes;
     struct pool *prev, *next; /* every live thread's pool, so leak checkers can reach them */
 } pool;
 
@@ -82,6 +99,7 @@ static void pool_drain(void *p)
     tls_pool = NULL; /* later frees on this exiting thread go straight to free() */
     for (int k = 0; k < SCRATCH_SLOTS; k++)
         if (pl->sc[k].h) mem_free(pl->sc[k].h + 1);
+    for (int k = 0; k < LARGE_SLOTS; k++) free(pl->large[k].h);
     for (int c = 0; c < POOL_CLASSES; c++) {
         while (pl->head[c]) {
             void *b = pl->head[c];
@@ -160,13 +178,69 @@ void mem_scratch_give(int slot, void *p, size_t cap)
     sc->cap = cap;
 }
 
+/* The smallest cached block that fits without wasting more than half of it. */
+static block_hdr *large_take(pool *pl, size_t size)
+{
+    int best = -1;
+    for (int k = 0; k < LARGE_SLOTS; k++) {
+        size_t cap = pl->large[k].cap;
+        if (pl->large[k].h && cap >= size && cap / 2 <= size &&
+            (best < 0 || cap < pl->large[best].cap))
+            best = k;
+    }
+    if (best < 0) return NULL;
+    block_hdr *h = pl->large[best].h;
+    pl->large_bytes -= pl->large[best].cap;
+    pl->large[best].h = NULL;
+    return h;
+}
+
+static bool large_give(pool *pl, block_hdr *h, size_t cap)
+{
+    if (cap > LARGE_BYTES) return false;
+    /* Make room: evict blocks (largest first) until this one fits the byte budget. */
+    while (pl->large_bytes + cap > LARGE_BYTES) {
+        int big = -1;
+        for (int k = 0; k < LARGE_SLOTS; k++)
+            if (pl->large[k].h && (big < 0 || pl->large[k].cap > pl->large[big].cap)) big = k;
+        free(pl->large[big].h);
+        pl->large_bytes -= pl->large[big].cap;
+        pl->large[big].h = NULL;
+    }
+    int slot = -1;
+    for (int k = 0; k < LARGE_SLOTS && slot < 0; k++)
+        if (!pl->large[k].h) slot = k;
+    if (slot < 0) {
+        slot = 0; /* all taken: replace the first (oldest insertions drift there) */
+        free(pl->large[0].h);
+        pl->large_bytes -= pl->large[0].cap;
+    }
+    pl->large[slot].h = h;
+    pl->large[slot].cap = cap;
+    pl->large_bytes += cap;
+    return true;
+}
+
 void *mem_alloc(size_t size)
 {
     if (!size) size = 1;
-    if (size > SIZE_MAX - sizeof(block_hdr)) return NULL;
+    if (size > SIZE_MAX - sizeof(block_hdr) - PAGE) return NULL;
     const allocator *a = atomic_load_explicit(&current, memory_order_acquire);
     int c = a == &std_allocator ? class_of(size) : -1;
     block_hdr *h;
+    if (c < 0 && a == &std_allocator && size >= LARGE_MIN) {
+        size_t cap = (size + sizeof(block_hdr) + PAGE - 1) / PAGE * PAGE - sizeof(block_hdr);
+        pool *pl = my_pool();
+        h = pl ? large_take(pl, size) : NULL;
+        if (!h) {
+            h = malloc(sizeof(block_hdr) + cap);
+            if (!h) return NULL;
+            h->pad = (uint32_t)((cap + sizeof(block_hdr)) / PAGE);
+        }
+        h->owner = a;
+        h->cls = LARGE;
+        return h + 1;
+    }
     pool *pl = c >= 0 ? my_pool() : NULL;
     if (pl) {
         h = pl->head[c];
@@ -211,6 +285,12 @@ void mem_free(void *p)
         }
         /* A thread that never allocated from the pool (or is exiting): plain free. */
         free(h);
+        return;
+    }
+    if (h->cls == LARGE) {
+        pool *pl = tls_pool;
+        size_t cap = (size_t)h->pad * PAGE - sizeof(block_hdr);
+        if (!pl || !large_give(pl, h, cap)) free(h);
         return;
     }
     h->owner->free_(h, h->owner->ud);

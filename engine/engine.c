@@ -622,8 +622,12 @@ static eng_err commit_leaf(tensor *leaf, tensor *g, bool create_graph)
     if (!m->grad) {
         /* Steal the gradient when nobody else can see it (PyTorch's AccumulateGrad rule);
          * otherwise keep a copy so later in-place accumulation cannot leak into others. */
-        bool private_ = atomic_load(&g->refs) == 1 && atomic_load(&g->st->refs) == 1 &&
-                        !g->grad_fn && tensor_is_contiguous(g);
+        bool private_ = atomic_load(&g->refs) == 1 && !g->grad_fn && tensor_is_contiguous(g) &&
+                        (atomic_load(&g->st->refs) == 1 ||
+                         /* a contiguous view whose base only this view still holds, such as
+                          * the transpose of a transposed product (TBackward0 of a weight) */
+                         (g->base && atomic_load(&g->base->refs) == 1 &&
+                          atomic_load(&g->st->refs) == 2 && !g->base->grad_fn));
         if (!create_graph && private_) {
             m->grad = g;
             g = NULL;

@@ -58,7 +58,14 @@ static void memcpy_loop(char **d, const int64_t *s, int64_t n, void *ctx)
         memcpy(d[0], d[1], (size_t)n * es);
         return;
     }
-    for (int64_t i = 0; i < n; i++) memcpy(d[0] + i * s[0], d[1] + i * s[1], es);
+    /* Strided (transposes, broadcasts): typed moves, not a memcpy call per element. */
+    if (es == 8) {
+        for (int64_t i = 0; i < n; i++) *(uint64_t *)(d[0] + i * s[0]) = *(const uint64_t *)(d[1] + i * s[1]);
+    } else if (es == 4) {
+        for (int64_t i = 0; i < n; i++) *(uint32_t *)(d[0] + i * s[0]) = *(const uint32_t *)(d[1] + i * s[1]);
+    } else {
+        for (int64_t i = 0; i < n; i++) d[0][i * s[0]] = d[1][i * s[1]];
+    }
 }
 
 eng_err kernel_copy(tensor *dst, const tensor *src)

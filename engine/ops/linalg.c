@@ -47,11 +47,16 @@ static eng_err cannot_multiply(const tensor *a, const tensor *b)
                    fmt_shape(s1, sizeof s1, a->shape, a->ndim), fmt_shape(s2, sizeof s2, b->shape, b->ndim));
 }
 
+/* mm's attribute: whether b was a transposed view (its gradient takes the same layout). */
+typedef struct mm_attr {
+    bool b_transposed;
+} mm_attr;
+
 static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, tensor *b)
 {
     eng_err e = E_OK;
     tensor *ins[2] = {a, b};
-    node *n = record(bw, ins, 2, &r, 1, 2, 0, &e);
+    node *n = record(bw, ins, 2, &r, 1, 2, sizeof(mm_attr), &e);
     if (e) {
         tensor_release(r);
         return e;
@@ -59,6 +64,8 @@ static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, t
     if (n) {
         if (tensor_requires_grad(b)) node_save(n, 0, a);
         if (tensor_requires_grad(a)) node_save(n, 1, b);
+        ((mm_attr *)node_attrs(n))->b_transposed =
+            b->ndim == 2 && b->strides[0] == 1 && b->strides[1] == b->shape[0] && b->shape[0] > 1;
     }
     *out = r;
     return E_OK;
@@ -92,8 +99,18 @@ static eng_err mm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         if (e) return e;
     }
     if (c->needed[1]) {
-        if (!(e = op_t(&t, a))) e = op_mm(&gout[1], t, gin[0]);
-        tensor_release(t);
+        if (((const mm_attr *)node_attrs(n))->b_transposed) {
+            /* b is a transposed view (x @ w.t()): give its gradient the same layout,
+             * (g^T a)^T, as PyTorch's mm_mat2_backward does, so that after TBackward0 the
+             * weight's gradient is contiguous and AccumulateGrad takes it without a copy. */
+            tensor *gt = NULL, *p = NULL;
+            if (!(e = op_t(&gt, gin[0])) && !(e = op_mm(&p, gt, a))) e = op_t(&gout[1], p);
+            tensor_release(gt);
+            tensor_release(p);
+        } else {
+            if (!(e = op_t(&t, a))) e = op_mm(&gout[1], t, gin[0]);
+            tensor_release(t);
+        }
     }
     return e;
 }
