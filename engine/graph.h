@@ -80,6 +80,7 @@ typedef struct node {
     uint16_t dims_used;
     tmeta **hooked;    /* per output: meta of a non-leaf output with hooks / retain_grad */
     tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
+    unsigned epoch;    /* inplace_epoch when recorded */
     /* Scheduler scratch: the backward pass that currently indexes this node. */
     _Atomic uint64_t sched_owner;
     uint32_t sched_idx;

@@ -124,6 +124,8 @@ tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *str
     return t;
 }
 
+atomic_uint inplace_epoch;
+
 /* ---- deferred destruction --------------------------------------------------------------- */
 /* Releasing the last handle on a graph frees a chain of tensors and nodes. Doing it
  * recursively would need stack proportional to the graph's depth (the `scalar` workload

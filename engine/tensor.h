@@ -95,7 +95,16 @@ eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int
 
 /* ---- version counter ---- */
 static inline int64_t tensor_version(const tensor *t) { return atomic_load(&t->st->version); }
-static inline void tensor_bump_version(tensor *t) { atomic_fetch_add(&t->st->version, 1); }
+/* Counts every in-place change in the process. A node remembers its value when recorded;
+ * if it has not moved by backward, no saved tensor can have been modified, and backward skips
+ * the per-tensor version checks (each a cache miss on another tensor's storage). A hint only:
+ * when it moved, every check is made. */
+extern atomic_uint inplace_epoch;
+static inline void tensor_bump_version(tensor *t)
+{
+    atomic_fetch_add(&t->st->version, 1);
+    atomic_fetch_add_explicit(&inplace_epoch, 1, memory_order_release);
+}
 
 /* ---- autograd fields ---- */
 static inline bool tensor_requires_grad(const tensor *t) { return t->requires_grad || t->grad_fn; }
