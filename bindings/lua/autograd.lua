@@ -1,0 +1,1029 @@
+--[[
+autograd: reverse-mode automatic differentiation for Lua 5.4, with PyTorch's semantics.
+
+  local ag = require("autograd")
+  local x = ag.tensor(2.0, {requires_grad = true})
+  local z = 2 * (x * x) + 5
+  z:backward()
+  print(x.grad)                       --> tensor(8.)
+
+This is the idiomatic layer over the SWIG-generated C module `autograd_core` (the C API of
+abi/autograd.h, one function per C function, reachable as ag.core). Tensors are the C
+handles themselves: the module gives their metatable operators, fields and methods, and the
+garbage collector releases them.
+
+CONVENTION: dimensions and indices are 1-BASED, as Lua (and torch7) count.
+  * A dimension d > 0 counts from the front (1 is the first); d < 0 counts from the end
+    (-1 is the last, as in PyTorch); 0 is an error.  t:sum(1), t:softmax(-1).
+  * Positions are 1-based too: t:select(1, 1) is the first row; t:narrow(dim, start, length);
+    t:slice(dim, start, stop [, step]) takes an INCLUSIVE stop, like string.sub
+    (t:slice(1, 2, 3) is rows 2 and 3; negative positions count from the end, -1 the last).
+  * Index tensors (index_select, gather, scatter_add, embedding, class targets of
+    cross_entropy and nll_loss, and ignore_index) hold 1-based indices, and returned indices
+    (argmax, argmin, max(dim), min(dim)) are 1-based.
+  * Everything else follows PyTorch: shapes, broadcasting, dtypes, grad_fn names, printing.
+
+Errors raise Lua errors carrying the library's message ("ag_matmul: shapes [2, 3] and
+[4, 5] cannot be multiplied"); pcall catches them, ag.last_status() names the status.
+
+Dtypes are strings: "float32" (the default for floats), "float64", "int64" (the default for
+Lua integers), "bool"; also ag.float32, ag.float64, ag.int64, ag.bool.
+
+Grad mode is per OS thread, as in the C library: ag.no_grad(fn) restores it even if fn
+fails, but a coroutine that yields inside the scope leaves it switched off meanwhile.
+]]
+
+local core = require("autograd_core")
+
+local ag = {core = core}
+
+------------------------------------------------------------------------------------------
+-- Version check: the library loaded must be the one this module was built against, or a
+-- compatible newer one (same major, minor not older).
+------------------------------------------------------------------------------------------
+function ag._version_compatible(built, loaded)
+  local function str(v) return string.format("%d.%d.%d", v // 10000, v // 100 % 100, v % 100) end
+  if built // 10000 ~= loaded // 10000 then
+    return false, string.format("autograd: the loaded libautograd %s has another major version "
+      .. "than the %s this Lua module was built against", str(loaded), str(built))
+  end
+  if loaded // 100 % 100 < built // 100 % 100 then
+    return false, string.format("autograd: the loaded libautograd %s is older than the %s this "
+      .. "Lua module was built against", str(loaded), str(built))
+  end
+  return true
+end
+
+do
+  local ok, msg = ag._version_compatible(core.AG_VERSION_NUMBER, core.ag_version_number())
+  if not ok then error(msg, 2) end
+end
+ag.version = core.ag_version_string()
+
+------------------------------------------------------------------------------------------
+-- Locals for the hot paths
+------------------------------------------------------------------------------------------
+local type, select, error, pcall, setmetatable, rawget = type, select, error, pcall, setmetatable, rawget
+local mtype, tpack, tunpack = math.type, table.pack, table.unpack
+
+local C = core
+local c_add, c_sub, c_mul, c_div, c_pow = C.ag_add, C.ag_sub, C.ag_mul, C.ag_div, C.ag_pow
+local c_adds, c_subs, c_rsubs, c_muls = C.ag_add_scalar, C.ag_sub_scalar, C.ag_rsub_scalar, C.ag_mul_scalar
+local c_divs, c_rdivs, c_pows, c_rpows = C.ag_div_scalar, C.ag_rdiv_scalar, C.ag_pow_scalar, C.ag_rpow_scalar
+local c_neg = C.ag_neg
+
+local registry = debug.getregistry().SWIG
+local TensorMT = registry.ag_tensor
+local NodeMT = registry.ag_node
+local OptimMT = registry.ag_optimizer
+local GenMT = registry.ag_generator
+assert(TensorMT and NodeMT and OptimMT and GenMT and TensorMT.__gc,
+       "autograd: autograd_core has no class metatables (was it built from autograd.i?)")
+
+local function is_tensor(v)
+  return getmetatable(v) == TensorMT
+end
+ag.is_tensor = is_tensor
+
+------------------------------------------------------------------------------------------
+-- Dtypes, dims, indices
+------------------------------------------------------------------------------------------
+local DTYPE = {float32 = C.AG_FLOAT32, float64 = C.AG_FLOAT64, int64 = C.AG_INT64, bool = C.AG_BOOL}
+local DTYPE_NAME = {}
+for name, code in pairs(DTYPE) do DTYPE_NAME[code] = name; ag[name] = name end
+
+local function dtype_code(d, default)
+  if d == nil then return default end
+  local code = DTYPE[d]
+  if code then return code end
+  if DTYPE_NAME[d] then return d end
+  error("autograd: unknown dtype " .. tostring(d) .. " (float32, float64, int64 or bool)", 3)
+end
+
+-- A 1-based dimension to C's 0-based one.
+local function dim0(d, what)
+  if mtype(d) == nil then
+    error(string.format("autograd: %s must be an integer, got %s", what or "dim", type(d)), 3)
+  end
+  if d > 0 then return d - 1 end
+  if d < 0 then return d end
+  error("autograd: " .. (what or "dim") .. " 0 is invalid: dimensions and positions are "
+        .. "1-based (1 is the first, -1 the last)", 3)
+end
+
+local function dims0(dims)
+  if dims == nil then return nil end
+  if type(dims) ~= "table" then return {dim0(dims)} end
+  local out = {}
+  for i = 1, #dims do out[i] = dim0(dims[i]) end
+  return out
+end
+
+-- An index tensor given in 1-based indices (or a Lua table of them) as C's 0-based one.
+local function index0(idx)
+  if is_tensor(idx) then return c_subs(idx, 1) end
+  if idx == nil then return nil end -- the library reports the missing argument
+  if type(idx) == "table" then
+    if type(idx[1]) == "number" then -- a flat list: no Lua copy
+      return c_subs(C.ag_tensor_from_f64(idx, C.AG_INT64, {#idx}), 1)
+    end
+    local flat, shape = ag._flatten(idx)
+    for i = 1, #flat do flat[i] = flat[i] - 1 end
+    return C.ag_tensor_from_f64(flat, C.AG_INT64, shape)
+  end
+  error("autograd: expected an index tensor or a table of indices, got " .. type(idx), 3)
+end
+
+local function index1(t) return c_adds(t, 1) end
+
+-- Shapes given as a table or as integers: f({2, 3}) or f(2, 3). Returns the shape and the
+-- index of the first argument after it.
+local function shape_args(...)
+  local first = ...
+  if type(first) == "table" and not is_tensor(first) then return first, 2 end
+  local shape, n = {}, select("#", ...)
+  for i = 1, n do
+    local v = select(i, ...)
+    if type(v) ~= "number" then return shape, i end
+    shape[i] = v
+  end
+  return shape, n + 1
+end
+
+------------------------------------------------------------------------------------------
+-- Creation
+------------------------------------------------------------------------------------------
+-- Nested tables to a flat list and a shape; infers the dtype as PyTorch does (any float:
+-- float32; all integers: int64; all booleans: bool).
+function ag._flatten(data)
+  local shape, v = {}, data
+  while type(v) == "table" and not is_tensor(v) do
+    shape[#shape + 1] = #v
+    v = v[1]
+  end
+  local flat, kind, nd = {}, nil, #shape -- kind: "bool", "int" or "float"
+  local function walk(x, depth)
+    if depth <= nd then
+      if type(x) ~= "table" or is_tensor(x) or #x ~= shape[depth] then
+        error(string.format("autograd: ragged nested table: expected %d elements at depth %d",
+                            shape[depth], depth), 4)
+      end
+      for i = 1, shape[depth] do walk(x[i], depth + 1) end
+      return
+    end
+    local k
+    if type(x) == "boolean" then k = "bool"
+    elseif mtype(x) == "integer" then k = "int"
+    elseif mtype(x) == "float" then k = "float"
+    else error("autograd: tensor data must be numbers or booleans, got " .. type(x), 4) end
+    if kind == nil or kind == "bool" or (kind == "int" and k == "float") then kind = k end
+    flat[#flat + 1] = x
+  end
+  walk(data, 1)
+  local dt = (kind == "bool" and "bool") or (kind == "int" and "int64") or "float32"
+  return flat, shape, dt
+end
+
+local function apply_opts(t, opts)
+  if opts and opts.requires_grad then C.ag_tensor_set_requires_grad(t, true) end
+  return t
+end
+
+-- ag.tensor(data [, dtype | opts]) with data a number, boolean or nested table;
+-- ag.tensor(flat, shape [, dtype | opts]) with flat a flat table and shape a table.
+-- opts: {dtype = ..., requires_grad = ..., shape = ...}.
+local c_scalar, c_set_requires_grad = C.ag_tensor_scalar, C.ag_tensor_set_requires_grad
+function ag.tensor(data, a, b)
+  -- A number with no shape: the short path (scalar graphs make many of these).
+  local m = mtype(data)
+  if m and b == nil then
+    local ta = type(a)
+    if a == nil then
+      return c_scalar(data, m == "integer" and C.AG_INT64 or C.AG_FLOAT32)
+    elseif ta == "string" then
+      return c_scalar(data, dtype_code(a))
+    elseif ta == "table" and a[1] == nil and a.shape == nil then
+      local dt = a.dtype
+      local t = c_scalar(data, dt and dtype_code(dt) or (m == "integer" and C.AG_INT64 or C.AG_FLOAT32))
+      if a.requires_grad then c_set_requires_grad(t, true) end
+      return t
+    end
+  end
+  local shape, opts
+  if type(a) == "table" and (a.dtype ~= nil or a.requires_grad ~= nil or a.shape ~= nil) then
+    opts = a
+    shape = a.shape
+  elseif type(a) == "table" then
+    shape = a
+    opts = type(b) == "table" and b or {dtype = b}
+  else
+    opts = type(a) == "table" and a or {dtype = a}
+  end
+  if is_tensor(data) then
+    local t = C.ag_clone(C.ag_tensor_detach(data))
+    if opts.dtype then t = C.ag_to_dtype(t, dtype_code(opts.dtype)) end
+    return apply_opts(t, opts)
+  end
+  local flat, inferred_shape, dt
+  if type(data) == "table" and shape then
+    -- flat data: no copy (the C side checks the elements and their count against the shape)
+    flat, dt = data, opts.dtype
+    if dt == nil then
+      local k = "bool"
+      for i = 1, #data do
+        local m = mtype(data[i])
+        if m == "float" then k = "float"; break elseif m == "integer" then k = "int" end
+      end
+      dt = (k == "bool" and #data > 0 and "bool") or (k == "int" and "int64") or "float32"
+    end
+  elseif type(data) == "table" then
+    flat, inferred_shape, dt = ag._flatten(data)
+  elseif (type(data) == "number" or type(data) == "boolean") and shape == nil then
+    dt = (type(data) == "boolean" and "bool") or (mtype(data) == "integer" and "int64") or "float32"
+    if type(data) == "boolean" then data = data and 1 or 0 end
+    return apply_opts(C.ag_tensor_scalar(data, dtype_code(opts.dtype, DTYPE[dt])), opts)
+  else
+    error("autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2)
+  end
+  local t = C.ag_tensor_from_f64(flat, dtype_code(opts.dtype, DTYPE[dt]), shape or inferred_shape)
+  return apply_opts(t, opts)
+end
+
+-- Trailing options of the creation functions: a dtype string or {dtype=, requires_grad=,
+-- generator=}.
+local function creation_opts(v)
+  if type(v) == "table" then return v end
+  if v == nil then return {} end
+  return {dtype = v}
+end
+
+local function filled(cfn)
+  return function(...)
+    local shape, i = shape_args(...)
+    local opts = creation_opts((select(i, ...)))
+    return apply_opts(cfn(dtype_code(opts.dtype, C.AG_FLOAT32), shape), opts)
+  end
+end
+ag.zeros = filled(C.ag_zeros)
+ag.ones = filled(C.ag_ones)
+ag.empty = filled(C.ag_empty)
+
+-- ag.full(shape, value [, dtype | opts])
+function ag.full(shape, value, o)
+  local opts = creation_opts(o)
+  return apply_opts(C.ag_full(dtype_code(opts.dtype, C.AG_FLOAT32), shape, value), opts)
+end
+
+local function random(cfn)
+  return function(...)
+    local shape, i = shape_args(...)
+    local opts = creation_opts((select(i, ...)))
+    return apply_opts(cfn(opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32), shape), opts)
+  end
+end
+ag.rand = random(C.ag_rand)
+ag.randn = random(C.ag_randn)
+
+-- ag.randint(low, high, shape [, dtype | opts]) (integers in [low, high), int64 by default)
+function ag.randint(low, high, shape, o)
+  local opts = creation_opts(o)
+  return C.ag_randint(opts.generator, low, high, dtype_code(opts.dtype, C.AG_INT64), shape)
+end
+
+-- ag.arange(end) / ag.arange(start, end [, step]) [, dtype | opts]: integers give int64,
+-- any float gives float32, as torch.arange.
+function ag.arange(a, b, c, o)
+  if type(b) ~= "number" then a, b, c, o = 0, a, 1, b
+  elseif type(c) ~= "number" then c, o = 1, c end
+  local opts = creation_opts(o)
+  local int = mtype(a) == "integer" and mtype(b) == "integer" and mtype(c) == "integer"
+  local dt = dtype_code(opts.dtype, int and C.AG_INT64 or C.AG_FLOAT32)
+  return apply_opts(C.ag_arange(dt, a, b, c), opts)
+end
+
+-- ag.eye(n [, m] [, dtype | opts])
+function ag.eye(n, m, o)
+  if type(m) ~= "number" then m, o = n, m end
+  local opts = creation_opts(o)
+  return apply_opts(C.ag_eye(dtype_code(opts.dtype, C.AG_FLOAT32), n, m), opts)
+end
+
+-- ag.zeros_like(t [, dtype | opts]) ...: t's shape and dtype (or the dtype given).
+local function like(cfn)
+  return function(t, o)
+    local opts = creation_opts(o)
+    local r = cfn(t)
+    if opts.dtype then r = C.ag_to_dtype(r, dtype_code(opts.dtype)) end
+    return apply_opts(r, opts)
+  end
+end
+ag.zeros_like = like(C.ag_zeros_like)
+ag.ones_like = like(C.ag_ones_like)
+ag.empty_like = like(C.ag_empty_like)
+function ag.full_like(t, value, o)
+  local opts = creation_opts(o)
+  local r = C.ag_full_like(t, value)
+  if opts.dtype then r = C.ag_to_dtype(r, dtype_code(opts.dtype)) end
+  return apply_opts(r, opts)
+end
+function ag.rand_like(t, o)
+  local opts = creation_opts(o)
+  return apply_opts(C.ag_rand_like(opts.generator, t), opts)
+end
+function ag.randn_like(t, o)
+  local opts = creation_opts(o)
+  return apply_opts(C.ag_randn_like(opts.generator, t), opts)
+end
+
+------------------------------------------------------------------------------------------
+-- Generators and seeds
+------------------------------------------------------------------------------------------
+-- ag.generator(seed): a seedable generator, passed as opts.generator or to nn.Linear.
+function ag.generator(seed) return C.ag_generator_new(seed or 0) end
+-- Reseeds the calling thread's default generator.
+function ag.manual_seed(seed) C.ag_manual_seed(seed) end
+
+local GenMethods = {}
+function GenMethods.manual_seed(g, seed) C.ag_generator_manual_seed(g, seed); return g end
+GenMT.__index = GenMethods
+GenMT.__newindex = nil
+GenMT.__tostring = function() return "<autograd generator>" end
+GenMT.__name = "ag.Generator"
+
+------------------------------------------------------------------------------------------
+-- Grad mode, anomaly mode, threads, errors
+------------------------------------------------------------------------------------------
+local function scoped(setter, mode)
+  return function(fn, ...)
+    local prev = setter(mode)
+    local res = tpack(pcall(fn, ...))
+    setter(prev)
+    if not res[1] then error(res[2], 0) end
+    return tunpack(res, 2, res.n)
+  end
+end
+-- ag.no_grad(function() ... end): runs fn with graph recording off, then restores the
+-- previous mode, also when fn raises. Returns fn's results.
+ag.no_grad = scoped(C.ag_set_grad_enabled, 0)
+ag.enable_grad = scoped(C.ag_set_grad_enabled, 1)
+ag.detect_anomaly = scoped(C.ag_set_anomaly_enabled, 1)
+function ag.set_grad_enabled(on) return C.ag_set_grad_enabled(on and 1 or 0) ~= 0 end
+function ag.is_grad_enabled() return C.ag_is_grad_enabled() ~= 0 end
+function ag.set_anomaly_enabled(on) return C.ag_set_anomaly_enabled(on and 1 or 0) ~= 0 end
+function ag.is_anomaly_enabled() return C.ag_is_anomaly_enabled() ~= 0 end
+function ag.set_num_threads(n) C.ag_set_num_threads(n) end
+function ag.get_num_threads() return C.ag_get_num_threads() end
+-- The status of the calling thread's last failure, as a name ("AG_ESHAPE"), and its message.
+function ag.last_status() return C.ag_status_name(C.ag_last_status()) end
+function ag.last_error() return C.ag_last_error() end
+function ag.clear_error() C.ag_clear_error() end
+
+------------------------------------------------------------------------------------------
+-- Tensor methods
+------------------------------------------------------------------------------------------
+local T = {}      -- methods, also reachable as ag.Tensor
+ag.Tensor = T
+local getters = {} -- fields computed on read: t.grad, t.shape ...
+local setters = {} -- fields with a setter: t.requires_grad = true
+
+-- Arithmetic with a number on either side.
+local function arith(tt, ts, st)
+  return function(a, b)
+    -- math.type, not type: it pushes no string for a tensor (this runs on every operator)
+    if mtype(b) then return ts(a, b) end
+    if mtype(a) then return st(b, a) end
+    return tt(a, b)
+  end
+end
+local add = arith(c_add, c_adds, c_adds)
+local sub = arith(c_sub, c_subs, c_rsubs)
+local mul = arith(c_mul, c_muls, c_muls)
+local div = arith(c_div, c_divs, c_rdivs)
+local pow = arith(c_pow, c_pows, c_rpows)
+T.add, T.sub, T.mul, T.div, T.pow = add, sub, mul, div, pow
+T.rsub = function(t, s) return c_rsubs(t, s) end
+function T.neg(t) return c_neg(t) end
+function T.maximum(a, b) return C.ag_maximum(a, b) end
+function T.minimum(a, b) return C.ag_minimum(a, b) end
+
+-- In place (returns t).
+function T.add_(t, o) if type(o) == "number" then C.ag_add_scalar_(t, o) else C.ag_add_(t, o) end return t end
+function T.sub_(t, o) if type(o) == "number" then C.ag_add_scalar_(t, -o) else C.ag_sub_(t, o) end return t end
+function T.mul_(t, o) if type(o) == "number" then C.ag_mul_scalar_(t, o) else C.ag_mul_(t, o) end return t end
+function T.zero_(t) C.ag_zero_(t); return t end
+function T.fill_(t, v) C.ag_fill_(t, v); return t end
+function T.copy_(t, src) C.ag_copy_(t, src); return t end
+
+-- Elementwise functions.
+for _, name in ipairs({"exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "abs", "sin", "cos",
+                       "tanh", "sigmoid", "relu", "silu"}) do
+  T[name] = C["ag_" .. name]
+end
+function T.leaky_relu(t, slope) return C.ag_leaky_relu(t, slope or 0.01) end
+-- approximate: "tanh" (or true) for the tanh form, else the exact erf form.
+function T.gelu(t, approximate)
+  return C.ag_gelu(t, (approximate == "tanh" or approximate == true) and 1 or 0)
+end
+function T.softplus(t, beta, threshold) return C.ag_softplus(t, beta or 1, threshold or 20) end
+function T.clamp(t, lo, hi)
+  if lo == nil then return C.ag_clamp_max(t, hi) end
+  if hi == nil then return C.ag_clamp_min(t, lo) end
+  return C.ag_clamp(t, lo, hi)
+end
+function T.clamp_min(t, lo) return C.ag_clamp_min(t, lo) end
+function T.clamp_max(t, hi) return C.ag_clamp_max(t, hi) end
+
+-- A number operand of where/maximum as a 0-d tensor of the other operand's dtype.
+local function as_tensor(v, like_t)
+  if type(v) ~= "number" and type(v) ~= "boolean" then return v end
+  return C.ag_tensor_scalar(type(v) == "boolean" and (v and 1 or 0) or v,
+                            like_t and C.ag_tensor_dtype(like_t) or C.AG_FLOAT32)
+end
+-- ag.where(cond, a, b); t:where(cond, other) is where(cond, t, other).
+function ag.where(cond, a, b)
+  if is_tensor(a) then b = as_tensor(b, a) elseif is_tensor(b) then a = as_tensor(a, b)
+  else a, b = as_tensor(a), as_tensor(b) end
+  return C.ag_where(cond, a, b)
+end
+function T.where(t, cond, other) return ag.where(cond, t, other) end
+
+-- Comparisons (bool tensors, never a grad_fn): t:eq(other) with a tensor or a number.
+for _, name in ipairs({"eq", "ne", "lt", "le", "gt", "ge"}) do
+  local tt, ts = C["ag_" .. name], C["ag_" .. name .. "_scalar"]
+  T[name] = function(a, b)
+    if mtype(b) then return ts(a, b) end
+    return tt(a, b)
+  end
+end
+
+-- Reductions: dim is nil (all), a dim or a table of dims.
+function T.sum(t, dim, keepdim)
+  if dim == nil and not keepdim then return C.ag_sum(t) end
+  return C.ag_sum_dims(t, dims0(dim), keepdim or false)
+end
+function T.mean(t, dim, keepdim)
+  if dim == nil and not keepdim then return C.ag_mean(t) end
+  return C.ag_mean_dims(t, dims0(dim), keepdim or false)
+end
+-- t:max() is the largest element; t:max(dim [, keepdim]) returns values and 1-based indices;
+-- t:max(other) is the elementwise maximum.
+function T.max(t, dim, keepdim)
+  if dim == nil then return C.ag_max(t) end
+  if is_tensor(dim) then return C.ag_maximum(t, dim) end
+  local v, i = C.ag_max_dim(t, dim0(dim), keepdim or false)
+  return v, index1(i)
+end
+function T.min(t, dim, keepdim)
+  if dim == nil then return C.ag_min(t) end
+  if is_tensor(dim) then return C.ag_minimum(t, dim) end
+  local v, i = C.ag_min_dim(t, dim0(dim), keepdim or false)
+  return v, index1(i)
+end
+function T.amax(t, dim, keepdim) return C.ag_amax(t, dims0(dim), keepdim or false) end
+function T.amin(t, dim, keepdim) return C.ag_amin(t, dims0(dim), keepdim or false) end
+-- t:var([dim [, opts]]): opts = {correction = 1, unbiased = true, keepdim = false}, or a
+-- boolean keepdim.
+local function var_opts(o)
+  if type(o) ~= "table" then return 1, o or false end
+  local corr = o.correction
+  if corr == nil then corr = (o.unbiased == false) and 0 or 1 end
+  return corr, o.keepdim or false
+end
+function T.var(t, dim, o) local corr, keep = var_opts(o); return C.ag_var(t, dims0(dim), corr, keep) end
+function T.std(t, dim, o) local corr, keep = var_opts(o); return C.ag_std(t, dims0(dim), corr, keep) end
+function T.logsumexp(t, dim, keepdim) return C.ag_logsumexp(t, dims0(dim), keepdim or false) end
+-- t:norm([p [, dim [, keepdim]]]), p = 2 by default (math.huge for the max norm).
+function T.norm(t, p, dim, keepdim) return C.ag_norm(t, p or 2, dims0(dim), keepdim or false) end
+-- 1-based index of the largest / smallest element: along dim, or of the flattened tensor.
+function T.argmax(t, dim, keepdim)
+  if dim == nil then return index1(C.ag_argmax_all(t)) end
+  return index1(C.ag_argmax(t, dim0(dim), keepdim or false))
+end
+function T.argmin(t, dim, keepdim)
+  if dim == nil then return index1(C.ag_argmin_all(t)) end
+  return index1(C.ag_argmin(t, dim0(dim), keepdim or false))
+end
+
+-- Linear algebra.
+function T.matmul(a, b) return C.ag_matmul(a, b) end
+function ag.linear(x, w, b) return C.ag_linear(x, w, b) end
+
+-- Shapes and views.
+function T.reshape(t, ...) return C.ag_reshape(t, (shape_args(...))) end
+function T.view(t, ...) return C.ag_view(t, (shape_args(...))) end
+function T.expand(t, ...) return C.ag_expand(t, (shape_args(...))) end
+function T.transpose(t, d0, d1) return C.ag_transpose(t, dim0(d0), dim0(d1)) end
+function T.t(t) return C.ag_t(t) end
+function T.permute(t, ...) return C.ag_permute(t, dims0((shape_args(...)))) end
+-- Positions start..stop (inclusive; negative count from the end) every step along dim.
+function T.slice(t, dim, start, stop, step)
+  local s = start == nil and 0 or dim0(start, "start")
+  local e
+  if stop == nil then e = math.maxinteger
+  elseif stop >= 0 then e = stop
+  elseif stop == -1 then e = math.maxinteger
+  else e = stop + 1 end
+  return C.ag_slice(t, dim0(dim), s, e, step or 1)
+end
+function T.narrow(t, dim, start, length) return C.ag_narrow(t, dim0(dim), dim0(start, "start"), length) end
+function T.select(t, dim, index) return C.ag_select(t, dim0(dim), dim0(index, "index")) end
+function T.squeeze(t, dim)
+  if dim == nil then return C.ag_squeeze(t) end
+  return C.ag_squeeze_dim(t, dim0(dim))
+end
+function T.unsqueeze(t, dim) return C.ag_unsqueeze(t, dim0(dim)) end
+function T.flatten(t, s, e) return C.ag_flatten(t, dim0(s or 1), dim0(e or -1)) end
+function T.contiguous(t) return C.ag_contiguous(t) end
+function T.clone(t) return C.ag_clone(t) end
+function T.to(t, dtype) return C.ag_to_dtype(t, dtype_code(dtype)) end
+function T.float(t) return C.ag_to_dtype(t, C.AG_FLOAT32) end
+function T.double(t) return C.ag_to_dtype(t, C.AG_FLOAT64) end
+function T.long(t) return C.ag_to_dtype(t, C.AG_INT64) end
+function T.bool(t) return C.ag_to_dtype(t, C.AG_BOOL) end
+function T.detach(t) return C.ag_tensor_detach(t) end
+
+-- Indexing and joining (indices 1-based).
+function T.index_select(t, dim, index) return C.ag_index_select(t, dim0(dim), index0(index)) end
+function T.gather(t, dim, index) return C.ag_gather(t, dim0(dim), index0(index)) end
+function T.scatter_add(t, dim, index, src) return C.ag_scatter_add(t, dim0(dim), index0(index), src) end
+function T.masked_fill(t, mask, value) return C.ag_masked_fill(t, mask, value) end
+function ag.cat(tensors, dim) return C.ag_cat(tensors, dim0(dim or 1)) end
+function ag.stack(tensors, dim) return C.ag_stack(tensors, dim0(dim or 1)) end
+-- Pieces of split_size along dim (a table of views).
+function T.split(t, split_size, dim)
+  local d = dim0(dim or 1)
+  return C.ag_split(C.ag_split_count(t, split_size, d), t, split_size, d)
+end
+function T.chunk(t, chunks, dim)
+  local d = dim0(dim or 1)
+  return C.ag_chunk(C.ag_chunk_count(t, chunks, d), t, chunks, d)
+end
+
+-- Neural-network functions (also in ag.nn.functional).
+function T.softmax(t, dim) return C.ag_softmax(t, dim0(dim)) end
+function T.log_softmax(t, dim) return C.ag_log_softmax(t, dim0(dim)) end
+
+-- Queries.
+function T.item(t)
+  local dt = C.ag_tensor_dtype(t)
+  if dt == C.AG_INT64 then return C.ag_tensor_item_int64(t) end
+  if dt == C.AG_BOOL then return C.ag_tensor_item(t) ~= 0 end
+  return C.ag_tensor_item(t)
+end
+-- The value of a one-element tensor converted to an integer (floats truncate toward zero).
+function T.item_int(t) return C.ag_tensor_item_int64(t) end
+function T.numel(t) return C.ag_tensor_numel(t) end
+function T.dim(t) return C.ag_tensor_ndim(t) end
+-- t:size() is the shape (a table); t:size(dim) one size.
+function T.size(t, dim)
+  if dim == nil then return C.ag_tensor_shape(t) end
+  return C.ag_tensor_size(t, dim0(dim))
+end
+function T.stride(t, dim)
+  local s = C.ag_tensor_strides(t)
+  if dim == nil then return s end
+  local n = #s
+  local d = dim0(dim)
+  if d < 0 then d = d + n end
+  if d < 0 or d >= n then error("autograd: dimension " .. dim .. " out of range", 2) end
+  return s[d + 1]
+end
+function T.storage_offset(t) return C.ag_tensor_storage_offset(t) end
+function T.is_contiguous(t) return C.ag_tensor_is_contiguous(t) end
+function T.shares_storage(a, b) return C.ag_tensor_shares_storage(a, b) end
+-- The elements as nested Lua tables (a number for a 0-d tensor): numbers, integers for
+-- int64, booleans for bool.
+function T.tolist(t)
+  local dt = C.ag_tensor_dtype(t)
+  local flat
+  if dt == C.AG_INT64 then flat = C.ag_tensor_copy_i64(t) else flat = C.ag_tensor_copy_f64(t) end
+  if dt == C.AG_BOOL then for i = 1, #flat do flat[i] = flat[i] ~= 0 end end
+  local shape = C.ag_tensor_shape(t)
+  if #shape == 0 then return flat[1] end
+  local pos = 0
+  local function build(d)
+    local out = {}
+    if d == #shape then
+      for i = 1, shape[d] do out[i] = flat[pos + i] end
+      pos = pos + shape[d]
+    else
+      for i = 1, shape[d] do out[i] = build(d + 1) end
+    end
+    return out
+  end
+  return build(1)
+end
+-- The elements as a flat Lua table in row-major order.
+function T.flat(t)
+  local dt = C.ag_tensor_dtype(t)
+  if dt == C.AG_INT64 then return C.ag_tensor_copy_i64(t) end
+  local flat = C.ag_tensor_copy_f64(t)
+  if dt == C.AG_BOOL then for i = 1, #flat do flat[i] = flat[i] ~= 0 end end
+  return flat
+end
+
+-- Autograd.
+local function grad_flags(o)
+  if type(o) ~= "table" then return 0 end
+  local f = 0
+  if o.retain_graph then f = f | C.AG_RETAIN_GRAPH end
+  if o.create_graph then f = f | C.AG_CREATE_GRAPH end
+  if o.allow_unused then f = f | C.AG_ALLOW_UNUSED end
+  return f
+end
+-- t:backward([grad] [, {retain_graph = ..., create_graph = ...}])
+function T.backward(t, grad, opts)
+  if type(grad) == "table" and not is_tensor(grad) then grad, opts = nil, grad end
+  C.ag_backward(t, grad, grad_flags(opts))
+end
+function T.retain_grad(t) C.ag_tensor_retain_grad(t); return t end
+function T.zero_grad(t) C.ag_tensor_zero_grad(t) end
+function T.requires_grad_(t, on)
+  C.ag_tensor_set_requires_grad(t, on == nil or on)
+  return t
+end
+-- t:register_hook(function(grad) ... end): the function may return a replacement gradient.
+-- Returns a handle with :remove().
+function T.register_hook(t, fn)
+  local id = C.ag_tensor_register_hook(t, fn)
+  return {remove = function() C.ag_tensor_remove_hook(t, id) end, id = id}
+end
+
+-- ag.grad(outputs, inputs [, opts]): gradients of the outputs (a tensor or a table) with
+-- respect to the inputs, without touching .grad. opts: grad_outputs, retain_graph,
+-- create_graph, allow_unused. Returns a table with one entry per input (nil where unused),
+-- or a single tensor when inputs is a single tensor.
+function ag.grad(outputs, inputs, opts)
+  opts = opts or {}
+  local single = is_tensor(inputs)
+  if is_tensor(outputs) then outputs = {outputs} end
+  if single then inputs = {inputs} end
+  local go = opts.grad_outputs
+  if is_tensor(go) then go = {go} end
+  local flags = grad_flags(opts)
+  if opts.retain_graph == nil and opts.create_graph then flags = flags | C.AG_RETAIN_GRAPH end
+  local g = C.ag_grad({outputs = outputs, grad_outputs = go, inputs = inputs}, flags)
+  if single then return g[1] end
+  return g
+end
+
+-- Fields.
+function getters.grad(t) return C.ag_tensor_grad(t) end
+function getters.grad_fn(t) return C.ag_tensor_grad_fn(t) end
+function getters.requires_grad(t) return C.ag_tensor_requires_grad(t) end
+function getters.is_leaf(t) return C.ag_tensor_is_leaf(t) end
+function getters.retains_grad(t) return C.ag_tensor_retains_grad(t) end
+function getters.shape(t) return C.ag_tensor_shape(t) end
+function getters.dtype(t) return DTYPE_NAME[C.ag_tensor_dtype(t)] end
+function getters.ndim(t) return C.ag_tensor_ndim(t) end
+function getters.version(t) return C.ag_tensor_version(t) end
+function getters.data(t) return C.ag_tensor_detach(t) end
+function getters.T(t) return C.ag_t(t) end
+function setters.requires_grad(t, v) C.ag_tensor_set_requires_grad(t, v and true or false) end
+function setters.grad(t, g) C.ag_tensor_set_grad(t, g) end
+
+------------------------------------------------------------------------------------------
+-- The tensor metatable (SWIG's own, extended: no Lua table per tensor)
+------------------------------------------------------------------------------------------
+TensorMT.__name = "ag.Tensor"
+TensorMT.__index = function(t, k)
+  local m = T[k]
+  if m then return m end
+  local g = getters[k]
+  if g then return g(t) end
+  if mtype(k) == "integer" then return C.ag_select(t, 0, dim0(k, "index")) end
+  return nil
+end
+TensorMT.__newindex = function(t, k, v)
+  local s = setters[k]
+  if s then return s(t, v) end
+  if mtype(k) == "integer" then
+    local view = C.ag_select(t, 0, dim0(k, "index"))
+    if type(v) == "number" or type(v) == "boolean" then
+      C.ag_fill_(view, type(v) == "boolean" and (v and 1 or 0) or v)
+    else
+      C.ag_copy_(view, v)
+    end
+    return
+  end
+  error("autograd: cannot set field '" .. tostring(k) .. "' of a tensor", 2)
+end
+TensorMT.__add = add
+TensorMT.__sub = sub
+TensorMT.__mul = mul
+TensorMT.__div = div
+TensorMT.__pow = pow
+TensorMT.__unm = function(a) return c_neg(a) end -- Lua passes the operand twice
+TensorMT.__tostring = C.ag_tensor_to_string
+TensorMT.__len = function(t)
+  if C.ag_tensor_ndim(t) == 0 then error("autograd: len() of a 0-d tensor", 2) end
+  return C.ag_tensor_size(t, 0)
+end
+-- (__eq stays SWIG's: a == b when both are the same C tensor.)
+
+-- Every method is also a function of the module: ag.exp(t), ag.matmul(a, b) ...
+for name, fn in pairs(T) do
+  if ag[name] == nil then ag[name] = fn end
+end
+
+------------------------------------------------------------------------------------------
+-- Graph nodes (grad_fn)
+------------------------------------------------------------------------------------------
+local N = {}
+local node_getters = {}
+function N.name(n) return C.ag_node_name(n) end
+-- next_functions: a table of {node or nil, input_nr} pairs, as PyTorch's tuple of tuples.
+function node_getters.next_functions(n)
+  local out = {}
+  for i = 1, C.ag_node_num_next(n) do
+    local fn, nr = C.ag_node_next(n, i - 1)
+    out[i] = {fn, nr}
+  end
+  return out
+end
+-- For an AccumulateGrad node, the leaf it accumulates into.
+function node_getters.variable(n) return C.ag_node_variable(n) end
+NodeMT.__name = "ag.Node"
+NodeMT.__index = function(n, k)
+  local m = N[k]
+  if m then return m end
+  local g = node_getters[k]
+  if g then return g(n) end
+  return nil
+end
+NodeMT.__newindex = function(_, k) error("autograd: cannot set field '" .. tostring(k) .. "' of a node", 2) end
+NodeMT.__tostring = function(n) return "<" .. C.ag_node_name(n) .. ">" end
+
+------------------------------------------------------------------------------------------
+-- Custom functions
+------------------------------------------------------------------------------------------
+-- local Exp = ag.Function{name = "MyExp",
+--   forward = function(ctx, x) local y = x:exp(); ctx:save_for_backward(y); return y end,
+--   backward = function(ctx, gy) local y = ctx.saved_tensors[1]; return gy * y end}
+-- local y = Exp.apply(x)           -- y.grad_fn:name() == "MyExpBackward"
+-- forward gets the arguments of apply (tensors and other values) and returns n_outputs
+-- tensors (spec.n_outputs, default 1); backward gets one gradient per output and returns one
+-- gradient (or nil) per argument of apply. ctx is a table: store anything in it, plus
+-- ctx:save_for_backward(...), ctx.saved_tensors and ctx.needs_input_grad (per argument).
+local Ctx = {}
+local ctx_getters = {}
+function Ctx.save_for_backward(ctx, ...)
+  for i = 1, select("#", ...) do C.ag_function_ctx_save(rawget(ctx, "_raw"), (select(i, ...))) end
+end
+function ctx_getters.saved_tensors(ctx)
+  local raw = rawget(ctx, "_raw")
+  local out = {}
+  for i = 1, C.ag_function_ctx_num_saved(raw) do out[i] = C.ag_function_ctx_saved(raw, i - 1) end
+  return out
+end
+function ctx_getters.needs_input_grad(ctx)
+  local raw, pos, out = rawget(ctx, "_raw"), rawget(ctx, "_pos"), {}
+  for i = 1, rawget(ctx, "_nargs") do out[i] = false end
+  for j, p in ipairs(pos) do out[p] = C.ag_function_ctx_needs_input_grad(raw, j - 1) end
+  return out
+end
+local CtxMT = {__index = function(ctx, k)
+  local m = Ctx[k]
+  if m then return m end
+  local g = ctx_getters[k]
+  if g then return g(ctx) end
+  return nil
+end}
+
+function ag.Function(spec)
+  assert(type(spec) == "table" and type(spec.forward) == "function"
+         and type(spec.backward) == "function",
+         "autograd: ag.Function{name=..., forward=function, backward=function}")
+  local name = spec.name or "CustomFunction"
+  local n_outputs = spec.n_outputs or 1
+  local F = {name = name}
+  function F.apply(...)
+    local args = tpack(...)
+    local tensors, pos = {}, {}
+    for i = 1, args.n do
+      if is_tensor(args[i]) then tensors[#tensors + 1] = args[i]; pos[#pos + 1] = i end
+    end
+    local ctx = setmetatable({_pos = pos, _nargs = args.n}, CtxMT)
+    local cbs = {}
+    function cbs.forward(raw)
+      ctx._raw = raw
+      local a = args
+      args = nil -- the graph node keeps this closure: do not keep the inputs alive through it
+      return spec.forward(ctx, tunpack(a, 1, a.n))
+    end
+    function cbs.backward(raw, ...)
+      ctx._raw = raw
+      local grads = tpack(spec.backward(ctx, ...))
+      local out = {}
+      for j, p in ipairs(pos) do out[j] = grads[p] end
+      return tunpack(out, 1, #pos)
+    end
+    local outs = C.ag_function_apply(n_outputs, tensors, name, cbs)
+    return tunpack(outs, 1, n_outputs)
+  end
+  return setmetatable(F, {__call = function(_, ...) return F.apply(...) end})
+end
+
+------------------------------------------------------------------------------------------
+-- nn: functional forms and modules
+------------------------------------------------------------------------------------------
+local nn = {}
+ag.nn = nn
+local F = {}
+nn.functional = F
+
+local REDUCTION = {none = C.AG_REDUCTION_NONE, mean = C.AG_REDUCTION_MEAN, sum = C.AG_REDUCTION_SUM}
+local function reduction(r)
+  if r == nil then return C.AG_REDUCTION_MEAN end
+  local code = REDUCTION[r]
+  if not code then error("autograd: reduction must be 'none', 'mean' or 'sum', got " .. tostring(r), 3) end
+  return code
+end
+
+F.relu, F.tanh, F.sigmoid, F.silu, F.gelu = T.relu, T.tanh, T.sigmoid, T.silu, T.gelu
+F.leaky_relu, F.softplus, F.softmax, F.log_softmax = T.leaky_relu, T.softplus, T.softmax, T.log_softmax
+F.linear = ag.linear
+-- F.cross_entropy(input, target [, {weight=, reduction="mean", ignore_index=-100,
+-- label_smoothing=0}]): target holds 1-based class indices.
+local NO_OPTS = setmetatable({}, {__newindex = function() error("read-only", 2) end})
+function F.cross_entropy(input, target, o)
+  o = o or NO_OPTS
+  return C.ag_cross_entropy(input, index0(target), o.weight, reduction(o.reduction),
+                            (o.ignore_index or -100) - 1, o.label_smoothing or 0)
+end
+function F.nll_loss(input, target, o)
+  o = o or NO_OPTS
+  return C.ag_nll_loss(input, index0(target), o.weight, reduction(o.reduction),
+                       (o.ignore_index or -100) - 1)
+end
+function F.mse_loss(input, target, o)
+  return C.ag_mse_loss(input, target, reduction(o and o.reduction))
+end
+function F.binary_cross_entropy_with_logits(input, target, o)
+  o = o or NO_OPTS
+  return C.ag_binary_cross_entropy_with_logits(input, target, o.weight, o.pos_weight,
+                                               reduction(o.reduction))
+end
+-- F.dropout(t, p [, training=true [, generator]])
+function F.dropout(t, p, training, gen)
+  if training == nil then training = true end
+  return C.ag_dropout(gen, t, p or 0.5, training)
+end
+function F.layer_norm(x, normalized_shape, weight, bias, eps)
+  if type(normalized_shape) == "number" then normalized_shape = {normalized_shape} end
+  return C.ag_layer_norm(x, normalized_shape, weight, bias, eps or 1e-5)
+end
+-- F.embedding(indices, weight): rows of weight at 1-based indices (torch's argument order).
+function F.embedding(indices, weight) return C.ag_embedding(weight, index0(indices)) end
+T.cross_entropy = F.cross_entropy
+T.nll_loss = F.nll_loss
+T.mse_loss = F.mse_loss
+T.dropout = F.dropout
+ag.cross_entropy, ag.nll_loss, ag.mse_loss = F.cross_entropy, F.nll_loss, F.mse_loss
+ag.binary_cross_entropy_with_logits, ag.dropout = F.binary_cross_entropy_with_logits, F.dropout
+ag.layer_norm, ag.embedding = F.layer_norm, F.embedding
+
+-- Modules: tables with forward(self, ...) called by module(...), :parameters() (own
+-- params, then children's, in the order they were added) and :train()/:eval().
+local Module = {}
+Module.__index = Module
+nn.Module = Module
+function Module.__call(self, ...) return self:forward(...) end
+function Module:parameters()
+  local out = {}
+  for _, p in ipairs(self._params or {}) do out[#out + 1] = p end
+  for _, m in ipairs(self._children or {}) do
+    for _, p in ipairs(m:parameters()) do out[#out + 1] = p end
+  end
+  return out
+end
+function Module:train(mode)
+  if mode == nil then mode = true end
+  self.training = mode
+  for _, m in ipairs(self._children or {}) do m:train(mode) end
+  return self
+end
+function Module:eval() return self:train(false) end
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do C.ag_tensor_set_grad(p, nil) end
+end
+
+-- nn.module(name, forward [, init]): a module class.
+local function class(name, forward, init)
+  local cls = setmetatable({}, {__index = Module})
+  cls.__index = cls
+  cls.__call = forward or Module.__call -- module(x) calls forward directly
+  cls.__name = name
+  cls.__tostring = function() return name .. "()" end
+  cls.forward = forward
+  return setmetatable(cls, {__index = Module, __call = function(_, ...)
+    local self = setmetatable({training = true, _params = {}, _children = {}}, cls)
+    if init then init(self, ...) end
+    return self
+  end})
+end
+nn.class = class
+
+-- nn.Linear(in_features, out_features [, generator | {bias = true, generator = g,
+-- dtype = "float32"}]): y = x W^T + b, initialised as torch.nn.Linear: weight, then bias,
+-- uniform in +-1/sqrt(in_features), drawn with ag_rand from the generator (the thread's
+-- default one when none is given).
+nn.Linear = class("Linear", function(self, x) return C.ag_linear(x, self.weight, self.bias) end,
+  function(self, n_in, n_out, o)
+    local opts = (getmetatable(o) == GenMT) and {generator = o} or (o or {})
+    local gen, dt = opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32)
+    local bound = 1 / math.sqrt(n_in)
+    local function uniform(shape)
+      local u = C.ag_rand(gen, dt, shape)
+      local p = c_muls(c_subs(u, 0.5), 2 * bound)
+      C.ag_tensor_set_requires_grad(p, true)
+      return p
+    end
+    self.in_features, self.out_features = n_in, n_out
+    self.weight = uniform({n_out, n_in})
+    self._params[1] = self.weight
+    if opts.bias ~= false then
+      self.bias = uniform({n_out})
+      self._params[2] = self.bias
+    end
+  end)
+
+-- nn.Sequential(m1, m2, ...)
+nn.Sequential = class("Sequential", function(self, x)
+    local children = self._children
+    for i = 1, #children do x = children[i](x) end
+    return x
+  end,
+  function(self, ...)
+    for i = 1, select("#", ...) do self._children[i] = (select(i, ...)) end
+  end)
+function nn.Sequential.add(self, m) self._children[#self._children + 1] = m; return self end
+
+nn.ReLU = class("ReLU", function(_, x) return C.ag_relu(x) end)
+nn.Tanh = class("Tanh", function(_, x) return C.ag_tanh(x) end)
+nn.Sigmoid = class("Sigmoid", function(_, x) return C.ag_sigmoid(x) end)
+nn.SiLU = class("SiLU", function(_, x) return C.ag_silu(x) end)
+nn.Identity = class("Identity", function(_, x) return x end)
+nn.GELU = class("GELU", function(self, x) return T.gelu(x, self.approximate) end,
+  function(self, approximate) self.approximate = approximate end)
+nn.LeakyReLU = class("LeakyReLU", function(self, x) return C.ag_leaky_relu(x, self.slope) end,
+  function(self, slope) self.slope = slope or 0.01 end)
+nn.Softplus = class("Softplus", function(self, x) return C.ag_softplus(x, self.beta, self.threshold) end,
+  function(self, beta, threshold) self.beta, self.threshold = beta or 1, threshold or 20 end)
+nn.Softmax = class("Softmax", function(self, x) return T.softmax(x, self.dim) end,
+  function(self, dim) self.dim = dim or -1 end)
+nn.LogSoftmax = class("LogSoftmax", function(self, x) return T.log_softmax(x, self.dim) end,
+  function(self, dim) self.dim = dim or -1 end)
+nn.Flatten = class("Flatten", function(self, x) return T.flatten(x, self.s, self.e) end,
+  function(self, s, e) self.s, self.e = s or 2, e or -1 end)
+nn.Dropout = class("Dropout", function(self, x) return C.ag_dropout(self.generator, x, self.p, self.training) end,
+  function(self, p, gen) self.p, self.generator = p or 0.5, gen end)
+
+------------------------------------------------------------------------------------------
+-- Optimizers
+------------------------------------------------------------------------------------------
+-- ag.optim.SGD(params, {lr=, momentum=0, dampening=0, weight_decay=0, nesterov=false})
+-- ag.optim.Adam(params, {lr=1e-3, betas={0.9, 0.999}, eps=1e-8, weight_decay=0, amsgrad=false})
+-- ag.optim.AdamW(params, {lr=1e-3, betas={0.9, 0.999}, eps=1e-8, weight_decay=1e-2, amsgrad=false})
+-- params: a table of tensors or a module. opt:step(), opt:zero_grad([set_to_none=false]),
+-- opt.lr (read and write), opt:get_lr(), opt:set_lr(lr).
+local optim = {}
+ag.optim = optim
+local function param_list(p)
+  if type(p) == "table" and type(p.parameters) == "function" then return p:parameters() end
+  return p
+end
+function optim.SGD(params, o)
+  o = o or {}
+  if o.lr == nil then error("autograd: optim.SGD needs a learning rate (lr)", 2) end
+  return C.ag_optimizer_sgd(param_list(params), o.lr, o.momentum or 0, o.dampening or 0,
+                            o.weight_decay or 0, o.nesterov or false)
+end
+local function adam(cfn, default_wd)
+  return function(params, o)
+    o = o or {}
+    local betas = o.betas or {0.9, 0.999}
+    return cfn(param_list(params), o.lr or 1e-3, betas[1], betas[2], o.eps or 1e-8,
+               o.weight_decay or default_wd, o.amsgrad or false)
+  end
+end
+optim.Adam = adam(C.ag_optimizer_adam, 0)
+optim.AdamW = adam(C.ag_optimizer_adamw, 1e-2)
+
+local O = {}
+function O.step(opt) C.ag_optimizer_step(opt) end
+function O.zero_grad(opt, set_to_none) C.ag_optimizer_zero_grad(opt, set_to_none or false) end
+function O.get_lr(opt) return C.ag_optimizer_get_lr(opt) end
+function O.set_lr(opt, lr) C.ag_optimizer_set_lr(opt, lr) end
+OptimMT.__name = "ag.Optimizer"
+OptimMT.__index = function(opt, k)
+  if k == "lr" then return C.ag_optimizer_get_lr(opt) end
+  return O[k]
+end
+OptimMT.__newindex = function(opt, k, v)
+  if k == "lr" then return C.ag_optimizer_set_lr(opt, v) end
+  error("autograd: cannot set field '" .. tostring(k) .. "' of an optimizer", 2)
+end
+OptimMT.__tostring = function(opt) return string.format("<optimizer lr=%g>", C.ag_optimizer_get_lr(opt)) end
+
+return ag

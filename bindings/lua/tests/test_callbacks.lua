@@ -1,0 +1,128 @@
+-- Hooks and custom functions written in Lua: the library calls them through the trampolines
+-- of callbacks.c, on the thread that called backward.
+local H = dofile((arg[0]:match("(.*/)") or "./") .. "harness.lua")
+local ag = require("autograd")
+
+-- A hook sees the gradient and may replace it.
+local x = ag.tensor({1.0, 2.0}, {requires_grad = true})
+local seen
+local h = x:register_hook(function(g) seen = g:tolist(); return g * 10 end)
+;(x * 3):sum():backward()
+H.eq(seen, {3.0, 3.0}, "the hook sees the incoming gradient")
+H.eq(x.grad:tolist(), {30.0, 30.0}, "the returned tensor replaces it")
+h:remove()
+x.grad = nil
+;(x * 3):sum():backward()
+H.eq(x.grad:tolist(), {3.0, 3.0}, "removed")
+
+-- A hook returning nil keeps the gradient; hooks on non-leaves; order of registration.
+local y = x * 2
+local order = {}
+y:register_hook(function() order[#order + 1] = "first" end)
+y:register_hook(function(g) order[#order + 1] = "second"; return g + 1 end)
+x.grad = nil
+y:sum():backward()
+H.eq(order, {"first", "second"})
+H.eq(x.grad:tolist(), {4.0, 4.0}, "(1 + 1) * 2")
+
+-- A failing hook: backward raises with the Lua message, .grad is untouched.
+local w = ag.tensor({1.0}, {requires_grad = true})
+w:register_hook(function() error("hook says no") end)
+local err = H.raises(function() (w * 2):sum():backward() end, "hook says no")
+H.eq(ag.last_status(), "AG_ECALLBACK")
+H.eq(w.grad, nil, "a failing backward leaves .grad untouched")
+local v = ag.tensor({1.0}, {requires_grad = true})
+v:register_hook(function() return "not a tensor" end)
+H.raises(function() (v * 2):sum():backward() end, "not a tensor")
+local u = ag.tensor({1.0, 2.0}, {requires_grad = true})
+u:register_hook(function() return ag.ones(3) end)
+H.raises(function() (u * 2):sum():backward() end, "ag_backward")
+H.check(err ~= nil)
+
+-- Custom function: y = exp(x), saving the output.
+local Exp = ag.Function{
+  name = "MyExp",
+  forward = function(ctx, t)
+    H.eq(ag.is_grad_enabled(), false, "forward runs without grad mode")
+    local r = t:exp()
+    ctx:save_for_backward(r)
+    ctx.note = "kept"
+    return r
+  end,
+  backward = function(ctx, g)
+    H.eq(ctx.note, "kept", "ctx carries Lua fields from forward to backward")
+    H.eq(ctx.needs_input_grad, {true})
+    local r = ctx.saved_tensors[1]
+    return g * r
+  end,
+}
+local a = ag.tensor({0.0, 1.0}, {requires_grad = true})
+local e = Exp(a)
+H.eq(e.grad_fn:name(), "MyExpBackward")
+H.near(e:tolist(), {1.0, math.exp(1)})
+e:sum():backward()
+H.near(a.grad:tolist(), {1.0, math.exp(1)}, "d exp / dx = exp", 1e-6)
+
+-- Non-tensor arguments, several outputs, nil gradients, a second-order graph.
+local ScaleSplit = ag.Function{
+  name = "ScaleSplit", n_outputs = 2,
+  forward = function(ctx, t, k, other)
+    ctx.k = k
+    return t * k, other * 1
+  end,
+  backward = function(ctx, g1, g2)
+    H.eq(ctx.needs_input_grad, {true, false, false})
+    return g1 * ctx.k, nil, nil
+  end,
+}
+local p = ag.tensor({1.0, 2.0}, {requires_grad = true})
+local o1, o2 = ScaleSplit.apply(p, 5, ag.ones(2))
+H.eq(o1:tolist(), {5.0, 10.0})
+H.eq(o2:tolist(), {1.0, 1.0})
+H.eq(o2.requires_grad, true, "as in PyTorch, every output of a custom function requires grad")
+o1:sum():backward()
+H.eq(p.grad:tolist(), {5.0, 5.0})
+
+-- Errors in forward and backward.
+local Bad = ag.Function{name = "Bad", forward = function() error("forward broke") end,
+                        backward = function() end}
+H.raises(function() Bad(ag.ones(1, {requires_grad = true})) end, "forward broke")
+H.eq(ag.last_status(), "AG_ECALLBACK")
+local BadBack = ag.Function{name = "BadBack", forward = function(_, t) return t * 1 end,
+                            backward = function() error("backward broke") end}
+H.raises(function() BadBack(ag.ones(1, {requires_grad = true})):sum():backward() end, "backward broke")
+local NoOut = ag.Function{name = "NoOut", forward = function() return nil end, backward = function() end}
+H.raises(function() NoOut(ag.ones(1)) end, "result 1 is nil")
+
+-- The context dies with the callback: a kept reference fails cleanly.
+local kept
+local Keep = ag.Function{name = "Keep", forward = function(ctx, t) kept = ctx; return t * 1 end,
+                         backward = function(_, g) return g end}
+Keep(ag.ones(1, {requires_grad = true}))
+H.raises(function() kept:save_for_backward(ag.ones(1)) end, "ag_function_ctx_save")
+
+-- Custom function inside a coroutine, backward from another coroutine.
+local co = coroutine.wrap(function()
+  local q = ag.tensor({2.0}, {requires_grad = true})
+  local r = Exp(q)
+  coroutine.yield()
+  r:sum():backward()
+  return q.grad:item()
+end)
+co()
+H.near(co(), math.exp(2), "callbacks run on the calling coroutine", 1e-5)
+
+-- ag.grad with create_graph: second derivatives.
+local s = ag.tensor(3.0, {requires_grad = true})
+local f = s ^ 3
+local d1 = ag.grad(f, s, {create_graph = true})
+H.eq(d1:item(), 27.0)
+local d2 = ag.grad(d1, s)
+H.eq(d2:item(), 18.0)
+local unused = ag.tensor(1.0, {requires_grad = true})
+local gs = ag.grad({(s * 2)}, {s, unused}, {allow_unused = true})
+H.eq(gs[1]:item(), 2.0)
+H.eq(gs[2], nil)
+H.raises(function() ag.grad(s * 2, {s, unused}) end, "ag_grad")
+
+H.done("callbacks")

@@ -1,0 +1,73 @@
+-- Errors: every failing status becomes a Lua error carrying the library's message (read in the
+-- wrapper right after the failing call), catchable by pcall; ag.last_status() names it; wrong
+-- argument types are errors too, never crashes.
+local H = dofile((arg[0]:match("(.*/)") or "./") .. "harness.lua")
+local ag = require("autograd")
+
+local a, b = ag.ones(2, 3), ag.ones(4, 5)
+local err = H.raises(function() return a:matmul(b) end,
+                     "ag_matmul: shapes [2, 3] and [4, 5] cannot be multiplied")
+H.eq(ag.last_status(), "AG_ESHAPE")
+H.eq(err, ag.last_error(), "the Lua error is exactly ag_last_error()")
+
+H.raises(function() return a + ag.ones(2) end, "cannot be broadcast")
+H.eq(ag.last_status(), "AG_ESHAPE")
+H.raises(function() ag.tensor({1, 2}).requires_grad = true end,
+         "only Tensors of floating point dtype can require gradients")
+H.eq(ag.last_status(), "AG_EDTYPE")
+H.raises(function() (ag.ones(2, {requires_grad = true}) * 2).requires_grad = false end,
+         "you can only change requires_grad flags of leaf variables")
+H.eq(ag.last_status(), "AG_ELEAF")
+H.raises(function() ag.ones(2):backward() end, "does not require grad")
+H.eq(ag.last_status(), "AG_ENOGRAD")
+H.raises(function() ag.ones(2, {requires_grad = true}):sum():backward(ag.ones(3)) end, "ag_backward")
+H.raises(function() ag.optim.SGD({ag.ones(2, {requires_grad = true})}, {lr = -1}) end,
+         "Invalid learning rate: -1")
+H.eq(ag.last_status(), "AG_EINVAL")
+H.raises(function() ag.ones(2, {requires_grad = true}):add_(1) end,
+         "a leaf Variable that requires grad is being used in an in-place operation")
+H.eq(ag.last_status(), "AG_ELEAF")
+
+-- A graph used twice without retain_graph.
+local x = ag.tensor(2.0, {requires_grad = true})
+local y = x * x
+y:backward()
+H.raises(function() y:backward() end, "Trying to backward through the graph a second time")
+H.eq(ag.last_status(), "AG_EGRAPH")
+local y2 = x * x
+y2:backward({retain_graph = true})
+y2:backward()
+H.eq(x.grad:item(), 12.0, "retain_graph keeps the graph: 4 + 4 + 4")
+
+-- Modified in place after being saved.
+local p = ag.tensor({1.0, 2.0}, {requires_grad = true})
+local q = p * 1
+local r = q * q
+q:mul_(2)
+H.raises(function() r:sum():backward() end, "modified by an inplace operation")
+H.eq(ag.last_status(), "AG_EVERSION")
+
+-- Failures change nothing: a failing call returns nothing and leaves .grad as it was.
+local g = ag.tensor({1.0}, {requires_grad = true})
+local ok, res = pcall(ag.matmul, g, b)
+H.check(not ok and type(res) == "string", "pcall returns false and the message")
+H.eq(g.grad, nil)
+
+-- Wrong Lua types: errors from the wrapper, not crashes.
+H.raises(function() return ag.exp(3) end, "ag_exp")
+H.raises(function() return a + "x" end, "")
+H.raises(function() return a:sum("x") end, "dim must be an integer")
+H.raises(function() return a:reshape(2.5, 2) end, "element 1 is not an integer")
+H.raises(function() return ag.cat({a, 3}) end, "element 2 is not a tensor")
+H.raises(function() return ag.cat(a) end, "ag_cat")
+H.raises(function() return ag.tensor({1.0, 2.0}, {3}) end, "2 values given for a shape of 3 elements")
+H.raises(function() return ag.tensor({"a"}) end, "must be numbers or booleans")
+H.raises(function() return ag.exp(nil) end, "ag_exp")
+H.eq(ag.last_status(), "AG_EINVAL", "a nil tensor reaches C as NULL: AG_EINVAL")
+H.raises(function() return ag.exp() end, "ag_exp")
+
+-- The interpreter keeps working after many errors.
+for _ = 1, 1000 do pcall(ag.matmul, a, b) end
+H.eq((a + 1):sum():item(), 12.0)
+
+H.done("errors")

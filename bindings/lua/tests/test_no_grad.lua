@@ -1,0 +1,52 @@
+-- ag.no_grad scopes: graph recording off inside, the previous mode restored after, also
+-- when the function raises; nesting; enable_grad; results pass through.
+local H = dofile((arg[0]:match("(.*/)") or "./") .. "harness.lua")
+local ag = require("autograd")
+
+local x = ag.tensor({1.0, 2.0}, {requires_grad = true})
+H.eq(ag.is_grad_enabled(), true)
+local y, extra = ag.no_grad(function(k)
+  H.eq(ag.is_grad_enabled(), false, "off inside")
+  return x * k, "second"
+end, 3)
+H.eq(ag.is_grad_enabled(), true, "restored after")
+H.eq(y.requires_grad, false, "no graph recorded")
+H.eq(y.grad_fn, nil)
+H.eq(y:tolist(), {3.0, 6.0})
+H.eq(extra, "second", "every result is returned")
+
+-- An error inside: mode restored, error re-raised with its message.
+local ok, err = pcall(ag.no_grad, function()
+  local _ = x:matmul(ag.ones(3))
+end)
+H.check(not ok, "the error propagates")
+H.check(type(err) == "string" and err:find("ag_matmul", 1, true) ~= nil, "with its message: " .. tostring(err))
+H.eq(ag.is_grad_enabled(), true, "restored after an error")
+ok = pcall(ag.no_grad, function() error("user error") end)
+H.check(not ok)
+H.eq(ag.is_grad_enabled(), true, "restored after a Lua error")
+
+-- Nesting and enable_grad.
+ag.no_grad(function()
+  ag.enable_grad(function()
+    H.eq(ag.is_grad_enabled(), true)
+    H.eq((x * 2).requires_grad, true)
+  end)
+  H.eq(ag.is_grad_enabled(), false, "inner scope restores the outer mode")
+  pcall(ag.enable_grad, function() error("x") end)
+  H.eq(ag.is_grad_enabled(), false, "even after an error")
+end)
+H.eq(ag.is_grad_enabled(), true)
+
+-- set_grad_enabled returns the previous mode.
+H.eq(ag.set_grad_enabled(false), true)
+H.eq(ag.set_grad_enabled(true), false)
+
+-- Anomaly mode as a scope.
+local z = ag.tensor({-1.0}, {requires_grad = true})
+local ok2, e2 = pcall(ag.detect_anomaly, function() z:sqrt():sum():backward() end)
+H.check(not ok2 and e2:find("nan", 1, true) ~= nil, "anomaly: " .. tostring(e2))
+H.eq(ag.last_status(), "AG_EANOMALY")
+H.eq(ag.is_anomaly_enabled(), false)
+
+H.done("no_grad")

@@ -1,0 +1,594 @@
+/*
+ * lua/typemaps.i: how abi/autograd.h crosses into Lua 5.4. Included by bindings/autograd.i
+ * when SWIG runs with -lua; every wrapper is generated from these rules, none is written by
+ * hand. The rules:
+ *  - Status: a nonzero `int` status raises a Lua error carrying ag_last_error(), read inside
+ *    the wrapper right after the failing call; functions returning a plain int are listed.
+ *  - Out-parameters become return values, in order; handles that come back are owned by the
+ *    Lua object (a SWIG object with own = 1) and released by its __gc (the %extend
+ *    destructors below). NULL handles come back as nil.
+ *  - (pointer, count) inputs take Lua tables; integers are Lua integers both ways (SWIG's
+ *    defaults push every number as a float, swig #1918: int64_t, uint64_t and size_t are
+ *    matched by name, so SWIG writes them as they are); int flags also accept booleans.
+ *  - Callbacks take Lua functions; the trampolines are in callbacks.c.
+ * Dimensions and indices are 0-based here, as in C: the idiomatic layer (autograd.lua)
+ * converts its 1-based ones.
+ */
+
+%{
+#include <stdlib.h>
+#include "callbacks.h"
+%}
+
+/* Reference counting is the garbage collector's job; a process-wide allocator cannot be
+ * written in Lua; from_data/copy_data take raw buffers (from_f64/copy_f64/copy_i64 cover
+ * them); ag_set_error is for C callbacks (the trampolines report Lua errors themselves). */
+%ignore ag_tensor_retain;
+%ignore ag_tensor_release;
+%ignore ag_node_retain;
+%ignore ag_node_release;
+%ignore ag_optimizer_retain;
+%ignore ag_optimizer_release;
+%ignore ag_generator_release;
+%ignore ag_allocator;
+%ignore ag_set_allocator;
+%ignore ag_tensor_from_data;
+%ignore ag_tensor_copy_data;
+%ignore ag_string_free;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Helpers shared by the typemaps and callbacks.c                                             */
+/* ---------------------------------------------------------------------------------------- */
+%{
+/* Reads Lua value idx as an integer: a Lua integer, a float with an integral value, or a
+ * boolean (1/0). Returns 0 with a message pushed otherwise. */
+static int ag_lua_int(lua_State *L, int idx, lua_Integer *out, const char *fn)
+{
+    int ok = 0;
+    if (lua_isboolean(L, idx)) {
+        *out = lua_toboolean(L, idx);
+        return 1;
+    }
+    *out = lua_tointegerx(L, idx, &ok);
+    if (!ok) {
+        lua_pushfstring(L, "%s: argument %d: expected an integer, got %s", fn, idx,
+                        lua_isnumber(L, idx) ? "a non-integral number" : luaL_typename(L, idx));
+    }
+    return ok;
+}
+static int ag_lua_istable_or_nil(lua_State *L, int idx)
+{
+    return lua_istable(L, idx) || lua_isnil(L, idx);
+}
+
+/* The handle held by the SWIG object at idx, if it is one of `type`: 1 with *out set (NULL for
+ * nil, or for a callback context that has expired), else 0. Faster than SWIG_ConvertPtr (a
+ * pointer comparison instead of a string one: handles cross the boundary on every operation)
+ * and safe with foreign userdata, which SWIG would read as its own. */
+static int ag_lua_handle(lua_State *L, int idx, swig_type_info *type, void **out)
+{
+    if (lua_type(L, idx) == LUA_TUSERDATA) {
+        swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, idx);
+        if (lua_rawlen(L, idx) != sizeof *u || u->type != type) return 0;
+        *out = u->ptr;
+        return 1;
+    }
+    *out = NULL;
+    return lua_isnoneornil(L, idx);
+}
+/* Pushes "fn: argument 2: expected ag_tensor, got ag_node" (__name of a metatable, if any). */
+static void ag_lua_arg_error(lua_State *L, int idx, const char *fn, const char *expected)
+{
+    const char *got = luaL_typename(L, idx);
+    if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s: argument %d: expected %s, got %s", fn, idx, expected, got);
+}
+
+/* A tensor at idx (borrowed), or NULL with an error message pushed. nil is not a tensor. */
+static ag_tensor *ag_lua_check_tensor(lua_State *L, int idx, const char *what)
+{
+    void *p = NULL;
+    if (ag_lua_handle(L, idx, SWIGTYPE_p_ag_tensor, &p) && p) return (ag_tensor *)p;
+    lua_pushfstring(L, "%s: expected a tensor, got %s", what, luaL_typename(L, idx));
+    return NULL;
+}
+
+/* Reads the Lua array at idx (1..n) into a new C array of tensors. Returns 0 with a message
+ * pushed on a wrong element. *n_out receives the count; holes (nil) are allowed only when
+ * allow_nil is set, and then n must be given (n >= 0) because #t is unreliable with holes. */
+static int ag_lua_tensor_array(lua_State *L, int idx, ag_tensor ***arr, size_t *n_out,
+                               lua_Integer n, int allow_nil, const char *what)
+{
+    *arr = NULL;
+    *n_out = 0;
+    if (!lua_istable(L, idx)) {
+        lua_pushfstring(L, "%s: expected a table of tensors, got %s", what, luaL_typename(L, idx));
+        return 0;
+    }
+    if (n < 0) n = (lua_Integer)lua_rawlen(L, idx);
+    ag_tensor **a = (ag_tensor **)calloc(n ? (size_t)n : 1, sizeof *a);
+    if (!a) {
+        lua_pushstring(L, "out of memory");
+        return 0;
+    }
+    for (lua_Integer i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, i + 1);
+        if (lua_isnil(L, -1) && allow_nil) {
+            lua_pop(L, 1);
+            continue;
+        }
+        void *p = NULL;
+        if (!ag_lua_handle(L, -1, SWIGTYPE_p_ag_tensor, &p) || !p) {
+            const char *tn = luaL_typename(L, -1);
+            lua_pop(L, 1);
+            free(a);
+            lua_pushfstring(L, "%s: element %d is not a tensor (got %s)", what, (int)(i + 1), tn);
+            return 0;
+        }
+        lua_pop(L, 1);
+        a[i] = (ag_tensor *)p;
+    }
+    *arr = a;
+    *n_out = (size_t)n;
+    return 1;
+}
+
+/* Reads the Lua array of integers at idx into a new int64 array (nil gives an empty one). */
+static int ag_lua_int64_array(lua_State *L, int idx, int64_t **arr, size_t *n_out,
+                              const char *what)
+{
+    *arr = NULL;
+    *n_out = 0;
+    if (lua_isnoneornil(L, idx)) return 1;
+    if (!lua_istable(L, idx)) {
+        lua_pushfstring(L, "%s: expected a table of integers, got %s", what,
+                        luaL_typename(L, idx));
+        return 0;
+    }
+    size_t n = lua_rawlen(L, idx);
+    int64_t *a = (int64_t *)malloc((n ? n : 1) * sizeof *a);
+    if (!a) {
+        lua_pushstring(L, "out of memory");
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int ok = 0;
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        a[i] = (int64_t)lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok) {
+            free(a);
+            lua_pushfstring(L, "%s: element %d is not an integer", what, (int)i + 1);
+            return 0;
+        }
+    }
+    *arr = a;
+    *n_out = n;
+    return 1;
+}
+
+/* The collector sees only the small userdata of a tensor, not the memory the library holds
+ * for it, and would let big tensors pile up between cycles. So the bytes behind the tensors
+ * Lua owns are counted (`live`: pushed minus finalized). Every AG_LUA_GC_STEP bytes pushed
+ * (or an eighth of `live`, if more) buy an incremental step, as if Lua had allocated them;
+ * and when `live` has grown by AG_LUA_GC_FULL (or doubled, if more) since its lowest point
+ * after a collection, a full collection runs: in the generational mode (lua.c's default)
+ * steps are young collections, which never free tensors that lived long enough to become
+ * old. Nothing is done while the user has stopped the collector. */
+#define AG_LUA_GC_STEP ((size_t)1 << 18)
+#define AG_LUA_GC_FULL ((size_t)64 << 20)
+static _Thread_local struct {
+    size_t live, debt, base;
+} ag_lua_gc;
+
+static size_t ag_lua_tensor_bytes(const ag_tensor *t)
+{
+    int64_t n = 0;
+    ag_dtype dt = AG_FLOAT32;
+    if (ag_tensor_numel(&n, t) != AG_OK || ag_tensor_dtype(&dt, t) != AG_OK) return 0;
+    /* elements, plus the tensor's header and graph node */
+    return (size_t)n * (dt == AG_FLOAT32 ? 4 : dt == AG_BOOL ? 1 : 8) + 256;
+}
+
+static void ag_lua_gc_account(lua_State *L, const ag_tensor *t)
+{
+    size_t b = ag_lua_tensor_bytes(t);
+    ag_lua_gc.live += b;
+    ag_lua_gc.debt += b;
+    if (ag_lua_gc.debt < AG_LUA_GC_STEP || ag_lua_gc.debt < ag_lua_gc.live / 8
+        || !lua_gc(L, LUA_GCISRUNNING))
+        return;
+    size_t grown = ag_lua_gc.live - ag_lua_gc.base; /* base <= live always */
+    int kb = (int)(ag_lua_gc.debt >> 10);
+    ag_lua_gc.debt = 0;
+    if (grown >= AG_LUA_GC_FULL && grown >= ag_lua_gc.base) {
+        lua_gc(L, LUA_GCCOLLECT);
+        ag_lua_gc.base = ag_lua_gc.live;
+    } else {
+        lua_gc(L, LUA_GCSTEP, kb);
+    }
+}
+
+static void ag_lua_gc_release(ag_tensor *t)
+{
+    size_t b = ag_lua_tensor_bytes(t);
+    ag_lua_gc.live = ag_lua_gc.live > b ? ag_lua_gc.live - b : 0;
+    if (ag_lua_gc.live < ag_lua_gc.base) ag_lua_gc.base = ag_lua_gc.live;
+    ag_tensor_release(t);
+}
+
+/* Pushes an owned handle (nil for NULL); its __gc releases it. As SWIG_NewPointerObj, but
+ * with no user value, and the class metatable cached in the registry under the type's
+ * address instead of looked up by name each time. */
+static void ag_lua_push_owned(lua_State *L, void *p, swig_type_info *type)
+{
+    if (!p) {
+        lua_pushnil(L);
+        return;
+    }
+    swig_lua_userdata *u = (swig_lua_userdata *)lua_newuserdatauv(L, sizeof *u, 0);
+    u->ptr = p;
+    u->type = type;
+    u->own = 1;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, type) == LUA_TTABLE) {
+        lua_setmetatable(L, -2);
+    } else {
+        lua_pop(L, 1);
+        SWIG_Lua_AddMetatable(L, type);
+        if (lua_getmetatable(L, -1)) lua_rawsetp(L, LUA_REGISTRYINDEX, type);
+    }
+    if (type == SWIGTYPE_p_ag_tensor) ag_lua_gc_account(L, (const ag_tensor *)p);
+}
+#define AG_LUA_PUSH_OWNED(L, p, type) ag_lua_push_owned(L, p, type)
+
+/* ---- for callbacks.c (see callbacks.h) ---- */
+void ag_lua_push_tensor(lua_State *L, ag_tensor *t)
+{
+    AG_LUA_PUSH_OWNED(L, t, SWIGTYPE_p_ag_tensor);
+}
+ag_tensor *ag_lua_to_tensor(lua_State *L, int idx)
+{
+    void *p = NULL;
+    return ag_lua_handle(L, idx, SWIGTYPE_p_ag_tensor, &p) ? (ag_tensor *)p : NULL;
+}
+void ag_lua_push_ctx(lua_State *L, ag_function_ctx *ctx)
+{
+    SWIG_NewPointerObj(L, ctx, SWIGTYPE_p_ag_function_ctx, 0);
+}
+void ag_lua_invalidate(lua_State *L, int idx)
+{
+    /* The context lives only during the callback: a Lua reference kept beyond it must not
+     * reach freed memory, so its pointer is cleared (later calls see NULL: AG_EINVAL). */
+    swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, idx);
+    if (u) u->ptr = NULL;
+}
+%}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The handle types become classes so owned objects get a __gc. The library's header only     */
+/* declares them (opaque), and SWIG skips %extend on an incomplete type (swig #3174), so SWIG  */
+/* is shown an empty definition; the C compiler never sees it.                                */
+/* ---------------------------------------------------------------------------------------- */
+%nodefaultctor ag_tensor;
+%nodefaultctor ag_node;
+%nodefaultctor ag_optimizer;
+%nodefaultctor ag_generator;
+%nodefaultctor ag_function_ctx;
+%nodefaultdtor ag_function_ctx;
+struct ag_tensor {};
+struct ag_node {};
+struct ag_optimizer {};
+struct ag_generator {};
+struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
+%extend ag_tensor { ~ag_tensor() { ag_lua_gc_release($self); } }
+%extend ag_node { ~ag_node() { ag_node_release($self); } }
+%extend ag_optimizer { ~ag_optimizer() { ag_optimizer_release($self); } }
+%extend ag_generator { ~ag_generator() { ag_generator_release($self); } }
+
+/* ---------------------------------------------------------------------------------------- */
+/* Status codes                                                                               */
+/* ---------------------------------------------------------------------------------------- */
+/* Every `int` result is a status unless listed below. On failure the message is read at once
+ * (before anything else can overwrite it) and raised; `fail:` runs the freearg cleanups. */
+%typemap(out) int
+%{ if ($1 != AG_OK) {
+    lua_pushstring(L, ag_last_error());
+    SWIG_fail;
+  } %}
+
+/* ...these return values, not statuses. */
+%typemap(out) int ag_version_number, int ag_get_num_threads, int ag_set_grad_enabled,
+              int ag_is_grad_enabled, int ag_set_anomaly_enabled, int ag_is_anomaly_enabled,
+              int ag_last_status, int ag_set_error, int ag_manual_seed
+%{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
+
+/* Scalars in: integers are checked integers (a float 2.0 is accepted, 2.5 is not); the C
+ * int and unsigned parameters (keepdim, flags, booleans) also accept true/false. */
+%typemap(in) int, unsigned, int64_t, uint64_t, size_t, ag_dtype, ag_reduction
+%{ { lua_Integer v;
+     if (!ag_lua_int(L, $input, &v, "$symname")) SWIG_fail;
+     $1 = ($1_ltype)v; } %}
+
+/* Doubles: one API call converts and checks. */
+%typemap(in) double
+%{ { int ok;
+     $1 = lua_tonumberx(L, $input, &ok);
+     if (!ok) {
+         lua_pushfstring(L, "$symname: argument %d: expected a number, got %s", $input,
+                         luaL_typename(L, $input));
+         SWIG_fail;
+     } } %}
+
+/* Any integer result that is not a status: a Lua integer. */
+%typemap(out) int64_t, uint64_t, size_t, long, unsigned long, long long, unsigned long long,
+              unsigned, ag_dtype
+%{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
+%typemap(out) enum SWIGTYPE %{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
+
+/* Handles in: the SWIG object of that type, or nil (NULL: the library reports it). */
+%define AG_LUA_HANDLE_IN(TYPE)
+%typemap(in) TYPE *, const TYPE *
+%{ if (!ag_lua_handle(L, $input, $descriptor, (void **)&$1)) {
+     ag_lua_arg_error(L, $input, "$symname", "TYPE");
+     SWIG_fail;
+   } %}
+%enddef
+AG_LUA_HANDLE_IN(ag_tensor)
+AG_LUA_HANDLE_IN(ag_node)
+AG_LUA_HANDLE_IN(ag_optimizer)
+AG_LUA_HANDLE_IN(ag_generator)
+AG_LUA_HANDLE_IN(ag_function_ctx)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Scalar out-parameters                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+%define AG_LUA_INT_OUT(TYPE)
+%typemap(in, numinputs=0) TYPE *out (TYPE tmp = 0), TYPE *handle_out (TYPE tmp = 0),
+                          TYPE *input_nr_out (TYPE tmp = 0)
+%{ $1 = &tmp; %}
+%typemap(argout) TYPE *out, TYPE *handle_out, TYPE *input_nr_out
+%{ lua_pushinteger(L, (lua_Integer)*$1); SWIG_arg++; %}
+%enddef
+AG_LUA_INT_OUT(int64_t)
+AG_LUA_INT_OUT(uint64_t)
+AG_LUA_INT_OUT(size_t)
+AG_LUA_INT_OUT(ag_dtype)
+
+/* int *out are yes/no queries (requires_grad, is_leaf, is_contiguous ...): booleans. */
+%typemap(in, numinputs=0) int *out (int tmp = 0) %{ $1 = &tmp; %}
+%typemap(argout) int *out %{ lua_pushboolean(L, *$1); SWIG_arg++; %}
+
+%typemap(in, numinputs=0) double *out (double tmp = 0) %{ $1 = &tmp; %}
+%typemap(argout) double *out %{ lua_pushnumber(L, *$1); SWIG_arg++; %}
+
+/* A static string (node names). */
+%typemap(in, numinputs=0) const char **out (const char *tmp = NULL) %{ $1 = ($1_ltype)&tmp; %}
+%typemap(argout) const char **out %{ lua_pushstring(L, *$1); SWIG_arg++; %}
+%typemap(freearg) const char **out "";
+
+/* A string the caller owns: copied into Lua, then freed with ag_string_free. */
+%typemap(in, numinputs=0) char **out (char *tmp = NULL) %{ $1 = &tmp; %}
+%typemap(argout) char **out %{ lua_pushstring(L, *$1); SWIG_arg++; %}
+%typemap(freearg) char **out %{ ag_string_free(tmp$argnum); %}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Handle out-parameters: owned by the Lua object                                             */
+/* ---------------------------------------------------------------------------------------- */
+/* Matched by name: a bare `TYPE **` rule would also catch `TYPE *const *` input arrays. */
+%define AG_LUA_HANDLE_OUT(TYPE)
+%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL), TYPE **values_out (TYPE *tmp = NULL),
+                          TYPE **indices_out (TYPE *tmp = NULL), TYPE **fn_out (TYPE *tmp = NULL)
+%{ $1 = &tmp; %}
+%typemap(argout) TYPE **out, TYPE **values_out, TYPE **indices_out, TYPE **fn_out
+%{ AG_LUA_PUSH_OWNED(L, *$1, $*1_descriptor); SWIG_arg++; %}
+%enddef
+AG_LUA_HANDLE_OUT(ag_tensor)
+AG_LUA_HANDLE_OUT(ag_node)
+AG_LUA_HANDLE_OUT(ag_optimizer)
+AG_LUA_HANDLE_OUT(ag_generator)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Arrays in                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+/* Shapes and dim lists: a table of integers (nil: none). */
+%typemap(in, checkfn="ag_lua_istable_or_nil")
+    (const int64_t *shape, size_t ndim) (int64_t *arr = NULL, size_t n = 0),
+    (const int64_t *dims, size_t ndims) (int64_t *arr = NULL, size_t n = 0),
+    (const int64_t *normalized_shape, size_t ndim) (int64_t *arr = NULL, size_t n = 0)
+%{ if (!ag_lua_int64_array(L, $input, &arr, &n, "$symname")) SWIG_fail;
+   $1 = arr; $2 = n; %}
+%typemap(freearg) (const int64_t *shape, size_t ndim), (const int64_t *dims, size_t ndims),
+    (const int64_t *normalized_shape, size_t ndim)
+%{ free(arr$argnum); %}
+
+/* Tensor lists: a table of tensors. */
+%typemap(in, checkfn="lua_istable")
+    (ag_tensor *const *tensors, size_t n) (ag_tensor **arr = NULL, size_t n = 0),
+    (ag_tensor *const *params, size_t n) (ag_tensor **arr = NULL, size_t n = 0),
+    (ag_tensor *const *inputs, size_t n_inputs) (ag_tensor **arr = NULL, size_t n = 0)
+%{ if (!ag_lua_tensor_array(L, $input, &arr, &n, -1, 0, "$symname")) SWIG_fail;
+   $1 = arr; $2 = n; %}
+%typemap(freearg) (ag_tensor *const *tensors, size_t n), (ag_tensor *const *params, size_t n),
+    (ag_tensor *const *inputs, size_t n_inputs)
+%{ free(arr$argnum); %}
+
+
+/* ag_tensor_from_f64(data, dtype, shape): data is a flat table of numbers (booleans allowed
+ * for bool tensors). Its length is checked against the shape, so C never reads past it. */
+%typemap(in, checkfn="lua_istable") const double *data (double *buf = NULL, size_t len = 0)
+%{ len = lua_rawlen(L, $input);
+   buf = (double *)malloc((len ? len : 1) * sizeof *buf);
+   if (!buf) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   for (size_t i = 0; i < len; i++) {
+       int ok = 1;
+       lua_rawgeti(L, $input, (lua_Integer)i + 1);
+       if (lua_isboolean(L, -1)) buf[i] = lua_toboolean(L, -1);
+       else buf[i] = lua_tonumberx(L, -1, &ok);
+       lua_pop(L, 1);
+       if (!ok) {
+           lua_pushfstring(L, "$symname: element %d of data is not a number", (int)i + 1);
+           SWIG_fail;
+       }
+   }
+   $1 = buf; %}
+%typemap(freearg) const double *data %{ free(buf$argnum); %}
+%typemap(check) (const double *data, ag_dtype dtype, const int64_t *shape, size_t ndim)
+%{ {
+    int64_t numel = 1;
+    for (size_t i = 0; i < $4; i++) numel *= $3[i] > 0 ? $3[i] : 0;
+    if ((int64_t)len$argnum != numel) {
+        lua_pushfstring(L, "$symname: %I values given for a shape of %I elements",
+                        (lua_Integer)len$argnum, (lua_Integer)numel);
+        SWIG_fail;
+    }
+} %}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Arrays out                                                                                 */
+/* ---------------------------------------------------------------------------------------- */
+/* Shape and strides: a table of ndim integers. */
+%typemap(in, checkfn="lua_isuserdata") (int64_t *out, size_t cap, const ag_tensor *t)
+    (int64_t buf[AG_MAX_DIMS], size_t nd = 0)
+%{ if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
+   if (ag_tensor_ndim(&nd, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); SWIG_fail; }
+   $1 = buf; $2 = AG_MAX_DIMS; %}
+%typemap(argout) (int64_t *out, size_t cap, const ag_tensor *t)
+%{ lua_createtable(L, (int)nd$argnum, 0);
+   for (size_t i = 0; i < nd$argnum; i++) {
+       lua_pushinteger(L, (lua_Integer)$1[i]);
+       lua_rawseti(L, -2, (lua_Integer)i + 1);
+   }
+   SWIG_arg++; %}
+
+/* Elements: a flat table of numel numbers (copy_f64) or integers (copy_i64), row-major. */
+%define AG_LUA_COPY_OUT(CTYPE, PUSH)
+%typemap(in, checkfn="lua_isuserdata") (CTYPE *buf, size_t cap, const ag_tensor *t)
+    (CTYPE *arr = NULL, int64_t numel = 0)
+%{ if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
+   if (ag_tensor_numel(&numel, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); SWIG_fail; }
+   arr = (CTYPE *)malloc((numel ? (size_t)numel : 1) * sizeof *arr);
+   if (!arr) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   $1 = arr; $2 = (size_t)numel; %}
+%typemap(argout) (CTYPE *buf, size_t cap, const ag_tensor *t)
+%{ lua_createtable(L, (int)numel$argnum, 0);
+   for (int64_t i = 0; i < numel$argnum; i++) {
+       PUSH(L, $1[i]);
+       lua_rawseti(L, -2, (lua_Integer)i + 1);
+   }
+   SWIG_arg++; %}
+%typemap(freearg) (CTYPE *buf, size_t cap, const ag_tensor *t) %{ free(arr$argnum); %}
+%enddef
+AG_LUA_COPY_OUT(double, lua_pushnumber)
+AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
+
+/* ag_split, ag_chunk, ag_function_apply: the caller gives the count (ag_split_count ...);
+ * the pieces come back as a table of owned tensors. */
+%typemap(in, checkfn="lua_isnumber")
+    (ag_tensor **outs, size_t n_outs) (ag_tensor **arr = NULL, lua_Integer n = 0),
+    (ag_tensor **outputs, size_t n_outputs) (ag_tensor **arr = NULL, lua_Integer n = 0)
+%{ if (!ag_lua_int(L, $input, &n, "$symname")) SWIG_fail;
+   if (n < 0 || n > 1000000) { lua_pushfstring(L, "$symname: bad count %I", n); SWIG_fail; }
+   arr = (ag_tensor **)calloc(n ? (size_t)n : 1, sizeof *arr);
+   if (!arr) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   $1 = arr; $2 = (size_t)n; %}
+%typemap(argout) (ag_tensor **outs, size_t n_outs), (ag_tensor **outputs, size_t n_outputs)
+%{ lua_createtable(L, (int)$2, 0);
+   for (size_t i = 0; i < $2; i++) {
+       AG_LUA_PUSH_OWNED(L, $1[i], SWIGTYPE_p_ag_tensor);
+       $1[i] = NULL; /* owned by Lua now */
+       lua_rawseti(L, -2, (lua_Integer)i + 1);
+   }
+   SWIG_arg++; %}
+%typemap(freearg) (ag_tensor **outs, size_t n_outs), (ag_tensor **outputs, size_t n_outputs)
+%{ free(arr$argnum); %}
+
+/* ag_grad(spec, flags): C's six array arguments come from one table
+ * {outputs = {...}, grad_outputs = {...} or nil (entries may be nil), inputs = {...}};
+ * the gradients come back as a table with one entry per input (nil where unused). */
+%typemap(in, checkfn="lua_istable") (ag_tensor **grads_out, ag_tensor *const *outputs,
+    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
+    (ag_tensor **gout = NULL, ag_tensor **outs = NULL, ag_tensor **gouts = NULL,
+     ag_tensor **ins = NULL, size_t n_out = 0, size_t n_in = 0, size_t n_g = 0)
+%{ {
+    int ok;
+    lua_getfield(L, $input, "outputs");
+    ok = ag_lua_tensor_array(L, lua_gettop(L), &outs, &n_out, -1, 0, "$symname: outputs");
+    lua_remove(L, ok ? -1 : -2);
+    if (!ok) SWIG_fail;
+    lua_getfield(L, $input, "inputs");
+    ok = ag_lua_tensor_array(L, lua_gettop(L), &ins, &n_in, -1, 0, "$symname: inputs");
+    lua_remove(L, ok ? -1 : -2);
+    if (!ok) SWIG_fail;
+    if (lua_getfield(L, $input, "grad_outputs") != LUA_TNIL) {
+        ok = ag_lua_tensor_array(L, lua_gettop(L), &gouts, &n_g, (lua_Integer)n_out, 1,
+                                 "$symname: grad_outputs");
+        lua_remove(L, ok ? -1 : -2);
+        if (!ok) SWIG_fail;
+    } else {
+        lua_pop(L, 1);
+    }
+    gout = (ag_tensor **)calloc(n_in ? n_in : 1, sizeof *gout);
+    if (!gout) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+    $1 = gout; $2 = outs; $3 = gouts; $4 = n_out; $5 = ins; $6 = n_in;
+} %}
+%typemap(argout) (ag_tensor **grads_out, ag_tensor *const *outputs,
+    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
+%{ lua_createtable(L, (int)$6, 0);
+   for (size_t i = 0; i < $6; i++) {
+       if ($1[i]) {
+           AG_LUA_PUSH_OWNED(L, $1[i], SWIGTYPE_p_ag_tensor);
+           $1[i] = NULL;
+           lua_rawseti(L, -2, (lua_Integer)i + 1);
+       }
+   }
+   SWIG_arg++; %}
+%typemap(freearg) (ag_tensor **grads_out, ag_tensor *const *outputs,
+    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
+%{ free(gout$argnum); free(outs$argnum); free(gouts$argnum); free(ins$argnum); %}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Callbacks: Lua functions behind the trampolines of callbacks.c                             */
+/* ---------------------------------------------------------------------------------------- */
+/* Registered with AG_CALLBACK_CALLER_THREAD, so the library calls them only on the thread
+ * that called backward: a Lua state is never entered from another thread. The Lua value is
+ * held by a registry reference until the library frees the userdata; if the call fails the
+ * library did not take it, and freearg drops it. */
+%typemap(in, checkfn="lua_isfunction") (ag_tensor_hook_fn fn, unsigned flags, void *userdata,
+                                        void (*free_userdata)(void *userdata))
+    (ag_lua_cb *cb = NULL)
+%{ if (!(cb = ag_lua_cb_new(L, $input))) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   $1 = ag_lua_hook; $2 = AG_CALLBACK_CALLER_THREAD; $3 = cb; $4 = ag_lua_cb_free; %}
+%typemap(argout) (ag_tensor_hook_fn fn, unsigned flags, void *userdata,
+                  void (*free_userdata)(void *userdata))
+%{ cb$argnum = NULL; /* the library owns it now */ %}
+%typemap(freearg) (ag_tensor_hook_fn fn, unsigned flags, void *userdata,
+                   void (*free_userdata)(void *userdata))
+%{ ag_lua_cb_free(cb$argnum); %}
+
+/* A custom function: a table {forward = function(ctx, inputs...) return outputs... end,
+ * backward = function(ctx, grad_outputs...) return grad_inputs... end}. */
+%typemap(in, checkfn="lua_istable") (ag_function_forward_fn forward,
+    ag_function_backward_fn backward, unsigned flags, void *userdata,
+    void (*free_userdata)(void *userdata)) (ag_lua_cb *cb = NULL)
+%{ if (!(cb = ag_lua_cb_new(L, $input))) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   $1 = ag_lua_forward; $2 = ag_lua_backward; $3 = AG_CALLBACK_CALLER_THREAD; $4 = cb;
+   $5 = ag_lua_cb_free; %}
+%typemap(argout) (ag_function_forward_fn forward, ag_function_backward_fn backward,
+    unsigned flags, void *userdata, void (*free_userdata)(void *userdata))
+%{ cb$argnum = NULL; %}
+%typemap(freearg) (ag_function_forward_fn forward, ag_function_backward_fn backward,
+    unsigned flags, void *userdata, void (*free_userdata)(void *userdata))
+%{ ag_lua_cb_free(cb$argnum); %}
+
+/* The calls that may run callbacks tell the trampolines which Lua thread (coroutine) is
+ * calling, so a callback runs on the caller's stack. */
+%define AG_LUA_ENTERS(FN)
+%exception FN %{ {
+    lua_State *ag_prev_state = ag_lua_enter(L);
+    $action
+    ag_lua_leave(ag_prev_state);
+} %}
+%enddef
+AG_LUA_ENTERS(ag_backward)
+AG_LUA_ENTERS(ag_grad)
+AG_LUA_ENTERS(ag_function_apply)
