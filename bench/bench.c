@@ -1,0 +1,501 @@
+/*
+ * bench.c: the four reference workloads of shared/docs/workloads.md (mlp, wide, scalar, gemm)
+ * through the public ABI, plus mlp's peak resident memory. bench/run drives it, alongside
+ * bench/torch_bench.py, which implements the same workloads the same way in PyTorch.
+ *
+ * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]
+ *        bench mlp-rss --steps N [--threads T]
+ *        bench blas-info      (the OpenBLAS kernel family picked for this CPU)
+ * Each configuration prints one line, parsed by bench/run:
+ *   result <side> <workload> threads=<t> unit=<unit> median=<m> samples=<s1>,<s2>,...
+ * Repetitions of different thread counts are interleaved, so drift hits them alike.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "autograd.h"
+
+#ifdef AG_BENCH_OPENBLAS
+#include <cblas.h>
+char *openblas_get_corename(void);
+#endif
+
+#define CK(call)                                                                                 \
+    do {                                                                                         \
+        if ((call) != AG_OK) {                                                                   \
+            fprintf(stderr, "bench: %s failed: %s\n", #call, ag_last_error());                   \
+            exit(1);                                                                             \
+        }                                                                                        \
+    } while (0)
+
+/* ---------------------------------------------------------------------------------------- */
+/* Timing and statistics: shared by every workload                                          */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { MAX_THREADS = 16, MAX_REPS = 1000 };
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n)
+{
+    double s[MAX_REPS];
+    memcpy(s, v, (size_t)n * sizeof *v);
+    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+typedef struct options {
+    int threads[MAX_THREADS], nthreads; /* thread counts to try */
+    int reps, warmup;
+    long steps; /* mlp-rss */
+} options;
+
+/* What a repetition measures, and how its seconds become the reported unit:
+ * value = seconds * scale, or scale / seconds when `rate` (GFLOP/s). */
+typedef struct workload {
+    const char *side, *name, *unit;
+    double scale;
+    int rate;
+    void (*run)(void *ctx);            /* one timed repetition */
+    void (*set_threads)(int threads);  /* applies a thread count to this side */
+    void *ctx;
+} workload;
+
+static void ours_threads(int n) { CK(ag_set_num_threads(n)); }
+
+/* Runs warm-up and timed repetitions of w, the thread counts interleaved within each
+ * repetition, and prints one result line per thread count. */
+static void measure(const workload *w, const options *o)
+{
+    static double samples[MAX_THREADS][MAX_REPS];
+    for (int r = -o->warmup; r < o->reps; r++) {
+        for (int i = 0; i < o->nthreads; i++) {
+            w->set_threads(o->threads[i]);
+            double t0 = now();
+            w->run(w->ctx);
+            double s = now() - t0;
+            if (r >= 0) samples[i][r] = w->rate ? w->scale / s : s * w->scale;
+        }
+    }
+    for (int i = 0; i < o->nthreads; i++) {
+        printf("result %s %s threads=%d unit=%s median=%.6g samples=", w->side, w->name,
+               o->threads[i], w->unit, median(samples[i], o->reps));
+        for (int r = 0; r < o->reps; r++) printf("%s%.6g", r ? "," : "", samples[i][r]);
+        printf("\n");
+        fflush(stdout);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Helpers                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+static void release_all(ag_tensor **t, size_t n)
+{
+    for (size_t i = 0; i < n; i++) ag_tensor_release(t[i]);
+}
+
+static ag_tensor *randn(ag_generator *g, int64_t d0, int64_t d1, int requires_grad)
+{
+    int64_t shape[2] = {d0, d1};
+    ag_tensor *t;
+    CK(ag_randn(&t, g, AG_FLOAT32, shape, d1 ? 2 : 1));
+    if (requires_grad) CK(ag_tensor_set_requires_grad(t, 1));
+    return t;
+}
+
+/* torch.nn.Linear's initialisation: uniform in +-1/sqrt(fan_in). */
+static ag_tensor *uniform_param(ag_generator *g, int64_t d0, int64_t d1, int64_t fan_in)
+{
+    int64_t shape[2] = {d0, d1};
+    ag_tensor *u, *c, *p;
+    double bound = 1.0 / sqrt((double)fan_in);
+    CK(ag_rand(&u, g, AG_FLOAT32, shape, d1 ? 2 : 1));
+    CK(ag_sub_scalar(&c, u, 0.5));
+    CK(ag_mul_scalar(&p, c, 2.0 * bound));
+    CK(ag_tensor_set_requires_grad(p, 1));
+    ag_tensor_release(u);
+    ag_tensor_release(c);
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* mlp: 784-512-256-10 ReLU, batch 128, cross-entropy, SGD lr 0.01; one step = zero_grad,  */
+/* forward, loss, backward, optimizer step. A repetition is MLP_INNER steps.               */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { MLP_BATCH = 128, MLP_INNER = 10 };
+
+typedef struct mlp {
+    ag_tensor *x, *y, *p[6]; /* p: w1, b1, w2, b2, w3, b3 */
+    ag_optimizer *opt;
+} mlp;
+
+static void mlp_init(mlp *m, uint64_t seed)
+{
+    static const int64_t sizes[4] = {784, 512, 256, 10};
+    ag_generator *g;
+    CK(ag_generator_new(&g, seed));
+    for (int l = 0; l < 3; l++) {
+        m->p[2 * l] = uniform_param(g, sizes[l + 1], sizes[l], sizes[l]);
+        m->p[2 * l + 1] = uniform_param(g, sizes[l + 1], 0, sizes[l]);
+    }
+    m->x = randn(g, MLP_BATCH, 784, 0);
+    int64_t n = MLP_BATCH;
+    CK(ag_randint(&m->y, g, 0, 10, AG_INT64, &n, 1));
+    CK(ag_optimizer_sgd(&m->opt, m->p, 6, 0.01, 0, 0, 0, 0));
+    ag_generator_release(g);
+}
+
+static void mlp_free(mlp *m)
+{
+    ag_optimizer_release(m->opt);
+    release_all(m->p, 6);
+    ag_tensor_release(m->x);
+    ag_tensor_release(m->y);
+}
+
+static void mlp_step(mlp *m)
+{
+    ag_tensor *t[7];
+    CK(ag_optimizer_zero_grad(m->opt, 1));
+    CK(ag_linear(&t[0], m->x, m->p[0], m->p[1]));
+    CK(ag_relu(&t[1], t[0]));
+    CK(ag_linear(&t[2], t[1], m->p[2], m->p[3]));
+    CK(ag_relu(&t[3], t[2]));
+    CK(ag_linear(&t[4], t[3], m->p[4], m->p[5]));
+    CK(ag_cross_entropy(&t[5], t[4], m->y, NULL, AG_REDUCTION_MEAN, -100, 0.0));
+    CK(ag_backward(t[5], NULL, 0));
+    CK(ag_optimizer_step(m->opt));
+    release_all(t, 6);
+}
+
+static void mlp_rep(void *ctx)
+{
+    for (int i = 0; i < MLP_INNER; i++) mlp_step(ctx);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* wide: 32 heads h_k = tanh(0.05 * x @ W1_k^T), o_k = h_k @ W2_k^T,                        */
+/* loss = sum_k mean((o_k - t)^2); one iteration = forward + backward, grads cleared.       */
+/* As written in Python, 0.05 * x @ W is (0.05 * x) @ W.                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { WIDE_HEADS = 32, WIDE_INNER = 4 };
+
+typedef struct wide {
+    ag_tensor *x, *t, *w1[WIDE_HEADS], *w2[WIDE_HEADS];
+} wide;
+
+static void wide_init(wide *w, uint64_t seed)
+{
+    ag_generator *g;
+    CK(ag_generator_new(&g, seed));
+    w->x = randn(g, 64, 256, 0);
+    w->t = randn(g, 64, 1, 0);
+    for (int k = 0; k < WIDE_HEADS; k++) {
+        w->w1[k] = randn(g, 256, 256, 1);
+        w->w2[k] = randn(g, 1, 256, 1);
+    }
+    ag_generator_release(g);
+}
+
+static void wide_free(wide *w)
+{
+    release_all(w->w1, WIDE_HEADS);
+    release_all(w->w2, WIDE_HEADS);
+    ag_tensor_release(w->x);
+    ag_tensor_release(w->t);
+}
+
+static void wide_iter(wide *w)
+{
+    for (int k = 0; k < WIDE_HEADS; k++) {
+        CK(ag_tensor_set_grad(w->w1[k], NULL));
+        CK(ag_tensor_set_grad(w->w2[k], NULL));
+    }
+    ag_tensor *loss = NULL;
+    for (int k = 0; k < WIDE_HEADS; k++) {
+        ag_tensor *t[10];
+        CK(ag_mul_scalar(&t[0], w->x, 0.05));
+        CK(ag_t(&t[1], w->w1[k]));
+        CK(ag_matmul(&t[2], t[0], t[1]));
+        CK(ag_tanh(&t[3], t[2]));
+        CK(ag_t(&t[4], w->w2[k]));
+        CK(ag_matmul(&t[5], t[3], t[4]));
+        CK(ag_sub(&t[6], t[5], w->t));
+        CK(ag_pow_scalar(&t[7], t[6], 2.0));
+        CK(ag_mean(&t[8], t[7]));
+        if (loss) {
+            CK(ag_add(&t[9], loss, t[8]));
+            ag_tensor_release(loss);
+            loss = t[9];
+            release_all(t, 9);
+        } else {
+            loss = t[8];
+            release_all(t, 8);
+        }
+    }
+    CK(ag_backward(loss, NULL, 0));
+    ag_tensor_release(loss);
+}
+
+static void wide_rep(void *ctx)
+{
+    for (int i = 0; i < WIDE_INNER; i++) wide_iter(ctx);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* scalar: 20000 triples of 0-d leaves, s = sum_i tanh(a_i * b_i + c_i) by s = s + ...,     */
+/* then s.backward(). Timed: creating the leaves, forward, backward, releasing everything.  */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { SCALAR_N = 20000 };
+
+typedef struct scalar {
+    float v[3 * SCALAR_N];    /* the leaves' values, drawn once */
+    ag_tensor *leaf[3 * SCALAR_N];
+} scalar;
+
+static void scalar_init(scalar *s, uint64_t seed)
+{
+    ag_generator *g;
+    ag_tensor *t;
+    CK(ag_generator_new(&g, seed));
+    t = randn(g, 3 * SCALAR_N, 0, 0);
+    CK(ag_tensor_copy_data(s->v, sizeof s->v, t));
+    ag_tensor_release(t);
+    ag_generator_release(g);
+}
+
+static void scalar_rep(void *ctx)
+{
+    scalar *sc = ctx;
+    ag_tensor *s, *p, *q, *r, *s2;
+    CK(ag_tensor_scalar(&s, 0.0, AG_FLOAT32));
+    for (int i = 0; i < SCALAR_N; i++) {
+        ag_tensor **l = &sc->leaf[3 * i];
+        for (int j = 0; j < 3; j++) {
+            CK(ag_tensor_scalar(&l[j], sc->v[3 * i + j], AG_FLOAT32));
+            CK(ag_tensor_set_requires_grad(l[j], 1));
+        }
+        CK(ag_mul(&p, l[0], l[1]));
+        CK(ag_add(&q, p, l[2]));
+        CK(ag_tanh(&r, q));
+        CK(ag_add(&s2, s, r));
+        ag_tensor_release(p);
+        ag_tensor_release(q);
+        ag_tensor_release(r);
+        ag_tensor_release(s);
+        s = s2;
+    }
+    CK(ag_backward(s, NULL, 0));
+    ag_tensor_release(s);
+    release_all(sc->leaf, 3 * SCALAR_N);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* gemm: loss = sum(A @ B), A, B [1024, 1024] requiring grad, backward: three products.     */
+/* Also, for information: the forward product alone (no grad) and OpenBLAS cblas_sgemm.    */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { GEMM_N = 1024 };
+
+typedef struct gemm {
+    ag_tensor *a, *b;
+    float *fa, *fb, *fc; /* the same operands for OpenBLAS */
+} gemm;
+
+static void gemm_init(gemm *g, uint64_t seed)
+{
+    ag_generator *gen;
+    CK(ag_generator_new(&gen, seed));
+    g->a = randn(gen, GEMM_N, GEMM_N, 1);
+    g->b = randn(gen, GEMM_N, GEMM_N, 1);
+    ag_generator_release(gen);
+    size_t bytes = (size_t)GEMM_N * GEMM_N * sizeof(float);
+    g->fa = aligned_alloc(64, bytes);
+    g->fb = aligned_alloc(64, bytes);
+    g->fc = aligned_alloc(64, bytes);
+    if (!g->fa || !g->fb || !g->fc) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    CK(ag_tensor_copy_data(g->fa, bytes, g->a));
+    CK(ag_tensor_copy_data(g->fb, bytes, g->b));
+}
+
+static void gemm_free(gemm *g)
+{
+    ag_tensor_release(g->a);
+    ag_tensor_release(g->b);
+    free(g->fa);
+    free(g->fb);
+    free(g->fc);
+}
+
+static void gemm_rep(void *ctx)
+{
+    gemm *g = ctx;
+    ag_tensor *p, *l;
+    CK(ag_tensor_set_grad(g->a, NULL));
+    CK(ag_tensor_set_grad(g->b, NULL));
+    CK(ag_matmul(&p, g->a, g->b));
+    CK(ag_sum(&l, p));
+    CK(ag_backward(l, NULL, 0));
+    ag_tensor_release(l);
+    ag_tensor_release(p);
+}
+
+static void gemm_kernel_rep(void *ctx)
+{
+    gemm *g = ctx;
+    ag_tensor *p;
+    int prev = ag_set_grad_enabled(0);
+    CK(ag_matmul(&p, g->a, g->b));
+    ag_tensor_release(p);
+    ag_set_grad_enabled(prev);
+}
+
+#ifdef AG_BENCH_OPENBLAS
+static void openblas_threads(int n) { openblas_set_num_threads(n); }
+static void openblas_rep(void *ctx)
+{
+    gemm *g = ctx;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, GEMM_N, GEMM_N, GEMM_N, 1.0f, g->fa,
+                GEMM_N, g->fb, GEMM_N, 0.0f, g->fc, GEMM_N);
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* mlp-rss: peak resident memory after N mlp steps (run 100 and 1000 in separate processes) */
+/* ---------------------------------------------------------------------------------------- */
+
+static double peak_rss_mb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    if (f) fclose(f);
+    if (kb < 0) { /* no procfs: ru_maxrss is in kB on Linux */
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        kb = ru.ru_maxrss;
+    }
+    return (double)kb / 1024.0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]\n"
+                    "       bench mlp-rss --steps N [--threads T]\n"
+                    "       bench blas-info\n");
+    exit(2);
+}
+
+static void parse(options *o, int argc, char **argv)
+{
+    o->nthreads = 0;
+    for (int i = 2; i < argc; i++) {
+        if (i + 1 >= argc) usage();
+        const char *k = argv[i], *v = argv[++i];
+        if (!strcmp(k, "--threads")) {
+            for (char *s = (char *)v, *end; *s; s = *end ? end + 1 : end) {
+                long t = strtol(s, &end, 10);
+                if (end == s || t < 1 || t > 1024 || o->nthreads == MAX_THREADS) usage();
+                o->threads[o->nthreads++] = (int)t;
+            }
+        } else if (!strcmp(k, "--reps")) {
+            o->reps = atoi(v);
+        } else if (!strcmp(k, "--warmup")) {
+            o->warmup = atoi(v);
+        } else if (!strcmp(k, "--steps")) {
+            o->steps = atol(v);
+        } else {
+            usage();
+        }
+    }
+    if (o->nthreads == 0) o->threads[o->nthreads++] = ag_get_num_threads();
+    if (o->reps < 1 || o->reps > MAX_REPS || o->warmup < 0 || o->steps < 0) usage();
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) usage();
+    const char *cmd = argv[1];
+    options o = {.reps = 5, .warmup = 1, .steps = 100};
+    parse(&o, argc, argv);
+    printf("info version=%s default_threads=%d\n", ag_version_string(), ag_get_num_threads());
+
+    if (!strcmp(cmd, "mlp")) {
+        mlp m;
+        mlp_init(&m, 0);
+        workload w = {"ours", "mlp", "ms", 1e3 / MLP_INNER, 0, mlp_rep, ours_threads, &m};
+        measure(&w, &o);
+        mlp_free(&m);
+    } else if (!strcmp(cmd, "wide")) {
+        wide wd;
+        wide_init(&wd, 0);
+        workload w = {"ours", "wide", "ms", 1e3 / WIDE_INNER, 0, wide_rep, ours_threads, &wd};
+        measure(&w, &o);
+        wide_free(&wd);
+    } else if (!strcmp(cmd, "scalar")) {
+        static scalar sc;
+        scalar_init(&sc, 0);
+        workload w = {"ours", "scalar", "ns_per_node", 1e9 / (4.0 * SCALAR_N), 0, scalar_rep,
+                      ours_threads, &sc};
+        measure(&w, &o);
+    } else if (!strcmp(cmd, "gemm")) {
+        gemm g;
+        gemm_init(&g, 0);
+        double flop = 2.0 * GEMM_N * GEMM_N * GEMM_N * 1e-9; /* GFLOP of one product */
+        workload w = {"ours", "gemm", "gflops", 3 * flop, 1, gemm_rep, ours_threads, &g};
+        measure(&w, &o);
+        workload k = {"ours", "gemm_kernel", "gflops", flop, 1, gemm_kernel_rep, ours_threads, &g};
+        measure(&k, &o);
+#ifdef AG_BENCH_OPENBLAS
+        printf("info openblas_core=%s\n", openblas_get_corename());
+        workload b = {"openblas", "sgemm", "gflops", flop, 1, openblas_rep, openblas_threads, &g};
+        measure(&b, &o);
+#else
+        printf("info openblas=missing\n");
+#endif
+        gemm_free(&g);
+    } else if (!strcmp(cmd, "blas-info")) {
+#ifdef AG_BENCH_OPENBLAS
+        printf("info openblas_core=%s\n", openblas_get_corename());
+#else
+        printf("info openblas=missing\n");
+#endif
+    } else if (!strcmp(cmd, "mlp-rss")) {
+        mlp m;
+        ours_threads(o.threads[0]);
+        mlp_init(&m, 0);
+        for (long i = 0; i < o.steps; i++) mlp_step(&m);
+        mlp_free(&m);
+        printf("rss mlp steps=%ld threads=%d peak_rss_mb=%.1f\n", o.steps, o.threads[0],
+               peak_rss_mb());
+    } else {
+        usage();
+    }
+    return 0;
+}

@@ -1,0 +1,28 @@
+-- scalar.lua: the `scalar` workload (shared/docs/workloads.md) from Lua: 20000 triples of
+-- 0-d leaves, s = sum_i tanh(a_i * b_i + c_i) by s = s + ..., then s:backward(). Timed:
+-- creating the leaves, forward, backward and releasing everything (a full garbage collection,
+-- since Lua releases tensors only through its collector). Reported per node (4 per triple).
+-- usage: lua scalar.lua [--threads 1,2] [--reps R] [--warmup W]
+local ag = require("autograd")
+local bench = require("benchlib")
+
+local N = 20000
+local o = bench.options(arg)
+local vals = ag.randn({3 * N}, {generator = ag.generator(0)}):flat()
+local tensor, rg = ag.tensor, {requires_grad = true}
+
+local function rep()
+  local leaves = {}
+  local s = tensor(0.0)
+  for i = 1, N do
+    local a, b, c = tensor(vals[3 * i - 2], rg), tensor(vals[3 * i - 1], rg), tensor(vals[3 * i], rg)
+    leaves[3 * i - 2], leaves[3 * i - 1], leaves[3 * i] = a, b, c
+    s = s + (a * b + c):tanh()
+  end
+  s:backward()
+  s, leaves = nil, nil
+  collectgarbage()
+end
+
+collectgarbage()
+bench.measure(o, "scalar", "ns_per_node", 1e9 / (4 * N), rep)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# test.sh: every test, from scratch. Installs the Debian packages that are missing, then:
+#   1. gcc, warnings as errors: library, C unit tests, ABI checks, the conformance suite through
+#      its three runners (C via libffi, Lua, Go), bindings' own tests, examples;
+#   2. clang, warnings as errors: everything C builds warning-free;
+#   3. AddressSanitizer + UndefinedBehaviorSanitizer: the C tests and the C conformance runner;
+#   4. valgrind memcheck: the C tests, the conformance runner and the examples, failing on any
+#      memory error or definitely-lost byte.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+ag_need_packages
+jobs=$(nproc)
+root=build/test
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+
+stage "gcc: build and run everything"
+cmake -S . -B $root/gcc -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAG_WERROR=ON >/dev/null
+ninja -C $root/gcc
+ctest --test-dir $root/gcc --output-on-failure -j "$jobs"
+
+stage "clang: warning-free build"
+cmake -S . -B $root/clang -G Ninja -DCMAKE_C_COMPILER=clang -DAG_WERROR=ON \
+      -DAG_BUILD_BINDINGS=OFF >/dev/null
+ninja -C $root/clang
+
+stage "AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B $root/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAG_SANITIZE=ON \
+      -DAG_BUILD_BINDINGS=OFF >/dev/null
+ninja -C $root/asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir $root/asan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data'
+
+stage "valgrind memcheck"
+vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
+    --show-leak-kinds=definite)
+export OMP_NUM_THREADS=2
+for t in $root/gcc/tests/test_* $root/gcc/tests/internal_test_*; do
+  [ -x "$t" ] || continue
+  echo "valgrind $(basename "$t")"
+  "${vg[@]}" "$t" >/dev/null
+done
+echo "valgrind conformance_ffi"
+"${vg[@]}" $root/gcc/tests/conformance/conformance_ffi $root/gcc/libautograd.so \
+  tests/conformance/cases/*.json | tail -1
+echo "valgrind seed, digits"
+"${vg[@]}" $root/gcc/examples/seed >/dev/null
+"${vg[@]}" $root/gcc/examples/digits | tail -1
+
+stage "all tests passed"
