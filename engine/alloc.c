@@ -60,7 +60,7 @@ _Static_assert(sizeof(block_hdr) == 16, "block header keeps 16-byte alignment");
  * pays page faults on fresh zeroed pages (a quarter of an MLP step, measured). A few are kept
  * per thread, bounded in count and bytes, so peak memory does not grow with step count. */
 #define LARGE_MIN (64u << 10)
-#define LARGE_SLOTS 16
+#define LARGE_SLOTS 256
 #define LARGE_BYTES ((size_t)128 << 20)
 #define PAGE 4096u
 static const size_t class_size[POOL_CLASSES] = {48, 64, 96, 128, 192, 256, 384, 512};
@@ -82,8 +82,6 @@ typedef struct large_slot {
 typedef struct pool {
     void *head[POOL_CLASSES];
     scratch sc[SCRATCH_SLOTS];
-    large_slot large[LARGE_SLOTS];
-    size_t large_bytes;
     struct pool *prev, *next; /* every live thread's pool, so leak checkers can reach them */
 } pool;
 
@@ -99,7 +97,6 @@ static void pool_drain(void *p)
     tls_pool = NULL; /* later frees on this exiting thread go straight to free() */
     for (int k = 0; k < SCRATCH_SLOTS; k++)
         if (pl->sc[k].h) mem_free(pl->sc[k].h + 1);
-    for (int k = 0; k < LARGE_SLOTS; k++) free(pl->large[k].h);
     for (int c = 0; c < POOL_CLASSES; c++) {
         while (pl->head[c]) {
             void *b = pl->head[c];
@@ -178,47 +175,71 @@ void mem_scratch_give(int slot, void *p, size_t cap)
     sc->cap = cap;
 }
 
+/* The large-block cache is process-wide: a gradient allocated on one thread is often freed
+ * on another (backward tasks), and per-thread caches would fill on one side and miss on the
+ * other. Large allocations are rare enough for a mutex. */
+static struct {
+    pthread_mutex_t lock;
+    large_slot slot[LARGE_SLOTS];
+    size_t bytes;
+} large_cache = {PTHREAD_MUTEX_INITIALIZER, {{0}}, 0};
+
 /* The smallest cached block that fits without wasting more than half of it. */
-static block_hdr *large_take(pool *pl, size_t size)
+static block_hdr *large_take(size_t size)
 {
+    pthread_mutex_lock(&large_cache.lock);
+    large_slot *sl = large_cache.slot;
     int best = -1;
     for (int k = 0; k < LARGE_SLOTS; k++) {
-        size_t cap = pl->large[k].cap;
-        if (pl->large[k].h && cap >= size && cap / 2 <= size &&
-            (best < 0 || cap < pl->large[best].cap))
+        size_t cap = sl[k].cap;
+        if (sl[k].h && cap >= size && cap / 2 <= size && (best < 0 || cap < sl[best].cap))
             best = k;
     }
-    if (best < 0) return NULL;
-    block_hdr *h = pl->large[best].h;
-    pl->large_bytes -= pl->large[best].cap;
-    pl->large[best].h = NULL;
+    block_hdr *h = NULL;
+    if (best >= 0) {
+        h = sl[best].h;
+        large_cache.bytes -= sl[best].cap;
+        sl[best].h = NULL;
+    }
+    pthread_mutex_unlock(&large_cache.lock);
     return h;
 }
 
-static bool large_give(pool *pl, block_hdr *h, size_t cap)
+static void large_give(block_hdr *h, size_t cap)
 {
-    if (cap > LARGE_BYTES) return false;
+    if (cap > LARGE_BYTES) {
+        free(h);
+        return;
+    }
+    block_hdr *evicted[LARGE_SLOTS];
+    int ne = 0;
+    pthread_mutex_lock(&large_cache.lock);
+    large_slot *sl = large_cache.slot;
     /* Make room: evict blocks (largest first) until this one fits the byte budget. */
-    while (pl->large_bytes + cap > LARGE_BYTES) {
+    while (large_cache.bytes + cap > LARGE_BYTES) {
         int big = -1;
         for (int k = 0; k < LARGE_SLOTS; k++)
-            if (pl->large[k].h && (big < 0 || pl->large[k].cap > pl->large[big].cap)) big = k;
-        free(pl->large[big].h);
-        pl->large_bytes -= pl->large[big].cap;
-        pl->large[big].h = NULL;
+            if (sl[k].h && (big < 0 || sl[k].cap > sl[big].cap)) big = k;
+        evicted[ne++] = sl[big].h;
+        large_cache.bytes -= sl[big].cap;
+        sl[big].h = NULL;
     }
     int slot = -1;
     for (int k = 0; k < LARGE_SLOTS && slot < 0; k++)
-        if (!pl->large[k].h) slot = k;
+        if (!sl[k].h) slot = k;
     if (slot < 0) {
-        slot = 0; /* all taken: replace the first (oldest insertions drift there) */
-        free(pl->large[0].h);
-        pl->large_bytes -= pl->large[0].cap;
+        /* every slot taken: replace the smallest */
+        slot = 0;
+        for (int k = 1; k < LARGE_SLOTS; k++)
+            if (sl[k].cap < sl[slot].cap) slot = k;
+        evicted[ne++] = sl[slot].h;
+        large_cache.bytes -= sl[slot].cap;
     }
-    pl->large[slot].h = h;
-    pl->large[slot].cap = cap;
-    pl->large_bytes += cap;
-    return true;
+    sl[slot].h = h;
+    sl[slot].cap = cap;
+    large_cache.bytes += cap;
+    pthread_mutex_unlock(&large_cache.lock);
+    for (int k = 0; k < ne; k++) free(evicted[k]);
 }
 
 void *mem_alloc(size_t size)
@@ -230,8 +251,7 @@ void *mem_alloc(size_t size)
     block_hdr *h;
     if (c < 0 && a == &std_allocator && size >= LARGE_MIN) {
         size_t cap = (size + sizeof(block_hdr) + PAGE - 1) / PAGE * PAGE - sizeof(block_hdr);
-        pool *pl = my_pool();
-        h = pl ? large_take(pl, size) : NULL;
+        h = large_take(size);
         if (!h) {
             h = malloc(sizeof(block_hdr) + cap);
             if (!h) return NULL;
@@ -288,9 +308,7 @@ void mem_free(void *p)
         return;
     }
     if (h->cls == LARGE) {
-        pool *pl = tls_pool;
-        size_t cap = (size_t)h->pad * PAGE - sizeof(block_hdr);
-        if (!pl || !large_give(pl, h, cap)) free(h);
+        large_give(h, (size_t)h->pad * PAGE - sizeof(block_hdr));
         return;
     }
     h->owner->free_(h, h->owner->ud);

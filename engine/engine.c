@@ -40,6 +40,7 @@ typedef struct gnode {
     bool needed;           /* runs (or is captured) in this pass */
     bool heavy;
     bool ran;              /* executed (and released its scratch claim) */
+    int64_t cost;          /* elements its gradients hold (a proxy for its work) */
     tensor *result;        /* AccumulateGrad: the gradient to commit */
     tensor **retained;     /* per output: gradient to commit to a retaining tensor */
 } gnode;
@@ -205,7 +206,8 @@ static eng_err visit(sched *s, uint32_t i)
             return err_set(E_INTERNAL, "a leaf requiring grad has no autograd metadata");
         return E_OK;
     }
-    g->heavy = fn->type->backward && node_elems(fn) >= TASK_MIN_ELEMS;
+    g->cost = fn->type->backward ? node_elems(fn) : 0;
+    g->heavy = g->cost >= TASK_MIN_ELEMS;
     /* autograd.grad checks only the nodes that will run, after pruning. */
     return s->accumulate ? saved_check(fn) : E_OK;
 }
@@ -564,6 +566,7 @@ static void run_from(sched *s, uint32_t first)
     uint32_t stack_small[64], *stack = stack_small, cap = 64, sp = 0;
     uint32_t ready_small[16], *ready = ready_small, rcap = 16;
     bool prev_mode = grad_mode_set(s->create_graph);
+    bool prev_serial = par_set_serial(s->parallel);
     stack[sp++] = first;
     while (sp) {
         uint32_t i = stack[--sp];
@@ -609,6 +612,7 @@ static void run_from(sched *s, uint32_t first)
         }
     }
     grad_mode_set(prev_mode);
+    par_set_serial(prev_serial);
     if (stack != stack_small) mem_free(stack);
     if (ready != ready_small) mem_free(ready);
 }
@@ -755,6 +759,48 @@ static void cleanup(sched *s)
     mem_free(s->cap_node);
 }
 
+/* Two ways to use the team: run independent costly nodes at once (each kernel on one
+ * thread), or run nodes one after another with every kernel split across the team. Nested
+ * splitting (a taskloop inside a task) idles threads: a thread waiting for its taskloop may
+ * only run that taskloop's chunks, not the other ready nodes. So pick per pass: node-level
+ * parallelism when the costly work is spread over enough independent branches, that is when
+ * total costly work is at least 1.5 x threads times the critical path's share of it (32
+ * independent heads: ~32; an MLP's chain: ~1). One pass over the index arrays, in
+ * topological order (Kahn), costs far less than the work it decides on. */
+static bool wide_enough(sched *s, int nt)
+{
+    uint32_t n = s->n, head = 0, tail = 0;
+    int *deps = mem_alloc((size_t)n * sizeof *deps);
+    uint32_t *queue = mem_alloc((size_t)n * sizeof *queue);
+    int64_t *path = mem_calloc((size_t)n * sizeof *path);
+    bool wide = false;
+    if (deps && queue && path) {
+        for (uint32_t i = 0; i < n; i++) deps[i] = (int)s->nodes[i].nslots;
+        for (int r = 0; r < s->n_roots; r++)
+            if (--deps[s->root_target[r]] == 0) queue[tail++] = s->root_target[r];
+        int64_t total = 0, critical = 0;
+        while (head < tail) {
+            uint32_t i = queue[head++];
+            gnode *g = &s->nodes[i];
+            int64_t c = g->needed && g->heavy ? g->cost : 0, here = path[i] + c;
+            total += c;
+            if (here > critical) critical = here;
+            if (!g->needed) continue;
+            for (uint32_t e = 0; e < g->fn->n_next; e++) {
+                uint32_t t = s->edge_target[g->edge0 + e];
+                if (t == NONE) continue;
+                if (here > path[t]) path[t] = here;
+                if (--deps[t] == 0) queue[tail++] = t;
+            }
+        }
+        wide = critical > 0 && 2 * total >= 3 * (int64_t)nt * critical;
+    }
+    mem_free(deps);
+    mem_free(queue);
+    mem_free(path);
+    return wide;
+}
+
 static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
 {
     for (int k = 0; k < r->n_roots; k++) {
@@ -810,8 +856,8 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
     }
     eng_err e = number_slots(s);
     if (e) return e;
-    /* Tasks only pay when at least two costly nodes could overlap. */
-    s->parallel = !s->caller_thread && s->heavy >= 2 && par_num_threads() > 1;
+    int nt = par_num_threads();
+    s->parallel = !s->caller_thread && s->heavy >= 2 && nt > 1 && wide_enough(s, nt);
     return E_OK;
 }
 

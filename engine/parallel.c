@@ -34,13 +34,22 @@ void par_set_num_threads(int n)
     atomic_store_explicit(&requested_threads, n < 0 ? 0 : n, memory_order_relaxed);
 }
 
+static _Thread_local bool serial __attribute__((tls_model("initial-exec")));
+
+bool par_set_serial(bool s)
+{
+    bool prev = serial;
+    serial = s;
+    return prev;
+}
+
 void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
 {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     int64_t nchunks = (n + grain - 1) / grain;
     int nt = par_num_threads();
-    if (nchunks == 1 || nt == 1) {
+    if (nchunks == 1 || nt == 1 || serial) {
         for (int64_t c = 0; c < nchunks; c++) {
             int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
             fn(ctx, lo, hi);

@@ -10,6 +10,7 @@
 #ifndef AG_PARALLEL_H
 #define AG_PARALLEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /** Calls fn(ctx, lo, hi) for every chunk [lo, hi) of [0, n), chunks of `grain` elements (the
@@ -17,6 +18,11 @@
  *  Runs inline when there is one chunk or one thread. */
 typedef void (*par_fn)(void *ctx, int64_t lo, int64_t hi);
 void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx);
+
+/** Makes par_for on the calling thread run its chunks inline (returns the previous
+ *  setting). Backward sets it while the team runs independent nodes at once: each kernel
+ *  then uses one thread, and the team's threads stay free for the other nodes. */
+bool par_set_serial(bool serial);
 
 /** The process-wide thread count (ag_set_num_threads / OMP_NUM_THREADS / cores). */
 int par_num_threads(void);

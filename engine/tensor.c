@@ -60,7 +60,7 @@ static tensor *header_new(int ndim)
  * storage alive; the storage frees the whole block. */
 tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
 {
-    int64_t numel;
+    int64_t numel = 0;
     if (shape_check(shape, ndim, &numel)) return NULL;
     size_t nbytes = (size_t)numel * dtype_size(dt);
     bool big = nbytes > 64;

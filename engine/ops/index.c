@@ -724,8 +724,8 @@ static eng_err split_views(tensor **outs, int n_outs, tensor *t, int64_t split_s
 
 eng_err op_split(tensor **outs, int n_outs, tensor *t, int64_t split_size, int64_t dim)
 {
-    int d;
-    int64_t count;
+    int d = 0;
+    int64_t count = 0;
     eng_err e = split_plan(t, split_size, dim, &d, &count);
     if (e) return e;
     if (count != n_outs)

@@ -266,7 +266,7 @@ static eng_err swap_view(tensor **out, tensor *t, int d0, int d1, const node_typ
         st[d0] = t->strides[d1];
         st[d1] = t->strides[d0];
     }
-    node *n;
+    node *n = NULL;
     eng_err e = make_view(out, t, sh, st, t->ndim, t->offset, bw, &n);
     if (!e && n) {
         attr(n)->d0 = d0;
@@ -326,7 +326,7 @@ eng_err op_permute(tensor **out, tensor *t, const int64_t *dims, int ndims)
         sh[i] = t->shape[d];
         st[i] = t->strides[d];
     }
-    node *n;
+    node *n = NULL;
     eng_err e = make_view(out, t, sh, st, ndims, t->offset, &PERMUTE_BW, &n);
     if (!e && n) memcpy(attr(n)->perm, perm, sizeof perm);
     return e;
@@ -429,7 +429,7 @@ eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t en
     memcpy(st, t->strides, (size_t)t->ndim * sizeof(int64_t));
     sh[d] = len;
     st[d] = t->strides[d] * step;
-    node *n;
+    node *n = NULL;
     e = make_view(out, t, sh, st, t->ndim, t->offset + start * t->strides[d], &SLICE_BW, &n);
     if (!e && n) {
         geom *g = &attr(n)->view;
@@ -476,7 +476,7 @@ eng_err op_select(tensor **out, tensor *t, int64_t dim, int64_t index)
             sh[nd] = t->shape[i];
             st[nd++] = t->strides[i];
         }
-    node *n;
+    node *n = NULL;
     e = make_view(out, t, sh, st, nd, t->offset + index * t->strides[d], &SELECT_BW, &n);
     if (!e && n) {
         geom full, *g = &attr(n)->view;
@@ -524,7 +524,7 @@ eng_err op_as_strided(tensor **out, tensor *t, const int64_t *shape, const int64
     if (e) return e;
     if (!tensor_is_contiguous(t))
         return err_set(E_INVAL, "as_strided: the input must be contiguous");
-    node *n;
+    node *n = NULL;
     e = make_view(out, t, shape, strides, ndim, t->offset + offset, &AS_STRIDED_BW, &n);
     if (!e && n) {
         geom *g = &attr(n)->view;
