@@ -65,8 +65,10 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
         }
         return;
     }
+    /* Static: consecutive chunks stay on one thread, so consecutive ops over the same
+     * tensors (a matmul, then its tanh) find their data in the same core's cache. */
     int team = nchunks < nt ? (int)nchunks : nt;
-#pragma omp parallel for num_threads(team) schedule(dynamic, 1) default(none) \
+#pragma omp parallel for num_threads(team) schedule(static) default(none) \
     shared(fn, ctx, n, grain, nchunks)
     for (int64_t c = 0; c < nchunks; c++) {
         int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
