@@ -376,7 +376,9 @@ static eng_err conform(sched *s, gnode *g, tensor **gout)
         tensor *t = gout[e];
         uint32_t ti = s->edge_target[g->edge0 + e];
         if (!t || ti == NONE) continue;
-        const out_meta *m = &s->nodes[ti].fn->outs[fn->next[e].input_nr];
+        const edge *ed = &fn->next[e];
+        if (ed->ndim == 0 && t->ndim == 0 && t->dtype == ed->dtype) continue; /* scalars */
+        const out_meta *m = &s->nodes[ti].fn->outs[ed->input_nr];
         bool same = t->ndim == m->ndim;
         for (int d = 0; same && d < m->ndim; d++) same = t->shape[d] == m->shape[d];
         if (!same) {

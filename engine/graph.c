@@ -160,6 +160,8 @@ eng_err gradient_edge(tensor *t, edge *e)
     e->fn = NULL;
     e->input_nr = 0;
     if (!t) return E_OK;
+    e->dtype = t->dtype;
+    e->ndim = t->ndim;
     if (t->grad_fn) {
         node_retain(t->grad_fn);
         e->fn = t->grad_fn;

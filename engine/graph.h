@@ -19,6 +19,8 @@ struct node;
 typedef struct edge {
     struct node *fn;
     uint32_t input_nr;
+    uint8_t dtype; /* the input's dtype and rank, so backward can conform a 0-d gradient */
+    uint8_t ndim;  /* without touching the next node */
 } edge;
 
 /** A tensor saved for backward. Inputs are kept by reference; a node's own outputs are kept

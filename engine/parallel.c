@@ -58,9 +58,12 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
     }
     if (omp_in_parallel()) {
         /* Inside a backward task: share the existing team instead of nesting a region. */
-#pragma omp taskloop grainsize(1) default(none) shared(fn, ctx, n, grain, nchunks)
-        for (int64_t c = 0; c < nchunks; c++) {
-            int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
+        /* (An unsigned counter: clang's taskloop lowering compares it with an unsigned
+         * trip count.) */
+        uint64_t count = (uint64_t)nchunks;
+#pragma omp taskloop grainsize(1) default(none) shared(fn, ctx, n, grain, count)
+        for (uint64_t c = 0; c < count; c++) {
+            int64_t lo = (int64_t)c * grain, hi = lo + grain < n ? lo + grain : n;
             fn(ctx, lo, hi);
         }
         return;

@@ -60,6 +60,7 @@ static tensor *header_new(int ndim)
  * storage alive; the storage frees the whole block. */
 tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
 {
+    if (ndim == 0) return tensor_new_scalar(dt);
     int64_t numel = 0;
     if (shape_check(shape, ndim, &numel)) return NULL;
     size_t nbytes = (size_t)numel * dtype_size(dt);
@@ -96,6 +97,33 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
     t->numel = numel;
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     contiguous_strides(shape, ndim, t->strides);
+    return t;
+}
+
+tensor *tensor_new_scalar(dtype dt)
+{
+    /* The 0-d case of tensor_new, without the generic shape handling: scalar graphs make
+     * hundreds of thousands of these. */
+    enum { OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15 };
+    char *block = mem_alloc(OFF + 8);
+    if (!block) {
+        err_nomem();
+        return NULL;
+    }
+    tensor *t = (tensor *)block;
+    storage *st = (storage *)(t + 1);
+    memset(t, 0, sizeof *t);
+    atomic_init(&t->refs, 1);
+    t->shape = t->strides = (int64_t *)(t + 1);
+    t->st = st;
+    t->dtype = (uint8_t)dt;
+    t->numel = 1;
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->version, 0);
+    st->nbytes = dtype_size(dt);
+    st->data = block + OFF;
+    st->block = block;
+    st->block_aligned = false;
     return t;
 }
 

@@ -65,6 +65,8 @@ typedef struct tensor {
 /* ---- creation (no autograd) ---- */
 /** A new contiguous, uninitialised tensor; NULL (E_NOMEM/E_INVAL set) on failure. */
 tensor *tensor_new(dtype dt, const int64_t *shape, int ndim);
+/** A new 0-d tensor (the fast path of tensor_new). */
+tensor *tensor_new_scalar(dtype dt);
 /** A new tensor shaped like t (contiguous). */
 tensor *tensor_new_like(const tensor *t, dtype dt);
 /** A new header over t's storage with the given geometry (no autograd, base unset). */

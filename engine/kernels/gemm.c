@@ -1,11 +1,19 @@
 /*
- * gemm.c: the blocked, packed GEMM driver (BLIS-style), the small-matrix direct path, the
- * portable C kernels and the run-time ISA dispatch. The x86 microkernels live in gemm_x86.c.
+ * gemm.c: the GEMM driver, the portable C kernels and the run-time ISA dispatch; the x86
+ * kernels live in gemm_x86.c.
  *
- * Determinism: every C element is one multiply-add chain over k inside each k-block, and the
- * k-blocks are added to C in increasing order. Block sizes and the choice of path depend only
- * on (M, N, K) and the ISA, and K is never split across threads, so any tiling of M x N over
- * any number of threads yields the same bits.
+ * Blocked path (BLIS-style): C is cut into register tiles (AVX-512: 14 x 32 f32, 14 x 16 f64)
+ * that a microkernel computes over k-blocks of <= 256. Operands are read in place when the
+ * layout allows (A with a unit stride, row-major B with short rows), else packed into panels.
+ * M <= 256: one parallel loop over N-chunks that pack what they use. Larger M: per k-block, a
+ * parallel pass packs the shared B panels, then a parallel loop over M-block x N-chunk tiles.
+ * Thin products (C narrower than 5 columns) and tiny ones take a direct path instead.
+ *
+ * Determinism: every C element is one FMA (generic: multiply-add) chain over k inside each
+ * k-block, and the k-blocks are added to C in increasing order. k-blocks and the choice of
+ * path depend only on (M, N, K) and the ISA; K is never split across threads; everything else
+ * (tiling, packing, transposing the problem) moves data but not arithmetic. So any thread
+ * count, schedule or operand layout gives the same bits.
  */
 #include "gemm.h"
 #include "gemm_impl.h"
@@ -21,7 +29,7 @@
 /* ---------------------------------------------------------------------------------------- */
 
 /* Packing: dst[kk*W + j] = src[j*sw + kk*sk] for j < w, 0 for w <= j < W. The loop order
- * follows whichever side is contiguous; the x86 paths use it for odd strides only. */
+ * follows whichever side is contiguous; the AVX-512 path uses it for odd strides only. */
 #define DEF_PACK(NAME, T)                                                                      \
     void NAME(int64_t k, const void *src_, int64_t sw, int64_t sk, int64_t w, int64_t W,     \
               void *dst_)                                                                      \
@@ -42,19 +50,24 @@
 DEF_PACK(gemm_pack_generic_f32, float)
 DEF_PACK(gemm_pack_generic_f64, double)
 
-/* 4x8 register tile: small enough that SSE2 code keeps it in registers. Plain mul + add (the
- * x86-64 baseline has no FMA). */
-enum { GEN_MR = 4, GEN_NR = 8 };
-#define DEF_GENERIC(T, SUF)                                                                    \
+/* 4x8 (f32) and 4x4 (f64) register tiles: 8 SSE2 accumulators, so the x86-64 baseline keeps
+ * them in registers (4x8 f64 spilled: 3.5 vs 7 GFLOP/s). Plain mul + add: the baseline has
+ * no FMA. */
+enum { GEN_MR = 4 };
+#define DEF_GENERIC(T, SUF, GEN_NR)                                                            \
     static void kern_generic_##SUF(int64_t kc, const void *a_, int64_t ars, int64_t acs,      \
                                    const void *b_, int64_t brs, void *c_, int64_t rsc,        \
                                    int64_t csc, int64_t mr, int64_t nr, int load_c)            \
     {                                                                                          \
-        const T *a = a_, *b = b_;                                                              \
+        const T *b = b_, *a[GEN_MR];                                                           \
         T *c = c_, acc[GEN_MR][GEN_NR] = {{0}};                                                \
-        for (int64_t k = 0; k < kc; k++, a += acs, b += brs)                                   \
-            for (int i = 0; i < GEN_MR; i++)                                                   \
-                for (int j = 0; j < GEN_NR; j++) acc[i][j] += a[(i < mr ? i : 0) * ars] * b[j]; \
+        for (int i = 0; i < GEN_MR; i++) /* rows past mr repeat the last (never stored) */     \
+            a[i] = (const T *)a_ + (i < mr ? i : mr - 1) * ars;                                \
+        for (int64_t k = 0; k < kc; k++, b += brs)                                             \
+            for (int i = 0; i < GEN_MR; i++) {                                                 \
+                T x = a[i][k * acs];                                                           \
+                for (int j = 0; j < GEN_NR; j++) acc[i][j] += x * b[j];                        \
+            }                                                                                  \
         for (int64_t i = 0; i < mr; i++)                                                       \
             for (int64_t j = 0; j < nr; j++) {                                                 \
                 T *p = c + i * rsc + j * csc;                                                  \
@@ -75,15 +88,15 @@ enum { GEN_MR = 4, GEN_NR = 8 };
                 *p = g->acc ? *p + s : s;                                                      \
             }                                                                                  \
     }
-DEF_GENERIC(float, f32)
-DEF_GENERIC(double, f64)
+DEF_GENERIC(float, f32, 8)
+DEF_GENERIC(double, f64, 4)
 
-static const gemm_impl impl_generic_f32 = {GEN_MR, GEN_NR, 256, sizeof(float), 0, kern_generic_f32,
+static const gemm_impl impl_generic_f32 = {GEN_MR, 8, 256, sizeof(float), 0, kern_generic_f32,
                                            gemm_pack_generic_f32, gemm_pack_generic_f32,
                                            direct_generic_f32};
-static const gemm_impl impl_generic_f64 = {GEN_MR, GEN_NR, 256, sizeof(double), 0,
-                                           kern_generic_f64, gemm_pack_generic_f64,
-                                           gemm_pack_generic_f64, direct_generic_f64};
+static const gemm_impl impl_generic_f64 = {GEN_MR, 4, 256, sizeof(double), 0, kern_generic_f64,
+                                           gemm_pack_generic_f64, gemm_pack_generic_f64,
+                                           direct_generic_f64};
 
 /* ---------------------------------------------------------------------------------------- */
 /* Dispatch                                                                                 */
@@ -129,12 +142,15 @@ static const gemm_impl *pick(int f64)
 /* Driver                                                                                   */
 /* ---------------------------------------------------------------------------------------- */
 
-/* Direct (unpacked) path for products too small or too thin to repay packing: when it costs
- * about as much to pack the operands as to multiply them, or when one side of C is thinner
- * than a vector so a register tile would mostly compute padding. Sizes only (determinism). */
+/* Direct path: for C with fewer columns than a vector and more rows than columns (x·w with w
+ * a column, or its backward Xᵀ·g) the register tiles would mostly compute padding; the
+ * direct kernels vectorise along M instead (64x1x256: 16 vs 8 GFLOP/s). Below 8x8x8 they
+ * also cost less to set up (4x4x4: 70 vs 100 ns). The blocked path, which reads row-major
+ * operands in place, wins everywhere else (16x16x16: 170 vs 220 ns). Sizes only, for
+ * determinism. */
 static int use_direct(int64_t M, int64_t N, int64_t K)
 {
-    return M * N * K <= 32768 || M <= 2 || N <= 2;
+    return (N <= 4 && M > N) || M * N * K <= 512;
 }
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -274,7 +290,7 @@ static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
  * tile's A panels stay in L2), cut further until there are MIN_TILES tiles unless that would
  * make a tile cheaper than TILE_MIN_FMAS. Super-blocks bound each packing buffer to
  * PACK_LIMIT elements. */
-enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8, FUSED_M_MAX = 256 };
+enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8, FUSED_M_MAX = 256, MC_PANELS_OWN_A = 6 };
 #define TILE_MIN_FMAS (1 << 19)
 #define PACK_LIMIT ((int64_t)1 << 20)
 
@@ -299,29 +315,38 @@ static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int
 
 static int run_packed(const gemm_impl *im, gemm_args g)
 {
-    /* The microkernels write row-major register tiles: make C's unit stride the column one. */
-    if (g.csc != 1 && g.rsc == 1) gemm_transpose_args(&g);
+    /* The microkernels write row-major register tiles: make C's unit stride the column one. A
+     * C narrower than half a register tile wastes most lanes; if A is column-major, Cᵀ = Bᵀ·Aᵀ
+     * reads Aᵀ in place and vectorises along M instead, writing C through the kernels'
+     * scatter path (256x10x128 TN, 1 thread: 71 -> 99 GFLOP/s). */
+    if ((g.csc != 1 && g.rsc == 1) ||
+        (im->b_in_place && g.N < im->nr / 2 && g.N <= im->mr && g.M > g.N && g.rsa == 1 &&
+         g.csa != 1))
+        gemm_transpose_args(&g);
     int64_t mr = im->mr, nr = im->nr, M = g.M, N = g.N, K = g.K;
     size_t es = im->es;
     /* The kernels read A in place when its rows or columns are contiguous (or constant along
-     * k), unless a column-major A is reused across many B panels: its k-steps are then a page
-     * apart and TLB misses cost more than packing (-15% at 1024^3). Packing A (a transpose
-     * for row-major A) costs as much as the FMAs when N ~ 32 and ~10% at 128x512x784. */
-    int pack_a = !(g.csa <= 1 || (g.rsa <= 1 && N <= 4 * nr));
+     * k): packing A (a transpose for row-major A) costs as much as the FMAs when N ~ 32 and
+     * ~10% at 128x512x784. A column-major A is still packed when reused across many B panels
+     * over several k-blocks: its k-steps are up to a page apart and TLB misses cost more
+     * (1024^3: -15%; 200x300x1000: -40%; but 256x256x64, 2 threads: +25% in place). */
+    int pack_a = !(g.csa <= 1 ||
+                   (g.rsa <= 1 && (N <= 4 * nr || (M <= FUSED_M_MAX && K <= im->kc_max))));
     /* k-blocks of equal size (K = 300 gives 2 x 150 rather than 256 + 44). */
     int64_t kc = cdiv(K, cdiv(K, im->kc_max));
     int64_t npm = cdiv(M, mr), npn = cdiv(N, nr);
     packed_job p = {.im = im, .g = &g, .kc = kc, .ms = M, .ns = N, .ks = K};
 
-    int b_in_place = im->b_in_place && g.csb == 1 && N * (int64_t)es <= 4096;
+    int b_in_place = im->b_in_place && g.csb == 1 && g.rsb * (int64_t)es < 4096;
     if (M <= FUSED_M_MAX && (!pack_a || npm * mr * K <= PACK_LIMIT) &&
         (b_in_place || npn * nr * kc <= PACK_LIMIT)) {
         /* One pass over all of K in a single parallel loop over N-chunks: with few A panels a
          * packed B panel is not reused enough to repay a separate packing pass, the barrier
          * after it, and moving the packed data to the core that computes with it (2 threads:
          * 64x256x256 went from 115 to 260 GFLOP/s). A row-major B is read in place while its
-         * rows are short (L1 set conflicts between rows 4 KiB apart cost 20% at N = 1024);
-         * otherwise each tile packs its own panels, a k-block at a time. */
+         * rows are less than 4 KiB apart (beyond, L1 set conflicts between the rows of a
+         * micro-panel cost ~20%); otherwise each tile packs its own panels, a k-block at a
+         * time. */
         p.b_own = !b_in_place;
         p.Ap = pack_a ? mem_alloc_aligned((size_t)(npm * mr * K) * es, MEM_DATA_ALIGN) : NULL;
         p.Bp = p.b_own ? mem_alloc_aligned((size_t)(npn * nr * kc) * es, MEM_DATA_ALIGN) : NULL;
@@ -340,9 +365,10 @@ static int run_packed(const gemm_impl *im, gemm_args g)
     int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
     int64_t ms = pack_a ? min64(npm * mr, msmax < mr ? mr : msmax) : M;
     int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax);
-    /* Tiles pack their own A panels and span all of N: packed A then stays in the cache of
-     * the core that uses it, and packing overlaps the other threads' FMAs (TN 1024^3, 2
-     * threads: xxx -> yyy GFLOP/s). B panels are shared by all tiles: packed in a pass. */
+    /* B panels are shared by all tiles: packed in a pass. A panels are packed by the tile
+     * that uses them, tiles then spanning all of N: packed A stays in the cache of its core
+     * and packing overlaps the other threads' FMAs. Such tiles are a little shorter
+     * (MC_PANELS_OWN_A) for balance: TN 1024^3, 2 threads, 262 -> 278 GFLOP/s. */
     p.a_own = pack_a;
     p.Ap = pack_a ? mem_alloc_aligned((size_t)(ms * ks) * es, MEM_DATA_ALIGN) : NULL;
     p.Bp = mem_alloc_aligned((size_t)(ns * ks) * es, MEM_DATA_ALIGN);
@@ -358,7 +384,8 @@ static int run_packed(const gemm_impl *im, gemm_args g)
                  * waking a thread for. */
                 p.nbp = p.i0 == 0 ? pn : 0;
                 par_for(p.nbp, cdiv(65536, p.ks * nr), pack_chunk, &p);
-                plan_tiles(&p, pm, pn, MC_PANELS, pack_a ? pn : NC_PANELS, p.ks);
+                if (pack_a) plan_tiles(&p, pm, pn, MC_PANELS_OWN_A, pn, p.ks);
+                else plan_tiles(&p, pm, pn, MC_PANELS, NC_PANELS, p.ks);
                 par_for(cdiv(pm, p.mcp) * p.ntn, 1, tile_chunk, &p);
             }
         }

@@ -32,13 +32,12 @@ INLINE uint32_t lanes(int64_t n, int vl)
     return n <= 0 ? 0 : n >= vl ? (1u << vl) - 1 : (1u << n) - 1;
 }
 
-/* Microkernel instantiated for R in {1, 2, 4, ..., 14} rows and NV in {1, 2} vectors, so an
- * edge tile costs what it computes (an odd row count splits off its last row). */
+/* Microkernel instantiated for every row count R <= 14 and NV in {1, 2} vectors, so an edge
+ * tile costs what it computes and reads no row of A past mr. */
 #define DEF_UKR512(SUF, T, V, VL, MASK, PS)                                                    \
     INLINE AVX512 void ukr512_##SUF(const int R, const int NV, int64_t kc, const T *a,        \
                                     int64_t ars, int64_t acs, const T *b, int64_t brs, T *c,  \
-                                    int64_t rsc, int64_t csc, int64_t mr, int64_t nr,         \
-                                    int load_c)                                                \
+                                    int64_t rsc, int64_t csc, int64_t nr, int load_c)          \
     {                                                                                          \
         V acc[MR512][2];                                                                       \
         MASK m0 = (MASK)lanes(nr, VL), m1 = (MASK)lanes(nr - VL, VL);                          \
@@ -93,7 +92,7 @@ INLINE uint32_t lanes(int64_t n, int vl)
                 _mm512_storeu_##PS(t[i], acc[i][0]);                                           \
                 if (NV > 1) _mm512_storeu_##PS(t[i] + VL, acc[i][1]);                          \
             }                                                                                  \
-            for (int64_t i = 0; i < mr; i++)                                                   \
+            for (int64_t i = 0; i < R; i++)                                                    \
                 for (int64_t j = 0; j < nr; j++) {                                             \
                     T *p = c + i * rsc + j * csc;                                              \
                     *p = load_c ? *p + t[i][j] : t[i][j];                                      \
@@ -106,21 +105,16 @@ INLINE uint32_t lanes(int64_t n, int vl)
     {                                                                                          \
         const T *a = a_, *b = b_;                                                              \
         T *c = c_;                                                                             \
-        if (mr & 1) { /* the odd row alone: no instance reads a row it does not store */      \
-            mr--;                                                                              \
-            if (nr > VL) ukr512_##SUF(1, 2, kc, a + mr * ars, ars, acs, b, brs, c + mr * rsc,  \
-                                      rsc, csc, 1, nr, load_c);                                \
-            else ukr512_##SUF(1, 1, kc, a + mr * ars, ars, acs, b, brs, c + mr * rsc, rsc,     \
-                              csc, 1, nr, load_c);                                             \
-        }                                                                                      \
-        switch (mr + (nr > VL)) {                                                              \
-        UKR_CASE(SUF, 14) UKR_CASE(SUF, 12) UKR_CASE(SUF, 10) UKR_CASE(SUF, 8)                 \
-        UKR_CASE(SUF, 6) UKR_CASE(SUF, 4) UKR_CASE(SUF, 2)                                     \
+        switch (mr * 2 + (nr > VL)) {                                                          \
+        UKR_CASE(SUF, 14) UKR_CASE(SUF, 13) UKR_CASE(SUF, 12) UKR_CASE(SUF, 11)                \
+        UKR_CASE(SUF, 10) UKR_CASE(SUF, 9) UKR_CASE(SUF, 8) UKR_CASE(SUF, 7)                   \
+        UKR_CASE(SUF, 6) UKR_CASE(SUF, 5) UKR_CASE(SUF, 4) UKR_CASE(SUF, 3)                    \
+        UKR_CASE(SUF, 2) UKR_CASE(SUF, 1)                                                      \
         }                                                                                      \
     }
 #define UKR_CASE(SUF, R)                                                                       \
-    case R: ukr512_##SUF(R, 1, kc, a, ars, acs, b, brs, c, rsc, csc, mr, nr, load_c); return;  \
-    case R + 1: ukr512_##SUF(R, 2, kc, a, ars, acs, b, brs, c, rsc, csc, mr, nr, load_c); return;
+    case 2 * R: ukr512_##SUF(R, 1, kc, a, ars, acs, b, brs, c, rsc, csc, nr, load_c); return;  \
+    case 2 * R + 1: ukr512_##SUF(R, 2, kc, a, ars, acs, b, brs, c, rsc, csc, nr, load_c); return;
 
 DEF_UKR512(f32, float, __m512, 16, __mmask16, ps)
 DEF_UKR512(f64, double, __m512d, 8, __mmask8, pd)
@@ -191,11 +185,14 @@ INLINE AVX512 void transpose8_f64(__m512d r[8])
         const T *s = src;                                                                      \
         T *d = dst;                                                                            \
         if (sw == 1) {                                                                         \
+            /* A step's last vector may spill past W into the next step's slot, which that    \
+             * step then overwrites: whole stores, masked only at the end. */                  \
             for (int64_t kk = 0; kk < k; kk++)                                                 \
-                for (int64_t v = 0; v < W; v += VL)                                            \
-                    _mm512_mask_storeu_##PS(                                                   \
-                        d + kk * W + v, (MASK)lanes(W - v, VL),                                \
-                        _mm512_maskz_loadu_##PS((MASK)lanes(w - v, VL), s + kk * sk + v));     \
+                for (int64_t v = 0; v < W; v += VL) {                                          \
+                    V x = _mm512_maskz_loadu_##PS((MASK)lanes(w - v, VL), s + kk * sk + v);    \
+                    if (kk + 1 < k) _mm512_storeu_##PS(d + kk * W + v, x);                     \
+                    else _mm512_mask_storeu_##PS(d + kk * W + v, (MASK)lanes(W - v, VL), x);   \
+                }                                                                              \
         } else if (sk == 1) {                                                                  \
             for (int64_t kk = 0; kk < k; kk += VL) {                                           \
                 MASK km = (MASK)lanes(k - kk, VL);                                             \
@@ -258,7 +255,6 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
             int nk = (int)min64(VL, g->K - k0);                                                \
             for (int v = 0; v < NV; v++) {                                                     \
                 const T *b = B + k0 * rsb + (j + v * VL) * csb;                                \
-                if (!m[v]) continue;                                                           \
                 if (tr) {                                                                      \
                     MASK km = (MASK)lanes(nk, VL);                                             \
                     for (int q = 0; q < VL; q++)                                               \
@@ -279,7 +275,7 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
                 }                                                                              \
         }                                                                                      \
         for (int r = 0; r < R && i + r < i1; r++)                                              \
-            for (int v = 0; v < NV && m[v]; v++) {                                             \
+            for (int v = 0; v < NV; v++) {                                                     \
                 T *p = (T *)g->C + (i + r) * g->rsc + (j + v * VL) * g->csc;                   \
                 if (g->csc == 1) {                                                             \
                     V x = acc[r][v];                                                           \
@@ -295,7 +291,8 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
                 }                                                                              \
             }                                                                                  \
     }                                                                                          \
-    /* 4 rows x 2 vectors (8 FMA chains hide the FMA latency); a single row takes 4 vectors. */ \
+    /* 4 rows x 2 vectors (8 FMA chains hide the FMA latency); a single row takes 4 vectors;    \
+     * edges instantiate only the vectors that have columns. */                               \
     static AVX512 void direct512_##SUF(const gemm_args *g, int64_t i0, int64_t i1, int64_t j0, \
                                        int64_t j1)                                             \
     {                                                                                          \
@@ -308,12 +305,19 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
         __m512i idx = _mm512_mullo_epi32(                                                      \
             _mm512_set1_epi32((int32_t)csb),                                                   \
             _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));          \
-        if (i1 - i0 == 1)                                                                      \
-            for (int64_t j = j0; j < j1; j += 4 * VL)                                          \
-                dblk512_##SUF(1, 4, g, i0, i1, j, j1, idx);                                    \
-        else                                                                                   \
-            for (int64_t j = j0; j < j1; j += 2 * VL)                                          \
-                for (int64_t i = i0; i < i1; i += 4) dblk512_##SUF(4, 2, g, i, i1, j, j1, idx); \
+        for (int64_t j = j0; j < j1; j += (i1 - i0 == 1 ? 4 : 2) * VL) {                     \
+            int64_t nv = (j1 - j + VL - 1) / VL; /* vectors with columns left */               \
+            if (i1 - i0 == 1) {                                                                \
+                if (nv >= 4) dblk512_##SUF(1, 4, g, i0, i1, j, j1, idx);                       \
+                else if (nv == 3) dblk512_##SUF(1, 3, g, i0, i1, j, j1, idx);                  \
+                else if (nv == 2) dblk512_##SUF(1, 2, g, i0, i1, j, j1, idx);                  \
+                else dblk512_##SUF(1, 1, g, i0, i1, j, j1, idx);                               \
+            } else {                                                                           \
+                for (int64_t i = i0; i < i1; i += 4)                                           \
+                    if (nv >= 2) dblk512_##SUF(4, 2, g, i, i1, j, j1, idx);                    \
+                    else dblk512_##SUF(4, 1, g, i, i1, j, j1, idx);                            \
+            }                                                                                  \
+        }                                                                                      \
     }
 DEF_DIRECT512(f32, float, __m512, 16, __mmask16, ps, transpose16_f32)
 DEF_DIRECT512(f64, double, __m512d, 8, __mmask8, pd, transpose8_f64)
@@ -341,17 +345,24 @@ enum { MR256 = 6 };
         const T *a = a_, *b = b_;                                                              \
         T *c = c_;                                                                             \
         V acc[MR256][2];                                                                       \
-        for (int i = 0; i < MR256; i++) acc[i][0] = acc[i][1] = _mm256_setzero_##PS();         \
+        int64_t off[MR256]; /* rows past mr re-read the last one (computed, not stored) */     \
+        _Pragma("GCC unroll 6") for (int i = 0; i < MR256; i++)                                \
+        {                                                                                      \
+            acc[i][0] = acc[i][1] = _mm256_setzero_##PS();                                     \
+            off[i] = min64(i, mr - 1) * ars;                                                   \
+        }                                                                                      \
         for (int64_t k = 0; k < kc; k++, a += acs, b += brs) {                                 \
             V b0 = _mm256_load_##PS(b), b1 = _mm256_load_##PS(b + VL);                         \
-            for (int i = 0; i < MR256; i++) {                                                  \
-                V ai = _mm256_set1_##PS(a[min64(i, mr - 1) * ars]);                            \
+            _Pragma("GCC unroll 6") for (int i = 0; i < MR256; i++)                            \
+            {                                                                                  \
+                V ai = _mm256_set1_##PS(a[off[i]]);                                            \
                 acc[i][0] = _mm256_fmadd_##PS(ai, b0, acc[i][0]);                              \
                 acc[i][1] = _mm256_fmadd_##PS(ai, b1, acc[i][1]);                              \
             }                                                                                  \
         }                                                                                      \
         if (mr == MR256 && nr == 2 * VL && csc == 1) {                                         \
-            for (int i = 0; i < MR256; i++) {                                                  \
+            _Pragma("GCC unroll 6") for (int i = 0; i < MR256; i++)                            \
+            {                                                                                  \
                 T *p = c + i * rsc;                                                            \
                 V v0 = acc[i][0], v1 = acc[i][1];                                              \
                 if (load_c) {                                                                  \
@@ -364,7 +375,8 @@ enum { MR256 = 6 };
             return;                                                                            \
         }                                                                                      \
         T t[MR256][2 * VL];                                                                    \
-        for (int i = 0; i < MR256; i++) {                                                      \
+        _Pragma("GCC unroll 6") for (int i = 0; i < MR256; i++)                                \
+        {                                                                                      \
             _mm256_storeu_##PS(t[i], acc[i][0]);                                               \
             _mm256_storeu_##PS(t[i] + VL, acc[i][1]);                                          \
         }                                                                                      \

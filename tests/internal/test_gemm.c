@@ -205,40 +205,62 @@ static void *failing_alloc(size_t n, void *ud)
 }
 static void plain_free(void *p, void *ud) { (void)ud, free(p); }
 
+/* Fails the n-th allocation onward for n = 0, 1, 2, ...: each call either succeeds with the
+ * right result or returns -1 with C unchanged; failing the first allocation of a product
+ * that packs must give -1. */
+#define DEF_ALLOC_TEST(T, SUF)                                                                 \
+    static void alloc_failure_##SUF(int64_t M, int64_t N, int64_t K, int ta, int tb)          \
+    {                                                                                          \
+        T *A = mem_alloc(sizeof(T) * M * K), *B = mem_alloc(sizeof(T) * K * N);                \
+        T *C0 = mem_alloc(sizeof(T) * M * N), *C = mem_alloc(sizeof(T) * M * N);               \
+        T *R = mem_alloc(sizeof(T) * M * N);                                                   \
+        int64_t rsa = ta ? 1 : K, csa = ta ? M : 1, rsb = tb ? 1 : N, csb = tb ? K : 1;        \
+        for (int64_t i = 0; i < M * K; i++) A[i] = (T)urand();                                 \
+        for (int64_t i = 0; i < K * N; i++) B[i] = (T)urand();                                 \
+        for (int64_t i = 0; i < M * N; i++) C0[i] = (T)urand();                                \
+        for (int acc = 0; acc < 2; acc++) {                                                    \
+            memcpy(R, C0, sizeof(T) * M * N);                                                  \
+            gemm_##SUF(M, N, K, A, rsa, csa, B, rsb, csb, R, N, 1, acc);                       \
+            for (int n = 0; n < 4; n++) {                                                      \
+                memcpy(C, C0, sizeof(T) * M * N);                                              \
+                allocs_left = n;                                                               \
+                mem_set_allocator(failing_alloc, plain_free, NULL);                            \
+                int rc = gemm_##SUF(M, N, K, A, rsa, csa, B, rsb, csb, C, N, 1, acc);          \
+                mem_set_allocator(NULL, NULL, NULL);                                           \
+                checks++;                                                                      \
+                if (rc == 0 && memcmp(C, R, sizeof(T) * M * N))                                \
+                    FAIL("%s %lldx%lldx%lld allocations failing from #%d, acc=%d: returned "   \
+                         "0 with a wrong result", #SUF, (long long)M, (long long)N,             \
+                         (long long)K, n, acc);                                                \
+                if (rc != 0 && (rc != -1 || memcmp(C, C0, sizeof(T) * M * N)))                 \
+                    FAIL("%s %lldx%lldx%lld allocations failing from #%d, acc=%d: returned "   \
+                         "%d and C %s", #SUF, (long long)M, (long long)N, (long long)K, n, acc, \
+                         rc, memcmp(C, C0, sizeof(T) * M * N) ? "was modified" : "unchanged"); \
+                if (n == 0 && rc != -1)                                                        \
+                    FAIL("%s %lldx%lldx%lld with no memory: returned %d, expected -1", #SUF,   \
+                         (long long)M, (long long)N, (long long)K, rc);                        \
+            }                                                                                  \
+        }                                                                                      \
+        mem_free(A), mem_free(B), mem_free(C0), mem_free(C), mem_free(R);                      \
+    }
+DEF_ALLOC_TEST(float, f32)
+DEF_ALLOC_TEST(double, f64)
+
 static void test_alloc_failure(void)
 {
-    enum { M = 300, N = 200, K = 300 }; /* large enough for the packed path */
-    float *A = mem_alloc(sizeof(float) * M * K), *B = mem_alloc(sizeof(float) * K * N);
-    float *C = mem_alloc(sizeof(float) * M * N), *C0 = mem_alloc(sizeof(float) * M * N);
-    double *Ad = mem_alloc(sizeof(double) * M * K), *Bd = mem_alloc(sizeof(double) * K * N);
-    double *Cd = mem_alloc(sizeof(double) * M * N), *Cd0 = mem_alloc(sizeof(double) * M * N);
-    for (int i = 0; i < M * K; i++) A[i] = (float)(Ad[i] = urand());
-    for (int i = 0; i < K * N; i++) B[i] = (float)(Bd[i] = urand());
-    for (int i = 0; i < M * N; i++) C0[i] = C[i] = (float)(Cd0[i] = Cd[i] = urand());
-    for (int ok = 0; ok < 2; ok++) /* fail the first, then the second allocation */
-        for (int acc = 0; acc < 2; acc++) {
-            allocs_left = ok;
-            mem_set_allocator(failing_alloc, plain_free, NULL);
-            int r32 = gemm_f32(M, N, K, A, K, 1, B, N, 1, C, N, 1, acc);
-            allocs_left = ok;
-            int r64 = gemm_f64(M, N, K, Ad, 1, M, Bd, N, 1, Cd, N, 1, acc);
-            mem_set_allocator(NULL, NULL, NULL);
-            checks += 4;
-            if (r32 != -1 || r64 != -1)
-                FAIL("alloc failure (after %d): returned %d (f32), %d (f64), expected -1", ok,
-                     r32, r64);
-            if (memcmp(C, C0, sizeof(float) * M * N) || memcmp(Cd, Cd0, sizeof(double) * M * N))
-                FAIL("alloc failure (after %d, acc=%d): C was modified", ok, acc);
-        }
+    /* Packed paths that allocate one or two buffers (transposed operands get packed). */
+    alloc_failure_f32(300, 200, 300, 1, 1);
+    alloc_failure_f64(300, 200, 300, 1, 1);
+    alloc_failure_f32(100, 2000, 300, 1, 1);
+    alloc_failure_f64(40, 300, 600, 0, 1);
     /* Tiny products take the direct path and allocate nothing. */
+    float a[64] = {0}, c[64];
     allocs_left = 0;
     mem_set_allocator(failing_alloc, plain_free, NULL);
-    int r = gemm_f32(8, 8, 8, A, 8, 1, B, 8, 1, C, 8, 1, 0);
+    int r = gemm_f32(8, 8, 8, a, 8, 1, a, 8, 1, c, 8, 1, 0);
     mem_set_allocator(NULL, NULL, NULL);
     checks++;
     if (r != 0) FAIL("8x8x8 product with failing allocator: returned %d, expected 0", r);
-    mem_free(A), mem_free(B), mem_free(C), mem_free(C0);
-    mem_free(Ad), mem_free(Bd), mem_free(Cd), mem_free(Cd0);
 }
 
 /* ---- driver ------------------------------------------------------------------------------ */
@@ -249,10 +271,17 @@ static const shape shapes[] = {
     {7, 13, 5},    {17, 33, 65},  {33, 17, 65},  {14, 32, 256},  {15, 33, 257},  {13, 31, 255},
     {28, 64, 300}, {29, 97, 513}, {128, 10, 256}, {10, 128, 256}, {100, 100, 100}, {131, 67, 37},
     {3, 200, 41},  {200, 3, 41},  {47, 53, 59},  {61, 1, 1000},  {127, 129, 600}, {16, 16, 16},
-    {257, 71, 19}, {45, 61, 1000}, {512, 40, 64}, {40, 512, 64}};
+    {257, 71, 19}, {45, 61, 1000}, {512, 40, 64}, {40, 512, 64}, {40, 1, 100}, {45, 3, 17},
+    {8, 8, 8},     {9, 8, 8}};
 
-/* Shapes past the packing super-block limits (2M elements a buffer, 4096 deep). */
-static const shape big_shapes[] = {{545, 24, 4100}, {24, 545, 4100}, {2100, 1100, 3}};
+/* Many k-blocks, and shapes past the 1M-element packing buffer limit (M or N super-blocks);
+ * layouts chosen so that the operand gets packed. */
+static const struct {
+    shape s;
+    int la, lb, lc;
+} big_shapes[] = {{{545, 24, 4100}, L_ROW, L_COL, L_ROW},   {{24, 545, 4100}, L_COL, L_ROW, L_ROW},
+                  {{2100, 1100, 3}, L_COL, L_ROW, L_COL},   {{4500, 20, 512}, L_STRIDED, L_ROW, L_ROW},
+                  {{260, 4200, 256}, L_ROW, L_ROW, L_PAD}, {{200, 4200, 300}, L_STRIDED, L_COL, L_ROW}};
 
 static void run_isa(int isa, const char *tn)
 {
@@ -264,8 +293,8 @@ static void run_isa(int isa, const char *tn)
         for (int la = 0; la < L_NKINDS; la++)
             for (int lb = 0; lb < L_NKINDS; lb++)
                 for (int lc = 0; lc < 5; lc++) {
-                    /* Every A x B layout pair with row-major C, every C layout with the first
-                     * three A x B pairs; big shapes a sample. */
+                    /* Every A x B layout pair with row-major C, every C layout with every
+                     * 8th pair; a quarter of that for big shapes. Threads: a third. */
                     if (lc != L_ROW && (la * L_NKINDS + lb) % 8 != 0) continue;
                     if (big && (la + lb + lc) % 4 != 0) continue;
                     for (int acc = 0; acc < 2; acc++) {
@@ -275,11 +304,12 @@ static void run_isa(int isa, const char *tn)
                     }
                 }
     }
-    for (int i = 0; i < (int)(sizeof big_shapes / sizeof big_shapes[0]); i++)
-        for (int acc = 0; acc < 2; acc++) {
-            case_f32(gemm_f32, tn, big_shapes[i], L_ROW, i == 1 ? L_COL : L_ROW, L_ROW, acc, 1);
-            case_f64(gemm_f64, tn, big_shapes[i], L_COL, L_ROW, i == 2 ? L_COL : L_ROW, acc, 1);
-        }
+    for (int i = 0; i < (int)(sizeof big_shapes / sizeof big_shapes[0]); i++) {
+        case_f32(gemm_f32, tn, big_shapes[i].s, big_shapes[i].la, big_shapes[i].lb,
+                 big_shapes[i].lc, i & 1, 1);
+        case_f64(gemm_f64, tn, big_shapes[i].s, big_shapes[i].la, big_shapes[i].lb,
+                 big_shapes[i].lc, !(i & 1), 1);
+    }
     gemm_force_isa(GEMM_ISA_AUTO);
 }
 
