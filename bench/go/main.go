@@ -14,6 +14,7 @@ import (
 	"log"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -141,6 +142,10 @@ func scalar(threads []int, reps, warmup int) {
 }
 
 func main() {
+	// One goroutine drives the library here: keep it on one OS thread, as the Go binding's
+	// README advises for compute-heavy callers (OpenMP keeps a worker team per calling OS
+	// thread, and a goroutine that migrates would wake several).
+	runtime.LockOSThread()
 	log.SetFlags(0)
 	log.SetPrefix("go-bench: ")
 	if len(os.Args) < 2 {
