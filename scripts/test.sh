@@ -36,10 +36,14 @@ stage "valgrind memcheck"
 vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --show-leak-kinds=definite)
 export OMP_NUM_THREADS=2
+# internal_test_gemm is left to the sanitizers: 34 000 long-double reference products take
+# over 20 minutes under valgrind, and the kernel allocates nothing per element.
 for t in $root/gcc/tests/test_* $root/gcc/tests/internal_test_*; do
   [ -x "$t" ] || continue
-  echo "valgrind $(basename "$t")"
+  case "$(basename "$t")" in internal_test_gemm) continue ;; esac
+  start=$SECONDS
   "${vg[@]}" "$t" >/dev/null
+  echo "valgrind $(basename "$t"): clean ($((SECONDS - start)) s)"
 done
 echo "valgrind conformance_ffi"
 "${vg[@]}" $root/gcc/tests/conformance/conformance_ffi $root/gcc/libautograd.so \
