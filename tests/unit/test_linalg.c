@@ -1,0 +1,251 @@
+/*
+ * test_linalg.c: matmul (every rank combination of torch.matmul), linear, and their
+ * gradients: values, grad_fn names as PyTorch 1.13 prints them, errors, first- and
+ * second-order gradient checks, and bitwise-identical results across thread counts.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "harness.h"
+
+static int call_matmul(ag_tensor **out, ag_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    return ag_matmul(out, in[0], in[1]);
+}
+
+static int call_linear(ag_tensor **out, ag_tensor *const *in, void *ctx)
+{
+    return ag_linear(out, in[0], in[1], ctx ? in[2] : NULL);
+}
+
+/* matmul of transposed views: a^T @ b^T with a [k, n], b [m, k] */
+static int call_matmul_tt(ag_tensor **out, ag_tensor *const *in, void *ctx)
+{
+    (void)ctx;
+    ag_tensor *at, *bt;
+    int rc = ag_t(&at, in[0]);
+    if (rc) return rc;
+    if ((rc = ag_t(&bt, in[1]))) {
+        ag_tensor_release(at);
+        return rc;
+    }
+    rc = ag_matmul(out, at, bt);
+    ag_tensor_release(at);
+    ag_tensor_release(bt);
+    return rc;
+}
+
+typedef struct rank_case {
+    const char *name;
+    int64_t sa[4];
+    size_t na;
+    int64_t sb[4];
+    size_t nb;
+    const char *grad_fn; /* torch 1.13: type(torch.matmul(a, b).grad_fn).__name__ */
+    int64_t out[4];
+    size_t nout;
+} rank_case;
+
+static const rank_case ranks[] = {
+    {"dot", {3}, 1, {3}, 1, "DotBackward0", {0}, 0},
+    {"mv", {2, 3}, 2, {3}, 1, "MvBackward0", {2}, 1},
+    {"vm", {3}, 1, {3, 4}, 2, "SqueezeBackward3", {4}, 1},
+    {"mm", {2, 3}, 2, {3, 4}, 2, "MmBackward0", {2, 4}, 2},
+    {"3d@2d", {2, 2, 3}, 3, {3, 4}, 2, "UnsafeViewBackward0", {2, 2, 4}, 3},
+    {"3d@1d", {2, 2, 3}, 3, {3}, 1, "UnsafeViewBackward0", {2, 2}, 2},
+    {"2d@3d", {2, 3}, 2, {2, 3, 4}, 3, "CloneBackward0", {2, 2, 4}, 3},
+    {"bmm", {2, 2, 3}, 3, {2, 3, 4}, 3, "UnsafeViewBackward0", {2, 2, 4}, 3},
+    {"broadcast", {2, 1, 2, 3}, 4, {3, 3, 2}, 3, "UnsafeViewBackward0", {2, 3, 2, 2}, 4},
+    {"1d@3d", {3}, 1, {2, 3, 4}, 3, "UnsafeViewBackward0", {2, 4}, 2},
+};
+
+static void matmul_ranks(void)
+{
+    for (size_t k = 0; k < sizeof ranks / sizeof ranks[0]; k++) {
+        const rank_case *c = &ranks[k];
+        gc_input in[2] = {{c->sa, c->na, NULL, -1, 1, 1, 0}, {c->sb, c->nb, NULL, -1, 1, 1, 0}};
+        CHECK(gradcheck(c->name, call_matmul, in, 2, NULL));
+        CHECK(gradgradcheck(c->name, call_matmul, in, 2, NULL));
+        /* shape and grad_fn */
+        ag_tensor *a, *b, *r;
+        OK(ag_ones(&a, AG_FLOAT64, c->sa, c->na));
+        OK(ag_ones(&b, AG_FLOAT64, c->sb, c->nb));
+        OK(ag_tensor_set_requires_grad(a, 1));
+        OK(ag_matmul(&r, a, b));
+        size_t nd;
+        int64_t shape[8];
+        OK(ag_tensor_ndim(&nd, r));
+        OK(ag_tensor_shape(shape, 8, r));
+        CHECK(nd == c->nout && memcmp(shape, c->out, nd * sizeof *shape) == 0);
+        CHECK_STR(grad_fn_name(r), c->grad_fn);
+        ag_tensor_release(r);
+        ag_tensor_release(a);
+        ag_tensor_release(b);
+    }
+}
+
+static void matmul_values(void)
+{
+    /* torch.tensor([[1.,2,3],[4,5,6]]) @ torch.tensor([[7.,8],[9,10],[11,12]]) */
+    double ad[6] = {1, 2, 3, 4, 5, 6}, bd[6] = {7, 8, 9, 10, 11, 12};
+    int64_t s23[2] = {2, 3}, s32[2] = {3, 2};
+    ag_tensor *a = tensor_f64(ad, s23, 2, AG_FLOAT32), *b = tensor_f64(bd, s32, 2, AG_FLOAT32);
+    ag_tensor *r, *s;
+    OK(ag_tensor_set_requires_grad(a, 1));
+    OK(ag_tensor_set_requires_grad(b, 1));
+    OK(ag_matmul(&r, a, b));
+    double want[4] = {58, 64, 139, 154};
+    check_values("matmul values", r, want, 4, 0);
+    OK(ag_sum(&s, r));
+    OK(ag_backward(s, NULL, 0));
+    ag_tensor *ga, *gb;
+    OK(ag_tensor_grad(&ga, a));
+    OK(ag_tensor_grad(&gb, b));
+    /* a.grad = ones(2,2) @ b^T ; b.grad = a^T @ ones(2,2) */
+    double wa[6] = {15, 19, 23, 15, 19, 23}, wb[6] = {5, 5, 7, 7, 9, 9};
+    check_values("matmul a.grad", ga, wa, 6, 0);
+    check_values("matmul b.grad", gb, wb, 6, 0);
+    ag_tensor *tensors[] = {ga, gb, s, r, a, b};
+    for (size_t i = 0; i < 6; i++) ag_tensor_release(tensors[i]);
+}
+
+static void transposed_operands(void)
+{
+    int64_t sa[2] = {3, 2}, sb[2] = {4, 3}; /* a^T [2, 3] @ b^T [3, 4] */
+    gc_input in[2] = {{sa, 2, NULL, -1, 1, 1, 0}, {sb, 2, NULL, -1, 1, 1, 0}};
+    CHECK(gradcheck("transposed", call_matmul_tt, in, 2, NULL));
+    CHECK(gradgradcheck("transposed", call_matmul_tt, in, 2, NULL));
+}
+
+static void linear(void)
+{
+    int64_t sx[2] = {3, 4}, sw[2] = {5, 4}, sb[1] = {5}, sx3[3] = {2, 3, 4}, sx1[1] = {4};
+    gc_input with_bias[3] = {{sx, 2, NULL, -1, 1, 1, 0}, {sw, 2, NULL, -1, 1, 1, 0},
+                             {sb, 1, NULL, -1, 1, 1, 0}};
+    gc_input no_bias[2] = {{sx, 2, NULL, -1, 1, 1, 0}, {sw, 2, NULL, -1, 1, 1, 0}};
+    gc_input rank3[3] = {{sx3, 3, NULL, -1, 1, 1, 0}, {sw, 2, NULL, -1, 1, 1, 0},
+                         {sb, 1, NULL, -1, 1, 1, 0}};
+    gc_input rank1[3] = {{sx1, 1, NULL, -1, 1, 1, 0}, {sw, 2, NULL, -1, 1, 1, 0},
+                         {sb, 1, NULL, -1, 1, 1, 0}};
+    int bias = 1;
+    CHECK(gradcheck("linear", call_linear, with_bias, 3, &bias));
+    CHECK(gradgradcheck("linear", call_linear, with_bias, 3, &bias));
+    CHECK(gradcheck("linear no bias", call_linear, no_bias, 2, NULL));
+    CHECK(gradcheck("linear 3d", call_linear, rank3, 3, &bias));
+    CHECK(gradcheck("linear 1d", call_linear, rank1, 3, &bias));
+    /* grad_fn names: F.linear in torch 1.13 */
+    const struct {
+        const int64_t *sx;
+        size_t nx;
+        int bias;
+        const char *name;
+    } names[] = {{sx, 2, 1, "AddmmBackward0"}, {sx, 2, 0, "MmBackward0"},
+                 {sx3, 3, 1, "ViewBackward0"}, {sx1, 1, 1, "AddBackward0"}};
+    ag_tensor *w, *b;
+    OK(ag_ones(&w, AG_FLOAT32, sw, 2));
+    OK(ag_ones(&b, AG_FLOAT32, sb, 1));
+    OK(ag_tensor_set_requires_grad(w, 1));
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        ag_tensor *x, *r;
+        OK(ag_ones(&x, AG_FLOAT32, names[k].sx, names[k].nx));
+        OK(ag_linear(&r, x, w, names[k].bias ? b : NULL));
+        CHECK_STR(grad_fn_name(r), names[k].name);
+        ag_tensor_release(r);
+        ag_tensor_release(x);
+    }
+    /* values: x @ w^T + b with x = 1, w = 1, b = 1 -> 4 + 1 */
+    ag_tensor *x, *r;
+    OK(ag_ones(&x, AG_FLOAT32, sx, 2));
+    OK(ag_linear(&r, x, w, b));
+    double five[15];
+    for (int i = 0; i < 15; i++) five[i] = 5;
+    check_values("linear values", r, five, 15, 0);
+    ag_tensor_release(r);
+    /* errors */
+    int64_t bad[2] = {5, 3};
+    ag_tensor *wbad;
+    OK(ag_ones(&wbad, AG_FLOAT32, bad, 2));
+    r = NULL;
+    FAILS(AG_ESHAPE, ag_linear(&r, x, wbad, NULL));
+    CHECK(r == NULL);
+    FAILS(AG_EINVAL, ag_linear(&r, NULL, w, NULL));
+    ag_tensor_release(wbad);
+    ag_tensor_release(x);
+    ag_tensor_release(w);
+    ag_tensor_release(b);
+}
+
+static void errors(void)
+{
+    int64_t s23[2] = {2, 3}, s45[2] = {4, 5};
+    ag_tensor *a, *b, *c, *i, *z, *r = NULL;
+    OK(ag_zeros(&a, AG_FLOAT32, s23, 2));
+    OK(ag_zeros(&b, AG_FLOAT32, s45, 2));
+    FAILS(AG_ESHAPE, ag_matmul(&r, a, b));
+    CHECK_STR(ag_last_error(), "ag_matmul: shapes [2, 3] and [4, 5] cannot be multiplied");
+    OK(ag_zeros(&c, AG_FLOAT64, s23, 2));
+    FAILS(AG_EDTYPE, ag_matmul(&r, a, c)); /* mixed dtypes */
+    OK(ag_zeros(&i, AG_INT64, s23, 2));
+    FAILS(AG_EDTYPE, ag_matmul(&r, i, i)); /* integer matmul */
+    OK(ag_tensor_scalar(&z, 1.0, AG_FLOAT32));
+    FAILS(AG_ESHAPE, ag_matmul(&r, z, a)); /* 0-d operand */
+    CHECK(r == NULL);
+    ag_tensor *ts[] = {a, b, c, i, z};
+    for (size_t k = 0; k < 5; k++) ag_tensor_release(ts[k]);
+}
+
+/* A mid-size product and its backward, bitwise identical for 1, 2 and 4 threads. */
+static void determinism(void)
+{
+    int saved = ag_get_num_threads();
+    double *base[3] = {NULL, NULL, NULL};
+    int counts[3] = {1, 2, 4};
+    for (int c = 0; c < 3; c++) {
+        OK(ag_set_num_threads(counts[c]));
+        ag_generator *g;
+        OK(ag_generator_new(&g, 7));
+        int64_t sa[2] = {130, 300}, sb[2] = {300, 70};
+        ag_tensor *a, *b, *r, *s;
+        OK(ag_randn(&a, g, AG_FLOAT32, sa, 2));
+        OK(ag_randn(&b, g, AG_FLOAT32, sb, 2));
+        OK(ag_tensor_set_requires_grad(a, 1));
+        OK(ag_tensor_set_requires_grad(b, 1));
+        OK(ag_matmul(&r, a, b));
+        OK(ag_sum(&s, r));
+        OK(ag_backward(s, NULL, 0));
+        ag_tensor *ga, *gb;
+        OK(ag_tensor_grad(&ga, a));
+        OK(ag_tensor_grad(&gb, b));
+        int64_t n1, n2, n3;
+        double *v1 = values(r, &n1), *v2 = values(ga, &n2), *v3 = values(gb, &n3);
+        double *all = malloc((size_t)(n1 + n2 + n3) * sizeof *all);
+        memcpy(all, v1, (size_t)n1 * sizeof *all);
+        memcpy(all + n1, v2, (size_t)n2 * sizeof *all);
+        memcpy(all + n1 + n2, v3, (size_t)n3 * sizeof *all);
+        free(v1);
+        free(v2);
+        free(v3);
+        base[c] = all;
+        if (c > 0 && memcmp(base[0], all, (size_t)(n1 + n2 + n3) * sizeof *all) != 0) {
+            fprintf(stderr, "matmul: %d threads differ from 1 thread\n", counts[c]);
+            harness_failures++;
+        }
+        ag_tensor *ts[] = {ga, gb, s, r, a, b};
+        for (size_t k = 0; k < 6; k++) ag_tensor_release(ts[k]);
+        ag_generator_release(g);
+    }
+    for (int c = 0; c < 3; c++) free(base[c]);
+    OK(ag_set_num_threads(saved));
+}
+
+int main(void)
+{
+    matmul_values();
+    matmul_ranks();
+    transposed_operands();
+    linear();
+    errors();
+    determinism();
+    return harness_finish("test_linalg");
+}
