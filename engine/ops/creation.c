@@ -85,8 +85,20 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
 {
     eng_err e = check_dtype(dt);
     if (e) return e;
+    if (dt == DT_BOOL) return err_set(E_DTYPE, "arange is not implemented for bool");
     if (!isfinite(start) || !isfinite(end) || !isfinite(step))
         return err_set(E_INVAL, "unsupported range: %g -> %g (step %g)", start, end, step);
+    if (dt == DT_I64) {
+        /* PyTorch computes an int64 range in int64: bounds and step truncate first, so
+         * arange(0.5, 5, 1.5) is [0, 1, 2, 3, 4] and arange(0, 2, 0.5) has a zero step. */
+        if (fabs(start) >= 9223372036854775808.0 || fabs(end) >= 9223372036854775808.0 ||
+            fabs(step) >= 9223372036854775808.0)
+            return err_set(E_INVAL, "unsupported range: %g -> %g (step %g) for int64", start,
+                           end, step);
+        start = trunc(start);
+        end = trunc(end);
+        step = trunc(step);
+    }
     if (step == 0) return err_set(E_INVAL, "step must be nonzero");
     if ((step > 0 && end < start) || (step < 0 && end > start))
         return err_set(E_INVAL, "upper bound and larger bound inconsistent with step sign");
@@ -100,8 +112,8 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
         switch (dt) {
         case DT_F32: ((float *)tensor_data(t))[i] = (float)v; break;
         case DT_F64: ((double *)tensor_data(t))[i] = v; break;
-        case DT_I64: ((int64_t *)tensor_data(t))[i] = (int64_t)v; break;
-        case DT_BOOL: ((uint8_t *)tensor_data(t))[i] = v != 0; break;
+        case DT_I64: ((int64_t *)tensor_data(t))[i] = (int64_t)start + i * (int64_t)step; break;
+        case DT_BOOL: break; /* rejected above */
         }
     }
     *out = t;
