@@ -188,7 +188,8 @@ static int copy_dims(const char *fn, int64_t *out, size_t cap, const ag_tensor *
     if (cap < nd)
         return api_error(fn, AG_ERANGE, "buffer holds %zu entries, tensor has %zu dimensions",
                          cap, nd);
-    memcpy(out, strides ? T(t)->strides : T(t)->shape, nd * sizeof *out);
+    if (nd) /* a 0-d tensor may be asked with out == NULL, and memcpy(NULL, ..) is UB */
+        memcpy(out, strides ? T(t)->strides : T(t)->shape, nd * sizeof *out);
     return AG_OK;
 }
 
