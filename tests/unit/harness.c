@@ -9,6 +9,7 @@
 #include <string.h>
 
 int harness_failures;
+char harness_sentinel;
 
 int harness_finish(const char *suite)
 {

@@ -42,6 +42,18 @@ extern int harness_failures;
         }                                                                                  \
     } while (0)
 
+/* An out-parameter value no call may overwrite when it fails (harness.c owns the object). */
+extern char harness_sentinel;
+#define SENT ((ag_tensor *)(void *)&harness_sentinel)
+
+/* A call ag_fn(&out, args...) that must fail with `status` and leave out as it was. */
+#define FAILS_OUT(status, fn, ...)                                                         \
+    do {                                                                                   \
+        ag_tensor *o_ = SENT;                                                              \
+        FAILS(status, fn(&o_, __VA_ARGS__));                                               \
+        CHECK(o_ == SENT);                                                                 \
+    } while (0)
+
 #define CHECK_CLOSE(got, want, tol)                                                        \
     do {                                                                                   \
         double g_ = (got), w_ = (want);                                                    \

@@ -8,17 +8,6 @@
 
 #include "harness.h"
 
-static char sentinel_obj;
-#define SENT ((ag_tensor *)(void *)&sentinel_obj)
-
-/* A call ag_fn(&out, args...) that must fail with `status` and leave out as it was. */
-#define FAILS_OUT(status, fn, ...)                                                         \
-    do {                                                                                   \
-        ag_tensor *o_ = SENT;                                                              \
-        FAILS(status, fn(&o_, __VA_ARGS__));                                               \
-        CHECK(o_ == SENT);                                                                 \
-    } while (0)
-
 static void check_shape(const char *what, const ag_tensor *t, ag_dtype dt, const int64_t *shape,
                         size_t nd)
 {

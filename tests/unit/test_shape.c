@@ -9,18 +9,6 @@
 
 #include "harness.h"
 
-/* An out-parameter value no call may overwrite when it fails. */
-static char sentinel_obj;
-#define SENT ((ag_tensor *)(void *)&sentinel_obj)
-
-/* A call ag_fn(&out, args...) that must fail with `status` and leave out as it was. */
-#define FAILS_OUT(status, fn, ...)                                                         \
-    do {                                                                                   \
-        ag_tensor *o_ = SENT;                                                              \
-        FAILS(status, fn(&o_, __VA_ARGS__));                                               \
-        CHECK(o_ == SENT);                                                                 \
-    } while (0)
-
 /* 0, 1, ..., numel-1 in float64 with the given shape; requires grad if asked. */
 static ag_tensor *iota(const int64_t *shape, size_t nd, int requires_grad)
 {
