@@ -5,6 +5,7 @@
  *
  * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]
  *        bench mlp-rss --steps N [--threads T]
+ *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
  *        bench blas-info      (the OpenBLAS kernel family picked for this CPU)
  * Each configuration prints one line, parsed by bench/run:
  *   result <side> <workload> threads=<t> unit=<unit> median=<m> samples=<s1>,<s2>,...
@@ -283,15 +284,17 @@ static void scalar_init(scalar *s, uint64_t seed)
     ag_generator_release(g);
 }
 
-static void scalar_rep(void *ctx)
+/* Builds, differentiates and frees the graph of the first n triples; phase[0..2], when given,
+ * receive the seconds spent building (forward), in backward and releasing. */
+static void scalar_graph(int n, const float *v, ag_tensor **leaf, double *phase)
 {
-    scalar *sc = ctx;
+    double t0 = now();
     ag_tensor *s, *p, *q, *r, *s2;
     CK(ag_tensor_scalar(&s, 0.0, AG_FLOAT32));
-    for (int i = 0; i < SCALAR_N; i++) {
-        ag_tensor **l = &sc->leaf[3 * i];
+    for (int i = 0; i < n; i++) {
+        ag_tensor **l = &leaf[3 * i];
         for (int j = 0; j < 3; j++) {
-            CK(ag_tensor_scalar(&l[j], sc->v[3 * i + j], AG_FLOAT32));
+            CK(ag_tensor_scalar(&l[j], v[3 * i + j], AG_FLOAT32));
             CK(ag_tensor_set_requires_grad(l[j], 1));
         }
         CK(ag_mul(&p, l[0], l[1]));
@@ -304,9 +307,45 @@ static void scalar_rep(void *ctx)
         ag_tensor_release(s);
         s = s2;
     }
+    double t1 = now();
     CK(ag_backward(s, NULL, 0));
+    double t2 = now();
     ag_tensor_release(s);
-    release_all(sc->leaf, 3 * SCALAR_N);
+    release_all(leaf, 3 * n);
+    if (phase) {
+        phase[0] = t1 - t0;
+        phase[1] = t2 - t1;
+        phase[2] = now() - t2;
+    }
+}
+
+static void scalar_rep(void *ctx)
+{
+    scalar *sc = ctx;
+    scalar_graph(SCALAR_N, sc->v, sc->leaf, NULL);
+}
+
+/* scalar-sweep: the same graph at several sizes, one thread, phases timed apart. Shows how
+ * the cost per node grows once the graph's objects no longer fit in the caches
+ * (docs/performance.md). Not part of bench/run. */
+static void scalar_sweep(scalar *sc, int reps)
+{
+    static const int sizes[] = {500, 2000, 5000, SCALAR_N};
+    CK(ag_set_num_threads(1));
+    printf("%8s %10s %10s %10s %10s   (ns per node, medians of %d)\n", "triples", "forward",
+           "backward", "release", "total", reps);
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int n = sizes[k];
+        double ph[4][MAX_REPS], t[3], per = 1e9 / (4.0 * n);
+        scalar_graph(n, sc->v, sc->leaf, NULL); /* warm-up: fills the allocator's pools */
+        for (int r = 0; r < reps; r++) {
+            scalar_graph(n, sc->v, sc->leaf, t);
+            for (int p = 0; p < 3; p++) ph[p][r] = t[p] * per;
+            ph[3][r] = (t[0] + t[1] + t[2]) * per;
+        }
+        printf("%8d %10.0f %10.0f %10.0f %10.0f\n", n, median(ph[0], reps), median(ph[1], reps),
+               median(ph[2], reps), median(ph[3], reps));
+    }
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -408,6 +447,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]\n"
                     "       bench mlp-rss --steps N [--threads T]\n"
+                    "       bench scalar-sweep [--reps R]\n"
                     "       bench blas-info\n");
     exit(2);
 }
@@ -464,6 +504,10 @@ int main(int argc, char **argv)
         workload w = {"ours", "scalar", "ns_per_node", 1e9 / (4.0 * SCALAR_N), 0, scalar_rep,
                       ours_threads, &sc};
         measure(&w, &o);
+    } else if (!strcmp(cmd, "scalar-sweep")) {
+        static scalar sc;
+        scalar_init(&sc, 0);
+        scalar_sweep(&sc, o.reps);
     } else if (!strcmp(cmd, "gemm")) {
         gemm g;
         gemm_init(&g, 0);
