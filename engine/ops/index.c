@@ -229,17 +229,65 @@ static eng_err fit_grad(tensor **out, tensor *g, const idx_attr *a)
     return e;
 }
 
-/* ---- index_select / index_add ---- */
-static eng_err index_select_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+/* The two pairs (index_select, index_add) and (gather, scatter_add) are each other's
+ * backward: a selection's gradient adds into zeros, an addition's source gradient selects. */
+typedef eng_err (*select_op)(tensor **out, tensor *t, int64_t dim, tensor *index);
+typedef eng_err (*add_op)(tensor **out, tensor *t, int64_t dim, tensor *index, tensor *src);
+
+static eng_err selection_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout, add_op add)
 {
     if (!c->needed[0]) return E_OK;
     const idx_attr *a = node_attrs(n);
     tensor *index, *z;
     eng_err e = saved_get(n, c, 0, &index);
     if (e || (e = op_full(&z, (dtype)gin[0]->dtype, a->shape, a->ndim, 0.0))) return e;
-    e = op_index_add(&gout[0], z, a->dim, index, gin[0]);
+    e = add(&gout[0], z, a->dim, index, gin[0]);
     tensor_release(z);
     return e;
+}
+
+static eng_err addition_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout,
+                                 select_op select)
+{
+    const idx_attr *a = node_attrs(n);
+    if (c->needed[0]) {
+        tensor_retain(gin[0]);
+        gout[0] = gin[0];
+    }
+    if (!c->needed[1]) return E_OK;
+    tensor *index, *g;
+    eng_err e = saved_get(n, c, 0, &index);
+    if (e || (e = select(&g, gin[0], a->dim, index))) return e;
+    e = fit_grad(&gout[1], g, a);
+    tensor_release(g);
+    return e;
+}
+
+/* Records the node of an indexed op whose result r is made (src NULL: a selection from t;
+ * else an addition of src into t), and hands r out; r is released on failure. The index is
+ * saved only where a backward reads it. */
+static eng_err finish_indexed(tensor **out, tensor *r, const node_type *type, tensor *t,
+                              tensor *src, int d, tensor *index)
+{
+    eng_err e;
+    tensor *ins[2] = {t, src};
+    node *nd_ = record(type, ins, src ? 2 : 1, &r, 1, 1, sizeof(idx_attr), &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (nd_) {
+        idx_attr_set(nd_, d, src ? src : t);
+        if (!src || tensor_requires_grad(src)) node_save(nd_, 0, index);
+    }
+    *out = r;
+    return E_OK;
+}
+
+/* ---- index_select / index_add ---- */
+static eng_err index_select_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    return selection_backward(n, c, gin, gout, op_index_add);
 }
 static const node_type INDEX_SELECT_BW = {"IndexSelectBackward0", index_select_backward, NULL};
 
@@ -274,33 +322,12 @@ eng_err op_index_select(tensor **out, tensor *t, int64_t dim, tensor *index)
     tensor *r = tensor_new((dtype)t->dtype, sh, t->ndim);
     if (!r) return err_kind();
     gather_kernel(r, t, st, index, ist, sh, nd, d);
-    node *nd_ = record(&INDEX_SELECT_BW, &t, 1, &r, 1, 1, sizeof(idx_attr), &e);
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    if (nd_) {
-        idx_attr_set(nd_, d, t);
-        node_save(nd_, 0, index);
-    }
-    *out = r;
-    return E_OK;
+    return finish_indexed(out, r, &INDEX_SELECT_BW, t, NULL, d, index);
 }
 
 static eng_err index_add_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    const idx_attr *a = node_attrs(n);
-    if (c->needed[0]) {
-        tensor_retain(gin[0]);
-        gout[0] = gin[0];
-    }
-    if (!c->needed[1]) return E_OK;
-    tensor *index, *g;
-    eng_err e = saved_get(n, c, 0, &index);
-    if (e || (e = op_index_select(&g, gin[0], a->dim, index))) return e;
-    e = fit_grad(&gout[1], g, a);
-    tensor_release(g);
-    return e;
+    return addition_backward(n, c, gin, gout, op_index_select);
 }
 static const node_type INDEX_ADD_BW = {"IndexAddBackward0", index_add_backward, NULL};
 
@@ -325,35 +352,17 @@ eng_err op_index_add(tensor **out, tensor *t, int64_t dim, tensor *index, tensor
                        fmt_shape(b, sizeof b, t->shape, t->ndim), d, (long long)n);
     }
     if ((e = index_bounds(index, tsh[d], d))) return e;
-    tensor *r;
+    tensor *r = NULL;
     if ((e = clone_raw(&r, t))) return e;
     ist[d] = index->ndim ? index->strides[0] : 0;
     scatter_add_kernel(r, src, sst, index, ist, ssh, ns, d);
-    tensor *ins[2] = {t, src};
-    node *nd_ = record(&INDEX_ADD_BW, ins, 2, &r, 1, 1, sizeof(idx_attr), &e);
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    if (nd_) {
-        idx_attr_set(nd_, d, src);
-        if (tensor_requires_grad(src)) node_save(nd_, 0, index);
-    }
-    *out = r;
-    return E_OK;
+    return finish_indexed(out, r, &INDEX_ADD_BW, t, src, d, index);
 }
 
 /* ---- gather / scatter_add ---- */
 static eng_err gather_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    if (!c->needed[0]) return E_OK;
-    const idx_attr *a = node_attrs(n);
-    tensor *index, *z;
-    eng_err e = saved_get(n, c, 0, &index);
-    if (e || (e = op_full(&z, (dtype)gin[0]->dtype, a->shape, a->ndim, 0.0))) return e;
-    e = op_scatter_add(&gout[0], z, a->dim, index, gin[0]);
-    tensor_release(z);
-    return e;
+    return selection_backward(n, c, gin, gout, op_scatter_add);
 }
 static const node_type GATHER_BW = {"GatherBackward0", gather_backward, NULL};
 
@@ -382,33 +391,12 @@ eng_err op_gather(tensor **out, tensor *t, int64_t dim, tensor *index)
     tensor *r = tensor_new((dtype)t->dtype, index->shape, index->ndim);
     if (!r) return err_kind();
     if (r->numel) gather_kernel(r, t, tst, index, ist, ish, ni, d);
-    node *nd_ = record(&GATHER_BW, &t, 1, &r, 1, 1, sizeof(idx_attr), &e);
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    if (nd_) {
-        idx_attr_set(nd_, d, t);
-        node_save(nd_, 0, index);
-    }
-    *out = r;
-    return E_OK;
+    return finish_indexed(out, r, &GATHER_BW, t, NULL, d, index);
 }
 
 static eng_err scatter_add_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    const idx_attr *a = node_attrs(n);
-    if (c->needed[0]) {
-        tensor_retain(gin[0]);
-        gout[0] = gin[0];
-    }
-    if (!c->needed[1]) return E_OK;
-    tensor *index, *g;
-    eng_err e = saved_get(n, c, 0, &index);
-    if (e || (e = op_gather(&g, gin[0], a->dim, index))) return e;
-    e = fit_grad(&gout[1], g, a);
-    tensor_release(g);
-    return e;
+    return addition_backward(n, c, gin, gout, op_gather);
 }
 static const node_type SCATTER_ADD_BW = {"ScatterAddBackward0", scatter_add_backward, NULL};
 
@@ -442,21 +430,10 @@ eng_err op_scatter_add(tensor **out, tensor *t, int64_t dim, tensor *index, tens
             }
         if ((e = index_bounds(index, tsh[d], d))) return e;
     }
-    tensor *r;
+    tensor *r = NULL;
     if ((e = clone_raw(&r, t))) return e;
     if (index->numel) scatter_add_kernel(r, src, sst, index, ist, ish, ni, d);
-    tensor *ins[2] = {t, src};
-    node *nd_ = record(&SCATTER_ADD_BW, ins, 2, &r, 1, 1, sizeof(idx_attr), &e);
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    if (nd_) {
-        idx_attr_set(nd_, d, src);
-        if (tensor_requires_grad(src)) node_save(nd_, 0, index);
-    }
-    *out = r;
-    return E_OK;
+    return finish_indexed(out, r, &SCATTER_ADD_BW, t, src, d, index);
 }
 
 /* ---- cat / stack ---- */
