@@ -199,11 +199,7 @@ static eng_err visit(sched *s, uint32_t i)
     node *fn = g->fn;
     s->caller_thread |= (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_CALLER_THREAD) != 0;
     if (fn->variable) {
-        tmeta *m = tensor_meta_peek(fn->variable);
-        s->caller_thread |= m && m->caller_thread;
-        /* Leaves get their meta when they are made to require grad (set_requires_grad). */
-        if (s->accumulate && !m)
-            return err_set(E_INTERNAL, "a leaf requiring grad has no autograd metadata");
+        s->caller_thread |= node_leaf_meta(fn)->caller_thread;
         return E_OK;
     }
     g->cost = fn->type->backward ? node_elems(fn) : 0;
@@ -235,6 +231,11 @@ static eng_err discover(sched *s, uint32_t start)
         }
         uint32_t e0 = s->nodes[i].edge0 = s->n_edges;
         s->n_edges = need;
+        /* Ask for every target's line at once: the lookups and claims below (atomics, which
+         * let no later load start early) would otherwise wait for one miss after another
+         * in a graph larger than the caches. */
+        for (int e = 0; e < fn->n_next; e++)
+            if (fn->next[e].fn) __builtin_prefetch(&fn->next[e].fn->sched_owner, 1);
         for (int e = 0; e < fn->n_next; e++) {
             node *t = fn->next[e].fn;
             uint32_t ti = NONE;
@@ -247,6 +248,9 @@ static eng_err discover(sched *s, uint32_t start)
                         goto out;
                     }
                     stack[sp++] = ti;
+                    /* t is in cache now (just claimed); its edges are what visiting it
+                     * reads first. */
+                    __builtin_prefetch(t->next);
                 }
                 s->edge_local[e0 + e] = s->nodes[ti].nslots++;
             }
@@ -434,6 +438,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id)
         atomic_store_explicit(&fn->sched_owner, 0, memory_order_relaxed);
     g->ran = true;
+    /* The formula will read the saved tensors: fetch them together, not one by one. */
+    for (int k = 0; k < fn->n_saved; k++)
+        if (fn->saved[k].t) __builtin_prefetch(fn->saved[k].t);
     if (fn->n_out > 4) gin = mem_calloc(fn->n_out * sizeof *gin);
     if (fn->n_next > 4) {
         gout = mem_calloc(fn->n_next * sizeof *gout);
@@ -466,7 +473,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         /* Hooks and retain_grad of non-leaf outputs. */
         for (int p = 0; p < fn->n_out && !rc; p++) {
             tmeta *m = fn->hooked ? fn->hooked[p] : NULL;
-            if (fn->variable) m = tensor_meta_peek(fn->variable);
+            if (fn->variable) m = node_leaf_meta(fn);
             if (!m || !gin[p]) continue;
             if (m->hooks) rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
             if (!rc && m->retains_grad && !fn->variable && s->accumulate) {
@@ -611,6 +618,11 @@ static void run_from(sched *s, uint32_t first)
                 cap *= 2;
             }
             stack[sp++] = r;
+            /* Usually run much later (below every node pushed after it): start fetching. */
+            const char *rf = (const char *)s->nodes[r].fn;
+            __builtin_prefetch(rf);
+            __builtin_prefetch(rf + 64);
+            __builtin_prefetch(rf + 128);
         }
     }
     grad_mode_set(prev_mode);
@@ -620,9 +632,9 @@ static void run_from(sched *s, uint32_t first)
 }
 
 /* ---- commit ---------------------------------------------------------------------------------- */
-static eng_err commit_leaf(tensor *leaf, tensor *g, bool create_graph)
+static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
 {
-    tmeta *m = tensor_meta_peek(leaf); /* checked to exist before the pass ran */
+    tmeta *m = node_leaf_meta(acc);
     eng_err rc = E_OK;
     tmeta_lock(m);
     if (!m->grad) {
@@ -663,10 +675,13 @@ static eng_err commit(sched *s)
     eng_err rc = E_OK;
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
+        /* A few leaves ahead, fetch the metas whose .grad will be written. */
+        if (i + 8 < s->n && s->nodes[i + 8].result)
+            __builtin_prefetch(node_leaf_meta(s->nodes[i + 8].fn), 1);
         if (g->result) {
             tensor *r = g->result;
             g->result = NULL;
-            eng_err e = commit_leaf(g->fn->variable, r, s->create_graph);
+            eng_err e = commit_leaf(g->fn, r, s->create_graph);
             if (e && !rc) rc = e;
         }
         if (g->retained) {

@@ -92,6 +92,10 @@ typedef struct node {
 
 extern const node_type ACCUMULATE_GRAD;
 
+/** The meta of an AccumulateGrad node's leaf: the block the node lives in, so reaching it
+ *  costs no load of the leaf tensor (a cache miss per leaf in a large graph). */
+static inline tmeta *node_leaf_meta(node *acc) { return (tmeta *)((char *)acc - TMETA_HEAD); }
+
 /* ---- grad mode (per thread) ---- */
 bool grad_mode_enabled(void);
 bool grad_mode_set(bool enabled); /* returns previous */

@@ -274,7 +274,7 @@ tmeta *tensor_meta(tensor *t)
     if (m) return m;
     /* The block also holds the AccumulateGrad node the tensor gets if it is a leaf that
      * requires grad: one allocation, no weak pointer to keep in step. */
-    size_t head = (sizeof(tmeta) + 15) & ~(size_t)15;
+    size_t head = TMETA_HEAD;
     tmeta *fresh = mem_calloc(head + node_bytes(0, 0, 1, t->ndim, 0));
     if (!fresh) {
         err_nomem();

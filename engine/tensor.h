@@ -44,6 +44,9 @@ typedef struct tmeta {
                                   reference count is 0 while no graph uses it */
 } tmeta;
 
+/* Bytes of a meta block before the AccumulateGrad node laid out behind it (tensor_meta). */
+#define TMETA_HEAD ((sizeof(tmeta) + 15) & ~(size_t)15)
+
 typedef struct tensor {
     atomic_long refs;
     storage *st;
