@@ -102,8 +102,10 @@ func (t *Tensor) Backward() error { return t.BackwardWith(BackwardOptions{}) }
 // BackwardWith is Backward with a gradient for a non-scalar root and graph options. If it
 // fails, no .grad has changed.
 func (t *Tensor) BackwardWith(o BackwardOptions) error {
-	return done(capi.Ag_backward(t.c(), o.Grad.c(), gradFlags(o.RetainGraph, o.CreateGraph,
+	err := done(capi.Ag_backward(t.c(), o.Grad.c(), gradFlags(o.RetainGraph, o.CreateGraph,
 		false)), t, o.Grad)
+	yieldIfDue()
+	return err
 }
 
 // GradOptions are the optional arguments of Grad.
@@ -138,6 +140,7 @@ func Grad(outputs, inputs []*Tensor, o GradOptions) ([]*Tensor, error) {
 	keepAll(outputs)
 	keepAll(inputs)
 	keepAll(o.GradOutputs)
+	yieldIfDue()
 	if !r.OK() {
 		return nil, failure(r, slices.Concat(outputs, inputs, o.GradOutputs)...)
 	}

@@ -150,7 +150,11 @@ func (o *Optimizer) done(r capi.Ret) error {
 
 // Step applies one update to the parameters that have a .grad, with grad mode off. If a
 // .grad no longer matches its parameter, nothing is updated.
-func (o *Optimizer) Step() error { return o.done(capi.Ag_optimizer_step(o.c())) }
+func (o *Optimizer) Step() error {
+	err := o.done(capi.Ag_optimizer_step(o.c()))
+	yieldIfDue()
+	return err
+}
 
 // ZeroGrad zeroes every parameter's .grad in place, or drops them when setToNone is true.
 func (o *Optimizer) ZeroGrad(setToNone bool) error {
