@@ -180,17 +180,6 @@ static uint32_t add_node(sched *s, node *fn)
     return idx;
 }
 
-static int64_t node_elems(const node *fn)
-{
-    int64_t total = 0;
-    for (int o = 0; o < fn->n_out; o++) {
-        int64_t n = 1;
-        for (int d = 0; d < fn->outs[o].ndim; d++) n *= fn->outs[o].shape[d];
-        total += n;
-    }
-    return total;
-}
-
 /* What the walk learns from a node the moment it is popped (its memory is in cache then):
  * cost class, callback affinity, and (for backward) the saved-tensor checks. */
 static eng_err visit(sched *s, uint32_t i)
@@ -202,7 +191,7 @@ static eng_err visit(sched *s, uint32_t i)
         s->caller_thread |= node_leaf_meta(fn)->caller_thread;
         return E_OK;
     }
-    g->cost = fn->type->backward ? node_elems(fn) : 0;
+    g->cost = fn->type->backward ? fn->elems : 0;
     g->heavy = g->cost >= TASK_MIN_ELEMS;
     /* autograd.grad checks only the nodes that will run, after pruning. */
     return s->accumulate ? saved_check(fn) : E_OK;
@@ -248,9 +237,6 @@ static eng_err discover(sched *s, uint32_t start)
                         goto out;
                     }
                     stack[sp++] = ti;
-                    /* t is in cache now (just claimed); its edges are what visiting it
-                     * reads first. */
-                    __builtin_prefetch(t->next);
                 }
                 s->edge_local[e0 + e] = s->nodes[ti].nslots++;
             }
@@ -675,9 +661,11 @@ static eng_err commit(sched *s)
     eng_err rc = E_OK;
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
-        /* A few leaves ahead, fetch the metas whose .grad will be written. */
-        if (i + 8 < s->n && s->nodes[i + 8].result)
+        /* A few leaves ahead, fetch the gradients and the metas they will be stored in. */
+        if (i + 8 < s->n && s->nodes[i + 8].result) {
             __builtin_prefetch(node_leaf_meta(s->nodes[i + 8].fn), 1);
+            __builtin_prefetch(s->nodes[i + 8].result, 1);
+        }
         if (g->result) {
             tensor *r = g->result;
             g->result = NULL;

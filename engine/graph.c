@@ -74,6 +74,7 @@ void node_out_meta(node *n, int o, const tensor *like)
     m->ndim = like->ndim;
     m->shape = n->dims + n->dims_used;
     n->dims_used += like->ndim;
+    n->elems += like->numel;
     memcpy(m->shape, like->shape, (size_t)like->ndim * sizeof(int64_t));
 }
 

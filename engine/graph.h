@@ -68,24 +68,28 @@ enum {
 };
 
 typedef struct node {
+    /* What discovery and execution read of every node first, so that in a graph larger than
+     * the caches a node costs one or two line fills rather than three. */
     atomic_long refs;
     const node_type *type;
-    const char *name;
+    edge *next;
+    saved_var *saved;
+    tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
+    /* Scheduler scratch: the backward pass that currently indexes this node. */
+    _Atomic uint64_t sched_owner;
     uint16_t n_next;   /* edges = forward inputs */
     uint16_t n_out;    /* gradient slots = forward outputs */
     uint16_t n_saved;
     atomic_uchar flags;
-    edge *next;
-    saved_var *saved;
+    uint32_t sched_idx;
+    /* The rest. */
+    int64_t elems;     /* elements of all outputs: the scheduler's measure of the work */
+    const char *name;
     out_meta *outs;
     int64_t *dims;      /* room for the outputs' sizes */
-    uint16_t dims_used;
     tmeta **hooked;    /* per output: meta of a non-leaf output with hooks / retain_grad */
-    tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
     unsigned epoch;    /* inplace_epoch when recorded */
-    /* Scheduler scratch: the backward pass that currently indexes this node. */
-    _Atomic uint64_t sched_owner;
-    uint32_t sched_idx;
+    uint16_t dims_used;
     struct node *dead_next;
     alignas(16) unsigned char attrs[];
 } node;

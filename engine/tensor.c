@@ -162,8 +162,8 @@ atomic_uint inplace_epoch;
  * so destruction cannot fail. */
 static _Thread_local struct {
     bool draining;
-    tensor *tensors;
-    struct node *nodes;
+    tensor *tensors;                     /* a stack */
+    struct node *nodes, *nodes_tail;     /* a queue, see drain */
 } reclaim __attribute__((tls_model("initial-exec")));
 
 static void tensor_destroy(tensor *t)
@@ -178,6 +178,18 @@ static void tensor_destroy(tensor *t)
     if (!embedded) mem_free(t);
 }
 
+/* Dying nodes are destroyed first in, first out, so the node destroyed next is known while
+ * the current one is: its saved tensors and edge targets (each released with an atomic
+ * that waits for its line) are fetched one node ahead. In a graph larger than the caches
+ * this overlaps misses that a depth-first order would take one after another. */
+static void prefetch_dying(const struct node *n)
+{
+    for (int i = 0; i < n->n_next; i++)
+        if (n->next[i].fn) __builtin_prefetch(n->next[i].fn, 1);
+    for (int i = 0; i < n->n_saved; i++)
+        if (n->saved[i].t) __builtin_prefetch(n->saved[i].t, 1);
+}
+
 static void drain(void)
 {
     reclaim.draining = true;
@@ -189,6 +201,8 @@ static void drain(void)
         } else if (reclaim.nodes) {
             struct node *n = reclaim.nodes;
             reclaim.nodes = node_dead_next(n);
+            if (!reclaim.nodes) reclaim.nodes_tail = NULL;
+            else prefetch_dying(reclaim.nodes);
             node_destroy(n);
         } else {
             break;
@@ -207,8 +221,13 @@ void tensor_release(tensor *t)
 
 void reclaim_node(struct node *n)
 {
-    node_set_dead_next(n, reclaim.nodes);
-    reclaim.nodes = n;
+    /* n's first line is in cache (its count just dropped); its edges and saved slots are
+     * what prefetch_dying will read. */
+    __builtin_prefetch(n->next);
+    node_set_dead_next(n, NULL);
+    if (reclaim.nodes_tail) node_set_dead_next(reclaim.nodes_tail, n);
+    else reclaim.nodes = n;
+    reclaim.nodes_tail = n;
     if (!reclaim.draining) drain();
 }
 
