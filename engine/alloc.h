@@ -5,6 +5,7 @@
 #ifndef AG_ALLOC_H
 #define AG_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /** malloc-like; returns NULL on failure (never aborts). */
@@ -24,6 +25,10 @@ enum { SCRATCH_SCHED_NODES, SCRATCH_SCHED_EDGES, SCRATCH_SCHED_LOCAL, SCRATCH_SC
        SCRATCH_SCHED_POS, SCRATCH_SCHED_STACK };
 void *mem_scratch_take(int slot, size_t *cap);
 void mem_scratch_give(int slot, void *p, size_t cap);
+
+/** Whether fresh small blocks are carved from the pool's own regions (false under
+ *  AddressSanitizer and valgrind, where each is malloc'd so their checkers see it). */
+bool mem_carving(void);
 
 /** Installs alloc/free (NULL for both restores malloc/free). */
 void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud);

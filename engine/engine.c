@@ -581,9 +581,12 @@ static void run_from(sched *s, uint32_t first)
         }
         int nr;
         if (execute(s, i, ready, &nr)) record_failure(s, i);
-        for (int k = nr - 1; k >= 0; k--) {
+        /* The last ready node is pushed last and runs next: for a node with an input chain
+         * and a side branch (s = s + f(x)), the side branch's few nodes run while the
+         * chain's next node, prefetched below, arrives from memory. */
+        for (int k = 0; k < nr; k++) {
             uint32_t r = ready[k];
-            if (s->parallel && s->nodes[r].heavy && (sp > 0 || k > 0)) {
+            if (s->parallel && s->nodes[r].heavy && (sp > 0 || k < nr - 1)) {
                 spawn(s, r);
                 continue;
             }
