@@ -473,6 +473,7 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     hook **tail = &m->hooks;
     while (*tail) tail = &(*tail)->next;
     *tail = k;
+    atomic_fetch_or(&m->acc->flags, NODE_LEAF_HOOKS);
     if (k->caller_thread) {
         m->caller_thread = true;
         if (t->grad_fn) atomic_fetch_or(&t->grad_fn->flags, NODE_CALLER_THREAD);

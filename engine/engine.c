@@ -187,10 +187,7 @@ static eng_err visit(sched *s, uint32_t i)
     gnode *g = &s->nodes[i];
     node *fn = g->fn;
     s->caller_thread |= (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_CALLER_THREAD) != 0;
-    if (fn->variable) {
-        s->caller_thread |= node_leaf_meta(fn)->caller_thread;
-        return E_OK;
-    }
+    if (fn->variable) return E_OK; /* its flags say all (the leaf's meta is not read) */
     g->cost = fn->type->backward ? fn->elems : 0;
     g->heavy = g->cost >= TASK_MIN_ELEMS;
     /* autograd.grad checks only the nodes that will run, after pruning. */
@@ -459,7 +456,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         /* Hooks and retain_grad of non-leaf outputs. */
         for (int p = 0; p < fn->n_out && !rc; p++) {
             tmeta *m = fn->hooked ? fn->hooked[p] : NULL;
-            if (fn->variable) m = node_leaf_meta(fn);
+            if (fn->variable)
+                m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
+                        ? node_leaf_meta(fn) : NULL;
             if (!m || !gin[p]) continue;
             if (m->hooks) rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
             if (!rc && m->retains_grad && !fn->variable && s->accumulate) {

@@ -65,6 +65,8 @@ enum {
     NODE_RELEASED = 1,      /* saved variables were freed by a backward without retain_graph */
     NODE_CALLER_THREAD = 2, /* runs a callback that must stay on the caller's thread */
     NODE_EMBEDDED = 4,      /* lives in its leaf's meta block (AccumulateGrad) */
+    NODE_LEAF_HOOKS = 8,    /* AccumulateGrad: its leaf has (or had) gradient hooks, so
+                               backward must read the leaf's meta */
 };
 
 typedef struct node {
