@@ -129,8 +129,10 @@ typedef struct ag_allocator {
     void *userdata;
 } ag_allocator;
 
-/** Routes every allocation of the library through `allocator` (copied), or back to malloc/free
- *  when NULL. Process-wide. Install it before creating objects: memory is released through
+/** Routes every allocation of the library through `allocator` (copied), or back to the
+ *  default when NULL. The default keeps per-thread pools of small blocks (carved from
+ *  regions the library maps itself and keeps for reuse) and a bounded cache of large blocks
+ *  on top of malloc/free; with a custom allocator every block goes through it. Process-wide. Install it before creating objects: memory is released through
  *  the allocator installed at release time, so switching while objects are alive is valid
  *  only if the new free can release the old allocator's blocks (as a counting or
  *  failure-injecting wrapper of the same heap can). Not to be called concurrently with other
