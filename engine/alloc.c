@@ -163,7 +163,7 @@ static pthread_mutex_t all_pools_lock = PTHREAD_MUTEX_INITIALIZER;
  * leak checkers and bounds checks see each block as its own allocation. */
 #define REGION_FIRST ((size_t)256 << 10)
 #define REGION_HUGE ((size_t)2 << 20)
-#define SPARE_SLOTS 16
+#define SPARE_SLOTS 64
 
 static struct {
     pthread_mutex_t lock;
