@@ -424,9 +424,10 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     *n_ready = 0;
 
     /* Discovery is over: give the node's scratch claim back while it is in cache. Only this
-     * pass can hold it, so a plain store suffices. */
+     * pass can hold it, so a store suffices; a releasing one (a plain store on x86), so the
+     * next pass to claim the node sees our writes to sched_idx as done before its own. */
     if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id)
-        atomic_store_explicit(&fn->sched_owner, 0, memory_order_relaxed);
+        atomic_store_explicit(&fn->sched_owner, 0, memory_order_release);
     g->ran = true;
     /* Discovery and the run both take a node's last input first (see run_from), so nodes
      * indexed shortly after this one usually run shortly after it: fetch their lines ahead,

@@ -114,9 +114,14 @@ static void acc_retire(node *n)
 
 void node_release(node *n)
 {
-    if (!n || atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1) return;
-    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) acc_retire(n);
-    else reclaim_node(n);
+    if (!n) return;
+    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): its
+     * count always takes the atomic path. */
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) {
+        if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) acc_retire(n);
+        return;
+    }
+    if (refs_drop(&n->refs)) reclaim_node(n);
 }
 
 void node_destroy(node *n)

@@ -11,7 +11,7 @@
 
 void storage_release(storage *s)
 {
-    if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!s || !refs_drop(&s->refs)) return;
     if (s->block_aligned) mem_free_aligned(s->block);
     else mem_free(s->block);
 }
@@ -213,7 +213,7 @@ static void drain(void)
 
 void tensor_release(tensor *t)
 {
-    if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!t || !refs_drop(&t->refs)) return;
     t->dead_next = reclaim.tensors;
     reclaim.tensors = t;
     if (!reclaim.draining) drain();
@@ -313,7 +313,7 @@ tmeta *tensor_meta(tensor *t)
 
 void tmeta_release(tmeta *m)
 {
-    if (!m || atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) != 1) return;
+    if (!m || !refs_drop(&m->refs)) return;
     tensor_release(m->grad);
     hooks_free(m->hooks);
     mem_free(m);

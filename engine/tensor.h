@@ -79,6 +79,18 @@ tensor *tensor_alias(const tensor *t, const int64_t *shape, const int64_t *strid
 eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out);
 
 /* ---- references ---- */
+/** Drops one reference from *refs; true if it was the last. The holder of the only reference
+ *  (refs == 1) skips the atomic read-modify-write: nothing in the library makes a reference
+ *  out of none (there are no weak references to tensors, storages, metas or ordinary nodes;
+ *  AccumulateGrad nodes, which a leaf revives from zero, do not use this), so no other thread
+ *  can change the count. It matters because on x86 an atomic read-modify-write is a full
+ *  barrier: freeing a graph larger than the caches took its misses one at a time. The acquire
+ *  load pairs with the releasing decrements of the other holders, as the atomic would. */
+static inline bool refs_drop(atomic_long *refs)
+{
+    return atomic_load_explicit(refs, memory_order_acquire) == 1 ||
+           atomic_fetch_sub_explicit(refs, 1, memory_order_acq_rel) == 1;
+}
 static inline void tensor_retain(tensor *t) { atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed); }
 void tensor_release(tensor *t);
 void storage_release(storage *s);
