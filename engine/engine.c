@@ -439,7 +439,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         __builtin_prefetch(far + 64);
         __builtin_prefetch(far + 128);
     }
-    if (i + RUN_AHEAD_NEAR < s->n) {
+    if (!s->parallel && i + RUN_AHEAD_NEAR < s->n) {
+        /* (Serial passes only: in a parallel one that node may be running, and releasing its
+         * saved tensors, on another thread.) */
         const node *near = s->nodes[i + RUN_AHEAD_NEAR].fn;
         for (int k = 0; k < near->n_saved; k++)
             if (near->saved[k].t) __builtin_prefetch(near->saved[k].t);

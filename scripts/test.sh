@@ -4,7 +4,9 @@
 #      its three runners (C via libffi, Lua, Go), bindings' own tests, examples;
 #   2. clang, warnings as errors: everything C builds warning-free;
 #   3. AddressSanitizer + UndefinedBehaviorSanitizer: the C tests and the C conformance runner;
-#   4. valgrind memcheck: the C tests, the conformance runner and the examples, failing on any
+#   4. ThreadSanitizer (clang, LLVM's OpenMP runtime with its Archer tool, which tells TSan
+#      about OpenMP's barriers and tasks): the C tests and the C conformance runner;
+#   5. valgrind memcheck: the C tests, the conformance runner and the examples, failing on any
 #      memory error or definitely-lost byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,18 @@ cmake -S . -B $root/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAG_SANITIZ
 ninja -C $root/asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir $root/asan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data'
+
+stage "ThreadSanitizer"
+cmake -S . -B $root/tsan -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DAG_TSAN=ON -DAG_BUILD_BINDINGS=OFF -DAG_BUILD_EXAMPLES=OFF >/dev/null
+ninja -C $root/tsan
+archer=$(clang -print-file-name=libarcher.so)
+case "$archer" in /*) ;; *) archer=/usr/lib/llvm-$(clang -dumpversion | cut -d. -f1)/lib/libarcher.so ;; esac
+# internal_test_gemm: its reference products take too long under TSan and it has no threads
+# of its own beyond par_for's, which every other test exercises.
+OMP_TOOL_LIBRARIES=$archer ARCHER_OPTIONS=verbose=0 \
+  TSAN_OPTIONS=halt_on_error=1:ignore_noninstrumented_modules=1 \
+  ctest --test-dir $root/tsan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data|gemm'
 
 stage "valgrind memcheck"
 vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
