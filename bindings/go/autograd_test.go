@@ -610,6 +610,19 @@ func TestTape(t *testing.T) {
 	if kept.Numel() != 2 {
 		t.Fatal("kept tensor released")
 	}
+	// Keep, then record again: released again; kept twice over, recorded twice: kept.
+	a := tp.T(autograd.FromSlice([]float32{1}))
+	b := tp.T(autograd.FromSlice([]float32{2}))
+	tp.T(b, nil)
+	tp.Keep(a)
+	tp.Keep(b)
+	tp.T(a, nil)
+	tp.Release()
+	if a.Numel() != 0 || b.Numel() != 1 {
+		t.Fatalf("after Keep and T again: a has %d elements (want 0: released), b %d (want 1: kept)",
+			a.Numel(), b.Numel())
+	}
+	b.Release()
 	tp.Reset()
 	if tp.Err() != nil {
 		t.Fatal("reset")

@@ -20,6 +20,9 @@ package autograd
 type Tape struct {
 	err  error
 	made []*Tensor
+	// kept: tensors exempted by Keep since they were last recorded. A set rather than a
+	// search of made: a tape of n tensors kept one by one would take n^2 steps.
+	kept map[*Tensor]struct{}
 }
 
 // T records the result of an operation: it returns t, and keeps err if it is the first.
@@ -29,6 +32,9 @@ func (tp *Tape) T(t *Tensor, err error) *Tensor {
 	}
 	if t != nil {
 		tp.made = append(tp.made, t)
+		if tp.kept != nil {
+			delete(tp.kept, t) // recorded again: released again
+		}
 	}
 	return t
 }
@@ -45,12 +51,14 @@ func (tp *Tape) Check(err error) bool {
 // Err returns the first error recorded, or nil.
 func (tp *Tape) Err() error { return tp.err }
 
-// Keep removes t from the tensors Release will release, and returns it.
+// Keep removes t from the tensors Release will release, and returns it. (Recording t again
+// with T puts it back.)
 func (tp *Tape) Keep(t *Tensor) *Tensor {
-	for i, m := range tp.made {
-		if m == t {
-			tp.made[i] = nil
+	if t != nil {
+		if tp.kept == nil {
+			tp.kept = make(map[*Tensor]struct{})
 		}
+		tp.kept[t] = struct{}{}
 	}
 	return t
 }
@@ -59,9 +67,12 @@ func (tp *Tape) Keep(t *Tensor) *Tensor {
 // error stays.
 func (tp *Tape) Release() {
 	for _, t := range tp.made {
-		t.Release()
+		if _, kept := tp.kept[t]; !kept {
+			t.Release()
+		}
 	}
 	tp.made = tp.made[:0]
+	tp.kept = nil
 }
 
 // Reset forgets the error (the tensors recorded stay recorded).
