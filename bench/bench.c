@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "autograd.h"
+#include "timing.h"
 
 #ifdef AG_BENCH_OPENBLAS
 #include <cblas.h>
@@ -39,18 +40,6 @@ char *openblas_get_corename(void);
 
 enum { MAX_THREADS = 16, MAX_REPS = 1000 };
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median(const double *v, int n)
 {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "timing.h"
 
 char *openblas_get_corename(void);
 
@@ -41,18 +42,6 @@ static const bshape shapes[] = {
     {64, 256, 256, 'N', 'N'}, {256, 256, 64, 'N', 'N'}, {256, 256, 64, 'T', 'N'},
     {64, 1, 256, 'N', 'N'}, {1, 1, 1, 'N', 'N'}};
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct bcase {
     const bshape *s;

@@ -30,7 +30,7 @@
 /* A node whose gradients hold at least this many elements is worth an OpenMP task
  * (~0.1-1 us each); below it, running inline is cheaper than any handoff. */
 #define TASK_MIN_ELEMS 8192
-/* How many nodes (in discovery order) ahead of the running one execute prefetches. */
+/* How many nodes (in discovery order) ahead of the current one execute and commit prefetch. */
 #define RUN_AHEAD_FAR 16
 #define RUN_AHEAD_NEAR 8
 
@@ -237,10 +237,9 @@ static eng_err discover(sched *s, uint32_t start)
                         goto out;
                     }
                     stack[sp++] = ti;
-                    /* Its first line is in cache (just claimed); the rest of its block,
-                     * where its edges are, is what visiting it will read. */
-                    __builtin_prefetch((const char *)t + 64);
-                    __builtin_prefetch((const char *)t + 128);
+                    /* The rest of its block, where its edges are, is what visiting it
+                     * will read. */
+                    node_prefetch(t);
                 }
                 s->edge_local[e0 + e] = s->nodes[ti].nslots++;
             }
@@ -433,12 +432,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
      * indexed shortly after this one usually run shortly after it: fetch their lines ahead,
      * the node itself far ahead and, once it has arrived, its saved tensors nearer. In a
      * graph larger than the caches these would otherwise be misses taken one at a time. */
-    if (i + RUN_AHEAD_FAR < s->n) {
-        const char *far = (const char *)s->nodes[i + RUN_AHEAD_FAR].fn;
-        __builtin_prefetch(far);
-        __builtin_prefetch(far + 64);
-        __builtin_prefetch(far + 128);
-    }
+    if (i + RUN_AHEAD_FAR < s->n) node_prefetch(s->nodes[i + RUN_AHEAD_FAR].fn);
     if (!s->parallel && i + RUN_AHEAD_NEAR < s->n) {
         /* (Serial passes only: in a parallel one that node may be running, and releasing its
          * saved tensors, on another thread.) */
@@ -632,10 +626,7 @@ static void run_from(sched *s, uint32_t first)
             }
             stack[sp++] = r;
             /* Usually run much later (below every node pushed after it): start fetching. */
-            const char *rf = (const char *)s->nodes[r].fn;
-            __builtin_prefetch(rf);
-            __builtin_prefetch(rf + 64);
-            __builtin_prefetch(rf + 128);
+            node_prefetch(s->nodes[r].fn);
         }
     }
     grad_mode_set(prev_mode);
@@ -689,9 +680,9 @@ static eng_err commit(sched *s)
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
         /* A few leaves ahead, fetch the gradients and the metas they will be stored in. */
-        if (i + 8 < s->n && s->nodes[i + 8].result) {
-            __builtin_prefetch(node_leaf_meta(s->nodes[i + 8].fn), 1);
-            __builtin_prefetch(s->nodes[i + 8].result, 1);
+        if (i + RUN_AHEAD_NEAR < s->n && s->nodes[i + RUN_AHEAD_NEAR].result) {
+            __builtin_prefetch(node_leaf_meta(s->nodes[i + RUN_AHEAD_NEAR].fn), 1);
+            __builtin_prefetch(s->nodes[i + RUN_AHEAD_NEAR].result, 1);
         }
         if (g->result) {
             tensor *r = g->result;
