@@ -2,7 +2,8 @@
  * test_alloc.c: the small-block pool of engine/alloc.c. Blocks of every class never overlap
  * and keep what is written into them; freed blocks are reused; blocks freed by a thread
  * without a pool, and the blocks of a thread that exits, are reused by other threads; the
- * regions grow past the first; a caller's allocator sees every block.
+ * regions grow past the first; blocks freed in any order come back in address order; a
+ * caller's allocator sees every block.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -198,9 +199,40 @@ static void test_custom(void)
           n_free);
 }
 
+/* Blocks that came back in a scrambled order are handed out again in address order (at the
+ * granularity of 256 bytes, see restack), so a graph rebuilt from them is laid out as the
+ * first one was. */
+static void test_address_order(void)
+{
+    enum { N = 20000 };
+    void **p = malloc(N * sizeof *p);
+    CHECK(p != NULL, "malloc failed");
+    if (!p) return;
+    for (int i = 0; i < N; i++) p[i] = mem_alloc(64);
+    uint64_t x = 88172645463325252u; /* xorshift: a fixed shuffle */
+    for (int i = N - 1; i > 0; i--) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int j = (int)(x % (uint64_t)(i + 1));
+        void *t = p[i];
+        p[i] = p[j];
+        p[j] = t;
+    }
+    for (int i = 0; i < N; i++) mem_free(p[i]);
+    int backwards = 0;
+    for (int i = 0; i < N; i++) {
+        p[i] = mem_alloc(64);
+        if (i && (uintptr_t)p[i] + 256 <= (uintptr_t)p[i - 1]) backwards++;
+    }
+    CHECK(backwards == 0, "%d of %d blocks freed in a shuffled order came back below their "
+          "predecessor", backwards, N);
+    for (int i = 0; i < N; i++) mem_free(p[i]);
+    free(p);
+}
+
 int main(void)
 {
     test_classes_and_reuse();
+    test_address_order();
     test_threads();
     test_custom();
     if (failures) {
