@@ -428,7 +428,8 @@ static void large_give(block_hdr *h, size_t cap)
  * taken back many blocks since it was last ordered, it is put in address order before it
  * hands one out: the next graph is then laid out as the first one was, carved in order.
  * Triggered only when the unordered part is at least a quarter of the stack, so each block
- * is sorted a bounded number of times per trip; a radix sort, linear in the blocks. */
+ * is sorted a bounded number of times per trip; a radix sort, linear in the blocks, skipped
+ * when the stack is in order already (blocks freed from the highest down). */
 #define RESTACK_MIN 4096u
 #define RADIX_BITS 11
 #define RADIX (1u << RADIX_BITS)
@@ -439,18 +440,21 @@ static void restack(freestack *f)
 {
     uint32_t n = f->n;
     f->sorted = n; /* also when the sort cannot run: retried after the next RESTACK_MIN frees */
+    uintptr_t hi = 0, lo = UINTPTR_MAX;
+    uint32_t ascents = 0; /* 0: already in order (blocks freed from the top down) */
+    for (uint32_t k = 0; k < n; k++) {
+        uintptr_t a = (uintptr_t)f->v[k];
+        ascents += k && (a >> KEY_SHIFT) > ((uintptr_t)f->v[k - 1] >> KEY_SHIFT);
+        hi = a > hi ? a : hi;
+        lo = a < lo ? a : lo;
+    }
+    if (!ascents) return;
     block_hdr **tmp = malloc((size_t)n * sizeof *tmp);
     uint32_t *count = malloc(sizeof(uint32_t) * RADIX * RADIX_PASSES);
     if (!tmp || !count) {
         free(tmp);
         free(count);
         return;
-    }
-    uintptr_t hi = 0, lo = UINTPTR_MAX;
-    for (uint32_t k = 0; k < n; k++) {
-        uintptr_t a = (uintptr_t)f->v[k];
-        hi = a > hi ? a : hi;
-        lo = a < lo ? a : lo;
     }
     /* keys: distance below the highest block in 256-byte units (blocks sharing a span are
      * left in any order: the lines and pages are what matter); ascending keys put the
