@@ -6,6 +6,7 @@
  * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]
  *        bench mlp-rss --steps N [--threads T]
  *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
+ *        bench wide-split [--reps R]     (wide at 1 and 2 threads, step by step)
  *        bench blas-info      (the OpenBLAS kernel family picked for this CPU)
  * Each configuration prints one line, parsed by bench/run:
  *   result <side> <workload> threads=<t> unit=<unit> median=<m> samples=<s1>,<s2>,...
@@ -213,21 +214,34 @@ static void wide_free(wide *w)
     ag_tensor_release(w->t);
 }
 
-static void wide_iter(wide *w)
+/* Steps of a wide iteration, for wide-split. */
+enum { W_CLEAR, W_SCALE, W_MM1, W_TANH, W_MM2, W_LOSS, W_BACKWARD, W_STEPS };
+static const char *const wide_step_name[W_STEPS] = {
+    "clear grads", "0.05 * x", "x' @ W1_k^T", "tanh", "h @ W2_k^T", "loss terms", "backward"};
+
+/* One iteration; with `split`, the seconds of each step are added to split[step]. */
+static void wide_iter_timed(wide *w, double *split)
 {
+    double t0 = split ? now() : 0;
+#define WIDE_STEP(k)                                                                                 do {                                                                                                 if (split) {                                                                                         double t1 = now();                                                                               split[k] += t1 - t0;                                                                             t0 = t1;                                                                                     }                                                                                            } while (0)
     for (int k = 0; k < WIDE_HEADS; k++) {
         CK(ag_tensor_set_grad(w->w1[k], NULL));
         CK(ag_tensor_set_grad(w->w2[k], NULL));
     }
+    WIDE_STEP(W_CLEAR);
     ag_tensor *loss = NULL;
     for (int k = 0; k < WIDE_HEADS; k++) {
         ag_tensor *t[10];
         CK(ag_mul_scalar(&t[0], w->x, 0.05));
+        WIDE_STEP(W_SCALE);
         CK(ag_t(&t[1], w->w1[k]));
         CK(ag_matmul(&t[2], t[0], t[1]));
+        WIDE_STEP(W_MM1);
         CK(ag_tanh(&t[3], t[2]));
+        WIDE_STEP(W_TANH);
         CK(ag_t(&t[4], w->w2[k]));
         CK(ag_matmul(&t[5], t[3], t[4]));
+        WIDE_STEP(W_MM2);
         CK(ag_sub(&t[6], t[5], w->t));
         CK(ag_pow_scalar(&t[7], t[6], 2.0));
         CK(ag_mean(&t[8], t[7]));
@@ -240,9 +254,42 @@ static void wide_iter(wide *w)
             loss = t[8];
             release_all(t, 8);
         }
+        WIDE_STEP(W_LOSS);
     }
     CK(ag_backward(loss, NULL, 0));
     ag_tensor_release(loss);
+    WIDE_STEP(W_BACKWARD);
+#undef WIDE_STEP
+}
+
+static void wide_iter(wide *w) { wide_iter_timed(w, NULL); }
+
+/* wide-split: where a wide iteration's time goes at 1 and 2 threads, step by step (us per
+ * iteration, medians; the thread counts alternate iteration by iteration). Shows which steps
+ * gain from a second thread (docs/performance.md). Not part of bench/run. */
+static void wide_split(wide *w, int reps)
+{
+    static double per[2][W_STEPS + 1][MAX_REPS];
+    for (int r = -3; r < reps; r++) {
+        for (int th = 1; th <= 2; th++) {
+            double split[W_STEPS] = {0}, total = 0;
+            CK(ag_set_num_threads(th));
+            wide_iter_timed(w, split);
+            if (r < 0) continue;
+            for (int k = 0; k < W_STEPS; k++) {
+                per[th - 1][k][r] = split[k] * 1e6;
+                total += split[k] * 1e6;
+            }
+            per[th - 1][W_STEPS][r] = total;
+        }
+    }
+    printf("%-14s %10s %10s %8s   (us per iteration, medians of %d)\n", "step", "1 thread",
+           "2 threads", "speedup", reps);
+    for (int k = 0; k <= W_STEPS; k++) {
+        double a = median(per[0][k], reps), b = median(per[1][k], reps);
+        printf("%-14s %10.0f %10.0f %7.2fx\n", k < W_STEPS ? wide_step_name[k] : "iteration", a,
+               b, a / b);
+    }
 }
 
 static void wide_rep(void *ctx)
@@ -437,6 +484,7 @@ static void usage(void)
     fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]\n"
                     "       bench mlp-rss --steps N [--threads T]\n"
                     "       bench scalar-sweep [--reps R]\n"
+                    "       bench wide-split [--reps R]\n"
                     "       bench blas-info\n");
     exit(2);
 }
@@ -497,6 +545,11 @@ int main(int argc, char **argv)
         static scalar sc;
         scalar_init(&sc, 0);
         scalar_sweep(&sc, o.reps);
+    } else if (!strcmp(cmd, "wide-split")) {
+        wide wd;
+        wide_init(&wd, 0);
+        wide_split(&wd, o.reps);
+        wide_free(&wd);
     } else if (!strcmp(cmd, "gemm")) {
         gemm g;
         gemm_init(&g, 0);
