@@ -122,21 +122,33 @@ func scalar(threads []int, reps, warmup int) {
 	g := check(ag.NewGenerator(0))
 	vals := check(check(ag.Randn(g, ag.Float32, 3*scalarN)).Float64s())
 	leaves := make([]*ag.Tensor, 3*scalarN)
+	// As bench.c does it: each intermediate is released as soon as the next operation has
+	// used it (the graph keeps what backward needs), as Python's reference counting does in
+	// torch_bench.py; the leaves are released after backward.
 	rep := func() {
-		var tp ag.Tape
-		s := tp.T(ag.Scalar(0, ag.Float32))
+		s := check(ag.Scalar(0, ag.Float32))
 		for i := 0; i < scalarN; i++ {
 			for j := 0; j < 3; j++ {
-				l := tp.T(ag.Scalar(vals[3*i+j], ag.Float32))
-				tp.Check(l.SetRequiresGrad(true))
+				l := check(ag.Scalar(vals[3*i+j], ag.Float32))
+				must(l.SetRequiresGrad(true))
 				leaves[3*i+j] = l
 			}
 			a, b, c := leaves[3*i], leaves[3*i+1], leaves[3*i+2]
-			s = tp.T(s.Add(tp.T(tp.T(tp.T(a.Mul(b)).Add(c)).Tanh())))
+			p := check(a.Mul(b))
+			q := check(p.Add(c))
+			r := check(q.Tanh())
+			s2 := check(s.Add(r))
+			p.Release()
+			q.Release()
+			r.Release()
+			s.Release()
+			s = s2
 		}
-		tp.Check(s.Backward())
-		must(tp.Err())
-		tp.Release()
+		must(s.Backward())
+		s.Release()
+		for _, l := range leaves {
+			l.Release()
+		}
 	}
 	measure("scalar", "ns_per_node", 1e9/(4*scalarN), threads, reps, warmup, rep)
 }
