@@ -1,7 +1,8 @@
 -- scalar.lua: the `scalar` workload (shared/docs/workloads.md) from Lua: 20000 triples of
 -- 0-d leaves, s = sum_i tanh(a_i * b_i + c_i) by s = s + ..., then s:backward(). Timed:
--- creating the leaves, forward, backward and releasing everything (a full garbage collection,
--- since Lua releases tensors only through its collector). Reported per node (4 per triple).
+-- creating the leaves, forward, backward and releasing everything (the tensors as bench.c
+-- releases them, then a full garbage collection for the Lua objects). Reported per node (4
+-- per triple).
 -- usage: lua scalar.lua [--threads 1,2] [--reps R] [--warmup W]
 local ag = require("autograd")
 local bench = require("benchlib")
@@ -17,9 +18,17 @@ local function rep()
   for i = 1, N do
     local a, b, c = tensor(vals[3 * i - 2], rg), tensor(vals[3 * i - 1], rg), tensor(vals[3 * i], rg)
     leaves[3 * i - 2], leaves[3 * i - 1], leaves[3 * i] = a, b, c
-    s = s + (a * b + c):tanh()
+    -- As bench.c does it: each intermediate is released at the end of the iteration that
+    -- used it (the graph keeps what backward needs), as Python's reference counting does.
+    local p <close> = a * b
+    local q <close> = p + c
+    local r <close> = q:tanh()
+    local prev <close> = s
+    s = prev + r
   end
   s:backward()
+  s:release()
+  for i = 1, 3 * N do leaves[i]:release() end
   s, leaves = nil, nil
   collectgarbage()
 end

@@ -715,6 +715,10 @@ TensorMT.__div = div
 TensorMT.__pow = pow
 TensorMT.__unm = function(a) return c_neg(a) end -- Lua passes the operand twice
 TensorMT.__tostring = C.ag_tensor_to_string
+-- t:release() / `local t <close> = ...`: the tensor's reference is dropped now rather than at
+-- collection (see typemaps.i); afterwards t is an empty handle that raises if used.
+T.release = C.ag_lua_release_tensor
+TensorMT.__close = C.ag_lua_release_tensor
 TensorMT.__len = function(t)
   if C.ag_tensor_ndim(t) == 0 then error("autograd: len() of a 0-d tensor", 2) end
   return C.ag_tensor_size(t, 0)

@@ -262,7 +262,28 @@ void ag_lua_invalidate(lua_State *L, int idx)
     swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, idx);
     if (u) u->ptr = NULL;
 }
+
+/* t:release() and `local t <close> = ...`: drops the tensor's reference now instead of at
+ * collection (the collector sees only a small userdata, so a loop that makes large or many
+ * tensors holds them until it runs). The handle is emptied: its __gc then does nothing and a
+ * later call that takes it raises an error. Releasing twice, or nil, does nothing (a
+ * to-be-closed variable may hold nil). */
+static int ag_lua_release_tensor(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) return 0;
+    void *p = NULL;
+    if (!ag_lua_handle(L, 1, SWIGTYPE_p_ag_tensor, &p)) {
+        ag_lua_arg_error(L, 1, "release", "ag_tensor");
+        return lua_error(L);
+    }
+    swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, 1);
+    if (u->own && u->ptr) ag_lua_gc_release((ag_tensor *)u->ptr);
+    u->ptr = NULL;
+    u->own = 0;
+    return 0;
+}
 %}
+%native(ag_lua_release_tensor) int ag_lua_release_tensor(lua_State *L);
 
 /* ---------------------------------------------------------------------------------------- */
 /* The handle types become classes so owned objects get a __gc. The library's header only     */
@@ -330,6 +351,11 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 %typemap(in) TYPE *, const TYPE *
 %{ if (!ag_lua_handle(L, $input, $descriptor, (void **)&$1)) {
      ag_lua_arg_error(L, $input, "$symname", "TYPE");
+     SWIG_fail;
+   }
+   if (!$1 && !lua_isnoneornil(L, $input)) { /* emptied: released, or a ctx kept too long */
+     lua_pushfstring(L, "$symname: argument %d: this TYPE is no longer valid (released or expired)",
+                     $input);
      SWIG_fail;
    } %}
 %enddef

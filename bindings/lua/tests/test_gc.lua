@@ -84,4 +84,40 @@ for _, mode in ipairs(modes) do
   print(string.format("%s mode: peak RSS %.0f MB", mode, peak))
 end
 
+-- release() and to-be-closed variables drop a tensor's reference at once, the collector
+-- stopped: 100 x 2 tensors of 8 MB closed one by one stay far below the 1.6 GB they would
+-- hold (a temporary that is not closed, as in `local t <close> = ag.zeros(n) + 1`, still
+-- waits for the collector).
+-- The graph keeps what backward needs: a closed intermediate's gradient still flows.
+do
+  local x = ag.tensor({1.0, 2.0, 3.0}, {requires_grad = true})
+  local z
+  do
+    local y <close> = x * x
+    z = (y * 2):sum()
+  end
+  z:backward()
+  H.eq(x.grad:tolist(), {4.0, 8.0, 12.0}, "gradient through a closed intermediate")
+  local t = x * 3
+  t:release()
+  t:release() -- twice: nothing
+  ag.release(nil) -- nil: nothing (a to-be-closed variable may hold nil)
+  H.raises(function() return t + 1 end, "no longer valid", "a released tensor raises when used")
+  H.raises(function() return tostring(t) end, "no longer valid", "printing it too")
+  H.raises(function() ag.release(5) end, "expected ag_tensor", "release of a non-tensor")
+  if not os.getenv("AG_LUA_SKIP_RSS") then
+    collectgarbage()
+    collectgarbage("stop")
+    local base, peak = rss_mb() or 0, 0
+    for _ = 1, 100 do
+      local z <close> = ag.zeros(2048, 1024)
+      local big <close> = z + 1
+      peak = math.max(peak, rss_mb() or 0)
+    end
+    collectgarbage("restart")
+    H.check(peak - base < 200, string.format("closed tensors, collector stopped: RSS grew %.0f MB",
+                                             peak - base))
+  end
+end
+
 H.done("gc")
