@@ -65,30 +65,55 @@ typedef struct workload {
     void (*run)(void *ctx);            /* one timed repetition */
     void (*set_threads)(int threads);  /* applies a thread count to this side */
     void *ctx;
+    int backward_part; /* also report the seconds spent in backward, as <name>_backward */
 } workload;
+
+/* Seconds spent inside ag_backward since the last reset (timed_backward adds to it): the
+ * backward part of a repetition, for the scaling table. */
+static double backward_seconds;
+
+static void timed_backward(ag_tensor *root)
+{
+    double t0 = now();
+    CK(ag_backward(root, NULL, 0));
+    backward_seconds += now() - t0;
+}
 
 static void ours_threads(int n) { CK(ag_set_num_threads(n)); }
 
 /* Runs warm-up and timed repetitions of w, the thread counts interleaved within each
  * repetition, and prints one result line per thread count. */
+static void print_result(const char *side, const char *name, const char *suffix, int threads,
+                         const char *unit, const double *v, int reps)
+{
+    printf("result %s %s%s threads=%d unit=%s median=%.6g samples=", side, name, suffix, threads,
+           unit, median(v, reps));
+    for (int r = 0; r < reps; r++) printf("%s%.6g", r ? "," : "", v[r]);
+    printf("\n");
+    fflush(stdout);
+}
+
 static void measure(const workload *w, const options *o)
 {
-    static double samples[MAX_THREADS][MAX_REPS];
+    static double samples[MAX_THREADS][MAX_REPS], backward[MAX_THREADS][MAX_REPS];
     for (int r = -o->warmup; r < o->reps; r++) {
         for (int i = 0; i < o->nthreads; i++) {
             w->set_threads(o->threads[i]);
+            backward_seconds = 0;
             double t0 = now();
             w->run(w->ctx);
             double s = now() - t0;
-            if (r >= 0) samples[i][r] = w->rate ? w->scale / s : s * w->scale;
+            if (r >= 0) {
+                samples[i][r] = w->rate ? w->scale / s : s * w->scale;
+                backward[i][r] = backward_seconds * w->scale;
+            }
         }
     }
     for (int i = 0; i < o->nthreads; i++) {
-        printf("result %s %s threads=%d unit=%s median=%.6g samples=", w->side, w->name,
-               o->threads[i], w->unit, median(samples[i], o->reps));
-        for (int r = 0; r < o->reps; r++) printf("%s%.6g", r ? "," : "", samples[i][r]);
-        printf("\n");
-        fflush(stdout);
+        print_result(w->side, w->name, "", o->threads[i], w->unit, samples[i], o->reps);
+        if (w->backward_part)
+            print_result(w->side, w->name, "_backward", o->threads[i], w->unit, backward[i],
+                         o->reps);
     }
 }
 
@@ -171,7 +196,7 @@ static void mlp_step(mlp *m)
     CK(ag_relu(&t[3], t[2]));
     CK(ag_linear(&t[4], t[3], m->p[4], m->p[5]));
     CK(ag_cross_entropy(&t[5], t[4], m->y, NULL, AG_REDUCTION_MEAN, -100, 0.0));
-    CK(ag_backward(t[5], NULL, 0));
+    timed_backward(t[5]);
     CK(ag_optimizer_step(m->opt));
     release_all(t, 6);
 }
@@ -256,7 +281,7 @@ static void wide_iter_timed(wide *w, double *split)
         }
         WIDE_STEP(W_LOSS);
     }
-    CK(ag_backward(loss, NULL, 0));
+    timed_backward(loss);
     ag_tensor_release(loss);
     WIDE_STEP(W_BACKWARD);
 #undef WIDE_STEP
@@ -526,20 +551,20 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "mlp")) {
         mlp m;
         mlp_init(&m, 0);
-        workload w = {"ours", "mlp", "ms", 1e3 / MLP_INNER, 0, mlp_rep, ours_threads, &m};
+        workload w = {"ours", "mlp", "ms", 1e3 / MLP_INNER, 0, mlp_rep, ours_threads, &m, 1};
         measure(&w, &o);
         mlp_free(&m);
     } else if (!strcmp(cmd, "wide")) {
         wide wd;
         wide_init(&wd, 0);
-        workload w = {"ours", "wide", "ms", 1e3 / WIDE_INNER, 0, wide_rep, ours_threads, &wd};
+        workload w = {"ours", "wide", "ms", 1e3 / WIDE_INNER, 0, wide_rep, ours_threads, &wd, 1};
         measure(&w, &o);
         wide_free(&wd);
     } else if (!strcmp(cmd, "scalar")) {
         static scalar sc;
         scalar_init(&sc, 0);
         workload w = {"ours", "scalar", "ns_per_node", 1e9 / (4.0 * SCALAR_N), 0, scalar_rep,
-                      ours_threads, &sc};
+                      ours_threads, &sc, 0};
         measure(&w, &o);
     } else if (!strcmp(cmd, "scalar-sweep")) {
         static scalar sc;
@@ -554,13 +579,15 @@ int main(int argc, char **argv)
         gemm g;
         gemm_init(&g, 0);
         double flop = 2.0 * GEMM_N * GEMM_N * GEMM_N * 1e-9; /* GFLOP of one product */
-        workload w = {"ours", "gemm", "gflops", 3 * flop, 1, gemm_rep, ours_threads, &g};
+        workload w = {"ours", "gemm", "gflops", 3 * flop, 1, gemm_rep, ours_threads, &g, 0};
         measure(&w, &o);
-        workload k = {"ours", "gemm_kernel", "gflops", flop, 1, gemm_kernel_rep, ours_threads, &g};
+        workload k = {"ours", "gemm_kernel", "gflops", flop, 1, gemm_kernel_rep, ours_threads,
+                      &g, 0};
         measure(&k, &o);
 #ifdef AG_BENCH_OPENBLAS
         printf("info openblas_core=%s\n", openblas_get_corename());
-        workload b = {"openblas", "sgemm", "gflops", flop, 1, openblas_rep, openblas_threads, &g};
+        workload b = {"openblas", "sgemm", "gflops", flop, 1, openblas_rep, openblas_threads, &g,
+                      0};
         measure(&b, &o);
 #else
         printf("info openblas=missing\n");

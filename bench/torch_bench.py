@@ -19,6 +19,16 @@ import torch.nn.functional as F
 
 MLP_INNER, WIDE_INNER, WIDE_HEADS, SCALAR_N, GEMM_N = 10, 4, 32, 20000, 1024
 
+# Seconds spent inside backward since the last reset: the backward part of a repetition,
+# reported as <workload>_backward for the scaling table (as bench.c's timed_backward).
+backward_seconds = [0.0]
+
+
+def timed_backward(loss):
+    t0 = time.perf_counter()
+    loss.backward()
+    backward_seconds[0] += time.perf_counter() - t0
+
 
 def find_openblas():
     """OpenBLAS's openblas_set_num_threads, from the library torch loaded, or None."""
@@ -61,14 +71,14 @@ def mlp_setup(seed=0):
         h = F.relu(F.linear(x, w1, b1))
         h = F.relu(F.linear(h, w2, b2))
         loss = F.cross_entropy(F.linear(h, w3, b3), y)
-        loss.backward()
+        timed_backward(loss)
         opt.step()
 
     def rep():
         for _ in range(MLP_INNER):
             step()
 
-    return rep, 1e3 / MLP_INNER, False, "ms"
+    return rep, 1e3 / MLP_INNER, False, "ms", True
 
 
 def wide_setup(seed=0):
@@ -87,13 +97,13 @@ def wide_setup(seed=0):
             o = h @ w2[k].t()
             m = ((o - t) ** 2).mean()
             loss = m if loss is None else loss + m
-        loss.backward()
+        timed_backward(loss)
 
     def rep():
         for _ in range(WIDE_INNER):
             iteration()
 
-    return rep, 1e3 / WIDE_INNER, False, "ms"
+    return rep, 1e3 / WIDE_INNER, False, "ms", True
 
 
 def scalar_setup(seed=0):
@@ -113,7 +123,7 @@ def scalar_setup(seed=0):
         s.backward()
         del s, a, b, c, leaves
 
-    return rep, 1e9 / (4 * SCALAR_N), False, "ns_per_node"
+    return rep, 1e9 / (4 * SCALAR_N), False, "ns_per_node", False
 
 
 def gemm_setup(seed=0):
@@ -126,7 +136,7 @@ def gemm_setup(seed=0):
         b.grad = None
         (a @ b).sum().backward()
 
-    return rep, 3 * 2 * GEMM_N**3 * 1e-9, True, "gflops"
+    return rep, 3 * 2 * GEMM_N**3 * 1e-9, True, "gflops", False
 
 
 def gemm_kernel_setup(seed=0):
@@ -138,7 +148,7 @@ def gemm_kernel_setup(seed=0):
         with torch.no_grad():
             a @ b
 
-    return rep, 2 * GEMM_N**3 * 1e-9, True, "gflops"
+    return rep, 2 * GEMM_N**3 * 1e-9, True, "gflops", False
 
 
 SETUPS = {"mlp": mlp_setup, "wide": wide_setup, "scalar": scalar_setup, "gemm": gemm_setup,
@@ -146,20 +156,26 @@ SETUPS = {"mlp": mlp_setup, "wide": wide_setup, "scalar": scalar_setup, "gemm": 
 
 
 def measure(name, threads, reps, warmup):
-    rep, scale, rate, unit = SETUPS[name]()
+    rep, scale, rate, unit, backward_part = SETUPS[name]()
     samples = {t: [] for t in threads}
+    backward = {t: [] for t in threads}
     for r in range(-warmup, reps):
         for t in threads:
             set_threads(t)
+            backward_seconds[0] = 0.0
             t0 = time.perf_counter()
             rep()
             s = time.perf_counter() - t0
             if r >= 0:
                 samples[t].append(scale / s if rate else s * scale)
+                backward[t].append(backward_seconds[0] * scale)
     for t in threads:
-        v = samples[t]
-        print(f"result torch {name} threads={t} unit={unit} median={statistics.median(v):.6g} "
-              f"samples={','.join(f'{x:.6g}' for x in v)}", flush=True)
+        for suffix, v in (("", samples[t]), ("_backward", backward[t])):
+            if suffix and not backward_part:
+                continue
+            print(f"result torch {name}{suffix} threads={t} unit={unit} "
+                  f"median={statistics.median(v):.6g} "
+                  f"samples={','.join(f'{x:.6g}' for x in v)}", flush=True)
 
 
 def main():
