@@ -25,7 +25,9 @@
 //
 // A Tensor (and a Node, Optimizer, Generator) holds one reference to a library object.
 // Release drops it at once; otherwise a cleanup registered with runtime.AddCleanup drops it
-// after the Go object becomes unreachable. Large or many tensors should be released
+// after the Go object becomes unreachable (for a Tensor, the cleanup is attached at the first
+// collection after the Tensor was made, so one made and dropped between two collections is
+// released at the second: see cleanup.go). Large or many tensors should be released
 // explicitly: the Go collector does not see the memory held by the library. Release must not
 // race with another use of the same Tensor; using a released Tensor is an error, not a crash.
 //

@@ -13,13 +13,14 @@ import (
 // it; see Release. The nil *Tensor stands for "no tensor" (C's NULL).
 type Tensor struct {
 	h       atomic.Uintptr
-	cleanup runtime.Cleanup
+	cleanup runtime.Cleanup // attached lazily (cleanup.go); valid once armed is set
+	armed   atomic.Bool
 	// Padding to 128 bytes. runtime.AddCleanup keeps a span's cleanups in one list sorted
 	// by address and inserts by walking it, so its cost grows with the number of objects
 	// with cleanups in a span: at 24 bytes, 341 tensors share a span and making one cost
 	// ~0.4 us more; at 128 bytes, 64 do (the scalar workload from Go: 2230 -> 1960 ns per
 	// node, docs/performance.md). The padding holds no pointers: the collector never scans it.
-	_ [104]byte
+	_ [100]byte
 }
 
 func releaseTensor(h uintptr) { capi.Ag_tensor_release(capi.Tensor(h)) }
@@ -31,7 +32,7 @@ func newTensor(h uintptr) *Tensor {
 	}
 	t := &Tensor{}
 	t.h.Store(h)
-	t.cleanup = runtime.AddCleanup(t, releaseTensor, h)
+	track(t) // its cleanup comes after the next collection, if it is still unreleased
 	return t
 }
 
@@ -59,7 +60,9 @@ func (t *Tensor) Release() {
 		return
 	}
 	if h := t.h.Swap(0); h != 0 {
-		t.cleanup.Stop()
+		if t.armed.Load() {
+			t.cleanup.Stop()
+		}
 		releaseTensor(h)
 	}
 }
