@@ -354,8 +354,8 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
      SWIG_fail;
    }
    if (!$1 && !lua_isnoneornil(L, $input)) { /* emptied: released, or a ctx kept too long */
-     lua_pushfstring(L, "$symname: argument %d: this TYPE is no longer valid (released or expired)",
-                     $input);
+     lua_pushfstring(L, "$symname: argument %d: this TYPE is no longer valid "
+                        "(released or expired)", $input);
      SWIG_fail;
    } %}
 %enddef
