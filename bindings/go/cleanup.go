@@ -31,7 +31,7 @@ const pendingShards = 16
 var pending [pendingShards]struct {
 	mu sync.Mutex
 	ts []*Tensor
-	_  [40]byte // one shard per cache line
+	_  [32]byte // a shard per cache line (8 + 24 + 32 bytes)
 }
 
 // track puts a new tensor on the pending list.
