@@ -22,7 +22,8 @@ import (
 // The price: a tensor dropped without Release is reachable from the list until the
 // collection after it was made, so its reference is dropped one collection later than an
 // immediately attached cleanup would drop it. Releasing large tensors explicitly, as the
-// package documentation advises, is unaffected.
+// package documentation advises, is unaffected. With the collector off (GOGC=off) the list
+// only grows, by a pointer per tensor made, as the heap itself does then.
 
 // pendingShards spreads the list over several locks: tensors made on different Ps come from
 // different spans, so their addresses pick different shards.
