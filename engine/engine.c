@@ -9,9 +9,10 @@
  * 4. Number the contributions: each edge gets a fixed slot in its target's input buffer, in
  *    discovery order. A node sums its slots in slot order, so the result does not depend on
  *    which producer finished first: gradients are bitwise identical for any schedule.
- * 5. Run: a node whose slots are all filled is ready. Cheap nodes run inline; costly ones
- *    become OpenMP tasks of one team, so independent branches run at once while kernels
- *    inside them share the same team through taskloops (see parallel.c).
+ * 5. Run: a node whose slots are all filled is ready, and goes on its thread's stack. In a
+ *    parallel pass, a thread about to run a costly node first hands what waits on its stack
+ *    to the team as OpenMP tasks, so independent branches run at once while each costly
+ *    node stays with the thread that holds its inputs (see run_from).
  * 6. Commit: leaves' .grad and retained gradients are written only after every node
  *    succeeded, in discovery order.
  */
@@ -563,9 +564,9 @@ static void record_failure(sched *s, uint32_t i)
     atomic_flag_clear_explicit(&s->err_lock, memory_order_release);
 }
 
-/* Runs node i and then, depth-first, every node it makes ready. In the parallel mode costly
- * ready nodes become tasks of the team; cheap ones stay on this thread. `ready` scratch is
- * sized for the node with the most edges. */
+/* Runs node i and then, depth-first, every node it makes ready. In the parallel mode, before
+ * a costly node runs, the rest of this thread's stack becomes tasks of the team. `ready`
+ * scratch is sized for the node with the most edges. */
 static void run_from(sched *s, uint32_t first);
 
 static void spawn(sched *s, uint32_t i)
@@ -584,6 +585,15 @@ static void run_from(sched *s, uint32_t first)
     while (sp) {
         uint32_t i = stack[--sp];
         node *fn = s->nodes[i].fn;
+        if (s->parallel && s->nodes[i].heavy && sp) {
+            /* Work first: a costly node runs here, on the thread that made its gradient
+             * (still in this core's cache), and what waited under it on this stack is
+             * handed to the team. Handing the costly node over instead (as this did before)
+             * had another core fetch its inputs: in `wide`, TanhBackward ran 2.4x slower at
+             * 2 threads than at 1, and backward scaled 1.62x instead of ~1.8x. */
+            for (uint32_t k = 0; k < sp; k++) spawn(s, stack[k]);
+            sp = 0;
+        }
         if (fn->n_next > rcap) {
             uint32_t *r = mem_alloc(fn->n_next * sizeof *r);
             if (!r) {
@@ -604,10 +614,6 @@ static void run_from(sched *s, uint32_t first)
          * chain's next node, prefetched below, arrives from memory. */
         for (int k = 0; k < nr; k++) {
             uint32_t r = ready[k];
-            if (s->parallel && s->nodes[r].heavy && (sp > 0 || k < nr - 1)) {
-                spawn(s, r);
-                continue;
-            }
             if (sp == cap) {
                 uint32_t *ns = mem_alloc(2 * cap * sizeof *ns);
                 if (!ns) {
