@@ -2,8 +2,8 @@
  * test_alloc.c: the small-block pool of engine/alloc.c. Blocks of every class never overlap
  * and keep what is written into them; freed blocks are reused; blocks freed by a thread
  * without a pool, and the blocks of a thread that exits, are reused by other threads; the
- * regions grow past the first; blocks freed in any order come back in address order; a
- * caller's allocator sees every block.
+ * regions grow past the first; blocks freed in any order come back in address order; large
+ * blocks go back first to the thread that freed them; a caller's allocator sees every block.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -26,7 +26,9 @@ static int failures;
     } while (0)
 
 /* Request sizes covering every class and both edges of each. */
-static const size_t sizes[] = {1, 16, 48, 49, 64, 65, 96, 97, 128, 129, 192, 193, 256, 257, 384, 385, 512};
+static const size_t sizes[] = {1,   16,  48,  49,  64,  65,  80,  81,  96,  97,  112, 113, 128,
+                               129, 144, 145, 160, 161, 176, 177, 192, 193, 208, 209, 224, 225,
+                               240, 241, 256, 257, 320, 321, 384, 385, 448, 449, 512};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 /* Enough blocks that the first region (256 KiB) is used up several times over. */
 enum { PER_SIZE = 3000 };
@@ -172,6 +174,35 @@ static void test_threads(void)
     free(b);
 }
 
+/* Large blocks (64 KiB and more) go back first to the thread that gave them back, even when
+ * another thread's block would fit more tightly: its lines may still be in this core's
+ * cache. */
+static void *give_back_large(void *arg)
+{
+    void **p = arg;
+    *p = mem_alloc(100 << 10);
+    mem_free(*p);
+    return NULL;
+}
+
+static void test_large_affinity(void)
+{
+    void *mine = mem_alloc(120 << 10), *theirs = NULL;
+    CHECK(mine != NULL, "mem_alloc(120 KiB) failed");
+    pthread_t t;
+    pthread_create(&t, NULL, give_back_large, &theirs);
+    pthread_join(t, NULL);
+    mem_free(mine);
+    /* Both fit a 100 KiB request; the other thread's fits exactly. */
+    void *first = mem_alloc(100 << 10), *second = mem_alloc(100 << 10);
+    CHECK(first == mine, "a 100 KiB request got %p, not the block this thread gave back (%p)",
+          first, mine);
+    CHECK(second == theirs, "the next one got %p, not the other thread's block (%p)", second,
+          theirs);
+    mem_free(first);
+    mem_free(second);
+}
+
 /* ---- a caller's allocator ---- */
 static size_t n_alloc, n_free;
 static void *count_alloc(size_t n, void *ud)
@@ -234,6 +265,7 @@ int main(void)
     test_classes_and_reuse();
     test_address_order();
     test_threads();
+    test_large_affinity();
     test_custom();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
