@@ -253,6 +253,17 @@ static void hooks(void)
     FAILS(AG_ENOGRAD, ag_tensor_register_hook(&h, c, times_ten, 0, NULL, NULL));
     ag_tensor_release(c);
     ag_tensor_release(x);
+    /* a leaf used once: its single gradient (which backward otherwise moves straight to
+     * .grad) still goes through the hook */
+    ag_tensor *w = leaf(3.0);
+    int w_calls = 0;
+    OK(ag_tensor_register_hook(&h, w, times_ten, 0, &w_calls, NULL));
+    OK(ag_mul_scalar(&y, w, 2.0));
+    OK(ag_backward(y, NULL, 0));
+    CHECK(w_calls == 1);
+    CHECK_CLOSE(grad_of(w), 20.0, 0);
+    ag_tensor_release(y);
+    ag_tensor_release(w);
 }
 
 /* ---- custom functions: y = exp(x) computed "by hand", saving the output ---- */
