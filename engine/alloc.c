@@ -534,17 +534,13 @@ static inline void *freestack_pop(freestack *f, int c, const allocator *a)
  * ~20 times per node of a scalar graph. */
 __attribute__((noinline)) static void *mem_alloc_slow(size_t size, const allocator *a, pool *pl)
 {
-    if (size - 1 < 512 && pl && a == &std_allocator) {
-        int c = class_by_16[(size + 15) >> 4];
-        freestack *f = &pl->fs[c];
-        if (f->n) {
-            restack(f); /* why the fast path declined */
-            return freestack_pop(f, c, a);
-        }
-    }
     if (!size) size = 1;
     if (size > SIZE_MAX - sizeof(block_hdr) - PAGE) return NULL;
     int c = a == &std_allocator ? class_of(size) : -1;
+    if (c >= 0 && pl && pl->fs[c].n) {
+        restack(&pl->fs[c]); /* why the fast path declined */
+        return freestack_pop(&pl->fs[c], c, a);
+    }
     block_hdr *h;
     if (c < 0 && a == &std_allocator && size >= LARGE_MIN) {
         size_t cap = (size + sizeof(block_hdr) + PAGE - 1) / PAGE * PAGE - sizeof(block_hdr);

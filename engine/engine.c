@@ -424,6 +424,22 @@ static eng_err check_anomaly(node *fn, tensor **gout)
     return E_OK;
 }
 
+/* What running gnode i starts with, on either path. Discovery is over: give the node's
+ * scratch claim back while it is in cache. Only this pass can hold it, so a store suffices; a
+ * releasing one (a plain store on x86), so the next pass to claim the node sees our writes to
+ * sched_idx as done before its own. Discovery and the run both take a node's last input first
+ * (see run_from), so nodes indexed shortly after this one usually run shortly after it: the
+ * node far ahead is fetched now (in a graph larger than the caches, each would otherwise be a
+ * miss taken in turn). */
+static void run_begin(sched *s, uint32_t i)
+{
+    node *fn = s->nodes[i].fn;
+    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id)
+        atomic_store_explicit(&fn->sched_owner, 0, memory_order_release);
+    s->nodes[i].ran = true;
+    if (i + RUN_AHEAD_FAR < s->n) node_prefetch(s->nodes[i + RUN_AHEAD_FAR].fn);
+}
+
 /* The common AccumulateGrad node of a backward pass: one contribution, no hooks on its leaf.
  * Its gradient is kept for commit; nothing else happens, and the general path (execute) spent
  * ~250 instructions finding that out (a scalar graph has three such nodes for every four
@@ -436,10 +452,7 @@ static bool execute_leaf(sched *s, uint32_t i)
         (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS) ||
         atomic_load_explicit(&s->failed, memory_order_relaxed))
         return false;
-    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id)
-        atomic_store_explicit(&fn->sched_owner, 0, memory_order_release); /* as in execute */
-    g->ran = true;
-    if (i + RUN_AHEAD_FAR < s->n) node_prefetch(s->nodes[i + RUN_AHEAD_FAR].fn);
+    run_begin(s, i);
     g->result = s->cgrad[g->slot0];
     s->cgrad[g->slot0] = NULL;
     return true;
@@ -460,17 +473,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     bool failed = atomic_load_explicit(&s->failed, memory_order_relaxed);
     *n_ready = 0;
 
-    /* Discovery is over: give the node's scratch claim back while it is in cache. Only this
-     * pass can hold it, so a store suffices; a releasing one (a plain store on x86), so the
-     * next pass to claim the node sees our writes to sched_idx as done before its own. */
-    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id)
-        atomic_store_explicit(&fn->sched_owner, 0, memory_order_release);
-    g->ran = true;
-    /* Discovery and the run both take a node's last input first (see run_from), so nodes
-     * indexed shortly after this one usually run shortly after it: fetch their lines ahead,
-     * the node itself far ahead and, once it has arrived, its saved tensors nearer. In a
-     * graph larger than the caches these would otherwise be misses taken one at a time. */
-    if (i + RUN_AHEAD_FAR < s->n) node_prefetch(s->nodes[i + RUN_AHEAD_FAR].fn);
+    run_begin(s, i);
+    /* The node nearer ahead has arrived by now (run_begin fetched it earlier): its saved
+     * tensors next. */
     if (!s->parallel && i + RUN_AHEAD_NEAR < s->n) {
         /* (Serial passes only: in a parallel one that node may be running, and releasing its
          * saved tensors, on another thread.) */
