@@ -77,7 +77,7 @@ local TensorMT = registry.ag_tensor
 local NodeMT = registry.ag_node
 local OptimMT = registry.ag_optimizer
 local GenMT = registry.ag_generator
-assert(TensorMT and NodeMT and OptimMT and GenMT and TensorMT.__gc,
+assert(TensorMT and NodeMT and OptimMT and GenMT and NodeMT.__gc,
        "autograd: autograd_core has no class metatables (was it built from autograd.i?)")
 
 local function is_tensor(v)
