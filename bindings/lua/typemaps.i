@@ -529,6 +529,124 @@ static int ag_lua_release_tensor(lua_State *L)
 }
 %}
 %native(ag_lua_release_tensor) int ag_lua_release_tensor(lua_State *L);
+%{
+/* ---- operators and 0-d leaves without a Lua function in between ---------------------------
+ * `a * b` on tensors calls the __mul metamethod: a Lua closure that sorted out numbers and
+ * tensors cost ~80 ns a call over the C function it then called, and `ag.tensor(v, opts)`
+ * ~130 ns over ag_tensor_scalar + ag_tensor_set_requires_grad (scalar graphs make one leaf
+ * and one operator per node). These natives do the same in C, with the messages the
+ * wrappers give (the argument numbers are those of the C function called). */
+typedef int (*ag_lua_tt_fn)(ag_tensor **, const ag_tensor *, const ag_tensor *);
+typedef int (*ag_lua_ts_fn)(ag_tensor **, const ag_tensor *, double);
+
+/* The tensor at Lua index idx, argument argno of C function fn (nil: NULL, which fn
+ * reports); raises as the wrappers do otherwise. */
+static ag_tensor *ag_lua_tensor_arg(lua_State *L, int idx, const char *fn, int argno)
+{
+    void *p = NULL;
+    if (!ag_lua_handle(L, idx, SWIGTYPE_p_ag_tensor, &p)) {
+        const char *got = luaL_typename(L, idx);
+        if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
+        luaL_error(L, "%s: argument %d: expected ag_tensor, got %s", fn, argno, got);
+    }
+    if (!p && !lua_isnoneornil(L, idx))
+        luaL_error(L, "%s: argument %d: this ag_tensor is no longer valid (released or expired)",
+                   fn, argno);
+    return (ag_tensor *)p;
+}
+
+/* tensor op tensor, tensor op number (ts), number op tensor (st, with the tensor first). */
+static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, const char *ts_name,
+                        ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st)
+{
+    ag_tensor *out = NULL;
+    int rc;
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        ag_tensor *a = ag_lua_tensor_arg(L, 1, ts_name, 1);
+        rc = ts(&out, a, lua_tonumber(L, 2));
+    } else if (lua_type(L, 1) == LUA_TNUMBER) {
+        ag_tensor *b = ag_lua_tensor_arg(L, 2, st_name, 1);
+        rc = st(&out, b, lua_tonumber(L, 1));
+    } else {
+        ag_tensor *a = ag_lua_tensor_arg(L, 1, tt_name, 1);
+        ag_tensor *b = ag_lua_tensor_arg(L, 2, tt_name, 2);
+        rc = tt(&out, a, b);
+    }
+    if (rc != AG_OK) {
+        lua_pushstring(L, ag_last_error());
+        return lua_error(L);
+    }
+    ag_lua_push_owned(L, out, SWIGTYPE_p_ag_tensor);
+    return 1;
+}
+static int ag_lua_add(lua_State *L)
+{
+    return ag_lua_binop(L, "ag_add", ag_add, "ag_add_scalar", ag_add_scalar, "ag_add_scalar",
+                        ag_add_scalar);
+}
+static int ag_lua_sub(lua_State *L)
+{
+    return ag_lua_binop(L, "ag_sub", ag_sub, "ag_sub_scalar", ag_sub_scalar, "ag_rsub_scalar",
+                        ag_rsub_scalar);
+}
+static int ag_lua_mul(lua_State *L)
+{
+    return ag_lua_binop(L, "ag_mul", ag_mul, "ag_mul_scalar", ag_mul_scalar, "ag_mul_scalar",
+                        ag_mul_scalar);
+}
+static int ag_lua_div(lua_State *L)
+{
+    return ag_lua_binop(L, "ag_div", ag_div, "ag_div_scalar", ag_div_scalar, "ag_rdiv_scalar",
+                        ag_rdiv_scalar);
+}
+static int ag_lua_pow(lua_State *L)
+{
+    return ag_lua_binop(L, "ag_pow", ag_pow, "ag_pow_scalar", ag_pow_scalar, "ag_rpow_scalar",
+                        ag_rpow_scalar);
+}
+
+/* ag.tensor's commonest case: ag_lua_scalar(v [, opts]) with v a number and opts nil or a
+ * table with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for
+ * a float and int64 for an integer. Anything else returns false, and autograd.lua takes its
+ * general path, the one place that reads dtypes and shapes. */
+static int ag_lua_scalar(lua_State *L)
+{
+    if (lua_type(L, 1) != LUA_TNUMBER || !lua_isnoneornil(L, 3)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int grad = 0;
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        int plain = lua_geti(L, 2, 1) == LUA_TNIL && lua_getfield(L, 2, "shape") == LUA_TNIL &&
+                    lua_getfield(L, 2, "dtype") == LUA_TNIL;
+        if (!plain) {
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+        lua_getfield(L, 2, "requires_grad");
+        grad = lua_toboolean(L, -1);
+    } else if (!lua_isnoneornil(L, 2)) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    ag_tensor *t = NULL;
+    int rc = ag_tensor_scalar(&t, lua_tonumber(L, 1), lua_isinteger(L, 1) ? AG_INT64 : AG_FLOAT32);
+    if (rc == AG_OK && grad && (rc = ag_tensor_set_requires_grad(t, 1)) != AG_OK)
+        ag_tensor_release(t);
+    if (rc != AG_OK) {
+        lua_pushstring(L, ag_last_error());
+        return lua_error(L);
+    }
+    ag_lua_push_owned(L, t, SWIGTYPE_p_ag_tensor);
+    return 1;
+}
+%}
+%native(ag_lua_add) int ag_lua_add(lua_State *L);
+%native(ag_lua_sub) int ag_lua_sub(lua_State *L);
+%native(ag_lua_mul) int ag_lua_mul(lua_State *L);
+%native(ag_lua_div) int ag_lua_div(lua_State *L);
+%native(ag_lua_pow) int ag_lua_pow(lua_State *L);
+%native(ag_lua_scalar) int ag_lua_scalar(lua_State *L);
 %init %{
     ag_lua_track_init(L);
 %}

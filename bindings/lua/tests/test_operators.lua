@@ -130,5 +130,30 @@ H.eq(ri.dtype, "int64")
 H.check(ri:min():item() >= 0 and ri:max():item() < 5, "randint range")
 H.raises(function() ag.tensor({{1, 2}, {3}}) end, "ragged")
 H.raises(function() ag.zeros(2, "float16") end, "unknown dtype")
+H.raises(function() ag.tensor(7.0, {shape = {1}}) end, "takes no shape")
+
+-- 0-d tensors from numbers (ag.tensor's C short path): dtype from the number, options honoured.
+H.eq(ag.tensor(2.5).dtype, "float32")
+H.eq(ag.tensor(7).dtype, "int64")
+H.eq(ag.tensor(2.5, {requires_grad = true}).requires_grad, true)
+H.eq(ag.tensor(2.5, {requires_grad = false}).requires_grad, false)
+H.eq(ag.tensor(2, {dtype = "float64", requires_grad = true}).dtype, "float64")
+H.eq(ag.tensor(2, "float64"):item(), 2.0)
+H.raises(function() ag.tensor(3, {requires_grad = true}) end, "floating point dtype")
+
+-- Operators on bad operands name the C function and its argument, as the wrappers do.
+local f2 = ag.tensor({1.0, 2.0})
+H.raises(function() return f2 * "x" end, "ag_mul: argument 2: expected ag_tensor, got string")
+H.raises(function() return "x" * f2 end, "ag_mul: argument 1: expected ag_tensor, got string")
+H.raises(function() return f2 / {} end, "ag_div: argument 2: expected ag_tensor, got table")
+H.raises(function() return f2 + nil end, "ag_add: argument 'b' is NULL")
+H.raises(function() return f2 * ag.ones(3) end, "cannot be broadcast")
+local gone = f2 * 1
+gone:release()
+H.raises(function() return 1 - gone end,
+         "ag_rsub_scalar: argument 1: this ag_tensor is no longer valid")
+H.raises(function() return f2 ^ gone end, "ag_pow: argument 2: this ag_tensor is no longer valid")
+H.eq((2 - f2):tolist(), {1.0, 0.0}, "rsub keeps the operand order")
+H.eq((f2:mul(3)):tolist(), {3.0, 6.0}, "t:mul(number)")
 
 H.done("operators")
