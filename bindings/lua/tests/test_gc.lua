@@ -82,6 +82,28 @@ for _, mode in ipairs({"generational", "incremental"}) do
 end
 collectgarbage("generational")
 
+-- A handle that lived through several collections is old: young collections no longer look
+-- at it, and a major one finds it (the old sentinel): dropped, its tensor is released within
+-- three collections, in both modes.
+for _, mode in ipairs({"generational", "incremental"}) do
+  collectgarbage(mode)
+  collectgarbage()
+  local base = registry_refs()
+  local old = ag.tensor({1.0, 2.0}, {requires_grad = true})
+  old:register_hook(function(g) return g end)
+  for _ = 1, 4 do collectgarbage() end
+  H.eq(registry_refs(), base + 1, mode .. ": an old handle keeps its tensor")
+  old = nil
+  local n = 0
+  repeat
+    collectgarbage()
+    n = n + 1
+  until registry_refs() == base or n == 10
+  H.check(n <= 3, mode .. ": a dropped old handle's tensor is released after " .. n ..
+          " collections")
+end
+collectgarbage("generational")
+
 -- A handle reachable only from an object being finalized is resurrected for that finalizer,
 -- but weak tables forget it first, so the sweep releases its tensor: using it then raises,
 -- never reads freed memory. (Finalizers run newest first: the holder is made before a
