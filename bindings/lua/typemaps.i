@@ -92,6 +92,7 @@ static int ag_lua_istable_or_nil(lua_State *L, int idx)
  * still held. */
 typedef struct ag_lua_slot {
     ag_tensor *t;    /* NULL: free */
+    size_t bytes;    /* what the collector's pacing was told t holds (ag_lua_gc_account) */
     uint32_t gen;    /* bumped each time the slot is emptied */
     uint32_t pinned; /* being pushed: its weak entry may not be set yet */
 } ag_lua_slot;
@@ -267,9 +268,9 @@ static size_t ag_lua_tensor_bytes(const ag_tensor *t)
     return (size_t)n * (dt == AG_FLOAT32 ? 4 : dt == AG_BOOL ? 1 : 8) + 256;
 }
 
-static void ag_lua_gc_account(lua_State *L, const ag_tensor *t)
+/* Counts b more bytes behind Lua's tensors; may run a collection step. */
+static void ag_lua_gc_account(lua_State *L, size_t b)
 {
-    size_t b = ag_lua_tensor_bytes(t);
     ag_lua_gc.live += b;
     ag_lua_gc.debt += b;
     if (ag_lua_gc.debt < AG_LUA_GC_STEP || ag_lua_gc.debt < ag_lua_gc.live / 8
@@ -286,21 +287,25 @@ static void ag_lua_gc_account(lua_State *L, const ag_tensor *t)
     }
 }
 
-static void ag_lua_gc_release(ag_tensor *t)
+/* Releases t, which was counted as b bytes. */
+static void ag_lua_gc_release(ag_tensor *t, size_t b)
 {
-    size_t b = ag_lua_tensor_bytes(t);
     ag_lua_gc.live = ag_lua_gc.live > b ? ag_lua_gc.live - b : 0;
     if (ag_lua_gc.live < ag_lua_gc.base) ag_lua_gc.base = ag_lua_gc.live;
     ag_tensor_release(t);
 }
 
-/* Empties slot s (its tensor is the caller's to release). */
-static void ag_lua_slot_free(ag_lua_track *tr, uint32_t s)
+/* Empties slot s and releases its tensor. */
+static void ag_lua_slot_release(ag_lua_track *tr, uint32_t s)
 {
-    tr->slot[s].t = NULL;
-    tr->slot[s].gen++;
-    tr->slot[s].pinned = 0;
+    ag_lua_slot *sl = &tr->slot[s];
+    ag_tensor *t = sl->t;
+    size_t b = sl->bytes;
+    sl->t = NULL;
+    sl->gen++;
+    sl->pinned = 0;
     tr->free_ids[tr->nfree++] = s;
+    ag_lua_gc_release(t, b);
 }
 
 /* A free slot, or UINT32_MAX when the arrays cannot grow. */
@@ -373,11 +378,7 @@ static void ag_lua_sweep_slot(lua_State *L, ag_lua_track *tr, uint32_t s)
 {
     ag_lua_slot *sl = &tr->slot[s];
     if (!sl->t || sl->pinned) return;
-    if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TNIL) {
-        ag_tensor *t = sl->t;
-        ag_lua_slot_free(tr, s);
-        ag_lua_gc_release(t);
-    }
+    if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TNIL) ag_lua_slot_release(tr, s);
     lua_pop(L, 1);
 }
 
@@ -431,8 +432,7 @@ static int ag_lua_track_close(lua_State *L)
     tr->closed = 1;
     lua_getiuservalue(L, 1, 1);
     for (uint32_t s = 0; s < tr->n; s++) {
-        ag_tensor *t = tr->slot[s].t;
-        if (!t) continue;
+        if (!tr->slot[s].t) continue;
         if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TUSERDATA) {
             ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, -1);
             if (h->slot == s && h->gen == tr->slot[s].gen) {
@@ -441,8 +441,7 @@ static int ag_lua_track_close(lua_State *L)
             }
         }
         lua_pop(L, 1);
-        ag_lua_slot_free(tr, s);
-        ag_lua_gc_release(t);
+        ag_lua_slot_release(tr, s);
     }
     lua_pop(L, 1);
     free(tr->slot);
@@ -533,7 +532,9 @@ static void ag_lua_push_tensor_owned(lua_State *L, ag_tensor *t)
                                                        : "out of memory");
         return;
     }
+    size_t bytes = ag_lua_tensor_bytes(t);
     tr->slot[s].t = t;
+    tr->slot[s].bytes = bytes;
     tr->slot[s].pinned = 1;
     lua_getiuservalue(L, -1, 1);
     lua_pushvalue(L, -3);
@@ -546,7 +547,7 @@ static void ag_lua_push_tensor_owned(lua_State *L, ag_tensor *t)
     h->track = tr;
     h->slot = s;
     h->gen = tr->slot[s].gen;
-    ag_lua_gc_account(L, t);
+    ag_lua_gc_account(L, bytes);
 }
 
 /* Pushes an owned handle (nil for NULL). Tensors are tracked (above); the other handles are
@@ -607,10 +608,7 @@ static int ag_lua_release_tensor(lua_State *L)
     }
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, 1);
     ag_tensor *t = ag_lua_tensor_of(h);
-    if (h->u.own && t) {
-        ag_lua_slot_free(h->track, h->slot);
-        ag_lua_gc_release(t);
-    }
+    if (h->u.own && t) ag_lua_slot_release(h->track, h->slot);
     h->u.ptr = NULL;
     h->u.own = 0;
     return 0;
@@ -757,7 +755,7 @@ struct ag_generator {};
 struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 /* (The tensor class loses its __gc at luaopen, see ag_lua_track_init: its handles are swept.
  * SWIG still wants a destructor to make the class.) */
-%extend ag_tensor { ~ag_tensor() { ag_lua_gc_release($self); } }
+%extend ag_tensor { ~ag_tensor() { ag_lua_gc_release($self, ag_lua_tensor_bytes($self)); } }
 %extend ag_node { ~ag_node() { ag_node_release($self); } }
 %extend ag_optimizer { ~ag_optimizer() { ag_optimizer_release($self); } }
 %extend ag_generator { ~ag_generator() { ag_generator_release($self); } }
