@@ -35,6 +35,12 @@
 #define RUN_AHEAD_FAR 16
 #define RUN_AHEAD_NEAR 8
 
+/* A node's entry in the pass, 32 bytes: discovery, numbering, the run, commit and cleanup
+ * each stream through the array, which for a scalar graph of 20 000 triples is 140 000
+ * entries (at 64 bytes, padding it to 128 cost 9% of the workload). What only some nodes
+ * need lives elsewhere: an AccumulateGrad's gradient to commit stays in its first
+ * contribution slot (s->cgrad[slot0], every other slot being empty once its node ran), and
+ * retained gradients in s->retained. */
 typedef struct gnode {
     node *fn;
     atomic_int deps;       /* contributions still missing */
@@ -42,12 +48,10 @@ typedef struct gnode {
     uint32_t slot0;        /* first contribution slot */
     uint32_t edge0;        /* first entry in edge_target / edge_local */
     bool needed;           /* runs (or is captured) in this pass */
-    bool heavy;
+    bool heavy;            /* its gradients hold >= TASK_MIN_ELEMS elements */
     bool ran;              /* executed (and released its scratch claim) */
-    int64_t cost;          /* elements its gradients hold (a proxy for its work) */
-    tensor *result;        /* AccumulateGrad: the gradient to commit */
-    tensor **retained;     /* per output: gradient to commit to a retaining tensor */
 } gnode;
+_Static_assert(sizeof(gnode) <= 32, "gnode stays half a cache line");
 
 typedef struct sched {
     uint64_t id;
@@ -80,6 +84,10 @@ typedef struct sched {
     bool retain_graph, create_graph, anomaly;
     bool parallel;
     bool caller_thread;    /* a callback must stay on this thread */
+    bool hooked;           /* some node has hooked outputs (hooks or retain_grad) */
+    /* per node, when hooked: gradients to commit to the tensors that retain them (an array
+     * per output, allocated by the node's own run) */
+    tensor ***retained;
     int heavy;             /* needed nodes worth a task */
     /* failure of any node; the lowest node index wins so the message is deterministic */
     atomic_flag err_lock;
@@ -192,8 +200,8 @@ static eng_err visit(sched *s, uint32_t i)
     node *fn = g->fn;
     s->caller_thread |= (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_CALLER_THREAD) != 0;
     if (fn->variable) return E_OK; /* its flags say all (the leaf's meta is not read) */
-    g->cost = fn->type->backward ? fn->elems : 0;
-    g->heavy = g->cost >= TASK_MIN_ELEMS;
+    g->heavy = fn->type->backward && fn->elems >= TASK_MIN_ELEMS;
+    s->hooked |= fn->hooked != NULL;
     /* autograd.grad checks only the nodes that will run, after pruning. */
     return s->accumulate ? saved_check(fn) : E_OK;
 }
@@ -452,9 +460,7 @@ static bool execute_leaf(sched *s, uint32_t i)
         (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS) ||
         atomic_load_explicit(&s->failed, memory_order_relaxed))
         return false;
-    run_begin(s, i);
-    g->result = s->cgrad[g->slot0];
-    s->cgrad[g->slot0] = NULL;
+    run_begin(s, i); /* its gradient stays in its slot for commit */
     return true;
 }
 
@@ -524,12 +530,13 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             if (!m || !gin[p]) continue;
             if (m->hooks) rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
             if (!rc && m->retains_grad && !fn->variable && s->accumulate) {
-                if (!g->retained) g->retained = mem_calloc(fn->n_out * sizeof(tensor *));
-                if (!g->retained) {
+                tensor ***ret = &s->retained[i];
+                if (!*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));
+                if (!*ret) {
                     rc = err_nomem();
                 } else {
                     tensor_retain(gin[p]);
-                    g->retained[p] = gin[p];
+                    (*ret)[p] = gin[p];
                 }
             }
         }
@@ -549,7 +556,8 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
 
     bool runs = !failed && fn->type->backward && (s->accumulate || g->needed);
     if (!failed && fn->variable && s->accumulate) {
-        g->result = gin[0]; /* committed after the whole pass succeeds */
+        /* committed after the whole pass succeeds; the slots are empty now */
+        s->cgrad[g->slot0] = gin[0];
         gin[0] = NULL;
     } else if (runs) {
         bool any = false;
@@ -728,22 +736,27 @@ static eng_err commit(sched *s)
     eng_err rc = E_OK;
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
-        /* A few leaves ahead, fetch the gradients and the metas they will be stored in. */
-        if (i + RUN_AHEAD_NEAR < s->n && s->nodes[i + RUN_AHEAD_NEAR].result) {
-            __builtin_prefetch(node_leaf_meta(s->nodes[i + RUN_AHEAD_NEAR].fn), 1);
-            __builtin_prefetch(s->nodes[i + RUN_AHEAD_NEAR].result, 1);
+        /* A few leaves ahead, fetch the gradients and the metas they will be stored in. After
+         * a successful run only AccumulateGrad nodes hold a gradient in their first slot. */
+        if (i + RUN_AHEAD_NEAR < s->n) {
+            const gnode *a = &s->nodes[i + RUN_AHEAD_NEAR];
+            if (s->cgrad[a->slot0]) {
+                __builtin_prefetch(node_leaf_meta(a->fn), 1);
+                __builtin_prefetch(s->cgrad[a->slot0], 1);
+            }
         }
-        if (g->result) {
-            tensor *r = g->result;
-            g->result = NULL;
+        if (s->cgrad[g->slot0]) {
+            tensor *r = s->cgrad[g->slot0];
+            s->cgrad[g->slot0] = NULL;
             eng_err e = commit_leaf(g->fn, r, s->create_graph);
             if (e && !rc) rc = e;
         }
-        if (g->retained) {
+        tensor **ret = s->retained ? s->retained[i] : NULL;
+        if (ret) {
             for (int p = 0; p < g->fn->n_out; p++) {
-                tensor *r = g->retained[p];
+                tensor *r = ret[p];
                 if (!r) continue;
-                g->retained[p] = NULL;
+                ret[p] = NULL;
                 tmeta *m = g->fn->hooked[p];
                 tmeta_lock(m);
                 if (!m->grad) {
@@ -799,10 +812,10 @@ static void cleanup(sched *s)
 {
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
-        tensor_release(g->result);
-        if (g->retained) {
-            for (int p = 0; p < g->fn->n_out; p++) tensor_release(g->retained[p]);
-            mem_free(g->retained);
+        tensor **ret = s->retained ? s->retained[i] : NULL;
+        if (ret) {
+            for (int p = 0; p < g->fn->n_out; p++) tensor_release(ret[p]);
+            mem_free(ret);
         }
         if (!g->ran) {
             uint64_t mine = s->id;
@@ -829,6 +842,7 @@ static void cleanup(sched *s)
     mem_free(s->cap_target);
     mem_free(s->cap_pos);
     mem_free(s->cap_node);
+    mem_free(s->retained);
 }
 
 /* Two ways to use the team: run independent costly nodes at once (each kernel on one
@@ -854,7 +868,7 @@ static bool wide_enough(sched *s, int nt)
         while (head < tail) {
             uint32_t i = queue[head++];
             gnode *g = &s->nodes[i];
-            int64_t c = g->needed && g->heavy ? g->cost : 0, here = path[i] + c;
+            int64_t c = g->needed && g->heavy ? g->fn->elems : 0, here = path[i] + c;
             total += c;
             if (here > critical) critical = here;
             if (!g->needed) continue;
@@ -926,6 +940,8 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
             if (e) return e;
         }
     }
+    if (s->hooked && !(s->retained = mem_calloc((size_t)s->n * sizeof *s->retained)))
+        return err_nomem();
     eng_err e = number_slots(s);
     if (e) return e;
     int nt = par_num_threads();
