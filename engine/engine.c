@@ -565,7 +565,12 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         for (int e = 0; e < fn->n_next; e++)
             needed[e] = s->edge_target[g->edge0 + e] != NONE;
         if (any) {
-            bwd_ctx c = {.create_graph = s->create_graph, .needed = needed, .node = fn};
+            /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
+            bwd_ctx c;
+            c.create_graph = s->create_graph;
+            c.needed = needed;
+            c.node = fn;
+            c.ntemps = 0;
             rc = fn->type->backward(fn, &c, gin, gout);
             for (int k = 0; k < c.ntemps; k++) tensor_release(c.temps[k]);
             if (!rc) rc = conform(s, g, gout);
