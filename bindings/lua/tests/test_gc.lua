@@ -60,17 +60,27 @@ collectgarbage()
 collectgarbage()
 H.eq(registry_refs(), refs0, "hooks' and custom functions' registry references are dropped")
 
+-- A tensor with a hook: the hook's registry reference lives as long as the tensor does.
+local function hooked_tensor()
+  local t = ag.tensor({1.0, 2.0}, {requires_grad = true})
+  t:register_hook(function(g) return g end)
+  return t
+end
+
+-- Switches the collector to `mode`, collects, and returns the registry's reference count.
+local function settle(mode)
+  collectgarbage(mode)
+  collectgarbage()
+  return registry_refs()
+end
+
 -- A dropped tensor is released by the collection that finds its handle dead, in both modes
 -- (its hook's registry reference goes with it), and only then: a live handle keeps it.
 for _, mode in ipairs({"generational", "incremental"}) do
-  collectgarbage(mode)
-  collectgarbage()
-  local base = registry_refs()
-  local kept = ag.tensor({1.0, 2.0}, {requires_grad = true})
-  kept:register_hook(function(g) return g end)
+  local base = settle(mode)
+  local kept = hooked_tensor()
   do
-    local dropped = ag.tensor({1.0, 2.0}, {requires_grad = true})
-    dropped:register_hook(function(g) return g end)
+    local _ = hooked_tensor()
   end
   H.eq(registry_refs(), base + 2, mode .. ": two hooks registered")
   collectgarbage()
@@ -86,11 +96,8 @@ collectgarbage("generational")
 -- at it, and a major one finds it (the old sentinel): dropped, its tensor is released within
 -- three collections, in both modes.
 for _, mode in ipairs({"generational", "incremental"}) do
-  collectgarbage(mode)
-  collectgarbage()
-  local base = registry_refs()
-  local old = ag.tensor({1.0, 2.0}, {requires_grad = true})
-  old:register_hook(function(g) return g end)
+  local base = settle(mode)
+  local old = hooked_tensor()
   for _ = 1, 4 do collectgarbage() end
   H.eq(registry_refs(), base + 1, mode .. ": an old handle keeps its tensor")
   old = nil
