@@ -84,10 +84,9 @@ typedef struct sched {
     bool retain_graph, create_graph, anomaly;
     bool parallel;
     bool caller_thread;    /* a callback must stay on this thread */
-    bool hooked;           /* some node has hooked outputs (hooks or retain_grad) */
-    /* per node, when hooked: gradients to commit to the tensors that retain them (an array
-     * per output, allocated by the node's own run) */
-    tensor ***retained;
+    /* per node: gradients to commit to the tensors that retain them (an array per output,
+     * allocated by the node's own run); made by the first node that needs it */
+    _Atomic(tensor ***) retained;
     int heavy;             /* needed nodes worth a task */
     /* failure of any node; the lowest node index wins so the message is deterministic */
     atomic_flag err_lock;
@@ -201,7 +200,6 @@ static eng_err visit(sched *s, uint32_t i)
     s->caller_thread |= (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_CALLER_THREAD) != 0;
     if (fn->variable) return E_OK; /* its flags say all (the leaf's meta is not read) */
     g->heavy = fn->type->backward && fn->elems >= TASK_MIN_ELEMS;
-    s->hooked |= fn->hooked != NULL;
     /* autograd.grad checks only the nodes that will run, after pruning. */
     return s->accumulate ? saved_check(fn) : E_OK;
 }
@@ -464,6 +462,23 @@ static bool execute_leaf(sched *s, uint32_t i)
     return true;
 }
 
+/* Where node i keeps the gradients of its outputs that tensors retain; NULL (E_NOMEM set) if
+ * the per-pass array cannot be made. Nodes on several threads may ask at once. */
+static tensor ***retained_of(sched *s, uint32_t i)
+{
+    tensor ***r = atomic_load_explicit(&s->retained, memory_order_acquire);
+    if (!r) {
+        tensor ***fresh = mem_calloc((size_t)s->n * sizeof *fresh);
+        if (!fresh) {
+            err_nomem();
+            return NULL;
+        }
+        if (atomic_compare_exchange_strong(&s->retained, &r, fresh)) r = fresh;
+        else mem_free(fresh);
+    }
+    return &r[i];
+}
+
 /* Runs gnode i. On return every contribution it received is consumed and every outgoing slot
  * is filled (possibly with NULL) and counted down, even on failure, so the pass drains. */
 static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
@@ -530,9 +545,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             if (!m || !gin[p]) continue;
             if (m->hooks) rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
             if (!rc && m->retains_grad && !fn->variable && s->accumulate) {
-                tensor ***ret = &s->retained[i];
-                if (!*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));
-                if (!*ret) {
+                tensor ***ret = retained_of(s, i);
+                if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));
+                if (!ret || !*ret) {
                     rc = err_nomem();
                 } else {
                     tensor_retain(gin[p]);
@@ -756,7 +771,8 @@ static eng_err commit(sched *s)
             eng_err e = commit_leaf(g->fn, r, s->create_graph);
             if (e && !rc) rc = e;
         }
-        tensor **ret = s->retained ? s->retained[i] : NULL;
+        tensor ***all = atomic_load_explicit(&s->retained, memory_order_relaxed);
+        tensor **ret = all ? all[i] : NULL;
         if (ret) {
             for (int p = 0; p < g->fn->n_out; p++) {
                 tensor *r = ret[p];
@@ -817,7 +833,8 @@ static void cleanup(sched *s)
 {
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
-        tensor **ret = s->retained ? s->retained[i] : NULL;
+        tensor ***all = atomic_load_explicit(&s->retained, memory_order_relaxed);
+        tensor **ret = all ? all[i] : NULL;
         if (ret) {
             for (int p = 0; p < g->fn->n_out; p++) tensor_release(ret[p]);
             mem_free(ret);
@@ -847,7 +864,7 @@ static void cleanup(sched *s)
     mem_free(s->cap_target);
     mem_free(s->cap_pos);
     mem_free(s->cap_node);
-    mem_free(s->retained);
+    mem_free(atomic_load_explicit(&s->retained, memory_order_relaxed));
 }
 
 /* Two ways to use the team: run independent costly nodes at once (each kernel on one
@@ -945,8 +962,6 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
             if (e) return e;
         }
     }
-    if (s->hooked && !(s->retained = mem_calloc((size_t)s->n * sizeof *s->retained)))
-        return err_nomem();
     eng_err e = number_slots(s);
     if (e) return e;
     int nt = par_num_threads();
@@ -967,6 +982,7 @@ eng_err run_backward(const bwd_request *r)
     s.anomaly = anomaly_mode_enabled();
     atomic_flag_clear(&s.err_lock);
     atomic_init(&s.failed, false);
+    atomic_init(&s.retained, NULL);
     size_t bytes;
     s.nodes = mem_scratch_take(SCRATCH_SCHED_NODES, &bytes);
     s.cap = (uint32_t)(bytes / sizeof(gnode));

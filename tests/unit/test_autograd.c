@@ -203,6 +203,33 @@ static void retain_grad(void)
     ag_tensor_release(x);
 }
 
+/* retain_grad called by a hook while backward runs, on a tensor whose node has not run yet:
+ * the pass found no hooked node when it indexed the graph. PyTorch fills y.grad (a leaf's
+ * hook runs before y's node there too), and so do we. */
+static int retain_from_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    return ag_tensor_retain_grad((ag_tensor *)ud);
+}
+
+static void retain_grad_during_backward(void)
+{
+    ag_tensor *x = leaf(1.0), *a = leaf(5.0), *y, *z;
+    OK(ag_mul_scalar(&y, x, 2.0));
+    OK(ag_mul(&z, y, a));
+    uint64_t h;
+    OK(ag_tensor_register_hook(&h, a, retain_from_hook, 0, y, NULL));
+    OK(ag_backward(z, NULL, 0));
+    CHECK_CLOSE(grad_of(y), 5.0, 0);
+    CHECK_CLOSE(grad_of(x), 10.0, 0);
+    CHECK_CLOSE(grad_of(a), 2.0, 0);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor_release(a);
+    ag_tensor_release(x);
+}
+
 /* ---- hooks ---- */
 static int times_ten(ag_tensor **new_grad, ag_tensor *grad, void *ud)
 {
@@ -467,6 +494,7 @@ int main(void)
     grad_function();
     no_grad_and_detach();
     retain_grad();
+    retain_grad_during_backward();
     hooks();
     custom_function();
     inplace_semantics();
