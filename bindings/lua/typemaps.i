@@ -78,11 +78,11 @@ static int ag_lua_istable_or_nil(lua_State *L, int idx)
  * Looking at every slot after every collection cost ~5% of a scalar graph (60 000 live leaves,
  * ~30 collections per graph). But a collection of the generational mode frees only objects
  * made during the last two cycles: older ones become old and wait for a major collection.
- * So the sentinel looks only at the slots pushed during the last two cycles, and a second
- * sentinel, kept reachable until it is old itself, dies at the next major collection and
- * looks at every slot. In the incremental mode, where every cycle is complete, the second
- * sentinel dies a couple of cycles after it was made: a dropped handle older than two cycles
- * has its tensor released within about three cycles there.
+ * So the sentinel looks only at the slots pushed during the last two cycles. Old sentinels
+ * look at every slot: each cycle makes one, which the tracker keeps reachable for two cycles,
+ * until it is old itself; let go, it dies with the next major collection (in the incremental
+ * mode, with the next cycle). One is always let go and waiting, so every major collection,
+ * `collectgarbage()` included, releases every tensor whose handle it found dead.
  *
  * A handle the collector resurrects (reachable only from an object being finalized) is
  * cleared from weak values before that object's finalizer runs, so the sweep may release its
@@ -110,7 +110,7 @@ typedef struct ag_lua_track {
     uint32_t n, cap, nfree;
     ag_lua_ids young[2]; /* pushed during this cycle (young[cur]) and the one before */
     int cur;
-    int old_wait;        /* young sweeps since the old sentinel was made */
+    int swept_all;       /* an old sentinel looked at every slot since the last young sweep */
     int closed;          /* the state is closing: every tensor was released */
 } ag_lua_track;
 
@@ -331,8 +331,8 @@ static uint32_t ag_lua_slot_take(ag_lua_track *tr)
 }
 
 /* Pushes the tracker (user values: 1 the weak table, 2 and 3 the metatables of the young and
- * the old sentinel, 4 the old sentinel while it is kept); NULL (and nil pushed) if the module
- * was never opened in this state. */
+ * the old sentinels, 4 and 5 the old sentinels it still keeps, made by the sweep before last
+ * and by the last one); NULL (and nil pushed) if the module was never opened in this state. */
 static ag_lua_track *ag_lua_track_get(lua_State *L)
 {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &ag_lua_track_key) != LUA_TUSERDATA) return NULL;
@@ -349,14 +349,16 @@ static void ag_lua_arm(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* Makes a new old sentinel, held by the tracker (at the top of the stack) for now. */
-static void ag_lua_arm_old(lua_State *L, ag_lua_track *tr)
+/* Makes a new old sentinel, kept by the tracker (at the top of the stack) for two sweeps, and
+ * lets go of the one the sweep before last made, which has lived through two collections. */
+static void ag_lua_arm_old(lua_State *L)
 {
+    lua_getiuservalue(L, -1, 5);
+    lua_setiuservalue(L, -2, 4);
     lua_newuserdatauv(L, 0, 0);
     lua_getiuservalue(L, -2, 3);
     lua_setmetatable(L, -2);
-    lua_setiuservalue(L, -2, 4);
-    tr->old_wait = 0;
+    lua_setiuservalue(L, -2, 5);
 }
 
 /* Records that slot s was pushed in this cycle. */
@@ -404,24 +406,22 @@ static int ag_lua_sweep_young(lua_State *L)
     prev->n = 0;
     prev->lost = 0;
     tr->cur ^= 1;
-    /* The old sentinel, once old itself, is let go: it dies with the next major collection. */
-    if (++tr->old_wait == 2) {
-        lua_pushnil(L);
-        lua_setiuservalue(L, -2, 4);
-    }
+    tr->swept_all = 0;
     ag_lua_arm(L);
+    ag_lua_arm_old(L);
     return 0;
 }
 
-/* The old sentinel's finalizer, after a major collection: looks at every slot. */
+/* An old sentinel's finalizer, after a major collection: looks at every slot (once, when
+ * several die in one collection). */
 static int ag_lua_sweep_all(lua_State *L)
 {
     ag_lua_track *tr = ag_lua_track_get(L);
-    if (!tr || tr->closed) return 0;
+    if (!tr || tr->closed || tr->swept_all) return 0;
+    tr->swept_all = 1;
     lua_getiuservalue(L, -1, 1);
     for (uint32_t s = 0; s < tr->n; s++) ag_lua_sweep_slot(L, tr, s);
     lua_pop(L, 1);
-    ag_lua_arm_old(L, tr);
     return 0;
 }
 
@@ -475,7 +475,7 @@ static void ag_lua_track_init(lua_State *L)
         return; /* opened before in this state */
     }
     lua_pop(L, 1);
-    ag_lua_track *tr = (ag_lua_track *)lua_newuserdatauv(L, sizeof *tr, 4);
+    ag_lua_track *tr = (ag_lua_track *)lua_newuserdatauv(L, sizeof *tr, 5);
     memset(tr, 0, sizeof *tr);
     lua_newtable(L); /* the weak table */
     lua_newtable(L);
@@ -498,7 +498,7 @@ static void ag_lua_track_init(lua_State *L)
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &ag_lua_track_key);
     ag_lua_arm(L);
-    ag_lua_arm_old(L, tr);
+    ag_lua_arm_old(L);
     lua_pop(L, 1);
 }
 
