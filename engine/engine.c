@@ -754,6 +754,7 @@ static eng_err commit(sched *s)
 {
     bool prev = grad_mode_set(s->create_graph);
     eng_err rc = E_OK;
+    tensor ***retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
         /* A few leaves ahead, fetch the gradients and the metas they will be stored in. After
@@ -771,8 +772,7 @@ static eng_err commit(sched *s)
             eng_err e = commit_leaf(g->fn, r, s->create_graph);
             if (e && !rc) rc = e;
         }
-        tensor ***all = atomic_load_explicit(&s->retained, memory_order_relaxed);
-        tensor **ret = all ? all[i] : NULL;
+        tensor **ret = retained ? retained[i] : NULL;
         if (ret) {
             for (int p = 0; p < g->fn->n_out; p++) {
                 tensor *r = ret[p];
@@ -831,10 +831,10 @@ static eng_err root_gradient(sched *s, int r, tensor *root, tensor *given)
 
 static void cleanup(sched *s)
 {
+    tensor ***retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
-        tensor ***all = atomic_load_explicit(&s->retained, memory_order_relaxed);
-        tensor **ret = all ? all[i] : NULL;
+        tensor **ret = retained ? retained[i] : NULL;
         if (ret) {
             for (int p = 0; p < g->fn->n_out; p++) tensor_release(ret[p]);
             mem_free(ret);
@@ -864,7 +864,7 @@ static void cleanup(sched *s)
     mem_free(s->cap_target);
     mem_free(s->cap_pos);
     mem_free(s->cap_node);
-    mem_free(atomic_load_explicit(&s->retained, memory_order_relaxed));
+    mem_free(retained);
 }
 
 /* Two ways to use the team: run independent costly nodes at once (each kernel on one

@@ -197,16 +197,12 @@ function ag.tensor(data, a, b)
   -- many of these). It returns false for anything else.
   local t = c_leaf(data, a, b)
   if t then return t end
-  local m = mtype(data)
-  if m and b == nil then
-    local ta = type(a)
-    if a == nil then
-      return c_scalar(data, m == "integer" and C.AG_INT64 or C.AG_FLOAT32)
-    elseif ta == "string" then
+  -- A number with a dtype (ag_lua_scalar took those without).
+  if mtype(data) and b == nil then
+    if type(a) == "string" then
       return c_scalar(data, dtype_code(a))
-    elseif ta == "table" and a[1] == nil and a.shape == nil then
-      local dt = a.dtype
-      local t = c_scalar(data, dt and dtype_code(dt) or (m == "integer" and C.AG_INT64 or C.AG_FLOAT32))
+    elseif type(a) == "table" and a[1] == nil and a.shape == nil then
+      t = c_scalar(data, dtype_code(a.dtype))
       if a.requires_grad then c_set_requires_grad(t, true) end
       return t
     end

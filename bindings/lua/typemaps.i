@@ -154,12 +154,32 @@ static int ag_lua_handle(lua_State *L, int idx, swig_type_info *type, void **out
     *out = NULL;
     return lua_isnoneornil(L, idx);
 }
-/* Pushes "fn: argument 2: expected ag_tensor, got ag_node" (__name of a metatable, if any). */
-static void ag_lua_arg_error(lua_State *L, int idx, const char *fn, const char *expected)
+/* Pushes "fn: argument 2: expected ag_tensor, got ag_node" for the value at idx (__name of a
+ * metatable, if any); argno is its place among fn's arguments. */
+static void ag_lua_arg_error(lua_State *L, int idx, int argno, const char *fn,
+                             const char *expected)
 {
     const char *got = luaL_typename(L, idx);
     if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
-    lua_pushfstring(L, "%s: argument %d: expected %s, got %s", fn, idx, expected, got);
+    lua_pushfstring(L, "%s: argument %d: expected %s, got %s", fn, argno, expected, got);
+}
+
+/* A handle argument as the wrappers take it (the value at idx, argument argno of C function
+ * fn): 1 with *out set (NULL for nil, which fn reports), or 0 with the message pushed when it
+ * is not a `tname`, or one that was released or has expired. */
+static int ag_lua_handle_arg(lua_State *L, int idx, int argno, swig_type_info *type,
+                             const char *tname, const char *fn, void **out)
+{
+    if (!ag_lua_handle(L, idx, type, out)) {
+        ag_lua_arg_error(L, idx, argno, fn, tname);
+        return 0;
+    }
+    if (!*out && !lua_isnoneornil(L, idx)) {
+        lua_pushfstring(L, "%s: argument %d: this %s is no longer valid (released or expired)",
+                        fn, argno, tname);
+        return 0;
+    }
+    return 1;
 }
 
 /* A tensor at idx (borrowed), or NULL with an error message pushed. nil is not a tensor. */
@@ -598,7 +618,7 @@ void ag_lua_invalidate(lua_State *L, int idx)
 
 /* t:release() and `local t <close> = ...`: drops the tensor's reference now instead of at
  * collection (the collector sees only a small userdata, so a loop that makes large or many
- * tensors holds them until it runs). The handle is emptied: its __gc then does nothing and a
+ * tensors holds them until it runs). The handle is emptied: the sweep then passes it over, and a
  * later call that takes it raises an error. Releasing twice, or nil, does nothing (a
  * to-be-closed variable may hold nil). */
 static int ag_lua_release_tensor(lua_State *L)
@@ -606,7 +626,7 @@ static int ag_lua_release_tensor(lua_State *L)
     if (lua_isnoneornil(L, 1)) return 0;
     void *p = NULL;
     if (!ag_lua_handle(L, 1, SWIGTYPE_p_ag_tensor, &p)) {
-        ag_lua_arg_error(L, 1, "release", "ag_tensor");
+        ag_lua_arg_error(L, 1, 1, "release", "ag_tensor");
         return lua_error(L);
     }
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, 1);
@@ -633,14 +653,8 @@ typedef int (*ag_lua_ts_fn)(ag_tensor **, const ag_tensor *, double);
 static ag_tensor *ag_lua_tensor_arg(lua_State *L, int idx, const char *fn, int argno)
 {
     void *p = NULL;
-    if (!ag_lua_handle(L, idx, SWIGTYPE_p_ag_tensor, &p)) {
-        const char *got = luaL_typename(L, idx);
-        if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) got = lua_tostring(L, -1);
-        luaL_error(L, "%s: argument %d: expected ag_tensor, got %s", fn, argno, got);
-    }
-    if (!p && !lua_isnoneornil(L, idx))
-        luaL_error(L, "%s: argument %d: this ag_tensor is no longer valid (released or expired)",
-                   fn, argno);
+    if (!ag_lua_handle_arg(L, idx, argno, SWIGTYPE_p_ag_tensor, "ag_tensor", fn, &p))
+        lua_error(L);
     return (ag_tensor *)p;
 }
 
@@ -806,15 +820,8 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 /* Handles in: the SWIG object of that type, or nil (NULL: the library reports it). */
 %define AG_LUA_HANDLE_IN(TYPE)
 %typemap(in) TYPE *, const TYPE *
-%{ if (!ag_lua_handle(L, $input, $descriptor, (void **)&$1)) {
-     ag_lua_arg_error(L, $input, "$symname", "TYPE");
-     SWIG_fail;
-   }
-   if (!$1 && !lua_isnoneornil(L, $input)) { /* emptied: released, or a ctx kept too long */
-     lua_pushfstring(L, "$symname: argument %d: this TYPE is no longer valid "
-                        "(released or expired)", $input);
-     SWIG_fail;
-   } %}
+%{ if (!ag_lua_handle_arg(L, $input, $input, $descriptor, "TYPE", "$symname", (void **)&$1))
+     SWIG_fail; %}
 %enddef
 AG_LUA_HANDLE_IN(ag_tensor)
 AG_LUA_HANDLE_IN(ag_node)
