@@ -51,7 +51,9 @@ static tensor *header_new(int ndim)
     t->strides = t->shape + ndim;
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
-    atomic_flag_clear(&t->acc_lock);
+    /* Relaxed: nobody else sees the header yet, and the default (seq_cst) clear is a locked
+     * xchg, which waits for every earlier store to reach the cache. */
+    atomic_flag_clear_explicit(&t->acc_lock, memory_order_relaxed);
     return t;
 }
 
@@ -81,7 +83,7 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
     memset(t, 0, sizeof *t);
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
-    atomic_flag_clear(&t->acc_lock);
+    atomic_flag_clear_explicit(&t->acc_lock, memory_order_relaxed); /* unshared yet (header_new) */
     t->shape = (int64_t *)(t + 1);
     t->strides = t->shape + ndim;
     storage *st = (storage *)((char *)(t + 1) + dims);
@@ -301,7 +303,7 @@ tmeta *tensor_meta(tensor *t)
     }
     fresh->acc = node_init_embedded((char *)fresh + head, &ACCUMULATE_GRAD, t);
     atomic_init(&fresh->refs, 1);
-    atomic_flag_clear(&fresh->lock);
+    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* unpublished (header_new) */
     fresh->next_hook_id = 1;
     tmeta *expected = NULL;
     if (!atomic_compare_exchange_strong(&t->meta, &expected, fresh)) {
