@@ -123,13 +123,14 @@ typedef struct freestack {
     uint32_t lim;    /* mem_free pushes without the slow path while n < lim (<= cap) */
 } freestack;
 
-/* A thread keeps at most as many free blocks of a class as it brought into use (carved, or
- * took from other threads' surplus) plus KEEP_SLACK; a free beyond that gives ORPHAN_BATCH
- * blocks to the shared lists, which threads whose stacks are empty draw from. Without the
- * bound, a thread that frees what another allocates (a consumer of a producer's tensors)
- * kept every block while its producer carved new ones: memory grew without end (35 MB per
- * round of 200 000 0-d tensors, measured). A thread that frees what it allocated never
- * reaches the bound, so nothing changes for it. */
+/* A thread keeps at most as many free blocks of a class as it carved plus KEEP_SLACK; a free
+ * beyond that gives ORPHAN_BATCH blocks to the shared list, which threads whose stacks are
+ * empty draw from (ORPHAN_BATCH at a time). Without the bound, a thread that frees what
+ * another allocates (a consumer of a producer's tensors) kept every block while its producer
+ * carved new ones: memory grew without end (35 MB per round of 200 000 0-d tensors,
+ * measured). Only carving counts: blocks taken from the list do not raise the bound, or a
+ * long-lived producer that later turned consumer would hoard again. A thread that frees
+ * what it allocated never reaches the bound, so nothing changes for it. */
 #define KEEP_SLACK 1024u
 #define ORPHAN_BATCH 256u
 
@@ -154,7 +155,7 @@ static bool freestack_grow(freestack *f)
     return true;
 }
 
-/* n more blocks of the stack's class came into its thread's use. */
+/* n more blocks of the stack's class were carved (or malloc'd) by its thread. */
 static void freestack_introduced(freestack *f, uint32_t n)
 {
     f->keep = f->keep > UINT32_MAX - n ? UINT32_MAX : f->keep + n;
@@ -192,8 +193,11 @@ static pthread_mutex_t all_pools_lock = PTHREAD_MUTEX_INITIALIZER;
  * Carved blocks never go back to the system: blocks freed by a thread without a pool, an
  * exiting thread's blocks and a thread's surplus (see KEEP_SLACK) go to a shared list per
  * class that allocating threads draw from, and the rest of an exiting thread's region is
- * kept for the next thread. Memory held is therefore the peak of small blocks live at once,
- * plus at most KEEP_SLACK + ORPHAN_BATCH free blocks per class and thread.
+ * kept for the next thread. A thread carves only when its own array and the shared list are
+ * both empty, that is when every free block of the class sits in another thread's array,
+ * within that thread's bound (see KEEP_SLACK): so each thread carves at most the peak of
+ * blocks live at once plus the other threads' slack, and memory held is bounded by the
+ * number of threads times that peak (two threads trading blocks settle at ~2x).
  *
  * Under AddressSanitizer and valgrind every fresh block is malloc'd instead, so that their
  * leak checkers and bounds checks see each block as its own allocation. */
@@ -203,8 +207,8 @@ static pthread_mutex_t all_pools_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct {
     pthread_mutex_t lock;
-    block_hdr *orphans[POOL_CLASSES]; /* linked through their first word */
-    atomic_uint n_orphans[POOL_CLASSES];
+    block_hdr *orphans[POOL_CLASSES]; /* chains (see orphan_chain) */
+    atomic_uint n_orphans[POOL_CLASSES]; /* blocks in them (a hint read without the lock) */
     cursor spare[SPARE_SLOTS];        /* unused ends of exited threads' regions */
     int n_spare;
 } shared = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -239,12 +243,31 @@ static char *region_map(size_t size)
     return a;
 }
 
+/* The shared list of a class is a list of chains of blocks: the blocks of a chain are
+ * linked through their first word, and the chain's first block holds this in its payload
+ * (every class has at least 48 bytes). Pushing or taking a chain under the lock touches one
+ * block, not every block of it: the chains are built and walked outside the lock. */
+typedef struct orphan_chain {
+    block_hdr *next_chain;
+    uint32_t count;
+} orphan_chain;
+_Static_assert(sizeof(orphan_chain) <= 48, "fits the smallest class");
+
+static orphan_chain *chain_of(block_hdr *head) { return (orphan_chain *)(head + 1); }
+
+/* Pushes the chain head..(count blocks, linked) of class c; the lock is held. */
+static void orphan_push_chain_locked(int c, block_hdr *head, uint32_t count)
+{
+    chain_of(head)->next_chain = shared.orphans[c];
+    chain_of(head)->count = count;
+    shared.orphans[c] = head;
+    atomic_fetch_add_explicit(&shared.n_orphans[c], count, memory_order_relaxed);
+}
+
 static void orphan_push_locked(block_hdr *h)
 {
-    uint32_t c = h->cls;
-    *(block_hdr **)h = shared.orphans[c];
-    shared.orphans[c] = h;
-    atomic_fetch_add_explicit(&shared.n_orphans[c], 1, memory_order_relaxed);
+    *(block_hdr **)h = NULL;
+    orphan_push_chain_locked((int)h->cls, h, 1);
 }
 
 /* A carved block that no free stack will take goes to the shared list. */
@@ -255,42 +278,65 @@ static void orphan_push(block_hdr *h)
     pthread_mutex_unlock(&shared.lock);
 }
 
-/* Moves up to a stack's worth of shared blocks of class c to this thread's stack (grown
- * beforehand, so nothing can fail half-way). True if any came. */
+/* Moves chains of class c's shared list, ORPHAN_BATCH blocks or a little more, to this
+ * thread's (empty) stack, grown beforehand so nothing can fail half-way. True if any came.
+ * Taken blocks do not raise the stack's bound (see KEEP_SLACK). */
 static bool orphans_take(pool *pl, int c)
 {
     if (!atomic_load_explicit(&shared.n_orphans[c], memory_order_relaxed)) return false;
     freestack *f = &pl->fs[c];
-    if (f->n == f->cap && !freestack_grow(f)) return false;
-    uint32_t n0 = f->n;
+    /* chains hold at most ORPHAN_BATCH blocks: room for the batch and one more chain */
+    while (f->cap - f->n < 2 * ORPHAN_BATCH)
+        if (!freestack_grow(f)) return false;
+    block_hdr *first = NULL, *last = NULL;
+    uint32_t taken = 0;
     pthread_mutex_lock(&shared.lock);
-    while (shared.orphans[c] && f->n < f->cap) {
-        block_hdr *h = shared.orphans[c];
-        shared.orphans[c] = *(block_hdr **)h;
-        f->v[f->n++] = h;
-        atomic_fetch_sub_explicit(&shared.n_orphans[c], 1, memory_order_relaxed);
+    while (shared.orphans[c] && taken < ORPHAN_BATCH) {
+        block_hdr *head = shared.orphans[c];
+        shared.orphans[c] = chain_of(head)->next_chain;
+        taken += chain_of(head)->count;
+        chain_of(head)->next_chain = NULL;
+        if (last) chain_of(last)->next_chain = head;
+        else first = head;
+        last = head;
     }
+    atomic_fetch_sub_explicit(&shared.n_orphans[c], taken, memory_order_relaxed);
     pthread_mutex_unlock(&shared.lock);
-    freestack_introduced(f, f->n - n0);
+    for (block_hdr *head = first; head;) {
+        block_hdr *next_chain = chain_of(head)->next_chain;
+        for (block_hdr *h = head; h; h = *(block_hdr **)h) f->v[f->n++] = h;
+        head = next_chain;
+    }
     return f->n > 0;
 }
 
-/* Gives ORPHAN_BATCH blocks from the top of a free stack to the shared list of their class
- * (see KEEP_SLACK); malloc'd blocks (sanitizer builds) go back to malloc. */
-static void give_surplus(freestack *f)
+/* Gives ORPHAN_BATCH blocks from the top of class c's free stack to the shared list (see
+ * KEEP_SLACK), as one chain linked before the lock is taken; malloc'd blocks (sanitizer
+ * builds) go back to malloc. */
+static void give_surplus(freestack *f, int c)
 {
-    block_hdr *to_free[ORPHAN_BATCH];
-    uint32_t nf = 0;
-    pthread_mutex_lock(&shared.lock);
+    block_hdr *head = NULL;
+    uint32_t count = 0;
     for (uint32_t k = 0; k < ORPHAN_BATCH && f->n; k++) {
         block_hdr *h = f->v[--f->n];
-        if (h->pad == CARVED) orphan_push_locked(h);
-        else to_free[nf++] = h;
+        if (h->pad != CARVED) {
+            free(h);
+            continue;
+        }
+        *(block_hdr **)h = head;
+        head = h;
+        count++;
     }
-    pthread_mutex_unlock(&shared.lock);
     if (f->n < f->sorted) f->sorted = f->n;
-    for (uint32_t k = 0; k < nf; k++) free(to_free[k]);
+    if (!head) return;
+    pthread_mutex_lock(&shared.lock);
+    orphan_push_chain_locked(c, head, count);
+    pthread_mutex_unlock(&shared.lock);
 }
+
+static atomic_size_t carved_bytes; /* mem_carved_bytes */
+
+size_t mem_carved_bytes(void) { return atomic_load_explicit(&carved_bytes, memory_order_relaxed); }
 
 /* A fresh block of class c from this thread's region (NULL if no region can be had). */
 static block_hdr *carve(pool *pl, int c)
@@ -312,6 +358,7 @@ static block_hdr *carve(pool *pl, int c)
     }
     block_hdr *h = (block_hdr *)pl->cur.next;
     pl->cur.next += need;
+    atomic_fetch_add_explicit(&carved_bytes, need, memory_order_relaxed);
     h->cls = (uint32_t)c;
     h->pad = CARVED;
     return h;
@@ -648,7 +695,7 @@ __attribute__((noinline)) static void mem_free_slow(block_hdr *h)
     if (h->cls < POOL_CLASSES) {
         pool *pl = tls_pool;
         freestack *f = pl ? &pl->fs[h->cls] : NULL;
-        if (f && f->n >= (uint64_t)f->keep + ORPHAN_BATCH) give_surplus(f);
+        if (f && f->n >= (uint64_t)f->keep + ORPHAN_BATCH) give_surplus(f, (int)h->cls);
         if (f && (f->n < f->cap || freestack_grow(f))) {
             f->v[f->n++] = h;
             return;

@@ -30,6 +30,10 @@ void mem_scratch_give(int slot, void *p, size_t cap);
  *  AddressSanitizer and valgrind, where each is malloc'd so their checkers see it). */
 bool mem_carving(void);
 
+/** Bytes of small blocks carved from regions so far, all threads together: the memory the
+ *  pools hold, since carved blocks are never returned (tests check it stays bounded). */
+size_t mem_carved_bytes(void);
+
 /** Installs alloc/free (NULL for both restores malloc/free). */
 void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud);
 
