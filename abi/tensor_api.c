@@ -468,11 +468,14 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     k->userdata = ah;
     k->free_userdata = hook_free;
     k->caller_thread = flags & AG_CALLBACK_CALLER_THREAD;
+    atomic_init(&k->removed, false);
+    atomic_init(&k->refs, 1); /* the link that will point to it */
     tmeta_lock(m);
     k->id = m->next_hook_id++;
     hook **tail = &m->hooks;
     while (*tail) tail = &(*tail)->next;
-    *tail = k;
+    /* (atomic: backward peeks at m->hooks without the lock to skip metas without hooks) */
+    __atomic_store_n(tail, k, __ATOMIC_RELEASE);
     atomic_fetch_or(&m->acc->flags, NODE_LEAF_HOOKS);
     if (k->caller_thread) {
         m->caller_thread = true;
@@ -494,9 +497,12 @@ AG_API int ag_tensor_remove_hook(ag_tensor *h, uint64_t handle)
         tmeta_lock(m);
         for (hook **p = &m->hooks; *p; p = &(*p)->next) {
             if ((*p)->id == handle) {
+                /* Unlinked, but its own `next` stays: a backward running it (or about to)
+                 * goes on from it to the hooks that followed (see hook in tensor.h). */
                 found = *p;
-                *p = found->next;
-                found->next = NULL;
+                if (found->next) hook_retain(found->next);
+                __atomic_store_n(p, found->next, __ATOMIC_RELEASE);
+                atomic_store_explicit(&found->removed, true, memory_order_relaxed);
                 break;
             }
         }
@@ -505,6 +511,6 @@ AG_API int ag_tensor_remove_hook(ag_tensor *h, uint64_t handle)
     if (!found)
         return api_error(fn, AG_EINVAL, "tensor has no hook with handle %llu",
                          (unsigned long long)handle);
-    hooks_free(found);
+    hook_release(found); /* the link's reference; a running walk holds its own */
     return AG_OK;
 }

@@ -332,34 +332,57 @@ static eng_err number_slots(sched *s)
 }
 
 /* ---- running one node --------------------------------------------------------------------- */
+/* The hook after h (NULL for the first), retained, or NULL: read under the meta's lock, as
+ * hooks may be removed or added meanwhile, by another thread or by a hook itself. */
+static hook *hook_next(tmeta *m, hook *h)
+{
+    tmeta_lock(m);
+    hook *n = h ? h->next : m->hooks;
+    if (n) hook_retain(n);
+    tmeta_unlock(m);
+    return n;
+}
+
+/* Calls hook h on *grad, which it may replace (same dtype and shape as the output). */
+static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const char *where)
+{
+    tensor *repl = NULL;
+    int rc = h->fn(&repl, *grad, h->userdata);
+    if (rc) {
+        tensor_release(repl);
+        return err_set(err_of_callback(rc), "hook on a gradient of %s failed with status %d: %s",
+                       where, rc, err_message());
+    }
+    if (!repl) return E_OK;
+    bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&
+              memcmp(repl->shape, om->shape, om->ndim * sizeof(int64_t)) == 0;
+    if (!ok) {
+        char a[160], b[160];
+        tensor_release(repl);
+        return err_set(E_CALLBACK, "hook on a gradient of %s returned a %s %s tensor; expected %s %s",
+                       where, dtype_name((dtype)repl->dtype),
+                       fmt_shape(a, sizeof a, repl->shape, repl->ndim),
+                       dtype_name((dtype)om->dtype), fmt_shape(b, sizeof b, om->shape, om->ndim));
+    }
+    tensor_release(*grad);
+    *grad = repl;
+    return E_OK;
+}
+
+/* Runs m's hooks in order on *grad. Each is held while it runs and the next is taken under
+ * the lock (see hook_next), so a hook removed meanwhile is skipped if not yet reached, and
+ * finishes, then is freed, if it was running. */
 static eng_err run_hooks(tmeta *m, tensor **grad, const out_meta *om, const char *where)
 {
-    for (hook *h = m->hooks; h; h = h->next) {
-        tensor *repl = NULL;
-        int rc = h->fn(&repl, *grad, h->userdata);
-        if (rc) {
-            tensor_release(repl);
-            return err_set(err_of_callback(rc), "hook on a gradient of %s failed with status %d: %s",
-                           where, rc, err_message());
-        }
-        if (repl) {
-            bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&
-                      memcmp(repl->shape, om->shape, om->ndim * sizeof(int64_t)) == 0;
-            if (!ok) {
-                char a[160], b[160];
-                tensor_release(repl);
-                return err_set(E_CALLBACK, "hook on a gradient of %s returned a %s %s tensor; "
-                               "expected %s %s",
-                               where, dtype_name((dtype)repl->dtype),
-                               fmt_shape(a, sizeof a, repl->shape, repl->ndim),
-                               dtype_name((dtype)om->dtype),
-                               fmt_shape(b, sizeof b, om->shape, om->ndim));
-            }
-            tensor_release(*grad);
-            *grad = repl;
-        }
+    eng_err rc = E_OK;
+    for (hook *h = hook_next(m, NULL); h;) {
+        if (!atomic_load_explicit(&h->removed, memory_order_relaxed))
+            rc = run_one_hook(h, grad, om, where);
+        hook *next = rc ? NULL : hook_next(m, h);
+        hook_release(h);
+        h = next;
     }
-    return E_OK;
+    return rc;
 }
 
 /* Adds `add` into *acc (both gradients for the same position), in place when *acc is a
@@ -543,7 +566,8 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
                 m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
                         ? node_leaf_meta(fn) : NULL;
             if (!m || !gin[p]) continue;
-            if (m->hooks) rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
+            if (__atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
+                rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
             if (!rc && m->retains_grad && !fn->variable && s->accumulate) {
                 tensor ***ret = retained_of(s, i);
                 if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));

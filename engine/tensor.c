@@ -317,7 +317,7 @@ void tmeta_release(tmeta *m)
 {
     if (!m || !refs_drop(&m->refs)) return;
     tensor_release(m->grad);
-    hooks_free(m->hooks);
+    hook_release(m->hooks);
     mem_free(m);
 }
 
@@ -332,9 +332,10 @@ tensor *tensor_grad_get(const tensor *t)
     return g;
 }
 
-void hooks_free(hook *h)
+void hook_release(hook *h)
 {
-    while (h) {
+    /* Iterative: dropping a long list's head frees it hook by hook. */
+    while (h && atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) == 1) {
         hook *next = h->next;
         if (h->free_userdata) h->free_userdata(h->userdata);
         mem_free(h);

@@ -137,14 +137,24 @@ tensor *tensor_grad_get(const tensor *t);
 
 /* ---- gradient hooks (see ag_tensor_register_hook) ---- */
 typedef int (*hook_fn)(tensor **new_grad, tensor *grad, void *userdata);
+/* A meta's hooks are a list whose links hold references: the meta's head, and each hook's
+ * `next`. A backward walking the list holds a reference to the hook it is at and takes the
+ * next one under the meta's lock, so removing a hook (even from inside itself, or from another
+ * thread) unlinks it and drops the link's reference, while a walk already on it finishes with
+ * it, goes on to what followed it, and frees it last: free_userdata then runs once the hook is
+ * removed and no longer running, as ag_tensor_register_hook promises. */
 typedef struct hook {
-    struct hook *next;
+    struct hook *next; /* strong; written under the meta's lock */
     uint64_t id;
     hook_fn fn;
     void *userdata;
     void (*free_userdata)(void *);
     bool caller_thread;
+    atomic_bool removed; /* a walk that reaches it does not call it */
+    atomic_long refs;
 } hook;
-void hooks_free(hook *h);
+static inline void hook_retain(hook *h) { atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed); }
+/** Drops one reference to h; the last frees it (free_userdata first) and drops its `next`. */
+void hook_release(hook *h);
 
 #endif

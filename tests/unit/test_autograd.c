@@ -293,6 +293,63 @@ static void hooks(void)
     ag_tensor_release(w);
 }
 
+/* A one-shot hook removes itself from inside (PyTorch: handle.remove() in the hook). It runs
+ * once; the hooks registered after it still run on every pass; its userdata is freed once,
+ * after it returned. (It used to stop the walk, and free itself while still running.) */
+typedef struct oneshot_state {
+    ag_tensor *t;
+    uint64_t handle;
+    int calls, running, freed, freed_while_running;
+} oneshot_state;
+
+static int oneshot_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    oneshot_state *s = ud;
+    s->running = 1;
+    s->calls++;
+    int rc = ag_tensor_remove_hook(s->t, s->handle);
+    s->running = 0;
+    return rc;
+}
+
+static void oneshot_free(void *ud)
+{
+    oneshot_state *s = ud;
+    s->freed++;
+    s->freed_while_running += s->running;
+}
+
+static int count_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    (*(int *)ud)++;
+    return AG_OK;
+}
+
+static void hook_removes_itself(void)
+{
+    ag_tensor *w = leaf(3.0), *y;
+    oneshot_state s = {w, 0, 0, 0, 0, 0};
+    int later = 0;
+    uint64_t h2;
+    OK(ag_tensor_register_hook(&s.handle, w, oneshot_hook, 0, &s, oneshot_free));
+    OK(ag_tensor_register_hook(&h2, w, count_hook, 0, &later, NULL));
+    for (int pass = 0; pass < 3; pass++) {
+        OK(ag_mul_scalar(&y, w, 2.0));
+        OK(ag_backward(y, NULL, 0));
+        ag_tensor_release(y);
+    }
+    CHECK(s.calls == 1);
+    CHECK(later == 3);
+    CHECK(s.freed == 1 && s.freed_while_running == 0);
+    CHECK_CLOSE(grad_of(w), 6.0, 0);
+    FAILS(AG_EINVAL, ag_tensor_remove_hook(w, s.handle));
+    ag_tensor_release(w);
+}
+
 /* ---- custom functions: y = exp(x) computed "by hand", saving the output ---- */
 static int myexp_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
                          ag_tensor *const *ins, size_t n_in, void *ud)
@@ -496,6 +553,7 @@ int main(void)
     retain_grad();
     retain_grad_during_backward();
     hooks();
+    hook_removes_itself();
     custom_function();
     inplace_semantics();
     anomaly();

@@ -1,10 +1,12 @@
 /*
  * test_threads.c: determinism and concurrency. The same graphs, forward and backward, give
  * bitwise-identical values and gradients with 1, 2, 3 and 4 threads; independent graphs run
- * on several threads at once, sharing leaves whose .grad accumulates safely.
+ * on several threads at once, sharing leaves whose .grad accumulates safely; a hook removed
+ * by one thread while another's backward runs it is freed only once it has returned.
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "harness.h"
@@ -238,10 +240,87 @@ static void shared_nodes(void)
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
 }
 
+/* ---- a hook removed while another thread's backward runs it ---- */
+/* ag_tensor_register_hook promises free_userdata "once the hook is removed and no longer
+ * running": one thread registers and removes hooks on a leaf while another runs backward
+ * through it. (Removal used to free the hook at once: the running backward then called
+ * freed memory, or walked on from it.) */
+typedef struct watched {
+    atomic_int running, freed;
+} watched;
+
+static atomic_int hook_violations, hook_calls, hook_stop;
+
+static int watched_hook(ag_tensor **new_grad, ag_tensor *grad, void *p)
+{
+    (void)new_grad;
+    (void)grad;
+    watched *w = p;
+    atomic_fetch_add(&w->running, 1);
+    atomic_fetch_add(&hook_calls, 1);
+    if (atomic_load(&w->freed)) atomic_fetch_add(&hook_violations, 1);
+    for (volatile int i = 0; i < 2000; i++) ; /* some work, so removals land mid-call */
+    if (atomic_load(&w->freed)) atomic_fetch_add(&hook_violations, 1);
+    atomic_fetch_sub(&w->running, 1);
+    return AG_OK;
+}
+
+static void watched_free(void *p)
+{
+    watched *w = p;
+    if (atomic_load(&w->running)) atomic_fetch_add(&hook_violations, 1);
+    atomic_store(&w->freed, 1); /* the memory is kept (below), so a late call is seen, not a crash */
+}
+
+static void *backward_loop(void *p)
+{
+    ag_tensor *w = p, *y, *s;
+    while (!atomic_load(&hook_stop)) {
+        OK(ag_mul_scalar(&y, w, 2.0));
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        ag_tensor_release(s);
+        ag_tensor_release(y);
+    }
+    return NULL;
+}
+
+static void hook_removed_while_running(void)
+{
+    enum { ROUNDS = 400 };
+    int64_t shape[1] = {4};
+    ag_tensor *w;
+    OK(ag_zeros(&w, AG_FLOAT64, shape, 1));
+    OK(ag_tensor_set_requires_grad(w, 1));
+    watched *ws = calloc(ROUNDS, sizeof *ws);
+    CHECK(ws != NULL);
+    if (!ws) return;
+    pthread_t t;
+    pthread_create(&t, NULL, backward_loop, w);
+    for (int k = 0; k < ROUNDS; k++) {
+        uint64_t h;
+        OK(ag_tensor_register_hook(&h, w, watched_hook, 0, &ws[k], watched_free));
+        for (volatile int i = 0; i < 3000; i++) ;
+        OK(ag_tensor_remove_hook(w, h));
+    }
+    atomic_store(&hook_stop, 1);
+    pthread_join(t, NULL);
+    int unfreed = 0;
+    for (int k = 0; k < ROUNDS; k++) unfreed += !atomic_load(&ws[k].freed);
+    CHECK(atomic_load(&hook_violations) == 0);
+    CHECK(unfreed == 0);
+    if (atomic_load(&hook_violations) || unfreed)
+        fprintf(stderr, "hooks: %d calls, %d used or freed wrongly, %d never freed\n",
+                atomic_load(&hook_calls), atomic_load(&hook_violations), unfreed);
+    ag_tensor_release(w);
+    free(ws);
+}
+
 int main(void)
 {
     determinism();
     concurrent_graphs();
     shared_nodes();
+    hook_removed_while_running();
     return harness_finish("test_threads");
 }
