@@ -419,6 +419,10 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a
  *  failing hook, an anomaly) leaves every .grad untouched; saved tensors of nodes that
  *  already ran may have been freed then (without AG_RETAIN_GRAPH), as in PyTorch.
+ *  Several threads may call backward at once, on separate graphs or on graphs that share
+ *  nodes or leaves (.grad of a shared leaf receives every pass's sum). Through a shared node
+ *  without AG_RETAIN_GRAPH, the pass that runs it second fails with AG_EGRAPH, as a second
+ *  backward would.
  *  Errors: AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
  *  grad_fn"), AG_ESHAPE (non-scalar root without grad, or grad of the wrong shape),
  *  AG_EDTYPE, AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor

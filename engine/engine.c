@@ -485,6 +485,14 @@ static bool execute_leaf(sched *s, uint32_t i)
     return true;
 }
 
+/* Starts fetching n's k-th saved tensor. Read without the node's lock, so atomically: another
+ * pass may be releasing it (saved_release); a stale pointer is harmless to a prefetch. */
+static inline void prefetch_saved(node *n, int k)
+{
+    tensor *t = __atomic_load_n(&n->saved[k].t, __ATOMIC_RELAXED);
+    if (t) __builtin_prefetch(t);
+}
+
 /* Where node i keeps the gradients of its outputs that tensors retain; NULL (E_NOMEM set) if
  * the per-pass array cannot be made. Nodes on several threads may ask at once. */
 static tensor ***retained_of(sched *s, uint32_t i)
@@ -523,13 +531,11 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     if (!s->parallel && i + RUN_AHEAD_NEAR < s->n) {
         /* (Serial passes only: in a parallel one that node may be running, and releasing its
          * saved tensors, on another thread.) */
-        const node *near = s->nodes[i + RUN_AHEAD_NEAR].fn;
-        for (int k = 0; k < near->n_saved; k++)
-            if (near->saved[k].t) __builtin_prefetch(near->saved[k].t);
+        node *near = s->nodes[i + RUN_AHEAD_NEAR].fn;
+        for (int k = 0; k < near->n_saved; k++) prefetch_saved(near, k);
     }
     /* The formula will read the saved tensors: fetch them together, not one by one. */
-    for (int k = 0; k < fn->n_saved; k++)
-        if (fn->saved[k].t) __builtin_prefetch(fn->saved[k].t);
+    for (int k = 0; k < fn->n_saved; k++) prefetch_saved(fn, k);
     if (fn->n_out > 4) gin = mem_calloc(fn->n_out * sizeof *gin);
     if (fn->n_next > 4) {
         gout = mem_calloc(fn->n_next * sizeof *gout);
@@ -603,6 +609,8 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
         for (int e = 0; e < fn->n_next; e++)
             needed[e] = s->edge_target[g->edge0 + e] != NONE;
+        bool locked = fn->n_saved > 0; /* see node_lock */
+        if (locked) node_lock(fn);
         if (any) {
             /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
             bwd_ctx c;
@@ -617,6 +625,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             if (rc) failed = true;
         }
         if (!s->retain_graph && fn->n_saved) saved_release(fn);
+        if (locked) node_unlock(fn);
     }
     for (int p = 0; gin && p < fn->n_out; p++) tensor_release(gin[p]);
 

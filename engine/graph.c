@@ -3,6 +3,7 @@
  */
 #include "graph.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,6 +54,7 @@ static node *node_layout(void *mem, const node_type *type, int n_next, int n_sav
     memset(n, 0, o);
     atomic_init(&n->refs, 1);
     atomic_init(&n->flags, 0);
+    atomic_flag_clear_explicit(&n->busy, memory_order_relaxed);
     atomic_init(&n->sched_owner, 0);
     n->type = type;
     n->name = type->name;
@@ -110,6 +112,12 @@ static void acc_retire(node *n)
     }
     atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
     tensor_release(drop);
+}
+
+void node_lock(node *n)
+{
+    /* Contended only when two passes run the same node at once: yield rather than spin. */
+    while (atomic_flag_test_and_set_explicit(&n->busy, memory_order_acquire)) sched_yield();
 }
 
 void node_release(node *n)
@@ -319,9 +327,11 @@ void saved_release(node *n)
 {
     bool any = false;
     for (int i = 0; i < n->n_saved; i++) {
-        if (n->saved[i].t) {
-            tensor_release(n->saved[i].t);
-            n->saved[i].t = NULL;
+        tensor *t = n->saved[i].t;
+        if (t) {
+            /* (atomic: backward's prefetch reads it without the node's lock) */
+            __atomic_store_n(&n->saved[i].t, NULL, __ATOMIC_RELAXED);
+            tensor_release(t);
             any = true;
         }
     }

@@ -83,6 +83,7 @@ typedef struct node {
     uint16_t n_out;    /* gradient slots = forward outputs */
     uint16_t n_saved;
     atomic_uchar flags;
+    atomic_flag busy;  /* held across the formula and the release of the saved tensors */
     uint32_t sched_idx;
     /* The rest. */
     int64_t elems;     /* elements of all outputs: the scheduler's measure of the work */
@@ -117,6 +118,14 @@ bool grad_mode_enabled(void);
 bool grad_mode_set(bool enabled); /* returns previous */
 bool anomaly_mode_enabled(void);
 bool anomaly_mode_set(bool enabled);
+
+/** Two backward passes may run one node at once (graphs that share it). A node with saved
+ *  tensors is locked while its formula reads them and a pass without retain_graph frees
+ *  them, so the other pass then finds them freed (E_GRAPH, as PyTorch's "backward through
+ *  the graph a second time") instead of reading freed tensors. A waiting pass yields its
+ *  core: a custom function's formula may take long. */
+void node_lock(node *n);
+static inline void node_unlock(node *n) { atomic_flag_clear_explicit(&n->busy, memory_order_release); }
 
 /* ---- lifetime ---- */
 static inline void node_retain(node *n) { atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); }
