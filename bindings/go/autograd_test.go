@@ -143,6 +143,14 @@ func TestMistakesAreErrors(t *testing.T) {
 	if !errors.Is(err, autograd.EInval) || !strings.Contains(err.Error(), "after Release") {
 		t.Fatalf("released: %v", err)
 	}
+	// list operands too (Cat and Stack used to leave the hint out)
+	for name, f := range map[string]func([]*autograd.Tensor, int64) (*autograd.Tensor, error){
+		"Cat": autograd.Cat, "Stack": autograd.Stack} {
+		if _, err := f([]*autograd.Tensor{x, y}, 0); !errors.Is(err, autograd.EInval) ||
+			!strings.Contains(err.Error(), "after Release") {
+			t.Fatalf("%s with a released tensor: %v", name, err)
+		}
+	}
 	if y.Shape() != nil || y.Numel() != 0 || y.String() == "" {
 		t.Fatal("queries of a released tensor")
 	}

@@ -423,14 +423,14 @@ func (t *Tensor) MaskedFill(mask *Tensor, value float64) (*Tensor, error) {
 func Cat(tensors []*Tensor, dim int64) (*Tensor, error) {
 	r := capi.Ag_cat(handles(tensors), dim)
 	keepAll(tensors)
-	return result(r)
+	return result(r, tensors...)
 }
 
 // Stack stacks tensors of equal shape along a new dimension dim.
 func Stack(tensors []*Tensor, dim int64) (*Tensor, error) {
 	r := capi.Ag_stack(handles(tensors), dim)
 	keepAll(tensors)
-	return result(r)
+	return result(r, tensors...)
 }
 
 // SplitCount returns the number of pieces Split makes: ceil(size(dim) / splitSize).
