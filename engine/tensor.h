@@ -9,6 +9,7 @@
 #ifndef AG_TENSOR_H
 #define AG_TENSOR_H
 
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -130,7 +131,13 @@ static inline bool tensor_is_leaf(const tensor *t) { return t->grad_fn == NULL; 
 tmeta *tensor_meta(tensor *t);
 static inline tmeta *tensor_meta_peek(const tensor *t) { return atomic_load_explicit(&((tensor *)t)->meta, memory_order_acquire); }
 void tmeta_release(tmeta *m);
-static inline void tmeta_lock(tmeta *m) { while (atomic_flag_test_and_set_explicit(&m->lock, memory_order_acquire)) ; }
+/* Spins briefly, then yields: commit holds the lock across an in-place add into .grad, which
+ * for a large gradient is a parallel kernel that wants every core. */
+static inline void tmeta_lock(tmeta *m)
+{
+    for (int k = 0; atomic_flag_test_and_set_explicit(&m->lock, memory_order_acquire); k++)
+        if (k >= 64) sched_yield();
+}
 static inline void tmeta_unlock(tmeta *m) { atomic_flag_clear_explicit(&m->lock, memory_order_release); }
 /** t's .grad, retained, or NULL. */
 tensor *tensor_grad_get(const tensor *t);
