@@ -200,15 +200,16 @@ static void concurrent_graphs(void)
     ag_tensor_release(shared);
 }
 
-/* Two threads run backward through graphs that share intermediate nodes (retain_graph). */
-typedef struct shared_graph {
+/* A thread's backward passes through a root: how many failed, or the status of one. */
+typedef struct pass_job {
     ag_tensor *root;
-    int failures;
-} shared_graph;
+    int failures, rc;
+} pass_job;
 
+/* Two threads run backward through graphs that share intermediate nodes (retain_graph). */
 static void *backward_many(void *p)
 {
-    shared_graph *s = p;
+    pass_job *s = p;
     for (int i = 0; i < 100; i++)
         if (ag_backward(s->root, NULL, AG_RETAIN_GRAPH)) s->failures++;
     return NULL;
@@ -225,7 +226,7 @@ static void shared_nodes(void)
     OK(ag_mul_scalar(&r2, y, 2.0));
     OK(ag_sum(&s1, r1));
     OK(ag_sum(&s2, r2));
-    shared_graph a = {s1, 0}, b = {s2, 0};
+    pass_job a = {s1, 0, 0}, b = {s2, 0, 0};
     pthread_t t1, t2;
     pthread_create(&t1, NULL, backward_many, &a);
     pthread_create(&t2, NULL, backward_many, &b);
@@ -342,11 +343,6 @@ static int slow_backward(ag_function_ctx *ctx, ag_tensor **grad_ins, size_t n_in
     return ag_clone(&grad_ins[0], grad_outs[0]);
 }
 
-typedef struct pass_job {
-    ag_tensor *root;
-    int rc;
-} pass_job;
-
 static void *one_pass(void *p)
 {
     pass_job *j = p;
@@ -372,7 +368,7 @@ static void shared_graph_without_retain(void)
         OK(ag_exp(&e, m));
         OK(ag_function_apply(&c, 1, &e, 1, "Slow", slow_forward, slow_backward, 0, NULL, NULL));
         OK(ag_sum(&root, c));
-        pass_job a = {root, -1}, b = {root, -1};
+        pass_job a = {root, 0, -1}, b = {root, 0, -1};
         pthread_t t1, t2;
         pthread_create(&t1, NULL, one_pass, &a);
         pthread_create(&t2, NULL, one_pass, &b);
