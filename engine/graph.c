@@ -96,17 +96,29 @@ node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
     return n;
 }
 
-/* An AccumulateGrad node at refcount 0 drops its leaf (which may free the node's block, the
- * leaf's meta) unless grad_accumulator revived it meanwhile: both decide under the leaf's
- * acc_lock. Done at once, not through the reclaim list, which must never hold a node whose
- * memory another thread may free. */
-static void acc_retire(node *n)
+/* Drops a reference to an AccumulateGrad node. The node holds its leaf (n->variable) exactly
+ * while its count is above 0, and grad_accumulator revives it from 0 under the leaf's
+ * acc_lock. A reference that may be the last is therefore dropped under that lock too, taken
+ * while the reference still keeps the leaf (and the node's block, the leaf's meta) alive:
+ * deciding after the count reached 0, as this did before, left a window in which another
+ * thread could revive and retire the node and free the leaf under this one. Done at once,
+ * not through the reclaim list, which must never hold a node whose memory another thread
+ * may free. */
+static void acc_release(node *n)
 {
-    tensor *leaf = __atomic_load_n(&n->variable, __ATOMIC_ACQUIRE);
-    if (!leaf) return;
+    long v = atomic_load_explicit(&n->refs, memory_order_relaxed);
+    while (v > 1) /* certainly not the last: no lock */
+        if (atomic_compare_exchange_weak_explicit(&n->refs, &v, v - 1, memory_order_acq_rel,
+                                                  memory_order_relaxed))
+            return;
+    tensor *leaf = __atomic_load_n(&n->variable, __ATOMIC_ACQUIRE); /* set: we hold a ref */
+    if (!leaf) {
+        atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel);
+        return;
+    }
     while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
     tensor *drop = NULL;
-    if (atomic_load(&n->refs) == 0 && n->variable == leaf) {
+    if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
         drop = leaf;
         __atomic_store_n(&n->variable, NULL, __ATOMIC_RELEASE);
     }
@@ -123,10 +135,10 @@ void node_lock(node *n)
 void node_release(node *n)
 {
     if (!n) return;
-    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): its
-     * count always takes the atomic path. */
+    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): see
+     * acc_release. */
     if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) {
-        if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) acc_retire(n);
+        acc_release(n);
         return;
     }
     if (refs_drop(&n->refs)) reclaim_node(n);
