@@ -386,7 +386,7 @@ AG_API int ag_tensor_retain_grad(ag_tensor *h)
     if (!m) return api_error(fn, AG_ENOMEM, "out of memory");
     eng_err e = node_attach_meta(t->grad_fn, t->output_nr, m);
     if (e) return api_fail(fn, e);
-    m->retains_grad = true;
+    __atomic_store_n(&m->retains_grad, true, __ATOMIC_RELEASE); /* backward may be reading it */
     return AG_OK;
 }
 
@@ -395,7 +395,7 @@ AG_API int ag_tensor_retains_grad(int *out, const ag_tensor *t)
     CHECK_NOT_NULL("ag_tensor_retains_grad", out, "out");
     CHECK_NOT_NULL("ag_tensor_retains_grad", t, "t");
     tmeta *m = tensor_meta_peek(T(t));
-    *out = T(t)->grad_fn && m && m->retains_grad;
+    *out = T(t)->grad_fn && m && __atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE);
     return AG_OK;
 }
 

@@ -564,17 +564,18 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         }
     }
 
-    if (!failed && (fn->hooked || fn->variable)) {
+    if (!failed && (__atomic_load_n(&fn->hooked, __ATOMIC_RELAXED) || fn->variable)) {
         /* Hooks and retain_grad of non-leaf outputs. */
         for (int p = 0; p < fn->n_out && !rc; p++) {
-            tmeta *m = fn->hooked ? fn->hooked[p] : NULL;
+            tmeta *m = node_hooked(fn, p);
             if (fn->variable)
                 m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
                         ? node_leaf_meta(fn) : NULL;
             if (!m || !gin[p]) continue;
             if (__atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
                 rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
-            if (!rc && m->retains_grad && !fn->variable && s->accumulate) {
+            if (!rc && __atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) && !fn->variable &&
+                s->accumulate) {
                 tensor ***ret = retained_of(s, i);
                 if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));
                 if (!ret || !*ret) {
@@ -811,7 +812,7 @@ static eng_err commit(sched *s)
                 tensor *r = ret[p];
                 if (!r) continue;
                 ret[p] = NULL;
-                tmeta *m = g->fn->hooked[p];
+                tmeta *m = node_hooked(g->fn, p);
                 tmeta_lock(m);
                 if (!m->grad) {
                     m->grad = NULL;

@@ -352,14 +352,23 @@ void saved_release(node *n)
 
 eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m)
 {
-    if (!n->hooked) {
-        n->hooked = mem_calloc((size_t)n->n_out * sizeof *n->hooked);
-        if (!n->hooked) return err_nomem();
+    /* Published with compare-and-swap and exchange: another thread may attach at once, and a
+     * backward through n reads them without a lock (node_hooked). */
+    tmeta **h = __atomic_load_n(&n->hooked, __ATOMIC_ACQUIRE);
+    if (!h) {
+        tmeta **fresh = mem_calloc((size_t)n->n_out * sizeof *fresh);
+        if (!fresh) return err_nomem();
+        h = NULL;
+        if (__atomic_compare_exchange_n(&n->hooked, &h, fresh, false, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE))
+            h = fresh;
+        else
+            mem_free(fresh);
     }
-    if (n->hooked[output_nr] == m) return E_OK;
-    tmeta_release(n->hooked[output_nr]);
+    if (__atomic_load_n(&h[output_nr], __ATOMIC_ACQUIRE) == m) return E_OK;
     atomic_fetch_add(&m->refs, 1);
-    n->hooked[output_nr] = m;
+    tmeta *old = __atomic_exchange_n(&h[output_nr], m, __ATOMIC_ACQ_REL);
+    tmeta_release(old); /* NULL, m (attached at once by another thread), or another tensor's */
     if (m->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
     return E_OK;
 }

@@ -180,7 +180,16 @@ void saved_release(node *n);
 /** The AccumulateGrad node of a leaf requiring grad (new reference). */
 eng_err grad_accumulator(tensor *leaf, node **out);
 
-/** Registers a tensor's meta with its grad_fn so backward finds its hooks / retained grad. */
+/** Registers a tensor's meta with its grad_fn so backward finds its hooks / retained grad.
+ *  Safe while other threads attach metas to n or run backward through it. */
 eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m);
+
+/** The meta attached to output p of n, or NULL (atomic loads: node_attach_meta may publish
+ *  it while a backward runs). */
+static inline tmeta *node_hooked(const node *n, int p)
+{
+    tmeta **h = __atomic_load_n(&((node *)n)->hooked, __ATOMIC_ACQUIRE);
+    return h ? __atomic_load_n(&h[p], __ATOMIC_ACQUIRE) : NULL;
+}
 
 #endif

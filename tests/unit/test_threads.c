@@ -3,7 +3,8 @@
  * bitwise-identical values and gradients with 1, 2, 3 and 4 threads; independent graphs run
  * on several threads at once, sharing leaves whose .grad accumulates safely; a hook removed
  * by one thread while another's backward runs it is freed only once it has returned; two
- * passes through one graph without retain_graph give one result and one AG_EGRAPH.
+ * passes through one graph without retain_graph give one result and one AG_EGRAPH; hooks and
+ * retain_grad may be attached to a node while a backward runs through it.
  */
 #include <math.h>
 #include <pthread.h>
@@ -402,6 +403,66 @@ static void shared_graph_without_retain(void)
     ag_tensor_release(w);
 }
 
+/* ---- hooks and retain_grad attached to a node while a backward runs through it ---- */
+/* One thread runs backward (retain_graph) through a fresh non-leaf while another calls
+ * retain_grad and registers a hook on it: the node's list of attached metas is published
+ * while the pass reads it. Either the pass sees them or not; nothing else may happen (and
+ * ThreadSanitizer checks the accesses). */
+typedef struct attach_job {
+    ag_tensor *y;
+    int rc;
+    uint64_t hook;
+} attach_job;
+
+static int noop_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad, (void)grad, (void)ud;
+    return AG_OK;
+}
+
+static void *attach_to(void *p)
+{
+    attach_job *j = p;
+    pthread_barrier_wait(&pass_bar);
+    j->rc = ag_tensor_retain_grad(j->y);
+    if (!j->rc) j->rc = ag_tensor_register_hook(&j->hook, j->y, noop_hook, 0, NULL, NULL);
+    return NULL;
+}
+
+static void attach_during_backward(void)
+{
+    int64_t shape[1] = {256};
+    ag_tensor *x;
+    OK(ag_full(&x, AG_FLOAT32, shape, 1, 1.0));
+    OK(ag_tensor_set_requires_grad(x, 1));
+    pthread_barrier_init(&pass_bar, NULL, 2);
+    int bad = 0;
+    for (int it = 0; it < 200; it++) {
+        ag_tensor *y, *root;
+        OK(ag_mul_scalar(&y, x, 3.0));
+        OK(ag_sum(&root, y));
+        pass_job pass = {root, 0, -1};
+        attach_job att = {y, -1, 0};
+        pthread_t t1, t2;
+        pthread_create(&t1, NULL, one_pass, &pass);
+        pthread_create(&t2, NULL, attach_to, &att);
+        pthread_join(t1, NULL);
+        pthread_join(t2, NULL);
+        if (pass.rc != AG_OK || att.rc != AG_OK) bad++;
+        ag_tensor_release(root);
+        ag_tensor_release(y);
+    }
+    pthread_barrier_destroy(&pass_bar);
+    CHECK(bad == 0);
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    double *v = values(g, NULL);
+    CHECK_CLOSE(v[0], 200 * 3.0, 0);
+    free(v);
+    ag_tensor_release(g);
+    ag_tensor_release(x);
+}
+
 int main(void)
 {
     determinism();
@@ -409,5 +470,6 @@ int main(void)
     shared_nodes();
     hook_removed_while_running();
     shared_graph_without_retain();
+    attach_during_backward();
     return harness_finish("test_threads");
 }
