@@ -634,10 +634,19 @@ function T.requires_grad_(t, on)
   return t
 end
 -- t:register_hook(function(grad) ... end): the function may return a replacement gradient.
--- Returns a handle with :remove().
+-- Returns a handle with :remove(), which, as PyTorch's, does nothing the second time or once
+-- t is gone. The handle holds t weakly: a hook that removes itself (its closure holds the
+-- handle) would otherwise hold its own tensor, and neither would ever be collected.
+local weak_values = {__mode = "v"}
 function T.register_hook(t, fn)
   local id = C.ag_tensor_register_hook(t, fn)
-  return {remove = function() C.ag_tensor_remove_hook(t, id) end, id = id}
+  local of = setmetatable({t = t}, weak_values)
+  return {remove = function()
+    local tt = of.t
+    if tt == nil then return end
+    of.t = nil
+    C.ag_tensor_remove_hook(tt, id)
+  end, id = id}
 end
 
 -- ag.grad(outputs, inputs [, opts]): gradients of the outputs (a tensor or a table) with

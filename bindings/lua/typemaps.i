@@ -480,14 +480,42 @@ static int ag_lua_track_close(lua_State *L)
 
 /* luaopen: makes the tracker (once per state) and takes the finalizer off the tensor class:
  * SWIG gave it one (the %extend destructor below), which the sweep replaces. */
+/* __gc of node, optimizer and generator handles: releases the object and empties the
+ * handle. SWIG's own destructor left the pointer in place, so a finalizer that reached the
+ * handle afterwards (an object resurrected by another finalizer; lua_close runs finalizers
+ * newest first) used freed memory, or another object made since at the same address. An
+ * emptied handle reads as "no longer valid" (ag_lua_handle_arg). */
+static int ag_lua_gc_handle(lua_State *L)
+{
+    swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, 1);
+    if (!u) return 0;
+    void *p = u->ptr;
+    int own = u->own;
+    u->ptr = NULL;
+    u->own = 0;
+    if (!own || !p) return 0;
+    if (u->type == SWIGTYPE_p_ag_node) ag_node_release((ag_node *)p);
+    else if (u->type == SWIGTYPE_p_ag_optimizer) ag_optimizer_release((ag_optimizer *)p);
+    else if (u->type == SWIGTYPE_p_ag_generator) ag_generator_release((ag_generator *)p);
+    return 0;
+}
+
 static void ag_lua_track_init(lua_State *L)
 {
+    static const char *const emptied[] = {"ag_node", "ag_optimizer", "ag_generator"};
     if (lua_getfield(L, LUA_REGISTRYINDEX, "SWIG") == LUA_TTABLE) {
         if (lua_getfield(L, -1, "ag_tensor") == LUA_TTABLE) {
             lua_pushnil(L);
             lua_setfield(L, -2, "__gc");
         }
         lua_pop(L, 1);
+        for (size_t k = 0; k < sizeof emptied / sizeof emptied[0]; k++) {
+            if (lua_getfield(L, -1, emptied[k]) == LUA_TTABLE) {
+                lua_pushcfunction(L, ag_lua_gc_handle);
+                lua_setfield(L, -2, "__gc");
+            }
+            lua_pop(L, 1);
+        }
     }
     lua_pop(L, 1);
     if (ag_lua_track_get(L)) {
@@ -770,8 +798,9 @@ struct ag_node {};
 struct ag_optimizer {};
 struct ag_generator {};
 struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
-/* (The tensor class loses its __gc at luaopen, see ag_lua_track_init: its handles are swept.
- * SWIG still wants a destructor to make the class.) */
+/* (At luaopen the tensor class loses its __gc, its handles being swept, and the others get
+ * ag_lua_gc_handle instead of SWIG's, see ag_lua_track_init. SWIG still wants a destructor
+ * to make each class.) */
 %extend ag_tensor { ~ag_tensor() { ag_lua_gc_release($self, ag_lua_tensor_bytes($self)); } }
 %extend ag_node { ~ag_node() { ag_node_release($self); } }
 %extend ag_optimizer { ~ag_optimizer() { ag_optimizer_release($self); } }

@@ -60,6 +60,28 @@ collectgarbage()
 collectgarbage()
 H.eq(registry_refs(), refs0, "hooks' and custom functions' registry references are dropped")
 
+-- A one-shot hook that never fires holds its own handle (h) in its closure: the handle
+-- holds the tensor weakly, so the tensor is still released when dropped. (It held it
+-- strongly: tensor -> registry -> hook -> handle -> tensor, and neither was ever freed.)
+-- Removing twice does nothing, as in PyTorch.
+do
+  collectgarbage()
+  local base = registry_refs()
+  for _ = 1, 10 do
+    local t = ag.tensor({1.0, 2.0}, {requires_grad = true})
+    local h
+    h = t:register_hook(function() h.remove() end)
+  end
+  collectgarbage()
+  collectgarbage()
+  collectgarbage()
+  H.eq(registry_refs(), base, "self-removing hooks that never fired are freed with their tensors")
+  local t = ag.tensor({1.0}, {requires_grad = true})
+  local h = t:register_hook(function(g) return g end)
+  h.remove()
+  H.check(pcall(h.remove), "a second remove does nothing")
+end
+
 -- A tensor with a hook: the hook's registry reference lives as long as the tensor does.
 local function hooked_tensor()
   local t = ag.tensor({1.0, 2.0}, {requires_grad = true})
@@ -125,6 +147,27 @@ do
   collectgarbage()
   H.check(type(outcome) == "string" and outcome:find("no longer valid") ~= nil,
           "the resurrected handle reads as released: " .. tostring(outcome))
+end
+
+-- The same for generators and optimizers, whose handles have a __gc each: the handle's own
+-- (newer) finalizer runs first and releases the object; the older one that resurrected it
+-- then finds it empty. (SWIG's destructor left the pointer: a new generator made at the
+-- same address answered through the stale handle.)
+do
+  local stale = {}
+  local holder = setmetatable({}, {__gc = function(o) stale.gen, stale.opt = o.gen, o.opt end})
+  holder.gen = ag.generator(1)
+  holder.opt = ag.optim.SGD({ag.tensor({1.0}, {requires_grad = true})}, {lr = 0.1})
+  holder = nil
+  collectgarbage()
+  collectgarbage()
+  local fresh = ag.generator(42)
+  H.raises(function() return ag.rand(1, {generator = stale.gen}) end, "no longer valid",
+           "a resurrected generator handle")
+  H.raises(function() return stale.opt:step() end, "no longer valid",
+           "a resurrected optimizer handle")
+  H.check(ag.rand(1, {generator = fresh}):item() == ag.rand(1, {generator = ag.generator(42)}):item(),
+          "the new generator is untouched")
 end
 
 -- A released handle stays released when its slot is reused by a new tensor.
