@@ -29,6 +29,15 @@ static ag_tensor *randn(ag_generator *g, int64_t r, int64_t c)
     return t;
 }
 
+/* A 1-d leaf of n elements equal to v that requires grad. */
+static ag_tensor *full_leaf(int64_t n, ag_dtype dt, double v)
+{
+    ag_tensor *t;
+    OK(ag_full(&t, dt, &n, 1, v));
+    OK(ag_tensor_set_requires_grad(t, 1));
+    return t;
+}
+
 static int has(const char *op)
 {
     /* Ops land family by family; a graph uses an op only once it exists. */
@@ -169,10 +178,7 @@ static void *work(void *p)
 
 static void concurrent_graphs(void)
 {
-    int64_t shape[1] = {1000};
-    ag_tensor *shared;
-    OK(ag_full(&shared, AG_FLOAT64, shape, 1, 3.0));
-    OK(ag_tensor_set_requires_grad(shared, 1));
+    ag_tensor *shared = full_leaf(1000, AG_FLOAT64, 3.0);
     enum { NT = 4, ITERS = 200 };
     pthread_t th[NT];
     worker w[NT];
@@ -218,10 +224,7 @@ static void *backward_many(void *p)
 
 static void shared_nodes(void)
 {
-    int64_t shape[1] = {64};
-    ag_tensor *x, *y, *r1, *r2, *s1, *s2;
-    OK(ag_full(&x, AG_FLOAT64, shape, 1, 1.0));
-    OK(ag_tensor_set_requires_grad(x, 1));
+    ag_tensor *x = full_leaf(64, AG_FLOAT64, 1.0), *y, *r1, *r2, *s1, *s2;
     OK(ag_mul_scalar(&y, x, 3.0)); /* shared by both graphs */
     OK(ag_mul_scalar(&r1, y, 1.0));
     OK(ag_mul_scalar(&r2, y, 2.0));
@@ -292,10 +295,7 @@ static void *backward_loop(void *p)
 static void hook_removed_while_running(void)
 {
     enum { ROUNDS = 400 };
-    int64_t shape[1] = {4};
-    ag_tensor *w;
-    OK(ag_zeros(&w, AG_FLOAT64, shape, 1));
-    OK(ag_tensor_set_requires_grad(w, 1));
+    ag_tensor *w = full_leaf(4, AG_FLOAT64, 0.0);
     watched *ws = calloc(ROUNDS, sizeof *ws);
     CHECK(ws != NULL);
     if (!ws) return;
@@ -356,9 +356,7 @@ static void shared_graph_without_retain(void)
 {
     enum { N = 4096, ITERS = 60 };
     int64_t shape[1] = {N};
-    ag_tensor *w, *x;
-    OK(ag_full(&w, AG_FLOAT64, shape, 1, 0.5));
-    OK(ag_tensor_set_requires_grad(w, 1));
+    ag_tensor *w = full_leaf(N, AG_FLOAT64, 0.5), *x;
     OK(ag_full(&x, AG_FLOAT64, shape, 1, 2.0));
     pthread_barrier_init(&pass_bar, NULL, 2);
     int bad_status = 0, bad_grad = 0;
@@ -431,10 +429,7 @@ static void *attach_to(void *p)
 
 static void attach_during_backward(void)
 {
-    int64_t shape[1] = {256};
-    ag_tensor *x;
-    OK(ag_full(&x, AG_FLOAT32, shape, 1, 1.0));
-    OK(ag_tensor_set_requires_grad(x, 1));
+    ag_tensor *x = full_leaf(256, AG_FLOAT32, 1.0);
     pthread_barrier_init(&pass_bar, NULL, 2);
     int bad = 0;
     for (int it = 0; it < 200; it++) {
