@@ -634,17 +634,16 @@ function T.requires_grad_(t, on)
   return t
 end
 -- t:register_hook(function(grad) ... end): the function may return a replacement gradient.
--- Returns a handle with :remove(), which, as PyTorch's, does nothing the second time or once
--- t is gone. The handle holds t weakly: a hook that removes itself (its closure holds the
--- handle) would otherwise hold its own tensor, and neither would ever be collected.
-local weak_values = {__mode = "v"}
+-- Returns a handle with :remove(), which, as PyTorch's, does nothing the second time. The
+-- handle holds t: it must reach the hook for as long as the library keeps it, which the
+-- collector cannot see (see README: a hook whose closure holds its own handle is a cycle).
 function T.register_hook(t, fn)
   local id = C.ag_tensor_register_hook(t, fn)
-  local of = setmetatable({t = t}, weak_values)
+  local of = t
   return {remove = function()
-    local tt = of.t
-    if tt == nil then return end
-    of.t = nil
+    if of == nil then return end
+    local tt = of
+    of = nil
     C.ag_tensor_remove_hook(tt, id)
   end, id = id}
 end
