@@ -610,8 +610,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
         for (int e = 0; e < fn->n_next; e++)
             needed[e] = s->edge_target[g->edge0 + e] != NONE;
-        bool locked = fn->n_saved > 0; /* see node_lock */
-        if (locked) node_lock(fn);
+        bool locked = fn->n_saved > 0 && node_lock(fn);
         if (any) {
             /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
             bwd_ctx c;

@@ -54,7 +54,7 @@ static node *node_layout(void *mem, const node_type *type, int n_next, int n_sav
     memset(n, 0, o);
     atomic_init(&n->refs, 1);
     atomic_init(&n->flags, 0);
-    atomic_flag_clear_explicit(&n->busy, memory_order_relaxed);
+    atomic_init(&n->busy, 0);
     atomic_init(&n->sched_owner, 0);
     n->type = type;
     n->name = type->name;
@@ -126,10 +126,29 @@ static void acc_release(node *n)
     tensor_release(drop);
 }
 
-void node_lock(node *n)
+/* The calling thread's id for node_lock: nonzero, distinct among live threads. */
+static uint32_t thread_id(void)
 {
+    static atomic_uint next = 1;
+    static _Thread_local uint32_t id;
+    if (!id) {
+        do id = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+        while (!id); /* (after 2^32 threads) */
+    }
+    return id;
+}
+
+bool node_lock(node *n)
+{
+    uint32_t me = thread_id(), free_ = 0;
+    if (atomic_load_explicit(&n->busy, memory_order_relaxed) == me) return false;
     /* Contended only when two passes run the same node at once: yield rather than spin. */
-    while (atomic_flag_test_and_set_explicit(&n->busy, memory_order_acquire)) sched_yield();
+    while (!atomic_compare_exchange_weak_explicit(&n->busy, &free_, me, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+        free_ = 0;
+        sched_yield();
+    }
+    return true;
 }
 
 void node_release(node *n)

@@ -83,8 +83,8 @@ typedef struct node {
     uint16_t n_out;    /* gradient slots = forward outputs */
     uint16_t n_saved;
     atomic_uchar flags;
-    atomic_flag busy;  /* held across the formula and the release of the saved tensors */
     uint32_t sched_idx;
+    _Atomic uint32_t busy; /* node_lock: the holding thread's id, or 0 */
     /* The rest. */
     int64_t elems;     /* elements of all outputs: the scheduler's measure of the work */
     const char *name;
@@ -123,9 +123,11 @@ bool anomaly_mode_set(bool enabled);
  *  tensors is locked while its formula reads them and a pass without retain_graph frees
  *  them, so the other pass then finds them freed (E_GRAPH, as PyTorch's "backward through
  *  the graph a second time") instead of reading freed tensors. A waiting pass yields its
- *  core: a custom function's formula may take long. */
-void node_lock(node *n);
-static inline void node_unlock(node *n) { atomic_flag_clear_explicit(&n->busy, memory_order_release); }
+ *  core: a custom function's formula may take long. False (nothing to unlock) if this
+ *  thread holds the lock already: a formula that runs a backward through its own node (a
+ *  custom function's, say) goes on as it did before nodes were locked. */
+bool node_lock(node *n);
+static inline void node_unlock(node *n) { atomic_store_explicit(&n->busy, 0, memory_order_release); }
 
 /* ---- lifetime ---- */
 static inline void node_retain(node *n) { atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); }

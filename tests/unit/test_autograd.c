@@ -350,6 +350,53 @@ static void hook_removes_itself(void)
     ag_tensor_release(w);
 }
 
+/* A custom function whose backward runs a backward through its own node (with
+ * retain_graph), once: the node's lock (held across a formula, for passes sharing a graph)
+ * is the calling thread's already, so the nested pass goes on instead of waiting for
+ * itself. */
+static ag_tensor *reentrant_out;
+static int reentrant_depth, reentrant_nested_rc = -1;
+
+static int reentrant_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                             ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)n_out, (void)n_in, (void)ud;
+    int rc = ag_function_ctx_save(ctx, ins[0]);
+    return rc ? rc : ag_clone(&outs[0], ins[0]);
+}
+
+static int reentrant_backward(ag_function_ctx *ctx, ag_tensor **grad_ins, size_t n_in,
+                              ag_tensor *const *grad_outs, size_t n_out, void *ud)
+{
+    (void)ctx, (void)n_in, (void)n_out, (void)ud;
+    if (reentrant_depth++ == 0) {
+        ag_tensor *s;
+        int64_t one = 1;
+        OK(ag_full(&s, AG_FLOAT64, &one, 1, 1.0));
+        reentrant_nested_rc = ag_backward(reentrant_out, s, AG_RETAIN_GRAPH);
+        ag_tensor_release(s);
+    }
+    return ag_clone(&grad_ins[0], grad_outs[0]);
+}
+
+static void reentrant_backward_through_own_node(void)
+{
+    int64_t one = 1;
+    ag_tensor *x, *sum;
+    OK(ag_full(&x, AG_FLOAT64, &one, 1, 1.0));
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_function_apply(&reentrant_out, 1, &x, 1, "Reentrant", reentrant_forward,
+                         reentrant_backward, 0, NULL, NULL));
+    OK(ag_sum(&sum, reentrant_out));
+    OK(ag_backward(sum, NULL, AG_RETAIN_GRAPH));
+    CHECK(reentrant_nested_rc == AG_OK);
+    CHECK(reentrant_depth == 2);
+    CHECK_CLOSE(grad_of(x), 2.0, 0); /* the nested pass's 1 and the outer one's */
+    ag_tensor_release(sum);
+    ag_tensor_release(reentrant_out);
+    ag_tensor_release(x);
+}
+
 /* ---- custom functions: y = exp(x) computed "by hand", saving the output ---- */
 static int myexp_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
                          ag_tensor *const *ins, size_t n_in, void *ud)
@@ -554,6 +601,7 @@ int main(void)
     retain_grad_during_backward();
     hooks();
     hook_removes_itself();
+    reentrant_backward_through_own_node();
     custom_function();
     inplace_semantics();
     anomaly();
