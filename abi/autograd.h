@@ -394,7 +394,10 @@ typedef int (*ag_tensor_hook_fn)(ag_tensor **new_grad, ag_tensor *grad, void *us
 /** Registers a gradient hook on t (t must require grad), like Tensor.register_hook. Hooks run
  *  in registration order; on a leaf they run before .grad is accumulated. free_userdata
  *  (may be NULL) is called with userdata once the hook is removed and no longer running, or
- *  when t is freed. *handle_out receives an id for ag_tensor_remove_hook.
+ *  when t is freed. *handle_out receives an id for ag_tensor_remove_hook. Hooks may be
+ *  registered and removed at any time, from any thread or from inside a hook: while
+ *  backward runs t's hooks, one removed is skipped if not yet reached, and one registered
+ *  runs from the next pass on.
  *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL. */
 AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *t, ag_tensor_hook_fn fn,
                                    unsigned flags, void *userdata,

@@ -332,12 +332,14 @@ static eng_err number_slots(sched *s)
 }
 
 /* ---- running one node --------------------------------------------------------------------- */
-/* The hook after h (NULL for the first), retained, or NULL: read under the meta's lock, as
- * hooks may be removed or added meanwhile, by another thread or by a hook itself. */
-static hook *hook_next(tmeta *m, hook *h)
+/* The hook after h (for h NULL, the first, and *limit the id the next registered hook will
+ * get), retained, or NULL: read under the meta's lock, as hooks may be removed or added
+ * meanwhile, by another thread or by a hook itself. */
+static hook *hook_next(tmeta *m, hook *h, uint64_t *limit)
 {
     tmeta_lock(m);
     hook *n = h ? h->next : m->hooks;
+    if (!h) *limit = m->next_hook_id;
     if (n) hook_retain(n);
     tmeta_unlock(m);
     return n;
@@ -371,14 +373,19 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
 
 /* Runs m's hooks in order on *grad. Each is held while it runs and the next is taken under
  * the lock (see hook_next), so a hook removed meanwhile is skipped if not yet reached, and
- * finishes, then is freed, if it was running. */
+ * finishes, then is freed, if it was running; a hook registered meanwhile runs from the
+ * next pass on. */
 static eng_err run_hooks(tmeta *m, tensor **grad, const out_meta *om, const char *where)
 {
     eng_err rc = E_OK;
-    for (hook *h = hook_next(m, NULL); h;) {
-        if (!atomic_load_explicit(&h->removed, memory_order_relaxed))
+    uint64_t limit = 0;
+    for (hook *h = hook_next(m, NULL, &limit); h;) {
+        /* Hooks registered during this walk (ids from `limit` on, at the end of the list)
+         * take effect from the next pass, whatever became of the hooks before them. */
+        bool done = h->id >= limit;
+        if (!done && !atomic_load_explicit(&h->removed, memory_order_relaxed))
             rc = run_one_hook(h, grad, om, where);
-        hook *next = rc ? NULL : hook_next(m, h);
+        hook *next = rc || done ? NULL : hook_next(m, h, &limit);
         hook_release(h);
         h = next;
     }

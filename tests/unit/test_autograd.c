@@ -350,6 +350,56 @@ static void hook_removes_itself(void)
     ag_tensor_release(w);
 }
 
+/* A hook that removes itself and registers another: the new hook runs from the next pass
+ * on, whether or not hooks followed the first one (it ran in the same pass when one did,
+ * not when the first was last: the walk went on from the removed hook's old successor). */
+typedef struct swapper {
+    ag_tensor *t;
+    uint64_t handle;
+    int swaps, new_calls;
+} swapper;
+
+static int counted_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad, (void)grad;
+    (*(int *)ud)++;
+    return AG_OK;
+}
+
+static int swapping_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad, (void)grad;
+    swapper *s = ud;
+    uint64_t h;
+    s->swaps++;
+    int rc = ag_tensor_remove_hook(s->t, s->handle);
+    return rc ? rc : ag_tensor_register_hook(&h, s->t, counted_hook, 0, &s->new_calls, NULL);
+}
+
+static void hook_added_during_backward(void)
+{
+    for (int followers = 0; followers < 2; followers++) {
+        ag_tensor *w = leaf(1.0), *y;
+        swapper s = {w, 0, 0, 0};
+        int other = 0;
+        uint64_t h;
+        OK(ag_tensor_register_hook(&s.handle, w, swapping_hook, 0, &s, NULL));
+        if (followers) OK(ag_tensor_register_hook(&h, w, counted_hook, 0, &other, NULL));
+        int after_first = -1;
+        for (int pass = 0; pass < 2; pass++) {
+            OK(ag_mul_scalar(&y, w, 2.0));
+            OK(ag_backward(y, NULL, 0));
+            ag_tensor_release(y);
+            if (pass == 0) after_first = s.new_calls;
+        }
+        CHECK(s.swaps == 1);
+        CHECK(after_first == 0);
+        CHECK(s.new_calls == 1);
+        CHECK(other == 2 * followers);
+        ag_tensor_release(w);
+    }
+}
+
 /* A custom function whose backward runs a backward through its own node (with
  * retain_graph), once: the node's lock (held across a formula, for passes sharing a graph)
  * is the calling thread's already, so the nested pass goes on instead of waiting for
@@ -601,6 +651,7 @@ int main(void)
     retain_grad_during_backward();
     hooks();
     hook_removes_itself();
+    hook_added_during_backward();
     reentrant_backward_through_own_node();
     custom_function();
     inplace_semantics();
