@@ -480,23 +480,20 @@ static int ag_lua_track_close(lua_State *L)
 
 /* luaopen: makes the tracker (once per state) and takes the finalizer off the tensor class:
  * SWIG gave it one (the %extend destructor below), which the sweep replaces. */
-/* __gc of node, optimizer and generator handles: releases the object and empties the
- * handle. SWIG's own destructor left the pointer in place, so a finalizer that reached the
- * handle afterwards (an object resurrected by another finalizer; lua_close runs finalizers
- * newest first) used freed memory, or another object made since at the same address. An
- * emptied handle reads as "no longer valid" (ag_lua_handle_arg). */
+/* __gc of node, optimizer and generator handles: SWIG's (SWIG_Lua_class_destruct), which
+ * calls the class's destructor (the %extend below), then empties the handle. SWIG's left the
+ * pointer in place, so a finalizer that reached the handle afterwards (an object resurrected
+ * by another finalizer; lua_close runs finalizers newest first) used freed memory, or
+ * another object made since at the same address. An emptied handle reads as "no longer
+ * valid" (ag_lua_handle_arg). */
 static int ag_lua_gc_handle(lua_State *L)
 {
     swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, 1);
     if (!u) return 0;
-    void *p = u->ptr;
-    int own = u->own;
+    const swig_lua_class *cls = u->type ? (const swig_lua_class *)u->type->clientdata : NULL;
+    if (u->own && u->ptr && cls && cls->destructor) cls->destructor(u->ptr);
     u->ptr = NULL;
     u->own = 0;
-    if (!own || !p) return 0;
-    if (u->type == SWIGTYPE_p_ag_node) ag_node_release((ag_node *)p);
-    else if (u->type == SWIGTYPE_p_ag_optimizer) ag_optimizer_release((ag_optimizer *)p);
-    else if (u->type == SWIGTYPE_p_ag_generator) ag_generator_release((ag_generator *)p);
     return 0;
 }
 
@@ -799,8 +796,8 @@ struct ag_optimizer {};
 struct ag_generator {};
 struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 /* (At luaopen the tensor class loses its __gc, its handles being swept, and the others get
- * ag_lua_gc_handle instead of SWIG's, see ag_lua_track_init. SWIG still wants a destructor
- * to make each class.) */
+ * ag_lua_gc_handle, which calls these destructors, see ag_lua_track_init. SWIG still wants
+ * the tensor's to make the class.) */
 %extend ag_tensor { ~ag_tensor() { ag_lua_gc_release($self, ag_lua_tensor_bytes($self)); } }
 %extend ag_node { ~ag_node() { ag_node_release($self); } }
 %extend ag_optimizer { ~ag_optimizer() { ag_optimizer_release($self); } }
