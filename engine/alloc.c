@@ -155,10 +155,10 @@ static bool freestack_grow(freestack *f)
     return true;
 }
 
-/* n more blocks of the stack's class were carved (or malloc'd) by its thread. */
-static void freestack_introduced(freestack *f, uint32_t n)
+/* The stack's thread carved (or malloc'd) one more block of its class. */
+static void freestack_carved(freestack *f)
 {
-    f->keep = f->keep > UINT32_MAX - n ? UINT32_MAX : f->keep + n;
+    if (f->keep < UINT32_MAX) f->keep++;
     freestack_set_lim(f);
 }
 
@@ -658,7 +658,7 @@ __attribute__((noinline)) static void *mem_alloc_slow(size_t size, const allocat
             h->cls = (uint32_t)c;
             h->pad = 0;
         }
-        freestack_introduced(&pl->fs[c], 1);
+        freestack_carved(&pl->fs[c]);
     } else {
         h = a->alloc(sizeof(block_hdr) + size, a->ud);
         if (!h) return NULL;
