@@ -287,9 +287,13 @@ static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
 
 /* Block sizes. KC: a kc x nr B micro-panel must stay in L1 (48 KiB here; 256 x 32 floats is
  * 32 KiB). Tiles: at most MC_PANELS x NC_PANELS micro-tiles (~112 x 256 floats of C, so the
- * tile's A panels stay in L2), cut further until there are MIN_TILES tiles unless that would
- * make a tile cheaper than TILE_MIN_FMAS. Super-blocks bound each packing buffer to
- * PACK_LIMIT elements. */
+ * tile's A panels stay in L2), cut further until there are MIN_TILES tiles (or one per
+ * thread, when there are more threads) unless that would make a tile cheaper than
+ * TILE_MIN_FMAS; then, while the last round of tiles would leave over 15% of the threads'
+ * time idle, cut once more where that is allowed (16 threads: 40 tiles run in 3 rounds of 16,
+ * 80 in 5). Tile shapes never change a result: tiles are whole register tiles of one fixed
+ * grid, and each element's sum runs over the same k-blocks in the same order. Super-blocks
+ * bound each packing buffer to PACK_LIMIT elements. */
 enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8, FUSED_M_MAX = 256, MC_PANELS_OWN_A = 6 };
 #define TILE_MIN_FMAS (1 << 19)
 #define PACK_LIMIT ((int64_t)1 << 20)
@@ -298,7 +302,12 @@ enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8, FUSED_M_MAX = 256, MC_PANELS
 static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int64_t ncp, int64_t k)
 {
     int64_t mr = p->im->mr, nr = p->im->nr;
-    while (cdiv(npm, mcp) * cdiv(npn, ncp) < MIN_TILES) {
+    int64_t nt = par_num_threads(), want = nt > MIN_TILES ? nt : MIN_TILES;
+    for (;;) {
+        int64_t tiles = cdiv(npm, mcp) * cdiv(npn, ncp);
+        /* Share of the threads' time the last round uses: tiles / (rounds * nt). */
+        bool balanced = tiles * 100 >= cdiv(tiles, nt) * nt * 85;
+        if (tiles >= want && (nt == 1 || balanced)) break;
         int64_t m2 = mcp, n2 = ncp;
         /* A tile that packs its own A (B) panels owns all of them: never split that way. */
         if (ncp > 1 && !p->a_own && (ncp * nr >= mcp * mr || p->b_own)) n2 = cdiv(ncp, 2);
