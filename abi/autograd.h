@@ -375,7 +375,9 @@ AG_API int ag_tensor_zero_grad(ag_tensor *t);
 /** t's grad_fn (a new reference), or *out = NULL for leaves. */
 AG_API int ag_tensor_grad_fn(ag_node **out, const ag_tensor *t);
 
-/** Makes backward keep the gradient of a non-leaf in its .grad (a no-op on leaves).
+/** Makes backward keep the gradient of a non-leaf in its .grad (a no-op on leaves). The
+ *  gradient kept is that of t's present value: after an in-place op on t (or on its base or
+ *  view), .grad comes from t's new grad_fn, as in PyTorch.
  *  Errors: AG_ENOGRAD if t does not require grad. */
 AG_API int ag_tensor_retain_grad(ag_tensor *t);
 
@@ -392,9 +394,13 @@ AG_API int ag_tensor_detach(ag_tensor **out, const ag_tensor *t);
 typedef int (*ag_tensor_hook_fn)(ag_tensor **new_grad, ag_tensor *grad, void *userdata);
 
 /** Registers a gradient hook on t (t must require grad), like Tensor.register_hook. Hooks run
- *  in registration order; on a leaf they run before .grad is accumulated. free_userdata
- *  (may be NULL) is called with userdata once the hook is removed and no longer running, or
- *  when t is freed. *handle_out receives an id for ag_tensor_remove_hook. Hooks may be
+ *  in registration order; on a leaf they run before .grad is accumulated. A hook belongs to
+ *  the grad_fn t has when it is registered: after an in-place op gives t a new grad_fn, hooks
+ *  registered before it get the gradient of t's old value, those registered after it the
+ *  gradient of the new one (PyTorch's rule since 2.0). free_userdata (may be NULL) is called
+ *  with userdata once the hook is removed and no longer running, or when t and every graph
+ *  node that can run its hooks are freed. *handle_out receives an id for
+ *  ag_tensor_remove_hook. Hooks may be
  *  registered and removed at any time, from any thread or from inside a hook: while
  *  backward runs t's hooks, one removed is skipped if not yet reached, and one registered
  *  runs from the next pass on.

@@ -384,7 +384,7 @@ AG_API int ag_tensor_retain_grad(ag_tensor *h)
     if (!t->grad_fn) return AG_OK;
     tmeta *m = tensor_meta(t);
     if (!m) return api_error(fn, AG_ENOMEM, "out of memory");
-    eng_err e = node_attach_meta(t->grad_fn, t->output_nr, m);
+    eng_err e = node_attach_meta(t->grad_fn, t->output_nr, m, meta_hist(m));
     if (e) return api_fail(fn, e);
     __atomic_store_n(&m->retains_grad, true, __ATOMIC_RELEASE); /* backward may be reading it */
     return AG_OK;
@@ -452,8 +452,11 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
         mem_free(ah);
         return api_error(fn, AG_ENOMEM, "out of memory");
     }
+    /* The hook belongs to the tensor's present history: after an in-place op it still runs
+     * at the grad_fn the tensor had when it was registered (tensor_history_moved). */
+    uint32_t hist = meta_hist(m);
     if (t->grad_fn) {
-        eng_err e = node_attach_meta(t->grad_fn, t->output_nr, m);
+        eng_err e = node_attach_meta(t->grad_fn, t->output_nr, m, hist);
         if (e) {
             mem_free(k);
             mem_free(ah);
@@ -468,6 +471,7 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     k->userdata = ah;
     k->free_userdata = hook_free;
     k->caller_thread = flags & AG_CALLBACK_CALLER_THREAD;
+    k->hist = hist;
     atomic_init(&k->removed, false);
     atomic_init(&k->refs, 1); /* the link that will point to it */
     tmeta_lock(m);

@@ -375,7 +375,10 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
  * the lock (see hook_next), so a hook removed meanwhile is skipped if not yet reached, and
  * finishes, then is freed, if it was running; a hook registered meanwhile runs from the
  * next pass on. */
-static eng_err run_hooks(tmeta *m, tensor **grad, const out_meta *om, const char *where)
+/* Runs m's hooks registered in history `hist` (the others belong to another grad_fn of the
+ * tensor, see tensor_history_moved). */
+static eng_err run_hooks(tmeta *m, uint32_t hist, tensor **grad, const out_meta *om,
+                         const char *where)
 {
     eng_err rc = E_OK;
     uint64_t limit = 0;
@@ -383,7 +386,7 @@ static eng_err run_hooks(tmeta *m, tensor **grad, const out_meta *om, const char
         /* Hooks registered during this walk (ids from `limit` on, at the end of the list)
          * take effect from the next pass, whatever became of the hooks before them. */
         bool done = h->id >= limit;
-        if (!done && !atomic_load_explicit(&h->removed, memory_order_relaxed))
+        if (!done && h->hist == hist && !atomic_load_explicit(&h->removed, memory_order_relaxed))
             rc = run_one_hook(h, grad, om, where);
         hook *next = rc || done ? NULL : hook_next(m, h, &limit);
         hook_release(h);
@@ -572,17 +575,25 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     }
 
     if (!failed && (__atomic_load_n(&fn->hooked, __ATOMIC_RELAXED) || fn->variable)) {
-        /* Hooks and retain_grad of non-leaf outputs. */
+        /* Hooks of leaves, and hooks and retain_grad of non-leaf outputs (retained last, as
+         * PyTorch does: the retained gradient is what the hooks made of it). */
         for (int p = 0; p < fn->n_out && !rc; p++) {
-            tmeta *m = node_hooked(fn, p);
-            if (fn->variable)
-                m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
-                        ? node_leaf_meta(fn) : NULL;
-            if (!m || !gin[p]) continue;
-            if (__atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
-                rc = run_hooks(m, &gin[p], &fn->outs[p], fn->name);
-            if (!rc && __atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) && !fn->variable &&
-                s->accumulate) {
+            if (!gin[p]) continue;
+            if (fn->variable) {
+                tmeta *m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
+                               ? node_leaf_meta(fn) : NULL;
+                if (m && __atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
+                    rc = run_hooks(m, meta_hist(m), &gin[p], &fn->outs[p], fn->name);
+                continue;
+            }
+            bool retain = false;
+            for (meta_link *l = node_links(fn, p); l && !rc; l = link_next(l)) {
+                if (__atomic_load_n(&l->m->hooks, __ATOMIC_ACQUIRE))
+                    rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name);
+                retain |= __atomic_load_n(&l->m->retains_grad, __ATOMIC_ACQUIRE) &&
+                          meta_hist(l->m) == l->hist;
+            }
+            if (!rc && retain && s->accumulate) {
                 tensor ***ret = retained_of(s, i);
                 if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));
                 if (!ret || !*ret) {
@@ -818,23 +829,29 @@ static eng_err commit(sched *s)
                 tensor *r = ret[p];
                 if (!r) continue;
                 ret[p] = NULL;
-                tmeta *m = node_hooked(g->fn, p);
-                tmeta_lock(m);
-                if (!m->grad) {
-                    m->grad = NULL;
-                    eng_err e = op_clone(&m->grad, r);
-                    if (e && !rc) rc = e;
-                } else {
-                    tensor *sum = NULL;
-                    eng_err e = op_add(&sum, m->grad, r);
-                    if (e) {
-                        if (!rc) rc = e;
+                /* Into every tensor that is this output and retains its gradient in this
+                 * history (usually one). */
+                for (meta_link *l = node_links(g->fn, p); l; l = link_next(l)) {
+                    tmeta *m = l->m;
+                    if (!__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) ||
+                        meta_hist(m) != l->hist)
+                        continue;
+                    tmeta_lock(m);
+                    if (!m->grad) {
+                        eng_err e = op_clone(&m->grad, r);
+                        if (e && !rc) rc = e;
                     } else {
-                        tensor_release(m->grad);
-                        m->grad = sum;
+                        tensor *sum = NULL;
+                        eng_err e = op_add(&sum, m->grad, r);
+                        if (e) {
+                            if (!rc) rc = e;
+                        } else {
+                            tensor_release(m->grad);
+                            m->grad = sum;
+                        }
                     }
+                    tmeta_unlock(m);
                 }
-                tmeta_unlock(m);
                 tensor_release(r);
             }
         }

@@ -168,7 +168,13 @@ void node_destroy(node *n)
     if (n->type->destroy) n->type->destroy(n);
     for (int i = 0; i < n->n_saved; i++) tensor_release(n->saved[i].t);
     if (n->hooked) {
-        for (int i = 0; i < n->n_out; i++) tmeta_release(n->hooked[i]);
+        for (int i = 0; i < n->n_out; i++) {
+            for (meta_link *l = n->hooked[i], *next; l; l = next) {
+                next = l->next;
+                tmeta_release(l->m);
+                mem_free(l);
+            }
+        }
         mem_free(n->hooked);
     }
     for (int i = 0; i < n->n_next; i++) node_release(n->next[i].fn);
@@ -369,13 +375,14 @@ void saved_release(node *n)
     if (any) atomic_fetch_or(&n->flags, NODE_RELEASED);
 }
 
-eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m)
+eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m, uint32_t hist)
 {
-    /* Published with compare-and-swap and exchange: another thread may attach at once, and a
-     * backward through n reads them without a lock (node_hooked). */
-    tmeta **h = __atomic_load_n(&n->hooked, __ATOMIC_ACQUIRE);
+    /* Published with compare-and-swap: another thread may attach at once, and a backward
+     * through n walks the lists without a lock (node_links). Nothing is ever unlinked or
+     * replaced before the node dies, so a walker never meets a freed link or meta. */
+    meta_link **h = __atomic_load_n(&n->hooked, __ATOMIC_ACQUIRE);
     if (!h) {
-        tmeta **fresh = mem_calloc((size_t)n->n_out * sizeof *fresh);
+        meta_link **fresh = mem_calloc((size_t)n->n_out * sizeof *fresh);
         if (!fresh) return err_nomem();
         h = NULL;
         if (__atomic_compare_exchange_n(&n->hooked, &h, fresh, false, __ATOMIC_ACQ_REL,
@@ -384,10 +391,40 @@ eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m)
         else
             mem_free(fresh);
     }
-    if (__atomic_load_n(&h[output_nr], __ATOMIC_ACQUIRE) == m) return E_OK;
-    atomic_fetch_add(&m->refs, 1);
-    tmeta *old = __atomic_exchange_n(&h[output_nr], m, __ATOMIC_ACQ_REL);
-    tmeta_release(old); /* NULL, m (attached at once by another thread), or another tensor's */
+    meta_link **slot = &h[output_nr], *made = NULL;
+    for (;;) {
+        meta_link *l = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+        if (!l) {
+            if (!made) {
+                made = mem_alloc(sizeof *made);
+                if (!made) return err_nomem();
+                made->next = NULL;
+                made->m = m;
+                made->hist = hist;
+            }
+            if (__atomic_compare_exchange_n(slot, &l, made, false, __ATOMIC_ACQ_REL,
+                                            __ATOMIC_ACQUIRE)) {
+                atomic_fetch_add(&m->refs, 1);
+                break;
+            }
+            /* Another thread appended first: look at what it appended, then go on. */
+        }
+        if (l->m == m && l->hist == hist) {
+            mem_free(made); /* attached already, perhaps by another thread just now */
+            return E_OK;
+        }
+        slot = &l->next;
+    }
     if (m->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
+    return E_OK;
+}
+
+eng_err tensor_history_moved(tensor *t)
+{
+    tmeta *m = tensor_meta_peek(t);
+    if (!m) return E_OK;
+    uint32_t hist = __atomic_add_fetch(&m->hist, 1, __ATOMIC_ACQ_REL);
+    if (t->grad_fn && __atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE))
+        return node_attach_meta(t->grad_fn, t->output_nr, m, hist);
     return E_OK;
 }

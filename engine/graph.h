@@ -90,7 +90,7 @@ typedef struct node {
     const char *name;
     out_meta *outs;
     int64_t *dims;      /* room for the outputs' sizes */
-    tmeta **hooked;    /* per output: meta of a non-leaf output with hooks / retain_grad */
+    struct meta_link **hooked; /* per output: metas of non-leaf tensors with hooks / retain_grad */
     unsigned epoch;    /* inplace_epoch when recorded */
     uint16_t dims_used;
     struct node *dead_next;
@@ -182,16 +182,43 @@ void saved_release(node *n);
 /** The AccumulateGrad node of a leaf requiring grad (new reference). */
 eng_err grad_accumulator(tensor *leaf, node **out);
 
-/** Registers a tensor's meta with its grad_fn so backward finds its hooks / retained grad.
- *  Safe while other threads attach metas to n or run backward through it. */
-eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m);
+/** A tensor meta attached to an output of a node: when backward reaches that output it runs
+ *  the meta's hooks registered under history `hist`, and retains the gradient if the meta
+ *  retains grad and its history is still `hist`. A node output has several links when several
+ *  tensors are that output (a saved output unpacked under create_graph is an alias of it) or
+ *  when one tensor's history moved on and came back to it (never, today). Links are appended
+ *  and never removed while the node lives, so backward walks them without a lock. */
+typedef struct meta_link {
+    struct meta_link *next; /* atomic: appended while a backward may walk the list */
+    tmeta *m;               /* strong */
+    uint32_t hist;
+} meta_link;
 
-/** The meta attached to output p of n, or NULL (atomic loads: node_attach_meta may publish
- *  it while a backward runs). */
-static inline tmeta *node_hooked(const node *n, int p)
+/** Attaches meta m, in history hist, to output output_nr of n (no-op if already attached so).
+ *  Safe while other threads attach metas to n or run backward through it. */
+eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m, uint32_t hist);
+
+/** The first link of output p of n, or NULL; link_next walks on (atomic loads: links may be
+ *  appended while a backward runs). */
+static inline meta_link *node_links(const node *n, int p)
 {
-    tmeta **h = __atomic_load_n(&((node *)n)->hooked, __ATOMIC_ACQUIRE);
+    meta_link **h = __atomic_load_n(&((node *)n)->hooked, __ATOMIC_ACQUIRE);
     return h ? __atomic_load_n(&h[p], __ATOMIC_ACQUIRE) : NULL;
 }
+static inline meta_link *link_next(const meta_link *l)
+{
+    return __atomic_load_n(&((meta_link *)l)->next, __ATOMIC_ACQUIRE);
+}
+/** The current history of m (see tmeta.hist). */
+static inline uint32_t meta_hist(const tmeta *m)
+{
+    return __atomic_load_n(&((tmeta *)m)->hist, __ATOMIC_ACQUIRE);
+}
+
+/** t just got a new grad_fn from an in-place op (its own, or as the base or the view of one):
+ *  hooks registered from now on run at the new grad_fn, those registered before stay with
+ *  the old one, and a retained gradient follows the tensor to the new grad_fn (PyTorch's
+ *  rules since 2.0). */
+eng_err tensor_history_moved(tensor *t);
 
 #endif

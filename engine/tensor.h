@@ -39,6 +39,8 @@ typedef struct tmeta {
     struct tensor *grad;       /* .grad (strong) */
     struct hook *hooks;        /* registration order */
     uint64_t next_hook_id;
+    uint32_t hist;             /* the tensor's history: +1 each time an in-place op gives it a
+                                  new grad_fn (atomic; tensor_history_moved) */
     bool retains_grad;
     bool caller_thread;        /* some hook must run on the caller's thread */
     struct node *acc;          /* a leaf's AccumulateGrad node, living in this block; its
@@ -157,6 +159,7 @@ typedef struct hook {
     void *userdata;
     void (*free_userdata)(void *);
     bool caller_thread;
+    uint32_t hist;       /* the meta's history when registered: it runs at that grad_fn only */
     atomic_bool removed; /* a walk that reaches it does not call it */
     atomic_long refs;
 } hook;

@@ -196,11 +196,13 @@ static eng_err commit_record(ip_rec *r, tensor *t)
         node_set_output(r->cs, 0, base);
         /* The op's node sees the view's shape as its output. */
         node_out_meta(r->fn, 0, t);
-        e = view_rebase(t);
+        e = tensor_history_moved(base);
+        eng_err e2 = view_rebase(t);
+        if (!e2) e2 = tensor_history_moved(t);
+        if (!e) e = e2;
     } else if (r->fn) {
-        tmeta *meta = tensor_meta_peek(t);
         node_set_output(r->fn, 0, t);
-        if (meta && meta->retains_grad) e = node_attach_meta(r->fn, 0, meta);
+        e = tensor_history_moved(t);
     }
     node_release(r->cs);
     node_release(r->fn);

@@ -501,6 +501,94 @@ static void custom_function(void)
     ag_tensor_release(x);
 }
 
+/* ---- hooks and retain_grad across an in-place op (PyTorch's rules since 2.0): a hook
+ * belongs to the grad_fn the tensor had when it was registered, a retained gradient follows
+ * the tensor to its newest grad_fn. Each ran at both grad_fns before, so hooks fired twice and
+ * .grad held both gradients (18 below instead of 3; PyTorch 1.13 also gives 3). ---- */
+typedef struct seen {
+    int calls;
+    double last;
+} seen;
+
+static int seen_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    seen *s = ud;
+    s->calls++;
+    return ag_tensor_item(&s->last, grad);
+}
+
+static void hooks_across_inplace(void)
+{
+    ag_tensor *x = leaf(1.0), *y, *z;
+    seen before = {0, 0}, after = {0, 0};
+    uint64_t id;
+    OK(ag_mul_scalar(&y, x, 2.0));                  /* MulBackward0 */
+    OK(ag_tensor_register_hook(&id, y, seen_hook, 0, &before, NULL));
+    OK(ag_tensor_retain_grad(y));
+    OK(ag_mul_scalar_(y, 5.0));                     /* y's grad_fn: a new MulBackward0 */
+    OK(ag_tensor_register_hook(&id, y, seen_hook, 0, &after, NULL));
+    OK(ag_mul_scalar(&z, y, 3.0));
+    OK(ag_backward(z, NULL, 0));
+    CHECK(before.calls == 1 && after.calls == 1);
+    CHECK_CLOSE(before.last, 15.0, 0); /* d z / d (y before mul_) */
+    CHECK_CLOSE(after.last, 3.0, 0);   /* d z / d y */
+    CHECK_CLOSE(grad_of(y), 3.0, 0);
+    CHECK_CLOSE(grad_of(x), 30.0, 0);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+/* A saved output unpacked under create_graph is a second tensor that is the same node output.
+ * Hooks on both run, and neither tensor's meta is dropped while a backward may use it (the
+ * node kept one meta per output, so the alias's hook replaced y's: y's hook no longer ran, and
+ * releasing y then freed a meta a backward could still be reading). */
+typedef struct alias_state {
+    int calls;
+    seen on_alias;
+} alias_state;
+
+static int alias_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                          ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)n_in;
+    (void)n_out;
+    alias_state *st = ud;
+    ag_tensor *y;
+    int rc = ag_function_ctx_saved(&y, ctx, 0);
+    if (rc) return rc;
+    uint64_t id;
+    if (st->calls++ == 0) rc = ag_tensor_register_hook(&id, y, seen_hook, 0, &st->on_alias, NULL);
+    if (!rc) rc = ag_mul(&gins[0], gouts[0], y);
+    ag_tensor_release(y);
+    return rc;
+}
+
+static void saved_output_alias_hooks(void)
+{
+    ag_tensor *x = leaf(0.5), *y, *z;
+    alias_state st = {0, {0, 0}};
+    seen on_y = {0, 0};
+    uint64_t id;
+    OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, alias_backward, 0, &st, NULL));
+    OK(ag_tensor_register_hook(&id, y, seen_hook, 0, &on_y, NULL));
+    OK(ag_mul_scalar(&z, y, 2.0));
+    OK(ag_backward(z, NULL, AG_CREATE_GRAPH)); /* registers the alias's hook */
+    CHECK(on_y.calls == 1 && st.on_alias.calls == 0);
+    OK(ag_backward(z, NULL, AG_RETAIN_GRAPH));
+    CHECK(on_y.calls == 2);        /* y's hook is still there */
+    CHECK(st.on_alias.calls == 1); /* and the alias's runs too */
+    CHECK_CLOSE(on_y.last, 2.0, 0);
+    CHECK_CLOSE(st.on_alias.last, 2.0, 0);
+    ag_tensor_release(y); /* the node keeps y's meta for the next pass */
+    OK(ag_backward(z, NULL, 0));
+    CHECK(on_y.calls == 3 && st.on_alias.calls == 2);
+    CHECK_CLOSE(grad_of(x), 3 * 2 * exp(0.5), 1e-12);
+    ag_tensor_release(z);
+    ag_tensor_release(x);
+}
+
 /* ---- version counter and in-place ops ---- */
 static void inplace_semantics(void)
 {
@@ -654,6 +742,8 @@ int main(void)
     hook_added_during_backward();
     reentrant_backward_through_own_node();
     custom_function();
+    hooks_across_inplace();
+    saved_output_alias_hooks();
     inplace_semantics();
     anomaly();
     deep_graph();
