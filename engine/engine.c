@@ -53,6 +53,14 @@ typedef struct gnode {
 } gnode;
 _Static_assert(sizeof(gnode) <= 32, "gnode stays half a cache line");
 
+/* A gradient a tensor retains, kept for commit, and the last of its node output's meta links
+ * when the node ran: commit stores it into the metas of those links that retain it, not into
+ * those attached meanwhile (which get the next pass's). */
+typedef struct retained_out {
+    tensor *grad;
+    const meta_link *last;
+} retained_out;
+
 typedef struct sched {
     uint64_t id;
     gnode *nodes;
@@ -86,7 +94,7 @@ typedef struct sched {
     bool caller_thread;    /* a callback must stay on this thread */
     /* per node: gradients to commit to the tensors that retain them (an array per output,
      * allocated by the node's own run); made by the first node that needs it */
-    _Atomic(tensor ***) retained;
+    _Atomic(retained_out **) retained;
     int heavy;             /* needed nodes worth a task */
     /* failure of any node; the lowest node index wins so the message is deterministic */
     atomic_flag err_lock;
@@ -488,7 +496,8 @@ static bool execute_leaf(sched *s, uint32_t i)
     gnode *g = &s->nodes[i];
     node *fn = g->fn;
     if (!fn->variable || !s->accumulate || g->nslots != 1 ||
-        (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS) ||
+        (atomic_load_explicit(&fn->flags, memory_order_relaxed) &
+         (NODE_LEAF_HOOKS | NODE_LEAF_MOVED)) ||
         atomic_load_explicit(&s->failed, memory_order_relaxed))
         return false;
     run_begin(s, i); /* its gradient stays in its slot for commit */
@@ -505,11 +514,11 @@ static inline void prefetch_saved(node *n, int k)
 
 /* Where node i keeps the gradients of its outputs that tensors retain; NULL (E_NOMEM set) if
  * the per-pass array cannot be made. Nodes on several threads may ask at once. */
-static tensor ***retained_of(sched *s, uint32_t i)
+static retained_out **retained_of(sched *s, uint32_t i)
 {
-    tensor ***r = atomic_load_explicit(&s->retained, memory_order_acquire);
+    retained_out **r = atomic_load_explicit(&s->retained, memory_order_acquire);
     if (!r) {
-        tensor ***fresh = mem_calloc((size_t)s->n * sizeof *fresh);
+        retained_out **fresh = mem_calloc((size_t)s->n * sizeof *fresh);
         if (!fresh) {
             err_nomem();
             return NULL;
@@ -574,6 +583,12 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         }
     }
 
+    if (!failed && fn->variable && s->accumulate &&
+        (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_MOVED)) {
+        /* An in-place op made the leaf a non-leaf since this graph was recorded. */
+        rc = err_set(E_LEAF, "leaf variable has been moved into the graph interior");
+        failed = true;
+    }
     if (!failed && (__atomic_load_n(&fn->hooked, __ATOMIC_RELAXED) || fn->variable)) {
         /* Hooks of leaves, and hooks and retain_grad of non-leaf outputs (retained last, as
          * PyTorch does: the retained gradient is what the hooks made of it). */
@@ -582,25 +597,30 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             if (fn->variable) {
                 tmeta *m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
                                ? node_leaf_meta(fn) : NULL;
+                /* An AccumulateGrad node is its leaf's first history: hooks registered
+                 * after an in-place op moved the tensor into the graph belong elsewhere. */
                 if (m && __atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(m, meta_hist(m), &gin[p], &fn->outs[p], fn->name);
+                    rc = run_hooks(m, 0, &gin[p], &fn->outs[p], fn->name);
                 continue;
             }
             bool retain = false;
+            const meta_link *last = NULL;
             for (meta_link *l = node_links(fn, p); l && !rc; l = link_next(l)) {
                 if (__atomic_load_n(&l->m->hooks, __ATOMIC_ACQUIRE))
                     rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name);
                 retain |= __atomic_load_n(&l->m->retains_grad, __ATOMIC_ACQUIRE) &&
                           meta_hist(l->m) == l->hist;
+                last = l;
             }
             if (!rc && retain && s->accumulate) {
-                tensor ***ret = retained_of(s, i);
-                if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(tensor *));
+                retained_out **ret = retained_of(s, i);
+                if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(retained_out));
                 if (!ret || !*ret) {
                     rc = err_nomem();
                 } else {
                     tensor_retain(gin[p]);
-                    (*ret)[p] = gin[p];
+                    (*ret)[p].grad = gin[p];
+                    (*ret)[p].last = last;
                 }
             }
         }
@@ -805,7 +825,7 @@ static eng_err commit(sched *s)
 {
     bool prev = grad_mode_set(s->create_graph);
     eng_err rc = E_OK;
-    tensor ***retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
+    retained_out **retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
         /* A few leaves ahead, fetch the gradients and the metas they will be stored in. After
@@ -823,15 +843,16 @@ static eng_err commit(sched *s)
             eng_err e = commit_leaf(g->fn, r, s->create_graph);
             if (e && !rc) rc = e;
         }
-        tensor **ret = retained ? retained[i] : NULL;
+        retained_out *ret = retained ? retained[i] : NULL;
         if (ret) {
             for (int p = 0; p < g->fn->n_out; p++) {
-                tensor *r = ret[p];
+                tensor *r = ret[p].grad;
                 if (!r) continue;
-                ret[p] = NULL;
+                ret[p].grad = NULL;
                 /* Into every tensor that is this output and retains its gradient in this
-                 * history (usually one). */
-                for (meta_link *l = node_links(g->fn, p); l; l = link_next(l)) {
+                 * history (usually one), among those attached when the node ran. */
+                const meta_link *end = link_next(ret[p].last);
+                for (const meta_link *l = node_links(g->fn, p); l != end; l = link_next(l)) {
                     tmeta *m = l->m;
                     if (!__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) ||
                         meta_hist(m) != l->hist)
@@ -888,12 +909,12 @@ static eng_err root_gradient(sched *s, int r, tensor *root, tensor *given)
 
 static void cleanup(sched *s)
 {
-    tensor ***retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
+    retained_out **retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
     for (uint32_t i = 0; i < s->n; i++) {
         gnode *g = &s->nodes[i];
-        tensor **ret = retained ? retained[i] : NULL;
+        retained_out *ret = retained ? retained[i] : NULL;
         if (ret) {
-            for (int p = 0; p < g->fn->n_out; p++) tensor_release(ret[p]);
+            for (int p = 0; p < g->fn->n_out; p++) tensor_release(ret[p].grad);
             mem_free(ret);
         }
         if (!g->ran) {

@@ -200,7 +200,8 @@ eng_err grad_accumulator(tensor *leaf, node **out)
         tensor_retain(leaf);
         __atomic_store_n(&acc->variable, leaf, __ATOMIC_RELEASE);
     }
-    if (m->caller_thread) atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
+    if (__atomic_load_n(&m->caller_thread, __ATOMIC_ACQUIRE))
+        atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
     atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
     *out = acc;
     return E_OK;
@@ -213,6 +214,7 @@ eng_err gradient_edge(tensor *t, edge *e)
     if (!t) return E_OK;
     e->dtype = t->dtype;
     e->ndim = t->ndim;
+    if (view_stale_grad(t)) return view_fresh_edge(t, e);
     if (t->grad_fn) {
         node_retain(t->grad_fn);
         e->fn = t->grad_fn;
@@ -415,16 +417,24 @@ eng_err node_attach_meta(node *n, uint32_t output_nr, tmeta *m, uint32_t hist)
         }
         slot = &l->next;
     }
-    if (m->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
+    if (__atomic_load_n(&m->caller_thread, __ATOMIC_ACQUIRE))
+        atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
     return E_OK;
 }
 
-eng_err tensor_history_moved(tensor *t)
+eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr)
 {
     tmeta *m = tensor_meta_peek(t);
-    if (!m) return E_OK;
-    uint32_t hist = __atomic_add_fetch(&m->hist, 1, __ATOMIC_ACQ_REL);
-    if (t->grad_fn && __atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE))
-        return node_attach_meta(t->grad_fn, t->output_nr, m, hist);
-    return E_OK;
+    if (!m || !__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE)) return E_OK;
+    /* Inert until the history moves: no hook has that history yet, and retaining needs the
+     * meta's history to equal the link's. */
+    return node_attach_meta(n, output_nr, m, meta_hist(m) + 1);
+}
+
+void tensor_history_moved(tensor *t)
+{
+    tmeta *m = tensor_meta_peek(t);
+    if (!m) return;
+    __atomic_add_fetch(&m->hist, 1, __ATOMIC_ACQ_REL);
+    atomic_fetch_or(&m->acc->flags, NODE_LEAF_MOVED);
 }

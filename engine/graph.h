@@ -67,6 +67,7 @@ enum {
     NODE_EMBEDDED = 4,      /* lives in its leaf's meta block (AccumulateGrad) */
     NODE_LEAF_HOOKS = 8,    /* AccumulateGrad: its leaf has (or had) gradient hooks, so
                                backward must read the leaf's meta */
+    NODE_LEAF_MOVED = 16,   /* AccumulateGrad: an in-place op made its tensor a non-leaf */
 };
 
 typedef struct node {
@@ -153,6 +154,9 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int ou
                size_t attr_size);
 /** Records like's dtype and shape as the metadata of n's output o (once per output). */
 void node_out_meta(node *n, int o, const tensor *like);
+/** The edge of a stale view (view_stale): a fresh AsStridedBackward0 of its base's present
+ *  grad_fn, made for this edge alone (defined with the view ops, in ops/shape.c). */
+eng_err view_fresh_edge(tensor *t, edge *e);
 /** The gradient edge of t: its grad_fn, or its AccumulateGrad node if it is a leaf requiring
  *  grad (created on first use), or none. On success *e holds a new reference. */
 eng_err gradient_edge(tensor *t, edge *e);
@@ -215,10 +219,14 @@ static inline uint32_t meta_hist(const tmeta *m)
     return __atomic_load_n(&((tmeta *)m)->hist, __ATOMIC_ACQUIRE);
 }
 
-/** t just got a new grad_fn from an in-place op (its own, or as the base or the view of one):
- *  hooks registered from now on run at the new grad_fn, those registered before stay with
- *  the old one, and a retained gradient follows the tensor to the new grad_fn (PyTorch's
- *  rules since 2.0). */
-eng_err tensor_history_moved(tensor *t);
+/** Before an in-place op gives t the new grad_fn n (output output_nr): makes the links t's
+ *  meta will need there, so that nothing can fail once the data has changed. */
+eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr);
+/** t just got a new grad_fn from an in-place op (its own, or as the base or the view of one;
+ *  tensor_history_reserve came first): hooks registered from now on run at the new grad_fn,
+ *  those registered before stay with the old one, and a retained gradient follows the tensor
+ *  to the new grad_fn (PyTorch's rules since 2.0). A graph that reaches the tensor's
+ *  AccumulateGrad node (it was a leaf) fails there from now on, as in PyTorch. */
+void tensor_history_moved(tensor *t);
 
 #endif

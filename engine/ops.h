@@ -179,8 +179,12 @@ eng_err op_copy_(tensor *t, tensor *src);
 
 /* ---- plumbing shared between op files ---- */
 /** After an in-place op on view v rewrote its base's history (CopySlices), v's grad_fn
- *  becomes AsStridedBackward0 of the base's new grad_fn. */
-eng_err view_rebase(tensor *v);
+ *  becomes AsStridedBackward0 of the base's new grad_fn: view_rebase_prepare makes that node
+ *  before the data changes (NULL, E_NOMEM set, on failure); view_rebase_commit, after the
+ *  base got its CopySlices, connects it, makes it v's grad_fn and drops the caller's
+ *  reference. It cannot fail. */
+node *view_rebase_prepare(const tensor *v);
+void view_rebase_commit(node *n, tensor *v);
 /** A view of t with the given geometry (storage offset absolute) and its base set, recording
  *  nothing: for multi-output view ops (split, chunk), which record one node for all their
  *  views. NULL (E_NOMEM set) on failure. */

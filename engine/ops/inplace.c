@@ -124,7 +124,16 @@ static eng_err leaf_check(const tensor *t)
 typedef struct ip_rec {
     node *fn;  /* the op node */
     node *cs;  /* CopySlices (views) */
+    node *vn;  /* the view's next grad_fn (views) */
 } ip_rec;
+
+static void discard_record(ip_rec *r)
+{
+    node_release(r->vn);
+    node_release(r->cs);
+    node_release(r->fn);
+    memset(r, 0, sizeof *r);
+}
 
 static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_type *type,
                               ip_attr attr)
@@ -177,38 +186,38 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
             if (!e && other) e = node_set_edge(cs, 1, other);
             r->cs = cs;
         }
+        if (!e && !(r->vn = view_rebase_prepare(t))) e = E_NOMEM;
+        if (!e) e = tensor_history_reserve(t->base, r->cs, 0);
+        if (!e) e = tensor_history_reserve(t, r->vn, 0);
     }
+    if (!e && !view) e = tensor_history_reserve(t, fn, 0);
     r->fn = fn;
-    if (e) {
-        node_release(r->cs);
-        node_release(r->fn);
-        memset(r, 0, sizeof *r);
-    }
+    if (e) discard_record(r);
     return e;
 }
 
-/* After the data changed: install the new history. */
-static eng_err commit_record(ip_rec *r, tensor *t)
+/* After the data changed: install the new history (nothing here can fail). */
+static void commit_record(ip_rec *r, tensor *t)
 {
-    eng_err e = E_OK;
+    if (r->fn) {
+        /* The storage's history moves: its other views' grad_fns go stale (view_stale). */
+        atomic_fetch_add_explicit(&t->st->hist_epoch, 1, memory_order_acq_rel);
+    }
     if (r->cs) {
         tensor *base = t->base;
         node_set_output(r->cs, 0, base);
         /* The op's node sees the view's shape as its output. */
         node_out_meta(r->fn, 0, t);
-        e = tensor_history_moved(base);
-        eng_err e2 = view_rebase(t);
-        if (!e2) e2 = tensor_history_moved(t);
-        if (!e) e = e2;
+        tensor_history_moved(base);
+        view_rebase_commit(r->vn, t);
+        tensor_history_moved(t);
     } else if (r->fn) {
         node_set_output(r->fn, 0, t);
-        e = tensor_history_moved(t);
+        tensor_history_moved(t);
     }
     node_release(r->cs);
     node_release(r->fn);
-    return e;
 }
-
 static eng_err check_into(tensor *t, tensor *other, dtype compute)
 {
     if (!dtype_valid(compute) || (dtype_category(compute) > dtype_category((dtype)t->dtype)))
@@ -268,12 +277,12 @@ static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_ty
         e = ew_map_into(t, (dtype)t->dtype, &t, 1, ip_loops[op][t->dtype], &param, PAR_GRAIN_CHEAP);
     }
     if (e) {
-        node_release(r.cs);
-        node_release(r.fn);
+        discard_record(&r);
         return e;
     }
     tensor_bump_version(t);
-    return commit_record(&r, t);
+    commit_record(&r, t);
+    return E_OK;
 }
 
 eng_err op_binary_(tensor *t, tensor *other, inplace_kind k)
@@ -302,7 +311,8 @@ static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_
     if (src) kernel_copy(t, src);
     else kernel_fill(t, v);
     tensor_bump_version(t);
-    return commit_record(&r, t);
+    commit_record(&r, t);
+    return E_OK;
 }
 
 eng_err op_fill_(tensor *t, double v) { return overwrite(t, NULL, v, OP_FILL, &FILL_BW); }

@@ -39,6 +39,7 @@ tensor *view_alias(tensor *t, const int64_t *shape, const int64_t *strides, int 
     tensor *base = t->base ? t->base : t;
     tensor_retain(base);
     v->base = base;
+    v->view_epoch = atomic_load_explicit(&v->st->hist_epoch, memory_order_acquire);
     return v;
 }
 
@@ -651,23 +652,47 @@ eng_err op_detach(tensor **out, tensor *t)
     return E_OK;
 }
 
-eng_err view_rebase(tensor *v)
+node *view_rebase_prepare(const tensor *v)
 {
-    tensor *base = v->base;
     node *n = node_new(&AS_STRIDED_BW, 1, 0, 1, v->ndim, sizeof(view_attr));
-    if (!n) return err_nomem();
-    eng_err e = node_set_edge(n, 0, base);
-    if (e) {
-        node_release(n);
-        return e;
+    if (!n) {
+        err_nomem();
+        return NULL;
     }
+    const tensor *base = v->base;
     view_attr *a = attr(n);
     geom_of(base, &a->in);
     a->view.ndim = v->ndim;
     memcpy(a->view.shape, v->shape, (size_t)v->ndim * sizeof(int64_t));
     memcpy(a->view.strides, v->strides, (size_t)v->ndim * sizeof(int64_t));
     a->view.offset = v->offset - base->offset;
+    return n;
+}
+
+eng_err view_fresh_edge(tensor *t, edge *e)
+{
+    /* The view itself is left as it is, so no thread reading it at the same time sees its
+     * grad_fn change (PyTorch swaps a view's grad_fn under a lock instead); the price is a node
+     * per use until the view is made again. */
+    node *n = view_rebase_prepare(t);
+    if (!n) return E_NOMEM;
+    eng_err err = node_set_edge(n, 0, t->base);
+    if (err) {
+        node_release(n);
+        return err;
+    }
+    node_out_meta(n, 0, t);
+    e->fn = n; /* the caller's reference */
+    e->input_nr = 0;
+    return E_OK;
+}
+
+void view_rebase_commit(node *n, tensor *v)
+{
+    /* Cannot fail: the base has a grad_fn now (its CopySlices), so the edge only retains it. */
+    eng_err e = node_set_edge(n, 0, v->base);
+    (void)e;
     node_set_output(n, 0, v);
     node_release(n);
-    return E_OK;
+    v->view_epoch = atomic_load_explicit(&v->st->hist_epoch, memory_order_acquire);
 }

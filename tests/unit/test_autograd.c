@@ -589,6 +589,82 @@ static void saved_output_alias_hooks(void)
     ag_tensor_release(x);
 }
 
+/* retain_grad on the alias while its node runs: the alias's .grad starts with the next pass,
+ * whether or not y (the same output) retains too (it got this pass's gradient when y did). */
+typedef struct alias_retain {
+    int calls;
+    ag_tensor *alias;
+} alias_retain;
+
+static int alias_retain_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                                 ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)n_in;
+    (void)n_out;
+    alias_retain *st = ud;
+    ag_tensor *y;
+    int rc = ag_function_ctx_saved(&y, ctx, 0);
+    if (rc) return rc;
+    if (st->calls++ == 0) {
+        rc = ag_tensor_retain_grad(y);
+        st->alias = y; /* kept */
+        y = NULL;
+    }
+    if (!rc) rc = ag_mul(&gins[0], gouts[0], st->alias);
+    ag_tensor_release(y);
+    return rc;
+}
+
+static void alias_retained_during_pass(void)
+{
+    for (int y_retains = 0; y_retains <= 1; y_retains++) {
+        ag_tensor *x = leaf(0.5), *y, *z;
+        alias_retain st = {0, NULL};
+        OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, alias_retain_backward, 0, &st,
+                             NULL));
+        if (y_retains) OK(ag_tensor_retain_grad(y));
+        OK(ag_mul_scalar(&z, y, 2.0));
+        OK(ag_backward(z, NULL, AG_CREATE_GRAPH));
+        CHECK(isnan(grad_of(st.alias)));
+        OK(ag_backward(z, NULL, AG_RETAIN_GRAPH));
+        CHECK_CLOSE(grad_of(st.alias), 2.0, 0);
+        if (y_retains) CHECK_CLOSE(grad_of(y), 4.0, 0);
+        ag_tensor_release(st.alias);
+        ag_tensor_release(z);
+        ag_tensor_release(y);
+        ag_tensor_release(x);
+    }
+}
+
+/* A view made before its base changed in place: its uses lead to the base's new history
+ * (conformance view/after_base_inplace checks the gradients); retain_grad and hooks on it are
+ * refused with a clear error instead of attaching where they would never run. */
+static void stale_view_refuses_hooks(void)
+{
+    double d[4] = {1, 2, 3, 4};
+    ag_tensor *x = vec(AG_FLOAT64, 4, d), *b, *v, *v2;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_mul_scalar(&b, x, 1.0));
+    OK(ag_narrow(&v, b, 0, 0, 2));
+    OK(ag_tensor_retain_grad(v)); /* fine before */
+    OK(ag_mul_scalar_(b, 2.0));
+    uint64_t id;
+    int calls = 0;
+    FAILS(AG_EINVAL, ag_tensor_retain_grad(v));
+    CHECK(strstr(ag_last_error(), "make the view again") != NULL);
+    FAILS(AG_EINVAL, ag_tensor_register_hook(&id, v, count_hook, 0, &calls, NULL));
+    CHECK(strstr(grad_fn_name(v), "AsStridedBackward0") != NULL);
+    OK(ag_narrow(&v2, b, 0, 0, 2)); /* made again: fine */
+    OK(ag_tensor_retain_grad(v2));
+    OK(ag_tensor_register_hook(&id, v2, count_hook, 0, &calls, NULL));
+    ag_tensor *sm;
+    OK(ag_sum(&sm, v2));
+    OK(ag_backward(sm, NULL, 0));
+    CHECK(calls == 1);
+    ag_tensor *ts[] = {sm, v2, v, b, x};
+    for (size_t k = 0; k < 5; k++) ag_tensor_release(ts[k]);
+}
+
 /* ---- version counter and in-place ops ---- */
 static void inplace_semantics(void)
 {
@@ -744,6 +820,8 @@ int main(void)
     custom_function();
     hooks_across_inplace();
     saved_output_alias_hooks();
+    alias_retained_during_pass();
+    stale_view_refuses_hooks();
     inplace_semantics();
     anomaly();
     deep_graph();

@@ -118,6 +118,31 @@ static int inplace(void *p)
     return ag_mul_(f->out, f->w);
 }
 
+static int inplace_scalar(void *p)
+{
+    fixture *f = p;
+    return ag_mul_scalar_(f->out, 5.0);
+}
+
+/* 3 everywhere: the gradient of sum(t * 3) with respect to t's present value. */
+static int retained_is_three(ag_tensor *t, ag_tensor *root_of)
+{
+    ag_tensor *z, *s, *g;
+    OK(ag_mul_scalar(&z, root_of, 3.0));
+    OK(ag_sum(&s, z));
+    OK(ag_backward(s, NULL, 0));
+    ag_tensor_release(s);
+    ag_tensor_release(z);
+    if (ag_tensor_grad(&g, t) || !g) return 0;
+    int64_t n;
+    double *v = values(g, &n);
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) ok &= v[i] == 3.0;
+    free(v);
+    ag_tensor_release(g);
+    return ok;
+}
+
 static int version_unchanged(void *p)
 {
     fixture *f = p;
@@ -196,6 +221,27 @@ int main(void)
     f.out = y;
     ag_tensor_version(&f.version, y);
     CHECK(inject("in-place", inplace, &f, version_unchanged) > 0);
+    /* in-place on a tensor that retains its gradient, and through a view of one: what the
+     * retained gradient needs at the new grad_fn is allocated before the data changes (it
+     * was allocated after, so a failure there changed the data and lost the retained grad) */
+    ag_tensor *r, *base, *view;
+    OK(ag_mul_scalar(&r, f.x, 1.0));
+    OK(ag_tensor_retain_grad(r));
+    f.out = r;
+    ag_tensor_version(&f.version, r);
+    CHECK(inject("in-place, retained", inplace_scalar, &f, version_unchanged) > 0);
+    CHECK(retained_is_three(r, r));
+    OK(ag_mul_scalar(&base, f.x, 1.0));
+    OK(ag_tensor_retain_grad(base));
+    OK(ag_narrow(&view, base, 0, 2, 3));
+    OK(ag_tensor_retain_grad(view));
+    f.out = view;
+    ag_tensor_version(&f.version, view);
+    CHECK(inject("in-place through a view, retained", inplace_scalar, &f, version_unchanged) > 0);
+    CHECK(retained_is_three(base, base));
+    ag_tensor_release(view);
+    ag_tensor_release(base);
+    ag_tensor_release(r);
 
     ag_tensor_release(y);
     ag_tensor_release(f.root);
