@@ -4,6 +4,7 @@
  * functions, version-counter checks, in-place ops and views, anomaly mode.
  */
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "harness.h"
@@ -546,7 +547,9 @@ static void hooks_across_inplace(void)
  * releasing y then freed a meta a backward could still be reading). */
 typedef struct alias_state {
     int calls;
+    bool retain;       /* the first call retains the alias's grad (else hooks it) */
     seen on_alias;
+    ag_tensor *alias;  /* kept when retained */
 } alias_state;
 
 static int alias_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
@@ -559,7 +562,14 @@ static int alias_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
     int rc = ag_function_ctx_saved(&y, ctx, 0);
     if (rc) return rc;
     uint64_t id;
-    if (st->calls++ == 0) rc = ag_tensor_register_hook(&id, y, seen_hook, 0, &st->on_alias, NULL);
+    bool first = st->calls++ == 0;
+    if (first && st->retain) {
+        rc = ag_tensor_retain_grad(y);
+        if (!rc) rc = ag_tensor_retain(y);
+        if (!rc) st->alias = y;
+    } else if (first) {
+        rc = ag_tensor_register_hook(&id, y, seen_hook, 0, &st->on_alias, NULL);
+    }
     if (!rc) rc = ag_mul(&gins[0], gouts[0], y);
     ag_tensor_release(y);
     return rc;
@@ -568,7 +578,7 @@ static int alias_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
 static void saved_output_alias_hooks(void)
 {
     ag_tensor *x = leaf(0.5), *y, *z;
-    alias_state st = {0, {0, 0}};
+    alias_state st = {0, false, {0, 0}, NULL};
     seen on_y = {0, 0};
     uint64_t id;
     OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, alias_backward, 0, &st, NULL));
@@ -591,37 +601,12 @@ static void saved_output_alias_hooks(void)
 
 /* retain_grad on the alias while its node runs: the alias's .grad starts with the next pass,
  * whether or not y (the same output) retains too (it got this pass's gradient when y did). */
-typedef struct alias_retain {
-    int calls;
-    ag_tensor *alias;
-} alias_retain;
-
-static int alias_retain_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
-                                 ag_tensor *const *gouts, size_t n_out, void *ud)
-{
-    (void)n_in;
-    (void)n_out;
-    alias_retain *st = ud;
-    ag_tensor *y;
-    int rc = ag_function_ctx_saved(&y, ctx, 0);
-    if (rc) return rc;
-    if (st->calls++ == 0) {
-        rc = ag_tensor_retain_grad(y);
-        st->alias = y; /* kept */
-        y = NULL;
-    }
-    if (!rc) rc = ag_mul(&gins[0], gouts[0], st->alias);
-    ag_tensor_release(y);
-    return rc;
-}
-
 static void alias_retained_during_pass(void)
 {
     for (int y_retains = 0; y_retains <= 1; y_retains++) {
         ag_tensor *x = leaf(0.5), *y, *z;
-        alias_retain st = {0, NULL};
-        OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, alias_retain_backward, 0, &st,
-                             NULL));
+        alias_state st = {0, true, {0, 0}, NULL};
+        OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, alias_backward, 0, &st, NULL));
         if (y_retains) OK(ag_tensor_retain_grad(y));
         OK(ag_mul_scalar(&z, y, 2.0));
         OK(ag_backward(z, NULL, AG_CREATE_GRAPH));
