@@ -373,16 +373,13 @@ AG_API int ag_tensor_set_grad(ag_tensor *t, ag_tensor *g);
 /** Zeroes t's .grad in place if it has one (it keeps its storage). */
 AG_API int ag_tensor_zero_grad(ag_tensor *t);
 
-/** t's grad_fn (a new reference), or *out = NULL for leaves. For a view whose base changed in
- *  place since the view was made (see "Views"), a new AsStridedBackward0 node of the base's
- *  present grad_fn on each call. */
+/** t's grad_fn (a new reference), or *out = NULL for leaves. */
 AG_API int ag_tensor_grad_fn(ag_node **out, const ag_tensor *t);
 
 /** Makes backward keep the gradient of a non-leaf in its .grad (a no-op on leaves). The
  *  gradient kept is that of t's present value: after an in-place op on t (directly, or
  *  through a view of t, or on t's base through t), .grad comes from t's new grad_fn, as in
- *  PyTorch. Errors: AG_ENOGRAD if t does not require grad; AG_EINVAL if t is a view whose base
- *  changed in place after t was made (see "Views"). */
+ *  PyTorch. Errors: AG_ENOGRAD if t does not require grad. */
 AG_API int ag_tensor_retain_grad(ag_tensor *t);
 
 /** 1 if t is a non-leaf that retains its gradient. */
@@ -408,8 +405,7 @@ typedef int (*ag_tensor_hook_fn)(ag_tensor **new_grad, ag_tensor *grad, void *us
  *  registered and removed at any time, from any thread or from inside a hook: while
  *  backward runs t's hooks, one removed is skipped if not yet reached, and one registered
  *  runs from the next pass on.
- *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL (also for a view
- *  whose base changed in place after it was made, see "Views"). */
+ *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL. */
 AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *t, ag_tensor_hook_fn fn,
                                    unsigned flags, void *userdata,
                                    void (*free_userdata)(void *userdata));
@@ -652,11 +648,10 @@ AG_API int ag_linear(ag_tensor **out, const ag_tensor *x, const ag_tensor *w,
 /* Views and shape operations                                                                 */
 /* ------------------------------------------------------------------------------------------ */
 /* Views share storage and the version counter with their base: writing through one is seen
- * by the other. A view made before its base was changed by a recorded in-place op (on the base,
- * or through another view of it) differentiates into the base's new history, as in PyTorch:
- * its grad_fn reads AsStridedBackward0 of the base's new grad_fn, and it requires grad if the
- * base does now. (Each use of such a view records its own AsStridedBackward0 node, and
- * retain_grad and hooks are refused on it: make the view again for those.) */
+ * by the other. Known limitation: unlike PyTorch, a view keeps the grad_fn it was made with
+ * when its base is later changed by an in-place op recorded on the base itself or through
+ * another view; differentiating through such a view follows the base's old history. Make the
+ * view again after such an op. */
 
 /** A view with a new shape (one entry may be -1, inferred), or a copy when t's strides
  *  do not allow a view, like torch.reshape. Errors: AG_ESHAPE (numel mismatch). */

@@ -368,27 +368,10 @@ AG_API int ag_tensor_grad_fn(ag_node **out, const ag_tensor *t)
 {
     CHECK_NOT_NULL("ag_tensor_grad_fn", out, "out");
     CHECK_NOT_NULL("ag_tensor_grad_fn", t, "t");
-    if (view_stale_grad(T(t))) {
-        /* A view whose base changed in place since: the node its uses now record. */
-        edge e;
-        eng_err err = gradient_edge(T(t), &e);
-        if (err) return api_fail("ag_tensor_grad_fn", err);
-        *out = NH(e.fn);
-        return AG_OK;
-    }
     node *n = T(t)->grad_fn;
     if (n) node_retain(n);
     *out = NH(n);
     return AG_OK;
-}
-
-/* retain_grad and hooks attach to the tensor's grad_fn; a stale view's uses each record a
- * node of their own (view_fresh_edge), where they would see only part of the gradient. */
-static int stale_view_error(const char *fn)
-{
-    return api_error(fn, AG_EINVAL, "t is a view whose base was modified in place (directly or "
-                     "through another view) after the view was made: make the view again to "
-                     "retain its gradient or register hooks on it");
 }
 
 AG_API int ag_tensor_retain_grad(ag_tensor *h)
@@ -398,7 +381,6 @@ AG_API int ag_tensor_retain_grad(ag_tensor *h)
     tensor *t = T(h);
     if (!tensor_requires_grad(t))
         return api_error(fn, AG_ENOGRAD, "can't retain_grad on Tensor that has requires_grad=False");
-    if (view_stale_grad(t)) return stale_view_error(fn);
     if (!t->grad_fn) return AG_OK;
     tmeta *m = tensor_meta(t);
     if (!m) return api_error(fn, AG_ENOMEM, "out of memory");
@@ -462,7 +444,6 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     if (!tensor_requires_grad(t))
         return api_error(fn, AG_ENOGRAD, "cannot register a hook on a tensor that doesn't require "
                          "gradient");
-    if (view_stale_grad(t)) return stale_view_error(fn);
     tmeta *m = tensor_meta(t);
     hook *k = mem_alloc(sizeof *k);
     api_hook *ah = mem_alloc(sizeof *ah);

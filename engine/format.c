@@ -320,9 +320,7 @@ eng_err tensor_format(char **out, const tensor *t)
     /* Non-empty int64 and bool tensors show their dtype through their values. */
     if (t->dtype != DT_DEFAULT_FLOAT && (t->numel == 0 || t->dtype == DT_F64))
         add_suffix(&b, &last, indent, "dtype=torch.", dtype_name((dtype)t->dtype), "");
-    if (view_stale_grad(t)) /* what its uses record (view_fresh_edge) */
-        add_suffix(&b, &last, indent, "grad_fn=<", "AsStridedBackward0", ">");
-    else if (t->grad_fn)
+    if (t->grad_fn)
         add_suffix(&b, &last, indent, "grad_fn=<", t->grad_fn->name, ">");
     else if (t->requires_grad)
         add_suffix(&b, &last, indent, "requires_grad=True", "", "");

@@ -214,7 +214,6 @@ eng_err gradient_edge(tensor *t, edge *e)
     if (!t) return E_OK;
     e->dtype = t->dtype;
     e->ndim = t->ndim;
-    if (view_stale_grad(t)) return view_fresh_edge(t, e);
     if (t->grad_fn) {
         node_retain(t->grad_fn);
         e->fn = t->grad_fn;

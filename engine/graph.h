@@ -154,9 +154,6 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int ou
                size_t attr_size);
 /** Records like's dtype and shape as the metadata of n's output o (once per output). */
 void node_out_meta(node *n, int o, const tensor *like);
-/** The edge of a stale view (view_stale): a fresh AsStridedBackward0 of its base's present
- *  grad_fn, made for this edge alone (defined with the view ops, in ops/shape.c). */
-eng_err view_fresh_edge(tensor *t, edge *e);
 /** The gradient edge of t: its grad_fn, or its AccumulateGrad node if it is a leaf requiring
  *  grad (created on first use), or none. On success *e holds a new reference. */
 eng_err gradient_edge(tensor *t, edge *e);

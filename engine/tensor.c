@@ -89,7 +89,6 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
     storage *st = (storage *)((char *)(t + 1) + dims);
     atomic_init(&st->refs, 1);
     atomic_init(&st->version, 0);
-    atomic_init(&st->hist_epoch, 0);
     st->nbytes = nbytes;
     st->data = block + off;
     st->block = block;
@@ -123,7 +122,6 @@ tensor *tensor_new_scalar(dtype dt)
     t->numel = 1;
     atomic_init(&st->refs, 1);
     atomic_init(&st->version, 0);
-    atomic_init(&st->hist_epoch, 0);
     st->nbytes = dtype_size(dt);
     st->data = block + OFF;
     st->block = block;

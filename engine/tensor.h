@@ -29,8 +29,6 @@ typedef struct storage {
     void *data;         /* MEM_DATA_ALIGN-aligned unless nbytes <= 64 */
     void *block;        /* the allocation holding the tensor made with it, this, and data */
     bool block_aligned; /* block came from mem_alloc_aligned */
-    atomic_uint hist_epoch; /* +1 for every in-place op recorded on this storage: its views
-                               made before then have a stale grad_fn (view_stale) */
 } storage;
 
 /* Autograd extras most tensors never need: created on first use, reference counted so a
@@ -67,7 +65,6 @@ typedef struct tensor {
     struct tensor *base;           /* strong; the root base of a view, else NULL */
     _Atomic(tmeta *) meta;         /* lazily created */
     atomic_flag acc_lock;          /* guards the revival of meta->acc */
-    uint32_t view_epoch;           /* a view: st->hist_epoch when its grad_fn was made */
     struct tensor *dead_next;      /* link in the deferred-destruction list */
 } tensor;
 
@@ -130,25 +127,8 @@ static inline void tensor_bump_version(tensor *t)
 }
 
 /* ---- autograd fields ---- */
-/** A view whose base's history changed since its grad_fn was made: an in-place op was
- *  recorded on the base or on another view of it. Its grad_fn no longer leads to the base's
- *  grad_fn, so gradient_edge gives such a view a fresh AsStridedBackward0 of the base's present
- *  grad_fn instead (as PyTorch regenerates a view's grad_fn). */
-static inline bool view_stale(const tensor *t)
-{
-    return t->base &&
-           atomic_load_explicit(&t->st->hist_epoch, memory_order_acquire) != t->view_epoch;
-}
-/** A stale view whose base requires grad: it requires grad through the base's new history. */
-static inline bool view_stale_grad(const tensor *t)
-{
-    return t->base && view_stale(t) && (t->base->requires_grad || t->base->grad_fn);
-}
-static inline bool tensor_requires_grad(const tensor *t)
-{
-    return t->requires_grad || t->grad_fn || view_stale_grad(t);
-}
-static inline bool tensor_is_leaf(const tensor *t) { return !t->grad_fn && !view_stale_grad(t); }
+static inline bool tensor_requires_grad(const tensor *t) { return t->requires_grad || t->grad_fn; }
+static inline bool tensor_is_leaf(const tensor *t) { return t->grad_fn == NULL; }
 /** The tensor's meta, created on first use; NULL (E_NOMEM) on failure. */
 tmeta *tensor_meta(tensor *t);
 static inline tmeta *tensor_meta_peek(const tensor *t) { return atomic_load_explicit(&((tensor *)t)->meta, memory_order_acquire); }

@@ -199,10 +199,6 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
 /* After the data changed: install the new history (nothing here can fail). */
 static void commit_record(ip_rec *r, tensor *t)
 {
-    if (r->fn) {
-        /* The storage's history moves: its other views' grad_fns go stale (view_stale). */
-        atomic_fetch_add_explicit(&t->st->hist_epoch, 1, memory_order_acq_rel);
-    }
     if (r->cs) {
         tensor *base = t->base;
         node_set_output(r->cs, 0, base);

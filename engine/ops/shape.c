@@ -39,7 +39,6 @@ tensor *view_alias(tensor *t, const int64_t *shape, const int64_t *strides, int 
     tensor *base = t->base ? t->base : t;
     tensor_retain(base);
     v->base = base;
-    v->view_epoch = atomic_load_explicit(&v->st->hist_epoch, memory_order_acquire);
     return v;
 }
 
@@ -669,24 +668,6 @@ node *view_rebase_prepare(const tensor *v)
     return n;
 }
 
-eng_err view_fresh_edge(tensor *t, edge *e)
-{
-    /* The view itself is left as it is, so no thread reading it at the same time sees its
-     * grad_fn change (PyTorch swaps a view's grad_fn under a lock instead); the price is a node
-     * per use until the view is made again. */
-    node *n = view_rebase_prepare(t);
-    if (!n) return E_NOMEM;
-    eng_err err = node_set_edge(n, 0, t->base);
-    if (err) {
-        node_release(n);
-        return err;
-    }
-    node_out_meta(n, 0, t);
-    e->fn = n; /* the caller's reference */
-    e->input_nr = 0;
-    return E_OK;
-}
-
 void view_rebase_commit(node *n, tensor *v)
 {
     /* Cannot fail: the base has a grad_fn now (its CopySlices), so the edge only retains it. */
@@ -694,5 +675,4 @@ void view_rebase_commit(node *n, tensor *v)
     (void)e;
     node_set_output(n, 0, v);
     node_release(n);
-    v->view_epoch = atomic_load_explicit(&v->st->hist_epoch, memory_order_acquire);
 }
