@@ -154,15 +154,14 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     if (attr.op == OP_MUL) {
         node_save(fn, 0, other);
         if (tensor_requires_grad(other)) {
-            tensor *old;
-            if ((e = op_detach(&old, t)) == E_OK) {
-                tensor *copy;
-                e = op_clone(&copy, old);
-                tensor_release(old);
-                if (!e) {
-                    node_save(fn, 1, copy);
-                    tensor_release(copy);
-                }
+            /* The old value, for other's gradient. Cloned with its history (a CloneBackward0
+             * while grad mode is on): a double backward differentiates through it (it was a
+             * detached copy, so d/da of a*a*a built by mul_ missed the old value's share). */
+            tensor *copy;
+            e = op_clone(&copy, t);
+            if (!e) {
+                node_save(fn, 1, copy);
+                tensor_release(copy);
             }
         }
     }
