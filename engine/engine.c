@@ -382,9 +382,8 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
 /* Runs m's hooks in order on *grad. Each is held while it runs and the next is taken under
  * the lock (see hook_next), so a hook removed meanwhile is skipped if not yet reached, and
  * finishes, then is freed, if it was running; a hook registered meanwhile runs from the
- * next pass on. */
-/* Runs m's hooks registered in history `hist` (the others belong to another grad_fn of the
- * tensor, see tensor_history_moved). */
+ * next pass on. Only hooks registered in history `hist` run: the others belong to another
+ * grad_fn of the tensor (tensor_history_moved). */
 static eng_err run_hooks(tmeta *m, uint32_t hist, tensor **grad, const out_meta *om,
                          const char *where)
 {

@@ -213,6 +213,7 @@ static void commit_record(ip_rec *r, tensor *t)
     node_release(r->cs);
     node_release(r->fn);
 }
+
 static eng_err check_into(tensor *t, tensor *other, dtype compute)
 {
     if (!dtype_valid(compute) || (dtype_category(compute) > dtype_category((dtype)t->dtype)))
