@@ -177,8 +177,25 @@ QUERY(ag_tensor_numel, int64_t, T(t)->numel)
 QUERY(ag_tensor_storage_offset, int64_t, T(t)->offset)
 QUERY(ag_tensor_is_contiguous, int, tensor_is_contiguous(T(t)))
 QUERY(ag_tensor_version, int64_t, tensor_version(T(t)))
-QUERY(ag_tensor_requires_grad, int, tensor_requires_grad(T(t)))
-QUERY(ag_tensor_is_leaf, int, tensor_is_leaf(T(t)))
+
+/* A view whose base changed in place behind it gets its fresh grad_fn before anything reads
+ * its autograd state (view_sync; this can fail, with PyTorch's error for refused views). */
+#define SYNC_VIEW(NAME, t)                                                                 \
+    do {                                                                                   \
+        eng_err e_ = view_sync(T(t));                                                      \
+        if (e_) return api_fail(NAME, e_);                                                 \
+    } while (0)
+#define GRAD_QUERY(NAME, EXPR)                                                             \
+    AG_API int NAME(int *out, const ag_tensor *t)                                          \
+    {                                                                                      \
+        CHECK_NOT_NULL(#NAME, out, "out");                                                 \
+        CHECK_NOT_NULL(#NAME, t, "t");                                                     \
+        SYNC_VIEW(#NAME, t);                                                               \
+        *out = (EXPR);                                                                     \
+        return AG_OK;                                                                      \
+    }
+GRAD_QUERY(ag_tensor_requires_grad, tensor_requires_grad(T(t)))
+GRAD_QUERY(ag_tensor_is_leaf, tensor_is_leaf(T(t)))
 
 static int copy_dims(const char *fn, int64_t *out, size_t cap, const ag_tensor *t, bool strides)
 {
@@ -282,6 +299,7 @@ AG_API int ag_tensor_to_string(char **out, const ag_tensor *t)
 {
     CHECK_NOT_NULL("ag_tensor_to_string", out, "out");
     CHECK_NOT_NULL("ag_tensor_to_string", t, "t");
+    SYNC_VIEW("ag_tensor_to_string", t);
     char *s;
     eng_err e = tensor_format(&s, T(t));
     if (e) return api_fail("ag_tensor_to_string", e);
@@ -298,6 +316,7 @@ AG_API int ag_tensor_set_requires_grad(ag_tensor *h, int requires_grad)
     CHECK_NOT_NULL(fn, h, "t");
     tensor *t = T(h);
     bool want = requires_grad != 0;
+    SYNC_VIEW(fn, t);
     if (t->grad_fn) {
         if (want) return AG_OK;
         return api_error(fn, AG_ELEAF, "you can only change requires_grad flags of leaf variables. "
@@ -368,6 +387,7 @@ AG_API int ag_tensor_grad_fn(ag_node **out, const ag_tensor *t)
 {
     CHECK_NOT_NULL("ag_tensor_grad_fn", out, "out");
     CHECK_NOT_NULL("ag_tensor_grad_fn", t, "t");
+    SYNC_VIEW("ag_tensor_grad_fn", t);
     node *n = T(t)->grad_fn;
     if (n) node_retain(n);
     *out = NH(n);
@@ -379,6 +399,7 @@ AG_API int ag_tensor_retain_grad(ag_tensor *h)
     const char *fn = "ag_tensor_retain_grad";
     CHECK_NOT_NULL(fn, h, "t");
     tensor *t = T(h);
+    SYNC_VIEW(fn, t);
     if (!tensor_requires_grad(t))
         return api_error(fn, AG_ENOGRAD, "can't retain_grad on Tensor that has requires_grad=False");
     if (!t->grad_fn) return AG_OK;
@@ -441,6 +462,7 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     if (flags & ~(unsigned)AG_CALLBACK_CALLER_THREAD)
         return api_error(fn, AG_EINVAL, "unknown flags 0x%x", flags);
     tensor *t = T(h);
+    SYNC_VIEW(fn, t);
     if (!tensor_requires_grad(t))
         return api_error(fn, AG_ENOGRAD, "cannot register a hook on a tensor that doesn't require "
                          "gradient");

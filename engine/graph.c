@@ -181,11 +181,23 @@ void node_destroy(node *n)
     mem_free(n);
 }
 
+/* A stale view may require grad only once up to date (its base took a history in place).
+ * If that fails, it is recorded, and record's gradient_edge meets the error again. */
+static __attribute__((noinline)) bool view_requires_grad(tensor *t)
+{
+    return view_sync(t) || tensor_requires_grad(t);
+}
+
 bool should_record(tensor *const *ins, int n)
 {
     if (!grad_mode_enabled()) return false;
-    for (int i = 0; i < n; i++)
-        if (ins[i] && tensor_requires_grad(ins[i])) return true;
+    for (int i = 0; i < n; i++) {
+        tensor *t = ins[i];
+        if (!t) continue;
+        if (__builtin_expect(t->base != NULL, 0) ? view_requires_grad(t)
+                                                 : t->requires_grad || t->grad_fn)
+            return true;
+    }
     return false;
 }
 
@@ -214,6 +226,10 @@ eng_err gradient_edge(tensor *t, edge *e)
     if (!t) return E_OK;
     e->dtype = t->dtype;
     e->ndim = t->ndim;
+    if (__builtin_expect(t->base != NULL, 0)) {
+        eng_err err = view_sync(t);
+        if (err) return err;
+    }
     if (t->grad_fn) {
         node_retain(t->grad_fn);
         e->fn = t->grad_fn;

@@ -155,8 +155,36 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int ou
 /** Records like's dtype and shape as the metadata of n's output o (once per output). */
 void node_out_meta(node *n, int o, const tensor *like);
 /** The gradient edge of t: its grad_fn, or its AccumulateGrad node if it is a leaf requiring
- *  grad (created on first use), or none. On success *e holds a new reference. */
+ *  grad (created on first use), or none. On success *e holds a new reference. A stale view
+ *  is brought up to date first (view_sync), which can fail. */
 eng_err gradient_edge(tensor *t, edge *e);
+
+/* ---- views whose base changed behind them ----
+ * An in-place op on a base, or on one of its views, gives the base a new grad_fn; the other
+ * views of it still have grad_fns into the old history. As in PyTorch, such a view gets a
+ * fresh AsStridedBackward0 of the base's current history the next time its grad_fn is
+ * needed: when it enters an op under grad mode, is a root or input of backward, or is asked
+ * for its grad_fn, requires_grad or is_leaf. A view records the storage version its grad_fn
+ * reflects; every in-place op bumps the version, so a mismatch means it may be stale. */
+
+/** t is a view whose storage changed since its grad_fn was last brought up to date (atomic
+ *  loads only: another thread may be regenerating it). */
+static inline bool view_stale(const tensor *t)
+{
+    return t->base && atomic_load_explicit(&((tensor *)t)->view_version, memory_order_acquire) !=
+                          (uint32_t)tensor_version(t);
+}
+/** Brings a stale view t up to date, under its lock: if it or its base is differentiable, a
+ *  fresh grad_fn (hooks and retain_grad follow as after an in-place op on it:
+ *  tensor_history_moved). E_INVAL, with PyTorch's message, for a view PyTorch does not
+ *  regenerate: one made under no_grad or by a multi-output op (split, chunk). Until it is
+ *  up to date, t->grad_fn must not be read: another thread may be replacing it. Defined in
+ *  ops/shape.c, beside the AsStridedBackward0 it makes. */
+eng_err view_sync_slow(tensor *t);
+static inline eng_err view_sync(tensor *t) { return view_stale(t) ? view_sync_slow(t) : E_OK; }
+/** The error PyTorch gives for an in-place op on, or behind (indirect), a view of kind
+ *  VK_NO_GRAD or VK_MULTI. */
+eng_err view_refused(const tensor *t, bool indirect);
 /** Sets n's edge i to the gradient edge of t (t may be NULL: no edge). */
 eng_err node_set_edge(node *n, int i, tensor *t);
 /** Saves input t in slot i. */

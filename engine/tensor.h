@@ -65,8 +65,16 @@ typedef struct tensor {
     struct tensor *base;           /* strong; the root base of a view, else NULL */
     _Atomic(tmeta *) meta;         /* lazily created */
     atomic_flag acc_lock;          /* guards the revival of meta->acc */
+    atomic_flag view_lock;         /* a view: guards the regeneration of grad_fn (view_sync) */
+    uint8_t view_kind;             /* a view: how it was made (view_kind) */
+    _Atomic uint32_t view_version; /* a view: the storage version its grad_fn reflects */
     struct tensor *dead_next;      /* link in the deferred-destruction list */
 } tensor;
+
+/* How a view was made, which decides what happens when its base changes in place behind it
+ * (PyTorch's CreationMeta): a view made under grad mode gets a fresh grad_fn; the others are
+ * refused, as PyTorch refuses them, because no history says what they should follow. */
+enum view_kind { VK_DEFAULT = 0, VK_NO_GRAD = 1, VK_MULTI = 2 };
 
 /* ---- creation (no autograd) ---- */
 /** A new contiguous, uninitialised tensor; NULL (E_NOMEM/E_INVAL set) on failure. */
@@ -127,7 +135,13 @@ static inline void tensor_bump_version(tensor *t)
 }
 
 /* ---- autograd fields ---- */
-static inline bool tensor_requires_grad(const tensor *t) { return t->requires_grad || t->grad_fn; }
+/* A view requires grad when its base does, even one made under no_grad with no grad_fn (as in
+ * PyTorch: such a view reports requires_grad but no gradient flows to it or through it). */
+static inline bool tensor_requires_grad(const tensor *t)
+{
+    return t->requires_grad || t->grad_fn ||
+           (t->base && (t->base->requires_grad || t->base->grad_fn));
+}
 static inline bool tensor_is_leaf(const tensor *t) { return t->grad_fn == NULL; }
 /** The tensor's meta, created on first use; NULL (E_NOMEM) on failure. */
 tmeta *tensor_meta(tensor *t);

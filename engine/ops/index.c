@@ -685,6 +685,8 @@ static eng_err split_views(tensor **outs, int n_outs, tensor *t, int64_t split_s
             e = err_kind();
             break;
         }
+        /* One node for all the pieces: none can take a history of its own (view_sync). */
+        if (v[i]->view_kind == VK_DEFAULT) v[i]->view_kind = VK_MULTI;
     }
     if (!e) {
         node *n = record(bw, &t, 1, v, n_outs, 0, sizeof(split_attr), &e);

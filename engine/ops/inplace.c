@@ -140,6 +140,11 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
 {
     memset(r, 0, sizeof *r);
     tensor *ins[2] = {t, other};
+    /* A view made under no_grad or by split/chunk cannot take a history (PyTorch refuses). */
+    if (t->base && t->view_kind != VK_DEFAULT && grad_mode_enabled() &&
+        (tensor_requires_grad(t) || tensor_requires_grad(t->base) ||
+         (other && tensor_requires_grad(other))))
+        return view_refused(t, false);
     if (!should_record(ins, other ? 2 : 1)) return E_OK;
     bool view = t->base != NULL;
     if (view && !tensor_is_contiguous(t->base))

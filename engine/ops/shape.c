@@ -4,6 +4,8 @@
  * A view shares its input's storage and version counter; its `base` is the root tensor that
  * owns the memory, which in-place ops on the view need (see inplace.c).
  */
+#include <sched.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ewise.h"
@@ -39,6 +41,11 @@ tensor *view_alias(tensor *t, const int64_t *shape, const int64_t *strides, int 
     tensor *base = t->base ? t->base : t;
     tensor_retain(base);
     v->base = base;
+    /* A view of a refused view stays refused (PyTorch propagates its CreationMeta too). */
+    v->view_kind = t->base && t->view_kind != VK_DEFAULT ? t->view_kind
+                   : grad_mode_enabled()                 ? VK_DEFAULT
+                                                         : VK_NO_GRAD;
+    atomic_init(&v->view_version, (uint32_t)tensor_version(t));
     return v;
 }
 
@@ -493,9 +500,76 @@ eng_err op_select(tensor **out, tensor *t, int64_t dim, int64_t index)
 }
 
 /* ---- as_strided and its scatter (used by backward of views and by CopySlices) ---- */
+
+/* True if no two elements of the geometry share a position (dims of size 1 aside): sorted by
+ * stride, each stride must clear the span of the smaller ones. */
+static bool geom_non_overlapping(const geom *g)
+{
+    int idx[MAX_DIMS], n = 0;
+    for (int i = 0; i < g->ndim; i++) {
+        if (g->shape[i] == 0) return true;
+        if (g->shape[i] > 1) idx[n++] = i;
+    }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && g->strides[idx[j]] < g->strides[idx[j - 1]]; j--) {
+            int k = idx[j];
+            idx[j] = idx[j - 1];
+            idx[j - 1] = k;
+        }
+    int64_t span = 0; /* the largest position reached by the dims so far, plus one */
+    for (int i = 0; i < n; i++) {
+        if (g->strides[idx[i]] < span + (span == 0)) return false;
+        span += (g->shape[idx[i]] - 1) * g->strides[idx[i]];
+    }
+    return true;
+}
+
+/* The gradient of a view of geometry `view` (offset relative to the input's first element)
+ * into an input of geometry `in`, which may be strided (a view regenerated over a
+ * non-contiguous base): the view's gradient is scattered into a zero buffer covering the
+ * input's storage span, and the input's elements are gathered from it, as PyTorch's
+ * as_strided_backward does. Positions the view repeats (expand's stride 0) take the sum of
+ * their gradients. Built from recorded ops, so create_graph differentiates through it. */
 static eng_err as_strided_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    return scatter_backward(n, c, gin, gout);
+    if (!c->needed[0]) return E_OK;
+    const view_attr *a = attr(n);
+    geom v = a->view;
+    const geom *in = &a->in;
+    tensor *g = gin[0];
+    eng_err e = E_OK;
+    int64_t rep[MAX_DIMS];
+    int n_rep = 0;
+    for (int i = 0; i < v.ndim; i++)
+        if (v.strides[i] == 0 && v.shape[i] > 1) {
+            rep[n_rep++] = i;
+            v.shape[i] = 1;
+        }
+    if (n_rep) {
+        if ((e = op_sum_dims(&g, g, rep, n_rep, true))) return e;
+    } else {
+        tensor_retain(g);
+    }
+    if (!geom_non_overlapping(&v)) {
+        tensor_release(g);
+        return err_set(E_INTERNAL, "%s: the view overlaps itself other than by expansion",
+                       n->name);
+    }
+    int64_t span = 1;
+    for (int i = 0; i < in->ndim; i++) {
+        if (in->shape[i] == 0) span = 0;
+        if (span) span += (in->shape[i] - 1) * in->strides[i];
+    }
+    tensor *z = NULL, *scattered = NULL, *gathered = NULL;
+    e = op_full(&z, (dtype)g->dtype, &span, 1, 0.0);
+    if (!e) e = op_as_strided_scatter(&scattered, z, g, v.shape, v.strides, v.ndim, v.offset);
+    if (!e) e = op_as_strided(&gathered, scattered, in->shape, in->strides, in->ndim, 0);
+    if (!e) e = op_contiguous(&gout[0], gathered);
+    tensor_release(gathered);
+    tensor_release(scattered);
+    tensor_release(z);
+    tensor_release(g);
+    return e;
 }
 static const node_type AS_STRIDED_BW = {"AsStridedBackward0", as_strided_backward, NULL};
 
@@ -675,4 +749,65 @@ void view_rebase_commit(node *n, tensor *v)
     (void)e;
     node_set_output(n, 0, v);
     node_release(n);
+    atomic_store_explicit(&v->view_version, (uint32_t)tensor_version(v), memory_order_release);
+}
+
+eng_err view_refused(const tensor *t, bool indirect)
+{
+    char head[160];
+    const char *what = indirect ? "its base or another view of its base has been" : "is being";
+    if (t->grad_fn)
+        snprintf(head, sizeof head, "Output %u of %s is a view and %s modified inplace.",
+                 t->output_nr, t->grad_fn->name, what);
+    else
+        snprintf(head, sizeof head,
+                 "A view was created in no_grad mode and %s modified inplace with grad mode "
+                 "enabled.", what);
+    if (t->view_kind == VK_MULTI)
+        return err_set(E_INVAL, "%s This view is the output of a function that returns multiple "
+                       "views. Such functions do not allow the output views to be modified "
+                       "inplace. You should replace the inplace operation by an out-of-place one.",
+                       head);
+    return err_set(E_INVAL, "%s Given that this use case is ambiguous and error-prone, it is "
+                   "forbidden. You can clarify your code by moving both the view and the inplace "
+                   "either both inside the no_grad block (if you don't want the inplace to be "
+                   "tracked) or both outside (if you want the inplace to be tracked).", head);
+}
+
+static eng_err regenerate(tensor *t)
+{
+    if (t->view_kind != VK_DEFAULT) return view_refused(t, true);
+    uint32_t version = (uint32_t)tensor_version(t);
+    node *n = view_rebase_prepare(t);
+    if (!n) return E_NOMEM;
+    eng_err e = node_set_edge(n, 0, t->base);
+    if (!e) e = tensor_history_reserve(t, n, 0);
+    if (e) {
+        node_release(n);
+        return e;
+    }
+    node_set_output(n, 0, t);
+    node_release(n);
+    tensor_history_moved(t);
+    /* Last, with release: a thread that sees the version sees the grad_fn. */
+    atomic_store_explicit(&t->view_version, version, memory_order_release);
+    return E_OK;
+}
+
+eng_err view_sync_slow(tensor *t)
+{
+    while (atomic_flag_test_and_set_explicit(&t->view_lock, memory_order_acquire)) sched_yield();
+    eng_err e = E_OK;
+    if (view_stale(t)) {
+        if (t->grad_fn || tensor_requires_grad(t->base)) {
+            e = regenerate(t);
+        } else {
+            /* Nothing differentiable: nothing to follow. Should the base take a history
+             * later, that in-place op bumps the version again. */
+            atomic_store_explicit(&t->view_version, (uint32_t)tensor_version(t),
+                                  memory_order_release);
+        }
+    }
+    atomic_flag_clear_explicit(&t->view_lock, memory_order_release);
+    return e;
 }

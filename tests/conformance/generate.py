@@ -1412,6 +1412,126 @@ def fam_inplace():
     c.call("ag_add_", x, c.ints([1, 2]))
     c.expect(x, version=True)
     cases.append(c)
+    return cases + view_behind_cases()
+
+
+def view_behind_cases():
+    """Views whose base changed in place behind them (on the base or through another view):
+    PyTorch gives such a view a fresh AsStridedBackward0 of the base's new history when it is
+    next used, and refuses views made under no_grad or by split."""
+    cases = []
+    for dt in FLOATS:
+        c = Case("view_behind/base_mul_/%s" % dt)
+        x = c.rand([4], dt)
+        b = c.call("ag_mul_scalar", x, 1.0)
+        v = c.call("ag_narrow", b, 0, 0, 2)
+        c.call("ag_mul_scalar_", b, 2.0)
+        c.expect(v, version=True)
+        c.backward(c.call("ag_sum", c.call("ag_mul", v, v)))
+        cases.append(c)
+        # expand repeats the base's elements: their gradients add up
+        c = Case("view_behind/expand/%s" % dt)
+        x = c.rand([3], dt)
+        b = c.call("ag_mul_scalar", x, 1.0)
+        v = c.call("ag_expand", b, [2, 3])
+        c.call("ag_mul_", b, c.rand([3], dt, rg=False))
+        c.backward(c.call("ag_sum", c.call("ag_mul", v, c.rand([2, 3], dt, rg=False))))
+        cases.append(c)
+        # a strided view of a transposed view, then the base changed
+        c = Case("view_behind/transposed_slice/%s" % dt)
+        x = c.rand([6], dt)
+        b = c.call("ag_mul_scalar", x, 1.0)
+        bt = c.call("ag_t", c.call("ag_view", b, [2, 3]))
+        v = c.call("ag_slice", bt, 0, 1, 3, 1)
+        c.call("ag_add_", b, c.rand([6], dt))
+        c.backward(c.call("ag_sum", c.call("ag_mul", v, c.rand([2, 2], dt, rg=False))))
+        cases.append(c)
+        # another view changed in place, overlapping this one
+        c = Case("view_behind/other_view/%s" % dt)
+        x = c.rand([4], dt)
+        b = c.call("ag_mul_scalar", x, 1.0)
+        v1 = c.call("ag_narrow", b, 0, 0, 3)
+        v2 = c.call("ag_narrow", b, 0, 1, 3)
+        c.call("ag_mul_scalar_", v1, 2.0)
+        c.expect(v2, version=True)
+        c.backward(c.call("ag_sum", c.call("ag_mul", v2, c.rand([3], dt, rg=False))))
+        cases.append(c)
+        # the base takes grad from the in-place op: the view of it now requires grad
+        c = Case("view_behind/base_gains_grad/%s" % dt)
+        b = c.call("ag_zeros", DT(dt), [3])
+        v = c.call("ag_narrow", b, 0, 0, 2)
+        w = c.rand([3], dt)
+        c.call("ag_add_", b, w)
+        c.expect(v, is_leaf=True)
+        c.backward(c.call("ag_sum", c.call("ag_mul", v, v)))
+        cases.append(c)
+        # the base of a leaf's view changed under no_grad (an optimizer step)
+        c = Case("view_behind/leaf_no_grad_step/%s" % dt)
+        p = c.rand([4], dt)
+        v = c.call("ag_narrow", p, 0, 1, 2)
+        with c.no_grad():
+            c.call("ag_add_scalar_", p, 1.0)
+        c.backward(c.call("ag_sum", c.call("ag_mul", v, v)))
+        cases.append(c)
+        # retain_grad on the view: .grad is the gradient of its new value
+        c = Case("view_behind/retain_grad/%s" % dt)
+        x = c.rand([4], dt)
+        b = c.call("ag_mul_scalar", x, 1.0)
+        v = c.call("ag_narrow", b, 0, 0, 2)
+        c.call("ag_tensor_retain_grad", v)
+        c.call("ag_mul_scalar_", b, 2.0)
+        c.backward(c.call("ag_sum", c.call("ag_mul_scalar", v, 3.0)))
+        c.expect_grad(v)
+        cases.append(c)
+        # autograd.grad with respect to the view, and a double backward through it
+        c = Case("view_behind/grad_create_graph/%s" % dt)
+        x = c.rand([4], dt)
+        b = c.call("ag_mul", x, x)
+        v = c.call("ag_narrow", b, 0, 1, 2)
+        c.call("ag_mul_scalar_", b, 3.0)
+        gv = c.grad([c.call("ag_sum", c.call("ag_mul", v, v))], [v], flags=("create_graph",),
+                    out=["gv"])
+        gx = c.grad([c.call("ag_sum", c.call("ag_mul", v, v))], [x], flags=("create_graph",),
+                    out=["gx"])
+        c.backward(c.call("ag_sum", c.call("ag_mul", gx[0], gx[0])))
+        cases.append(c)
+    c = Case("view_behind/no_grad_view")
+    x = c.rand([4])
+    b = c.call("ag_mul_scalar", x, 1.0)
+    with c.no_grad():
+        v = c.call("ag_narrow", b, 0, 0, 2)
+    c.call("ag_mul_scalar_", b, 2.0)
+    c.err("ag_mul_scalar", v, 2.0, status="AG_EINVAL",
+          contains="A view was created in no_grad mode and its base or another view of its base "
+                   "has been modified inplace with grad mode enabled.")
+    cases.append(c)
+    c = Case("view_behind/no_grad_view_inplace")
+    x = c.rand([4])
+    b = c.call("ag_mul_scalar", x, 1.0)
+    with c.no_grad():
+        v = c.call("ag_narrow", b, 0, 0, 2)
+    c.err("ag_mul_scalar_", v, 2.0, status="AG_EINVAL",
+          contains="A view was created in no_grad mode and is being modified inplace")
+    c.expect(b, version=True)
+    cases.append(c)
+    c = Case("view_behind/split")
+    x = c.rand([4])
+    b = c.call("ag_mul_scalar", x, 1.0)
+    parts = c.call("ag_split", b, 2, 0)
+    c.call("ag_mul_scalar_", b, 2.0)
+    c.err("ag_mul_scalar", parts[1], 2.0, status="AG_EINVAL",
+          contains="Output 1 of SplitBackward0 is a view and its base or another view of its "
+                   "base has been modified inplace. This view is the output of a function that "
+                   "returns multiple views.")
+    cases.append(c)
+    c = Case("view_behind/split_inplace")
+    x = c.rand([4])
+    b = c.call("ag_mul_scalar", x, 1.0)
+    parts = c.call("ag_split", b, 2, 0)
+    c.err("ag_add_scalar_", parts[0], 1.0, status="AG_EINVAL",
+          contains="Output 0 of SplitBackward0 is a view and is being modified inplace.")
+    c.expect(b, version=True)
+    cases.append(c)
     return cases
 
 

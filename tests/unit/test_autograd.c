@@ -541,6 +541,64 @@ static void hooks_across_inplace(void)
     ag_tensor_release(x);
 }
 
+/* A view whose base changed in place behind it follows the base's new history (PyTorch
+ * gives it a fresh AsStridedBackward0 when next used): hooks registered on it before stay
+ * with its old grad_fn and do not run, hooks registered after do. Also a base that is not
+ * contiguous (a detached transpose, stepped under no_grad as an optimizer would), where the
+ * fresh node must scatter into the base's own strides. */
+static void views_behind_inplace(void)
+{
+    const double xs[3] = {1, 2, 3};
+    ag_tensor *x = vec(AG_FLOAT64, 3, xs), *b, *v, *y, *g;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_mul_scalar(&b, x, 1.0));
+    OK(ag_select(&v, b, 0, 1));
+    seen before = {0, 0}, after = {0, 0};
+    uint64_t id;
+    OK(ag_tensor_register_hook(&id, v, seen_hook, 0, &before, NULL));
+    OK(ag_mul_scalar_(b, 2.0));
+    CHECK_STR(grad_fn_name(v), "AsStridedBackward0");
+    OK(ag_tensor_register_hook(&id, v, seen_hook, 0, &after, NULL));
+    OK(ag_mul_scalar(&y, v, 3.0));
+    OK(ag_backward(y, NULL, 0));
+    CHECK(before.calls == 0 && after.calls == 1);
+    CHECK_CLOSE(after.last, 3.0, 0);
+    OK(ag_tensor_grad(&g, x));
+    check_values("x.grad through the regenerated view", g, (const double[]){0, 6, 0}, 3, 0);
+    ag_tensor_release(g);
+    ag_tensor_release(y);
+    ag_tensor_release(v);
+    ag_tensor_release(b);
+    ag_tensor_release(x);
+
+    const double ms[6] = {1, 2, 3, 4, 5, 6};
+    ag_tensor *m = tensor_f64(ms, (const int64_t[]){2, 3}, 2, AG_FLOAT64), *mt, *p, *rows, *s;
+    OK(ag_t(&mt, m));
+    OK(ag_tensor_detach(&p, mt)); /* [3, 2], strides [1, 3]: a root that is not contiguous */
+    OK(ag_tensor_set_requires_grad(p, 1));
+    OK(ag_narrow(&rows, p, 0, 1, 2));
+    int prev = ag_set_grad_enabled(0);
+    OK(ag_add_scalar_(p, 1.0));
+    ag_set_grad_enabled(prev);
+    const double ws[4] = {10, 20, 30, 40};
+    ag_tensor *w = tensor_f64(ws, (const int64_t[]){2, 2}, 2, AG_FLOAT64);
+    OK(ag_mul(&y, rows, w));
+    OK(ag_sum(&s, y));
+    CHECK_STR(grad_fn_name(rows), "AsStridedBackward0");
+    OK(ag_backward(s, NULL, 0));
+    OK(ag_tensor_grad(&g, p));
+    check_values("grad of a non-contiguous base", g, (const double[]){0, 0, 10, 20, 30, 40}, 6,
+                 0);
+    ag_tensor_release(g);
+    ag_tensor_release(s);
+    ag_tensor_release(y);
+    ag_tensor_release(w);
+    ag_tensor_release(rows);
+    ag_tensor_release(p);
+    ag_tensor_release(mt);
+    ag_tensor_release(m);
+}
+
 /* A saved output unpacked under create_graph is a second tensor that is the same node output.
  * Hooks on both run, and neither tensor's meta is dropped while a backward may use it (the
  * node kept one meta per output, so the alias's hook replaced y's: y's hook no longer ran, and
@@ -775,6 +833,7 @@ int main(void)
     reentrant_backward_through_own_node();
     custom_function();
     hooks_across_inplace();
+    views_behind_inplace();
     saved_output_alias_hooks();
     alias_retained_during_pass();
     inplace_semantics();

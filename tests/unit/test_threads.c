@@ -4,7 +4,8 @@
  * on several threads at once, sharing leaves whose .grad accumulates safely; a hook removed
  * by one thread while another's backward runs it is freed only once it has returned; two
  * passes through one graph without retain_graph give one result and one AG_EGRAPH; hooks and
- * retain_grad may be attached to a node while a backward runs through it.
+ * retain_grad may be attached to a node while a backward runs through it; threads that
+ * first use one stale view at once share its one regenerated grad_fn.
  */
 #include <math.h>
 #include <pthread.h>
@@ -458,6 +459,62 @@ static void attach_during_backward(void)
     ag_tensor_release(x);
 }
 
+/* Threads that first use one stale view at the same time (its base changed in place behind
+ * it) all get the one fresh grad_fn made under the view's lock, and their gradients add up. */
+enum { VIEW_THREADS = 4, VIEW_ROUNDS = 50 };
+
+typedef struct view_user {
+    ag_tensor *v;
+    pthread_barrier_t *bar;
+    ag_node *fn; /* the grad_fn this thread saw */
+} view_user;
+
+static void *use_view(void *p)
+{
+    view_user *u = p;
+    ag_tensor *y, *s;
+    pthread_barrier_wait(u->bar);
+    OK(ag_mul_scalar(&y, u->v, 2.0));
+    OK(ag_tensor_grad_fn(&u->fn, u->v));
+    OK(ag_sum(&s, y));
+    OK(ag_backward(s, NULL, 0));
+    ag_tensor_release(s);
+    ag_tensor_release(y);
+    return NULL;
+}
+
+static void stale_view_shared(void)
+{
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, VIEW_THREADS);
+    for (int r = 0; r < VIEW_ROUNDS; r++) {
+        ag_tensor *x = full_leaf(4, AG_FLOAT64, 1.0), *b, *v, *g;
+        OK(ag_mul_scalar(&b, x, 1.0));
+        OK(ag_narrow(&v, b, 0, 1, 2));
+        OK(ag_mul_scalar_(b, 3.0));
+        view_user u[VIEW_THREADS];
+        pthread_t th[VIEW_THREADS];
+        for (int i = 0; i < VIEW_THREADS; i++) {
+            u[i] = (view_user){v, &bar, NULL};
+            pthread_create(&th[i], NULL, use_view, &u[i]);
+        }
+        for (int i = 0; i < VIEW_THREADS; i++) pthread_join(th[i], NULL);
+        for (int i = 1; i < VIEW_THREADS; i++) CHECK(u[i].fn == u[0].fn);
+        const char *name = NULL;
+        OK(ag_node_name(&name, u[0].fn));
+        CHECK_STR(name, "AsStridedBackward0");
+        for (int i = 0; i < VIEW_THREADS; i++) ag_node_release(u[i].fn);
+        OK(ag_tensor_grad(&g, x));
+        const double want = 2.0 * 3.0 * VIEW_THREADS;
+        check_values("x.grad", g, (const double[]){0, want, want, 0}, 4, 0);
+        ag_tensor_release(g);
+        ag_tensor_release(v);
+        ag_tensor_release(b);
+        ag_tensor_release(x);
+    }
+    pthread_barrier_destroy(&bar);
+}
+
 int main(void)
 {
     determinism();
@@ -466,5 +523,6 @@ int main(void)
     hook_removed_while_running();
     shared_graph_without_retain();
     attach_during_backward();
+    stale_view_shared();
     return harness_finish("test_threads");
 }
