@@ -650,13 +650,14 @@ AG_API int ag_linear(ag_tensor **out, const ag_tensor *x, const ag_tensor *w,
 /* Views share storage and the version counter with their base: writing through one is seen
  * by the other. As in PyTorch, a view whose base was changed in place after it was made (on
  * the base itself or through another view) follows the base's new history: its grad_fn
- * becomes AsStridedBackward0 the next time it is used or asked for its grad_fn,
- * requires_grad or is_leaf; hooks registered on it before stay with its old grad_fn. Views
+ * becomes AsStridedBackward0 the next time it is used or asked for its grad_fn or
+ * is_leaf; hooks registered on it before stay with its old grad_fn. Views
  * made under no_grad, or by ag_split / ag_chunk, cannot follow: using one after such a change
  * under grad mode fails with AG_EINVAL (PyTorch's message), and so does an in-place op on
  * one under grad mode when it or its base requires grad. A view made under no_grad of a
  * tensor that requires grad reports requires_grad = 1, but no gradient flows through it
- * (PyTorch's behaviour). */
+ * (PyTorch's behaviour): as a root of ag_backward it fails with AG_ENOGRAD, and as an input
+ * of ag_grad it counts as unused. */
 
 /** A view with a new shape (one entry may be -1, inferred), or a copy when t's strides
  *  do not allow a view, like torch.reshape. Errors: AG_ESHAPE (numel mismatch). */

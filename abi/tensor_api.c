@@ -179,7 +179,7 @@ QUERY(ag_tensor_is_contiguous, int, tensor_is_contiguous(T(t)))
 QUERY(ag_tensor_version, int64_t, tensor_version(T(t)))
 
 /* A view whose base changed in place behind it gets its fresh grad_fn before anything reads
- * its autograd state (view_sync; this can fail, with PyTorch's error for refused views). */
+ * its grad_fn (view_sync; this can fail, with PyTorch's error for refused views). */
 #define SYNC_VIEW(NAME, t)                                                                 \
     do {                                                                                   \
         eng_err e_ = view_sync(T(t));                                                      \
@@ -194,7 +194,9 @@ QUERY(ag_tensor_version, int64_t, tensor_version(T(t)))
         *out = (EXPR);                                                                     \
         return AG_OK;                                                                      \
     }
-GRAD_QUERY(ag_tensor_requires_grad, tensor_requires_grad(T(t)))
+/* requires_grad needs no fresh grad_fn (it counts the base), and PyTorch answers it for a
+ * view it would refuse to regenerate. */
+QUERY(ag_tensor_requires_grad, int, tensor_requires_grad(T(t)))
 GRAD_QUERY(ag_tensor_is_leaf, tensor_is_leaf(T(t)))
 
 static int copy_dims(const char *fn, int64_t *out, size_t cap, const ag_tensor *t, bool strides)

@@ -994,12 +994,18 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
             return err_set(E_NOGRAD,
                            "element %d of tensors does not require grad and does not have a "
                            "grad_fn", k);
-        eng_err e = root_gradient(s, k, root, r->root_grads ? r->root_grads[k] : NULL);
-        if (e) return e;
         edge ed;
-        if ((e = gradient_edge(root, &ed))) return e;
+        eng_err e = gradient_edge(root, &ed);
+        if (e) return e;
         root_nodes[k] = ed.fn; /* held until cleanup */
         s->root_pos[k] = ed.input_nr;
+        /* A view made under no_grad of a tensor that requires grad reports requires_grad but
+         * has no edge: nothing to differentiate, as in PyTorch. */
+        if (!ed.fn)
+            return err_set(E_NOGRAD,
+                           "element %d of tensors does not require grad and does not have a "
+                           "grad_fn", k);
+        if ((e = root_gradient(s, k, root, r->root_grads ? r->root_grads[k] : NULL))) return e;
     }
     for (int k = 0; k < r->n_inputs; k++) {
         tensor *in = r->inputs[k];
@@ -1023,7 +1029,8 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
         }
     }
     for (int k = 0; k < r->n_inputs; k++) {
-        s->cap_target[k] = lookup(s, s->cap_node[k]);
+        /* An input without an edge (a no_grad view, as above) is not in the graph. */
+        s->cap_target[k] = s->cap_node[k] ? lookup(s, s->cap_node[k]) : NONE;
         if (s->cap_target[k] == NONE && !r->allow_unused)
             return err_set(E_NOGRAD,
                            "One of the differentiated Tensors appears to not have been used in "

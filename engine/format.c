@@ -322,7 +322,7 @@ eng_err tensor_format(char **out, const tensor *t)
         add_suffix(&b, &last, indent, "dtype=torch.", dtype_name((dtype)t->dtype), "");
     if (t->grad_fn)
         add_suffix(&b, &last, indent, "grad_fn=<", t->grad_fn->name, ">");
-    else if (t->requires_grad)
+    else if (tensor_requires_grad(t)) /* (a no_grad view of such a tensor, too) */
         add_suffix(&b, &last, indent, "requires_grad=True", "", "");
     sb_puts(&b, ")");
     if (b.fail) {

@@ -269,6 +269,11 @@ static void attach_output(node *n, int output_nr, tensor *out)
     out->output_nr = (uint32_t)output_nr;
     out->requires_grad = 0;
     node_out_meta(n, output_nr, out);
+    /* A view's grad_fn now reflects its storage as it is (say, a custom function's output
+     * written in place inside forward): after the grad_fn, with release (view_stale). */
+    if (out->base)
+        atomic_store_explicit(&out->view_version, (uint32_t)tensor_version(out),
+                              memory_order_release);
 }
 
 void node_set_output(node *n, int output_nr, tensor *out)

@@ -108,9 +108,14 @@ static void copy_slices_destroy(node *n) { node_release(((cs_attr *)node_attrs(n
 static const node_type COPY_SLICES = {"CopySlices", copy_slices_backward, copy_slices_destroy};
 
 /* ---- checks and recording ---- */
-static eng_err leaf_check(const tensor *t)
+static eng_err inplace_check(const tensor *t, const tensor *other)
 {
     if (!grad_mode_enabled()) return E_OK;
+    /* A view made under no_grad or by split/chunk cannot take a history (PyTorch refuses,
+     * before its leaf checks). */
+    if (t->base && t->view_kind != VK_DEFAULT &&
+        (tensor_requires_grad(t) || (other && tensor_requires_grad(other))))
+        return view_refused(t, false);
     if (t->requires_grad && !t->grad_fn)
         return err_set(E_LEAF, "a leaf Variable that requires grad is being used in an in-place "
                        "operation.");
@@ -140,11 +145,6 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
 {
     memset(r, 0, sizeof *r);
     tensor *ins[2] = {t, other};
-    /* A view made under no_grad or by split/chunk cannot take a history (PyTorch refuses). */
-    if (t->base && t->view_kind != VK_DEFAULT && grad_mode_enabled() &&
-        (tensor_requires_grad(t) || tensor_requires_grad(t->base) ||
-         (other && tensor_requires_grad(other))))
-        return view_refused(t, false);
     if (!should_record(ins, other ? 2 : 1)) return E_OK;
     bool view = t->base != NULL;
     if (view && !tensor_is_contiguous(t->base))
@@ -266,7 +266,7 @@ static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_ty
     if (other) promo_add_tensor(&p, (dtype)other->dtype, other->ndim);
     else promo_add_scalar(&p, s);
     eng_err e = check_into(t, other, promo_result(&p));
-    if (!e) e = leaf_check(t);
+    if (!e) e = inplace_check(t, other);
     ip_rec r;
     if (!e) e = prepare_record(&r, t, other, type, (ip_attr){op, s});
     if (e) return e;
@@ -305,7 +305,7 @@ static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_
     if (src) {
         e = check_into(t, src, (dtype)t->dtype);
     }
-    if (!e) e = leaf_check(t);
+    if (!e) e = inplace_check(t, src);
     ip_rec r;
     if (!e) e = prepare_record(&r, t, src, type, (ip_attr){op, v});
     if (e) return e;

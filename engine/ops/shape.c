@@ -524,6 +524,28 @@ static bool geom_non_overlapping(const geom *g)
     return true;
 }
 
+/* How many elements of geometry g (offset ignored) sit at each of the span positions. */
+static tensor *use_counts(const geom *g, int64_t span, dtype dt)
+{
+    tensor *c = tensor_new(DT_F64, &span, 1);
+    if (!c) return NULL;
+    double *n = tensor_data(c);
+    memset(n, 0, (size_t)span * sizeof *n);
+    int64_t idx[MAX_DIMS] = {0}, numel = 1;
+    for (int i = 0; i < g->ndim; i++) numel *= g->shape[i];
+    for (int64_t k = 0; k < numel; k++) {
+        int64_t pos = 0;
+        for (int i = 0; i < g->ndim; i++) pos += idx[i] * g->strides[i];
+        n[pos] += 1;
+        for (int i = g->ndim - 1; i >= 0 && ++idx[i] == g->shape[i]; i--) idx[i] = 0;
+    }
+    if (dt == DT_F64) return c;
+    tensor *r = NULL;
+    eng_err e = cast_raw(&r, c, dt);
+    tensor_release(c);
+    return e ? NULL : r;
+}
+
 /* The gradient of a view of geometry `view` (offset relative to the input's first element)
  * into an input of geometry `in`, which may be strided (a view regenerated over a
  * non-contiguous base): the view's gradient is scattered into a zero buffer covering the
@@ -563,6 +585,18 @@ static eng_err as_strided_backward(node *n, bwd_ctx *c, tensor **gin, tensor **g
     tensor *z = NULL, *scattered = NULL, *gathered = NULL;
     e = op_full(&z, (dtype)g->dtype, &span, 1, 0.0);
     if (!e) e = op_as_strided_scatter(&scattered, z, g, v.shape, v.strides, v.ndim, v.offset);
+    if (!e && !geom_non_overlapping(in)) {
+        /* The input repeats positions itself (a detached expand made a leaf): each of its
+         * elements takes its share, as in PyTorch. */
+        tensor *count = NULL, *shared = NULL;
+        if (!(count = use_counts(in, span, (dtype)g->dtype))) e = err_kind();
+        if (!e) e = op_div(&shared, scattered, count);
+        tensor_release(count);
+        if (!e) {
+            tensor_release(scattered);
+            scattered = shared;
+        }
+    }
     if (!e) e = op_as_strided(&gathered, scattered, in->shape, in->strides, in->ndim, 0);
     if (!e) e = op_contiguous(&gout[0], gathered);
     tensor_release(gathered);
@@ -747,9 +781,8 @@ void view_rebase_commit(node *n, tensor *v)
     /* Cannot fail: the base has a grad_fn now (its CopySlices), so the edge only retains it. */
     eng_err e = node_set_edge(n, 0, v->base);
     (void)e;
-    node_set_output(n, 0, v);
+    node_set_output(n, 0, v); /* (the view's version is current from here: attach_output) */
     node_release(n);
-    atomic_store_explicit(&v->view_version, (uint32_t)tensor_version(v), memory_order_release);
 }
 
 eng_err view_refused(const tensor *t, bool indirect)
@@ -777,7 +810,6 @@ eng_err view_refused(const tensor *t, bool indirect)
 static eng_err regenerate(tensor *t)
 {
     if (t->view_kind != VK_DEFAULT) return view_refused(t, true);
-    uint32_t version = (uint32_t)tensor_version(t);
     node *n = view_rebase_prepare(t);
     if (!n) return E_NOMEM;
     eng_err e = node_set_edge(n, 0, t->base);
@@ -786,11 +818,12 @@ static eng_err regenerate(tensor *t)
         node_release(n);
         return e;
     }
+    /* The history moves first: a thread that sees the view current (the version, stored
+     * last by node_set_output) sees the new grad_fn and the new history; one that does not
+     * waits for the lock. */
+    tensor_history_moved(t);
     node_set_output(n, 0, t);
     node_release(n);
-    tensor_history_moved(t);
-    /* Last, with release: a thread that sees the version sees the grad_fn. */
-    atomic_store_explicit(&t->view_version, version, memory_order_release);
     return E_OK;
 }
 

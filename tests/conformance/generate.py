@@ -1524,6 +1524,35 @@ def view_behind_cases():
                    "base has been modified inplace. This view is the output of a function that "
                    "returns multiple views.")
     cases.append(c)
+    # a view made under no_grad of a tensor that requires grad: requires_grad, but no edge
+    c = Case("view_behind/no_grad_view_root")
+    w = c.rand([4])
+    with c.no_grad():
+        v = c.call("ag_narrow", w, 0, 0, 2)
+    c.err("ag_backward", v, c.tensor([1.0, 1.0]), FL(), status="AG_ENOGRAD",
+          contains="element 0 of tensors does not require grad and does not have a grad_fn")
+    s = c.call("ag_sum", c.call("ag_mul_scalar", v, 3.0))
+    c.grad([s], [v], flags=("allow_unused",), out=["gv"])
+    c.expect_grads()
+    cases.append(c)
+    c = Case("view_behind/no_grad_view_of_leaf_inplace")
+    w = c.rand([4])
+    with c.no_grad():
+        v = c.call("ag_narrow", w, 0, 0, 2)
+    c.err("ag_mul_scalar_", v, 2.0, status="AG_EINVAL",
+          contains="A view was created in no_grad mode and is being modified inplace")
+    cases.append(c)
+    # a base that repeats elements (a detached expand made a leaf): each takes its share
+    c = Case("view_behind/overlapping_base")
+    x = c.rand([2], rg=False)
+    p = c.call("ag_tensor_detach", c.call("ag_expand", c.call("ag_unsqueeze", x, 0), [3, 2]))
+    c.call("ag_tensor_set_requires_grad", p, 1)
+    v = c.call("ag_select", p, 0, 0)
+    r = c.call("ag_select", p, 0, 1)
+    with c.no_grad():
+        c.call("ag_add_scalar_", r, 1.0)
+    c.backward(c.call("ag_sum", c.call("ag_mul", v, c.tensor([10.0, 20.0]))))
+    cases.append(c)
     c = Case("view_behind/split_inplace")
     x = c.rand([4])
     b = c.call("ag_mul_scalar", x, 1.0)

@@ -541,6 +541,57 @@ static void hooks_across_inplace(void)
     ag_tensor_release(x);
 }
 
+/* A custom function whose output is a view written in place inside its forward (under
+ * no_grad there): the output's grad_fn is the function's node, current for its storage, and
+ * using it neither regenerates nor refuses it (it did, once views tracked their version). */
+static int fill_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                        ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)ctx;
+    (void)n_out;
+    (void)n_in;
+    (void)ud;
+    ag_tensor *buf, *t;
+    int64_t n = 4;
+    int rc = ag_zeros(&buf, AG_FLOAT64, &n, 1);
+    if (!rc) rc = ag_narrow(&outs[0], buf, 0, 0, 2);
+    ag_tensor_release(buf);
+    if (!rc) rc = ag_mul_scalar(&t, ins[0], 3.0);
+    if (!rc) {
+        rc = ag_copy_(outs[0], t);
+        ag_tensor_release(t);
+    }
+    return rc;
+}
+
+static int fill_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                         ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)ctx;
+    (void)n_in;
+    (void)n_out;
+    (void)ud;
+    return ag_mul_scalar(&gins[0], gouts[0], 3.0);
+}
+
+static void custom_view_output(void)
+{
+    ag_tensor *x = vec(AG_FLOAT64, 2, (const double[]){1, 2}), *y, *z, *s, *g;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_function_apply(&y, 1, &x, 1, "Fill", fill_forward, fill_backward, 0, NULL, NULL));
+    CHECK_STR(grad_fn_name(y), "FillBackward");
+    OK(ag_mul_scalar(&z, y, 5.0));
+    OK(ag_sum(&s, z));
+    OK(ag_backward(s, NULL, 0));
+    OK(ag_tensor_grad(&g, x));
+    check_values("x.grad through a custom view output", g, (const double[]){15, 15}, 2, 0);
+    ag_tensor_release(g);
+    ag_tensor_release(s);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
 /* A view whose base changed in place behind it follows the base's new history (PyTorch
  * gives it a fresh AsStridedBackward0 when next used): hooks registered on it before stay
  * with its old grad_fn and do not run, hooks registered after do. Also a base that is not
@@ -593,6 +644,28 @@ static void views_behind_inplace(void)
     ag_tensor_release(s);
     ag_tensor_release(y);
     ag_tensor_release(w);
+    ag_tensor_release(rows);
+
+    /* A view made under no_grad of p, then p stepped under no_grad: PyTorch still answers
+     * requires_grad (from the base) and prints it, but refuses the view's grad_fn. */
+    prev = ag_set_grad_enabled(0);
+    OK(ag_narrow(&rows, p, 0, 0, 1));
+    OK(ag_add_scalar_(p, 1.0));
+    ag_set_grad_enabled(prev);
+    int rg = 0;
+    OK(ag_tensor_requires_grad(&rg, rows));
+    CHECK(rg == 1);
+    ag_node *fn = NULL;
+    FAILS(AG_EINVAL, ag_tensor_grad_fn(&fn, rows));
+    CHECK(strstr(ag_last_error(), "A view was created in no_grad mode"));
+    ag_tensor_release(rows);
+    prev = ag_set_grad_enabled(0);
+    OK(ag_narrow(&rows, p, 0, 0, 1));
+    ag_set_grad_enabled(prev);
+    char *str = NULL;
+    OK(ag_tensor_to_string(&str, rows));
+    CHECK(str && strstr(str, "requires_grad=True"));
+    ag_string_free(str);
     ag_tensor_release(rows);
     ag_tensor_release(p);
     ag_tensor_release(mt);
@@ -834,6 +907,7 @@ int main(void)
     custom_function();
     hooks_across_inplace();
     views_behind_inplace();
+    custom_view_output();
     saved_output_alias_hooks();
     alias_retained_during_pass();
     inplace_semantics();
