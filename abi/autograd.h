@@ -775,7 +775,10 @@ AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tenso
  * grad, the base's history is rewritten (CopySlices). Errors: AG_ELEAF ("a leaf Variable that
  * requires grad is being used in an in-place operation") unless grad mode is off;
  * AG_ESHAPE if the other operand does not broadcast to t's shape; AG_EDTYPE if the result
- * dtype cannot be stored in t (float into int64). */
+ * dtype cannot be stored in t (float into int64); AG_EINVAL, as in PyTorch, if t reaches one
+ * element twice (an expanded view: add_, sub_, mul_ and copy_; fill_ and zero_ may) or if
+ * the other operand partly shares t's memory (a shifted slice of the same storage), where
+ * the result would depend on the order of the writes. */
 
 AG_API int ag_add_(ag_tensor *t, const ag_tensor *other);
 AG_API int ag_sub_(ag_tensor *t, const ag_tensor *other);

@@ -245,6 +245,55 @@ bool tensor_is_contiguous(const tensor *t)
     return true;
 }
 
+/* PyTorch's is_non_overlapping_and_dense: some order of the dims makes t contiguous. */
+static bool dense(const tensor *t)
+{
+    if (t->numel <= 1) return true;
+    int idx[MAX_DIMS], n = 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] != 1) idx[n++] = i;
+    for (int i = 1; i < n; i++) /* by stride, ties by size */
+        for (int j = i; j > 0; j--) {
+            int a = idx[j - 1], b = idx[j];
+            if (t->strides[a] < t->strides[b] ||
+                (t->strides[a] == t->strides[b] && t->shape[a] <= t->shape[b]))
+                break;
+            idx[j - 1] = b;
+            idx[j] = a;
+        }
+    int64_t expect = 1;
+    for (int i = 0; i < n; i++) {
+        if (t->strides[idx[i]] != expect) return false;
+        expect *= t->shape[idx[i]];
+    }
+    return true;
+}
+
+mem_overlap tensor_internal_overlap(const tensor *t)
+{
+    if (dense(t)) return OVERLAP_NO;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->strides[i] == 0 && t->shape[i] > 1) return OVERLAP_YES;
+    return OVERLAP_TOO_HARD;
+}
+
+mem_overlap tensor_overlap(const tensor *a, const tensor *b)
+{
+    if (a == b) return OVERLAP_FULL;
+    if (a->numel == 0 || b->numel == 0 || a->st != b->st) return OVERLAP_NO;
+    if (!dense(a) || !dense(b)) return OVERLAP_TOO_HARD;
+    const char *a0 = tensor_data(a), *b0 = tensor_data(b);
+    const char *a1 = a0 + a->numel * (int64_t)dtype_size((dtype)a->dtype);
+    const char *b1 = b0 + b->numel * (int64_t)dtype_size((dtype)b->dtype);
+    if (a0 == b0 && a1 == b1) {
+        bool same = a->ndim == b->ndim;
+        for (int i = 0; same && i < a->ndim; i++)
+            same = a->shape[i] == b->shape[i] && a->strides[i] == b->strides[i];
+        return same ? OVERLAP_FULL : OVERLAP_PARTIAL;
+    }
+    return a0 < b1 && b0 < a1 ? OVERLAP_PARTIAL : OVERLAP_NO;
+}
+
 eng_err wrap_dim(int64_t dim, int ndim, int *out)
 {
     int64_t n = ndim > 0 ? ndim : 1;

@@ -113,6 +113,20 @@ static inline void *tensor_data(const tensor *t)
 }
 bool tensor_is_contiguous(const tensor *t);
 void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides);
+/* Memory overlap, as PyTorch's TensorIterator checks it before an op writes in place: an
+ * element written twice (an expanded output) or an input partly aliasing the output would
+ * make the result depend on the order of the writes, so on the thread count. */
+typedef enum mem_overlap {
+    OVERLAP_NO,
+    OVERLAP_YES,      /* (internal) some element is reached twice: a stride-0 dim */
+    OVERLAP_FULL,     /* (between two) the same elements in the same layout: safe */
+    OVERLAP_PARTIAL,  /* (between two) some memory shared, not element for element */
+    OVERLAP_TOO_HARD, /* not dense: not analysed (PyTorch lets it through too) */
+} mem_overlap;
+/** Whether t reaches some memory location twice. */
+mem_overlap tensor_internal_overlap(const tensor *t);
+/** How a and b share memory. */
+mem_overlap tensor_overlap(const tensor *a, const tensor *b);
 /** Wraps a possibly negative dim into [0, ndim); E_RANGE with PyTorch's message if invalid.
  *  A 0-d tensor accepts dims -1 and 0, as PyTorch does. */
 eng_err wrap_dim(int64_t dim, int ndim, int *out);

@@ -219,6 +219,21 @@ static void commit_record(ip_rec *r, tensor *t)
     node_release(r->fn);
 }
 
+/* What PyTorch's TensorIterator refuses before writing into t from other (add_, sub_, mul_,
+ * copy_; fill_ and zero_ may write an element twice, it gets one value). */
+static eng_err overlap_check(const tensor *t, const tensor *other)
+{
+    if (tensor_internal_overlap(t) == OVERLAP_YES)
+        return err_set(E_INVAL, "unsupported operation: more than one element of the written-to "
+                       "tensor refers to a single memory location. Please clone() the tensor "
+                       "before performing the operation.");
+    if (other && tensor_overlap(t, other) == OVERLAP_PARTIAL)
+        return err_set(E_INVAL, "unsupported operation: some elements of the input tensor and "
+                       "the written-to tensor refer to a single memory location. Please clone() "
+                       "the tensor before performing the operation.");
+    return E_OK;
+}
+
 static eng_err check_into(tensor *t, tensor *other, dtype compute)
 {
     if (!dtype_valid(compute) || (dtype_category(compute) > dtype_category((dtype)t->dtype)))
@@ -266,6 +281,7 @@ static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_ty
     if (other) promo_add_tensor(&p, (dtype)other->dtype, other->ndim);
     else promo_add_scalar(&p, s);
     eng_err e = check_into(t, other, promo_result(&p));
+    if (!e) e = overlap_check(t, other);
     if (!e) e = inplace_check(t, other);
     ip_rec r;
     if (!e) e = prepare_record(&r, t, other, type, (ip_attr){op, s});
@@ -304,6 +320,7 @@ static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_
     eng_err e = E_OK;
     if (src) {
         e = check_into(t, src, (dtype)t->dtype);
+        if (!e) e = overlap_check(t, src);
     }
     if (!e) e = inplace_check(t, src);
     ip_rec r;

@@ -1412,7 +1412,58 @@ def fam_inplace():
     c.call("ag_add_", x, c.ints([1, 2]))
     c.expect(x, version=True)
     cases.append(c)
-    return cases + view_behind_cases()
+    return cases + view_behind_cases() + overlap_cases()
+
+
+def overlap_cases():
+    """In-place writes where memory overlaps: PyTorch refuses an output that reaches an
+    element twice and an input that partly aliases the output (the result would depend on
+    the order of the writes), and allows the rest."""
+    cases = []
+    c = Case("overlap/expanded_output")
+    x = c.call("ag_zeros", DT("float32"), [3])
+    e = c.call("ag_expand", x, [2, 3])
+    for fn, arg in (("ag_add_scalar_", 1.0), ("ag_mul_scalar_", 2.0), ("ag_add_", "o"),
+                    ("ag_copy_", "o")):
+        o = c.call("ag_ones", DT("float32"), [2, 3]) if arg == "o" else arg
+        c.err(fn, e, o, status="AG_EINVAL",
+              contains="more than one element of the written-to tensor refers to a single "
+                       "memory location")
+    c.call("ag_fill_", e, 4.0)   # one value for every element written twice: allowed
+    c.call("ag_zero_", e)
+    c.expect(x, version=True)
+    cases.append(c)
+    c = Case("overlap/partial")
+    a = c.call("ag_arange", DT("float32"), 0.0, 6.0, 1.0)
+    for fn in ("ag_add_", "ag_sub_", "ag_mul_", "ag_copy_"):
+        c.err(fn, c.call("ag_narrow", a, 0, 1, 5), c.call("ag_narrow", a, 0, 0, 5),
+              status="AG_EINVAL",
+              contains="some elements of the input tensor and the written-to tensor refer to a "
+                       "single memory location")
+    m = c.call("ag_view", a, [2, 3])
+    c.err("ag_add_", c.call("ag_view", a, [3, 2]), c.call("ag_t", m), status="AG_EINVAL",
+          contains="some elements of the input tensor")
+    c.expect(a, version=True)
+    cases.append(c)
+    c = Case("overlap/allowed")
+    a = c.call("ag_arange", DT("float32"), 0.0, 6.0, 1.0)
+    c.call("ag_add_", a, c.call("ag_view", a, [6]))          # the same elements: fine
+    c.call("ag_add_", c.call("ag_narrow", a, 0, 0, 3), c.call("ag_narrow", a, 0, 3, 3))
+    m = c.call("ag_view", a, [2, 3])
+    c.call("ag_copy_", c.call("ag_select", m, 1, 0), c.call("ag_select", m, 1, 1))
+    c.call("ag_copy_", c.call("ag_ones", DT("float32"), [2, 3]),
+           c.call("ag_expand", c.call("ag_select", m, 0, 1), [2, 3]))
+    c.expect(a, version=True)
+    cases.append(c)
+    c = Case("overlap/partial_with_grad")
+    x = c.rand([4])
+    b = c.call("ag_mul_scalar", x, 1.0)
+    c.err("ag_add_", c.call("ag_narrow", b, 0, 1, 3), c.call("ag_narrow", b, 0, 0, 3),
+          status="AG_EINVAL", contains="some elements of the input tensor")
+    c.expect(b, version=True)
+    c.backward(c.call("ag_sum", b))
+    cases.append(c)
+    return cases
 
 
 def view_behind_cases():
