@@ -83,6 +83,14 @@ local function is_tensor(v)
 end
 ag.is_tensor = is_tensor
 
+-- Errors this layer finds itself also set the calling thread's status and message, as the
+-- library's own do, so that ag.last_status() names the latest failure whichever side found
+-- it. `level` is error()'s, counted from the caller of raise.
+local function raise(status, msg, level)
+  C.ag_set_error(status, msg)
+  error(msg, level + 1)
+end
+
 ------------------------------------------------------------------------------------------
 -- Dtypes, dims, indices
 ------------------------------------------------------------------------------------------
@@ -95,17 +103,17 @@ local function dtype_code(d, default)
   local code = DTYPE[d]
   if code then return code end
   if DTYPE_NAME[d] then return d end
-  error("autograd: unknown dtype " .. tostring(d) .. " (float32, float64, int64 or bool)", 3)
+  raise(C.AG_EDTYPE, "autograd: unknown dtype " .. tostring(d) .. " (float32, float64, int64 or bool)", 3)
 end
 
 -- A 1-based dimension to C's 0-based one.
 local function dim0(d, what)
   if mtype(d) == nil then
-    error(string.format("autograd: %s must be an integer, got %s", what or "dim", type(d)), 3)
+    raise(C.AG_EINVAL, string.format("autograd: %s must be an integer, got %s", what or "dim", type(d)), 3)
   end
   if d > 0 then return d - 1 end
   if d < 0 then return d end
-  error("autograd: " .. (what or "dim") .. " 0 is invalid: dimensions and positions are "
+  raise(C.AG_ERANGE, "autograd: " .. (what or "dim") .. " 0 is invalid: dimensions and positions are "
         .. "1-based (1 is the first, -1 the last)", 3)
 end
 
@@ -129,7 +137,7 @@ local function index0(idx)
     for i = 1, #flat do flat[i] = flat[i] - 1 end
     return C.ag_tensor_from_f64(flat, C.AG_INT64, shape)
   end
-  error("autograd: expected an index tensor or a table of indices, got " .. type(idx), 3)
+  raise(C.AG_EINVAL, "autograd: expected an index tensor or a table of indices, got " .. type(idx), 3)
 end
 
 local function index1(t) return c_adds(t, 1) end
@@ -163,7 +171,7 @@ function ag._flatten(data)
   local function walk(x, depth)
     if depth <= nd then
       if type(x) ~= "table" or is_tensor(x) or #x ~= shape[depth] then
-        error(string.format("autograd: ragged nested table: expected %d elements at depth %d",
+        raise(C.AG_ESHAPE, string.format("autograd: ragged nested table: expected %d elements at depth %d",
                             shape[depth], depth), 4)
       end
       for i = 1, shape[depth] do walk(x[i], depth + 1) end
@@ -173,7 +181,7 @@ function ag._flatten(data)
     if type(x) == "boolean" then k = "bool"
     elseif mtype(x) == "integer" then k = "int"
     elseif mtype(x) == "float" then k = "float"
-    else error("autograd: tensor data must be numbers or booleans, got " .. type(x), 4) end
+    else raise(C.AG_EINVAL, "autograd: tensor data must be numbers or booleans, got " .. type(x), 4) end
     if kind == nil or kind == "bool" or (kind == "int" and k == "float") then kind = k end
     flat[#flat + 1] = x
   end
@@ -241,10 +249,10 @@ function ag.tensor(data, a, b)
     if type(data) == "boolean" then data = data and 1 or 0 end
     return apply_opts(C.ag_tensor_scalar(data, dtype_code(opts.dtype, DTYPE[dt])), opts)
   elseif type(data) == "number" or type(data) == "boolean" then
-    error("autograd: ag.tensor of a " .. type(data) .. " makes a 0-d tensor and takes no shape "
+    raise(C.AG_EINVAL, "autograd: ag.tensor of a " .. type(data) .. " makes a 0-d tensor and takes no shape "
           .. "(ag.full(shape, value) fills one)", 2)
   else
-    error("autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2)
+    raise(C.AG_EINVAL, "autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2)
   end
   local t = C.ag_tensor_from_f64(flat, dtype_code(opts.dtype, DTYPE[dt]), shape or inferred_shape)
   return apply_opts(t, opts)
@@ -576,7 +584,7 @@ function T.stride(t, dim)
   local n = #s
   local d = dim0(dim)
   if d < 0 then d = d + n end
-  if d < 0 or d >= n then error("autograd: dimension " .. dim .. " out of range", 2) end
+  if d < 0 or d >= n then raise(C.AG_ERANGE, "autograd: dimension " .. dim .. " out of range", 2) end
   return s[d + 1]
 end
 function T.storage_offset(t) return C.ag_tensor_storage_offset(t) end
@@ -705,7 +713,7 @@ TensorMT.__newindex = function(t, k, v)
     end
     return
   end
-  error("autograd: cannot set field '" .. tostring(k) .. "' of a tensor", 2)
+  raise(C.AG_EINVAL, "autograd: cannot set field '" .. tostring(k) .. "' of a tensor", 2)
 end
 TensorMT.__add = add
 TensorMT.__sub = sub
@@ -719,7 +727,7 @@ TensorMT.__tostring = C.ag_tensor_to_string
 T.release = C.ag_lua_release_tensor
 TensorMT.__close = C.ag_lua_release_tensor
 TensorMT.__len = function(t)
-  if C.ag_tensor_ndim(t) == 0 then error("autograd: len() of a 0-d tensor", 2) end
+  if C.ag_tensor_ndim(t) == 0 then raise(C.AG_EINVAL, "autograd: len() of a 0-d tensor", 2) end
   return C.ag_tensor_size(t, 0)
 end
 -- (__eq stays SWIG's: a == b when both are the same C tensor.)
@@ -754,7 +762,7 @@ NodeMT.__index = function(n, k)
   if g then return g(n) end
   return nil
 end
-NodeMT.__newindex = function(_, k) error("autograd: cannot set field '" .. tostring(k) .. "' of a node", 2) end
+NodeMT.__newindex = function(_, k) raise(C.AG_EINVAL, "autograd: cannot set field '" .. tostring(k) .. "' of a node", 2) end
 NodeMT.__tostring = function(n) return "<" .. C.ag_node_name(n) .. ">" end
 
 ------------------------------------------------------------------------------------------
@@ -839,7 +847,7 @@ local REDUCTION = {none = C.AG_REDUCTION_NONE, mean = C.AG_REDUCTION_MEAN, sum =
 local function reduction(r)
   if r == nil then return C.AG_REDUCTION_MEAN end
   local code = REDUCTION[r]
-  if not code then error("autograd: reduction must be 'none', 'mean' or 'sum', got " .. tostring(r), 3) end
+  if not code then raise(C.AG_EINVAL, "autograd: reduction must be 'none', 'mean' or 'sum', got " .. tostring(r), 3) end
   return code
 end
 
@@ -848,7 +856,7 @@ F.leaky_relu, F.softplus, F.softmax, F.log_softmax = T.leaky_relu, T.softplus, T
 F.linear = ag.linear
 -- F.cross_entropy(input, target [, {weight=, reduction="mean", ignore_index=-100,
 -- label_smoothing=0}]): target holds 1-based class indices.
-local NO_OPTS = setmetatable({}, {__newindex = function() error("read-only", 2) end})
+local NO_OPTS = setmetatable({}, {__newindex = function() raise(C.AG_EINVAL, "read-only", 2) end})
 function F.cross_entropy(input, target, o)
   o = o or NO_OPTS
   return C.ag_cross_entropy(input, index0(target), o.weight, reduction(o.reduction),
@@ -998,7 +1006,7 @@ local function param_list(p)
 end
 function optim.SGD(params, o)
   o = o or {}
-  if o.lr == nil then error("autograd: optim.SGD needs a learning rate (lr)", 2) end
+  if o.lr == nil then raise(C.AG_EINVAL, "autograd: optim.SGD needs a learning rate (lr)", 2) end
   return C.ag_optimizer_sgd(param_list(params), o.lr, o.momentum or 0, o.dampening or 0,
                             o.weight_decay or 0, o.nesterov or false)
 end
@@ -1025,7 +1033,7 @@ OptimMT.__index = function(opt, k)
 end
 OptimMT.__newindex = function(opt, k, v)
   if k == "lr" then return C.ag_optimizer_set_lr(opt, v) end
-  error("autograd: cannot set field '" .. tostring(k) .. "' of an optimizer", 2)
+  raise(C.AG_EINVAL, "autograd: cannot set field '" .. tostring(k) .. "' of an optimizer", 2)
 end
 OptimMT.__tostring = function(opt) return string.format("<optimizer lr=%g>", C.ag_optimizer_get_lr(opt)) end
 

@@ -19,6 +19,32 @@
 %{
 #include <stdlib.h>
 #include "callbacks.h"
+
+/* Every error a wrapper raises also sets the calling thread's status and message, so that
+ * ag.last_status() names the latest failure whichever side found it. A failure of the
+ * library has set them already and is raised with `goto fail`; one found here (a wrong Lua
+ * type, a bad count: its message on top of the Lua stack) reaches SWIG_fail, which records
+ * it as AG_EINVAL, and running out of memory here as AG_ENOMEM. */
+static void ag_lua_note_error(lua_State *L, int status)
+{
+    const char *msg = lua_tostring(L, -1);
+    ag_set_error(status, msg ? msg : "invalid argument");
+}
+#undef SWIG_fail
+#define SWIG_fail { ag_lua_note_error(L, AG_EINVAL); goto fail; }
+#undef SWIG_fail_arg
+#define SWIG_fail_arg(func_name, argnum, type)                                                  \
+    { SWIG_Lua_pushferrstring(L, "Error in %s (arg %d), expected '%s' got '%s'", func_name,      \
+                              argnum, type, SWIG_Lua_typename(L, argnum));                      \
+      SWIG_fail; }
+#undef SWIG_check_num_args
+#define SWIG_check_num_args(func_name, a, b)                                                    \
+    if (lua_gettop(L) < a || lua_gettop(L) > b) {                                               \
+        SWIG_Lua_pushferrstring(L, "Error in %s expected %d..%d args, got %d", func_name, a, b, \
+                                lua_gettop(L));                                                 \
+        SWIG_fail;                                                                              \
+    }
+#define AG_LUA_NOMEM { lua_pushstring(L, "out of memory"); ag_lua_note_error(L, AG_ENOMEM); goto fail; }
 %}
 
 /* Reference counting is the garbage collector's job; a process-wide allocator cannot be
@@ -652,6 +678,7 @@ static int ag_lua_release_tensor(lua_State *L)
     void *p = NULL;
     if (!ag_lua_handle(L, 1, SWIGTYPE_p_ag_tensor, &p)) {
         ag_lua_arg_error(L, 1, 1, "release", "ag_tensor");
+        ag_lua_note_error(L, AG_EINVAL);
         return lua_error(L);
     }
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, 1);
@@ -678,8 +705,10 @@ typedef int (*ag_lua_ts_fn)(ag_tensor **, const ag_tensor *, double);
 static ag_tensor *ag_lua_tensor_arg(lua_State *L, int idx, const char *fn, int argno)
 {
     void *p = NULL;
-    if (!ag_lua_handle_arg(L, idx, argno, SWIGTYPE_p_ag_tensor, "ag_tensor", fn, &p))
+    if (!ag_lua_handle_arg(L, idx, argno, SWIGTYPE_p_ag_tensor, "ag_tensor", fn, &p)) {
+        ag_lua_note_error(L, AG_EINVAL);
         lua_error(L);
+    }
     return (ag_tensor *)p;
 }
 
@@ -811,7 +840,7 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 %typemap(out) int
 %{ if ($1 != AG_OK) {
     lua_pushstring(L, ag_last_error());
-    SWIG_fail;
+    goto fail; /* (the library set the status) */
   } %}
 
 /* ...these return values, not statuses. */
@@ -934,7 +963,7 @@ AG_LUA_HANDLE_OUT(ag_generator)
 %typemap(in, checkfn="lua_istable") const double *data (double *buf = NULL, size_t len = 0)
 %{ len = lua_rawlen(L, $input);
    buf = (double *)malloc((len ? len : 1) * sizeof *buf);
-   if (!buf) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   if (!buf) AG_LUA_NOMEM
    for (size_t i = 0; i < len; i++) {
        int ok = 1;
        lua_rawgeti(L, $input, (lua_Integer)i + 1);
@@ -966,7 +995,7 @@ AG_LUA_HANDLE_OUT(ag_generator)
 %typemap(in, checkfn="lua_isuserdata") (int64_t *out, size_t cap, const ag_tensor *t)
     (int64_t buf[AG_MAX_DIMS], size_t nd = 0)
 %{ if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
-   if (ag_tensor_ndim(&nd, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); SWIG_fail; }
+   if (ag_tensor_ndim(&nd, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); goto fail; }
    $1 = buf; $2 = AG_MAX_DIMS; %}
 %typemap(argout) (int64_t *out, size_t cap, const ag_tensor *t)
 %{ lua_createtable(L, (int)nd$argnum, 0);
@@ -981,9 +1010,9 @@ AG_LUA_HANDLE_OUT(ag_generator)
 %typemap(in, checkfn="lua_isuserdata") (CTYPE *buf, size_t cap, const ag_tensor *t)
     (CTYPE *arr = NULL, int64_t numel = 0)
 %{ if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
-   if (ag_tensor_numel(&numel, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); SWIG_fail; }
+   if (ag_tensor_numel(&numel, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); goto fail; }
    arr = (CTYPE *)malloc((numel ? (size_t)numel : 1) * sizeof *arr);
-   if (!arr) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   if (!arr) AG_LUA_NOMEM
    $1 = arr; $2 = (size_t)numel; %}
 %typemap(argout) (CTYPE *buf, size_t cap, const ag_tensor *t)
 %{ lua_createtable(L, (int)numel$argnum, 0);
@@ -1005,7 +1034,7 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
 %{ if (!ag_lua_int(L, $input, &n, "$symname")) SWIG_fail;
    if (n < 0 || n > 1000000) { lua_pushfstring(L, "$symname: bad count %I", n); SWIG_fail; }
    arr = (ag_tensor **)calloc(n ? (size_t)n : 1, sizeof *arr);
-   if (!arr) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+   if (!arr) AG_LUA_NOMEM
    $1 = arr; $2 = (size_t)n; %}
 %typemap(argout) (ag_tensor **outs, size_t n_outs), (ag_tensor **outputs, size_t n_outputs)
 %{ lua_createtable(L, (int)$2, 0);
@@ -1044,7 +1073,7 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
         lua_pop(L, 1);
     }
     gout = (ag_tensor **)calloc(n_in ? n_in : 1, sizeof *gout);
-    if (!gout) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+    if (!gout) AG_LUA_NOMEM
     $1 = gout; $2 = outs; $3 = gouts; $4 = n_out; $5 = ins; $6 = n_in;
 } %}
 %typemap(argout) (ag_tensor **grads_out, ag_tensor *const *outputs,
@@ -1072,7 +1101,7 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
 %typemap(in, checkfn="lua_isfunction") (ag_tensor_hook_fn fn, unsigned flags, void *userdata,
                                         void (*free_userdata)(void *userdata))
     (ag_lua_cb *cb = NULL)
-%{ if (!(cb = ag_lua_cb_new(L, $input))) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+%{ if (!(cb = ag_lua_cb_new(L, $input))) AG_LUA_NOMEM
    $1 = ag_lua_hook; $2 = AG_CALLBACK_CALLER_THREAD; $3 = cb; $4 = ag_lua_cb_free; %}
 %typemap(argout) (ag_tensor_hook_fn fn, unsigned flags, void *userdata,
                   void (*free_userdata)(void *userdata))
@@ -1086,7 +1115,7 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
 %typemap(in, checkfn="lua_istable") (ag_function_forward_fn forward,
     ag_function_backward_fn backward, unsigned flags, void *userdata,
     void (*free_userdata)(void *userdata)) (ag_lua_cb *cb = NULL)
-%{ if (!(cb = ag_lua_cb_new(L, $input))) { lua_pushstring(L, "out of memory"); SWIG_fail; }
+%{ if (!(cb = ag_lua_cb_new(L, $input))) AG_LUA_NOMEM
    $1 = ag_lua_forward; $2 = ag_lua_backward; $3 = AG_CALLBACK_CALLER_THREAD; $4 = cb;
    $5 = ag_lua_cb_free; %}
 %typemap(argout) (ag_function_forward_fn forward, ag_function_backward_fn backward,

@@ -53,18 +53,30 @@ local ok, res = pcall(ag.matmul, g, b)
 H.check(not ok and type(res) == "string", "pcall returns false and the message")
 H.eq(g.grad, nil)
 
--- Wrong Lua types: errors from the wrapper, not crashes.
-H.raises(function() return ag.exp(3) end, "ag_exp")
-H.raises(function() return a + "x" end, "")
-H.raises(function() return a:sum("x") end, "dim must be an integer")
-H.raises(function() return a:reshape(2.5, 2) end, "element 1 is not an integer")
-H.raises(function() return ag.cat({a, 3}) end, "element 2 is not a tensor")
-H.raises(function() return ag.cat(a) end, "ag_cat")
-H.raises(function() return ag.tensor({1.0, 2.0}, {3}) end, "2 values given for a shape of 3 elements")
-H.raises(function() return ag.tensor({"a"}) end, "must be numbers or booleans")
-H.raises(function() return ag.exp(nil) end, "ag_exp")
-H.eq(ag.last_status(), "AG_EINVAL", "a nil tensor reaches C as NULL: AG_EINVAL")
-H.raises(function() return ag.exp() end, "ag_exp")
+-- Wrong Lua types: errors from the wrapper, not crashes. Each also sets the status and
+-- message ag.last_status() / ag.last_error() report, as the library's own errors do (they
+-- kept whatever failed before).
+local function raises_status(status, fn, plain)
+  ag.clear_error()
+  local e = H.raises(fn, plain)
+  H.eq(ag.last_status(), status, "status after: " .. plain)
+  H.check(type(e) == "string" and e:find(ag.last_error(), 1, true) ~= nil,
+          "ag.last_error() is the raised message: " .. plain)
+end
+raises_status("AG_EINVAL", function() return ag.exp(3) end, "ag_exp")
+raises_status("AG_EINVAL", function() return a + "x" end, "")
+raises_status("AG_EINVAL", function() return a:sum("x") end, "dim must be an integer")
+raises_status("AG_ERANGE", function() return a:sum(0) end, "dim 0 is invalid")
+raises_status("AG_EINVAL", function() return a:reshape(2.5, 2) end, "element 1 is not an integer")
+raises_status("AG_EINVAL", function() return ag.cat({a, 3}) end, "element 2 is not a tensor")
+raises_status("AG_EINVAL", function() return ag.cat(a) end, "ag_cat")
+raises_status("AG_EINVAL", function() return ag.tensor({1.0, 2.0}, {3}) end,
+              "2 values given for a shape of 3 elements")
+raises_status("AG_EINVAL", function() return ag.tensor({"a"}) end, "must be numbers or booleans")
+raises_status("AG_EDTYPE", function() return ag.zeros(2, {dtype = "half"}) end, "unknown dtype")
+raises_status("AG_EINVAL", function() a.shape = 3 end, "cannot set field")
+raises_status("AG_EINVAL", function() return ag.exp(nil) end, "ag_exp")
+raises_status("AG_EINVAL", function() return ag.exp() end, "ag_exp")
 
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
