@@ -305,8 +305,9 @@ typedef struct ce_ctx {
 } ce_ctx;
 
 #define CE_KERNELS(S, T, EXP, LOG)                                                            \
-    /* Per row: lse = log(sum(exp(x))); loss = w[t] * (lse - x[t]). Short last-dim rows go  \
-     * a group at a time (nn_common.h). */                                                 \
+    /* Per row: m = max(x), ls = log(sum(exp(x - m))), kept apart in lse[2r], lse[2r + 1] \
+     * (row_lse); loss = w[t] * (ls - (x[t] - m)). Short last-dim rows go a group at a    \
+     * time (nn_common.h). */                                                              \
     EW_MULTIVERSION static void ce_fwd_##S(void *p, int64_t lo, int64_t hi)                \
     {                                                                                      \
         const ce_ctx *c = p;                                                               \
@@ -317,16 +318,24 @@ typedef struct ce_ctx {
             for (int64_t g = lo, gr = nn_group_rows(n); g < hi; g += gr) {                 \
                 int64_t rows = hi - g < gr ? hi - g : gr;                                  \
                 rows_exp_##S((const T *)c->x + g * n, n, rows, mx, buf);                   \
-                for (int64_t r = 0; r < rows; r++)                                         \
-                    lse[g + r] = mx[r] + LOG(row_sum_##S(buf + r * n, n));              \
+                for (int64_t r = 0; r < rows; r++) {                                       \
+                    lse[2 * (g + r)] = mx[r];                                              \
+                    lse[2 * (g + r) + 1] = LOG(row_sum_##S(buf + r * n, n));               \
+                }                                                                          \
             }                                                                              \
         } else {                                                                           \
             for (int64_t r = lo; r < hi; r++)                                              \
-                lse[r] = row_lse_##S((const T *)c->x + lay_row(&c->L, r), n, st);          \
+                row_lse_##S((const T *)c->x + lay_row(&c->L, r), n, st, &lse[2 * r],       \
+                            &lse[2 * r + 1]);                                              \
         }                                                                                  \
         for (int64_t r = lo; r < hi; r++) {                                                \
             const T *x = (const T *)c->x + lay_row(&c->L, r);                              \
-            c->loss[r] = c->cls[r] < 0 ? 0 : c->coef[r] * (double)(lse[r] - x[c->cls[r] * st]); \
+            if (c->cls[r] < 0) { /* ignored */                                             \
+                c->loss[r] = 0;                                                            \
+                continue;                                                                  \
+            }                                                                              \
+            T lp = (x[c->cls[r] * st] - lse[2 * r]) - lse[2 * r + 1]; /* log p[t] */       \
+            c->loss[r] = -c->coef[r] * (double)lp;                                         \
         }                                                                                  \
     }                                                                                      \
     /* dx = a * exp(x - lse) - a * onehot(t), a = w[t] times the loss's gradient */        \
@@ -338,8 +347,8 @@ typedef struct ce_ctx {
         for (int64_t r = lo; r < hi; r++) {                                                \
             int64_t o = lay_row(&c->L, r);                                                 \
             const T *x = (const T *)c->x + o;                                              \
-            T *gx = (T *)c->gx + o, l = lse[r];                                            \
-            ROW_LOOP(n, st, gx[k * s_] = x[k * s_] - l;);                                  \
+            T *gx = (T *)c->gx + o, m = lse[2 * r], ls = lse[2 * r + 1];                   \
+            ROW_LOOP(n, st, gx[k * s_] = (x[k * s_] - m) - ls;);                           \
         }                                                                                  \
         if (st == 1) { /* the exps of the whole chunk in one vector loop */                \
             T *gx = c->gx;                                                                 \
@@ -511,10 +520,10 @@ eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *we
         plan_free(&p);
         return e;
     }
-    int64_t rshape[1] = {p.rows};
+    int64_t rshape[2] = {p.rows, 2}; /* per row: max and log-sum-exp past it (ce_fwd) */
     tensor *xc = NULL, *lse = NULL, *r = NULL;
     double *loss = mem_alloc((size_t)(p.rows ? p.rows : 1) * sizeof *loss);
-    if (!loss || !(lse = tensor_new(x.dt, rshape, 1))) {
+    if (!loss || !(lse = tensor_new(x.dt, rshape, 2))) {
         e = loss ? err_kind() : err_nomem();
         goto done;
     }

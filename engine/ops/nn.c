@@ -58,8 +58,8 @@ typedef struct sm_ctx {
                 rows_exp_##S(x, n, rows, mx, y); /* y as scratch for the exps */           \
                 for (int64_t r = 0; r < rows; r++) {                                       \
                     const T *xr = x + r * n;                                               \
-                    T *yr = y + r * n, lse = mx[r] + LOG(row_sum_##S(yr, n));              \
-                    ROW_LOOP(n, 1, yr[k] = xr[k] - lse;);                                  \
+                    T *yr = y + r * n, m = mx[r], ls = LOG(row_sum_##S(yr, n));            \
+                    ROW_LOOP(n, 1, yr[k] = (xr[k] - m) - ls;); /* (row_lse) */             \
                 }                                                                          \
             }                                                                              \
             return;                                                                        \
@@ -67,8 +67,9 @@ typedef struct sm_ctx {
         for (int64_t r = lo; r < hi; r++) {                                                \
             int64_t o = lay_row(&c->L, r);                                                 \
             const T *x = (const T *)c->a + o;                                              \
-            T *y = (T *)c->out + o, lse = row_lse_##S(x, n, st);                           \
-            ROW_LOOP(n, st, y[k * s_] = x[k * s_] - lse;);                                 \
+            T *y = (T *)c->out + o, m, ls;                                                 \
+            row_lse_##S(x, n, st, &m, &ls);                                                \
+            ROW_LOOP(n, st, y[k * s_] = (x[k * s_] - m) - ls;);                            \
         }                                                                                  \
     }                                                                                      \
     /* dx = y * (g - sum(g * y)) */                                                        \

@@ -130,8 +130,11 @@ static inline int64_t nn_group_rows(int64_t n) { return n > 0 && n < NN_GROUP ? 
         }                                                                                  \
         _Pragma("omp simd") for (int64_t j = 0; j < rows * n; j++) t[j] = EXP(t[j]);       \
     }                                                                                      \
-    /* log(sum(exp(x))) of one row, any stride: the exps go through a stack block. */      \
-    NN_AI T row_lse_##S(const T *x, int64_t n, int64_t st)                                 \
+    /* log(sum(exp(x))) of one row, any stride, as its max m and log(sum(exp(x - m))): the \
+     * caller subtracts them one at a time ((x - m) - ls, as PyTorch does), since m + ls   \
+     * drops the low bits of ls once m is large (logits ~1e3 in float32). The exps go     \
+     * through a stack block. */                                                           \
+    NN_AI void row_lse_##S(const T *x, int64_t n, int64_t st, T *m_out, T *ls_out)         \
     {                                                                                      \
         T m = row_max_##S(x, n, st), s = 0, buf[256];                                      \
         for (int64_t k0 = 0; k0 < n; k0 += 256) {                                          \
@@ -140,7 +143,8 @@ static inline int64_t nn_group_rows(int64_t n) { return n > 0 && n < NN_GROUP ? 
             ROW_LOOP(len, st, buf[k] = EXP(xb[k * s_] - m););                              \
             s += row_sum_##S(buf, len);                                                    \
         }                                                                                  \
-        return m + LOG(s);                                                                 \
+        *m_out = m;                                                                        \
+        *ls_out = LOG(s);                                                                  \
     }
 NN_ROW_HELPERS(f32, float, nn_expf, logf)
 NN_ROW_HELPERS(f64, double, exp, log)

@@ -1233,6 +1233,20 @@ def fam_nn():
         y = c.call("ag_cross_entropy", x, c.ints([1, 2]), None, RED("mean"), -100, 0.0)
         bwd(c, y)
         cases.append(c)
+        # logits far from 0 with close values: (x - max) - log(sum) keeps the digits that
+        # x - (max + log(sum)) loses (float32: from ~1e3 on; all zeros at 1e8)
+        c = Case("cross_entropy/large_close_logits/%s" % dt)
+        big = 1e8 if dt == "float32" else 1e15
+        x = c.tensor([1000.0, 1000.5, 999.75, big, big, big], [2, 3], dt, rg=True)
+        y = c.call("ag_cross_entropy", x, c.ints([0, 1]), None, RED("sum"), -100, 0.0)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("log_softmax/large_close_logits/%s" % dt)
+        x = c.tensor([1000.0, 1000.5, 999.75, big, big, big], [2, 3], dt, rg=True)
+        for d in (1, 0):
+            y = c.call("ag_log_softmax", x, d)
+            bwd(c, c.call("ag_sum", c.call("ag_mul", y, c.tensor([1.0, 2.0, 3.0], dtype=dt))))
+        cases.append(c)
         c = Case("nll_loss/weight_ignore/%s" % dt)
         x = c.rand([4, 3], dt)
         w = c.tensor([1.0, 3.0, 0.5], dtype=dt)
