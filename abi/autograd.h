@@ -367,7 +367,8 @@ AG_API int ag_tensor_is_leaf(int *out, const ag_tensor *t);
 AG_API int ag_tensor_grad(ag_tensor **out, const ag_tensor *t);
 
 /** Replaces t's .grad with g (borrowed; the library keeps its own reference), or drops it
- *  when g is NULL ("set_to_none"). Errors: AG_ESHAPE / AG_EDTYPE if g does not match t. */
+ *  when g is NULL ("set_to_none"). Errors: AG_ESHAPE / AG_EDTYPE if g does not match t;
+ *  AG_EINVAL if g is t itself (backward would add gradients into t). */
 AG_API int ag_tensor_set_grad(ag_tensor *t, ag_tensor *g);
 
 /** Zeroes t's .grad in place if it has one (it keeps its storage). */

@@ -349,6 +349,8 @@ AG_API int ag_tensor_set_grad(ag_tensor *h, ag_tensor *g)
     CHECK_NOT_NULL(fn, h, "t");
     tensor *t = T(h);
     if (g) {
+        /* (backward would then add gradients into the tensor itself) */
+        if (T(g) == t) return api_error(fn, AG_EINVAL, "can't assign Variable as its own grad");
         if (T(g)->dtype != t->dtype)
             return api_error(fn, AG_EDTYPE, "assigned grad has data of a different type (%s vs %s)",
                              dtype_name((dtype)T(g)->dtype), dtype_name((dtype)t->dtype));

@@ -113,7 +113,7 @@ static eng_err inplace_check(const tensor *t, const tensor *other)
     if (!grad_mode_enabled()) return E_OK;
     /* A view made under no_grad or by split/chunk cannot take a history (PyTorch refuses,
      * before its leaf checks). */
-    if (t->base && t->view_kind != VK_DEFAULT &&
+    if (t->base && t->view_kind != VK_DEFAULT && dtype_is_float((dtype)t->dtype) &&
         (tensor_requires_grad(t) || (other && tensor_requires_grad(other))))
         return view_refused(t, false);
     if (t->requires_grad && !t->grad_fn)
@@ -145,7 +145,8 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
 {
     memset(r, 0, sizeof *r);
     tensor *ins[2] = {t, other};
-    if (!should_record(ins, other ? 2 : 1)) return E_OK;
+    /* An integer tensor has no gradient, whatever is copied into it (PyTorch). */
+    if (!dtype_is_float((dtype)t->dtype) || !should_record(ins, other ? 2 : 1)) return E_OK;
     bool view = t->base != NULL;
     if (view && !tensor_is_contiguous(t->base))
         return err_set(E_INVAL, "in-place operation on a view of a non-contiguous tensor is not "
