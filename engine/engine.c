@@ -662,6 +662,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             if (rc) failed = true;
         }
         if (!s->retain_graph && fn->n_saved) saved_release(fn);
+        else if (!s->retain_graph &&
+                 (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_SAVES_SCALAR))
+            atomic_fetch_or(&fn->flags, NODE_RELEASED);
         if (locked) node_unlock(fn);
     }
     for (int p = 0; gin && p < fn->n_out; p++) tensor_release(gin[p]);

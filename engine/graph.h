@@ -68,6 +68,9 @@ enum {
     NODE_LEAF_HOOKS = 8,    /* AccumulateGrad: its leaf has (or had) gradient hooks, so
                                backward must read the leaf's meta */
     NODE_LEAF_MOVED = 16,   /* AccumulateGrad: an in-place op made its tensor a non-leaf */
+    NODE_SAVES_SCALAR = 32, /* keeps a scalar operand in its attrs where PyTorch saves it as a
+                               tensor (x * 2, x / 2): freed like a saved variable, so a second
+                               backward without retain_graph fails as it does in PyTorch */
 };
 
 typedef struct node {

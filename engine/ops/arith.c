@@ -33,9 +33,11 @@ EW_UNARY_LOOP(pows_f64, double, double, pow(x, P[0]))
 EW_UNARY_LOOP(rpows_f32, float, float, powf((float)P[0], x))
 EW_UNARY_LOOP(rpows_f64, double, double, pow(P[0], x))
 
-/* Integer power by squaring (PyTorch: negative exponents of integers are an error). */
+/* Integer power by squaring. A negative exponent is an error when it is a scalar (checked
+ * before), else PyTorch's rule: 1 for base 1, +-1 for base -1, 0 otherwise. */
 static inline int64_t ipow(int64_t b, int64_t e)
 {
+    if (e < 0) return b == 1 ? 1 : b == -1 ? ((e & 1) ? -1 : 1) : 0;
     int64_t r = 1;
     while (e > 0) {
         if (e & 1) r = (int64_t)((uint64_t)r * (uint64_t)b);
@@ -175,6 +177,7 @@ static eng_err scalar_op(tensor **out, tensor *a, double s, scalop op, const nod
         ((scalar_attr *)node_attrs(n))->s = s;
         if (save_in) node_save(n, 0, a);
         if (save_out) e = node_save_output(n, 1, r);
+        if (op == S_MUL || op == S_DIV) atomic_fetch_or(&n->flags, NODE_SAVES_SCALAR);
     }
     if (e) {
         tensor_release(r);
@@ -403,15 +406,23 @@ static eng_err pows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 static const node_type POWS_BW = {"PowBackward0", pows_backward, NULL};
 eng_err op_pow_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_POW, &POWS_BW); }
 
-/* d(s^a)/da = s^a log(s) */
+/* d(s^a)/da = s^a log(s), taken as 0 where s == 0 and a >= 0 (PyTorch's
+ * pow_backward_exponent: 0^a is 0 or 1 there, and 0 * -inf would give NaN) */
 static eng_err rpows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
-    tensor *y, *t = NULL;
+    tensor *y, *t = NULL, *a = NULL, *mask = NULL, *u = NULL;
     eng_err e = saved_get(n, c, 1, &y);
     if (e) return e;
     double s = ((scalar_attr *)node_attrs(n))->s;
-    if (!(e = op_mul_scalar(&t, y, log(s)))) e = op_mul(&gout[0], gin[0], t);
+    if (!(e = op_mul_scalar(&t, y, log(s))) && s == 0.0 && !(e = saved_get(n, c, 0, &a)) &&
+        !(e = op_compare_scalar(&mask, a, 0.0, CMP_GE)) &&
+        !(e = op_masked_fill(&u, t, mask, 0.0))) {
+        tensor_release(t);
+        t = u;
+    }
+    if (!e) e = op_mul(&gout[0], gin[0], t);
+    tensor_release(mask);
     tensor_release(t);
     return e;
 }
@@ -428,9 +439,15 @@ static eng_err pow_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         return e;
     tensor *t[6] = {0};
     if (c->needed[0]) {
+        /* b a^(b-1), taken as 0 where b == 0 (0^-1 would give inf * 0) */
+        tensor *b_zero = NULL;
         if (!(e = op_sub_scalar(&t[0], b, 1.0)) && !(e = op_pow(&t[1], a, t[0])) &&
-            !(e = op_mul(&t[2], t[1], b)))
-            e = op_mul(&gout[0], gin[0], t[2]);
+            !(e = op_mul(&t[2], t[1], b)) && !(e = op_compare_scalar(&b_zero, b, 0.0, CMP_EQ)))
+            e = op_masked_fill(&t[3], t[2], b_zero, 0.0);
+        if (!e) e = op_mul(&gout[0], gin[0], t[3]);
+        tensor_release(b_zero);
+        tensor_release(t[3]);
+        t[3] = NULL;
     }
     if (!e && c->needed[1]) {
         tensor *zero_a = NULL, *b_nonneg = NULL, *mask = NULL;

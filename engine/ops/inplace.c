@@ -156,6 +156,7 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     node *fn = node_new(type, n_next, n_saved, 1, t->ndim, sizeof(ip_attr));
     if (!fn) return err_nomem();
     *(ip_attr *)node_attrs(fn) = attr;
+    if (attr.op == OP_MULS) atomic_fetch_or(&fn->flags, NODE_SAVES_SCALAR); /* (as x * s) */
     eng_err e = E_OK;
     if (attr.op == OP_MUL) {
         node_save(fn, 0, other);

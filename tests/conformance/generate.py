@@ -2127,6 +2127,38 @@ def fam_errors():
     c.call("ag_add_scalar_", y, 1.0)
     c.err("ag_backward", c.call("ag_sum", z), None, FL(), status="AG_EVERSION")
     c.expect_grads()
+    # x * s and x / s keep s as PyTorch keeps its wrapped scalar: freed after a backward
+    # without retain_graph (x + s keeps nothing: a second pass is fine)
+    for fn in ("ag_mul_scalar", "ag_div_scalar", "ag_mul_scalar_"):
+        c = case("graph/second_backward/%s" % fn[3:])
+        x = c.rand([3])
+        if fn == "ag_mul_scalar_":
+            y = c.call("ag_add_scalar", x, 1.0)
+            c.call(fn, y, 3.0)
+        else:
+            y = c.call(fn, x, 3.0)
+        s = c.call("ag_sum", y)
+        c.backward(s)
+        c.err("ag_backward", s, None, FL(), status="AG_EGRAPH",
+              contains="Trying to backward through the graph a second time")
+        c.expect_grads()
+    c = case("graph/second_backward_add_scalar")
+    x = c.rand([3])
+    s = c.call("ag_sum", c.call("ag_add_scalar", x, 3.0))
+    c.backward(s)
+    c.backward(s)
+    # 0^0 and 0^x: PyTorch takes the gradients there as 0 (they were NaN)
+    for dt in FLOATS:
+        c = case("pow/zero_base/%s" % dt)
+        a = c.tensor([0.0, 2.0, 0.0, 0.0, -0.0, 3.0], dtype=dt, rg=True)
+        b = c.tensor([0.0, 0.0, 1.0, 2.0, 0.0, -1.0], dtype=dt, rg=True)
+        c.backward(c.call("ag_sum", c.call("ag_pow", a, b)))
+        x = c.tensor([0.0, 2.0, 1.0, -1.0, 0.5], dtype=dt, rg=True)
+        c.backward(c.call("ag_sum", c.call("ag_rpow_scalar", x, 0.0)))
+    c = case("pow/int64_negative_exponent")
+    c.call("ag_pow", c.ints([2, -2, -1, -1, 1, 0, 3]), c.ints([-1, -2, -3, -4, -5, -1, 0]))
+    c.call("ag_rpow_scalar", c.ints([-1, -2, 0, 3]), 2.0)
+    c.call("ag_rpow_scalar", c.ints([-1, -2, -3]), -1.0)
     c = case("inplace/leaf_moved_into_graph")
     x = c.rand([3])
     w = c.rand([3])
