@@ -5,7 +5,8 @@
  * contiguous runs are summed in fixed-size chunks (REDUCE_CHUNK elements, 16 accumulators
  * each) whose partials are combined in chunk order; other layouts accumulate in row-major
  * order of the reduced index. Threads split outputs, or chunks of one output, but never
- * change that procedure: results are bitwise identical for every thread count.
+ * change that procedure: results are bitwise identical for every thread count. float32
+ * sums accumulate in double and round once.
  */
 #ifndef AG_REDUCE_H
 #define AG_REDUCE_H
