@@ -532,6 +532,10 @@ AG_API int ag_pow(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**<
 AG_API int ag_maximum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
 AG_API int ag_minimum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
 
+/* Scalars promote as Python numbers do in PyTorch: an integral s keeps an int64 or bool
+ * tensor integral (a bool tensor becomes int64: True + 2 is 3), a fractional one makes it
+ * float32. Subtracting with a bool tensor (ag_sub, ag_sub_scalar, ag_rsub_scalar) is
+ * AG_EDTYPE, and an integer tensor to a negative scalar power AG_EINVAL, as in PyTorch. */
 AG_API int ag_add_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a + s */
 AG_API int ag_sub_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a - s */
 AG_API int ag_rsub_scalar(ag_tensor **out, const ag_tensor *a, double s); /**< s - a */

@@ -64,7 +64,6 @@ static const iter_loop bin_loops[][4] = {
 };
 
 typedef enum scalop { S_ADD, S_SUB, S_RSUB, S_MUL, S_DIV, S_POW, S_RPOW } scalop;
-static const char *scalop_name[] = {"add", "sub", "rsub", "mul", "div", "pow", "rpow"};
 static const iter_loop scal_loops[][3] = {
     {adds_f32, adds_f64, adds_i64}, {subs_f32, subs_f64, subs_i64},
     {rsubs_f32, rsubs_f64, rsubs_i64}, {muls_f32, muls_f64, muls_i64},
@@ -73,12 +72,20 @@ static const iter_loop scal_loops[][3] = {
 };
 
 /* ---- shared forward ---- */
+static eng_err bool_sub_error(void)
+{
+    return err_set(E_DTYPE, "Subtraction, the `-` operator, with a bool tensor is not supported. "
+                   "If you are trying to invert a mask, use the `~` or `logical_not()` operator "
+                   "instead.");
+}
+
 static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
 {
     if (a->dtype == b->dtype && dtype_is_float((dtype)a->dtype)) {
         *dt = (dtype)a->dtype; /* the common case needs no promotion */
         return E_OK;
     }
+    if (op == B_SUB && (a->dtype == DT_BOOL || b->dtype == DT_BOOL)) return bool_sub_error();
     promo p;
     promo_init(&p);
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
@@ -92,7 +99,7 @@ static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
 
 static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 {
-    dtype dt;
+    dtype dt = DT_F32; /* (set by binary_dtype on success) */
     eng_err e = binary_dtype(a, b, op, &dt);
     if (e) return e;
     tensor *ins[2] = {a, b};
@@ -101,8 +108,9 @@ static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 
 static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
 {
-    if (a->dtype == DT_BOOL)
-        return err_set(E_DTYPE, "%s is not supported for bool tensors", scalop_name[op]);
+    /* A bool tensor promotes with the scalar (True + 2 is 2 in int64, True * 2.5 is 2.5 in
+     * float32), except for subtraction, as in PyTorch. */
+    if (a->dtype == DT_BOOL && (op == S_SUB || op == S_RSUB)) return bool_sub_error();
     promo p;
     promo_init(&p);
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);

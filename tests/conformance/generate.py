@@ -2163,6 +2163,20 @@ def fam_errors():
         c.backward(c.call("ag_sum", c.call("ag_pow", a, b)))
         x = c.tensor([0.0, 2.0, 1.0, -1.0, 0.5], dtype=dt, rg=True)
         c.backward(c.call("ag_sum", c.call("ag_rpow_scalar", x, 0.0)))
+    # bool tensors promote with scalars (True + 2 is int64, True * 2.5 float32); any
+    # subtraction with a bool tensor is refused
+    c = case("dtype/bool_scalar_ops")
+    b = c.bools([True, False])
+    for fn, v in (("ag_add_scalar", 2.0), ("ag_mul_scalar", 2.5), ("ag_div_scalar", 2.0),
+                  ("ag_pow_scalar", 2.0), ("ag_pow_scalar", 2.5), ("ag_rpow_scalar", 2.0),
+                  ("ag_mul_scalar", -3.0)):
+        c.call(fn, b, v)
+    c.err("ag_pow_scalar", b, -1.0, status="AG_EINVAL")
+    for fn in ("ag_sub_scalar", "ag_rsub_scalar"):
+        c.err(fn, b, 1.0, status="AG_EDTYPE", contains="with a bool tensor is not supported")
+    c.err("ag_sub", c.tensor([1.0, 2.0]), b, status="AG_EDTYPE",
+          contains="with a bool tensor is not supported")
+    c.err("ag_sub", b, c.ints([1, 2]), status="AG_EDTYPE")
     c = case("pow/int64_negative_exponent")
     c.call("ag_pow", c.ints([2, -2, -1, -1, 1, 0, 3]), c.ints([-1, -2, -3, -4, -5, -1, 0]))
     c.call("ag_rpow_scalar", c.ints([-1, -2, 0, 3]), 2.0)
