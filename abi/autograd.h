@@ -714,7 +714,9 @@ AG_API int ag_gather(ag_tensor **out, const ag_tensor *t, int64_t dim, const ag_
 /** A copy of t with src added at index along dim, like Tensor.scatter_add (out of place). */
 AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
                           const ag_tensor *index, const ag_tensor *src);
-/** A copy of t with `value` where mask (bool, broadcastable to t) is true. */
+/** A copy of t with `value` where mask (bool, broadcastable to t) is true. An int64 mask
+ *  counts as bool if it holds only 0 and 1 (else AG_EINVAL, as in PyTorch); other dtypes
+ *  are AG_EDTYPE. */
 AG_API int ag_masked_fill(ag_tensor **out, const ag_tensor *t, const ag_tensor *mask,
                           double value);
 /** Concatenates n tensors along dim (shapes equal elsewhere; dtypes promote). */

@@ -162,6 +162,20 @@ static eng_err masked_fill_backward(node *n, bwd_ctx *c, tensor **gin, tensor **
 }
 static const node_type MASKED_FILL_BW = {"MaskedFillBackward0", masked_fill_backward, NULL};
 
+/* An int64 mask of masked_fill holds only 0 and 1 (PyTorch checks; where does not). */
+static eng_err int_mask_check(tensor *m)
+{
+    tensor *c = NULL;
+    eng_err e = op_contiguous(&c, m);
+    if (e) return e;
+    const int64_t *v = tensor_data(c);
+    for (int64_t i = 0; i < c->numel && !e; i++)
+        if (v[i] != 0 && v[i] != 1)
+            e = err_set(E_INVAL, "Mask tensor can take 0 and 1 values only");
+    tensor_release(c);
+    return e;
+}
+
 eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
 {
     /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range is an error). */
@@ -171,7 +185,8 @@ eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
                        v);
     if (dt == DT_BOOL) v = v != 0;
     tensor *mb = NULL, *val = NULL, *r = NULL;
-    eng_err e = bool_mask(&mb, mask, "masked_fill: mask");
+    eng_err e = mask->dtype == DT_I64 ? int_mask_check(mask) : E_OK;
+    if (!e) e = bool_mask(&mb, mask, "masked_fill: mask");
     if (e) return e;
     /* out of place, the result has the broadcast shape of t and mask, as torch.masked_fill */
     if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt)) &&

@@ -2177,6 +2177,11 @@ def fam_errors():
     c.err("ag_sub", c.tensor([1.0, 2.0]), b, status="AG_EDTYPE",
           contains="with a bool tensor is not supported")
     c.err("ag_sub", b, c.ints([1, 2]), status="AG_EDTYPE")
+    c = case("masked_fill/int64_mask")
+    x = c.ints([1, 2, 3])
+    c.call("ag_masked_fill", x, c.ints([1, 0, 0]), 0.0)
+    c.err("ag_masked_fill", x, c.ints([1, 2, 0]), 0.0, status="AG_EINVAL",
+          contains="Mask tensor can take 0 and 1 values only")
     c = case("pow/int64_negative_exponent")
     c.call("ag_pow", c.ints([2, -2, -1, -1, 1, 0, 3]), c.ints([-1, -2, -3, -4, -5, -1, 0]))
     c.call("ag_rpow_scalar", c.ints([-1, -2, 0, 3]), 2.0)
