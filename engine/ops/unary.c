@@ -286,27 +286,71 @@ static eng_err sigmoid_grad(tensor **go, tensor *g, tensor *y, const uattr *at, 
     return e;
 }
 
+/* relu's and leaky_relu's gradients gate g by the sign of a reference (relu: its output,
+ * leaky_relu: its input). Under create_graph that is PyTorch's ThresholdBackwardBackward0 /
+ * LeakyReluBackwardBackward0: a function of g and of the reference, with a zero derivative
+ * in the reference but an edge to it, so that differentiating once more with respect to x
+ * gives zeros where it was an error (the gate alone depended on g only). */
+typedef struct gate_attr {
+    bool leaky;
+    double slope;
+} gate_attr;
+
+static eng_err gate(tensor **out, tensor *g, tensor *ref, bool leaky, double slope);
+
+static eng_err gate_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const gate_attr *a = node_attrs(n);
+    tensor *ref;
+    eng_err e = saved_get(n, c, 0, &ref);
+    if (e) return e;
+    if (c->needed[0] && (e = gate(&gout[0], gin[0], ref, a->leaky, a->slope))) return e;
+    if (c->needed[1]) e = op_full_like(&gout[1], ref, 0.0);
+    return e;
+}
+static const node_type THRESHOLD_BB = {"ThresholdBackwardBackward0", gate_backward, NULL};
+static const node_type LEAKY_BB = {"LeakyReluBackwardBackward0", gate_backward, NULL};
+
+static eng_err gate(tensor **out, tensor *g, tensor *ref, bool leaky, double slope)
+{
+    tensor *t[2] = {0}, *r = NULL;
+    bool prev = grad_mode_set(false);
+    eng_err e;
+    if (leaky) {
+        if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_GT)) &&
+            !(e = op_mul_scalar(&t[1], g, slope)))
+            e = op_where(&r, t[0], g, t[1]);
+    } else if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_LE))) { /* 0 where y <= 0 */
+        e = op_masked_fill(&r, g, t[0], 0.0);
+    }
+    grad_mode_set(prev);
+    release_all(t, 2);
+    if (e) return e;
+    tensor *ins[2] = {g, ref};
+    node *n = record(leaky ? &LEAKY_BB : &THRESHOLD_BB, ins, 2, &r, 1, 1, sizeof(gate_attr), &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        *(gate_attr *)node_attrs(n) = (gate_attr){leaky, slope};
+        node_save(n, 0, ref);
+    }
+    *out = r;
+    return E_OK;
+}
+
 static eng_err relu_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
 {
     (void)at;
     if (fu) return fused(go, g, y, relu_bw_f32, relu_bw_f64);
-    tensor *m = NULL;
-    eng_err e = op_compare_scalar(&m, y, 0.0, CMP_LE); /* threshold_backward: 0 where y <= 0 */
-    if (!e) e = op_masked_fill(go, g, m, 0.0);
-    tensor_release(m);
-    return e;
+    return gate(go, g, y, false, 0.0);
 }
 
 static eng_err leaky_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
 {
     (void)fu;
-    tensor *t[2] = {0};
-    eng_err e;
-    if (!(e = op_compare_scalar(&t[0], x, 0.0, CMP_GT)) &&
-        !(e = op_mul_scalar(&t[1], g, at->p[0])))
-        e = op_where(go, t[0], g, t[1]);
-    release_all(t, 2);
-    return e;
+    return gate(go, g, x, true, at->p[0]);
 }
 
 static eng_err silu_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)

@@ -2177,6 +2177,15 @@ def fam_errors():
     c.err("ag_sub", c.tensor([1.0, 2.0]), b, status="AG_EDTYPE",
           contains="with a bool tensor is not supported")
     c.err("ag_sub", b, c.ints([1, 2]), status="AG_EDTYPE")
+    # relu's and leaky_relu's first gradients depend on x (with derivative 0): a second
+    # gradient is zeros, not an error
+    for fn, extra in (("ag_relu", ()), ("ag_leaky_relu", (0.1,))):
+        c = case("higher_order/%s_gate" % fn[3:])
+        z = c.tensor([-1.0, 2.0, 0.5], dtype="float64", rg=True)
+        g = c.grad([c.call("ag_sum", c.call(fn, z, *extra))], [z], flags=("create_graph",),
+                   out=["g1"])
+        c.grad([c.call("ag_sum", g[0])], [z], flags=("retain_graph",), out=["g2"])
+        c.grad([c.call("ag_sum", c.call("ag_mul", g[0], g[0]))], [z], out=["g3"])
     c = case("masked_fill/int64_mask")
     x = c.ints([1, 2, 3])
     c.call("ag_masked_fill", x, c.ints([1, 0, 0]), 0.0)
