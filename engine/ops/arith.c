@@ -420,10 +420,12 @@ static eng_err rpows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
     tensor *y, *t = NULL, *a = NULL, *mask = NULL, *u = NULL;
+    /* (both unpacked, so that an in-place change of either is reported, as in PyTorch) */
     eng_err e = saved_get(n, c, 1, &y);
+    if (!e) e = saved_get(n, c, 0, &a);
     if (e) return e;
     double s = ((scalar_attr *)node_attrs(n))->s;
-    if (!(e = op_mul_scalar(&t, y, log(s))) && s == 0.0 && !(e = saved_get(n, c, 0, &a)) &&
+    if (!(e = op_mul_scalar(&t, y, log(s))) && s == 0.0 &&
         !(e = op_compare_scalar(&mask, a, 0.0, CMP_GE)) &&
         !(e = op_masked_fill(&u, t, mask, 0.0))) {
         tensor_release(t);

@@ -2203,6 +2203,12 @@ def fam_errors():
     c.call("ag_add_", x, w)                                  # x: a non-leaf now
     c.err("ag_backward", y, None, FL(), status="AG_ELEAF", contains="moved into the graph interior")
     c.expect_grads()
+    c = case("version/rpow_exponent_modified")
+    x = c.rand([3])
+    y = c.call("ag_sum", c.call("ag_rpow_scalar", x, 2.0))
+    with c.no_grad():
+        c.call("ag_add_scalar_", x, 1.0)
+    c.err("ag_backward", y, None, FL(), status="AG_EVERSION")
     c = case("version/saved_output_modified")
     x = c.rand([3])
     y = c.call("ag_exp", x)
