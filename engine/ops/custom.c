@@ -206,8 +206,11 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
         return e;
     }
     if (n) {
+        /* An integer output takes no grad_fn, but its dtype and shape are kept: backward
+         * hands the user zeros of those (PyTorch materialises them so). */
         for (int o = 0; o < n_out; o++)
             if (dtype_is_float((dtype)res[o]->dtype)) node_set_output(n, o, res[o]);
+            else node_out_meta(n, o, res[o]);
         for (int k = 0; k < ctx.n_pending && !e; k++) {
             int out_idx = -1;
             for (int o = 0; o < n_out; o++)

@@ -574,6 +574,55 @@ static int fill_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
     return ag_mul_scalar(&gins[0], gouts[0], 3.0);
 }
 
+/* A custom function with an int64 second output: backward gets int64 zeros of its shape for
+ * it (PyTorch materialises missing gradients so; it got a float32 0-d zero). */
+static int intout_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                          ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)ctx;
+    (void)n_out;
+    (void)n_in;
+    (void)ud;
+    int64_t n = 3;
+    int rc = ag_mul_scalar(&outs[0], ins[0], 2.0);
+    if (!rc) rc = ag_tensor_from_f64(&outs[1], (const double[]){1, 2, 3}, AG_INT64, &n, 1);
+    return rc;
+}
+
+static int intout_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                           ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)ctx;
+    (void)n_in;
+    (void)n_out;
+    ag_dtype dt = AG_FLOAT32;
+    int64_t shape[AG_MAX_DIMS] = {0};
+    size_t nd = 0;
+    OK(ag_tensor_dtype(&dt, gouts[1]));
+    OK(ag_tensor_ndim(&nd, gouts[1]));
+    OK(ag_tensor_shape(shape, AG_MAX_DIMS, gouts[1]));
+    *(int *)ud = dt == AG_INT64 && nd == 1 && shape[0] == 3;
+    return ag_mul_scalar(&gins[0], gouts[0], 2.0);
+}
+
+static void custom_int_output(void)
+{
+    ag_tensor *x = vec(AG_FLOAT64, 3, (const double[]){1, 2, 3}), *y[2], *s, *g;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    int seen = 0;
+    OK(ag_function_apply(y, 2, &x, 1, "IntOut", intout_forward, intout_backward, 0, &seen, NULL));
+    OK(ag_sum(&s, y[0]));
+    OK(ag_backward(s, NULL, 0));
+    CHECK(seen == 1);
+    OK(ag_tensor_grad(&g, x));
+    check_values("x.grad with an int64 output", g, (const double[]){2, 2, 2}, 3, 0);
+    ag_tensor_release(g);
+    ag_tensor_release(s);
+    ag_tensor_release(y[0]);
+    ag_tensor_release(y[1]);
+    ag_tensor_release(x);
+}
+
 static void custom_view_output(void)
 {
     ag_tensor *x = vec(AG_FLOAT64, 2, (const double[]){1, 2}), *y, *z, *s, *g;
@@ -908,6 +957,7 @@ int main(void)
     hooks_across_inplace();
     views_behind_inplace();
     custom_view_output();
+    custom_int_output();
     saved_output_alias_hooks();
     alias_retained_during_pass();
     inplace_semantics();
