@@ -350,7 +350,9 @@ typedef struct ln_attr {
 } ln_attr;
 
 /* saved slots */
-enum { LN_X, LN_W, LN_MEAN, LN_RSTD, LN_NSAVED };
+/* Saved as PyTorch's NativeLayerNormBackward0 saves them: the weight and bias even where
+ * the formula needs neither, so that changing them in place before backward is an error. */
+enum { LN_X, LN_W, LN_MEAN, LN_RSTD, LN_B, LN_NSAVED };
 
 /* Under create_graph: the same formulas from differentiable ops, recomputing mean and rstd
  * from x so that they carry x's graph. */
@@ -398,10 +400,11 @@ done:
 static eng_err layer_norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     const ln_attr *a = node_attrs(n);
-    tensor *x, *w, *mean, *rstd;
+    tensor *x, *w, *mean, *rstd, *b;
     eng_err e;
     if ((e = saved_get(n, c, LN_X, &x)) || (e = saved_get(n, c, LN_W, &w)) ||
-        (e = saved_get(n, c, LN_MEAN, &mean)) || (e = saved_get(n, c, LN_RSTD, &rstd)))
+        (e = saved_get(n, c, LN_MEAN, &mean)) || (e = saved_get(n, c, LN_RSTD, &rstd)) ||
+        (e = saved_get(n, c, LN_B, &b)))
         return e;
     if (c->create_graph) return ln_backward_graph(x, w, gin[0], a->nd, a->eps, c->needed, gout);
     dtype dt = (dtype)x->dtype;
@@ -521,7 +524,8 @@ eng_err op_layer_norm(tensor **out, tensor *x, const int64_t *nshape, int nd, te
         a->nd = nd;
         a->eps = eps;
         node_save(n, LN_X, x);
-        if (w && tensor_requires_grad(x)) node_save(n, LN_W, w);
+        if (w) node_save(n, LN_W, w);
+        if (b) node_save(n, LN_B, b);
         node_save(n, LN_MEAN, mean);
         node_save(n, LN_RSTD, rstd);
     }

@@ -2203,6 +2203,14 @@ def fam_errors():
     c.call("ag_add_", x, w)                                  # x: a non-leaf now
     c.err("ag_backward", y, None, FL(), status="AG_ELEAF", contains="moved into the graph interior")
     c.expect_grads()
+    for which in ("weight", "bias"):
+        c = case("version/layer_norm_%s_modified" % which)
+        x = c.rand([2, 3])
+        w = c.rand([3], rg=False)
+        b = c.rand([3], rg=False)
+        y = c.call("ag_sum", c.call("ag_layer_norm", x, [3], w, b, 1e-5))
+        c.call("ag_add_scalar_", w if which == "weight" else b, 1.0)
+        c.err("ag_backward", y, None, FL(), status="AG_EVERSION")
     c = case("version/rpow_exponent_modified")
     x = c.rand([3])
     y = c.call("ag_sum", c.call("ag_rpow_scalar", x, 2.0))
