@@ -656,8 +656,9 @@ static inline double softplus_neg(double x) { return log1p(exp(-fabs(x))) + (x <
             ((T *)c->loss)[i] = (T)(w ? l * w[i] : l);                                     \
         }                                                                                  \
     }                                                                                      \
-    /* dx = (pw t + 1 - t) sigmoid(x) - pw t; dt = -x + (pw - 1) softplus(-x); both        \
-     * times g, w and the mean's 1/numel */                                                \
+    /* dx = (pw t + 1 - t) sigmoid(x) - pw t; dt = pw softplus(-x) - softplus(x) (-x      \
+     * without pw; the same, but finite where x is infinite, as PyTorch's log(1 -          \
+     * sigmoid(x)) - pw log(sigmoid(x))); both times g, w and the mean's 1/numel */        \
     static void bce_bwd_##S(void *p, int64_t lo, int64_t hi)                               \
     {                                                                                      \
         const bce_ctx *c = p;                                                              \
@@ -667,7 +668,8 @@ static inline double softplus_neg(double x) { return log1p(exp(-fabs(x))) + (x <
             double pwi = pw ? pw[i] : 1, sig = 1 / (1 + exp(-(double)x[i]));               \
             if (c->gx) ((T *)c->gx)[i] = (T)(f * ((pwi * t[i] + 1 - t[i]) * sig - pwi * t[i])); \
             if (c->gt)                                                                     \
-                ((T *)c->gt)[i] = (T)(f * ((pwi - 1) * softplus_neg(x[i]) - x[i]));         \
+                ((T *)c->gt)[i] = (T)(f * (pw ? pwi * softplus_neg(x[i]) - softplus_neg(-(double)x[i]) \
+                                              : -(double)x[i]));                            \
         }                                                                                  \
     }
 BCE_KERNELS(f32, float)
@@ -722,12 +724,11 @@ static eng_err bce_backward_graph(tensor *x, tensor *t, tensor *w, tensor *pw, t
         if ((e = bce_scale_graph(&gout[0], k[D4], g, w, scale))) goto done;
     }
     if (needed[1]) {
-        /* pw: (pw - 1) softplus(-x) - x; else -x */
+        /* pw: pw softplus(-x) - softplus(x) (bce_bwd); else -x */
         if ((e = op_neg(&k[NX], x))) goto done;
         if (pw) {
-            if ((e = op_softplus(&k[SP], k[NX], 1.0, 20.0)) ||
-                (e = op_sub_scalar(&k[PM1], pw, 1.0)) || (e = op_mul(&k[Q], k[PM1], k[SP])) ||
-                (e = op_sub(&k[D5], k[Q], x)))
+            if ((e = op_softplus(&k[SP], k[NX], 1.0, 20.0)) || (e = op_mul(&k[Q], pw, k[SP])) ||
+                (e = op_softplus(&k[PM1], x, 1.0, 20.0)) || (e = op_sub(&k[D5], k[Q], k[PM1])))
                 goto done;
         } else {
             tensor_retain(k[D5] = k[NX]);
