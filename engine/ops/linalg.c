@@ -345,7 +345,10 @@ eng_err op_matmul(tensor **out, tensor *a, tensor *b)
         tensor_release(p);
         return e;
     }
-    if (na == 2 && nb >= 3) {
+    /* torch 1.13's should_fold declines a 3-d b whose last two dims are transposed
+     * (permute(0, 2, 1) of a contiguous tensor): that goes through bmm (UnsafeViewBackward0). */
+    bool b_transposed = nb == 3 && b->strides[2] != 1 && b->strides[0] == b->shape[1] * b->shape[2];
+    if (na == 2 && nb >= 3 && !b_transposed) {
         /* As torch 1.13: a @ b = (b^T @ a^T)^T, folding b's batch into rows, made contiguous
          * (hence CloneBackward0 on top). */
         if (a->shape[1] != b->shape[nb - 2]) return cannot_multiply(a, b);
@@ -493,8 +496,10 @@ eng_err op_linear(tensor **out, tensor *x, tensor *w, tensor *b)
                        fmt_shape(s1, sizeof s1, b->shape, b->ndim), (long long)O);
     }
     if (x->ndim == 2) return linear_2d(out, x, w, b);
-    if (x->ndim == 1) {
-        /* torch 1.13: matmul(x, w^T) + b */
+    /* Other ranks, as torch 1.13's linear: a contiguous 3-d input with a bias folds into rows
+     * and back (ViewBackward0 around the 2-d product, below); anything else is matmul(x, w^T),
+     * plus the bias (AddBackward0; without one, matmul's own grad_fn). */
+    if (!b || x->ndim != 3 || !tensor_is_contiguous(x)) {
         tensor *wt = NULL, *y = NULL;
         if (!(e = op_t(&wt, w)) && !(e = op_matmul(&y, x, wt))) {
             if (b) e = op_add(out, y, b);
@@ -507,7 +512,6 @@ eng_err op_linear(tensor **out, tensor *x, tensor *w, tensor *b)
         tensor_release(y);
         return e;
     }
-    /* Other ranks: fold into rows and back (ViewBackward0 around the 2-d product). */
     int64_t rows = 1;
     for (int d = 0; d < x->ndim - 1; d++) rows *= x->shape[d];
     int64_t s2[2] = {rows, in};

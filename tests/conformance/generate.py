@@ -961,6 +961,25 @@ def fam_linalg():
             y = c.call("ag_linear", x, w, b)
             bwd(c, y)
             cases.append(c)
+        # torch 1.13's linear and matmul paths, seen in the grad_fn names: a 3-d input without
+        # bias, a 4-d one with bias, a non-contiguous 3-d one with bias; 2-d @ a transposed
+        # 3-d (bmm rather than the folded product)
+        for name, sx, has_b, perm in (("3d_nobias", [2, 2, 3], False, False),
+                                      ("4d_bias", [2, 1, 2, 3], True, False),
+                                      ("3d_bias_noncontig", [2, 2, 3], True, True)):
+            c = Case("linear/%s/%s" % (name, dt))
+            x = c.rand(sx, dt)
+            if perm:
+                x = c.call("ag_transpose", x, 0, 1)
+            w = c.rand([2, 3], dt)
+            b = c.rand([2], dt) if has_b else None
+            bwd(c, c.call("ag_linear", x, w, b))
+            cases.append(c)
+        c = Case("matmul/matrix_transposed_batch/%s" % dt)
+        a = c.rand([2, 3], dt)
+        b = c.call("ag_transpose", c.rand([2, 4, 3], dt), 1, 2)
+        bwd(c, c.call("ag_matmul", a, b))
+        cases.append(c)
         c = Case("matmul/transposed_operand/%s" % dt)
         a = c.rand([3, 2], dt)
         at = c.call("ag_t", a)
