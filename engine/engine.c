@@ -368,11 +368,14 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
               memcmp(repl->shape, om->shape, om->ndim * sizeof(int64_t)) == 0;
     if (!ok) {
         char a[160], b[160];
-        tensor_release(repl);
-        return err_set(E_CALLBACK, "hook on a gradient of %s returned a %s %s tensor; expected %s %s",
-                       where, dtype_name((dtype)repl->dtype),
-                       fmt_shape(a, sizeof a, repl->shape, repl->ndim),
-                       dtype_name((dtype)om->dtype), fmt_shape(b, sizeof b, om->shape, om->ndim));
+        eng_err e = err_set(E_CALLBACK,
+                            "hook on a gradient of %s returned a %s %s tensor; expected %s %s",
+                            where, dtype_name((dtype)repl->dtype),
+                            fmt_shape(a, sizeof a, repl->shape, repl->ndim),
+                            dtype_name((dtype)om->dtype),
+                            fmt_shape(b, sizeof b, om->shape, om->ndim));
+        tensor_release(repl); /* after the message: it may hold the last reference */
+        return e;
     }
     tensor_release(*grad);
     *grad = repl;

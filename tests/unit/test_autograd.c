@@ -246,6 +246,15 @@ static int failing_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
     return ag_set_error(AG_ECALLBACK, "the hook says no");
 }
 
+/* Returns a tensor of the wrong shape that only the library then holds. */
+static int wrong_shape_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)grad;
+    (void)ud;
+    int64_t shape[2] = {5, 7};
+    return ag_zeros(new_grad, AG_FLOAT32, shape, 2);
+}
+
 static int freed_count;
 static void count_free(void *ud)
 {
@@ -274,6 +283,15 @@ static void hooks(void)
     FAILS(AG_ECALLBACK, ag_backward(z, NULL, 0));
     CHECK(strstr(ag_last_error(), "the hook says no"));
     CHECK_CLOSE(grad_of(x), 40.0, 0);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    /* a replacement of the wrong shape: the message names both (it read the replacement
+     * after releasing it, the last reference) */
+    OK(ag_mul(&y, x, x));
+    OK(ag_mul_scalar(&z, y, 1.0));
+    OK(ag_tensor_register_hook(&h, y, wrong_shape_hook, 0, NULL, NULL));
+    FAILS(AG_ECALLBACK, ag_backward(z, NULL, 0));
+    CHECK(strstr(ag_last_error(), "returned a float32 [5, 7] tensor; expected float64 []"));
     ag_tensor_release(z);
     ag_tensor_release(y);
     ag_tensor *c;
