@@ -362,13 +362,14 @@ GenMT.__name = "ag.Generator"
 ------------------------------------------------------------------------------------------
 -- Grad mode, anomaly mode, threads, errors
 ------------------------------------------------------------------------------------------
+-- The previous mode comes back when fn returns, raises, or is abandoned by closing the
+-- coroutine it yielded from (a to-be-closed variable: pcall alone left the mode set for good
+-- after coroutine.close).
 local function scoped(setter, mode)
   return function(fn, ...)
     local prev = setter(mode)
-    local res = tpack(pcall(fn, ...))
-    setter(prev)
-    if not res[1] then error(res[2], 0) end
-    return tunpack(res, 2, res.n)
+    local _ <close> = setmetatable({}, {__close = function() setter(prev) end})
+    return fn(...)
   end
 end
 -- ag.no_grad(function() ... end): runs fn with graph recording off, then restores the

@@ -1055,23 +1055,18 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
     (ag_tensor **gout = NULL, ag_tensor **outs = NULL, ag_tensor **gouts = NULL,
      ag_tensor **ins = NULL, size_t n_out = 0, size_t n_in = 0, size_t n_g = 0)
 %{ {
-    int ok;
+    /* All three fields are read before any is converted: a metamethod of the spec runs Lua
+     * code, which could release a tensor already turned into a borrowed pointer. The tables
+     * then stay on the stack, keeping their tensors alive, until the wrapper returns. */
+    int top = lua_gettop(L);
     lua_getfield(L, $input, "outputs");
-    ok = ag_lua_tensor_array(L, lua_gettop(L), &outs, &n_out, -1, 0, "$symname: outputs");
-    lua_remove(L, ok ? -1 : -2);
-    if (!ok) SWIG_fail;
     lua_getfield(L, $input, "inputs");
-    ok = ag_lua_tensor_array(L, lua_gettop(L), &ins, &n_in, -1, 0, "$symname: inputs");
-    lua_remove(L, ok ? -1 : -2);
-    if (!ok) SWIG_fail;
-    if (lua_getfield(L, $input, "grad_outputs") != LUA_TNIL) {
-        ok = ag_lua_tensor_array(L, lua_gettop(L), &gouts, &n_g, (lua_Integer)n_out, 1,
-                                 "$symname: grad_outputs");
-        lua_remove(L, ok ? -1 : -2);
-        if (!ok) SWIG_fail;
-    } else {
-        lua_pop(L, 1);
-    }
+    int has_g = lua_getfield(L, $input, "grad_outputs") != LUA_TNIL;
+    if (!ag_lua_tensor_array(L, top + 1, &outs, &n_out, -1, 0, "$symname: outputs") ||
+        !ag_lua_tensor_array(L, top + 2, &ins, &n_in, -1, 0, "$symname: inputs") ||
+        (has_g && !ag_lua_tensor_array(L, top + 3, &gouts, &n_g, (lua_Integer)n_out, 1,
+                                       "$symname: grad_outputs")))
+        SWIG_fail;
     gout = (ag_tensor **)calloc(n_in ? n_in : 1, sizeof *gout);
     if (!gout) AG_LUA_NOMEM
     $1 = gout; $2 = outs; $3 = gouts; $4 = n_out; $5 = ins; $6 = n_in;

@@ -125,4 +125,23 @@ H.eq(gs[1]:item(), 2.0)
 H.eq(gs[2], nil)
 H.raises(function() ag.grad(s * 2, {s, unused}) end, "ag_grad")
 
+-- The raw ag_grad reads its spec's fields before converting any: a metamethod that releases
+-- an output (and reuses its memory) while the inputs are read cannot leave a dangling
+-- pointer (it crashed the interpreter).
+do
+  local x = ag.tensor({1.0, 2.0}, {requires_grad = true})
+  local y = (x * x):sum()
+  local keep = {}
+  local spec = setmetatable({outputs = {y}}, {__index = function(_, k)
+    if k == "inputs" then
+      y:release()
+      for i = 1, 200 do keep[i] = ag.full({3, 3}, 7.0) end
+      return {x}
+    end
+  end})
+  local ok, res = pcall(ag.core.ag_grad, spec, 0)
+  H.check(not ok and tostring(res):find("ag_grad: outputs", 1, true) ~= nil,
+          "a released output is an error: " .. tostring(res))
+end
+
 H.done("callbacks")

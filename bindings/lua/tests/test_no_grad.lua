@@ -49,4 +49,17 @@ H.check(not ok2 and e2:find("nan", 1, true) ~= nil, "anomaly: " .. tostring(e2))
 H.eq(ag.last_status(), "AG_EANOMALY")
 H.eq(ag.is_anomaly_enabled(), false)
 
+-- A coroutine that yields inside ag.no_grad and is then closed restores the mode (it stayed
+-- off for good), and so does an error in the scope.
+local co = coroutine.create(function() ag.no_grad(function() coroutine.yield() end) end)
+coroutine.resume(co)
+H.eq(ag.is_grad_enabled(), false, "suspended inside no_grad: off on this thread meanwhile")
+coroutine.close(co)
+H.eq(ag.is_grad_enabled(), true, "closing the coroutine restores grad mode")
+H.check(not pcall(ag.no_grad, function() error("boom") end), "an error propagates")
+H.eq(ag.is_grad_enabled(), true)
+local r1, r2 = ag.no_grad(function(a, b) return a + 1, b end, 1, "x")
+H.eq(r1, 2)
+H.eq(r2, "x")
+
 H.done("no_grad")
