@@ -278,9 +278,14 @@ ag.ones = filled(C.ag_ones)
 ag.empty = filled(C.ag_empty)
 
 -- ag.full(shape, value [, dtype | opts])
+-- The dtype follows the value when none is given, as torch.full: an integer gives int64, a
+-- boolean bool, a float float32.
 function ag.full(shape, value, o)
   local opts = creation_opts(o)
-  return apply_opts(C.ag_full(dtype_code(opts.dtype, C.AG_FLOAT32), shape, value), opts)
+  local dt = (type(value) == "boolean" and C.AG_BOOL) or (mtype(value) == "integer" and C.AG_INT64)
+             or C.AG_FLOAT32
+  if type(value) == "boolean" then value = value and 1 or 0 end
+  return apply_opts(C.ag_full(dtype_code(opts.dtype, dt), shape, value), opts)
 end
 
 local function random(cfn)
@@ -335,14 +340,18 @@ function ag.full_like(t, value, o)
   if opts.dtype then r = C.ag_to_dtype(r, dtype_code(opts.dtype)) end
   return apply_opts(r, opts)
 end
-function ag.rand_like(t, o)
-  local opts = creation_opts(o)
-  return apply_opts(C.ag_rand_like(opts.generator, t), opts)
+-- (With a dtype, drawn in that dtype, as torch.rand_like(t, dtype=...), not converted.)
+local function random_like(like_fn, fn)
+  return function(t, o)
+    local opts = creation_opts(o)
+    if opts.dtype then
+      return apply_opts(fn(opts.generator, dtype_code(opts.dtype), C.ag_tensor_shape(t)), opts)
+    end
+    return apply_opts(like_fn(opts.generator, t), opts)
+  end
 end
-function ag.randn_like(t, o)
-  local opts = creation_opts(o)
-  return apply_opts(C.ag_randn_like(opts.generator, t), opts)
-end
+ag.rand_like = random_like(C.ag_rand_like, C.ag_rand)
+ag.randn_like = random_like(C.ag_randn_like, C.ag_randn)
 
 ------------------------------------------------------------------------------------------
 -- Generators and seeds
@@ -407,9 +416,32 @@ function T.maximum(a, b) return C.ag_maximum(a, b) end
 function T.minimum(a, b) return C.ag_minimum(a, b) end
 
 -- In place (returns t).
-function T.add_(t, o) if type(o) == "number" then C.ag_add_scalar_(t, o) else C.ag_add_(t, o) end return t end
-function T.sub_(t, o) if type(o) == "number" then C.ag_add_scalar_(t, -o) else C.ag_sub_(t, o) end return t end
-function T.mul_(t, o) if type(o) == "number" then C.ag_mul_scalar_(t, o) else C.ag_mul_(t, o) end return t end
+-- A Lua float is a float to PyTorch, even when integral: it cannot be written into an
+-- integer tensor (the C calls take any integral double as an integer).
+local function float_into_int(t, o, fn)
+  if mtype(o) == "float" then
+    local dt = C.ag_tensor_dtype(t)
+    if dt == C.AG_INT64 or dt == C.AG_BOOL then
+      raise(C.AG_EDTYPE, fn .. ": result type float32 can't be cast to the desired output type "
+            .. DTYPE_NAME[dt], 3)
+    end
+  end
+end
+function T.add_(t, o)
+  if type(o) == "number" then float_into_int(t, o, "ag_add_scalar_"); C.ag_add_scalar_(t, o)
+  else C.ag_add_(t, o) end
+  return t
+end
+function T.sub_(t, o)
+  if type(o) == "number" then float_into_int(t, o, "ag_add_scalar_"); C.ag_add_scalar_(t, -o)
+  else C.ag_sub_(t, o) end
+  return t
+end
+function T.mul_(t, o)
+  if type(o) == "number" then float_into_int(t, o, "ag_mul_scalar_"); C.ag_mul_scalar_(t, o)
+  else C.ag_mul_(t, o) end
+  return t
+end
 function T.zero_(t) C.ag_zero_(t); return t end
 function T.fill_(t, v) C.ag_fill_(t, v); return t end
 function T.copy_(t, src) C.ag_copy_(t, src); return t end
@@ -434,10 +466,17 @@ function T.clamp_min(t, lo) return C.ag_clamp_min(t, lo) end
 function T.clamp_max(t, hi) return C.ag_clamp_max(t, hi) end
 
 -- A number operand of where/maximum as a 0-d tensor of the other operand's dtype.
+-- A number beside a tensor, as PyTorch types a Python scalar: a float tensor's dtype
+-- stays; otherwise a Lua float makes float32, an integer int64 (a bool beside a bool, bool).
 local function as_tensor(v, like_t)
   if type(v) ~= "number" and type(v) ~= "boolean" then return v end
-  return C.ag_tensor_scalar(type(v) == "boolean" and (v and 1 or 0) or v,
-                            like_t and C.ag_tensor_dtype(like_t) or C.AG_FLOAT32)
+  local lt = like_t and C.ag_tensor_dtype(like_t)
+  local dt
+  if lt == C.AG_FLOAT32 or lt == C.AG_FLOAT64 then dt = lt
+  elseif type(v) == "boolean" then dt = lt or C.AG_BOOL
+  elseif mtype(v) == "float" then dt = C.AG_FLOAT32
+  else dt = C.AG_INT64 end
+  return C.ag_tensor_scalar(type(v) == "boolean" and (v and 1 or 0) or v, dt)
 end
 -- ag.where(cond, a, b); t:where(cond, other) is where(cond, t, other).
 function ag.where(cond, a, b)

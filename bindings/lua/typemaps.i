@@ -712,18 +712,36 @@ static ag_tensor *ag_lua_tensor_arg(lua_State *L, int idx, const char *fn, int a
     return (ag_tensor *)p;
 }
 
+/* t op s with s a Lua float: a float to PyTorch even when integral (int64 [1] + 2.0 is
+ * float32 [3.]), where the C call takes any integral double as an integer. So an integer or
+ * bool t goes float32 first; bool - s is left to C, which refuses it as PyTorch does. */
+static int ag_lua_scalar_op(ag_tensor **out, ag_lua_ts_fn fn, ag_tensor *t, lua_State *L,
+                            int idx, int is_sub)
+{
+    double s = lua_tonumber(L, idx);
+    ag_dtype dt;
+    if (lua_isinteger(L, idx) || !t || ag_tensor_dtype(&dt, t) != AG_OK ||
+        dt == AG_FLOAT32 || dt == AG_FLOAT64 || (dt == AG_BOOL && is_sub))
+        return fn(out, t, s);
+    ag_tensor *f = NULL;
+    int rc = ag_to_dtype(&f, t, AG_FLOAT32);
+    if (rc == AG_OK) rc = fn(out, f, s);
+    ag_tensor_release(f);
+    return rc;
+}
+
 /* tensor op tensor, tensor op number (ts), number op tensor (st, with the tensor first). */
 static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, const char *ts_name,
-                        ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st)
+                        ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st, int is_sub)
 {
     ag_tensor *out = NULL;
     int rc;
     if (lua_type(L, 2) == LUA_TNUMBER) {
         ag_tensor *a = ag_lua_tensor_arg(L, 1, ts_name, 1);
-        rc = ts(&out, a, lua_tonumber(L, 2));
+        rc = ag_lua_scalar_op(&out, ts, a, L, 2, is_sub);
     } else if (lua_type(L, 1) == LUA_TNUMBER) {
         ag_tensor *b = ag_lua_tensor_arg(L, 2, st_name, 1);
-        rc = st(&out, b, lua_tonumber(L, 1));
+        rc = ag_lua_scalar_op(&out, st, b, L, 1, is_sub);
     } else {
         ag_tensor *a = ag_lua_tensor_arg(L, 1, tt_name, 1);
         ag_tensor *b = ag_lua_tensor_arg(L, 2, tt_name, 2);
@@ -739,27 +757,27 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
 static int ag_lua_add(lua_State *L)
 {
     return ag_lua_binop(L, "ag_add", ag_add, "ag_add_scalar", ag_add_scalar, "ag_add_scalar",
-                        ag_add_scalar);
+                        ag_add_scalar, 0);
 }
 static int ag_lua_sub(lua_State *L)
 {
     return ag_lua_binop(L, "ag_sub", ag_sub, "ag_sub_scalar", ag_sub_scalar, "ag_rsub_scalar",
-                        ag_rsub_scalar);
+                        ag_rsub_scalar, 1);
 }
 static int ag_lua_mul(lua_State *L)
 {
     return ag_lua_binop(L, "ag_mul", ag_mul, "ag_mul_scalar", ag_mul_scalar, "ag_mul_scalar",
-                        ag_mul_scalar);
+                        ag_mul_scalar, 0);
 }
 static int ag_lua_div(lua_State *L)
 {
     return ag_lua_binop(L, "ag_div", ag_div, "ag_div_scalar", ag_div_scalar, "ag_rdiv_scalar",
-                        ag_rdiv_scalar);
+                        ag_rdiv_scalar, 0);
 }
 static int ag_lua_pow(lua_State *L)
 {
     return ag_lua_binop(L, "ag_pow", ag_pow, "ag_pow_scalar", ag_pow_scalar, "ag_rpow_scalar",
-                        ag_rpow_scalar);
+                        ag_rpow_scalar, 0);
 }
 
 /* ag.tensor's commonest case: ag_lua_scalar(v [, opts]) with v a number and opts nil or a

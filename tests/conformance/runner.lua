@@ -338,7 +338,13 @@ end
 local function decode_arg(arg, names)
   if arg.t ~= nil then return names[arg.t] end
   if arg.null then return nil end
-  if arg.f ~= nil then return num(arg.f) end
+  -- A double scalar argument acts as a Python scalar (FORMAT.md): integral values as ints.
+  -- In Lua that is an integer: the module takes a Lua float as a float even when integral
+  -- (int64 + 2.0 is float32 there, as `t + 2.0` in PyTorch).
+  if arg.f ~= nil then
+    local v = num(arg.f)
+    return math.tointeger(v) or v
+  end
   if arg.i ~= nil then return int(arg.i) end
   if arg.ints ~= nil then
     local out = {}

@@ -33,13 +33,35 @@ for _, c in ipairs(cases) do
   H.near(t.grad:tolist(), grad, name .. " grad", 1e-5)
 end
 
--- Integer scalars keep int64 (Python scalar promotion); fractional ones give float32.
+-- Lua integers act as Python ints (int64 stays int64), Lua floats as Python floats, even
+-- integral ones: int64 + 2.0 is float32, as `t + 2.0` in PyTorch.
 local i = ag.tensor({1, 2, 3})
 H.eq(i.dtype, "int64")
 H.eq((i + 2).dtype, "int64")
 H.eq((i + 2):tolist(), {3, 4, 5})
 H.eq((i * 2.5).dtype, "float32")
 H.eq((i / 2).dtype, "float32")
+H.eq((i + 2.0).dtype, "float32")
+H.eq((i + 2.0):tolist(), {3.0, 4.0, 5.0})
+H.eq((2.0 * i).dtype, "float32")
+H.eq((i ^ 2.0).dtype, "float32")
+H.eq((i - 1.0):tolist(), {0.0, 1.0, 2.0})
+local bt = ag.tensor({true, false})
+H.eq((bt + 2).dtype, "int64")
+H.eq((bt + 2.0).dtype, "float32")
+H.raises(function() return bt - 1.0 end, "with a bool tensor is not supported")
+H.raises(function() return i:add_(2.0) end, "can't be cast to the desired output type int64")
+H.eq(ag.last_status(), "AG_EDTYPE")
+H.eq(i:add_(2):tolist(), {3, 4, 5})
+-- Numbers beside tensors in where, and creation dtypes that follow the value.
+local c = ag.tensor({true, false})
+H.eq(ag.where(c, ag.tensor({1, 2}), 0.5):tolist(), {1.0, 0.5})
+H.eq(ag.where(c, 1, 2).dtype, "int64")
+H.eq(ag.where(c, ag.tensor({1.0, 2.0}, "float64"), 0.5).dtype, "float64")
+H.eq(ag.full({2}, 7).dtype, "int64")
+H.eq(ag.full({2}, 7.0).dtype, "float32")
+H.eq(ag.full({2}, true).dtype, "bool")
+H.eq(ag.rand_like(ag.zeros(2), "float64").dtype, "float64")
 
 -- __tostring is ag_tensor_to_string, exactly as PyTorch prints.
 local s = ag.tensor(2.0, {requires_grad = true})
