@@ -64,10 +64,18 @@ eng_err op_from_f64(tensor **out, const double *data, dtype dt, const int64_t *s
     return E_OK;
 }
 
+eng_err int64_value_check(double v)
+{
+    if (v >= -0x1p63 && v < 0x1p63) return E_OK;
+    return err_set(E_INVAL, "value cannot be converted to type int64_t without overflow: %g", v);
+}
+
 eng_err op_full(tensor **out, dtype dt, const int64_t *shape, int ndim, double v)
 {
     tensor *t = NULL;
-    eng_err e = op_empty(&t, dt, shape, ndim);
+    /* (PyTorch refuses a value int64 cannot hold; it would become INT64_MIN) */
+    eng_err e = dt == DT_I64 ? int64_value_check(v) : E_OK;
+    if (!e) e = op_empty(&t, dt, shape, ndim);
     if (e) return e;
     kernel_fill(t, v);
     *out = t;

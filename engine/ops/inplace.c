@@ -323,6 +323,8 @@ static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_
     if (src) {
         e = check_into(t, src, (dtype)t->dtype);
         if (!e) e = overlap_check(t, src);
+    } else if (t->dtype == DT_I64) {
+        e = int64_value_check(v);
     }
     if (!e) e = inplace_check(t, src);
     ip_rec r;
