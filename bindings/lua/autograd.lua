@@ -207,10 +207,14 @@ function ag.tensor(data, a, b)
   if t then return t end
   -- A number with a dtype (ag_lua_scalar took those without).
   if mtype(data) and b == nil then
+    local function scalar(code) -- (Lua integers into int64 exactly, beyond 2^53 too)
+      if code == C.AG_INT64 and mtype(data) == "integer" then return C.ag_lua_from_i64({data}, {}) end
+      return c_scalar(data, code)
+    end
     if type(a) == "string" then
-      return c_scalar(data, dtype_code(a))
+      return scalar(dtype_code(a))
     elseif type(a) == "table" and a[1] == nil and a.shape == nil then
-      t = c_scalar(data, dtype_code(a.dtype))
+      t = scalar(dtype_code(a.dtype, mtype(data) == "integer" and C.AG_INT64 or C.AG_FLOAT32))
       if a.requires_grad then c_set_requires_grad(t, true) end
       return t
     end
@@ -247,15 +251,22 @@ function ag.tensor(data, a, b)
   elseif (type(data) == "number" or type(data) == "boolean") and shape == nil then
     dt = (type(data) == "boolean" and "bool") or (mtype(data) == "integer" and "int64") or "float32"
     if type(data) == "boolean" then data = data and 1 or 0 end
-    return apply_opts(C.ag_tensor_scalar(data, dtype_code(opts.dtype, DTYPE[dt])), opts)
+    local code = dtype_code(opts.dtype, DTYPE[dt])
+    if code == C.AG_INT64 and mtype(data) == "integer" then
+      return apply_opts(C.ag_lua_from_i64({data}, {}), opts) -- exact beyond 2^53
+    end
+    return apply_opts(C.ag_tensor_scalar(data, code), opts)
   elseif type(data) == "number" or type(data) == "boolean" then
     raise(C.AG_EINVAL, "autograd: ag.tensor of a " .. type(data) .. " makes a 0-d tensor and takes no shape "
           .. "(ag.full(shape, value) fills one)", 2)
   else
     raise(C.AG_EINVAL, "autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2)
   end
-  local t = C.ag_tensor_from_f64(flat, dtype_code(opts.dtype, DTYPE[dt]), shape or inferred_shape)
-  return apply_opts(t, opts)
+  local code = dtype_code(opts.dtype, DTYPE[dt])
+  if code == C.AG_INT64 and dt == "int64" then -- all Lua integers: exact beyond 2^53
+    return apply_opts(C.ag_lua_from_i64(flat, shape or inferred_shape), opts)
+  end
+  return apply_opts(C.ag_tensor_from_f64(flat, code, shape or inferred_shape), opts)
 end
 
 -- Trailing options of the creation functions: a dtype string or {dtype=, requires_grad=,

@@ -805,7 +805,13 @@ static int ag_lua_scalar(lua_State *L)
         return 1;
     }
     ag_tensor *t = NULL;
-    int rc = ag_tensor_scalar(&t, lua_tonumber(L, 1), lua_isinteger(L, 1) ? AG_INT64 : AG_FLOAT32);
+    int rc;
+    if (lua_isinteger(L, 1)) { /* exact, beyond 2^53 too */
+        int64_t v = (int64_t)lua_tointeger(L, 1);
+        rc = ag_tensor_from_data(&t, &v, AG_INT64, NULL, 0);
+    } else {
+        rc = ag_tensor_scalar(&t, lua_tonumber(L, 1), AG_FLOAT32);
+    }
     if (rc == AG_OK && grad && (rc = ag_tensor_set_requires_grad(t, 1)) != AG_OK)
         ag_tensor_release(t);
     if (rc != AG_OK) {
@@ -822,6 +828,43 @@ static int ag_lua_scalar(lua_State *L)
 %native(ag_lua_div) int ag_lua_div(lua_State *L);
 %native(ag_lua_pow) int ag_lua_pow(lua_State *L);
 %native(ag_lua_scalar) int ag_lua_scalar(lua_State *L);
+%{
+/* ag_lua_from_i64(flat, shape): an int64 tensor from Lua integers, exactly (ag_tensor_from_f64
+ * goes through doubles, which round integers beyond 2^53). */
+static int ag_lua_from_i64(lua_State *L)
+{
+    int64_t *data = NULL, *shape = NULL;
+    size_t n = 0, nd = 0;
+    ag_tensor *t = NULL;
+    int rc = AG_OK;
+    int ok = ag_lua_int64_array(L, 1, &data, &n, "ag_tensor_from_data") &&
+             ag_lua_int64_array(L, 2, &shape, &nd, "ag_tensor_from_data");
+    if (ok) {
+        int64_t numel = 1;
+        for (size_t i = 0; i < nd; i++) numel *= shape[i] < 0 ? 0 : shape[i];
+        if ((size_t)numel != n) {
+            lua_pushfstring(L, "ag_tensor_from_data: %I values given for a shape of %I elements",
+                            (lua_Integer)n, (lua_Integer)numel);
+            ok = 0;
+        } else {
+            rc = ag_tensor_from_data(&t, data, AG_INT64, shape, nd);
+        }
+    }
+    free(data);
+    free(shape);
+    if (!ok) {
+        ag_lua_note_error(L, AG_EINVAL);
+        return lua_error(L);
+    }
+    if (rc != AG_OK) {
+        lua_pushstring(L, ag_last_error());
+        return lua_error(L);
+    }
+    ag_lua_push_owned(L, t, SWIGTYPE_p_ag_tensor);
+    return 1;
+}
+%}
+%native(ag_lua_from_i64) int ag_lua_from_i64(lua_State *L);
 %init %{
     ag_lua_track_init(L);
 %}

@@ -53,6 +53,12 @@ H.raises(function() return bt - 1.0 end, "with a bool tensor is not supported")
 H.raises(function() return i:add_(2.0) end, "can't be cast to the desired output type int64")
 H.eq(ag.last_status(), "AG_EDTYPE")
 H.eq(i:add_(2):tolist(), {3, 4, 5})
+-- Lua integers become int64 exactly, beyond 2^53 too (they went through doubles).
+H.eq(ag.tensor({9007199254740993}):tolist()[1], 9007199254740993)
+H.eq(ag.tensor(math.maxinteger):item(), math.maxinteger)
+H.eq(ag.tensor({{math.mininteger, -1}, {0, math.maxinteger}}):tolist(),
+     {{math.mininteger, -1}, {0, math.maxinteger}})
+H.raises(function() return ag.tensor(1e300, "int64") end, "without overflow")
 -- Numbers beside tensors in where, and creation dtypes that follow the value.
 local c = ag.tensor({true, false})
 H.eq(ag.where(c, ag.tensor({1, 2}), 0.5):tolist(), {1.0, 0.5})
