@@ -966,8 +966,12 @@ function Module:train(mode)
   return self
 end
 function Module:eval() return self:train(false) end
-function Module:zero_grad()
-  for _, p in ipairs(self:parameters()) do C.ag_tensor_set_grad(p, nil) end
+-- m:zero_grad([set_to_none]): as PyTorch 1.13's, zeroes each .grad in place by default, or
+-- drops it with set_to_none = true.
+function Module:zero_grad(set_to_none)
+  for _, p in ipairs(self:parameters()) do
+    if set_to_none then C.ag_tensor_set_grad(p, nil) else C.ag_tensor_zero_grad(p) end
+  end
 end
 
 -- nn.module(name, forward [, init]): a module class.

@@ -69,6 +69,13 @@ H.raises(function() sgd.lr = -1 end, "ag_optimizer_set_lr")
 sgd:zero_grad()
 H.eq(p.grad:tolist(), {0.0, 0.0}, "zero_grad keeps zeroed tensors by default (PyTorch 1.13)")
 sgd:zero_grad(true)
+-- Module:zero_grad likewise: zeroed in place by default, dropped with set_to_none.
+local lin = nn.Linear(2, 1)
+lin(ag.ones(1, 2)):sum():backward()
+lin:zero_grad()
+H.eq(lin.weight.grad:tolist(), {{0.0, 0.0}}, "Module:zero_grad zeroes in place (PyTorch 1.13)")
+lin:zero_grad(true)
+H.eq(lin.weight.grad, nil, "Module:zero_grad(true) drops .grad")
 H.eq(p.grad, nil, "set_to_none")
 H.raises(function() ag.optim.SGD({p}) end, "needs a learning rate")
 
