@@ -395,6 +395,15 @@ func TestHooks(t *testing.T) {
 		t.Fatal(".grad changed by a failed backward")
 	}
 
+	// A hook that fails with a bare Code reports that code, as a C hook returns its status.
+	z := param(t, []float32{1})
+	must(z.RegisterHook(func(*autograd.Tensor) (*autograd.Tensor, error) {
+		return nil, autograd.EVersion
+	}))
+	if err := must(z.MulScalar(2)).Backward(); !errors.Is(err, autograd.EVersion) {
+		t.Fatalf("hook failing with a Code: %v", err)
+	}
+
 	// A panicking hook is an error too.
 	y := param(t, []float32{1})
 	must(y.RegisterHook(func(*autograd.Tensor) (*autograd.Tensor, error) { panic("boom") }))

@@ -250,19 +250,24 @@ func (n *Node) Variable() (*Tensor, error) {
 // HookHandle identifies a registered hook, for RemoveHook.
 type HookHandle uint64
 
-// statusOf is the status a failing callback reports: an *Error's code, else ECallback.
+// statusOf is the status a failing callback reports: the code of an *Error or of a bare Code
+// (return nil, autograd.EVersion) it wraps, as a C callback returns its status; else ECallback.
 func statusOf(err error) int {
 	var e *Error
 	if errors.As(err, &e) && e.Code != OK {
 		return int(e.Code)
+	}
+	var c Code
+	if errors.As(err, &c) && c != OK {
+		return int(c)
 	}
 	return int(ECallback)
 }
 
 // RegisterHook registers fn to be called with the gradient flowing into t during backward
 // (t must require grad), like Tensor.register_hook. fn returns a replacement gradient of the
-// same shape and dtype, or nil to keep it; an error aborts backward with an ECallback error
-// carrying its message. Hooks run in registration order, possibly on a library worker
+// same shape and dtype, or nil to keep it; an error aborts backward with its message and the
+// status it carries (an *Error's or a Code's), or ECallback for any other error. Hooks run in registration order, possibly on a library worker
 // thread, and may run concurrently with other hooks.
 func (t *Tensor) RegisterHook(fn func(grad *Tensor) (*Tensor, error)) (HookHandle, error) {
 	if fn == nil {
