@@ -249,7 +249,8 @@ AG_API int ag_tensor_from_data(ag_tensor **out, const void *data, ag_dtype dtype
                                const int64_t *shape, size_t ndim);
 
 /** As ag_tensor_from_data, but the data are doubles converted to `dtype` (int64 values
- *  must be integral; bool: nonzero is true). Convenient for bindings. */
+ *  must be integral and within int64's range, else AG_EINVAL; bool: nonzero is true).
+ *  Convenient for bindings. */
 AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtype,
                               const int64_t *shape, size_t ndim);
 

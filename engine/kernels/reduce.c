@@ -66,7 +66,7 @@ static inline int64_t group_offset(const group *g, int64_t i)
     }
 RUN_SUM(run_sum_f32, float, double)
 RUN_SUM(run_sum_f64, double, double)
-RUN_SUM(run_sum_i64, int64_t, int64_t)
+RUN_SUM(run_sum_i64, int64_t, uint64_t) /* int64 wraps, as PyTorch's (ewise.h) */
 
 static int64_t run_sum_b(const uint8_t *p, int64_t n)
 {
@@ -117,7 +117,7 @@ static void chunk_bounds(const rctx *c, int64_t ch, int64_t *r0, int64_t *r1)
     }
 SUM_RANGE(sum_range_f32, double, float, run_sum_f32)
 SUM_RANGE(sum_range_f64, double, double, run_sum_f64)
-SUM_RANGE(sum_range_i64, int64_t, int64_t, run_sum_i64)
+SUM_RANGE(sum_range_i64, uint64_t, int64_t, run_sum_i64)
 SUM_RANGE(sum_range_b, int64_t, uint8_t, run_sum_b)
 
 /* One output's sum: chunks summed separately, then combined in order. */
@@ -165,9 +165,9 @@ static void combine(const rctx *c, int64_t o, const void *parts)
     }
     default: {
         const int64_t *p = parts;
-        int64_t s = 0;
-        for (int64_t i = 0; i < n; i++) s += p[i];
-        ((int64_t *)tensor_data(c->vals))[o] = s;
+        uint64_t s = 0; /* (wrapping) */
+        for (int64_t i = 0; i < n; i++) s += (uint64_t)p[i];
+        ((int64_t *)tensor_data(c->vals))[o] = (int64_t)s;
         break;
     }
     }
@@ -236,7 +236,7 @@ EW_MULTIVERSION static void outer_sum_f32(float *out, const float *x, int64_t n,
         for (int64_t j = 0; j < m; j++) out[j0 + j] = (float)acc[j];
     }
 }
-OUTER_SUM(outer_sum_i64, int64_t, int64_t)
+OUTER_SUM(outer_sum_i64, uint64_t, int64_t) /* (wrapping) */
 OUTER_SUM(outer_sum_b, int64_t, uint8_t)
 
 /* Kept space walked as rows of the innermost kept dim; chunk [lo, hi) of outputs. */
@@ -255,7 +255,7 @@ static void outer_outputs(void *p, int64_t lo, int64_t hi)
         switch ((dtype)c->x->dtype) {
         case DT_F32: outer_sum_f32((float *)dst, (const float *)src, n, c, ks); break;
         case DT_F64: outer_sum_f64((double *)dst, (const double *)src, n, c, ks); break;
-        case DT_I64: outer_sum_i64((int64_t *)dst, (const int64_t *)src, n, c, ks); break;
+        case DT_I64: outer_sum_i64((uint64_t *)dst, (const int64_t *)src, n, c, ks); break;
         case DT_BOOL: outer_sum_b((int64_t *)dst, (const uint8_t *)src, n, c, ks); break;
         }
         o += n;

@@ -9,18 +9,18 @@
 #include "ewise.h"
 
 /* ---- kernels ---- */
-#define ARITH_LOOPS(T, S)                                                                  \
-    EW_BINARY_LOOP(add_##S, T, T, x + y)                                                   \
-    EW_BINARY_LOOP(sub_##S, T, T, x - y)                                                   \
-    EW_BINARY_LOOP(mul_##S, T, T, x * y)                                                   \
-    EW_UNARY_LOOP(adds_##S, T, T, x + (T)P[0])                                             \
-    EW_UNARY_LOOP(subs_##S, T, T, x - (T)P[0])                                             \
-    EW_UNARY_LOOP(rsubs_##S, T, T, (T)P[0] - x)                                            \
-    EW_UNARY_LOOP(muls_##S, T, T, x *(T)P[0])                                              \
-    EW_UNARY_LOOP(neg_##S, T, T, -x)
-ARITH_LOOPS(float, f32)
-ARITH_LOOPS(double, f64)
-ARITH_LOOPS(int64_t, i64)
+#define ARITH_LOOPS(T, S, ADD, SUB, MUL, NEG)                                              \
+    EW_BINARY_LOOP(add_##S, T, T, ADD(x, y))                                               \
+    EW_BINARY_LOOP(sub_##S, T, T, SUB(x, y))                                               \
+    EW_BINARY_LOOP(mul_##S, T, T, MUL(x, y))                                               \
+    EW_UNARY_LOOP(adds_##S, T, T, ADD(x, (T)P[0]))                                         \
+    EW_UNARY_LOOP(subs_##S, T, T, SUB(x, (T)P[0]))                                         \
+    EW_UNARY_LOOP(rsubs_##S, T, T, SUB((T)P[0], x))                                        \
+    EW_UNARY_LOOP(muls_##S, T, T, MUL(x, (T)P[0]))                                         \
+    EW_UNARY_LOOP(neg_##S, T, T, NEG(x))
+ARITH_LOOPS(float, f32, ADD_OP, SUB_OP, MUL_OP, NEG_OP)
+ARITH_LOOPS(double, f64, ADD_OP, SUB_OP, MUL_OP, NEG_OP)
+ARITH_LOOPS(int64_t, i64, i64_add, i64_sub, i64_mul, i64_neg) /* (wrapping: ewise.h) */
 
 EW_BINARY_LOOP(div_f32, float, float, x / y)
 EW_BINARY_LOOP(div_f64, double, double, x / y)
@@ -40,8 +40,8 @@ static inline int64_t ipow(int64_t b, int64_t e)
     if (e < 0) return b == 1 ? 1 : b == -1 ? ((e & 1) ? -1 : 1) : 0;
     int64_t r = 1;
     while (e > 0) {
-        if (e & 1) r = (int64_t)((uint64_t)r * (uint64_t)b);
-        b = (int64_t)((uint64_t)b * (uint64_t)b);
+        if (e & 1) r = i64_mul(r, b);
+        b = i64_mul(b, b);
         e >>= 1;
     }
     return r;

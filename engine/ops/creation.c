@@ -42,7 +42,7 @@ eng_err op_from_f64(tensor **out, const double *data, dtype dt, const int64_t *s
     if ((e = shape_check(shape, ndim, &numel))) return e;
     if (dt == DT_I64)
         for (int64_t i = 0; i < numel; i++)
-            if (data[i] != trunc(data[i]) || fabs(data[i]) > 9007199254740992.0)
+            if (data[i] != trunc(data[i]) || !(data[i] >= -0x1p63 && data[i] < 0x1p63))
                 return err_set(E_INVAL, "element %lld (%g) is not an integer exactly "
                                "representable as int64", (long long)i, data[i]);
     tensor *t = tensor_new(dt, shape, ndim);

@@ -9,6 +9,18 @@
 #include "../ops.h"
 #include "../parallel.h"
 
+/* int64 arithmetic that wraps on overflow (two's complement), as PyTorch's does: C leaves
+ * signed overflow undefined, so it goes through uint64_t (the conversion back is gcc's and
+ * clang's modulo one). The float kernels use the operators; these stand in for int64. */
+static inline int64_t i64_add(int64_t a, int64_t b) { return (int64_t)((uint64_t)a + (uint64_t)b); }
+static inline int64_t i64_sub(int64_t a, int64_t b) { return (int64_t)((uint64_t)a - (uint64_t)b); }
+static inline int64_t i64_mul(int64_t a, int64_t b) { return (int64_t)((uint64_t)a * (uint64_t)b); }
+static inline int64_t i64_neg(int64_t a) { return (int64_t)(0 - (uint64_t)a); }
+#define NEG_OP(a) (-(a))
+#define ADD_OP(a, b) ((a) + (b))
+#define SUB_OP(a, b) ((a) - (b))
+#define MUL_OP(a, b) ((a) * (b))
+
 /** t converted to dt: t itself (retained) if it already is dt, else a contiguous copy. */
 eng_err cast_raw(tensor **out, tensor *t, dtype dt);
 

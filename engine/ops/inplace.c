@@ -159,7 +159,21 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     if (attr.op == OP_MULS) atomic_fetch_or(&fn->flags, NODE_SAVES_SCALAR); /* (as x * s) */
     eng_err e = E_OK;
     if (attr.op == OP_MUL) {
-        node_save(fn, 0, other);
+        if (other->st == t->st) {
+            /* t.mul_(t) or a view of t: saving `other` itself would make a cycle (t's new
+             * grad_fn holds other, which is t or holds t as its base). Its bumped version
+             * makes backward fail anyway (as in PyTorch): a bare alias keeps that check. */
+            tensor *alias = tensor_alias(other, other->shape, other->strides, other->ndim,
+                                         other->offset);
+            if (!alias) {
+                node_release(fn);
+                return E_NOMEM;
+            }
+            node_save(fn, 0, alias);
+            tensor_release(alias);
+        } else {
+            node_save(fn, 0, other);
+        }
         if (tensor_requires_grad(other)) {
             /* The old value, for other's gradient. Cloned with its history (a CloneBackward0
              * while grad mode is on): a double backward differentiates through it (it was a
@@ -257,15 +271,15 @@ static eng_err check_into(tensor *t, tensor *other, dtype compute)
 }
 
 /* ---- kernels (in the tensor's dtype) ---- */
-#define IP_LOOPS(T, S)                                                                     \
-    EW_BINARY_LOOP(ip_add_##S, T, T, x + y)                                                \
-    EW_BINARY_LOOP(ip_sub_##S, T, T, x - y)                                                \
-    EW_BINARY_LOOP(ip_mul_##S, T, T, x * y)                                                \
-    EW_UNARY_LOOP(ip_adds_##S, T, T, x + (T)P[0])                                          \
-    EW_UNARY_LOOP(ip_muls_##S, T, T, x *(T)P[0])
-IP_LOOPS(float, f32)
-IP_LOOPS(double, f64)
-IP_LOOPS(int64_t, i64)
+#define IP_LOOPS(T, S, ADD, SUB, MUL)                                                      \
+    EW_BINARY_LOOP(ip_add_##S, T, T, ADD(x, y))                                            \
+    EW_BINARY_LOOP(ip_sub_##S, T, T, SUB(x, y))                                            \
+    EW_BINARY_LOOP(ip_mul_##S, T, T, MUL(x, y))                                            \
+    EW_UNARY_LOOP(ip_adds_##S, T, T, ADD(x, (T)P[0]))                                      \
+    EW_UNARY_LOOP(ip_muls_##S, T, T, MUL(x, (T)P[0]))
+IP_LOOPS(float, f32, ADD_OP, SUB_OP, MUL_OP)
+IP_LOOPS(double, f64, ADD_OP, SUB_OP, MUL_OP)
+IP_LOOPS(int64_t, i64, i64_add, i64_sub, i64_mul) /* (wrapping: ewise.h) */
 
 static const iter_loop ip_loops[5][3] = {
     {ip_add_f32, ip_add_f64, ip_add_i64}, {ip_sub_f32, ip_sub_f64, ip_sub_i64},

@@ -299,7 +299,8 @@ static eng_err var_raw(tensor **out, tensor *a, const reduce_plan *p, int64_t co
         e = ew_map(&t[3], DT_F64, DT_F64, ins, 2, rx_sqdev_f64, NULL, PAR_GRAIN_CHEAP);
     }
     if (e || (e = sum_raw(&t[4], t[3], p))) goto done;
-    double dof = (double)(p->count - correction > 0 ? p->count - correction : 0);
+    double dof = (double)p->count - (double)correction; /* (in double: any correction) */
+    if (dof < 0) dof = 0;
     iter_loop loop = a->dtype == DT_F32 ? (take_sqrt ? rx_std_f32 : rx_var_f32)
                                         : (take_sqrt ? rx_std_f64 : rx_var_f64);
     e = ew_map(out, (dtype)a->dtype, DT_F64, &t[4], 1, loop, &dof, PAR_GRAIN_CHEAP);

@@ -38,7 +38,7 @@ F32_F64_LOOPS(softplus,
     EW_UNARY_LOOP(sign_##S, T, T, (T)((x > 0) - (x < 0)))
 SAME_LOOPS(float, f32, fabsf(x))
 SAME_LOOPS(double, f64, fabs(x))
-SAME_LOOPS(int64_t, i64, x < 0 ? -x : x)
+SAME_LOOPS(int64_t, i64, x < 0 ? i64_neg(x) : x) /* (|INT64_MIN| wraps, as in PyTorch) */
 EW_UNARY_LOOP(sign_b, uint8_t, uint8_t, x)
 
 /* clamp is min(max(x, lo), hi): lo > hi gives hi, NaN stays NaN. P = lo, hi, has_lo, has_hi;

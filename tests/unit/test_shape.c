@@ -449,6 +449,9 @@ static void slice_narrow_select(void)
         {-4, -1, 2, 2, 2, 6, 6},          /* a[-4:-1:2]  -> [6, 8] */
         {INT64_MIN, 2, 1, 2, 1, 0, 0},    /* a[:2]       */
         {20, 30, 1, 0, 1, 10, 0},         /* a[20:30]    -> [] */
+        {3, 10, INT64_MAX, 1, 10, 3, 3},  /* a[3::huge]  -> [3] (the length was -1) */
+        {0, 10, 9, 2, 9, 0, 0},           /* a[::9]      -> [0, 9] */
+        {0, 10, 10, 1, 10, 0, 0},         /* a[::10]     -> [0], stride 10 as in PyTorch */
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char what[64];
