@@ -425,7 +425,9 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  Nodes whose inputs are complete run concurrently on ag_get_num_threads() threads;
  *  gradients arriving at a node from several consumers are summed in a fixed order, so the
  *  result is bitwise identical for every thread count and schedule.
- *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH.
+ *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH. With AG_CREATE_GRAPH a leaf's .grad carries a
+ *  graph that reaches the leaf itself: a reference cycle (PyTorch warns of the same one),
+ *  which ag_tensor_set_grad(leaf, NULL) breaks; ag_grad, which writes no .grad, makes none.
  *  The root, its gradient and whether the graph was already freed are checked before
  *  anything runs, and fail with nothing changed. .grad of leaves is written only after every
  *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a
