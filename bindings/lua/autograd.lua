@@ -438,21 +438,21 @@ local function float_into_int(t, o, fn)
     end
   end
 end
-function T.add_(t, o)
-  if type(o) == "number" then float_into_int(t, o, "ag_add_scalar_"); C.ag_add_scalar_(t, o)
-  else C.ag_add_(t, o) end
-  return t
+-- t:add_(o), t:sub_(o), t:mul_(o) with o a tensor or a number; they return t.
+local function inplace(scalar_fn, scalar_name, tensor_fn, negate)
+  return function(t, o)
+    if type(o) == "number" then
+      float_into_int(t, o, scalar_name)
+      scalar_fn(t, negate and -o or o)
+    else
+      tensor_fn(t, o)
+    end
+    return t
+  end
 end
-function T.sub_(t, o)
-  if type(o) == "number" then float_into_int(t, o, "ag_add_scalar_"); C.ag_add_scalar_(t, -o)
-  else C.ag_sub_(t, o) end
-  return t
-end
-function T.mul_(t, o)
-  if type(o) == "number" then float_into_int(t, o, "ag_mul_scalar_"); C.ag_mul_scalar_(t, o)
-  else C.ag_mul_(t, o) end
-  return t
-end
+T.add_ = inplace(C.ag_add_scalar_, "ag_add_scalar_", C.ag_add_)
+T.sub_ = inplace(C.ag_add_scalar_, "ag_add_scalar_", C.ag_sub_, true)
+T.mul_ = inplace(C.ag_mul_scalar_, "ag_mul_scalar_", C.ag_mul_)
 function T.zero_(t) C.ag_zero_(t); return t end
 function T.fill_(t, v) C.ag_fill_(t, v); return t end
 function T.copy_(t, src) C.ag_copy_(t, src); return t end
