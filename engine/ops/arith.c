@@ -386,13 +386,15 @@ eng_err op_rdiv_scalar(tensor **out, tensor *a, double s)
 }
 
 /* ---- pow ---- */
-/* d(a^s)/da = s a^(s-1) (zero for s == 0, as PyTorch's pow_backward) */
-static eng_err pow_scalar_grad(tensor **out, tensor *g, tensor *a, double s)
+/* d(a^s)/da = s a^(s-1) (zero for s == 0, as PyTorch's pow_backward). 2a is the fast
+ * form of s == 2, but under create_graph it is s a^(s-1) as in PyTorch, whose a^1 keeps a in
+ * the graph: a third derivative is then zeros, not an error. */
+static eng_err pow_scalar_grad(tensor **out, tensor *g, tensor *a, double s, bool create_graph)
 {
     if (s == 0.0) return op_mul_scalar(out, g, 0.0);
     tensor *p = NULL, *q = NULL;
     eng_err e;
-    if (s == 2.0) {
+    if (s == 2.0 && !create_graph) {
         e = op_mul_scalar(&q, a, 2.0);
     } else if (!(e = op_pow_scalar(&p, a, s - 1.0))) {
         e = op_mul_scalar(&q, p, s);
@@ -409,7 +411,8 @@ static eng_err pows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     tensor *a;
     eng_err e = saved_get(n, c, 0, &a);
     if (e) return e;
-    return pow_scalar_grad(&gout[0], gin[0], a, ((scalar_attr *)node_attrs(n))->s);
+    return pow_scalar_grad(&gout[0], gin[0], a, ((scalar_attr *)node_attrs(n))->s,
+                           c->create_graph);
 }
 static const node_type POWS_BW = {"PowBackward0", pows_backward, NULL};
 eng_err op_pow_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_POW, &POWS_BW); }

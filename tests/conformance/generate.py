@@ -2233,6 +2233,13 @@ def fam_errors():
     x = c.call("ag_zeros", DT("int64"), [2])
     c.err("ag_fill_", x, 1e300, status="AG_EINVAL")
     c.expect(x, version=True)
+    # the third derivative of x^2: zeros (the second came out as a constant, not in a graph)
+    c = case("higher_order/pow2_third")
+    z = c.tensor([-1.0, 2.0, 0.5], dtype="float64", rg=True)
+    g1 = c.grad([c.call("ag_sum", c.call("ag_pow_scalar", z, 2.0))], [z], flags=("create_graph",),
+                out=["g1"])
+    g2 = c.grad([c.call("ag_sum", g1[0])], [z], flags=("create_graph",), out=["g2"])
+    c.grad([c.call("ag_sum", g2[0])], [z], out=["g3"])
     c = case("masked_fill/int64_mask")
     x = c.ints([1, 2, 3])
     c.call("ag_masked_fill", x, c.ints([1, 0, 0]), 0.0)
