@@ -30,10 +30,10 @@ F32_F64_LOOPS(softplus,
               x * (float)P[0] > (float)P[1] ? x : log1pf(expf(x * (float)P[0])) / (float)P[0],
               x * P[0] > P[1] ? x : log1p(exp(x * P[0])) / P[0])
 
-/* relu keeps NaN (NaN <= 0 is false), as PyTorch's clamp_min(0) does; sign(NaN) is 0, as
- * torch.sign's. */
+/* relu keeps NaN (NaN < 0 is false) and -0, as PyTorch's clamp_min(0) does; sign(NaN) is
+ * 0, as torch.sign's. */
 #define SAME_LOOPS(T, S, ABS)                                                              \
-    EW_UNARY_LOOP(relu_##S, T, T, x <= 0 ? (T)0 : x)                                       \
+    EW_UNARY_LOOP(relu_##S, T, T, x < 0 ? (T)0 : x)                                        \
     EW_UNARY_LOOP(abs_##S, T, T, ABS)                                                      \
     EW_UNARY_LOOP(sign_##S, T, T, (T)((x > 0) - (x < 0)))
 SAME_LOOPS(float, f32, fabsf(x))

@@ -145,6 +145,23 @@ static void values_f64(void)
     ag_tensor_release(p);
 }
 
+/* relu(-0.0) is -0.0 and relu(NaN) NaN in both float dtypes, as torch.relu gives. */
+static void relu_signed_zero(void)
+{
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = k ? AG_FLOAT64 : AG_FLOAT32;
+        ag_tensor *x = vec(dt, 3, (const double[]){-0.0, -2.0, NAN}), *r;
+        double v[3] = {0};
+        OK(ag_relu(&r, x));
+        OK(ag_tensor_copy_f64(v, 3, r));
+        CHECK(v[0] == 0 && signbit(v[0]));
+        CHECK(v[1] == 0 && !signbit(v[1]));
+        CHECK(isnan(v[2]));
+        ag_tensor_release(r);
+        ag_tensor_release(x);
+    }
+}
+
 static void values_f32(void)
 {
     /* the float32 kernels (vectorised tanh / sigmoid): torch.tanh(x.float()) etc. */
@@ -447,6 +464,7 @@ static void abs_double_backward(void)
 
 int main(void)
 {
+    relu_signed_zero();
     values_f64();
     values_f32();
     dtypes();
