@@ -167,7 +167,7 @@ eng_err gradient_edge(tensor *t, edge *e);
  * views of it still have grad_fns into the old history. As in PyTorch, such a view gets a
  * fresh AsStridedBackward0 of the base's current history the next time its grad_fn is
  * needed: when it enters an op under grad mode, is a root or input of backward, or is asked
- * for its grad_fn, requires_grad or is_leaf. A view records the storage version its grad_fn
+ * for its grad_fn or is_leaf. A view records the storage version its grad_fn
  * reflects; every in-place op bumps the version, so a mismatch means it may be stale. */
 
 /** t is a view whose storage changed since its grad_fn was last brought up to date (atomic
