@@ -177,6 +177,9 @@ QUERY(ag_tensor_numel, int64_t, T(t)->numel)
 QUERY(ag_tensor_storage_offset, int64_t, T(t)->offset)
 QUERY(ag_tensor_is_contiguous, int, tensor_is_contiguous(T(t)))
 QUERY(ag_tensor_version, int64_t, tensor_version(T(t)))
+/* requires_grad needs no fresh grad_fn (it counts the base), and PyTorch answers it for a
+ * view it would refuse to regenerate. */
+QUERY(ag_tensor_requires_grad, int, tensor_requires_grad(T(t)))
 
 /* A view whose base changed in place behind it gets its fresh grad_fn before anything reads
  * its grad_fn (view_sync; this can fail, with PyTorch's error for refused views). */
@@ -185,19 +188,15 @@ QUERY(ag_tensor_version, int64_t, tensor_version(T(t)))
         eng_err e_ = view_sync(T(t));                                                      \
         if (e_) return api_fail(NAME, e_);                                                 \
     } while (0)
-#define GRAD_QUERY(NAME, EXPR)                                                             \
-    AG_API int NAME(int *out, const ag_tensor *t)                                          \
-    {                                                                                      \
-        CHECK_NOT_NULL(#NAME, out, "out");                                                 \
-        CHECK_NOT_NULL(#NAME, t, "t");                                                     \
-        SYNC_VIEW(#NAME, t);                                                               \
-        *out = (EXPR);                                                                     \
-        return AG_OK;                                                                      \
-    }
-/* requires_grad needs no fresh grad_fn (it counts the base), and PyTorch answers it for a
- * view it would refuse to regenerate. */
-QUERY(ag_tensor_requires_grad, int, tensor_requires_grad(T(t)))
-GRAD_QUERY(ag_tensor_is_leaf, tensor_is_leaf(T(t)))
+
+AG_API int ag_tensor_is_leaf(int *out, const ag_tensor *t)
+{
+    CHECK_NOT_NULL("ag_tensor_is_leaf", out, "out");
+    CHECK_NOT_NULL("ag_tensor_is_leaf", t, "t");
+    SYNC_VIEW("ag_tensor_is_leaf", t);
+    *out = tensor_is_leaf(T(t));
+    return AG_OK;
+}
 
 static int copy_dims(const char *fn, int64_t *out, size_t cap, const ag_tensor *t, bool strides)
 {

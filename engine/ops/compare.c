@@ -178,10 +178,9 @@ static eng_err int_mask_check(tensor *m)
 
 eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
 {
-    /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range is an error). */
+    /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range is an error,
+     * which op_scalar reports). */
     dtype dt = (dtype)t->dtype;
-    eng_err e0;
-    if (dt == DT_I64 && (e0 = int64_value_check(v))) return e0;
     if (dt == DT_BOOL) v = v != 0;
     tensor *mb = NULL, *val = NULL, *r = NULL;
     eng_err e = mask->dtype == DT_I64 ? int_mask_check(mask) : E_OK;
