@@ -107,22 +107,63 @@ local function dtype_code(d, default)
 end
 
 -- A 1-based dimension to C's 0-based one.
-local function dim0(d, what)
-  if mtype(d) == nil then
-    raise(C.AG_EINVAL, string.format("autograd: %s must be an integer, got %s", what or "dim", type(d)), 3)
+-- `level`: error()'s for the caller of the function that called dim0 (default 3).
+local function dim0(d, what, level)
+  level = level or 3
+  local i = math.tointeger(d) -- 2.0 is 2; 1.5 is not a dimension
+  if i == nil then
+    raise(C.AG_EINVAL, string.format("autograd: %s must be an integer, got %s", what or "dim",
+          mtype(d) and tostring(d) or type(d)), level)
   end
-  if d > 0 then return d - 1 end
-  if d < 0 then return d end
+  if i > 0 then return i - 1 end
+  if i < 0 then return i end
   raise(C.AG_ERANGE, "autograd: " .. (what or "dim") .. " 0 is invalid: dimensions and positions are "
-        .. "1-based (1 is the first, -1 the last)", 3)
+        .. "1-based (1 is the first, -1 the last)", level)
 end
 
-local function dims0(dims)
+-- A 1-based dimension of tensor t as C's 0-based one, checked against t's dims here: C would
+-- name an out-of-range dim, and its valid range, 0-based. `extra` is 1 where the dim may name
+-- a new last dimension (unsqueeze, stack). A 0-d tensor takes 1 and -1, as PyTorch's takes 0
+-- and -1. Anything but a tensor is left for C to report.
+local function tdim0(t, d, extra, level)
+  level = level or 3
+  local c = dim0(d, "dim", level + 1)
+  if is_tensor(t) then
+    local nd = C.ag_tensor_ndim(t)
+    local n = nd + (extra or 0)
+    if n == 0 then n = 1 end
+    if c < -n or c >= n then
+      raise(C.AG_ERANGE, string.format("autograd: dim %d is out of range for a %d-d tensor "
+            .. "(expected 1 to %d, or -%d to -1)", c < 0 and c or c + 1, nd, n, n), level)
+    end
+  end
+  return c
+end
+
+local function dims0(t, dims)
   if dims == nil then return nil end
-  if type(dims) ~= "table" then return {dim0(dims)} end
+  if type(dims) ~= "table" then return {tdim0(t, dims, 0, 4)} end
   local out = {}
-  for i = 1, #dims do out[i] = dim0(dims[i]) end
+  for i = 1, #dims do out[i] = tdim0(t, dims[i], 0, 4) end
   return out
+end
+
+-- A 1-based position along t's dimension c (0-based, valid) as C's 0-based one, checked here
+-- for the same reason as dims; `past_end`: the position just past the last one is allowed
+-- (narrow's start, with length 0).
+local function pos0(t, c, p, what, past_end)
+  local q = dim0(p, what, 4)
+  if is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
+    local size = C.ag_tensor_size(t, c)
+    local last = past_end and size + 1 or size
+    if q < -size or q >= last then
+      if c < 0 then c = c + C.ag_tensor_ndim(t) end
+      raise(C.AG_ERANGE, string.format("autograd: %s %d is out of range for dim %d of size %d "
+            .. "(expected 1 to %d, or -%d to -1)", what, q < 0 and q or q + 1, c + 1, size, last,
+            size), 3)
+    end
+  end
+  return q
 end
 
 -- An index tensor given in 1-based indices (or a Lua table of them) as C's 0-based one.
@@ -141,6 +182,27 @@ local function index0(idx)
 end
 
 local function index1(t) return c_adds(t, 1) end
+
+-- Calls f(...), a C function given index tensors that index0 made 0-based: if an index is out
+-- of range, C names it (and its dimension) 0-based; the error is raised again naming both as
+-- the caller wrote them. Other errors pass through unchanged.
+local function one_based(msg)
+  local function inc(n) return tostring(math.tointeger(tonumber(n)) + 1) end
+  return (msg:gsub("index (%-?%d+) is out of bounds for dimension (%d+)", function(i, d)
+           return "index " .. inc(i) .. " is out of bounds for dimension " .. inc(d) end)
+             :gsub("^(ag_[%w_]+: Target )(%-?%d+)", function(pre, i) return pre .. inc(i) end)
+             :gsub("index out of range in self %(index (%-?%d+)", function(i)
+           return "index out of range in self (index " .. inc(i) end))
+end
+local function with_indices(f, ...)
+  local ok, r = pcall(f, ...)
+  if ok then return r end
+  if type(r) ~= "string" then error(r, 0) end
+  local msg = one_based(r)
+  if msg == r then error(r, 0) end
+  C.ag_set_error(C.ag_last_status(), msg)
+  error(msg, 0) -- without a position, as the library's own errors
+end
 
 -- Shapes given as a table or as integers: f({2, 3}) or f(2, 3). Returns the shape and the
 -- index of the first argument after it.
@@ -509,28 +571,28 @@ end
 -- Reductions: dim is nil (all), a dim or a table of dims.
 function T.sum(t, dim, keepdim)
   if dim == nil and not keepdim then return C.ag_sum(t) end
-  return C.ag_sum_dims(t, dims0(dim), keepdim or false)
+  return C.ag_sum_dims(t, dims0(t, dim), keepdim or false)
 end
 function T.mean(t, dim, keepdim)
   if dim == nil and not keepdim then return C.ag_mean(t) end
-  return C.ag_mean_dims(t, dims0(dim), keepdim or false)
+  return C.ag_mean_dims(t, dims0(t, dim), keepdim or false)
 end
 -- t:max() is the largest element; t:max(dim [, keepdim]) returns values and 1-based indices;
 -- t:max(other) is the elementwise maximum.
 function T.max(t, dim, keepdim)
   if dim == nil then return C.ag_max(t) end
   if is_tensor(dim) then return C.ag_maximum(t, dim) end
-  local v, i = C.ag_max_dim(t, dim0(dim), keepdim or false)
+  local v, i = C.ag_max_dim(t, tdim0(t, dim), keepdim or false)
   return v, index1(i)
 end
 function T.min(t, dim, keepdim)
   if dim == nil then return C.ag_min(t) end
   if is_tensor(dim) then return C.ag_minimum(t, dim) end
-  local v, i = C.ag_min_dim(t, dim0(dim), keepdim or false)
+  local v, i = C.ag_min_dim(t, tdim0(t, dim), keepdim or false)
   return v, index1(i)
 end
-function T.amax(t, dim, keepdim) return C.ag_amax(t, dims0(dim), keepdim or false) end
-function T.amin(t, dim, keepdim) return C.ag_amin(t, dims0(dim), keepdim or false) end
+function T.amax(t, dim, keepdim) return C.ag_amax(t, dims0(t, dim), keepdim or false) end
+function T.amin(t, dim, keepdim) return C.ag_amin(t, dims0(t, dim), keepdim or false) end
 -- t:var([dim [, opts]]): opts = {correction = 1, unbiased = true, keepdim = false}, or a
 -- boolean keepdim.
 local function var_opts(o)
@@ -539,19 +601,19 @@ local function var_opts(o)
   if corr == nil then corr = (o.unbiased == false) and 0 or 1 end
   return corr, o.keepdim or false
 end
-function T.var(t, dim, o) local corr, keep = var_opts(o); return C.ag_var(t, dims0(dim), corr, keep) end
-function T.std(t, dim, o) local corr, keep = var_opts(o); return C.ag_std(t, dims0(dim), corr, keep) end
-function T.logsumexp(t, dim, keepdim) return C.ag_logsumexp(t, dims0(dim), keepdim or false) end
+function T.var(t, dim, o) local corr, keep = var_opts(o); return C.ag_var(t, dims0(t, dim), corr, keep) end
+function T.std(t, dim, o) local corr, keep = var_opts(o); return C.ag_std(t, dims0(t, dim), corr, keep) end
+function T.logsumexp(t, dim, keepdim) return C.ag_logsumexp(t, dims0(t, dim), keepdim or false) end
 -- t:norm([p [, dim [, keepdim]]]), p = 2 by default (math.huge for the max norm).
-function T.norm(t, p, dim, keepdim) return C.ag_norm(t, p or 2, dims0(dim), keepdim or false) end
+function T.norm(t, p, dim, keepdim) return C.ag_norm(t, p or 2, dims0(t, dim), keepdim or false) end
 -- 1-based index of the largest / smallest element: along dim, or of the flattened tensor.
 function T.argmax(t, dim, keepdim)
   if dim == nil then return index1(C.ag_argmax_all(t)) end
-  return index1(C.ag_argmax(t, dim0(dim), keepdim or false))
+  return index1(C.ag_argmax(t, tdim0(t, dim), keepdim or false))
 end
 function T.argmin(t, dim, keepdim)
   if dim == nil then return index1(C.ag_argmin_all(t)) end
-  return index1(C.ag_argmin(t, dim0(dim), keepdim or false))
+  return index1(C.ag_argmin(t, tdim0(t, dim), keepdim or false))
 end
 
 -- Linear algebra.
@@ -562,9 +624,9 @@ function ag.linear(x, w, b) return C.ag_linear(x, w, b) end
 function T.reshape(t, ...) return C.ag_reshape(t, (shape_args(...))) end
 function T.view(t, ...) return C.ag_view(t, (shape_args(...))) end
 function T.expand(t, ...) return C.ag_expand(t, (shape_args(...))) end
-function T.transpose(t, d0, d1) return C.ag_transpose(t, dim0(d0), dim0(d1)) end
+function T.transpose(t, d0, d1) return C.ag_transpose(t, tdim0(t, d0), tdim0(t, d1)) end
 function T.t(t) return C.ag_t(t) end
-function T.permute(t, ...) return C.ag_permute(t, dims0((shape_args(...)))) end
+function T.permute(t, ...) return C.ag_permute(t, dims0(t, (shape_args(...)))) end
 -- Positions start..stop (inclusive; negative count from the end) every step along dim.
 function T.slice(t, dim, start, stop, step)
   local s = start == nil and 0 or dim0(start, "start")
@@ -573,16 +635,33 @@ function T.slice(t, dim, start, stop, step)
   elseif stop >= 0 then e = stop
   elseif stop == -1 then e = math.maxinteger
   else e = stop + 1 end
-  return C.ag_slice(t, dim0(dim), s, e, step or 1)
+  return C.ag_slice(t, tdim0(t, dim), s, e, step or 1)
 end
-function T.narrow(t, dim, start, length) return C.ag_narrow(t, dim0(dim), dim0(start, "start"), length) end
-function T.select(t, dim, index) return C.ag_select(t, dim0(dim), dim0(index, "index")) end
+function T.narrow(t, dim, start, length)
+  local d = tdim0(t, dim)
+  local s = pos0(t, d, start, "start", true)
+  if math.type(length) == "integer" and is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
+    local size = C.ag_tensor_size(t, d)
+    if length < 0 then
+      raise(C.AG_ERANGE, "autograd: narrow(): length must be non-negative, got " .. length, 2)
+    end
+    if (s < 0 and s + size or s) > size - length then
+      raise(C.AG_ERANGE, string.format("autograd: narrow(): start %d + length %d exceeds the "
+            .. "size %d of dim %d", math.tointeger(start), length, size, math.tointeger(dim)), 2)
+    end
+  end
+  return C.ag_narrow(t, d, s, length)
+end
+function T.select(t, dim, index)
+  local d = tdim0(t, dim)
+  return C.ag_select(t, d, pos0(t, d, index, "index"))
+end
 function T.squeeze(t, dim)
   if dim == nil then return C.ag_squeeze(t) end
-  return C.ag_squeeze_dim(t, dim0(dim))
+  return C.ag_squeeze_dim(t, tdim0(t, dim))
 end
-function T.unsqueeze(t, dim) return C.ag_unsqueeze(t, dim0(dim)) end
-function T.flatten(t, s, e) return C.ag_flatten(t, dim0(s or 1), dim0(e or -1)) end
+function T.unsqueeze(t, dim) return C.ag_unsqueeze(t, tdim0(t, dim, 1)) end
+function T.flatten(t, s, e) return C.ag_flatten(t, tdim0(t, s or 1), tdim0(t, e or -1)) end
 function T.contiguous(t) return C.ag_contiguous(t) end
 function T.clone(t) return C.ag_clone(t) end
 function T.to(t, dtype) return C.ag_to_dtype(t, dtype_code(dtype)) end
@@ -593,25 +672,31 @@ function T.bool(t) return C.ag_to_dtype(t, C.AG_BOOL) end
 function T.detach(t) return C.ag_tensor_detach(t) end
 
 -- Indexing and joining (indices 1-based).
-function T.index_select(t, dim, index) return C.ag_index_select(t, dim0(dim), index0(index)) end
-function T.gather(t, dim, index) return C.ag_gather(t, dim0(dim), index0(index)) end
-function T.scatter_add(t, dim, index, src) return C.ag_scatter_add(t, dim0(dim), index0(index), src) end
+function T.index_select(t, dim, index)
+  return with_indices(C.ag_index_select, t, tdim0(t, dim), index0(index))
+end
+function T.gather(t, dim, index) return with_indices(C.ag_gather, t, tdim0(t, dim), index0(index)) end
+function T.scatter_add(t, dim, index, src)
+  return with_indices(C.ag_scatter_add, t, tdim0(t, dim), index0(index), src)
+end
 function T.masked_fill(t, mask, value) return C.ag_masked_fill(t, mask, value) end
-function ag.cat(tensors, dim) return C.ag_cat(tensors, dim0(dim or 1)) end
-function ag.stack(tensors, dim) return C.ag_stack(tensors, dim0(dim or 1)) end
+-- (The dim is checked against the first tensor; C reports an empty list or mismatched ranks.)
+local function first(ts) return type(ts) == "table" and ts[1] or nil end
+function ag.cat(tensors, dim) return C.ag_cat(tensors, tdim0(first(tensors), dim or 1)) end
+function ag.stack(tensors, dim) return C.ag_stack(tensors, tdim0(first(tensors), dim or 1, 1)) end
 -- Pieces of split_size along dim (a table of views).
 function T.split(t, split_size, dim)
-  local d = dim0(dim or 1)
+  local d = tdim0(t, dim or 1)
   return C.ag_split(C.ag_split_count(t, split_size, d), t, split_size, d)
 end
 function T.chunk(t, chunks, dim)
-  local d = dim0(dim or 1)
+  local d = tdim0(t, dim or 1)
   return C.ag_chunk(C.ag_chunk_count(t, chunks, d), t, chunks, d)
 end
 
 -- Neural-network functions (also in ag.nn.functional).
-function T.softmax(t, dim) return C.ag_softmax(t, dim0(dim)) end
-function T.log_softmax(t, dim) return C.ag_log_softmax(t, dim0(dim)) end
+function T.softmax(t, dim) return C.ag_softmax(t, tdim0(t, dim)) end
+function T.log_softmax(t, dim) return C.ag_log_softmax(t, tdim0(t, dim)) end
 
 -- Queries.
 function T.item(t)
@@ -627,16 +712,16 @@ function T.dim(t) return C.ag_tensor_ndim(t) end
 -- t:size() is the shape (a table); t:size(dim) one size.
 function T.size(t, dim)
   if dim == nil then return C.ag_tensor_shape(t) end
-  return C.ag_tensor_size(t, dim0(dim))
+  return C.ag_tensor_size(t, tdim0(t, dim))
 end
 function T.stride(t, dim)
   local s = C.ag_tensor_strides(t)
   if dim == nil then return s end
-  local n = #s
-  local d = dim0(dim)
-  if d < 0 then d = d + n end
-  if d < 0 or d >= n then raise(C.AG_ERANGE, "autograd: dimension " .. dim .. " out of range", 2) end
-  return s[d + 1]
+  if #s == 0 then -- as PyTorch: a 0-d tensor has no stride to name
+    raise(C.AG_ERANGE, "autograd: stride(" .. tostring(dim) .. ") of a 0-d tensor", 2)
+  end
+  local d = tdim0(t, dim)
+  return s[d < 0 and d + #s + 1 or d + 1]
 end
 function T.storage_offset(t) return C.ag_tensor_storage_offset(t) end
 function T.is_contiguous(t) return C.ag_tensor_is_contiguous(t) end
@@ -749,14 +834,14 @@ TensorMT.__index = function(t, k)
   if m then return m end
   local g = getters[k]
   if g then return g(t) end
-  if mtype(k) == "integer" then return C.ag_select(t, 0, dim0(k, "index")) end
+  if mtype(k) == "integer" then return C.ag_select(t, 0, pos0(t, 0, k, "index")) end
   return nil
 end
 TensorMT.__newindex = function(t, k, v)
   local s = setters[k]
   if s then return s(t, v) end
   if mtype(k) == "integer" then
-    local view = C.ag_select(t, 0, dim0(k, "index"))
+    local view = C.ag_select(t, 0, pos0(t, 0, k, "index"))
     if type(v) == "number" or type(v) == "boolean" then
       C.ag_fill_(view, type(v) == "boolean" and (v and 1 or 0) or v)
     else
@@ -910,12 +995,12 @@ F.linear = ag.linear
 local NO_OPTS = setmetatable({}, {__newindex = function() raise(C.AG_EINVAL, "read-only", 2) end})
 function F.cross_entropy(input, target, o)
   o = o or NO_OPTS
-  return C.ag_cross_entropy(input, index0(target), o.weight, reduction(o.reduction),
+  return with_indices(C.ag_cross_entropy, input, index0(target), o.weight, reduction(o.reduction),
                             (o.ignore_index or -100) - 1, o.label_smoothing or 0)
 end
 function F.nll_loss(input, target, o)
   o = o or NO_OPTS
-  return C.ag_nll_loss(input, index0(target), o.weight, reduction(o.reduction),
+  return with_indices(C.ag_nll_loss, input, index0(target), o.weight, reduction(o.reduction),
                        (o.ignore_index or -100) - 1)
 end
 function F.mse_loss(input, target, o)
@@ -936,7 +1021,7 @@ function F.layer_norm(x, normalized_shape, weight, bias, eps)
   return C.ag_layer_norm(x, normalized_shape, weight, bias, eps or 1e-5)
 end
 -- F.embedding(indices, weight): rows of weight at 1-based indices (torch's argument order).
-function F.embedding(indices, weight) return C.ag_embedding(weight, index0(indices)) end
+function F.embedding(indices, weight) return with_indices(C.ag_embedding, weight, index0(indices)) end
 T.cross_entropy = F.cross_entropy
 T.nll_loss = F.nll_loss
 T.mse_loss = F.mse_loss

@@ -36,7 +36,33 @@ H.eq(x:stride(1), 4)
 H.eq(x:stride(), {4, 1})
 H.raises(function() x:sum(0) end, "dim 0 is invalid")
 H.raises(function() x:softmax(0) end, "1-based")
-H.raises(function() x:sum(3) end, "ag_sum_dims", "a dim out of range is the library's error")
+
+-- Out-of-range dims are reported as the caller wrote them, not as the 0-based dims C sees.
+local RANGE_3x4 = "is out of range for a 2-d tensor (expected 1 to 2, or -2 to -1)"
+H.raises(function() x:sum(3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:sum({1, -3}) end, "dim -3 " .. RANGE_3x4, "in a table of dims")
+H.raises(function() x:softmax(3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:transpose(1, 3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:argmax(3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:max(3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:squeeze(3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:flatten(1, 3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:size(3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:stride(-3) end, "dim -3 " .. RANGE_3x4)
+H.raises(function() x:split(2, 3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() ag.cat({x, x}, 3) end, "dim 3 " .. RANGE_3x4)
+H.raises(function() x:unsqueeze(4) end, "dim 4 is out of range for a 2-d tensor (expected 1 to 3, or -3 to -1)",
+         "unsqueeze may name one dim past the last")
+H.raises(function() ag.stack({x, x}, 4) end, "dim 4 is out of range for a 2-d tensor (expected 1 to 3")
+H.raises(function() ag.tensor(1.0):sum(2) end, "dim 2 is out of range for a 0-d tensor",
+         "a 0-d tensor takes dim 1 or -1")
+H.eq(ag.tensor(1.0):sum(1):item(), 1.0, "sum(1) of a 0-d tensor")
+H.eq(ag.tensor(1.0):sum(-1):item(), 1.0, "sum(-1) of a 0-d tensor")
+H.raises(function() x:sum(1.5) end, "dim must be an integer, got 1.5")
+H.eq(x:sum(2.0):tolist(), {6.0, 22.0, 38.0}, "an integral float is a dim")
+local _, err = pcall(function() x:sum(3) end)
+H.eq(ag.last_status(), "AG_ERANGE", "the status of a dim out of range")
+H.eq(err:match("^([^:]+):%d+:"), arg[0], "the error names the caller's line")
 
 -- positions
 H.eq(x:select(1, 1):tolist(), {0.0, 1.0, 2.0, 3.0}, "select(1, 1) is the first row")
@@ -48,6 +74,16 @@ H.eq(x:slice(2, -2):tolist(), {{2.0, 3.0}, {6.0, 7.0}, {10.0, 11.0}}, "slice(-2)
 H.eq(x:slice(2, 1, -1, 2):tolist(), {{0.0, 2.0}, {4.0, 6.0}, {8.0, 10.0}}, "slice with a step")
 H.eq(x:slice(1, 1, 0).shape, {0, 4}, "stop 0 is empty")
 H.raises(function() x:select(1, 0) end, "index 0 is invalid")
+H.raises(function() x:select(1, 4) end, "index 4 is out of range for dim 1 of size 3 (expected 1 to 3, or -3 to -1)")
+H.raises(function() x:select(-1, -5) end, "index -5 is out of range for dim 2 of size 4")
+H.raises(function() return x[4] end, "index 4 is out of range for dim 1 of size 3")
+H.raises(function() x[-4] = 1 end, "index -4 is out of range for dim 1 of size 3")
+H.eq(x[-1]:tolist(), {8.0, 9.0, 10.0, 11.0}, "t[-1] is the last row")
+H.raises(function() x:narrow(2, 6, 0) end, "start 6 is out of range for dim 2 of size 4 (expected 1 to 5")
+H.eq(x:narrow(2, 5, 0).shape, {3, 0}, "narrow may start just past the end with length 0")
+H.raises(function() x:narrow(2, 3, 3) end, "narrow(): start 3 + length 3 exceeds the size 4 of dim 2")
+H.raises(function() x:narrow(2, -1, 2) end, "narrow(): start -1 + length 2 exceeds the size 4 of dim 2")
+H.raises(function() x:narrow(2, 1, -1) end, "narrow(): length must be non-negative, got -1")
 
 -- index tensors and returned indices
 H.eq(x:index_select(1, ag.tensor({3, 1})):tolist(), {{8.0, 9.0, 10.0, 11.0}, {0.0, 1.0, 2.0, 3.0}})
@@ -69,7 +105,21 @@ H.near(F.cross_entropy(logits, ag.tensor({3, -100})):item(), 0.4076, "ignore_ind
 H.near(F.cross_entropy(logits, ag.tensor({3, 2}), {ignore_index = 2}):item(), 0.4076,
        "ignore_index is a 1-based class", 1e-3)
 H.near(F.nll_loss(logits:log_softmax(2), ag.tensor({3, 2})):item(), 0.2218, "nll_loss", 1e-3)
-H.raises(function() x:index_select(1, ag.tensor({4})) end, "ag_index_select", "index past the end")
+-- An index out of range is named as the caller wrote it, with its dim 1-based.
+H.raises(function() x:index_select(1, ag.tensor({4})) end,
+         "ag_index_select: index 4 is out of bounds for dimension 1 with size 3", "index past the end")
+H.raises(function() x:index_select(2, {0}) end, "index 0 is out of bounds for dimension 2 with size 4")
+H.raises(function() x:gather(2, ag.tensor({{1}, {5}, {2}})) end,
+         "ag_gather: index 5 is out of bounds for dimension 2 with size 4")
+H.raises(function() ag.zeros(3):scatter_add(1, ag.tensor({4}), ag.tensor({1.0})) end,
+         "ag_scatter_add: index 4 is out of bounds for dimension 1 with size 3")
+H.raises(function() F.embedding(ag.tensor({4}), ag.zeros(3, 2)) end,
+         "ag_embedding: index out of range in self (index 4, 3 embeddings)")
+H.raises(function() F.cross_entropy(logits, ag.tensor({4, 1})) end, "ag_cross_entropy: Target 4 is out of bounds.")
+H.raises(function() F.nll_loss(logits, ag.tensor({0, 1})) end, "ag_nll_loss: Target 0 is out of bounds.")
+H.eq(ag.last_status(), "AG_ERANGE", "a reworded error keeps its status")
+H.eq(ag.core.ag_last_error(), "ag_nll_loss: Target 0 is out of bounds.", "and the thread's message is the reworded one")
+H.raises(function() x:index_select(1, ag.tensor({1.5})) end, "ag_index_select", "other errors pass through")
 
 -- gradients flow through the converted indices
 local w = ag.arange(6.0):reshape(3, 2):requires_grad_()
