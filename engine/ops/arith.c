@@ -30,6 +30,33 @@ EW_BINARY_LOOP(pow_f32, float, float, powf(x, y))
 EW_BINARY_LOOP(pow_f64, double, double, pow(x, y))
 EW_UNARY_LOOP(pows_f32, float, float, powf(x, (float)P[0]))
 EW_UNARY_LOOP(pows_f64, double, double, pow(x, P[0]))
+/* PyTorch's special exponents (PowKernel.cpp): x^2 = x * x, x^3 = x * x * x,
+ * x^-2 = 1 / (x * x), x^0.5 = sqrt(x), x^-0.5 = 1 / sqrt(x), x^-1 = 1 / x. They differ from
+ * pow() in rounding (x^3, x^-2) and at -0 (sqrt(-0) = -0, 1 / sqrt(-0) = -inf, where pow()
+ * gives +0 and +inf), which first and higher derivatives of x^s pass on. */
+#define POWS_SPECIAL(S, T, SQRT)                                                           \
+    EW_UNARY_LOOP(pows2_##S, T, T, x * x)                                                   \
+    EW_UNARY_LOOP(pows3_##S, T, T, x * x * x)                                               \
+    EW_UNARY_LOOP(powsm2_##S, T, T, (T)1 / (x * x))                                         \
+    EW_UNARY_LOOP(powsh_##S, T, T, SQRT(x))                                                 \
+    EW_UNARY_LOOP(powsmh_##S, T, T, (T)1 / SQRT(x))                                         \
+    EW_UNARY_LOOP(powsm1_##S, T, T, (T)1 / x)
+POWS_SPECIAL(f32, float, sqrtf)
+POWS_SPECIAL(f64, double, sqrt)
+
+/* The loop for x^s in a float dtype (dt: 0 = float32, 1 = float64). */
+static iter_loop pows_loop(double s, int dt)
+{
+    static const struct {
+        double s;
+        iter_loop f[2];
+    } special[] = {{2.0, {pows2_f32, pows2_f64}},   {3.0, {pows3_f32, pows3_f64}},
+                   {-2.0, {powsm2_f32, powsm2_f64}}, {0.5, {powsh_f32, powsh_f64}},
+                   {-0.5, {powsmh_f32, powsmh_f64}}, {-1.0, {powsm1_f32, powsm1_f64}}};
+    for (size_t k = 0; k < sizeof special / sizeof special[0]; k++)
+        if (special[k].s == s) return special[k].f[dt];
+    return dt ? pows_f64 : pows_f32;
+}
 EW_UNARY_LOOP(rpows_f32, float, float, powf((float)P[0], x))
 EW_UNARY_LOOP(rpows_f64, double, double, pow(P[0], x))
 
@@ -120,7 +147,9 @@ static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
     if (dt == DT_I64 && op == S_POW && s < 0)
         return err_set(E_INVAL, "Integers to negative integer powers are not allowed.");
     double param = s;
-    return ew_map(out, dt, dt, &a, 1, scal_loops[op][dt], &param,
+    iter_loop loop = op == S_POW && dtype_is_float(dt) ? pows_loop(s, dt == DT_F64)
+                                                        : scal_loops[op][dt];
+    return ew_map(out, dt, dt, &a, 1, loop, &param,
                   op == S_POW || op == S_RPOW ? PAR_GRAIN_COSTLY : PAR_GRAIN_CHEAP);
 }
 
@@ -302,10 +331,11 @@ static eng_err div_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
     if (c->needed[0] && (e = op_div(&gout[0], gin[0], b))) return e;
     if (c->needed[1]) {
-        /* d(a/b)/db = -a / b^2 */
+        /* d(a/b)/db = -a / b^2, as PyTorch's div_tensor_other_backward: -g * ((a / b) / b)
+         * (a / (b * b) differs where b * b overflows or underflows, and in float32 rounding) */
         tensor *t1 = NULL, *t2 = NULL, *t3 = NULL;
-        if (!(e = op_mul(&t1, b, b)) && !(e = op_div(&t2, a, t1)) && !(e = op_mul(&t3, gin[0], t2)))
-            e = op_neg(&gout[1], t3);
+        if (!(e = op_div(&t1, a, b)) && !(e = op_div(&t2, t1, b)) && !(e = op_neg(&t3, gin[0])))
+            e = op_mul(&gout[1], t3, t2);
         tensor_release(t1);
         tensor_release(t2);
         tensor_release(t3);
@@ -386,12 +416,14 @@ eng_err op_rdiv_scalar(tensor **out, tensor *a, double s)
 }
 
 /* ---- pow ---- */
-/* d(a^s)/da = s a^(s-1) (zero for s == 0, as PyTorch's pow_backward). 2a is the fast
- * form of s == 2, but under create_graph it is s a^(s-1) as in PyTorch, whose a^1 keeps a in
- * the graph: a third derivative is then zeros, not an error. */
+/* d(a^s)/da = s a^(s-1). For s == 0 it is zeros_like(a), as PyTorch's pow_backward: zeros
+ * outside any graph (also under create_graph, where g may require grad) and 0 where g is
+ * inf or NaN (g * 0 gave NaN there). 2a is the fast form of s == 2, but under create_graph
+ * it is s a^(s-1) as in PyTorch, whose a^1 keeps a in the graph: a third derivative is then
+ * zeros, not an error. */
 static eng_err pow_scalar_grad(tensor **out, tensor *g, tensor *a, double s, bool create_graph)
 {
-    if (s == 0.0) return op_mul_scalar(out, g, 0.0);
+    if (s == 0.0) return op_full_like(out, a, 0.0);
     tensor *p = NULL, *q = NULL;
     eng_err e;
     if (s == 2.0 && !create_graph) {
@@ -452,12 +484,14 @@ static eng_err pow_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         return e;
     tensor *t[6] = {0};
     if (c->needed[0]) {
-        /* b a^(b-1), taken as 0 where b == 0 (0^-1 would give inf * 0) */
+        /* g b a^(b-1), taken as 0 where b == 0 (0^-1 would give inf * 0), as PyTorch's
+         * pow_backward_self: where(b == 0, 0, g * b a^(b-1)), so 0 there even where g is
+         * inf or NaN (a gradient through log(a) for a < 0 under create_graph, say) */
         tensor *b_zero = NULL;
         if (!(e = op_sub_scalar(&t[0], b, 1.0)) && !(e = op_pow(&t[1], a, t[0])) &&
-            !(e = op_mul(&t[2], t[1], b)) && !(e = op_compare_scalar(&b_zero, b, 0.0, CMP_EQ)))
-            e = op_masked_fill(&t[3], t[2], b_zero, 0.0);
-        if (!e) e = op_mul(&gout[0], gin[0], t[3]);
+            !(e = op_mul(&t[2], b, t[1])) && !(e = op_mul(&t[3], gin[0], t[2])) &&
+            !(e = op_compare_scalar(&b_zero, b, 0.0, CMP_EQ)))
+            e = op_masked_fill(&gout[0], t[3], b_zero, 0.0);
         tensor_release(b_zero);
         tensor_release(t[3]);
         t[3] = NULL;
