@@ -369,14 +369,29 @@ static eng_err silu_grad(tensor **go, tensor *g, tensor *x, const uattr *at, boo
 
 static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
 {
-    (void)fu;
-    /* g sigmoid(beta x), or g where beta x > threshold (the linear part) */
-    tensor *t[4] = {0};
+    /* g sigmoid(beta x), or g where beta x > threshold (the linear part). Under create_graph
+     * the derivative in x is PyTorch's softplus_double_backward, masked by beta x < threshold:
+     * at beta x == threshold the value is g sigmoid(beta x) but its derivative 0, so sigmoid
+     * takes there a detached beta x. */
+    tensor *t[6] = {0};
     eng_err e;
-    if (!(e = op_mul_scalar(&t[0], x, at->p[0])) && !(e = op_sigmoid(&t[1], t[0])) &&
-        !(e = op_mul(&t[2], g, t[1])) && !(e = op_compare_scalar(&t[3], t[0], at->p[1], CMP_GT)))
-        e = op_where(go, t[3], g, t[2]);
-    release_all(t, 4);
+    if ((e = op_mul_scalar(&t[0], x, at->p[0])) ||
+        (e = op_compare_scalar(&t[3], t[0], at->p[1], CMP_GT)))
+        goto done;
+    tensor *z = t[0];
+    if (!fu && tensor_requires_grad(t[0])) {
+        if ((e = op_compare_scalar(&t[4], t[0], at->p[1], CMP_EQ)) ||
+            (e = op_detach(&t[5], t[0])) || (e = op_where(&t[1], t[4], t[5], t[0])))
+            goto done;
+        z = t[1];
+    }
+    tensor *sg = NULL;
+    if ((e = op_sigmoid(&sg, z))) goto done;
+    e = op_mul(&t[2], g, sg);
+    tensor_release(sg);
+    if (!e) e = op_where(go, t[3], g, t[2]);
+done:
+    release_all(t, 6);
     return e;
 }
 
