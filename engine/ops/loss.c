@@ -224,27 +224,73 @@ typedef struct nll_attr {
 } nll_attr;
 
 /* ---- nll_loss ---- */
-/* Slots: target, weight. The gradient, -weight[t] * g at each target (/ total for mean), does
- * not depend on the input: one formula serves both first and higher order. */
-static eng_err nll_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+/* Slots: target, weight, input. The gradient, -weight[t] * g at each target (/ total for
+ * mean), does not depend on the input, but under create_graph it is PyTorch's
+ * nll_loss_backward(g, input, ...), a node with edges to g and to the input: its derivative in
+ * g is nll_loss(gg, ...), in the input zeros (not none: a second gradient with respect to the
+ * input is zeros where it was an error). */
+enum { NLL_TARGET, NLL_WEIGHT, NLL_INPUT, NLL_NSAVED };
+
+static eng_err nll_bb_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    if (!c->needed[0]) return E_OK;
     const nll_attr *a = node_attrs(n);
-    tensor *target, *weight, *d = NULL, *gv = NULL;
-    nll_plan p;
+    tensor *target, *weight;
     eng_err e;
-    if ((e = saved_get(n, c, 0, &target)) || (e = saved_get(n, c, 1, &weight)) ||
-        (e = plan_build(&p, &a->x, target, weight, a->ignore)))
+    if ((e = saved_get(n, c, NLL_TARGET, &target)) || (e = saved_get(n, c, NLL_WEIGHT, &weight)))
         return e;
+    if (c->needed[0] &&
+        (e = op_nll_loss(&gout[0], gin[0], target, weight, a->reduction, a->ignore)))
+        return e;
+    if (c->needed[1]) e = op_full_like(&gout[1], gin[0], 0.0);
+    return e;
+}
+static const node_type NLL_BB = {"NllLossBackwardBackward0", nll_bb_backward, NULL};
+
+static eng_err nll_grad(tensor **out, tensor *g, tensor *input, tensor *target, tensor *weight,
+                        const nll_attr *a)
+{
+    tensor *d = NULL, *gv = NULL, *r = NULL;
+    nll_plan p;
+    eng_err e = plan_build(&p, &a->x, target, weight, a->ignore);
+    if (e) return e;
     scale_coefs(&p, NULL, a->reduction);
-    for (int64_t r = 0; r < p.rows; r++) p.coef[r] = -p.coef[r];
+    for (int64_t k = 0; k < p.rows; k++) p.coef[k] = -p.coef[k];
+    bool prev = grad_mode_set(false);
     if (!(e = rows_onehot(&d, &a->x, &p, p.coef)) &&
-        !(e = grad_rows(&gv, gin[0], &a->x, p.cdim, a->reduction)))
-        e = op_mul(&gout[0], d, gv);
+        !(e = grad_rows(&gv, g, &a->x, p.cdim, a->reduction)))
+        e = op_mul(&r, d, gv);
+    grad_mode_set(prev);
     tensor_release(d);
     tensor_release(gv);
     plan_free(&p);
-    return e;
+    if (e) return e;
+    if (input) {
+        tensor *ins[2] = {g, input};
+        node *n = record(&NLL_BB, ins, 2, &r, 1, 2, sizeof(nll_attr), &e);
+        if (e) {
+            tensor_release(r);
+            return e;
+        }
+        if (n) {
+            *(nll_attr *)node_attrs(n) = *a;
+            node_save(n, NLL_TARGET, target);
+            if (weight) node_save(n, NLL_WEIGHT, weight);
+        }
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err nll_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *target, *weight, *input;
+    eng_err e;
+    if ((e = saved_get(n, c, NLL_TARGET, &target)) || (e = saved_get(n, c, NLL_WEIGHT, &weight)) ||
+        (e = saved_get(n, c, NLL_INPUT, &input)))
+        return e;
+    return nll_grad(&gout[0], gin[0], c->create_graph ? input : NULL, target, weight,
+                    node_attrs(n));
 }
 static const node_type NLL_BW = {"NllLossBackward0", nll_backward, NULL};
 
@@ -272,14 +318,15 @@ eng_err op_nll_loss(tensor **out, tensor *input, tensor *target, tensor *weight,
         loss[i] = -v * p.coef[i];
     }
     if ((e = reduce_rows(&r, loss, &p, reduction, target, x.dt))) goto done;
-    node *n = record(&NLL_BW, &input, 1, &r, 1, 2, sizeof(nll_attr), &e);
+    node *n = record(&NLL_BW, &input, 1, &r, 1, NLL_NSAVED, sizeof(nll_attr), &e);
     if (!e && n) {
         nll_attr *a = node_attrs(n);
         a->reduction = reduction;
         a->ignore = ignore_index;
         a->x = x;
-        node_save(n, 0, target);
-        if (weight) node_save(n, 1, weight);
+        node_save(n, NLL_TARGET, target);
+        if (weight) node_save(n, NLL_WEIGHT, weight);
+        node_save(n, NLL_INPUT, input); /* as PyTorch's self: for create_graph (nll_grad) */
     }
 done:
     mem_free(loss);
@@ -430,9 +477,15 @@ EW_BINARY_LOOP(keep_f64, double, double, y != 0 ? x : 0.0)
 static eng_err keep_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
-    tensor *keep;
+    tensor *keep, *drop = NULL;
     eng_err e = saved_get(n, c, 0, &keep);
-    return e ? e : op_mul(&gout[0], gin[0], keep);
+    if (e) return e;
+    /* grad.masked_fill(mask, 0), as PyTorch's: 0 even where grad is inf or NaN (a mean over
+     * no kept row divides by 0), where grad * keep gave NaN */
+    if (!(e = op_compare_scalar(&drop, keep, 0.0, CMP_EQ)))
+        e = op_masked_fill(&gout[0], gin[0], drop, 0.0);
+    tensor_release(drop);
+    return e;
 }
 static const node_type KEEP_BW = {"MaskedFillBackward0", keep_backward, NULL};
 
