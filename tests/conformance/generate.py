@@ -315,9 +315,17 @@ NO_GRAD_FN_CHECK = ("ag_tensor_grad", "ag_grad")
 # ---------------------------------------------------------------------------------------------
 # The case builder: records steps and runs them on torch
 # ---------------------------------------------------------------------------------------------
+def flat_list(t):
+    """t's values as a flat list; a zero gradient that PyTorch never materialised (a
+    ZeroTensor, e.g. abs's second derivative) as zeros: tolist() refuses it."""
+    if t._is_zerotensor():
+        return [0] * t.numel() if t.dtype in (torch.int64, torch.bool) else [0.0] * t.numel()
+    return t.detach().reshape(-1).tolist()
+
+
 def values_of(t):
     dt = DTYPE_NAME[t.dtype]
-    flat = t.detach().reshape(-1).tolist()
+    flat = flat_list(t)
     if dt in FLOATS:
         return [fnum(x) for x in flat]
     if dt == "bool":
@@ -1886,6 +1894,178 @@ def fam_autograd():
     (gx,) = c.grad([y], [x], flags=("create_graph",))
     c.backward(c.call("ag_sum", gx))
     cases.append(c)
+    return cases + second_order_cases()
+
+
+def second_order(c, y, ins, vgrad=True, third=False):
+    """Double backward through y = op(ins): g = grad(sum(y * v), ins, create_graph) for a random
+    v (itself requiring grad when vgrad: the derivative in the incoming gradient is checked
+    too), then grad(sum_k sum(g_k * w_k), ins [+ v]) for random w_k (create_graph and once
+    more when third). Values, requires_grad, none-ness and errors all come from torch."""
+    t = c.env[y]
+    v = c.tensor(c.grid(list(t.shape)), list(t.shape), DTYPE_NAME[t.dtype], rg=vgrad)
+    s = c.call("ag_sum", c.call("ag_mul", y, v, expect=False), expect=False)
+    ins2 = ins + ([v] if vgrad else [])
+    for order in range(3 if third else 2):
+        fl = ("allow_unused",) if order == (2 if third else 1) else ("create_graph", "allow_unused")
+        g = c.grad([s], ins if order == 0 else ins2, flags=fl)
+        if order == (2 if third else 1):
+            return
+        s = None
+        for gk in g:
+            if c.env[gk] is None or (order > 0 and not c.env[gk].requires_grad):
+                continue
+            p = c.call("ag_sum", c.call("ag_mul", gk, grad_like(c, gk), expect=False),
+                       expect=False)
+            s = p if s is None else c.call("ag_add", s, p, expect=False)
+        if s is None:
+            return
+        if not c.env[s].requires_grad:
+            c.err("ag_grad", TS(s), NULL, TS(*ins2), FL("allow_unused"), status="AG_ENOGRAD",
+                  out=["e%d" % i for i in range(len(ins2))])
+            return
+
+
+def second_order_cases():
+    """Second (and a few third) derivatives against PyTorch: one case per important op, and
+    the points where they once differed."""
+    cases = []
+    pos, nz, uq = {"lo": 0.25, "hi": 2.0}, {"nonzero": True}, {"uniq": True}
+
+    def op_case(name, fn, shapes, extra=(), kws=None, dts=("float64",), rg=None, **so):
+        for dt in dts:
+            c = Case("second_order/%s/%s" % (name, dt))
+            names = [c.rand(sh, dt, rg=True if rg is None else rg[i], **(kws or {}))
+                     for i, sh in enumerate(shapes)]
+            ins = [n for i, n in enumerate(names) if rg is None or rg[i]]
+            second_order(c, c.call(fn, *names, *extra), ins, **so)
+            cases.append(c)
+
+    for fn in ("ag_tanh", "ag_sigmoid", "ag_exp", "ag_silu", "ag_sin"):
+        op_case(fn[3:], fn, [[2, 3]], dts=FLOATS)
+    for fn in ("ag_log", "ag_sqrt", "ag_rsqrt"):
+        op_case(fn[3:], fn, [[2, 3]], kws=pos)
+    for fn, extra in (("ag_relu", ()), ("ag_abs", ()), ("ag_leaky_relu", (0.1,))):
+        op_case(fn[3:], fn, [[2, 3]], extra, kws=nz)
+    op_case("gelu", "ag_gelu", [[2, 3]], (0,), dts=FLOATS)
+    op_case("gelu_tanh", "ag_gelu", [[2, 3]], (1,))
+    op_case("softplus", "ag_softplus", [[2, 4]], (2.0, 1.0))
+    op_case("clamp", "ag_clamp", [[2, 4]], (-0.7, 0.9))
+    op_case("pow_scalar/3", "ag_pow_scalar", [[2, 3]], (3.0,), dts=FLOATS)
+    op_case("pow_scalar/-1.5", "ag_pow_scalar", [[2, 3]], (-1.5,), kws=pos)
+    op_case("rpow_scalar/2", "ag_rpow_scalar", [[2, 3]], (2.0,))
+    op_case("pow", "ag_pow", [[2, 3], [3]], kws=pos, dts=FLOATS)
+    op_case("div", "ag_div", [[2, 3], [3]], kws=nz, dts=FLOATS)
+    op_case("mul/broadcast", "ag_mul", [[2, 1], [1, 3]])
+    op_case("maximum", "ag_maximum", [[2, 3], [2, 3]], kws=uq)
+    op_case("matmul/batched", "ag_matmul", [[2, 2, 3], [3, 2]], dts=FLOATS)
+    op_case("linear", "ag_linear", [[2, 3], [4, 3], [4]])
+    op_case("sum_dims", "ag_sum_dims", [[3, 4]], ([1], 0))
+    op_case("var", "ag_var", [[3, 4]], ([1], 1, 0), dts=FLOATS)
+    op_case("std", "ag_std", [[3, 4]], ([0], 0, 1))
+    op_case("logsumexp", "ag_logsumexp", [[3, 4]], ([1], 0))
+    op_case("norm/2", "ag_norm", [[3, 4]], (2.0, [1], 0), kws=nz)
+    op_case("norm/3", "ag_norm", [[3, 4]], (3.0, [], 0), kws=nz)
+    op_case("amax", "ag_amax", [[3, 4]], ([1], 0), kws=uq)
+    op_case("softmax", "ag_softmax", [[3, 4]], (1,), dts=FLOATS)
+    op_case("log_softmax", "ag_log_softmax", [[3, 4]], (0,))
+    op_case("mse_loss", "ag_mse_loss", [[2, 3], [2, 3]], (RED("mean"),))
+    for dt in FLOATS:
+        c = Case("second_order/cross_entropy/%s" % dt)
+        x = c.rand([4, 3], dt)
+        w = c.rand([3], dt, rg=False, **pos)
+        second_order(c, c.call("ag_cross_entropy", x, c.ints([0, 2, 1, 2]), w, RED("mean"), 1,
+                               0.2), [x])
+        cases.append(c)
+    c = Case("second_order/bce_with_logits/float64")
+    x = c.rand([2, 3], "float64")
+    t = c.rand([2, 3], "float64", lo=0.0, hi=1.0)
+    pw = c.rand([3], "float64", rg=False, **pos)
+    second_order(c, c.call("ag_binary_cross_entropy_with_logits", x, t, None, pw, RED("sum")),
+                 [x, t])
+    cases.append(c)
+    c = Case("second_order/layer_norm/float64")
+    x, w, b = c.rand([2, 3, 4], "float64"), c.rand([4], "float64"), c.rand([4], "float64")
+    second_order(c, c.call("ag_layer_norm", x, [4], w, b, 1e-5), [x, w])
+    cases.append(c)
+    c = Case("second_order/gather_embedding/float64")
+    x = c.rand([4, 3], "float64")
+    y = c.call("ag_gather", c.call("ag_exp", x), 0, c.ints([0, 2, 1, 1, 0, 3], [2, 3]))
+    second_order(c, y, [x])
+    e = c.call("ag_embedding", x, c.ints([1, 3, 1]))
+    second_order(c, c.call("ag_mul", e, e), [x])
+    cases.append(c)
+
+    # Where they differed. a / b: the derivative in b is -g * ((a / b) / b), as PyTorch's
+    # (a / (b * b) was inf where b * b underflows); at sqrt's 0 a third derivative was NaN
+    for dt, a, b in (("float64", [2.0 ** -1000, 1.0], [2.0 ** -540, 2.0 ** -540]),
+                     ("float32", [2.0 ** -100, 1.0], [2.0 ** -80, 2.0 ** -60])):
+        c = Case("second_order/div_tiny_divisor/%s" % dt)
+        a, b = c.tensor(a, dtype=dt, rg=True), c.tensor(b, dtype=dt, rg=True)
+        second_order(c, c.call("ag_div", a, b), [a, b], vgrad=False)
+        cases.append(c)
+    c = Case("second_order/sqrt_zero_third/float64")
+    x = c.tensor([1.0, 0.0, 0.5, 0.0], dtype="float64", rg=True)
+    second_order(c, c.call("ag_sqrt", x), [x], vgrad=False, third=True)
+    cases.append(c)
+    # x^0's gradient is zeros_like(x), outside any graph (it was g * 0: NaN for an infinite
+    # g, and requiring grad with g); x^1's second derivative is then zeros without a graph
+    for s_ in (0.0, 1.0):
+        c = Case("second_order/pow_scalar_%g/float64" % s_)
+        x = c.rand([3], "float64")
+        second_order(c, c.call("ag_pow_scalar", x, s_), [x], third=True)
+        cases.append(c)
+    c = Case("second_order/pow_scalar_0_inf_grad/float32")
+    x = c.rand([3])
+    c.backward(c.call("ag_pow_scalar", x, 0.0), c.tensor([float("inf"), float("nan"), 1.0]))
+    cases.append(c)
+    # x^0.5, x^-0.5, x^-1, x^-2, x^2, x^3 are PyTorch's sqrt, 1 / sqrt, 1 / x ... (at -0.0:
+    # sqrt gives -0, 1 / sqrt -inf, where pow() gave +0 and +inf); their derivatives follow
+    for s_ in (0.5, -0.5, 1.5, 2.5, -1.0, -2.0, 3.0):
+        for dt in FLOATS:
+            c = Case("second_order/pow_scalar_signed_zero/%g/%s" % (s_, dt))
+            x = c.tensor([0.0, -0.0, 1.5, 0.75], dtype=dt, rg=True)
+            second_order(c, c.call("ag_pow_scalar", x, s_), [x], vgrad=False)
+            cases.append(c)
+    # pow's gradient in the base is where(b == 0, 0, g * b a^(b-1)) (0 even for a NaN g, as
+    # the second derivative through log(a) for a < 0 brings)
+    for dt in FLOATS:
+        c = Case("second_order/pow_negative_base/%s" % dt)
+        a = c.tensor([-2.0, -1.5, -3.0, 0.0], dtype=dt, rg=True)
+        b = c.tensor([2.0, 3.0, 0.0, 0.0], dtype=dt, rg=True)
+        second_order(c, c.call("ag_pow", a, b), [a, b], vgrad=False)
+        cases.append(c)
+    # softplus: at beta x == threshold the gradient is sigmoid's, its derivative 0
+    for dt in FLOATS:
+        c = Case("second_order/softplus_at_threshold/%s" % dt)
+        x = c.tensor([0.5, 0.25, 1.0, -1.0], dtype=dt, rg=True)
+        second_order(c, c.call("ag_softplus", x, 2.0, 1.0), [x])
+        cases.append(c)
+    # nll_loss's gradient is a node with an edge to the input (zero derivative), as PyTorch's
+    # NllLossBackwardBackward0: a second gradient is zeros where it was an error
+    for red in ("mean", "sum", "none"):
+        c = Case("second_order/nll_loss_leaf/%s/float64" % red)
+        x = c.rand([4, 3], "float64")
+        w = c.rand([3], "float64", rg=False, **pos)
+        second_order(c, c.call("ag_nll_loss", x, c.ints([0, 2, 1, 2]), w, RED(red), 2), [x])
+        second_order(c, c.call("ag_nll_loss", c.call("ag_mul", x, x), c.ints([1, 0, 1, 2]),
+                               None, RED(red), -100), [x], third=True)
+        cases.append(c)
+    # ... and its saved input makes an in-place change before backward an error
+    c = Case("second_order/nll_loss_input_modified/float32")
+    x = c.rand([2, 3])
+    y = c.call("ag_mul_scalar", x, 1.0)
+    loss = c.call("ag_nll_loss", y, c.ints([0, 2]), None, RED("mean"), -100)
+    c.call("ag_mul_scalar_", y, 2.0)
+    c.err("ag_backward", loss, None, FL(), status="AG_EVERSION")
+    cases.append(c)
+    # label smoothing with every target ignored: the mean is 0/0, yet the gradient is 0
+    # (masked_fill's backward fills the ignored rows; grad * keep gave NaN)
+    c = Case("second_order/cross_entropy_all_ignored/float64")
+    x = c.rand([2, 3], "float64")
+    second_order(c, c.call("ag_cross_entropy", x, c.ints([1, 1]), None, RED("mean"), 1, 0.3),
+                 [x], vgrad=False)
+    cases.append(c)
     return cases
 
 
@@ -2519,7 +2699,7 @@ def check_fields(t, s, tols):
     for key, get in checks.items():
         if key in s and get() != s[key]:
             return False
-    return "data" not in s or same_values(t.detach().reshape(-1).tolist(), s["data"],
+    return "data" not in s or same_values(flat_list(t), s["data"],
                                           DTYPE_NAME[t.dtype], tols)
 
 
