@@ -357,7 +357,9 @@ AG_API int ag_tensor_requires_grad(int *out, const ag_tensor *t);
 /** Sets requires_grad on a leaf. Errors: AG_EDTYPE (int64 or bool tensor: "only Tensors of
  *  floating point dtype can require gradients"), AG_ELEAF (t is not a leaf: "you can only
  *  change requires_grad flags of leaf variables"). Setting the current value on a non-leaf
- *  succeeds, as in PyTorch. */
+ *  succeeds, as in PyTorch. A leaf set not to require grad after graphs used it stays in
+ *  those graphs, but a backward through them leaves its .grad as it is (PyTorch's
+ *  AccumulateGrad does the same); setting it again makes them accumulate into it again. */
 AG_API int ag_tensor_set_requires_grad(ag_tensor *t, int requires_grad);
 
 /** 1 if t is a leaf: it has no grad_fn (created by the user, or not requiring grad). */
@@ -448,7 +450,10 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
  *  d(sum_j <outputs[j], grad_outputs[j]>)/d(inputs[i]). grad_outputs may be NULL (or hold
  *  NULLs) for one-element outputs. With AG_CREATE_GRAPH the results carry a graph and can be
  *  differentiated again. An input unreachable from the outputs is an AG_ENOGRAD failure
- *  unless AG_ALLOW_UNUSED is set, in which case its entry is NULL.
+ *  unless AG_ALLOW_UNUSED is set, in which case its entry is NULL. Only the nodes between
+ *  the outputs and the inputs run: an input's own grad_fn does not (unless it leads to another
+ *  input), so its saved tensors are neither checked nor freed (ag_grad(y, y) leaves y's graph
+ *  whole for a later backward, as in PyTorch).
  *  Errors: as ag_backward; AG_EINVAL if n_outputs or n_inputs is 0. */
 AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs,
                    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs,

@@ -330,7 +330,7 @@ AG_API int ag_tensor_set_requires_grad(ag_tensor *h, int requires_grad)
     /* A leaf that requires grad gets its meta (where .grad lives) now, so that backward
      * never has to allocate it halfway through. */
     if (want && !tensor_meta(t)) return api_error(fn, AG_ENOMEM, "out of memory");
-    t->requires_grad = want;
+    leaf_set_requires_grad(t, want);
     return AG_OK;
 }
 

@@ -47,7 +47,8 @@ typedef struct gnode {
     uint32_t nslots;       /* contributions expected */
     uint32_t slot0;        /* first contribution slot */
     uint32_t edge0;        /* first entry in edge_target / edge_local */
-    bool needed;           /* runs (or is captured) in this pass */
+    bool needed;           /* runs or is captured in this pass */
+    bool runs;             /* its formula runs: it leads to a needed node (backward: all) */
     bool heavy;            /* its gradients hold >= TASK_MIN_ELEMS elements */
     bool ran;              /* executed (and released its scratch claim) */
 } gnode;
@@ -185,7 +186,7 @@ static uint32_t add_node(sched *s, node *fn)
     gnode *g = &s->nodes[idx];
     memset(g, 0, sizeof *g);
     g->fn = fn;
-    g->needed = s->accumulate; /* backward runs every reachable node */
+    g->needed = g->runs = s->accumulate; /* backward runs every reachable node */
     uint64_t expected = 0;
     if (atomic_compare_exchange_strong(&fn->sched_owner, &expected, s->id)) {
         fn->sched_idx = idx;
@@ -282,9 +283,12 @@ static eng_err discover(sched *s, uint32_t start)
     return rc;
 }
 
-/* autograd.grad: a node is needed if it is captured or leads to a needed node. Nodes are
- * indexed in discovery order, which is not topological for a DAG, so iterate to a fixed
- * point over the reverse order (converges in one or two sweeps for typical graphs). */
+/* autograd.grad: a node is needed if it is captured or leads to a needed node, and its formula
+ * runs only in the second case: a captured node only hands over what flows into it, as in
+ * PyTorch, so its saved tensors are neither checked nor freed (grad(y, y) followed by a
+ * backward through y's node works). Nodes are indexed in discovery order, which is not
+ * topological for a DAG, so iterate to a fixed point over the reverse order (converges in one
+ * or two sweeps for typical graphs). */
 static void mark_needed(sched *s)
 {
     for (int k = 0; k < s->n_inputs; k++)
@@ -294,11 +298,11 @@ static void mark_needed(sched *s)
         changed = false;
         for (uint32_t i = s->n; i-- > 0;) {
             gnode *g = &s->nodes[i];
-            if (g->needed) continue;
+            if (g->runs) continue;
             for (int e = 0; e < g->fn->n_next; e++) {
                 uint32_t t = s->edge_target[g->edge0 + e];
                 if (t != NONE && s->nodes[t].needed) {
-                    g->needed = true;
+                    g->needed = g->runs = true;
                     changed = true;
                     break;
                 }
@@ -323,7 +327,7 @@ static eng_err number_slots(sched *s)
         g->slot0 = total;
         total += g->nslots;
         atomic_init(&g->deps, (int)g->nslots);
-        s->heavy += g->needed && g->heavy;
+        s->heavy += g->runs && g->heavy;
     }
     if (!grow((void **)&s->cgrad, &s->cgrad_cap, total + 1, sizeof(tensor *)) ||
         !grow((void **)&s->cpos, &s->cpos_cap, total + 1, sizeof(uint32_t)))
@@ -640,7 +644,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         if (rc) failed = true;
     }
 
-    bool runs = !failed && fn->type->backward && (s->accumulate || g->needed);
+    bool runs = !failed && fn->type->backward && g->runs;
     if (!failed && fn->variable && s->accumulate) {
         /* committed after the whole pass succeeds; the slots are empty now */
         s->cgrad[g->slot0] = gin[0];
@@ -791,6 +795,11 @@ static void run_from(sched *s, uint32_t first)
 /* ---- commit ---------------------------------------------------------------------------------- */
 static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
 {
+    if (atomic_load_explicit(&acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD) {
+        /* the leaf no longer requires grad (PyTorch's AccumulateGrad returns early too) */
+        tensor_release(g);
+        return E_OK;
+    }
     tmeta *m = node_leaf_meta(acc);
     eng_err rc = E_OK;
     tmeta_lock(m);
@@ -973,7 +982,7 @@ static bool wide_enough(sched *s, int nt)
         while (head < tail) {
             uint32_t i = queue[head++];
             gnode *g = &s->nodes[i];
-            int64_t c = g->needed && g->heavy ? g->fn->elems : 0, here = path[i] + c;
+            int64_t c = g->runs && g->heavy ? g->fn->elems : 0, here = path[i] + c;
             total += c;
             if (here > critical) critical = here;
             if (!g->needed) continue;
@@ -1047,7 +1056,7 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
         mark_needed(s);
         for (uint32_t i = 0; i < s->n; i++) {
             gnode *g = &s->nodes[i];
-            if (!g->needed || g->fn->variable) continue;
+            if (!g->runs || g->fn->variable) continue;
             eng_err e = saved_check(g->fn);
             if (e) return e;
         }

@@ -451,6 +451,15 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr)
     return node_attach_meta(n, output_nr, m, meta_hist(m) + 1);
 }
 
+void leaf_set_requires_grad(tensor *t, bool want)
+{
+    t->requires_grad = want;
+    tmeta *m = tensor_meta_peek(t);
+    if (!m) return;
+    if (want) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
+    else atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
+}
+
 void tensor_history_moved(tensor *t)
 {
     tmeta *m = tensor_meta_peek(t);

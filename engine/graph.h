@@ -71,6 +71,8 @@ enum {
     NODE_SAVES_SCALAR = 32, /* keeps a scalar operand in its attrs where PyTorch saves it as a
                                tensor (x * 2, x / 2): freed like a saved variable, so a second
                                backward without retain_graph fails as it does in PyTorch */
+    NODE_LEAF_NOGRAD = 64,  /* AccumulateGrad: its leaf was set not to require grad after a
+                               graph recorded it: gradients reaching it are dropped */
 };
 
 typedef struct node {
@@ -256,5 +258,9 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr);
  *  to the new grad_fn (PyTorch's rules since 2.0). A graph that reaches the tensor's
  *  AccumulateGrad node (it was a leaf) fails there from now on, as in PyTorch. */
 void tensor_history_moved(tensor *t);
+/** Sets leaf t's requires_grad flag (t has no grad_fn). Graphs recorded while it required
+ *  grad keep their edge to its AccumulateGrad node, which then, as PyTorch's, drops what
+ *  reaches it while the flag is off: .grad is left as it is. */
+void leaf_set_requires_grad(tensor *t, bool want);
 
 #endif

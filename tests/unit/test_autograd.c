@@ -164,6 +164,57 @@ static void grad_function(void)
     ag_tensor_release(c);
 }
 
+/* An input's own grad_fn only hands over what reaches it: it does not run, so its saved
+ * tensors are neither checked nor freed (torch: grad(y, y) then y.sum().backward() works). */
+static void grad_input_node_does_not_run(void)
+{
+    ag_tensor *x = leaf(3.0), *y, *r, *g;
+    OK(ag_mul(&y, x, x));
+    OK(ag_grad(&r, &y, NULL, 1, &y, 1, 0)); /* no AG_RETAIN_GRAPH */
+    CHECK_CLOSE(item(r), 1.0, 0);
+    ag_tensor_release(r);
+    OK(ag_backward(y, NULL, 0)); /* MulBackward0 still has x, twice */
+    OK(ag_tensor_grad(&g, x));
+    CHECK_CLOSE(item(g), 6.0, 0);
+    ag_tensor_release(g);
+    /* ... and a saved tensor modified in place does not fail a pass that does not need it */
+    ag_tensor *a = leaf(2.0), *b, *c, *d;
+    OK(ag_mul_scalar(&b, a, 1.0));
+    OK(ag_mul(&c, b, b)); /* saves b */
+    OK(ag_mul_scalar(&d, c, 5.0));
+    OK(ag_mul_scalar_(b, 2.0));
+    OK(ag_grad(&r, &d, NULL, 1, &c, 1, AG_RETAIN_GRAPH));
+    CHECK_CLOSE(item(r), 5.0, 0);
+    ag_tensor_release(r);
+    FAILS(AG_EVERSION, ag_backward(d, NULL, 0)); /* through MulBackward0: now it is needed */
+    ag_tensor_release(d);
+    ag_tensor_release(c);
+    ag_tensor_release(b);
+    ag_tensor_release(a);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
+/* requires_grad set to 0 on a leaf a graph already recorded: torch's AccumulateGrad leaves
+ * .grad alone (y = x * 2; x.requires_grad_(False); y.sum().backward(): x.grad is None). */
+static void leaf_requires_grad_cleared(void)
+{
+    ag_tensor *x = leaf(3.0), *y, *g = SENT;
+    OK(ag_mul_scalar(&y, x, 2.0));
+    OK(ag_tensor_set_requires_grad(x, 0));
+    OK(ag_backward(y, NULL, AG_RETAIN_GRAPH));
+    OK(ag_tensor_grad(&g, x));
+    CHECK(g == NULL);
+    OK(ag_tensor_set_requires_grad(x, 1)); /* the same graph accumulates again */
+    OK(ag_backward(y, NULL, AG_RETAIN_GRAPH));
+    OK(ag_backward(y, NULL, 0));
+    OK(ag_tensor_grad(&g, x));
+    CHECK(g != NULL && item(g) == 4.0);
+    ag_tensor_release(g);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
 static void no_grad_and_detach(void)
 {
     ag_tensor *x = leaf(2.0), *y, *d;
@@ -964,6 +1015,8 @@ int main(void)
     backward_errors();
     higher_order();
     grad_function();
+    grad_input_node_does_not_run();
+    leaf_requires_grad_cleared();
     no_grad_and_detach();
     retain_grad();
     retain_grad_during_backward();
