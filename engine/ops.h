@@ -187,6 +187,16 @@ eng_err op_copy_(tensor *t, tensor *src);
  *  reference. It cannot fail. */
 node *view_rebase_prepare(const tensor *v);
 void view_rebase_commit(node *n, tensor *v);
+/** PyTorch's _unsafe_view: t, a contiguous tensor the caller has just made and holds alone,
+ *  with a new shape, recorded as UnsafeViewBackward0. The result shares t's (private)
+ *  storage but is not a view (no base): in-place ops and no_grad treat it as a fresh tensor,
+ *  as in PyTorch. An op whose result is its own intermediate reshaped uses this, not
+ *  view_alias or a view op, unless PyTorch's result is a view too (linear of a contiguous
+ *  3-d input with a bias: addmm(...).view(...)). */
+eng_err op_unsafe_view(tensor **out, tensor *t, const int64_t *shape, int ndim);
+/** t.squeeze_(dim) on such a tensor (t->shape[dim] == 1): the same, recorded as
+ *  SqueezeBackward3, and t's version bumped once, as by PyTorch's in-place squeeze_. */
+eng_err op_squeeze_fresh_(tensor **out, tensor *t, int dim);
 /** A view of t with the given geometry (storage offset absolute) and its base set, recording
  *  nothing: for multi-output view ops (split, chunk), which record one node for all their
  *  views. NULL (E_NOMEM set) on failure. */

@@ -253,44 +253,6 @@ static eng_err op_bmm(tensor **out, tensor *a, tensor *b)
     return finish(out, r, &BMM_BW, a, b);
 }
 
-/* ---- views with the names torch.matmul's graph shows ---- */
-typedef struct shape_attr {
-    int ndim;
-    int64_t shape[MAX_DIMS];
-} shape_attr;
-
-static eng_err back_to_shape(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
-{
-    if (!c->needed[0]) return E_OK;
-    const shape_attr *a = node_attrs(n);
-    return op_reshape(&gout[0], gin[0], a->shape, a->ndim);
-}
-static const node_type UNSAFE_VIEW_BW = {"UnsafeViewBackward0", back_to_shape, NULL};
-static const node_type SQUEEZE3_BW = {"SqueezeBackward3", back_to_shape, NULL};
-
-/* A contiguous t seen with another shape, recorded under `bw`. */
-static eng_err named_view(tensor **out, tensor *t, const int64_t *shape, int ndim,
-                          const node_type *bw)
-{
-    int64_t strides[MAX_DIMS];
-    contiguous_strides(shape, ndim, strides);
-    tensor *v = view_alias(t, shape, strides, ndim, t->offset);
-    if (!v) return E_NOMEM;
-    eng_err e = E_OK;
-    node *n = record(bw, &t, 1, &v, 1, 0, sizeof(shape_attr), &e);
-    if (e) {
-        tensor_release(v);
-        return e;
-    }
-    if (n) {
-        shape_attr *a = node_attrs(n);
-        a->ndim = t->ndim;
-        memcpy(a->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
-    }
-    *out = v;
-    return E_OK;
-}
-
 /* ---- matmul ---- */
 eng_err op_matmul(tensor **out, tensor *a, tensor *b)
 {
@@ -308,8 +270,7 @@ eng_err op_matmul(tensor **out, tensor *a, tensor *b)
         if (a->shape[0] != b->shape[0]) return cannot_multiply(a, b);
         tensor *a2 = NULL, *p = NULL;
         if (!(e = op_unsqueeze(&a2, a, 0)) && !(e = op_mm(&p, a2, b))) {
-            int64_t n = b->shape[1];
-            e = named_view(out, p, &n, 1, &SQUEEZE3_BW);
+            e = op_squeeze_fresh_(out, p, 0); /* torch: mm(...).squeeze_(0) */
         }
         tensor_release(a2);
         tensor_release(p);
@@ -338,7 +299,7 @@ eng_err op_matmul(tensor **out, tensor *a, tensor *b)
             int nd = 0;
             for (int d = 0; d < na - 1; d++) shape[nd++] = a->shape[d];
             if (nb == 2) shape[nd++] = b->shape[1];
-            e = named_view(out, p, shape, nd, &UNSAFE_VIEW_BW);
+            e = op_unsafe_view(out, p, shape, nd);
         }
         tensor_release(a2);
         tensor_release(b2);
@@ -404,7 +365,7 @@ eng_err op_matmul(tensor **out, tensor *a, tensor *b)
             for (int d = 0; d < nbatch; d++) shape[nd++] = batch[d];
             if (na > 1) shape[nd++] = n;
             if (nb > 1) shape[nd++] = m;
-            e = named_view(out, p, shape, nd, &UNSAFE_VIEW_BW);
+            e = op_unsafe_view(out, p, shape, nd);
         }
     }
     tensor *tmp[] = {a3, b3, ae, be, af, bf, p};

@@ -4,6 +4,7 @@
  * A view shares its input's storage and version counter; its `base` is the root tensor that
  * owns the memory, which in-place ops on the view need (see inplace.c).
  */
+#include <assert.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,6 +70,32 @@ static eng_err make_view(tensor **out, tensor *t, const int64_t *shape, const in
 
 static view_attr *attr(node *n) { return (view_attr *)node_attrs(n); }
 
+/* PyTorch's _unsafe_view, and the in-place squeeze_ torch.matmul applies to its own product:
+ * `t`, a contiguous tensor the calling op has just made and holds alone, seen with another
+ * contiguous shape and recorded under `bw`. The result shares t's storage, which nothing else
+ * can reach, but it is not a view: no base, so in-place ops, no_grad and version checks treat
+ * it as the fresh tensor it is in PyTorch (a view would be refused when made under no_grad, and
+ * take AsStridedBackward0 after an in-place op). Every op that reshapes a private intermediate
+ * for its result goes through here, never through make_view / view_alias. */
+static eng_err fresh_reshape(tensor **out, tensor *t, const int64_t *shape, int ndim,
+                             const node_type *bw)
+{
+    assert(!t->base && tensor_is_contiguous(t));
+    int64_t st[MAX_DIMS];
+    contiguous_strides(shape, ndim, st);
+    tensor *r = tensor_alias(t, shape, st, ndim, t->offset);
+    if (!r) return E_NOMEM;
+    eng_err e = E_OK;
+    node *n = record(bw, &t, 1, &r, 1, 0, sizeof(view_attr), &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) geom_of(t, &attr(n)->in);
+    *out = r;
+    return E_OK;
+}
+
 /* ---- reshape family ---- */
 static eng_err reshape_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
@@ -82,6 +109,27 @@ static const node_type UNSAFE_VIEW_BW = {"UnsafeViewBackward0", reshape_backward
 static const node_type SQUEEZE0_BW = {"SqueezeBackward0", reshape_backward, NULL};
 static const node_type SQUEEZE1_BW = {"SqueezeBackward1", reshape_backward, NULL};
 static const node_type UNSQUEEZE_BW = {"UnsqueezeBackward0", reshape_backward, NULL};
+static const node_type SQUEEZE_INPLACE_BW = {"SqueezeBackward3", reshape_backward, NULL};
+
+eng_err op_unsafe_view(tensor **out, tensor *t, const int64_t *shape, int ndim)
+{
+    return fresh_reshape(out, t, shape, ndim, &UNSAFE_VIEW_BW);
+}
+
+eng_err op_squeeze_fresh_(tensor **out, tensor *t, int dim)
+{
+    assert(dim >= 0 && dim < t->ndim && t->shape[dim] == 1);
+    int64_t sh[MAX_DIMS];
+    int nd = 0;
+    for (int d = 0; d < t->ndim; d++)
+        if (d != dim) sh[nd++] = t->shape[d];
+    eng_err e = fresh_reshape(out, t, sh, nd, &SQUEEZE_INPLACE_BW);
+    /* squeeze_ is an in-place op: PyTorch's result has version 1. Nothing saved t's storage
+     * (it is private to the caller), so no saved-tensor check can see this: inplace_epoch
+     * stays. */
+    if (!e) atomic_fetch_add(&t->st->version, 1);
+    return e;
+}
 
 /* Resolves one -1 and checks the element count. */
 static eng_err infer_shape(const tensor *t, const int64_t *shape, int ndim, int64_t *res)
@@ -160,13 +208,12 @@ static eng_err reshape_as(tensor **out, tensor *t, const int64_t *res, int ndim)
     int64_t st[MAX_DIMS];
     if (view_strides(t, res, ndim, st))
         return make_view(out, t, res, st, ndim, t->offset, &RESHAPE_ALIAS_BW, NULL);
-    /* Not viewable: a contiguous copy, then a view of it (CloneBackward0 under
-     * UnsafeViewBackward0, as PyTorch's graph shows). */
+    /* Not viewable: a contiguous copy with the new shape, as PyTorch's _unsafe_view(clone)
+     * (CloneBackward0 under UnsafeViewBackward0); the result is not a view. */
     tensor *c = NULL;
     eng_err e = op_clone(&c, t);
     if (e) return e;
-    contiguous_strides(res, ndim, st);
-    e = make_view(out, c, res, st, ndim, c->offset, &UNSAFE_VIEW_BW, NULL);
+    e = op_unsafe_view(out, c, res, ndim);
     tensor_release(c);
     return e;
 }

@@ -251,10 +251,143 @@ static void determinism(void)
     determinism_shape(300, 520, 260);
 }
 
+/* matmul's and linear's results are fresh tensors, not views, even where they are a fresh
+ * product seen with another shape (torch 1.13: _unsafe_view, or squeeze_ for 1-d @ 2-d):
+ * made under no_grad they take in-place ops under grad mode, and an in-place op gives them
+ * the op's own grad_fn, not AsStridedBackward0. */
+typedef int (*product_fn)(ag_tensor **out, ag_tensor *a, ag_tensor *b);
+static int mm_product(ag_tensor **out, ag_tensor *a, ag_tensor *b) { return ag_matmul(out, a, b); }
+static int linear_product(ag_tensor **out, ag_tensor *a, ag_tensor *b)
+{
+    return ag_linear(out, a, b, NULL);
+}
+
+static void products_are_not_views(void)
+{
+    int64_t s2[1] = {2}, s22[2] = {2, 2}, s212[3] = {2, 1, 2}, s022[3] = {0, 2, 2},
+            s222[3] = {2, 2, 2};
+    const struct {
+        const char *name;
+        product_fn f;
+        const int64_t *sa, *sb;
+        size_t na, nb;
+        const char *grad_fn; /* torch 1.13, with b requiring grad */
+        int64_t version;     /* torch 1.13: squeeze_ bumps it */
+    } cases[] = {
+        {"1d@2d", mm_product, s2, s22, 1, 2, "SqueezeBackward3", 1},
+        {"3d@2d", mm_product, s212, s22, 3, 2, "UnsafeViewBackward0", 0},
+        {"3d@1d", mm_product, s222, s2, 3, 1, "UnsafeViewBackward0", 0},
+        {"1d@3d", mm_product, s2, s222, 1, 3, "UnsafeViewBackward0", 0},
+        {"3d@3d", mm_product, s222, s222, 3, 3, "UnsafeViewBackward0", 0},
+        {"empty batch", mm_product, s022, s22, 3, 2, "UnsafeViewBackward0", 0},
+        {"linear 1d", linear_product, s2, s22, 1, 2, "SqueezeBackward3", 1},
+        {"linear 3d", linear_product, s212, s22, 3, 2, "UnsafeViewBackward0", 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ag_tensor *a, *b, *y, *z, *s;
+        OK(ag_ones(&a, AG_FLOAT64, cases[k].sa, cases[k].na));
+        OK(ag_ones(&b, AG_FLOAT64, cases[k].sb, cases[k].nb));
+        /* with torch.no_grad(): y = a @ b; then y.add_(z), z requiring grad */
+        int prev = ag_set_grad_enabled(0);
+        OK(cases[k].f(&y, a, b));
+        ag_set_grad_enabled(prev);
+        int64_t v = -1;
+        OK(ag_tensor_version(&v, y));
+        if (v != cases[k].version) {
+            fprintf(stderr, "%s: version %lld, expected %lld\n", cases[k].name, (long long)v,
+                    (long long)cases[k].version);
+            harness_failures++;
+        }
+        OK(ag_ones_like(&z, y));
+        OK(ag_tensor_set_requires_grad(z, 1));
+        OK(ag_add_(y, z));
+        CHECK_STR(grad_fn_name(y), "AddBackward0");
+        ag_tensor_release(y);
+        /* grad mode: y = a @ b, b requiring grad; y.mul_(3) is MulBackward0 */
+        OK(ag_tensor_set_requires_grad(b, 1));
+        OK(cases[k].f(&y, a, b));
+        CHECK_STR(grad_fn_name(y), cases[k].grad_fn);
+        OK(ag_mul_scalar_(y, 3));
+        CHECK_STR(grad_fn_name(y), "MulBackward0");
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        ag_tensor_release(s);
+        ag_tensor_release(y);
+        /* an in-place op under no_grad leaves the grad_fn as it was */
+        OK(cases[k].f(&y, a, b));
+        prev = ag_set_grad_enabled(0);
+        OK(ag_mul_scalar_(y, 2));
+        ag_set_grad_enabled(prev);
+        CHECK_STR(grad_fn_name(y), cases[k].grad_fn);
+        ag_tensor *ts[] = {y, z, a, b};
+        for (size_t i = 0; i < 4; i++) ag_tensor_release(ts[i]);
+    }
+
+    /* torch: x = [1, 2], w = [[1, 2], [3, 4]] requiring grad; y = x @ w; y.<op>;
+     * y.sum().backward() */
+    double xd[2] = {1, 2}, wd[4] = {1, 2, 3, 4}, od[2] = {1, 1}, cd[2] = {5, 6};
+    const struct {
+        const char *grad_fn;
+        double y[2], wgrad[4];
+    } ops[] = {
+        {"MulBackward0", {21, 30}, {3, 3, 6, 6}},   /* y.mul_(3) */
+        {"FillBackward2", {2, 2}, {0, 0, 0, 0}},    /* y.fill_(2) */
+        {"ZeroBackward0", {0, 0}, {0, 0, 0, 0}},    /* y.zero_() */
+        {"CopyBackwards", {5, 6}, {0, 0, 0, 0}},    /* y.copy_([5, 6]) */
+        {"SubBackward0", {6, 9}, {1, 1, 2, 2}},     /* y.sub_([1, 1]) */
+        {"SqueezeBackward3", {14, 20}, {1, 1, 2, 2}}, /* with no_grad: y.mul_(2) */
+    };
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        ag_tensor *x = tensor_f64(xd, s2, 1, AG_FLOAT64), *w = tensor_f64(wd, s22, 2, AG_FLOAT64);
+        ag_tensor *o = tensor_f64(od, s2, 1, AG_FLOAT64), *c = tensor_f64(cd, s2, 1, AG_FLOAT64);
+        ag_tensor *y, *s, *g = NULL;
+        OK(ag_tensor_set_requires_grad(w, 1));
+        OK(ag_matmul(&y, x, w));
+        int prev;
+        switch (k) {
+        case 0: OK(ag_mul_scalar_(y, 3)); break;
+        case 1: OK(ag_fill_(y, 2)); break;
+        case 2: OK(ag_zero_(y)); break;
+        case 3: OK(ag_copy_(y, c)); break;
+        case 4: OK(ag_sub_(y, o)); break;
+        default:
+            prev = ag_set_grad_enabled(0);
+            OK(ag_mul_scalar_(y, 2));
+            ag_set_grad_enabled(prev);
+        }
+        CHECK_STR(grad_fn_name(y), ops[k].grad_fn);
+        check_values(ops[k].grad_fn, y, ops[k].y, 2, 0);
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        OK(ag_tensor_grad(&g, w));
+        check_values("w.grad", g, ops[k].wgrad, 4, 0);
+        ag_tensor *ts[] = {g, s, y, c, o, w, x};
+        for (size_t i = 0; i < 7; i++) ag_tensor_release(ts[i]);
+    }
+
+    /* linear of a contiguous 3-d input with a bias is a view in torch 1.13 (addmm(...).view),
+     * so made under no_grad it refuses in-place ops under grad mode, as there */
+    {
+        ag_tensor *x, *w, *b, *y, *z;
+        OK(ag_ones(&x, AG_FLOAT64, s212, 3));
+        OK(ag_ones(&w, AG_FLOAT64, s22, 2));
+        OK(ag_ones(&b, AG_FLOAT64, s2, 1));
+        int prev = ag_set_grad_enabled(0);
+        OK(ag_linear(&y, x, w, b));
+        ag_set_grad_enabled(prev);
+        OK(ag_ones_like(&z, y));
+        OK(ag_tensor_set_requires_grad(z, 1));
+        FAILS(AG_EINVAL, ag_add_(y, z));
+        ag_tensor *ts[] = {z, y, b, w, x};
+        for (size_t i = 0; i < 5; i++) ag_tensor_release(ts[i]);
+    }
+}
+
 int main(void)
 {
     matmul_values();
     matmul_ranks();
+    products_are_not_views();
     transposed_operands();
     linear();
     errors();

@@ -854,6 +854,75 @@ static void grads(void)
     }
 }
 
+/* A reshape that copies (and flatten, through it) returns torch 1.13's _unsafe_view of its
+ * private copy: UnsafeViewBackward0, but not a view. Made under no_grad it takes in-place
+ * ops under grad mode, and an in-place op gives it the op's own grad_fn. */
+static void copying_reshape_is_not_a_view(void)
+{
+    int64_t s22[2] = {2, 2}, m1[1] = {-1}, s4[1] = {4};
+    double wd[4] = {1, 2, 3, 4};
+    for (int flat = 0; flat < 2; flat++) {
+        const char *what = flat ? "w.t().flatten()" : "w.t().reshape(-1)";
+        /* with torch.no_grad(): y = w.t().reshape(-1); y.add_(z), z = ones(4) requiring grad */
+        ag_tensor *w = tensor_f64(wd, s22, 2, AG_FLOAT64), *wt, *y, *z, *s, *g = NULL;
+        OK(ag_t(&wt, w));
+        int prev = ag_set_grad_enabled(0);
+        if (flat) OK(ag_flatten(&y, wt, 0, -1));
+        else OK(ag_reshape(&y, wt, m1, 1));
+        ag_set_grad_enabled(prev);
+        CHECK(version(y) == 0);
+        CHECK(!shares(y, w));
+        OK(ag_ones(&z, AG_FLOAT64, s4, 1));
+        OK(ag_tensor_set_requires_grad(z, 1));
+        OK(ag_add_(y, z));
+        CHECK_STR(grad_fn_name(y), "AddBackward0");
+        double want[4] = {2, 4, 3, 5}, w_same[4] = {1, 2, 3, 4};
+        check_values(what, y, want, 4, 0);
+        check_values("w unchanged", w, w_same, 4, 0);
+        ag_tensor_release(y);
+        ag_tensor_release(wt);
+
+        /* w requiring grad: y = w.t().reshape(-1) (UnsafeViewBackward0); y.mul_(2) is
+         * MulBackward0, y.sum().backward() gives w.grad = 2 */
+        OK(ag_tensor_set_requires_grad(w, 1));
+        OK(ag_t(&wt, w));
+        if (flat) OK(ag_flatten(&y, wt, 0, -1));
+        else OK(ag_reshape(&y, wt, m1, 1));
+        CHECK_STR(grad_fn_name(y), "UnsafeViewBackward0");
+        OK(ag_mul_scalar_(y, 2));
+        CHECK_STR(grad_fn_name(y), "MulBackward0");
+        CHECK(version(y) == 1);
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        OK(ag_tensor_grad(&g, w));
+        double twos[4] = {2, 2, 2, 2};
+        check_values("w.grad", g, twos, 4, 0);
+        ag_tensor_release(s);
+        ag_tensor_release(y);
+        /* under no_grad, an in-place op leaves the grad_fn as it was */
+        if (flat) OK(ag_flatten(&y, wt, 0, -1));
+        else OK(ag_reshape(&y, wt, m1, 1));
+        prev = ag_set_grad_enabled(0);
+        OK(ag_mul_scalar_(y, 2));
+        ag_set_grad_enabled(prev);
+        CHECK_STR(grad_fn_name(y), "UnsafeViewBackward0");
+        ag_tensor *ts[] = {g, y, z, wt, w};
+        for (size_t i = 0; i < 5; i++) ag_tensor_release(ts[i]);
+    }
+
+    /* a reshape that is a view stays one: made under no_grad, it refuses y.add_(z) */
+    ag_tensor *w = tensor_f64(wd, s22, 2, AG_FLOAT64), *y, *z;
+    int prev = ag_set_grad_enabled(0);
+    OK(ag_reshape(&y, w, m1, 1));
+    ag_set_grad_enabled(prev);
+    OK(ag_ones(&z, AG_FLOAT64, s4, 1));
+    OK(ag_tensor_set_requires_grad(z, 1));
+    FAILS(AG_EINVAL, ag_add_(y, z));
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor_release(w);
+}
+
 int main(void)
 {
     reshape_view();
@@ -864,5 +933,6 @@ int main(void)
     copies();
     view_backward();
     grads();
+    copying_reshape_is_not_a_view();
     return harness_finish("test_shape");
 }
