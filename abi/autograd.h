@@ -542,8 +542,9 @@ AG_API int ag_minimum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
 
 /* Scalars promote as Python numbers do in PyTorch: an integral s keeps an int64 or bool
  * tensor integral (a bool tensor becomes int64: True + 2 is 3), a fractional one makes it
- * float32. Subtracting with a bool tensor (ag_sub, ag_sub_scalar, ag_rsub_scalar) is
- * AG_EDTYPE, and an integer tensor to a negative scalar power AG_EINVAL, as in PyTorch. */
+ * float32. Subtracting with a bool tensor (ag_sub, ag_sub_scalar, ag_rsub_scalar, ag_sub_) is
+ * AG_EDTYPE, and an integer tensor to a negative scalar power AG_EINVAL, as in PyTorch.
+ * s / a is true division for every dtype (s / bool tensor: float32, 2 / False is inf). */
 AG_API int ag_add_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a + s */
 AG_API int ag_sub_scalar(ag_tensor **out, const ag_tensor *a, double s);  /**< a - s */
 AG_API int ag_rsub_scalar(ag_tensor **out, const ag_tensor *a, double s); /**< s - a */
@@ -790,10 +791,19 @@ AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tenso
  * grad, the base's history is rewritten (CopySlices). Errors: AG_ELEAF ("a leaf Variable that
  * requires grad is being used in an in-place operation") unless grad mode is off;
  * AG_ESHAPE if the other operand does not broadcast to t's shape; AG_EDTYPE if the result
- * dtype cannot be stored in t (float into int64); AG_EINVAL, as in PyTorch, if t reaches one
+ * dtype cannot be stored in t (float into int64, or anything but a bool tensor into bool:
+ * on bool tensors add_ is logical or and mul_ logical and; a double scalar is int64 or
+ * float32, so the scalar forms fail)
+ * or if either operand of ag_sub_ is bool; AG_EINVAL, as in PyTorch, if t reaches one
  * element twice (an expanded view: add_, sub_, mul_ and copy_; fill_ and zero_ may) or if
  * the other operand partly shares t's memory (a shifted slice of the same storage), where
- * the result would depend on the order of the writes. */
+ * the result would depend on the order of the writes. The other operand is judged as
+ * broadcast to t's shape, whatever its strides: it may share memory with t only by reading
+ * each of t's elements at that element's own position (x.add_(x), disjoint slices or
+ * columns of one storage are fine; x.add_(x.narrow(1, 1, 1)), a column of x broadcast
+ * over x, is AG_EINVAL, where PyTorch, which leaves strided operands unchecked, computes it
+ * element by element). ag_copy_(t, t) copies nothing, even for an expanded t (as PyTorch),
+ * but still counts as an in-place op. */
 
 AG_API int ag_add_(ag_tensor *t, const ag_tensor *other);
 AG_API int ag_sub_(ag_tensor *t, const ag_tensor *other);

@@ -4,6 +4,7 @@
 #include "tensor.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -292,6 +293,128 @@ mem_overlap tensor_overlap(const tensor *a, const tensor *b)
         return same ? OVERLAP_FULL : OVERLAP_PARTIAL;
     }
     return a0 < b1 && b0 < a1 ? OVERLAP_PARTIAL : OVERLAP_NO;
+}
+
+/* Walks the index space of `shape` in row-major order, keeping the offsets of two tensors
+ * (strides sa, sb) in step. */
+typedef struct walk2 {
+    int nd;
+    const int64_t *shape, *sa, *sb;
+    int64_t idx[MAX_DIMS], oa, ob;
+} walk2;
+
+static void walk2_next(walk2 *w)
+{
+    for (int d = w->nd - 1; d >= 0; d--) {
+        w->oa += w->sa[d];
+        w->ob += w->sb[d];
+        if (++w->idx[d] < w->shape[d]) return;
+        w->oa -= w->sa[d] * w->shape[d];
+        w->ob -= w->sb[d] * w->shape[d];
+        w->idx[d] = 0;
+    }
+}
+
+static void walk2_init(walk2 *w, int nd, const int64_t *shape, const int64_t *sa, int64_t oa,
+                       const int64_t *sb, int64_t ob)
+{
+    *w = (walk2){.nd = nd, .shape = shape, .sa = sa, .sb = sb, .oa = oa, .ob = ob};
+}
+
+static void extent(const int64_t *shape, const int64_t *strides, int nd, int64_t off,
+                   int64_t *lo, int64_t *hi)
+{
+    *lo = *hi = off;
+    for (int i = 0; i < nd; i++) {
+        int64_t d = (shape[i] - 1) * strides[i];
+        if (d < 0) *lo += d;
+        else *hi += d;
+    }
+}
+
+typedef struct off_pos {
+    int64_t off, pos;
+} off_pos;
+
+static int off_pos_cmp(const void *x, const void *y)
+{
+    const off_pos *a = x, *b = y;
+    return a->off < b->off ? -1 : a->off > b->off;
+}
+
+mem_overlap tensor_overlap_elementwise(const tensor *out, const tensor *in)
+{
+    if (out->numel == 0 || in->numel == 0 || out->st != in->st) return OVERLAP_NO;
+    int nd = out->ndim;
+    int64_t so[MAX_DIMS], si[MAX_DIMS]; /* strides; 0 where a dim has one index */
+    for (int i = 0; i < nd; i++) {
+        int j = i - (nd - in->ndim);
+        so[i] = out->shape[i] > 1 ? out->strides[i] : 0;
+        si[i] = j >= 0 && in->shape[j] > 1 ? in->strides[j] : 0;
+    }
+    int64_t olo, ohi, ilo, ihi;
+    extent(out->shape, so, nd, out->offset, &olo, &ohi);
+    extent(out->shape, si, nd, in->offset, &ilo, &ihi);
+    if (dtype_size((dtype)out->dtype) != dtype_size((dtype)in->dtype)) {
+        /* (views of one storage share its dtype; compare bytes if they ever do not) */
+        int64_t ao = (int64_t)dtype_size((dtype)out->dtype), ai = (int64_t)dtype_size((dtype)in->dtype);
+        return olo * ao < (ihi + 1) * ai && ilo * ai < (ohi + 1) * ao ? OVERLAP_PARTIAL
+                                                                      : OVERLAP_NO;
+    }
+    if (ohi < ilo || ihi < olo) return OVERLAP_NO;
+    bool same = out->offset == in->offset;
+    for (int i = 0; same && i < nd; i++) same = so[i] == si[i];
+    if (same) return OVERLAP_FULL;
+    /* Exact: the position of each of out's elements within the common range, then each read
+     * of `in` there must be of the element at its own position. A direct map when the range
+     * is not much sparser than out, else a sorted list. */
+    int64_t lo = olo > ilo ? olo : ilo, hi = ohi < ihi ? ohi : ihi, len = hi - lo + 1;
+    int64_t n = out->numel;
+    bool found = false;
+    walk2 w;
+    if (len <= 2 * n + 4096) {
+        int64_t *map = mem_alloc((size_t)len * sizeof *map);
+        if (!map) return OVERLAP_TOO_HARD;
+        for (int64_t k = 0; k < len; k++) map[k] = -1;
+        walk2_init(&w, nd, out->shape, so, out->offset, si, in->offset);
+        for (int64_t k = 0; k < n; k++, walk2_next(&w))
+            if (w.oa >= lo && w.oa <= hi) map[w.oa - lo] = map[w.oa - lo] == -1 ? k : -2;
+        walk2_init(&w, nd, out->shape, so, out->offset, si, in->offset);
+        mem_overlap r = OVERLAP_NO;
+        for (int64_t k = 0; k < n; k++, walk2_next(&w)) {
+            if (w.ob < lo || w.ob > hi || map[w.ob - lo] == -1) continue;
+            if (map[w.ob - lo] != k) {
+                r = OVERLAP_PARTIAL;
+                break;
+            }
+            found = true;
+        }
+        mem_free(map);
+        return r == OVERLAP_PARTIAL ? r : found ? OVERLAP_FULL : OVERLAP_NO;
+    }
+    off_pos *list = mem_alloc((size_t)n * sizeof *list);
+    if (!list) return OVERLAP_TOO_HARD;
+    int64_t m = 0;
+    walk2_init(&w, nd, out->shape, so, out->offset, si, in->offset);
+    for (int64_t k = 0; k < n; k++, walk2_next(&w))
+        if (w.oa >= lo && w.oa <= hi) list[m++] = (off_pos){w.oa, k};
+    qsort(list, (size_t)m, sizeof *list, off_pos_cmp);
+    mem_overlap r = OVERLAP_NO;
+    walk2_init(&w, nd, out->shape, so, out->offset, si, in->offset);
+    for (int64_t k = 0; k < n && r == OVERLAP_NO; k++, walk2_next(&w)) {
+        if (w.ob < lo || w.ob > hi) continue;
+        int64_t a = 0, b = m; /* the first entry at or after w.ob */
+        while (a < b) {
+            int64_t c = a + (b - a) / 2;
+            if (list[c].off < w.ob) a = c + 1;
+            else b = c;
+        }
+        if (a == m || list[a].off != w.ob) continue;
+        if (list[a].pos != k || (a + 1 < m && list[a + 1].off == w.ob)) r = OVERLAP_PARTIAL;
+        else found = true;
+    }
+    mem_free(list);
+    return r == OVERLAP_PARTIAL ? r : found ? OVERLAP_FULL : OVERLAP_NO;
 }
 
 eng_err wrap_dim(int64_t dim, int ndim, int *out)

@@ -125,8 +125,16 @@ typedef enum mem_overlap {
 } mem_overlap;
 /** Whether t reaches some memory location twice. */
 mem_overlap tensor_internal_overlap(const tensor *t);
-/** How a and b share memory. */
+/** How a and b share memory, as PyTorch judges it (TOO_HARD unless both are dense). */
 mem_overlap tensor_overlap(const tensor *a, const tensor *b);
+/** How `in`, broadcast to out's shape (it must broadcast), shares memory with out, position
+ *  for position and exactly (whatever the strides): OVERLAP_PARTIAL if some element of out
+ *  is read through `in` at another position than its own (or out reaches it twice), so that
+ *  an elementwise in-place op's result would depend on the order of the writes;
+ *  OVERLAP_FULL if `in` reads some of out's elements, each at its own position only;
+ *  OVERLAP_NO if it reads none. OVERLAP_TOO_HARD only if its work array (about 16 bytes
+ *  per element of out, and only when their memory ranges meet) cannot be allocated. */
+mem_overlap tensor_overlap_elementwise(const tensor *out, const tensor *in);
 /** Wraps a possibly negative dim into [0, ndim); E_RANGE with PyTorch's message if invalid.
  *  A 0-d tensor accepts dims -1 and 0, as PyTorch does. */
 eng_err wrap_dim(int64_t dim, int ndim, int *out);

@@ -99,8 +99,11 @@ static const iter_loop scal_loops[][3] = {
 };
 
 /* ---- shared forward ---- */
-static eng_err bool_sub_error(void)
+static eng_err bool_sub_error(bool two)
 {
+    if (two)
+        return err_set(E_DTYPE, "Subtraction, the `-` operator, with two bool tensors is not "
+                       "supported. Use the `^` or `logical_xor()` operator instead.");
     return err_set(E_DTYPE, "Subtraction, the `-` operator, with a bool tensor is not supported. "
                    "If you are trying to invert a mask, use the `~` or `logical_not()` operator "
                    "instead.");
@@ -112,7 +115,8 @@ static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
         *dt = (dtype)a->dtype; /* the common case needs no promotion */
         return E_OK;
     }
-    if (op == B_SUB && (a->dtype == DT_BOOL || b->dtype == DT_BOOL)) return bool_sub_error();
+    if (op == B_SUB && (a->dtype == DT_BOOL || b->dtype == DT_BOOL))
+        return bool_sub_error(a->dtype == DT_BOOL && b->dtype == DT_BOOL);
     promo p;
     promo_init(&p);
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
@@ -137,7 +141,7 @@ static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
 {
     /* A bool tensor promotes with the scalar (True + 2 is 2 in int64, True * 2.5 is 2.5 in
      * float32), except for subtraction, as in PyTorch. */
-    if (a->dtype == DT_BOOL && (op == S_SUB || op == S_RSUB)) return bool_sub_error();
+    if (a->dtype == DT_BOOL && (op == S_SUB || op == S_RSUB)) return bool_sub_error(false);
     promo p;
     promo_init(&p);
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
@@ -372,7 +376,8 @@ static const node_type DIVS_BW = {"DivBackward0", divs_backward, NULL};
 eng_err op_div_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_DIV, &DIVS_BW); }
 
 /* s / a is reciprocal(a) * s in PyTorch, hence its grad_fn MulBackward0 over
- * ReciprocalBackward0. */
+ * ReciprocalBackward0. reciprocal of an int64 or bool tensor is float32 (2 / True is 2.0,
+ * 2 / False inf). */
 EW_UNARY_LOOP(recip_f32, float, float, 1.0f / x)
 EW_UNARY_LOOP(recip_f64, double, double, 1.0 / x)
 static eng_err recip_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
@@ -389,8 +394,8 @@ static const node_type RECIP_BW = {"ReciprocalBackward0", recip_backward, NULL};
 
 static eng_err op_reciprocal(tensor **out, tensor *a)
 {
-    dtype dt;
-    eng_err e = unary_float_dtype(a, "reciprocal", &dt);
+    dtype dt = DT_DEFAULT_FLOAT; /* (bool too: torch.reciprocal(True) is 1.0) */
+    eng_err e = a->dtype == DT_BOOL ? E_OK : unary_float_dtype(a, "reciprocal", &dt);
     if (e) return e;
     static const loop_pair lp = {recip_f32, recip_f64};
     tensor *r = NULL;

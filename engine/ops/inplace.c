@@ -236,14 +236,23 @@ static void commit_record(ip_rec *r, tensor *t)
 }
 
 /* What PyTorch's TensorIterator refuses before writing into t from other (add_, sub_, mul_,
- * copy_; fill_ and zero_ may write an element twice, it gets one value). */
+ * copy_; fill_ and zero_ may write an element twice, it gets one value): t reaching an
+ * element twice, and other partly aliasing t. PyTorch judges the alias on other as it is,
+ * only where both are dense, and runs the rest element by element, in order; our kernels run
+ * in parallel, so other is also judged exactly, as broadcast to t's shape: an element of t
+ * that other reads at another position than its own (x.add_(x[:, 1:2]), a column of x
+ * broadcast over x) is refused as well. */
 static eng_err overlap_check(const tensor *t, const tensor *other)
 {
     if (tensor_internal_overlap(t) == OVERLAP_YES)
         return err_set(E_INVAL, "unsupported operation: more than one element of the written-to "
                        "tensor refers to a single memory location. Please clone() the tensor "
                        "before performing the operation.");
-    if (other && tensor_overlap(t, other) == OVERLAP_PARTIAL)
+    if (!other) return E_OK;
+    mem_overlap o = tensor_overlap(t, other);
+    if (o == OVERLAP_TOO_HARD && (o = tensor_overlap_elementwise(t, other)) == OVERLAP_TOO_HARD)
+        return err_nomem();
+    if (o == OVERLAP_PARTIAL)
         return err_set(E_INVAL, "unsupported operation: some elements of the input tensor and "
                        "the written-to tensor refer to a single memory location. Please clone() "
                        "the tensor before performing the operation.");
@@ -280,23 +289,41 @@ static eng_err check_into(tensor *t, tensor *other, dtype compute)
 IP_LOOPS(float, f32, ADD_OP, SUB_OP, MUL_OP)
 IP_LOOPS(double, f64, ADD_OP, SUB_OP, MUL_OP)
 IP_LOOPS(int64_t, i64, i64_add, i64_sub, i64_mul) /* (wrapping: ewise.h) */
+/* bool += bool is logical or, bool *= bool logical and, as in PyTorch (a scalar operand, or
+ * any other dtype, promotes past bool: check_into refuses it before a loop is needed). */
+EW_BINARY_LOOP(ip_or_b, uint8_t, uint8_t, (uint8_t)(x | y))
+EW_BINARY_LOOP(ip_and_b, uint8_t, uint8_t, (uint8_t)(x & y))
 
-static const iter_loop ip_loops[5][3] = {
-    {ip_add_f32, ip_add_f64, ip_add_i64}, {ip_sub_f32, ip_sub_f64, ip_sub_i64},
-    {ip_mul_f32, ip_mul_f64, ip_mul_i64}, {ip_adds_f32, ip_adds_f64, ip_adds_i64},
-    {ip_muls_f32, ip_muls_f64, ip_muls_i64},
+/* [op][t's dtype: f32, f64, i64, bool] */
+static const iter_loop ip_loops[5][DT_COUNT] = {
+    {ip_add_f32, ip_add_f64, ip_add_i64, ip_or_b}, {ip_sub_f32, ip_sub_f64, ip_sub_i64, NULL},
+    {ip_mul_f32, ip_mul_f64, ip_mul_i64, ip_and_b}, {ip_adds_f32, ip_adds_f64, ip_adds_i64, NULL},
+    {ip_muls_f32, ip_muls_f64, ip_muls_i64, NULL},
 };
+
+static eng_err bool_sub_error(bool two)
+{
+    if (two)
+        return err_set(E_DTYPE, "Subtraction, the `-` operator, with two bool tensors is not "
+                       "supported. Use the `^` or `logical_xor()` operator instead.");
+    return err_set(E_DTYPE, "Subtraction, the `-` operator, with a bool tensor is not supported. "
+                   "If you are trying to invert a mask, use the `~` or `logical_not()` operator "
+                   "instead.");
+}
 
 static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_type *type)
 {
-    if (t->dtype == DT_BOOL)
-        return err_set(E_DTYPE, "in-place arithmetic is not supported for bool tensors");
+    if (op == OP_SUB && (t->dtype == DT_BOOL || other->dtype == DT_BOOL))
+        return bool_sub_error(t->dtype == DT_BOOL && other->dtype == DT_BOOL);
     promo p;
     promo_init(&p);
     promo_add_tensor(&p, (dtype)t->dtype, t->ndim);
     if (other) promo_add_tensor(&p, (dtype)other->dtype, other->ndim);
     else promo_add_scalar(&p, s);
     eng_err e = check_into(t, other, promo_result(&p));
+    if (!e && !ip_loops[op][t->dtype]) /* (not reached: check_into refuses these) */
+        e = err_set(E_DTYPE, "in-place arithmetic is not supported for %s tensors",
+                    dtype_name((dtype)t->dtype));
     if (!e) e = overlap_check(t, other);
     if (!e) e = inplace_check(t, other);
     ip_rec r;
@@ -327,6 +354,7 @@ eng_err op_binary_(tensor *t, tensor *other, inplace_kind k)
 
 eng_err op_scalar_(tensor *t, double s, inplace_kind k)
 {
+    if (k == IP_SUB && t->dtype == DT_BOOL) return bool_sub_error(false);
     if (k == IP_SUB) return apply(t, NULL, OP_ADDS, -s, &ADD_BW);
     return apply(t, NULL, k == IP_ADD ? OP_ADDS : OP_MULS, s, k == IP_ADD ? &ADD_BW : &MUL_BW);
 }
@@ -334,9 +362,12 @@ eng_err op_scalar_(tensor *t, double s, inplace_kind k)
 static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_type *type)
 {
     eng_err e = E_OK;
+    /* t.copy_(t) copies nothing (PyTorch returns early, before its overlap checks: an
+     * expanded t is fine), but it is still an in-place op: version bumped, recorded. */
+    bool self = src == t;
     if (src) {
         e = check_into(t, src, (dtype)t->dtype);
-        if (!e) e = overlap_check(t, src);
+        if (!e && !self) e = overlap_check(t, src);
     } else if (t->dtype == DT_I64) {
         e = int64_value_check(v);
     }
@@ -344,8 +375,11 @@ static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_
     ip_rec r;
     if (!e) e = prepare_record(&r, t, src, type, (ip_attr){op, v});
     if (e) return e;
-    if (src) kernel_copy(t, src);
-    else kernel_fill(t, v);
+    if (src) {
+        if (!self) kernel_copy(t, src);
+    } else {
+        kernel_fill(t, v);
+    }
     tensor_bump_version(t);
     commit_record(&r, t);
     return E_OK;
