@@ -139,7 +139,7 @@ static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 
 static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
 {
-    /* A bool tensor promotes with the scalar (True + 2 is 2 in int64, True * 2.5 is 2.5 in
+    /* A bool tensor promotes with the scalar (True + 2 is 3 in int64, True * 2.5 is 2.5 in
      * float32), except for subtraction, as in PyTorch. */
     if (a->dtype == DT_BOOL && (op == S_SUB || op == S_RSUB)) return bool_sub_error(false);
     promo p;
