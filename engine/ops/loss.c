@@ -1,7 +1,8 @@
 /*
  * loss.c: cross_entropy, nll_loss, mse_loss and binary_cross_entropy_with_logits.
- * cross_entropy (without label smoothing) is one fused node: a log-sum-exp pass forward and a
- * softmax-minus-one-hot pass backward, named NllLossBackward0 as PyTorch's top node is.
+ * cross_entropy (without label smoothing) is one fused node: a log-sum-exp pass forward that
+ * keeps the log_softmax (what PyTorch's graph saves), and a softmax-minus-one-hot pass
+ * backward, named NllLossBackward0 as PyTorch's top node is.
  * Under create_graph every backward formula is a composition of ordinary ops instead.
  */
 #include <string.h>
@@ -197,26 +198,6 @@ static eng_err rows_onehot(tensor **out, const xgeom *x, const nll_plan *p, cons
     return E_OK;
 }
 
-/* A per-row quantity shaped to broadcast against x: x's shape with the class dim as 1. */
-static void rows_shape(const xgeom *x, int cdim, int64_t *shape)
-{
-    memcpy(shape, x->shape, (size_t)x->ndim * sizeof(int64_t));
-    shape[cdim] = 1;
-}
-
-/* The loss's gradient g as a per-row tensor broadcasting over x (reductions: g itself). */
-static eng_err grad_rows(tensor **out, tensor *g, const xgeom *x, int cdim, int reduction)
-{
-    if (reduction != RED_NONE) {
-        tensor_retain(g);
-        *out = g;
-        return E_OK;
-    }
-    int64_t shape[MAX_DIMS];
-    rows_shape(x, cdim, shape);
-    return op_reshape(out, g, shape, x->ndim);
-}
-
 typedef struct nll_attr {
     int reduction;
     int64_t ignore;
@@ -249,19 +230,16 @@ static const node_type NLL_BB = {"NllLossBackwardBackward0", nll_bb_backward, NU
 static eng_err nll_grad(tensor **out, tensor *g, tensor *input, tensor *target, tensor *weight,
                         const nll_attr *a)
 {
-    tensor *d = NULL, *gv = NULL, *r = NULL;
+    tensor *r = NULL;
     nll_plan p;
     eng_err e = plan_build(&p, &a->x, target, weight, a->ignore);
     if (e) return e;
-    scale_coefs(&p, NULL, a->reduction);
-    for (int64_t k = 0; k < p.rows; k++) p.coef[k] = -p.coef[k];
-    bool prev = grad_mode_set(false);
-    if (!(e = rows_onehot(&d, &a->x, &p, p.coef)) &&
-        !(e = grad_rows(&gv, g, &a->x, p.cdim, a->reduction)))
-        e = op_mul(&r, d, gv);
-    grad_mode_set(prev);
-    tensor_release(d);
-    tensor_release(gv);
+    /* g scattered to the kept rows' targets, as PyTorch writes it: NaN or inf in g reaches
+     * nothing else (a one-hot times g gave NaN at every other entry and ignored row) */
+    if (!(e = scale_coefs(&p, g, a->reduction))) {
+        for (int64_t k = 0; k < p.rows; k++) p.coef[k] = -p.coef[k];
+        e = rows_onehot(&r, &a->x, &p, p.coef);
+    }
     plan_free(&p);
     if (e) return e;
     if (input) {
@@ -341,10 +319,16 @@ done:
 }
 
 /* ---- cross_entropy ---- */
+/* PyTorch's cross_entropy is nll_loss(log_softmax(x)): its graph saves the log_softmax
+ * (the output of LogSoftmaxBackward0, and nll_loss's input), the target and the weight, never
+ * the logits, which may therefore change in place before backward. The fused node saves the
+ * same: its log_softmax y (computed with the loss when the node is recorded), and takes its
+ * gradient a * exp(y) - a * onehot(t) from it. */
 typedef struct ce_ctx {
-    const void *x;
+    const void *x;      /* forward: the logits; backward: y */
     void *lse;
     void *gx;
+    void *y;            /* forward: where y goes (NULL: not recorded) */
     const int64_t *cls;
     const double *coef; /* forward: weights; backward: weights times the loss's gradient */
     double *loss;
@@ -353,8 +337,8 @@ typedef struct ce_ctx {
 
 #define CE_KERNELS(S, T, EXP, LOG)                                                            \
     /* Per row: m = max(x), ls = log(sum(exp(x - m))), kept apart in lse[2r], lse[2r + 1] \
-     * (row_lse); loss = w[t] * (ls - (x[t] - m)). Short last-dim rows go a group at a    \
-     * time (nn_common.h). */                                                              \
+     * (row_lse); y = (x - m) - ls when wanted; loss = w[t] * (ls - (x[t] - m)). Short    \
+     * last-dim rows go a group at a time (nn_common.h). */                                \
     EW_MULTIVERSION static void ce_fwd_##S(void *p, int64_t lo, int64_t hi)                \
     {                                                                                      \
         const ce_ctx *c = p;                                                               \
@@ -366,14 +350,26 @@ typedef struct ce_ctx {
                 int64_t rows = hi - g < gr ? hi - g : gr;                                  \
                 rows_exp_##S((const T *)c->x + g * n, n, rows, mx, buf);                   \
                 for (int64_t r = 0; r < rows; r++) {                                       \
-                    lse[2 * (g + r)] = mx[r];                                              \
-                    lse[2 * (g + r) + 1] = LOG(row_sum_##S(buf + r * n, n));               \
+                    T m = mx[r], ls = LOG(row_sum_##S(buf + r * n, n));                    \
+                    lse[2 * (g + r)] = m;                                                  \
+                    lse[2 * (g + r) + 1] = ls;                                             \
+                    if (c->y) {                                                            \
+                        const T *xr = (const T *)c->x + (g + r) * n;                       \
+                        T *yr = (T *)c->y + (g + r) * n;                                   \
+                        ROW_LOOP(n, 1, yr[k] = (xr[k] - m) - ls;);                         \
+                    }                                                                      \
                 }                                                                          \
             }                                                                              \
         } else {                                                                           \
-            for (int64_t r = lo; r < hi; r++)                                              \
-                row_lse_##S((const T *)c->x + lay_row(&c->L, r), n, st, &lse[2 * r],       \
-                            &lse[2 * r + 1]);                                              \
+            for (int64_t r = lo; r < hi; r++) {                                            \
+                int64_t o = lay_row(&c->L, r);                                             \
+                const T *x = (const T *)c->x + o;                                          \
+                row_lse_##S(x, n, st, &lse[2 * r], &lse[2 * r + 1]);                       \
+                if (c->y) {                                                                \
+                    T *y = (T *)c->y + o, m = lse[2 * r], ls = lse[2 * r + 1];             \
+                    ROW_LOOP(n, st, y[k * s_] = (x[k * s_] - m) - ls;);                    \
+                }                                                                          \
+            }                                                                              \
         }                                                                                  \
         for (int64_t r = lo; r < hi; r++) {                                                \
             const T *x = (const T *)c->x + lay_row(&c->L, r);                              \
@@ -385,85 +381,115 @@ typedef struct ce_ctx {
             c->loss[r] = -c->coef[r] * (double)lp;                                         \
         }                                                                                  \
     }                                                                                      \
-    /* dx = a * exp(x - lse) - a * onehot(t), a = w[t] times the loss's gradient */        \
+    /* dx = a * exp(y) - a * onehot(t), a = w[t] times the loss's gradient (0 for ignored  \
+     * rows, whatever the gradient) */                                                     \
     EW_MULTIVERSION static void ce_bwd_##S(void *p, int64_t lo, int64_t hi)                \
     {                                                                                      \
         const ce_ctx *c = p;                                                               \
         int64_t n = c->L.n, st = c->L.inner;                                               \
-        const T *lse = c->lse;                                                             \
+        if (st == 1) { /* the exps of the whole chunk in one vector loop */                \
+            const T *y = c->x;                                                             \
+            T *gx = c->gx;                                                                 \
+            _Pragma("omp simd") for (int64_t j = lo * n; j < hi * n; j++) gx[j] = EXP(y[j]); \
+        }                                                                                  \
         for (int64_t r = lo; r < hi; r++) {                                                \
             int64_t o = lay_row(&c->L, r);                                                 \
-            const T *x = (const T *)c->x + o;                                              \
-            T *gx = (T *)c->gx + o, m = lse[2 * r], ls = lse[2 * r + 1];                   \
-            ROW_LOOP(n, st, gx[k * s_] = (x[k * s_] - m) - ls;);                           \
-        }                                                                                  \
-        if (st == 1) { /* the exps of the whole chunk in one vector loop */                \
-            T *gx = c->gx;                                                                 \
-            _Pragma("omp simd") for (int64_t j = lo * n; j < hi * n; j++) gx[j] = EXP(gx[j]); \
-        }                                                                                  \
-        for (int64_t r = lo; r < hi; r++) {                                                \
-            T *gx = (T *)c->gx + lay_row(&c->L, r), a = (T)c->coef[r];                     \
+            const T *y = (const T *)c->x + o;                                              \
+            T *gx = (T *)c->gx + o, a = (T)c->coef[r];                                     \
             if (st == 1) ROW_LOOP(n, 1, gx[k] *= a;);                                      \
-            else ROW_LOOP(n, st, gx[k * s_] = a * EXP(gx[k * s_]););                       \
+            else ROW_LOOP(n, st, gx[k * s_] = a * EXP(y[k * s_]););                        \
             if (c->cls[r] >= 0) gx[c->cls[r] * st] -= a;                                   \
         }                                                                                  \
     }
 CE_KERNELS(f32, float, nn_expf, logf)
 CE_KERNELS(f64, double, exp, log)
 
-enum { CE_X, CE_TARGET, CE_WEIGHT, CE_LSE };
+enum { CE_Y, CE_TARGET, CE_WEIGHT, CE_NSAVED };
 
-/* Under create_graph: a * (softmax(x) - onehot) from differentiable ops (a = coef * g). */
-static eng_err ce_backward_graph(tensor **gx, tensor *x, tensor *g, const nll_attr *a,
-                                 nll_plan *p)
+/* Under create_graph the gradient is PyTorch's composition, differentiable again: nll_loss's
+ * (nll_grad) and then log_softmax's, g - exp(y) * sum(g) over the class dim, from a tensor
+ * holding the saved y whose grad_fn is a LogSoftmaxBackward0 with the fused node's edge to
+ * the logits (the node PyTorch's graph has there), saving y as its output. */
+typedef struct lsm_attr {
+    int64_t dim;
+} lsm_attr;
+
+static eng_err lsm_grad(tensor **out, tensor *g, tensor *y, int64_t dim)
 {
-    scale_coefs(p, NULL, a->reduction);
-    int64_t shape[MAX_DIMS];
-    rows_shape(&a->x, p->cdim, shape);
-    tensor *sm = NULL, *d = NULL, *cf = NULL, *gv = NULL, *t1 = NULL, *t2 = NULL;
+    tensor *ey = NULL, *s = NULL, *t = NULL;
     eng_err e;
-    if (!(e = op_softmax(&sm, x, p->cdim)) && !(e = rows_onehot(&d, &a->x, p, NULL)) &&
-        !(e = op_from_f64(&cf, p->coef, a->x.dt, shape, a->x.ndim)) &&
-        !(e = grad_rows(&gv, g, &a->x, p->cdim, a->reduction)) && !(e = op_sub(&t1, sm, d)) &&
-        !(e = op_mul(&t2, cf, gv)))
-        e = op_mul(gx, t1, t2);
-    tensor_release(sm);
-    tensor_release(d);
-    tensor_release(cf);
-    tensor_release(gv);
-    tensor_release(t1);
-    tensor_release(t2);
+    if (!(e = op_exp(&ey, y)) && !(e = op_sum_dims(&s, g, &dim, 1, true)) &&
+        !(e = op_mul(&t, ey, s)))
+        e = op_sub(out, g, t);
+    tensor_release(ey);
+    tensor_release(s);
+    tensor_release(t);
     return e;
+}
+
+static eng_err ce_lsm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    if (!c->needed[0]) return E_OK;
+    tensor *y;
+    eng_err e = saved_get(n, c, 0, &y);
+    if (e) return e;
+    return lsm_grad(&gout[0], gin[0], y, ((const lsm_attr *)node_attrs(n))->dim);
+}
+static const node_type CE_LSM_BW = {"LogSoftmaxBackward0", ce_lsm_backward, NULL};
+
+/* A tensor with y's values whose grad_fn is a LogSoftmaxBackward0 into ce's input edge. */
+static eng_err ce_lsm_history(tensor **out, node *ce, tensor *y, int64_t dim)
+{
+    tensor *t = tensor_alias(y, y->shape, y->strides, y->ndim, y->offset);
+    node *h = t ? node_new(&CE_LSM_BW, 1, 1, 1, y->ndim, sizeof(lsm_attr)) : NULL;
+    if (!h) {
+        tensor_release(t);
+        return err_nomem();
+    }
+    ((lsm_attr *)node_attrs(h))->dim = dim;
+    h->next[0] = ce->next[0];
+    if (h->next[0].fn) node_retain(h->next[0].fn);
+    node_set_output(h, 0, t);
+    eng_err e = node_save_output(h, 0, t);
+    node_release(h); /* t holds it */
+    if (e) {
+        tensor_release(t);
+        return e;
+    }
+    *out = t;
+    return E_OK;
 }
 
 static eng_err ce_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
     const nll_attr *a = node_attrs(n);
-    tensor *x, *target, *weight, *lse;
-    nll_plan p;
+    tensor *y, *target, *weight;
     eng_err e;
-    if ((e = saved_get(n, c, CE_X, &x)) || (e = saved_get(n, c, CE_TARGET, &target)) ||
-        (e = saved_get(n, c, CE_WEIGHT, &weight)) || (e = saved_get(n, c, CE_LSE, &lse)) ||
-        (e = plan_build(&p, &a->x, target, weight, a->ignore)))
+    if ((e = saved_get(n, c, CE_Y, &y)) || (e = saved_get(n, c, CE_TARGET, &target)) ||
+        (e = saved_get(n, c, CE_WEIGHT, &weight)))
         return e;
     if (c->create_graph) {
-        e = ce_backward_graph(&gout[0], x, gin[0], a, &p);
-        plan_free(&p);
+        tensor *yh = NULL, *gy = NULL;
+        if (!(e = ce_lsm_history(&yh, n, y, a->x.ndim == 1 ? 0 : 1)) &&
+            !(e = nll_grad(&gy, gin[0], yh, target, weight, a)))
+            e = lsm_grad(&gout[0], gy, yh, a->x.ndim == 1 ? 0 : 1);
+        tensor_release(yh);
+        tensor_release(gy);
         return e;
     }
-    tensor *xc = NULL, *r = NULL;
-    if ((e = scale_coefs(&p, gin[0], a->reduction)) || (e = contig_raw(&xc, x, a->x.dt)))
-        goto done;
+    nll_plan p;
+    if ((e = plan_build(&p, &a->x, target, weight, a->ignore))) return e;
+    tensor *r = NULL;
+    if ((e = scale_coefs(&p, gin[0], a->reduction))) goto done;
     if (!(r = tensor_new(a->x.dt, a->x.shape, a->x.ndim))) {
         e = err_kind();
         goto done;
     }
-    ce_ctx k = {tensor_data(xc), tensor_data(lse), tensor_data(r), p.cls, p.coef, NULL, p.L};
+    ce_ctx k = {tensor_data(y), NULL, tensor_data(r), NULL, p.cls, p.coef, NULL, p.L};
     par_for(p.rows, lay_grain(&p.L), a->x.dt == DT_F32 ? ce_bwd_f32 : ce_bwd_f64, &k);
     gout[0] = r;
 done:
-    tensor_release(xc);
     plan_free(&p);
     return e;
 }
@@ -573,32 +599,37 @@ eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *we
         plan_free(&p);
         return e;
     }
-    int64_t rshape[2] = {p.rows, 2}; /* per row: max and log-sum-exp past it (ce_fwd) */
-    tensor *xc = NULL, *lse = NULL, *r = NULL;
+    /* per row: max and log-sum-exp past it (ce_fwd) */
+    void *lse = mem_alloc((size_t)(p.rows ? p.rows : 1) * 2 * dtype_size(x.dt));
+    tensor *xc = NULL, *y = NULL, *r = NULL;
     double *loss = mem_alloc((size_t)(p.rows ? p.rows : 1) * sizeof *loss);
-    if (!loss || !(lse = tensor_new(x.dt, rshape, 2))) {
-        e = loss ? err_kind() : err_nomem();
+    if (!loss || !lse) {
+        e = err_nomem();
+        goto done;
+    }
+    if (should_record(&input, 1) && !(y = tensor_new(x.dt, x.shape, x.ndim))) {
+        e = err_kind();
         goto done;
     }
     if ((e = contig_raw(&xc, input, x.dt))) goto done;
-    ce_ctx k = {tensor_data(xc), tensor_data(lse), NULL, p.cls, p.coef, loss, p.L};
+    ce_ctx k = {tensor_data(xc), lse, NULL, y ? tensor_data(y) : NULL, p.cls, p.coef, loss, p.L};
     par_for(p.rows, lay_grain(&p.L), x.dt == DT_F32 ? ce_fwd_f32 : ce_fwd_f64, &k);
     if ((e = reduce_rows(&r, loss, &p, reduction, target, x.dt))) goto done;
-    node *n = record(&CE_BW, &input, 1, &r, 1, 4, sizeof(nll_attr), &e);
+    node *n = record(&CE_BW, &input, 1, &r, 1, CE_NSAVED, sizeof(nll_attr), &e);
     if (!e && n) {
         nll_attr *a = node_attrs(n);
         a->reduction = reduction;
         a->ignore = ignore_index;
         a->x = x;
-        node_save(n, CE_X, input);
+        node_save(n, CE_Y, y); /* private: no in-place change can reach it */
         node_save(n, CE_TARGET, target);
         if (weight) node_save(n, CE_WEIGHT, weight);
-        node_save(n, CE_LSE, lse);
     }
 done:
     mem_free(loss);
+    mem_free(lse);
     tensor_release(xc);
-    tensor_release(lse);
+    tensor_release(y);
     plan_free(&p);
     if (e) {
         tensor_release(r);

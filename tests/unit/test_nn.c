@@ -435,6 +435,7 @@ static void cross_entropy_grads(void)
             CHECK(gradcheck(name, call_ce, one, 2, &plain));
             CHECK(gradgradcheck(name, call_ce, in, 3, &wi));
             CHECK(gradgradcheck(name, call_ce, kin, 2, &plain));
+            CHECK(gradgradcheck(name, call_ce, one, 2, &plain));
         }
         ce_cfg ls = {reds[k], -100, 0.2, 0, 0}, lsw = {reds[k], 4, 0.3, 1, 0};
         CHECK(gradcheck("cross_entropy smoothing", call_ce, in, 2, &ls));
@@ -442,6 +443,167 @@ static void cross_entropy_grads(void)
         CHECK(gradcheck("cross_entropy smoothing [N, C, d]", call_ce, kin, 2, &ls));
         CHECK(gradgradcheck("cross_entropy smoothing", call_ce, in, 3, &lsw));
     }
+}
+
+/* Whether t holds want[0..n) exactly, NaN matching NaN. */
+static int same_values(const ag_tensor *t, const double *want, int64_t n)
+{
+    int64_t numel = 0;
+    double *v = values(t, &numel);
+    int ok = numel == n;
+    for (int64_t i = 0; ok && i < n; i++)
+        ok = isnan(want[i]) ? isnan(v[i]) : v[i] == want[i];
+    free(v);
+    return ok;
+}
+
+/* The gradient in the loss scatters the incoming gradient to the targets (nll_loss) and
+ * leaves ignored rows 0, whatever that gradient is: NaN or inf never reached the other entries
+ * of nll_loss's gradient nor the ignored rows (it gave NaN there, from one-hot * g).
+ * torch.autograd.grad(F.nll_loss/F.cross_entropy(x, t, w, reduction=r, ignore_index=1,
+ * label_smoothing=ls), x, g, create_graph=cg), x = lx, t = [0, 2, 1], w = None or lw. */
+static const double lx[9] = {0.5, -1.0, 2.0, 1.5, 0.25, -0.5, -0.75, 1.0, 0.0};
+static const double ltg[3] = {0, 2, 1}, lw[3] = {0.5, 2.0, 1.5};
+
+static void loss_nonfinite_grads(void)
+{
+    const double N = NAN, I = INFINITY;
+    const int reds[3] = {AG_REDUCTION_SUM, AG_REDUCTION_MEAN, AG_REDUCTION_NONE};
+    /* g: nan (sum), inf (mean), [nan, -inf, inf] (none) */
+    const double gnone[3] = {N, -I, I};
+    const double want[3][3][9] = {
+        /* nll_loss */
+        {{N, 0, 0, 0, 0, N, 0, 0, 0}, {-I, 0, 0, 0, 0, -I, 0, 0, 0}, {N, 0, 0, 0, 0, I, 0, 0, 0}},
+        /* cross_entropy */
+        {{N, N, N, N, N, N, 0, 0, 0}, {N, I, I, I, I, N, 0, 0, 0}, {N, N, N, -I, -I, N, 0, 0, 0}},
+        /* cross_entropy, label_smoothing=0.2 */
+        {{N, N, N, N, N, N, 0, 0, 0}, {N, N, N, N, N, N, 0, 0, 0}, {N, N, N, N, N, N, 0, 0, 0}}};
+    for (int dt = 0; dt < 2; dt++) {
+        ag_dtype d = dt ? AG_FLOAT64 : AG_FLOAT32;
+        for (int f = 0; f < 3; f++)
+            for (int k = 0; k < 3; k++)
+                for (int weighted = 0; weighted < 2; weighted++)
+                    for (int how = 0; how < 2; how++) { /* backward; grad with create_graph */
+                        ag_tensor *x = mat(d, 3, 3, lx), *t = vec(AG_INT64, 3, ltg);
+                        ag_tensor *w = weighted ? vec(d, 3, lw) : NULL, *l = NULL, *g = NULL;
+                        OK(ag_tensor_set_requires_grad(x, 1));
+                        if (k == 2) g = vec(d, 3, gnone);
+                        else OK(ag_tensor_scalar(&g, k ? I : N, d));
+                        ce_cfg c = {reds[k], 1, f == 2 ? 0.2 : 0, weighted, f == 0};
+                        ag_tensor *in[3] = {x, t, w};
+                        OK(call_ce(&l, in, &c));
+                        ag_tensor *gx = NULL;
+                        if (how == 0) {
+                            OK(ag_backward(l, g, 0));
+                            gx = grad_of(x);
+                        } else {
+                            OK(ag_grad(&gx, &l, &g, 1, &x, 1, AG_CREATE_GRAPH));
+                        }
+                        if (!gx || !same_values(gx, want[f][k], 9)) {
+                            fprintf(stderr, "nonfinite grad: loss %d reduction %d weighted %d "
+                                    "%s %s\n", f, reds[k], weighted,
+                                    how ? "create_graph" : "backward", dt ? "f64" : "f32");
+                            harness_failures++;
+                        }
+                        ag_tensor_release(gx);
+                        ag_tensor_release(l);
+                        ag_tensor_release(g);
+                        ag_tensor_release(w);
+                        ag_tensor_release(t);
+                        ag_tensor_release(x);
+                    }
+    }
+}
+
+/* cross_entropy saves what PyTorch's log_softmax + nll_loss save: its own log_softmax, the
+ * target and the weight, never the logits. So the logits may change in place before backward
+ * (it was AG_EVERSION), and the gradients are those of the values the loss saw; the target
+ * and the weight may not. */
+static int ce_run(ag_tensor **gx, const ce_cfg *c, int modify, unsigned flags)
+{
+    ag_tensor *x = mat(AG_FLOAT64, 3, 3, lx), *t = vec(AG_INT64, 3, ltg);
+    ag_tensor *w = vec(AG_FLOAT64, 3, lw), *y = NULL, *l = NULL, *s = NULL;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_mul_scalar(&y, x, 1.0));
+    ag_tensor *in[3] = {y, t, w};
+    OK(call_ce(&l, in, (void *)c));
+    if (modify == 1) OK(ag_mul_scalar_(y, 2.0));
+    if (modify == 2) OK(ag_mul_scalar_(t, 1.0));
+    if (modify == 3) OK(ag_mul_scalar_(w, 1.0));
+    OK(ag_sum(&s, l));
+    int rc = flags ? ag_grad(gx, &s, NULL, 1, &x, 1, flags) : ag_backward(s, NULL, 0);
+    if (!flags && rc == AG_OK) OK(ag_tensor_grad(gx, x));
+    ag_tensor_release(s);
+    ag_tensor_release(l);
+    ag_tensor_release(y);
+    ag_tensor_release(w);
+    ag_tensor_release(t);
+    ag_tensor_release(x);
+    return rc;
+}
+
+static void cross_entropy_inplace(void)
+{
+    const int reds[3] = {AG_REDUCTION_NONE, AG_REDUCTION_MEAN, AG_REDUCTION_SUM};
+    for (int ls = 0; ls < 2; ls++)
+        for (int k = 0; k < 3; k++)
+            for (int weighted = 0; weighted < 2; weighted++)
+                for (int ig = 0; ig < 2; ig++)
+                    for (int cg = 0; cg < 2; cg++) {
+                        ce_cfg c = {reds[k], ig ? 1 : -100, ls ? 0.2 : 0, weighted, 0};
+                        unsigned fl = cg ? AG_CREATE_GRAPH : 0;
+                        ag_tensor *ref = NULL, *got = NULL, *none = NULL;
+                        OK(ce_run(&ref, &c, 0, fl));
+                        OK(ce_run(&got, &c, 1, fl));
+                        double *want = ref ? values(ref, NULL) : NULL;
+                        if (got && want) check_values("ce logits modified", got, want, 9, 0);
+                        else harness_failures++;
+                        free(want);
+                        FAILS(AG_EVERSION, ce_run(&none, &c, 2, fl));
+                        if (weighted) FAILS(AG_EVERSION, ce_run(&none, &c, 3, fl));
+                        CHECK(none == NULL);
+                        ag_tensor_release(ref);
+                        ag_tensor_release(got);
+                    }
+    /* Higher orders through the saved log_softmax:
+     * x = lx.requires_grad_(); y = x * 1
+     * l = F.cross_entropy(y, t, lw, ignore_index=1); y.mul_(2)
+     * g, = grad(l, x, create_graph=True); g2, = grad((g * lc).sum(), x, create_graph=True)
+     * g3, = grad((g2 * g2).sum(), x) */
+    static const double lc[9] = {1.0, -0.5, 0.25, 0.75, 2.0, -1.0, 0.5, -1.5, 1.0};
+    static const double wg[9] = {-0.20617740196499082, 0.009778143317671862,
+                                 0.19639925864731897,  0.5274854820163304,
+                                 0.1511271208717882,   -0.6786126028881188, 0, 0, 0};
+    static const double wg2[9] = {0.028391199163060047, -0.00833228216044824,
+                                  -0.020058917002611802, -0.0449987006552713,
+                                  0.17601655749952425,   -0.13101785684425285, 0, 0, 0};
+    static const double wg3[9] = {0.0017948375316305454, -0.0001462062240374854,
+                                  -0.0016486313075930606, -0.06730269527837426,
+                                  0.04478936635938404,    0.022513328918990244, 0, 0, 0};
+    ag_tensor *x = mat(AG_FLOAT64, 3, 3, lx), *t = vec(AG_INT64, 3, ltg);
+    ag_tensor *w = vec(AG_FLOAT64, 3, lw), *cm = mat(AG_FLOAT64, 3, 3, lc);
+    ag_tensor *y = NULL, *l = NULL, *g = NULL, *p = NULL, *s = NULL, *g2 = NULL, *q = NULL,
+              *s2 = NULL, *g3 = NULL;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_mul_scalar(&y, x, 1.0));
+    OK(ag_cross_entropy(&l, y, t, w, AG_REDUCTION_MEAN, 1, 0));
+    OK(ag_mul_scalar_(y, 2.0));
+    OK(ag_grad(&g, &l, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+    if (g) {
+        check_values("ce first order", g, wg, 9, 1e-12);
+        OK(ag_mul(&p, g, cm));
+        OK(ag_sum(&s, p));
+        OK(ag_grad(&g2, &s, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+    }
+    if (g2) {
+        check_values("ce second order", g2, wg2, 9, 1e-12);
+        OK(ag_mul(&q, g2, g2));
+        OK(ag_sum(&s2, q));
+        OK(ag_grad(&g3, &s2, NULL, 1, &x, 1, 0));
+    }
+    if (g3) check_values("ce third order", g3, wg3, 9, 1e-12);
+    ag_tensor *all[] = {x, t, w, cm, y, l, g, p, s, g2, q, s2, g3};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) ag_tensor_release(all[i]);
 }
 
 /* ---- mse_loss ---- */
@@ -1049,6 +1211,8 @@ int main(void)
     cross_entropy_values();
     cross_entropy_errors();
     cross_entropy_grads();
+    loss_nonfinite_grads();
+    cross_entropy_inplace();
     mse();
     bce();
     dropout();
