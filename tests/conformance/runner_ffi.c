@@ -587,7 +587,7 @@ typedef struct tol {
 
 typedef struct run_ctx {
     const char *file, *case_name;
-    char step[32];   /* "4" or "4.2" inside a no_grad block */
+    char step[48];   /* "4" or "4.2" inside a no_grad block */
     const char *op;  /* the step's op (and fn) for messages */
     const char *fn;
     tol tols[2];     /* float32, float64 */
