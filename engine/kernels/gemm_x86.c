@@ -90,13 +90,11 @@ INLINE uint32_t lanes(int64_t n, int vl)
             _Pragma("GCC unroll 14") for (int i = 0; i < R; i++)                               \
             {                                                                                  \
                 _mm512_storeu_##PS(t[i], acc[i][0]);                                           \
-                if (NV > 1) _mm512_storeu_##PS(t[i] + VL, acc[i][1]);                          \
+                /* (zeros when NV == 1, never read: nr <= VL then; gcc cannot tell) */         \
+                _mm512_storeu_##PS(t[i] + VL, NV > 1 ? acc[i][NV - 1] : _mm512_setzero_##PS()); \
             }                                                                                  \
-            /* (nr <= NV * VL always; the bound says so to gcc, which otherwise warns that     \
-             * t[i][VL..] may be read uninitialised when NV == 1) */                          \
-            int64_t nn = nr < NV * VL ? nr : NV * VL;                                          \
             for (int64_t i = 0; i < R; i++)                                                    \
-                for (int64_t j = 0; j < nn; j++) {                                             \
+                for (int64_t j = 0; j < nr; j++) {                                             \
                     T *p = c + i * rsc + j * csc;                                              \
                     *p = load_c ? *p + t[i][j] : t[i][j];                                      \
                 }                                                                              \
