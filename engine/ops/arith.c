@@ -99,16 +99,6 @@ static const iter_loop scal_loops[][3] = {
 };
 
 /* ---- shared forward ---- */
-static eng_err bool_sub_error(bool two)
-{
-    if (two)
-        return err_set(E_DTYPE, "Subtraction, the `-` operator, with two bool tensors is not "
-                       "supported. Use the `^` or `logical_xor()` operator instead.");
-    return err_set(E_DTYPE, "Subtraction, the `-` operator, with a bool tensor is not supported. "
-                   "If you are trying to invert a mask, use the `~` or `logical_not()` operator "
-                   "instead.");
-}
-
 static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
 {
     if (a->dtype == b->dtype && dtype_is_float((dtype)a->dtype)) {

@@ -26,6 +26,16 @@ eng_err require_float(const tensor *t, const char *op)
                    dtype_name((dtype)t->dtype));
 }
 
+eng_err bool_sub_error(bool two)
+{
+    if (two)
+        return err_set(E_DTYPE, "Subtraction, the `-` operator, with two bool tensors is not "
+                       "supported. Use the `^` or `logical_xor()` operator instead.");
+    return err_set(E_DTYPE, "Subtraction, the `-` operator, with a bool tensor is not supported. "
+                   "If you are trying to invert a mask, use the `~` or `logical_not()` operator "
+                   "instead.");
+}
+
 eng_err unary_float_dtype(const tensor *t, const char *op, dtype *out)
 {
     if (t->dtype == DT_BOOL)

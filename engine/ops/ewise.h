@@ -41,6 +41,8 @@ static inline iter_loop pick(const loop_pair *p, dtype dt) { return dt == DT_F32
 
 /** The dtype for an op on float tensors only: E_DTYPE naming `op` otherwise. */
 eng_err require_float(const tensor *t, const char *op);
+/** PyTorch's refusal of subtraction with bool operands (`two`: both are bool). */
+eng_err bool_sub_error(bool two);
 
 /** The dtype of a unary float function applied to t: t's dtype if float, else the default
  *  float (torch.exp(int_tensor) is float32). Bool is refused. */

@@ -301,16 +301,6 @@ static const iter_loop ip_loops[5][DT_COUNT] = {
     {ip_muls_f32, ip_muls_f64, ip_muls_i64, NULL},
 };
 
-static eng_err bool_sub_error(bool two)
-{
-    if (two)
-        return err_set(E_DTYPE, "Subtraction, the `-` operator, with two bool tensors is not "
-                       "supported. Use the `^` or `logical_xor()` operator instead.");
-    return err_set(E_DTYPE, "Subtraction, the `-` operator, with a bool tensor is not supported. "
-                   "If you are trying to invert a mask, use the `~` or `logical_not()` operator "
-                   "instead.");
-}
-
 static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_type *type)
 {
     if (op == OP_SUB && (t->dtype == DT_BOOL || other->dtype == DT_BOOL))
