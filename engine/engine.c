@@ -503,7 +503,7 @@ static bool execute_leaf(sched *s, uint32_t i)
     node *fn = g->fn;
     if (!fn->variable || !s->accumulate || g->nslots != 1 ||
         (atomic_load_explicit(&fn->flags, memory_order_relaxed) &
-         (NODE_LEAF_HOOKS | NODE_LEAF_MOVED)) ||
+         (NODE_LEAF_HOOKS | NODE_LEAF_MOVED | NODE_LEAF_NOGRAD)) ||
         atomic_load_explicit(&s->failed, memory_order_relaxed))
         return false;
     run_begin(s, i); /* its gradient stays in its slot for commit */
@@ -646,9 +646,13 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
 
     bool runs = !failed && fn->type->backward && g->runs;
     if (!failed && fn->variable && s->accumulate) {
-        /* committed after the whole pass succeeds; the slots are empty now */
-        s->cgrad[g->slot0] = gin[0];
-        gin[0] = NULL;
+        /* committed after the whole pass succeeds; the slots are empty now. A leaf set not
+         * to require grad since the graph was recorded takes nothing (PyTorch's
+         * AccumulateGrad returns early too): its gradient is released below. */
+        if (!(atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD)) {
+            s->cgrad[g->slot0] = gin[0];
+            gin[0] = NULL;
+        }
     } else if (runs) {
         bool any = false;
         for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
@@ -795,11 +799,6 @@ static void run_from(sched *s, uint32_t first)
 /* ---- commit ---------------------------------------------------------------------------------- */
 static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
 {
-    if (atomic_load_explicit(&acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD) {
-        /* the leaf no longer requires grad (PyTorch's AccumulateGrad returns early too) */
-        tensor_release(g);
-        return E_OK;
-    }
     tmeta *m = node_leaf_meta(acc);
     eng_err rc = E_OK;
     tmeta_lock(m);
