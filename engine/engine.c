@@ -601,7 +601,10 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         for (int p = 0; p < fn->n_out && !rc; p++) {
             if (!gin[p]) continue;
             if (fn->variable) {
-                tmeta *m = atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_HOOKS
+                /* (Not for a leaf set not to require grad: PyTorch's AccumulateGrad returns
+                 * before its hooks then.) */
+                unsigned fl = atomic_load_explicit(&fn->flags, memory_order_relaxed);
+                tmeta *m = (fl & (NODE_LEAF_HOOKS | NODE_LEAF_NOGRAD)) == NODE_LEAF_HOOKS
                                ? node_leaf_meta(fn) : NULL;
                 /* An AccumulateGrad node is its leaf's first history: hooks registered
                  * after an in-place op moved the tensor into the graph belong elsewhere. */
@@ -797,6 +800,26 @@ static void run_from(sched *s, uint32_t first)
 }
 
 /* ---- commit ---------------------------------------------------------------------------------- */
+/* g, a gradient about to be handed to the user, as PyTorch hands it: if it is a view of a
+ * tensor nothing else holds (the transpose of a weight's product, say), a plain tensor on the
+ * same memory instead, as PyTorch's AccumulateGrad keeps new_grad.detach(). A view made during
+ * backward counts as made under no_grad, and in-place ops with operands that require grad
+ * would then refuse it. Takes g's reference; g itself if it is not such a view, or if the
+ * alias cannot be made (it is still the right value). */
+static tensor *unview_private(tensor *g)
+{
+    if (!g->base || g->grad_fn || g->base->grad_fn || atomic_load(&g->refs) != 1 ||
+        atomic_load(&g->base->refs) != 1 || atomic_load(&g->st->refs) != 2)
+        return g;
+    tensor *a = tensor_alias(g, g->shape, g->strides, g->ndim, g->offset);
+    if (!a) {
+        err_clear();
+        return g;
+    }
+    tensor_release(g);
+    return a;
+}
+
 static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
 {
     tmeta *m = node_leaf_meta(acc);
@@ -812,7 +835,7 @@ static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
                          (g->base && atomic_load(&g->base->refs) == 1 &&
                           atomic_load(&g->st->refs) == 2 && !g->base->grad_fn));
         if (!create_graph && private_) {
-            m->grad = g;
+            m->grad = unview_private(g);
             g = NULL;
         } else {
             tensor *c = NULL;
@@ -1142,7 +1165,7 @@ eng_err run_backward(const bwd_request *r)
         rc = commit(&s);
     } else {
         for (int k = 0; k < ni; k++) {
-            r->captured[k] = s.captured[k];
+            r->captured[k] = s.captured[k] ? unview_private(s.captured[k]) : NULL;
             s.captured[k] = NULL;
         }
     }

@@ -158,7 +158,11 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     *(ip_attr *)node_attrs(fn) = attr;
     if (attr.op == OP_MULS) atomic_fetch_or(&fn->flags, NODE_SAVES_SCALAR); /* (as x * s) */
     eng_err e = E_OK;
-    if (attr.op == OP_MUL) {
+    /* `other`, for self's gradient, only when self has one (PyTorch's _saved_other is None
+     * otherwise, and changing other in place before backward is then no error). A view keeps
+     * it: CopySlices always asks the op's formula for self's part. */
+    bool save_other = attr.op == OP_MUL && (view || tensor_requires_grad(t));
+    if (save_other) {
         if (other->st == t->st) {
             /* t.mul_(t) or a view of t: saving `other` itself would make a cycle (t's new
              * grad_fn holds other, which is t or holds t as its base). Its bumped version
@@ -174,16 +178,16 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
         } else {
             node_save(fn, 0, other);
         }
-        if (tensor_requires_grad(other)) {
-            /* The old value, for other's gradient. Cloned with its history (a CloneBackward0
-             * while grad mode is on): a double backward differentiates through it (it was a
-             * detached copy, so d/da of a*a*a built by mul_ missed the old value's share). */
-            tensor *copy;
-            e = op_clone(&copy, t);
-            if (!e) {
-                node_save(fn, 1, copy);
-                tensor_release(copy);
-            }
+    }
+    if (attr.op == OP_MUL && tensor_requires_grad(other)) {
+        /* The old value, for other's gradient. Cloned with its history (a CloneBackward0
+         * while grad mode is on): a double backward differentiates through it (it was a
+         * detached copy, so d/da of a*a*a built by mul_ missed the old value's share). */
+        tensor *copy;
+        e = op_clone(&copy, t);
+        if (!e) {
+            node_save(fn, 1, copy);
+            tensor_release(copy);
         }
     }
     if (!e && !view) {

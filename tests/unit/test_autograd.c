@@ -197,22 +197,56 @@ static void grad_input_node_does_not_run(void)
 
 /* requires_grad set to 0 on a leaf a graph already recorded: torch's AccumulateGrad leaves
  * .grad alone (y = x * 2; x.requires_grad_(False); y.sum().backward(): x.grad is None). */
+static int count_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud);
+
 static void leaf_requires_grad_cleared(void)
 {
     ag_tensor *x = leaf(3.0), *y, *g = SENT;
+    int calls = 0;
+    uint64_t h;
+    OK(ag_tensor_register_hook(&h, x, count_hook, 0, &calls, NULL));
     OK(ag_mul_scalar(&y, x, 2.0));
     OK(ag_tensor_set_requires_grad(x, 0));
     OK(ag_backward(y, NULL, AG_RETAIN_GRAPH));
     OK(ag_tensor_grad(&g, x));
     CHECK(g == NULL);
+    CHECK(calls == 0); /* nor do its hooks run (torch returns before them) */
     OK(ag_tensor_set_requires_grad(x, 1)); /* the same graph accumulates again */
     OK(ag_backward(y, NULL, AG_RETAIN_GRAPH));
     OK(ag_backward(y, NULL, 0));
     OK(ag_tensor_grad(&g, x));
     CHECK(g != NULL && item(g) == 4.0);
+    CHECK(calls == 2);
     ag_tensor_release(g);
     ag_tensor_release(y);
     ag_tensor_release(x);
+}
+
+/* c.mul_(b) with c not requiring grad saves only what b's gradient needs (c's old value), as
+ * PyTorch does: changing b in place afterwards is no error. */
+static void mul_inplace_saves_what_is_needed(void)
+{
+    ag_tensor *a = leaf(3.0), *b, *c, *g;
+    OK(ag_mul_scalar(&b, a, 1.0));
+    OK(ag_tensor_scalar(&c, 5.0, AG_FLOAT64));
+    OK(ag_mul_(c, b));
+    OK(ag_mul_scalar_(b, 2.0));
+    OK(ag_backward(c, NULL, 0));
+    OK(ag_tensor_grad(&g, a));
+    CHECK_CLOSE(item(g), 5.0, 0);
+    ag_tensor_release(g);
+    /* ... while a c that requires grad needs b: then it is an error, as in PyTorch */
+    ag_tensor *d, *e;
+    OK(ag_mul_scalar(&d, a, 1.0));
+    OK(ag_mul_scalar(&e, a, 1.0));
+    OK(ag_mul_(d, e));
+    OK(ag_mul_scalar_(e, 2.0));
+    FAILS(AG_EVERSION, ag_backward(d, NULL, 0));
+    ag_tensor_release(e);
+    ag_tensor_release(d);
+    ag_tensor_release(c);
+    ag_tensor_release(b);
+    ag_tensor_release(a);
 }
 
 static void no_grad_and_detach(void)
@@ -1017,6 +1051,7 @@ int main(void)
     grad_function();
     grad_input_node_does_not_run();
     leaf_requires_grad_cleared();
+    mul_inplace_saves_what_is_needed();
     no_grad_and_detach();
     retain_grad();
     retain_grad_during_backward();

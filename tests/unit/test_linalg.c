@@ -383,6 +383,39 @@ static void products_are_not_views(void)
     }
 }
 
+/* Gradients handed to the user are not views of the backward's temporaries: torch keeps
+ * new_grad.detach() in .grad, so w.grad.mul_(z) with z requiring grad works (w's gradient of
+ * x @ w.t() is the transpose of a product, which was kept as a view made in backward). */
+static void gradients_are_not_views(void)
+{
+    static const int64_t s23[] = {2, 3}, s43[] = {4, 3};
+    double xd[6] = {1, 2, 3, 4, 5, 6}, wd[12], zd[12];
+    for (int i = 0; i < 12; i++) {
+        wd[i] = 0.5 * i - 2;
+        zd[i] = i % 3 + 1;
+    }
+    ag_tensor *x = tensor_f64(xd, s23, 2, AG_FLOAT64), *w = tensor_f64(wd, s43, 2, AG_FLOAT64);
+    ag_tensor *z = tensor_f64(zd, s43, 2, AG_FLOAT64), *y, *s, *g, *r;
+    OK(ag_tensor_set_requires_grad(w, 1));
+    OK(ag_tensor_set_requires_grad(z, 1));
+    OK(ag_linear(&y, x, w, NULL));
+    OK(ag_sum(&s, y));
+    OK(ag_backward(s, NULL, AG_RETAIN_GRAPH));
+    OK(ag_tensor_grad(&g, w));
+    OK(ag_mul_(g, z)); /* torch: works; w.grad[i][j] = (x[0][j] + x[1][j]) * z[i][j] */
+    double want[12];
+    for (int i = 0; i < 12; i++) want[i] = (xd[i % 3] + xd[3 + i % 3]) * zd[i];
+    check_values("w.grad * z", g, want, 12, 0);
+    CHECK_STR(grad_fn_name(g), "MulBackward0");
+    ag_tensor_release(g);
+    /* the same gradient from ag_grad */
+    OK(ag_grad(&r, &s, NULL, 1, &w, 1, 0));
+    OK(ag_mul_(r, z));
+    check_values("grad * z", r, want, 12, 0);
+    ag_tensor *ts[] = {r, s, y, z, w, x};
+    for (size_t i = 0; i < 6; i++) ag_tensor_release(ts[i]);
+}
+
 int main(void)
 {
     matmul_values();
@@ -390,6 +423,7 @@ int main(void)
     products_are_not_views();
     transposed_operands();
     linear();
+    gradients_are_not_views();
     errors();
     determinism();
     return harness_finish("test_linalg");
