@@ -883,14 +883,11 @@ eng_err view_sync_slow(tensor *t)
     while (atomic_flag_test_and_set_explicit(&t->view_lock, memory_order_acquire)) sched_yield();
     eng_err e = E_OK;
     if (view_stale(t)) {
-        if (t->grad_fn || tensor_requires_grad(t->base)) {
-            e = regenerate(t);
-        } else {
-            /* Nothing differentiable: nothing to follow. Should the base take a history
-             * later, that in-place op bumps the version again. */
-            atomic_store_explicit(&t->view_version, (uint32_t)tensor_version(t),
-                                  memory_order_release);
-        }
+        /* Nothing differentiable: nothing to follow yet, but the view stays stale. The base
+         * may be set to require grad later without an in-place op (no version bump), and
+         * the view must then take the history, as in PyTorch: marking it current here made
+         * that depend on whether anything had looked at the view meanwhile. */
+        if (t->grad_fn || tensor_requires_grad(t->base)) e = regenerate(t);
     }
     atomic_flag_clear_explicit(&t->view_lock, memory_order_release);
     return e;

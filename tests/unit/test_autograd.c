@@ -749,6 +749,33 @@ static void custom_view_output(void)
  * with its old grad_fn and do not run, hooks registered after do. Also a base that is not
  * contiguous (a detached transpose, stepped under no_grad as an optimizer would), where the
  * fresh node must scatter into the base's own strides. */
+/* A view changed in place while nothing required grad takes its base's history once the base
+ * is set to require grad, whether or not something looked at the view in between (torch:
+ * x = [1,2,3]; v = x[0:2]; v.add_(1); x.requires_grad_(True); (v*2).sum().backward() gives
+ * x.grad [2,2,0], v.grad_fn AsStridedBackward0). */
+static void view_follows_base_requiring_grad_later(void)
+{
+    for (int look = 0; look < 2; look++) {
+        ag_tensor *x = vec(AG_FLOAT64, 3, (double[]){1, 2, 3}), *v, *y, *s, *g;
+        int req;
+        OK(ag_slice(&v, x, 0, 0, 2, 1));
+        OK(ag_add_scalar_(v, 1.0));
+        if (look) OK(ag_tensor_is_leaf(&req, v)); /* (this used to mark it current) */
+        OK(ag_tensor_set_requires_grad(x, 1));
+        OK(ag_tensor_is_leaf(&req, v));
+        CHECK(req == 0);
+        OK(ag_mul_scalar(&y, v, 2.0));
+        CHECK_STR(grad_fn_name(v), "AsStridedBackward0");
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        OK(ag_tensor_grad(&g, x));
+        CHECK(g != NULL);
+        if (g) check_values("x.grad", g, (double[]){2, 2, 0}, 3, 0);
+        ag_tensor *ts[] = {g, s, y, v, x};
+        for (size_t i = 0; i < 5; i++) ag_tensor_release(ts[i]);
+    }
+}
+
 static void views_behind_inplace(void)
 {
     const double xs[3] = {1, 2, 3};
@@ -1062,6 +1089,7 @@ int main(void)
     custom_function();
     hooks_across_inplace();
     views_behind_inplace();
+    view_follows_base_requiring_grad_later();
     custom_view_output();
     custom_int_output();
     saved_output_alias_hooks();
