@@ -173,6 +173,23 @@ func TestMistakesAreErrors(t *testing.T) {
 	if autograd.EShape.String() != "AG_ESHAPE" {
 		t.Fatal(autograd.EShape.String())
 	}
+	// A copy out of a view larger than any memory: an error, where the allocation used to be
+	// a fatal out-of-memory of the whole process.
+	one := must(autograd.FromSlice([]float32{1}, 1, 1, 1))
+	huge := must(one.Expand(1<<15, 1<<15, 1<<15))
+	if _, err := huge.Float64s(); !errors.Is(err, autograd.ENoMem) ||
+		!strings.Contains(err.Error(), "Float64s: the tensor has 35184372088832 elements") {
+		t.Fatalf("Float64s of a huge view: %v", err)
+	}
+	if _, err := huge.Int64s(); !errors.Is(err, autograd.ENoMem) {
+		t.Fatalf("Int64s of a huge view: %v", err)
+	}
+	if _, err := autograd.Data[float32](huge); !errors.Is(err, autograd.ENoMem) {
+		t.Fatalf("Data of a huge view: %v", err)
+	}
+	if v, err := must(one.Expand(2, 3, 1)).Float64s(); err != nil || len(v) != 6 || v[5] != 1 {
+		t.Fatalf("Float64s of a small view: %v %v", v, err)
+	}
 }
 
 func TestOps(t *testing.T) {

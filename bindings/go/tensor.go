@@ -441,16 +441,40 @@ func (t *Tensor) ItemInt64() (int64, error) {
 	return r.Int(), done(r, t)
 }
 
+// outBuf makes the slice that a copy of t's elements goes into. A view can have far more
+// elements than memory behind it (an expanded tensor has stride 0), and a Go allocation that
+// cannot be satisfied is a fatal error, not a panic or an error: so a copy larger than the
+// machine's memory, which could never succeed, is refused with ENoMem first.
+func outBuf[T any](fn string, t *Tensor) ([]T, error) {
+	n := max(t.Numel(), 0)
+	size := uint64(unsafe.Sizeof(*new(T)))
+	limit := physicalMemory()
+	if limit == 0 || limit > 1<<47 {
+		limit = 1 << 47 // below the Go runtime's own limit on one allocation (2^48 on amd64)
+	}
+	if uint64(n) > limit/size {
+		return nil, errorf(ENoMem, "%s: the tensor has %d elements of %d bytes, more than this "+
+			"machine's memory (%d bytes)", fn, n, size, limit)
+	}
+	return make([]T, n), nil
+}
+
 // Float64s returns a copy of the elements converted to float64, in row-major order.
 func (t *Tensor) Float64s() ([]float64, error) {
-	buf := make([]float64, max(t.Numel(), 0))
+	buf, err := outBuf[float64]("Float64s", t)
+	if err != nil {
+		return nil, err
+	}
 	return buf, done(capi.Ag_tensor_copy_f64(buf, t.c()), t)
 }
 
 // Int64s returns a copy of the elements converted to int64 (floats truncate), in row-major
 // order.
 func (t *Tensor) Int64s() ([]int64, error) {
-	buf := make([]int64, max(t.Numel(), 0))
+	buf, err := outBuf[int64]("Int64s", t)
+	if err != nil {
+		return nil, err
+	}
 	return buf, done(capi.Ag_tensor_copy_i64(buf, t.c()), t)
 }
 
@@ -460,7 +484,10 @@ func Data[T Element](t *Tensor) ([]T, error) {
 	if t.c() != 0 && t.DType() != dt {
 		return nil, errorf(EDType, "Data: the tensor holds %v, not %v", t.DType(), dt)
 	}
-	buf := make([]T, max(t.Numel(), 0))
+	buf, err := outBuf[T]("Data", t)
+	if err != nil {
+		return nil, err
+	}
 	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(buf))), len(buf)*dt.size())
 	return buf, done(capi.Ag_tensor_copy_data(b, t.c()), t)
 }
