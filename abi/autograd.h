@@ -453,7 +453,10 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
  *  unless AG_ALLOW_UNUSED is set, in which case its entry is NULL. Only the nodes between
  *  the outputs and the inputs run: an input's own grad_fn does not (unless it leads to another
  *  input), so its saved tensors are neither checked nor freed (ag_grad(y, y) leaves y's graph
- *  whole for a later backward, as in PyTorch).
+ *  whole for a later backward, as in PyTorch). A result has the layout that PyTorch's
+ *  formula gives it: sum's gradient is a stride-0 expanded view (in-place ops on it fail with
+ *  AG_EINVAL), mean's a fresh contiguous tensor; a matrix product's column-major factor gets a
+ *  column-major gradient.
  *  Errors: as ag_backward; AG_EINVAL if n_outputs or n_inputs is 0. */
 AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs,
                    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs,

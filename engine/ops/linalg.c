@@ -47,10 +47,18 @@ static eng_err cannot_multiply(const tensor *a, const tensor *b)
                    fmt_shape(s1, sizeof s1, a->shape, a->ndim), fmt_shape(s2, sizeof s2, b->shape, b->ndim));
 }
 
-/* mm's attribute: whether b was a transposed view (its gradient takes the same layout). */
+/* mm's attributes: whether each operand was column-major (a transposed contiguous matrix):
+ * its gradient takes the same layout, as PyTorch's mm_mat1_backward / mm_mat2_backward give
+ * it (so that after TBackward0 a transposed leaf's gradient is contiguous). */
 typedef struct mm_attr {
-    bool b_transposed;
+    bool a_colmajor, b_colmajor;
 } mm_attr;
+
+/* PyTorch's test (strides[0] == 1 && strides[1] == sizes[0]) for a 2-d operand. */
+static bool col_major(const tensor *t)
+{
+    return t->ndim == 2 && t->strides[0] == 1 && t->strides[1] == t->shape[0];
+}
 
 static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, tensor *b)
 {
@@ -64,8 +72,9 @@ static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, t
     if (n) {
         if (tensor_requires_grad(b)) node_save(n, 0, a);
         if (tensor_requires_grad(a)) node_save(n, 1, b);
-        ((mm_attr *)node_attrs(n))->b_transposed =
-            b->ndim == 2 && b->strides[0] == 1 && b->strides[1] == b->shape[0] && b->shape[0] > 1;
+        mm_attr *at = (mm_attr *)node_attrs(n);
+        at->a_colmajor = col_major(a);
+        at->b_colmajor = col_major(b);
     }
     *out = r;
     return E_OK;
@@ -86,32 +95,41 @@ static eng_err mm_raw(tensor **out, tensor *a, tensor *b)
     return E_OK;
 }
 
-/* d(a@b)/da = g @ b^T, d(a@b)/db = a^T @ g: transposed views, no copies. */
+/* The gradient of a product's first factor, g @ b^T, or (b @ g^T)^T when the factor was
+ * column-major (PyTorch's mm_mat1_backward): transposed views, no copies. */
+static eng_err mat1_grad(tensor **out, tensor *g, tensor *b, bool colmajor)
+{
+    tensor *t = NULL, *p = NULL;
+    eng_err e = colmajor ? op_t(&t, g) : op_t(&t, b);
+    if (!e) e = colmajor ? op_mm(&p, b, t) : op_mm(out, g, t);
+    if (!e && colmajor) e = op_t(out, p);
+    tensor_release(t);
+    tensor_release(p);
+    return e;
+}
+
+/* The second factor's, a^T @ g, or (g^T @ a)^T when it was column-major (x @ w.t(): the
+ * weight's gradient is then contiguous after TBackward0, and AccumulateGrad takes it without a
+ * copy), as PyTorch's mm_mat2_backward. */
+static eng_err mat2_grad(tensor **out, tensor *g, tensor *a, bool colmajor)
+{
+    tensor *t = NULL, *p = NULL;
+    eng_err e = colmajor ? op_t(&t, g) : op_t(&t, a);
+    if (!e) e = colmajor ? op_mm(&p, t, a) : op_mm(out, t, g);
+    if (!e && colmajor) e = op_t(out, p);
+    tensor_release(t);
+    tensor_release(p);
+    return e;
+}
+
 static eng_err mm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    tensor *a, *b, *t = NULL;
+    tensor *a, *b;
     eng_err e;
     if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
-    if (c->needed[0]) {
-        if (!(e = op_t(&t, b))) e = op_mm(&gout[0], gin[0], t);
-        tensor_release(t);
-        t = NULL;
-        if (e) return e;
-    }
-    if (c->needed[1]) {
-        if (((const mm_attr *)node_attrs(n))->b_transposed) {
-            /* b is a transposed view (x @ w.t()): give its gradient the same layout,
-             * (g^T a)^T, as PyTorch's mm_mat2_backward does, so that after TBackward0 the
-             * weight's gradient is contiguous and AccumulateGrad takes it without a copy. */
-            tensor *gt = NULL, *p = NULL;
-            if (!(e = op_t(&gt, gin[0])) && !(e = op_mm(&p, gt, a))) e = op_t(&gout[1], p);
-            tensor_release(gt);
-            tensor_release(p);
-        } else {
-            if (!(e = op_t(&t, a))) e = op_mm(&gout[1], t, gin[0]);
-            tensor_release(t);
-        }
-    }
+    const mm_attr *at = (const mm_attr *)node_attrs(n);
+    if (c->needed[0] && (e = mat1_grad(&gout[0], gin[0], b, at->a_colmajor))) return e;
+    if (c->needed[1]) e = mat2_grad(&gout[1], gin[0], a, at->b_colmajor);
     return e;
 }
 static const node_type MM_BW = {"MmBackward0", mm_backward, NULL};
@@ -306,6 +324,29 @@ eng_err op_matmul(tensor **out, tensor *a, tensor *b)
         tensor_release(p);
         return e;
     }
+    if (na == 1 && nb >= 3) {
+        /* As torch 1.13 (should_fold): b^T's batch folded into rows, [rows, K] @ a by mv,
+         * viewed back (UnsafeViewBackward0 over MvBackward0); b's gradient is then a
+         * transposed view, as PyTorch's. */
+        int64_t K = a->shape[0];
+        if (K != b->shape[nb - 2]) return cannot_multiply(a, b);
+        int64_t shape[MAX_DIMS], rows = 1;
+        int nd = 0;
+        for (int d = 0; d < nb; d++) {
+            if (d == nb - 2) continue;
+            shape[nd++] = b->shape[d];
+            rows *= b->shape[d];
+        }
+        int64_t s2[2] = {rows, K};
+        tensor *bt = NULL, *bf = NULL, *p = NULL;
+        if (!(e = op_transpose(&bt, b, -1, -2)) && !(e = op_reshape(&bf, bt, s2, 2)) &&
+            !(e = op_mv(&p, bf, a)))
+            e = op_unsafe_view(out, p, shape, nd);
+        tensor_release(bt);
+        tensor_release(bf);
+        tensor_release(p);
+        return e;
+    }
     /* torch 1.13's should_fold declines a 3-d b whose last two dims are transposed
      * (permute(0, 2, 1) of a contiguous tensor): that goes through bmm (UnsafeViewBackward0). */
     bool b_transposed = nb == 3 && b->strides[2] != 1 && b->strides[0] == b->shape[1] * b->shape[2];
@@ -384,11 +425,25 @@ static eng_err addmm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         int64_t dim0 = 0;
         if ((e = op_sum_dims(&gout[0], gin[0], &dim0, 1, false))) return e;
     }
-    if (c->needed[1] && (e = op_mm(&gout[1], gin[0], w))) return e;
+    /* The layouts are PyTorch's: mm_mat1_backward / mm_mat2_backward of addmm(b, x, w.t()),
+     * the latter transposed back by TBackward0. */
+    const mm_attr *at = (const mm_attr *)node_attrs(n);
+    if (c->needed[1]) {
+        tensor *wt = NULL;
+        if (!(e = op_t(&wt, w))) e = mat1_grad(&gout[1], gin[0], wt, at->a_colmajor);
+        tensor_release(wt);
+        if (e) return e;
+    }
     if (c->needed[2]) {
-        tensor *gt = NULL;
-        if (!(e = op_t(&gt, gin[0]))) e = op_mm(&gout[2], gt, x);
-        tensor_release(gt);
+        /* (g^T x)^T^T when w^T was column-major (w row-major, the usual case), else (x^T g)^T */
+        tensor *t = NULL, *p = NULL;
+        if (at->b_colmajor) {
+            if (!(e = op_t(&t, gin[0]))) e = op_mm(&gout[2], t, x);
+        } else if (!(e = op_t(&t, x)) && !(e = op_mm(&p, t, gin[0]))) {
+            e = op_t(&gout[2], p);
+        }
+        tensor_release(t);
+        tensor_release(p);
     }
     return e;
 }
@@ -420,7 +475,7 @@ static eng_err linear_2d(tensor **out, tensor *x, tensor *w, tensor *b)
         return err_nomem();
     }
     tensor *ins[3] = {b, x, w};
-    node *n = record(&ADDMM_BW, ins, 3, &r, 1, 2, 0, &e);
+    node *n = record(&ADDMM_BW, ins, 3, &r, 1, 2, sizeof(mm_attr), &e);
     if (e) {
         tensor_release(r);
         return e;
@@ -428,6 +483,10 @@ static eng_err linear_2d(tensor **out, tensor *x, tensor *w, tensor *b)
     if (n) {
         if (tensor_requires_grad(w)) node_save(n, 0, x);
         if (tensor_requires_grad(x)) node_save(n, 1, w);
+        /* the factors of addmm: x and w^T (column-major when w is row-major) */
+        mm_attr *at = (mm_attr *)node_attrs(n);
+        at->a_colmajor = col_major(x);
+        at->b_colmajor = w->strides[1] == 1 && w->strides[0] == w->shape[1];
     }
     *out = r;
     return E_OK;

@@ -118,11 +118,13 @@ eng_err op_sum_dims(tensor **out, tensor *a, const int64_t *dims, int ndims, boo
 static eng_err mean_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
+    /* PyTorch's grad.expand(sizes) / numel: expand first, then divide, so the gradient is a
+     * fresh contiguous tensor (in-place ops accept it), not sum's stride-0 view. */
     const reduce_plan *p = (const reduce_plan *)node_attrs(n);
     tensor *g = NULL;
-    eng_err e = op_div_scalar(&g, gin[0], (double)p->count);
+    eng_err e = reduce_expand_grad(&g, gin[0], p);
     if (e) return e;
-    e = reduce_expand_grad(&gout[0], g, p);
+    e = op_div_scalar(&gout[0], g, (double)p->count);
     tensor_release(g);
     return e;
 }

@@ -2159,7 +2159,74 @@ def fam_autograd():
     (gx,) = c.grad([y], [x], flags=("create_graph",))
     c.backward(c.call("ag_sum", gx))
     cases.append(c)
-    return cases + second_order_cases()
+    return cases + grad_layout_cases() + second_order_cases()
+
+
+def grad_layout_cases():
+    """The layout of what autograd.grad hands out is its formula's: mean's gradient is
+    grad.expand(sizes) / numel, a fresh contiguous tensor that in-place ops accept, while sum's is
+    grad.expand(sizes), a stride-0 view they refuse; a product's factor that was column-major
+    gets a column-major gradient (mm_mat1_backward / mm_mat2_backward), so that a transposed
+    leaf's is contiguous; 1-d @ 3-d folds b^T into rows, so b's gradient is a transposed view."""
+    cases = []
+    lay = {"layout": True}
+
+    def grad_of(c, y, ins, flags=()):
+        go = NULL if c.env[y].dim() == 0 else TS(grad_like(c, y))
+        return c.call("ag_grad", TS(y), go, TS(*ins), FL(*flags), extra=lay)
+
+    for dt in FLOATS:
+        for name, fn, extra, tr in (("mean", "ag_mean", (), False),
+                                    ("mean_dims/1/nokeep", "ag_mean_dims", ([1], 0), False),
+                                    ("mean_dims/0/keepdim", "ag_mean_dims", ([0], 1), False),
+                                    ("mean_dims/all/nokeep", "ag_mean_dims", ([], 0), False),
+                                    ("mean_dims/0_1/nokeep", "ag_mean_dims", ([0, 1], 0), False),
+                                    ("mean/transposed", "ag_mean", (), True),
+                                    ("mean_dims/transposed", "ag_mean_dims", ([1], 0), True)):
+            for cg in ((), ("create_graph",)):
+                c = Case("grad_layout/%s%s/%s" % (name, "/create_graph" if cg else "", dt))
+                x = c.rand([3, 2] if tr else [2, 3], dt)
+                y = c.call(fn, c.call("ag_t", x, expect=False) if tr else x, *extra)
+                (g,) = grad_of(c, y, [x], cg)
+                if not cg:
+                    c.call("ag_add_scalar_", g, 2.0)
+                    c.expect(g)
+                cases.append(c)
+        for name, fn, extra in (("sum", "ag_sum", ()), ("sum_dims/1/nokeep", "ag_sum_dims", ([1], 0)),
+                                ("sum_dims/0/keepdim", "ag_sum_dims", ([0], 1))):
+            c = Case("grad_layout/%s/%s" % (name, dt))
+            x = c.rand([2, 3], dt)
+            (g,) = grad_of(c, c.call(fn, x, *extra), [x])
+            c.err("ag_add_scalar_", g, 2.0, status="AG_EINVAL",
+                  contains="more than one element of the written-to tensor")
+            cases.append(c)
+        for ta in (0, 1):
+            for tb in (0, 1):
+                for sa, sb in (([2, 3], [3, 4]), ([1, 1], [1, 1]), ([2, 1], [1, 4])):
+                    c = Case("grad_layout/mm/%s%s/%dx%d_%dx%d/%s" % (
+                        "t" if ta else "n", "t" if tb else "n", sa[0], sa[1], sb[0], sb[1], dt))
+                    a = c.rand(sa[::-1] if ta else sa, dt)
+                    b = c.rand(sb[::-1] if tb else sb, dt)
+                    y = c.call("ag_matmul", c.call("ag_t", a, expect=False) if ta else a,
+                               c.call("ag_t", b, expect=False) if tb else b)
+                    grad_of(c, y, [a, b])
+                    cases.append(c)
+                for hb in (0, 1):
+                    c = Case("grad_layout/linear/%s%s%s/%s" % (
+                        "t" if ta else "n", "t" if tb else "n", "_bias" if hb else "", dt))
+                    x = c.rand([3, 2] if ta else [2, 3], dt)
+                    w = c.rand([3, 4] if tb else [4, 3], dt)
+                    b = c.rand([4], dt) if hb else None
+                    y = c.call("ag_linear", c.call("ag_t", x, expect=False) if ta else x,
+                               c.call("ag_t", w, expect=False) if tb else w, b)
+                    grad_of(c, y, [x, w] + ([b] if hb else []))
+                    cases.append(c)
+        for sa, sb in (([3], [2, 3, 4]), ([3], [2, 1, 3, 2]), ([0], [2, 0, 3])):
+            c = Case("grad_layout/matmul/vec_batch/%s/%s" % ("x".join(map(str, sb)), dt))
+            a, b = c.rand(sa, dt), c.rand(sb, dt)
+            grad_of(c, c.call("ag_matmul", a, b), [a, b])
+            cases.append(c)
+    return cases
 
 
 def second_order(c, y, ins, vgrad=True, third=False):
