@@ -694,7 +694,9 @@ AG_API int ag_expand(ag_tensor **out, const ag_tensor *t, const int64_t *shape, 
  *  count from the end. Errors: AG_EINVAL if step <= 0. */
 AG_API int ag_slice(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t start,
                     int64_t end, int64_t step);
-/** length elements from start along dim (a view). Errors: AG_ERANGE if out of bounds. */
+/** length elements from start along dim (a view). start may be negative (from the end) or
+ *  equal to the size (an empty view with length 0); a size-0 dim takes start -1 or 0.
+ *  Errors: AG_ERANGE if out of bounds, or if t is 0-d. */
 AG_API int ag_narrow(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t start,
                      int64_t length);
 /** The slice at `index` along dim, removing dim (a view). */

@@ -501,15 +501,22 @@ eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t en
 
 eng_err op_narrow(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t length)
 {
+    /* PyTorch 1.13's checks, in its order: the 0-d check comes before the dim's. */
+    if (t->ndim == 0) return err_set(E_RANGE, "narrow() cannot be applied to a 0-dim tensor.");
     int d;
     eng_err e = wrap_dim(dim, t->ndim, &d);
     if (e) return e;
-    if (t->ndim == 0) return err_set(E_RANGE, "narrow() cannot be applied to a 0-dim tensor.");
     int64_t size = t->shape[d];
-    if (start < -size || start > size)
-        return err_set(E_RANGE, "start out of range (expected to be in range of [%lld, %lld], but "
-                       "got %lld)", (long long)-size, (long long)size, (long long)start);
-    if (start < 0) start += size;
+    /* start == size is the end, valid with length 0; any other start is wrapped like a dim
+     * index (maybe_wrap_dim), so a size-0 dim takes -1 and 0 (both meaning 0) */
+    if (start != size) {
+        int64_t n = size > 0 ? size : 1;
+        if (start < -n || start >= n)
+            return err_set(E_RANGE, "Dimension out of range (expected to be in range of [%lld, "
+                           "%lld], but got %lld)", (long long)-n, (long long)(n - 1),
+                           (long long)start);
+        if (start < 0) start += n;
+    }
     if (length < 0 || start > size - length)
         return err_set(E_RANGE, "start (%lld) + length (%lld) exceeds dimension size (%lld).",
                        (long long)start, (long long)length, (long long)size);

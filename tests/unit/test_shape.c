@@ -522,9 +522,42 @@ static void slice_narrow_select(void)
     FAILS_OUT(AG_ERANGE, ag_narrow, x, 1, 2, 2); /* start (2) + length (2) exceeds 3 */
     CHECK(strstr(ag_last_error(), "start (2) + length (2) exceeds dimension size (3)"));
     FAILS_OUT(AG_ERANGE, ag_narrow, x, 1, -4, 1);
+    CHECK(strstr(ag_last_error(), "Dimension out of range (expected to be in range of [-3, 2], "
+                                  "but got -4)"));
     FAILS_OUT(AG_ERANGE, ag_narrow, x, 1, 4, 0);
+    CHECK(strstr(ag_last_error(), "Dimension out of range (expected to be in range of [-3, 2], "
+                                  "but got 4)"));
     FAILS_OUT(AG_ERANGE, ag_narrow, x, 1, 0, -1);
+    CHECK(strstr(ag_last_error(), "start (0) + length (-1) exceeds dimension size (3)."));
+    FAILS_OUT(AG_ERANGE, ag_narrow, x, 1, 3, -1);
+    CHECK(strstr(ag_last_error(), "start (3) + length (-1) exceeds dimension size (3)."));
     FAILS_OUT(AG_ERANGE, ag_narrow, x, 3, 0, 1);
+    /* a size-0 dim takes start -1 and 0 (maybe_wrap_dim treats size 0 as 1), as PyTorch */
+    {
+        int64_t s20[2] = {2, 0};
+        ag_tensor *z, *n;
+        OK(ag_zeros(&z, AG_FLOAT64, s20, 2));
+        OK(ag_narrow(&n, z, -1, -1, 0));
+        check_geom("narrow(-1, -1, 0) of [2, 0]", n, s20, NULL, 2, 0);
+        ag_tensor_release(n);
+        OK(ag_narrow(&n, z, 1, 0, 0));
+        check_geom("narrow(1, 0, 0) of [2, 0]", n, s20, NULL, 2, 0);
+        ag_tensor_release(n);
+        FAILS_OUT(AG_ERANGE, ag_narrow, z, 1, 1, 0);
+        CHECK(strstr(ag_last_error(), "Dimension out of range (expected to be in range of "
+                                      "[-1, 0], but got 1)"));
+        FAILS_OUT(AG_ERANGE, ag_narrow, z, 1, -2, 0);
+        CHECK(strstr(ag_last_error(), "Dimension out of range (expected to be in range of "
+                                      "[-1, 0], but got -2)"));
+        FAILS_OUT(AG_ERANGE, ag_narrow, z, 1, -1, 1);
+        CHECK(strstr(ag_last_error(), "start (0) + length (1) exceeds dimension size (0)."));
+        ag_tensor_release(z);
+        /* a 0-d tensor: PyTorch checks that before the dim */
+        OK(ag_tensor_scalar(&z, 1.0, AG_FLOAT64));
+        FAILS_OUT(AG_ERANGE, ag_narrow, z, 1, 0, 0);
+        CHECK(strstr(ag_last_error(), "narrow() cannot be applied to a 0-dim tensor."));
+        ag_tensor_release(z);
+    }
 
     /* select: x.select(1, -1) has offset 8, stride (12, 1), grad_fn SelectBackward0 */
     int64_t s24[2] = {2, 4}, st24[2] = {12, 1};
