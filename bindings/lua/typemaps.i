@@ -7,7 +7,9 @@
  *  - Out-parameters become return values, in order; handles that come back are owned by the
  *    Lua object (a SWIG object with own = 1) and released by its __gc (the %extend
  *    destructors below), or, for tensors, by the sweep after the collection that finds the
- *    handle dead (see ag_lua_track). NULL handles come back as nil.
+ *    handle dead (see ag_lua_track). NULL handles come back as nil. The objects are made
+ *    before the call and filled after it (ag_lua_reserve), so that a Lua memory error
+ *    cannot strand a handle.
  *  - (pointer, count) inputs take Lua tables; integers are Lua integers both ways (SWIG's
  *    defaults push every number as a float, swig #1918: int64_t, uint64_t and size_t are
  *    matched by name, so SWIG writes them as they are); int flags also accept booleans.
@@ -37,14 +39,32 @@ static void ag_lua_note_error(lua_State *L, int status)
     { SWIG_Lua_pushferrstring(L, "Error in %s (arg %d), expected '%s' got '%s'", func_name,      \
                               argnum, type, SWIG_Lua_typename(L, argnum));                      \
       SWIG_fail; }
+/* The objects of the handles a function returns are pushed before its arguments are read
+ * (ag_lua_reserve), by typemaps that run before this check: each counts itself in SWIG_arg
+ * (-1 each), which the check takes off the stack's size and then resets for the results. */
 #undef SWIG_check_num_args
 #define SWIG_check_num_args(func_name, a, b)                                                    \
-    if (lua_gettop(L) < a || lua_gettop(L) > b) {                                               \
+    if (lua_gettop(L) + SWIG_arg < a || lua_gettop(L) + SWIG_arg > b) {                         \
         SWIG_Lua_pushferrstring(L, "Error in %s expected %d..%d args, got %d", func_name, a, b, \
-                                lua_gettop(L));                                                 \
+                                lua_gettop(L) + SWIG_arg);                                      \
         SWIG_fail;                                                                              \
-    }
+    }                                                                                           \
+    SWIG_arg = 0;
 #define AG_LUA_NOMEM { lua_pushstring(L, "out of memory"); ag_lua_note_error(L, AG_ENOMEM); goto fail; }
+
+/* Pushes ag_last_error() for a failed call, without raising: `fail:` has arrays and
+ * callbacks to free before the error is raised. If copying the message runs out of memory,
+ * Lua's memory error is pushed instead. */
+static int ag_lua_push_error_body(lua_State *L)
+{
+    lua_pushstring(L, ag_last_error());
+    return 1;
+}
+static void ag_lua_push_error(lua_State *L)
+{
+    lua_pushcfunction(L, ag_lua_push_error_body);
+    lua_pcall(L, 0, 1, 0);
+}
 %}
 
 /* Reference counting is the garbage collector's job; a process-wide allocator cannot be
@@ -120,7 +140,7 @@ typedef struct ag_lua_slot {
     ag_tensor *t;    /* NULL: free */
     size_t bytes;    /* what the collector's pacing was told t holds (ag_lua_gc_account) */
     uint32_t gen;    /* bumped each time the slot is emptied */
-    uint32_t pinned; /* being pushed: its weak entry may not be set yet */
+    uint32_t taken;  /* reserved for a handle (t still NULL until its call returns) or in use */
 } ag_lua_slot;
 
 /* Slots pushed during one cycle. */
@@ -317,11 +337,17 @@ static size_t ag_lua_tensor_bytes(const ag_tensor *t)
     return (size_t)n * (dt == AG_FLOAT32 ? 4 : dt == AG_BOOL ? 1 : 8);
 }
 
-/* Counts b more bytes behind Lua's tensors; may run a collection step. */
-static void ag_lua_gc_account(lua_State *L, size_t b)
+/* Counts b more bytes behind Lua's tensors. The collection they buy runs at the next
+ * ag_lua_gc_pace, where nothing is held that a Lua error could strand (see ag_lua_reserve). */
+static void ag_lua_gc_account(size_t b)
 {
     ag_lua_gc.live += b;
     ag_lua_gc.debt += b;
+}
+
+/* Runs the collection step or full collection the bytes counted so far have bought. */
+static void ag_lua_gc_pace(lua_State *L)
+{
     if (ag_lua_gc.debt < AG_LUA_GC_STEP || ag_lua_gc.debt < ag_lua_gc.live / 8
         || !lua_gc(L, LUA_GCISRUNNING))
         return;
@@ -344,7 +370,9 @@ static void ag_lua_gc_release(ag_tensor *t, size_t b)
     ag_tensor_release(t);
 }
 
-/* Empties slot s and releases its tensor. */
+static uint32_t ag_lua_slot_find(ag_lua_track *tr);
+
+/* Empties slot s and releases its tensor (if it got one). */
 static void ag_lua_slot_release(ag_lua_track *tr, uint32_t s)
 {
     ag_lua_slot *sl = &tr->slot[s];
@@ -352,13 +380,24 @@ static void ag_lua_slot_release(ag_lua_track *tr, uint32_t s)
     size_t b = sl->bytes;
     sl->t = NULL;
     sl->gen++;
-    sl->pinned = 0;
+    sl->taken = 0;
     tr->free_ids[tr->nfree++] = s;
-    ag_lua_gc_release(t, b);
+    if (t) ag_lua_gc_release(t, b);
 }
 
-/* A free slot, or UINT32_MAX when the arrays cannot grow. */
+/* A free slot, now taken and empty, or UINT32_MAX when the arrays cannot grow. */
 static uint32_t ag_lua_slot_take(ag_lua_track *tr)
+{
+    uint32_t s = ag_lua_slot_find(tr);
+    if (s != UINT32_MAX) {
+        tr->slot[s].t = NULL;
+        tr->slot[s].bytes = 0;
+        tr->slot[s].taken = 1;
+    }
+    return s;
+}
+
+static uint32_t ag_lua_slot_find(ag_lua_track *tr)
 {
     if (tr->nfree) return tr->free_ids[--tr->nfree];
     if (tr->n == tr->cap) {
@@ -424,11 +463,12 @@ static void ag_lua_young_add(ag_lua_track *tr, uint32_t s)
     y->v[y->n++] = s;
 }
 
-/* Releases slot s's tensor if its handle is gone (the weak table at the top of the stack). */
+/* Releases slot s's tensor if its handle is gone (the weak table at the top of the stack); a
+ * slot reserved for a handle that never got its tensor (see ag_lua_reserve) is freed too. */
 static void ag_lua_sweep_slot(lua_State *L, ag_lua_track *tr, uint32_t s)
 {
     ag_lua_slot *sl = &tr->slot[s];
-    if (!sl->t || sl->pinned) return;
+    if (!sl->taken) return;
     if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TNIL) ag_lua_slot_release(tr, s);
     lua_pop(L, 1);
 }
@@ -586,12 +626,30 @@ static void ag_lua_set_class(lua_State *L, swig_type_info *type)
     }
 }
 
-/* Pushes an owned tensor handle, tracked (see above). On failure the tensor is released
- * and the error raised. */
-static void ag_lua_push_tensor_owned(lua_State *L, ag_tensor *t)
+/* ---- handles that come back: reserved before the call, filled after ----------------------
+ * Every Lua allocation may raise a memory error (a longjmp past the wrapper). Had the Lua
+ * object of a handle been made after the C call that returned the handle, such an error left
+ * the handle owned by nothing: leaked, or (a tensor already in its slot) released twice when
+ * the state closed. So the object is made first, empty (ag_lua_reserve: the only step that
+ * allocates), before the wrapper borrows any argument, since the collection an allocation may
+ * run can finalize objects, and a finalizer may release a tensor; and the handle goes into it
+ * after the call (ag_lua_fill), which allocates nothing in Lua. An error in between (the call
+ * failed, a later argument was wrong) leaves empty objects for the collector; a tensor
+ * object's reserved slot is freed by the sweep when it finds the object dead, as for any
+ * handle. */
+
+/* Pushes an empty object for a handle of `type` and returns its stack index. */
+static int ag_lua_reserve(lua_State *L, swig_type_info *type)
 {
-    /* Everything that can run a collection (and so the sweep) comes before the slot is taken,
-     * or with the slot pinned. */
+    if (type != SWIGTYPE_p_ag_tensor) {
+        swig_lua_userdata *u = (swig_lua_userdata *)lua_newuserdatauv(L, sizeof *u, 0);
+        u->ptr = NULL;
+        u->type = type;
+        u->own = 0;
+        ag_lua_set_class(L, type);
+        return lua_gettop(L);
+    }
+    ag_lua_gc_pace(L);
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_newuserdatauv(L, sizeof *h, 0);
     memset(h, 0, sizeof *h);
     h->u.type = SWIGTYPE_p_ag_tensor;
@@ -600,55 +658,111 @@ static void ag_lua_push_tensor_owned(lua_State *L, ag_tensor *t)
     uint32_t s = tr && !tr->closed ? ag_lua_slot_take(tr) : UINT32_MAX;
     if (s == UINT32_MAX) {
         /* (A state that is closing has released its tensors already: nothing would release
-         * this one.) */
-        ag_tensor_release(t);
+         * a new one.) */
         luaL_error(L, "autograd: %s", tr && tr->closed ? "the Lua state is closing"
                                                        : "out of memory");
-        return;
+        return 0;
     }
-    size_t bytes = ag_lua_tensor_bytes(t);
-    tr->slot[s].t = t;
-    tr->slot[s].bytes = bytes;
-    tr->slot[s].pinned = 1;
+    /* From here to the end nothing runs a finalizer (so no sweep): setting the weak entry may
+     * raise a memory error, but an emergency collection calls no finalizers. If it raises,
+     * the slot has no entry, and the next sweep frees it. */
+    ag_lua_young_add(tr, s);
+    h->track = tr;
+    h->slot = s;
+    h->gen = tr->slot[s].gen;
     lua_getiuservalue(L, -1, 1);
     lua_pushvalue(L, -3);
     lua_rawseti(L, -2, (lua_Integer)s + 1);
     lua_pop(L, 2); /* the weak table, the tracker */
-    tr->slot[s].pinned = 0;
-    ag_lua_young_add(tr, s);
-    h->u.ptr = t;
-    h->u.own = 1;
-    h->track = tr;
-    h->slot = s;
-    h->gen = tr->slot[s].gen;
-    ag_lua_gc_account(L, bytes);
+    return lua_gettop(L);
 }
 
-/* Pushes an owned handle (nil for NULL). Tensors are tracked (above); the other handles are
- * few and keep a __gc each (the %extend destructors below). As SWIG_NewPointerObj, but with
- * no user value and the class metatable cached. */
+/* Puts handle p (owned; NULL: nil) into the object ag_lua_reserve made at idx. Allocates
+ * nothing in Lua, so it cannot raise. */
+static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
+{
+    swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, idx);
+    if (type == SWIGTYPE_p_ag_tensor) {
+        ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)u;
+        ag_lua_track *tr = h->track;
+        if (!p || tr->closed) {
+            /* (Closed: a callback closed the state during the call; nothing could release
+             * the tensor later.) */
+            if (!tr->closed) ag_lua_slot_release(tr, h->slot);
+            else ag_tensor_release((ag_tensor *)p);
+            p = NULL;
+        } else {
+            size_t bytes = ag_lua_tensor_bytes((ag_tensor *)p);
+            tr->slot[h->slot].t = (ag_tensor *)p;
+            tr->slot[h->slot].bytes = bytes;
+            ag_lua_gc_account(bytes);
+        }
+    }
+    if (!p) {
+        lua_pushnil(L);
+        lua_replace(L, idx);
+        return;
+    }
+    u->ptr = p;
+    u->own = 1;
+}
+
+/* Pushes a table of n reserved tensor objects (for a list of results) and returns its index. */
+static int ag_lua_reserve_table(lua_State *L, size_t n)
+{
+    lua_createtable(L, (int)n, 0);
+    int tab = lua_gettop(L);
+    for (size_t i = 0; i < n; i++) {
+        ag_lua_reserve(L, SWIGTYPE_p_ag_tensor);
+        lua_rawseti(L, tab, (lua_Integer)i + 1);
+    }
+    return tab;
+}
+
+/* Fills the table ag_lua_reserve_table made with arr's n tensors (owned; NULL: nil) and
+ * empties arr. Allocates nothing: setting an existing entry, to nil included, does not. */
+static void ag_lua_fill_table(lua_State *L, int tab, ag_tensor **arr, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        lua_rawgeti(L, tab, (lua_Integer)i + 1);
+        ag_lua_fill(L, lua_gettop(L), arr[i], SWIGTYPE_p_ag_tensor);
+        arr[i] = NULL;
+        lua_rawseti(L, tab, (lua_Integer)i + 1);
+    }
+}
+
+/* Pushes string s (from the library: owned) and frees it. Copying it into Lua may raise a
+ * memory error, which must not strand it: the copy runs protected, and an error is raised
+ * again once s is freed. */
+static int ag_lua_push_string_body(lua_State *L)
+{
+    lua_pushstring(L, (const char *)lua_touserdata(L, 1));
+    return 1;
+}
+static void ag_lua_push_string_owned(lua_State *L, char *s)
+{
+    lua_pushcfunction(L, ag_lua_push_string_body);
+    lua_pushlightuserdata(L, s);
+    int rc = lua_pcall(L, 1, 1, 0);
+    ag_string_free(s);
+    if (rc != LUA_OK) lua_error(L);
+}
+
+/* Pushes an owned handle (nil for NULL) where no argument is borrowed and nothing else is
+ * held (callbacks' arguments). */
 static void ag_lua_push_owned(lua_State *L, void *p, swig_type_info *type)
 {
     if (!p) {
         lua_pushnil(L);
         return;
     }
-    if (type == SWIGTYPE_p_ag_tensor) {
-        ag_lua_push_tensor_owned(L, (ag_tensor *)p);
-        return;
-    }
-    swig_lua_userdata *u = (swig_lua_userdata *)lua_newuserdatauv(L, sizeof *u, 0);
-    u->ptr = p;
-    u->type = type;
-    u->own = 1;
-    ag_lua_set_class(L, type);
+    ag_lua_fill(L, ag_lua_reserve(L, type), p, type);
 }
-#define AG_LUA_PUSH_OWNED(L, p, type) ag_lua_push_owned(L, p, type)
 
 /* ---- for callbacks.c (see callbacks.h) ---- */
 void ag_lua_push_tensor(lua_State *L, ag_tensor *t)
 {
-    AG_LUA_PUSH_OWNED(L, t, SWIGTYPE_p_ag_tensor);
+    ag_lua_push_owned(L, t, SWIGTYPE_p_ag_tensor);
 }
 ag_tensor *ag_lua_to_tensor(lua_State *L, int idx)
 {
@@ -735,7 +849,7 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
                         ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st, int is_sub)
 {
     ag_tensor *out = NULL;
-    int rc;
+    int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor); /* before any operand is borrowed */
     if (lua_type(L, 2) == LUA_TNUMBER) {
         ag_tensor *a = ag_lua_tensor_arg(L, 1, ts_name, 1);
         rc = ag_lua_scalar_op(&out, ts, a, L, 2, is_sub);
@@ -751,7 +865,7 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_push_owned(L, out, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill(L, ud, out, SWIGTYPE_p_ag_tensor);
     return 1;
 }
 static int ag_lua_add(lua_State *L)
@@ -805,7 +919,7 @@ static int ag_lua_scalar(lua_State *L)
         return 1;
     }
     ag_tensor *t = NULL;
-    int rc;
+    int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor);
     if (lua_isinteger(L, 1)) { /* exact, beyond 2^53 too */
         int64_t v = (int64_t)lua_tointeger(L, 1);
         rc = ag_tensor_from_data(&t, &v, AG_INT64, NULL, 0);
@@ -818,7 +932,7 @@ static int ag_lua_scalar(lua_State *L)
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_push_owned(L, t, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill(L, ud, t, SWIGTYPE_p_ag_tensor);
     return 1;
 }
 %}
@@ -836,23 +950,22 @@ static int ag_lua_from_i64(lua_State *L)
     int64_t *data = NULL, *shape = NULL;
     size_t n = 0, nd = 0;
     ag_tensor *t = NULL;
-    int rc = AG_OK;
+    int rc = AG_OK, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor);
     int ok = ag_lua_int64_array(L, 1, &data, &n, "ag_tensor_from_data") &&
              ag_lua_int64_array(L, 2, &shape, &nd, "ag_tensor_from_data");
+    int64_t numel = 1;
     if (ok) {
-        int64_t numel = 1;
         for (size_t i = 0; i < nd; i++) numel *= shape[i] < 0 ? 0 : shape[i];
-        if ((size_t)numel != n) {
-            lua_pushfstring(L, "ag_tensor_from_data: %I values given for a shape of %I elements",
-                            (lua_Integer)n, (lua_Integer)numel);
-            ok = 0;
-        } else {
-            rc = ag_tensor_from_data(&t, data, AG_INT64, shape, nd);
-        }
+        ok = (size_t)numel == n;
+        if (ok) rc = ag_tensor_from_data(&t, data, AG_INT64, shape, nd);
+        else numel = -numel - 1; /* (the message is made once the arrays are freed) */
     }
     free(data);
     free(shape);
     if (!ok) {
+        if (numel < 0)
+            lua_pushfstring(L, "ag_tensor_from_data: %I values given for a shape of %I elements",
+                            (lua_Integer)n, (lua_Integer)(-numel - 1));
         ag_lua_note_error(L, AG_EINVAL);
         return lua_error(L);
     }
@@ -860,7 +973,8 @@ static int ag_lua_from_i64(lua_State *L)
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_push_owned(L, t, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill(L, ud, t, SWIGTYPE_p_ag_tensor);
+    lua_settop(L, ud);
     return 1;
 }
 %}
@@ -900,7 +1014,7 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
  * (before anything else can overwrite it) and raised; `fail:` runs the freearg cleanups. */
 %typemap(out) int
 %{ if ($1 != AG_OK) {
-    lua_pushstring(L, ag_last_error());
+    ag_lua_push_error(L);
     goto fail; /* (the library set the status) */
   } %}
 
@@ -974,7 +1088,7 @@ AG_LUA_INT_OUT(ag_dtype)
 
 /* A string the caller owns: copied into Lua, then freed with ag_string_free. */
 %typemap(in, numinputs=0) char **out (char *tmp = NULL) %{ $1 = &tmp; %}
-%typemap(argout) char **out %{ lua_pushstring(L, *$1); SWIG_arg++; %}
+%typemap(argout) char **out %{ ag_lua_push_string_owned(L, *$1); *$1 = NULL; SWIG_arg++; %}
 %typemap(freearg) char **out %{ ag_string_free(tmp$argnum); %}
 
 /* ---------------------------------------------------------------------------------------- */
@@ -982,11 +1096,14 @@ AG_LUA_INT_OUT(ag_dtype)
 /* ---------------------------------------------------------------------------------------- */
 /* Matched by name: a bare `TYPE **` rule would also catch `TYPE *const *` input arrays. */
 %define AG_LUA_HANDLE_OUT(TYPE)
-%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL), TYPE **values_out (TYPE *tmp = NULL),
-                          TYPE **indices_out (TYPE *tmp = NULL), TYPE **fn_out (TYPE *tmp = NULL)
-%{ $1 = &tmp; %}
+%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL, int ud = 0),
+                          TYPE **values_out (TYPE *tmp = NULL, int ud = 0),
+                          TYPE **indices_out (TYPE *tmp = NULL, int ud = 0),
+                          TYPE **fn_out (TYPE *tmp = NULL, int ud = 0)
+%{ $1 = &tmp; ud = ag_lua_reserve(L, $*1_descriptor); SWIG_arg--; %}
 %typemap(argout) TYPE **out, TYPE **values_out, TYPE **indices_out, TYPE **fn_out
-%{ AG_LUA_PUSH_OWNED(L, *$1, $*1_descriptor); SWIG_arg++; %}
+%{ ag_lua_fill(L, ud$argnum, *$1, $*1_descriptor);
+   lua_pushvalue(L, ud$argnum); SWIG_arg++; %}
 %enddef
 AG_LUA_HANDLE_OUT(ag_tensor)
 AG_LUA_HANDLE_OUT(ag_node)
@@ -1072,8 +1189,11 @@ AG_LUA_HANDLE_OUT(ag_generator)
     (CTYPE *arr = NULL, int64_t numel = 0)
 %{ if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
    if (ag_tensor_numel(&numel, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); goto fail; }
-   arr = (CTYPE *)malloc((numel ? (size_t)numel : 1) * sizeof *arr);
-   if (!arr) AG_LUA_NOMEM
+   /* A Lua object, so that a memory error while the table is built cannot strand it. Making
+    * it may run finalizers, which may release the tensor: it is looked up again after. */
+   if ((uint64_t)numel > (SIZE_MAX - 64) / sizeof *arr) AG_LUA_NOMEM
+   arr = (CTYPE *)lua_newuserdatauv(L, (numel ? (size_t)numel : 1) * sizeof *arr, 0);
+   if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
    $1 = arr; $2 = (size_t)numel; %}
 %typemap(argout) (CTYPE *buf, size_t cap, const ag_tensor *t)
 %{ lua_createtable(L, (int)numel$argnum, 0);
@@ -1082,7 +1202,7 @@ AG_LUA_HANDLE_OUT(ag_generator)
        lua_rawseti(L, -2, (lua_Integer)i + 1);
    }
    SWIG_arg++; %}
-%typemap(freearg) (CTYPE *buf, size_t cap, const ag_tensor *t) %{ free(arr$argnum); %}
+
 %enddef
 AG_LUA_COPY_OUT(double, lua_pushnumber)
 AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
@@ -1090,23 +1210,18 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
 /* ag_split, ag_chunk, ag_function_apply: the caller gives the count (ag_split_count ...);
  * the pieces come back as a table of owned tensors. */
 %typemap(in, checkfn="lua_isnumber")
-    (ag_tensor **outs, size_t n_outs) (ag_tensor **arr = NULL, lua_Integer n = 0),
-    (ag_tensor **outputs, size_t n_outputs) (ag_tensor **arr = NULL, lua_Integer n = 0)
+    (ag_tensor **outs, size_t n_outs) (ag_tensor **arr = NULL, lua_Integer n = 0, int tab = 0),
+    (ag_tensor **outputs, size_t n_outputs) (ag_tensor **arr = NULL, lua_Integer n = 0, int tab = 0)
 %{ if (!ag_lua_int(L, $input, &n, "$symname")) SWIG_fail;
    if (n < 0 || n > 1000000) { lua_pushfstring(L, "$symname: bad count %I", n); SWIG_fail; }
-   arr = (ag_tensor **)calloc(n ? (size_t)n : 1, sizeof *arr);
-   if (!arr) AG_LUA_NOMEM
+   /* (Both Lua objects, made before any argument is read: see ag_lua_reserve.) */
+   arr = (ag_tensor **)lua_newuserdatauv(L, (n ? (size_t)n : 1) * sizeof *arr, 0);
+   memset(arr, 0, (n ? (size_t)n : 1) * sizeof *arr);
+   tab = ag_lua_reserve_table(L, (size_t)n);
    $1 = arr; $2 = (size_t)n; %}
 %typemap(argout) (ag_tensor **outs, size_t n_outs), (ag_tensor **outputs, size_t n_outputs)
-%{ lua_createtable(L, (int)$2, 0);
-   for (size_t i = 0; i < $2; i++) {
-       AG_LUA_PUSH_OWNED(L, $1[i], SWIGTYPE_p_ag_tensor);
-       $1[i] = NULL; /* owned by Lua now */
-       lua_rawseti(L, -2, (lua_Integer)i + 1);
-   }
-   SWIG_arg++; %}
-%typemap(freearg) (ag_tensor **outs, size_t n_outs), (ag_tensor **outputs, size_t n_outputs)
-%{ free(arr$argnum); %}
+%{ ag_lua_fill_table(L, tab$argnum, $1, $2);
+   lua_pushvalue(L, tab$argnum); SWIG_arg++; %}
 
 /* ag_grad(spec, flags): C's six array arguments come from one table
  * {outputs = {...}, grad_outputs = {...} or nil (entries may be nil), inputs = {...}};
@@ -1114,7 +1229,7 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
 %typemap(in, checkfn="lua_istable") (ag_tensor **grads_out, ag_tensor *const *outputs,
     ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
     (ag_tensor **gout = NULL, ag_tensor **outs = NULL, ag_tensor **gouts = NULL,
-     ag_tensor **ins = NULL, size_t n_out = 0, size_t n_in = 0, size_t n_g = 0)
+     ag_tensor **ins = NULL, size_t n_out = 0, size_t n_in = 0, size_t n_g = 0, int tab = 0)
 %{ {
     /* All three fields are read before any is converted: a metamethod of the spec runs Lua
      * code, which could release a tensor already turned into a borrowed pointer. The tables
@@ -1123,29 +1238,25 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
     lua_getfield(L, $input, "outputs");
     lua_getfield(L, $input, "inputs");
     int has_g = lua_getfield(L, $input, "grad_outputs") != LUA_TNIL;
+    /* The result's objects before any tensor is borrowed (see ag_lua_reserve). */
+    size_t n_res = lua_istable(L, top + 2) ? lua_rawlen(L, top + 2) : 0;
+    gout = (ag_tensor **)lua_newuserdatauv(L, (n_res ? n_res : 1) * sizeof *gout, 0);
+    memset(gout, 0, (n_res ? n_res : 1) * sizeof *gout);
+    tab = ag_lua_reserve_table(L, n_res);
     if (!ag_lua_tensor_array(L, top + 1, &outs, &n_out, -1, 0, "$symname: outputs") ||
         !ag_lua_tensor_array(L, top + 2, &ins, &n_in, -1, 0, "$symname: inputs") ||
         (has_g && !ag_lua_tensor_array(L, top + 3, &gouts, &n_g, (lua_Integer)n_out, 1,
                                        "$symname: grad_outputs")))
         SWIG_fail;
-    gout = (ag_tensor **)calloc(n_in ? n_in : 1, sizeof *gout);
-    if (!gout) AG_LUA_NOMEM
     $1 = gout; $2 = outs; $3 = gouts; $4 = n_out; $5 = ins; $6 = n_in;
 } %}
 %typemap(argout) (ag_tensor **grads_out, ag_tensor *const *outputs,
     ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
-%{ lua_createtable(L, (int)$6, 0);
-   for (size_t i = 0; i < $6; i++) {
-       if ($1[i]) {
-           AG_LUA_PUSH_OWNED(L, $1[i], SWIGTYPE_p_ag_tensor);
-           $1[i] = NULL;
-           lua_rawseti(L, -2, (lua_Integer)i + 1);
-       }
-   }
-   SWIG_arg++; %}
+%{ ag_lua_fill_table(L, tab$argnum, $1, $6);
+   lua_pushvalue(L, tab$argnum); SWIG_arg++; %}
 %typemap(freearg) (ag_tensor **grads_out, ag_tensor *const *outputs,
     ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
-%{ free(gout$argnum); free(outs$argnum); free(gouts$argnum); free(ins$argnum); %}
+%{ free(outs$argnum); free(gouts$argnum); free(ins$argnum); %}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Callbacks: Lua functions behind the trampolines of callbacks.c                             */
