@@ -769,7 +769,9 @@ AG_API int ag_nll_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor 
 /** Mean squared error (shapes broadcast). */
 AG_API int ag_mse_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
                        ag_reduction reduction);
-/** Binary cross-entropy on logits, computed stably; weight and pos_weight may be NULL. */
+/** Binary cross-entropy on logits, computed stably; weight and pos_weight may be NULL. The
+ *  loss has the target's dtype, as PyTorch's; non-finite values are PyTorch 1.13's (its
+ *  formula operation by operation: a logit of -inf gives NaN). */
 AG_API int ag_binary_cross_entropy_with_logits(ag_tensor **out, const ag_tensor *input,
                                                const ag_tensor *target, const ag_tensor *weight,
                                                const ag_tensor *pos_weight,

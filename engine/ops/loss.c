@@ -716,48 +716,100 @@ eng_err op_mse_loss(tensor **out, tensor *input, tensor *target, int reduction)
 }
 
 /* ---- binary_cross_entropy_with_logits ---- */
-/* All operands contiguous in one dtype, weight and pos_weight expanded to the input's shape
- * (NULL when absent); g has one element (reductions) or the input's shape. */
+/* The kernels follow PyTorch 1.13's formulas operation by operation, in its precisions, so
+ * that non-finite values come out as PyTorch's (a logit of -inf gives NaN: max_val = inf and
+ * exp(-x - max_val) = exp(inf - inf)). The input is read in its own dtype TX, in which PyTorch
+ * computes max_val, the log term, sigmoid and log_sigmoid; target, weight, pos_weight and the
+ * incoming gradient are in the computation dtype T (the promotion of all operands: TX itself
+ * unless dtypes are mixed). All operands are contiguous, weight and pos_weight expanded to the
+ * input's shape (NULL when absent); g has one element (reductions) or the input's shape. */
 typedef struct bce_ctx {
     const void *x, *t, *w, *pw, *g;
     void *loss, *gx, *gt;
     bool g_full;
-    double scale;
+    int64_t mean_n; /* the mean's divisor, 0 for the other reductions */
 } bce_ctx;
 
-/* log(1 + exp(-x)) without overflow: -log_sigmoid(x) */
-static inline double softplus_neg(double x) { return log1p(exp(-fabs(x))) + (x < 0 ? -x : 0); }
-
-#define BCE_KERNELS(S, T)                                                                  \
-    /* (1 - t) x + (1 + (pw - 1) t) softplus(-x), times w */                               \
+#define BCE_KERNELS(S, TX, T, EXP, LOG, LOG1P)                                             \
+    /* loss = (1 - t) x + max_val + log(exp(-max_val) + exp(-x - max_val)), max_val =      \
+     * max(-x, 0); with pw the last two terms times (pw - 1) t + 1; then times w */         \
     static void bce_fwd_##S(void *p, int64_t lo, int64_t hi)                               \
     {                                                                                      \
         const bce_ctx *c = p;                                                              \
-        const T *x = c->x, *t = c->t, *w = c->w, *pw = c->pw;                              \
+        const TX *x = c->x;                                                                \
+        const T *t = c->t, *w = c->w, *pw = c->pw;                                         \
         for (int64_t i = lo; i < hi; i++) {                                                \
-            double lw = pw ? 1 + ((double)pw[i] - 1) * t[i] : 1;                           \
-            double l = (1 - (double)t[i]) * x[i] + lw * softplus_neg(x[i]);                \
-            ((T *)c->loss)[i] = (T)(w ? l * w[i] : l);                                     \
+            TX xi = x[i], mv = -xi;                                                        \
+            if (mv < 0) mv = 0; /* clamp_min: NaN stays NaN */                             \
+            TX lt = LOG(EXP(-mv) + EXP(-xi - mv));                                         \
+            T l = (1 - t[i]) * (T)xi;                                                      \
+            if (pw) l = l + ((pw[i] - 1) * t[i] + 1) * (T)(lt + mv);                       \
+            else l = (l + (T)mv) + (T)lt;                                                  \
+            ((T *)c->loss)[i] = w ? l * w[i] : l;                                          \
         }                                                                                  \
     }                                                                                      \
-    /* dx = (pw t + 1 - t) sigmoid(x) - pw t; dt = pw softplus(-x) - softplus(x) (-x      \
-     * without pw; the same, but finite where x is infinite, as PyTorch's log(1 -          \
-     * sigmoid(x)) - pw log(sigmoid(x))); both times g, w and the mean's 1/numel */        \
+    /* log_sigmoid(v) = min(v, 0) - log1p(exp(-|v|)) (-inf at -inf, as PyTorch's) */       \
+    static inline TX bce_logsig_##S(TX v)                                                  \
+    {                                                                                      \
+        return (v < 0 ? v : (TX)0) - LOG1P(EXP(-(v < 0 ? -v : v)));                        \
+    }                                                                                      \
+    /* dx = ((pw t + 1 - t) sigmoid(x) - pw t) g, or (sigmoid(x) - t) g; times w; / n.      \
+     * dt = (log_sigmoid(-x) - log_sigmoid(x) pw) g (PyTorch keeps it in the input's        \
+     * dtype: the casts to TX), or -x g; times w; / n. */                                   \
     static void bce_bwd_##S(void *p, int64_t lo, int64_t hi)                               \
     {                                                                                      \
         const bce_ctx *c = p;                                                              \
-        const T *x = c->x, *t = c->t, *w = c->w, *pw = c->pw, *g = c->g;                   \
+        const TX *x = c->x;                                                                \
+        const T *t = c->t, *w = c->w, *pw = c->pw, *g = c->g;                              \
+        T *gx = c->gx, *gt = c->gt;                                                        \
         for (int64_t i = lo; i < hi; i++) {                                                \
-            double f = (c->g_full ? g[i] : g[0]) * c->scale * (w ? (double)w[i] : 1);      \
-            double pwi = pw ? pw[i] : 1, sig = 1 / (1 + exp(-(double)x[i]));               \
-            if (c->gx) ((T *)c->gx)[i] = (T)(f * ((pwi * t[i] + 1 - t[i]) * sig - pwi * t[i])); \
-            if (c->gt)                                                                     \
-                ((T *)c->gt)[i] = (T)(f * (pw ? pwi * softplus_neg(x[i]) - softplus_neg(-(double)x[i]) \
-                                              : -(double)x[i]));                            \
+            TX xi = x[i];                                                                  \
+            T gi = c->g_full ? g[i] : g[0];                                                \
+            if (gx) {                                                                      \
+                TX sig = (TX)1 / ((TX)1 + EXP(-xi));                                       \
+                T d;                                                                       \
+                if (pw) {                                                                  \
+                    T pt = pw[i] * t[i];                                                   \
+                    d = (((pt + 1) - t[i]) * (T)sig - pt) * gi;                            \
+                } else {                                                                   \
+                    d = ((T)sig - t[i]) * gi;                                              \
+                }                                                                          \
+                if (w) d = d * w[i];                                                       \
+                gx[i] = c->mean_n ? d / (T)c->mean_n : d;                                  \
+            }                                                                              \
+            if (gt) {                                                                      \
+                if (pw) {                                                                  \
+                    TX a = (TX)((T)bce_logsig_##S(xi) * pw[i]);                            \
+                    TX d = (TX)((T)(bce_logsig_##S(-xi) - a) * gi);                        \
+                    if (w) d = (TX)((T)d * w[i]);                                          \
+                    gt[i] = c->mean_n ? (T)(TX)((T)d / (T)c->mean_n) : (T)d;               \
+                } else {                                                                   \
+                    T d = (T)(-xi) * gi;                                                   \
+                    if (w) d = d * w[i];                                                   \
+                    gt[i] = c->mean_n ? d / (T)c->mean_n : d;                              \
+                }                                                                          \
+            }                                                                              \
         }                                                                                  \
     }
-BCE_KERNELS(f32, float)
-BCE_KERNELS(f64, double)
+BCE_KERNELS(f32, float, float, expf, logf, log1pf)
+BCE_KERNELS(f64, double, double, exp, log, log1p)
+BCE_KERNELS(f32_f64, float, double, expf, logf, log1pf)
+
+static par_fn bce_pick(dtype x, dtype comp, bool fwd)
+{
+    if (comp == DT_F32) return fwd ? bce_fwd_f32 : bce_bwd_f32;
+    if (x == DT_F32) return fwd ? bce_fwd_f32_f64 : bce_bwd_f32_f64;
+    return fwd ? bce_fwd_f64 : bce_bwd_f64;
+}
+
+/* The computation dtype: the promotion of every operand. */
+static dtype bce_dtype(const tensor *x, const tensor *t, const tensor *w, const tensor *pw)
+{
+    dtype dt = dtype_promote((dtype)x->dtype, (dtype)t->dtype);
+    if (w) dt = dtype_promote(dt, (dtype)w->dtype);
+    if (pw) dt = dtype_promote(dt, (dtype)pw->dtype);
+    return dt;
+}
 
 enum { BCE_X, BCE_T, BCE_W, BCE_PW };
 
@@ -776,48 +828,57 @@ static eng_err expand_raw(tensor **out, tensor *v, const tensor *like, dtype dt)
     return E_OK;
 }
 
-/* v * g * w * scale, from differentiable ops (w may be NULL). */
-static eng_err bce_scale_graph(tensor **out, tensor *v, tensor *g, tensor *w, double scale)
+/* v * w (w may be NULL), then / n for the mean (n 0: none), from differentiable ops. */
+static eng_err bce_finish_graph(tensor **out, tensor *v, tensor *w, int64_t n)
 {
-    tensor *a = NULL, *b = NULL;
-    eng_err e = op_mul(&a, v, g);
-    if (!e && w) e = op_mul(&b, a, w);
-    if (!e) e = op_mul_scalar(out, b ? b : a, scale);
+    tensor *a = NULL;
+    eng_err e = E_OK;
+    if (w) {
+        if ((e = op_mul(&a, v, w))) return e;
+        v = a;
+    }
+    if (n) e = op_div_scalar(out, v, (double)n);
+    else tensor_retain(*out = v);
     tensor_release(a);
-    tensor_release(b);
     return e;
 }
 
+/* The kernels' formulas from ordinary ops (create_graph), in PyTorch's order. */
 static eng_err bce_backward_graph(tensor *x, tensor *t, tensor *w, tensor *pw, tensor *g,
-                                  double scale, const uint8_t *needed, tensor **gout)
+                                  int64_t n, const uint8_t *needed, tensor **gout)
 {
-    enum { SIG, PT, D1, D2, D3, D4, NX, SP, PM1, Q, D5, NT };
+    enum { SIG, PT, D1, D2, D3, D4, D5, NX, SP, LSX, LSN, Q, D6, D7, NT };
     tensor *k[NT] = {0};
     eng_err e = E_OK;
     if (needed[0]) {
-        /* pw: (pw t + 1 - t) sigmoid(x) - pw t; else sigmoid(x) - t */
         if ((e = op_sigmoid(&k[SIG], x))) goto done;
         if (pw) {
-            if ((e = op_mul(&k[PT], pw, t)) || (e = op_sub(&k[D1], k[PT], t)) ||
-                (e = op_add_scalar(&k[D2], k[D1], 1.0)) || (e = op_mul(&k[D3], k[D2], k[SIG])) ||
+            if ((e = op_mul(&k[PT], pw, t)) || (e = op_add_scalar(&k[D1], k[PT], 1.0)) ||
+                (e = op_sub(&k[D2], k[D1], t)) || (e = op_mul(&k[D3], k[D2], k[SIG])) ||
                 (e = op_sub(&k[D4], k[D3], k[PT])))
                 goto done;
         } else if ((e = op_sub(&k[D4], k[SIG], t))) {
             goto done;
         }
-        if ((e = bce_scale_graph(&gout[0], k[D4], g, w, scale))) goto done;
+        if ((e = op_mul(&k[D5], k[D4], g)) || (e = bce_finish_graph(&gout[0], k[D5], w, n)))
+            goto done;
     }
     if (needed[1]) {
-        /* pw: pw softplus(-x) - softplus(x) (bce_bwd); else -x */
         if ((e = op_neg(&k[NX], x))) goto done;
         if (pw) {
-            if ((e = op_softplus(&k[SP], k[NX], 1.0, 20.0)) || (e = op_mul(&k[Q], pw, k[SP])) ||
-                (e = op_softplus(&k[PM1], x, 1.0, 20.0)) || (e = op_sub(&k[D5], k[Q], k[PM1])))
+            /* log_sigmoid(-x) - log_sigmoid(x) pw, log_sigmoid(v) being -softplus(-v) */
+            if ((e = op_softplus(&k[SP], x, 1.0, 20.0)) || (e = op_neg(&k[LSN], k[SP])))
+                goto done;
+            tensor_release(k[SP]);
+            k[SP] = NULL;
+            if ((e = op_softplus(&k[SP], k[NX], 1.0, 20.0)) || (e = op_neg(&k[LSX], k[SP])) ||
+                (e = op_mul(&k[Q], k[LSX], pw)) || (e = op_sub(&k[D6], k[LSN], k[Q])))
                 goto done;
         } else {
-            tensor_retain(k[D5] = k[NX]);
+            tensor_retain(k[D6] = k[NX]);
         }
-        e = bce_scale_graph(&gout[1], k[D5], g, w, scale);
+        if ((e = op_mul(&k[D7], k[D6], g)) || (e = bce_finish_graph(&gout[1], k[D7], w, n)))
+            goto done;
     }
 done:
     for (int i = 0; i < NT; i++) tensor_release(k[i]);
@@ -832,12 +893,12 @@ static eng_err bce_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     if ((e = saved_get(n, c, BCE_X, &x)) || (e = saved_get(n, c, BCE_T, &t)) ||
         (e = saved_get(n, c, BCE_W, &w)) || (e = saved_get(n, c, BCE_PW, &pw)))
         return e;
-    double scale = a->reduction == RED_MEAN ? 1.0 / (double)a->numel : 1.0;
-    if (c->create_graph) return bce_backward_graph(x, t, w, pw, gin[0], scale, c->needed, gout);
-    dtype dt = dtype_promote((dtype)x->dtype, (dtype)t->dtype);
+    int64_t mean_n = a->reduction == RED_MEAN ? a->numel : 0;
+    if (c->create_graph) return bce_backward_graph(x, t, w, pw, gin[0], mean_n, c->needed, gout);
+    dtype dt = bce_dtype(x, t, w, pw);
     enum { X, T, W, PW, G, NT };
     tensor *k[NT] = {0};
-    if ((e = contig_raw(&k[X], x, dt)) || (e = contig_raw(&k[T], t, dt)) ||
+    if ((e = contig_raw(&k[X], x, (dtype)x->dtype)) || (e = contig_raw(&k[T], t, dt)) ||
         (e = expand_raw(&k[W], w, x, dt)) || (e = expand_raw(&k[PW], pw, x, dt)) ||
         (e = contig_raw(&k[G], gin[0], dt)))
         goto done;
@@ -849,8 +910,8 @@ static eng_err bce_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     bce_ctx b = {tensor_data(k[X]), tensor_data(k[T]), k[W] ? tensor_data(k[W]) : NULL,
                  k[PW] ? tensor_data(k[PW]) : NULL, tensor_data(k[G]), NULL,
                  gout[0] ? tensor_data(gout[0]) : NULL, gout[1] ? tensor_data(gout[1]) : NULL,
-                 k[G]->numel == x->numel && a->reduction == RED_NONE, scale};
-    par_for(x->numel, PAR_GRAIN_COSTLY, dt == DT_F32 ? bce_bwd_f32 : bce_bwd_f64, &b);
+                 k[G]->numel == x->numel && a->reduction == RED_NONE, mean_n};
+    par_for(x->numel, PAR_GRAIN_COSTLY, bce_pick((dtype)x->dtype, dt, false), &b);
 done:
     for (int i = 0; i < NT; i++) tensor_release(k[i]);
     return e;
@@ -896,10 +957,10 @@ eng_err op_bce_with_logits(tensor **out, tensor *input, tensor *target, tensor *
     if ((e = bce_check_param(weight, "weight", input)) ||
         (e = bce_check_param(pos_weight, "pos_weight", input)))
         return e;
-    dtype dt = dtype_promote((dtype)input->dtype, (dtype)target->dtype);
+    dtype dt = bce_dtype(input, target, weight, pos_weight);
     enum { X, T, W, PW, NT };
     tensor *k[NT] = {0}, *loss = NULL, *r = NULL;
-    if ((e = contig_raw(&k[X], input, dt)) || (e = contig_raw(&k[T], target, dt)) ||
+    if ((e = contig_raw(&k[X], input, (dtype)input->dtype)) || (e = contig_raw(&k[T], target, dt)) ||
         (e = expand_raw(&k[W], weight, input, dt)) ||
         (e = expand_raw(&k[PW], pos_weight, input, dt)))
         goto done;
@@ -909,8 +970,19 @@ eng_err op_bce_with_logits(tensor **out, tensor *input, tensor *target, tensor *
     }
     bce_ctx b = {tensor_data(k[X]), tensor_data(k[T]), k[W] ? tensor_data(k[W]) : NULL,
                  k[PW] ? tensor_data(k[PW]) : NULL, NULL, tensor_data(loss), NULL, NULL,
-                 false, 1};
-    par_for(input->numel, PAR_GRAIN_COSTLY, dt == DT_F32 ? bce_fwd_f32 : bce_fwd_f64, &b);
+                 false, 0};
+    par_for(input->numel, PAR_GRAIN_COSTLY, bce_pick((dtype)input->dtype, dt, true), &b);
+    if (loss->dtype != target->dtype) {
+        /* PyTorch's loss is (1 - target) updated in place: the target's dtype */
+        tensor *lt = tensor_new((dtype)target->dtype, loss->shape, loss->ndim);
+        if (!lt) {
+            e = err_kind();
+            goto done;
+        }
+        kernel_copy(lt, loss);
+        tensor_release(loss);
+        loss = lt;
+    }
     int64_t numel = loss->numel;
     e = reduce_loss(&r, loss, reduction);
     loss = NULL;

@@ -1392,6 +1392,47 @@ def fam_nn():
         y = c.call("ag_binary_cross_entropy_with_logits", x, tg, None, None, RED("sum"))
         bwd(c, y)
         cases.append(c)
+        # non-finite values as PyTorch's (its formulas operation by operation: a logit of -inf
+        # gives NaN through exp(-x - max(-x, 0)) = exp(inf - inf)), targets outside [0, 1],
+        # infinite pos_weight and weight, float32 overflow (sigmoid(-89) is 0 there)
+        inf, nan = float("inf"), float("nan")
+        xs = [-inf, -inf, -inf, inf, inf, inf, -inf, nan, 0.5, -89.0, -89.0, -89.0,
+              100.0, -100.0, 30.0, 0.5, -inf, inf]
+        ts = [0.0, 1.0, 0.5, 0.0, 1.0, 0.5, 2.0, 0.5, -1.0, 0.0, 1.0, 0.5,
+              0.0, 1.0, 0.25, 1.0, 0.0, 0.0]
+        for has_pw in (False, True):
+            for has_w in (False, True):
+                for red in ("none",):
+                    for cg in ((), ("create_graph",)):
+                        c = Case("bce_with_logits/nonfinite/%s%s/%s%s/%s" % (
+                            "pos_weight" if has_pw else "no_pos_weight",
+                            "_weight" if has_w else "", red, "/create_graph" if cg else "", dt))
+                        # (create_graph: not at -89 with an infinite weight, where float32
+                        # sigmoid is a denormal here, 0 in PyTorch)
+                        x = c.tensor([v if not (cg and v == -89.0) else -80.0 for v in xs],
+                                     [6, 3], dt, rg=True)
+                        tg = c.tensor(ts, [6, 3], dt, rg=True)
+                        pw = c.tensor([2.0, 0.0, inf], dtype=dt) if has_pw else None
+                        w = c.tensor([0.5, 0.0, inf], dtype=dt) if has_w else None
+                        y = c.call("ag_binary_cross_entropy_with_logits", x, tg, w, pw, RED(red))
+                        go = NULL if red != "none" else TS(grad_like(c, y))
+                        c.call("ag_grad", TS(y), go, TS(x, tg), FL(*cg))
+                        cases.append(c)
+        # mixed dtypes: the loss has the target's dtype (PyTorch's is (1 - target) updated in
+        # place), float32 for a float64 input; the input's gradient is computed in float32
+        # storage by PyTorch with pos_weight: float32's tolerances
+        mixed = (("float64", "float32"),) if dt == "float64" else ()
+        for dx, dtg in mixed:
+            for has_pw in (False, True):
+                c = Case("bce_with_logits/mixed_dtypes/%s_%s%s" % (
+                    dx, dtg, "/pos_weight" if has_pw else ""),
+                    tolerances={"float64": TOLERANCES["float32"]})
+                x = c.rand([2, 3], dx, lo=-4, hi=4)
+                tg = c.rand([2, 3], dtg, lo=0.0, hi=1.0)
+                pw = c.tensor([3.0, 1.0, 0.25], dtype=dtg) if has_pw else None
+                y = c.call("ag_binary_cross_entropy_with_logits", x, tg, None, pw, RED("none"))
+                c.call("ag_grad", TS(y), TS(grad_like(c, y)), TS(x, tg), FL())
+                cases.append(c)
         c = Case("mse_loss/target_grad/%s" % dt)
         x = c.rand([3], dt)
         tg = c.rand([3], dt)
