@@ -756,14 +756,19 @@ AG_API int ag_chunk(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t
 /** softmax / log_softmax along dim, computed stably. */
 AG_API int ag_softmax(ag_tensor **out, const ag_tensor *t, int64_t dim);
 AG_API int ag_log_softmax(ag_tensor **out, const ag_tensor *t, int64_t dim);
-/** Cross-entropy between logits `input` ([N, C], or [C]) and int64 class indices `target`
- *  ([N], or []), like F.cross_entropy. weight (may be NULL) rescales classes; targets equal
- *  to ignore_index (PyTorch's default: -100) are skipped; label_smoothing in [0, 1].
+/** Cross-entropy between logits `input` ([N, C], [C], or [N, C, d1, ...]) and int64 class
+ *  indices `target` ([N], [], or [N, d1, ...]), like F.cross_entropy. weight (may be NULL)
+ *  rescales classes; targets equal to ignore_index (PyTorch's default: -100) are skipped;
+ *  label_smoothing in [0, 1]. Inputs of 3 or more dims take ag_nll_loss's path for them.
  *  Errors: AG_EDTYPE (target not int64), AG_ESHAPE, AG_ERANGE (class out of range). */
 AG_API int ag_cross_entropy(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
                             const ag_tensor *weight, ag_reduction reduction,
                             int64_t ignore_index, double label_smoothing);
-/** Negative log-likelihood of log-probabilities `input` [N, C] (or [C]) at int64 `target`. */
+/** Negative log-likelihood of log-probabilities `input` [N, C] (or [C], or [N, C, d1, ...]
+ *  with `target` [N, d1, ...]) at int64 `target`. As in PyTorch 1.13, inputs of 3 or more
+ *  dims go through nll_loss2d (grad_fn NllLoss2DBackward0): a 4-d input as it is, others
+ *  viewed as [N, C, 1, -1], the loss without reduction then being a view of the 4-d loss
+ *  (grad_fn ViewBackward0); their checks and messages are nll_loss2d's. */
 AG_API int ag_nll_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
                        const ag_tensor *weight, ag_reduction reduction, int64_t ignore_index);
 /** Mean squared error (shapes broadcast). */

@@ -42,12 +42,16 @@ static void plan_free(nll_plan *p)
     mem_free(p->coef);
 }
 
-/* Shape and dtype checks as PyTorch's nll_loss_nd, in its order. */
+/* Shape and dtype checks as PyTorch's nll_loss_nd, in its order. An input of 3 or more dims
+ * goes through nll_loss2d there (4-d as it is, others viewed as [N, C, 1, -1]), whose checks
+ * and messages differ. */
 static eng_err nll_check(const tensor *input, const tensor *target, const tensor *weight)
 {
     char b1[160], b2[160];
+    bool spatial = input->ndim >= 3;
     if (!dtype_is_float((dtype)input->dtype))
-        return err_set(E_DTYPE, "\"nll_loss_out_frame\" not implemented for '%s'",
+        return err_set(E_DTYPE, "\"%s\" not implemented for '%s'",
+                       spatial ? "nll_loss2d_forward_out_frame" : "nll_loss_out_frame",
                        torch_scalar_name((dtype)input->dtype));
     if (input->ndim < 1) return err_set(E_SHAPE, "Expected 1 or more dimensions (got 0)");
     if (input->ndim != 1 && (target->ndim == 0 || input->shape[0] != target->shape[0]))
@@ -59,6 +63,17 @@ static eng_err nll_check(const tensor *input, const tensor *target, const tensor
             return err_set(E_SHAPE, "0D or 1D target tensor expected, multi-target not supported");
         if (input->ndim == 1 && target->ndim != 0)
             return err_set(E_SHAPE, "size mismatch (got input: %s, target: %s)",
+                           fmt_shape(b1, sizeof b1, input->shape, input->ndim),
+                           fmt_shape(b2, sizeof b2, target->shape, target->ndim));
+    } else if (input->ndim == 4) {
+        if (target->ndim != 3)
+            return err_set(E_SHAPE, "only batches of spatial targets supported (3D tensors) but "
+                           "got targets of dimension: %d", target->ndim);
+        if (weight && weight->numel != input->shape[1])
+            return err_set(E_SHAPE, "weight tensor should be defined either for all or no "
+                           "classes");
+        if (target->shape[1] != input->shape[2] || target->shape[2] != input->shape[3])
+            return err_set(E_SHAPE, "size mismatch (got input: %s , target: %s",
                            fmt_shape(b1, sizeof b1, input->shape, input->ndim),
                            fmt_shape(b2, sizeof b2, target->shape, target->ndim));
     } else {
@@ -77,7 +92,10 @@ static eng_err nll_check(const tensor *input, const tensor *target, const tensor
                        torch_scalar_name((dtype)target->dtype));
     if (weight) {
         int64_t C = input->shape[input->ndim == 1 ? 0 : 1];
-        if (weight->ndim != 1 || weight->numel != C)
+        if (spatial && weight->numel != C) /* nll_loss2d: any shape of C elements */
+            return err_set(E_SHAPE, "weight tensor should be defined either for all or no "
+                           "classes");
+        if (!spatial && (weight->ndim != 1 || weight->numel != C))
             return err_set(E_SHAPE, "weight tensor should be defined either for all %lld classes "
                            "or no classes but got weight tensor of shape: %s", (long long)C,
                            fmt_shape(b1, sizeof b1, weight->shape, weight->ndim));
@@ -226,6 +244,7 @@ static eng_err nll_bb_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     return e;
 }
 static const node_type NLL_BB = {"NllLossBackwardBackward0", nll_bb_backward, NULL};
+static const node_type NLL2D_BB = {"NllLoss2DBackwardBackward0", nll_bb_backward, NULL};
 
 static eng_err nll_grad(tensor **out, tensor *g, tensor *input, tensor *target, tensor *weight,
                         const nll_attr *a)
@@ -244,7 +263,8 @@ static eng_err nll_grad(tensor **out, tensor *g, tensor *input, tensor *target, 
     if (e) return e;
     if (input) {
         tensor *ins[2] = {g, input};
-        node *n = record(&NLL_BB, ins, 2, &r, 1, 2, sizeof(nll_attr), &e);
+        node *n = record(a->x.ndim == 4 ? &NLL2D_BB : &NLL_BB, ins, 2, &r, 1, 2,
+                         sizeof(nll_attr), &e);
         if (e) {
             tensor_release(r);
             return e;
@@ -271,12 +291,48 @@ static eng_err nll_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
                     node_attrs(n));
 }
 static const node_type NLL_BW = {"NllLossBackward0", nll_backward, NULL};
+static const node_type NLL2D_BW = {"NllLoss2DBackward0", nll_backward, NULL};
 
-eng_err op_nll_loss(tensor **out, tensor *input, tensor *target, tensor *weight, int reduction,
-                    int64_t ignore_index)
+/* PyTorch's nll_loss_nd for an input of 3 or more than 4 dims: the input made contiguous and
+ * viewed as [N, C, 1, -1] ([N, C, 0, 0] when empty), the target as [N, 1, -1] ([N, 0, 0]),
+ * the 4-d loss taken (NllLoss2DBackward0), and without reduction its [N, 1, -1] result viewed
+ * as the target's shape (ViewBackward0). `core` is the loss on the views. */
+typedef eng_err (*loss_core)(tensor **out, tensor *input, tensor *target, void *args);
+
+static eng_err loss_nd(tensor **out, tensor *input, tensor *target, int reduction,
+                       loss_core core, void *args)
 {
-    eng_err e = nll_check(input, target, weight);
-    if (e) return e;
+    int64_t n = input->shape[0], xs[4] = {n, input->shape[1], 1, -1}, ts[3] = {n, 1, -1};
+    if (input->numel == 0) xs[2] = xs[3] = 0;
+    if (target->numel == 0) ts[1] = ts[2] = 0;
+    tensor *xc = NULL, *xv = NULL, *tv = NULL, *r = NULL;
+    eng_err e;
+    if (!(e = op_contiguous(&xc, input)) && !(e = op_view(&xv, xc, xs, 4)) &&
+        !(e = op_reshape(&tv, target, ts, 3)) && !(e = core(&r, xv, tv, args))) {
+        if (reduction == RED_NONE) e = op_view(out, r, target->shape, target->ndim);
+        else tensor_retain(*out = r);
+    }
+    tensor_release(xc);
+    tensor_release(xv);
+    tensor_release(tv);
+    tensor_release(r);
+    return e;
+}
+
+typedef struct nll_args {
+    tensor *weight;
+    int reduction;
+    int64_t ignore;
+} nll_args;
+
+/* The loss on checked operands (an input of 1, 2 or 4 dims). */
+static eng_err nll_core(tensor **out, tensor *input, tensor *target, void *args)
+{
+    const nll_args *ar = args;
+    tensor *weight = ar->weight;
+    int reduction = ar->reduction;
+    int64_t ignore_index = ar->ignore;
+    eng_err e;
     xgeom x = geom_of(input);
     nll_plan p;
     if ((e = plan_build(&p, &x, target, weight, ignore_index))) return e;
@@ -296,7 +352,8 @@ eng_err op_nll_loss(tensor **out, tensor *input, tensor *target, tensor *weight,
         loss[i] = -v * p.coef[i];
     }
     if ((e = reduce_rows(&r, loss, &p, reduction, target, x.dt))) goto done;
-    node *n = record(&NLL_BW, &input, 1, &r, 1, NLL_NSAVED, sizeof(nll_attr), &e);
+    node *n = record(x.ndim == 4 ? &NLL2D_BW : &NLL_BW, &input, 1, &r, 1, NLL_NSAVED,
+                     sizeof(nll_attr), &e);
     if (!e && n) {
         nll_attr *a = node_attrs(n);
         a->reduction = reduction;
@@ -316,6 +373,17 @@ done:
     }
     *out = r;
     return E_OK;
+}
+
+eng_err op_nll_loss(tensor **out, tensor *input, tensor *target, tensor *weight, int reduction,
+                    int64_t ignore_index)
+{
+    eng_err e = nll_check(input, target, weight);
+    if (e) return e;
+    nll_args a = {weight, reduction, ignore_index};
+    if (input->ndim == 3 || input->ndim > 4)
+        return loss_nd(out, input, target, reduction, nll_core, &a);
+    return nll_core(out, input, target, &a);
 }
 
 /* ---- cross_entropy ---- */
@@ -494,6 +562,7 @@ done:
     return e;
 }
 static const node_type CE_BW = {"NllLossBackward0", ce_backward, NULL};
+static const node_type CE2D_BW = {"NllLoss2DBackward0", ce_backward, NULL};
 
 /* MaskedFillBackward0 (PyTorch fills ignored rows of the smoothing loss in place): the
  * rows whose `keep` is 0 become 0, and so does their gradient. */
@@ -583,22 +652,17 @@ done:
     return e;
 }
 
-eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *weight,
-                         int reduction, int64_t ignore_index, double label_smoothing)
+/* nll_loss(log_softmax(x)) in one node, on checked operands (an input of 1, 2 or 4 dims). */
+static eng_err ce_core(tensor **out, tensor *input, tensor *target, void *args)
 {
-    if (!(label_smoothing >= 0 && label_smoothing <= 1))
-        return err_set(E_INVAL, "label_smoothing must be between 0.0 and 1.0. Got: %g",
-                       label_smoothing);
-    eng_err e = nll_check(input, target, weight);
-    if (e) return e;
+    const nll_args *ar = args;
+    tensor *weight = ar->weight;
+    int reduction = ar->reduction;
+    int64_t ignore_index = ar->ignore;
+    eng_err e;
     xgeom x = geom_of(input);
     nll_plan p;
     if ((e = plan_build(&p, &x, target, weight, ignore_index))) return e;
-    if (label_smoothing > 0) {
-        e = ce_smooth(out, input, target, weight, reduction, ignore_index, label_smoothing, &p);
-        plan_free(&p);
-        return e;
-    }
     /* per row: max and log-sum-exp past it (ce_fwd) */
     void *lse = mem_alloc((size_t)(p.rows ? p.rows : 1) * 2 * dtype_size(x.dt));
     tensor *xc = NULL, *y = NULL, *r = NULL;
@@ -615,7 +679,8 @@ eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *we
     ce_ctx k = {tensor_data(xc), lse, NULL, y ? tensor_data(y) : NULL, p.cls, p.coef, loss, p.L};
     par_for(p.rows, lay_grain(&p.L), x.dt == DT_F32 ? ce_fwd_f32 : ce_fwd_f64, &k);
     if ((e = reduce_rows(&r, loss, &p, reduction, target, x.dt))) goto done;
-    node *n = record(&CE_BW, &input, 1, &r, 1, CE_NSAVED, sizeof(nll_attr), &e);
+    node *n = record(x.ndim == 4 ? &CE2D_BW : &CE_BW, &input, 1, &r, 1, CE_NSAVED,
+                     sizeof(nll_attr), &e);
     if (!e && n) {
         nll_attr *a = node_attrs(n);
         a->reduction = reduction;
@@ -637,6 +702,30 @@ done:
     }
     *out = r;
     return E_OK;
+}
+
+eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *weight,
+                         int reduction, int64_t ignore_index, double label_smoothing)
+{
+    if (!(label_smoothing >= 0 && label_smoothing <= 1))
+        return err_set(E_INVAL, "label_smoothing must be between 0.0 and 1.0. Got: %g",
+                       label_smoothing);
+    eng_err e = nll_check(input, target, weight);
+    if (e) return e;
+    nll_args a = {weight, reduction, ignore_index};
+    if (label_smoothing > 0) {
+        /* PyTorch's composition on the input as it is (its nll_loss takes the views) */
+        xgeom x = geom_of(input);
+        nll_plan p;
+        if ((e = plan_build(&p, &x, target, weight, ignore_index))) return e;
+        e = ce_smooth(out, input, target, weight, reduction, ignore_index, label_smoothing, &p);
+        plan_free(&p);
+        return e;
+    }
+    /* PyTorch's nll_loss_nd views log_softmax(x), whose values are x's row by row */
+    if (input->ndim == 3 || input->ndim > 4)
+        return loss_nd(out, input, target, reduction, ce_core, &a);
+    return ce_core(out, input, target, &a);
 }
 
 /* ---- reductions shared by mse and bce ---- */

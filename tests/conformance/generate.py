@@ -1370,6 +1370,40 @@ def fam_nn():
         y = c.call("ag_nll_loss", x, c.tensor([1], [], "int64"), None, RED("sum"), -100)
         bwd(c, y)
         cases.append(c)
+        # inputs of 3 or more dims go through PyTorch's nll_loss2d: NllLoss2DBackward0, 4-d
+        # as it is, others viewed as [N, C, 1, -1] (without reduction the result is a view
+        # of the 4-d loss: ViewBackward0); cross_entropy without label smoothing likewise
+        for fn in ("ag_nll_loss", "ag_cross_entropy"):
+            for shape in ([2, 3, 4], [2, 3, 2, 2], [2, 3, 2, 1, 2], [2, 3, 0], [0, 3, 2]):
+                if dt == "float32" and shape != [2, 3, 4]:
+                    continue
+                for red in ("none", "mean", "sum"):
+                    c = Case("%s/spatial/%s/%s/%s" % (fn[3:], "x".join(map(str, shape)), red, dt))
+                    x = c.rand(shape, dt)
+                    tshape = [shape[0]] + shape[2:]
+                    n = 1
+                    for d in tshape:
+                        n *= d
+                    tg = c.ints([(3 * k + 1) % 3 if k % 4 else 2 for k in range(n)], tshape)
+                    extra = (0.0,) if fn == "ag_cross_entropy" else ()
+                    y = c.call(fn, x, tg, None, RED(red), -100, *extra, extra={"is_leaf": True})
+                    bwd(c, y)
+                    cases.append(c)
+        for fn in ("ag_nll_loss", "ag_cross_entropy"):
+            extra = (0.0,) if fn == "ag_cross_entropy" else ()
+            c = Case("%s/spatial/weight_ignore/%s" % (fn[3:], dt))
+            x = c.rand([2, 3, 3], dt)
+            w = c.tensor([0.5, 2.0, 1.0], dtype=dt)
+            y = c.call(fn, x, c.ints([0, 2, 1, 1, 1, 0], [2, 3]), w, RED("mean"), 1, *extra)
+            bwd(c, y)
+            cases.append(c)
+            c = Case("%s/spatial/transposed/%s" % (fn[3:], dt))
+            x = c.rand([2, 4, 3], dt)
+            y = c.call(fn, c.call("ag_transpose", x, 1, 2), c.ints([0, 2, 1, 1, 1, 0, 2, 2],
+                                                                    [2, 4]), None, RED("none"),
+                       -100, *extra)
+            bwd(c, y)
+            cases.append(c)
         c = Case("bce_with_logits/weights/%s" % dt)
         x = c.rand([2, 3], dt, lo=-4, hi=4)
         tg = c.rand([2, 3], dt, rg=False, lo=0.0, hi=1.0)
@@ -2434,6 +2468,16 @@ def second_order_cases():
     cases.append(c)
     # label smoothing with every target ignored: the mean is 0/0, yet the gradient is 0
     # (masked_fill's backward fills the ignored rows; grad * keep gave NaN)
+    # inputs of 3 and 4 dims (NllLoss2DBackward0, NllLoss2DBackwardBackward0)
+    for fn in ("ag_nll_loss", "ag_cross_entropy"):
+        for shape in ([2, 3, 2], [2, 3, 2, 2]):
+            c = Case("second_order/%s_spatial/%s/float64" % (fn[3:], len(shape)))
+            x = c.rand(shape, "float64")
+            tg = c.ints([0, 2, 1, 1, 2, 0, 0, 1][:2 * (2 if len(shape) == 3 else 4)],
+                        [2] + shape[2:])
+            extra = (0.0,) if fn == "ag_cross_entropy" else ()
+            second_order(c, c.call(fn, x, tg, None, RED("mean"), -100, *extra), [x])
+            cases.append(c)
     c = Case("second_order/cross_entropy_all_ignored/float64")
     x = c.rand([2, 3], "float64")
     second_order(c, c.call("ag_cross_entropy", x, c.ints([1, 1]), None, RED("mean"), 1, 0.3),
@@ -2899,6 +2943,30 @@ def fam_errors():
     c.err("ag_select", c.rand([2, 3]), 2, 0, status="AG_ERANGE")
     c = case("range/select_index")
     c.err("ag_select", c.rand([2, 3]), 1, 3, status="AG_ERANGE")
+    # inputs of 3 or more dims: PyTorch's nll_loss2d's checks and messages
+    for fn in ("ag_nll_loss", "ag_cross_entropy"):
+        extra = (0.0,) if fn == "ag_cross_entropy" else ()
+        for name, shape, tshape, w, msg in (
+                ("target_dims", [2, 3, 4, 5], [2, 4, 5, 1], None,
+                 "only batches of spatial targets supported (3D tensors) but got targets of "
+                 "dimension: 4"),
+                ("target_size", [2, 3, 4, 5], [2, 4, 6], None,
+                 "size mismatch (got input: [2, 3, 4, 5] , target: [2, 4, 6]"),
+                ("weight_4d", [2, 3, 4, 5], [2, 4, 5], 2,
+                 "weight tensor should be defined either for all or no classes"),
+                ("weight_3d", [2, 3, 4], [2, 4], 2,
+                 "weight tensor should be defined either for all or no classes")):
+            c = case("shape_mismatch/%s_spatial/%s" % (fn[3:], name))
+            n = 1
+            for d in tshape:
+                n *= d
+            c.err(fn, c.rand(shape), c.ints([0] * n, tshape),
+                  c.tensor([1.0] * w) if w else None, RED("mean"), -100, *extra,
+                  status="AG_ESHAPE", contains=msg)
+    c = case("dtype/nll_loss_spatial_int_input")
+    c.err("ag_nll_loss", c.ints([0] * 24, [2, 3, 4]), c.ints([0] * 8, [2, 4]), None, RED("mean"),
+          -100, status="AG_EDTYPE",
+          contains="\"nll_loss2d_forward_out_frame\" not implemented for 'Long'")
     c = case("range/narrow")
     c.err("ag_narrow", c.rand([4]), 0, 2, 3, status="AG_ERANGE")
     c = case("range/softmax_dim")
