@@ -787,7 +787,9 @@ AG_API int ag_binary_cross_entropy_with_logits(ag_tensor **out, const ag_tensor 
 AG_API int ag_dropout(ag_tensor **out, ag_generator *gen, const ag_tensor *t, double p,
                       int training);
 /** Layer normalisation over the last ndim dims, which must equal normalized_shape; weight and
- *  bias (shape normalized_shape) may be NULL. */
+ *  bias (shape normalized_shape) may be NULL. Under AG_CREATE_GRAPH all its gradients require
+ *  grad (the outputs of one NativeLayerNormBackwardBackward0, as in PyTorch), the bias's
+ *  included; a derivative of one in an input it does not depend on is none. */
 AG_API int ag_layer_norm(ag_tensor **out, const ag_tensor *x, const int64_t *normalized_shape,
                          size_t ndim, const ag_tensor *weight, const ag_tensor *bias,
                          double eps);

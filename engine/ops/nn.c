@@ -388,12 +388,59 @@ static eng_err ln_backward_graph(tensor *x, tensor *w, tensor *g, int nd, double
         if (e) goto done;
     }
     if (needed[2]) {
+        /* (a copy when nothing is summed: not g itself, which the caller may change) */
         if (nl) e = op_sum_dims(&gout[2], g, lead, nl, false);
-        else tensor_retain(gout[2] = g);
+        else e = op_clone(&gout[2], g);
     }
 done:
     for (int k = 0; k < NT; k++)
         if (t[k]) tensor_release(t[k]);
+    return e;
+}
+
+/* PyTorch's layer_norm gradients under create_graph are the outputs of one node,
+ * NativeLayerNormBackwardBackward0 (native_layer_norm_backward's), with edges to the incoming
+ * gradient, input, weight and bias: each of them requires grad, even the bias's, sum(g),
+ * which depends on none of them; its derivatives are layer_norm_double_backward's, which has
+ * none in the bias and gives none where a gradient does not depend on an input (the weight's
+ * in the weight, the bias's in anything but g). Here that node hands each output's gradient
+ * to the composed formula that computed it (ln_backward_graph): the same values, the same
+ * derivatives that are none. */
+static eng_err ln_bb_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    (void)n;
+    for (int k = 0; k < 3; k++)
+        if (c->needed[k] && gin[k]) tensor_retain(gout[k] = gin[k]);
+    return E_OK;
+}
+static const node_type LN_BB = {"NativeLayerNormBackwardBackward0", ln_bb_backward, NULL};
+
+/* gout[k]: an alias of cg[k] (when there is one) with grad_fn the LN_BB node. */
+static eng_err ln_double_node(tensor *const *cg, tensor **gout)
+{
+    int dims = 0;
+    for (int k = 0; k < 3; k++)
+        if (cg[k]) dims += cg[k]->ndim;
+    node *n = node_new(&LN_BB, 3, 0, 3, dims, 0);
+    if (!n) return err_nomem();
+    eng_err e = E_OK;
+    for (int k = 0; k < 3 && !e; k++) {
+        if (!cg[k]) continue;
+        tensor *t = NULL;
+        if (!(e = node_set_edge(n, k, cg[k])) &&
+            !(t = tensor_alias(cg[k], cg[k]->shape, cg[k]->strides, cg[k]->ndim, cg[k]->offset)))
+            e = err_kind();
+        if (t) {
+            node_set_output(n, k, t);
+            gout[k] = t;
+        }
+    }
+    node_release(n); /* the outputs hold it */
+    if (e)
+        for (int k = 0; k < 3; k++) {
+            tensor_release(gout[k]);
+            gout[k] = NULL;
+        }
     return e;
 }
 
@@ -406,7 +453,13 @@ static eng_err layer_norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **g
         (e = saved_get(n, c, LN_MEAN, &mean)) || (e = saved_get(n, c, LN_RSTD, &rstd)) ||
         (e = saved_get(n, c, LN_B, &b)))
         return e;
-    if (c->create_graph) return ln_backward_graph(x, w, gin[0], a->nd, a->eps, c->needed, gout);
+    if (c->create_graph) {
+        tensor *cg[3] = {NULL, NULL, NULL};
+        if (!(e = ln_backward_graph(x, w, gin[0], a->nd, a->eps, c->needed, cg)))
+            e = ln_double_node(cg, gout);
+        for (int k = 0; k < 3; k++) tensor_release(cg[k]);
+        return e;
+    }
     dtype dt = (dtype)x->dtype;
     const int64_t *nshape = x->shape + (x->ndim - a->nd);
     int64_t M = mean->numel, N = 1;

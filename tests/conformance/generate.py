@@ -2395,6 +2395,28 @@ def second_order_cases():
     x, w, b = c.rand([2, 3, 4], "float64"), c.rand([4], "float64"), c.rand([4], "float64")
     second_order(c, c.call("ag_layer_norm", x, [4], w, b, 1e-5), [x, w])
     cases.append(c)
+    # every gradient of layer_norm under create_graph requires grad, the bias's (sum(g))
+    # included: they are the outputs of PyTorch's NativeLayerNormBackwardBackward0, whose
+    # derivatives are none where a gradient does not depend on an input. (Not with a bias
+    # and no weight: there PyTorch's layer_norm_double_backward drops the bias's term, so
+    # the bias gradient's derivative in g is none, and with the input's term it raises.)
+    for name, rg, affine in (("x_w_b", (True, True, True), (True, True)),
+                             ("b", (False, False, True), (True, True)),
+                             ("w_b", (False, True, True), (True, True)),
+                             ("x_b", (True, False, True), (True, True)),
+                             ("x_w_nobias", (True, True, None), (True, False)),
+                             ("w", (False, True, False), (True, True))):
+        c = Case("second_order/layer_norm_grads/%s/float64" % name)
+        x = c.rand([2, 3, 4], "float64", rg=rg[0])
+        w = c.rand([4], "float64", rg=rg[1]) if affine[0] else None
+        b = c.rand([4], "float64", rg=rg[2]) if affine[1] else None
+        ins = [t for t, r in zip((x, w, b), rg) if t is not None and r]
+        y = c.call("ag_layer_norm", x, [4], w, b, 1e-5)
+        gs = c.grad([y], ins, grad_outputs=[grad_like(c, y)], flags=("create_graph",))
+        for g in gs:
+            c.expect(g, data=False)
+        second_order(c, y, ins, vgrad=False)
+        cases.append(c)
     c = Case("second_order/gather_embedding/float64")
     x = c.rand([4, 3], "float64")
     y = c.call("ag_gather", c.call("ag_exp", x), 0, c.ints([0, 2, 1, 1, 0, 3], [2, 3]))
