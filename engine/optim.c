@@ -33,8 +33,10 @@ struct optimizer {
 /* Every scalar is rounded to the parameter's dtype, and every multiply-add that PyTorch's CPU
  * kernels fuse (add(alpha), addcmul) is an explicit fma, the others are not: results then
  * equal PyTorch's bit for bit (float32 and float64, checked on the test cases), whatever the
- * CPU (the compiler has no contraction left to choose, so the FMA build and the baseline
- * build below agree). */
+ * CPU. This file is compiled with -ffp-contract=off (CMakeLists.txt): otherwise GCC fuses
+ * AdamW's `p * decay` into the final add (at -O3, with FMA), where PyTorch rounds
+ * param.mul_(1 - lr * wd) first. With no contraction left to the compiler, the FMA build and
+ * the baseline build below agree. */
 typedef struct kctx {
     double nlr;           /* SGD: -lr; Adam: -lr / bias_correction1 */
     double wd;            /* L2 term added to the gradient; 0 = off (AdamW: 0) */

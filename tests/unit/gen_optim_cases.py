@@ -5,7 +5,8 @@ Regenerate with Debian's PyTorch 1.13:
     /usr/bin/python3 tests/unit/gen_optim_cases.py > tests/unit/optim_cases.h
 Two parameters (shapes [2, 3] and [4]) get fixed gradients that change in sign and size from
 step to step (so amsgrad's running maximum matters); the single-tensor (foreach=False)
-implementations are the reference, as in libautograd.
+implementations are the reference, as in libautograd. test_optim.c compares every value bit
+for bit, so the cases are printed with repr (which round-trips).
 """
 import torch
 
@@ -27,9 +28,13 @@ CASES = [
     ("adam amsgrad", "Adam", torch.float32, dict(lr=0.01, amsgrad=True)),
     ("adamw", "AdamW", torch.float32, dict()),
     ("adamw amsgrad", "AdamW", torch.float32, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    # A large lr * weight_decay, so that the decay's rounding shows: PyTorch rounds
+    # param.mul_(1 - lr * wd) before adding the update, a fused multiply-add would not.
+    ("adamw weight_decay", "AdamW", torch.float32, dict(lr=0.05, weight_decay=0.3)),
     ("sgd nesterov weight_decay f64", "SGD", torch.float64,
      dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
     ("adamw amsgrad f64", "AdamW", torch.float64, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    ("adamw weight_decay f64", "AdamW", torch.float64, dict(lr=0.05, weight_decay=0.3)),
     ("adam weight_decay amsgrad f64", "Adam", torch.float64,
      dict(lr=0.01, weight_decay=0.01, amsgrad=True)),
 ]

@@ -70,14 +70,16 @@ static int make(ag_optimizer **o, const optim_case *c, ag_tensor *const *ps, siz
 static const int64_t s23[2] = {2, 3}, s4[1] = {4}, s3[1] = {3};
 
 /* Each case: 5 steps on two parameters whose grads change every step, plus a third parameter
- * that never gets a grad and must stay untouched. */
+ * that never gets a grad and must stay untouched. The results must equal PyTorch's bit for bit
+ * (float32 and float64): optim.c rounds each operation as PyTorch's CPU kernels do, and a
+ * multiply-add contracted by the compiler (AdamW's decay, at -O3 with FMA) is off by an ulp. */
 static void pytorch_cases(void)
 {
     static const double third[3] = {0.5, -1.5, 2.5};
     for (size_t k = 0; k < sizeof oc_cases / sizeof oc_cases[0]; k++) {
         const optim_case *c = &oc_cases[k];
         ag_dtype dt = c->f64 ? AG_FLOAT64 : AG_FLOAT32;
-        double rel = c->f64 ? 1e-13 : 1e-6;
+        double rel = 0;
         ag_tensor *ps[3] = {param(dt, oc_init1, s23, 2), param(dt, oc_init2, s4, 1),
                             param(dt, third, s3, 1)};
         ag_optimizer *o = NULL;
