@@ -612,6 +612,9 @@ AG_API int ag_sum(ag_tensor **out, const ag_tensor *a); /**< sum of all elements
 AG_API int ag_sum_dims(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
                        int keepdim);
 AG_API int ag_mean(ag_tensor **out, const ag_tensor *a);
+/** Mean over dims. Its backward node (MeanBackward1) keeps the input, as PyTorch 1.13's does:
+ *  changing the input in place before backward is AG_EVERSION, and a second backward without
+ *  AG_RETAIN_GRAPH AG_EGRAPH (ag_mean keeps nothing). */
 AG_API int ag_mean_dims(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
                         int keepdim);
 /** Largest / smallest element (NaN propagates). Errors: AG_ESHAPE on an empty tensor. The
@@ -638,7 +641,8 @@ AG_API int ag_std(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size
 AG_API int ag_logsumexp(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
                         int keepdim);
 /** Vector p-norm over dims: p = 2 (Euclidean), 1, INFINITY, -INFINITY, 0 (count of nonzeros)
- *  or any other real p. */
+ *  or any other real p. p = 0 has no gradient (a's is none, or unused for ag_grad), but its
+ *  backward still checks that a and the result were not changed in place, as PyTorch's. */
 AG_API int ag_norm(ag_tensor **out, const ag_tensor *a, double p, const int64_t *dims,
                    size_t ndims, int keepdim);
 /** Index (int64) of the largest / smallest element along dim (first occurrence). */

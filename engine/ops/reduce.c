@@ -128,8 +128,17 @@ static eng_err mean_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     tensor_release(g);
     return e;
 }
+/* PyTorch 1.13's MeanBackward1 saves self (its formula reads self.numel()), so changing the
+ * input in place before backward is an error there, and so is a second backward without
+ * retain_graph; MeanBackward0 saves nothing. The saved input is only checked. */
+static eng_err mean1_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    tensor *self;
+    eng_err e = saved_get(n, c, 0, &self);
+    return e ? e : mean_backward(n, c, gin, gout);
+}
 static const node_type MEAN0_BW = {"MeanBackward0", mean_backward, NULL};
-static const node_type MEAN1_BW = {"MeanBackward1", mean_backward, NULL};
+static const node_type MEAN1_BW = {"MeanBackward1", mean1_backward, NULL};
 
 static eng_err mean_op(tensor **out, tensor *a, const int64_t *dims, int ndims, bool keepdim,
                        const node_type *bw)
@@ -152,12 +161,16 @@ static eng_err mean_op(tensor **out, tensor *a, const int64_t *dims, int ndims, 
         double *d = tensor_data(s);
         for (int64_t i = 0; i < n; i++) d[i] = p.count ? d[i] / (double)p.count : inv_count;
     }
-    node *nd = record(bw, &a, 1, &s, 1, 0, sizeof p, &e);
+    bool save_self = bw == &MEAN1_BW;
+    node *nd = record(bw, &a, 1, &s, 1, save_self, sizeof p, &e);
     if (e) {
         tensor_release(s);
         return e;
     }
-    if (nd) *(reduce_plan *)node_attrs(nd) = p;
+    if (nd) {
+        *(reduce_plan *)node_attrs(nd) = p;
+        if (save_self) node_save(nd, 0, a);
+    }
     *out = s;
     return E_OK;
 }

@@ -500,10 +500,12 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     const red_attr *at = (const red_attr *)node_attrs(n);
     const reduce_plan *p = &at->p;
     double ord = at->ord;
-    if (!c->needed[0] || ord == 0) return E_OK; /* a count: no gradient (undefined) */
+    if (!c->needed[0]) return E_OK;
     tensor *x, *r, *t[10] = {NULL};
     eng_err e;
-    if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &r)) ||
+    /* (read first for every p, as PyTorch unpacks self and result: changing either in place
+     * is an error even for p = 0, whose gradient is undefined, a count having none) */
+    if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &r)) || ord == 0 ||
         (e = keep_dims(&t[0], gin[0], p)) || (e = keep_dims(&t[1], r, p)))
         goto done;
     tensor *g = t[0], *nm = t[1];

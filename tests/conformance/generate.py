@@ -944,6 +944,44 @@ def fam_reduce():
     c = Case("sum_dims/size1_dim/float32")
     c.call("ag_sum_dims", c.tensor([1.0, 2.0], [2, 1], rg=True), [1], 0)
     cases.append(c)
+    # saved tensors as PyTorch 1.13's: MeanBackward1 saves self (MeanBackward0 nothing), so a
+    # second backward without retain_graph and an in-place change of the input are errors;
+    # NormBackward1 saves self and result for every p, p = 0 (no gradient) included
+    xs = [0.0, 1.5, -2.0, 0.0, 0.0, 3.0]
+    for dims, keep in (([1], 0), ([], 0), ([0, 1], 1)):
+        tag = "%s/%s" % ("_".join(map(str, dims)) or "all", "keepdim" if keep else "nokeep")
+        c = Case("mean_dims/saved_self/backward_twice/%s" % tag)
+        x = c.tensor(xs, [2, 3], "float64", rg=True)
+        y = c.call("ag_sum", c.call("ag_mean_dims", x, dims, keep))
+        c.backward(y)
+        c.err("ag_backward", y, NULL, FL(), status="AG_EGRAPH",
+              contains="Trying to backward through the graph a second time")
+        cases.append(c)
+        c = Case("mean_dims/saved_self/input_modified/%s" % tag)
+        x = c.tensor(xs, [2, 3], "float64", rg=True)
+        x2 = c.call("ag_mul_scalar", x, 1.0)
+        y = c.call("ag_sum", c.call("ag_mean_dims", x2, dims, keep))
+        c.call("ag_mul_scalar_", x2, 2.0)
+        c.err("ag_backward", y, NULL, FL(), status="AG_EVERSION",
+              contains="which is output 0 of MulBackward0, is at version 1; expected version 0")
+        cases.append(c)
+    for dims in ([1], []):
+        tag = "_".join(map(str, dims)) or "all"
+        c = Case("norm/p0/saved_self/input_modified/%s" % tag)
+        x = c.tensor(xs, [2, 3], "float64", rg=True)
+        x2 = c.call("ag_mul_scalar", x, 1.0)
+        y = c.call("ag_sum", c.call("ag_norm", x2, 0.0, dims, 0))
+        c.call("ag_mul_scalar_", x2, 2.0)
+        c.err("ag_backward", y, NULL, FL(), status="AG_EVERSION",
+              contains="which is output 0 of MulBackward0, is at version 1; expected version 0")
+        cases.append(c)
+        c = Case("norm/p0/saved_result/output_modified/%s" % tag)
+        x = c.tensor(xs, [2, 3], "float64", rg=True)
+        n = c.call("ag_norm", x, 0.0, dims, 0)
+        c.call("ag_mul_scalar_", n, 2.0)
+        c.err("ag_backward", c.call("ag_sum", n), NULL, FL(), status="AG_EVERSION",
+              contains="which is output 0 of NormBackward1, is at version 1; expected version 0")
+        cases.append(c)
     return cases
 
 
