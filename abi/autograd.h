@@ -505,6 +505,10 @@ typedef int (*ag_function_backward_fn)(ag_function_ctx *ctx, ag_tensor **grad_in
  *  mode is on and an input requires grad, the outputs get a grad_fn named name + "Backward"
  *  ("MyExp" gives "MyExpBackward") whose backward calls `backward`. free_userdata (may be
  *  NULL) is called once the graph node is freed (or at once if none was made).
+ *  As in PyTorch, an input that forward returns as is comes back as a view of that input,
+ *  and an output that is a view stays one; with a grad_fn, an in-place op on such an output,
+ *  or on its base behind it, fails (AG_EINVAL, "... This view was created inside a custom
+ *  Function ..."): the history it would get would bypass `backward`. Clone it first.
  *  flags: AG_CALLBACK_CALLER_THREAD or 0.
  *  Errors: AG_EINVAL, AG_ECALLBACK (forward failed or left an output NULL), AG_ENOMEM. */
 AG_API int ag_function_apply(ag_tensor **outputs, size_t n_outputs, ag_tensor *const *inputs,
@@ -513,14 +517,21 @@ AG_API int ag_function_apply(ag_tensor **outputs, size_t n_outputs, ag_tensor *c
                              void (*free_userdata)(void *userdata));
 
 /** From forward: saves t for backward (ctx.save_for_backward). Its version is recorded and
- *  checked when backward reads it. Errors: AG_EINVAL if called outside forward. */
+ *  checked when backward reads it. A saved tensor counts as an output (and comes back in
+ *  backward with the function's node as its grad_fn) only if it is the very tensor forward
+ *  returned, not an input returned as is nor another view of an output's memory.
+ *  Errors: AG_EINVAL if called outside forward. */
 AG_API int ag_function_ctx_save(ag_function_ctx *ctx, ag_tensor *t);
 /** From backward: the number of saved tensors. */
 AG_API int ag_function_ctx_num_saved(size_t *out, const ag_function_ctx *ctx);
 /** From backward: the i-th saved tensor (a new reference).
  *  Errors: AG_ERANGE, AG_EVERSION (modified in place since saved), AG_EGRAPH (freed). */
 AG_API int ag_function_ctx_saved(ag_tensor **out, ag_function_ctx *ctx, size_t i);
-/** From backward: 1 if input i needs a gradient (ctx.needs_input_grad[i]). */
+/** From backward: 1 if input i required grad when the function was applied
+ *  (ctx.needs_input_grad[i]), whichever inputs the running pass differentiates. backward may
+ *  return gradients for any input: each one for an input that requires grad must have the
+ *  input's shape or one it broadcasts to (AG_ESHAPE, as PyTorch, even if the pass does not
+ *  need it) and is cast to the input's dtype; those the pass does not need are dropped. */
 AG_API int ag_function_ctx_needs_input_grad(int *out, const ag_function_ctx *ctx, size_t i);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -857,7 +868,12 @@ AG_API int ag_optimizer_adamw(ag_optimizer **out, ag_tensor *const *params, size
                               double lr, double beta1, double beta2, double eps,
                               double weight_decay, int amsgrad);
 /** Applies one update. Errors: AG_ESHAPE/AG_EDTYPE if a .grad no longer matches its
- *  parameter (checked for all parameters before any is updated). */
+ *  parameter (checked for all parameters before any is updated). A .grad in its parameter's
+ *  memory (p.detach(), a view of p) is read as PyTorch reads it: after AdamW's decay of p, and
+ *  all of it before p is written; plain SGD (no momentum, no weight decay) refuses a dense one
+ *  that overlaps p other than element for element, with PyTorch's AG_EINVAL "unsupported
+ *  operation: some elements of the input tensor and the written-to tensor refer to a single
+ *  memory location ...". */
 AG_API int ag_optimizer_step(ag_optimizer *opt);
 /** Zeroes every parameter's .grad in place, or drops them when set_to_none is nonzero. */
 AG_API int ag_optimizer_zero_grad(ag_optimizer *opt, int set_to_none);

@@ -182,13 +182,13 @@ static inline bool view_stale(const tensor *t)
 /** Brings a stale view t up to date, under its lock: if it or its base is differentiable, a
  *  fresh grad_fn (hooks and retain_grad follow as after an in-place op on it:
  *  tensor_history_moved). E_INVAL, with PyTorch's message, for a view PyTorch does not
- *  regenerate: one made under no_grad or by a multi-output op (split, chunk). Until it is
- *  up to date, t->grad_fn must not be read: another thread may be replacing it. Defined in
- *  ops/shape.c, beside the AsStridedBackward0 it makes. */
+ *  regenerate: one made under no_grad, by a multi-output op (split, chunk) or by a custom
+ *  function. Until it is up to date, t->grad_fn must not be read: another thread may be
+ *  replacing it. Defined in ops/shape.c, beside the AsStridedBackward0 it makes. */
 eng_err view_sync_slow(tensor *t);
 static inline eng_err view_sync(tensor *t) { return view_stale(t) ? view_sync_slow(t) : E_OK; }
 /** The error PyTorch gives for an in-place op on, or behind (indirect), a view of kind
- *  VK_NO_GRAD or VK_MULTI. */
+ *  VK_NO_GRAD, VK_MULTI or VK_CUSTOM. */
 eng_err view_refused(const tensor *t, bool indirect);
 /** Sets n's edge i to the gradient edge of t (t may be NULL: no edge). */
 eng_err node_set_edge(node *n, int i, tensor *t);

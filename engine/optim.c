@@ -26,6 +26,7 @@ struct optimizer {
     int n;
     tensor **params; /* strong */
     tensor **tmp;    /* per-call scratch (step's .grad snapshot, zero_grad's detached grads) */
+    tensor **copy;   /* step's scratch: a copy of a .grad that shares the parameter's memory */
     pstate *st;
 };
 
@@ -178,6 +179,19 @@ DEFINE_ENTRIES(, base)
 DEFINE_ENTRIES(__attribute__((target("avx2,fma"))), fma)
 #endif
 
+/* AdamW's decay on its own, when it must come before the gradient is read: p *= decay. */
+#define DEFINE_DECAY(TY, SFX)                                                              \
+    static void decay_##SFX(char **d, const int64_t *s, int64_t n, void *c)                \
+    {                                                                                      \
+        const TY k = (TY)((const kctx *)c)->decay;                                         \
+        for (int64_t i = 0; i < n; i++) {                                                  \
+            TY *x = (TY *)(d[0] + i * s[0]);                                               \
+            *x = *x * k;                                                                   \
+        }                                                                                  \
+    }
+DEFINE_DECAY(float, f32)
+DEFINE_DECAY(double, f64)
+
 static iter_loop pick_loop(int kind, dtype dt)
 {
 #if defined(__x86_64__)
@@ -264,14 +278,15 @@ eng_err optimizer_new(optimizer **out, tensor *const *params, int n, const opt_c
     eng_err e = check_config(cfg);
     if (!e) e = check_params(params, n);
     if (e) return e;
-    optimizer *o = mem_calloc(sizeof *o + (size_t)n * (2 * sizeof(tensor *) + sizeof(pstate)));
+    optimizer *o = mem_calloc(sizeof *o + (size_t)n * (3 * sizeof(tensor *) + sizeof(pstate)));
     if (!o) return err_nomem();
     atomic_init(&o->refs, 1);
     o->cfg = *cfg;
     o->n = n;
     o->params = (tensor **)(o + 1);
     o->tmp = o->params + n;
-    o->st = (pstate *)(o->tmp + n);
+    o->copy = o->tmp + n;
+    o->st = (pstate *)(o->copy + n);
     for (int i = 0; i < n; i++) {
         tensor_retain(params[i]);
         o->params[i] = params[i];
@@ -311,23 +326,56 @@ static int state_count(const opt_config *c)
     return c->amsgrad ? 3 : 2;
 }
 
+/* Whether t's elements fill numel consecutive slots in some order of its dimensions
+ * (PyTorch's is_non_overlapping_and_dense). */
+static bool dense(const tensor *t)
+{
+    int perm[MAX_DIMS], n = 0;
+    for (int d = 0; d < t->ndim; d++) {
+        if (t->shape[d] == 1) continue;
+        int j = n++;
+        for (; j > 0 && t->strides[perm[j - 1]] > t->strides[d]; j--) perm[j] = perm[j - 1];
+        perm[j] = d;
+    }
+    int64_t expect = 1;
+    for (int j = 0; j < n && expect; j++)
+        expect = t->strides[perm[j]] == expect ? expect * t->shape[perm[j]] : 0;
+    return expect && t->numel > 0;
+}
+
 /* The state's strides: the parameter's when they lay its elements out densely (PyTorch's
  * preserve_format, so a transposed parameter and its state are walked in the same memory
  * order), else contiguous ones. */
 static void state_strides(const tensor *p, int64_t *strides)
 {
-    int perm[MAX_DIMS], n = 0;
-    for (int d = 0; d < p->ndim; d++) {
-        if (p->shape[d] == 1) continue;
-        int j = n++;
-        for (; j > 0 && p->strides[perm[j - 1]] > p->strides[d]; j--) perm[j] = perm[j - 1];
-        perm[j] = d;
-    }
-    int64_t expect = 1;
-    for (int j = 0; j < n && expect; j++)
-        expect = p->strides[perm[j]] == expect ? expect * p->shape[perm[j]] : 0;
-    if (expect && p->numel > 0) memcpy(strides, p->strides, (size_t)p->ndim * sizeof(int64_t));
+    if (dense(p)) memcpy(strides, p->strides, (size_t)p->ndim * sizeof(int64_t));
     else contiguous_strides(p->shape, p->ndim, strides);
+}
+
+/* A .grad in the parameter's own memory (set to p.detach(), or to a view of p) is read by
+ * PyTorch after AdamW's param.mul_() and, element by element, before any other write to p.
+ * The fused kernel reads each element just before writing it, so it gives the same result
+ * when g's element i is p's element i (no AdamW decay), and needs the decay done first and/or
+ * a copy of g otherwise. Only checked by pointer, once per step: the common case pays nothing. */
+enum { GRAD_OWN, GRAD_SAME, GRAD_OVERLAP };
+
+static int grad_alias(const tensor *p, const tensor *g)
+{
+    if (g->st != p->st || p->numel == 0) return GRAD_OWN;
+    bool same = g->offset == p->offset;
+    for (int d = 0; d < p->ndim && same; d++)
+        same = p->shape[d] == 1 || g->strides[d] == p->strides[d];
+    return same ? GRAD_SAME : GRAD_OVERLAP;
+}
+
+/* PyTorch's get_overlap_status(p, g) == PARTIAL: its in-place ops refuse such an input. */
+static bool partial_overlap(const tensor *p, const tensor *g)
+{
+    if (g->st != p->st || !dense(p) || !dense(g)) return false;
+    int64_t pb = p->offset, pe = pb + p->numel, gb = g->offset, ge = gb + g->numel;
+    if (pb == gb && pe == ge)
+        return memcmp(p->strides, g->strides, (size_t)p->ndim * sizeof(int64_t)) != 0;
+    return pb < ge && gb < pe;
 }
 
 /* Allocates (zeroed) the state of parameter p on its first update. */
@@ -344,7 +392,8 @@ static eng_err state_ensure(pstate *st, const tensor *p, int k)
     return st->buf ? E_OK : err_nomem();
 }
 
-static void update(const optimizer *o, tensor *p, tensor *g, pstate *st)
+/* copy: NULL, or a scratch tensor shaped as p that takes g's values before the update. */
+static void update(const optimizer *o, tensor *p, tensor *g, tensor *copy, pstate *st)
 {
     const opt_config *c = &o->cfg;
     kctx k = {.blk = p->numel * (int64_t)dtype_size((dtype)p->dtype)};
@@ -379,6 +428,16 @@ static void update(const optimizer *o, tensor *p, tensor *g, pstate *st)
     }
     tensor *ins[2] = {g, st->buf};
     iter it;
+    if (c->kind == OPT_ADAMW && g->st == p->st) {
+        /* PyTorch's order: param.mul_(1 - lr * wd) first, which the grad then reads. */
+        iter_init(&it, p, NULL, 0);
+        iter_run(&it, p->dtype == DT_F32 ? decay_f32 : decay_f64, &k, PAR_GRAIN_CHEAP);
+        k.decay = 1;
+    }
+    if (copy) {
+        kernel_copy(copy, g); /* cannot fail: same shape and dtype */
+        ins[0] = copy;
+    }
     iter_init(&it, p, ins, st->buf ? 2 : 1);
     iter_run(&it, pick_loop(kind, (dtype)p->dtype), &k, grain);
     tensor_bump_version(p);
@@ -403,13 +462,27 @@ eng_err optimizer_step(optimizer *o)
             e = err_set(E_SHAPE, "params[%d] has a gradient of shape %s, expected %s", i,
                         fmt_shape(a, sizeof a, g->shape, g->ndim),
                         fmt_shape(b, sizeof b, p->shape, p->ndim));
+        /* Plain SGD is PyTorch's param.add_(grad, alpha=-lr), which refuses this grad. */
+        else if (o->cfg.kind == OPT_SGD && o->cfg.momentum == 0 && o->cfg.weight_decay == 0 &&
+                 partial_overlap(p, g))
+            e = err_set(E_INVAL, "unsupported operation: some elements of the input tensor and "
+                        "the written-to tensor refer to a single memory location (params[%d] "
+                        "and its gradient). Please clone() the tensor before performing the "
+                        "operation.", i);
     }
-    for (int i = 0; i < o->n && !e; i++)
-        if (o->tmp[i]) e = state_ensure(&o->st[i], o->params[i], k);
+    for (int i = 0; i < o->n && !e; i++) {
+        tensor *g = o->tmp[i];
+        if (!g) continue;
+        e = state_ensure(&o->st[i], o->params[i], k);
+        if (!e && grad_alias(o->params[i], g) == GRAD_OVERLAP &&
+            !(o->copy[i] = tensor_new_like(g, (dtype)g->dtype)))
+            e = err_kind();
+    }
     for (int i = 0; i < o->n; i++) {
-        if (o->tmp[i] && !e) update(o, o->params[i], o->tmp[i], &o->st[i]);
+        if (o->tmp[i] && !e) update(o, o->params[i], o->tmp[i], o->copy[i], &o->st[i]);
         tensor_release(o->tmp[i]);
-        o->tmp[i] = NULL;
+        tensor_release(o->copy[i]);
+        o->tmp[i] = o->copy[i] = NULL;
     }
     return e;
 }

@@ -73,8 +73,10 @@ typedef struct tensor {
 
 /* How a view was made, which decides what happens when its base changes in place behind it
  * (PyTorch's CreationMeta): a view made under grad mode gets a fresh grad_fn; the others are
- * refused, as PyTorch refuses them, because no history says what they should follow. */
-enum view_kind { VK_DEFAULT = 0, VK_NO_GRAD = 1, VK_MULTI = 2 };
+ * refused, as PyTorch refuses them, because no history says what they should follow. VK_CUSTOM:
+ * an output of a custom function that is a view (an input returned as is included), whose
+ * history is the function's node, which a rebase would bypass. */
+enum view_kind { VK_DEFAULT = 0, VK_NO_GRAD = 1, VK_MULTI = 2, VK_CUSTOM = 3 };
 
 /* ---- creation (no autograd) ---- */
 /** A new contiguous, uninitialised tensor; NULL (E_NOMEM/E_INVAL set) on failure. */

@@ -24,6 +24,9 @@ struct fn_ctx {
 typedef struct custom_attr {
     custom_fn_def def;
     char *name;
+    /* ctx.needs_input_grad, fixed when the function was applied (as PyTorch's: whether the
+     * input required grad), whichever inputs a later pass asks for */
+    uint64_t needs_input_grad;
 } custom_attr;
 
 static void custom_destroy(node *n)
@@ -31,6 +34,25 @@ static void custom_destroy(node *n)
     custom_attr *a = node_attrs(n);
     if (a->def.free_userdata) a->def.free_userdata(a->def.userdata);
     mem_free(a->name);
+}
+
+/* PyTorch's check of a gradient a custom backward returned for input i: its shape must be
+ * the input's, or one the input's broadcasts to. */
+static eng_err check_grad_shape(node *n, int i, const tensor *g)
+{
+    const edge *ed = &n->next[i];
+    const out_meta *m = &ed->fn->outs[ed->input_nr];
+    bool ok = g->ndim >= m->ndim;
+    for (int d = 0; ok && d < m->ndim; d++) {
+        int64_t want = m->shape[d], got = g->shape[g->ndim - m->ndim + d];
+        ok = want == got || want == 1;
+    }
+    if (ok) return E_OK;
+    char a[160], b[160];
+    return err_set(E_SHAPE, "Function %s returned an invalid gradient at index %d - got %s but "
+                   "expected shape compatible with %s", n->name, i,
+                   fmt_shape(a, sizeof a, g->shape, g->ndim),
+                   fmt_shape(b, sizeof b, m->shape, m->ndim));
 }
 
 static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
@@ -61,18 +83,15 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
             e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with status %d: %s",
                         a->name, rc, err_message());
         } else {
+            /* Every gradient for an input that requires grad is checked, also those this pass
+             * does not need (PyTorch's validate_outputs); the scheduler then sums a broadcast
+             * gradient down and casts it to the input's dtype, for those it needs. */
+            for (int i = 0; i < n->n_next && !e; i++)
+                if (gout[i] && n->next[i].fn) e = check_grad_shape(n, i, gout[i]);
             for (int i = 0; i < n->n_next; i++) {
-                tensor *t = gout[i];
-                if (!t) continue;
-                if (!c->needed[i]) {
-                    tensor_release(t);
+                if (gout[i] && (e || !c->needed[i])) {
+                    tensor_release(gout[i]);
                     gout[i] = NULL;
-                    continue;
-                }
-                if (!dtype_is_float((dtype)t->dtype)) {
-                    e = err_set(E_CALLBACK, "the backward of custom function '%s' returned a %s "
-                                "gradient for input %d", a->name, dtype_name((dtype)t->dtype), i);
-                    break;
                 }
             }
         }
@@ -122,7 +141,7 @@ eng_err fn_ctx_needs_input_grad(const fn_ctx *c, size_t i, bool *out)
     if (i >= c->node->n_next)
         return err_set(E_RANGE, "input index %zu out of range (%u inputs)", i,
                        (unsigned)c->node->n_next);
-    *out = c->bc->needed[i];
+    *out = (((custom_attr *)node_attrs(c->node))->needs_input_grad >> i) & 1;
     return E_OK;
 }
 
@@ -154,14 +173,31 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
                 e = err_set(E_CALLBACK, "the forward of custom function '%s' left output %d NULL",
                             def->name, o);
     }
-    /* Outputs that alias an input would get the input's history rewritten: give each output
-     * its own header (sharing storage), as PyTorch does for returned inputs. */
+    bool recording = false;
+    if (!e) {
+        bool any_float = false;
+        for (int o = 0; o < n_out; o++) any_float |= dtype_is_float((dtype)res[o]->dtype);
+        recording = any_float && should_record(ins, n_in);
+    }
+    /* What forward returned, before the headers change below: a saved tensor is an output
+     * when it is the very tensor returned (see the saving loop). */
+    tensor *returned[64] = {0};
+    for (int o = 0; o < n_out && !e; o++) returned[o] = res[o];
+    /* Each output gets a header of its own where it is shared (an input returned as is, a
+     * tensor forward keeps, one with a history): the node's history must not be written
+     * into another tensor. When a node is recorded, an output that is a view stays a view
+     * (an input returned as is becomes one, as PyTorch's view_as), marked made by a custom
+     * function: an in-place op on it, or on its base behind it, is refused, as the history
+     * a rebase would give it bypasses the function's own backward. */
     for (int o = 0; o < n_out && !e; o++) {
-        bool fresh = !res[o]->grad_fn && !res[o]->requires_grad;
-        for (int i = 0; i < n_in; i++) fresh &= res[o] != ins[i];
+        bool is_input = false;
+        for (int i = 0; i < n_in; i++) is_input |= res[o] == ins[i];
+        bool fresh = !res[o]->grad_fn && !res[o]->requires_grad && !is_input;
+        bool view = recording && (res[o]->base || is_input);
         if (!fresh || atomic_load(&res[o]->refs) > 1) {
-            tensor *alias = tensor_alias(res[o], res[o]->shape, res[o]->strides, res[o]->ndim,
-                                         res[o]->offset);
+            tensor *t = res[o];
+            tensor *alias = view ? view_alias(t, t->shape, t->strides, t->ndim, t->offset)
+                                 : tensor_alias(t, t->shape, t->strides, t->ndim, t->offset);
             if (!alias) {
                 e = E_NOMEM;
                 break;
@@ -169,12 +205,11 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
             tensor_release(res[o]);
             res[o] = alias;
         }
+        if (view) res[o]->view_kind = VK_CUSTOM;
     }
     node *n = NULL;
     if (!e) {
-        bool any_float = false;
-        for (int o = 0; o < n_out; o++) any_float |= dtype_is_float((dtype)res[o]->dtype);
-        if (any_float && should_record(ins, n_in)) {
+        if (recording) {
             int out_dims = 0;
             for (int o = 0; o < n_out; o++) out_dims += res[o]->ndim;
             n = node_new(&CUSTOM, n_in, ctx.n_pending, n_out, out_dims, sizeof(custom_attr));
@@ -189,6 +224,10 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
                 custom_attr *a = node_attrs(n);
                 a->def = *def;
                 a->name = name;
+                a->needs_input_grad = 0;
+                for (int i = 0; i < n_in; i++)
+                    if (ins[i] && tensor_requires_grad(ins[i]))
+                        a->needs_input_grad |= (uint64_t)1 << i;
                 n->name = name;
                 if (def->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
                 for (int i = 0; i < n_in && !e; i++) e = node_set_edge(n, i, ins[i]);
@@ -211,12 +250,19 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
         for (int o = 0; o < n_out; o++)
             if (dtype_is_float((dtype)res[o]->dtype)) node_set_output(n, o, res[o]);
             else node_out_meta(n, o, res[o]);
+        /* A saved tensor is an output when it is the tensor forward returned for it (not an
+         * input returned as is, nor another view of an output's memory: PyTorch decides by
+         * identity, and a saved input keeps its own history). It is saved as the output's
+         * new header, whose history is this node. (ctx.pending holds a reference to each
+         * saved tensor, so a returned header it matches is still alive.) */
         for (int k = 0; k < ctx.n_pending && !e; k++) {
             int out_idx = -1;
-            for (int o = 0; o < n_out; o++)
-                if (ctx.pending[k]->st == res[o]->st && ctx.pending[k]->offset == res[o]->offset &&
-                    shapes_equal(ctx.pending[k], res[o]) && res[o]->grad_fn == n)
+            for (int o = 0; o < n_out; o++) {
+                bool is_input = false;
+                for (int i = 0; i < n_in; i++) is_input |= returned[o] == ins[i];
+                if (ctx.pending[k] == returned[o] && !is_input && res[o]->grad_fn == n)
                     out_idx = o;
+            }
             if (out_idx >= 0) e = node_save_output(n, k, res[out_idx]);
             else node_save(n, k, ctx.pending[k]);
         }

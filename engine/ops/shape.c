@@ -859,6 +859,13 @@ eng_err view_refused(const tensor *t, bool indirect)
                        "views. Such functions do not allow the output views to be modified "
                        "inplace. You should replace the inplace operation by an out-of-place one.",
                        head);
+    if (t->view_kind == VK_CUSTOM)
+        return err_set(E_INVAL, "%s This view was created inside a custom Function (or because "
+                       "an input was returned as-is) and the autograd logic to handle "
+                       "view+inplace would override the custom backward associated with the "
+                       "custom Function, leading to incorrect gradients. This behavior is "
+                       "forbidden. You can fix this by cloning the output of the custom "
+                       "Function.", head);
     return err_set(E_INVAL, "%s Given that this use case is ambiguous and error-prone, it is "
                    "forbidden. You can clarify your code by moving both the view and the inplace "
                    "either both inside the no_grad block (if you don't want the inplace to be "

@@ -744,6 +744,184 @@ static void custom_view_output(void)
     ag_tensor_release(x);
 }
 
+/* ---- custom functions and PyTorch's rules for what forward returns and saves ----
+ * Expected values from torch 1.13 (torch.autograd.Function with the same forward/backward). */
+typedef struct cf_case {
+    int mode;       /* what forward does, below */
+    int needs[2];   /* needs_input_grad seen by backward (-1: not called) */
+} cf_case;
+
+enum {
+    CF_SAVE_INPUT_RETURN_IT,   /* ctx.save_for_backward(x); return x     ; backward g * x */
+    CF_SAVE_T_OF_OUTPUT,       /* y = x * 1; save(y.t()); return y       ; backward g * s */
+    CF_RETURN_INPUT,           /* return x                               ; backward g     */
+    CF_TWO_INPUTS_BAD_SECOND,  /* return a * b; backward (g, ones(5))                     */
+    CF_INT_GRAD,               /* return x * 2; backward int64 ones                        */
+};
+
+static int cf_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                      ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)n_out;
+    (void)n_in;
+    cf_case *c = ud;
+    int rc = AG_OK;
+    ag_tensor *t = NULL;
+    switch (c->mode) {
+    case CF_SAVE_INPUT_RETURN_IT:
+        if (!(rc = ag_function_ctx_save(ctx, ins[0])) && !(rc = ag_tensor_retain(ins[0])))
+            outs[0] = ins[0];
+        break;
+    case CF_SAVE_T_OF_OUTPUT:
+        if (!(rc = ag_mul_scalar(&outs[0], ins[0], 1.0)) && !(rc = ag_t(&t, outs[0])))
+            rc = ag_function_ctx_save(ctx, t);
+        ag_tensor_release(t);
+        break;
+    case CF_RETURN_INPUT:
+        if (!(rc = ag_tensor_retain(ins[0]))) outs[0] = ins[0];
+        break;
+    case CF_TWO_INPUTS_BAD_SECOND: rc = ag_mul(&outs[0], ins[0], ins[1]); break;
+    case CF_INT_GRAD: rc = ag_mul_scalar(&outs[0], ins[0], 2.0); break;
+    }
+    return rc;
+}
+
+static int cf_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                       ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)n_out;
+    cf_case *c = ud;
+    for (size_t i = 0; i < n_in && i < 2; i++) OK(ag_function_ctx_needs_input_grad(&c->needs[i], ctx, i));
+    ag_tensor *s = NULL;
+    int64_t five = 5, three = 3;
+    int rc = AG_OK;
+    switch (c->mode) {
+    case CF_SAVE_INPUT_RETURN_IT:
+    case CF_SAVE_T_OF_OUTPUT:
+        if (!(rc = ag_function_ctx_saved(&s, ctx, 0))) rc = ag_mul(&gins[0], gouts[0], s);
+        ag_tensor_release(s);
+        break;
+    case CF_RETURN_INPUT: rc = ag_clone(&gins[0], gouts[0]); break;
+    case CF_TWO_INPUTS_BAD_SECOND:
+        if (!(rc = ag_clone(&gins[0], gouts[0]))) rc = ag_ones(&gins[1], AG_FLOAT64, &five, 1);
+        break;
+    case CF_INT_GRAD: rc = ag_ones(&gins[0], AG_INT64, &three, 1); break;
+    }
+    return rc;
+}
+
+static ag_tensor *cf_apply(cf_case *c, ag_tensor *const *ins, size_t n_in)
+{
+    ag_tensor *y = NULL;
+    OK(ag_function_apply(&y, 1, ins, n_in, "F", cf_forward, cf_backward, 0, c, NULL));
+    return y;
+}
+
+static void custom_function_rules(void)
+{
+    /* A saved input that forward also returns stays the input: its own history, so the
+     * second derivative of sum(F(x)) with backward g * x is 1 (it was 2, 3: the saved tensor
+     * came back as the output, whose history is F's node). */
+    {
+        ag_tensor *x = vec(AG_FLOAT64, 2, (const double[]){2, 3}), *s, *g1, *s1, *g2;
+        OK(ag_tensor_set_requires_grad(x, 1));
+        cf_case c = {CF_SAVE_INPUT_RETURN_IT, {-1, -1}};
+        ag_tensor *y = cf_apply(&c, &x, 1);
+        OK(ag_sum(&s, y));
+        OK(ag_grad(&g1, &s, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+        check_values("g1", g1, (const double[]){2, 3}, 2, 0);
+        OK(ag_sum(&s1, g1));
+        OK(ag_grad(&g2, &s1, NULL, 1, &x, 1, 0));
+        check_values("g2 of a saved input returned as is", g2, (const double[]){1, 1}, 2, 0);
+        ag_tensor *all[] = {x, s, g1, s1, g2, y};
+        for (size_t k = 0; k < 6; k++) ag_tensor_release(all[k]);
+    }
+    /* A saved transpose of a square output is that transpose, not the output (same storage,
+     * offset and shape, other strides): x.grad = y^T = [[1, 3], [2, 4]]. */
+    {
+        int64_t shape[2] = {2, 2};
+        ag_tensor *x, *s, *g;
+        OK(ag_tensor_from_f64(&x, (const double[]){1, 2, 3, 4}, AG_FLOAT64, shape, 2));
+        OK(ag_tensor_set_requires_grad(x, 1));
+        cf_case c = {CF_SAVE_T_OF_OUTPUT, {-1, -1}};
+        ag_tensor *y = cf_apply(&c, &x, 1);
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        OK(ag_tensor_grad(&g, x));
+        check_values("x.grad with a saved transposed output", g, (const double[]){1, 3, 2, 4}, 4, 0);
+        ag_tensor *all[] = {x, s, g, y};
+        for (size_t k = 0; k < 4; k++) ag_tensor_release(all[k]);
+    }
+    /* An input returned as is becomes a view of it (PyTorch's view_as): an in-place op on the
+     * output, or on the input behind it, is refused, as in PyTorch; it changed the input's
+     * data (a leaf's too) and left its gradient wrong. */
+    {
+        ag_tensor *x = vec(AG_FLOAT64, 2, (const double[]){1, 2}), *xx, *y, *s;
+        OK(ag_tensor_set_requires_grad(x, 1));
+        OK(ag_mul_scalar(&xx, x, 1.0));
+        cf_case c = {CF_RETURN_INPUT, {-1, -1}};
+        y = cf_apply(&c, &xx, 1);
+        FAILS(AG_EINVAL, ag_mul_scalar_(y, 5.0));
+        CHECK(strstr(ag_last_error(), "Output 0 of FBackward is a view and is being modified "
+                     "inplace. This view was created inside a custom Function") != NULL);
+        check_values("the input after a refused in-place op", xx, (const double[]){1, 2}, 2, 0);
+        ag_tensor_release(y);
+        y = cf_apply(&c, &x, 1); /* a leaf returned as is */
+        FAILS(AG_EINVAL, ag_mul_scalar_(y, 5.0));
+        check_values("the leaf after a refused in-place op", x, (const double[]){1, 2}, 2, 0);
+        ag_tensor_release(y);
+        y = cf_apply(&c, &xx, 1);
+        OK(ag_mul_scalar_(xx, 3.0)); /* behind the output */
+        FAILS_OUT(AG_EINVAL, ag_sum, y);
+        CHECK(strstr(ag_last_error(), "its base or another view of its base has been modified "
+                     "inplace. This view was created inside a custom Function") != NULL);
+        /* out of place it is an ordinary output */
+        ag_tensor_release(y);
+        y = cf_apply(&c, &xx, 1);
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        ag_tensor *g;
+        OK(ag_tensor_grad(&g, x));
+        check_values("x.grad through an input returned as is", g, (const double[]){3, 3}, 2, 0);
+        ag_tensor *all[] = {x, xx, y, s, g};
+        for (size_t k = 0; k < 5; k++) ag_tensor_release(all[k]);
+    }
+    /* needs_input_grad is fixed when the function is applied (torch: (True, True) under
+     * autograd.grad for a only), and a wrong-shape gradient for an input this pass does not
+     * need is still an error, with PyTorch's message. */
+    {
+        ag_tensor *ab[2] = {vec(AG_FLOAT64, 2, (const double[]){1, 2}),
+                            vec(AG_FLOAT64, 2, (const double[]){3, 4})}, *s, *g = SENT;
+        OK(ag_tensor_set_requires_grad(ab[0], 1));
+        OK(ag_tensor_set_requires_grad(ab[1], 1));
+        cf_case c = {CF_TWO_INPUTS_BAD_SECOND, {-1, -1}};
+        ag_tensor *y = cf_apply(&c, ab, 2);
+        OK(ag_sum(&s, y));
+        FAILS(AG_ESHAPE, ag_grad(&g, &s, NULL, 1, ab, 1, 0));
+        CHECK_STR(ag_last_error(), "ag_grad: Function FBackward returned an invalid gradient at "
+                  "index 1 - got [5] but expected shape compatible with [2]");
+        CHECK(c.needs[0] == 1 && c.needs[1] == 1);
+        ag_tensor *all[] = {ab[0], ab[1], s, y};
+        for (size_t k = 0; k < 4; k++) ag_tensor_release(all[k]);
+    }
+    /* An int64 gradient is cast to the input's dtype (torch: x.grad = [1., 1., 1.]). */
+    {
+        ag_tensor *x = vec(AG_FLOAT64, 3, (const double[]){1, 2, 3}), *s, *g;
+        OK(ag_tensor_set_requires_grad(x, 1));
+        cf_case c = {CF_INT_GRAD, {-1, -1}};
+        ag_tensor *y = cf_apply(&c, &x, 1);
+        OK(ag_sum(&s, y));
+        OK(ag_backward(s, NULL, 0));
+        OK(ag_tensor_grad(&g, x));
+        ag_dtype dt = AG_INT64;
+        OK(ag_tensor_dtype(&dt, g));
+        CHECK(dt == AG_FLOAT64);
+        check_values("x.grad from an int64 custom gradient", g, (const double[]){1, 1, 1}, 3, 0);
+        ag_tensor *all[] = {x, s, g, y};
+        for (size_t k = 0; k < 4; k++) ag_tensor_release(all[k]);
+    }
+}
+
 /* A view whose base changed in place behind it follows the base's new history (PyTorch
  * gives it a fresh AsStridedBackward0 when next used): hooks registered on it before stay
  * with its old grad_fn and do not run, hooks registered after do. Also a base that is not
@@ -1091,6 +1269,7 @@ int main(void)
     views_behind_inplace();
     view_follows_base_requiring_grad_later();
     custom_view_output();
+    custom_function_rules();
     custom_int_output();
     saved_output_alias_hooks();
     alias_retained_during_pass();

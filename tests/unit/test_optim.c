@@ -314,6 +314,101 @@ static void zero_grad(void)
     for (int i = 0; i < 3; i++) ag_tensor_release(ps[i]);
 }
 
+/* A .grad in the parameter's own memory: PyTorch reads it after AdamW's param.mul_(1 - lr*wd)
+ * and before writing p, and refuses it in plain SGD's param.add_(grad) when it overlaps p
+ * other than element for element. Expected values from PyTorch 1.13 (foreach=False):
+ *   p = torch.tensor([[1., -2.], [3., 0.5]], dtype=dt).requires_grad_()
+ *   p.grad = p.detach()  # "same"; or p.detach().t(): "t"
+ *   o = torch.optim.<kind>([p], foreach=False, **kw); 3 x o.step(); p.flatten().tolist() */
+static void grad_in_param_memory(void)
+{
+    static const double init[4] = {1, -2, 3, 0.5};
+    static const int64_t s22[2] = {2, 2};
+    static const struct {
+        const char *name;
+        int kind, f64, transposed;
+        double want[4];
+    } cases[] = {
+        /* AdamW(lr=0.1, betas=(0.9, 0.999), eps=1.0, weight_decay=0.5) */
+        {"adamw same", 2, 0, 0,
+         {0.7227107882499695, -1.5313773155212402, 2.363840103149414, 0.34097468852996826}},
+        {"adamw t", 2, 0, 1,
+         {0.7227107882499695, -1.9248887300491333, 2.758497714996338, 0.34097468852996826}},
+        {"adamw same f64", 2, 1, 0,
+         {0.7227107760044623, -1.5313772610689314, 2.3638403229568303, 0.3409747218772728}},
+        {"adamw t f64", 2, 1, 1,
+         {0.7227107760044623, -1.9248887507121304, 2.758497622804972, 0.3409747218772728}},
+        /* Adam, same hyper-parameters (weight_decay as L2) */
+        {"adam t", 1, 0, 1,
+         {0.8226364254951477, -2.200005531311035, 3.1034975051879883, 0.3750808537006378}},
+        {"adam t f64", 1, 1, 1,
+         {0.8226364000676019, -2.200005691097574, 3.103497550076174, 0.37508084801942443}},
+        /* SGD(lr=0.1, momentum=0.9, weight_decay=0.5) */
+        {"sgd momentum t", 0, 0, 1,
+         {0.2631250321865082, -3.1000001430511475, 3.3631248474121094, 0.1315625160932541}},
+        /* SGD(lr=0.1, weight_decay=0.5) */
+        {"sgd weight_decay t", 0, 0, 1,
+         {0.6141250133514404, -2.5869998931884766, 3.201125144958496, 0.3070625066757202}},
+        {"sgd weight_decay t f64", 0, 1, 1, {0.614125, -2.587, 3.2011249999999998, 0.3070625}},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        ag_dtype dt = cases[k].f64 ? AG_FLOAT64 : AG_FLOAT32;
+        ag_tensor *p = param(dt, init, s22, 2), *d, *g;
+        OK(ag_tensor_detach(&d, p));
+        if (cases[k].transposed) {
+            OK(ag_transpose(&g, d, 0, 1));
+            ag_tensor_release(d);
+        } else {
+            g = d;
+        }
+        OK(ag_tensor_set_grad(p, g));
+        ag_tensor_release(g);
+        ag_optimizer *o = NULL;
+        optim_case c = {.kind = cases[k].kind, .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999,
+                        .eps = 1.0, .weight_decay = 0.5,
+                        .momentum = !strcmp(cases[k].name, "sgd momentum t") ? 0.9 : 0};
+        OK(make(&o, &c, &p, 1));
+        for (int s = 0; s < 3; s++) OK(ag_optimizer_step(o));
+        check_rel(cases[k].name, 2, p, cases[k].want, 4, 0);
+        ag_optimizer_release(o);
+        ag_tensor_release(p);
+    }
+    /* Plain SGD: "unsupported operation: some elements of the input tensor and the written-to
+     * tensor refer to a single memory location. Please clone() the tensor before performing
+     * the operation." from PyTorch; nothing changes. The same grad without overlap in memory
+     * order (p.detach()) is fine: p - 0.1 * p. */
+    for (int t = 0; t < 2; t++) {
+        ag_tensor *p = param(AG_FLOAT32, init, s22, 2), *d, *g;
+        OK(ag_tensor_detach(&d, p));
+        if (t) {
+            OK(ag_transpose(&g, d, 0, 1));
+            ag_tensor_release(d);
+        } else {
+            g = d;
+        }
+        OK(ag_tensor_set_grad(p, g));
+        ag_tensor_release(g);
+        ag_optimizer *o = NULL;
+        OK(ag_optimizer_sgd(&o, &p, 1, 0.1, 0, 0, 0, 0));
+        if (t) {
+            FAILS_MSG(AG_EINVAL, ag_optimizer_step(o),
+                      "ag_optimizer_step: unsupported operation: some elements of the input "
+                      "tensor and the written-to tensor refer to a single memory location "
+                      "(params[0] and its gradient). Please clone() the tensor before "
+                      "performing the operation.");
+            CHECK(version(p) == 0);
+            check_rel("sgd t", 0, p, init, 4, 0);
+        } else {
+            OK(ag_optimizer_step(o));
+            static const double want[4] = {0.8999999761581421, -1.7999999523162842,
+                                           2.700000047683716, 0.44999998807907104};
+            check_rel("sgd same", 0, p, want, 4, 0);
+        }
+        ag_optimizer_release(o);
+        ag_tensor_release(p);
+    }
+}
+
 static void references(void)
 {
     ag_tensor *p = param(AG_FLOAT32, oc_init2, s4, 1);
@@ -484,6 +579,40 @@ static void out_of_memory(void)
     CHECK(done);
 }
 
+/* The copy of a .grad overlapping its parameter is made before anything is written: a step
+ * that cannot allocate it changes nothing. */
+static void out_of_memory_grad_copy(void)
+{
+    static const double init[4] = {1, -2, 3, 0.5};
+    static const int64_t s22[2] = {2, 2};
+    const ag_allocator a = {oom_alloc, oom_free, NULL};
+    int done = 0;
+    for (long k = 0; k < 100 && !done; k++) {
+        ag_tensor *p = param(AG_FLOAT32, init, s22, 2), *d, *g;
+        OK(ag_tensor_detach(&d, p));
+        OK(ag_transpose(&g, d, 0, 1));
+        OK(ag_tensor_set_grad(p, g));
+        ag_optimizer *o;
+        OK(ag_optimizer_adamw(&o, &p, 1, 0.1, 0.9, 0.999, 1.0, 0.5, 0));
+        OK(ag_set_allocator(&a));
+        oom_left = k;
+        int rc = ag_optimizer_step(o);
+        oom_left = -1;
+        OK(ag_set_allocator(NULL));
+        CHECK(rc == AG_OK || rc == AG_ENOMEM);
+        done = rc == AG_OK;
+        if (!done) {
+            CHECK(version(p) == 0);
+            check_rel("oom grad copy", 0, p, init, 4, 0);
+        }
+        ag_optimizer_release(o);
+        ag_tensor_release(g);
+        ag_tensor_release(d);
+        ag_tensor_release(p);
+    }
+    CHECK(done);
+}
+
 int main(void)
 {
     pytorch_cases();
@@ -491,8 +620,10 @@ int main(void)
     invalid_params();
     failing_step();
     zero_grad();
+    grad_in_param_memory();
     references();
     threads_and_strides();
     out_of_memory();
+    out_of_memory_grad_copy();
     return harness_finish("test_optim");
 }
