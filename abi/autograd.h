@@ -423,7 +423,8 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
 
 /** Computes the gradient of `root` with respect to every leaf of its graph and accumulates
  *  it into their .grad, like Tensor.backward. grad (may be NULL for a one-element root) is
- *  the gradient of some scalar with respect to root; it must match root's shape and dtype.
+ *  the gradient of some scalar with respect to root; it must match root's shape, and is cast
+ *  to root's dtype if it has another (as PyTorch casts it).
  *  Nodes whose inputs are complete run concurrently on ag_get_num_threads() threads;
  *  gradients arriving at a node from several consumers are summed in a fixed order, so the
  *  result is bitwise identical for every thread count and schedule.
@@ -441,7 +442,7 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  backward would.
  *  Errors: AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
  *  grad_fn"), AG_ESHAPE (non-scalar root without grad, or grad of the wrong shape),
- *  AG_EDTYPE, AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor
+ *  AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor
  *  modified in place), AG_EANOMALY, AG_ECALLBACK, AG_ENOMEM. */
 AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
 

@@ -929,11 +929,14 @@ static eng_err root_gradient(sched *s, int r, tensor *root, tensor *given)
                            r, fmt_shape(a, sizeof a, given->shape, given->ndim), r,
                            fmt_shape(b, sizeof b, root->shape, root->ndim));
         }
-        if (given->dtype != root->dtype)
-            return err_set(E_DTYPE,
-                           "Mismatch in dtype: grad_output[%d] has a dtype of %s and output[%d] "
-                           "has a dtype of %s.",
-                           r, dtype_name((dtype)given->dtype), r, dtype_name((dtype)root->dtype));
+        if (given->dtype != root->dtype) {
+            /* Cast to the root's dtype, as PyTorch's engine casts every gradient it is given
+             * (recorded under create_graph, as its validate_outputs' cast is). */
+            bool prev = grad_mode_set(s->create_graph);
+            eng_err e = op_to_dtype(&s->root_grad[r], given, (dtype)root->dtype);
+            grad_mode_set(prev);
+            return e;
+        }
         tensor_retain(given);
         s->root_grad[r] = given;
         return E_OK;

@@ -80,12 +80,21 @@ static void backward_errors(void)
     OK(ag_ones(&c, AG_FLOAT32, s2, 1));
     FAILS(AG_ESHAPE, ag_backward(b, c, 0)); /* gradient of the wrong shape */
     ag_tensor_release(c);
+    /* a gradient of another dtype is cast to the root's, as PyTorch's engine casts it (torch:
+     * (x * 2).backward(torch.ones(3, dtype=torch.float64)) gives a float32 x.grad [2, 2, 2]) */
+    ag_tensor *g;
+    ag_dtype gdt = AG_FLOAT64;
     OK(ag_ones(&c, AG_FLOAT64, s3, 1));
-    FAILS(AG_EDTYPE, ag_backward(b, c, 0)); /* gradient of the wrong dtype */
+    OK(ag_backward(b, c, AG_RETAIN_GRAPH));
+    OK(ag_tensor_grad(&g, a));
+    OK(ag_tensor_dtype(&gdt, g));
+    CHECK(gdt == AG_FLOAT32);
+    check_values("grad from a float64 root gradient", g, (const double[]){2, 2, 2}, 3, 0);
+    ag_tensor_release(g);
+    OK(ag_tensor_set_grad(a, NULL));
     ag_tensor_release(c);
     OK(ag_ones(&c, AG_FLOAT32, s3, 1));
     OK(ag_backward(b, c, 0)); /* an explicit gradient for a non-scalar root */
-    ag_tensor *g;
     OK(ag_tensor_grad(&g, a));
     double want[3] = {2, 2, 2};
     check_values("grad with explicit root gradient", g, want, 3, 0);
