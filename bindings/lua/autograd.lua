@@ -150,17 +150,21 @@ end
 
 -- A 1-based position along t's dimension c (0-based, valid) as C's 0-based one, checked here
 -- for the same reason as dims; `past_end`: the position just past the last one is allowed
--- (narrow's start, with length 0).
+-- (narrow's start, with length 0; on an empty dimension -1 too, which PyTorch wraps as a dim
+-- index over a size of 1).
 local function pos0(t, c, p, what, past_end)
   local q = dim0(p, what, 4)
   if is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
     local size = C.ag_tensor_size(t, c)
     local last = past_end and size + 1 or size
-    if q < -size or q >= last then
+    local first = (past_end and size == 0) and -1 or -size
+    if q < first or q >= last then
       if c < 0 then c = c + C.ag_tensor_ndim(t) end
+      local expected = last == 0 and "the dimension is empty"
+          or size == 0 and "expected 1 or -1"
+          or string.format("expected 1 to %d, or -%d to -1", last, size)
       raise(C.AG_ERANGE, string.format("autograd: %s %d is out of range for dim %d of size %d "
-            .. "(expected 1 to %d, or -%d to -1)", what, q < 0 and q or q + 1, c + 1, size, last,
-            size), 3)
+            .. "(%s)", what, q < 0 and q or q + 1, c + 1, size, expected), 3)
     end
   end
   return q

@@ -80,6 +80,12 @@ H.raises(function() return x[4] end, "index 4 is out of range for dim 1 of size 
 H.raises(function() x[-4] = 1 end, "index -4 is out of range for dim 1 of size 3")
 H.eq(x[-1]:tolist(), {8.0, 9.0, 10.0, 11.0}, "t[-1] is the last row")
 H.raises(function() x:narrow(2, 6, 0) end, "start 6 is out of range for dim 2 of size 4 (expected 1 to 5")
+-- an empty dimension: narrow takes start 1 or -1 (PyTorch's 0 and -1), select nothing
+local e = ag.zeros(2, 0)
+H.eq(e:narrow(2, -1, 0):size(2), 0)
+H.eq(e:narrow(2, 1, 0):size(2), 0)
+H.raises(function() e:narrow(2, 2, 0) end, "start 2 is out of range for dim 2 of size 0 (expected 1 or -1)")
+H.raises(function() e:select(2, 1) end, "index 1 is out of range for dim 2 of size 0 (the dimension is empty)")
 H.eq(x:narrow(2, 5, 0).shape, {3, 0}, "narrow may start just past the end with length 0")
 H.raises(function() x:narrow(2, 3, 3) end, "narrow(): start 3 + length 3 exceeds the size 4 of dim 2")
 H.raises(function() x:narrow(2, -1, 2) end, "narrow(): start -1 + length 2 exceeds the size 4 of dim 2")
