@@ -374,7 +374,13 @@ AG_API int ag_tensor_grad(ag_tensor **out, const ag_tensor *t);
  *  AG_EINVAL if g is t itself (backward would add gradients into t). */
 AG_API int ag_tensor_set_grad(ag_tensor *t, ag_tensor *g);
 
-/** Zeroes t's .grad in place if it has one (it keeps its storage). */
+/** Zeroes t's .grad in place if it has one, as ag_optimizer_zero_grad(opt, 0) does to each
+ *  parameter's .grad (PyTorch's zero_grad(set_to_none=False)): the .grad tensor itself is
+ *  detached (a handle to it no longer reaches its graph) or, if a leaf, set not to require
+ *  grad, then zeroed. Errors (nothing changed): AG_EINVAL "Can't detach views in-place. Use
+ *  detach() instead." for a .grad that is a view with a grad_fn; under grad mode, PyTorch's
+ *  zero_() errors for a .grad that is a view of a tensor requiring grad (one made under
+ *  no_grad: AG_EINVAL; of a leaf: AG_ELEAF). */
 AG_API int ag_tensor_zero_grad(ag_tensor *t);
 
 /** t's grad_fn (a new reference), or *out = NULL for leaves. */
@@ -876,7 +882,10 @@ AG_API int ag_optimizer_adamw(ag_optimizer **out, ag_tensor *const *params, size
  *  operation: some elements of the input tensor and the written-to tensor refer to a single
  *  memory location ...". */
 AG_API int ag_optimizer_step(ag_optimizer *opt);
-/** Zeroes every parameter's .grad in place, or drops them when set_to_none is nonzero. */
+/** Drops every parameter's .grad when set_to_none is nonzero; else zeroes each in place, on
+ *  the .grad tensor itself, as PyTorch's zero_grad(set_to_none=False): detached first if it has
+ *  a grad_fn, else set not to require grad (see ag_tensor_zero_grad, also for the errors).
+ *  Every .grad is checked before any changes: a failing call changes nothing. */
 AG_API int ag_optimizer_zero_grad(ag_optimizer *opt, int set_to_none);
 /** The learning rate. */
 AG_API int ag_optimizer_get_lr(double *out, const ag_optimizer *opt);

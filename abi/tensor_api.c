@@ -6,6 +6,7 @@
 
 #include "../engine/alloc.h"
 #include "../engine/format.h"
+#include "../engine/optim.h"
 #include "../engine/rng.h"
 #include "boundary.h"
 
@@ -379,9 +380,9 @@ AG_API int ag_tensor_zero_grad(ag_tensor *h)
     CHECK_NOT_NULL("ag_tensor_zero_grad", h, "t");
     tensor *g = tensor_grad_get(T(h));
     if (!g) return AG_OK;
-    bool prev = grad_mode_set(false);
-    eng_err e = op_zero_(g);
-    grad_mode_set(prev);
+    /* As ag_optimizer_zero_grad(opt, 0) (and nn.Module.zero_grad) does to each .grad. */
+    eng_err e = grad_zero_check(g);
+    if (!e) grad_zero_apply(g);
     tensor_release(g);
     return e ? api_fail("ag_tensor_zero_grad", e) : AG_OK;
 }

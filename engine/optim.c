@@ -3,6 +3,7 @@
  * (for-loop) implementations, one fused elementwise kernel per parameter.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -488,6 +489,47 @@ eng_err optimizer_step(optimizer *o)
 }
 
 /* ---- zero_grad ------------------------------------------------------------------------------ */
+eng_err grad_zero_check(tensor *g)
+{
+    eng_err e = view_sync(g); /* a stale view's grad_fn must not be read */
+    if (e) return e;
+    if (g->grad_fn && g->base)
+        return err_set(E_INVAL, "Can't detach views in-place. Use detach() instead.");
+    if (g->grad_fn || !g->base || !grad_mode_enabled()) return E_OK;
+    /* What g.zero_() refuses under grad mode once g itself requires no grad: a view of a
+     * tensor that does (inplace.c's checks). PyTorch fails there after detaching; checking
+     * first keeps a failing call from changing anything. */
+    const tensor *b = g->base;
+    if (!b->requires_grad && !b->grad_fn) return E_OK;
+    if (g->view_kind != VK_DEFAULT) return view_refused(g, false);
+    if (!b->grad_fn)
+        return err_set(E_LEAF, "a view of a leaf Variable that requires grad is being used in an "
+                       "in-place operation.");
+    return E_OK;
+}
+
+void grad_zero_apply(tensor *g)
+{
+    node *fn = g->grad_fn;
+    if (fn) {
+        /* detach_(): g itself leaves its graph, so a handle to it no longer reaches that
+         * graph (nor keeps it alive). Hooks registered on g so far stay with the old grad_fn,
+         * as after any change of history (its meta's history moves on; its AccumulateGrad
+         * node is not marked moved: g becomes a leaf, which may require grad again). */
+        tmeta *m = tensor_meta_peek(g);
+        if (m) __atomic_add_fetch(&m->hist, 1, __ATOMIC_ACQ_REL);
+        g->grad_fn = NULL;
+        g->output_nr = 0;
+        node_release(fn);
+    }
+    leaf_set_requires_grad(g, false); /* requires_grad_(False), also for a user's leaf */
+    /* grad_zero_check left nothing that zero_ would record under grad mode: off, it cannot
+     * fail. */
+    bool prev = grad_mode_set(false);
+    op_zero_(g);
+    grad_mode_set(prev);
+}
+
 eng_err optimizer_zero_grad(optimizer *o, bool set_to_none)
 {
     if (set_to_none) {
@@ -502,34 +544,26 @@ eng_err optimizer_zero_grad(optimizer *o, bool set_to_none)
         }
         return E_OK;
     }
-    /* A .grad with history (from create_graph) is detached first, as PyTorch's detach_()
-     * does, so the zeroed gradient no longer keeps that graph alive. The detached aliases are
-     * all made before any .grad changes. */
+    /* PyTorch's zero_grad(set_to_none=False) works on each .grad itself, in place; every one
+     * is checked before any changes, so a failing call changes nothing (PyTorch stops at the
+     * failing parameter, the earlier ones zeroed). */
     eng_err e = E_OK;
     for (int i = 0; i < o->n; i++) {
         tensor *g = tensor_grad_get(o->params[i]);
-        o->tmp[i] = NULL;
-        if (g && !e && (g->grad_fn || g->requires_grad)) e = op_detach(&o->tmp[i], g);
-        tensor_release(g);
-    }
-    bool prev = grad_mode_set(false);
-    for (int i = 0; i < o->n; i++) {
-        tensor *g = o->tmp[i];
+        o->tmp[i] = g;
         if (g && !e) {
-            tmeta *m = tensor_meta_peek(o->params[i]);
-            tmeta_lock(m);
-            o->tmp[i] = m->grad;
-            m->grad = g;
-            tmeta_unlock(m);
+            e = grad_zero_check(g);
+            if (e && e != E_NOMEM) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", err_message());
+                e = err_set(e, "%s (the .grad of params[%d])", msg, i);
+            }
         }
-        if (!e) {
-            tensor *cur = tensor_grad_get(o->params[i]);
-            if (cur) e = op_zero_(cur); /* records nothing and cannot fail, grad mode off */
-            tensor_release(cur);
-        }
+    }
+    for (int i = 0; i < o->n; i++) {
+        if (o->tmp[i] && !e) grad_zero_apply(o->tmp[i]);
         tensor_release(o->tmp[i]);
         o->tmp[i] = NULL;
     }
-    grad_mode_set(prev);
     return e;
 }

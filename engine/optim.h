@@ -25,6 +25,13 @@ eng_err optimizer_new(optimizer **out, tensor *const *params, int n, const opt_c
 /** One update of every parameter that has a .grad, under no_grad; checks all grads first. */
 eng_err optimizer_step(optimizer *o);
 eng_err optimizer_zero_grad(optimizer *o, bool set_to_none);
+/** PyTorch's zero_grad(set_to_none=False) for one .grad g, in two steps so that a caller can
+ *  check every .grad before changing any: grad_zero_check fails (changing nothing) where
+ *  PyTorch would, e.g. "Can't detach views in-place" for a view with a grad_fn;
+ *  grad_zero_apply then cannot fail: g.detach_() if g has a grad_fn, else
+ *  g.requires_grad_(False), then g.zero_(), all on g itself (whoever holds g sees it). */
+eng_err grad_zero_check(tensor *g);
+void grad_zero_apply(tensor *g);
 double optimizer_get_lr(const optimizer *o);
 eng_err optimizer_set_lr(optimizer *o, double lr);
 void optimizer_retain(optimizer *o);

@@ -314,6 +314,119 @@ static void zero_grad(void)
     for (int i = 0; i < 3; i++) ag_tensor_release(ps[i]);
 }
 
+static int requires_grad(const ag_tensor *t)
+{
+    int r = -1;
+    OK(ag_tensor_requires_grad(&r, t));
+    return r;
+}
+
+/* zero_grad(set_to_none=False) works on each .grad itself, as PyTorch 1.13's does:
+ *   if p.grad.grad_fn is not None: p.grad.detach_()
+ *   else: p.grad.requires_grad_(False)
+ *   p.grad.zero_()
+ * so a handle the caller kept to the old .grad is zeroed, detached and no longer reaches its
+ * graph; ag_tensor_zero_grad does the same to one tensor's .grad. Checked against torch:
+ *   p = torch.tensor([1., 2., 3.], requires_grad=True)
+ *   (p ** 3).sum().backward(create_graph=True); g = p.grad
+ *   torch.optim.SGD([p], lr=0.1).zero_grad(set_to_none=False)
+ *   g is p.grad, g.requires_grad, g.grad_fn -> True, False, None
+ *   g.sum().backward() -> "element 0 of tensors does not require grad and does not have a
+ *   grad_fn"; p.grad = (w * 2)[0:3] -> "Can't detach views in-place. Use detach() instead..."
+ *   p.grad = L (a leaf requiring grad) -> L.requires_grad False. */
+static void zero_grad_in_place(void)
+{
+    static const double x[3] = {1, 2, 3}, zeros[4] = {0}, ones[4] = {1, 1, 1, 1};
+    const int64_t s1[1] = {3};
+    for (int api = 0; api < 2; api++) { /* ag_optimizer_zero_grad, ag_tensor_zero_grad */
+        ag_tensor *p = param(AG_FLOAT32, x, s1, 1), *cube, *sum, *g, *cur;
+        OK(ag_pow_scalar(&cube, p, 3.0));
+        OK(ag_sum(&sum, cube));
+        OK(ag_backward(sum, NULL, AG_CREATE_GRAPH));
+        OK(ag_tensor_grad(&g, p));
+        CHECK(requires_grad(g) == 1);
+        ag_optimizer *o;
+        OK(ag_optimizer_sgd(&o, &p, 1, 0.1, 0, 0, 0, 0));
+        int64_t v = version(g);
+        OK(api == 0 ? ag_optimizer_zero_grad(o, 0) : ag_tensor_zero_grad(p));
+        OK(ag_tensor_grad(&cur, p));
+        CHECK(cur == g);
+        ag_tensor_release(cur);
+        CHECK(version(g) == v + 1);
+        CHECK(requires_grad(g) == 0);
+        CHECK(strcmp(grad_fn_name(g), "") == 0);
+        check_rel("zeroed in place", 0, g, zeros, 3, 0);
+        ag_tensor *gs;
+        OK(ag_sum(&gs, g));
+        FAILS_MSG(AG_ENOGRAD, ag_backward(gs, NULL, 0),
+                  "ag_backward: element 0 of tensors does not require grad and does not have a "
+                  "grad_fn");
+        ag_tensor_release(gs);
+        ag_tensor_release(g);
+        ag_tensor_release(sum);
+        ag_tensor_release(cube);
+
+        /* A leaf requiring grad set as .grad stops requiring grad. */
+        ag_tensor *leaf = param(AG_FLOAT32, ones, s1, 1);
+        OK(ag_tensor_set_grad(p, leaf));
+        OK(api == 0 ? ag_optimizer_zero_grad(o, 0) : ag_tensor_zero_grad(p));
+        CHECK(requires_grad(leaf) == 0);
+        check_rel("leaf grad", 0, leaf, zeros, 3, 0);
+        ag_tensor_release(leaf);
+
+        /* A view with a grad_fn cannot be detached in place: refused, and nothing changes,
+         * not even the parameters before it (PyTorch zeroes those before it fails). */
+        ag_tensor *q = param(AG_FLOAT32, x, s1, 1);
+        const int64_t s4b[1] = {4};
+        ag_tensor *w4 = param(AG_FLOAT32, ones, s4b, 1), *w2, *view;
+        OK(ag_mul_scalar(&w2, w4, 2.0));
+        OK(ag_slice(&view, w2, 0, 0, 3, 1));
+        set_grad(p, AG_FLOAT32, x, s1, 1);
+        OK(ag_tensor_set_grad(q, view));
+        ag_optimizer *o2;
+        ag_tensor *two[2] = {p, q};
+        OK(ag_optimizer_sgd(&o2, two, 2, 0.1, 0, 0, 0, 0));
+        if (api == 0)
+            FAILS_MSG(AG_EINVAL, ag_optimizer_zero_grad(o2, 0),
+                      "ag_optimizer_zero_grad: Can't detach views in-place. Use detach() "
+                      "instead. (the .grad of params[1])");
+        else
+            FAILS_MSG(AG_EINVAL, ag_tensor_zero_grad(q),
+                      "ag_tensor_zero_grad: Can't detach views in-place. Use detach() instead.");
+        OK(ag_tensor_grad(&cur, p));
+        check_rel("kept", 0, cur, x, 3, 0);
+        ag_tensor_release(cur);
+        CHECK(strcmp(grad_fn_name(view), "SliceBackward0") == 0);
+        static const double twos[3] = {2, 2, 2};
+        check_rel("kept view", 0, view, twos, 3, 0);
+
+        /* A view made under no_grad of a tensor requiring grad: zero_() refuses it under grad
+         * mode, as in PyTorch; under no_grad it is zeroed, and so is that part of its base. */
+        ag_tensor *ngv;
+        int prev = ag_set_grad_enabled(0);
+        OK(ag_slice(&ngv, w4, 0, 0, 3, 1));
+        ag_set_grad_enabled(prev);
+        OK(ag_tensor_set_grad(q, ngv));
+        FAILS(AG_EINVAL, api == 0 ? ag_optimizer_zero_grad(o2, 0) : ag_tensor_zero_grad(q));
+        CHECK(strstr(ag_last_error(), "A view was created in no_grad mode and is being modified "
+                                      "inplace with grad mode enabled.") != NULL);
+        check_rel("no_grad view kept", 0, w4, ones, 4, 0);
+        prev = ag_set_grad_enabled(0);
+        OK(api == 0 ? ag_optimizer_zero_grad(o2, 0) : ag_tensor_zero_grad(q));
+        ag_set_grad_enabled(prev);
+        static const double w4_after[4] = {0, 0, 0, 1};
+        check_rel("no_grad view zeroed", 0, w4, w4_after, 4, 0);
+        ag_tensor_release(ngv);
+        ag_optimizer_release(o2);
+        ag_tensor_release(view);
+        ag_tensor_release(w2);
+        ag_tensor_release(w4);
+        ag_tensor_release(q);
+        ag_optimizer_release(o);
+        ag_tensor_release(p);
+    }
+}
+
 /* A .grad in the parameter's own memory: PyTorch reads it after AdamW's param.mul_(1 - lr*wd)
  * and before writing p, and refuses it in plain SGD's param.add_(grad) when it overlaps p
  * other than element for element. Expected values from PyTorch 1.13 (foreach=False):
@@ -620,6 +733,7 @@ int main(void)
     invalid_params();
     failing_step();
     zero_grad();
+    zero_grad_in_place();
     grad_in_param_memory();
     references();
     threads_and_strides();
