@@ -857,11 +857,12 @@ AG_API int ag_copy_(ag_tensor *t, const ag_tensor *src);
 /* An optimizer keeps a reference to each parameter (leaf float tensors). step() updates the
  * parameters in place with grad mode off, using PyTorch's formulas; parameters without .grad
  * are skipped. Errors on creation: AG_EINVAL (n == 0, a bad hyper-parameter, with the
- * message PyTorch gives, e.g. "Invalid learning rate: -1"), AG_ELEAF (non-leaf parameter),
- * AG_EDTYPE (non-float parameter). Also AG_EINVAL, where PyTorch 1.13 accepts them: a tensor
- * listed twice ("params[0] and params[2] are the same tensor"; PyTorch warns, then updates it
- * twice per step, a likely mistake) and an expanded parameter (stride 0 over a dimension of
- * size > 1; PyTorch's in-place update then fails at step()). */
+ * message PyTorch gives, numbers as Python's repr writes them: "Invalid learning rate:
+ * -1.0"), AG_ELEAF (non-leaf parameter), AG_EDTYPE (non-float parameter). Also AG_EINVAL,
+ * where PyTorch 1.13 accepts them: a tensor listed twice ("params[0] and params[2] are the
+ * same tensor"; PyTorch warns, then updates it twice per step, a likely mistake) and an
+ * expanded parameter (stride 0 over a dimension of size > 1; PyTorch's in-place update then
+ * fails at step()). */
 
 /** torch.optim.SGD: defaults lr required, momentum 0, dampening 0, weight_decay 0,
  *  nesterov 0 (nesterov needs momentum > 0 and dampening 0). */

@@ -202,19 +202,39 @@ static iter_loop pick_loop(int kind, dtype dt)
 }
 
 /* ---- creation ------------------------------------------------------------------------------- */
+/* v as Python's repr(float) writes it, as PyTorch's messages show a hyper-parameter
+ * ("Invalid learning rate: -0.123456789", "...: 1.0"): the fewest significant digits that
+ * read back as v, positional for exponents -4 to 15 (with ".0" if no fraction is left), else
+ * scientific. buf: 32 bytes. */
+static const char *py_repr(char *buf, double v)
+{
+    if (!isfinite(v)) return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+    int p = 1;
+    for (; p < 17; p++) { /* 17 digits always read back */
+        snprintf(buf, 32, "%.*e", p - 1, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    snprintf(buf, 32, "%.*e", p - 1, v);
+    int exp = atoi(strchr(buf, 'e') + 1), frac = p - 1 - exp;
+    if (exp < -4 || exp >= 16) return buf;
+    snprintf(buf, 32, "%.*f%s", frac > 0 ? frac : 0, v, frac > 0 ? "" : ".0");
+    return buf;
+}
+#define REPR(v) py_repr((char[32]){0}, (v))
+
 static eng_err check_config(const opt_config *c)
 {
     /* PyTorch's checks and messages; NaN and infinities are refused too (its `x < 0` tests let
      * NaN through, which would silently turn every parameter into NaN). */
     if (!(c->lr >= 0 && isfinite(c->lr)))
-        return err_set(E_INVAL, "Invalid learning rate: %g", c->lr);
+        return err_set(E_INVAL, "Invalid learning rate: %s", REPR(c->lr));
     if (c->kind == OPT_SGD) {
         if (!(c->momentum >= 0 && isfinite(c->momentum)))
-            return err_set(E_INVAL, "Invalid momentum value: %g", c->momentum);
+            return err_set(E_INVAL, "Invalid momentum value: %s", REPR(c->momentum));
         if (!(c->weight_decay >= 0 && isfinite(c->weight_decay)))
-            return err_set(E_INVAL, "Invalid weight_decay value: %g", c->weight_decay);
+            return err_set(E_INVAL, "Invalid weight_decay value: %s", REPR(c->weight_decay));
         if (!isfinite(c->dampening))
-            return err_set(E_INVAL, "Invalid dampening value: %g", c->dampening);
+            return err_set(E_INVAL, "Invalid dampening value: %s", REPR(c->dampening));
         if (c->nesterov && (c->momentum <= 0 || c->dampening != 0))
             return err_set(E_INVAL, "Nesterov momentum requires a momentum and zero dampening");
         return E_OK;
@@ -222,13 +242,13 @@ static eng_err check_config(const opt_config *c)
     if (c->kind != OPT_ADAM && c->kind != OPT_ADAMW)
         return err_set(E_INVAL, "unknown optimizer kind %d", (int)c->kind);
     if (!(c->eps >= 0 && isfinite(c->eps)))
-        return err_set(E_INVAL, "Invalid epsilon value: %g", c->eps);
+        return err_set(E_INVAL, "Invalid epsilon value: %s", REPR(c->eps));
     if (!(c->beta1 >= 0 && c->beta1 < 1))
-        return err_set(E_INVAL, "Invalid beta parameter at index 0: %g", c->beta1);
+        return err_set(E_INVAL, "Invalid beta parameter at index 0: %s", REPR(c->beta1));
     if (!(c->beta2 >= 0 && c->beta2 < 1))
-        return err_set(E_INVAL, "Invalid beta parameter at index 1: %g", c->beta2);
+        return err_set(E_INVAL, "Invalid beta parameter at index 1: %s", REPR(c->beta2));
     if (!(c->weight_decay >= 0 && isfinite(c->weight_decay)))
-        return err_set(E_INVAL, "Invalid weight_decay value: %g", c->weight_decay);
+        return err_set(E_INVAL, "Invalid weight_decay value: %s", REPR(c->weight_decay));
     return E_OK;
 }
 
@@ -315,7 +335,8 @@ double optimizer_get_lr(const optimizer *o) { return o->cfg.lr; }
 
 eng_err optimizer_set_lr(optimizer *o, double lr)
 {
-    if (!(lr >= 0 && isfinite(lr))) return err_set(E_INVAL, "Invalid learning rate: %g", lr);
+    if (!(lr >= 0 && isfinite(lr)))
+        return err_set(E_INVAL, "Invalid learning rate: %s", REPR(lr));
     o->cfg.lr = lr;
     return E_OK;
 }

@@ -117,7 +117,7 @@ static void invalid_config(void)
     ag_tensor *p = param(AG_FLOAT32, oc_init2, s4, 1);
     ag_optimizer *o = NULL; /* must stay as it is on failure */
     FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, -1, 0, 0, 0, 0),
-              "ag_optimizer_sgd: Invalid learning rate: -1");
+              "ag_optimizer_sgd: Invalid learning rate: -1.0");
     FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, NAN, 0, 0, 0, 0),
               "ag_optimizer_sgd: Invalid learning rate: nan");
     FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, 0.1, -0.5, 0, 0, 0),
@@ -129,26 +129,41 @@ static void invalid_config(void)
     FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, 0.1, 0.9, 0.1, 0, 1),
               "ag_optimizer_sgd: Nesterov momentum requires a momentum and zero dampening");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, -1, 0.9, 0.999, 1e-8, 0, 0),
-              "ag_optimizer_adam: Invalid learning rate: -1");
+              "ag_optimizer_adam: Invalid learning rate: -1.0");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 0.9, 0.999, -1e-8, 0, 0),
               "ag_optimizer_adam: Invalid epsilon value: -1e-08");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 1, 0.999, 1e-8, 0, 0),
-              "ag_optimizer_adam: Invalid beta parameter at index 0: 1");
+              "ag_optimizer_adam: Invalid beta parameter at index 0: 1.0");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 0.9, -0.1, 1e-8, 0, 0),
               "ag_optimizer_adam: Invalid beta parameter at index 1: -0.1");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adam(&o, &p, 1, 1e-3, 0.9, 0.999, 1e-8, -1, 0),
-              "ag_optimizer_adam: Invalid weight_decay value: -1");
+              "ag_optimizer_adam: Invalid weight_decay value: -1.0");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adamw(&o, &p, 1, 1e-3, -0.5, 0.999, 1e-8, 0.01, 0),
               "ag_optimizer_adamw: Invalid beta parameter at index 0: -0.5");
     FAILS_MSG(AG_EINVAL, ag_optimizer_adamw(&o, &p, 1, 1e-3, 0.9, 0.999, 1e-8, INFINITY, 0),
               "ag_optimizer_adamw: Invalid weight_decay value: inf");
+    /* Numbers as Python's repr writes them, as in PyTorch's messages (str.format of a float):
+     * torch.optim.SGD([p], lr=-0.123456789) -> "Invalid learning rate: -0.123456789". */
+    static const struct {
+        double v;
+        const char *text;
+    } reprs[] = {{-0.123456789, "-0.123456789"}, {-0.1, "-0.1"}, {-1e-05, "-1e-05"},
+                 {-0.0001, "-0.0001"}, {-1e15, "-1000000000000000.0"}, {-1e16, "-1e+16"},
+                 {-1.0 / 3, "-0.3333333333333333"}, {-123.25, "-123.25"},
+                 {-5e-324, "-5e-324"}, {-1.7976931348623157e308, "-1.7976931348623157e+308"},
+                 {-INFINITY, "-inf"}};
+    for (size_t k = 0; k < sizeof reprs / sizeof reprs[0]; k++) {
+        char want[96];
+        snprintf(want, sizeof want, "ag_optimizer_sgd: Invalid learning rate: %s", reprs[k].text);
+        FAILS_MSG(AG_EINVAL, ag_optimizer_sgd(&o, &p, 1, reprs[k].v, 0, 0, 0, 0), want);
+    }
     CHECK(o == NULL);
 
     /* set_lr */
     OK(ag_optimizer_sgd(&o, &p, 1, 0.1, 0, 0, 0, 0));
     double lr = 0;
     FAILS_MSG(AG_EINVAL, ag_optimizer_set_lr(o, -2),
-              "ag_optimizer_set_lr: Invalid learning rate: -2");
+              "ag_optimizer_set_lr: Invalid learning rate: -2.0");
     FAILS(AG_EINVAL, ag_optimizer_set_lr(o, INFINITY));
     FAILS(AG_EINVAL, ag_optimizer_set_lr(o, NAN));
     OK(ag_optimizer_get_lr(&lr, o));
