@@ -95,17 +95,24 @@ static eng_err mm_raw(tensor **out, tensor *a, tensor *b)
     return E_OK;
 }
 
-/* The gradient of a product's first factor, g @ b^T, or (b @ g^T)^T when the factor was
- * column-major (PyTorch's mm_mat1_backward): transposed views, no copies. */
-static eng_err mat1_grad(tensor **out, tensor *g, tensor *b, bool colmajor)
+/* x^T @ y (t_first) or x @ y^T, transposed when t_result: a product with one transposed view
+ * operand, which the GEMM reads in place (no copies). */
+static eng_err mm_one_t(tensor **out, tensor *x, tensor *y, bool t_first, bool t_result)
 {
     tensor *t = NULL, *p = NULL;
-    eng_err e = colmajor ? op_t(&t, g) : op_t(&t, b);
-    if (!e) e = colmajor ? op_mm(&p, b, t) : op_mm(out, g, t);
-    if (!e && colmajor) e = op_t(out, p);
+    eng_err e = op_t(&t, t_first ? x : y);
+    if (!e) e = op_mm(t_result ? &p : out, t_first ? t : x, t_first ? y : t);
+    if (!e && t_result) e = op_t(out, p);
     tensor_release(t);
     tensor_release(p);
     return e;
+}
+
+/* The gradient of a product's first factor, g @ b^T, or (b @ g^T)^T when the factor was
+ * column-major (PyTorch's mm_mat1_backward). */
+static eng_err mat1_grad(tensor **out, tensor *g, tensor *b, bool colmajor)
+{
+    return colmajor ? mm_one_t(out, b, g, false, true) : mm_one_t(out, g, b, false, false);
 }
 
 /* The second factor's, a^T @ g, or (g^T @ a)^T when it was column-major (x @ w.t(): the
@@ -113,13 +120,7 @@ static eng_err mat1_grad(tensor **out, tensor *g, tensor *b, bool colmajor)
  * copy), as PyTorch's mm_mat2_backward. */
 static eng_err mat2_grad(tensor **out, tensor *g, tensor *a, bool colmajor)
 {
-    tensor *t = NULL, *p = NULL;
-    eng_err e = colmajor ? op_t(&t, g) : op_t(&t, a);
-    if (!e) e = colmajor ? op_mm(&p, t, a) : op_mm(out, t, g);
-    if (!e && colmajor) e = op_t(out, p);
-    tensor_release(t);
-    tensor_release(p);
-    return e;
+    return colmajor ? mm_one_t(out, g, a, true, true) : mm_one_t(out, a, g, true, false);
 }
 
 static eng_err mm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
