@@ -263,12 +263,21 @@ AG_API int ag_empty(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_
 AG_API int ag_zeros(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);
 /** Creates a tensor of ones. */
 AG_API int ag_ones(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);
-/** Creates a tensor filled with `value`. */
+/** Creates a tensor filled with `value`. Errors: AG_EINVAL, with PyTorch's "value cannot be
+ *  converted to type float without overflow", for a finite float32 value beyond FLT_MAX in
+ *  magnitude (even one that would round to FLT_MAX; inf and NaN fill as given, and
+ *  ag_tensor_scalar rounds such a value to inf, as torch.tensor does); AG_EINVAL for an int64
+ *  value that is NaN or outside [-2^63, 2^63), where PyTorch 1.13 lets 2^63 through as
+ *  INT64_MIN. */
 AG_API int ag_full(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim,
                    double value);
 
 /** Creates the 1-d tensor [start, start+step, ...) stopping before `end`, like torch.arange.
- *  Errors: AG_EINVAL if step is 0 or its sign cannot reach end, or a bound is not finite. */
+ *  Errors (PyTorch's checks, order and messages): AG_EINVAL if step is 0 or NaN ("step must be
+ *  nonzero"), a bound is not finite ("unsupported range: 0 -> inf"), or step's sign cannot
+ *  reach end. An infinite step gives an empty tensor, as in PyTorch. int64: start, end and step
+ *  must convert to int64 (AG_EINVAL "value cannot be converted to type int64_t without
+ *  overflow" for NaN, infinities, |x| >= 2^63) and are truncated first. */
 AG_API int ag_arange(ag_tensor **out, ag_dtype dtype, double start, double end, double step);
 
 /** Creates an n x m matrix with ones on the diagonal. Errors: AG_EINVAL if n or m < 0. */
@@ -284,7 +293,8 @@ AG_API int ag_randn(ag_tensor **out, ag_generator *gen, ag_dtype dtype, const in
 AG_API int ag_randint(ag_tensor **out, ag_generator *gen, int64_t low, int64_t high,
                       ag_dtype dtype, const int64_t *shape, size_t ndim);
 
-/** The _like variants create a tensor with t's shape and dtype (never requiring grad). */
+/** The _like variants create a tensor with t's shape and dtype (never requiring grad);
+ *  ag_full_like checks value as ag_full does. */
 AG_API int ag_empty_like(ag_tensor **out, const ag_tensor *t);
 AG_API int ag_zeros_like(ag_tensor **out, const ag_tensor *t);
 AG_API int ag_ones_like(ag_tensor **out, const ag_tensor *t);
@@ -847,6 +857,7 @@ AG_API int ag_mul_(ag_tensor *t, const ag_tensor *other);
 AG_API int ag_add_scalar_(ag_tensor *t, double s);
 AG_API int ag_mul_scalar_(ag_tensor *t, double s);
 AG_API int ag_zero_(ag_tensor *t);
+/** Errors as ag_full's for a value t's dtype cannot hold (float32: beyond FLT_MAX). */
 AG_API int ag_fill_(ag_tensor *t, double value);
 /** Copies src (broadcast to t's shape, converted to t's dtype) into t. */
 AG_API int ag_copy_(ag_tensor *t, const ag_tensor *src);

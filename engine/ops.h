@@ -24,6 +24,9 @@ eng_err op_empty(tensor **out, dtype dt, const int64_t *shape, int ndim);
 eng_err op_full(tensor **out, dtype dt, const int64_t *shape, int ndim, double v);
 /** E_INVAL (PyTorch's message) unless v is within int64's range (NaN is not). */
 eng_err int64_value_check(double v);
+/** E_INVAL (PyTorch's message) unless v fills a tensor of dtype dt as torch.full/fill_ allow:
+ *  int64 as int64_value_check, float32 refuses a finite |v| > FLT_MAX. */
+eng_err fill_value_check(dtype dt, double v);
 eng_err op_arange(tensor **out, dtype dt, double start, double end, double step);
 eng_err op_eye(tensor **out, dtype dt, int64_t n, int64_t m);
 eng_err op_rand(tensor **out, struct generator *g, dtype dt, const int64_t *shape, int ndim);

@@ -2,6 +2,7 @@
  * creation.c: tensors from data, constants, ranges, identity and random numbers. Nothing here
  * is recorded: new tensors are leaves that do not require grad.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -70,19 +71,42 @@ eng_err int64_value_check(double v)
     return err_set(E_INVAL, "value cannot be converted to type int64_t without overflow: %g", v);
 }
 
-eng_err op_full(tensor **out, dtype dt, const int64_t *shape, int ndim, double v)
+eng_err fill_value_check(dtype dt, double v)
+{
+    /* PyTorch converts a fill value with c10::checked_convert: for float32, a finite value
+     * beyond FLT_MAX is an error (even one that would round to FLT_MAX), inf and NaN are not.
+     * int64: see int64_value_check (2^63 is refused, where PyTorch lets it through to become
+     * INT64_MIN). bool and float64 take any double. */
+    if (dt == DT_I64) return int64_value_check(v);
+    if (dt == DT_F32 && isfinite(v) && fabs(v) > FLT_MAX)
+        return err_set(E_INVAL, "value cannot be converted to type float without overflow: %.9g",
+                       v);
+    return E_OK;
+}
+
+static eng_err fill_new(tensor **out, dtype dt, const int64_t *shape, int ndim, double v)
 {
     tensor *t = NULL;
-    /* (PyTorch refuses a value int64 cannot hold; it would become INT64_MIN) */
-    eng_err e = dt == DT_I64 ? int64_value_check(v) : E_OK;
-    if (!e) e = op_empty(&t, dt, shape, ndim);
+    eng_err e = op_empty(&t, dt, shape, ndim);
     if (e) return e;
     kernel_fill(t, v);
     *out = t;
     return E_OK;
 }
 
-eng_err op_scalar(tensor **out, double v, dtype dt) { return op_full(out, dt, NULL, 0, v); }
+eng_err op_full(tensor **out, dtype dt, const int64_t *shape, int ndim, double v)
+{
+    eng_err e = fill_value_check(dt, v);
+    return e ? e : fill_new(out, dt, shape, ndim, v);
+}
+
+/* As torch.tensor(v, dtype=dt), which rounds a float32 overflow to inf (torch.full refuses
+ * it) but refuses an int64 overflow. */
+eng_err op_scalar(tensor **out, double v, dtype dt)
+{
+    eng_err e = dt == DT_I64 ? int64_value_check(v) : E_OK;
+    return e ? e : fill_new(out, dt, NULL, 0, v);
+}
 
 eng_err op_full_like(tensor **out, const tensor *t, double v)
 {
@@ -94,23 +118,28 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
     eng_err e = check_dtype(dt);
     if (e) return e;
     if (dt == DT_BOOL) return err_set(E_DTYPE, "arange is not implemented for bool");
-    if (!isfinite(start) || !isfinite(end) || !isfinite(step))
-        return err_set(E_INVAL, "unsupported range: %g -> %g (step %g)", start, end, step);
+    /* PyTorch's checks, in its order (RangeFactories.cpp). */
     if (dt == DT_I64) {
-        /* PyTorch computes an int64 range in int64: bounds and step truncate first, so
-         * arange(0.5, 5, 1.5) is [0, 1, 2, 3, 4] and arange(0, 2, 0.5) has a zero step. */
-        if (fabs(start) >= 9223372036854775808.0 || fabs(end) >= 9223372036854775808.0 ||
-            fabs(step) >= 9223372036854775808.0)
-            return err_set(E_INVAL, "unsupported range: %g -> %g (step %g) for int64", start,
-                           end, step);
+        /* PyTorch computes an int64 range in int64: bounds and step convert (checked: NaN
+         * and infinities too) and truncate first, so arange(0.5, 5, 1.5) is [0, 1, 2, 3, 4]
+         * and arange(0, 2, 0.5) has a zero step. */
+        if ((e = int64_value_check(start)) || (e = int64_value_check(end)) ||
+            (e = int64_value_check(step)))
+            return e;
         start = trunc(start);
         end = trunc(end);
         step = trunc(step);
     }
-    if (step == 0) return err_set(E_INVAL, "step must be nonzero");
+    if (!(step > 0 || step < 0)) return err_set(E_INVAL, "step must be nonzero"); /* NaN too */
+    /* (%g: PyTorch writes the bounds with C++'s default stream format, which is %g's) */
+    if (!isfinite(start) || !isfinite(end))
+        return err_set(E_INVAL, "unsupported range: %g -> %g", start, end);
     if ((step > 0 && end < start) || (step < 0 && end > start))
         return err_set(E_INVAL, "upper bound and larger bound inconsistent with step sign");
+    /* An infinite step gives ceil(0) = 0 elements, not even start, as in PyTorch. */
     double n = ceil((end - start) / step);
+    if (!(n >= 0 && n <= 0x1p63)) /* NaN: an infinite step over an infinite span */
+        return err_set(E_INVAL, "invalid size, possible overflow?");
     if (n > 1e12) return err_set(E_INVAL, "arange: too many elements (%g)", n);
     int64_t len = (int64_t)n;
     tensor *t = tensor_new(dt, &len, 1);

@@ -362,8 +362,8 @@ static eng_err overwrite(tensor *t, tensor *src, double v, ip_op op, const node_
     if (src) {
         e = check_into(t, src, (dtype)t->dtype);
         if (!e && !self) e = overlap_check(t, src);
-    } else if (t->dtype == DT_I64) {
-        e = int64_value_check(v);
+    } else {
+        e = fill_value_check((dtype)t->dtype, v);
     }
     if (!e) e = inplace_check(t, src);
     ip_rec r;

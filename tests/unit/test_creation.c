@@ -3,6 +3,7 @@
  * random numbers (seeding, streams, thread-count independence, ranges, rough statistics),
  * and the queries that read a tensor back (item, copy_*, shape, strides, size ...).
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -706,11 +707,137 @@ static void queries(void)
     ag_tensor_release(x);
 }
 
+#define FAILS_OUT_MSG(status, msg, fn, ...)                                                \
+    do {                                                                                   \
+        FAILS_OUT(status, fn, __VA_ARGS__);                                                \
+        CHECK_STR(ag_last_error(), msg);                                                   \
+    } while (0)
+
+/* arange's checks in PyTorch 1.13's order and words, non-finite arguments included
+ * (torch.arange(start, end, step, dtype=...) gave each expected result and message). */
+static void arange_non_finite(void)
+{
+    static const ag_dtype floats[2] = {AG_FLOAT32, AG_FLOAT64};
+    const int64_t zero = 0;
+    for (int k = 0; k < 2; k++) {
+        ag_dtype dt = floats[k];
+        ag_tensor *t;
+        /* arange(0., 1., inf), arange(0., 0., inf), arange(1., 0., -inf): tensor([]) */
+        OK(ag_arange(&t, dt, 0, 1, INFINITY));
+        check_shape("arange(0, 1, inf)", t, dt, &zero, 1);
+        ag_tensor_release(t);
+        OK(ag_arange(&t, dt, 0, 0, INFINITY));
+        check_shape("arange(0, 0, inf)", t, dt, &zero, 1);
+        ag_tensor_release(t);
+        OK(ag_arange(&t, dt, 1, 0, -INFINITY));
+        check_shape("arange(1, 0, -inf)", t, dt, &zero, 1);
+        ag_tensor_release(t);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: upper bound and larger bound inconsistent with step "
+                      "sign", ag_arange, dt, 0, 1, -INFINITY);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: step must be nonzero", ag_arange, dt, 0, 1, NAN);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: step must be nonzero", ag_arange, dt, 0, INFINITY,
+                      NAN);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: unsupported range: 0 -> inf", ag_arange, dt, 0,
+                      INFINITY, 1);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: unsupported range: 0 -> nan", ag_arange, dt, 0, NAN,
+                      1);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: unsupported range: -inf -> 0", ag_arange, dt,
+                      -INFINITY, 0, 1);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: unsupported range: inf -> 1", ag_arange, dt,
+                      INFINITY, 1, 1);
+        FAILS_OUT_MSG(AG_EINVAL, "ag_arange: invalid size, possible overflow?", ag_arange, dt,
+                      -1e308, 1e308, INFINITY);
+    }
+    /* int64: every argument converts first, "value cannot be converted to type int64_t
+     * without overflow" (ours adds the value). */
+    static const double bad[4] = {INFINITY, -INFINITY, NAN, 1e19};
+    for (int k = 0; k < 4; k++) {
+        FAILS_OUT(AG_EINVAL, ag_arange, AG_INT64, 0, 1, bad[k]);
+        CHECK(strstr(ag_last_error(), "value cannot be converted to type int64_t without overflow"));
+        FAILS_OUT(AG_EINVAL, ag_arange, AG_INT64, bad[k], 1, 1);
+        CHECK(strstr(ag_last_error(), "value cannot be converted to type int64_t without overflow"));
+        FAILS_OUT(AG_EINVAL, ag_arange, AG_INT64, 0, bad[k], 1);
+        CHECK(strstr(ag_last_error(), "value cannot be converted to type int64_t without overflow"));
+    }
+}
+
+/* A fill value float32 cannot hold: torch.full([2], 3.5e38), torch.full_like(x, 3.5e38) and
+ * x.fill_(3.5e38) raise "value cannot be converted to type float without overflow" (also
+ * 3.4028235677973366e38, which would round to FLT_MAX); inf and NaN fill, and
+ * torch.tensor(3.5e38) (ag_tensor_scalar) rounds to inf. bool and float64 take any value;
+ * int64 refuses 2^63 (PyTorch: INT64_MIN), see ag_full. */
+static void check_exact(const char *what, const ag_tensor *t, const double *want, int64_t n)
+{
+    int64_t got_n = 0;
+    double *got = values(t, &got_n);
+    CHECK(got_n == n);
+    for (int64_t i = 0; i < n && i < got_n; i++)
+        if (got[i] != want[i]) {
+            fprintf(stderr, "%s: element %lld = %g, expected %g\n", what, (long long)i, got[i],
+                    want[i]);
+            harness_failures++;
+        }
+    free(got);
+}
+
+static void fill_value_limits(void)
+{
+    static const double over[3] = {3.5e38, -3.5e38, 3.4028235677973366e38};
+    const int64_t s2[1] = {2};
+    ag_tensor *x, *t;
+    OK(ag_zeros(&x, AG_FLOAT32, s2, 1));
+    for (int k = 0; k < 3; k++) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "value cannot be converted to type float without overflow: %.9g",
+                 over[k]);
+        FAILS_OUT(AG_EINVAL, ag_full, AG_FLOAT32, s2, 1, over[k]);
+        CHECK(strstr(ag_last_error(), msg) != NULL);
+        FAILS_OUT(AG_EINVAL, ag_full_like, x, over[k]);
+        CHECK(strstr(ag_last_error(), msg) != NULL);
+        FAILS(AG_EINVAL, ag_fill_(x, over[k]));
+        CHECK(strstr(ag_last_error(), msg) != NULL);
+    }
+    CHECK_STR(ag_last_error(), "ag_fill_: value cannot be converted to type float without "
+                               "overflow: 3.40282357e+38");
+    int64_t v = -1;
+    OK(ag_tensor_version(&v, x));
+    CHECK(v == 0); /* the failed fill_ changed nothing */
+    static const double fine[4] = {FLT_MAX, INFINITY, -INFINITY, 1e-50};
+    for (int k = 0; k < 4; k++) {
+        double want[2] = {(double)(float)fine[k], (double)(float)fine[k]};
+        OK(ag_full(&t, AG_FLOAT32, s2, 1, fine[k]));
+        check_exact("full f32", t, want, 2);
+        ag_tensor_release(t);
+        OK(ag_fill_(x, fine[k]));
+        check_exact("fill_ f32", x, want, 2);
+    }
+    OK(ag_full(&t, AG_FLOAT32, s2, 1, NAN));
+    int64_t n = 0;
+    double *nv = values(t, &n);
+    CHECK(isnan(nv[0]) && isnan(nv[1]));
+    free(nv);
+    ag_tensor_release(t);
+    OK(ag_tensor_scalar(&t, 3.5e38, AG_FLOAT32)); /* torch.tensor(3.5e38) */
+    double inf1[1] = {INFINITY};
+    check_exact("scalar f32", t, inf1, 1);
+    ag_tensor_release(t);
+    OK(ag_full(&t, AG_FLOAT64, s2, 1, 3.5e38));
+    ag_tensor_release(t);
+    OK(ag_full(&t, AG_BOOL, s2, 1, 3.5e38));
+    double ones[2] = {1, 1};
+    check_exact("full bool", t, ones, 2);
+    ag_tensor_release(t);
+    FAILS_OUT(AG_EINVAL, ag_full, AG_INT64, s2, 1, 0x1p63);
+    ag_tensor_release(x);
+}
+
 int main(void)
 {
     from_data();
     constants();
     ranges();
+    arange_non_finite();
+    fill_value_limits();
     seeding();
     thread_independence();
     statistics();
