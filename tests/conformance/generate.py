@@ -2628,6 +2628,20 @@ def fam_optim():
     c.err("ag_optimizer_set_lr", OPT(opt), -1.0, status="AG_EINVAL")
     c.call("ag_optimizer_get_lr", OPT(opt))
     cases.append(c)
+    # zero_grad(set_to_none=0) detaches each .grad in place, as PyTorch's (p.grad.detach_() or
+    # requires_grad_(False), then zero_()): a handle to a .grad made under create_graph comes
+    # back zeroed and without history
+    c = Case("optimizer/zero_grad_detaches_in_place")
+    w = c.rand([2], "float64", name="w")
+    opt = c.call("ag_optimizer_sgd", TS(w), 0.1, 0.0, 0.0, 0.0, 0)
+    c.backward(c.call("ag_sum", c.call("ag_pow_scalar", w, 3.0)), flags=("create_graph",),
+               check=False)
+    g = c.call("ag_tensor_grad", w, out="g")
+    c.call("ag_optimizer_zero_grad", OPT(opt), 0)
+    c.expect(g)
+    c.err("ag_backward", c.call("ag_sum", g), None, FL(), status="AG_ENOGRAD")
+    c.expect_grad(w)
+    cases.append(c)
     c = Case("optimizer/zero_grad_keeps_tensor")
     w = c.rand([2], "float64", name="w")
     opt = c.call("ag_optimizer_adam", TS(w), 0.1, 0.9, 0.999, 1e-8, 0.0, 0)
@@ -2642,6 +2656,20 @@ def fam_optim():
 
 def fam_creation():
     cases = []
+    # arange's limits as PyTorch 1.13 checks them: an infinite step is an empty range
+    c = Case("arange/infinite_step")
+    c.call("ag_arange", DT("float32"), 0.0, 1.0, math.inf)
+    c.err("ag_arange", DT("float32"), 0.0, 1.0, 0.0, status="AG_EINVAL",
+          contains="step must be nonzero")
+    c.err("ag_arange", DT("float32"), 0.0, math.inf, 1.0, status="AG_EINVAL",
+          contains="unsupported range")
+    cases.append(c)
+    # a finite float32 fill value beyond FLT_MAX is refused, as PyTorch refuses it
+    c = Case("full/float32_overflow")
+    c.err("ag_full", DT("float32"), [2], 3.5e38, status="AG_EINVAL",
+          contains="value cannot be converted to type float without overflow")
+    c.call("ag_full", DT("float32"), [2], math.inf)
+    cases.append(c)
     for dt in ("float32", "float64", "int64", "bool"):
         c = Case("scalar/%s" % dt)
         c.call("ag_tensor_scalar", 2.0 if dt != "bool" else 1.0, DT(dt))
