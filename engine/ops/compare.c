@@ -178,12 +178,13 @@ static eng_err int_mask_check(tensor *m)
 
 eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
 {
-    /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range is an error,
-     * which op_scalar reports). */
+    /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range, a finite float32
+     * value beyond FLT_MAX included, is an error: fill_value_check). */
     dtype dt = (dtype)t->dtype;
     if (dt == DT_BOOL) v = v != 0;
     tensor *mb = NULL, *val = NULL, *r = NULL;
     eng_err e = mask->dtype == DT_I64 ? int_mask_check(mask) : E_OK;
+    if (!e) e = fill_value_check(dt, v);
     if (!e) e = bool_mask(&mb, mask, "masked_fill: mask");
     if (e) return e;
     /* out of place, the result has the broadcast shape of t and mask, as torch.masked_fill */

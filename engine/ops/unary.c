@@ -568,12 +568,17 @@ eng_err op_clamp(tensor **out, tensor *a, bool has_lo, double lo, bool has_hi, d
     if (has_lo) promo_add_scalar(&pr, lo);
     if (has_hi) promo_add_scalar(&pr, hi);
     dtype dt = promo_result(&pr);
+    /* Each bound converts to the result's dtype as PyTorch converts it (checked: a finite
+     * float32 bound beyond FLT_MAX is an error there). */
+    eng_err e = has_lo ? fill_value_check(dt, lo) : E_OK;
+    if (!e && has_hi) e = fill_value_check(dt, hi);
+    if (e) return e;
     bool fl = dtype_is_float(dt);
     double p[4] = {has_lo ? lo : fl ? -INFINITY : 0, has_hi ? hi : fl ? INFINITY : 0, has_lo,
                    has_hi};
     /* A cast (only ever from int64 or bool) needs no graph; a float input passes through. */
     tensor *c = NULL;
-    eng_err e = cast_raw(&c, a, dt);
+    e = cast_raw(&c, a, dt);
     if (e) return e;
     e = unary_apply(out, c, &UF_CLAMP, p);
     tensor_release(c);

@@ -2669,6 +2669,14 @@ def fam_creation():
     c.err("ag_full", DT("float32"), [2], 3.5e38, status="AG_EINVAL",
           contains="value cannot be converted to type float without overflow")
     c.call("ag_full", DT("float32"), [2], math.inf)
+    x = c.rand([2], "float32", rg=False)
+    c.err("ag_masked_fill", x, c.bools([True, False]), 3.5e38, status="AG_EINVAL",
+          contains="value cannot be converted to type float without overflow")
+    c.err("ag_clamp", x, -3.5e38, 1.0, status="AG_EINVAL",
+          contains="value cannot be converted to type float without overflow")
+    c.err("ag_clamp_max", x, 3.5e38, status="AG_EINVAL",
+          contains="value cannot be converted to type float without overflow")
+    c.call("ag_clamp", x, -math.inf, 1e15 + 0.5)
     cases.append(c)
     for dt in ("float32", "float64", "int64", "bool"):
         c = Case("scalar/%s" % dt)
