@@ -606,7 +606,8 @@ AG_API int ag_silu(ag_tensor **out, const ag_tensor *a);
 /** log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch: beta 1,
  *  threshold 20). Errors: AG_EINVAL if beta == 0. */
 AG_API int ag_softplus(ag_tensor **out, const ag_tensor *a, double beta, double threshold);
-/** min(max(a, lo), hi). Errors: AG_EINVAL if lo or hi is NaN. */
+/** min(max(a, lo), hi). Errors: AG_EINVAL if lo or hi is NaN, or does not fit the result's
+ *  dtype (a finite bound beyond float32's range for a float32 result, as in PyTorch). */
 AG_API int ag_clamp(ag_tensor **out, const ag_tensor *a, double lo, double hi);
 AG_API int ag_clamp_min(ag_tensor **out, const ag_tensor *a, double lo);
 AG_API int ag_clamp_max(ag_tensor **out, const ag_tensor *a, double hi);
@@ -762,7 +763,8 @@ AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
                           const ag_tensor *index, const ag_tensor *src);
 /** A copy of t with `value` where mask (bool, broadcastable to t) is true. An int64 mask
  *  counts as bool if it holds only 0 and 1 (else AG_EINVAL, as in PyTorch); other dtypes
- *  are AG_EDTYPE. */
+ *  are AG_EDTYPE. A value that does not fit t's dtype (beyond int64's range, or finite and
+ *  beyond float32's) is AG_EINVAL, as in PyTorch. */
 AG_API int ag_masked_fill(ag_tensor **out, const ag_tensor *t, const ag_tensor *mask,
                           double value);
 /** Concatenates n tensors along dim (shapes equal elsewhere; dtypes promote). */
