@@ -319,7 +319,8 @@ static int ag_lua_int64_array(lua_State *L, int idx, int64_t **arr, size_t *n_ou
  * after a collection, a full collection runs: in the generational mode (lua.c's default)
  * steps are young collections, which never free tensors that lived long enough to become
  * old. Nothing is done while the user has stopped the collector.
- * Only the elements are counted. Counting each tensor's header and node too (256 bytes) made
+ * Only the elements are counted (those a view's memory spans: ag_lua_tensor_bytes). Counting
+ * each tensor's header and node too (256 bytes) made
  * a scalar graph collect ~5x as often as Lua's own allocations would, 10% of its time from
  * Lua; uncounted, the headers of dead handles stay within a small multiple of Lua's own
  * garbage (2 million dropped 0-d tensors: peak RSS 7 MB, against 5 MB counted). */
@@ -329,11 +330,27 @@ static _Thread_local struct {
     size_t live, debt, base;
 } ag_lua_gc;
 
+/* The elements t's memory spans: at most its element count, less for a view that reads
+ * memory more than once (an expanded tensor, stride 0), whose count can be far beyond any
+ * memory (x:expand(1e6, 1e3) of a [1, 1000] tensor counted 4 GB, and every such view ran a
+ * full collection). */
 static size_t ag_lua_tensor_bytes(const ag_tensor *t)
 {
     int64_t n = 0;
+    size_t nd = 0;
     ag_dtype dt = AG_FLOAT32;
-    if (ag_tensor_numel(&n, t) != AG_OK || ag_tensor_dtype(&dt, t) != AG_OK) return 0;
+    if (ag_tensor_numel(&n, t) != AG_OK || ag_tensor_dtype(&dt, t) != AG_OK ||
+        ag_tensor_ndim(&nd, t) != AG_OK)
+        return 0;
+    if (nd > 0 && n > 1) {
+        int64_t shape[AG_MAX_DIMS], strides[AG_MAX_DIMS], span = 1;
+        if (ag_tensor_shape(shape, AG_MAX_DIMS, t) == AG_OK &&
+            ag_tensor_strides(strides, AG_MAX_DIMS, t) == AG_OK) {
+            for (size_t d = 0; d < nd; d++)
+                span += (shape[d] - 1) * (strides[d] < 0 ? -strides[d] : strides[d]);
+            if (span < n) n = span;
+        }
+    }
     return (size_t)n * (dt == AG_FLOAT32 ? 4 : dt == AG_BOOL ? 1 : 8);
 }
 

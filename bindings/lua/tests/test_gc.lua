@@ -244,4 +244,18 @@ do
   end
 end
 
+-- The pacing counts the memory a view spans, not its element count: an expanded view of
+-- 10^8 elements over 1000 floats of memory ran a full collection each (2000 for 2000 views).
+do
+  collectgarbage()
+  local x = ag.randn(1, 1000)
+  local cycles = 0
+  local function canary()
+    setmetatable({}, {__gc = function() cycles = cycles + 1; canary() end})
+  end
+  canary()
+  for _ = 1, 2000 do local v = x:expand(100000, 1000) end
+  H.check(cycles < 500, string.format("2000 expanded views ran %d collections", cycles))
+end
+
 H.done("gc")
