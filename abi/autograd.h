@@ -598,13 +598,15 @@ AG_API int ag_cos(ag_tensor **out, const ag_tensor *a);
 AG_API int ag_tanh(ag_tensor **out, const ag_tensor *a);
 AG_API int ag_sigmoid(ag_tensor **out, const ag_tensor *a);
 AG_API int ag_relu(ag_tensor **out, const ag_tensor *a);
-/** x if x > 0 else negative_slope * x. */
+/** x if x > 0 else negative_slope * x. Errors: AG_EINVAL if negative_slope does not fit a
+ *  float32 input (finite and beyond float32's range, as in PyTorch). */
 AG_API int ag_leaky_relu(ag_tensor **out, const ag_tensor *a, double negative_slope);
 /** GELU; approximate_tanh = 1 selects PyTorch's approximate='tanh', 0 the exact erf form. */
 AG_API int ag_gelu(ag_tensor **out, const ag_tensor *a, int approximate_tanh);
 AG_API int ag_silu(ag_tensor **out, const ag_tensor *a);
 /** log(1 + exp(beta x)) / beta, linear where beta x > threshold (PyTorch: beta 1,
- *  threshold 20). Errors: AG_EINVAL if beta == 0. */
+ *  threshold 20). beta 0 gives inf, as in PyTorch. Errors: AG_EINVAL if beta or threshold
+ *  does not fit a float32 input's dtype (finite and beyond its range, as in PyTorch). */
 AG_API int ag_softplus(ag_tensor **out, const ag_tensor *a, double beta, double threshold);
 /** min(max(a, lo), hi). Errors: AG_EINVAL if lo or hi is NaN, or does not fit the result's
  *  dtype (a finite bound beyond float32's range for a float32 result, as in PyTorch). */
@@ -793,7 +795,8 @@ AG_API int ag_log_softmax(ag_tensor **out, const ag_tensor *t, int64_t dim);
 /** Cross-entropy between logits `input` ([N, C], [C], or [N, C, d1, ...]) and int64 class
  *  indices `target` ([N], [], or [N, d1, ...]), like F.cross_entropy. weight (may be NULL)
  *  rescales classes; targets equal to ignore_index (PyTorch's default: -100) are skipped;
- *  label_smoothing in [0, 1]. Inputs of 3 or more dims take ag_nll_loss's path for them.
+ *  label_smoothing in [0, 1] (else AG_EINVAL; NaN passes PyTorch's check and acts as 0, here
+ *  too). Inputs of 3 or more dims take ag_nll_loss's path for them.
  *  Errors: AG_EDTYPE (target not int64), AG_ESHAPE, AG_ERANGE (class out of range). */
 AG_API int ag_cross_entropy(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
                             const ag_tensor *weight, ag_reduction reduction,

@@ -707,7 +707,8 @@ done:
 eng_err op_cross_entropy(tensor **out, tensor *input, tensor *target, tensor *weight,
                          int reduction, int64_t ignore_index, double label_smoothing)
 {
-    if (!(label_smoothing >= 0 && label_smoothing <= 1))
+    /* (NaN passes, as PyTorch's check lets it: it then acts as 0.) */
+    if (label_smoothing < 0 || label_smoothing > 1)
         return err_set(E_INVAL, "label_smoothing must be between 0.0 and 1.0. Got: %g",
                        label_smoothing);
     eng_err e = nll_check(input, target, weight);

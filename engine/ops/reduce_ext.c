@@ -254,7 +254,15 @@ static eng_err amax_op(tensor **out, tensor *a, const int64_t *dims, int ndims, 
 {
     red_attr at = {0};
     eng_err e = reduce_dims_prepare(a, dims, ndims, keepdim, &at.p);
-    if (e || (e = check_nonempty(mx ? "amax" : "amin", a, &at.p, true))) return e;
+    if (e) return e;
+    /* amax names an empty reduced dim as the caller gave it (dim -1), unlike max's dim. */
+    for (int k = 0; k < ndims; k++) {
+        int d = 0;
+        if (!wrap_dim(dims[k], a->ndim, &d) && a->ndim > 0 && a->shape[d] == 0)
+            return err_set(E_SHAPE, "%s(): Expected reduction dim %lld to have non-zero size.",
+                           mx ? "amax" : "amin", (long long)dims[k]);
+    }
+    if ((e = check_nonempty(mx ? "amax" : "amin", a, &at.p, true))) return e;
     tensor *r;
     if ((e = extreme_raw(&r, NULL, a, &at.p, mx ? RK_MAX : RK_MIN))) return e;
     return finish(out, r, a, mx ? &AMAX_BW : &AMIN_BW, true, true, &at);

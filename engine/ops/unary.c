@@ -534,8 +534,17 @@ eng_err op_relu(tensor **out, tensor *a)
     return unary_apply(out, a, &UF_RELU, NULL);
 }
 
+/* A float parameter (a slope, beta, a threshold) converts to the tensor's dtype as PyTorch
+ * converts it: checked, so a finite value beyond float32's range is an error for float32. */
+static eng_err param_check(const tensor *a, double v)
+{
+    return a->dtype == DT_F32 ? fill_value_check(DT_F32, v) : E_OK;
+}
+
 eng_err op_leaky_relu(tensor **out, tensor *a, double slope)
 {
+    eng_err e = param_check(a, slope);
+    if (e) return e;
     double p[4] = {slope};
     return unary_apply(out, a, &UF_LEAKY, p);
 }
@@ -550,7 +559,10 @@ eng_err op_silu(tensor **out, tensor *a) { return unary_apply(out, a, &UF_SILU, 
 
 eng_err op_softplus(tensor **out, tensor *a, double beta, double threshold)
 {
-    if (beta == 0 || isnan(beta)) return err_set(E_INVAL, "softplus: beta must be nonzero, got %g", beta);
+    /* (beta 0 or NaN is no error: PyTorch computes log1p(exp(0)) / 0 = inf, or NaN.) */
+    eng_err e = param_check(a, beta);
+    if (!e) e = param_check(a, threshold);
+    if (e) return e;
     double p[4] = {beta, threshold};
     return unary_apply(out, a, &UF_SOFTPLUS, p);
 }

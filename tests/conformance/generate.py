@@ -751,6 +751,21 @@ def fam_unary():
     c = Case("clamp/nan_input/float32")
     c.call("ag_clamp", c.tensor([float("nan"), 2.0, -2.0]), -1.0, 1.0)
     cases.append(c)
+    # softplus's beta 0 or NaN is no error (inf, NaN, as PyTorch computes them); a float32
+    # parameter beyond float32's range is
+    for beta in (0.0, math.nan):
+        c = Case("softplus/beta_%s/float32" % ("nan" if math.isnan(beta) else "0"))
+        y = c.call("ag_softplus", c.tensor([-2.0, 0.0, 1.0], rg=True), beta, 20.0)
+        bwd(c, y)
+        cases.append(c)
+    c = Case("param_overflow/float32")
+    x = c.tensor([-2.0, 0.0, 1.0], rg=True)
+    c.err("ag_leaky_relu", x, 1e39, status="AG_EINVAL",
+          contains="value cannot be converted to type float without overflow")
+    c.err("ag_softplus", x, 1.0, 1e39, status="AG_EINVAL",
+          contains="value cannot be converted to type float without overflow")
+    c.call("ag_leaky_relu", c.tensor([-2.0, 0.0, 1.0], dtype="float64"), 1e39)
+    cases.append(c)
     c = Case("clamp/lo_above_hi/float32")
     c.call("ag_clamp", c.tensor([-2.0, 0.5, 3.0]), 1.0, 0.0)
     cases.append(c)
@@ -869,6 +884,10 @@ def fam_reduce():
                 y = c.call(fn, x, dims, keep)
                 bwd(c, y)
                 cases.append(c)
+            c = Case("%s/empty_dim_named_as_given/%s" % (fn[3:], dt))
+            c.err(fn, c.rand([2, 0, 3], dt), [0, -2], 0, status="AG_ESHAPE",
+                  contains="Expected reduction dim -2 to have non-zero size")
+            cases.append(c)
             c = Case("%s/ties/%s" % (fn[3:], dt))
             x = c.tensor([2.0, 2.0, 1.0, -1.0, 5.0, -1.0], [2, 3], dt, rg=True)
             y = c.call(fn, x, [1], 0)
@@ -1368,6 +1387,12 @@ def fam_nn():
         c = Case("cross_entropy/label_smoothing/%s" % dt)
         x = c.rand([3, 4], dt)
         y = c.call("ag_cross_entropy", x, c.ints([3, 0, 1]), None, RED("mean"), -100, 0.1)
+        bwd(c, y)
+        cases.append(c)
+        # NaN passes PyTorch's range check and then acts as 0
+        c = Case("cross_entropy/label_smoothing_nan/%s" % dt)
+        x = c.rand([3, 4], dt)
+        y = c.call("ag_cross_entropy", x, c.ints([3, 0, 1]), None, RED("mean"), -100, math.nan)
         bwd(c, y)
         cases.append(c)
         c = Case("cross_entropy/smoothing_weight_sum/%s" % dt)
@@ -3139,8 +3164,6 @@ def fam_errors():
     c.err("ag_dropout", None, c.rand([2]), 1.5, 1, status="AG_EINVAL")
     c = case("invalid/clamp_nan")
     c.err("ag_clamp", c.rand([2]), float("nan"), 1.0, status="AG_EINVAL", torch_ok=True)
-    c = case("invalid/softplus_beta_zero")
-    c.err("ag_softplus", c.rand([2]), 0.0, 20.0, status="AG_EINVAL", torch_ok=True)
     c = case("invalid/flatten_order")
     c.err("ag_flatten", c.rand([2, 3, 4]), 2, 1, status="AG_EINVAL")
     c = case("invalid/sgd_lr")
