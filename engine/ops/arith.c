@@ -454,7 +454,10 @@ static eng_err rpows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     eng_err e = saved_get(n, c, 1, &y);
     if (!e) e = saved_get(n, c, 0, &a);
     if (e) return e;
+    /* The base as the forward used it: PyTorch's __rpow__ makes it a tensor of x's dtype, so
+     * for float32 it is rounded (1e-45 to the subnormal 1.4e-45, 1e39 to inf). */
     double s = ((scalar_attr *)node_attrs(n))->s;
+    if (y->dtype == DT_F32) s = (double)(float)s;
     if (!(e = op_mul_scalar(&t, y, log(s))) && s == 0.0 &&
         !(e = op_compare_scalar(&mask, a, 0.0, CMP_GE)) &&
         !(e = op_masked_fill(&u, t, mask, 0.0))) {

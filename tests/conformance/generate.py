@@ -2925,6 +2925,12 @@ def fam_errors():
         c.backward(c.call("ag_sum", c.call("ag_pow", a, b)))
         x = c.tensor([0.0, 2.0, 1.0, -1.0, 0.5], dtype=dt, rg=True)
         c.backward(c.call("ag_sum", c.call("ag_rpow_scalar", x, 0.0)))
+    # a float32 exponent takes the base rounded to float32, in backward too (PyTorch's
+    # __rpow__ makes it a tensor of x's dtype): 1e-45 is the subnormal 1.4e-45, 5e-46 is 0
+    for base in (1e-45, 5e-46):
+        c = case("pow/rpow_base_rounded/%g/float32" % base)
+        x = c.tensor([-1.0, 0.0, 0.5, 2.0], rg=True)
+        c.backward(c.call("ag_sum", c.call("ag_rpow_scalar", x, base)))
     # bool tensors promote with scalars (True + 2 is int64, True * 2.5 float32); any
     # subtraction with a bool tensor is refused
     c = case("dtype/bool_scalar_ops")
