@@ -424,7 +424,9 @@ typedef int (*ag_tensor_hook_fn)(ag_tensor **new_grad, ag_tensor *grad, void *us
  *  ag_tensor_remove_hook. Hooks may be
  *  registered and removed at any time, from any thread or from inside a hook: while
  *  backward runs t's hooks, one removed is skipped if not yet reached, and one registered
- *  runs from the next pass on.
+ *  runs from the next pass on. A hook with AG_CALLBACK_CALLER_THREAD registered while a pass
+ *  that runs on several threads is under way also runs from the next pass on (such a pass
+ *  cannot promise it the caller's thread; passes that know of it run on that thread).
  *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL. */
 AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *t, ag_tensor_hook_fn fn,
                                    unsigned flags, void *userdata,

@@ -382,7 +382,7 @@ AG_API int ag_tensor_zero_grad(ag_tensor *h)
     if (!g) return AG_OK;
     /* As ag_optimizer_zero_grad(opt, 0) (and nn.Module.zero_grad) does to each .grad. */
     eng_err e = grad_zero_check(g);
-    if (!e) grad_zero_apply(g);
+    if (!e) grad_zero_apply(g, tensor_meta_peek(T(h)));
     tensor_release(g);
     return e ? api_fail("ag_tensor_zero_grad", e) : AG_OK;
 }
@@ -535,6 +535,19 @@ AG_API int ag_tensor_remove_hook(ag_tensor *h, uint64_t handle)
                 __atomic_store_n(p, found->next, __ATOMIC_RELEASE);
                 atomic_store_explicit(&found->removed, true, memory_order_relaxed);
                 break;
+            }
+        }
+        if (found && found->caller_thread) {
+            /* The last hook that needed the caller's thread gone, a leaf's backward may use
+             * the team again (its AccumulateGrad node is its own; a non-leaf's grad_fn may
+             * carry the flag for other tensors or a custom function, and keeps it). One
+             * temporary hook from Lua, where every hook needs the caller's thread, left every
+             * later backward through the leaf on one thread. */
+            bool any = false;
+            for (hook *k = m->hooks; k && !any; k = k->next) any = k->caller_thread;
+            if (!any) {
+                __atomic_store_n(&m->caller_thread, false, __ATOMIC_RELEASE);
+                atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_CALLER_THREAD);
             }
         }
         tmeta_unlock(m);

@@ -392,15 +392,19 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
  * next pass on. Only hooks registered in history `hist` run: the others belong to another
  * grad_fn of the tensor (tensor_history_moved). */
 static eng_err run_hooks(tmeta *m, uint32_t hist, tensor **grad, const out_meta *om,
-                         const char *where)
+                         const char *where, bool parallel)
 {
     eng_err rc = E_OK;
     uint64_t limit = 0;
     for (hook *h = hook_next(m, NULL, &limit); h;) {
         /* Hooks registered during this walk (ids from `limit` on, at the end of the list)
-         * take effect from the next pass, whatever became of the hooks before them. */
+         * take effect from the next pass, whatever became of the hooks before them. So does
+         * a hook that must run on the caller's thread met in a pass that runs on several: it
+         * was registered after the walk that decided how the pass runs (which would
+         * have kept the pass on the caller's thread), and this may be another thread. */
         bool done = h->id >= limit;
-        if (!done && h->hist == hist && !atomic_load_explicit(&h->removed, memory_order_relaxed))
+        if (!done && h->hist == hist && !(parallel && h->caller_thread) &&
+            !atomic_load_explicit(&h->removed, memory_order_relaxed))
             rc = run_one_hook(h, grad, om, where);
         hook *next = rc || done ? NULL : hook_next(m, h, &limit);
         hook_release(h);
@@ -609,14 +613,14 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
                 /* An AccumulateGrad node is its leaf's first history: hooks registered
                  * after an in-place op moved the tensor into the graph belong elsewhere. */
                 if (m && __atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(m, 0, &gin[p], &fn->outs[p], fn->name);
+                    rc = run_hooks(m, 0, &gin[p], &fn->outs[p], fn->name, s->parallel);
                 continue;
             }
             bool retain = false;
             const meta_link *last = NULL;
             for (meta_link *l = node_links(fn, p); l && !rc; l = link_next(l)) {
                 if (__atomic_load_n(&l->m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name);
+                    rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name, s->parallel);
                 retain |= __atomic_load_n(&l->m->retains_grad, __ATOMIC_ACQUIRE) &&
                           meta_hist(l->m) == l->hist;
                 last = l;
@@ -661,7 +665,29 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
         for (int e = 0; e < fn->n_next; e++)
             needed[e] = s->edge_target[g->edge0 + e] != NONE;
-        bool locked = fn->n_saved > 0 && node_lock(fn);
+        unsigned fl = atomic_load_explicit(&fn->flags, memory_order_relaxed);
+        bool user = (fl & NODE_USER_FORMULA) && fn->n_saved > 0;
+        bool locked = fn->n_saved > 0 && !user && node_lock(fn);
+        saved_var *own = NULL;
+        if (user && !s->retain_graph) {
+            /* A custom function's backward (user code, which may run passes of its own)
+             * runs unlocked: its saved variables are taken out of the node first, under the
+             * lock, so that another pass finds them freed, as it would after this one. */
+            own = mem_alloc(fn->n_saved * sizeof *own);
+            if (!own) {
+                rc = err_nomem();
+                failed = true;
+                any = false;
+            } else {
+                bool l = node_lock(fn);
+                bool taken = saved_take(fn, own);
+                if (l) node_unlock(fn);
+                if (!taken) { /* freed already: the formula's reads will say so */
+                    mem_free(own);
+                    own = NULL;
+                }
+            }
+        }
         if (any) {
             /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
             bwd_ctx c;
@@ -669,14 +695,21 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             c.needed = needed;
             c.node = fn;
             c.ntemps = 0;
+            c.own_saved = own;
             rc = fn->type->backward(fn, &c, gin, gout);
             for (int k = 0; k < c.ntemps; k++) tensor_release(c.temps[k]);
             if (!rc) rc = conform(s, g, gout);
             if (!rc && s->anomaly) rc = check_anomaly(fn, gout);
             if (rc) failed = true;
         }
-        if (!s->retain_graph && fn->n_saved) saved_release(fn);
-        else if (!s->retain_graph &&
+        if (own) {
+            for (int k = 0; k < fn->n_saved; k++) tensor_release(own[k].t);
+            mem_free(own);
+        } else if (!s->retain_graph && fn->n_saved) {
+            bool l = user && node_lock(fn);
+            saved_release(fn);
+            if (l) node_unlock(fn);
+        } else if (!s->retain_graph &&
                  (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_SAVES_SCALAR))
             atomic_fetch_or(&fn->flags, NODE_RELEASED);
         if (locked) node_unlock(fn);

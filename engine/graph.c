@@ -354,8 +354,12 @@ eng_err saved_check(node *n)
 
 eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
 {
-    saved_var *s = &n->saved[i];
+    saved_var *s = c->own_saved ? &c->own_saved[i] : &n->saved[i];
     if (!s->t) {
+        if (c->own_saved) {
+            *out = NULL;
+            return E_OK;
+        }
         if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_RELEASED)
             return freed_error();
         *out = NULL;
@@ -380,6 +384,22 @@ eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
     }
     *out = s->t;
     return E_OK;
+}
+
+bool saved_take(node *n, saved_var *own)
+{
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_RELEASED) return false;
+    bool any = false;
+    for (int i = 0; i < n->n_saved; i++) {
+        own[i] = n->saved[i];
+        if (own[i].t) {
+            /* (atomic: backward's prefetch reads it without the node's lock) */
+            __atomic_store_n(&n->saved[i].t, NULL, __ATOMIC_RELAXED);
+            any = true;
+        }
+    }
+    if (any) atomic_fetch_or(&n->flags, NODE_RELEASED);
+    return true;
 }
 
 void saved_release(node *n)
@@ -453,7 +473,9 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr)
 
 void leaf_set_requires_grad(tensor *t, bool want)
 {
-    t->requires_grad = want;
+    /* Stored only if it changes: setting it again to what it is, while other threads read it
+     * (zero_grad on a .grad a backward reads, say), must not be a data race. */
+    if (t->requires_grad != want) t->requires_grad = want;
     tmeta *m = tensor_meta_peek(t);
     if (!m) return;
     if (want) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);

@@ -47,6 +47,9 @@ typedef struct bwd_ctx {
     struct node *node;
     tensor *temps[8];      /* unpacked saved outputs, released after the formula */
     int ntemps;
+    saved_var *own_saved;  /* NULL, or the node's saved variables, taken by this pass (a
+                              custom function's node, run without retain_graph: see
+                              NODE_USER_FORMULA) */
 } bwd_ctx;
 
 /** A backward formula: from gin[0..n_out) (gradients w.r.t. the forward outputs; a NULL
@@ -73,6 +76,9 @@ enum {
                                backward without retain_graph fails as it does in PyTorch */
     NODE_LEAF_NOGRAD = 64,  /* AccumulateGrad: its leaf was set not to require grad after a
                                graph recorded it: gradients reaching it are dropped */
+    NODE_USER_FORMULA = 128, /* its formula runs user code (a custom function's backward),
+                               which may run backward passes of its own: the node is not
+                               locked across it (node_lock) */
 };
 
 typedef struct node {
@@ -128,10 +134,13 @@ bool anomaly_mode_set(bool enabled);
 /** Two backward passes may run one node at once (graphs that share it). A node with saved
  *  tensors is locked while its formula reads them and a pass without retain_graph frees
  *  them, so the other pass then finds them freed (E_GRAPH, as PyTorch's "backward through
- *  the graph a second time") instead of reading freed tensors. A waiting pass yields its
- *  core: a custom function's formula may take long. False (nothing to unlock) if this
- *  thread holds the lock already: a formula that runs a backward through its own node (a
- *  custom function's, say) goes on as it did before nodes were locked. */
+ *  the graph a second time") instead of reading freed tensors. A node whose formula runs
+ *  user code (NODE_USER_FORMULA) is locked only briefly: a pass without retain_graph takes
+ *  its saved variables out first (the node then reads as freed to any other pass), and a
+ *  pass with retain_graph locks it around each read of one (and retains it). Held across
+ *  user code that runs backward passes of its own, the lock deadlocked two threads whose
+ *  custom functions each ran a pass through the other's node. A waiting pass yields its
+ *  core. False (nothing to unlock) if this thread holds the lock already. */
 bool node_lock(node *n);
 static inline void node_unlock(node *n) { atomic_store_explicit(&n->busy, 0, memory_order_release); }
 
@@ -212,6 +221,10 @@ eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out);
 eng_err saved_check(node *n);
 /** Frees n's saved variables (backward without retain_graph). */
 void saved_release(node *n);
+/** Moves n's saved variables into own[0..n_saved) (the caller releases their tensors), so
+ *  that n reads as freed; false (own untouched) if an earlier pass freed them. Under the
+ *  node's lock. */
+bool saved_take(node *n, saved_var *own);
 
 /** The AccumulateGrad node of a leaf requiring grad (new reference). */
 eng_err grad_accumulator(tensor *leaf, node **out);

@@ -501,7 +501,14 @@ eng_err optimizer_step(optimizer *o)
             e = err_kind();
     }
     for (int i = 0; i < o->n; i++) {
-        if (o->tmp[i] && !e) update(o, o->params[i], o->tmp[i], o->copy[i], &o->st[i]);
+        if (o->tmp[i] && !e) {
+            /* Under the parameter's meta lock, which a backward holds while it adds into
+             * .grad: a step at the same time read a half-accumulated gradient. */
+            tmeta *m = tensor_meta_peek(o->params[i]);
+            if (m) tmeta_lock(m);
+            update(o, o->params[i], o->tmp[i], o->copy[i], &o->st[i]);
+            if (m) tmeta_unlock(m);
+        }
         tensor_release(o->tmp[i]);
         tensor_release(o->copy[i]);
         o->tmp[i] = o->copy[i] = NULL;
@@ -529,7 +536,7 @@ eng_err grad_zero_check(tensor *g)
     return E_OK;
 }
 
-void grad_zero_apply(tensor *g)
+void grad_zero_apply(tensor *g, tmeta *owner)
 {
     node *fn = g->grad_fn;
     if (fn) {
@@ -541,14 +548,17 @@ void grad_zero_apply(tensor *g)
         if (m) __atomic_add_fetch(&m->hist, 1, __ATOMIC_ACQ_REL);
         g->grad_fn = NULL;
         g->output_nr = 0;
-        node_release(fn);
     }
     leaf_set_requires_grad(g, false); /* requires_grad_(False), also for a user's leaf */
     /* grad_zero_check left nothing that zero_ would record under grad mode: off, it cannot
-     * fail. */
+     * fail. Under the owner's lock, which a backward holds while it adds into .grad: zeroing
+     * at the same time left half of it zero. */
     bool prev = grad_mode_set(false);
+    if (owner) tmeta_lock(owner);
     op_zero_(g);
+    if (owner) tmeta_unlock(owner);
     grad_mode_set(prev);
+    node_release(fn); /* last: it may free a graph */
 }
 
 eng_err optimizer_zero_grad(optimizer *o, bool set_to_none)
@@ -582,7 +592,7 @@ eng_err optimizer_zero_grad(optimizer *o, bool set_to_none)
         }
     }
     for (int i = 0; i < o->n; i++) {
-        if (o->tmp[i] && !e) grad_zero_apply(o->tmp[i]);
+        if (o->tmp[i] && !e) grad_zero_apply(o->tmp[i], tensor_meta_peek(o->params[i]));
         tensor_release(o->tmp[i]);
         o->tmp[i] = NULL;
     }

@@ -29,9 +29,10 @@ eng_err optimizer_zero_grad(optimizer *o, bool set_to_none);
  *  check every .grad before changing any: grad_zero_check fails (changing nothing) where
  *  PyTorch would, e.g. "Can't detach views in-place" for a view with a grad_fn;
  *  grad_zero_apply then cannot fail: g.detach_() if g has a grad_fn, else
- *  g.requires_grad_(False), then g.zero_(), all on g itself (whoever holds g sees it). */
+ *  g.requires_grad_(False), then g.zero_(), all on g itself (whoever holds g sees it).
+ *  owner: the meta of the tensor whose .grad g is (may be NULL), locked while g is zeroed. */
 eng_err grad_zero_check(tensor *g);
-void grad_zero_apply(tensor *g);
+void grad_zero_apply(tensor *g, tmeta *owner);
 double optimizer_get_lr(const optimizer *o);
 eng_err optimizer_set_lr(optimizer *o, double lr);
 void optimizer_retain(optimizer *o);

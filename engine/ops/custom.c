@@ -127,10 +127,15 @@ eng_err fn_ctx_saved(fn_ctx *c, size_t i, tensor **out)
     if (i >= c->node->n_saved)
         return err_set(E_RANGE, "saved tensor index %zu out of range (%u saved)", i,
                        (unsigned)c->node->n_saved);
+    /* Under the node's lock, which the formula does not hold (NODE_USER_FORMULA): another
+     * pass through this node may be freeing its saved tensors. Retained, the tensor outlives
+     * that. */
     tensor *t = NULL;
+    bool locked = node_lock(c->node);
     eng_err e = saved_get(c->node, c->bc, (int)i, &t);
+    if (!e && t) tensor_retain(t);
+    if (locked) node_unlock(c->node);
     if (e) return e;
-    tensor_retain(t);
     *out = t;
     return E_OK;
 }
@@ -229,6 +234,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
                     if (ins[i] && tensor_requires_grad(ins[i]))
                         a->needs_input_grad |= (uint64_t)1 << i;
                 n->name = name;
+                atomic_fetch_or(&n->flags, NODE_USER_FORMULA);
                 if (def->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
                 for (int i = 0; i < n_in && !e; i++) e = node_set_edge(n, i, ins[i]);
             }

@@ -5,11 +5,15 @@
  * by one thread while another's backward runs it is freed only once it has returned; two
  * passes through one graph without retain_graph give one result and one AG_EGRAPH; hooks and
  * retain_grad may be attached to a node while a backward runs through it; threads that
- * first use one stale view at once share its one regenerated grad_fn.
+ * first use one stale view at once share its one regenerated grad_fn; custom functions whose
+ * backward runs a pass through each other's node, on two threads, do not deadlock; a hook
+ * that needs the caller's thread, registered during a pass on several, waits for the next
+ * pass; zero_grad and optimizer steps do not interleave with a backward adding into .grad.
  */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -517,6 +521,226 @@ static void stale_view_shared(void)
     pthread_barrier_destroy(&bar);
 }
 
+/* ---- custom functions whose backward runs a pass through each other's node ---- */
+/* Two threads each differentiate one branch; each branch's custom function, in its
+ * backward, runs ag_grad through the other branch's custom node (retain_graph). When the
+ * node stayed locked across the user's backward, each thread held its own node and waited
+ * for the other's: a deadlock (ctest's timeout ends the test then). Each custom function
+ * saves its input, so that its node has something to lock. */
+static ag_tensor *cross_y[2], *cross_x;
+static _Thread_local int cross_depth;
+static pthread_barrier_t cross_bar;
+
+static int cross_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                         ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)n_out, (void)n_in, (void)ud;
+    int rc = ag_tanh(&outs[0], ins[0]);
+    return rc ? rc : ag_function_ctx_save(ctx, ins[0]);
+}
+
+static int cross_backward(ag_function_ctx *ctx, ag_tensor **grad_ins, size_t n_in,
+                          ag_tensor *const *grad_outs, size_t n_out, void *ud)
+{
+    (void)n_in, (void)n_out;
+    int me = (int)(intptr_t)ud;
+    ag_tensor *x = NULL;
+    int rc = ag_function_ctx_saved(&x, ctx, 0);
+    ag_tensor_release(x);
+    if (rc) return rc;
+    if (!cross_depth) {
+        /* both threads inside their own node's backward before either goes on */
+        pthread_barrier_wait(&cross_bar);
+        ag_tensor *s = NULL, *g = NULL;
+        int prev = ag_set_grad_enabled(1);
+        rc = ag_sum(&s, cross_y[1 - me]);
+        ag_set_grad_enabled(prev);
+        cross_depth++;
+        if (!rc) rc = ag_grad(&g, &s, NULL, 1, &cross_x, 1, AG_RETAIN_GRAPH);
+        cross_depth--;
+        ag_tensor_release(g);
+        ag_tensor_release(s);
+        if (rc) return rc;
+    }
+    return ag_mul_scalar(&grad_ins[0], grad_outs[0], 1.0);
+}
+
+static void *cross_pass(void *p)
+{
+    pass_job *j = p;
+    j->rc = ag_backward(j->root, NULL, AG_RETAIN_GRAPH);
+    return NULL;
+}
+
+static void cross_reentrant_backward(void)
+{
+    int64_t shape[1] = {64};
+    OK(ag_ones(&cross_x, AG_FLOAT64, shape, 1));
+    OK(ag_tensor_set_requires_grad(cross_x, 1));
+    ag_tensor *root[2];
+    for (int j = 0; j < 2; j++) {
+        ag_tensor *m;
+        OK(ag_mul_scalar(&m, cross_x, 0.5 * (j + 1)));
+        OK(ag_function_apply(&cross_y[j], 1, &m, 1, "Cross", cross_forward, cross_backward, 0,
+                             (void *)(intptr_t)j, NULL));
+        OK(ag_sum(&root[j], cross_y[j]));
+        ag_tensor_release(m);
+    }
+    pthread_barrier_init(&cross_bar, NULL, 2);
+    pass_job a = {root[0], 0, -1}, b = {root[1], 0, -1};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, cross_pass, &a);
+    pthread_create(&t2, NULL, cross_pass, &b);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    pthread_barrier_destroy(&cross_bar);
+    CHECK(a.rc == AG_OK && b.rc == AG_OK);
+    /* .grad holds both passes; each custom backward passes its gradient through as is, so
+     * d/dx of branch k is its scale k: 0.5 + 1 */
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, cross_x));
+    int64_t n = 0;
+    double *v = values(g, &n), want = 1.5;
+    CHECK(n == 64 && fabs(v[0] - want) < 1e-12 && fabs(v[63] - want) < 1e-12);
+    free(v);
+    ag_tensor *ts[] = {g, root[0], root[1], cross_y[0], cross_y[1], cross_x};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
+}
+
+/* ---- a caller-thread hook registered while a multi-threaded pass runs ---- */
+/* A plain hook on u_j = sigmoid(t_j) registers a hook flagged AG_CALLBACK_CALLER_THREAD on
+ * t_j during the pass. The pass was set to use the team before that hook existed, so it must
+ * not call it (it did, on whichever thread ran branch j: a Lua state entered from another
+ * thread); the next pass, which knows of it, runs on the caller's thread and calls it. */
+static pthread_t ct_caller;
+static atomic_int ct_calls, ct_wrong;
+static ag_tensor *ct_t[8];
+
+static int ct_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad, (void)grad, (void)ud;
+    atomic_fetch_add(&ct_calls, 1);
+    if (!pthread_equal(pthread_self(), ct_caller)) atomic_fetch_add(&ct_wrong, 1);
+    return AG_OK;
+}
+
+static int ct_register(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad, (void)grad;
+    uint64_t id;
+    return ag_tensor_register_hook(&id, ct_t[(intptr_t)ud], ct_hook, AG_CALLBACK_CALLER_THREAD,
+                                   NULL, NULL);
+}
+
+static void caller_thread_hook_registered_mid_pass(void)
+{
+    ct_caller = pthread_self();
+    int prev = ag_get_num_threads();
+    OK(ag_set_num_threads(4));
+    int64_t shape[2] = {512, 128};
+    ag_tensor *x, *u[8], *acc = NULL;
+    OK(ag_ones(&x, AG_FLOAT32, shape, 2));
+    OK(ag_tensor_set_requires_grad(x, 1));
+    for (intptr_t j = 0; j < 8; j++) {
+        ag_tensor *m, *s, *r;
+        uint64_t id;
+        OK(ag_mul_scalar(&m, x, 0.1 * (double)(j + 1)));
+        OK(ag_tanh(&ct_t[j], m));
+        OK(ag_sigmoid(&u[j], ct_t[j]));
+        OK(ag_tensor_register_hook(&id, u[j], ct_register, 0, (void *)j, NULL));
+        OK(ag_sum(&s, u[j]));
+        ag_tensor_release(m);
+        if (!acc) {
+            acc = s;
+        } else {
+            OK(ag_add(&r, acc, s));
+            ag_tensor_release(acc);
+            ag_tensor_release(s);
+            acc = r;
+        }
+    }
+    OK(ag_backward(acc, NULL, AG_RETAIN_GRAPH));
+    CHECK(atomic_load(&ct_calls) == 0);
+    OK(ag_backward(acc, NULL, 0)); /* 8 hooks from the first pass (+ 8 more this pass makes) */
+    CHECK(atomic_load(&ct_calls) >= 8 && atomic_load(&ct_wrong) == 0);
+    ag_tensor_release(acc);
+    for (int j = 0; j < 8; j++) {
+        ag_tensor_release(ct_t[j]);
+        ag_tensor_release(u[j]);
+    }
+    ag_tensor_release(x);
+    OK(ag_set_num_threads(prev));
+}
+
+/* ---- zero_grad and an optimizer step while a backward adds into .grad ---- */
+/* W.grad = 5, then one thread zeroes it (ag_tensor_zero_grad) or steps SGD while another
+ * runs backward of sum(W), which adds 1: .grad ends all 1 (zeroed first) or all 0 (zeroed
+ * last), W all 1 - 0.1 * 5 or all 1 - 0.1 * 6. Zeroing and stepping did not take the lock a
+ * backward holds while it adds into .grad, and left it, or W, part one and part the other. */
+static ag_tensor *zg_w, *zg_root;
+static ag_optimizer *zg_opt;
+static pthread_barrier_t zg_bar;
+
+static void *zg_backward(void *p)
+{
+    (void)p;
+    pthread_barrier_wait(&zg_bar);
+    OK(ag_backward(zg_root, NULL, AG_RETAIN_GRAPH));
+    return NULL;
+}
+
+static void *zg_other(void *p)
+{
+    pthread_barrier_wait(&zg_bar);
+    if (p) OK(ag_optimizer_step(zg_opt));
+    else OK(ag_tensor_zero_grad(zg_w));
+    return NULL;
+}
+
+static void grad_writes_vs_backward(void)
+{
+    enum { N = 1 << 20, TRIALS = 30 };
+    int64_t shape[1] = {N};
+    int mixed = 0;
+    OK(ag_ones(&zg_w, AG_FLOAT32, shape, 1));
+    OK(ag_tensor_set_requires_grad(zg_w, 1));
+    OK(ag_sum(&zg_root, zg_w));
+    OK(ag_optimizer_sgd(&zg_opt, &zg_w, 1, 0.1, 0, 0, 0, 0));
+    for (int t = 0; t < 2 * TRIALS; t++) {
+        bool step = t & 1;
+        ag_tensor *five, *g;
+        int prev = ag_set_grad_enabled(0);
+        if (step) OK(ag_fill_(zg_w, 1.0));
+        ag_set_grad_enabled(prev);
+        OK(ag_full(&five, AG_FLOAT32, shape, 1, 5.0));
+        OK(ag_tensor_set_grad(zg_w, five));
+        ag_tensor_release(five);
+        pthread_barrier_init(&zg_bar, NULL, 2);
+        pthread_t a, b;
+        pthread_create(&a, NULL, zg_backward, NULL);
+        pthread_create(&b, NULL, zg_other, step ? (void *)1 : NULL);
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+        pthread_barrier_destroy(&zg_bar);
+        OK(ag_tensor_grad(&g, zg_w));
+        int64_t n = 0;
+        double *v = values(step ? zg_w : g, &n);
+        for (int64_t i = 1; i < n; i++)
+            if (v[i] != v[0]) {
+                mixed++;
+                break;
+            }
+        free(v);
+        ag_tensor_release(g);
+    }
+    CHECK(mixed == 0);
+    if (mixed) fprintf(stderr, "%d of %d trials left .grad or W part old, part new\n", mixed,
+                       2 * TRIALS);
+    ag_optimizer_release(zg_opt);
+    ag_tensor_release(zg_root);
+    ag_tensor_release(zg_w);
+}
+
 int main(void)
 {
     determinism();
@@ -526,5 +750,8 @@ int main(void)
     shared_graph_without_retain();
     attach_during_backward();
     stale_view_shared();
+    cross_reentrant_backward();
+    caller_thread_hook_registered_mid_pass();
+    grad_writes_vs_backward();
     return harness_finish("test_threads");
 }
