@@ -591,6 +591,16 @@ func TestGenerators(t *testing.T) {
 }
 
 func TestNoGradAndAnomaly(t *testing.T) {
+	// A nil function is an error, not a panic (grad mode untouched).
+	for name, f := range map[string]func(func() error) error{"NoGrad": autograd.NoGrad,
+		"EnableGrad": autograd.EnableGrad, "DetectAnomaly": autograd.DetectAnomaly} {
+		if err := f(nil); !errors.Is(err, autograd.EInval) || !strings.Contains(err.Error(), name) {
+			t.Fatalf("%s(nil): %v", name, err)
+		}
+	}
+	if !autograd.IsGradEnabled() || autograd.IsAnomalyEnabled() {
+		t.Fatal("modes changed by a nil function")
+	}
 	x := param(t, []float32{1})
 	var y *autograd.Tensor
 	err := autograd.NoGrad(func() (err error) {

@@ -307,9 +307,12 @@ func (t *Tensor) RemoveHook(h HookHandle) error {
 // ---- grad mode and anomaly mode ----
 
 // withMode runs f on a locked OS thread with a per-thread mode set, restoring it after.
-func withMode(set func(bool) bool, on bool, f func() error) error {
+func withMode(name string, set func(bool) bool, on bool, f func() error) error {
 	if versionErr != nil {
 		return versionErr
+	}
+	if f == nil {
+		return errorf(EInval, "%s: the function to run is nil", name)
 	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -321,17 +324,21 @@ func withMode(set func(bool) bool, on bool, f func() error) error {
 // NoGrad runs f with graph recording disabled, like `with torch.no_grad():`, and returns
 // its error. The library's grad mode is per OS thread, so f runs on a locked thread and the
 // mode applies to the goroutine running f only, not to goroutines f starts.
-func NoGrad(f func() error) error { return withMode(capi.Ag_set_grad_enabled, false, f) }
+func NoGrad(f func() error) error {
+	return withMode("NoGrad", capi.Ag_set_grad_enabled, false, f)
+}
 
 // EnableGrad runs f with graph recording enabled (inside NoGrad, say), like
 // torch.enable_grad.
-func EnableGrad(f func() error) error { return withMode(capi.Ag_set_grad_enabled, true, f) }
+func EnableGrad(f func() error) error {
+	return withMode("EnableGrad", capi.Ag_set_grad_enabled, true, f)
+}
 
 // DetectAnomaly runs f with anomaly detection on: a backward inside it fails with EAnomaly,
 // naming the node, when a backward function produces NaN or Inf. Like NoGrad, it applies to
 // the goroutine running f.
 func DetectAnomaly(f func() error) error {
-	return withMode(capi.Ag_set_anomaly_enabled, true, f)
+	return withMode("DetectAnomaly", capi.Ag_set_anomaly_enabled, true, f)
 }
 
 // IsGradEnabled reports whether graphs are recorded: false inside NoGrad, true otherwise.
