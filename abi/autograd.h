@@ -324,7 +324,8 @@ AG_API int ag_tensor_numel(int64_t *out, const ag_tensor *t);
 AG_API int ag_tensor_shape(int64_t *out, size_t cap, const ag_tensor *t);
 /** Copies t's strides (in elements) into out[0..ndim). Errors: AG_ERANGE if cap < ndim. */
 AG_API int ag_tensor_strides(int64_t *out, size_t cap, const ag_tensor *t);
-/** The size of one dimension. Errors: AG_ERANGE (dim out of range). */
+/** The size of one dimension. Errors: AG_ERANGE (dim out of range; any dim of a 0-d tensor,
+ *  as PyTorch's t.size(0)). */
 AG_API int ag_tensor_size(int64_t *out, const ag_tensor *t, int64_t dim);
 /** The offset of t's first element in its storage, in elements. */
 AG_API int ag_tensor_storage_offset(int64_t *out, const ag_tensor *t);

@@ -226,10 +226,16 @@ AG_API int ag_tensor_size(int64_t *out, const ag_tensor *t, int64_t dim)
 {
     CHECK_NOT_NULL("ag_tensor_size", out, "out");
     CHECK_NOT_NULL("ag_tensor_size", t, "t");
+    /* (Not wrap_dim's scalar rule, which ops use: PyTorch's t.size(0) of a 0-d tensor is an
+     * IndexError.) */
+    if (T(t)->ndim == 0)
+        return api_error("ag_tensor_size", AG_ERANGE,
+                         "Dimension specified as %lld but tensor has no dimensions",
+                         (long long)dim);
     int d;
     eng_err e = wrap_dim(dim, T(t)->ndim, &d);
     if (e) return api_fail("ag_tensor_size", e);
-    *out = T(t)->ndim ? T(t)->shape[d] : 1;
+    *out = T(t)->shape[d];
     return AG_OK;
 }
 

@@ -716,6 +716,10 @@ function T.dim(t) return C.ag_tensor_ndim(t) end
 -- t:size() is the shape (a table); t:size(dim) one size.
 function T.size(t, dim)
   if dim == nil then return C.ag_tensor_shape(t) end
+  if is_tensor(t) and C.ag_tensor_ndim(t) == 0 then
+    raise(C.AG_ERANGE, string.format("autograd: size(): Dimension specified as %s but tensor "
+          .. "has no dimensions", tostring(dim)), 2)
+  end
   return C.ag_tensor_size(t, tdim0(t, dim))
 end
 function T.stride(t, dim)

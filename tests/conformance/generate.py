@@ -2773,6 +2773,10 @@ def fam_creation():
     c.call("ag_tensor_numel", x)
     c.call("ag_tensor_size", x, 1)
     c.call("ag_tensor_size", x, -1)
+    # a 0-d tensor has no dimension to size (PyTorch: IndexError)
+    for d in (0, -1):
+        c.err("ag_tensor_size", c.tensor([3.0], []), d, status="AG_ERANGE",
+              contains="but tensor has no dimensions")
     c.call("ag_tensor_item", c.call("ag_sum", x))
     c.call("ag_tensor_item_int64", c.tensor([-2.75], [1, 1]))
     c.call("ag_tensor_item", c.tensor([True], [], "bool"))
