@@ -140,11 +140,24 @@ local function tdim0(t, d, extra, level)
   return c
 end
 
+-- A list of dims (or one) as C's 0-based ones; a dim named twice (2 and -1 of a 2-d tensor
+-- too) is reported here, 1-based, as C would report it 0-based.
 local function dims0(t, dims)
   if dims == nil then return nil end
   if type(dims) ~= "table" then return {tdim0(t, dims, 0, 4)} end
-  local out = {}
-  for i = 1, #dims do out[i] = tdim0(t, dims[i], 0, 4) end
+  local out, seen = {}, {}
+  local nd = is_tensor(t) and math.max(C.ag_tensor_ndim(t), 1) or nil
+  for i = 1, #dims do
+    out[i] = tdim0(t, dims[i], 0, 4)
+    if nd then
+      local w = out[i] < 0 and out[i] + nd or out[i]
+      if seen[w] then
+        raise(C.AG_EINVAL, string.format("autograd: dim %d appears multiple times in the list "
+              .. "of dims", w + 1), 3)
+      end
+      seen[w] = true
+    end
+  end
   return out
 end
 

@@ -80,6 +80,11 @@ H.raises(function() return x[4] end, "index 4 is out of range for dim 1 of size 
 H.raises(function() x[-4] = 1 end, "index -4 is out of range for dim 1 of size 3")
 H.eq(x[-1]:tolist(), {8.0, 9.0, 10.0, 11.0}, "t[-1] is the last row")
 H.raises(function() x:narrow(2, 6, 0) end, "start 6 is out of range for dim 2 of size 4 (expected 1 to 5")
+-- a dim named twice is reported as written (1-based), 2 and -1 of a 2-d tensor being one dim
+local m2 = ag.zeros(2, 3)
+H.raises(function() m2:sum({1, 1}) end, "dim 1 appears multiple times in the list of dims")
+H.raises(function() m2:mean({2, -1}) end, "dim 2 appears multiple times in the list of dims")
+H.raises(function() m2:amax({-2, 1}) end, "dim 1 appears multiple times in the list of dims")
 -- an empty dimension: narrow takes start 1 or -1 (PyTorch's 0 and -1), select nothing
 local e = ag.zeros(2, 0)
 H.eq(e:narrow(2, -1, 0):size(2), 0)
