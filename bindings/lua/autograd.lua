@@ -266,7 +266,29 @@ function ag._flatten(data)
   end
   walk(data, 1)
   local dt = (kind == "bool" and "bool") or (kind == "int" and "int64") or "float32"
+  if dt == "int64" then -- booleans among integers are 0 and 1, as in torch.tensor([1, True])
+    for i = 1, #flat do
+      if type(flat[i]) == "boolean" then flat[i] = flat[i] and 1 or 0 end
+    end
+  end
   return flat, shape, dt
+end
+
+-- Lua numbers and booleans as int64 values the way torch.tensor(data, dtype=int64) takes
+-- them: floats truncate toward zero, booleans are 0 and 1. A float that is not finite or does
+-- not fit is left as it is, for C to refuse.
+local function int64_values(flat)
+  local out = {}
+  for i = 1, #flat do
+    local v = flat[i]
+    if type(v) == "boolean" then v = v and 1 or 0
+    elseif mtype(v) == "float" then
+      local t = v >= 0 and math.floor(v) or math.ceil(v)
+      v = (t >= -0x1p63 and t < 0x1p63) and math.tointeger(t) or v
+    end
+    out[i] = v
+  end
+  return out
 end
 
 local function apply_opts(t, opts)
@@ -342,8 +364,14 @@ function ag.tensor(data, a, b)
     raise(C.AG_EINVAL, "autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2)
   end
   local code = dtype_code(opts.dtype, DTYPE[dt])
-  if code == C.AG_INT64 and dt == "int64" then -- all Lua integers: exact beyond 2^53
-    return apply_opts(C.ag_lua_from_i64(flat, shape or inferred_shape), opts)
+  if code == C.AG_INT64 then -- as Lua integers: exact beyond 2^53
+    local function integers(v)
+      for i = 1, #v do if mtype(v[i]) ~= "integer" then return false end end
+      return true
+    end
+    local vals = flat
+    if not integers(vals) then vals = int64_values(flat) end
+    if integers(vals) then return apply_opts(C.ag_lua_from_i64(vals, shape or inferred_shape), opts) end
   end
   return apply_opts(C.ag_tensor_from_f64(flat, code, shape or inferred_shape), opts)
 end

@@ -184,4 +184,12 @@ H.raises(function() return f2 ^ gone end, "ag_pow: argument 2: this ag_tensor is
 H.eq((2 - f2):tolist(), {1.0, 0.0}, "rsub keeps the operand order")
 H.eq((f2:mul(3)):tolist(), {3.0, 6.0}, "t:mul(number)")
 
+-- int64 data as torch.tensor takes it: floats truncate toward zero, booleans are 0 and 1
+-- (a float raised "not an integer exactly representable", a boolean "not an integer")
+H.eq(ag.tensor({1.5, -2.7, true}, "int64"):tolist(), {1, -2, 1}, "floats into int64 truncate")
+H.eq(ag.tensor({1.5, 2, 3, 4}, {2, 2}, "int64"):tolist(), {{1, 2}, {3, 4}}, "flat data too")
+local ib = ag.tensor({1, true})
+H.eq(ib.dtype, "int64", "integers and booleans make int64")
+H.eq(ib:tolist(), {1, 1}, "true is 1")
+
 H.done("operators")
