@@ -274,6 +274,16 @@ function ag._flatten(data)
   return flat, shape, dt
 end
 
+-- A Lua integer beyond 2^53 in magnitude, which the C functions taking a double cannot hold
+-- exactly, as a 0-d int64 tensor (which promotes as the integer would: int64 with int64 and
+-- bool tensors, a float tensor's dtype with float ones); nil for any other value.
+local function big_int(v)
+  if mtype(v) == "integer" and (v > 0x20000000000000 or v < -0x20000000000000) then
+    return C.ag_lua_from_i64({v}, {})
+  end
+  return nil
+end
+
 -- Lua numbers and booleans as int64 values the way torch.tensor(data, dtype=int64) takes
 -- them: floats truncate toward zero, booleans are 0 and 1. A float that is not finite or does
 -- not fit is left as it is, for C to refuse.
@@ -403,7 +413,13 @@ function ag.full(shape, value, o)
   local dt = (type(value) == "boolean" and C.AG_BOOL) or (mtype(value) == "integer" and C.AG_INT64)
              or C.AG_FLOAT32
   if type(value) == "boolean" then value = value and 1 or 0 end
-  return apply_opts(C.ag_full(dtype_code(opts.dtype, dt), shape, value), opts)
+  local code, big = dtype_code(opts.dtype, dt), big_int(value)
+  if big and code == C.AG_INT64 then
+    local t = C.ag_full(code, shape, 0)
+    C.ag_copy_(t, big)
+    return apply_opts(t, opts)
+  end
+  return apply_opts(C.ag_full(code, shape, value), opts)
 end
 
 local function random(cfn)
@@ -548,6 +564,7 @@ end
 -- t:add_(o), t:sub_(o), t:mul_(o) with o a tensor or a number; they return t.
 local function inplace(scalar_fn, scalar_name, tensor_fn, negate)
   return function(t, o)
+    o = big_int(o) or o
     if type(o) == "number" then
       float_into_int(t, o, scalar_name)
       scalar_fn(t, negate and -o or o)
@@ -561,7 +578,11 @@ T.add_ = inplace(C.ag_add_scalar_, "ag_add_scalar_", C.ag_add_)
 T.sub_ = inplace(C.ag_add_scalar_, "ag_add_scalar_", C.ag_sub_, true)
 T.mul_ = inplace(C.ag_mul_scalar_, "ag_mul_scalar_", C.ag_mul_)
 function T.zero_(t) C.ag_zero_(t); return t end
-function T.fill_(t, v) C.ag_fill_(t, v); return t end
+function T.fill_(t, v)
+  local big = big_int(v)
+  if big then C.ag_copy_(t, big) else C.ag_fill_(t, v) end
+  return t
+end
 function T.copy_(t, src) C.ag_copy_(t, src); return t end
 
 -- Elementwise functions.
@@ -608,7 +629,11 @@ function T.where(t, cond, other) return ag.where(cond, t, other) end
 for _, name in ipairs({"eq", "ne", "lt", "le", "gt", "ge"}) do
   local tt, ts = C["ag_" .. name], C["ag_" .. name .. "_scalar"]
   T[name] = function(a, b)
-    if mtype(b) then return ts(a, b) end
+    if mtype(b) then
+      local big = big_int(b)
+      if big then return tt(a, big) end
+      return ts(a, b)
+    end
     return tt(a, b)
   end
 end
@@ -892,7 +917,9 @@ TensorMT.__newindex = function(t, k, v)
   if mtype(k) == "integer" then
     local view = C.ag_select(t, 0, pos0(t, 0, k, "index"))
     if type(v) == "number" or type(v) == "boolean" then
-      C.ag_fill_(view, type(v) == "boolean" and (v and 1 or 0) or v)
+      local big = big_int(v)
+      if big then C.ag_copy_(view, big)
+      else C.ag_fill_(view, type(v) == "boolean" and (v and 1 or 0) or v) end
     else
       C.ag_copy_(view, v)
     end

@@ -861,23 +861,39 @@ static int ag_lua_scalar_op(ag_tensor **out, ag_lua_ts_fn fn, ag_tensor *t, lua_
     return rc;
 }
 
+/* A Lua integer at idx beyond 2^53 in magnitude, which the scalar functions (they take a
+ * double) cannot hold exactly, as a new 0-d int64 tensor: it promotes as the integer would
+ * (int64 with int64 and bool tensors, the tensor's dtype with float ones). NULL otherwise, or
+ * if it cannot be made (the scalar path then reports what it reports). */
+static ag_tensor *ag_lua_big_int(lua_State *L, int idx)
+{
+    if (!lua_isinteger(L, idx)) return NULL;
+    int64_t v = (int64_t)lua_tointeger(L, idx);
+    if (v <= ((int64_t)1 << 53) && v >= -((int64_t)1 << 53)) return NULL;
+    ag_tensor *t = NULL;
+    return ag_tensor_from_data(&t, &v, AG_INT64, NULL, 0) == AG_OK ? t : NULL;
+}
+
 /* tensor op tensor, tensor op number (ts), number op tensor (st, with the tensor first). */
 static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, const char *ts_name,
                         ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st, int is_sub)
 {
-    ag_tensor *out = NULL;
+    ag_tensor *out = NULL, *big = NULL;
     int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor); /* before any operand is borrowed */
     if (lua_type(L, 2) == LUA_TNUMBER) {
         ag_tensor *a = ag_lua_tensor_arg(L, 1, ts_name, 1);
-        rc = ag_lua_scalar_op(&out, ts, a, L, 2, is_sub);
+        if ((big = ag_lua_big_int(L, 2))) rc = tt(&out, a, big);
+        else rc = ag_lua_scalar_op(&out, ts, a, L, 2, is_sub);
     } else if (lua_type(L, 1) == LUA_TNUMBER) {
         ag_tensor *b = ag_lua_tensor_arg(L, 2, st_name, 1);
-        rc = ag_lua_scalar_op(&out, st, b, L, 1, is_sub);
+        if ((big = ag_lua_big_int(L, 1))) rc = tt(&out, big, b);
+        else rc = ag_lua_scalar_op(&out, st, b, L, 1, is_sub);
     } else {
         ag_tensor *a = ag_lua_tensor_arg(L, 1, tt_name, 1);
         ag_tensor *b = ag_lua_tensor_arg(L, 2, tt_name, 2);
         rc = tt(&out, a, b);
     }
+    ag_tensor_release(big);
     if (rc != AG_OK) {
         lua_pushstring(L, ag_last_error());
         return lua_error(L);

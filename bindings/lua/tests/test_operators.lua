@@ -192,4 +192,20 @@ local ib = ag.tensor({1, true})
 H.eq(ib.dtype, "int64", "integers and booleans make int64")
 H.eq(ib:tolist(), {1, 1}, "true is 1")
 
+-- integers beyond 2^53 stay exact with int64 tensors, as Python ints do in PyTorch (they went
+-- through a double: 2^53 + 1 became 2^53)
+local B = 9007199254740993
+H.eq((ag.tensor({0}) + B):tolist()[1], B, "t + B")
+H.eq((B - ag.tensor({0})):tolist()[1], B, "B - t")
+H.eq((ag.tensor({1}) * B):tolist()[1], B, "t * B")
+H.eq(ag.full({1}, B):tolist()[1], B, "ag.full")
+H.eq(ag.tensor({0}):fill_(B):tolist()[1], B, "fill_")
+H.eq(ag.tensor({0}):add_(B):tolist()[1], B, "add_")
+local tb = ag.tensor({0, 0})
+tb[2] = B
+H.eq(tb:tolist()[2], B, "t[i] = B")
+H.eq(ag.tensor({B - 1}):eq(B):tolist()[1], false, "eq")
+H.eq((ag.tensor({0}) + math.maxinteger).dtype, "int64", "t + maxinteger stays int64")
+H.eq((ag.tensor({0.5}) + B).dtype, "float32", "a float tensor stays float32")
+
 H.done("operators")
