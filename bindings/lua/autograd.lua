@@ -1107,24 +1107,67 @@ ag.binary_cross_entropy_with_logits, ag.dropout = F.binary_cross_entropy_with_lo
 ag.layer_norm, ag.embedding = F.layer_norm, F.embedding
 
 -- Modules: tables with forward(self, ...) called by module(...), :parameters() (own
--- params, then children's, in the order they were added) and :train()/:eval().
+-- params, then children's, in the order they were added, each once) and :train()/:eval().
+-- As in PyTorch, a field assigned a module (self.fc = nn.Linear(...)) makes it a child, and
+-- one assigned a leaf tensor that requires grad makes it a parameter, under that field:
+-- replacing or clearing the field later is followed. _params and _children may also be
+-- filled by hand.
 local Module = {}
 Module.__index = Module
 nn.Module = Module
 function Module.__call(self, ...) return self:forward(...) end
-function Module:parameters()
+
+local function is_module(v)
+  return type(v) == "table" and rawget(v, "_children") ~= nil and type(v.parameters) == "function"
+end
+
+-- The children: the hand-made list, then the fields that hold modules.
+local function children(self)
   local out = {}
-  for _, p in ipairs(self._params or {}) do out[#out + 1] = p end
-  for _, m in ipairs(self._children or {}) do
-    for _, p in ipairs(m:parameters()) do out[#out + 1] = p end
+  for _, m in ipairs(rawget(self, "_children") or {}) do out[#out + 1] = m end
+  for _, k in ipairs(rawget(self, "_child_keys") or {}) do
+    local m = rawget(self, k)
+    if is_module(m) then out[#out + 1] = m end
+  end
+  return out
+end
+
+function Module:parameters()
+  local out, seen = {}, {}
+  local function add(p)
+    if p ~= nil and not seen[p] then
+      seen[p] = true
+      out[#out + 1] = p
+    end
+  end
+  for _, p in ipairs(self._params or {}) do add(p) end
+  for _, k in ipairs(rawget(self, "_param_keys") or {}) do
+    local p = rawget(self, k)
+    if is_tensor(p) then add(p) end
+  end
+  for _, m in ipairs(children(self)) do
+    for _, p in ipairs(m:parameters()) do add(p) end
   end
   return out
 end
 function Module:train(mode)
   if mode == nil then mode = true end
   self.training = mode
-  for _, m in ipairs(self._children or {}) do m:train(mode) end
+  for _, m in ipairs(children(self)) do m:train(mode) end
   return self
+end
+
+-- __newindex of module instances (a field assigned for the first time): registers a module
+-- or a parameter under the field, as PyTorch's Module.__setattr__.
+local function module_newindex(self, k, v)
+  if is_module(v) then
+    local keys = rawget(self, "_child_keys")
+    keys[#keys + 1] = k
+  elseif is_tensor(v) and C.ag_tensor_requires_grad(v) and C.ag_tensor_is_leaf(v) then
+    local keys = rawget(self, "_param_keys")
+    keys[#keys + 1] = k
+  end
+  rawset(self, k, v)
 end
 function Module:eval() return self:train(false) end
 -- m:zero_grad([set_to_none]): as PyTorch 1.13's, zeroes each .grad in place by default, or
@@ -1143,8 +1186,10 @@ local function class(name, forward, init)
   cls.__name = name
   cls.__tostring = function() return name .. "()" end
   cls.forward = forward
+  cls.__newindex = module_newindex
   return setmetatable(cls, {__index = Module, __call = function(_, ...)
-    local self = setmetatable({training = true, _params = {}, _children = {}}, cls)
+    local self = setmetatable({training = true, _params = {}, _children = {}, _param_keys = {},
+                               _child_keys = {}}, cls)
     if init then init(self, ...) end
     return self
   end})
@@ -1167,12 +1212,8 @@ nn.Linear = class("Linear", function(self, x) return C.ag_linear(x, self.weight,
       return p
     end
     self.in_features, self.out_features = n_in, n_out
-    self.weight = uniform({n_out, n_in})
-    self._params[1] = self.weight
-    if opts.bias ~= false then
-      self.bias = uniform({n_out})
-      self._params[2] = self.bias
-    end
+    self.weight = uniform({n_out, n_in}) -- (fields that register as parameters, in this order)
+    if opts.bias ~= false then self.bias = uniform({n_out}) end
   end)
 
 -- nn.Sequential(m1, m2, ...)

@@ -52,7 +52,29 @@ local Affine = nn.class("Affine", function(self, t) return t * self.scale + self
   end)
 local aff = Affine(2.0)
 H.eq(aff(ag.ones(2)):tolist(), {2.0, 2.0})
-H.eq(#aff:parameters(), 2)
+H.eq(#aff:parameters(), 2, "listed by hand and registered as fields: each once")
+
+-- Fields holding modules and parameters register as PyTorch's attributes do: parameters()
+-- and eval() reach them (they saw nothing), and replacing a field is followed.
+local MLP = nn.class("MLP", function(self, x) return self.fc2(self.drop(self.fc1(x):relu())) end,
+  function(self)
+    self.fc1 = nn.Linear(4, 8, ag.generator(1))
+    self.drop = nn.Dropout(0.5)
+    self.fc2 = nn.Linear(8, 2, ag.generator(2))
+    self.gain = ag.tensor(1.0, {requires_grad = true})
+    self.note = "not a parameter"
+  end)
+local mlp = MLP()
+local ps = mlp:parameters()
+H.eq(#ps, 5, "fc1 weight, bias, fc2 weight, bias, gain")
+H.check(ps[1] == mlp.gain and ps[2] == mlp.fc1.weight and ps[5] == mlp.fc2.bias,
+        "own parameters first, then the children's in assignment order")
+mlp:eval()
+H.eq(mlp.drop.training, false, "eval reaches a child held in a field")
+mlp.fc2 = nn.Linear(8, 3, ag.generator(3))
+H.eq(#mlp:parameters(), 5)
+H.eq(mlp(ag.ones(1, 4)).shape, {1, 3}, "the replaced child is the one used and listed")
+H.eq(mlp:parameters()[4].shape, {3, 8})
 
 -- SGD: p <- p - lr * grad; lr read and written.
 local p = ag.tensor({1.0, 2.0}, {requires_grad = true})
