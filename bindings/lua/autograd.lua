@@ -247,11 +247,17 @@ function ag._flatten(data)
     v = v[1]
   end
   local flat, kind, nd = {}, nil, #shape -- kind: "bool", "int" or "float"
+  -- (A bad element stops the walk and is raised below, at the caller of ag.tensor: raised
+  -- from the recursion, the error's line would depend on the depth.)
+  local bad_status, bad_msg
   local function walk(x, depth)
+    if bad_status then return end
     if depth <= nd then
       if type(x) ~= "table" or is_tensor(x) or #x ~= shape[depth] then
-        raise(C.AG_ESHAPE, string.format("autograd: ragged nested table: expected %d elements at depth %d",
-                            shape[depth], depth), 4)
+        bad_status = C.AG_ESHAPE
+        bad_msg = string.format("autograd: ragged nested table: expected %d elements at depth %d",
+                                shape[depth], depth)
+        return
       end
       for i = 1, shape[depth] do walk(x[i], depth + 1) end
       return
@@ -260,11 +266,15 @@ function ag._flatten(data)
     if type(x) == "boolean" then k = "bool"
     elseif mtype(x) == "integer" then k = "int"
     elseif mtype(x) == "float" then k = "float"
-    else raise(C.AG_EINVAL, "autograd: tensor data must be numbers or booleans, got " .. type(x), 4) end
+    else
+      bad_status, bad_msg = C.AG_EINVAL, "autograd: tensor data must be numbers or booleans, got " .. type(x)
+      return
+    end
     if kind == nil or kind == "bool" or (kind == "int" and k == "float") then kind = k end
     flat[#flat + 1] = x
   end
   walk(data, 1)
+  if bad_status then raise(bad_status, bad_msg, 3) end
   local dt = (kind == "bool" and "bool") or (kind == "int" and "int64") or "float32"
   if dt == "int64" then -- booleans among integers are 0 and 1, as in torch.tensor([1, True])
     for i = 1, #flat do
@@ -575,10 +585,11 @@ local function inplace(scalar_fn, scalar_name, tensor_fn, negate)
   end
 end
 T.add_ = inplace(C.ag_add_scalar_, "ag_add_scalar_", C.ag_add_)
-T.sub_ = inplace(C.ag_add_scalar_, "ag_add_scalar_", C.ag_sub_, true)
+T.sub_ = inplace(C.ag_add_scalar_, "ag_sub_", C.ag_sub_, true)
 T.mul_ = inplace(C.ag_mul_scalar_, "ag_mul_scalar_", C.ag_mul_)
 function T.zero_(t) C.ag_zero_(t); return t end
 function T.fill_(t, v)
+  if type(v) == "boolean" then v = v and 1 or 0 end -- as torch's x.fill_(True)
   local big = big_int(v)
   if big then C.ag_copy_(t, big) else C.ag_fill_(t, v) end
   return t
@@ -629,6 +640,7 @@ function T.where(t, cond, other) return ag.where(cond, t, other) end
 for _, name in ipairs({"eq", "ne", "lt", "le", "gt", "ge"}) do
   local tt, ts = C["ag_" .. name], C["ag_" .. name .. "_scalar"]
   T[name] = function(a, b)
+    if type(b) == "boolean" then b = b and 1 or 0 end -- as torch's x.eq(True)
     if mtype(b) then
       local big = big_int(b)
       if big then return tt(a, big) end
@@ -856,6 +868,9 @@ end
 -- handle holds t: it must reach the hook for as long as the library keeps it, which the
 -- collector cannot see (see README: a hook whose closure holds its own handle is a cycle).
 function T.register_hook(t, fn)
+  if type(fn) ~= "function" then
+    raise(C.AG_EINVAL, "autograd: register_hook expects a function, got " .. type(fn), 2)
+  end
   local id = C.ag_tensor_register_hook(t, fn)
   local of = t
   return {remove = function()
@@ -903,17 +918,31 @@ function setters.grad(t, g) C.ag_tensor_set_grad(t, g) end
 -- The tensor metatable (SWIG's own, extended: no Lua table per tensor)
 ------------------------------------------------------------------------------------------
 TensorMT.__name = "ag.Tensor"
+-- t[i] with i a number: an integer (a float with an integral value, as Lua's tables take it,
+-- counts as one); any other key that is not a name is refused rather than read as nil.
+local function index_key(k)
+  if mtype(k) == "float" then
+    local i = math.tointeger(k)
+    if i then return i end
+    raise(C.AG_EINVAL, "autograd: a tensor index must be an integer, got " .. tostring(k), 3)
+  end
+  if mtype(k) or type(k) == "string" then return k end
+  raise(C.AG_EINVAL, "autograd: a tensor is indexed by an integer (t[i]), not by a " .. type(k)
+        .. " (index_select, gather and masked_fill take index tensors)", 3)
+end
 TensorMT.__index = function(t, k)
   local m = T[k]
   if m then return m end
   local g = getters[k]
   if g then return g(t) end
+  k = index_key(k)
   if mtype(k) == "integer" then return C.ag_select(t, 0, pos0(t, 0, k, "index")) end
   return nil
 end
 TensorMT.__newindex = function(t, k, v)
   local s = setters[k]
   if s then return s(t, v) end
+  k = index_key(k)
   if mtype(k) == "integer" then
     local view = C.ag_select(t, 0, pos0(t, 0, k, "index"))
     if type(v) == "number" or type(v) == "boolean" then
@@ -1226,6 +1255,16 @@ nn.Sequential = class("Sequential", function(self, x)
     for i = 1, select("#", ...) do self._children[i] = (select(i, ...)) end
   end)
 function nn.Sequential.add(self, m) self._children[#self._children + 1] = m; return self end
+-- seq[i] is its i-th module (1-based, as torch's seq[i - 1]); #seq counts them.
+do
+  local Seq = nn.Sequential
+  Seq.__index = function(self, k)
+    local i = mtype(k) and math.tointeger(k)
+    if i then return rawget(self, "_children")[i] end
+    return Seq[k]
+  end
+  Seq.__len = function(self) return #rawget(self, "_children") end
+end
 
 nn.ReLU = class("ReLU", function(_, x) return C.ag_relu(x) end)
 nn.Tanh = class("Tanh", function(_, x) return C.ag_tanh(x) end)
@@ -1271,6 +1310,9 @@ local function adam(cfn, default_wd)
   return function(params, o)
     o = o or {}
     local betas = o.betas or {0.9, 0.999}
+    if type(betas) ~= "table" or mtype(betas[1]) == nil or mtype(betas[2]) == nil or #betas ~= 2 then
+      raise(C.AG_EINVAL, "autograd: betas must be a table of two numbers, as {0.9, 0.999}", 2)
+    end
     return cfn(param_list(params), o.lr or 1e-3, betas[1], betas[2], o.eps or 1e-8,
                o.weight_decay or default_wd, o.amsgrad or false)
   end

@@ -232,7 +232,13 @@ static int ag_lua_handle_arg(lua_State *L, int idx, int argno, swig_type_info *t
 static ag_tensor *ag_lua_check_tensor(lua_State *L, int idx, const char *what)
 {
     void *p = NULL;
-    if (ag_lua_handle(L, idx, SWIGTYPE_p_ag_tensor, &p) && p) return (ag_tensor *)p;
+    if (ag_lua_handle(L, idx, SWIGTYPE_p_ag_tensor, &p)) {
+        if (p) return (ag_tensor *)p;
+        if (!lua_isnoneornil(L, idx)) {
+            lua_pushfstring(L, "%s: this tensor is no longer valid (released)", what);
+            return NULL;
+        }
+    }
     lua_pushfstring(L, "%s: expected a tensor, got %s", what, luaL_typename(L, idx));
     return NULL;
 }

@@ -78,6 +78,34 @@ raises_status("AG_EINVAL", function() a.shape = 3 end, "cannot set field")
 raises_status("AG_EINVAL", function() return ag.exp(nil) end, "ag_exp")
 raises_status("AG_EINVAL", function() return ag.exp() end, "ag_exp")
 
+-- Messages name what the caller called, and point at the caller's line.
+local i64 = ag.tensor({1, 2, 3})
+raises_status("AG_EDTYPE", function() i64:sub_(2.5) end, "ag_sub_: result type float32")
+local here = debug.getinfo(1, "l").currentline
+local _, msg = pcall(function() local t = ag.tensor({{1, 2}, {3}}) return t end)
+H.check(msg:find("test_errors.lua:" .. (here + 1) .. ": autograd: ragged nested table", 1, true),
+        "a ragged table is reported at the caller's line: " .. msg)
+local gone = ag.tensor({1.0, 2.0})
+gone:release()
+raises_status("AG_EINVAL", function() return gone.shape end, "no longer valid (released)")
+local w = ag.tensor({1.0}, {requires_grad = true})
+raises_status("AG_EINVAL", function() ag.optim.Adam({w}, {betas = {0.9}}) end,
+              "betas must be a table of two numbers")
+raises_status("AG_EINVAL", function() w:register_hook(nil) end, "register_hook expects a function, got nil")
+-- Keys: an integral float is an integer (as in Lua's tables); anything else that is not a
+-- name is refused rather than read as nil.
+local v = ag.tensor({10, 20, 30})
+H.eq(v[2.0]:item(), 20)
+v[3.0] = 7
+H.eq(v[3]:item(), 7)
+raises_status("AG_EINVAL", function() return v[1.5] end, "a tensor index must be an integer, got 1.5")
+raises_status("AG_EINVAL", function() return v[ag.tensor({1, 0, 1})] end, "not by a userdata")
+raises_status("AG_EINVAL", function() return v[true] end, "not by a boolean")
+H.eq(v.no_such_field, nil, "an unknown name reads as nil, as a missing method")
+-- Booleans are 1 and 0, as torch's x.eq(True) and x.fill_(True).
+H.eq(ag.tensor({1.0, 0.0, 1.0}):eq(true):sum():item(), 2)
+H.eq(ag.tensor({5, 6}):fill_(true):sum():item(), 2)
+
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
 H.eq((a + 1):sum():item(), 12.0)
