@@ -205,9 +205,13 @@ typedef enum ag_reduction {
 enum {
     AG_RETAIN_GRAPH = 1, /**< keep saved tensors so backward can run again */
     AG_CREATE_GRAPH = 2, /**< record the backward pass itself, for higher-order gradients;
-                              implies AG_RETAIN_GRAPH */
-    AG_ALLOW_UNUSED = 4  /**< ag_grad: an input unreachable from the outputs gets NULL
+                              implies AG_RETAIN_GRAPH unless AG_FREE_GRAPH is given */
+    AG_ALLOW_UNUSED = 4, /**< ag_grad: an input unreachable from the outputs gets NULL
                               instead of an AG_ENOGRAD failure */
+    AG_FREE_GRAPH = 8    /**< with AG_CREATE_GRAPH: free the saved tensors all the same, as
+                              PyTorch's create_graph=True, retain_graph=False (the graph the
+                              pass records holds what it needs); AG_EINVAL with
+                              AG_RETAIN_GRAPH; without AG_CREATE_GRAPH it changes nothing */
 };
 
 /** Flags for callbacks (hooks and custom functions). */

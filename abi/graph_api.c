@@ -10,6 +10,9 @@
 static int flags_check(const char *fn, unsigned flags, unsigned allowed)
 {
     if (flags & ~allowed) return api_error(fn, AG_EINVAL, "unknown flags 0x%x", flags & ~allowed);
+    if ((flags & AG_FREE_GRAPH) && (flags & AG_RETAIN_GRAPH))
+        return api_error(fn, AG_EINVAL, "AG_FREE_GRAPH and AG_RETAIN_GRAPH contradict each other "
+                                        "(flags 0x%x)", flags);
     return AG_OK;
 }
 
@@ -17,7 +20,7 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags)
 {
     const char *fn = "ag_backward";
     CHECK_NOT_NULL(fn, root, "root");
-    int rc = flags_check(fn, flags, AG_RETAIN_GRAPH | AG_CREATE_GRAPH);
+    int rc = flags_check(fn, flags, AG_RETAIN_GRAPH | AG_CREATE_GRAPH | AG_FREE_GRAPH);
     if (rc) return rc;
     tensor *r = T(root), *g = T(grad);
     bwd_request req = {
@@ -26,6 +29,7 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags)
         .n_roots = 1,
         .retain_graph = flags & AG_RETAIN_GRAPH,
         .create_graph = flags & AG_CREATE_GRAPH,
+        .free_graph = flags & AG_FREE_GRAPH,
     };
     eng_err e = run_backward(&req);
     return e ? api_fail(fn, e) : AG_OK;
@@ -38,7 +42,8 @@ AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs, ag_tensor *
     CHECK_NOT_NULL(fn, grads_out, "grads_out");
     CHECK_NOT_NULL(fn, outputs, "outputs");
     CHECK_NOT_NULL(fn, inputs, "inputs");
-    int rc = flags_check(fn, flags, AG_RETAIN_GRAPH | AG_CREATE_GRAPH | AG_ALLOW_UNUSED);
+    int rc = flags_check(fn, flags,
+                         AG_RETAIN_GRAPH | AG_CREATE_GRAPH | AG_ALLOW_UNUSED | AG_FREE_GRAPH);
     if (rc) return rc;
     if (n_outputs == 0 || n_inputs == 0)
         return api_error(fn, AG_EINVAL, "grad requires at least one output and one input");
@@ -59,6 +64,7 @@ AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs, ag_tensor *
         .captured = captured,
         .retain_graph = flags & AG_RETAIN_GRAPH,
         .create_graph = flags & AG_CREATE_GRAPH,
+        .free_graph = flags & AG_FREE_GRAPH,
         .allow_unused = flags & AG_ALLOW_UNUSED,
     };
     eng_err e = run_backward(&req);

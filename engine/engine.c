@@ -1135,7 +1135,7 @@ eng_err run_backward(const bwd_request *r)
     s.n_inputs = r->n_inputs;
     s.accumulate = r->n_inputs == 0;
     s.create_graph = r->create_graph;
-    s.retain_graph = r->retain_graph || r->create_graph;
+    s.retain_graph = r->retain_graph || (r->create_graph && !r->free_graph);
     s.anomaly = anomaly_mode_enabled();
     atomic_flag_clear(&s.err_lock);
     atomic_init(&s.failed, false);

@@ -15,6 +15,7 @@ typedef struct bwd_request {
     tensor **captured;         /* out: n_inputs new references (or NULL) */
     bool retain_graph;
     bool create_graph;
+    bool free_graph;           /* with create_graph: do not imply retain_graph */
     bool allow_unused;
 } bwd_request;
 

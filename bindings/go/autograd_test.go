@@ -328,6 +328,23 @@ func TestBackwardAndGrad(t *testing.T) {
 	if !slices.Equal(values(t, d2[0]), []float64{6, 12, 18}) {
 		t.Fatal("second derivative")
 	}
+	// create_graph with FreeGraph (PyTorch's retain_graph=False): the first graph is freed,
+	// the recorded one differentiates.
+	f := must(must(x.PowScalar(3)).Sum())
+	e1 := must(autograd.Grad([]*autograd.Tensor{f}, []*autograd.Tensor{x},
+		autograd.GradOptions{CreateGraph: true, FreeGraph: true}))
+	e2 := must(autograd.Grad([]*autograd.Tensor{must(e1[0].Sum())}, []*autograd.Tensor{x},
+		autograd.GradOptions{}))
+	if !slices.Equal(values(t, e2[0]), []float64{6, 12, 18}) {
+		t.Fatal("second derivative with FreeGraph")
+	}
+	if _, err := autograd.Grad([]*autograd.Tensor{f}, []*autograd.Tensor{x}, autograd.GradOptions{}); !errors.Is(err, autograd.EGraph) {
+		t.Fatalf("FreeGraph should free the graph: %v", err)
+	}
+	if err := f.BackwardWith(autograd.BackwardOptions{CreateGraph: true, FreeGraph: true, RetainGraph: true}); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("FreeGraph with RetainGraph: %v", err)
+	}
+
 	// allow_unused.
 	u := param(t, []float32{1})
 	s2 := must(x.Sum())

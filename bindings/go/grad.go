@@ -77,11 +77,14 @@ type BackwardOptions struct {
 	// RetainGraph keeps the saved tensors so backward can run again.
 	RetainGraph bool
 	// CreateGraph records the backward pass itself, for higher-order gradients (implies
-	// RetainGraph).
+	// RetainGraph unless FreeGraph is set).
 	CreateGraph bool
+	// FreeGraph, with CreateGraph, frees the saved tensors all the same, as PyTorch's
+	// create_graph=True, retain_graph=False; an EInval error with RetainGraph.
+	FreeGraph bool
 }
 
-func gradFlags(retain, create, allowUnused bool) uint {
+func gradFlags(retain, create, allowUnused, free bool) uint {
 	var f uint
 	if retain {
 		f |= capi.RetainGraph
@@ -91,6 +94,9 @@ func gradFlags(retain, create, allowUnused bool) uint {
 	}
 	if allowUnused {
 		f |= capi.AllowUnused
+	}
+	if free {
+		f |= capi.FreeGraph
 	}
 	return f
 }
@@ -103,7 +109,7 @@ func (t *Tensor) Backward() error { return t.BackwardWith(BackwardOptions{}) }
 // fails, no .grad has changed.
 func (t *Tensor) BackwardWith(o BackwardOptions) error {
 	err := done(capi.Ag_backward(t.c(), o.Grad.c(), gradFlags(o.RetainGraph, o.CreateGraph,
-		false)), t, o.Grad)
+		false, o.FreeGraph)), t, o.Grad)
 	yieldIfDue()
 	return err
 }
@@ -115,8 +121,11 @@ type GradOptions struct {
 	GradOutputs []*Tensor
 	// RetainGraph keeps the saved tensors so backward can run again.
 	RetainGraph bool
-	// CreateGraph records the computation, so the results can be differentiated again.
+	// CreateGraph records the computation, so the results can be differentiated again
+	// (implies RetainGraph unless FreeGraph is set).
 	CreateGraph bool
+	// FreeGraph: as in BackwardOptions.
+	FreeGraph bool
 	// AllowUnused gives nil for an input unreachable from the outputs instead of an ENoGrad
 	// error.
 	AllowUnused bool
@@ -136,7 +145,7 @@ func Grad(outputs, inputs []*Tensor, o GradOptions) ([]*Tensor, error) {
 	}
 	grads := make([]capi.Tensor, len(inputs))
 	r := capi.Ag_grad(grads, handles(outputs), gradOutputs, int64(len(outputs)),
-		handles(inputs), gradFlags(o.RetainGraph, o.CreateGraph, o.AllowUnused))
+		handles(inputs), gradFlags(o.RetainGraph, o.CreateGraph, o.AllowUnused, o.FreeGraph))
 	keepAll(outputs)
 	keepAll(inputs)
 	keepAll(o.GradOutputs)

@@ -850,6 +850,8 @@ local function grad_flags(o)
   if o.retain_graph then f = f | C.AG_RETAIN_GRAPH end
   if o.create_graph then f = f | C.AG_CREATE_GRAPH end
   if o.allow_unused then f = f | C.AG_ALLOW_UNUSED end
+  -- create_graph implies retain_graph unless it is false in so many words, as in PyTorch
+  if o.create_graph and o.retain_graph == false then f = f | C.AG_FREE_GRAPH end
   return f
 end
 -- t:backward([grad] [, {retain_graph = ..., create_graph = ...}])

@@ -144,6 +144,47 @@ static void higher_order(void)
     ag_tensor_release(x);
 }
 
+/* AG_FREE_GRAPH: create_graph=True, retain_graph=False. The recorded backward graph keeps
+ * what it needs (x.grad can be differentiated: 6x = 12), while the original graph is freed
+ * (a second backward through it fails, as in PyTorch); without AG_FREE_GRAPH it is kept. */
+static void create_graph_free_graph(void)
+{
+    ag_tensor *x = leaf(2.0), *y, *g, *g1;
+    OK(ag_pow_scalar(&y, x, 3.0));
+    FAILS(AG_EINVAL, ag_backward(y, NULL, AG_CREATE_GRAPH | AG_FREE_GRAPH | AG_RETAIN_GRAPH));
+    CHECK(strstr(ag_last_error(), "contradict"));
+    OK(ag_backward(y, NULL, AG_CREATE_GRAPH | AG_FREE_GRAPH));
+    OK(ag_tensor_grad(&g, x));
+    CHECK_CLOSE(item(g), 12.0, 1e-12);
+    OK(ag_tensor_set_grad(x, NULL));
+    OK(ag_backward(g, NULL, 0));
+    OK(ag_tensor_grad(&g1, x));
+    CHECK_CLOSE(item(g1), 12.0, 1e-12);
+    ag_tensor_release(g1);
+    ag_tensor_release(g);
+    FAILS(AG_EGRAPH, ag_backward(y, NULL, 0));
+    /* the same through ag_grad */
+    ag_tensor *y2, *d1, *d2;
+    OK(ag_pow_scalar(&y2, x, 3.0));
+    OK(ag_grad(&d1, &y2, NULL, 1, &x, 1, AG_CREATE_GRAPH | AG_FREE_GRAPH));
+    OK(ag_grad(&d2, &d1, NULL, 1, &x, 1, 0));
+    CHECK_CLOSE(item(d2), 12.0, 1e-12);
+    FAILS(AG_EGRAPH, ag_grad(&d2, &y2, NULL, 1, &x, 1, 0));
+    ag_tensor_release(d2);
+    ag_tensor_release(d1);
+    ag_tensor_release(y2);
+    /* without it, create_graph keeps the graph */
+    OK(ag_pow_scalar(&y2, x, 3.0));
+    OK(ag_grad(&d1, &y2, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+    OK(ag_grad(&d2, &y2, NULL, 1, &x, 1, 0));
+    ag_tensor_release(d2);
+    ag_tensor_release(d1);
+    ag_tensor_release(y2);
+    OK(ag_tensor_set_grad(x, NULL));
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
 static void grad_function(void)
 {
     ag_tensor *a = leaf(3.0), *b = leaf(4.0), *c = leaf(5.0), *p, *r[2];
@@ -1262,6 +1303,7 @@ int main(void)
     seed_and_accumulation();
     backward_errors();
     higher_order();
+    create_graph_free_graph();
     grad_function();
     grad_input_node_does_not_run();
     leaf_requires_grad_cleared();

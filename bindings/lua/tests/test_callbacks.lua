@@ -119,6 +119,19 @@ local d1 = ag.grad(f, s, {create_graph = true})
 H.eq(d1:item(), 27.0)
 local d2 = ag.grad(d1, s)
 H.eq(d2:item(), 18.0)
+-- create_graph with retain_graph = false in so many words frees the first graph, as PyTorch
+local f2 = s ^ 3
+f2:backward({create_graph = true, retain_graph = false})
+local gx = s.grad
+s.grad = nil
+gx:backward()
+H.eq(s.grad:item(), 18.0, "the recorded graph kept what it needs")
+H.raises(function() f2:backward() end, "backward through the graph a second time")
+s.grad = nil
+local f3 = s ^ 3
+local e1 = ag.grad(f3, s, {create_graph = true, retain_graph = false})
+H.eq(ag.grad(e1, s):item(), 18.0)
+H.raises(function() ag.grad(f3, s) end, "backward through the graph a second time")
 local unused = ag.tensor(1.0, {requires_grad = true})
 local gs = ag.grad({(s * 2)}, {s, unused}, {allow_unused = true})
 H.eq(gs[1]:item(), 2.0)

@@ -56,6 +56,7 @@ const (
 	RetainGraph          = C.AG_RETAIN_GRAPH
 	CreateGraph          = C.AG_CREATE_GRAPH
 	AllowUnused          = C.AG_ALLOW_UNUSED
+	FreeGraph            = C.AG_FREE_GRAPH
 	CallbackCallerThread = C.AG_CALLBACK_CALLER_THREAD
 )
 
