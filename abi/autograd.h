@@ -115,7 +115,8 @@ AG_API const char *ag_status_name(int status);
 
 /** Records a failure on the calling thread, as library functions do. For user callbacks
  *  (hooks, custom functions): set a message, then return the status; the library reports
- *  AG_ECALLBACK with this message appended. Returns status. */
+ *  that status if it is one of the AG_E* codes, else AG_ECALLBACK, with this message
+ *  appended to its own. Returns status. */
 AG_API int ag_set_error(int status, const char *message);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -258,7 +259,10 @@ AG_API int ag_tensor_from_data(ag_tensor **out, const void *data, ag_dtype dtype
 AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtype,
                               const int64_t *shape, size_t ndim);
 
-/** Creates a 0-d tensor holding `value` converted to `dtype`. */
+/** Creates a 0-d tensor holding `value` converted to `dtype` (int64 truncates toward zero;
+ *  bool is value != 0; float32 rounds, a finite value beyond FLT_MAX to inf as torch.tensor
+ *  does). Errors: AG_EINVAL (out NULL; int64 from NaN or |value| >= 2^63), AG_EDTYPE
+ *  (unknown dtype). */
 AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype);
 
 /** Creates an uninitialised contiguous tensor (contents unspecified). */
@@ -281,19 +285,22 @@ AG_API int ag_full(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t
  *  nonzero"), a bound is not finite ("unsupported range: 0 -> inf"), or step's sign cannot
  *  reach end. An infinite step gives an empty tensor, as in PyTorch. int64: start, end and step
  *  must convert to int64 (AG_EINVAL "value cannot be converted to type int64_t without
- *  overflow" for NaN, infinities, |x| >= 2^63) and are truncated first. */
+ *  overflow" for NaN, infinities, |x| >= 2^63) and are truncated first. AG_EDTYPE for bool
+ *  ("arange is not implemented for bool", as PyTorch). */
 AG_API int ag_arange(ag_tensor **out, ag_dtype dtype, double start, double end, double step);
 
 /** Creates an n x m matrix with ones on the diagonal. Errors: AG_EINVAL if n or m < 0. */
 AG_API int ag_eye(ag_tensor **out, ag_dtype dtype, int64_t n, int64_t m);
 
-/** Uniform samples in [0, 1) (float dtypes only). gen NULL uses the thread's default. */
+/** Uniform samples in [0, 1). gen NULL uses the thread's default. Errors: AG_EDTYPE for
+ *  int64 and bool (as torch.rand). */
 AG_API int ag_rand(ag_tensor **out, ag_generator *gen, ag_dtype dtype, const int64_t *shape,
                    size_t ndim);
-/** Standard normal samples (float dtypes only). */
+/** Standard normal samples. Errors: AG_EDTYPE for int64 and bool (as torch.randn). */
 AG_API int ag_randn(ag_tensor **out, ag_generator *gen, ag_dtype dtype, const int64_t *shape,
                     size_t ndim);
-/** Uniform integers in [low, high) (any dtype but bool). Errors: AG_EINVAL if low >= high. */
+/** Uniform integers in [low, high). Errors: AG_EINVAL if low >= high; AG_EDTYPE for bool
+ *  (which torch.randint accepts: a difference from PyTorch). */
 AG_API int ag_randint(ag_tensor **out, ag_generator *gen, int64_t low, int64_t high,
                       ag_dtype dtype, const int64_t *shape, size_t ndim);
 
@@ -342,7 +349,9 @@ AG_API int ag_tensor_version(int64_t *out, const ag_tensor *t);
 
 /** The value of a one-element tensor, converted to double. Errors: AG_ESHAPE if numel != 1. */
 AG_API int ag_tensor_item(double *out, const ag_tensor *t);
-/** The value of a one-element tensor, converted to int64 (floats truncate toward zero). */
+/** The value of a one-element tensor, converted to int64 as Tensor.long() converts it:
+ *  floats truncate toward zero, and NaN or a value outside int64's range gives INT64_MIN (what
+ *  x86's conversion, and so PyTorch, gives). Errors: AG_ESHAPE if numel != 1. */
 AG_API int ag_tensor_item_int64(int64_t *out, const ag_tensor *t);
 
 /** Copies t's elements, in t's dtype and in row-major order, into buf.
@@ -351,7 +360,8 @@ AG_API int ag_tensor_copy_data(void *buf, size_t nbytes, const ag_tensor *t);
 /** Copies t's elements converted to double, in row-major order, into buf[0..numel).
  *  Errors: AG_ERANGE if cap < numel. */
 AG_API int ag_tensor_copy_f64(double *buf, size_t cap, const ag_tensor *t);
-/** Copies t's elements converted to int64 (floats truncate), row-major, into buf[0..numel). */
+/** Copies t's elements converted to int64 as ag_tensor_item_int64 converts one, row-major,
+ *  into buf[0..numel). Errors: AG_ERANGE if cap < numel. */
 AG_API int ag_tensor_copy_i64(int64_t *buf, size_t cap, const ag_tensor *t);
 
 /** Formats t as PyTorch prints it: "tensor(2., requires_grad=True)",
@@ -451,7 +461,8 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  Nodes whose inputs are complete run concurrently on ag_get_num_threads() threads;
  *  gradients arriving at a node from several consumers are summed in a fixed order, so the
  *  result is bitwise identical for every thread count and schedule.
- *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH. With AG_CREATE_GRAPH a leaf's .grad carries a
+ *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH, AG_FREE_GRAPH (AG_ALLOW_UNUSED is ag_grad's
+ *  only). With AG_CREATE_GRAPH a leaf's .grad carries a
  *  graph that reaches the leaf itself: a reference cycle (PyTorch warns of the same one),
  *  which ag_tensor_set_grad(leaf, NULL) breaks; ag_grad, which writes no .grad, makes none.
  *  The root, its gradient and whether the graph was already freed are checked before
@@ -463,7 +474,8 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  nodes or leaves (.grad of a shared leaf receives every pass's sum). Through a shared node
  *  without AG_RETAIN_GRAPH, the pass that runs it second fails with AG_EGRAPH, as a second
  *  backward would.
- *  Errors: AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
+ *  Errors: AG_EINVAL (root NULL, unknown flags, AG_FREE_GRAPH with AG_RETAIN_GRAPH),
+ *  AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
  *  grad_fn"), AG_ESHAPE (non-scalar root without grad, or grad of the wrong shape),
  *  AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor
  *  modified in place), AG_EANOMALY, AG_ECALLBACK, AG_ENOMEM. */
@@ -528,13 +540,17 @@ typedef int (*ag_function_backward_fn)(ag_function_ctx *ctx, ag_tensor **grad_in
 /** Applies a custom function, like torch.autograd.Function.apply. forward runs now; if grad
  *  mode is on and an input requires grad, the outputs get a grad_fn named name + "Backward"
  *  ("MyExp" gives "MyExpBackward") whose backward calls `backward`. free_userdata (may be
- *  NULL) is called once the graph node is freed (or at once if none was made).
+ *  NULL) is called once the graph node is freed (or at once if none was made); if
+ *  ag_function_apply fails it is not called, and userdata stays the caller's.
  *  As in PyTorch, an input that forward returns as is comes back as a view of that input,
  *  and an output that is a view stays one; with a grad_fn, an in-place op on such an output,
  *  or on its base behind it, fails (AG_EINVAL, "... This view was created inside a custom
  *  Function ..."): the history it would get would bypass `backward`. Clone it first.
  *  flags: AG_CALLBACK_CALLER_THREAD or 0.
- *  Errors: AG_EINVAL, AG_ECALLBACK (forward failed or left an output NULL), AG_ENOMEM. */
+ *  Errors: AG_EINVAL (NULL arguments, n_outputs 0 or above 64, n_inputs above 64, a name
+ *  longer than 200 characters), AG_ECALLBACK (forward left an output NULL, or failed with a
+ *  status that is not an AG_E* code; one that is, e.g. AG_ESHAPE, is reported as is),
+ *  AG_ENOMEM. */
 AG_API int ag_function_apply(ag_tensor **outputs, size_t n_outputs, ag_tensor *const *inputs,
                              size_t n_inputs, const char *name, ag_function_forward_fn forward,
                              ag_function_backward_fn backward, unsigned flags, void *userdata,
@@ -573,8 +589,8 @@ AG_API int ag_mul(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**<
 /** a / b, true division (int64 / int64 gives float32). */
 AG_API int ag_div(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
 AG_API int ag_pow(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a ** b */
-/** Elementwise max / min; NaN propagates. The gradient goes to a where a == b is ambiguous
- *  it is split evenly, as PyTorch does. */
+/** Elementwise max / min; NaN propagates. Where a == b the gradient is split evenly between
+ *  a and b, as PyTorch does. */
 AG_API int ag_maximum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
 AG_API int ag_minimum(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
 
@@ -618,6 +634,8 @@ AG_API int ag_softplus(ag_tensor **out, const ag_tensor *a, double beta, double 
 /** min(max(a, lo), hi). Errors: AG_EINVAL if lo or hi is NaN, or does not fit the result's
  *  dtype (a finite bound beyond float32's range for a float32 result, as in PyTorch). */
 AG_API int ag_clamp(ag_tensor **out, const ag_tensor *a, double lo, double hi);
+/** max(a, lo) / min(a, hi), as torch.clamp(a, min=lo) / torch.clamp(a, max=hi) (grad_fn
+ *  ClampBackward1, not Tensor.clamp_min's ClampMinBackward0); errors as ag_clamp. */
 AG_API int ag_clamp_min(ag_tensor **out, const ag_tensor *a, double lo);
 AG_API int ag_clamp_max(ag_tensor **out, const ag_tensor *a, double hi);
 /** cond ? a : b, broadcasting all three; cond is bool (or int64, nonzero is true). */
@@ -660,7 +678,8 @@ AG_API int ag_mean_dims(ag_tensor **out, const ag_tensor *a, const int64_t *dims
 AG_API int ag_max(ag_tensor **out, const ag_tensor *a);
 AG_API int ag_min(ag_tensor **out, const ag_tensor *a);
 /** Max / min along one dim: values and int64 indices (first occurrence). Either out may be
- *  NULL if not wanted. */
+ *  NULL if not wanted, not both (AG_EINVAL). Errors: AG_ESHAPE if the dim is empty,
+ *  AG_ERANGE for a dim out of range. */
 AG_API int ag_max_dim(ag_tensor **values_out, ag_tensor **indices_out, const ag_tensor *a,
                       int64_t dim, int keepdim);
 AG_API int ag_min_dim(ag_tensor **values_out, ag_tensor **indices_out, const ag_tensor *a,
@@ -683,7 +702,8 @@ AG_API int ag_logsumexp(ag_tensor **out, const ag_tensor *a, const int64_t *dims
  *  backward still checks that a and the result were not changed in place, as PyTorch's. */
 AG_API int ag_norm(ag_tensor **out, const ag_tensor *a, double p, const int64_t *dims,
                    size_t ndims, int keepdim);
-/** Index (int64) of the largest / smallest element along dim (first occurrence). */
+/** Index (int64) of the largest / smallest element along dim (first occurrence).
+ *  Errors: AG_ESHAPE if the dim is empty, AG_ERANGE for a dim out of range. */
 AG_API int ag_argmax(ag_tensor **out, const ag_tensor *a, int64_t dim, int keepdim);
 AG_API int ag_argmin(ag_tensor **out, const ag_tensor *a, int64_t dim, int keepdim);
 /** Index into the flattened tensor of its largest / smallest element. */
@@ -719,7 +739,8 @@ AG_API int ag_linear(ag_tensor **out, const ag_tensor *x, const ag_tensor *w,
  * of ag_grad it counts as unused. */
 
 /** A view with a new shape (one entry may be -1, inferred), or a copy when t's strides
- *  do not allow a view, like torch.reshape. Errors: AG_ESHAPE (numel mismatch). */
+ *  do not allow a view, like torch.reshape. Errors: AG_ESHAPE (numel mismatch), AG_EINVAL
+ *  (more than one -1, or a size below -1). */
 AG_API int ag_reshape(ag_tensor **out, const ag_tensor *t, const int64_t *shape, size_t ndim);
 /** As ag_reshape but never copies. Errors: AG_ESHAPE when the strides do not allow a view. */
 AG_API int ag_view(ag_tensor **out, const ag_tensor *t, const int64_t *shape, size_t ndim);
@@ -741,13 +762,14 @@ AG_API int ag_slice(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t st
  *  Errors: AG_ERANGE if out of bounds, or if t is 0-d. */
 AG_API int ag_narrow(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t start,
                      int64_t length);
-/** The slice at `index` along dim, removing dim (a view). */
+/** The slice at `index` along dim (negative counts from the end), removing dim (a view).
+ *  Errors: AG_ERANGE if dim or index is out of range, or t is 0-d. */
 AG_API int ag_select(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t index);
 /** Removes every size-1 dimension (a view). */
 AG_API int ag_squeeze(ag_tensor **out, const ag_tensor *t);
 /** Removes dim if its size is 1 (a view; unchanged otherwise). */
 AG_API int ag_squeeze_dim(ag_tensor **out, const ag_tensor *t, int64_t dim);
-/** Inserts a size-1 dimension at dim (range -ndim-1 .. ndim). */
+/** Inserts a size-1 dimension at dim (range -ndim-1 .. ndim; else AG_ERANGE). */
 AG_API int ag_unsqueeze(ag_tensor **out, const ag_tensor *t, int64_t dim);
 /** Merges dims start..end into one, like torch.flatten (a view when possible). */
 AG_API int ag_flatten(ag_tensor **out, const ag_tensor *t, int64_t start_dim, int64_t end_dim);
@@ -755,7 +777,9 @@ AG_API int ag_flatten(ag_tensor **out, const ag_tensor *t, int64_t start_dim, in
 AG_API int ag_contiguous(ag_tensor **out, const ag_tensor *t);
 /** A contiguous copy, differentiable (CloneBackward0). */
 AG_API int ag_clone(ag_tensor **out, const ag_tensor *t);
-/** A copy converted to dtype, differentiable between float dtypes (ToCopyBackward0). */
+/** t converted to dtype, like Tensor.to(dtype): a new tensor, differentiable between float
+ *  dtypes (ToCopyBackward0), or t itself (a new reference, sharing its memory) when t already
+ *  has that dtype; clone it before writing to it in place. */
 AG_API int ag_to_dtype(ag_tensor **out, const ag_tensor *t, ag_dtype dtype);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -770,7 +794,8 @@ AG_API int ag_gather(ag_tensor **out, const ag_tensor *t, int64_t dim, const ag_
 /** A copy of t with src added at index along dim, like Tensor.scatter_add (out of place). */
 AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
                           const ag_tensor *index, const ag_tensor *src);
-/** A copy of t with `value` where mask (bool, broadcastable to t) is true. An int64 mask
+/** A copy of t with `value` where mask (bool) is true; t and mask broadcast together, so the
+ *  result has their broadcast shape, as torch.masked_fill's. An int64 mask
  *  counts as bool if it holds only 0 and 1 (else AG_EINVAL, as in PyTorch); other dtypes
  *  are AG_EDTYPE. A value that does not fit t's dtype (beyond int64's range, or finite and
  *  beyond float32's) is AG_EINVAL, as in PyTorch. */
@@ -783,7 +808,8 @@ AG_API int ag_stack(ag_tensor **out, ag_tensor *const *tensors, size_t n, int64_
 /** The number of pieces ag_split makes: ceil(size(dim) / split_size) (at least 1). */
 AG_API int ag_split_count(size_t *out, const ag_tensor *t, int64_t split_size, int64_t dim);
 /** Splits t along dim into views of split_size (the last may be smaller), like torch.split.
- *  n_outs must equal ag_split_count. Errors: AG_EINVAL (split_size <= 0, wrong n_outs). */
+ *  n_outs must equal ag_split_count. Errors: AG_EINVAL (split_size < 0, or 0 on a non-empty
+ *  dim; wrong n_outs). */
 AG_API int ag_split(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t split_size,
                     int64_t dim);
 /** The number of pieces ag_chunk makes (torch.chunk may return fewer than asked). */
@@ -885,7 +911,8 @@ AG_API int ag_copy_(ag_tensor *t, const ag_tensor *src);
  * where PyTorch 1.13 accepts them: a tensor listed twice ("params[0] and params[2] are the
  * same tensor"; PyTorch warns, then updates it twice per step, a likely mistake) and an
  * expanded parameter (stride 0 over a dimension of size > 1; PyTorch's in-place update then
- * fails at step()). */
+ * fails at step()), and a NaN or infinite hyper-parameter (PyTorch's SGD lets a NaN lr,
+ * momentum or weight_decay through, and then writes NaN into every parameter). */
 
 /** torch.optim.SGD: defaults lr required, momentum 0, dampening 0, weight_decay 0,
  *  nesterov 0 (nesterov needs momentum > 0 and dampening 0). */

@@ -274,14 +274,16 @@ AG_API int ag_tensor_item_int64(int64_t *out, const ag_tensor *t)
     return AG_OK;
 }
 
-static int copy_out(const char *fn, void *buf, size_t have, size_t elem, const ag_tensor *t,
-                    dtype dt)
+/* have: the buffer's size in bytes (in_bytes) or in elements, as the caller gave it. */
+static int copy_out(const char *fn, void *buf, size_t have, bool in_bytes, size_t elem,
+                    const ag_tensor *t, dtype dt)
 {
     CHECK_NOT_NULL(fn, t, "t");
-    size_t need = (size_t)T(t)->numel * elem;
+    size_t need = (size_t)T(t)->numel * (in_bytes ? elem : 1);
     if (need && !buf) return api_error(fn, AG_EINVAL, "argument 'buf' is NULL");
     if (have < need)
-        return api_error(fn, AG_ERANGE, "buffer holds %zu bytes, %zu needed", have, need);
+        return api_error(fn, AG_ERANGE, "buffer holds %zu %s, %zu needed", have,
+                         in_bytes ? "bytes" : "elements", need);
     if (need) tensor_copy_out(T(t), buf, dt);
     return AG_OK;
 }
@@ -290,17 +292,17 @@ AG_API int ag_tensor_copy_data(void *buf, size_t nbytes, const ag_tensor *t)
 {
     if (!t) return api_error("ag_tensor_copy_data", AG_EINVAL, "argument 't' is NULL");
     size_t es = dtype_size((dtype)T(t)->dtype);
-    return copy_out("ag_tensor_copy_data", buf, nbytes, es, t, (dtype)T(t)->dtype);
+    return copy_out("ag_tensor_copy_data", buf, nbytes, true, es, t, (dtype)T(t)->dtype);
 }
 
 AG_API int ag_tensor_copy_f64(double *buf, size_t cap, const ag_tensor *t)
 {
-    return copy_out("ag_tensor_copy_f64", buf, cap * sizeof(double), sizeof(double), t, DT_F64);
+    return copy_out("ag_tensor_copy_f64", buf, cap, false, sizeof(double), t, DT_F64);
 }
 
 AG_API int ag_tensor_copy_i64(int64_t *buf, size_t cap, const ag_tensor *t)
 {
-    return copy_out("ag_tensor_copy_i64", buf, cap * sizeof(int64_t), sizeof(int64_t), t, DT_I64);
+    return copy_out("ag_tensor_copy_i64", buf, cap, false, sizeof(int64_t), t, DT_I64);
 }
 
 AG_API int ag_tensor_to_string(char **out, const ag_tensor *t)

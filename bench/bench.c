@@ -1,5 +1,5 @@
 /*
- * bench.c: the four reference workloads of shared/docs/workloads.md (mlp, wide, scalar, gemm)
+ * bench.c: the four reference workloads of docs/workloads.md (mlp, wide, scalar, gemm)
  * through the public ABI, plus mlp's peak resident memory. bench/run drives it, alongside
  * bench/torch_bench.py, which implements the same workloads the same way in PyTorch.
  *

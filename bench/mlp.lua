@@ -1,4 +1,4 @@
--- mlp.lua: the `mlp` workload (shared/docs/workloads.md) from Lua, written as a Lua user
+-- mlp.lua: the `mlp` workload (docs/workloads.md) from Lua, written as a Lua user
 -- would: 784-512-256-10 ReLU, batch 128, cross-entropy, SGD lr 0.01; one step = zero_grad,
 -- forward, loss, backward, optimizer step. Same procedure as bench.c's mlp.
 -- usage: lua mlp.lua [--threads 1,2] [--reps R] [--warmup W]

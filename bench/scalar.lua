@@ -1,4 +1,4 @@
--- scalar.lua: the `scalar` workload (shared/docs/workloads.md) from Lua: 20000 triples of
+-- scalar.lua: the `scalar` workload (docs/workloads.md) from Lua: 20000 triples of
 -- 0-d leaves, s = sum_i tanh(a_i * b_i + c_i) by s = s + ..., then s:backward(). Timed:
 -- creating the leaves, forward, backward and releasing everything (the tensors as bench.c
 -- releases them, then a full garbage collection for the Lua objects). Reported per node (4

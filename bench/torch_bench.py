@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""torch_bench.py: PyTorch's side of the reference workloads (shared/docs/workloads.md),
+"""torch_bench.py: PyTorch's side of the reference workloads (docs/workloads.md),
 written as bench/bench.c writes them, so bench/run can set the two side by side.
 
 usage: torch_bench.py mlp|wide|scalar|gemm ... [--threads 1,2] [--reps R] [--warmup W]

@@ -5,7 +5,8 @@
  *    records which pass indexes it, so no hash map is needed), the edges between them, and
  *    how many gradients each node will receive.
  * 2. Prune (autograd.grad only): keep the nodes on a path to a requested input.
- * 3. Check: every saved tensor is still there and unmodified, before anything runs.
+ * 3. Check: every node that will run still has its saved tensors (a freed graph fails before
+ *    anything runs); versions are checked as formulas read them (saved_get).
  * 4. Number the contributions: each edge gets a fixed slot in its target's input buffer, in
  *    discovery order. A node sums its slots in slot order, so the result does not depend on
  *    which producer finished first: gradients are bitwise identical for any schedule.

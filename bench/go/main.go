@@ -1,4 +1,4 @@
-// Command go-bench runs the `mlp` and `scalar` workloads (shared/docs/workloads.md) from Go,
+// Command go-bench runs the `mlp` and `scalar` workloads (docs/workloads.md) from Go,
 // written as a Go user would with package autograd, with the same procedure and output as
 // bench/bench.c, so that bench/run can set the binding's cost against C's.
 //

@@ -634,6 +634,8 @@ static void queries(void)
     double keep[8] = {9, 9, 9, 9, 9, 9, 9, 9};
     memcpy(buf, keep, sizeof buf);
     FAILS(AG_ERANGE, ag_tensor_copy_f64(buf, 5, xt));
+    CHECK(strstr(ag_last_error(), "buffer holds 5 elements, 6 needed")); /* counted as given */
+    FAILS(AG_ERANGE, ag_tensor_copy_f64(buf, 0, xt));
     FAILS(AG_ERANGE, ag_tensor_copy_data(buf, 6 * sizeof(double) - 1, xt));
     FAILS(AG_ERANGE, ag_tensor_copy_i64(ib, 5, xt));
     CHECK(memcmp(buf, keep, sizeof buf) == 0);
