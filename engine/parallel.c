@@ -11,13 +11,25 @@
  * between OS threads, so a per-thread count would change under their feet. 0 = default. */
 static atomic_int requested_threads;
 
+/* The default count: the first entry of OMP_NUM_THREADS if it is a positive integer, else
+ * the processors this process may run on. Not omp_get_max_threads(): that is the calling
+ * thread's own setting (omp_set_num_threads, or 1 inside a parallel region of the caller's),
+ * and the default, cached once, would then depend on which thread called first. */
 static int default_threads(void)
 {
     static atomic_int cached;
     int n = atomic_load_explicit(&cached, memory_order_relaxed);
     if (n > 0) return n;
-    /* omp_get_max_threads honours OMP_NUM_THREADS and falls back to the core count. */
-    n = omp_get_max_threads();
+    n = 0;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env) {
+        while (*env == ' ' || *env == '\t') env++;
+        char *end;
+        long v = strtol(env, &end, 10);
+        while (*end == ' ' || *end == '\t') end++;
+        if (end != env && (*end == '\0' || *end == ',') && v > 0) n = v > 1024 ? 1024 : (int)v;
+    }
+    if (n < 1) n = omp_get_num_procs();
     if (n < 1) n = 1;
     atomic_store_explicit(&cached, n, memory_order_relaxed);
     return n;
