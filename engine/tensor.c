@@ -21,17 +21,30 @@ eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out)
 {
     if (ndim < 0 || ndim > MAX_DIMS)
         return err_set(E_RANGE, "tensors have at most %d dimensions, got %d", MAX_DIMS, ndim);
-    int64_t n = 1;
+    /* The product of the sizes, a size 0 counting as 1, bounds every contiguous stride: it
+     * must fit even when a size is 0 (an empty [0, 2^62, 4] would have a stride that
+     * overflows). The element count must fit in bytes too (8 an element at most). */
+    int64_t n = 1, span = 1;
+    bool empty = false;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0)
             return err_set(E_INVAL, "negative dimension %lld at position %d",
                            (long long)shape[i], i);
-        if (shape[i] && n > INT64_MAX / 8 / shape[i])
-            return err_set(E_INVAL, "shape too large (element count overflows)");
-        n *= shape[i];
+        empty |= shape[i] == 0;
+        if (shape[i] > 1 && __builtin_mul_overflow(span, shape[i], &span)) goto too_large;
+    }
+    if (!empty) {
+        if (span > INT64_MAX / 8) goto too_large;
+        n = span;
+    } else {
+        n = 0;
     }
     if (numel_out) *numel_out = n;
     return E_OK;
+too_large:;
+    char s[256];
+    return err_set(E_INVAL, "shape %s is too large (the product of its sizes overflows)",
+                   fmt_shape(s, sizeof s, shape, ndim));
 }
 
 void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides)

@@ -12,6 +12,16 @@ void iter_init(iter *it, tensor *out, tensor *const *ins, int nin)
     int nd = out->ndim;
     it->nargs = nin + 1;
     it->numel = out->numel;
+    if (it->numel == 0) {
+        /* Nothing to visit; an empty tensor's strides may be too large to scale to bytes. */
+        it->ndim = 1;
+        it->shape[0] = 0;
+        for (int k = 0; k < it->nargs; k++) {
+            it->data[k] = NULL;
+            it->strides[k][0] = 0;
+        }
+        return;
+    }
     /* Gather per-operand byte strides in the output's dim order (outermost first). */
     int64_t st[ITER_MAX_ARGS][MAX_DIMS];
     tensor *ops[ITER_MAX_ARGS];

@@ -511,7 +511,8 @@ eng_err op_cat(tensor **out, tensor *const *ts, int n, int64_t dim)
                     return err_set(E_SHAPE, "Sizes of tensors must match except in dimension %d. "
                                    "Expected size %lld but got size %lld for tensor number %d in "
                                    "the list.", d, (long long)shape[k], (long long)t->shape[k], i);
-            shape[d] += t->shape[d];
+            if (__builtin_add_overflow(shape[d], t->shape[d], &shape[d]))
+                return err_set(E_INVAL, "cat: the size of dimension %d overflows", d);
         }
     }
     if ((e = arity_check(ts, n, "cat"))) return e;

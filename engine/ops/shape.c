@@ -142,13 +142,19 @@ static eng_err infer_shape(const tensor *t, const int64_t *shape, int ndim, int6
         if (shape[i] == -1) {
             if (infer >= 0) return err_set(E_INVAL, "only one dimension can be inferred");
             infer = i;
+            res[i] = 1;
         } else if (shape[i] < 0) {
             return err_set(E_INVAL, "invalid shape dimension %lld", (long long)shape[i]);
         } else {
-            known *= shape[i];
+            res[i] = shape[i];
         }
-        res[i] = shape[i];
     }
+    /* Sizes whose product overflows (a size 0 among them included: an empty tensor takes any
+     * shape with a 0, but its strides must still fit). */
+    eng_err e = shape_check(res, ndim, NULL);
+    if (e) return e;
+    for (int i = 0; i < ndim; i++)
+        if (i != infer) known *= res[i];
     if (infer >= 0) {
         if (known == 0 || t->numel % known) goto bad;
         res[infer] = t->numel / known;
@@ -433,6 +439,8 @@ eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
                            (long long)have, i);
         }
     }
+    eng_err e = shape_check(sh, ndim, NULL); /* the element count must fit, as PyTorch checks */
+    if (e) return e;
     return make_view(out, t, sh, st, ndim, t->offset, &EXPAND_BW, NULL);
 }
 

@@ -956,8 +956,55 @@ static void copying_reshape_is_not_a_view(void)
     ag_tensor_release(w);
 }
 
+/* Sizes whose product overflows int64 are refused everywhere a shape is made, even with a 0
+ * among them (an empty tensor's strides must fit too; they overflowed, undefined behaviour
+ * that UBSan caught); a 0 beside the largest size whose strides do fit is a valid empty
+ * tensor, as in PyTorch. */
+static void huge_shapes(void)
+{
+    ag_tensor *z, *o = NULL, *one;
+    const int64_t big = INT64_C(1) << 62;
+    int64_t s1[3] = {0, big, 4}, s2[2] = {0, INT64_MAX}, zero[1] = {0}, ones[2] = {1, 1};
+    FAILS(AG_EINVAL, ag_empty(&o, AG_FLOAT32, s1, 3));
+    CHECK(strstr(ag_last_error(), "shape [0, 4611686018427387904, 4] is too large"));
+    CHECK(o == NULL);
+    OK(ag_zeros(&z, AG_FLOAT32, s2, 2));
+    int64_t st[2];
+    OK(ag_tensor_strides(st, 2, z));
+    CHECK(st[0] == INT64_MAX && st[1] == 1);
+    ag_tensor *sum;
+    OK(ag_sum(&sum, z));
+    double v = -1;
+    OK(ag_tensor_item(&v, sum));
+    CHECK(v == 0.0);
+    ag_tensor_release(sum);
+    ag_tensor_release(z);
+    OK(ag_zeros(&z, AG_FLOAT32, zero, 1));
+    int64_t r1[3] = {big, 4, 0}, r2[3] = {INT64_C(1) << 40, INT64_C(1) << 40, -1};
+    FAILS(AG_EINVAL, ag_reshape(&o, z, r1, 3));
+    FAILS(AG_EINVAL, ag_view(&o, z, r1, 3));
+    FAILS(AG_EINVAL, ag_reshape(&o, z, r2, 3));
+    CHECK(o == NULL);
+    OK(ag_ones(&one, AG_FLOAT32, ones, 2));
+    int64_t e1[2] = {INT64_MAX, INT64_MAX}, e2[3] = {big, 4, 4};
+    FAILS(AG_EINVAL, ag_expand(&o, one, e1, 2));
+    FAILS(AG_EINVAL, ag_expand(&o, one, e2, 3));
+    ag_tensor *w, *ws[2];
+    int64_t s3[2] = {0, big};
+    OK(ag_zeros(&w, AG_FLOAT32, s3, 2));
+    ws[0] = ws[1] = w;
+    FAILS(AG_EINVAL, ag_cat(&o, ws, 2, 1));
+    CHECK(strstr(ag_last_error(), "overflows"));
+    OK(ag_cat(&o, ws, 2, 0)); /* [0, 2^62]: fine */
+    ag_tensor_release(o);
+    ag_tensor_release(w);
+    ag_tensor_release(one);
+    ag_tensor_release(z);
+}
+
 int main(void)
 {
+    huge_shapes();
     reshape_view();
     transpose_permute();
     expand();
