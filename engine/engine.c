@@ -52,6 +52,8 @@ typedef struct gnode {
     bool runs;             /* its formula runs: it leads to a needed node (backward: all) */
     bool heavy;            /* its gradients hold >= TASK_MIN_ELEMS elements */
     bool ran;              /* executed (and released its scratch claim) */
+    bool grad_set;         /* commit: this leaf's .grad was set from none (undone on failure) */
+    bool grad_deferred;    /* commit: its in-place addition into .grad waits for the rest */
 } gnode;
 _Static_assert(sizeof(gnode) <= 32, "gnode stays half a cache line");
 
@@ -854,21 +856,26 @@ static tensor *unview_private(tensor *g)
     return a;
 }
 
-static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
+/* Whether the gradient g may become a leaf's .grad as it is: nobody else can see it
+ * (PyTorch's AccumulateGrad rule); otherwise the leaf gets a copy, so that later in-place
+ * accumulation cannot leak into others. */
+static bool grad_is_private(const tensor *g)
 {
-    tmeta *m = node_leaf_meta(acc);
+    return atomic_load(&g->refs) == 1 && !g->grad_fn && tensor_is_contiguous(g) &&
+           (atomic_load(&g->st->refs) == 1 ||
+            /* a contiguous view whose base only this view still holds, such as the transpose
+             * of a transposed product (TBackward0 of a weight) */
+            (g->base && atomic_load(&g->base->refs) == 1 && atomic_load(&g->st->refs) == 2 &&
+             !g->base->grad_fn));
+}
+
+/* Adds g into a leaf's .grad (m), whatever it holds now. Takes g's reference. */
+static eng_err accumulate_leaf(tmeta *m, tensor *g, bool create_graph)
+{
     eng_err rc = E_OK;
     tmeta_lock(m);
     if (!m->grad) {
-        /* Steal the gradient when nobody else can see it (PyTorch's AccumulateGrad rule);
-         * otherwise keep a copy so later in-place accumulation cannot leak into others. */
-        bool private_ = atomic_load(&g->refs) == 1 && !g->grad_fn && tensor_is_contiguous(g) &&
-                        (atomic_load(&g->st->refs) == 1 ||
-                         /* a contiguous view whose base only this view still holds, such as
-                          * the transpose of a transposed product (TBackward0 of a weight) */
-                         (g->base && atomic_load(&g->base->refs) == 1 &&
-                          atomic_load(&g->st->refs) == 2 && !g->base->grad_fn));
-        if (!create_graph && private_) {
+        if (!create_graph && grad_is_private(g)) {
             m->grad = unview_private(g);
             g = NULL;
         } else {
@@ -891,13 +898,131 @@ static eng_err commit_leaf(node *acc, tensor *g, bool create_graph)
     return rc;
 }
 
+/* Commit writes every .grad or none (ag_backward's promise): a failure part-way (a .grad the
+ * user set that cannot take an in-place addition, a copy that finds no memory) undoes what
+ * was written. Writes that cannot be undone exactly, the in-place additions into existing
+ * .grad tensors, are checked as they come and made only once everything else succeeded. What
+ * the undo needs: a flag in the gnode for a .grad set from none (the common case, kept
+ * cheap), and a journal entry, with the value it replaced, for every other replacement. */
+typedef struct journal_entry {
+    tmeta *m;
+    tensor *old; /* .grad before (a reference), or NULL */
+} journal_entry;
+
+typedef struct journal {
+    journal_entry *v;
+    uint32_t n, cap;
+} journal;
+
+/* Sets m's .grad to value (a new tensor, whose reference it takes), recording the value it
+ * replaces; m is locked. Fails (writing nothing, value released) only for want of memory. */
+static eng_err journal_replace(journal *jl, tmeta *m, tensor *value)
+{
+    if (!grow((void **)&jl->v, &jl->cap, jl->n + 1, sizeof *jl->v)) {
+        tensor_release(value);
+        return err_nomem();
+    }
+    jl->v[jl->n++] = (journal_entry){m, m->grad};
+    m->grad = value;
+    return E_OK;
+}
+
+/* Gnode i's leaf gradient r (in its first slot), first step: set .grad if it has none,
+ * replace it with the sum under create_graph, or check the in-place addition and defer it. */
+static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred)
+{
+    gnode *g = &s->nodes[i];
+    tensor *r = s->cgrad[g->slot0];
+    tmeta *m = node_leaf_meta(g->fn);
+    eng_err e = E_OK;
+    tmeta_lock(m);
+    tensor *cur = m->grad;
+    if (!cur) {
+        if (!s->create_graph && grad_is_private(r)) {
+            m->grad = unview_private(r);
+            s->cgrad[g->slot0] = NULL;
+        } else {
+            e = op_clone(&m->grad, r); /* (r stays in its slot: cleanup releases it) */
+        }
+        g->grad_set = !e;
+    } else if (!s->create_graph) {
+        e = op_binary_check(cur, r, IP_ADD);
+        if (!e) {
+            g->grad_deferred = true;
+            (*deferred)++;
+        } else if (e != E_NOMEM) {
+            /* Say where: a .grad the user set cannot take the accumulation. */
+            char msg[400], sh[160];
+            snprintf(msg, sizeof msg, "%s", err_message());
+            e = err_set(e, "cannot accumulate into the .grad (shape %s) of a leaf: %s",
+                        fmt_shape(sh, sizeof sh, cur->shape, cur->ndim), msg);
+        }
+    } else {
+        tensor *sum = NULL;
+        e = op_add(&sum, cur, r);
+        if (!e) e = journal_replace(jl, m, sum);
+    }
+    tmeta_unlock(m);
+    return e;
+}
+
+/* The gradients node i's outputs retain, into every tensor that is that output and retains
+ * its gradient in this history (usually one), among those attached when the node ran. */
+static eng_err commit_retained(sched *s, uint32_t i, retained_out *ret, journal *jl)
+{
+    node *fn = s->nodes[i].fn;
+    for (int p = 0; p < fn->n_out; p++) {
+        tensor *r = ret[p].grad; /* (released by cleanup) */
+        if (!r) continue;
+        const meta_link *end = link_next(ret[p].last);
+        for (const meta_link *l = node_links(fn, p); l != end; l = link_next(l)) {
+            tmeta *m = l->m;
+            if (!__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) || meta_hist(m) != l->hist)
+                continue;
+            tmeta_lock(m);
+            tensor *value = NULL;
+            eng_err e = m->grad ? op_add(&value, m->grad, r) : op_clone(&value, r);
+            if (!e) e = journal_replace(jl, m, value);
+            tmeta_unlock(m);
+            if (e) return e;
+        }
+    }
+    return E_OK;
+}
+
+/* Undoes the first `upto` gnodes' writes: .grad set from none goes back to none, replaced
+ * values come back, newest first. */
+static void commit_undo(sched *s, uint32_t upto, journal *jl)
+{
+    for (uint32_t k = jl->n; k-- > 0;) {
+        tmeta *m = jl->v[k].m;
+        tmeta_lock(m);
+        tensor *x = m->grad;
+        m->grad = jl->v[k].old;
+        tmeta_unlock(m);
+        tensor_release(x);
+    }
+    jl->n = 0;
+    for (uint32_t i = 0; i < upto; i++) {
+        gnode *g = &s->nodes[i];
+        if (!g->grad_set) continue;
+        tmeta *m = node_leaf_meta(g->fn);
+        tmeta_lock(m);
+        tensor *x = m->grad;
+        m->grad = NULL;
+        tmeta_unlock(m);
+        tensor_release(x);
+    }
+}
+
 static eng_err commit(sched *s)
 {
     bool prev = grad_mode_set(s->create_graph);
     eng_err rc = E_OK;
     retained_out **retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
-    for (uint32_t i = 0; i < s->n; i++) {
-        gnode *g = &s->nodes[i];
+    journal jl = {0};
+    uint32_t deferred = 0, i;
+    for (i = 0; i < s->n && !rc; i++) {
         /* A few leaves ahead, fetch the gradients and the metas they will be stored in. After
          * a successful run only AccumulateGrad nodes hold a gradient in their first slot. */
         if (i + RUN_AHEAD_NEAR < s->n) {
@@ -907,46 +1032,26 @@ static eng_err commit(sched *s)
                 __builtin_prefetch(s->cgrad[a->slot0], 1);
             }
         }
-        if (s->cgrad[g->slot0]) {
+        if (s->cgrad[s->nodes[i].slot0]) rc = commit_leaf(s, i, &jl, &deferred);
+        if (!rc && retained && retained[i]) rc = commit_retained(s, i, retained[i], &jl);
+    }
+    if (rc) {
+        commit_undo(s, i, &jl); /* (the gradients left in the slots: cleanup releases them) */
+    } else {
+        /* The in-place additions, checked above. (They can fail now only if another thread
+         * changed that .grad meanwhile.) */
+        for (i = 0; deferred && i < s->n; i++) {
+            gnode *g = &s->nodes[i];
+            if (!g->grad_deferred) continue;
+            deferred--;
             tensor *r = s->cgrad[g->slot0];
             s->cgrad[g->slot0] = NULL;
-            eng_err e = commit_leaf(g->fn, r, s->create_graph);
+            eng_err e = accumulate_leaf(node_leaf_meta(g->fn), r, s->create_graph);
             if (e && !rc) rc = e;
         }
-        retained_out *ret = retained ? retained[i] : NULL;
-        if (ret) {
-            for (int p = 0; p < g->fn->n_out; p++) {
-                tensor *r = ret[p].grad;
-                if (!r) continue;
-                ret[p].grad = NULL;
-                /* Into every tensor that is this output and retains its gradient in this
-                 * history (usually one), among those attached when the node ran. */
-                const meta_link *end = link_next(ret[p].last);
-                for (const meta_link *l = node_links(g->fn, p); l != end; l = link_next(l)) {
-                    tmeta *m = l->m;
-                    if (!__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) ||
-                        meta_hist(m) != l->hist)
-                        continue;
-                    tmeta_lock(m);
-                    if (!m->grad) {
-                        eng_err e = op_clone(&m->grad, r);
-                        if (e && !rc) rc = e;
-                    } else {
-                        tensor *sum = NULL;
-                        eng_err e = op_add(&sum, m->grad, r);
-                        if (e) {
-                            if (!rc) rc = e;
-                        } else {
-                            tensor_release(m->grad);
-                            m->grad = sum;
-                        }
-                    }
-                    tmeta_unlock(m);
-                }
-                tensor_release(r);
-            }
-        }
+        for (uint32_t k = 0; k < jl.n; k++) tensor_release(jl.v[k].old);
     }
+    mem_free(jl.v);
     grad_mode_set(prev);
     return rc;
 }

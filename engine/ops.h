@@ -177,6 +177,9 @@ eng_err op_embedding(tensor **out, tensor *weight, tensor *indices);
 /* ---- in place (ops/inplace.c) ---- */
 typedef enum inplace_kind { IP_ADD, IP_SUB, IP_MUL } inplace_kind;
 eng_err op_binary_(tensor *t, tensor *other, inplace_kind k);
+/** What op_binary_(t, other, k) would refuse (same status and message), writing nothing; in
+ *  the same grad mode, a call that passes it fails afterwards only for want of memory. */
+eng_err op_binary_check(tensor *t, tensor *other, inplace_kind k);
 eng_err op_scalar_(tensor *t, double s, inplace_kind k);
 eng_err op_fill_(tensor *t, double v);
 eng_err op_zero_(tensor *t);

@@ -305,7 +305,8 @@ static const iter_loop ip_loops[5][DT_COUNT] = {
     {ip_muls_f32, ip_muls_f64, ip_muls_i64, NULL},
 };
 
-static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_type *type)
+/* Everything that can refuse t op= other (or t op= s) before anything is written. */
+static eng_err apply_check(tensor *t, tensor *other, ip_op op, double s)
 {
     if (op == OP_SUB && (t->dtype == DT_BOOL || other->dtype == DT_BOOL))
         return bool_sub_error(t->dtype == DT_BOOL && other->dtype == DT_BOOL);
@@ -320,6 +321,12 @@ static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_ty
                     dtype_name((dtype)t->dtype));
     if (!e) e = overlap_check(t, other);
     if (!e) e = inplace_check(t, other);
+    return e;
+}
+
+static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_type *type)
+{
+    eng_err e = apply_check(t, other, op, s);
     ip_rec r;
     if (!e) e = prepare_record(&r, t, other, type, (ip_attr){op, s});
     if (e) return e;
@@ -339,11 +346,17 @@ static eng_err apply(tensor *t, tensor *other, ip_op op, double s, const node_ty
     return E_OK;
 }
 
+static const ip_op binary_ops[] = {OP_ADD, OP_SUB, OP_MUL};
+
 eng_err op_binary_(tensor *t, tensor *other, inplace_kind k)
 {
     static const node_type *types[] = {&ADD_BW, &SUB_BW, &MUL_BW};
-    static const ip_op ops[] = {OP_ADD, OP_SUB, OP_MUL};
-    return apply(t, other, ops[k], 0, types[k]);
+    return apply(t, other, binary_ops[k], 0, types[k]);
+}
+
+eng_err op_binary_check(tensor *t, tensor *other, inplace_kind k)
+{
+    return apply_check(t, other, binary_ops[k], 0);
 }
 
 eng_err op_scalar_(tensor *t, double s, inplace_kind k)

@@ -185,6 +185,70 @@ static void create_graph_free_graph(void)
     ag_tensor_release(x);
 }
 
+/* A backward that fails while writing .grad writes none: here w2's .grad, set by the user to
+ * an expanded tensor, cannot take an in-place addition (it failed after w1's .grad had been
+ * written). Whatever the order in which the leaves come, whether w1 had no .grad (set from
+ * none) or one (in-place addition), with an intermediate that retains its gradient: after
+ * the failure everything is as before, and the same pass then succeeds once w2's .grad is a
+ * plain tensor. (Under create_graph .grad is replaced by a sum, which an expanded .grad
+ * does not prevent; test_oom fails that path at every allocation.) */
+static void failed_commit_writes_nothing(void)
+{
+    for (int variant = 0; variant < 4; variant++) {
+        bool w2_first = variant & 1, w1_has_grad = variant & 2;
+        int64_t s3[1] = {3}, s1[1] = {1};
+        double d[3] = {1, 2, 3};
+        ag_tensor *w1, *w2, *one, *bad, *p, *q, *l, *g1 = NULL;
+        OK(ag_tensor_from_f64(&w1, d, AG_FLOAT32, s3, 1));
+        OK(ag_tensor_from_f64(&w2, d, AG_FLOAT32, s3, 1));
+        OK(ag_tensor_set_requires_grad(w1, 1));
+        OK(ag_tensor_set_requires_grad(w2, 1));
+        if (w1_has_grad) {
+            OK(ag_zeros(&g1, AG_FLOAT32, s3, 1));
+            OK(ag_tensor_set_grad(w1, g1));
+        }
+        OK(ag_zeros(&one, AG_FLOAT32, s1, 1));
+        OK(ag_expand(&bad, one, s3, 1)); /* stride 0 */
+        OK(ag_tensor_set_grad(w2, bad));
+        OK(w2_first ? ag_mul(&p, w2, w1) : ag_mul(&p, w1, w2));
+        OK(ag_mul_scalar(&q, p, 2.0));
+        OK(ag_tensor_retain_grad(p));
+        OK(ag_sum(&l, q));
+        FAILS(AG_EINVAL, ag_backward(l, NULL, AG_RETAIN_GRAPH));
+        CHECK(strstr(ag_last_error(), "cannot accumulate into the .grad (shape [3]) of a leaf"));
+        ag_tensor *now;
+        OK(ag_tensor_grad(&now, w1));
+        CHECK(now == g1); /* the same tensor, or still none */
+        if (now) {
+            double v[3];
+            int64_t ver;
+            OK(ag_tensor_copy_f64(v, 3, now));
+            OK(ag_tensor_version(&ver, now));
+            CHECK(v[0] == 0 && v[1] == 0 && v[2] == 0 && ver == 0);
+            ag_tensor_release(now);
+        }
+        OK(ag_tensor_grad(&now, p));
+        CHECK(now == NULL); /* the retained gradient was not written either */
+        OK(ag_tensor_grad(&now, w2));
+        CHECK(now == bad);
+        ag_tensor_release(now);
+        /* With a plain .grad on w2, the pass runs: d/dw1 = 2 w2 (+ 0). */
+        OK(ag_tensor_set_grad(w2, NULL));
+        OK(ag_backward(l, NULL, 0));
+        OK(ag_tensor_grad(&now, w1));
+        double v[3];
+        OK(ag_tensor_copy_f64(v, 3, now));
+        CHECK(v[0] == 2 && v[1] == 4 && v[2] == 6);
+        ag_tensor_release(now);
+        OK(ag_tensor_grad(&now, p));
+        OK(ag_tensor_copy_f64(v, 3, now));
+        CHECK(v[0] == 2 && v[1] == 2 && v[2] == 2);
+        ag_tensor_release(now);
+        ag_tensor *all[] = {w1, w2, one, bad, p, q, l, g1};
+        for (int k = 0; k < 8; k++) ag_tensor_release(all[k]);
+    }
+}
+
 static void grad_function(void)
 {
     ag_tensor *a = leaf(3.0), *b = leaf(4.0), *c = leaf(5.0), *p, *r[2];
@@ -1304,6 +1368,7 @@ int main(void)
     backward_errors();
     higher_order();
     create_graph_free_graph();
+    failed_commit_writes_nothing();
     grad_function();
     grad_input_node_does_not_run();
     leaf_requires_grad_cleared();

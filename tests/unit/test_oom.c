@@ -124,6 +124,63 @@ static int inplace_scalar(void *p)
     return ag_mul_scalar_(f->out, 5.0);
 }
 
+/* A pass that writes several .grad: x1's (which has one: added in place, or with
+ * create_graph replaced by a sum), x2's (none yet: set) and r's (retained). A failure at
+ * any allocation, commit's included, must leave all three as they were. */
+typedef struct multi {
+    ag_tensor *x1, *x2, *r, *root, *g1;
+    unsigned flags;
+} multi;
+
+static int multi_backward(void *p)
+{
+    multi *m = p;
+    return ag_backward(m->root, NULL, AG_RETAIN_GRAPH | m->flags);
+}
+
+static int multi_unchanged(void *p)
+{
+    multi *m = p;
+    ag_tensor *g1, *g2, *gr;
+    OK(ag_tensor_grad(&g1, m->x1));
+    OK(ag_tensor_grad(&g2, m->x2));
+    OK(ag_tensor_grad(&gr, m->r));
+    double *v = g1 ? values(g1, NULL) : NULL;
+    int64_t ver = -1;
+    if (g1) OK(ag_tensor_version(&ver, g1));
+    int same = g1 == m->g1 && v && v[0] == 10 && v[1] == 20 && ver == 0 && !g2 && !gr;
+    free(v);
+    ag_tensor_release(g1);
+    ag_tensor_release(g2);
+    ag_tensor_release(gr);
+    return same;
+}
+
+static void multi_commit(unsigned flags, const char *name)
+{
+    multi m = {.flags = flags};
+    double d[2] = {1, 2}, g[2] = {10, 20};
+    m.x1 = vec(AG_FLOAT64, 2, d);
+    m.x2 = vec(AG_FLOAT64, 2, d);
+    m.g1 = vec(AG_FLOAT64, 2, g);
+    OK(ag_tensor_set_requires_grad(m.x1, 1));
+    OK(ag_tensor_set_requires_grad(m.x2, 1));
+    OK(ag_tensor_set_grad(m.x1, m.g1));
+    ag_tensor *rr;
+    OK(ag_mul(&m.r, m.x1, m.x2));
+    OK(ag_tensor_retain_grad(m.r));
+    OK(ag_mul(&rr, m.r, m.r));
+    OK(ag_sum(&m.root, rr));
+    ag_tensor_release(rr);
+    CHECK(inject(name, multi_backward, &m, multi_unchanged) > 0);
+    CHECK_CLOSE(first_grad(m.x2), 2.0, 0); /* d/dx2 sum((x1 x2)^2) = 2 x1^2 x2 at 1, 1 */
+    OK(ag_tensor_set_grad(m.x1, NULL)); /* (create_graph: break the cycles) */
+    OK(ag_tensor_set_grad(m.x2, NULL));
+    OK(ag_tensor_set_grad(m.r, NULL));
+    ag_tensor *all[] = {m.x1, m.x2, m.r, m.root, m.g1};
+    for (int k = 0; k < 5; k++) ag_tensor_release(all[k]);
+}
+
 /* 3 everywhere: the gradient of sum(t * 3) with respect to t's present value. */
 static int retained_is_three(ag_tensor *t, ag_tensor *root_of)
 {
@@ -215,6 +272,8 @@ int main(void)
     f.grad0 = first_grad(f.x);
     CHECK(inject("accumulating backward", backward, &f, grad_unchanged) > 0);
     CHECK_CLOSE(first_grad(f.x), 4.0, 0);
+    multi_commit(0, "backward writing several .grad");
+    multi_commit(AG_CREATE_GRAPH, "backward writing several .grad, create_graph");
     /* in-place with history: the version must not move on failure */
     ag_tensor *y;
     OK(ag_mul_scalar(&y, f.x, 1.0));
