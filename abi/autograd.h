@@ -116,7 +116,8 @@ AG_API const char *ag_status_name(int status);
 /** Records a failure on the calling thread, as library functions do. For user callbacks
  *  (hooks, custom functions): set a message, then return the status; the library reports
  *  that status if it is one of the AG_E* codes, else AG_ECALLBACK, with this message
- *  appended to its own. Returns status. */
+ *  appended to its own. Returns status. AG_OK is no failure: it clears the thread's last
+ *  failure, as ag_clear_error, and records nothing. */
 AG_API int ag_set_error(int status, const char *message);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -247,7 +248,8 @@ AG_API int ag_manual_seed(uint64_t seed);
 /* ------------------------------------------------------------------------------------------ */
 
 /** Creates a contiguous tensor holding a copy of `data`, which has prod(shape) elements of
- *  `dtype` in row-major order (ndim 0 makes a scalar; shape may then be NULL).
+ *  `dtype` in row-major order (ndim 0 makes a scalar; shape may then be NULL). bool elements
+ *  are bytes: any nonzero byte is true (stored as 1).
  *  Errors: AG_EINVAL (NULL out/data/shape, negative size), AG_ERANGE (ndim > AG_MAX_DIMS),
  *  AG_EDTYPE (unknown dtype), AG_ENOMEM. */
 AG_API int ag_tensor_from_data(ag_tensor **out, const void *data, ag_dtype dtype,
@@ -442,7 +444,8 @@ typedef int (*ag_tensor_hook_fn)(ag_tensor **new_grad, ag_tensor *grad, void *us
  *  runs from the next pass on. A hook with AG_CALLBACK_CALLER_THREAD registered while a pass
  *  that runs on several threads is under way also runs from the next pass on (such a pass
  *  cannot promise it the caller's thread; passes that know of it run on that thread).
- *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL. */
+ *  flags: AG_CALLBACK_CALLER_THREAD or 0. Errors: AG_ENOGRAD, AG_EINVAL, AG_ENOMEM; on
+ *  failure free_userdata is not called, and userdata stays the caller's. */
 AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *t, ag_tensor_hook_fn fn,
                                    unsigned flags, void *userdata,
                                    void (*free_userdata)(void *userdata));
@@ -540,8 +543,9 @@ typedef int (*ag_function_backward_fn)(ag_function_ctx *ctx, ag_tensor **grad_in
 /** Applies a custom function, like torch.autograd.Function.apply. forward runs now; if grad
  *  mode is on and an input requires grad, the outputs get a grad_fn named name + "Backward"
  *  ("MyExp" gives "MyExpBackward") whose backward calls `backward`. free_userdata (may be
- *  NULL) is called once the graph node is freed (or at once if none was made); if
- *  ag_function_apply fails it is not called, and userdata stays the caller's.
+ *  NULL) is called once the graph node is freed (or at once if the call succeeded without
+ *  making one); if ag_function_apply fails it is not called, and userdata stays the
+ *  caller's.
  *  As in PyTorch, an input that forward returns as is comes back as a view of that input,
  *  and an output that is a view stays one; with a grad_fn, an in-place op on such an output,
  *  or on its base behind it, fails (AG_EINVAL, "... This view was created inside a custom
@@ -791,7 +795,10 @@ AG_API int ag_index_select(ag_tensor **out, const ag_tensor *t, int64_t dim,
                            const ag_tensor *index);
 /** out[i][j] = t[index[i][j]][j] (for dim 0), like torch.gather. */
 AG_API int ag_gather(ag_tensor **out, const ag_tensor *t, int64_t dim, const ag_tensor *index);
-/** A copy of t with src added at index along dim, like Tensor.scatter_add (out of place). */
+/** A copy of t with src added at index along dim, like Tensor.scatter_add (out of place).
+ *  src may be larger than index (only its part that index covers is read); its gradient is
+ *  then zero beyond that part, where PyTorch 1.13's backward fails ("returned an invalid
+ *  gradient"). */
 AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
                           const ag_tensor *index, const ag_tensor *src);
 /** A copy of t with `value` where mask (bool) is true; t and mask broadcast together, so the

@@ -67,6 +67,10 @@ AG_API const char *ag_status_name(int status)
 
 AG_API int ag_set_error(int status, const char *message)
 {
+    if (status == AG_OK) { /* not a failure: there is nothing to record */
+        err_clear();
+        return AG_OK;
+    }
     err_set(status > AG_OK && status <= AG_EINTERNAL ? (eng_err)status : E_CALLBACK, "%s",
             message ? message : "");
     return status;

@@ -7,12 +7,14 @@
 #define ARG(fn, p, name) CHECK_NOT_NULL(fn, p, name)
 
 /* out = op(a) */
-#define UNARY(NAME)                                                                        \
-    AG_API int ag_##NAME(ag_tensor **out, const ag_tensor *a)                              \
+#define UNARY(NAME) UNARY_ARG(NAME, a)
+/* (with the argument named as the header names it) */
+#define UNARY_ARG(NAME, A)                                                                 \
+    AG_API int ag_##NAME(ag_tensor **out, const ag_tensor *A)                              \
     {                                                                                      \
         ARG("ag_" #NAME, out, "out");                                                      \
-        ARG("ag_" #NAME, a, "a");                                                          \
-        RETURN_TENSOR("ag_" #NAME, out, op_##NAME(&r_, T(a)));                             \
+        ARG("ag_" #NAME, A, #A);                                                           \
+        RETURN_TENSOR("ag_" #NAME, out, op_##NAME(&r_, T(A)));                             \
     }
 
 /* out = op(a, b) */
@@ -83,10 +85,10 @@ UNARY(relu)
 UNARY(silu)
 UNARY(sum)
 UNARY(mean)
-UNARY(t)
-UNARY(squeeze)
-UNARY(contiguous)
-UNARY(clone)
+UNARY_ARG(t, t)
+UNARY_ARG(squeeze, t)
+UNARY_ARG(contiguous, t)
+UNARY_ARG(clone, t)
 
 AG_API int ag_max(ag_tensor **out, const ag_tensor *a)
 {
@@ -412,6 +414,9 @@ static int pieces(const char *fn, ag_tensor **outs, size_t n_outs, const ag_tens
     int64_t want;
     eng_err e = chunk ? op_chunk_count(&want, T(t), arg, dim) : op_split_count(&want, T(t), arg, dim);
     if (e) return api_fail(fn, e);
+    if (n_outs > (size_t)INT32_MAX)
+        return api_error(fn, AG_EINVAL, "n_outs is %zu: at most %d pieces are supported", n_outs,
+                         INT32_MAX);
     if ((int64_t)n_outs != want)
         return api_error(fn, AG_EINVAL, "n_outs is %zu but the tensor splits into %lld pieces",
                          n_outs, (long long)want);

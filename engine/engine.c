@@ -364,11 +364,17 @@ static hook *hook_next(tmeta *m, hook *h, uint64_t *limit)
 static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const char *where)
 {
     tensor *repl = NULL;
+    err_clear(); /* so that a message the callback leaves is its own */
     int rc = h->fn(&repl, *grad, h->userdata);
     if (rc) {
         tensor_release(repl);
-        return err_set(err_of_callback(rc), "hook on a gradient of %s failed with status %d: %s",
-                       where, rc, err_message());
+        char tail[400], sh[120];
+        fmt_shape(sh, sizeof sh, om->shape, om->ndim);
+        if (strcmp(where, "AccumulateGrad") == 0)
+            return err_set(err_of_callback(rc), "hook on the gradient of a leaf (shape %s) failed "
+                           "with status %d%s", sh, rc, err_callback_tail(tail, sizeof tail));
+        return err_set(err_of_callback(rc), "hook on a gradient of %s (shape %s) failed with "
+                       "status %d%s", where, sh, rc, err_callback_tail(tail, sizeof tail));
     }
     if (!repl) return E_OK;
     bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&

@@ -34,6 +34,13 @@ void err_clear(void)
     last.msg[0] = 0;
 }
 
+const char *err_callback_tail(char *buf, size_t cap)
+{
+    if (!last.msg[0]) return "";
+    snprintf(buf, cap, ": %s", last.msg);
+    return buf;
+}
+
 void err_capture(err_saved *s) { *s = last; }
 
 eng_err err_restore(const err_saved *s)

@@ -34,6 +34,10 @@ static inline eng_err err_of_callback(int rc)
     return rc > E_OK && rc <= E_INTERNAL ? (eng_err)rc : E_CALLBACK;
 }
 
+/** ": message" for a message a user callback left (err_clear() before calling it), or "" if it
+ *  left none: the tail of the library's own message about the failure. */
+const char *err_callback_tail(char *buf, size_t cap);
+
 /** Records an out-of-memory failure. */
 eng_err err_nomem(void);
 /** The calling thread's last failure. */

@@ -139,7 +139,7 @@ static const node_type WHERE_BW = {"WhereBackward0", where_backward, NULL};
 eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
 {
     tensor *cb = NULL, *r = NULL;
-    eng_err e = bool_mask(&cb, cond, "where: condition");
+    eng_err e = bool_mask(&cb, cond, "condition");
     if (e) return e;
     if (!(e = where_raw(&r, cb, a, b, promote2(a, b))) && dtype_is_float((dtype)r->dtype)) {
         tensor *ins[2] = {a, b};
@@ -185,7 +185,7 @@ eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
     tensor *mb = NULL, *val = NULL, *r = NULL;
     eng_err e = mask->dtype == DT_I64 ? int_mask_check(mask) : E_OK;
     if (!e) e = fill_value_check(dt, v);
-    if (!e) e = bool_mask(&mb, mask, "masked_fill: mask");
+    if (!e) e = bool_mask(&mb, mask, "mask");
     if (e) return e;
     /* out of place, the result has the broadcast shape of t and mask, as torch.masked_fill */
     if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt)) &&

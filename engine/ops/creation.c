@@ -31,6 +31,12 @@ eng_err op_from_data(tensor **out, const void *data, dtype dt, const int64_t *sh
     eng_err e = op_empty(&t, dt, shape, ndim);
     if (e) return e;
     memcpy(tensor_data(t), data, (size_t)t->numel * dtype_size(dt));
+    if (dt == DT_BOOL) {
+        /* A bool byte is 0 or 1 everywhere else (kernels add and compare them as such): any
+         * other nonzero byte the caller gives is true. */
+        uint8_t *b = tensor_data(t);
+        for (int64_t i = 0; i < t->numel; i++) b[i] = b[i] != 0;
+    }
     *out = t;
     return E_OK;
 }
@@ -44,8 +50,14 @@ eng_err op_from_f64(tensor **out, const double *data, dtype dt, const int64_t *s
     if (dt == DT_I64)
         for (int64_t i = 0; i < numel; i++)
             if (data[i] != trunc(data[i]) || !(data[i] >= -0x1p63 && data[i] < 0x1p63))
-                return err_set(E_INVAL, "element %lld (%g) is not an integer exactly "
-                               "representable as int64", (long long)i, data[i]);
+                /* (an integral value in full, 2^63 as 9223372036854775808, not 9.22337e+18) */
+                return err_set(E_INVAL,
+                               fabs(data[i]) < 1e21 && data[i] == trunc(data[i])
+                                   ? "element %lld (%.0f) is not an integer exactly "
+                                     "representable as int64"
+                                   : "element %lld (%.17g) is not an integer exactly "
+                                     "representable as int64",
+                               (long long)i, data[i]);
     tensor *t = tensor_new(dt, shape, ndim);
     if (!t) return err_kind();
     /* Convert through a header over the caller's doubles. */

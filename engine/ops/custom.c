@@ -74,14 +74,16 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     }
     if (!e) {
         fn_ctx ctx = {.node = n, .bc = c};
+        err_clear(); /* so that a message the callback leaves is its own */
         int rc = a->def.backward(&ctx, gout, n->n_next, g, n->n_out, a->def.userdata);
         if (rc) {
             for (int i = 0; i < n->n_next; i++) {
                 tensor_release(gout[i]);
                 gout[i] = NULL;
             }
-            e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with status %d: %s",
-                        a->name, rc, err_message());
+            char tail[480];
+            e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with status %d%s",
+                        a->name, rc, err_callback_tail(tail, sizeof tail));
         } else {
             /* Every gradient for an input that requires grad is checked, also those this pass
              * does not need (PyTorch's validate_outputs); the scheduler then sums a broadcast
@@ -166,12 +168,14 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
     tensor *res[64] = {0};
     fn_ctx ctx = {.in_forward = true};
     bool prev = grad_mode_set(false);
+    err_clear(); /* so that a message the callback leaves is its own */
     int rc = def->forward(&ctx, res, n_out, ins, n_in, def->userdata);
     grad_mode_set(prev);
     eng_err e = E_OK;
     if (rc) {
-        e = err_set(err_of_callback(rc), "the forward of custom function '%s' failed with status %d: %s",
-                    def->name, rc, err_message());
+        char tail[480];
+        e = err_set(err_of_callback(rc), "the forward of custom function '%s' failed with status %d%s",
+                    def->name, rc, err_callback_tail(tail, sizeof tail));
     } else {
         for (int o = 0; o < n_out && !e; o++)
             if (!res[o])

@@ -641,7 +641,7 @@ static eng_err emb_indices(tensor **out, tensor *indices, int64_t num)
                        "arguments for embedding)", names[indices->dtype]);
     }
     if (indices->ndim >= MAX_DIMS)
-        return err_set(E_SHAPE, "embedding: indices have %d dims; at most %d are supported",
+        return err_set(E_RANGE, "indices have %d dims; at most %d are supported",
                        indices->ndim, MAX_DIMS - 1);
     tensor *ic = NULL;
     eng_err e = contig_raw(&ic, indices, DT_I64);

@@ -445,6 +445,15 @@ static int failing_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
     return ag_set_error(AG_ECALLBACK, "the hook says no");
 }
 
+/* Fails without a message of its own (status 42, not one of the library's). */
+static int silent_failing_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    (void)ud;
+    return 42;
+}
+
 /* Returns a tensor of the wrong shape that only the library then holds. */
 static int wrong_shape_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
 {
@@ -481,9 +490,31 @@ static void hooks(void)
     OK(ag_tensor_register_hook(&h, y, failing_hook, 0, NULL, NULL));
     FAILS(AG_ECALLBACK, ag_backward(z, NULL, 0));
     CHECK(strstr(ag_last_error(), "the hook says no"));
+    CHECK(strstr(ag_last_error(), "hook on a gradient of MulBackward0 (shape []) failed with "
+                                  "status 11: the hook says no"));
     CHECK_CLOSE(grad_of(x), 40.0, 0);
     ag_tensor_release(z);
     ag_tensor_release(y);
+    /* a hook on a leaf that fails without a message: the leaf's shape, no stale message from
+     * an earlier failure, no dangling ": " */
+    {
+        ag_tensor *lf, *s;
+        int64_t sh[1] = {2};
+        OK(ag_ones(&lf, AG_FLOAT32, sh, 1));
+        OK(ag_tensor_set_requires_grad(lf, 1));
+        OK(ag_sum(&s, lf));
+        OK(ag_tensor_register_hook(&h, lf, silent_failing_hook, 0, NULL, NULL));
+        FAILS(AG_EINVAL, ag_tensor_remove_hook(lf, 12345)); /* leaves a message behind */
+        FAILS(AG_ECALLBACK, ag_backward(s, NULL, 0));
+        CHECK(strcmp(ag_last_error(), "ag_backward: hook on the gradient of a leaf (shape [2]) "
+                                      "failed with status 42") == 0);
+        ag_tensor_release(s);
+        ag_tensor_release(lf);
+    }
+    /* ag_set_error(AG_OK, ...) records no failure */
+    CHECK(ag_set_error(AG_EINVAL, "x") == AG_EINVAL && ag_last_status() == AG_EINVAL);
+    CHECK(ag_set_error(AG_OK, "not a failure") == AG_OK);
+    CHECK(ag_last_status() == AG_OK && strcmp(ag_last_error(), "") == 0);
     /* a replacement of the wrong shape: the message names both (it read the replacement
      * after releasing it, the last reference) */
     OK(ag_mul(&y, x, x));

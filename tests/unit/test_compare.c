@@ -137,6 +137,13 @@ static void where_tests(void)
     /* torch.where(tensor([[True], [False]]), a, tensor(7.)) */
     OK(ag_where(&r, cond, a, b));
     CHECK_STR(grad_fn_name(r), "WhereBackward0");
+    {
+        ag_tensor *bad = NULL;
+        FAILS(AG_EDTYPE, ag_where(&bad, a, a, b)); /* a float condition, named once */
+        CHECK(strcmp(ag_last_error(), "ag_where: condition must be a bool (or int64) tensor, "
+                                      "got float32") == 0);
+        CHECK(bad == NULL);
+    }
     int64_t shape[2];
     OK(ag_tensor_shape(shape, 2, r));
     CHECK(shape[0] == 2 && shape[1] == 3);

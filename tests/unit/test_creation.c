@@ -98,6 +98,30 @@ static void from_data(void)
     CHECK(ib[0] == 9007199254740992LL && ib[1] == -9007199254740992LL);
     ag_tensor_release(t);
 
+    /* bool bytes other than 0 and 1 are true, stored as 1: the tensor sums, compares and
+     * converts as one of true values (a byte 2 summed to 2 and compared unequal to true) */
+    {
+        uint8_t raw[3] = {2, 0, 255};
+        ag_tensor *bt, *sum, *eq;
+        int64_t s3b[1] = {3};
+        OK(ag_tensor_from_data(&bt, raw, AG_BOOL, s3b, 1));
+        check_values("bool bytes", bt, (double[]){1, 0, 1}, 3, 0);
+        OK(ag_sum(&sum, bt));
+        check_values("bool bytes summed", sum, (double[]){2}, 1, 0);
+        OK(ag_eq_scalar(&eq, bt, 1.0));
+        check_values("bool bytes == true", eq, (double[]){1, 0, 1}, 3, 0);
+        ag_tensor_release(eq);
+        ag_tensor_release(sum);
+        ag_tensor_release(bt);
+    }
+    /* a double that is not an int64 shows all its digits (2^63 is not 9.22337e+18) */
+    {
+        double two63[1] = {9223372036854775808.0};
+        int64_t s1[1] = {1};
+        FAILS_OUT(AG_EINVAL, ag_tensor_from_f64, two63, AG_INT64, s1, 1);
+        CHECK(strstr(ag_last_error(), "(9223372036854775808)"));
+    }
+
     /* errors: int64 must be integral; sizes; dtypes; NULLs */
     double nonint[2] = {1.0, 2.5}, nan2[2] = {1.0, NAN};
     FAILS_OUT(AG_EINVAL, ag_tensor_from_f64, nonint, AG_INT64, s2, 1);

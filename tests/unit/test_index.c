@@ -613,6 +613,8 @@ static void split_values(void)
     /* x.chunk(2, 1): [3, 3], [3, 2]; x.chunk(4, 1): 3 pieces; x.chunk(6, 1): 5 pieces */
     OK(ag_chunk_count(&n, x, 2, 1));
     CHECK(n == 2);
+    FAILS(AG_EINVAL, ag_chunk(p, ((size_t)1 << 32) + 2, x, 2, 1)); /* not cut to an int */
+    CHECK(strstr(ag_last_error(), "n_outs is 4294967298: at most"));
     OK(ag_chunk(p, 2, x, 2, 1));
     check_values("chunk 1", p[1], (double[]){3, 4, 8, 9, 13, 14}, 6, 0);
     CHECK_STR(grad_fn_name(p[1]), "SplitBackward0");

@@ -1034,6 +1034,17 @@ static void embedding(void)
     FAILS(AG_ERANGE, ag_embedding(&r, w, ib));
     CHECK(strstr(ag_last_error(), "index out of range in self") != NULL);
     FAILS(AG_ERANGE, ag_embedding(&r, w, in));
+    {
+        /* 8-d indices: too many dims for the result, AG_ERANGE as everywhere, said once */
+        int64_t s8[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        ag_tensor *i8;
+        OK(ag_zeros(&i8, AG_INT64, s8, 8));
+        FAILS(AG_ERANGE, ag_embedding(&r, w, i8));
+        CHECK(strstr(ag_last_error(), "ag_embedding: indices have 8 dims") == ag_last_error());
+        ag_tensor_release(i8);
+        FAILS(AG_EINVAL, ag_t(&r, NULL));
+        CHECK_STR(ag_last_error(), "ag_t: argument 't' is NULL");
+    }
     FAILS(AG_EDTYPE, ag_embedding(&r, w, ifl));
     CHECK_STR(ag_last_error(), "ag_embedding: Expected tensor for argument #1 'indices' to have "
                                "one of the following scalar types: Long, Int; but got "
