@@ -57,12 +57,8 @@ AG_API void ag_clear_error(void) { err_clear(); }
 
 AG_API const char *ag_status_name(int status)
 {
-    static const char *names[] = {"AG_OK",      "AG_EINVAL",   "AG_EDTYPE",   "AG_ESHAPE",
-                                  "AG_ERANGE",  "AG_ENOGRAD",  "AG_EGRAPH",   "AG_EVERSION",
-                                  "AG_ELEAF",   "AG_ENOMEM",   "AG_EANOMALY", "AG_ECALLBACK",
-                                  "AG_EINTERNAL"};
-    if (status < 0 || status >= (int)(sizeof names / sizeof names[0])) return "AG_UNKNOWN";
-    return names[status];
+    const char *name = err_status_name(status);
+    return name ? name : "AG_UNKNOWN";
 }
 
 AG_API int ag_set_error(int status, const char *message)

@@ -366,15 +366,16 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
     tensor *repl = NULL;
     err_clear(); /* so that a message the callback leaves is its own */
     int rc = h->fn(&repl, *grad, h->userdata);
+    /* What the messages call the hook's gradient. */
+    char whom[160];
+    if (strcmp(where, "AccumulateGrad") == 0) snprintf(whom, sizeof whom, "the gradient of a leaf");
+    else snprintf(whom, sizeof whom, "a gradient of %s", where);
     if (rc) {
         tensor_release(repl);
-        char tail[400], sh[120];
-        fmt_shape(sh, sizeof sh, om->shape, om->ndim);
-        if (strcmp(where, "AccumulateGrad") == 0)
-            return err_set(err_of_callback(rc), "hook on the gradient of a leaf (shape %s) failed "
-                           "with status %d%s", sh, rc, err_callback_tail(tail, sizeof tail));
-        return err_set(err_of_callback(rc), "hook on a gradient of %s (shape %s) failed with "
-                       "status %d%s", where, sh, rc, err_callback_tail(tail, sizeof tail));
+        char tail[400], sh[120], st[48];
+        return err_set(err_of_callback(rc), "hook on %s (shape %s) failed with %s%s", whom,
+                       fmt_shape(sh, sizeof sh, om->shape, om->ndim),
+                       err_callback_status(st, sizeof st, rc), err_callback_tail(tail, sizeof tail));
     }
     if (!repl) return E_OK;
     bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&
@@ -382,8 +383,8 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
     if (!ok) {
         char a[160], b[160];
         eng_err e = err_set(E_CALLBACK,
-                            "hook on a gradient of %s returned a %s %s tensor; expected %s %s",
-                            where, dtype_name((dtype)repl->dtype),
+                            "hook on %s returned a %s %s tensor; expected %s %s",
+                            whom, dtype_name((dtype)repl->dtype),
                             fmt_shape(a, sizeof a, repl->shape, repl->ndim),
                             dtype_name((dtype)om->dtype),
                             fmt_shape(b, sizeof b, om->shape, om->ndim));

@@ -34,6 +34,25 @@ void err_clear(void)
     last.msg[0] = 0;
 }
 
+const char *err_status_name(int status)
+{
+    static const char *names[] = {"AG_OK",      "AG_EINVAL",   "AG_EDTYPE",   "AG_ESHAPE",
+                                  "AG_ERANGE",  "AG_ENOGRAD",  "AG_EGRAPH",   "AG_EVERSION",
+                                  "AG_ELEAF",   "AG_ENOMEM",   "AG_EANOMALY", "AG_ECALLBACK",
+                                  "AG_EINTERNAL"};
+    _Static_assert(sizeof names / sizeof names[0] == E_INTERNAL + 1, "one name per kind");
+    if (status < 0 || status > E_INTERNAL) return NULL;
+    return names[status];
+}
+
+const char *err_callback_status(char *buf, size_t cap, int status)
+{
+    const char *name = err_status_name(status);
+    if (name) snprintf(buf, cap, "status %d (%s)", status, name);
+    else snprintf(buf, cap, "status %d", status);
+    return buf;
+}
+
 const char *err_callback_tail(char *buf, size_t cap)
 {
     if (!last.msg[0]) return "";

@@ -34,6 +34,12 @@ static inline eng_err err_of_callback(int rc)
     return rc > E_OK && rc <= E_INTERNAL ? (eng_err)rc : E_CALLBACK;
 }
 
+/** The public name of a status ("AG_ESHAPE"; the engine's kinds have the same numbers), or
+ *  NULL for a number that is not one. */
+const char *err_status_name(int status);
+/** "status 3 (AG_ESHAPE)", or "status 42" for a number that is not a status: how messages
+ *  about a failed user callback name what it returned. */
+const char *err_callback_status(char *buf, size_t cap, int status);
 /** ": message" for a message a user callback left (err_clear() before calling it), or "" if it
  *  left none: the tail of the library's own message about the failure. */
 const char *err_callback_tail(char *buf, size_t cap);

@@ -311,6 +311,27 @@ local function int64_values(flat)
   return out
 end
 
+-- Refuses the keys an options table does not know: a misspelt option was ignored silently
+-- ({learning_rate = 0.5} trained at the default rate). `allowed` is a set of names; `level`
+-- counts from the caller of check_opts, as raise's does.
+local function check_opts(o, allowed, what, level)
+  if type(o) ~= "table" then return end
+  for k in pairs(o) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      raise(C.AG_EINVAL, string.format("autograd: %s got an unexpected option '%s' (it takes %s)",
+            what, tostring(k), table.concat(names, ", ")), level + 1)
+    end
+  end
+end
+local function set(...)
+  local s = {}
+  for _, k in ipairs({...}) do s[k] = true end
+  return s
+end
+
 local function apply_opts(t, opts)
   if opts and opts.requires_grad then C.ag_tensor_set_requires_grad(t, true) end
   return t
@@ -320,6 +341,7 @@ end
 -- ag.tensor(flat, shape [, dtype | opts]) with flat a flat table and shape a table.
 -- opts: {dtype = ..., requires_grad = ..., shape = ...}.
 local c_scalar, c_set_requires_grad = C.ag_tensor_scalar, C.ag_tensor_set_requires_grad
+local TENSOR_OPTS = set("dtype", "requires_grad", "shape")
 local c_leaf = C.ag_lua_scalar
 function ag.tensor(data, a, b)
   -- A number, no dtype, no shape: one C call (typemaps.i, ag_lua_scalar; scalar graphs make
@@ -335,6 +357,7 @@ function ag.tensor(data, a, b)
     if type(a) == "string" then
       return scalar(dtype_code(a))
     elseif type(a) == "table" and a[1] == nil and a.shape == nil then
+      check_opts(a, TENSOR_OPTS, "ag.tensor", 2)
       t = scalar(dtype_code(a.dtype, mtype(data) == "integer" and C.AG_INT64 or C.AG_FLOAT32))
       if a.requires_grad then c_set_requires_grad(t, true) end
       return t
@@ -348,8 +371,11 @@ function ag.tensor(data, a, b)
     shape = a
     opts = type(b) == "table" and b or {dtype = b}
   else
-    opts = type(a) == "table" and a or {dtype = a}
+    local o = a
+    if o == nil then o = b end -- ag.tensor(data, nil, dtype | opts)
+    opts = type(o) == "table" and o or {dtype = o}
   end
+  check_opts(opts, TENSOR_OPTS, "ag.tensor", 2)
   if is_tensor(data) then
     local t = C.ag_clone(C.ag_tensor_detach(data))
     if opts.dtype then t = C.ag_to_dtype(t, dtype_code(opts.dtype)) end
@@ -398,8 +424,12 @@ end
 
 -- Trailing options of the creation functions: a dtype string or {dtype=, requires_grad=,
 -- generator=}.
+local CREATION_OPTS = set("dtype", "requires_grad", "generator")
 local function creation_opts(v)
-  if type(v) == "table" then return v end
+  if type(v) == "table" then
+    check_opts(v, CREATION_OPTS, "a creation function", 3)
+    return v
+  end
   if v == nil then return {} end
   return {dtype = v}
 end
@@ -677,8 +707,10 @@ function T.amax(t, dim, keepdim) return C.ag_amax(t, dims0(t, dim), keepdim or f
 function T.amin(t, dim, keepdim) return C.ag_amin(t, dims0(t, dim), keepdim or false) end
 -- t:var([dim [, opts]]): opts = {correction = 1, unbiased = true, keepdim = false}, or a
 -- boolean keepdim.
+local VAR_OPTS = set("correction", "unbiased", "keepdim")
 local function var_opts(o)
   if type(o) ~= "table" then return 1, o or false end
+  check_opts(o, VAR_OPTS, "var/std", 3)
   local corr = o.correction
   if corr == nil then corr = (o.unbiased == false) and 0 or 1 end
   return corr, o.keepdim or false
@@ -844,6 +876,8 @@ function T.flat(t)
 end
 
 -- Autograd.
+local BACKWARD_OPTS, GRAD_OPTS = set("retain_graph", "create_graph"),
+    set("grad_outputs", "retain_graph", "create_graph", "allow_unused")
 local function grad_flags(o)
   if type(o) ~= "table" then return 0 end
   local f = 0
@@ -857,6 +891,7 @@ end
 -- t:backward([grad] [, {retain_graph = ..., create_graph = ...}])
 function T.backward(t, grad, opts)
   if type(grad) == "table" and not is_tensor(grad) then grad, opts = nil, grad end
+  check_opts(opts, BACKWARD_OPTS, "backward", 2)
   C.ag_backward(t, grad, grad_flags(opts))
 end
 function T.retain_grad(t) C.ag_tensor_retain_grad(t); return t end
@@ -889,6 +924,7 @@ end
 -- or a single tensor when inputs is a single tensor.
 function ag.grad(outputs, inputs, opts)
   opts = opts or {}
+  check_opts(opts, GRAD_OPTS, "ag.grad", 2)
   local single = is_tensor(inputs)
   if is_tensor(outputs) then outputs = {outputs} end
   if single then inputs = {inputs} end
@@ -1058,16 +1094,28 @@ function ag.Function(spec)
       if is_tensor(args[i]) then tensors[#tensors + 1] = args[i]; pos[#pos + 1] = i end
     end
     local ctx = setmetatable({_pos = pos, _nargs = args.n}, CtxMT)
+    local nargs = args.n
     local cbs = {}
     function cbs.forward(raw)
       ctx._raw = raw
       local a = args
       args = nil -- the graph node keeps this closure: do not keep the inputs alive through it
-      return spec.forward(ctx, tunpack(a, 1, a.n))
+      local outs = tpack(spec.forward(ctx, tunpack(a, 1, a.n)))
+      if outs.n ~= n_outputs then -- (more were dropped, fewer read as missing, silently)
+        error(string.format("%s.forward returned %d value(s), want %d (n_outputs in "
+              .. "ag.Function{...} says how many)", name, outs.n, n_outputs), 0)
+      end
+      return tunpack(outs, 1, outs.n)
     end
     function cbs.backward(raw, ...)
       ctx._raw = raw
       local grads = tpack(spec.backward(ctx, ...))
+      -- One gradient per argument of forward (nil for those that need none); trailing nils
+      -- may be left out. More is an error, as in PyTorch.
+      if grads.n > nargs then
+        error(string.format("function %sBackward returned an incorrect number of gradients "
+              .. "(expected %d, got %d)", name, nargs, grads.n), 0)
+      end
       local out = {}
       for j, p in ipairs(pos) do out[j] = grads[p] end
       return tunpack(out, 1, #pos)
@@ -1100,21 +1148,28 @@ F.linear = ag.linear
 -- F.cross_entropy(input, target [, {weight=, reduction="mean", ignore_index=-100,
 -- label_smoothing=0}]): target holds 1-based class indices.
 local NO_OPTS = setmetatable({}, {__newindex = function() raise(C.AG_EINVAL, "read-only", 2) end})
+local CE_OPTS, NLL_OPTS = set("weight", "reduction", "ignore_index", "label_smoothing"),
+    set("weight", "reduction", "ignore_index")
+local MSE_OPTS, BCE_OPTS = set("reduction"), set("weight", "pos_weight", "reduction")
 function F.cross_entropy(input, target, o)
   o = o or NO_OPTS
+  check_opts(o, CE_OPTS, "cross_entropy", 2)
   return with_indices(C.ag_cross_entropy, input, index0(target), o.weight, reduction(o.reduction),
                             (o.ignore_index or -100) - 1, o.label_smoothing or 0)
 end
 function F.nll_loss(input, target, o)
   o = o or NO_OPTS
+  check_opts(o, NLL_OPTS, "nll_loss", 2)
   return with_indices(C.ag_nll_loss, input, index0(target), o.weight, reduction(o.reduction),
                        (o.ignore_index or -100) - 1)
 end
 function F.mse_loss(input, target, o)
+  check_opts(o, MSE_OPTS, "mse_loss", 2)
   return C.ag_mse_loss(input, target, reduction(o and o.reduction))
 end
 function F.binary_cross_entropy_with_logits(input, target, o)
   o = o or NO_OPTS
+  check_opts(o, BCE_OPTS, "binary_cross_entropy_with_logits", 2)
   return C.ag_binary_cross_entropy_with_logits(input, target, o.weight, o.pos_weight,
                                                reduction(o.reduction))
 end
@@ -1300,17 +1355,25 @@ local optim = {}
 ag.optim = optim
 local function param_list(p)
   if type(p) == "table" and type(p.parameters) == "function" then return p:parameters() end
+  if type(p) ~= "table" or is_tensor(p) then
+    raise(C.AG_EINVAL, "autograd: an optimizer takes a table of tensors or a module, got a "
+          .. (is_tensor(p) and "tensor (wrap it: {t})" or type(p)), 3)
+  end
   return p
 end
+local SGD_OPTS = set("lr", "momentum", "dampening", "weight_decay", "nesterov")
+local ADAM_OPTS = set("lr", "betas", "eps", "weight_decay", "amsgrad")
 function optim.SGD(params, o)
   o = o or {}
+  check_opts(o, SGD_OPTS, "optim.SGD", 2)
   if o.lr == nil then raise(C.AG_EINVAL, "autograd: optim.SGD needs a learning rate (lr)", 2) end
   return C.ag_optimizer_sgd(param_list(params), o.lr, o.momentum or 0, o.dampening or 0,
                             o.weight_decay or 0, o.nesterov or false)
 end
-local function adam(cfn, default_wd)
+local function adam(cfn, default_wd, name)
   return function(params, o)
     o = o or {}
+    check_opts(o, ADAM_OPTS, name, 2)
     local betas = o.betas or {0.9, 0.999}
     if type(betas) ~= "table" or mtype(betas[1]) == nil or mtype(betas[2]) == nil or #betas ~= 2 then
       raise(C.AG_EINVAL, "autograd: betas must be a table of two numbers, as {0.9, 0.999}", 2)
@@ -1319,8 +1382,8 @@ local function adam(cfn, default_wd)
                o.weight_decay or default_wd, o.amsgrad or false)
   end
 end
-optim.Adam = adam(C.ag_optimizer_adam, 0)
-optim.AdamW = adam(C.ag_optimizer_adamw, 1e-2)
+optim.Adam = adam(C.ag_optimizer_adam, 0, "optim.Adam")
+optim.AdamW = adam(C.ag_optimizer_adamw, 1e-2, "optim.AdamW")
 
 local O = {}
 function O.step(opt) C.ag_optimizer_step(opt) end

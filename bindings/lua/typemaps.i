@@ -945,14 +945,17 @@ static int ag_lua_scalar(lua_State *L)
     }
     int grad = 0;
     if (lua_type(L, 2) == LUA_TTABLE) {
-        int plain = lua_geti(L, 2, 1) == LUA_TNIL && lua_getfield(L, 2, "shape") == LUA_TNIL &&
-                    lua_getfield(L, 2, "dtype") == LUA_TNIL;
-        if (!plain) {
-            lua_pushboolean(L, 0);
-            return 1;
+        /* {requires_grad = ...} only: anything else (a dtype, a shape, array entries, a
+         * misspelt option, which the general path refuses) goes the general way. */
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "requires_grad")) {
+                lua_pushboolean(L, 0);
+                return 1;
+            }
+            grad = lua_toboolean(L, -1);
+            lua_pop(L, 1);
         }
-        lua_getfield(L, 2, "requires_grad");
-        grad = lua_toboolean(L, -1);
     } else if (!lua_isnoneornil(L, 2)) {
         lua_pushboolean(L, 0);
         return 1;

@@ -81,9 +81,10 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
                 tensor_release(gout[i]);
                 gout[i] = NULL;
             }
-            char tail[480];
-            e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with status %d%s",
-                        a->name, rc, err_callback_tail(tail, sizeof tail));
+            char tail[480], st[48];
+            e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with %s%s",
+                        a->name, err_callback_status(st, sizeof st, rc),
+                        err_callback_tail(tail, sizeof tail));
         } else {
             /* Every gradient for an input that requires grad is checked, also those this pass
              * does not need (PyTorch's validate_outputs); the scheduler then sums a broadcast
@@ -173,9 +174,10 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
     grad_mode_set(prev);
     eng_err e = E_OK;
     if (rc) {
-        char tail[480];
-        e = err_set(err_of_callback(rc), "the forward of custom function '%s' failed with status %d%s",
-                    def->name, rc, err_callback_tail(tail, sizeof tail));
+        char tail[480], st[48];
+        e = err_set(err_of_callback(rc), "the forward of custom function '%s' failed with %s%s",
+                    def->name, err_callback_status(st, sizeof st, rc),
+                    err_callback_tail(tail, sizeof tail));
     } else {
         for (int o = 0; o < n_out && !e; o++)
             if (!res[o])

@@ -112,6 +112,24 @@ end)
 co()
 H.near(co(), math.exp(2), "callbacks run on the calling coroutine", 1e-5)
 
+-- A forward that returns more (or fewer) values than n_outputs, and a backward that returns
+-- more gradients than forward had arguments, are errors (they were dropped silently).
+local Two = ag.Function{name = "Two", forward = function(_, a) return a * 2, a + 1 end,
+  backward = function(_, g) return g * 2 end}
+H.raises(function() return Two(ag.tensor({1.0}, {requires_grad = true})) end,
+         "Two.forward returned 2 value(s), want 1")
+local Two2 = ag.Function{name = "Two2", n_outputs = 2,
+  forward = function(_, a) return a * 2, a + 1 end,
+  backward = function(_, g1, g2) return g1 * 2 + g2 end}
+local xa = ag.tensor({1.0}, {requires_grad = true})
+local o1, o2 = Two2(xa)
+H.eq({o1:item(), o2:item()}, {2.0, 2.0})
+local Many = ag.Function{name = "Many", forward = function(_, a) return a * 2 end,
+  backward = function(_, g) return g * 2, g * 3 end}
+H.raises(function() Many(xa):sum():backward() end,
+         "function ManyBackward returned an incorrect number of gradients (expected 1, got 2)")
+H.eq(xa.grad, nil, "nothing accumulated")
+
 -- ag.grad with create_graph: second derivatives.
 local s = ag.tensor(3.0, {requires_grad = true})
 local f = s ^ 3

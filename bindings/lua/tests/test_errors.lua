@@ -102,6 +102,26 @@ raises_status("AG_EINVAL", function() return v[1.5] end, "a tensor index must be
 raises_status("AG_EINVAL", function() return v[ag.tensor({1, 0, 1})] end, "not by a userdata")
 raises_status("AG_EINVAL", function() return v[true] end, "not by a boolean")
 H.eq(v.no_such_field, nil, "an unknown name reads as nil, as a missing method")
+-- Misspelt options are refused, naming the option and those that exist (they were ignored:
+-- Adam trained at the default rate, cross_entropy applied no smoothing).
+raises_status("AG_EINVAL", function() ag.optim.Adam({w}, {learning_rate = 0.5}) end,
+              "optim.Adam got an unexpected option 'learning_rate' (it takes amsgrad, betas, eps, lr, weight_decay)")
+raises_status("AG_EINVAL", function() ag.optim.SGD({w}, {lr = 0.1, momentun = 0.9}) end,
+              "optim.SGD got an unexpected option 'momentun'")
+raises_status("AG_EINVAL", function()
+  ag.nn.functional.cross_entropy(ag.zeros(2, 3), ag.tensor({1, 2}), {label_smothing = 0.5})
+end, "cross_entropy got an unexpected option 'label_smothing'")
+raises_status("AG_EINVAL", function() (w * 2):sum():backward({retain_grahp = true}) end,
+              "backward got an unexpected option 'retain_grahp'")
+raises_status("AG_EINVAL", function() ag.zeros(2, {dtyp = "float64"}) end,
+              "unexpected option 'dtyp'")
+raises_status("AG_EINVAL", function() ag.tensor(2.0, {requires_gard = true}) end,
+              "ag.tensor got an unexpected option 'requires_gard'")
+raises_status("AG_EINVAL", function() ag.optim.AdamW(w) end,
+              "an optimizer takes a table of tensors or a module, got a tensor (wrap it: {t})")
+H.eq(ag.tensor({1, 2}, nil, "float64").dtype, "float64", "a dtype after a nil shape")
+H.eq(ag.tensor(2.0, {requires_grad = true}).requires_grad, true, "the fast path still takes it")
+
 -- Booleans are 1 and 0, as torch's x.eq(True) and x.fill_(True).
 H.eq(ag.tensor({1.0, 0.0, 1.0}):eq(true):sum():item(), 2)
 H.eq(ag.tensor({5, 6}):fill_(true):sum():item(), 2)
