@@ -39,14 +39,16 @@ AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs, ag_tensor *
                    size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs, unsigned flags)
 {
     const char *fn = "ag_grad";
+    /* (The counts first: a binding passes NULL for an empty list, which is what is wrong.) */
+    if (n_outputs == 0 || n_inputs == 0)
+        return api_error(fn, AG_EINVAL, "grad requires at least one output and one input "
+                                        "(got %zu and %zu)", n_outputs, n_inputs);
     CHECK_NOT_NULL(fn, grads_out, "grads_out");
     CHECK_NOT_NULL(fn, outputs, "outputs");
     CHECK_NOT_NULL(fn, inputs, "inputs");
     int rc = flags_check(fn, flags,
                          AG_RETAIN_GRAPH | AG_CREATE_GRAPH | AG_ALLOW_UNUSED | AG_FREE_GRAPH);
     if (rc) return rc;
-    if (n_outputs == 0 || n_inputs == 0)
-        return api_error(fn, AG_EINVAL, "grad requires at least one output and one input");
     if (n_outputs > 1u << 20 || n_inputs > 1u << 20)
         return api_error(fn, AG_EINVAL, "too many outputs or inputs");
     for (size_t i = 0; i < n_outputs; i++)

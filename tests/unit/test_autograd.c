@@ -261,6 +261,10 @@ static void grad_function(void)
     ag_tensor_release(r[1]);
     ag_tensor *unused[2] = {a, c};
     FAILS(AG_ENOGRAD, ag_grad(r, &p, NULL, 1, unused, 2, AG_RETAIN_GRAPH));
+    /* no inputs (a binding's empty list comes as NULL): the count is what is reported */
+    FAILS(AG_EINVAL, ag_grad(r, &p, NULL, 1, NULL, 0, 0));
+    CHECK_STR(ag_last_error(), "ag_grad: grad requires at least one output and one input (got 1 "
+                               "and 0)");
     OK(ag_grad(r, &p, NULL, 1, unused, 2, AG_RETAIN_GRAPH | AG_ALLOW_UNUSED));
     CHECK(r[1] == NULL);
     CHECK_CLOSE(item(r[0]), 4.0, 0);
