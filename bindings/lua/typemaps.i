@@ -895,6 +895,12 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
         if ((big = ag_lua_big_int(L, 1))) rc = tt(&out, big, b);
         else rc = ag_lua_scalar_op(&out, st, b, L, 1, is_sub);
     } else {
+        if (lua_isnil(L, 1) || lua_isnil(L, 2)) { /* (C would say "argument 'b' is NULL") */
+            lua_pushfstring(L, "%s: argument %d: expected ag_tensor, got nil", tt_name,
+                            lua_isnil(L, 1) ? 1 : 2);
+            ag_lua_note_error(L, AG_EINVAL);
+            return lua_error(L);
+        }
         ag_tensor *a = ag_lua_tensor_arg(L, 1, tt_name, 1);
         ag_tensor *b = ag_lua_tensor_arg(L, 2, tt_name, 2);
         rc = tt(&out, a, b);

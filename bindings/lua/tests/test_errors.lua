@@ -120,6 +120,8 @@ raises_status("AG_EINVAL", function() ag.tensor(2.0, {requires_gard = true}) end
 raises_status("AG_EINVAL", function() ag.optim.AdamW(w) end,
               "an optimizer takes a table of tensors or a module, got a tensor (wrap it: {t})")
 H.eq(ag.tensor({1, 2}, nil, "float64").dtype, "float64", "a dtype after a nil shape")
+raises_status("AG_EINVAL", function() return w + nil end,
+              "ag_add: argument 2: expected ag_tensor, got nil")
 H.eq(ag.tensor(2.0, {requires_grad = true}).requires_grad, true, "the fast path still takes it")
 
 -- Booleans are 1 and 0, as torch's x.eq(True) and x.fill_(True).
