@@ -207,7 +207,10 @@ local function one_based(msg)
   local function inc(n) return tostring(math.tointeger(tonumber(n)) + 1) end
   return (msg:gsub("index (%-?%d+) is out of bounds for dimension (%d+)", function(i, d)
            return "index " .. inc(i) .. " is out of bounds for dimension " .. inc(d) end)
-             :gsub("^(ag_[%w_]+: Target )(%-?%d+)", function(pre, i) return pre .. inc(i) end)
+             :gsub("^(ag_[%w_]+: Target )(%-?%d+)( is out of bounds%.)", function(pre, i, post)
+           -- (a 0 is most likely a 0-based label)
+           return pre .. inc(i) .. post .. (inc(i) == "0" and " (class indices are 1-based)" or "")
+         end)
              :gsub("index out of range in self %(index (%-?%d+)", function(i)
            return "index out of range in self (index " .. inc(i) end))
 end

@@ -127,9 +127,9 @@ H.raises(function() ag.zeros(3):scatter_add(1, ag.tensor({4}), ag.tensor({1.0}))
 H.raises(function() F.embedding(ag.tensor({4}), ag.zeros(3, 2)) end,
          "ag_embedding: index out of range in self (index 4, 3 embeddings)")
 H.raises(function() F.cross_entropy(logits, ag.tensor({4, 1})) end, "ag_cross_entropy: Target 4 is out of bounds.")
-H.raises(function() F.nll_loss(logits, ag.tensor({0, 1})) end, "ag_nll_loss: Target 0 is out of bounds.")
+H.raises(function() F.nll_loss(logits, ag.tensor({0, 1})) end, "ag_nll_loss: Target 0 is out of bounds. (class indices are 1-based)")
 H.eq(ag.last_status(), "AG_ERANGE", "a reworded error keeps its status")
-H.eq(ag.core.ag_last_error(), "ag_nll_loss: Target 0 is out of bounds.", "and the thread's message is the reworded one")
+H.eq(ag.core.ag_last_error(), "ag_nll_loss: Target 0 is out of bounds. (class indices are 1-based)", "and the thread's message is the reworded one")
 H.raises(function() x:index_select(1, ag.tensor({1.5})) end, "ag_index_select", "other errors pass through")
 
 -- gradients flow through the converted indices
