@@ -150,6 +150,13 @@ AG_API int ag_set_num_threads(int n);
 /** Returns the number of threads kernels and backward use. Never fails. */
 AG_API int ag_get_num_threads(void);
 
+/** Bytes the library holds now in large blocks (64 KiB and more, from the default
+ *  allocator): tensor data and work buffers in use, not the blocks it keeps for reuse.
+ *  Small objects (0-d tensors, graph nodes) are not counted. For a binding whose garbage
+ *  collector cannot see the library's memory: the Go binding collects when it grows. Never
+ *  fails. */
+AG_API uint64_t ag_memory_in_use(void);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Grad mode and anomaly mode (per thread)                                                    */
 /* ------------------------------------------------------------------------------------------ */
@@ -267,7 +274,8 @@ AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtyp
  *  (unknown dtype). */
 AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype);
 
-/** Creates an uninitialised contiguous tensor (contents unspecified). */
+/** Creates an uninitialised contiguous tensor (contents unspecified; a bool tensor is all
+ *  false, so that every byte is a valid bool). */
 AG_API int ag_empty(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);
 /** Creates a tensor of zeros. */
 AG_API int ag_zeros(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);

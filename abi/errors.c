@@ -94,6 +94,8 @@ AG_API int ag_set_num_threads(int n)
 
 AG_API int ag_get_num_threads(void) { return par_num_threads(); }
 
+AG_API uint64_t ag_memory_in_use(void) { return (uint64_t)mem_large_in_use(); }
+
 AG_API int ag_set_grad_enabled(int enabled) { return grad_mode_set(enabled != 0); }
 AG_API int ag_is_grad_enabled(void) { return grad_mode_enabled(); }
 AG_API int ag_set_anomaly_enabled(int enabled) { return anomaly_mode_set(enabled != 0); }

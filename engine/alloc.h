@@ -30,6 +30,10 @@ void mem_scratch_give(int slot, void *p, size_t cap);
  *  AddressSanitizer and valgrind, where each is malloc'd so their checkers see it). */
 bool mem_carving(void);
 
+/** Bytes of large blocks (>= 64 KiB, default allocator) handed out and not yet freed: the
+ *  memory tensors' data and work buffers hold now, blocks kept for reuse not counted. */
+size_t mem_large_in_use(void);
+
 /** Bytes of small blocks carved from regions so far, all threads together: the memory the
  *  pools hold, since carved blocks are never returned (tests check it stays bounded). */
 size_t mem_carved_bytes(void);

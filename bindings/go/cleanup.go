@@ -85,6 +85,7 @@ type gcSentinel struct{ _ *byte }
 func armAfterNextGC() {
 	runtime.AddCleanup(&gcSentinel{}, func(struct{}) {
 		armPending()
+		paceRebase.Store(true) // (pacing.go)
 		armAfterNextGC()
 	}, struct{}{})
 }

@@ -3,6 +3,7 @@ package autograd
 import (
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 
 	"libautograd.dev/autograd/internal/capi"
@@ -31,6 +32,9 @@ type Context struct {
 }
 
 func (c *Context) handle(fn string) (capi.FunctionCtx, error) {
+	if c == nil {
+		return 0, errorf(EInval, "%s: the context is nil", fn)
+	}
 	h := capi.FunctionCtx(c.h.Load())
 	if h == 0 {
 		return 0, errorf(EInval, "%s: the context is used outside its Forward or Backward", fn)
@@ -130,6 +134,9 @@ func (f *Function) Apply(inputs ...*Tensor) ([]*Tensor, error) {
 	}
 	if n < 0 {
 		return nil, errorf(EInval, "Apply: NumOutputs is %d", n)
+	}
+	if strings.IndexByte(f.Name, 0) >= 0 { // (C would read the name up to it)
+		return nil, errorf(EInval, "Apply: the Name %q holds a NUL byte", f.Name)
 	}
 	fn := &capi.Function{
 		Forward: func(ctx capi.FunctionCtx, outs, ins []capi.Tensor) (int, string) {

@@ -350,7 +350,9 @@ func DetectAnomaly(f func() error) error {
 	return withMode("DetectAnomaly", capi.Ag_set_anomaly_enabled, true, f)
 }
 
-// IsGradEnabled reports whether graphs are recorded: false inside NoGrad, true otherwise.
+// IsGradEnabled reports whether graphs are recorded: false inside NoGrad and inside a custom
+// function's Forward, and inside hooks and Backward functions unless the backward records
+// itself (CreateGraph); true otherwise (EnableGrad turns it back on anywhere).
 func IsGradEnabled() bool {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()

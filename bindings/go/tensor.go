@@ -33,6 +33,7 @@ func newTensor(h uintptr) *Tensor {
 	t := &Tensor{}
 	t.h.Store(h)
 	track(t) // its cleanup comes after the next collection, if it is still unreleased
+	pace()
 	return t
 }
 

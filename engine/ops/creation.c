@@ -21,6 +21,10 @@ eng_err op_empty(tensor **out, dtype dt, const int64_t *shape, int ndim)
     if (e) return e;
     tensor *t = tensor_new(dt, shape, ndim);
     if (!t) return err_kind();
+    /* Uninitialised bool bytes could be anything but the 0 and 1 every kernel, and every
+     * binding's copy out, relies on (Go's Data[bool] handed out bools that were neither
+     * true nor false). */
+    if (dt == DT_BOOL) memset(tensor_data(t), 0, (size_t)t->numel);
     *out = t;
     return E_OK;
 }

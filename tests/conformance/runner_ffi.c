@@ -36,7 +36,7 @@ static const struct { const char *name; unsigned value; } FLAGS[] = {
 /* ------------------------------------------------------------------------------------------ */
 /* The table of signatures: one entry per public function of abi/autograd.h.                  */
 /* ------------------------------------------------------------------------------------------ */
-/* ret:    s status (int), i plain int, v void, c const char *.
+/* ret:    s status (int), i plain int, v void, c const char *, q uint64_t.
  * params: one space-separated token per C parameter:
  *   t tensor            T tensor array (its count is a later n)   Tq tensor array sized by the
  *                                                                  previous T (grad_outputs)
@@ -66,6 +66,7 @@ static const sig SIGS[] = {
     {"ag_set_allocator", "s", "x"},
     {"ag_set_num_threads", "s", "i"},
     {"ag_get_num_threads", "i", ""},
+    {"ag_memory_in_use", "q", ""},
     {"ag_set_grad_enabled", "i", "i"},
     {"ag_is_grad_enabled", "i", ""},
     {"ag_set_anomaly_enabled", "i", "i"},
@@ -338,8 +339,10 @@ static int prepare_entries(void)
             e->np++;
             p += len;
         }
-        ffi_type *rt = e->s->ret[0] == 'v' ? &ffi_type_void
-                       : e->s->ret[0] == 'c' ? &ffi_type_pointer : &ffi_type_sint;
+        ffi_type *rt = e->s->ret[0] == 'v'   ? &ffi_type_void
+                       : e->s->ret[0] == 'c' ? &ffi_type_pointer
+                       : e->s->ret[0] == 'q' ? &ffi_type_uint64
+                                             : &ffi_type_sint;
         if (ffi_prep_cif(&e->cif, FFI_DEFAULT_ABI, (unsigned)e->np, rt, e->types) != FFI_OK) {
             fprintf(stderr, "ffi_prep_cif failed for %s\n", e->s->name);
             exit(2);

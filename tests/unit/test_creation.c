@@ -172,6 +172,20 @@ static void from_data(void)
     FAILS(AG_EINVAL, ag_tensor_scalar(NULL, 1.0, AG_FLOAT32));
 }
 
+/* ag_memory_in_use follows the large blocks in use: up by a 1 MiB tensor, back down when it is
+ * released (kept for reuse, the block no longer counts). */
+static void memory_in_use(void)
+{
+    int64_t s[2] = {256, 1024};
+    ag_tensor *t;
+    uint64_t before = ag_memory_in_use();
+    OK(ag_zeros(&t, AG_FLOAT32, s, 2));
+    uint64_t during = ag_memory_in_use();
+    CHECK(during >= before + (1u << 20) && during < before + (2u << 20));
+    ag_tensor_release(t);
+    CHECK(ag_memory_in_use() == before);
+}
+
 /* ---- constants ---- */
 static void constants(void)
 {
@@ -183,6 +197,11 @@ static void constants(void)
         int c = 0;
         OK(ag_tensor_is_contiguous(&c, t));
         CHECK(c == 1);
+        if (dt == AG_BOOL) { /* every byte a valid bool: all false */
+            uint8_t raw[6] = {9, 9, 9, 9, 9, 9};
+            OK(ag_tensor_copy_data(raw, sizeof raw, t));
+            for (int k = 0; k < 6; k++) CHECK(raw[k] == 0);
+        }
         ag_tensor_release(t);
         OK(ag_zeros(&t, (ag_dtype)dt, s23, 2));
         check_shape("zeros", t, (ag_dtype)dt, s23, 2);
@@ -859,6 +878,7 @@ static void fill_value_limits(void)
 
 int main(void)
 {
+    memory_in_use();
     from_data();
     constants();
     ranges();

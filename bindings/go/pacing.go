@@ -1,0 +1,53 @@
+// pacing.go: lets the collector see the library's memory, which the Go heap does not show.
+
+package autograd
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+
+	"libautograd.dev/autograd/internal/capi"
+)
+
+// A Tensor is a few dozen bytes of Go heap in front of what may be megabytes of the
+// library's memory. A loop that drops its tensors without Release barely grows the Go heap,
+// so the collector seldom runs, and the library's memory grew without bound (a review
+// measured 10 GB for a loop that kept one 256 KB tensor alive at a time). So every
+// paceEvery tensors made, the package reads how much the library holds in large blocks
+// (ag_memory_in_use, one cgo call), and when it has doubled since the last collection, and
+// is at least paceMin, every pending tensor gets its cleanup (cleanup.go) and the collector
+// runs: the tensors dropped by then are released by their cleanups. Go's own pacing rule
+// (GOGC=100), applied to memory it cannot see. (Not the process's resident memory: memory
+// freed by the library stays resident for reuse, so that measure only grows.)
+const (
+	paceEvery = 32
+	paceMin   = 64 << 20
+)
+
+var (
+	paceCount  atomic.Uint32
+	paceBase   atomic.Uint64 // in use after the last collection
+	paceRebase atomic.Bool   // a collection ran: take the next reading as the base
+	paceMu     sync.Mutex    // one forced collection at a time
+)
+
+// pace is called for every tensor the package wraps.
+func pace() {
+	if paceCount.Add(1)%paceEvery != 0 {
+		return
+	}
+	inUse := capi.Ag_memory_in_use()
+	// The base: the lowest reading since the last collection (its cleanups release what it
+	// found dropped in the moments after it).
+	if base := paceBase.Load(); paceRebase.Swap(false) || inUse < base {
+		paceBase.Store(inUse)
+		return
+	} else if inUse < paceMin || inUse < 2*base || !paceMu.TryLock() {
+		return
+	}
+	defer paceMu.Unlock()
+	armPending()
+	runtime.GC()
+	paceRebase.Store(true)
+}
