@@ -593,7 +593,8 @@ AG_API int ag_function_ctx_needs_input_grad(int *out, const ag_function_ctx *ctx
  * gradients are reduced back to each input's shape. Every function below that returns a
  * tensor stores a new reference in *out and records a grad_fn when grad mode is on and an
  * input requires grad. Common errors: AG_EINVAL (NULL handle), AG_ESHAPE (shapes that do not
- * broadcast), AG_EDTYPE (an op not defined for the dtype, e.g. exp of int64), AG_ENOMEM. */
+ * broadcast), AG_EDTYPE (an op not defined for the dtype, e.g. neg or abs of a bool
+ * tensor), AG_ENOMEM. */
 
 AG_API int ag_add(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a + b */
 AG_API int ag_sub(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a - b */
