@@ -375,7 +375,8 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
         char tail[400], sh[120], st[48];
         return err_set(err_of_callback(rc), "hook on %s (shape %s) failed with %s%s", whom,
                        fmt_shape(sh, sizeof sh, om->shape, om->ndim),
-                       err_callback_status(st, sizeof st, rc), err_callback_tail(tail, sizeof tail));
+                       err_callback_status(st, sizeof st, rc),
+                       err_callback_tail(tail, sizeof tail));
     }
     if (!repl) return E_OK;
     bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&
