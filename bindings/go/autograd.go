@@ -157,6 +157,8 @@ const (
 	Float64 DType = capi.Float64
 	Int64   DType = capi.Int64
 	Bool    DType = capi.Bool
+	// NoDType is what DType reports for a nil or released tensor.
+	NoDType DType = -1
 )
 
 // String returns the dtype's name as PyTorch spells it ("float32").
@@ -170,6 +172,8 @@ func (d DType) String() string {
 		return "int64"
 	case Bool:
 		return "bool"
+	case NoDType:
+		return "no dtype"
 	}
 	return "DType(" + strconv.Itoa(int(d)) + ")"
 }

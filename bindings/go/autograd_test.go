@@ -873,3 +873,25 @@ func TestCallbacksOnWorkerThreads(t *testing.T) {
 		t.Fatalf("grad %v %v", g[0], g[n-1])
 	}
 }
+
+// A released tensor's queries say so: no dtype (not float32), and String names it.
+func TestReleasedQueries(t *testing.T) {
+	x := must(autograd.Zeros(autograd.Int64, 2))
+	x.Release()
+	if d := x.DType(); d != autograd.NoDType || d.String() != "no dtype" {
+		t.Fatalf("dtype of a released tensor: %v", d)
+	}
+	if s := x.String(); s != "<released tensor>" {
+		t.Fatalf("String of a released tensor: %q", s)
+	}
+	var c *autograd.Context
+	if err := c.SaveForBackward(x); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("a nil Context: %v", err)
+	}
+	f := &autograd.Function{Name: "A\x00B",
+		Forward:  func(*autograd.Context, []*autograd.Tensor) ([]*autograd.Tensor, error) { return nil, nil },
+		Backward: func(*autograd.Context, []*autograd.Tensor) ([]*autograd.Tensor, error) { return nil, nil }}
+	if _, err := f.Apply(); !errors.Is(err, autograd.EInval) {
+		t.Fatalf("a NUL in a Function's name: %v", err)
+	}
+}

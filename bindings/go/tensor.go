@@ -329,12 +329,15 @@ func RandnLike(g *Generator, t *Tensor) (*Tensor, error) {
 
 // ---- queries ----
 // Queries that can only fail on a NULL handle return zero values for a nil or released
-// tensor instead of an error.
+// tensor instead of an error (DType returns NoDType, not Float32).
 
-// DType returns the element type.
+// DType returns the element type, or NoDType for a nil or released tensor.
 func (t *Tensor) DType() DType {
 	r := capi.Ag_tensor_dtype(t.c())
 	runtime.KeepAlive(t)
+	if !r.OK() {
+		return NoDType
+	}
 	return DType(r.Int())
 }
 
@@ -418,6 +421,9 @@ func (t *Tensor) Version() int64 {
 func (t *Tensor) String() string {
 	if t == nil {
 		return "<nil>"
+	}
+	if t.c() == 0 {
+		return "<released tensor>"
 	}
 	r := capi.Ag_tensor_to_string(t.c())
 	runtime.KeepAlive(t)
