@@ -125,6 +125,9 @@ func (f *Function) callback(half string, run func(*Context, []*Tensor) ([]*Tenso
 // is on and an input requires grad, the outputs get a grad_fn named Name + "Backward" that
 // calls Backward.
 func (f *Function) Apply(inputs ...*Tensor) ([]*Tensor, error) {
+	if versionErr != nil { // (with no inputs, no tensor has passed the check)
+		return nil, versionErr
+	}
 	if f == nil || f.Forward == nil || f.Backward == nil {
 		return nil, errorf(EInval, "Apply: a Function needs Forward and Backward")
 	}

@@ -135,6 +135,9 @@ type GradOptions struct {
 // torch.autograd.grad, without touching any .grad: result i is
 // d(sum_j <outputs[j], GradOutputs[j]>)/d(inputs[i]).
 func Grad(outputs, inputs []*Tensor, o GradOptions) ([]*Tensor, error) {
+	if versionErr != nil { // (with empty lists, no tensor has passed the check)
+		return nil, versionErr
+	}
 	var gradOutputs []capi.Tensor
 	if o.GradOutputs != nil {
 		if len(o.GradOutputs) != len(outputs) {
