@@ -214,6 +214,20 @@ local function one_based(msg)
              :gsub("index out of range in self %(index (%-?%d+)", function(i)
            return "index out of range in self (index " .. inc(i) end))
 end
+-- The positions in an optimizer's parameter list, 0-based in C's messages ("params[0] and
+-- params[2] are the same tensor"), as the Lua list counts them.
+local function one_based_params(msg)
+  return (msg:gsub("params%[(%d+)%]", function(i) return "params[" .. (tonumber(i) + 1) .. "]" end))
+end
+local function with_params(f, ...)
+  local ok, r = pcall(f, ...)
+  if ok then return r end
+  if type(r) ~= "string" then error(r, 0) end
+  local msg = one_based_params(r)
+  if msg == r then error(r, 0) end
+  C.ag_set_error(C.ag_last_status(), msg)
+  error(msg, 0)
+end
 local function with_indices(f, ...)
   local ok, r = pcall(f, ...)
   if ok then return r end
@@ -1370,8 +1384,8 @@ function optim.SGD(params, o)
   o = o or {}
   check_opts(o, SGD_OPTS, "optim.SGD", 2)
   if o.lr == nil then raise(C.AG_EINVAL, "autograd: optim.SGD needs a learning rate (lr)", 2) end
-  return C.ag_optimizer_sgd(param_list(params), o.lr, o.momentum or 0, o.dampening or 0,
-                            o.weight_decay or 0, o.nesterov or false)
+  return with_params(C.ag_optimizer_sgd, param_list(params), o.lr, o.momentum or 0,
+                     o.dampening or 0, o.weight_decay or 0, o.nesterov or false)
 end
 local function adam(cfn, default_wd, name)
   return function(params, o)
@@ -1381,15 +1395,15 @@ local function adam(cfn, default_wd, name)
     if type(betas) ~= "table" or mtype(betas[1]) == nil or mtype(betas[2]) == nil or #betas ~= 2 then
       raise(C.AG_EINVAL, "autograd: betas must be a table of two numbers, as {0.9, 0.999}", 2)
     end
-    return cfn(param_list(params), o.lr or 1e-3, betas[1], betas[2], o.eps or 1e-8,
-               o.weight_decay or default_wd, o.amsgrad or false)
+    return with_params(cfn, param_list(params), o.lr or 1e-3, betas[1], betas[2],
+                       o.eps or 1e-8, o.weight_decay or default_wd, o.amsgrad or false)
   end
 end
 optim.Adam = adam(C.ag_optimizer_adam, 0, "optim.Adam")
 optim.AdamW = adam(C.ag_optimizer_adamw, 1e-2, "optim.AdamW")
 
 local O = {}
-function O.step(opt) C.ag_optimizer_step(opt) end
+function O.step(opt) with_params(C.ag_optimizer_step, opt) end
 function O.zero_grad(opt, set_to_none) C.ag_optimizer_zero_grad(opt, set_to_none or false) end
 function O.get_lr(opt) return C.ag_optimizer_get_lr(opt) end
 function O.set_lr(opt, lr) C.ag_optimizer_set_lr(opt, lr) end

@@ -83,6 +83,14 @@ H.eq(#mlp:parameters(), 5)
 H.eq(mlp(ag.ones(1, 4)).shape, {1, 3}, "the replaced child is the one used and listed")
 H.eq(mlp:parameters()[4].shape, {3, 8})
 
+-- Positions in an optimizer's parameter list are 1-based in messages, as the list is.
+do
+  local a, b = ag.tensor({1.0}, {requires_grad = true}), ag.tensor({2.0}, {requires_grad = true})
+  H.raises(function() ag.optim.SGD({a, b, a}, {lr = 0.1}) end,
+           "ag_optimizer_sgd: params[1] and params[3] are the same tensor")
+  H.raises(function() ag.optim.Adam({b, ag.tensor({1, 2})}) end, "but params[2] is int64")
+end
+
 -- SGD: p <- p - lr * grad; lr read and written.
 local p = ag.tensor({1.0, 2.0}, {requires_grad = true})
 local sgd = ag.optim.SGD({p}, {lr = 0.5})
