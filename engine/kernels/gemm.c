@@ -10,7 +10,8 @@
  * Thin products (C narrower than 5 columns) and tiny ones take a direct path instead.
  *
  * Determinism: every C element is one FMA (generic: multiply-add) chain over k inside each
- * k-block, and the k-blocks are added to C in increasing order. k-blocks and the choice of
+ * k-block (the direct path's too: DIRECT_KB), and the k-blocks are added to C in increasing
+ * order. k-blocks and the choice of
  * path depend only on (M, N, K) and the ISA; K is never split across threads; everything else
  * (tiling, packing, transposing the problem) moves data but not arithmetic. So any thread
  * count, schedule or operand layout gives the same bits.
@@ -81,11 +82,13 @@ enum { GEN_MR = 4 };
         T *C = g->C;                                                                           \
         for (int64_t i = i0; i < i1; i++)                                                      \
             for (int64_t j = j0; j < j1; j++) {                                                \
-                T s = 0;                                                                       \
-                for (int64_t k = 0; k < g->K; k++)                                             \
-                    s += A[i * g->rsa + k * g->csa] * B[k * g->rsb + j * g->csb];              \
                 T *p = C + i * g->rsc + j * g->csc;                                            \
-                *p = g->acc ? *p + s : s;                                                      \
+                for (int64_t kb = 0; kb < g->K || kb == 0; kb += DIRECT_KB) {                  \
+                    T s = 0; /* a k-block's sum, added to C in order (see DIRECT_KB) */        \
+                    for (int64_t k = kb; k < g->K && k < kb + DIRECT_KB; k++)                  \
+                        s += A[i * g->rsa + k * g->csa] * B[k * g->rsb + j * g->csb];          \
+                    *p = g->acc || kb > 0 ? *p + s : s;                                        \
+                }                                                                              \
             }                                                                                  \
     }
 DEF_GENERIC(float, f32, 8)

@@ -232,7 +232,9 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
     return _mm512_mask_i32gather_pd(_mm512_setzero_pd(), m, _mm512_castsi512_si256(idx), p, 8);
 }
 
-/* Direct kernel block: R rows x NV vectors of C straight from A and B, VL k-steps at a time.
+/* Direct kernel block: R rows x NV vectors of C straight from A and B, VL k-steps at a time,
+ * in k-blocks of DIRECT_KB whose sums are added to C in order (as the blocked path's k-blocks
+ * are): one FMA chain over all of K lost ~10x PyTorch's accuracy at K = 4096.
  * A is broadcast from its strided rows; rows past i1 repeat the last row (computed, never
  * stored). B's VL x VL block is loaded row by row (gathered if its rows are strided), or,
  * when its columns are contiguous, loaded column by column and transposed in registers
@@ -248,12 +250,14 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
         V acc[4][4], bt[4][VL];                                                                \
         MASK m[4];                                                                             \
         for (int r = 0; r < R; r++) a[r] = (const T *)g->A + min64(i + r, i1 - 1) * g->rsa;   \
-        for (int v = 0; v < NV; v++) {                                                         \
-            m[v] = (MASK)lanes(j1 - j - v * VL, VL);                                           \
+        for (int v = 0; v < NV; v++) m[v] = (MASK)lanes(j1 - j - v * VL, VL);                  \
+        for (int64_t kb = 0; kb < g->K || kb == 0; kb += DIRECT_KB) {                          \
+        int64_t ke = min64(g->K, kb + DIRECT_KB);                                              \
+        int ld = g->acc || kb > 0; /* later k-blocks add to C */                               \
+        for (int v = 0; v < NV; v++)                                                           \
             for (int r = 0; r < R; r++) acc[r][v] = _mm512_setzero_##PS();                     \
-        }                                                                                      \
-        for (int64_t k0 = 0; k0 < g->K; k0 += VL) {                                            \
-            int nk = (int)min64(VL, g->K - k0);                                                \
+        for (int64_t k0 = kb; k0 < ke; k0 += VL) {                                             \
+            int nk = (int)min64(VL, ke - k0);                                                  \
             for (int v = 0; v < NV; v++) {                                                     \
                 const T *b = B + k0 * rsb + (j + v * VL) * csb;                                \
                 if (tr) {                                                                      \
@@ -280,17 +284,18 @@ INLINE AVX512 __m512d ld512_f64(const double *p, int64_t s, __m512i idx, __mmask
                 T *p = (T *)g->C + (i + r) * g->rsc + (j + v * VL) * g->csc;                   \
                 if (g->csc == 1) {                                                             \
                     V x = acc[r][v];                                                           \
-                    if (g->acc) x = _mm512_add_##PS(_mm512_maskz_loadu_##PS(m[v], p), x);      \
+                    if (ld) x = _mm512_add_##PS(_mm512_maskz_loadu_##PS(m[v], p), x);          \
                     _mm512_mask_storeu_##PS(p, m[v], x);                                       \
                 } else {                                                                       \
                     T t[VL];                                                                   \
                     _mm512_storeu_##PS(t, acc[r][v]);                                          \
                     for (int64_t q = 0; q < min64(VL, j1 - j - v * VL); q++) {                 \
                         T *e = p + q * g->csc;                                                 \
-                        *e = g->acc ? *e + t[q] : t[q];                                        \
+                        *e = ld ? *e + t[q] : t[q];                                            \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
+        }                                                                                      \
     }                                                                                          \
     /* 4 rows x 2 vectors (8 FMA chains hide the FMA latency); a single row takes 4 vectors;    \
      * edges instantiate only the vectors that have columns. */                               \
@@ -400,11 +405,12 @@ enum { MR256 = 6 };
             for (int64_t i = i0; i < i1; i += 4) {                                             \
                 const T *a[4];                                                                 \
                 V acc[4];                                                                      \
-                for (int r = 0; r < 4; r++) {                                                  \
-                    a[r] = A + min64(i + r, i1 - 1) * g->rsa;                                  \
-                    acc[r] = _mm256_setzero_##PS();                                            \
-                }                                                                              \
-                for (int64_t k = 0; k < g->K; k++) {                                           \
+                for (int r = 0; r < 4; r++) a[r] = A + min64(i + r, i1 - 1) * g->rsa;          \
+                for (int64_t kb = 0; kb < g->K || kb == 0; kb += DIRECT_KB) {                  \
+                int64_t ke = min64(g->K, kb + DIRECT_KB);                                      \
+                int ld = g->acc || kb > 0; /* later k-blocks add to C */                       \
+                for (int r = 0; r < 4; r++) acc[r] = _mm256_setzero_##PS();                    \
+                for (int64_t k = kb; k < ke; k++) {                                            \
                     const T *bk = B + k * g->rsb + j * g->csb;                                 \
                     V bv;                                                                      \
                     if (direct_b) {                                                            \
@@ -423,8 +429,9 @@ enum { MR256 = 6 };
                     _mm256_storeu_##PS(t, acc[r]);                                             \
                     for (int64_t jj = 0; jj < nj; jj++) {                                      \
                         T *q = C + (i + r) * g->rsc + (j + jj) * g->csc;                       \
-                        *q = g->acc ? *q + t[jj] : t[jj];                                      \
+                        *q = ld ? *q + t[jj] : t[jj];                                          \
                     }                                                                          \
+                }                                                                              \
                 }                                                                              \
             }                                                                                  \
         }                                                                                      \
