@@ -61,12 +61,10 @@ static inline const char *torch_scalar_name(dtype d)
     return names[d];
 }
 
-/* exp(d) for d <= 0 (NaN passes through): vectorisable, 0 below float's normal range. */
-static inline float nn_expf(float d)
-{
-    float r = vm_exp_core(d > -87.0f ? d : -87.0f);
-    return d > -87.0f ? r : d != d ? d : 0.0f;
-}
+/* exp(d) for d <= 0 (NaN passes through), vectorisable, with gradual underflow: flushing
+ * below -87 (as this did) made softmax 0 where exp(-87.3) is still a normal float and PyTorch
+ * gives the value to 1 ulp. */
+static inline float nn_expf(float d) { return vm_expf(d); }
 
 /* Loops over a row's n elements `st` apart; unit stride gets its own copy that vectorises.
  * BODY indexes with k * s_. Reductions vectorise only on long rows: GCC combines the lanes of

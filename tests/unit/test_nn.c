@@ -1214,8 +1214,25 @@ static void softmax_errors(void)
     ag_tensor_release(f);
 }
 
+/* float32 softmax underflows gradually, as exp does: exp(-88) = 6.05e-39 is still a normal
+ * float (it was flushed to 0 below -87). */
+static void softmax_small_values(void)
+{
+    int64_t s[1] = {3};
+    ag_tensor *x = tensor_f64((double[]){0, -88, -100}, s, 1, AG_FLOAT32), *r;
+    OK(ag_softmax(&r, x, 0));
+    double v[3];
+    OK(ag_tensor_copy_f64(v, 3, r));
+    CHECK(v[0] == 1.0);
+    CHECK(fabs(v[1] - 6.0546014e-39) < 1e-45); /* float32 exp(-88) */
+    CHECK(v[2] > 0 && v[2] < 4e-44);           /* a denormal, not 0 */
+    ag_tensor_release(r);
+    ag_tensor_release(x);
+}
+
 int main(void)
 {
+    softmax_small_values();
     softmax_values();
     softmax_errors();
     softmax_grads();
