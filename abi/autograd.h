@@ -26,7 +26,10 @@
  * Threads    Objects may be used from several threads; one tensor may be read concurrently,
  *            but writing a tensor (in-place ops, optimizer steps) while another thread reads it
  *            is a data race, as in PyTorch. Grad mode and anomaly mode are per thread; the
- *            thread count and the allocator are per process.
+ *            thread count and the allocator are per process. After fork(), a child of a
+ *            process that has run parallel work must call ag_set_num_threads(1) before using
+ *            the library: GCC's OpenMP runtime cannot start a thread team in a forked child
+ *            (the first parallel op hangs there, as in any libgomp program).
  * Dtypes     float32 and float64 are differentiable; int64 holds indices and labels; bool holds
  *            comparison results and masks. Mixed dtypes follow PyTorch's type promotion.
  *
