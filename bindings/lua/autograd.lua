@@ -219,24 +219,18 @@ end
 local function one_based_params(msg)
   return (msg:gsub("params%[(%d+)%]", function(i) return "params[" .. (tonumber(i) + 1) .. "]" end))
 end
-local function with_params(f, ...)
+-- f(...), its error message passed through `reword` (the thread's message too).
+local function with_reworded(reword, f, ...)
   local ok, r = pcall(f, ...)
   if ok then return r end
   if type(r) ~= "string" then error(r, 0) end
-  local msg = one_based_params(r)
-  if msg == r then error(r, 0) end
-  C.ag_set_error(C.ag_last_status(), msg)
-  error(msg, 0)
-end
-local function with_indices(f, ...)
-  local ok, r = pcall(f, ...)
-  if ok then return r end
-  if type(r) ~= "string" then error(r, 0) end
-  local msg = one_based(r)
+  local msg = reword(r)
   if msg == r then error(r, 0) end
   C.ag_set_error(C.ag_last_status(), msg)
   error(msg, 0) -- without a position, as the library's own errors
 end
+local function with_params(f, ...) return with_reworded(one_based_params, f, ...) end
+local function with_indices(f, ...) return with_reworded(one_based, f, ...) end
 
 -- Shapes given as a table or as integers: f({2, 3}) or f(2, 3). Returns the shape and the
 -- index of the first argument after it.
