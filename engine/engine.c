@@ -360,20 +360,26 @@ static hook *hook_next(tmeta *m, hook *h, uint64_t *limit)
     return n;
 }
 
+/* What messages about a failed hook call its gradient (made only when one fails). */
+static const char *hook_whom(char *buf, size_t cap, const char *where)
+{
+    if (strcmp(where, "AccumulateGrad") == 0) snprintf(buf, cap, "the gradient of a leaf");
+    else snprintf(buf, cap, "a gradient of %s", where);
+    return buf;
+}
+
 /* Calls hook h on *grad, which it may replace (same dtype and shape as the output). */
 static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const char *where)
 {
     tensor *repl = NULL;
     err_clear(); /* so that a message the callback leaves is its own */
     int rc = h->fn(&repl, *grad, h->userdata);
-    /* What the messages call the hook's gradient. */
     char whom[160];
-    if (strcmp(where, "AccumulateGrad") == 0) snprintf(whom, sizeof whom, "the gradient of a leaf");
-    else snprintf(whom, sizeof whom, "a gradient of %s", where);
     if (rc) {
         tensor_release(repl);
         char tail[400], sh[120], st[48];
-        return err_set(err_of_callback(rc), "hook on %s (shape %s) failed with %s%s", whom,
+        return err_set(err_of_callback(rc), "hook on %s (shape %s) failed with %s%s",
+                       hook_whom(whom, sizeof whom, where),
                        fmt_shape(sh, sizeof sh, om->shape, om->ndim),
                        err_callback_status(st, sizeof st, rc),
                        err_callback_tail(tail, sizeof tail));
@@ -385,7 +391,7 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
         char a[160], b[160];
         eng_err e = err_set(E_CALLBACK,
                             "hook on %s returned a %s %s tensor; expected %s %s",
-                            whom, dtype_name((dtype)repl->dtype),
+                            hook_whom(whom, sizeof whom, where), dtype_name((dtype)repl->dtype),
                             fmt_shape(a, sizeof a, repl->shape, repl->ndim),
                             dtype_name((dtype)om->dtype),
                             fmt_shape(b, sizeof b, om->shape, om->ndim));
