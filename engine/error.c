@@ -4,34 +4,80 @@
 #include <stdint.h>
 #include "error.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-static _Thread_local err_saved last;
+/* The kind and a pointer are thread-local; the message itself is on the heap, made at the
+ * thread's first failure and freed when the thread exits. A 512-byte buffer in thread-local
+ * storage would sit in the static TLS block that the library's initial-exec variables (the
+ * allocator's and the reclaim list's, read on every call) impose on all of its TLS: a
+ * program that dlopens the library late (Lua's require, Python's ctypes) gets it from a
+ * surplus of ~1.6 KB that every such library shares, and dlopen fails when it runs out. */
+static _Thread_local eng_err last_kind;
+static _Thread_local char *last_msg;
+static pthread_key_t msg_key;
+static pthread_once_t msg_once = PTHREAD_ONCE_INIT;
+
+/* Runs at thread exit. A destructor of another key that fails after this one (glibc runs
+ * them in rounds) makes a new buffer and registers it again. */
+static void msg_free(void *p)
+{
+    last_msg = NULL;
+    free(p);
+}
+static void msg_key_init(void) { (void)pthread_key_create(&msg_key, msg_free); }
+
+/* The calling thread's message buffer, made on first use; NULL if memory ran out (the kind
+ * is still recorded, and err_message says that the text was lost). */
+static char *msg_buf(void)
+{
+    if (last_msg) return last_msg;
+    pthread_once(&msg_once, msg_key_init);
+    char *b = malloc(ERR_MSG_CAP);
+    if (!b) return NULL;
+    if (pthread_setspecific(msg_key, b)) {
+        free(b);
+        return NULL;
+    }
+    b[0] = 0;
+    return last_msg = b;
+}
+
+static void set_message(eng_err kind, const char *text)
+{
+    last_kind = kind;
+    char *b = msg_buf();
+    if (b) snprintf(b, ERR_MSG_CAP, "%s", text);
+}
 
 eng_err err_set(eng_err kind, const char *fmt, ...)
 {
-    /* Format into a scratch buffer first: the arguments may point into last.msg (a message
-     * wrapping the previous one). */
-    char buf[sizeof last.msg];
+    /* Format into a scratch buffer first: the arguments may point into the current message
+     * (a message wrapping the previous one). */
+    char buf[ERR_MSG_CAP];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    memcpy(last.msg, buf, sizeof buf);
-    last.kind = kind;
+    set_message(kind, buf);
     return kind;
 }
 
 eng_err err_nomem(void) { return err_set(E_NOMEM, "out of memory"); }
-eng_err err_kind(void) { return last.kind; }
-const char *err_message(void) { return last.msg; }
+eng_err err_kind(void) { return last_kind; }
+const char *err_message(void)
+{
+    if (last_msg) return last_msg;
+    return last_kind ? "(the message was lost: no memory to store it)" : "";
+}
 
 void err_clear(void)
 {
-    last.kind = E_OK;
-    last.msg[0] = 0;
+    last_kind = E_OK;
+    if (last_msg) last_msg[0] = 0;
 }
 
 const char *err_status_name(int status)
@@ -55,16 +101,20 @@ const char *err_callback_status(char *buf, size_t cap, int status)
 
 const char *err_callback_tail(char *buf, size_t cap)
 {
-    if (!last.msg[0]) return "";
-    snprintf(buf, cap, ": %s", last.msg);
+    if (!last_msg || !last_msg[0]) return "";
+    snprintf(buf, cap, ": %s", last_msg);
     return buf;
 }
 
-void err_capture(err_saved *s) { *s = last; }
+void err_capture(err_saved *s)
+{
+    s->kind = last_kind;
+    snprintf(s->msg, sizeof s->msg, "%s", err_message());
+}
 
 eng_err err_restore(const err_saved *s)
 {
-    last = *s;
+    set_message(s->kind, s->msg);
     return s->kind;
 }
 

@@ -52,9 +52,11 @@ const char *err_message(void);
 void err_clear(void);
 
 /** A failure captured on one thread (a backward worker) to be re-raised on another. */
+/** Room for a message, its terminating NUL included; longer ones are cut. */
+#define ERR_MSG_CAP 512
 typedef struct err_saved {
     eng_err kind;
-    char msg[512];
+    char msg[ERR_MSG_CAP];
 } err_saved;
 void err_capture(err_saved *s);
 eng_err err_restore(const err_saved *s);

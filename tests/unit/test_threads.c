@@ -741,8 +741,64 @@ static void grad_writes_vs_backward(void)
     ag_tensor_release(zg_w);
 }
 
+/* Each thread has its own last error: a failure on one does not show on another, a thread's
+ * message outlives the failures of threads that come and go (each frees its buffer when it
+ * ends), and a long message is cut, not overrun. */
+typedef struct err_probe {
+    int64_t rows; /* the shape the thread asks ag_reshape for: its message names it */
+    int status;
+    char msg[600];
+} err_probe;
+
+static void *fail_reshape(void *p)
+{
+    err_probe *e = p;
+    ag_tensor *t = NULL, *r = NULL;
+    CHECK(ag_last_error()[0] == 0); /* a fresh thread has no error */
+    OK(ag_zeros(&t, AG_FLOAT32, (int64_t[]){6}, 1));
+    e->status = ag_reshape(&r, t, (int64_t[]){e->rows, 5}, 2);
+    snprintf(e->msg, sizeof e->msg, "%s", ag_last_error());
+    ag_tensor_release(t);
+    return NULL;
+}
+
+static void errors_per_thread(void)
+{
+    ag_tensor *t = NULL, *r = NULL;
+    OK(ag_zeros(&t, AG_FLOAT32, (int64_t[]){6}, 1));
+    FAILS(AG_ESHAPE, ag_reshape(&r, t, (int64_t[]){7, 5}, 2));
+    char mine[600];
+    snprintf(mine, sizeof mine, "%s", ag_last_error());
+    CHECK(strstr(mine, "[7, 5]") != NULL);
+    for (int round = 0; round < 3; round++) {
+        pthread_t th[4];
+        err_probe e[4];
+        for (int k = 0; k < 4; k++) {
+            e[k].rows = 11 + k + 4 * round;
+            pthread_create(&th[k], NULL, fail_reshape, &e[k]);
+        }
+        for (int k = 0; k < 4; k++) {
+            pthread_join(th[k], NULL);
+            char want[32];
+            snprintf(want, sizeof want, "[%lld, 5]", (long long)e[k].rows);
+            CHECK(e[k].status == AG_ESHAPE);
+            CHECK(strstr(e[k].msg, want) != NULL);
+        }
+    }
+    CHECK_STR(ag_last_error(), mine);
+    /* Longer than the buffer: cut to 511 characters, NUL-terminated. */
+    char big[2048];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    FAILS(AG_EINVAL, ag_set_error(AG_EINVAL, big));
+    size_t n = strlen(ag_last_error());
+    CHECK(n >= 400 && n < 512);
+    ag_tensor_release(t);
+}
+
 int main(void)
 {
+    errors_per_thread();
     determinism();
     concurrent_graphs();
     shared_nodes();
