@@ -27,9 +27,11 @@ eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out)
     int64_t n = 1, span = 1;
     bool empty = false;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0)
-            return err_set(E_INVAL, "negative dimension %lld at position %d",
-                           (long long)shape[i], i);
+        if (shape[i] < 0) { /* PyTorch's words: the whole shape, no 0-based position */
+            char b[256];
+            return err_set(E_INVAL, "Trying to create tensor with negative dimension %lld: %s",
+                           (long long)shape[i], fmt_shape(b, sizeof b, shape, ndim));
+        }
         empty |= shape[i] == 0;
         if (shape[i] > 1 && __builtin_mul_overflow(span, shape[i], &span)) goto too_large;
     }

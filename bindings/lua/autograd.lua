@@ -219,6 +219,26 @@ end
 local function one_based_params(msg)
   return (msg:gsub("params%[(%d+)%]", function(i) return "params[" .. (tonumber(i) + 1) .. "]" end))
 end
+-- cat's and stack's messages count list entries and dimensions from 0 (PyTorch's words).
+local function one_based_list(msg)
+  local function inc(n) return tostring(math.tointeger(tonumber(n)) + 1) end
+  if not msg:find("^ag_cat: ") and not msg:find("^ag_stack: ") then return msg end
+  return (msg:gsub("%(at position (%d+)%)", function(i) return "(at position " .. inc(i) .. ")" end)
+             :gsub("dimension (%d+)", function(d) return "dimension " .. inc(d) end)
+             :gsub("tensor number (%d+) in the list", function(i)
+           return "tensor number " .. inc(i) .. " in the list" end)
+             :gsub("at entry (%d+)", function(i) return "at entry " .. inc(i) end))
+end
+-- A backward pass's own messages that count from 0 (PyTorch's words): the gradient a custom
+-- function returned for its i-th input, the i-th of ag.grad's grad_outputs. Anchored at the
+-- start: a message quoting a nested call's (already reworded) is left alone.
+local function one_based_backward(msg)
+  local function inc(n) return tostring(math.tointeger(tonumber(n)) + 1) end
+  return (msg:gsub("^(ag_[%w_]+: Function %S+ returned an invalid gradient at index )(%d+)",
+                   function(pre, i) return pre .. inc(i) end)
+             :gsub("^(ag_[%w_]+: Mismatch in shape: grad_output%[)(%d+)(%] has a shape of .- and output%[)(%d+)%]",
+                   function(pre, a, mid, b) return pre .. inc(a) .. mid .. inc(b) .. "]" end))
+end
 -- f(...), its error message passed through `reword` (the thread's message too).
 local function with_reworded(reword, f, ...)
   local ok, r = pcall(f, ...)
@@ -807,8 +827,12 @@ end
 function T.masked_fill(t, mask, value) return C.ag_masked_fill(t, mask, value) end
 -- (The dim is checked against the first tensor; C reports an empty list or mismatched ranks.)
 local function first(ts) return type(ts) == "table" and ts[1] or nil end
-function ag.cat(tensors, dim) return C.ag_cat(tensors, tdim0(first(tensors), dim or 1)) end
-function ag.stack(tensors, dim) return C.ag_stack(tensors, tdim0(first(tensors), dim or 1, 1)) end
+function ag.cat(tensors, dim)
+  return with_reworded(one_based_list, C.ag_cat, tensors, tdim0(first(tensors), dim or 1))
+end
+function ag.stack(tensors, dim)
+  return with_reworded(one_based_list, C.ag_stack, tensors, tdim0(first(tensors), dim or 1, 1))
+end
 -- Pieces of split_size along dim (a table of views).
 function T.split(t, split_size, dim)
   local d = tdim0(t, dim or 1)
@@ -903,7 +927,7 @@ end
 function T.backward(t, grad, opts)
   if type(grad) == "table" and not is_tensor(grad) then grad, opts = nil, grad end
   check_opts(opts, BACKWARD_OPTS, "backward", 2)
-  C.ag_backward(t, grad, grad_flags(opts))
+  with_reworded(one_based_backward, C.ag_backward, t, grad, grad_flags(opts))
 end
 function T.retain_grad(t) C.ag_tensor_retain_grad(t); return t end
 function T.zero_grad(t) C.ag_tensor_zero_grad(t) end
@@ -943,7 +967,8 @@ function ag.grad(outputs, inputs, opts)
   if is_tensor(go) then go = {go} end
   local flags = grad_flags(opts)
   if opts.retain_graph == nil and opts.create_graph then flags = flags | C.AG_RETAIN_GRAPH end
-  local g = C.ag_grad({outputs = outputs, grad_outputs = go, inputs = inputs}, flags)
+  local g = with_reworded(one_based_backward, C.ag_grad,
+                          {outputs = outputs, grad_outputs = go, inputs = inputs}, flags)
   if single then return g[1] end
   return g
 end

@@ -128,6 +128,26 @@ H.eq(ag.tensor(2.0, {requires_grad = true}).requires_grad, true, "the fast path 
 H.eq(ag.tensor({1.0, 0.0, 1.0}):eq(true):sum():item(), 2)
 H.eq(ag.tensor({5, 6}):fill_(true):sum():item(), 2)
 
+-- Positions in lists and dimensions are 1-based in the messages, as the caller counts them.
+local s2, s3 = ag.ones(2), ag.ones(3)
+H.raises(function() return ag.cat({s2, ag.tensor(1.0)}) end,
+         "zero-dimensional tensor (at position 2) cannot be concatenated")
+H.raises(function() return ag.cat({ag.ones(2, 3), ag.ones(2, 3), ag.ones(4, 5)}, 1) end,
+         "Sizes of tensors must match except in dimension 1. Expected size 3 but got size 5 "
+         .. "for tensor number 3 in the list.")
+H.raises(function() return ag.stack({s2, s2, s3}) end,
+         "stack expects each tensor to be equal size, but got [2] at entry 1 and [3] at entry 3")
+H.raises(function() return ag.zeros(2, -1) end,
+         "Trying to create tensor with negative dimension -1: [2, -1]")
+local Wrong = ag.Function{name = "Wrong", forward = function(_, p, q) return p * q end,
+                          backward = function(_, g) return g, ag.ones(5) end}
+local p = ag.ones(2, {requires_grad = true})
+local q = ag.ones(2, {requires_grad = true})
+H.raises(function() Wrong(p, q):sum():backward() end,
+         "returned an invalid gradient at index 2 - got [5] but expected shape compatible with [2]")
+H.raises(function() ag.grad(p * 2, p, {grad_outputs = ag.ones(3)}) end,
+         "grad_output[1] has a shape of [3] and output[1] has a shape of [2]")
+
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
 H.eq((a + 1):sum():item(), 12.0)
