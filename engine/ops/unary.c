@@ -373,7 +373,7 @@ static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at,
      * the derivative in x is PyTorch's softplus_double_backward, masked by beta x < threshold:
      * at beta x == threshold the value is g sigmoid(beta x) but its derivative 0, so sigmoid
      * takes there a detached beta x. */
-    tensor *t[6] = {0};
+    tensor *t[9] = {0};
     eng_err e;
     if ((e = op_mul_scalar(&t[0], x, at->p[0])) ||
         (e = op_compare_scalar(&t[3], t[0], at->p[1], CMP_GT)))
@@ -385,13 +385,15 @@ static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at,
             goto done;
         z = t[1];
     }
-    tensor *sg = NULL;
-    if ((e = op_sigmoid(&sg, z))) goto done;
-    e = op_mul(&t[2], g, sg);
-    tensor_release(sg);
-    if (!e) e = op_where(go, t[3], g, t[2]);
+    /* sigmoid(beta x) as PyTorch's softplus_backward writes it, e / (e + 1) with e =
+     * exp(beta x): 1 / (1 + exp(-beta x)) is 0 once exp(-beta x) overflows (beta x below
+     * -709.78 in float64), where this is still the tiny e^(beta x) PyTorch returns. */
+    if ((e = op_exp(&t[6], z)) || (e = op_add_scalar(&t[7], t[6], 1.0)) ||
+        (e = op_div(&t[8], t[6], t[7])) || (e = op_mul(&t[2], g, t[8])))
+        goto done;
+    e = op_where(go, t[3], g, t[2]);
 done:
-    release_all(t, 6);
+    release_all(t, 9);
     return e;
 }
 

@@ -744,6 +744,15 @@ def fam_unary():
             y = c.call(fn, x, *extra)
             bwd(c, y)
             cases.append(c)
+    # softplus's gradient far below 0 is the tiny e^(beta x) (PyTorch's z / (z + 1)), not
+    # sigmoid's 0 once exp(-beta x) overflows; compared with no absolute tolerance
+    for dt, data in (("float32", [-100.0, -90.0, -80.0, -30.0]),
+                     ("float64", [-745.5, -740.0, -720.0, -700.0, -30.0])):
+        c = Case("softplus/far_negative/%s" % dt,
+                 tolerances={dt: {"rtol": TOLERANCES[dt]["rtol"], "atol": 0.0}})
+        x = c.tensor(data, dtype=dt, rg=True)
+        bwd(c, c.call("ag_softplus", x, 1.0, 20.0))
+        cases.append(c)
     for fn in ("ag_log", "ag_sqrt"):
         c = Case("%s/negative_nan/float32" % fn[3:])
         c.call(fn, c.tensor([-1.0, 1.0]))
