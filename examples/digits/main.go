@@ -10,7 +10,6 @@ import (
 	"bufio"
 	"compress/gzip"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"libautograd.dev/autograd"
+	"libautograd.dev/autograd/nn"
 )
 
 const (
@@ -79,18 +79,6 @@ func load(path string) ([]float32, []int64) {
 	return x, y
 }
 
-// uniformParam is torch.nn.Linear's initialisation: uniform in +-1/sqrt(fanIn), drawn from g.
-func uniformParam(g *autograd.Generator, fanIn float64, shape ...int64) *autograd.Tensor {
-	var tp autograd.Tape
-	defer tp.Release()
-	bound := 1 / math.Sqrt(fanIn)
-	u := tp.T(autograd.Rand(g, autograd.Float32, shape...))
-	p := tp.Keep(tp.T(tp.T(u.SubScalar(0.5)).MulScalar(2 * bound)))
-	tp.Check(p.SetRequiresGrad(true))
-	check(tp.Err(), "uniformParam")
-	return p
-}
-
 // selectRows returns the rows of all at idx.
 func selectRows(all *autograd.Tensor, idx []int64) *autograd.Tensor {
 	i, err := autograd.FromSlice(idx)
@@ -101,21 +89,13 @@ func selectRows(all *autograd.Tensor, idx []int64) *autograd.Tensor {
 	return r
 }
 
-type model struct{ w1, b1, w2, b2 *autograd.Tensor }
-
-// forward records the intermediates on tp, which the caller releases.
-func (m *model) forward(tp *autograd.Tape, x *autograd.Tensor) *autograd.Tensor {
-	h := tp.T(x.Linear(m.w1, m.b1))
-	a := tp.T(h.Relu())
-	return tp.T(a.Linear(m.w2, m.b2))
-}
-
-func (m *model) accuracy(x, y *autograd.Tensor) float64 {
+// accuracy is the fraction of the rows of x that model classifies as y says.
+func accuracy(model nn.Module, x, y *autograd.Tensor) float64 {
 	var c float64
 	check(autograd.NoGrad(func() error {
 		var tp autograd.Tape
 		defer tp.Release()
-		logits := m.forward(&tp, x)
+		logits := tp.T(model.Forward(x))
 		pred := tp.T(logits.Argmax(1, false))
 		hit := tp.T(pred.Eq(y))
 		count := tp.T(hit.Sum())
@@ -159,12 +139,16 @@ func main() {
 	xTrain, yTrain := selectRows(xAll, perm[:train]), selectRows(yAll, perm[:train])
 	xTest, yTest := selectRows(xAll, perm[train:]), selectRows(yAll, perm[train:])
 
+	// torch.nn.Linear's initialisation, drawn from one generator: w1, b1, w2, b2.
 	gen, err := autograd.NewGenerator(0)
 	check(err, "NewGenerator")
-	m := model{uniformParam(gen, pixels, hidden, pixels), uniformParam(gen, pixels, hidden),
-		uniformParam(gen, hidden, classes, hidden), uniformParam(gen, hidden, classes)}
-	params := []*autograd.Tensor{m.w1, m.b1, m.w2, m.b2}
-	opt, err := autograd.NewAdam(params, 3e-3, autograd.WithBetas(0.9, 0.999),
+	fc1, err := nn.NewLinear(pixels, hidden, nn.WithGenerator(gen))
+	check(err, "NewLinear")
+	fc2, err := nn.NewLinear(hidden, classes, nn.WithGenerator(gen))
+	check(err, "NewLinear")
+	model, err := nn.NewSequential(fc1, nn.NewReLU(), fc2)
+	check(err, "NewSequential")
+	opt, err := autograd.NewAdam(model.Parameters(), 3e-3, autograd.WithBetas(0.9, 0.999),
 		autograd.WithEps(1e-8), autograd.WithWeightDecay(0), autograd.WithAMSGrad(false))
 	check(err, "NewAdam")
 
@@ -184,7 +168,7 @@ func main() {
 			xb := tp.T(selectRows(xTrain, order[b:b+n]), nil)
 			yb := tp.T(selectRows(yTrain, order[b:b+n]), nil)
 			tp.Check(opt.ZeroGrad(true))
-			logits := m.forward(&tp, xb)
+			logits := tp.T(model.Forward(xb))
 			loss := tp.T(logits.CrossEntropy(yb))
 			tp.Check(loss.Backward())
 			tp.Check(opt.Step())
@@ -197,14 +181,15 @@ func main() {
 		}
 		if epoch == 1 || epoch%10 == 0 {
 			fmt.Printf("epoch %2d/%d  loss %.4f  train_accuracy %.4f  (%.2f s)\n", epoch, epochs,
-				lossSum/float64(batches), m.accuracy(xTrain, yTrain), cpuSeconds()-start)
+				lossSum/float64(batches), accuracy(model, xTrain, yTrain), cpuSeconds()-start)
 		}
 	}
-	fmt.Printf("test_accuracy=%.4f\n", m.accuracy(xTest, yTest))
+	fmt.Printf("test_accuracy=%.4f\n", accuracy(model, xTest, yTest))
 
 	opt.Release()
+	model.Release()
 	gen.Release()
-	for _, t := range append(params, xAll, yAll, xTrain, yTrain, xTest, yTest) {
+	for _, t := range []*autograd.Tensor{xAll, yAll, xTrain, yTrain, xTest, yTest} {
 		t.Release()
 	}
 }
