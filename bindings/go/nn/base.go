@@ -1,6 +1,7 @@
 package nn
 
 import (
+	"slices"
 	"strings"
 
 	"libautograd.dev/autograd"
@@ -39,7 +40,8 @@ type baser interface{ base() *Base }
 // base returns b (promoted to the module embedding it, see baser).
 func (b *Base) base() *Base { return b }
 
-// checkName applies PyTorch's rules to a parameter's or module's name.
+// checkName applies PyTorch's rules to the name of a parameter or child module (kind): not
+// empty, without ".", and not already the name of an entry of the other kind.
 func (b *Base) checkName(fn, kind, name string) error {
 	if b == nil {
 		return errorf(autograd.EInval, "nn.Base.%s: nil module", fn)
@@ -51,7 +53,23 @@ func (b *Base) checkName(fn, kind, name string) error {
 		return errorf(autograd.EInval, "nn.Base.%s: %s name can't contain \".\", got %q", fn,
 			kind, name)
 	}
+	switch {
+	case kind == "parameter" && b.childIndex(name) >= 0:
+		return errorf(autograd.EInval, "nn.Base.%s: %q is already a child module", fn, name)
+	case kind == "module" && b.paramIndex(name) >= 0:
+		return errorf(autograd.EInval, "nn.Base.%s: %q is already a parameter", fn, name)
+	}
 	return nil
+}
+
+// paramIndex is the position of the parameter registered as name, or -1.
+func (b *Base) paramIndex(name string) int {
+	return slices.IndexFunc(b.params, func(p NamedParameter) bool { return p.Name == name })
+}
+
+// childIndex is the position of the child module registered as name, or -1.
+func (b *Base) childIndex(name string) int {
+	return slices.IndexFunc(b.children, func(c NamedModule) bool { return c.Name == name })
 }
 
 // RegisterParameter registers p as a parameter of the module under name (torch's
@@ -63,19 +81,11 @@ func (b *Base) RegisterParameter(name string, p *autograd.Tensor) error {
 	if err := b.checkName("RegisterParameter", "parameter", name); err != nil {
 		return err
 	}
-	for _, c := range b.children {
-		if c.Name == name {
-			return errorf(autograd.EInval, "nn.Base.RegisterParameter: %q is already a "+
-				"child module", name)
-		}
+	if i := b.paramIndex(name); i >= 0 {
+		b.params[i].Tensor = p
+	} else {
+		b.params = append(b.params, NamedParameter{name, p})
 	}
-	for i := range b.params {
-		if b.params[i].Name == name {
-			b.params[i].Tensor = p
-			return nil
-		}
-	}
-	b.params = append(b.params, NamedParameter{name, p})
 	return nil
 }
 
@@ -90,23 +100,15 @@ func (b *Base) RegisterModule(name string, m Module) error {
 	if isNil(m) {
 		return errorf(autograd.EInval, "nn.Base.RegisterModule: module %q is nil", name)
 	}
-	for _, p := range b.params {
-		if p.Name == name {
-			return errorf(autograd.EInval, "nn.Base.RegisterModule: %q is already a "+
-				"parameter", name)
-		}
-	}
 	if contains(m, func(c Module) bool { bc, ok := c.(baser); return ok && bc.base() == b }) {
 		return errorf(autograd.EInval, "nn.Base.RegisterModule: module %q contains the "+
 			"module it is registered on", name)
 	}
-	for i := range b.children {
-		if b.children[i].Name == name {
-			b.children[i].Module = m
-			return nil
-		}
+	if i := b.childIndex(name); i >= 0 {
+		b.children[i].Module = m
+	} else {
+		b.children = append(b.children, NamedModule{name, m})
 	}
-	b.children = append(b.children, NamedModule{name, m})
 	return nil
 }
 
@@ -132,12 +134,9 @@ func (b *Base) NamedParameters() []NamedParameter {
 
 // Train sets training (true) or evaluation (false) mode on the module and its children.
 func (b *Base) Train(mode bool) {
-	if b == nil {
-		return
-	}
-	b.eval = !mode
-	for _, c := range b.children {
-		c.Module.Train(mode)
+	if b != nil {
+		b.eval = !mode
+		trainChildren(b.children, mode)
 	}
 }
 
@@ -147,10 +146,7 @@ func (b *Base) Training() bool { return b != nil && !b.eval }
 // ZeroGrad zeroes the .grad of every parameter (the children's included), or drops them when
 // setToNone is true.
 func (b *Base) ZeroGrad(setToNone bool) error {
-	if b == nil {
-		return nilModule("Base", "ZeroGrad")
-	}
-	return zeroGrad("nn.Base", b.NamedParameters(), setToNone)
+	return zeroGrad("Base", b == nil, b.NamedParameters(), setToNone)
 }
 
 // Release releases the registered parameters and children (each once).

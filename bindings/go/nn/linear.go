@@ -158,10 +158,7 @@ func (l *Linear) Training() bool { return l != nil && !l.eval }
 
 // ZeroGrad zeroes the .grad of Weight and Bias, or drops them when setToNone is true.
 func (l *Linear) ZeroGrad(setToNone bool) error {
-	if l == nil {
-		return nilModule("Linear", "ZeroGrad")
-	}
-	return zeroGrad("nn.Linear", l.NamedParameters(), setToNone)
+	return zeroGrad("Linear", l == nil, l.NamedParameters(), setToNone)
 }
 
 // Release releases Weight and Bias.

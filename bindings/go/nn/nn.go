@@ -214,9 +214,13 @@ func tensorsOf(ps []NamedParameter) []*autograd.Tensor {
 	return ts
 }
 
-// zeroGrad zeroes (or drops) the .grad of each parameter; the first failure stops it and
-// names the parameter.
-func zeroGrad(module string, ps []NamedParameter, setToNone bool) error {
+// zeroGrad is the ZeroGrad of a module with parameters (Linear, Sequential, Base): it zeroes
+// (or drops) the .grad of each of ps, the module's NamedParameters. A nil module (missing) is
+// an EInval error; the first failure stops it and names the parameter.
+func zeroGrad(module string, missing bool, ps []NamedParameter, setToNone bool) error {
+	if missing {
+		return nilModule(module, "ZeroGrad")
+	}
 	for _, p := range ps {
 		var err error
 		if setToNone {
@@ -225,10 +229,19 @@ func zeroGrad(module string, ps []NamedParameter, setToNone bool) error {
 			err = p.Tensor.ZeroGrad()
 		}
 		if err != nil {
-			return wrap(module+".ZeroGrad: "+p.Name, err)
+			return wrap("nn."+module+".ZeroGrad: "+p.Name, err)
 		}
 	}
 	return nil
+}
+
+// trainChildren sets the mode of each child.
+func trainChildren(children []NamedModule, mode bool) {
+	for _, c := range children {
+		if !isNil(c.Module) {
+			c.Module.Train(mode)
+		}
+	}
 }
 
 // releaseChildren releases each distinct child once.

@@ -2,6 +2,7 @@ package nn_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -684,6 +685,29 @@ func TestGradientsReachParameters(t *testing.T) {
 	}
 }
 
+// fit takes steps of opt on the MSE loss of m(x) against y, dropping the gradients first with
+// zeroGrad (the module's or the optimizer's), and returns the first and the last loss.
+func fit(t *testing.T, m nn.Module, opt *autograd.Optimizer, zeroGrad func(setToNone bool) error,
+	x, y *autograd.Tensor, steps int) (first, last float64) {
+	t.Helper()
+	for step := range steps {
+		var tp autograd.Tape
+		tp.Check(zeroGrad(true))
+		loss := tp.T(tp.T(m.Forward(x)).MSELoss(y))
+		tp.Check(loss.Backward())
+		tp.Check(opt.Step())
+		v, err := loss.Item()
+		tp.Check(err)
+		ok(t, tp.Err())
+		tp.Release()
+		if step == 0 {
+			first = v
+		}
+		last = v
+	}
+	return first, last
+}
+
 // A linear regression with SGD finds its coefficients.
 func TestTrainingSGD(t *testing.T) {
 	l := must(nn.NewLinear(2, 1, nn.WithGenerator(gen(t, 0)), nn.WithDType(autograd.Float64)))
@@ -697,22 +721,7 @@ func TestTrainingSGD(t *testing.T) {
 	x, y := tensor(t, xs, 8, 2), tensor(t, ys, 8, 1)
 	opt := must(autograd.NewSGD(l.Parameters(), 0.1))
 	defer opt.Release()
-	var first, last float64
-	for step := range 500 {
-		var tp autograd.Tape
-		tp.Check(l.ZeroGrad(true))
-		loss := tp.T(tp.T(l.Forward(x)).MSELoss(y))
-		tp.Check(loss.Backward())
-		tp.Check(opt.Step())
-		v, err := loss.Item()
-		tp.Check(err)
-		ok(t, tp.Err())
-		tp.Release()
-		if step == 0 {
-			first = v
-		}
-		last = v
-	}
+	first, last := fit(t, l, opt, l.ZeroGrad, x, y, 500) // (the module's ZeroGrad)
 	if !(last < 1e-10 && last < first) {
 		t.Fatalf("loss %g -> %g", first, last)
 	}
@@ -733,22 +742,7 @@ func TestTrainingAdam(t *testing.T) {
 	defer y.Release()
 	opt := must(autograd.NewAdam(model.Parameters(), 0.05))
 	defer opt.Release()
-	var first, last float64
-	for step := range 300 {
-		var tp autograd.Tape
-		tp.Check(opt.ZeroGrad(true))
-		loss := tp.T(tp.T(model.Forward(x)).MSELoss(y))
-		tp.Check(loss.Backward())
-		tp.Check(opt.Step())
-		v, err := loss.Item()
-		tp.Check(err)
-		ok(t, tp.Err())
-		tp.Release()
-		if step == 0 {
-			first = v
-		}
-		last = v
-	}
+	first, last := fit(t, model, opt, opt.ZeroGrad, x, y, 300) // (the optimizer's)
 	if !(first > 0.1 && last < 0.01) {
 		t.Fatalf("XOR loss %g -> %g", first, last)
 	}
@@ -800,7 +794,7 @@ func TestErrors(t *testing.T) {
 	wantErr(t, err, autograd.EInval, "nn.NewDropout: WithBias does not apply")
 	_, err = nn.NewGELU("fast")
 	wantErr(t, err, autograd.EInval, `approximate argument must be either none or tanh, got "fast"`)
-	_, err = (&nn.GELU{Approximate: "fast"}).Forward(x32)
+	_, err = (&nn.GELU{Config: nn.GELUConfig{Approximate: "fast"}}).Forward(x32)
 	wantErr(t, err, autograd.EInval, "nn.GELU(approximate='fast')")
 	_, err = nn.NewSequential(nn.NewReLU(), nil)
 	wantErr(t, err, autograd.EInval, "nn.NewSequential: nn.Sequential.Append: module 1 is nil")
@@ -855,15 +849,19 @@ func TestNil(t *testing.T) {
 		ok(t, m.ZeroGrad(false))
 
 		n := nils[i]
+		name, _, _ := strings.Cut(m.(fmt.Stringer).String(), "(")
 		_, err = n.Forward(x)
-		wantErr(t, err, autograd.EInval, "nil module")
-		wantErr(t, n.ZeroGrad(true), autograd.EInval, "nil module")
+		wantErr(t, err, autograd.EInval, "nn."+name+".Forward: nil module")
+		wantErr(t, n.ZeroGrad(true), autograd.EInval, "nn."+name+".ZeroGrad: nil module")
 		if n.Parameters() != nil || n.NamedParameters() != nil || n.Training() {
 			t.Fatalf("%T: nil module with parameters or training", n)
 		}
 		n.Train(true)
 		n.Release()
-		_ = n.(interface{ String() string }).String()
+		// (a nil Sequential prints as an empty one, checked below)
+		if got := n.(fmt.Stringer).String(); got != name+"(nil)" && name != "Sequential" {
+			t.Fatalf("String of a nil %s: %q", name, got)
+		}
 		m.Release()
 	}
 	var b *nn.Base
@@ -918,5 +916,57 @@ func TestString(t *testing.T) {
 	}
 	if got := nn.NewSoftplus(1e-5, math.Inf(1)).String(); got != "Softplus(beta=1e-05, threshold=inf)" {
 		t.Fatal(got)
+	}
+
+	// The arguments are in Config, and a module can be written as a composite literal.
+	lr := nn.NewLeakyReLU(0.01)
+	lr.Config.NegativeSlope = 0.2
+	d := must(nn.NewDropout(0.25))
+	for _, c := range []struct {
+		m    fmt.Stringer
+		want string
+	}{
+		{lr, "LeakyReLU(negative_slope=0.2)"},
+		{&nn.Softmax{Config: nn.SoftmaxConfig{Dim: -1}}, "Softmax(dim=-1)"},
+		{&nn.LogSoftmax{Config: nn.LogSoftmaxConfig{Dim: 1}}, "LogSoftmax(dim=1)"},
+		{&nn.Flatten{Config: nn.FlattenConfig{StartDim: 1, EndDim: 2}}, "Flatten(start_dim=1, end_dim=2)"},
+		{&nn.GELU{}, "GELU(approximate='none')"},
+		{&nn.Dropout{Config: nn.DropoutConfig{P: d.Config.P}}, "Dropout(p=0.25, inplace=False)"},
+		{&nn.Tanh{}, "Tanh()"},
+	} {
+		if got := c.m.String(); got != c.want {
+			t.Errorf("%q, want %q", got, c.want)
+		}
+	}
+}
+
+// Forward may run on several goroutines at once (go test -race checks the modules' part).
+func TestConcurrentForward(t *testing.T) {
+	x := tensor(t, []float64{-1, 0.5, 2, -3}, 2, 2)
+	d := must(nn.NewDropout(0.5))
+	d.Train(false)
+	s := must(nn.NewSequential(must(nn.NewLinear(2, 2, nn.WithDType(autograd.Float64))),
+		nn.NewReLU(), must(nn.NewGELU("tanh")), d, nn.NewLogSoftmax(-1)))
+	defer s.Release()
+	want := values(must(s.Forward(x)))
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			for range 50 {
+				y, err := s.Forward(x)
+				if err == nil && !slices.Equal(values(y), want) {
+					err = fmt.Errorf("%v, want %v", values(y), want)
+				}
+				y.Release()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		ok(t, <-errs)
 	}
 }

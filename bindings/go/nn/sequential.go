@@ -89,7 +89,8 @@ func (s *Sequential) Forward(x *autograd.Tensor) (*autograd.Tensor, error) {
 		return nil, nilInput("nn.Sequential")
 	}
 	if len(s.modules) == 0 {
-		return newRef(x, "nn.Sequential")
+		y, err := newRef(x)
+		return y, wrap("nn.Sequential", err)
 	}
 	h := x
 	for i, m := range s.modules {
@@ -125,14 +126,9 @@ func (s *Sequential) NamedParameters() []NamedParameter {
 
 // Train sets training (true) or evaluation (false) mode on s and every module in it.
 func (s *Sequential) Train(mode bool) {
-	if s == nil {
-		return
-	}
-	s.eval = !mode
-	for _, m := range s.modules {
-		if !isNil(m) {
-			m.Train(mode)
-		}
+	if s != nil {
+		s.eval = !mode
+		trainChildren(s.NamedChildren(), mode)
 	}
 }
 
@@ -141,10 +137,7 @@ func (s *Sequential) Training() bool { return s != nil && !s.eval }
 
 // ZeroGrad zeroes every parameter's .grad, or drops them when setToNone is true.
 func (s *Sequential) ZeroGrad(setToNone bool) error {
-	if s == nil {
-		return nilModule("Sequential", "ZeroGrad")
-	}
-	return zeroGrad("nn.Sequential", s.NamedParameters(), setToNone)
+	return zeroGrad("Sequential", s == nil, s.NamedParameters(), setToNone)
 }
 
 // Release releases every module (a module held twice is released once).
