@@ -1326,10 +1326,13 @@ nn.Linear = class("Linear", function(self, x) return C.ag_linear(x, self.weight,
   function(self, n_in, n_out, o)
     local opts = (getmetatable(o) == GenMT) and {generator = o} or (o or {})
     local gen, dt = opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32)
-    local bound = 1 / math.sqrt(n_in)
+    -- (PyTorch: bound 0 when in_features is 0, so the bias is zeros, not +-inf)
+    local bound = n_in > 0 and 1 / math.sqrt(n_in) or 0
     local function uniform(shape)
       local u = C.ag_rand(gen, dt, shape)
-      local p = c_muls(c_subs(u, 0.5), 2 * bound)
+      -- (still drawn when the bound is 0, as PyTorch draws; u * 0 gives +0 where (u - 0.5) * 0
+      -- would give -0 below the middle)
+      local p = bound > 0 and c_muls(c_subs(u, 0.5), 2 * bound) or c_muls(u, 0)
       C.ag_tensor_set_requires_grad(p, true)
       return p
     end
