@@ -726,8 +726,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
             bool l = user && node_lock(fn);
             saved_release(fn);
             if (l) node_unlock(fn);
-        } else if (!s->retain_graph &&
-                 (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_SAVES_SCALAR))
+        }
+        if (!s->retain_graph &&
+            (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_RELEASABLE))
             atomic_fetch_or(&fn->flags, NODE_RELEASED);
         if (locked) node_unlock(fn);
     }

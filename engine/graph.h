@@ -71,9 +71,11 @@ enum {
     NODE_LEAF_HOOKS = 8,    /* AccumulateGrad: its leaf has (or had) gradient hooks, so
                                backward must read the leaf's meta */
     NODE_LEAF_MOVED = 16,   /* AccumulateGrad: an in-place op made its tensor a non-leaf */
-    NODE_SAVES_SCALAR = 32, /* keeps a scalar operand in its attrs where PyTorch saves it as a
-                               tensor (x * 2, x / 2): freed like a saved variable, so a second
-                               backward without retain_graph fails as it does in PyTorch */
+    NODE_RELEASABLE = 32,   /* marked released by a pass without retain_graph even if it had
+                               no saved tensor to free, so that a second pass fails as in
+                               PyTorch: a scalar operand kept in its attrs where PyTorch saves
+                               a tensor (x * 2, x / 2), or CopySlices, which PyTorch frees
+                               whole whatever its op saved */
     NODE_LEAF_NOGRAD = 64,  /* AccumulateGrad: its leaf was set not to require grad after a
                                graph recorded it: gradients reaching it are dropped */
     NODE_USER_FORMULA = 128, /* its formula runs user code (a custom function's backward),

@@ -208,7 +208,7 @@ static eng_err scalar_op(tensor **out, tensor *a, double s, scalop op, const nod
         ((scalar_attr *)node_attrs(n))->s = s;
         if (save_in) node_save(n, 0, a);
         if (save_out) e = node_save_output(n, 1, r);
-        if (op == S_MUL || op == S_DIV) atomic_fetch_or(&n->flags, NODE_SAVES_SCALAR);
+        if (op == S_MUL || op == S_DIV) atomic_fetch_or(&n->flags, NODE_RELEASABLE);
     }
     if (e) {
         tensor_release(r);

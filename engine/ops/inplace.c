@@ -76,11 +76,15 @@ static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **
     node *fn = a->fn;
     tensor *g = NULL, *slice = NULL;
     tensor *res[2] = {NULL, NULL};
-    eng_err e = op_contiguous(&g, gin[0]);
+    /* (A pass that found the node before another freed it: as its saved variables would.) */
+    eng_err e = saved_check(n);
+    if (!e) e = op_contiguous(&g, gin[0]);
     if (!e) e = op_as_strided(&slice, g, a->shape, a->strides, a->ndim, a->offset);
     if (!e) {
         uint8_t needed[2] = {1, (uint8_t)(n->n_next > 1 && c->needed[1])};
-        bwd_ctx c2 = {.create_graph = c->create_graph, .needed = needed, .node = fn};
+        /* The op's saved tensors are the CopySlices node's own (see prepare_record). */
+        bwd_ctx c2 = {.create_graph = c->create_graph, .needed = needed, .node = fn,
+                      .own_saved = n->saved};
         tensor *gslice = slice;
         e = fn->type->backward(fn, &c2, &gslice, res);
         for (int k = 0; k < c2.ntemps; k++) tensor_release(c2.temps[k]);
@@ -156,7 +160,7 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     node *fn = node_new(type, n_next, n_saved, 1, t->ndim, sizeof(ip_attr));
     if (!fn) return err_nomem();
     *(ip_attr *)node_attrs(fn) = attr;
-    if (attr.op == OP_MULS) atomic_fetch_or(&fn->flags, NODE_SAVES_SCALAR); /* (as x * s) */
+    if (attr.op == OP_MULS) atomic_fetch_or(&fn->flags, NODE_RELEASABLE); /* (as x * s) */
     eng_err e = E_OK;
     /* `other`, for self's gradient, only when self has one (PyTorch's _saved_other is None
      * otherwise, and changing other in place before backward is then no error). A view keeps
@@ -195,10 +199,19 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
         if (!e && other) e = node_set_edge(fn, 1, other);
     }
     if (!e && view) {
-        node *cs = node_new(&COPY_SLICES, n_next, 0, 1, t->base->ndim, sizeof(cs_attr));
+        /* The op's saved tensors move into the CopySlices node, the one backward runs, locks
+         * and frees: a pass without retain_graph frees them, and marks the node released
+         * even if the op saved nothing, so that a second pass fails as in PyTorch (whose
+         * CopySlices drops its op's node then); it summed the gradient twice. */
+        node *cs = node_new(&COPY_SLICES, n_next, n_saved, 1, t->base->ndim, sizeof(cs_attr));
         if (!cs) {
             e = err_nomem();
         } else {
+            atomic_fetch_or(&cs->flags, NODE_RELEASABLE);
+            for (int k = 0; k < n_saved; k++) {
+                cs->saved[k] = fn->saved[k];
+                fn->saved[k].t = NULL;
+            }
             cs_attr *a = node_attrs(cs);
             node_retain(fn);
             a->fn = fn;

@@ -2925,6 +2925,29 @@ def fam_errors():
         c.err("ag_backward", s, None, FL(), status="AG_EGRAPH",
               contains="Trying to backward through the graph a second time")
         c.expect_grads()
+    # an in-place op on a view: PyTorch's CopySlices drops its op's node after a backward
+    # without retain_graph, whether or not the op saved anything (add_ saves nothing)
+    for fn in ("ag_add_", "ag_mul_"):
+        for how in ("backward", "grad", "retain"):
+            c = case("graph/second_backward/%s_on_view/%s" % (fn[3:-1], how))
+            x = c.rand([4])
+            # (w without grad for ag_grad: PyTorch 1.13's autograd.grad writes w.grad through
+            # CopySlices, which autograd.grad never does)
+            w = c.rand([2], rg=how != "grad")
+            y = c.call("ag_clone", x)  # (keeps nothing: only CopySlices can fail the pass)
+            c.call(fn, c.call("ag_slice", y, 0, 1, 3, 1), w)
+            s = c.call("ag_sum", y)
+            if how == "backward":
+                c.backward(s)
+                c.err("ag_backward", s, None, FL(), status="AG_EGRAPH",
+                      contains="Trying to backward through the graph a second time")
+            elif how == "grad":
+                c.grad([s], [x])
+                c.err("ag_grad", TS(s), NULL, TS(x), FL(), status="AG_EGRAPH", out=["e1"])
+            else:
+                c.backward(s, flags=("retain_graph",))
+                c.backward(s)
+            c.expect_grads()
     c = case("graph/second_backward_add_scalar")
     x = c.rand([3])
     s = c.call("ag_sum", c.call("ag_add_scalar", x, 3.0))
