@@ -805,7 +805,9 @@ AG_API int ag_to_dtype(ag_tensor **out, const ag_tensor *t, ag_dtype dtype);
 /** Entries of t along dim at the int64 1-d `index`. Errors: AG_ERANGE (index out of range). */
 AG_API int ag_index_select(ag_tensor **out, const ag_tensor *t, int64_t dim,
                            const ag_tensor *index);
-/** out[i][j] = t[index[i][j]][j] (for dim 0), like torch.gather. */
+/** out[i][j] = t[index[i][j]][j] (for dim 0), like torch.gather. Backward keeps t's shape,
+ *  not t: changing t in place before backward is no error, and the gradient is the same
+ *  (PyTorch 1.13 saves t and reports AG_EVERSION's error then). */
 AG_API int ag_gather(ag_tensor **out, const ag_tensor *t, int64_t dim, const ag_tensor *index);
 /** A copy of t with src added at index along dim, like Tensor.scatter_add (out of place).
  *  src may be larger than index (only its part that index covers is read); its gradient is
@@ -883,7 +885,9 @@ AG_API int ag_layer_norm(ag_tensor **out, const ag_tensor *x, const int64_t *nor
                          size_t ndim, const ag_tensor *weight, const ag_tensor *bias,
                          double eps);
 /** Rows of weight [num, dim] at the int64 `indices` (any shape): out has shape
- *  indices.shape + [dim]. Errors: AG_ERANGE (index out of range). */
+ *  indices.shape + [dim]. Backward keeps weight's shape, not weight: changing weight in place
+ *  before backward is no error, and the gradient is the same (PyTorch 1.13 saves weight and
+ *  reports AG_EVERSION's error then). Errors: AG_ERANGE (index out of range). */
 AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tensor *indices);
 
 /* ------------------------------------------------------------------------------------------ */
