@@ -910,7 +910,9 @@ AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tenso
  * columns of one storage are fine; x.add_(x.narrow(1, 1, 1)), a column of x broadcast
  * over x, is AG_EINVAL, where PyTorch, which leaves strided operands unchecked, computes it
  * element by element). ag_copy_(t, t) copies nothing, even for an expanded t (as PyTorch),
- * but still counts as an in-place op. */
+ * but still counts as an in-place op. A backward through fill_ or zero_ of an expanded view
+ * of a tensor that requires grad gives the gradient (zero where the view wrote), where
+ * PyTorch 1.13's fails (its CopySlices writes the expanded gradient in place). */
 
 AG_API int ag_add_(ag_tensor *t, const ag_tensor *other);
 AG_API int ag_sub_(ag_tensor *t, const ag_tensor *other);
