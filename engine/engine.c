@@ -871,6 +871,18 @@ static tensor *unview_private(tensor *g)
     return a;
 }
 
+/* A gradient handed to the user (a .grad set from none, an ag_grad result) that nobody else
+ * can see starts at version 0, as a new tensor does. During the pass it may have taken
+ * contributions in place (accumulate_into), or not, depending on whether another node still
+ * held it at that moment, which in a parallel pass is a matter of timing: its version
+ * counter would then depend on the thread count, though its values do not. */
+static tensor *fresh_version(tensor *g)
+{
+    if (atomic_load(&g->refs) == 1 && atomic_load(&g->st->refs) == 1 && !g->grad_fn)
+        atomic_store(&g->st->version, 0);
+    return g;
+}
+
 /* Whether the gradient g may become a leaf's .grad as it is: nobody else can see it
  * (PyTorch's AccumulateGrad rule); otherwise the leaf gets a copy, so that later in-place
  * accumulation cannot leak into others. */
@@ -891,7 +903,7 @@ static eng_err accumulate_leaf(tmeta *m, tensor *g, bool create_graph)
     tmeta_lock(m);
     if (!m->grad) {
         if (!create_graph && grad_is_private(g)) {
-            m->grad = unview_private(g);
+            m->grad = fresh_version(unview_private(g));
             g = NULL;
         } else {
             tensor *c = NULL;
@@ -954,7 +966,7 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
     tensor *cur = m->grad;
     if (!cur) {
         if (!s->create_graph && grad_is_private(r)) {
-            m->grad = unview_private(r);
+            m->grad = fresh_version(unview_private(r));
             s->cgrad[g->slot0] = NULL;
         } else {
             e = op_clone(&m->grad, r); /* (r stays in its slot: cleanup releases it) */
@@ -1322,7 +1334,7 @@ eng_err run_backward(const bwd_request *r)
         rc = commit(&s);
     } else {
         for (int k = 0; k < ni; k++) {
-            r->captured[k] = s.captured[k] ? unview_private(s.captured[k]) : NULL;
+            r->captured[k] = s.captured[k] ? fresh_version(unview_private(s.captured[k])) : NULL;
             s.captured[k] = NULL;
         }
     }
