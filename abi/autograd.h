@@ -483,7 +483,9 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  anything runs, and fail with nothing changed. .grad of leaves is written only after every
  *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a
  *  failing hook, an anomaly) leaves every .grad untouched; saved tensors of nodes that
- *  already ran may have been freed then (without AG_RETAIN_GRAPH), as in PyTorch.
+ *  already ran may have been freed then (without AG_RETAIN_GRAPH), as in PyTorch. A .grad
+ *  set from none is at version 0, as PyTorch's (and as ag_grad's results), whatever the
+ *  thread count; each later accumulation into it bumps its version by one.
  *  Several threads may call backward at once, on separate graphs or on graphs that share
  *  nodes or leaves (.grad of a shared leaf receives every pass's sum). Through a shared node
  *  without AG_RETAIN_GRAPH, the pass that runs it second fails with AG_EGRAPH, as a second
