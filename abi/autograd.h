@@ -483,7 +483,10 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  anything runs, and fail with nothing changed. .grad of leaves is written only after every
  *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a
  *  failing hook, an anomaly) leaves every .grad untouched; saved tensors of nodes that
- *  already ran may have been freed then (without AG_RETAIN_GRAPH), as in PyTorch. A .grad
+ *  already ran may have been freed then (without AG_RETAIN_GRAPH), as in PyTorch. When
+ *  several nodes would fail, the one reported is the same for every thread count: the first
+ *  in the pass's discovery order (depth first from the root); after a failure only the
+ *  nodes before it in that order still run, and hooks of later ones are not called. A .grad
  *  set from none is at version 0, as PyTorch's (and as ag_grad's results), whatever the
  *  thread count; each later accumulation into it bumps its version by one.
  *  Several threads may call backward at once, on separate graphs or on graphs that share

@@ -100,10 +100,14 @@ typedef struct sched {
      * allocated by the node's own run); made by the first node that needs it */
     _Atomic(retained_out **) retained;
     int heavy;             /* needed nodes worth a task */
-    /* failure of any node; the lowest node index wins so the message is deterministic */
+    /* Failure: the node of lowest index that fails is reported, whatever the thread count.
+     * After a failure, nodes of higher index than the lowest failed so far skip their work
+     * (hooks, formula) and pass nothing on; nodes of lower index still run, as any of them
+     * could fail too and take its place. Which nodes fail then does not depend on the
+     * schedule: a serial pass (depth first) and a parallel one report the same node. */
     atomic_flag err_lock;
     atomic_bool failed;
-    uint32_t err_node;
+    _Atomic uint32_t err_node; /* the lowest index that failed (valid once failed is set) */
     err_saved err;
 } sched;
 
@@ -514,6 +518,13 @@ static void run_begin(sched *s, uint32_t i)
     if (i + RUN_AHEAD_FAR < s->n) node_prefetch(s->nodes[i + RUN_AHEAD_FAR].fn);
 }
 
+/* Whether node i skips its work: a node of lower index already failed (see sched). */
+static inline bool skips(sched *s, uint32_t i)
+{
+    return atomic_load_explicit(&s->failed, memory_order_acquire) &&
+           i > atomic_load_explicit(&s->err_node, memory_order_relaxed);
+}
+
 /* The common AccumulateGrad node of a backward pass: one contribution, no hooks on its leaf.
  * Its gradient is kept for commit; nothing else happens, and the general path (execute) spent
  * ~250 instructions finding that out (a scalar graph has three such nodes for every four
@@ -525,7 +536,7 @@ static bool execute_leaf(sched *s, uint32_t i)
     if (!fn->variable || !s->accumulate || g->nslots != 1 ||
         (atomic_load_explicit(&fn->flags, memory_order_relaxed) &
          (NODE_LEAF_HOOKS | NODE_LEAF_MOVED | NODE_LEAF_NOGRAD)) ||
-        atomic_load_explicit(&s->failed, memory_order_relaxed))
+        skips(s, i))
         return false;
     run_begin(s, i); /* its gradient stays in its slot for commit */
     return true;
@@ -568,7 +579,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     tensor **gin = gin_small, **gout = gout_small;
     uint8_t *needed = need_small;
     eng_err rc = E_OK;
-    bool failed = atomic_load_explicit(&s->failed, memory_order_relaxed);
+    bool failed = skips(s, i);
     *n_ready = 0;
 
     run_begin(s, i);
@@ -764,9 +775,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
 static void record_failure(sched *s, uint32_t i)
 {
     while (atomic_flag_test_and_set_explicit(&s->err_lock, memory_order_acquire)) ;
-    if (!atomic_load(&s->failed) || i < s->err_node) {
+    if (!atomic_load(&s->failed) || i < atomic_load_explicit(&s->err_node, memory_order_relaxed)) {
         err_capture(&s->err);
-        s->err_node = i;
+        atomic_store_explicit(&s->err_node, i, memory_order_relaxed);
         atomic_store(&s->failed, true);
     }
     atomic_flag_clear_explicit(&s->err_lock, memory_order_release);
@@ -1272,6 +1283,7 @@ eng_err run_backward(const bwd_request *r)
     s.anomaly = anomaly_mode_enabled();
     atomic_flag_clear(&s.err_lock);
     atomic_init(&s.failed, false);
+    atomic_init(&s.err_node, 0);
     atomic_init(&s.retained, NULL);
     size_t bytes;
     s.nodes = mem_scratch_take(SCRATCH_SCHED_NODES, &bytes);

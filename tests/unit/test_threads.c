@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -796,8 +798,78 @@ static void errors_per_thread(void)
     ag_tensor_release(t);
 }
 
+/* Two independent branches of one pass fail (a NaN under anomaly mode in one, a failing hook
+ * in the other, or both of a kind): the same failure is reported for every thread count, and
+ * run after run. It depended on the schedule: a serial pass stopped at the first failure it
+ * met, a parallel one at whichever branch a thread reached first. */
+enum { FB_K = 40, FB_N = 20000 };
+
+static int fb_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    char msg[64];
+    snprintf(msg, sizeof msg, "hook of branch %d failed", (int)(intptr_t)ud);
+    return ag_set_error(AG_EGRAPH, msg);
+}
+
+static void fb_pass(int nt, int nan_a, int nan_b, int hook_a, int hook_b, char *out, size_t cap)
+{
+    OK(ag_set_num_threads(nt));
+    ag_set_anomaly_enabled(1);
+    ag_tensor *x[FB_K], *y[FB_K], *s[FB_K], *st = NULL, *loss = NULL;
+    static float d[FB_N];
+    for (int b = 0; b < FB_K; b++) {
+        for (int i = 0; i < FB_N; i++) d[i] = (float)((i * 37 + b * 11) % 200) / 100.0f - 1.0f;
+        if ((b == 5 && nan_a) || (b == 30 && nan_b)) d[0] = NAN;
+        OK(ag_tensor_from_data(&x[b], d, AG_FLOAT32, (int64_t[]){FB_N}, 1));
+        OK(ag_tensor_set_requires_grad(x[b], 1));
+        if (b % 3 == 0) OK(ag_tanh(&y[b], x[b]));
+        else if (b % 3 == 1) OK(ag_sin(&y[b], x[b]));
+        else OK(ag_exp(&y[b], x[b]));
+        if ((b == 5 && hook_a) || (b == 30 && hook_b)) {
+            uint64_t h;
+            OK(ag_tensor_register_hook(&h, y[b], fb_hook, 0, (void *)(intptr_t)b, NULL));
+        }
+        OK(ag_sum(&s[b], y[b]));
+    }
+    OK(ag_stack(&st, s, FB_K, 0));
+    OK(ag_sum(&loss, st));
+    int rc = ag_backward(loss, NULL, 0);
+    snprintf(out, cap, "%s %s", ag_status_name(rc), ag_last_error());
+    CHECK(rc != AG_OK);
+    ag_set_anomaly_enabled(0);
+    for (int b = 0; b < FB_K; b++) {
+        ag_tensor_release(x[b]);
+        ag_tensor_release(y[b]);
+        ag_tensor_release(s[b]);
+    }
+    ag_tensor_release(st);
+    ag_tensor_release(loss);
+}
+
+static void failure_reported_whatever_the_threads(void)
+{
+    static const int modes[3][4] = {{1, 0, 0, 1}, {1, 1, 0, 0}, {0, 0, 1, 1}};
+    for (int m = 0; m < 3; m++) {
+        char first[600], got[600];
+        fb_pass(1, modes[m][0], modes[m][1], modes[m][2], modes[m][3], first, sizeof first);
+        const int nts[] = {2, 3, 4, 7, 2, 1};
+        for (int k = 0; k < 6; k++) {
+            fb_pass(nts[k], modes[m][0], modes[m][1], modes[m][2], modes[m][3], got, sizeof got);
+            if (strcmp(got, first)) {
+                fprintf(stderr, "failure at %d threads: \"%s\", at 1: \"%s\"\n", nts[k], got,
+                        first);
+                harness_failures++;
+            }
+        }
+    }
+    OK(ag_set_num_threads(0));
+}
+
 int main(void)
 {
+    failure_reported_whatever_the_threads();
     errors_per_thread();
     determinism();
     concurrent_graphs();
