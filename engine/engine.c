@@ -889,8 +889,9 @@ static tensor *unview_private(tensor *g)
  * counter would then depend on the thread count, though its values do not. */
 static tensor *fresh_version(tensor *g)
 {
-    if (atomic_load(&g->refs) == 1 && atomic_load(&g->st->refs) == 1 && !g->grad_fn)
-        atomic_store(&g->st->version, 0);
+    if (atomic_load_explicit(&g->st->version, memory_order_relaxed) != 0 &&
+        atomic_load(&g->refs) == 1 && atomic_load(&g->st->refs) == 1 && !g->grad_fn)
+        atomic_store_explicit(&g->st->version, 0, memory_order_relaxed); /* (nobody else sees it) */
     return g;
 }
 
