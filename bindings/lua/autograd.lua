@@ -1300,13 +1300,14 @@ function Module:zero_grad(set_to_none)
   end
 end
 
--- nn.module(name, forward [, init]): a module class.
-local function class(name, forward, init)
+-- nn.class(name, forward [, init [, repr]]): a module class. tostring(module) is
+-- name .. "(" .. repr(module) .. ")", as PyTorch prints modules (repr: none, "").
+local function class(name, forward, init, repr)
   local cls = setmetatable({}, {__index = Module})
   cls.__index = cls
   cls.__call = forward or Module.__call -- module(x) calls forward directly
   cls.__name = name
-  cls.__tostring = function() return name .. "()" end
+  cls.__tostring = function(self) return name .. "(" .. (repr and repr(self) or "") .. ")" end
   cls.forward = forward
   cls.__newindex = module_newindex
   return setmetatable(cls, {__index = Module, __call = function(_, ...)
@@ -1322,9 +1323,33 @@ nn.class = class
 -- dtype = "float32"}]): y = x W^T + b, initialised as torch.nn.Linear: weight, then bias,
 -- uniform in +-1/sqrt(in_features), drawn with ag_rand from the generator (the thread's
 -- default one when none is given).
+-- A module constructor's options: a generator alone, or a table of the names in `allowed`.
+local function module_opts(o, allowed, what)
+  if getmetatable(o) == GenMT then return {generator = o} end
+  if o ~= nil and type(o) ~= "table" then
+    raise(C.AG_EINVAL, string.format("autograd: %s takes %sa table of options, got %s", what,
+          allowed.generator and "a generator or " or "", type(o)), 4)
+  end
+  check_opts(o, allowed, what, 4)
+  return o or {}
+end
+
+-- A size argument of a module constructor: an integer >= 0.
+local function module_size(v, what, name)
+  local i = mtype(v) and math.tointeger(v)
+  if i == nil or i < 0 then
+    raise(C.AG_EINVAL, string.format("autograd: %s: %s must be an integer >= 0, got %s", what,
+          name, tostring(v)), 4)
+  end
+  return i
+end
+
+local LINEAR_OPTS = set("bias", "generator", "dtype")
 nn.Linear = class("Linear", function(self, x) return C.ag_linear(x, self.weight, self.bias) end,
   function(self, n_in, n_out, o)
-    local opts = (getmetatable(o) == GenMT) and {generator = o} or (o or {})
+    local opts = module_opts(o, LINEAR_OPTS, "nn.Linear")
+    n_in = module_size(n_in, "nn.Linear", "in_features")
+    n_out = module_size(n_out, "nn.Linear", "out_features")
     local gen, dt = opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32)
     -- (PyTorch: bound 0 when in_features is 0, so the bias is zeros, not +-inf)
     local bound = n_in > 0 and 1 / math.sqrt(n_in) or 0
@@ -1339,6 +1364,82 @@ nn.Linear = class("Linear", function(self, x) return C.ag_linear(x, self.weight,
     self.in_features, self.out_features = n_in, n_out
     self.weight = uniform({n_out, n_in}) -- (fields that register as parameters, in this order)
     if opts.bias ~= false then self.bias = uniform({n_out}) end
+  end,
+  function(self)
+    return string.format("in_features=%d, out_features=%d, bias=%s", self.in_features,
+                         self.out_features, self.bias ~= nil and "True" or "False")
+  end)
+
+-- nn.Embedding(num_embeddings, embedding_dim [, generator | {generator = g,
+-- dtype = "float32"}]): a lookup table, initialised as torch.nn.Embedding: N(0, 1), drawn with
+-- ag_randn from the generator (the thread's default one when none is given). m(indices) gives
+-- the weight's rows at 1-based indices (a tensor or a table of any shape) with the indices'
+-- shape followed by embedding_dim. PyTorch's padding_idx, max_norm and sparse are not
+-- supported.
+local EMBEDDING_OPTS = set("generator", "dtype")
+nn.Embedding = class("Embedding", function(self, idx) return F.embedding(idx, self.weight) end,
+  function(self, num, dim, o)
+    local opts = module_opts(o, EMBEDDING_OPTS, "nn.Embedding")
+    num = module_size(num, "nn.Embedding", "num_embeddings")
+    dim = module_size(dim, "nn.Embedding", "embedding_dim")
+    local w = C.ag_randn(opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32), {num, dim})
+    C.ag_tensor_set_requires_grad(w, true)
+    self.num_embeddings, self.embedding_dim = num, dim
+    self.weight = w
+  end,
+  function(self) return string.format("%d, %d", self.num_embeddings, self.embedding_dim) end)
+
+-- nn.LayerNorm(normalized_shape [, {eps = 1e-5, elementwise_affine = true, bias = true,
+-- dtype = "float32"}]): torch.nn.LayerNorm over the last dimensions of its input, which must
+-- equal normalized_shape (a size or a table of sizes). With elementwise_affine, weight (ones)
+-- and bias (zeros, unless bias = false, as in PyTorch 2.1) of that shape are parameters.
+-- x as Python's repr prints a float: the shortest digits that read back as x (1e-05, 0.1).
+local function py_float(x)
+  for p = 1, 17 do
+    local str = string.format("%." .. p .. "g", x)
+    if tonumber(str) == x then
+      if not str:find("[%.eEn]") then str = str .. ".0" end
+      return str
+    end
+  end
+  return string.format("%.17g", x)
+end
+
+local LAYER_NORM_OPTS = set("eps", "elementwise_affine", "bias", "dtype")
+nn.LayerNorm = class("LayerNorm", function(self, x)
+    return C.ag_layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+  end,
+  function(self, shape, o)
+    local opts = module_opts(o, LAYER_NORM_OPTS, "nn.LayerNorm")
+    if type(shape) ~= "table" then shape = {shape} end
+    local copy = {}
+    for i = 1, #shape do
+      copy[i] = module_size(shape[i], "nn.LayerNorm", "normalized_shape[" .. i .. "]")
+    end
+    local eps = opts.eps == nil and 1e-5 or opts.eps
+    if mtype(eps) == nil then
+      raise(C.AG_EINVAL, "autograd: nn.LayerNorm: eps must be a number, got " .. type(eps), 3)
+    end
+    self.normalized_shape, self.eps = copy, eps
+    self.elementwise_affine = opts.elementwise_affine ~= false
+    if self.elementwise_affine then
+      local dt = dtype_code(opts.dtype, C.AG_FLOAT32)
+      local w = C.ag_ones(dt, copy)
+      C.ag_tensor_set_requires_grad(w, true)
+      self.weight = w
+      if opts.bias ~= false then
+        local b = C.ag_zeros(dt, copy)
+        C.ag_tensor_set_requires_grad(b, true)
+        self.bias = b
+      end
+    end
+  end,
+  function(self)
+    local dims = {}
+    for i, d in ipairs(self.normalized_shape) do dims[i] = tostring(d) end
+    local shape = #dims == 1 and "(" .. dims[1] .. ",)" or "(" .. table.concat(dims, ", ") .. ")"
+    return string.format("%s, eps=%s, elementwise_affine=%s", shape, py_float(self.eps),
+                         self.elementwise_affine and "True" or "False")
   end)
 
 -- nn.Sequential(m1, m2, ...)

@@ -146,4 +146,99 @@ end
 H.check(ag.nn.functional.mse_loss(model(x), ag.zeros(5, 2)):item() < loss0, "training lowers the loss")
 H.check(tostring(opt):find("lr=0.01", 1, true) ~= nil, tostring(opt))
 
+-- Printed as PyTorch prints them.
+H.eq(tostring(nn.Linear(4, 3, {bias = false})), "Linear(in_features=4, out_features=3, bias=False)")
+H.eq(tostring(nn.ReLU()), "ReLU()")
+H.raises(function() nn.Linear(4, 3, {bais = false}) end, "nn.Linear got an unexpected option 'bais'")
+H.raises(function() nn.Linear(-1, 3) end, "nn.Linear: in_features must be an integer >= 0, got -1")
+H.raises(function() nn.Linear(4, 2.5) end, "out_features must be an integer >= 0, got 2.5")
+
+-- Embedding: N(0, 1) from the generator, rows at 1-based indices, gradients summed per row.
+do
+  local emb = nn.Embedding(10, 3, ag.generator(5))
+  H.eq(emb.weight:tolist(), ag.randn({10, 3}, {generator = ag.generator(5)}):tolist(), "drawn as randn")
+  H.eq(emb.weight.requires_grad and emb.weight.is_leaf, true)
+  H.eq(#emb:parameters(), 1)
+  H.eq(tostring(emb), "Embedding(10, 3)")
+  local w = emb.weight:tolist()
+  local out = emb({{2, 10}, {2, 1}})
+  H.eq(out.shape, {2, 2, 3})
+  H.eq(out:tolist(), {{w[2], w[10]}, {w[2], w[1]}}, "the rows, 1-based")
+  out:sum():backward()
+  local g = emb.weight.grad:tolist()
+  H.eq(g[2], {2.0, 2.0, 2.0}, "a row used twice gets both gradients")
+  H.eq(g[1], {1.0, 1.0, 1.0})
+  H.eq(g[3], {0.0, 0.0, 0.0}, "an unused row gets zeros")
+  H.raises(function() emb({11}) end, "out of range")
+  H.raises(function() emb({0}) end, "out of range")
+  H.eq(nn.Embedding(4, 2, {dtype = "float64"}).weight.dtype, "float64")
+  H.eq(nn.Embedding(0, 2).weight.shape, {0, 2})
+  H.raises(function() nn.Embedding(4, -2) end, "nn.Embedding: embedding_dim must be an integer >= 0, got -2")
+  H.raises(function() nn.Embedding(4, 2, {padding_idx = 1}) end, "unexpected option 'padding_idx'")
+end
+
+-- LayerNorm against PyTorch 1.13: x = 2 sin(i) (i = 0..23) as [2, 3, 4], weight 1 + 0.1 i,
+-- bias 0.05 i - 0.1, loss = sum(y * cos(i)).
+do
+  local function vals(n, f)
+    local t = {}
+    for i = 0, n - 1 do t[#t + 1] = f(i) end
+    return t
+  end
+  local x = ag.tensor(vals(24, function(i) return 2 * math.sin(i) end)):reshape({2, 3, 4}):detach()
+  x.requires_grad = true
+  local c = ag.tensor(vals(24, math.cos)):reshape({2, 3, 4})
+  local flat = function(t) return t:reshape({-1}):tolist() end
+  local cases = {
+    {shape = 4, repr = "LayerNorm((4,), eps=1e-05, elementwise_affine=True)",
+     y = {-1.2643683, 0.947892308, 1.28898096, -1.01204455, -0.777393878, -1.15180075, 0.106114618, 2.11778259, 1.21249092, 0.58067596, -0.781181514, -1.55530238, -1.71746337, 0.0256990828, 1.2890811, 0.666735172, 0.306821644, -1.32769513, -0.805871665, 1.90416276, 0.862969458, 0.892032206, -0.389735311, -1.89295816},
+     gx = {1.25051665, 0.821423233, -0.519167244, -1.55277264, -0.640075386, 0.250939071, 0.533350706, -0.144214332, 0.275424033, -0.286970913, -0.312916994, 0.324463844, -0.0467980206, 0.679354072, 0.296147108, -0.92870307, -1.50254345, -0.163291454, 0.931591213, 0.734243691, 0.4305574, -0.251104116, -0.399873197, 0.220419943},
+     gw = {-2.27409053, -0.403376818, 0.212337345, 3.84860229},
+     gb = {0.495132864, -0.00261157751, -0.497955024, -0.535480857}},
+    {shape = {3, 4}, repr = "LayerNorm((3, 4), eps=1e-05, elementwise_affine=True)",
+     y = {-0.148511291, 1.20704114, 1.48654449, 0.246655181, -1.46789014, -1.95910013, -0.510530651, 1.74870133, 2.73383331, 1.36636245, -1.23737121, -2.62482834, -0.94841361, 0.545765877, 1.64445746, 1.18872333, -0.581980467, -2.04844284, -1.6558876, 0.503145874, 2.56358647, 2.52874756, 0.236594826, -2.27641153},
+     gx = {0.800055206, 0.458675712, -0.319880545, -0.827892542, -0.506785214, 0.455184072, 1.19766366, 0.957072854, -0.156941563, -1.15975451, -1.06061924, 0.163222387, 0.740923166, 0.784560323, 0.137806281, -0.674455166, -0.863828897, -0.141507372, 0.910748363, 1.2997756, 0.557769358, -0.726361871, -1.3626672, -0.662762761},
+     gw = {-0.764448464, 1.1089164, -0.328135192, -0.815201163, 1.19853318, 0.00443925569, -1.19231498, 0.81185925, 0.316447914, -1.11547494, 0.768635154, 0.685292304},
+     gb = {1.84385395, 1.44774914, -0.279409647, -1.7496804, -1.61130309, 0.00849884748, 1.62048697, 1.74260688, 0.262582034, -1.45885944, -1.83903241, -0.528407335}},
+  }
+  for _, k in ipairs(cases) do
+    local ln = nn.LayerNorm(k.shape)
+    H.eq(tostring(ln), k.repr)
+    H.eq(flat(ln.weight), vals(#k.gw, function() return 1.0 end), "weight starts at ones")
+    H.eq(flat(ln.bias), vals(#k.gb, function() return 0.0 end), "bias starts at zeros")
+    H.eq(#ln:parameters(), 2)
+    ag.no_grad(function()
+      ln.weight:copy_(ag.tensor(vals(#k.gw, function(i) return 1 + 0.1 * i end)):reshape(ln.weight.shape))
+      ln.bias:copy_(ag.tensor(vals(#k.gb, function(i) return 0.05 * i - 0.1 end)):reshape(ln.bias.shape))
+    end)
+    x.grad = nil
+    local y = ln(x)
+    H.near(flat(y), k.y, tostring(ln) .. " forward", 1e-5)
+    ;(y * c):sum():backward()
+    H.near(flat(x.grad), k.gx, "input gradient", 1e-5)
+    H.near(flat(ln.weight.grad), k.gw, "weight gradient", 1e-5)
+    H.near(flat(ln.bias.grad), k.gb, "bias gradient", 1e-5)
+  end
+  local plain = nn.LayerNorm(4, {elementwise_affine = false, eps = 1e-3})
+  H.eq(tostring(plain), "LayerNorm((4,), eps=0.001, elementwise_affine=False)")
+  H.eq(#plain:parameters(), 0)
+  local row = plain(ag.tensor({{1.0, 2.0, 3.0, 4.0}})):tolist()[1]
+  local sd = math.sqrt(1.25 + 1e-3)
+  H.near(row, {-1.5 / sd, -0.5 / sd, 0.5 / sd, 1.5 / sd}, "no affine: (x - mean) / sqrt(var + eps)", 1e-6)
+  local nobias = nn.LayerNorm({4}, {bias = false, dtype = "float64"})
+  H.eq(#nobias:parameters(), 1)
+  H.eq(nobias.bias, nil)
+  H.eq(nobias.weight.dtype, "float64")
+  H.eq(tostring(nn.LayerNorm({3, 4}, {eps = 1.23456789e-5})),
+       "LayerNorm((3, 4), eps=1.23456789e-05, elementwise_affine=True)")
+  local shape = {4}
+  local ln = nn.LayerNorm(shape)
+  shape[1] = 5
+  H.eq(ln.normalized_shape, {4}, "normalized_shape is copied")
+  H.raises(function() ln(ag.ones(2, 5)) end, "ag_layer_norm")
+  H.raises(function() nn.LayerNorm({4, -1}) end, "normalized_shape[2] must be an integer >= 0, got -1")
+  H.raises(function() nn.LayerNorm(4, {epsilon = 1e-3}) end, "unexpected option 'epsilon'")
+  H.raises(function() nn.LayerNorm(4, 1e-3) end, "nn.LayerNorm takes a table of options, got number")
+end
+
 H.done("nn")
