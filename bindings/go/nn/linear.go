@@ -14,27 +14,43 @@ type Option func(*options)
 
 // options are the optional arguments of the constructors.
 type options struct {
-	bias  bool
-	dtype autograd.DType
-	gen   *autograd.Generator
-	set   []string // the options given, by name
+	bias   bool
+	dtype  autograd.DType
+	gen    *autograd.Generator
+	eps    float64
+	affine bool
+	set    []string // the options given, by name
 }
 
-// WithBias sets whether Linear has a bias (default true).
+// WithBias sets whether Linear or LayerNorm has a bias (default true). LayerNorm's
+// WithBias(false) is PyTorch 2.1's bias=False: a weight and no bias.
 func WithBias(on bool) Option {
 	return func(o *options) { o.bias = on; o.set = append(o.set, "WithBias") }
 }
 
-// WithDType sets the dtype of Linear's parameters (default autograd.Float32).
+// WithDType sets the dtype of the parameters of Linear, Embedding or LayerNorm (default
+// autograd.Float32).
 func WithDType(dtype autograd.DType) Option {
 	return func(o *options) { o.dtype = dtype; o.set = append(o.set, "WithDType") }
 }
 
-// WithGenerator sets the generator that Linear's initial values or Dropout's masks are drawn
-// from (default nil: package autograd's default generator, see autograd.ManualSeed). The
-// module does not own it.
+// WithGenerator sets the generator that the initial values of Linear or Embedding, or
+// Dropout's masks, are drawn from (default nil: package autograd's default generator, see
+// autograd.ManualSeed). The module does not own it.
 func WithGenerator(g *autograd.Generator) Option {
 	return func(o *options) { o.gen = g; o.set = append(o.set, "WithGenerator") }
+}
+
+// WithEps sets LayerNorm's eps, the value added to the variance for stability (default
+// 1e-5).
+func WithEps(eps float64) Option {
+	return func(o *options) { o.eps = eps; o.set = append(o.set, "WithEps") }
+}
+
+// WithElementwiseAffine sets whether LayerNorm has parameters, a weight and a bias (default
+// true); false gives none, whatever WithBias says (PyTorch's elementwise_affine=False).
+func WithElementwiseAffine(on bool) Option {
+	return func(o *options) { o.affine = on; o.set = append(o.set, "WithElementwiseAffine") }
 }
 
 // parseOptions applies opts to the defaults o; an option not in allowed is an EInval error.

@@ -1,6 +1,7 @@
 // Package nn is the module layer of libautograd's Go binding, after torch.nn and the Lua
-// binding's ag.nn: layers that own their parameters (Linear), containers (Sequential, and Base
-// for modules of one's own), activations, Softmax and LogSoftmax, Flatten and Dropout.
+// binding's ag.nn: layers that own their parameters (Linear, Embedding, LayerNorm), containers
+// (Sequential, and Base for modules of one's own), activations, Softmax and LogSoftmax,
+// Flatten and Dropout.
 //
 //	g, _ := autograd.NewGenerator(0)
 //	fc1, _ := nn.NewLinear(64, 128, nn.WithGenerator(g))
@@ -16,7 +17,9 @@
 //
 // Linear draws its initial weights exactly as torch.nn.Linear's formula and as the Lua
 // binding's nn.Linear (weight, then bias, uniform in ±1/sqrt(in_features), with the same
-// library calls), so the same seed gives the same network in C, Lua and Go.
+// library calls), so the same seed gives the same network in C, Lua and Go. Embedding draws its
+// weight N(0, 1) with autograd.Randn, as the Lua binding's nn.Embedding does; LayerNorm starts
+// with a weight of ones and a bias of zeros.
 //
 // # Errors
 //

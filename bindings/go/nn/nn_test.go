@@ -838,11 +838,13 @@ func TestNil(t *testing.T) {
 	live := []nn.Module{must(nn.NewLinear(4, 3)), must(nn.NewSequential()), nn.NewReLU(),
 		nn.NewTanh(), nn.NewSigmoid(), nn.NewSiLU(), must(nn.NewGELU("none")),
 		nn.NewLeakyReLU(0.01), nn.NewSoftplus(1, 20), nn.NewIdentity(), nn.NewSoftmax(-1),
-		nn.NewLogSoftmax(-1), nn.NewFlatten(1, -1), must(nn.NewDropout(0.5))}
+		nn.NewLogSoftmax(-1), nn.NewFlatten(1, -1), must(nn.NewDropout(0.5)),
+		must(nn.NewEmbedding(4, 2)), must(nn.NewLayerNorm([]int64{4}))}
 	nils := []nn.Module{(*nn.Linear)(nil), (*nn.Sequential)(nil), (*nn.ReLU)(nil),
 		(*nn.Tanh)(nil), (*nn.Sigmoid)(nil), (*nn.SiLU)(nil), (*nn.GELU)(nil),
 		(*nn.LeakyReLU)(nil), (*nn.Softplus)(nil), (*nn.Identity)(nil), (*nn.Softmax)(nil),
-		(*nn.LogSoftmax)(nil), (*nn.Flatten)(nil), (*nn.Dropout)(nil)}
+		(*nn.LogSoftmax)(nil), (*nn.Flatten)(nil), (*nn.Dropout)(nil), (*nn.Embedding)(nil),
+		(*nn.LayerNorm)(nil)}
 	for i, m := range live {
 		_, err := m.Forward(nil)
 		wantErr(t, err, autograd.EInval, "the input is nil")
@@ -946,7 +948,8 @@ func TestConcurrentForward(t *testing.T) {
 	d := must(nn.NewDropout(0.5))
 	d.Train(false)
 	s := must(nn.NewSequential(must(nn.NewLinear(2, 2, nn.WithDType(autograd.Float64))),
-		nn.NewReLU(), must(nn.NewGELU("tanh")), d, nn.NewLogSoftmax(-1)))
+		must(nn.NewLayerNorm([]int64{2}, nn.WithDType(autograd.Float64))), nn.NewReLU(),
+		must(nn.NewGELU("tanh")), d, nn.NewLogSoftmax(-1)))
 	defer s.Release()
 	want := values(must(s.Forward(x)))
 	errs := make(chan error, 8)
