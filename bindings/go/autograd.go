@@ -29,7 +29,8 @@
 // collection after the Tensor was made, so one made and dropped between two collections is
 // released at the second: see cleanup.go). Large or many tensors should be released
 // explicitly: the Go collector does not see the memory held by the library. Release must not
-// race with another use of the same Tensor; using a released Tensor is an error, not a crash.
+// race with another use of the same Tensor; using a released Tensor is an error, not a crash,
+// also as an optional argument where nil means none (a released bias is not taken for nil).
 //
 // # Goroutines
 //

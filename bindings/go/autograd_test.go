@@ -895,3 +895,66 @@ func TestReleasedQueries(t *testing.T) {
 		t.Fatalf("a NUL in a Function's name: %v", err)
 	}
 }
+
+// A released tensor passed where C takes an optional one (NULL: none) is an error, made
+// before the call, not a call that succeeds without it; nil still means none.
+func TestReleasedOptionalArguments(t *testing.T) {
+	dead := func() *autograd.Tensor {
+		d := must(autograd.FromSlice([]float32{1, 2}))
+		d.Release()
+		return d
+	}
+	released := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, autograd.EInval) || !strings.Contains(err.Error(), "after Release") {
+			t.Fatalf("%s with a released tensor: %v", what, err)
+		}
+	}
+
+	x := param(t, []float32{1, 2, 3, 4}, 2, 2)
+	w := param(t, []float32{1, 0, 0, 1}, 2, 2)
+	_, err := x.Linear(w, dead())
+	released("Linear's bias", err)
+	if err == nil || !strings.Contains(err.Error(), "Linear: b was released") {
+		t.Fatalf("the message names neither the function nor the argument: %v", err)
+	}
+	if got := values(t, must(x.Linear(w, nil))); !slices.Equal(got, []float64{1, 2, 3, 4}) {
+		t.Fatalf("Linear with a nil bias (none): %v", got)
+	}
+	_, err = x.LayerNorm([]int64{2}, dead(), nil, 1e-5)
+	released("LayerNorm's weight", err)
+	_, err = x.LayerNorm([]int64{2}, nil, dead(), 1e-5)
+	released("LayerNorm's bias", err)
+	must(x.LayerNorm([]int64{2}, nil, nil, 1e-5))
+
+	target := must(autograd.FromSlice([]int64{0, 1}))
+	_, err = x.CrossEntropy(target, autograd.WithWeight(dead()))
+	released("CrossEntropy's WithWeight", err)
+	_, err = x.NLLLoss(target, autograd.WithWeight(dead()))
+	released("NLLLoss's WithWeight", err)
+	probs := must(autograd.FromSlice([]float32{0, 1, 1, 0}, 2, 2))
+	_, err = x.BinaryCrossEntropyWithLogits(probs, autograd.WithWeight(dead()))
+	released("BinaryCrossEntropyWithLogits's WithWeight", err)
+	_, err = x.BinaryCrossEntropyWithLogits(probs, autograd.WithPosWeight(dead()))
+	released("BinaryCrossEntropyWithLogits's WithPosWeight", err)
+	must(x.CrossEntropy(target, autograd.WithWeight(nil)))
+
+	// Backward with a released gradient: no backward with the implicit gradient 1 instead.
+	ok(t, x.SetGrad(nil))
+	y := must(x.Sum())
+	released("BackwardWith's Grad", y.BackwardWith(autograd.BackwardOptions{Grad: dead()}))
+	if g := must(x.Grad()); g != nil {
+		t.Fatalf("a failed backward wrote .grad: %v", g)
+	}
+	_, err = autograd.Grad([]*autograd.Tensor{y}, []*autograd.Tensor{x},
+		autograd.GradOptions{GradOutputs: []*autograd.Tensor{dead()}})
+	released("Grad's GradOutputs", err)
+	ok(t, y.Backward()) // the graph is whole: nothing ran
+
+	// SetGrad with a released tensor: not SetGrad(nil), which drops .grad.
+	before := values(t, must(x.Grad()))
+	released("SetGrad", x.SetGrad(dead()))
+	if g := must(x.Grad()); g == nil || !slices.Equal(values(t, g), before) {
+		t.Fatalf(".grad after SetGrad of a released tensor: %v", g)
+	}
+}

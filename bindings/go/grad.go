@@ -2,6 +2,7 @@ package autograd
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"slices"
 	"sync/atomic"
@@ -37,6 +38,9 @@ func (t *Tensor) Grad() (*Tensor, error) { return result(capi.Ag_tensor_grad(t.c
 
 // SetGrad replaces t's .grad with g (same shape and dtype), or drops it when g is nil.
 func (t *Tensor) SetGrad(g *Tensor) error {
+	if err := live("SetGrad", operand{"g", g}); err != nil {
+		return err
+	}
 	return done(capi.Ag_tensor_set_grad(t.c(), g.c()), t, g)
 }
 
@@ -108,6 +112,9 @@ func (t *Tensor) Backward() error { return t.BackwardWith(BackwardOptions{}) }
 // BackwardWith is Backward with a gradient for a non-scalar root and graph options. If it
 // fails, no .grad has changed.
 func (t *Tensor) BackwardWith(o BackwardOptions) error {
+	if err := live("BackwardWith", operand{"Grad", o.Grad}); err != nil {
+		return err
+	}
 	err := done(capi.Ag_backward(t.c(), o.Grad.c(), gradFlags(o.RetainGraph, o.CreateGraph,
 		false, o.FreeGraph)), t, o.Grad)
 	yieldIfDue()
@@ -143,6 +150,11 @@ func Grad(outputs, inputs []*Tensor, o GradOptions) ([]*Tensor, error) {
 		if len(o.GradOutputs) != len(outputs) {
 			return nil, errorf(EInval, "Grad: %d grad outputs for %d outputs",
 				len(o.GradOutputs), len(outputs))
+		}
+		for i, g := range o.GradOutputs {
+			if g.released() { // (C would take it for none, as nil)
+				return nil, usedAfterRelease("Grad", fmt.Sprintf("GradOutputs[%d]", i))
+			}
 		}
 		gradOutputs = handles(o.GradOutputs)
 	}

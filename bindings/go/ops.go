@@ -317,6 +317,9 @@ func (t *Tensor) Matmul(o *Tensor) (*Tensor, error) {
 // Linear returns t @ w^T + b for t [..., in], w [out, in], b [out] (b may be nil), like
 // F.linear.
 func (t *Tensor) Linear(w, b *Tensor) (*Tensor, error) {
+	if err := live("Linear", operand{"b", b}); err != nil {
+		return nil, err
+	}
 	return result(capi.Ag_linear(t.c(), w.c(), b.c()), t, w, b)
 }
 
@@ -547,7 +550,8 @@ func WithLabelSmoothing(s float64) LossOption {
 }
 
 // lossOptions applies opts over PyTorch's defaults; an option the loss does not take is an
-// error rather than silently ignored.
+// error rather than silently ignored, and so is a released WithWeight or WithPosWeight (C
+// would take it for none).
 func lossOptions(fn string, opts []LossOption, allowed ...string) (lossArgs, error) {
 	a := lossArgs{reduction: ReduceMean, ignoreIndex: -100}
 	for _, o := range opts {
@@ -560,7 +564,8 @@ func lossOptions(fn string, opts []LossOption, allowed ...string) (lossArgs, err
 			return a, errorf(EInval, "%s: %s does not apply", fn, name)
 		}
 	}
-	return a, nil
+	return a, live(fn, operand{"the WithWeight tensor", a.weight},
+		operand{"the WithPosWeight tensor", a.posWeight})
 }
 
 // CrossEntropy returns the cross-entropy between logits t ([N, C], or [C]) and Int64 class
@@ -624,6 +629,9 @@ func (t *Tensor) Dropout(g *Generator, p float64, training bool) (*Tensor, error
 // LayerNorm normalises t over its last len(normalizedShape) dimensions, which must equal
 // normalizedShape; weight and bias (shape normalizedShape) may be nil. PyTorch's eps: 1e-5.
 func (t *Tensor) LayerNorm(normalizedShape []int64, weight, bias *Tensor, eps float64) (*Tensor, error) {
+	if err := live("LayerNorm", operand{"weight", weight}, operand{"bias", bias}); err != nil {
+		return nil, err
+	}
 	return result(capi.Ag_layer_norm(t.c(), normalizedShape, weight.c(), bias.c(), eps),
 		t, weight, bias)
 }

@@ -54,8 +54,11 @@ func (t *Tensor) c() capi.Tensor {
 }
 
 // Release drops the tensor's reference now rather than at garbage collection. The tensor
-// must not be used afterwards (doing so is an EInval error). Releasing twice, or a nil
-// tensor, does nothing. Tensors made from this one (results, views, gradients) stay valid.
+// must not be used afterwards (doing so is an EInval error). That includes an optional
+// argument, where nil means none (the bias of Linear, a loss's WithWeight, the Grad of
+// BackwardWith, SetGrad's g): a released tensor there is an EInval error too, not taken for
+// nil. Releasing twice, or a nil tensor, does nothing. Tensors made from this one (results,
+// views, gradients) stay valid.
 func (t *Tensor) Release() {
 	if t == nil {
 		return
@@ -90,6 +93,34 @@ func done(r capi.Ret, operands ...*Tensor) error {
 		return failure(r, operands...)
 	}
 	return nil
+}
+
+// operand names a tensor argument for live.
+type operand struct {
+	name string
+	t    *Tensor
+}
+
+// live refuses released tensors among the optional arguments of a call, before it is made.
+// A released tensor passes to C as NULL, which the library refuses where a tensor is
+// required (failure then says it was released) but takes as "none" where one is optional:
+// the call would succeed with another meaning (a Linear without its bias, a loss without its
+// weights, SetGrad dropping .grad). A nil *Tensor stays "none".
+func live(fn string, args ...operand) error {
+	for _, a := range args {
+		if a.t.released() {
+			return usedAfterRelease(fn, a.name)
+		}
+	}
+	return nil
+}
+
+// released reports whether t is a released tensor (not nil, which means none).
+func (t *Tensor) released() bool { return t != nil && t.h.Load() == 0 }
+
+// usedAfterRelease is live's error: fn's argument name is a released tensor.
+func usedAfterRelease(fn, name string) error {
+	return errorf(EInval, "%s: %s was released (a tensor was used after Release)", fn, name)
 }
 
 // failure is the error of a failed call; a NULL that came from a released tensor says so.

@@ -268,11 +268,19 @@ static int ag_lua_tensor_array(lua_State *L, int idx, ag_tensor ***arr, size_t *
             continue;
         }
         void *p = NULL;
-        if (!ag_lua_handle(L, -1, SWIGTYPE_p_ag_tensor, &p) || !p) {
+        int is_tensor = ag_lua_handle(L, -1, SWIGTYPE_p_ag_tensor, &p);
+        if (!is_tensor || !p) {
+            /* A released tensor (an empty handle) says so, as a handle argument does. */
+            int released = is_tensor && lua_type(L, -1) == LUA_TUSERDATA;
             const char *tn = luaL_typename(L, -1);
             lua_pop(L, 1);
             free(a);
-            lua_pushfstring(L, "%s: element %d is not a tensor (got %s)", what, (int)(i + 1), tn);
+            if (released)
+                lua_pushfstring(L, "%s: element %d: this ag_tensor is no longer valid (released)",
+                                what, (int)(i + 1));
+            else
+                lua_pushfstring(L, "%s: element %d is not a tensor (got %s)", what, (int)(i + 1),
+                                tn);
             return 0;
         }
         lua_pop(L, 1);

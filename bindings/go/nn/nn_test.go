@@ -816,6 +816,11 @@ func TestErrors(t *testing.T) {
 	_, err = dead.Forward(ok4)
 	wantErr(t, err, autograd.EInval, "used after Release")
 	wantErr(t, dead.ZeroGrad(false), autograd.EInval, "nn.Linear.ZeroGrad: weight")
+	noBias := must(nn.NewLinear(4, 3)) // its Bias alone released: not a Linear without bias
+	defer noBias.Release()
+	noBias.Bias.Release()
+	_, err = noBias.Forward(ok4)
+	wantErr(t, err, autograd.EInval, "used after Release")
 
 	// A module of one's own that returns its input is refused by Sequential (the
 	// ownership of the result would be the input's).

@@ -148,6 +148,40 @@ H.raises(function() Wrong(p, q):sum():backward() end,
 H.raises(function() ag.grad(p * 2, p, {grad_outputs = ag.ones(3)}) end,
          "grad_output[1] has a shape of [3] and output[1] has a shape of [2]")
 
+-- A released tensor where a tensor is optional (nil: none) raises, naming the function; it
+-- is not taken for nil (a linear without its bias, a backward with the implicit gradient).
+local function dead() local d = ag.tensor({1.0, 2.0}); d:release(); return d end
+local xr = ag.tensor({{1.0, 2.0}, {3.0, 4.0}}, {requires_grad = true})
+local wr = ag.tensor({{1.0, 0.0}, {0.0, 1.0}})
+local F = ag.nn.functional
+raises_status("AG_EINVAL", function() return F.linear(xr, wr, dead()) end,
+              "ag_linear: argument 3: this ag_tensor is no longer valid (released")
+H.eq(F.linear(xr, wr, nil):tolist(), {{1.0, 2.0}, {3.0, 4.0}}, "a nil bias is none")
+raises_status("AG_EINVAL", function() return F.layer_norm(xr, 2, dead()) end,
+              "ag_layer_norm: argument 3: this ag_tensor is no longer valid")
+raises_status("AG_EINVAL", function() return F.layer_norm(xr, 2, nil, dead()) end,
+              "ag_layer_norm: argument 4: this ag_tensor is no longer valid")
+local classes = ag.tensor({1, 2})
+raises_status("AG_EINVAL", function() return F.cross_entropy(xr, classes, {weight = dead()}) end,
+              "ag_cross_entropy: argument 3: this ag_tensor is no longer valid")
+raises_status("AG_EINVAL", function() return F.nll_loss(xr, classes, {weight = dead()}) end,
+              "ag_nll_loss: argument 3: this ag_tensor is no longer valid")
+raises_status("AG_EINVAL", function()
+  return F.binary_cross_entropy_with_logits(xr, wr, {pos_weight = dead()})
+end, "ag_binary_cross_entropy_with_logits: argument 4: this ag_tensor is no longer valid")
+local yr = xr:sum()
+raises_status("AG_EINVAL", function() yr:backward(dead()) end,
+              "ag_backward: argument 2: this ag_tensor is no longer valid")
+H.eq(xr.grad, nil, "a refused backward wrote no .grad")
+raises_status("AG_EINVAL", function() return ag.grad(yr, xr, {grad_outputs = {dead()}}) end,
+              "ag_grad: grad_outputs: element 1: this ag_tensor is no longer valid (released)")
+yr:backward() -- the graph is whole: nothing ran
+raises_status("AG_EINVAL", function() xr.grad = dead() end,
+              "ag_tensor_set_grad: argument 2: this ag_tensor is no longer valid")
+H.eq(xr.grad:tolist(), {{1.0, 1.0}, {1.0, 1.0}}, "a refused .grad = kept .grad (not set to none)")
+xr.grad = nil
+H.eq(xr.grad, nil, ".grad = nil still drops it")
+
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
 H.eq((a + 1):sum():item(), 12.0)
