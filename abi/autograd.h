@@ -317,8 +317,11 @@ AG_API int ag_randn(ag_tensor **out, ag_generator *gen, ag_dtype dtype, const in
 AG_API int ag_randint(ag_tensor **out, ag_generator *gen, int64_t low, int64_t high,
                       ag_dtype dtype, const int64_t *shape, size_t ndim);
 
-/** The _like variants create a tensor with t's shape and dtype (never requiring grad);
- *  ag_full_like checks value as ag_full does. */
+/** The _like variants create a tensor with t's shape and dtype (never requiring grad),
+ *  laid out as t, as PyTorch's preserve_format: t's own strides if t is dense (a transpose
+ *  gives a transposed result), else dense strides in the order of t's. ag_rand_like and
+ *  ag_randn_like draw what ag_rand and ag_randn draw for t's shape, each value at the same
+ *  index. ag_full_like checks value as ag_full does. */
 AG_API int ag_empty_like(ag_tensor **out, const ag_tensor *t);
 AG_API int ag_zeros_like(ag_tensor **out, const ag_tensor *t);
 AG_API int ag_ones_like(ag_tensor **out, const ag_tensor *t);
@@ -404,7 +407,10 @@ AG_API int ag_tensor_set_requires_grad(ag_tensor *t, int requires_grad);
 AG_API int ag_tensor_is_leaf(int *out, const ag_tensor *t);
 
 /** The accumulated gradient of t (a new reference), or *out = NULL if there is none yet.
- *  Leaves get .grad from backward; non-leaves only after ag_tensor_retain_grad. */
+ *  Leaves get .grad from backward; non-leaves only after ag_tensor_retain_grad. Its layout is
+ *  PyTorch's: a leaf's .grad, when backward creates it, has the leaf's strides if the leaf is
+ *  dense (a transposed leaf gets a transposed .grad), else is contiguous (PyTorch's gradient
+ *  layout contract); a retained gradient is a contiguous copy. */
 AG_API int ag_tensor_grad(ag_tensor **out, const ag_tensor *t);
 
 /** Replaces t's .grad with g (borrowed; the library keeps its own reference), or drops it
@@ -600,9 +606,13 @@ AG_API int ag_function_ctx_needs_input_grad(int *out, const ag_function_ctx *ctx
 /* Binary operations broadcast by NumPy rules and promote dtypes as PyTorch does; their
  * gradients are reduced back to each input's shape. Every function below that returns a
  * tensor stores a new reference in *out and records a grad_fn when grad mode is on and an
- * input requires grad. Common errors: AG_EINVAL (NULL handle), AG_ESHAPE (shapes that do not
- * broadcast), AG_EDTYPE (an op not defined for the dtype, e.g. neg or abs of a bool
- * tensor), AG_ENOMEM. */
+ * input requires grad. Results are laid out as PyTorch's TensorIterator lays them out:
+ * contiguous when the inputs are; with the inputs' strides when they share one dense layout
+ * (exp of a transposed matrix is transposed, and a view of it fails where one of a
+ * contiguous result would not); otherwise dense, with the dimensions in the order of the
+ * inputs' strides, the first input deciding where they disagree. Values never depend on the
+ * layout. Common errors: AG_EINVAL (NULL handle), AG_ESHAPE (shapes that do not broadcast),
+ * AG_EDTYPE (an op not defined for the dtype, e.g. neg or abs of a bool tensor), AG_ENOMEM. */
 
 AG_API int ag_add(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a + b */
 AG_API int ag_sub(ag_tensor **out, const ag_tensor *a, const ag_tensor *b); /**< a - b */
@@ -796,11 +806,14 @@ AG_API int ag_unsqueeze(ag_tensor **out, const ag_tensor *t, int64_t dim);
 AG_API int ag_flatten(ag_tensor **out, const ag_tensor *t, int64_t start_dim, int64_t end_dim);
 /** t itself (a new reference) if contiguous, else a contiguous copy. */
 AG_API int ag_contiguous(ag_tensor **out, const ag_tensor *t);
-/** A contiguous copy, differentiable (CloneBackward0). */
+/** A copy, differentiable (CloneBackward0), laid out as t as PyTorch's clone does: t's own
+ *  strides if t is dense, else dense strides in the order of t's (use ag_contiguous for a
+ *  contiguous one). */
 AG_API int ag_clone(ag_tensor **out, const ag_tensor *t);
-/** t converted to dtype, like Tensor.to(dtype): a new tensor, differentiable between float
- *  dtypes (ToCopyBackward0), or t itself (a new reference, sharing its memory) when t already
- *  has that dtype; clone it before writing to it in place. */
+/** t converted to dtype, like Tensor.to(dtype): a new tensor laid out as t (as ag_clone),
+ *  differentiable between float dtypes (ToCopyBackward0), or t itself (a new reference,
+ *  sharing its memory) when t already has that dtype; clone it before writing to it in
+ *  place. */
 AG_API int ag_to_dtype(ag_tensor **out, const ag_tensor *t, ag_dtype dtype);
 
 /* ------------------------------------------------------------------------------------------ */
@@ -821,7 +834,8 @@ AG_API int ag_gather(ag_tensor **out, const ag_tensor *t, int64_t dim, const ag_
 AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
                           const ag_tensor *index, const ag_tensor *src);
 /** A copy of t with `value` where mask (bool) is true; t and mask broadcast together, so the
- *  result has their broadcast shape, as torch.masked_fill's. An int64 mask
+ *  result has their broadcast shape, as torch.masked_fill's, and is contiguous (PyTorch
+ *  clones contiguous first: unlike where's, its layout does not follow t). An int64 mask
  *  counts as bool if it holds only 0 and 1 (else AG_EINVAL, as in PyTorch); other dtypes
  *  are AG_EDTYPE. A value that does not fit t's dtype (beyond int64's range, or finite and
  *  beyond float32's) is AG_EINVAL, as in PyTorch. */

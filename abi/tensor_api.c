@@ -127,7 +127,7 @@ AG_API int ag_randint(ag_tensor **out, ag_generator *gen, int64_t low, int64_t h
         CHECK_NOT_NULL(#NAME, t, "t");                                                     \
         RETURN_TENSOR(#NAME, out, CALL);                                                   \
     }
-LIKE(ag_empty_like, op_empty(&r_, (dtype)T(t)->dtype, T(t)->shape, T(t)->ndim))
+LIKE(ag_empty_like, op_empty_like(&r_, T(t)))
 LIKE(ag_zeros_like, op_full_like(&r_, T(t), 0.0))
 LIKE(ag_ones_like, op_full_like(&r_, T(t), 1.0))
 
@@ -142,16 +142,14 @@ AG_API int ag_rand_like(ag_tensor **out, ag_generator *gen, const ag_tensor *t)
 {
     CHECK_NOT_NULL("ag_rand_like", out, "out");
     CHECK_NOT_NULL("ag_rand_like", t, "t");
-    RETURN_TENSOR("ag_rand_like", out,
-                  op_rand(&r_, G(gen), (dtype)T(t)->dtype, T(t)->shape, T(t)->ndim));
+    RETURN_TENSOR("ag_rand_like", out, op_rand_like(&r_, G(gen), T(t)));
 }
 
 AG_API int ag_randn_like(ag_tensor **out, ag_generator *gen, const ag_tensor *t)
 {
     CHECK_NOT_NULL("ag_randn_like", out, "out");
     CHECK_NOT_NULL("ag_randn_like", t, "t");
-    RETURN_TENSOR("ag_randn_like", out,
-                  op_randn(&r_, G(gen), (dtype)T(t)->dtype, T(t)->shape, T(t)->ndim));
+    RETURN_TENSOR("ag_randn_like", out, op_randn_like(&r_, G(gen), T(t)));
 }
 
 /* ---- lifetime and queries ---- */

@@ -895,12 +895,31 @@ static tensor *fresh_version(tensor *g)
     return g;
 }
 
-/* Whether the gradient g may become a leaf's .grad as it is: nobody else can see it
- * (PyTorch's AccumulateGrad rule); otherwise the leaf gets a copy, so that later in-place
- * accumulation cannot leak into others. */
-static bool grad_is_private(const tensor *g)
+/* PyTorch's gradient layout contract: a leaf's .grad has the leaf's strides where the leaf
+ * is dense (those of size-1 dimensions aside, unless 0), and is contiguous otherwise. */
+static bool obeys_layout(const tensor *g, const tensor *var)
 {
-    return atomic_load(&g->refs) == 1 && !g->grad_fn && tensor_is_contiguous(g) &&
+    if (!tensor_is_dense(var)) return tensor_is_contiguous(g);
+    for (int d = 0; d < g->ndim; d++)
+        if (g->shape[d] != 1 ? g->strides[d] != var->strides[d] : g->strides[d] == 0)
+            return false;
+    return true;
+}
+
+/* The copy of g a leaf (var) gets as its .grad: laid out by the contract above. */
+static eng_err clone_obeying(tensor **out, tensor *g, const tensor *var)
+{
+    return tensor_is_dense(var) ? op_clone_strided(out, g, var->strides)
+                                : op_clone_contiguous(out, g);
+}
+
+/* Whether the gradient g may become the .grad of the leaf var as it is: nobody else can see
+ * it (PyTorch's AccumulateGrad rule) and it is laid out as the contract says; otherwise the
+ * leaf gets a copy (clone_obeying), so that later in-place accumulation cannot leak into
+ * others. */
+static bool grad_is_private(const tensor *g, const tensor *var)
+{
+    return atomic_load(&g->refs) == 1 && !g->grad_fn && obeys_layout(g, var) &&
            (atomic_load(&g->st->refs) == 1 ||
             /* a contiguous view whose base only this view still holds, such as the transpose
              * of a transposed product (TBackward0 of a weight) */
@@ -908,18 +927,19 @@ static bool grad_is_private(const tensor *g)
              !g->base->grad_fn));
 }
 
-/* Adds g into a leaf's .grad (m), whatever it holds now. Takes g's reference. */
-static eng_err accumulate_leaf(tmeta *m, tensor *g, bool create_graph)
+/* Adds g into the .grad of the leaf var (meta m), whatever it holds now. Takes g's
+ * reference. */
+static eng_err accumulate_leaf(tmeta *m, const tensor *var, tensor *g, bool create_graph)
 {
     eng_err rc = E_OK;
     tmeta_lock(m);
     if (!m->grad) {
-        if (!create_graph && grad_is_private(g)) {
+        if (!create_graph && grad_is_private(g, var)) {
             m->grad = fresh_version(unview_private(g));
             g = NULL;
         } else {
             tensor *c = NULL;
-            rc = op_clone(&c, g);
+            rc = clone_obeying(&c, g, var);
             if (!rc) m->grad = c;
         }
     } else if (!create_graph) {
@@ -977,11 +997,12 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
     tmeta_lock(m);
     tensor *cur = m->grad;
     if (!cur) {
-        if (!s->create_graph && grad_is_private(r)) {
+        if (!s->create_graph && grad_is_private(r, g->fn->variable)) {
             m->grad = fresh_version(unview_private(r));
             s->cgrad[g->slot0] = NULL;
         } else {
-            e = op_clone(&m->grad, r); /* (r stays in its slot: cleanup releases it) */
+            /* (r stays in its slot: cleanup releases it) */
+            e = clone_obeying(&m->grad, r, g->fn->variable);
         }
         g->grad_set = !e;
     } else if (!s->create_graph) {
@@ -1020,7 +1041,8 @@ static eng_err commit_retained(sched *s, uint32_t i, retained_out *ret, journal 
                 continue;
             tmeta_lock(m);
             tensor *value = NULL;
-            eng_err e = m->grad ? op_add(&value, m->grad, r) : op_clone(&value, r);
+            /* (a contiguous copy, as PyTorch's retain_grad makes) */
+            eng_err e = m->grad ? op_add(&value, m->grad, r) : op_clone_contiguous(&value, r);
             if (!e) e = journal_replace(jl, m, value);
             tmeta_unlock(m);
             if (e) return e;
@@ -1085,7 +1107,8 @@ static eng_err commit(sched *s)
             deferred--;
             tensor *r = s->cgrad[g->slot0];
             s->cgrad[g->slot0] = NULL;
-            eng_err e = accumulate_leaf(node_leaf_meta(g->fn), r, s->create_graph);
+            eng_err e = accumulate_leaf(node_leaf_meta(g->fn), g->fn->variable, r,
+                                        s->create_graph);
             if (e && !rc) rc = e;
         }
         for (uint32_t k = 0; k < jl.n; k++) tensor_release(jl.v[k].old);

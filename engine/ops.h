@@ -31,10 +31,15 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
 eng_err op_eye(tensor **out, dtype dt, int64_t n, int64_t m);
 eng_err op_rand(tensor **out, struct generator *g, dtype dt, const int64_t *shape, int ndim);
 eng_err op_randn(tensor **out, struct generator *g, dtype dt, const int64_t *shape, int ndim);
+/* rand / randn of t's shape and dtype, laid out as t (the values where rand would put them) */
+eng_err op_rand_like(tensor **out, struct generator *g, const tensor *t);
+eng_err op_randn_like(tensor **out, struct generator *g, const tensor *t);
 eng_err op_randint(tensor **out, struct generator *g, int64_t lo, int64_t hi, dtype dt,
                    const int64_t *shape, int ndim);
 /** zeros/ones shaped like t. */
+/* t's shape, dtype and layout (PyTorch's preserve_format) */
 eng_err op_full_like(tensor **out, const tensor *t, double v);
+eng_err op_empty_like(tensor **out, const tensor *t);
 
 /* ---- data movement (never recorded) ---- */
 /** Writes src (broadcast to dst's shape, converted to dst's dtype) into dst's elements. */
@@ -137,7 +142,10 @@ eng_err op_squeeze_dim(tensor **out, tensor *t, int64_t dim);
 eng_err op_unsqueeze(tensor **out, tensor *t, int64_t dim);
 eng_err op_flatten(tensor **out, tensor *t, int64_t start, int64_t end);
 eng_err op_contiguous(tensor **out, tensor *t);
-eng_err op_clone(tensor **out, tensor *t);
+eng_err op_clone(tensor **out, tensor *t);            /* in t's layout (preserve_format) */
+eng_err op_clone_contiguous(tensor **out, tensor *t); /* clone(memory_format=contiguous) */
+/* A clone with the given strides, which must describe a dense layout of t's shape. */
+eng_err op_clone_strided(tensor **out, tensor *t, const int64_t *strides);
 eng_err op_to_dtype(tensor **out, tensor *t, dtype dt);
 eng_err op_detach(tensor **out, tensor *t);
 /** A view with explicit geometry (storage offset absolute), and its inverse for backward:

@@ -78,6 +78,11 @@ static tensor *header_new(int ndim)
  * storage alive; the storage frees the whole block. */
 tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
 {
+    return tensor_new_strided(dt, shape, ndim, NULL);
+}
+
+tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64_t *strides)
+{
     if (ndim == 0) return tensor_new_scalar(dt);
     int64_t numel = 0;
     if (shape_check(shape, ndim, &numel)) return NULL;
@@ -114,7 +119,8 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim)
     t->ndim = (uint8_t)ndim;
     t->numel = numel;
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    contiguous_strides(shape, ndim, t->strides);
+    if (strides) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    else contiguous_strides(shape, ndim, t->strides);
     return t;
 }
 
@@ -146,6 +152,12 @@ tensor *tensor_new_scalar(dtype dt)
 }
 
 tensor *tensor_new_like(const tensor *t, dtype dt) { return tensor_new(dt, t->shape, t->ndim); }
+
+tensor *tensor_new_preserve(const tensor *t, dtype dt)
+{
+    int64_t st[MAX_DIMS];
+    return tensor_new_strided(dt, t->shape, t->ndim, dense_strides_like(t, st) ? NULL : st);
+}
 
 tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
                      int64_t offset)
@@ -262,7 +274,7 @@ bool tensor_is_contiguous(const tensor *t)
 }
 
 /* PyTorch's is_non_overlapping_and_dense: some order of the dims makes t contiguous. */
-static bool dense(const tensor *t)
+bool tensor_is_dense(const tensor *t)
 {
     if (t->numel <= 1) return true;
     int idx[MAX_DIMS], n = 0;
@@ -285,9 +297,57 @@ static bool dense(const tensor *t)
     return true;
 }
 
+/* ---- layouts of new tensors (PyTorch's memory-format rules) ----------------------------- */
+void layout_sort(int *perm, int nd, const int64_t *shape, const int64_t *const *strides, int n)
+{
+    /* perm[0] is the innermost dimension; start from the contiguous order and let insertion
+     * sort move a dimension inwards past every one that some operand strides more widely
+     * (TensorIterator::reorder_dimensions and infer_dense_strides, which this mirrors). */
+    for (int i = 0; i < nd; i++) perm[i] = nd - 1 - i;
+    for (int i = 1; i < nd; i++) {
+        int d1 = i;
+        for (int d0 = i - 1; d0 >= 0; d0--) {
+            int cmp = 0, a = perm[d0], b = perm[d1];
+            for (int k = 0; k < n && !cmp; k++) {
+                int64_t sa = strides[k][a], sb = strides[k][b];
+                if (sa == 0 || sb == 0) continue; /* broadcast: this operand cannot tell */
+                if (sa < sb) cmp = -1;
+                else if (sa > sb) cmp = 1;
+                else if (shape[a] > shape[b]) cmp = 1; /* equal strides: smaller size inside */
+            }
+            if (cmp > 0) {
+                perm[d0] = b;
+                perm[d1] = a;
+                d1 = d0;
+            } else if (cmp < 0) {
+                break;
+            }
+        }
+    }
+}
+
+bool dense_strides_like(const tensor *t, int64_t *strides)
+{
+    if (tensor_is_dense(t)) { /* (contiguous ones too: their size-1 dims keep their strides) */
+        memcpy(strides, t->strides, (size_t)t->ndim * sizeof *strides);
+        return false;
+    }
+    int perm[MAX_DIMS];
+    const int64_t *ts = t->strides;
+    layout_sort(perm, t->ndim, t->shape, &ts, 1);
+    int64_t s = 1;
+    bool contiguous = true;
+    for (int i = 0; i < t->ndim; i++) {
+        contiguous &= perm[i] == t->ndim - 1 - i;
+        strides[perm[i]] = s;
+        s *= t->shape[perm[i]] > 1 ? t->shape[perm[i]] : 1;
+    }
+    return contiguous;
+}
+
 mem_overlap tensor_internal_overlap(const tensor *t)
 {
-    if (dense(t)) return OVERLAP_NO;
+    if (tensor_is_dense(t)) return OVERLAP_NO;
     for (int i = 0; i < t->ndim; i++)
         if (t->strides[i] == 0 && t->shape[i] > 1) return OVERLAP_YES;
     return OVERLAP_TOO_HARD;
@@ -297,7 +357,7 @@ mem_overlap tensor_overlap(const tensor *a, const tensor *b)
 {
     if (a == b) return OVERLAP_FULL;
     if (a->numel == 0 || b->numel == 0 || a->st != b->st) return OVERLAP_NO;
-    if (!dense(a) || !dense(b)) return OVERLAP_TOO_HARD;
+    if (!tensor_is_dense(a) || !tensor_is_dense(b)) return OVERLAP_TOO_HARD;
     const char *a0 = tensor_data(a), *b0 = tensor_data(b);
     const char *a1 = a0 + a->numel * (int64_t)dtype_size((dtype)a->dtype);
     const char *b1 = b0 + b->numel * (int64_t)dtype_size((dtype)b->dtype);

@@ -85,6 +85,20 @@ tensor *tensor_new(dtype dt, const int64_t *shape, int ndim);
 tensor *tensor_new_scalar(dtype dt);
 /** A new tensor shaped like t (contiguous). */
 tensor *tensor_new_like(const tensor *t, dtype dt);
+/* A new tensor of t's shape with strides as given (a dense layout), or contiguous for NULL. */
+tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64_t *strides);
+/* A new tensor of t's shape in t's memory layout, as PyTorch's empty_like with
+ * preserve_format (clone, to, zeros_like...): t's own strides if t is dense, else dense
+ * strides that keep the order of t's. */
+tensor *tensor_new_preserve(const tensor *t, dtype dt);
+/* The strides tensor_new_preserve gives t's shape; true (strides untouched) if they are the
+ * contiguous ones. */
+bool dense_strides_like(const tensor *t, int64_t *strides);
+/* perm[0..nd): dimensions from innermost to outermost, ordered by the strides of n operands
+ * (each nd strides, 0 where broadcast): the first operand that orders two dimensions
+ * decides, equal strides put the smaller size inside, and what no operand orders keeps the
+ * contiguous order. PyTorch's TensorIterator::reorder_dimensions. */
+void layout_sort(int *perm, int nd, const int64_t *shape, const int64_t *const *strides, int n);
 /** A new header over t's storage with the given geometry (no autograd, base unset). */
 tensor *tensor_alias(const tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
                      int64_t offset);
@@ -114,6 +128,7 @@ static inline void *tensor_data(const tensor *t)
     return (char *)t->st->data + t->offset * (int64_t)dtype_size((dtype)t->dtype);
 }
 bool tensor_is_contiguous(const tensor *t);
+bool tensor_is_dense(const tensor *t); /* PyTorch's is_non_overlapping_and_dense */
 void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides);
 /* Memory overlap, as PyTorch's TensorIterator checks it before an op writes in place: an
  * element written twice (an expanded output) or an input partly aliasing the output would

@@ -143,8 +143,11 @@ static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
     double param = s;
     iter_loop loop = op == S_POW && dtype_is_float(dt) ? pows_loop(s, dt == DT_F64)
                                                         : scal_loops[op][dt];
-    return ew_map(out, dt, dt, &a, 1, loop, &param,
-                  op == S_POW || op == S_RPOW ? PAR_GRAIN_COSTLY : PAR_GRAIN_CHEAP);
+    int64_t grain = op == S_POW || op == S_RPOW ? PAR_GRAIN_COSTLY : PAR_GRAIN_CHEAP;
+    /* x ** 2 is a unary op in PyTorch; x + 2, 2 - x, 2 / x, 2 ** x take the scalar as an
+     * operand (the layout of the result can differ in size-1 dimensions' strides) */
+    if (op == S_POW) return ew_map(out, dt, dt, &a, 1, loop, &param, grain);
+    return ew_map_wrapped(out, dt, dt, a, loop, &param, grain);
 }
 
 /* Attributes shared by the scalar forms: the scalar. */

@@ -72,7 +72,7 @@ eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k)
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
     promo_add_scalar(&p, s);
     dtype dt = promo_result(&p);
-    return ew_map(out, DT_BOOL, dt, &a, 1, cmps_loops[k][dt], &s, PAR_GRAIN_CHEAP);
+    return ew_map_wrapped(out, DT_BOOL, dt, a, cmps_loops[k][dt], &s, PAR_GRAIN_CHEAP);
 }
 
 /* ---- where ---- */
@@ -91,7 +91,9 @@ static eng_err bool_mask(tensor **out, tensor *m, const char *what)
 }
 
 /* cond ? a : b in dtype dt, everything broadcast, no autograd. */
-static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype dt)
+/* where(cond, a, b) in dtype dt, laid out as PyTorch's where lays it out (`follow`: by its
+ * operands, as a TensorIterator does) or contiguous (masked_fill, which clones contiguous). */
+static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype dt, bool follow)
 {
     int64_t shape[MAX_DIMS];
     int nd;
@@ -99,9 +101,11 @@ static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype
     if ((e = broadcast_shapes(cond->shape, cond->ndim, a->shape, a->ndim, shape, &nd)) ||
         (e = broadcast_shapes(shape, nd, b->shape, b->ndim, shape, &nd)))
         return e;
-    tensor *ca = NULL, *cb = NULL, *r = NULL;
+    tensor *ca = NULL, *cb = NULL, *r = NULL, *ops[3] = {cond, a, b};
+    int64_t st[MAX_DIMS];
+    bool contiguous = !follow || ew_layout(st, shape, nd, ops, 3, false);
     if (!(e = cast_raw(&ca, a, dt)) && !(e = cast_raw(&cb, b, dt))) {
-        if (!(r = tensor_new(dt, shape, nd))) {
+        if (!(r = tensor_new_strided(dt, shape, nd, contiguous ? NULL : st))) {
             e = err_kind();
         } else {
             tensor *ins[3] = {cond, ca, cb};
@@ -141,7 +145,7 @@ eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
     tensor *cb = NULL, *r = NULL;
     eng_err e = bool_mask(&cb, cond, "condition");
     if (e) return e;
-    if (!(e = where_raw(&r, cb, a, b, promote2(a, b))) && dtype_is_float((dtype)r->dtype)) {
+    if (!(e = where_raw(&r, cb, a, b, promote2(a, b), true)) && dtype_is_float((dtype)r->dtype)) {
         tensor *ins[2] = {a, b};
         node *n = record(&WHERE_BW, ins, 2, &r, 1, 1, 0, &e);
         if (n) node_save(n, 0, cb);
@@ -188,7 +192,7 @@ eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
     if (!e) e = bool_mask(&mb, mask, "mask");
     if (e) return e;
     /* out of place, the result has the broadcast shape of t and mask, as torch.masked_fill */
-    if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt)) &&
+    if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt, false)) &&
         dtype_is_float(dt)) {
         node *n = record(&MASKED_FILL_BW, &t, 1, &r, 1, 1, 0, &e);
         if (n) node_save(n, 0, mb);

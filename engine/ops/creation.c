@@ -124,9 +124,43 @@ eng_err op_scalar(tensor **out, double v, dtype dt)
     return e ? e : fill_new(out, dt, NULL, 0, v);
 }
 
+/* ---- *_like: t's shape, dtype and layout (PyTorch's preserve_format) ---- */
+eng_err op_empty_like(tensor **out, const tensor *t)
+{
+    tensor *r = tensor_new_preserve(t, (dtype)t->dtype);
+    if (!r) return err_kind();
+    if (r->dtype == DT_BOOL) memset(tensor_data(r), 0, (size_t)r->numel); /* (see op_empty) */
+    *out = r;
+    return E_OK;
+}
+
 eng_err op_full_like(tensor **out, const tensor *t, double v)
 {
-    return op_full(out, (dtype)t->dtype, t->shape, t->ndim, v);
+    eng_err e = fill_value_check((dtype)t->dtype, v);
+    if (!e) e = op_empty_like(out, t);
+    if (!e) kernel_fill(*out, v);
+    return e;
+}
+
+/* r (fresh, contiguous, of t's shape) in t's layout: the values keep their logical places,
+ * so rand_like(t) draws what rand(t's shape) draws. Takes r's reference. */
+static eng_err in_layout_of(tensor **out, tensor *r, const tensor *t)
+{
+    int64_t st[MAX_DIMS];
+    if (dense_strides_like(t, st) ||
+        !memcmp(st, r->strides, (size_t)r->ndim * sizeof *st)) {
+        *out = r;
+        return E_OK;
+    }
+    tensor *c = tensor_new_strided((dtype)r->dtype, r->shape, r->ndim, st);
+    if (!c) {
+        tensor_release(r);
+        return err_kind();
+    }
+    kernel_copy(c, r);
+    tensor_release(r);
+    *out = c;
+    return E_OK;
 }
 
 eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
@@ -283,6 +317,18 @@ eng_err op_rand(tensor **out, generator *g, dtype dt, const int64_t *shape, int 
 eng_err op_randn(tensor **out, generator *g, dtype dt, const int64_t *shape, int ndim)
 {
     return random_fill(out, g, dt, shape, ndim, R_NORMAL, 0, 0);
+}
+eng_err op_rand_like(tensor **out, generator *g, const tensor *t)
+{
+    tensor *r = NULL;
+    eng_err e = op_rand(&r, g, (dtype)t->dtype, t->shape, t->ndim);
+    return e ? e : in_layout_of(out, r, t);
+}
+eng_err op_randn_like(tensor **out, generator *g, const tensor *t)
+{
+    tensor *r = NULL;
+    eng_err e = op_randn(&r, g, (dtype)t->dtype, t->shape, t->ndim);
+    return e ? e : in_layout_of(out, r, t);
 }
 eng_err op_randint(tensor **out, generator *g, int64_t lo, int64_t hi, dtype dt,
                    const int64_t *shape, int ndim)

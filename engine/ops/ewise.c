@@ -94,8 +94,94 @@ static void run(tensor *r, tensor *const *cast, int nin, iter_loop loop, const d
     iter_run(&it, loop, (void *)params, grain);
 }
 
+/* PyTorch's is_contiguous(memory_format=channels_last), for 4-d tensors. */
+static bool channels_last(const tensor *t)
+{
+    static const int order[4] = {1, 3, 2, 0};
+    if (t->ndim != 4) return false;
+    int64_t expect = 1;
+    for (int i = 0; i < 4; i++) {
+        int d = order[i];
+        if (t->shape[d] == 1) continue;
+        if (t->strides[d] != expect) return false;
+        expect *= t->shape[d];
+    }
+    return true;
+}
+
+/* PyTorch's layout for a TensorIterator's result (see ewise.h): values never depend on it,
+ * but strides and what view() then accepts do, and a result laid out as its operands are is
+ * walked in one flat sweep. When every operand has the result's shape (a scalar operand, as
+ * in x * 2, has not: `wrapped`), the result is contiguous if they all are, channels-last if
+ * they all are, and has their strides if they share one dense layout. Otherwise it is dense
+ * with its dimensions in the order of the operands' strides (layout_sort, broadcast
+ * dimensions counting as unordered). */
+bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, int nin,
+               bool wrapped)
+{
+    if (nd == 0) return true;
+    bool same = !wrapped;
+    for (int k = 0; k < nin && same; k++)
+        same = ins[k]->ndim == nd && !memcmp(ins[k]->shape, shape, (size_t)nd * sizeof *shape);
+    if (same) {
+        bool contig = true, cl = nd == 4, dense = true;
+        for (int k = 0; k < nin; k++) contig &= tensor_is_contiguous(ins[k]);
+        if (contig) return true;
+        for (int k = 0; k < nin; k++) cl &= channels_last(ins[k]);
+        if (cl) {
+            st[1] = 1;
+            st[3] = shape[1];
+            st[2] = st[3] * shape[3];
+            st[0] = st[2] * shape[2];
+            return false;
+        }
+        for (int k = 0; k < nin && dense; k++)
+            dense = tensor_is_dense(ins[k]) &&
+                    !memcmp(ins[k]->strides, ins[0]->strides, (size_t)nd * sizeof *st);
+        if (dense) {
+            memcpy(st, ins[0]->strides, (size_t)nd * sizeof *st);
+            return false;
+        }
+    }
+    int64_t bs[ITER_MAX_ARGS][MAX_DIMS];
+    const int64_t *ps[ITER_MAX_ARGS];
+    for (int k = 0; k < nin; k++) {
+        int off = nd - ins[k]->ndim;
+        for (int d = 0; d < nd; d++) {
+            int64_t sz = d < off ? 1 : ins[k]->shape[d - off];
+            bs[k][d] = d < off || (sz == 1 && shape[d] != 1) ? 0 : ins[k]->strides[d - off];
+        }
+        ps[k] = bs[k];
+    }
+    int perm[MAX_DIMS];
+    layout_sort(perm, nd, shape, ps, nin);
+    bool contiguous = true;
+    int64_t s = 1;
+    for (int i = 0; i < nd; i++) {
+        contiguous &= perm[i] == nd - 1 - i;
+        st[perm[i]] = s;
+        s *= shape[perm[i]]; /* (as TensorIterator: an empty dim makes the outer strides 0) */
+    }
+    return contiguous;
+}
+
+static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin,
+                             iter_loop loop, const double *params, int64_t grain, bool wrapped);
+
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                const double *params, int64_t grain)
+{
+    return ew_map_layout(out, odt, idt, ins, nin, loop, params, grain, false);
+}
+
+eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop loop,
+                       const double *params, int64_t grain)
+{
+    return ew_map_layout(out, odt, idt, &a, 1, loop, params, grain, true);
+}
+
+static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin,
+                             iter_loop loop, const double *params, int64_t grain, bool wrapped)
 {
     /* 0-d operands of the right dtype: no broadcasting, no conversion, no iterator. */
     bool scalar = true;
@@ -122,7 +208,9 @@ eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, 
     tensor *cast[ITER_MAX_ARGS - 1];
     eng_err e = cast_all(cast, ins, nin, idt);
     if (e) return e;
-    tensor *r = tensor_new(odt, shape, nd);
+    int64_t st[MAX_DIMS];
+    tensor *r = tensor_new_strided(odt, shape, nd,
+                                   ew_layout(st, shape, nd, ins, nin, wrapped) ? NULL : st);
     if (!r) {
         e = err_kind();
     } else {

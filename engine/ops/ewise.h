@@ -21,13 +21,27 @@ static inline int64_t i64_neg(int64_t a) { return (int64_t)(0 - (uint64_t)a); }
 #define SUB_OP(a, b) ((a) - (b))
 #define MUL_OP(a, b) ((a) * (b))
 
-/** t converted to dt: t itself (retained) if it already is dt, else a contiguous copy. */
+/** t converted to dt: t itself (retained) if it already is dt, else a contiguous copy
+ *  (internal: for kernels that read the data directly). */
 eng_err cast_raw(tensor **out, tensor *t, dtype dt);
 
 /** A new tensor of dtype odt, shaped as the broadcast of ins[0..nin), computed by `loop` over
- *  the inputs converted to idt. params (may be NULL) reach the loop as P. */
+ *  the inputs converted to idt. params (may be NULL) reach the loop as P. Laid out as
+ *  PyTorch lays out a TensorIterator's result: contiguous for contiguous operands, else
+ *  following the operands' layout (permuted inputs give a permuted result). */
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                const double *params, int64_t grain);
+/** ew_map of `a` and a scalar in params, laid out as PyTorch lays out a + 2 (the scalar is an
+ *  operand of another shape there: no fast layout path, which matters for the strides of
+ *  size-1 dimensions only). */
+eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop loop,
+                       const double *params, int64_t grain);
+
+/** The strides PyTorch's TensorIterator gives a result of `shape` computed from ins[0..nin)
+ *  (`wrapped`: with a scalar operand besides them, as in x + 2). Returns true for the
+ *  contiguous layout (st untouched), else writes the strides to st. */
+bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, int nin,
+               bool wrapped);
 
 /** Same, writing into an existing tensor `out` (in-place ops); ins broadcast to out's shape. */
 eng_err ew_map_into(tensor *out, dtype idt, tensor *const *ins, int nin, iter_loop loop,

@@ -217,7 +217,7 @@ static eng_err reshape_as(tensor **out, tensor *t, const int64_t *res, int ndim)
     /* Not viewable: a contiguous copy with the new shape, as PyTorch's _unsafe_view(clone)
      * (CloneBackward0 under UnsafeViewBackward0); the result is not a view. */
     tensor *c = NULL;
-    eng_err e = op_clone(&c, t);
+    eng_err e = op_clone_contiguous(&c, t);
     if (e) return e;
     e = op_unsafe_view(out, c, res, ndim);
     tensor_release(c);
@@ -779,9 +779,11 @@ eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int
 static const node_type CLONE_BW = {"CloneBackward0", pass_backward, NULL};
 static const node_type TO_COPY_BW = {"ToCopyBackward0", pass_backward, NULL};
 
-static eng_err copy_op(tensor **out, tensor *t, dtype dt, const node_type *bw)
+/* A copy of t as dt with the given strides (a dense layout; NULL: contiguous). */
+static eng_err copy_op(tensor **out, tensor *t, dtype dt, const node_type *bw,
+                       const int64_t *strides)
 {
-    tensor *r = tensor_new(dt, t->shape, t->ndim);
+    tensor *r = tensor_new_strided(dt, t->shape, t->ndim, strides);
     if (!r) return err_kind();
     kernel_copy(r, t);
     eng_err e = E_OK;
@@ -794,7 +796,27 @@ static eng_err copy_op(tensor **out, tensor *t, dtype dt, const node_type *bw)
     return E_OK;
 }
 
-eng_err op_clone(tensor **out, tensor *t) { return copy_op(out, t, (dtype)t->dtype, &CLONE_BW); }
+/* PyTorch's preserve_format: t's layout (tensor_new_preserve). */
+static const int64_t *preserved(const tensor *t, int64_t *st)
+{
+    return dense_strides_like(t, st) ? NULL : st;
+}
+
+eng_err op_clone(tensor **out, tensor *t)
+{
+    int64_t st[MAX_DIMS];
+    return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, preserved(t, st));
+}
+
+eng_err op_clone_contiguous(tensor **out, tensor *t)
+{
+    return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, NULL);
+}
+
+eng_err op_clone_strided(tensor **out, tensor *t, const int64_t *strides)
+{
+    return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, strides);
+}
 
 eng_err op_contiguous(tensor **out, tensor *t)
 {
@@ -803,7 +825,7 @@ eng_err op_contiguous(tensor **out, tensor *t)
         *out = t;
         return E_OK;
     }
-    return op_clone(out, t);
+    return op_clone_contiguous(out, t);
 }
 
 eng_err op_to_dtype(tensor **out, tensor *t, dtype dt)
@@ -814,7 +836,8 @@ eng_err op_to_dtype(tensor **out, tensor *t, dtype dt)
         *out = t;
         return E_OK;
     }
-    return copy_op(out, t, dt, &TO_COPY_BW);
+    int64_t st[MAX_DIMS];
+    return copy_op(out, t, dt, &TO_COPY_BW, preserved(t, st));
 }
 
 eng_err op_detach(tensor **out, tensor *t)

@@ -533,7 +533,7 @@ class Case:
                 step["is_contiguous"] = t.is_contiguous()
         self.steps.append(step)
 
-    def expect_grad(self, name):
+    def expect_grad(self, name, layout=False):
         g = self.env[name].grad
         step = {"op": "expect_grad", "t": name}
         if g is None:
@@ -541,6 +541,9 @@ class Case:
         else:
             step.update({"dtype": DTYPE_NAME[g.dtype], "shape": list(g.shape),
                          "data": values_of(g), "requires_grad": g.requires_grad})
+            if layout:
+                step.update({"strides": list(g.stride()), "storage_offset": g.storage_offset(),
+                             "is_contiguous": g.is_contiguous()})
         self.steps.append(step)
 
     def expect_grads(self):
@@ -2322,7 +2325,7 @@ def fam_autograd():
     (gx,) = c.grad([y], [x], flags=("create_graph",))
     c.backward(c.call("ag_sum", gx))
     cases.append(c)
-    return cases + grad_layout_cases() + second_order_cases()
+    return cases + grad_layout_cases() + layout_cases() + second_order_cases()
 
 
 def grad_layout_cases():
@@ -2395,6 +2398,188 @@ def grad_layout_cases():
             a, b = c.rand(sa, dt), c.rand(sb, dt)
             grad_of(c, c.call("ag_matmul", a, b), [a, b])
             cases.append(c)
+    return cases
+
+
+def layout_cases():
+    """Results laid out as PyTorch lays them out. Elementwise ops follow TensorIterator: a
+    contiguous result for contiguous operands; the operands' strides when they share one dense
+    layout and the result's shape; otherwise dimensions ordered by the operands' strides (the
+    first operand that orders two decides; a scalar operand, as in x * 2, takes the second
+    road, which differs in the strides of size-1 dimensions). clone, to and the *_like
+    functions preserve the layout; contiguous and reshape's copy do not. A leaf's .grad obeys
+    the gradient layout contract (the leaf's strides where it is dense, else contiguous); a
+    retained .grad is contiguous. Layouts decide what view() accepts next and whether reshape
+    records ReshapeAliasBackward0 or UnsafeViewBackward0."""
+    cases = []
+    lay = {"layout": True}
+
+    # Inputs: a leaf, and the view of it the op sees.
+    def make(c, kind, dt="float32", **kw):
+        if kind == "contig":
+            x = c.rand([3, 4], dt, **kw)
+            return x, x
+        if kind == "t":
+            x = c.rand([4, 3], dt, **kw)
+            return x, c.call("ag_t", x, expect=False)
+        if kind == "perm":
+            x = c.rand([2, 4, 3], dt, **kw)
+            return x, c.call("ag_permute", x, [2, 0, 1], expect=False)
+        if kind == "strided":  # not dense: every other row, transposed
+            x = c.rand([8, 3], dt, **kw)
+            return x, c.call("ag_t", c.call("ag_slice", x, 0, 0, 8, 2, expect=False),
+                             expect=False)
+        if kind == "size1":  # dense, a size-1 dim with a stride of its own
+            x = c.rand([3, 1, 4], dt, **kw)
+            return x, c.call("ag_permute", x, [2, 1, 0], expect=False)
+        if kind == "col":  # contiguous by PyTorch's rule, strides (1, 4)
+            x = c.rand([1, 4], dt, **kw)
+            return x, c.call("ag_t", x, expect=False)
+        if kind == "cl":  # channels-last
+            x = c.rand([2, 2, 2, 3], dt, **kw)
+            return x, c.call("ag_permute", x, [0, 3, 1, 2], expect=False)
+        if kind == "expand":
+            x = c.rand([4, 1], dt, **kw)
+            return x, c.call("ag_expand", x, [4, 3], expect=False)
+        raise ValueError(kind)
+
+    kinds = ("t", "perm", "strided", "size1", "col", "cl", "expand")
+    pos = {"lo": 0.25, "hi": 2.0}
+    unary = (("exp", "ag_exp", (), {}), ("tanh", "ag_tanh", (), {}),
+             ("relu", "ag_relu", (), {}), ("gelu", "ag_gelu", (0,), {}),
+             ("sqrt", "ag_sqrt", (), pos), ("pow_scalar", "ag_pow_scalar", (2.0,), {}),
+             ("clamp", "ag_clamp", (-0.5, 0.5), {}), ("neg", "ag_neg", (), {}),
+             ("mul_scalar", "ag_mul_scalar", (3.0,), {}),
+             ("rsub_scalar", "ag_rsub_scalar", (1.0,), {}),
+             ("rdiv_scalar", "ag_rdiv_scalar", (1.0,), pos),
+             ("rpow_scalar", "ag_rpow_scalar", (2.0,), {}),
+             ("gt_scalar", "ag_gt_scalar", (0.0,), {}))
+    for kind in kinds:
+        for name, fn, extra, kw in unary:
+            c = Case("layout/%s/%s" % (name, kind))
+            x, v = make(c, kind, **kw)
+            y = c.call(fn, v, *extra, extra=lay)
+            if c.env[y].requires_grad:
+                bwd(c, y)
+            cases.append(c)
+        for name, fn, extra in (("clone", "ag_clone", ()), ("contiguous", "ag_contiguous", ()),
+                                ("to_float64", "ag_to_dtype", (DT("float64"),)),
+                                ("zeros_like", "ag_zeros_like", ()),
+                                ("full_like", "ag_full_like", (2.5,))):
+            c = Case("layout/%s/%s" % (name, kind))
+            x, v = make(c, kind)
+            y = c.call(fn, v, *extra, extra=lay)
+            if c.env[y].requires_grad:
+                bwd(c, y)
+            cases.append(c)
+        for name, fn in (("empty_like", "ag_empty_like"),):
+            c = Case("layout/%s/%s" % (name, kind))
+            x, v = make(c, kind)
+            c.call(fn, v, data=False, extra=lay)
+            cases.append(c)
+    # Two operands: which one's layout wins, and broadcasting.
+    binary = (("add", "ag_add"), ("mul", "ag_mul"), ("maximum", "ag_maximum"), ("lt", "ag_lt"))
+    for name, fn in binary:
+        for ka, kb in (("t", "t"), ("t", "contig"), ("contig", "t"), ("perm", "perm"),
+                       ("strided", "t"), ("cl", "cl"), ("size1", "size1")):
+            c = Case("layout/%s/%s_%s" % (name, ka, kb))
+            xa, a = make(c, ka)
+            xb, b = make(c, kb)
+            y = c.call(fn, a, b, extra=lay)
+            if c.env[y].requires_grad:
+                bwd(c, y)
+            cases.append(c)
+        for ka, shape_b in (("t", [4]), ("t", [3, 1]), ("perm", [3, 1, 1]), ("perm", [1, 2, 1])):
+            c = Case("layout/%s/%s_broadcast_%s" % (name, ka, "x".join(map(str, shape_b))))
+            xa, a = make(c, ka)
+            b = c.rand(shape_b)
+            y = c.call(fn, a, b, extra=lay)
+            if c.env[y].requires_grad:
+                bwd(c, y)
+            cases.append(c)
+            c = Case("layout/%s/broadcast_%s_%s" % (name, "x".join(map(str, shape_b)), ka))
+            b = c.rand(shape_b)
+            xa, a = make(c, ka)
+            y = c.call(fn, b, a, extra=lay)
+            if c.env[y].requires_grad:
+                bwd(c, y)
+            cases.append(c)
+    for kind in ("t", "perm", "strided"):
+        c = Case("layout/where/%s" % kind)
+        x, v = make(c, kind)
+        m = c.call("ag_gt_scalar", v, 0.0, expect=False)
+        y = c.call("ag_where", m, v, c.call("ag_neg", v, expect=False), extra=lay)
+        bwd(c, y)
+        cases.append(c)
+    # Not TensorIterator results: masked_fill clones contiguous first, softmax and reductions
+    # allocate contiguous; dropout multiplies by its mask (values random: layout only).
+    for kind in ("t", "perm", "strided"):
+        c = Case("layout/masked_fill/%s" % kind)
+        x, v = make(c, kind)
+        m = c.call("ag_gt_scalar", v, 0.0, expect=False)
+        bwd(c, c.call("ag_masked_fill", v, m, 0.0, extra=lay))
+        cases.append(c)
+        c = Case("layout/softmax/%s" % kind)
+        x, v = make(c, kind)
+        bwd(c, c.call("ag_softmax", v, -1, extra=lay))
+        cases.append(c)
+        c = Case("layout/sum_dims/%s" % kind)
+        x, v = make(c, kind)
+        bwd(c, c.call("ag_sum_dims", v, [0], 0, extra=lay))
+        cases.append(c)
+        c = Case("layout/dropout/%s" % kind)
+        x, v = make(c, kind)
+        c.call("ag_dropout", None, v, 0.5, 1, data=False, extra=lay)
+        cases.append(c)
+    # What a layout decides next: view and reshape of an elementwise result.
+    for kind in ("t", "perm", "strided"):
+        c = Case("layout/then_reshape/%s" % kind)
+        x, v = make(c, kind)
+        y = c.call("ag_mul_scalar", v, 2.0, expect=False)
+        z = c.call("ag_reshape", y, [-1], extra=lay)
+        bwd(c, z)
+        cases.append(c)
+    c = Case("layout/then_view_of_t/t")  # (x.t() * 2).t() is contiguous: view works
+    x, v = make(c, "t")
+    y = c.call("ag_t", c.call("ag_mul_scalar", v, 2.0, expect=False), expect=False)
+    bwd(c, c.call("ag_view", y, [-1], extra=lay))
+    cases.append(c)
+    c = Case("layout/then_view/t")  # x.t() * 2 is laid out as x.t(): view of it fails
+    x, v = make(c, "t")
+    y = c.call("ag_mul_scalar", v, 2.0, expect=False)
+    c.err("ag_view", y, [-1], status="AG_ESHAPE")
+    cases.append(c)
+    # The gradient layout contract of .grad, and retained gradients.
+    for kind in ("contig", "t", "perm", "strided", "size1", "col", "cl"):
+        for how in ("t_of_product", "elementwise", "sum"):
+            c = Case("layout/grad_contract/%s/%s" % (how, kind))
+            x, v = make(c, kind)
+            leaf = c.call("ag_tensor_detach", v, expect=False)
+            c.call("ag_tensor_set_requires_grad", leaf, True)
+            if how == "elementwise":
+                y = c.call("ag_mul", leaf, c.rand(list(c.env[leaf].shape), rg=False),
+                           expect=False)
+            elif how == "sum":
+                y = leaf
+            else:  # a gradient that arrives transposed or permuted
+                nd = c.env[leaf].dim()
+                perm = list(range(nd))[::-1]
+                y = c.call("ag_permute", c.call("ag_mul_scalar",
+                                                c.call("ag_permute", leaf, perm, expect=False),
+                                                2.0, expect=False), perm, expect=False)
+            c.call("ag_backward", c.call("ag_sum", y, expect=False), None, FL(), expect=False)
+            c.expect_grad(leaf, layout=True)
+            cases.append(c)
+    for kind in ("t", "perm"):
+        c = Case("layout/retain_grad/%s" % kind)
+        x, v = make(c, kind)
+        y = c.call("ag_mul_scalar", v, 2.0, expect=False)
+        c.call("ag_tensor_retain_grad", y)
+        z = c.call("ag_sum", c.call("ag_mul", y, y, expect=False), expect=False)
+        c.call("ag_backward", z, None, FL(), expect=False)
+        c.expect_grad(y, layout=True)
+        c.expect_grad(x)
+        cases.append(c)
     return cases
 
 

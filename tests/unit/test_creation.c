@@ -265,14 +265,16 @@ static void constants(void)
     check_values("full_like", r, w25, 6, 0);
     CHECK(requires_grad(r) == 0);
     ag_tensor_release(r);
-    ag_tensor *tt; /* a non-contiguous source gives a contiguous result of its shape */
+    ag_tensor *tt; /* a transposed source gives a result laid out as it, as in PyTorch */
     OK(ag_t(&tt, src));
     OK(ag_ones_like(&r, tt));
-    int64_t s32[2] = {3, 2};
+    int64_t s32[2] = {3, 2}, st[2] = {0, 0};
     check_shape("ones_like of t", r, AG_FLOAT32, s32, 2);
-    int c = 0;
+    int c = 1;
     OK(ag_tensor_is_contiguous(&c, r));
-    CHECK(c == 1);
+    CHECK(c == 0);
+    OK(ag_tensor_strides(st, 2, r));
+    CHECK(st[0] == 1 && st[1] == 3);
     ag_tensor_release(r);
     ag_tensor_release(tt);
     ag_tensor_release(src);
