@@ -484,7 +484,8 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  flags: AG_RETAIN_GRAPH, AG_CREATE_GRAPH, AG_FREE_GRAPH (AG_ALLOW_UNUSED is ag_grad's
  *  only). With AG_CREATE_GRAPH a leaf's .grad carries a
  *  graph that reaches the leaf itself: a reference cycle (PyTorch warns of the same one),
- *  which ag_tensor_set_grad(leaf, NULL) breaks; ag_grad, which writes no .grad, makes none.
+ *  which ag_tensor_set_grad(leaf, NULL) breaks; ag_grad, which writes no leaf's .grad, makes
+ *  none.
  *  The root, its gradient and whether the graph was already freed are checked before
  *  anything runs, and fail with nothing changed. .grad of leaves is written only after every
  *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a
@@ -507,7 +508,10 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
 AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
 
 /** Computes and returns the gradients of the outputs with respect to the inputs, like
- *  torch.autograd.grad, without touching any .grad. grads_out[i] receives a new reference to
+ *  torch.autograd.grad, without touching the .grad of any leaf. As in PyTorch (1.13), a
+ *  non-leaf that retains its gradient (ag_tensor_retain_grad) and whose grad_fn runs in the
+ *  pass (it lies on a path to an input) accumulates it in its .grad; one that is only an
+ *  input of the call does not. grads_out[i] receives a new reference to
  *  d(sum_j <outputs[j], grad_outputs[j]>)/d(inputs[i]). grad_outputs may be NULL (or hold
  *  NULLs) for one-element outputs. With AG_CREATE_GRAPH the results carry a graph and can be
  *  differentiated again. An input unreachable from the outputs is an AG_ENOGRAD failure

@@ -653,7 +653,9 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
                           meta_hist(l->m) == l->hist;
                 last = l;
             }
-            if (!rc && retain && s->accumulate) {
+            /* (autograd.grad too, for nodes whose formula runs: PyTorch 1.13's retain_grad
+             * is a hook of the node, which a node only captured does not call) */
+            if (!rc && retain && (s->accumulate || g->runs)) {
                 retained_out **ret = retained_of(s, i);
                 if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(retained_out));
                 if (!ret || !*ret) {
@@ -1368,7 +1370,9 @@ eng_err run_backward(const bwd_request *r)
     }
     if (s.accumulate) {
         rc = commit(&s);
-    } else {
+    } else if (!atomic_load_explicit(&s.retained, memory_order_relaxed) || !(rc = commit(&s))) {
+        /* (commit: the retained gradients of autograd.grad; it writes no leaf's .grad, as
+         * an autograd.grad pass leaves no gradient in an AccumulateGrad node's slot) */
         for (int k = 0; k < ni; k++) {
             r->captured[k] = s.captured[k] ? fresh_version(unview_private(s.captured[k])) : NULL;
             s.captured[k] = NULL;
