@@ -1062,9 +1062,14 @@ eng_err op_bce_with_logits(tensor **out, tensor *input, tensor *target, tensor *
                  k[PW] ? tensor_data(k[PW]) : NULL, NULL, tensor_data(loss), NULL, NULL,
                  false, 0};
     par_for(input->numel, PAR_GRAIN_COSTLY, bce_pick((dtype)input->dtype, dt, true), &b);
-    if (loss->dtype != target->dtype) {
-        /* PyTorch's loss is (1 - target) updated in place: the target's dtype */
-        tensor *lt = tensor_new((dtype)target->dtype, loss->shape, loss->ndim);
+    /* PyTorch's loss is (1 - target) updated in place: the target's dtype, and (unreduced)
+     * the layout of 1 - target */
+    int64_t st[MAX_DIMS];
+    bool relayout = reduction == RED_NONE &&
+                    !ew_layout(st, target->shape, target->ndim, &target, 1, true);
+    if (loss->dtype != target->dtype || relayout) {
+        tensor *lt = tensor_new_strided((dtype)target->dtype, loss->shape, loss->ndim,
+                                        relayout ? st : NULL);
         if (!lt) {
             e = err_kind();
             goto done;

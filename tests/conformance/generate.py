@@ -2554,6 +2554,17 @@ def layout_cases():
         x, v = make(c, kind)
         c.call("ag_dropout", None, v, 0.5, 1, data=False, extra=lay)
         cases.append(c)
+    # Unreduced losses: mse is a TensorIterator of (input, target); bce's is 1 - target
+    # updated in place, laid out as the target.
+    for kx, kt in (("t", "t"), ("t", "contig"), ("contig", "t")):
+        for name, fn, extra in (("mse_loss", "ag_mse_loss", (RED("none"),)),
+                                ("bce_with_logits", "ag_binary_cross_entropy_with_logits",
+                                 (None, None, RED("none")))):
+            c = Case("layout/%s/%s_%s" % (name, kx, kt))
+            xx, x = make(c, kx)
+            xt, t = make(c, kt, rg=False, lo=0.0, hi=1.0)
+            bwd(c, c.call(fn, x, t, *extra, extra=lay))
+            cases.append(c)
     # What a layout decides next: view and reshape of an elementwise result.
     for kind in ("t", "perm", "strided"):
         c = Case("layout/then_reshape/%s" % kind)
