@@ -146,6 +146,10 @@ eng_err op_clone(tensor **out, tensor *t);            /* in t's layout (preserve
 eng_err op_clone_contiguous(tensor **out, tensor *t); /* clone(memory_format=contiguous) */
 /* A clone with the given strides, which must describe a dense layout of t's shape. */
 eng_err op_clone_strided(tensor **out, tensor *t, const int64_t *strides);
+/* t itself (a new reference) if laid out with these strides (size-1 dims aside), else
+ * op_clone_strided: a gradient put in its tensor's layout before storage-level geometry
+ * (as_strided) is applied to it. */
+eng_err op_with_strides(tensor **out, tensor *t, const int64_t *strides);
 eng_err op_to_dtype(tensor **out, tensor *t, dtype dt);
 eng_err op_detach(tensor **out, tensor *t);
 /** A view with explicit geometry (storage offset absolute), and its inverse for backward:

@@ -17,13 +17,37 @@ typedef struct group {
     int64_t n;
 } group;
 
-/* Dims of x split into kept and reduced groups (original order), size-1 dims dropped and
- * neighbours merged when contiguous within the group. */
-static void split_dims(const tensor *x, const bool *mask, group *kept, group *red)
+/* Dims of x split into kept and reduced groups, size-1 dims dropped and neighbours merged when
+ * contiguous within the group. Kept dims stay in their order (it is the output's). Reduced
+ * dims too when `by_stride` is false; when true (sums, whose order is free), they go in memory
+ * order, outermost first (expanded dims, stride 0, outside all), so a permuted tensor is
+ * summed in contiguous runs as a contiguous one is: its dims are then those of the
+ * contiguous tensor it is a permutation of, so the order still depends only on the layout.
+ * A contiguous input's order does not change. */
+static void split_dims(const tensor *x, const bool *mask, group *kept, group *red, bool by_stride)
 {
+    int order[MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) order[d] = d;
+    if (by_stride) {
+        /* stable insertion sort of the reduced dims among themselves, by decreasing stride */
+        int rd[MAX_DIMS], n = 0;
+        for (int d = 0; d < x->ndim; d++)
+            if (mask[d]) rd[n++] = d;
+        for (int i = 1; i < n; i++)
+            for (int j = i; j > 0; j--) {
+                uint64_t a = (uint64_t)x->strides[rd[j - 1]] - 1, b = (uint64_t)x->strides[rd[j]] - 1;
+                if (a >= b) break; /* (stride 0 wraps to the largest) */
+                int t = rd[j - 1];
+                rd[j - 1] = rd[j];
+                rd[j] = t;
+            }
+        for (int d = 0, k = 0; d < x->ndim; d++)
+            if (mask[d]) order[d] = rd[k++];
+    }
     kept->nd = red->nd = 0;
     kept->n = red->n = 1;
-    for (int d = 0; d < x->ndim; d++) {
+    for (int i = 0; i < x->ndim; i++) {
+        int d = order[i];
         group *g = mask[d] ? red : kept;
         g->n *= x->shape[d];
         if (x->shape[d] == 1) continue;
@@ -312,7 +336,7 @@ eng_err reduce_kernel(tensor *vals, tensor *idx, const tensor *x, const bool *ma
     c.vals = vals;
     c.idx = idx;
     c.k = k;
-    split_dims(x, mask, &c.kept, &c.red);
+    split_dims(x, mask, &c.kept, &c.red, k == RK_SUM);
     int64_t M = c.kept.n;
     if (M == 0) return E_OK;
     if (k != RK_SUM) {

@@ -64,10 +64,11 @@ static const node_type COPY_BW = {"CopyBackwards", ip_backward, NULL};
 /* ---- CopySlices: the base's node after an in-place op on one of its views ---- */
 typedef struct cs_attr {
     node *fn;              /* the op's own node (edges unused; strong reference) */
-    int ndim;              /* the view's geometry relative to the (contiguous) base */
+    int ndim;              /* the view's geometry in storage positions from the base's first */
     int64_t shape[MAX_DIMS];
     int64_t strides[MAX_DIMS];
     int64_t offset;
+    int64_t base_strides[MAX_DIMS]; /* the base's layout (dense), which the geometry assumes */
 } cs_attr;
 
 static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
@@ -78,7 +79,9 @@ static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **
     tensor *res[2] = {NULL, NULL};
     /* (A pass that found the node before another freed it: as its saved variables would.) */
     eng_err e = saved_check(n);
-    if (!e) e = op_contiguous(&g, gin[0]);
+    /* The base's gradient laid out as the base, as PyTorch's CopySlices makes it
+     * (empty_strided(base.sizes(), base.strides())): the view's geometry is in its terms. */
+    if (!e) e = op_with_strides(&g, gin[0], a->base_strides);
     if (!e) e = op_as_strided(&slice, g, a->shape, a->strides, a->ndim, a->offset);
     if (!e) {
         uint8_t needed[2] = {1, (uint8_t)(n->n_next > 1 && c->needed[1])};
@@ -152,8 +155,8 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     /* An integer tensor has no gradient, whatever is copied into it (PyTorch). */
     if (!dtype_is_float((dtype)t->dtype) || !should_record(ins, other ? 2 : 1)) return E_OK;
     bool view = t->base != NULL;
-    if (view && !tensor_is_contiguous(t->base))
-        return err_set(E_INVAL, "in-place operation on a view of a non-contiguous tensor is not "
+    if (view && !tensor_is_dense(t->base)) /* (bases are made dense; a safety net) */
+        return err_set(E_INVAL, "in-place operation on a view of a non-dense tensor is not "
                        "supported under grad mode");
     int n_next = other ? 2 : 1;
     int n_saved = attr.op == OP_MUL ? 2 : 0;
@@ -219,6 +222,7 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
             memcpy(a->shape, t->shape, (size_t)t->ndim * sizeof(int64_t));
             memcpy(a->strides, t->strides, (size_t)t->ndim * sizeof(int64_t));
             a->offset = t->offset - t->base->offset;
+            memcpy(a->base_strides, t->base->strides, (size_t)t->base->ndim * sizeof(int64_t));
             e = node_set_edge(cs, 0, t->base);
             if (!e && other) e = node_set_edge(cs, 1, other);
             r->cs = cs;

@@ -690,14 +690,14 @@ static eng_err check_geom(const tensor *t, const int64_t *shape, const int64_t *
     return E_OK;
 }
 
-/* The input must be contiguous: offsets and strides are relative to its first element. */
+/* The input must be dense (its own storage, laid out in some order): offsets and strides are
+ * storage positions relative to its first element. */
 eng_err op_as_strided(tensor **out, tensor *t, const int64_t *shape, const int64_t *strides,
                       int ndim, int64_t offset)
 {
     eng_err e = check_geom(t, shape, strides, ndim, offset);
     if (e) return e;
-    if (!tensor_is_contiguous(t))
-        return err_set(E_INVAL, "as_strided: the input must be contiguous");
+    if (!tensor_is_dense(t)) return err_set(E_INVAL, "as_strided: the input must be dense");
     node *n = NULL;
     e = make_view(out, t, shape, strides, ndim, t->offset + offset, &AS_STRIDED_BW, &n);
     if (!e && n) {
@@ -717,8 +717,8 @@ static eng_err ass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     if (c->needed[0]) {
         tensor *z;
         if ((e = op_full(&z, (dtype)gin[0]->dtype, a->view.shape, a->view.ndim, 0.0))) return e;
-        tensor *g = NULL;
-        if ((e = op_contiguous(&g, gin[0]))) {
+        tensor *g = NULL; /* (laid out as the result was: the geometry is in its terms) */
+        if ((e = op_with_strides(&g, gin[0], a->in.strides))) {
             tensor_release(z);
             return e;
         }
@@ -730,7 +730,7 @@ static eng_err ass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     }
     if (c->needed[1]) {
         tensor *g, *v;
-        if ((e = op_contiguous(&g, gin[0]))) return e;
+        if ((e = op_with_strides(&g, gin[0], a->in.strides))) return e;
         e = op_as_strided(&v, g, a->view.shape, a->view.strides, a->view.ndim, a->view.offset);
         tensor_release(g);
         if (e) return e;
@@ -743,7 +743,9 @@ static const node_type AS_STRIDED_SCATTER_BW = {"AsStridedScatterBackward0", ass
 eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int64_t *shape,
                               const int64_t *strides, int ndim, int64_t offset)
 {
-    tensor *r = tensor_new((dtype)base->dtype, base->shape, base->ndim);
+    /* (laid out as base when it is dense, so that the geometry means the same in both) */
+    tensor *r = tensor_new_strided((dtype)base->dtype, base->shape, base->ndim,
+                                   tensor_is_dense(base) ? base->strides : NULL);
     if (!r) return err_kind();
     kernel_copy(r, base);
     eng_err e = check_geom(r, shape, strides, ndim, offset);
@@ -770,6 +772,7 @@ eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int
         memcpy(g->shape, shape, (size_t)ndim * sizeof *shape);
         memcpy(g->strides, strides, (size_t)ndim * sizeof *strides);
         g->offset = offset;
+        geom_of(r, &attr(n)->in); /* (the result's layout, for ass_backward) */
     }
     *out = r;
     return E_OK;
@@ -816,6 +819,16 @@ eng_err op_clone_contiguous(tensor **out, tensor *t)
 eng_err op_clone_strided(tensor **out, tensor *t, const int64_t *strides)
 {
     return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, strides);
+}
+
+eng_err op_with_strides(tensor **out, tensor *t, const int64_t *strides)
+{
+    bool same = true;
+    for (int i = 0; i < t->ndim && same; i++) same = t->shape[i] <= 1 || t->strides[i] == strides[i];
+    if (!same) return op_clone_strided(out, t, strides);
+    tensor_retain(t);
+    *out = t;
+    return E_OK;
 }
 
 eng_err op_contiguous(tensor **out, tensor *t)

@@ -2565,6 +2565,38 @@ def layout_cases():
             xt, t = make(c, kt, rg=False, lo=0.0, hi=1.0)
             bwd(c, c.call(fn, x, t, *extra, extra=lay))
             cases.append(c)
+    # In-place ops on views of a base laid out as a transpose (CopySlices puts the base's
+    # gradient in the base's layout before cutting the view's region out of it).
+    for kind in ("contig", "t", "perm"):
+        c = Case("layout/inplace_on_view/select_mul_/%s" % kind)
+        x, v = make(c, kind)
+        y = c.call("ag_mul_scalar", v, 2.0, expect=False)
+        row = c.call("ag_select", y, 0, 1, expect=False)
+        c.call("ag_mul_scalar_", row, 3.0)
+        c.expect(y, layout=True)
+        bwd(c, y)
+        cases.append(c)
+        c = Case("layout/inplace_on_view/narrow_copy_/%s" % kind)
+        x, v = make(c, kind)
+        y = c.call("ag_clone", v, expect=False)
+        part = c.call("ag_narrow", y, 1, 0, 1, expect=False)
+        w = c.rand(list(c.env[part].shape))
+        c.call("ag_copy_", part, w)
+        bwd(c, y)
+        cases.append(c)
+        # (w constant: PyTorch 1.13's second-order gradient of the op's other operand through
+        # CopySlices is wrong; test_autograd's inplace_on_view_second_order checks ours
+        # against finite differences)
+        c = Case("layout/inplace_on_view/slice_mul_/create_graph/%s" % kind)
+        x, v = make(c, kind, "float64")
+        y = c.call("ag_mul", v, v, expect=False)
+        part = c.call("ag_slice", y, 0, 0, c.env[y].shape[0], 2, expect=False)
+        w = c.rand(list(c.env[part].shape), "float64", rg=False)
+        c.call("ag_mul_", part, w)
+        s = c.call("ag_sum", c.call("ag_mul", y, y, expect=False), expect=False)
+        (gx,) = c.grad([s], [x], flags=("create_graph",))
+        c.backward(c.call("ag_sum", c.call("ag_mul", gx, gx, expect=False), expect=False))
+        cases.append(c)
     # What a layout decides next: view and reshape of an elementwise result.
     for kind in ("t", "perm", "strided"):
         c = Case("layout/then_reshape/%s" % kind)
