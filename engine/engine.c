@@ -440,7 +440,7 @@ static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
 {
     tensor *a = *acc;
     if (!create_graph && atomic_load(&a->refs) == 1 && atomic_load(&a->st->refs) == 1 &&
-        !a->grad_fn && shapes_equal(a, add) && a->dtype == add->dtype && tensor_is_contiguous(a)) {
+        !a->grad_fn && shapes_equal(a, add) && a->dtype == add->dtype && tensor_is_dense(a)) {
         eng_err e = op_binary_(a, add, IP_ADD);
         tensor_release(add);
         return e;

@@ -68,11 +68,74 @@ static void memcpy_loop(char **d, const int64_t *s, int64_t n, void *ctx)
     }
 }
 
+/* Transposing copies, tile by tile. A copy whose destination runs along one dim and whose
+ * source runs along another (contiguous() of a transpose, or of a result laid out as one)
+ * walked element by element reads one element per cache line, in a stride that defeats the
+ * prefetcher. In TILE x TILE tiles (2048 x 2048 float32, 1 thread: 22.6 -> 17.7 ms; the rest is
+ * TLB misses, a new page per row on one side or the other; PyTorch takes ~12 ms). */
+enum { TILE = 32 };
+
+typedef struct tcopy {
+    const iter *it;
+    size_t es;
+    int64_t n0, n1, t0, t1; /* the plane (iterator dims 0 and 1) and its tiles along each */
+    int64_t planes;         /* products of the outer dims */
+} tcopy;
+
+static void tcopy_tiles(void *p, int64_t lo, int64_t hi)
+{
+    const tcopy *c = p;
+    const iter *it = c->it;
+    for (int64_t t = lo; t < hi; t++) {
+        int64_t plane = t / (c->t0 * c->t1), r = t % (c->t0 * c->t1);
+        int64_t i0 = r % c->t0 * TILE, i1 = r / c->t0 * TILE;
+        char *d = it->data[0], *s = it->data[1];
+        for (int k = 2, q = (int)plane; k < it->ndim; k++) { /* (outer dims, innermost first) */
+            int64_t idx = q % it->shape[k];
+            q /= (int)it->shape[k];
+            d += idx * it->strides[0][k];
+            s += idx * it->strides[1][k];
+        }
+        int64_t e0 = i0 + TILE < c->n0 ? i0 + TILE : c->n0, e1 = i1 + TILE < c->n1 ? i1 + TILE : c->n1;
+        int64_t ds0 = it->strides[0][0], ds1 = it->strides[0][1];
+        int64_t ss0 = it->strides[1][0], ss1 = it->strides[1][1];
+        if (c->es == 4) {
+            for (int64_t a = i0; a < e0; a++)
+                for (int64_t b = i1; b < e1; b++)
+                    *(uint32_t *)(d + a * ds0 + b * ds1) = *(const uint32_t *)(s + a * ss0 + b * ss1);
+        } else {
+            for (int64_t a = i0; a < e0; a++)
+                for (int64_t b = i1; b < e1; b++)
+                    *(uint64_t *)(d + a * ds0 + b * ds1) = *(const uint64_t *)(s + a * ss0 + b * ss1);
+        }
+    }
+}
+
+/* Whether the same-dtype copy `it` is a transpose worth tiling, and if so does it. */
+static bool copy_transposed(const iter *it, size_t es)
+{
+    if (it->ndim < 2 || (es != 4 && es != 8)) return false;
+    /* destination contiguous along dim 0, source along dim 1, both planes large */
+    if (it->strides[0][0] != (int64_t)es || it->strides[1][1] != (int64_t)es ||
+        it->strides[1][0] == (int64_t)es || it->shape[0] < TILE || it->shape[1] < TILE)
+        return false;
+    int64_t planes = 1;
+    for (int k = 2; k < it->ndim; k++) planes *= it->shape[k];
+    tcopy c = {it, es, it->shape[0], it->shape[1], (it->shape[0] + TILE - 1) / TILE,
+               (it->shape[1] + TILE - 1) / TILE, planes};
+    par_for(planes * c.t0 * c.t1, (PAR_GRAIN_CHEAP + TILE * TILE - 1) / (TILE * TILE),
+            tcopy_tiles, &c);
+    return true;
+}
+
 eng_err kernel_copy(tensor *dst, const tensor *src)
 {
     iter it;
     tensor *in = (tensor *)src;
     iter_init(&it, dst, &in, 1);
+    if (dst->dtype == src->dtype && it.numel > 0 &&
+        copy_transposed(&it, dtype_size((dtype)dst->dtype)))
+        return E_OK;
     if (dst->dtype == src->dtype) {
         size_t es = dtype_size((dtype)dst->dtype);
         iter_run(&it, memcpy_loop, &es, PAR_GRAIN_CHEAP);

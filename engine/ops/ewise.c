@@ -116,10 +116,31 @@ static bool channels_last(const tensor *t)
  * they all are, and has their strides if they share one dense layout. Otherwise it is dense
  * with its dimensions in the order of the operands' strides (layout_sort, broadcast
  * dimensions counting as unordered). */
+/* Whether t has exactly the contiguous strides of its shape (contiguous_strides'). */
+static inline bool canonical(const tensor *t)
+{
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->strides[i] != s) return false;
+        s *= t->shape[i] > 1 ? t->shape[i] : 1;
+    }
+    return true;
+}
+
 bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, int nin,
                bool wrapped)
 {
     if (nd == 0) return true;
+    /* The common case, first and cheaply: operands with exactly contiguous strides give a
+     * contiguous result by every rule below (they order no dimension against the contiguous
+     * order, broadcast or not), unless the result is empty. */
+    bool all = true;
+    for (int k = 0; k < nin && all; k++) all = canonical(ins[k]);
+    if (all) {
+        bool empty = false;
+        for (int d = 0; d < nd; d++) empty |= shape[d] == 0;
+        if (!empty) return true;
+    }
     bool same = !wrapped;
     for (int k = 0; k < nin && same; k++)
         same = ins[k]->ndim == nd && !memcmp(ins[k]->shape, shape, (size_t)nd * sizeof *shape);

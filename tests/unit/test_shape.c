@@ -1004,8 +1004,48 @@ static void huge_shapes(void)
     ag_tensor_release(z);
 }
 
+/* Copies of permuted tensors large enough for the tiled transpose (kernel_copy), sizes not
+ * multiples of the tile, with outer dims, both element sizes, at 1 and 2 threads: every
+ * element where index arithmetic puts it. */
+static void transposing_copies(void)
+{
+    static const int64_t shape[3] = {3, 40, 70};
+    static const int64_t perms[4][3] = {{0, 2, 1}, {2, 1, 0}, {1, 2, 0}, {2, 0, 1}};
+    enum { N = 3 * 40 * 70 };
+    static double data[N], got[N];
+    for (int i = 0; i < N; i++) data[i] = i;
+    for (int threads = 1; threads <= 2; threads++) {
+        OK(ag_set_num_threads(threads));
+        for (int dt = 0; dt < 2; dt++)
+            for (int p = 0; p < 4; p++) {
+                ag_tensor *x = tensor_f64(data, shape, 3, dt ? AG_FLOAT64 : AG_FLOAT32), *v, *c;
+                OK(ag_permute(&v, x, perms[p], 3));
+                OK(ag_contiguous(&c, v));
+                OK(ag_tensor_copy_f64(got, N, c));
+                int64_t vs[3], idx[3], bad = -1;
+                for (int d = 0; d < 3; d++) vs[d] = shape[perms[p][d]];
+                for (int64_t k = 0; k < N && bad < 0; k++) {
+                    idx[2] = k % vs[2];
+                    idx[1] = k / vs[2] % vs[1];
+                    idx[0] = k / (vs[1] * vs[2]);
+                    int64_t src[3];
+                    for (int d = 0; d < 3; d++) src[perms[p][d]] = idx[d];
+                    if (got[k] != (double)((src[0] * 40 + src[1]) * 70 + src[2])) bad = k;
+                }
+                if (bad >= 0) printf("transposing copy: perm %d, %s, %d threads: element %lld\n", p,
+                                     dt ? "float64" : "float32", threads, (long long)bad);
+                CHECK(bad < 0);
+                ag_tensor_release(c);
+                ag_tensor_release(v);
+                ag_tensor_release(x);
+            }
+    }
+    OK(ag_set_num_threads(0));
+}
+
 int main(void)
 {
+    transposing_copies();
     huge_shapes();
     reshape_view();
     transpose_permute();
