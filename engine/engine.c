@@ -901,6 +901,7 @@ static tensor *fresh_version(tensor *g)
  * is dense (those of size-1 dimensions aside, unless 0), and is contiguous otherwise. */
 static bool obeys_layout(const tensor *g, const tensor *var)
 {
+    if (g->ndim == 0) return true; /* (0-d: scalar graphs, the common case by count) */
     if (!tensor_is_dense(var)) return tensor_is_contiguous(g);
     for (int d = 0; d < g->ndim; d++)
         if (g->shape[d] != 1 ? g->strides[d] != var->strides[d] : g->strides[d] == 0)
@@ -1368,11 +1369,10 @@ eng_err run_backward(const bwd_request *r)
         rc = err_restore(&s.err);
         goto done;
     }
-    if (s.accumulate) {
-        rc = commit(&s);
-    } else if (!atomic_load_explicit(&s.retained, memory_order_relaxed) || !(rc = commit(&s))) {
-        /* (commit: the retained gradients of autograd.grad; it writes no leaf's .grad, as
-         * an autograd.grad pass leaves no gradient in an AccumulateGrad node's slot) */
+    /* (autograd.grad commits only retained gradients: its pass leaves no gradient in an
+     * AccumulateGrad node's slot) */
+    if (s.accumulate || atomic_load_explicit(&s.retained, memory_order_relaxed)) rc = commit(&s);
+    if (!rc && !s.accumulate) {
         for (int k = 0; k < ni; k++) {
             r->captured[k] = s.captured[k] ? fresh_version(unview_private(s.captured[k])) : NULL;
             s.captured[k] = NULL;
