@@ -7,6 +7,7 @@
  *        bench mlp-rss --steps N [--threads T]
  *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
  *        bench wide-split [--reps R]     (wide at 1 and 2 threads, step by step)
+ *        bench layout [--reps R]         (ops on a transposed matrix and results laid out so)
  *        bench blas-info      (the OpenBLAS kernel family picked for this CPU)
  * Each configuration prints one line, parsed by bench/run:
  *   result <side> <workload> threads=<t> unit=<unit> median=<m> samples=<s1>,<s2>,...
@@ -483,6 +484,61 @@ static void openblas_rep(void *ctx)
 #endif
 
 /* ---------------------------------------------------------------------------------------- */
+/* layout: operations on a transposed 2048 x 2048 float32 matrix and on the result of an     */
+/* elementwise op on it (laid out as the transpose, as in PyTorch), one thread. Not part of  */
+/* bench/run: it shows what following the inputs' layout costs or saves (performance.md).   */
+/* ---------------------------------------------------------------------------------------- */
+
+enum { LAYOUT_N = 2048 };
+
+static void layout_bench(int reps)
+{
+    static const char *const names[] = {"y = x.t() * 2", "sum(y)", "sum(y, dim 1)", "exp(y)",
+                                        "softmax(y, 1)", "contiguous(x.t())",
+                                        "mse(x.t(), t.t())"};
+    enum { K = sizeof names / sizeof names[0] };
+    static double ms[K][MAX_REPS];
+    int64_t sh[2] = {LAYOUT_N, LAYOUT_N}, one = 1;
+    ag_generator *g;
+    ag_tensor *x, *t, *xt, *tt;
+    CK(ag_set_num_threads(1));
+    CK(ag_generator_new(&g, 1));
+    CK(ag_randn(&x, g, AG_FLOAT32, sh, 2));
+    CK(ag_randn(&t, g, AG_FLOAT32, sh, 2));
+    CK(ag_t(&xt, x));
+    CK(ag_t(&tt, t));
+    for (int r = -1; r < reps; r++) {
+        ag_tensor *out[K];
+        double t0 = now(), tk[K];
+        CK(ag_mul_scalar(&out[0], xt, 2.0));
+        tk[0] = now();
+        CK(ag_sum(&out[1], out[0]));
+        tk[1] = now();
+        CK(ag_sum_dims(&out[2], out[0], &one, 1, 0));
+        tk[2] = now();
+        CK(ag_exp(&out[3], out[0]));
+        tk[3] = now();
+        CK(ag_softmax(&out[4], out[0], 1));
+        tk[4] = now();
+        CK(ag_contiguous(&out[5], xt));
+        tk[5] = now();
+        CK(ag_mse_loss(&out[6], xt, tt, AG_REDUCTION_MEAN));
+        tk[6] = now();
+        for (int k = 0; k < K; k++) {
+            if (r >= 0) ms[k][r] = (tk[k] - (k ? tk[k - 1] : t0)) * 1e3;
+            ag_tensor_release(out[k]);
+        }
+    }
+    printf("%-20s %10s   (ms, 1 thread, medians of %d)\n", "operation", "time", reps);
+    for (int k = 0; k < K; k++) printf("%-20s %10.2f\n", names[k], median(ms[k], reps));
+    ag_tensor_release(tt);
+    ag_tensor_release(xt);
+    ag_tensor_release(t);
+    ag_tensor_release(x);
+    ag_generator_release(g);
+}
+
+/* ---------------------------------------------------------------------------------------- */
 /* mlp-rss: peak resident memory after N mlp steps (run 100 and 1000 in separate processes) */
 /* ---------------------------------------------------------------------------------------- */
 
@@ -510,6 +566,7 @@ static void usage(void)
                     "       bench mlp-rss --steps N [--threads T]\n"
                     "       bench scalar-sweep [--reps R]\n"
                     "       bench wide-split [--reps R]\n"
+                    "       bench layout [--reps R]\n"
                     "       bench blas-info\n");
     exit(2);
 }
@@ -570,6 +627,8 @@ int main(int argc, char **argv)
         static scalar sc;
         scalar_init(&sc, 0);
         scalar_sweep(&sc, o.reps);
+    } else if (!strcmp(cmd, "layout")) {
+        layout_bench(o.reps);
     } else if (!strcmp(cmd, "wide-split")) {
         wide wd;
         wide_init(&wd, 0);

@@ -88,9 +88,13 @@ static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **
         /* The op's saved tensors are the CopySlices node's own (see prepare_record). */
         bwd_ctx c2 = {.create_graph = c->create_graph, .needed = needed, .node = fn,
                       .own_saved = n->saved};
-        tensor *gslice = slice;
-        e = fn->type->backward(fn, &c2, &gslice, res);
+        /* (a contiguous copy, as PyTorch's CopySlices hands its fn: the results' layouts are
+         * its, and the other operand's gradient is no view of the base's) */
+        tensor *gslice = NULL;
+        e = op_clone_contiguous(&gslice, slice);
+        if (!e) e = fn->type->backward(fn, &c2, &gslice, res);
         for (int k = 0; k < c2.ntemps; k++) tensor_release(c2.temps[k]);
+        tensor_release(gslice);
     }
     if (!e && c->needed[0]) {
         /* The region the op wrote takes the op's gradient; the rest passes through. */
@@ -155,7 +159,8 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     /* An integer tensor has no gradient, whatever is copied into it (PyTorch). */
     if (!dtype_is_float((dtype)t->dtype) || !should_record(ins, other ? 2 : 1)) return E_OK;
     bool view = t->base != NULL;
-    if (view && !tensor_is_dense(t->base)) /* (bases are made dense; a safety net) */
+    /* (ops make dense bases; a non-dense one is a user's: the detach of a strided view) */
+    if (view && !tensor_is_dense(t->base))
         return err_set(E_INVAL, "in-place operation on a view of a non-dense tensor is not "
                        "supported under grad mode");
     int n_next = other ? 2 : 1;

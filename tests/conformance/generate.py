@@ -2597,6 +2597,20 @@ def layout_cases():
         (gx,) = c.grad([s], [x], flags=("create_graph",))
         c.backward(c.call("ag_sum", c.call("ag_mul", gx, gx, expect=False), expect=False))
         cases.append(c)
+    # CopySlices hands its op's formula a contiguous copy of the gradient's region: the other
+    # operand's gradient is laid out as PyTorch's and shares no memory with the base's.
+    for op in ("ag_add_", "ag_mul_", "ag_copy_"):
+        c = Case("layout/inplace_on_view/other_grad/%s" % op[3:])
+        x, v = make(c, "t")
+        y = c.call("ag_mul", v, v, expect=False)
+        part = c.call("ag_slice", y, 0, 1, 3, 1, expect=False)
+        w = c.rand(list(c.env[part].shape))
+        c.call(op, part, w)
+        s = c.call("ag_sum", c.call("ag_mul", y, y, expect=False), expect=False)
+        gw, gy = c.call("ag_grad", TS(s), NULL, TS(w, y), FL(), extra=lay)
+        c.call("ag_zero_", gy)
+        c.expect(gw)
+        cases.append(c)
     # What a layout decides next: view and reshape of an elementwise result.
     for kind in ("t", "perm", "strided"):
         c = Case("layout/then_reshape/%s" % kind)
