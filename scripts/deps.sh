@@ -6,7 +6,7 @@ set -euo pipefail
 ag_need_packages() {
   local pkgs=(cmake ninja-build gcc g++ make pkg-config gzip
               swig lua5.4 liblua5.4-dev lua-cjson libffi-dev libcjson-dev
-              valgrind clang libomp-14-dev)
+              valgrind clang libomp-14-dev libclang-rt-14-dev)
   [ "${1:-}" = bench ] && pkgs+=(libopenblas-dev python3-torch)
   local missing=()
   for p in "${pkgs[@]}"; do
