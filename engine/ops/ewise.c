@@ -109,13 +109,6 @@ static bool channels_last(const tensor *t)
     return true;
 }
 
-/* PyTorch's layout for a TensorIterator's result (see ewise.h): values never depend on it,
- * but strides and what view() then accepts do, and a result laid out as its operands are is
- * walked in one flat sweep. When every operand has the result's shape (a scalar operand, as
- * in x * 2, has not: `wrapped`), the result is contiguous if they all are, channels-last if
- * they all are, and has their strides if they share one dense layout. Otherwise it is dense
- * with its dimensions in the order of the operands' strides (layout_sort, broadcast
- * dimensions counting as unordered). */
 /* Whether t has exactly the contiguous strides of its shape (contiguous_strides'). */
 static inline bool canonical(const tensor *t)
 {
@@ -127,6 +120,13 @@ static inline bool canonical(const tensor *t)
     return true;
 }
 
+/* PyTorch's layout for a TensorIterator's result (see ewise.h): values never depend on it,
+ * but strides and what view() then accepts do, and a result laid out as its operands are is
+ * walked in one flat sweep. When every operand has the result's shape (a scalar operand, as
+ * in x * 2, has not: `wrapped`), the result is contiguous if they all are, channels-last if
+ * they all are, and has their strides if they share one dense layout. Otherwise it is dense
+ * with its dimensions in the order of the operands' strides (layout_sort, broadcast
+ * dimensions counting as unordered). */
 bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, int nin,
                bool wrapped)
 {
