@@ -91,8 +91,8 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
  * preserve_format (clone, to, zeros_like...): t's own strides if t is dense, else dense
  * strides that keep the order of t's. */
 tensor *tensor_new_preserve(const tensor *t, dtype dt);
-/* The strides tensor_new_preserve gives t's shape; true (strides untouched) if they are the
- * contiguous ones. */
+/* The strides tensor_new_preserve gives t's shape: t's own if t is dense (contiguous ones
+ * included), else inferred; true (strides untouched) when the inferred ones are contiguous. */
 bool dense_strides_like(const tensor *t, int64_t *strides);
 /* perm[0..nd): dimensions from innermost to outermost, ordered by the strides of n operands
  * (each nd strides, 0 where broadcast): the first operand that orders two dimensions

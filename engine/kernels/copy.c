@@ -79,7 +79,6 @@ typedef struct tcopy {
     const iter *it;
     size_t es;
     int64_t n0, n1, t0, t1; /* the plane (iterator dims 0 and 1) and its tiles along each */
-    int64_t planes;         /* products of the outer dims */
 } tcopy;
 
 static void tcopy_tiles(void *p, int64_t lo, int64_t hi)
@@ -90,9 +89,10 @@ static void tcopy_tiles(void *p, int64_t lo, int64_t hi)
         int64_t plane = t / (c->t0 * c->t1), r = t % (c->t0 * c->t1);
         int64_t i0 = r % c->t0 * TILE, i1 = r / c->t0 * TILE;
         char *d = it->data[0], *s = it->data[1];
-        for (int k = 2, q = (int)plane; k < it->ndim; k++) { /* (outer dims, innermost first) */
+        int64_t q = plane;
+        for (int k = 2; k < it->ndim; k++) { /* (outer dims, innermost first) */
             int64_t idx = q % it->shape[k];
-            q /= (int)it->shape[k];
+            q /= it->shape[k];
             d += idx * it->strides[0][k];
             s += idx * it->strides[1][k];
         }
@@ -122,7 +122,7 @@ static bool copy_transposed(const iter *it, size_t es)
     int64_t planes = 1;
     for (int k = 2; k < it->ndim; k++) planes *= it->shape[k];
     tcopy c = {it, es, it->shape[0], it->shape[1], (it->shape[0] + TILE - 1) / TILE,
-               (it->shape[1] + TILE - 1) / TILE, planes};
+               (it->shape[1] + TILE - 1) / TILE};
     par_for(planes * c.t0 * c.t1, (PAR_GRAIN_CHEAP + TILE * TILE - 1) / (TILE * TILE),
             tcopy_tiles, &c);
     return true;

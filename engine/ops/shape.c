@@ -782,15 +782,13 @@ eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int
 static const node_type CLONE_BW = {"CloneBackward0", pass_backward, NULL};
 static const node_type TO_COPY_BW = {"ToCopyBackward0", pass_backward, NULL};
 
-/* A copy of t as dt with the given strides (a dense layout; NULL: contiguous). */
-static eng_err copy_op(tensor **out, tensor *t, dtype dt, const node_type *bw,
-                       const int64_t *strides)
+/* t copied into r, a new tensor of t's shape (NULL: it could not be made), with node bw. */
+static eng_err copy_op(tensor **out, tensor *t, tensor *r, const node_type *bw)
 {
-    tensor *r = tensor_new_strided(dt, t->shape, t->ndim, strides);
     if (!r) return err_kind();
     kernel_copy(r, t);
     eng_err e = E_OK;
-    if (dtype_is_float(dt)) record(bw, &t, 1, &r, 1, 0, 0, &e);
+    if (dtype_is_float((dtype)r->dtype)) record(bw, &t, 1, &r, 1, 0, 0, &e);
     if (e) {
         tensor_release(r);
         return e;
@@ -799,26 +797,20 @@ static eng_err copy_op(tensor **out, tensor *t, dtype dt, const node_type *bw,
     return E_OK;
 }
 
-/* PyTorch's preserve_format: t's layout (tensor_new_preserve). */
-static const int64_t *preserved(const tensor *t, int64_t *st)
-{
-    return dense_strides_like(t, st) ? NULL : st;
-}
-
 eng_err op_clone(tensor **out, tensor *t)
 {
-    int64_t st[MAX_DIMS];
-    return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, preserved(t, st));
+    return copy_op(out, t, tensor_new_preserve(t, (dtype)t->dtype), &CLONE_BW);
 }
 
 eng_err op_clone_contiguous(tensor **out, tensor *t)
 {
-    return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, NULL);
+    return copy_op(out, t, tensor_new((dtype)t->dtype, t->shape, t->ndim), &CLONE_BW);
 }
 
 eng_err op_clone_strided(tensor **out, tensor *t, const int64_t *strides)
 {
-    return copy_op(out, t, (dtype)t->dtype, &CLONE_BW, strides);
+    return copy_op(out, t, tensor_new_strided((dtype)t->dtype, t->shape, t->ndim, strides),
+                   &CLONE_BW);
 }
 
 eng_err op_with_strides(tensor **out, tensor *t, const int64_t *strides)
@@ -849,8 +841,7 @@ eng_err op_to_dtype(tensor **out, tensor *t, dtype dt)
         *out = t;
         return E_OK;
     }
-    int64_t st[MAX_DIMS];
-    return copy_op(out, t, dt, &TO_COPY_BW, preserved(t, st));
+    return copy_op(out, t, tensor_new_preserve(t, dt), &TO_COPY_BW);
 }
 
 eng_err op_detach(tensor **out, tensor *t)
