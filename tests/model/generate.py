@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Prints the expected figures of test_model.lua: a one-block causal-attention model trained by
-PyTorch for 6 Adam steps. Regenerate with Debian's PyTorch 1.13:
-    /usr/bin/python3 bindings/lua/tests/gen_model_expected.py
-and paste the table into test_model.lua. Both sides build the same model from the same
-formula-made values (init below), so no weights travel between them.
+"""Writes tests/model/expected.json: a one-block causal-attention model trained by PyTorch for
+6 Adam steps, the loss and the sums of |grad| of eight parameters at each step. The Lua and Go
+bindings' model tests (bindings/lua/tests/test_model.lua, bindings/go/nn/model_test.go) build
+the same model from the same formula-made values (init below), so no weights travel between
+them, and compare with this file. Regenerate with Debian's PyTorch 1.13 (byte for byte):
+    /usr/bin/python3 tests/model/generate.py
 """
+import json
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -43,9 +46,11 @@ for step in range(STEPS):
     loss.backward()
     rows.append([loss.item()] + [p.grad.abs().sum().item() for p in (E, P, g1, Wq, Wk, Wv, bo, Wout)])
     opt.step()
-print("-- loss, then sum |grad| of E, P, g1, Wq, Wk, Wv, bo, Wout, per step (PyTorch %s)" %
-      torch.__version__)
-print("local EXPECTED = {")
-for r in rows:
-    print("  {" + ", ".join(repr(x) for x in r) + "},")
-print("}")
+out = {"pytorch": torch.__version__,
+       "columns": ["loss", "E", "P", "g1", "Wq", "Wk", "Wv", "bo", "Wout"],
+       "steps": rows}
+path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "expected.json")
+with open(path, "w") as f:  # (a step a line)
+    f.write('{"pytorch": %s,\n "columns": %s,\n "steps": [\n%s\n ]}\n' % (
+        json.dumps(out["pytorch"]), json.dumps(out["columns"]),
+        ",\n".join("  " + json.dumps(r) for r in rows)))

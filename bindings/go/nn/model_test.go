@@ -1,8 +1,11 @@
 package nn_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -15,16 +18,25 @@ import (
 // without bias, GELU, a parameter of the module's own), trained for 6 Adam steps. The loss and
 // the gradients' sizes at each step must match PyTorch's to float32 rounding.
 
-// The loss, then sum |grad| of E, P, g1, Wq, Wk, Wv, bo, Wout, per step, as PyTorch 1.13
-// computes them: bindings/lua/tests/gen_model_expected.py, which builds the same model from
-// the same formula-made values (the table is test_model.lua's EXPECTED).
-var modelExpected = [][9]float64{
-	{2.4217915534973145, 0.3038513958454132, 0.3942647874355316, 0.0029252548702061176, 3.936818757210858e-06, 1.9429755411692895e-05, 0.01776972785592079, 0.12671664357185364, 0.5372843742370605},
-	{2.404273509979248, 0.27826154232025146, 0.3730778992176056, 0.0051857903599739075, 0.0001725336187519133, 0.00039504055166617036, 0.024224556982517242, 0.10243860632181168, 0.5047078132629395},
-	{2.3887603282928467, 0.2585844099521637, 0.34487977623939514, 0.007436277810484171, 0.00038042792584747076, 0.0006237913621589541, 0.026957865804433823, 0.0638103038072586, 0.48297837376594543},
-	{2.3753459453582764, 0.2335072159767151, 0.3156992793083191, 0.010645200498402119, 0.0005663901101797819, 0.0008232633699662983, 0.03506048023700714, 0.025372931733727455, 0.46937793493270874},
-	{2.3633978366851807, 0.21960100531578064, 0.30368298292160034, 0.015968261286616325, 0.0008323476649820805, 0.0010896000312641263, 0.053505539894104004, 0.025227505713701248, 0.4652269780635834},
-	{2.351552724838257, 0.2198338508605957, 0.3073524236679077, 0.021285854279994965, 0.0012312676990404725, 0.001559560070745647, 0.06899777054786682, 0.04989355430006981, 0.4753134250640869},
+// modelExpected reads the loss, then sum |grad| of E, P, g1, Wq, Wk, Wv, bo, Wout, per step,
+// as PyTorch 1.13 computes them: tests/model/expected.json, written by tests/model/generate.py,
+// which builds the same model from the same formula-made values (the Lua binding's model test
+// reads the same file).
+func modelExpected(t *testing.T) [][]float64 {
+	text, err := os.ReadFile(filepath.Join("..", "..", "..", "tests", "model", "expected.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table struct{ Steps [][]float64 }
+	if err := json.Unmarshal(text, &table); err != nil || len(table.Steps) == 0 {
+		t.Fatalf("tests/model/expected.json: %v", err)
+	}
+	for i, row := range table.Steps {
+		if len(row) != 9 {
+			t.Fatalf("tests/model/expected.json: step %d has %d figures, not 9", i+1, len(row))
+		}
+	}
+	return table.Steps
 }
 
 // The model's sizes: vocabulary, width, sequence length, batch.
@@ -36,7 +48,7 @@ const (
 )
 
 // formula is the value of every parameter: 0.3 sin(1.7 i + seed), i = 0, 1, ... in row-major
-// order over n elements (the init of gen_model_expected.py).
+// order over n elements (the init of tests/model/generate.py).
 func formula(n int64, seed float64) []float64 {
 	v := make([]float64, n)
 	for i := range v {
@@ -142,7 +154,7 @@ func TestModelTrainingMatchesPyTorch(t *testing.T) {
 	if got := names(m.NamedParameters()); !slices.Equal(got, wantNames) {
 		t.Fatalf("names %v: want pos, then the children's in registration order", got)
 	}
-	// The seeds of gen_model_expected.py, in its order of the parameters (E, P, g1, b1, Wq,
+	// The seeds of tests/model/generate.py, in its order of the parameters (E, P, g1, b1, Wq,
 	// Wk, Wv, Wo, bo, g2, b2, Wout).
 	for _, p := range []struct {
 		t    *autograd.Tensor
@@ -161,7 +173,7 @@ func TestModelTrainingMatchesPyTorch(t *testing.T) {
 	what := []string{"loss", "E", "P", "g1", "Wq", "Wk", "Wv", "bo", "Wout"}
 	watched := []*autograd.Tensor{m.emb.Weight, m.pos, m.ln1.Weight, m.q.Weight, m.k.Weight,
 		m.v.Weight, m.o.Bias, m.out.Weight}
-	for step, want := range modelExpected {
+	for step, want := range modelExpected(t) {
 		var tp autograd.Tape
 		tp.Check(opt.ZeroGrad(true))
 		logits := tp.T(m.Forward(tokens))
