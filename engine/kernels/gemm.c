@@ -196,7 +196,7 @@ typedef struct packed_job {
     int64_t i0, ms, j0, ns, p0, ks; /* the super-block being computed */
     int64_t kc;                     /* k-block */
     int64_t nbp;                    /* B panels packed by this pack pass (0: reuse) */
-    int64_t mcp, ncp, ntn;          /* tile shape in panels, tiles across N */
+    int64_t ntm, ntn;               /* tiles across M and N (see plan_tiles) */
 } packed_job;
 
 /* Packs B panels [jp0, jp1) of k-block [k, k + kc) to dst, panel after panel. */
@@ -258,8 +258,9 @@ static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
     int64_t mr = im->mr, nr = im->nr, npm = cdiv(p->ms, mr), npn = cdiv(p->ns, nr);
     int64_t ars = p->Ap ? 1 : g->rsa, acs = p->Ap ? mr : g->csa, brs = p->Bp ? nr : g->rsb;
     for (int64_t t = lo; t < hi; t++) {
-        int64_t ip0 = t / p->ntn * p->mcp, ip1 = min64(ip0 + p->mcp, npm);
-        int64_t jp0 = t % p->ntn * p->ncp, jp1 = min64(jp0 + p->ncp, npn);
+        int64_t tm = t / p->ntn, tn = t % p->ntn;
+        int64_t ip0 = tm * npm / p->ntm, ip1 = (tm + 1) * npm / p->ntm;
+        int64_t jp0 = tn * npn / p->ntn, jp1 = (tn + 1) * npn / p->ntn;
         for (int64_t pc = 0; pc < p->ks; pc += p->kc) {
             int64_t kc = min64(p->kc, p->ks - pc), k = p->p0 + pc;
             int load_c = g->acc || k > 0;
@@ -301,7 +302,11 @@ enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8, FUSED_M_MAX = 256, MC_PANELS
 #define TILE_MIN_FMAS (1 << 19)
 #define PACK_LIMIT ((int64_t)1 << 20)
 
-/* Splits npm x npn micro-tiles into tiles (p->mcp x p->ncp), at most mcp x ncp each. */
+/* Splits npm x npn micro-tiles into p->ntm x p->ntn tiles of at most mcp x ncp each. Tile
+ * (tm, tn) spans panels [tm * npm / ntm, (tm + 1) * npm / ntm) and likewise across N, so
+ * tiles differ by one panel at most: 74 panels in tiles of <= 8 are 10 tiles of 7 or 8, not
+ * 9 of 8 and one of 2, which left the thread given the short tile row 8% idle (1024^3 at 2
+ * threads: static schedule, 20 tiles each). */
 static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int64_t ncp, int64_t k)
 {
     int64_t mr = p->im->mr, nr = p->im->nr;
@@ -319,10 +324,23 @@ static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int
         mcp = m2;
         ncp = n2;
     }
-    /* Even out the tiles: 10 panels in tiles of 8 become 5 + 5. */
-    p->mcp = cdiv(npm, cdiv(npm, mcp));
-    p->ncp = cdiv(npn, cdiv(npn, ncp));
-    p->ntn = cdiv(npn, p->ncp);
+    int64_t ntm = cdiv(npm, mcp), ntn = cdiv(npn, ncp);
+    /* par_for's static schedule gives each thread a run of consecutive tiles: with a tile
+     * count that is not a multiple of the thread count, some threads get one tile more (13
+     * tiles at 2 threads: 7 against 6). Add the fewest tile rows or columns (up to twice as
+     * many) that make it a multiple, where tiles may be split that way and stay above
+     * TILE_MIN_FMAS. */
+    if (nt > 1 && ntm * ntn % nt) {
+        int64_t bm = 0, bn = 0;
+        for (int64_t m = ntm + 1; !p->b_own && m <= npm && m <= 2 * ntm && !bm; m++)
+            if (m * ntn % nt == 0 && npm / m * mr * cdiv(npn, ntn) * nr * k >= TILE_MIN_FMAS) bm = m;
+        for (int64_t n = ntn + 1; !p->a_own && n <= npn && n <= 2 * ntn && !bn; n++)
+            if (ntm * n % nt == 0 && cdiv(npm, ntm) * mr * (npn / n) * nr * k >= TILE_MIN_FMAS) bn = n;
+        if (bm && (!bn || bm * ntn <= ntm * bn)) ntm = bm;
+        else if (bn) ntn = bn;
+    }
+    p->ntm = ntm;
+    p->ntn = ntn;
 }
 
 static int run_packed(const gemm_impl *im, gemm_args g)
@@ -365,7 +383,7 @@ static int run_packed(const gemm_impl *im, gemm_args g)
         if ((pack_a && !p.Ap) || (p.b_own && !p.Bp)) goto fail;
         par_for(pack_a ? npm : 0, cdiv(65536, K * mr), pack_chunk, &p);
         plan_tiles(&p, npm, npn, npm, NC_PANELS, K);
-        par_for(cdiv(npm, p.mcp) * p.ntn, 1, tile_chunk, &p);
+        par_for(p.ntm * p.ntn, 1, tile_chunk, &p);
         mem_free_aligned(p.Ap);
         mem_free_aligned(p.Bp);
         return 0;
@@ -398,7 +416,7 @@ static int run_packed(const gemm_impl *im, gemm_args g)
                 par_for(p.nbp, cdiv(65536, p.ks * nr), pack_chunk, &p);
                 if (pack_a) plan_tiles(&p, pm, pn, MC_PANELS_OWN_A, pn, p.ks);
                 else plan_tiles(&p, pm, pn, MC_PANELS, NC_PANELS, p.ks);
-                par_for(cdiv(pm, p.mcp) * p.ntn, 1, tile_chunk, &p);
+                par_for(p.ntm * p.ntn, 1, tile_chunk, &p);
             }
         }
     }
