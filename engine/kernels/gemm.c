@@ -5,8 +5,10 @@
  * Blocked path (BLIS-style): C is cut into register tiles (AVX-512: 14 x 32 f32, 14 x 16 f64)
  * that a microkernel computes over k-blocks of <= 256. Operands are read in place when the
  * layout allows (A with a unit stride, row-major B with short rows), else packed into panels.
- * M <= 256: one parallel loop over N-chunks that pack what they use. Larger M: per k-block, a
- * parallel pass packs the shared B panels, then a parallel loop over M-block x N-chunk tiles.
+ * M <= 256: one parallel loop over N-chunks that pack what they use. Larger M with A read in
+ * place, on several threads: the same, one N-chunk per thread, each going through its A
+ * panels a block at a time. Otherwise: per k-block, a parallel pass packs the shared B
+ * panels, then a parallel loop over M-block x N-chunk tiles.
  * Thin products (C narrower than 5 columns) and tiny ones take a direct path instead.
  *
  * Determinism: every C element is one FMA (generic: multiply-add) chain over k inside each
@@ -197,6 +199,7 @@ typedef struct packed_job {
     int64_t kc;                     /* k-block */
     int64_t nbp;                    /* B panels packed by this pack pass (0: reuse) */
     int64_t ntm, ntn;               /* tiles across M and N (see plan_tiles) */
+    int64_t mcb;                    /* A panels per block inside a tile (0: the whole tile) */
 } packed_job;
 
 /* Packs B panels [jp0, jp1) of k-block [k, k + kc) to dst, panel after panel. */
@@ -268,21 +271,25 @@ static void tile_chunk(void *ctx, int64_t lo, int64_t hi)
             if (p->a_own) pack_a_panels(p, ip0, ip1, k, kc, p->kc, p->Ap + ip0 * p->kc * mr * es);
             if (p->b_own) pack_b_panels(p, jp0, jp1, k, kc, p->kc, p->Bp + jp0 * p->kc * nr * es);
             /* The B micro-panel (kc x nr) stays in L1 while the tile's A panels stream from
-             * L2. */
-            for (int64_t jp = jp0; jp < jp1; jp++) {
-                int64_t j = p->j0 + jp * nr;
-                const char *b = p->b_own ? p->Bp + jp * p->kc * nr * es
-                                : p->Bp  ? p->Bp + (jp * p->ks + pc) * nr * es
-                                         : (const char *)g->B + (k * g->rsb + j) * es;
-                for (int64_t ip = ip0; ip < ip1; ip++) {
-                    int64_t i = p->i0 + ip * mr;
-                    const char *a = p->a_own ? p->Ap + ip * p->kc * mr * es
-                                    : p->Ap  ? p->Ap + (ip * p->ks + pc) * mr * es
-                                          : (const char *)g->A + (i * g->rsa + k * g->csa) * es;
-                    im->kernel(kc, a, ars, acs, b, brs,
-                               (char *)g->C + (i * g->rsc + j * g->csc) * es, g->rsc, g->csc,
-                               min64(mr, p->i0 + p->ms - i), min64(nr, p->j0 + p->ns - j),
-                               load_c);
+             * L2 (a tall tile goes through them mcb panels at a time, so that they fit). */
+            for (int64_t ib0 = ip0, ib1; ib0 < ip1; ib0 = ib1) {
+                ib1 = p->mcb ? min64(ib0 + p->mcb, ip1) : ip1;
+                for (int64_t jp = jp0; jp < jp1; jp++) {
+                    int64_t j = p->j0 + jp * nr;
+                    const char *b = p->b_own ? p->Bp + jp * p->kc * nr * es
+                                    : p->Bp  ? p->Bp + (jp * p->ks + pc) * nr * es
+                                             : (const char *)g->B + (k * g->rsb + j) * es;
+                    for (int64_t ip = ib0; ip < ib1; ip++) {
+                        int64_t i = p->i0 + ip * mr;
+                        const char *a =
+                            p->a_own ? p->Ap + ip * p->kc * mr * es
+                            : p->Ap  ? p->Ap + (ip * p->ks + pc) * mr * es
+                                     : (const char *)g->A + (i * g->rsa + k * g->csa) * es;
+                        im->kernel(kc, a, ars, acs, b, brs,
+                                   (char *)g->C + (i * g->rsc + j * g->csc) * es, g->rsc,
+                                   g->csc, min64(mr, p->i0 + p->ms - i),
+                                   min64(nr, p->j0 + p->ns - j), load_c);
+                    }
                 }
             }
         }
@@ -393,8 +400,32 @@ static int run_packed(const gemm_impl *im, gemm_args g)
      * at 1024^3 was 8% slower). */
     int64_t ks = kc;
     int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
+    int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax); /* columns of a super-block */
+    int64_t nt = par_num_threads(), pn_max = cdiv(ns, nr);
+    if (!pack_a && nt > 1 && cdiv(pn_max, nt) * nt * 100 <= pn_max * 110) {
+        /* A read in place, several threads and enough B panels to share evenly: each thread
+         * takes a run of B's panels, with all of M, and goes through every k-block on its
+         * own: packs its panels (when B needs packing), then computes its columns of C,
+         * MC_PANELS A panels at a time. No barrier between k-blocks, and no packed panel is
+         * read by another core. With a pass packing B for all tiles, each k-block ended
+         * with the team waiting for its slowest thread, and each thread read the panels the
+         * other had packed: at 1024^3 on 2 threads, ~15% of the threads' time went to
+         * spinning in libgomp. At most 32 panels a tile (1 MiB packed per k-block: an L2). */
+        p.b_own = !b_in_place;
+        p.mcb = MC_PANELS;
+        p.ntm = 1;
+        p.Bp = p.b_own ? mem_alloc_aligned((size_t)(pn_max * nr * kc) * es, MEM_DATA_ALIGN) : NULL;
+        if (p.b_own && !p.Bp) goto fail;
+        for (p.j0 = 0; p.j0 < N; p.j0 += ns) {
+            p.ns = min64(ns, N - p.j0);
+            int64_t pn = cdiv(p.ns, nr);
+            p.ntn = min64(pn, nt * cdiv(pn, nt * 32));
+            par_for(p.ntn, 1, tile_chunk, &p);
+        }
+        mem_free_aligned(p.Bp);
+        return 0;
+    }
     int64_t ms = pack_a ? min64(npm * mr, msmax < mr ? mr : msmax) : M;
-    int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax);
     /* B panels are shared by all tiles: packed in a pass. A panels are packed by the tile
      * that uses them, tiles then spanning all of N: packed A stays in the cache of its core
      * and packing overlaps the other threads' FMAs. Such tiles are a little shorter
