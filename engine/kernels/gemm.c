@@ -402,7 +402,10 @@ static int run_packed(const gemm_impl *im, gemm_args g)
     int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
     int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax); /* columns of a super-block */
     int64_t nt = par_num_threads(), pn_max = cdiv(ns, nr);
-    if (!pack_a && nt > 1 && cdiv(pn_max, nt) * nt * 100 <= pn_max * 110) {
+    /* (Each thread reads all of A, where the shared pass split it: so only while A's k-block
+     * fits in an L2 or each thread has 4 panels or more to reuse it over.) */
+    if (!pack_a && nt > 1 && cdiv(pn_max, nt) * nt * 100 <= pn_max * 110 &&
+        (pn_max >= 4 * nt || M * kc * (int64_t)es <= ((int64_t)2 << 20))) {
         /* A read in place, several threads and enough B panels to share evenly: each thread
          * takes a run of B's panels, with all of M, and goes through every k-block on its
          * own: packs its panels (when B needs packing), then computes its columns of C,
