@@ -494,8 +494,12 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  several nodes would fail, the one reported is the same for every thread count: the first
  *  in the pass's discovery order (depth first from the root); after a failure only the
  *  nodes before it in that order still run, and hooks of later ones are not called. A .grad
- *  set from none is at version 0, as PyTorch's (and as ag_grad's results), whatever the
- *  thread count; each later accumulation into it bumps its version by one.
+ *  set from none is the pass's gradient itself when nothing else holds it and it has the
+ *  leaf's layout (version 0, as ag_grad's results, whatever the thread count), else a copy
+ *  in that layout: for a dense leaf made as PyTorch makes it, by copy_ into an empty tensor
+ *  (version 1; with AG_CREATE_GRAPH its grad_fn is CopyBackwards), for another a
+ *  contiguous clone (version 0; CloneBackward0). Each later accumulation into it bumps its
+ *  version by one.
  *  Several threads may call backward at once, on separate graphs or on graphs that share
  *  nodes or leaves (.grad of a shared leaf receives every pass's sum). Through a shared node
  *  without AG_RETAIN_GRAPH, the pass that runs it second fails with AG_EGRAPH, as a second

@@ -909,11 +909,23 @@ static bool obeys_layout(const tensor *g, const tensor *var)
     return true;
 }
 
-/* The copy of g a leaf (var) gets as its .grad: laid out by the contract above. */
+/* The copy of g a leaf (var) gets as its .grad: laid out by the contract above, made as
+ * PyTorch's clone_obeying_layout_contract makes it. For a dense leaf that is an empty tensor
+ * with the leaf's strides and copy_ into it: under create_graph its grad_fn is CopyBackwards,
+ * and its version 1, as PyTorch's. Otherwise a contiguous clone (CloneBackward0, version
+ * 0). */
 static eng_err clone_obeying(tensor **out, tensor *g, const tensor *var)
 {
-    return tensor_is_dense(var) ? op_clone_strided(out, g, var->strides)
-                                : op_clone_contiguous(out, g);
+    if (!tensor_is_dense(var)) return op_clone_contiguous(out, g);
+    tensor *c = tensor_new_strided((dtype)g->dtype, g->shape, g->ndim, var->strides);
+    if (!c) return err_kind();
+    eng_err e = op_copy_(c, g);
+    if (e) {
+        tensor_release(c);
+        return e;
+    }
+    *out = c;
+    return E_OK;
 }
 
 /* Whether the gradient g may become the .grad of the leaf var as it is: nobody else can see

@@ -540,7 +540,8 @@ class Case:
             step["none"] = True
         else:
             step.update({"dtype": DTYPE_NAME[g.dtype], "shape": list(g.shape),
-                         "data": values_of(g), "requires_grad": g.requires_grad})
+                         "data": values_of(g), "requires_grad": g.requires_grad,
+                         "grad_fn": node_name(g)})
             if layout:
                 step.update({"strides": list(g.stride()), "storage_offset": g.storage_offset(),
                              "is_contiguous": g.is_contiguous()})

@@ -1436,6 +1436,78 @@ static void handed_out_gradients_at_version_0(void)
     OK(ag_set_num_threads(0));
 }
 
+/* A .grad that must be a copy of the pass's gradient (here: the one gradient AddBackward0
+ * hands to both operands) is made as PyTorch's AccumulateGrad makes it: for a dense leaf,
+ * copy_ into an empty tensor with the leaf's strides (version 1; CopyBackwards, with edges
+ * (none, the gradient's grad_fn), under create_graph); for a leaf that is not dense, a
+ * contiguous clone (version 0; CloneBackward0). PyTorch 1.13 gives the same. */
+static void copied_grad_as_pytorch_makes_it(void)
+{
+    for (int cg = 0; cg < 2; cg++)
+        for (int dense = 0; dense < 2; dense++) {
+            ag_tensor *base = NULL, *x = NULL, *w = NULL, *y = NULL, *p = NULL, *s = NULL,
+                      *g = NULL;
+            OK(ag_rand(&base, NULL, AG_FLOAT64, (int64_t[]){4, 6}, 2));
+            if (dense) {
+                OK(ag_tensor_detach(&x, base));
+            } else { /* x = base[:, ::2].detach(): strides (6, 2) */
+                ag_tensor *v = NULL;
+                OK(ag_slice(&v, base, 1, 0, 6, 2));
+                OK(ag_tensor_detach(&x, v));
+                ag_tensor_release(v);
+            }
+            OK(ag_tensor_set_requires_grad(x, 1));
+            OK(ag_rand(&w, NULL, AG_FLOAT64, (int64_t[]){4, dense ? 6 : 3}, 2));
+            OK(ag_tensor_set_requires_grad(w, 1));
+            /* cg: (x * w + x) gives x two contributions, summed by AddBackward0 of the pass
+             * (a tensor that requires grad); else (x + w): one gradient shared by both. */
+            if (cg) {
+                OK(ag_mul(&p, x, w));
+                OK(ag_add(&y, p, x));
+            } else {
+                OK(ag_add(&y, x, w));
+            }
+            OK(ag_sum(&s, y));
+            OK(ag_backward(s, NULL, cg ? AG_CREATE_GRAPH : 0));
+            OK(ag_tensor_grad(&g, x));
+            int64_t v = -1, st[2] = {0, 0};
+            OK(ag_tensor_version(&v, g));
+            OK(ag_tensor_strides(st, 2, g));
+            CHECK(v == (dense ? 1 : 0));
+            CHECK(st[0] == (dense ? 6 : 3) && st[1] == 1);
+            if (cg) {
+                CHECK_STR(grad_fn_name(g), dense ? "CopyBackwards" : "CloneBackward0");
+                ag_node *fn = NULL, *next = NULL;
+                int64_t nr = -1;
+                OK(ag_tensor_grad_fn(&fn, g));
+                if (dense && fn) {
+                    size_t n = 0;
+                    OK(ag_node_num_next(&n, fn));
+                    CHECK(n == 2);
+                    OK(ag_node_next(&next, &nr, fn, 0));
+                    CHECK(next == NULL);
+                    OK(ag_node_next(&next, &nr, fn, 1));
+                    const char *name = NULL;
+                    if (next) OK(ag_node_name(&name, next));
+                    CHECK_STR(name, "AddBackward0");
+                    ag_node_release(next);
+                }
+                ag_node_release(fn);
+            } else {
+                CHECK_STR(grad_fn_name(g), "");
+            }
+            ag_tensor_release(g);
+            OK(ag_tensor_set_grad(x, NULL));
+            OK(ag_tensor_set_grad(w, NULL)); /* (create_graph: .grad holds the graph) */
+            ag_tensor_release(s);
+            ag_tensor_release(y);
+            ag_tensor_release(p);
+            ag_tensor_release(w);
+            ag_tensor_release(x);
+            ag_tensor_release(base);
+        }
+}
+
 /* y = x * x (of x, or of x transposed: a base laid out as a transpose), then an in-place op
  * with w on a view of y; returns y. */
 typedef struct view_inplace_ctx {
@@ -1487,6 +1559,7 @@ int main(void)
 {
     inplace_on_view_second_order();
     handed_out_gradients_at_version_0();
+    copied_grad_as_pytorch_makes_it();
     seed_and_accumulation();
     backward_errors();
     higher_order();
