@@ -378,7 +378,9 @@ static eng_err recip_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     if (!c->needed[0]) return E_OK;
     tensor *y, *y2 = NULL, *t = NULL;
     eng_err e = saved_get(n, c, 0, &y);
-    if (!e && !(e = op_mul(&y2, y, y)) && !(e = op_mul(&t, gin[0], y2))) e = op_neg(&gout[0], t);
+    /* -g * (y * y), in PyTorch's order (the same values: negation is exact; the last op
+     * decides the layout) */
+    if (!e && !(e = op_neg(&t, gin[0])) && !(e = op_mul(&y2, y, y))) e = op_mul(&gout[0], t, y2);
     tensor_release(y2);
     tensor_release(t);
     return e;

@@ -83,13 +83,15 @@ EW_UNARY_LOOP(clamp_i64, int64_t, int64_t, clamp_i(x, P))
 GELU_LOOPS(float, f32, erff, expf, vm_tanhf)
 GELU_LOOPS(double, f64, erf, exp, tanh)
 
-/* Fused backward kernels: x is the incoming gradient, y the saved output. The composed
- * formulas below evaluate the same expressions op by op, so both paths agree bitwise
- * (tanh uses (1 - y)(1 + y): no product left for the compiler to contract into an FMA). */
+/* Fused backward kernels: x is the incoming gradient, y the saved output (relu: x the
+ * output, y the gradient, the order of PyTorch's threshold_backward, whose operands also
+ * decide the result's layout). The composed formulas below evaluate the same expressions op
+ * by op, so both paths agree bitwise (tanh uses (1 - y)(1 + y): no product left for the
+ * compiler to contract into an FMA). */
 #define FUSED_LOOPS(T, S)                                                                  \
     EW_BINARY_LOOP(tanh_bw_##S, T, T, x * (((T)1 - y) * ((T)1 + y)))                       \
     EW_BINARY_LOOP(sigmoid_bw_##S, T, T, x * ((T)1 - y) * y)                               \
-    EW_BINARY_LOOP(relu_bw_##S, T, T, y <= 0 ? (T)0 : x)
+    EW_BINARY_LOOP(relu_bw_##S, T, T, x <= 0 ? (T)0 : y)
 FUSED_LOOPS(float, f32)
 FUSED_LOOPS(double, f64)
 
@@ -163,11 +165,12 @@ static void release_all(tensor **t, int n)
 }
 
 /* A fused backward kernel over (g, y), in y's dtype. */
-static eng_err fused(tensor **gout, tensor *g, tensor *y, iter_loop f32, iter_loop f64)
+/* A fused backward kernel over (a, b), in the loop's order (see FUSED_LOOPS). */
+static eng_err fused(tensor **gout, tensor *a, tensor *b, iter_loop f32, iter_loop f64)
 {
     const loop_pair lp = {f32, f64};
-    dtype dt = (dtype)y->dtype;
-    tensor *ins[2] = {g, y};
+    dtype dt = (dtype)b->dtype;
+    tensor *ins[2] = {a, b};
     return ew_map(gout, dt, dt, ins, 2, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP);
 }
 
@@ -320,8 +323,10 @@ static eng_err gate(tensor **out, tensor *g, tensor *ref, bool leaky, double slo
         if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_GT)) &&
             !(e = op_mul_scalar(&t[1], g, slope)))
             e = op_where(&r, t[0], g, t[1]);
-    } else if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_LE))) { /* 0 where y <= 0 */
-        e = op_masked_fill(&r, g, t[0], 0.0);
+    } else if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_LE)) &&
+               !(e = op_scalar(&t[1], 0.0, (dtype)g->dtype))) {
+        /* 0 where y <= 0, laid out by (y, g) as threshold_backward's result */
+        e = op_where(&r, t[0], t[1], g);
     }
     grad_mode_set(prev);
     release_all(t, 2);
@@ -343,7 +348,7 @@ static eng_err gate(tensor **out, tensor *g, tensor *ref, bool leaky, double slo
 static eng_err relu_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
 {
     (void)at;
-    if (fu) return fused(go, g, y, relu_bw_f32, relu_bw_f64);
+    if (fu) return fused(go, y, g, relu_bw_f32, relu_bw_f64);
     return gate(go, g, y, false, 0.0);
 }
 
@@ -373,7 +378,7 @@ static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at,
      * the derivative in x is PyTorch's softplus_double_backward, masked by beta x < threshold:
      * at beta x == threshold the value is g sigmoid(beta x) but its derivative 0, so sigmoid
      * takes there a detached beta x. */
-    tensor *t[9] = {0};
+    tensor *t[10] = {0};
     eng_err e;
     if ((e = op_mul_scalar(&t[0], x, at->p[0])) ||
         (e = op_compare_scalar(&t[3], t[0], at->p[1], CMP_GT)))
@@ -388,12 +393,16 @@ static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at,
     /* sigmoid(beta x) as PyTorch's softplus_backward writes it, e / (e + 1) with e =
      * exp(beta x): 1 / (1 + exp(-beta x)) is 0 once exp(-beta x) overflows (beta x below
      * -709.78 in float64), where this is still the tiny e^(beta x) PyTorch returns. */
+    /* g * (1 where beta x > threshold, else sigmoid): the values of picking g or
+     * g sigmoid (g * 1 is g, NaN and -0 included), with g the first operand of the last op,
+     * as in PyTorch's softplus_backward kernel, whose operands lay the result out. */
     if ((e = op_exp(&t[6], z)) || (e = op_add_scalar(&t[7], t[6], 1.0)) ||
-        (e = op_div(&t[8], t[6], t[7])) || (e = op_mul(&t[2], g, t[8])))
+        (e = op_div(&t[8], t[6], t[7])) || (e = op_scalar(&t[2], 1.0, (dtype)t[8]->dtype)) ||
+        (e = op_where(&t[9], t[3], t[2], t[8])))
         goto done;
-    e = op_where(go, t[3], g, t[2]);
+    e = op_mul(go, g, t[9]);
 done:
-    release_all(t, 9);
+    release_all(t, 10);
     return e;
 }
 
@@ -407,7 +416,9 @@ static eng_err clamp_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bo
     if (p[2] != 0) e = op_compare_scalar(&t[0], x, p[0], CMP_GE);
     if (!e && p[3] != 0) e = op_compare_scalar(&t[1], x, p[1], CMP_LE);
     tensor *m = t[0] ? t[0] : t[1];
-    if (!e && t[0] && t[1]) e = op_mul(&t[2], t[0], t[1]), m = t[2]; /* bool * bool: and */
+    /* (the first mask and-ed in place, as PyTorch's clamp_backward: it keeps that mask's
+     * layout, which the result then follows) */
+    if (!e && t[0] && t[1]) e = op_binary_(t[0], t[1], IP_MUL); /* bool * bool: and */
     if (!e && !(e = op_scalar(&t[3], 0.0, (dtype)g->dtype))) e = op_where(go, m, g, t[3]);
     release_all(t, 4);
     return e;

@@ -2478,6 +2478,12 @@ def layout_cases():
              ("rdiv_scalar", "ag_rdiv_scalar", (1.0,), pos),
              ("rpow_scalar", "ag_rpow_scalar", (2.0,), {}),
              ("gt_scalar", "ag_gt_scalar", (0.0,), {}))
+    unary_grad_only = (("sigmoid", "ag_sigmoid", (), {}), ("silu", "ag_silu", (), {}),
+                       ("softplus", "ag_softplus", (1.0, 20.0), {}),
+                       ("leaky_relu", "ag_leaky_relu", (0.1,), {}), ("log", "ag_log", (), pos),
+                       ("abs", "ag_abs", (), {}), ("sin", "ag_sin", (), {}),
+                       ("expm1", "ag_expm1", (), {}), ("rsqrt", "ag_rsqrt", (), pos),
+                       ("gelu_tanh", "ag_gelu", (1,), {}))
     for kind in kinds:
         for name, fn, extra, kw in unary:
             c = Case("layout/%s/%s" % (name, kind))
@@ -2486,6 +2492,17 @@ def layout_cases():
             if c.env[y].requires_grad:
                 bwd(c, y)
             cases.append(c)
+        # The gradient each op's backward hands to its input (the view), as autograd.grad
+        # returns it: laid out as PyTorch's formula lays it out (TensorIterator's order of
+        # operands: relu's threshold_backward takes the output first, tanh's the gradient).
+        for name, fn, extra, kw in unary + unary_grad_only:
+            c = Case("layout/%s/%s/grad" % (name, kind))
+            x, v = make(c, kind, **kw)
+            y = c.call(fn, v, *extra, expect=False)
+            if c.env[y].requires_grad:
+                c.grad([y], [v], grad_outputs=[grad_like(c, y)], out=["g"])
+                c.expect("g", **lay)
+                cases.append(c)
         for name, fn, extra in (("clone", "ag_clone", ()), ("contiguous", "ag_contiguous", ()),
                                 ("to_float64", "ag_to_dtype", (DT("float64"),)),
                                 ("zeros_like", "ag_zeros_like", ()),
