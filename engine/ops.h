@@ -94,6 +94,11 @@ eng_err op_compare(tensor **out, tensor *a, tensor *b, cmp_kind k);
 eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k);
 eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b);
 eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v);
+/* What masked_fill_ in place on t, a fresh result of a formula's own, gives: t's layout
+ * where t is dense and of the result's shape (op_masked_fill's is contiguous), the same
+ * values and MaskedFillBackward0. For backward formulas that PyTorch writes with
+ * masked_fill_. */
+eng_err op_masked_fill_kept(tensor **out, tensor *t, tensor *mask, double v);
 eng_err op_maximum(tensor **out, tensor *a, tensor *b);
 eng_err op_minimum(tensor **out, tensor *a, tensor *b);
 

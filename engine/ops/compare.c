@@ -93,7 +93,13 @@ static eng_err bool_mask(tensor **out, tensor *m, const char *what)
 /* cond ? a : b in dtype dt, everything broadcast, no autograd. */
 /* where(cond, a, b) in dtype dt, laid out as PyTorch's where lays it out (`follow`: by its
  * operands, as a TensorIterator does) or contiguous (masked_fill, which clones contiguous). */
-static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype dt, bool follow)
+/* How where_raw lays its result out: contiguous (masked_fill, which clones contiguous
+ * first), by TensorIterator's rules over (cond, a, b) (where), or as b when b is dense and of
+ * the result's shape (b.masked_fill_(cond, a) on a fresh b: its layout stays). */
+typedef enum where_layout { WL_CONTIGUOUS, WL_FOLLOW, WL_AS_B } where_layout;
+
+static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype dt,
+                         where_layout wl)
 {
     int64_t shape[MAX_DIMS];
     int nd;
@@ -103,7 +109,14 @@ static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype
         return e;
     tensor *ca = NULL, *cb = NULL, *r = NULL, *ops[3] = {cond, a, b};
     int64_t st[MAX_DIMS];
-    bool contiguous = !follow || ew_layout(st, shape, nd, ops, 3, false);
+    bool contiguous = true;
+    if (wl == WL_FOLLOW) {
+        contiguous = ew_layout(st, shape, nd, ops, 3, false);
+    } else if (wl == WL_AS_B && b->ndim == nd && tensor_is_dense(b) &&
+               !memcmp(b->shape, shape, (size_t)nd * sizeof *shape)) {
+        memcpy(st, b->strides, (size_t)nd * sizeof *st);
+        contiguous = false;
+    }
     if (!(e = cast_raw(&ca, a, dt)) && !(e = cast_raw(&cb, b, dt))) {
         if (!(r = tensor_new_strided(dt, shape, nd, contiguous ? NULL : st))) {
             e = err_kind();
@@ -145,7 +158,8 @@ eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
     tensor *cb = NULL, *r = NULL;
     eng_err e = bool_mask(&cb, cond, "condition");
     if (e) return e;
-    if (!(e = where_raw(&r, cb, a, b, promote2(a, b), true)) && dtype_is_float((dtype)r->dtype)) {
+    if (!(e = where_raw(&r, cb, a, b, promote2(a, b), WL_FOLLOW)) &&
+        dtype_is_float((dtype)r->dtype)) {
         tensor *ins[2] = {a, b};
         node *n = record(&WHERE_BW, ins, 2, &r, 1, 1, 0, &e);
         if (n) node_save(n, 0, cb);
@@ -180,7 +194,7 @@ static eng_err int_mask_check(tensor *m)
     return e;
 }
 
-eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
+static eng_err masked_fill(tensor **out, tensor *t, tensor *mask, double v, where_layout wl)
 {
     /* The value takes t's dtype (PyTorch: 2.5 into int64 is 2; out of range, a finite float32
      * value beyond FLT_MAX included, is an error: fill_value_check). */
@@ -192,7 +206,7 @@ eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
     if (!e) e = bool_mask(&mb, mask, "mask");
     if (e) return e;
     /* out of place, the result has the broadcast shape of t and mask, as torch.masked_fill */
-    if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt, false)) &&
+    if (!(e = op_scalar(&val, v, dt)) && !(e = where_raw(&r, mb, val, t, dt, wl)) &&
         dtype_is_float(dt)) {
         node *n = record(&MASKED_FILL_BW, &t, 1, &r, 1, 1, 0, &e);
         if (n) node_save(n, 0, mb);
@@ -202,6 +216,16 @@ eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
     tensor_release(val);
     if (!e) *out = r;
     return e;
+}
+
+eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v)
+{
+    return masked_fill(out, t, mask, v, WL_CONTIGUOUS);
+}
+
+eng_err op_masked_fill_kept(tensor **out, tensor *t, tensor *mask, double v)
+{
+    return masked_fill(out, t, mask, v, WL_AS_B);
 }
 
 /* ---- maximum / minimum ---- */
@@ -219,7 +243,8 @@ static eng_err extremum_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gou
             tensor_release(t[3]);
             t[3] = NULL;
             cmp_kind loses = (i == 0) == is_max ? CMP_LT : CMP_GT;
-            if (!(e = op_compare(&t[3], a, b, loses))) e = op_masked_fill(&gout[i], t[2], t[3], 0);
+            if (!(e = op_compare(&t[3], a, b, loses)))
+                e = op_masked_fill_kept(&gout[i], t[2], t[3], 0);
         }
     }
     for (int i = 0; i < 4; i++) tensor_release(t[i]);

@@ -2520,6 +2520,23 @@ def layout_cases():
             cases.append(c)
     # Two operands: which one's layout wins, and broadcasting.
     binary = (("add", "ag_add"), ("mul", "ag_mul"), ("maximum", "ag_maximum"), ("lt", "ag_lt"))
+    # The gradients a binary op's backward hands to both operands (ag_grad), laid out as
+    # PyTorch's formulas lay them out.
+    for name, fn, kw in (("add", "ag_add", {}), ("sub", "ag_sub", {}), ("mul", "ag_mul", {}),
+                         ("div", "ag_div", pos), ("pow", "ag_pow", pos),
+                         ("maximum", "ag_maximum", {}), ("minimum", "ag_minimum", {})):
+        for ka, kb in (("t", "t"), ("t", "contig"), ("contig", "t"), ("perm", "perm"),
+                       ("strided", "t"), ("cl", "cl"), ("size1", "size1"), ("col", "col"),
+                       ("t", "b4"), ("b31", "t")):
+            c = Case("layout/%s/%s_%s/grad" % (name, ka, kb))
+            xa, a = (None, c.rand([4], **kw)) if ka == "b4" else \
+                (None, c.rand([3, 1], **kw)) if ka == "b31" else make(c, ka, **kw)
+            xb, b = (None, c.rand([4], **kw)) if kb == "b4" else make(c, kb, **kw)
+            y = c.call(fn, a, b, expect=False)
+            c.grad([y], [a, b], grad_outputs=[grad_like(c, y)], out=["ga", "gb"])
+            c.expect("ga", **lay)
+            c.expect("gb", **lay)
+            cases.append(c)
     for name, fn in binary:
         for ka, kb in (("t", "t"), ("t", "contig"), ("contig", "t"), ("perm", "perm"),
                        ("strided", "t"), ("cl", "cl"), ("size1", "size1")):
