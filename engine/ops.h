@@ -93,6 +93,9 @@ typedef enum cmp_kind { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE } cmp_kin
 eng_err op_compare(tensor **out, tensor *a, tensor *b, cmp_kind k);
 eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k);
 eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b);
+/* op_where with a contiguous result: what a formula's new_zeros(sizes).masked_fill_(mask,
+ * value) gives (values and WhereBackward0 as op_where's). */
+eng_err op_where_contiguous(tensor **out, tensor *cond, tensor *a, tensor *b);
 eng_err op_masked_fill(tensor **out, tensor *t, tensor *mask, double v);
 /* What masked_fill_ in place on t, a fresh result of a formula's own, gives: t's layout
  * where t is dense and of the result's shape (op_masked_fill's is contiguous), the same

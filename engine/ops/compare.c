@@ -153,12 +153,12 @@ static eng_err where_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 }
 static const node_type WHERE_BW = {"WhereBackward0", where_backward, NULL};
 
-eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
+static eng_err where(tensor **out, tensor *cond, tensor *a, tensor *b, where_layout wl)
 {
     tensor *cb = NULL, *r = NULL;
     eng_err e = bool_mask(&cb, cond, "condition");
     if (e) return e;
-    if (!(e = where_raw(&r, cb, a, b, promote2(a, b), WL_FOLLOW)) &&
+    if (!(e = where_raw(&r, cb, a, b, promote2(a, b), wl)) &&
         dtype_is_float((dtype)r->dtype)) {
         tensor *ins[2] = {a, b};
         node *n = record(&WHERE_BW, ins, 2, &r, 1, 1, 0, &e);
@@ -168,6 +168,16 @@ eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
     tensor_release(cb);
     if (!e) *out = r;
     return e;
+}
+
+eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b)
+{
+    return where(out, cond, a, b, WL_FOLLOW);
+}
+
+eng_err op_where_contiguous(tensor **out, tensor *cond, tensor *a, tensor *b)
+{
+    return where(out, cond, a, b, WL_CONTIGUOUS);
 }
 
 /* ---- masked_fill ---- */

@@ -760,7 +760,38 @@ static eng_err reduce_loss(tensor **out, tensor *loss, int reduction)
 EW_BINARY_LOOP(sqdiff_f32, float, float, (x - y) * (x - y))
 EW_BINARY_LOOP(sqdiff_f64, double, double, (x - y) * (x - y))
 
-/* d/dinput = 2 (input - target) g (/ numel for mean); d/dtarget its negation. */
+/* PyTorch's mse_backward kernel, alpha (x - y) z with alpha = P[0] in the dtype (z the
+ * incoming gradient, often one value: a reduced loss's). */
+#define MSE_BW_LOOP(S, T)                                                                  \
+    EW_MULTIVERSION static void mse_bw_##S(char **d, const int64_t *s, int64_t n, void *ctx) \
+    {                                                                                      \
+        const T alpha = (T)((const double *)ctx)[0];                                       \
+        const int64_t es = (int64_t)sizeof(T);                                             \
+        if (s[0] == es && s[1] == es && s[2] == es && (s[3] == es || s[3] == 0)) {         \
+            T *o = (T *)d[0];                                                              \
+            const T *x = (const T *)d[1], *y = (const T *)d[2], *z = (const T *)d[3];      \
+            if (s[3] == 0) {                                                               \
+                const T z0 = z[0];                                                         \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] =                 \
+                    alpha * (x[i] - y[i]) * z0;                                            \
+            } else {                                                                       \
+                _Pragma("omp simd") for (int64_t i = 0; i < n; i++) o[i] =                 \
+                    alpha * (x[i] - y[i]) * z[i];                                          \
+            }                                                                              \
+        } else {                                                                           \
+            for (int64_t i = 0; i < n; i++)                                                \
+                *(T *)(d[0] + i * s[0]) = alpha * (*(const T *)(d[1] + i * s[1]) -         \
+                                                   *(const T *)(d[2] + i * s[2])) *        \
+                                          *(const T *)(d[3] + i * s[3]);                   \
+        }                                                                                  \
+    }
+MSE_BW_LOOP(f32, float)
+MSE_BW_LOOP(f64, double)
+
+/* d/dinput = 2 (input - target) g (/ numel for mean); d/dtarget the same with input and
+ * target swapped. For operands of one shape and dtype, outside create_graph, PyTorch's
+ * kernel: contiguous results (its grad_input is zeros_like(input, contiguous)), computed as
+ * it computes them; otherwise from ops. */
 static eng_err mse_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     const red_attr *a = node_attrs(n);
@@ -768,6 +799,22 @@ static eng_err mse_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     eng_err e;
     if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &t))) return e;
     double norm = a->reduction == RED_MEAN ? 2.0 / (double)a->numel : 2.0;
+    if (!c->create_graph && shapes_equal(x, t) && x->dtype == t->dtype &&
+        x->dtype == gin[0]->dtype) {
+        static const loop_pair lp = {mse_bw_f32, mse_bw_f64};
+        for (int i = 0; i < 2 && !e; i++) {
+            if (!c->needed[i]) continue;
+            tensor *r = tensor_new((dtype)x->dtype, x->shape, x->ndim);
+            if (!r) return err_kind();
+            tensor *ins[3] = {i ? t : x, i ? x : t, gin[0]};
+            if ((e = ew_map_into(r, (dtype)x->dtype, ins, 3, pick(&lp, (dtype)x->dtype), &norm,
+                                 PAR_GRAIN_CHEAP)))
+                tensor_release(r);
+            else
+                gout[i] = r;
+        }
+        return e;
+    }
     if (!(e = op_mul_scalar(&gs, gin[0], norm)) && !(e = op_sub(&d, x, t)) &&
         !(e = op_mul(&gx, d, gs))) {
         if (c->needed[1]) e = op_neg(&gout[1], gx);
@@ -1002,6 +1049,26 @@ static eng_err bce_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
                  gout[0] ? tensor_data(gout[0]) : NULL, gout[1] ? tensor_data(gout[1]) : NULL,
                  k[G]->numel == x->numel && a->reduction == RED_NONE, mean_n};
     par_for(x->numel, PAR_GRAIN_COSTLY, bce_pick((dtype)x->dtype, dt, false), &b);
+    /* Laid out as PyTorch 1.13 lays them out (the kernel writes contiguous results): the
+     * input's gradient as the input (sigmoid(x) updated in place), or by (pos_weight,
+     * target) whose product starts it; the target's by (x, g) (-x * g), or contiguous
+     * (log_sigmoid's result updated in place). */
+    for (int i = 0; i < 2 && !e; i++) {
+        if (!gout[i] || (i == 1 && pw)) continue;
+        tensor *lay[2] = {i == 0 && pw ? pw : x, i == 0 ? t : gin[0]};
+        int64_t st[MAX_DIMS];
+        if (i == 0 && !pw ? dense_strides_like(x, st)
+                          : ew_layout(st, x->shape, x->ndim, lay, 2, false))
+            continue;
+        tensor *r = tensor_new_strided(dt, x->shape, x->ndim, st);
+        if (!r) {
+            e = err_kind();
+            break;
+        }
+        kernel_copy(r, gout[i]);
+        tensor_release(gout[i]);
+        gout[i] = r;
+    }
 done:
     for (int i = 0; i < NT; i++) tensor_release(k[i]);
     return e;

@@ -51,7 +51,9 @@ eng_err reduce_expand_grad(tensor **out, tensor *g, const reduce_plan *p)
     /* Put the reduced dims back as size 1, then broadcast (a stride-0 view, no copy). */
     tensor *k = g;
     tensor_retain(k);
-    if (!p->keepdim) {
+    /* (a full reduction's 0-d gradient is expanded as it is: every stride 0, as PyTorch's
+     * grad.expand(sizes)) */
+    if (!p->keepdim && g->ndim) {
         int64_t shape[MAX_DIMS];
         for (int d = 0; d < p->in_ndim; d++) shape[d] = p->mask[d] ? 1 : p->in_shape[d];
         tensor *r = NULL;

@@ -104,7 +104,8 @@ static void release_all(tensor **ts, int n)
 /* ---- max / min of all elements ---- */
 
 /* evenly_distribute_backward: the gradient is shared among the elements equal to the result
- * (among the NaNs when the result is NaN). */
+ * (among the NaNs when the result is NaN), in a contiguous tensor (PyTorch's
+ * grad.new_zeros(sizes).masked_fill_(mask, share)). */
 static eng_err evenly_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
@@ -115,7 +116,7 @@ static eng_err evenly_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     else e = op_compare(&t[0], x, v, CMP_EQ);
     if (!e && !(e = op_sum(&t[1], t[0])) && !(e = op_div(&t[2], gin[0], t[1])) &&
         !(e = op_scalar(&t[3], 0.0, (dtype)t[2]->dtype)))
-        e = op_where(&gout[0], t[0], t[2], t[3]);
+        e = op_where_contiguous(&gout[0], t[0], t[2], t[3]);
     release_all(t, 4);
     return e;
 }
@@ -239,7 +240,8 @@ static eng_err amax_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     int nd = plan_dims(p, dims);
     eng_err e;
     if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &v))) return e;
-    if (!(e = keep_dims(&t[0], v, p)) && !(e = op_compare(&t[1], x, t[0], CMP_EQ)) &&
+    /* (result == x, in PyTorch's order: the first operand lays the mask out) */
+    if (!(e = keep_dims(&t[0], v, p)) && !(e = op_compare(&t[1], t[0], x, CMP_EQ)) &&
         !(e = op_sum_dims(&t[2], t[1], dims, nd, true)) && !(e = keep_dims(&t[3], gin[0], p)) &&
         !(e = op_div(&t[4], t[3], t[2])))
         e = op_mul(&gout[0], t[4], t[1]);
@@ -352,7 +354,7 @@ static eng_err std_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &r))) return e;
     if (!(e = op_mul_scalar(&t[0], r, 2.0)) && !(e = op_div(&t[1], gin[0], t[0])) &&
         !(e = op_compare_scalar(&t[2], r, 0.0, CMP_EQ)) &&
-        !(e = op_masked_fill(&t[3], t[1], t[2], 0.0)))
+        !(e = op_masked_fill_kept(&t[3], t[1], t[2], 0.0)))
         e = var_grad(&gout[0], t[3], x, (const red_attr *)node_attrs(n));
     release_all(t, 4);
     return e;
@@ -502,7 +504,8 @@ static eng_err norm_raw(tensor **out, tensor *a, double ord, const reduce_plan *
     return e;
 }
 
-/* norm_backward (PyTorch 1.13), with grad and norm given the reduced dims back. */
+/* norm_backward (PyTorch 1.13), with grad and norm given the reduced dims back; its
+ * masked_fill_ calls (in place, so the layout stays) are op_masked_fill_kept. */
 static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     const red_attr *at = (const red_attr *)node_attrs(n);
@@ -523,7 +526,7 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     } else if (ord == 2) {
         /* grad * (x / norm), 0 where the norm is 0 */
         if (!(e = op_div(&t[2], x, nm)) && !(e = op_compare_scalar(&t[3], nm, 0.0, CMP_EQ)) &&
-            !(e = op_masked_fill(&t[4], t[2], t[3], 0.0)))
+            !(e = op_masked_fill_kept(&t[4], t[2], t[3], 0.0)))
             e = op_mul(&gout[0], g, t[4]);
     } else if (isinf(ord)) {
         /* sgn(x) * (grad / count) * mask, mask = (|x| == norm) or |x| is NaN */
@@ -538,7 +541,7 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         /* sgn(x) * |x|^(p-1) (0 where x is 0) * grad * norm^(1-p) */
         if (!(e = op_abs(&t[2], x)) && !(e = op_pow_scalar(&t[3], t[2], ord - 1)) &&
             !(e = op_compare_scalar(&t[4], x, 0.0, CMP_EQ)) &&
-            !(e = op_masked_fill(&t[5], t[3], t[4], 0.0)) && !(e = op_sign(&t[6], x)) &&
+            !(e = op_masked_fill_kept(&t[5], t[3], t[4], 0.0)) && !(e = op_sign(&t[6], x)) &&
             !(e = op_mul(&t[7], t[6], t[5])) && !(e = op_mul(&t[8], t[7], g)) &&
             !(e = op_pow_scalar(&t[9], nm, 1 - ord)))
             e = op_mul(&gout[0], t[8], t[9]);
@@ -556,7 +559,7 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
             !(e = op_pow_scalar(&t[3], t[2], lo ? ord - 1 : ord - 2)) &&
             !(e = op_mul(&t[5], t[4], t[3])) && !(e = op_pow_scalar(&t[6], nm, ord - 1)) &&
             !(e = op_div(&t[7], g, t[6])) && !(e = op_compare_scalar(&t[8], nm, 0.0, CMP_EQ)) &&
-            !(e = op_masked_fill(&t[9], t[7], t[8], 0.0)))
+            !(e = op_masked_fill_kept(&t[9], t[7], t[8], 0.0)))
             e = op_mul(&gout[0], t[5], t[9]);
     }
 done:

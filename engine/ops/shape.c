@@ -414,17 +414,16 @@ eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
     }
     if (ndim > MAX_DIMS) return err_set(E_RANGE, "tensors have at most %d dimensions", MAX_DIMS);
     int64_t sh[MAX_DIMS], st[MAX_DIMS];
-    for (int i = 0; i < ndim; i++) {
+    /* A new leading dim of size 1 gets the stride of a contiguous one over the dims after it
+     * (0 below an expanded dim), as PyTorch's inferExpandGeometry; other new dims 0. The
+     * errors name the first bad dim, so they are checked first. */
+    for (int i = 0; i < ndim - t->ndim; i++)
+        if (shape[i] < 0)
+            return err_set(E_INVAL, "The expanded size of the tensor (%lld) isn't allowed in a "
+                           "leading, non-existing dimension %d", (long long)shape[i], i);
+    for (int i = ndim - t->ndim; i < ndim; i++) {
         int ti = i - (ndim - t->ndim);
         int64_t want = shape[i];
-        if (ti < 0) {
-            if (want < 0)
-                return err_set(E_INVAL, "The expanded size of the tensor (%lld) isn't allowed in a "
-                               "leading, non-existing dimension %d", (long long)want, i);
-            sh[i] = want;
-            st[i] = 0;
-            continue;
-        }
         int64_t have = t->shape[ti];
         if (want == -1) want = have;
         if (have == want) {
@@ -438,6 +437,10 @@ eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
                            "size (%lld) at non-singleton dimension %d.", (long long)want,
                            (long long)have, i);
         }
+    }
+    for (int i = ndim - t->ndim - 1; i >= 0; i--) {
+        sh[i] = shape[i];
+        st[i] = shape[i] != 1 || !t->ndim ? 0 : i + 1 < ndim ? sh[i + 1] * st[i + 1] : 1;
     }
     eng_err e = shape_check(sh, ndim, NULL); /* the element count must fit, as PyTorch checks */
     if (e) return e;

@@ -2518,6 +2518,74 @@ def layout_cases():
             x, v = make(c, kind)
             c.call(fn, v, data=False, extra=lay)
             cases.append(c)
+    # The gradient reductions, normalisations and other ops hand to their input, for inputs
+    # of several layouts (ag_grad), laid out as PyTorch's formulas lay them out.
+    others = (("sum_dims", "ag_sum_dims", ([1], 0)), ("sum_keep", "ag_sum_dims", ([0], 1)),
+              ("mean_dims", "ag_mean_dims", ([1], 0)), ("amax", "ag_amax", ([1], 0)),
+              ("max_dim", "ag_max_dim", (1, 0)), ("var", "ag_var", ([1], 1, 0)),
+              ("std", "ag_std", ([0], 1, 1)), ("logsumexp", "ag_logsumexp", ([1], 0)),
+              ("norm2", "ag_norm", (2.0, [1], 0)), ("norm1", "ag_norm", (1.0, [0], 0)),
+              ("norm3", "ag_norm", (3.0, [1], 0)), ("norm1_5", "ag_norm", (1.5, [1], 1)),
+              ("norm_half", "ag_norm", (0.5, [0], 0)), ("norm_inf", "ag_norm", (math.inf, [1], 0)),
+              ("min_dim", "ag_min_dim", (0, 1)), ("amin", "ag_amin", ([0, 1], 0)),
+              ("mean_all", "ag_mean_dims", ([0, 1], 1)),
+              ("softmax", "ag_softmax", (-1,)), ("log_softmax", "ag_log_softmax", (0,)),
+              ("sum", "ag_sum", ()), ("mean", "ag_mean", ()), ("max", "ag_max", ()),
+              ("contiguous", "ag_contiguous", ()), ("clone", "ag_clone", ()),
+              ("reshape", "ag_reshape", ([-1],)), ("flatten", "ag_flatten", (0, -1)),
+              ("to_float64", "ag_to_dtype", (DT("float64"),)))
+    for kind in ("t", "perm", "strided", "size1", "cl"):
+        for name, fn, extra in others:
+            c = Case("layout/%s/%s/grad" % (name, kind))
+            x, v = make(c, kind)
+            y = c.call(fn, v, *extra, expect=False)
+            y = y[0] if isinstance(y, list) else y
+            c.grad([y], [v], grad_outputs=[grad_like(c, y)], out=["g"])
+            c.expect("g", **lay)
+            cases.append(c)
+    # Gradients of ops with more operands: each operand in turn in a layout of its own.
+    for kind in ("t", "perm", "strided", "cl", "size1"):
+        def pair(c, kind, i, **kw):
+            # operand i in layout `kind`, the other contiguous, of the same shape
+            x, v = make(c, kind, **kw)
+            o = c.rand(c.env[v].shape, **kw)
+            return (v, o) if i == 0 else (o, v)
+        for i in (0, 1):
+            for name, fn, extra in (("mse_none", "ag_mse_loss", (RED("none"),)),
+                                    ("mse_mean", "ag_mse_loss", (RED("mean"),)),
+                                    ("bce_logits", "ag_binary_cross_entropy_with_logits",
+                                     (None, None, RED("none"))),
+                                    ("bce_logits_pw", "ag_binary_cross_entropy_with_logits",
+                                     (None, "pw", RED("none"))),
+                                    ("bce_logits_mean", "ag_binary_cross_entropy_with_logits",
+                                     ("w", None, RED("mean"))),
+                                    ("where", None, ()), ("div", "ag_div", ())):
+                c = Case("layout/%s/%s%d/grad" % (name, kind, i))
+                a, b = pair(c, kind, i, **(pos if name == "div" else {}))
+                if fn is None:
+                    m = c.call("ag_gt_scalar", a, 0.5, expect=False)
+                    y = c.call("ag_where", m, a, b, expect=False)
+                else:
+                    # (weight and pos_weight: over the last dim, broadcast)
+                    extra = tuple(c.rand([c.env[a].shape[-1]], rg=False) if e in ("w", "pw")
+                                  else e for e in extra)
+                    y = c.call(fn, a, b, *extra, expect=False)
+                ins = [a, b]
+                outs = ["ga"] if len(ins) == 1 else ["ga", "gb"]
+                c.grad([y], ins, grad_outputs=[grad_like(c, y)], out=outs)
+                for o in outs:
+                    c.expect(o, **lay)
+                cases.append(c)
+    for ka in ("contig", "t"):
+        for kb in ("contig", "t"):
+            c = Case("layout/matmul/%s_%s/grad" % (ka, kb))
+            a = c.rand([3, 4]) if ka == "contig" else c.call("ag_t", c.rand([4, 3]), expect=False)
+            b = c.rand([4, 5]) if kb == "contig" else c.call("ag_t", c.rand([5, 4]), expect=False)
+            y = c.call("ag_matmul", a, b, expect=False)
+            c.grad([y], [a, b], grad_outputs=[grad_like(c, y)], out=["ga", "gb"])
+            c.expect("ga", **lay)
+            c.expect("gb", **lay)
+            cases.append(c)
     # Two operands: which one's layout wins, and broadcasting.
     binary = (("add", "ag_add"), ("mul", "ag_mul"), ("maximum", "ag_maximum"), ("lt", "ag_lt"))
     # The gradients a binary op's backward hands to both operands (ag_grad), laid out as
