@@ -2534,6 +2534,43 @@ def layout_cases():
               ("contiguous", "ag_contiguous", ()), ("clone", "ag_clone", ()),
               ("reshape", "ag_reshape", ([-1],)), ("flatten", "ag_flatten", (0, -1)),
               ("to_float64", "ag_to_dtype", (DT("float64"),)))
+    # (shape ops and nn ops, on 2-d inputs [3, 4] of each kind)
+    for kind in ("t", "strided", "contig"):
+        shape_ops = (("index_select", lambda c, v: c.call("ag_index_select", v, 1,
+                                                          c.ints([2, 0, 2]), expect=False)),
+                     ("gather", lambda c, v: c.call("ag_gather", v, 1,
+                                                    c.ints([0, 3, 1, 1, 2, 0], [3, 2]),
+                                                    expect=False)),
+                     ("cat", lambda c, v: c.call("ag_cat", TS(v, v), 1, expect=False)),
+                     ("stack", lambda c, v: c.call("ag_stack", TS(v, v), 0, expect=False)),
+                     ("select", lambda c, v: c.call("ag_select", v, 1, 2, expect=False)),
+                     ("narrow", lambda c, v: c.call("ag_narrow", v, 1, 1, 2, expect=False)),
+                     ("split", lambda c, v: c.call("ag_split", v, 3, 1, expect=False)[0]),
+                     ("unsqueeze", lambda c, v: c.call("ag_unsqueeze", v, 1, expect=False)),
+                     ("transpose", lambda c, v: c.call("ag_transpose", v, 0, 1, expect=False)),
+                     ("expand", lambda c, v: c.call("ag_expand",
+                                                    c.call("ag_unsqueeze", v, 0, expect=False),
+                                                    [2, 3, 4], expect=False)),
+                     ("masked_fill", lambda c, v: c.call(
+                         "ag_masked_fill", v, c.call("ag_gt_scalar", v, 0.5, expect=False),
+                         0.0, expect=False)),
+                     ("cross_entropy", lambda c, v: c.call(
+                         "ag_cross_entropy", v, c.ints([0, 3, 1]), None, RED("none"), -100,
+                         0.0, expect=False)),
+                     ("cross_entropy_ls", lambda c, v: c.call(
+                         "ag_cross_entropy", v, c.ints([0, 3, 1]), None, RED("mean"), -100,
+                         0.1, expect=False)),
+                     ("layer_norm", lambda c, v: c.call("ag_layer_norm", v, [4], None, None,
+                                                        1e-5, expect=False)),
+                     ("linear", lambda c, v: c.call("ag_linear", v, c.rand([5, 4]), None,
+                                                    expect=False)))
+        for name, f in shape_ops:
+            c = Case("layout/%s/%s/grad" % (name, kind))
+            x, v = make(c, kind)
+            y = f(c, v)
+            c.grad([y], [v], grad_outputs=[grad_like(c, y)], out=["g"])
+            c.expect("g", **lay)
+            cases.append(c)
     for kind in ("t", "perm", "strided", "size1", "cl"):
         for name, fn, extra in others:
             c = Case("layout/%s/%s/grad" % (name, kind))
