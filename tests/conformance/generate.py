@@ -2534,6 +2534,20 @@ def layout_cases():
               ("contiguous", "ag_contiguous", ()), ("clone", "ag_clone", ()),
               ("reshape", "ag_reshape", ([-1],)), ("flatten", "ag_flatten", (0, -1)),
               ("to_float64", "ag_to_dtype", (DT("float64"),)))
+    # Leaves that are views of another's storage (detached slices), reduced whole: the
+    # gradient's layout, and the .grad the contract gives them.
+    for name, shape, sl in (("slice1", [4], (0, 1, 2, 1)), ("slice_rows", [6, 3], (0, 1, 5, 2)),
+                            ("slice_cols", [3, 6], (1, 0, 6, 2)), ("col1", [3, 1], None)):
+        for red in ("ag_sum", "ag_mean"):
+            c = Case("layout/detached_%s/%s/grad" % (name, red[3:]))
+            base = c.rand(shape, rg=False)
+            v = c.call("ag_slice", base, *sl, expect=False) if sl else base
+            x = c.call("ag_tensor_detach", v, expect=False)
+            c.call("ag_tensor_set_requires_grad", x, 1)
+            y = c.call(red, x, expect=False)
+            c.backward(y, check=False)
+            c.expect_grad(x, layout=True)
+            cases.append(c)
     # (shape ops and nn ops, on 2-d inputs [3, 4] of each kind)
     for kind in ("t", "strided", "contig"):
         shape_ops = (("index_select", lambda c, v: c.call("ag_index_select", v, 1,
