@@ -135,42 +135,85 @@ typedef struct dim_attr {
     int dim;
 } dim_attr;
 
+/* The gradients of softmax and log_softmax are ops of their own, as PyTorch's
+ * _softmax_backward_data and _log_softmax_backward_data: the row kernels, and under
+ * create_graph nodes SoftmaxBackwardDataBackward0 and LogSoftmaxBackwardDataBackward0 whose
+ * formulas are derivatives.yaml's (incoming gradient G, the op's g and y):
+ *   softmax:     d/dg the same op of G; d/dy g G - sum(y g) G - g sum(y G)
+ *   log_softmax: d/dg G - sum(G exp(y));  d/dy -sum(g) exp(y) G
+ * (sums over the op's dim, kept). */
+typedef struct sm_bw_attr {
+    int dim;
+    bool log;
+} sm_bw_attr;
+
+static eng_err sm_bw_op(tensor **out, tensor *g, tensor *y, int d, bool log);
+
+static eng_err sm_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const sm_bw_attr *a = node_attrs(n);
+    int64_t d = a->dim;
+    tensor *g, *y, *G = gin[0], *t[9] = {0};
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &g)) || (e = saved_get(n, c, 1, &y))) return e;
+    if (!a->log) {
+        if (c->needed[0] && (e = sm_bw_op(&gout[0], G, y, a->dim, false))) return e;
+        if (c->needed[1] && !(e = op_mul(&t[0], g, G)) && !(e = op_mul(&t[1], y, g)) &&
+            !(e = op_sum_dims(&t[2], t[1], &d, 1, true)) && !(e = op_mul(&t[3], t[2], G)) &&
+            !(e = op_sub(&t[4], t[0], t[3])) && !(e = op_mul(&t[5], y, G)) &&
+            !(e = op_sum_dims(&t[6], t[5], &d, 1, true)) && !(e = op_mul(&t[7], g, t[6])))
+            e = op_sub(&gout[1], t[4], t[7]);
+    } else {
+        if (c->needed[0] && !(e = op_exp(&t[0], y)) && !(e = op_mul(&t[1], G, t[0])) &&
+            !(e = op_sum_dims(&t[2], t[1], &d, 1, true)))
+            e = op_sub(&gout[0], G, t[2]);
+        if (!e && c->needed[1] && !(e = op_sum_dims(&t[3], g, &d, 1, true)) &&
+            !(e = op_neg(&t[4], t[3])) && (t[0] || !(e = op_exp(&t[0], y))) &&
+            !(e = op_mul(&t[5], t[4], t[0])))
+            e = op_mul(&gout[1], t[5], G);
+    }
+    for (int i = 0; i < 9; i++) tensor_release(t[i]);
+    return e;
+}
+static const node_type SOFTMAX_BWBW = {"SoftmaxBackwardDataBackward0", sm_bwbw_backward, NULL};
+static const node_type LOG_SOFTMAX_BWBW = {"LogSoftmaxBackwardDataBackward0", sm_bwbw_backward,
+                                           NULL};
+
+static eng_err sm_bw_op(tensor **out, tensor *g, tensor *y, int d, bool log)
+{
+    tensor *r = NULL;
+    eng_err e = sm_run(&r, y, g, d, log ? LSM_BWD : SM_BWD);
+    if (e) return e;
+    tensor *ins[2] = {g, y};
+    node *n = record(log ? &LOG_SOFTMAX_BWBW : &SOFTMAX_BWBW, ins, 2, &r, 1, 2,
+                     sizeof(sm_bw_attr), &e);
+    if (!e && n) {
+        *(sm_bw_attr *)node_attrs(n) = (sm_bw_attr){d, log};
+        node_save(n, 0, g);
+        node_save(n, 1, y);
+    }
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
 static eng_err softmax_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
-    int d = ((dim_attr *)node_attrs(n))->dim;
     tensor *y;
     eng_err e = saved_get(n, c, 0, &y);
-    if (e) return e;
-    if (!c->create_graph) return sm_run(&gout[0], y, gin[0], d, SM_BWD);
-    int64_t dd = d;
-    tensor *gy = NULL, *s = NULL, *t = NULL;
-    if (!(e = op_mul(&gy, gin[0], y)) && !(e = op_sum_dims(&s, gy, &dd, 1, true)) &&
-        !(e = op_sub(&t, gin[0], s)))
-        e = op_mul(&gout[0], y, t);
-    tensor_release(gy);
-    tensor_release(s);
-    tensor_release(t);
-    return e;
+    return e ? e : sm_bw_op(&gout[0], gin[0], y, ((dim_attr *)node_attrs(n))->dim, false);
 }
 
 static eng_err log_softmax_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
-    int d = ((dim_attr *)node_attrs(n))->dim;
     tensor *y;
     eng_err e = saved_get(n, c, 0, &y);
-    if (e) return e;
-    if (!c->create_graph) return sm_run(&gout[0], y, gin[0], d, LSM_BWD);
-    int64_t dd = d;
-    tensor *ey = NULL, *s = NULL, *t = NULL;
-    if (!(e = op_exp(&ey, y)) && !(e = op_sum_dims(&s, gin[0], &dd, 1, true)) &&
-        !(e = op_mul(&t, ey, s)))
-        e = op_sub(&gout[0], gin[0], t);
-    tensor_release(ey);
-    tensor_release(s);
-    tensor_release(t);
-    return e;
+    return e ? e : sm_bw_op(&gout[0], gin[0], y, ((dim_attr *)node_attrs(n))->dim, true);
 }
 
 static const node_type SOFTMAX_BW = {"SoftmaxBackward0", softmax_backward, NULL};

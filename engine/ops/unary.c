@@ -264,29 +264,68 @@ static eng_err cos_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool
     return e;
 }
 
-static eng_err tanh_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
+/* tanh's and sigmoid's gradients are ops of their own, as PyTorch's tanh_backward and
+ * sigmoid_backward: fused kernels, and under create_graph nodes TanhBackwardBackward0 and
+ * SigmoidBackwardBackward0 (derivatives.yaml): in g, the same op of the incoming gradient;
+ * in y, G (-2 y g) for tanh and G g (-2 y + 1) for sigmoid. */
+typedef enum act_kind { ACT_TANH, ACT_SIGMOID } act_kind;
+
+static eng_err act_bw_op(tensor **out, tensor *g, tensor *y, act_kind k);
+
+static eng_err act_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
-    (void)at;
-    if (fu) return fused(go, g, y, tanh_bw_f32, tanh_bw_f64);
-    tensor *t[3] = {0};
+    act_kind k = *(act_kind *)node_attrs(n);
+    tensor *g, *y, *t[3] = {0};
     eng_err e;
-    if (!(e = op_rsub_scalar(&t[0], y, 1.0)) && !(e = op_add_scalar(&t[1], y, 1.0)) &&
-        !(e = op_mul(&t[2], t[0], t[1])))
-        e = op_mul(go, g, t[2]); /* g (1 - y)(1 + y) */
+    if ((e = saved_get(n, c, 0, &g)) || (e = saved_get(n, c, 1, &y))) return e;
+    if (c->needed[0] && (e = act_bw_op(&gout[0], gin[0], y, k))) return e;
+    if (c->needed[1]) {
+        if (k == ACT_TANH) {
+            if (!(e = op_mul_scalar(&t[0], y, -2.0)) && !(e = op_mul(&t[1], t[0], g)))
+                e = op_mul(&gout[1], gin[0], t[1]);
+        } else if (!(e = op_mul(&t[0], gin[0], g)) && !(e = op_mul_scalar(&t[1], y, -2.0)) &&
+                   !(e = op_add_scalar(&t[2], t[1], 1.0))) {
+            e = op_mul(&gout[1], t[0], t[2]);
+        }
+    }
     release_all(t, 3);
     return e;
+}
+static const node_type TANH_BWBW = {"TanhBackwardBackward0", act_bwbw_backward, NULL};
+static const node_type SIGMOID_BWBW = {"SigmoidBackwardBackward0", act_bwbw_backward, NULL};
+
+static eng_err act_bw_op(tensor **out, tensor *g, tensor *y, act_kind k)
+{
+    tensor *r = NULL;
+    eng_err e = k == ACT_TANH ? fused(&r, g, y, tanh_bw_f32, tanh_bw_f64)
+                              : fused(&r, g, y, sigmoid_bw_f32, sigmoid_bw_f64);
+    if (e) return e;
+    tensor *ins[2] = {g, y};
+    node *n = record(k == ACT_TANH ? &TANH_BWBW : &SIGMOID_BWBW, ins, 2, &r, 1, 2,
+                     sizeof(act_kind), &e);
+    if (!e && n) {
+        *(act_kind *)node_attrs(n) = k;
+        if (tensor_requires_grad(y)) node_save(n, 0, g);
+        node_save(n, 1, y);
+    }
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
+static eng_err tanh_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
+{
+    (void)at, (void)fu;
+    return act_bw_op(go, g, y, ACT_TANH);
 }
 
 static eng_err sigmoid_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
 {
-    (void)at;
-    if (fu) return fused(go, g, y, sigmoid_bw_f32, sigmoid_bw_f64);
-    tensor *t[2] = {0};
-    eng_err e;
-    if (!(e = op_rsub_scalar(&t[0], y, 1.0)) && !(e = op_mul(&t[1], g, t[0])))
-        e = op_mul(go, t[1], y); /* g (1 - y) y */
-    release_all(t, 2);
-    return e;
+    (void)at, (void)fu;
+    return act_bw_op(go, g, y, ACT_SIGMOID);
 }
 
 /* relu's and leaky_relu's gradients gate g by the sign of a reference (relu: its output,
@@ -372,38 +411,66 @@ static eng_err silu_grad(tensor **go, tensor *g, tensor *x, const uattr *at, boo
     return e;
 }
 
+/* softplus' gradient is an op of its own, as PyTorch's softplus_backward: its kernel
+ * (z = exp(beta x); g where beta x > threshold, else g z / (z + 1), in the dtype: e / (e + 1)
+ * is still the tiny e^(beta x) where 1 / (1 + exp(-beta x)) would be 0), and under
+ * create_graph a node SoftplusBackwardBackward0: in g, the same op of the incoming gradient
+ * G; in x, softplus_double_backward(G g, x), that is sigmoid_backward(G g, sigmoid(beta x))
+ * masked by beta x < threshold (0 at beta x == threshold, where the value is still the
+ * sigmoid branch), times beta. */
+#define SOFTPLUS_BW_LOOPS(T, S, EXP)                                                       \
+    EW_BINARY_LOOP(softplus_bw_##S, T, T,                                                  \
+                   y * (T)P[0] > (T)P[1] ? x                                               \
+                                         : x * EXP(y * (T)P[0]) / (EXP(y * (T)P[0]) + (T)1))
+SOFTPLUS_BW_LOOPS(float, f32, expf)
+SOFTPLUS_BW_LOOPS(double, f64, exp)
+
+static eng_err softplus_bw_op(tensor **out, tensor *g, tensor *x, const double *p);
+
+static eng_err softplus_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const double *p = node_attrs(n); /* beta, threshold */
+    tensor *g, *x, *t[7] = {0};
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &g)) || (e = saved_get(n, c, 1, &x))) return e;
+    if (c->needed[0] && (e = softplus_bw_op(&gout[0], gin[0], x, p))) return e;
+    if (c->needed[1] && !(e = op_mul(&t[0], gin[0], g)) &&
+        !(e = op_mul_scalar(&t[1], x, p[0])) && !(e = op_sigmoid(&t[2], t[1])) &&
+        !(e = act_bw_op(&t[3], t[0], t[2], ACT_SIGMOID)) &&
+        !(e = op_compare_scalar(&t[4], t[1], p[1], CMP_LT)) &&
+        !(e = op_to_dtype(&t[5], t[4], (dtype)t[3]->dtype)) && !(e = op_mul(&t[6], t[3], t[5])))
+        e = op_mul_scalar(&gout[1], t[6], p[0]);
+    release_all(t, 7);
+    return e;
+}
+static const node_type SOFTPLUS_BWBW = {"SoftplusBackwardBackward0", softplus_bwbw_backward,
+                                        NULL};
+
+static eng_err softplus_bw_op(tensor **out, tensor *g, tensor *x, const double *p)
+{
+    static const loop_pair lp = {softplus_bw_f32, softplus_bw_f64};
+    dtype dt = (dtype)x->dtype;
+    tensor *ins[2] = {g, x}, *r = NULL;
+    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), p, PAR_GRAIN_COSTLY);
+    if (e) return e;
+    node *n = record(&SOFTPLUS_BWBW, ins, 2, &r, 1, 2, 2 * sizeof(double), &e);
+    if (!e && n) {
+        memcpy(node_attrs(n), p, 2 * sizeof(double));
+        node_save(n, 0, g);
+        node_save(n, 1, x);
+    }
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    *out = r;
+    return E_OK;
+}
+
 static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
 {
-    /* g sigmoid(beta x), or g where beta x > threshold (the linear part). Under create_graph
-     * the derivative in x is PyTorch's softplus_double_backward, masked by beta x < threshold:
-     * at beta x == threshold the value is g sigmoid(beta x) but its derivative 0, so sigmoid
-     * takes there a detached beta x. */
-    tensor *t[10] = {0};
-    eng_err e;
-    if ((e = op_mul_scalar(&t[0], x, at->p[0])) ||
-        (e = op_compare_scalar(&t[3], t[0], at->p[1], CMP_GT)))
-        goto done;
-    tensor *z = t[0];
-    if (!fu && tensor_requires_grad(t[0])) {
-        if ((e = op_compare_scalar(&t[4], t[0], at->p[1], CMP_EQ)) ||
-            (e = op_detach(&t[5], t[0])) || (e = op_where(&t[1], t[4], t[5], t[0])))
-            goto done;
-        z = t[1];
-    }
-    /* sigmoid(beta x) as PyTorch's softplus_backward writes it, e / (e + 1) with e =
-     * exp(beta x): 1 / (1 + exp(-beta x)) is 0 once exp(-beta x) overflows (beta x below
-     * -709.78 in float64), where this is still the tiny e^(beta x) PyTorch returns. */
-    /* g * (1 where beta x > threshold, else sigmoid): the values of picking g or
-     * g sigmoid (g * 1 is g, NaN and -0 included), with g the first operand of the last op,
-     * as in PyTorch's softplus_backward kernel, whose operands lay the result out. */
-    if ((e = op_exp(&t[6], z)) || (e = op_add_scalar(&t[7], t[6], 1.0)) ||
-        (e = op_div(&t[8], t[6], t[7])) || (e = op_scalar(&t[2], 1.0, (dtype)t[8]->dtype)) ||
-        (e = op_where(&t[9], t[3], t[2], t[8])))
-        goto done;
-    e = op_mul(go, g, t[9]);
-done:
-    release_all(t, 10);
-    return e;
+    (void)fu;
+    return softplus_bw_op(go, g, x, at->p);
 }
 
 static eng_err clamp_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)

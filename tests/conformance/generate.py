@@ -2534,6 +2534,38 @@ def layout_cases():
               ("contiguous", "ag_contiguous", ()), ("clone", "ag_clone", ()),
               ("reshape", "ag_reshape", ([-1],)), ("flatten", "ag_flatten", (0, -1)),
               ("to_float64", "ag_to_dtype", (DT("float64"),)))
+    # Double backward: the grad_fn of the gradient each op's formula makes under create_graph
+    # (PyTorch's name for the node it records: a dedicated *BackwardBackward0 node where
+    # derivatives.yaml has one, else the last op of the formula).
+    for name, fn, extra, kw in unary + unary_grad_only:
+        c = Case("grad_fn/%s/create_graph" % name)
+        x = c.rand([3, 4], **kw)
+        y = c.call(fn, x, *extra, expect=False)
+        if c.env[y].requires_grad:
+            c.grad([y], [x], grad_outputs=[grad_like(c, y)], flags=("create_graph",), out=["g"])
+            c.expect("g", data=False)
+            cases.append(c)
+    for name, fn, extra in others:
+        c = Case("grad_fn/%s/create_graph" % name)
+        x = c.rand([3, 4])
+        y = c.call(fn, x, *extra, expect=False)
+        y = y[0] if isinstance(y, list) else y
+        c.grad([y], [x], grad_outputs=[grad_like(c, y)], flags=("create_graph",), out=["g"])
+        c.expect("g", data=False)
+        cases.append(c)
+    for name, fn, kw in (("add", "ag_add", {}), ("sub", "ag_sub", {}), ("mul", "ag_mul", {}),
+                         ("div", "ag_div", pos), ("pow", "ag_pow", pos),
+                         ("maximum", "ag_maximum", {}), ("minimum", "ag_minimum", {}),
+                         ("matmul", "ag_matmul", {})):
+        c = Case("grad_fn/%s/create_graph" % name)
+        a = c.rand([3, 4], **kw)
+        b = c.rand([4, 4] if name == "matmul" else [3, 4], **kw)
+        y = c.call(fn, a, b, expect=False)
+        c.grad([y], [a, b], grad_outputs=[grad_like(c, y)], flags=("create_graph",),
+               out=["ga", "gb"])
+        c.expect("ga", data=False)
+        c.expect("gb", data=False)
+        cases.append(c)
     # Leaves that are views of another's storage (detached slices), reduced whole: the
     # gradient's layout, and the .grad the contract gives them.
     for name, shape, sl in (("slice1", [4], (0, 1, 2, 1)), ("slice_rows", [6, 3], (0, 1, 5, 2)),
