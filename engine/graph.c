@@ -308,6 +308,25 @@ node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const 
     return n;
 }
 
+eng_err record_grad_op(tensor **out, tensor *r, const node_type *type, tensor *g, tensor *y,
+                       const void *attr, size_t attr_size)
+{
+    tensor *ins[2] = {g, y};
+    eng_err e;
+    node *n = record(type, ins, 2, &r, 1, 2, attr_size, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        memcpy(node_attrs(n), attr, attr_size);
+        if (tensor_requires_grad(y)) node_save(n, 0, g);
+        node_save(n, 1, y);
+    }
+    *out = r;
+    return E_OK;
+}
+
 /* ---- saved variables ---- */
 static const char *torch_type_name(dtype d)
 {

@@ -214,6 +214,12 @@ void node_set_output(node *n, int output_nr, tensor *out);
  *  On failure NULL with *err set (the outputs are untouched). */
 node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
              int n_out, int n_saved, size_t attr_size, eng_err *err);
+/** For a gradient that is an op of its own (tanh_backward, _softmax_backward_data, GELU's,
+ *  softplus'), r = f(g, y): records `type` over (g, y) with attr_size bytes of attributes
+ *  copied from attr, saving g in slot 0 where y requires grad (only the formula in y reads
+ *  it) and y in slot 1, and sets *out = r. Takes r's reference (released on failure). */
+eng_err record_grad_op(tensor **out, tensor *r, const node_type *type, tensor *g, tensor *y,
+                       const void *attr, size_t attr_size);
 
 /** The saved tensor in slot i (borrowed for the formula's duration), checking its version. */
 eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out);

@@ -183,21 +183,9 @@ static eng_err sm_bw_op(tensor **out, tensor *g, tensor *y, int d, bool log)
 {
     tensor *r = NULL;
     eng_err e = sm_run(&r, y, g, d, log ? LSM_BWD : SM_BWD);
-    if (e) return e;
-    tensor *ins[2] = {g, y};
-    node *n = record(log ? &LOG_SOFTMAX_BWBW : &SOFTMAX_BWBW, ins, 2, &r, 1, 2,
-                     sizeof(sm_bw_attr), &e);
-    if (!e && n) {
-        *(sm_bw_attr *)node_attrs(n) = (sm_bw_attr){d, log};
-        node_save(n, 0, g);
-        node_save(n, 1, y);
-    }
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    *out = r;
-    return E_OK;
+    sm_bw_attr a = {d, log};
+    return e ? e : record_grad_op(out, r, log ? &LOG_SOFTMAX_BWBW : &SOFTMAX_BWBW, g, y, &a,
+                                  sizeof a);
 }
 
 static eng_err softmax_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)

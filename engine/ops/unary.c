@@ -299,21 +299,8 @@ static eng_err act_bw_op(tensor **out, tensor *g, tensor *y, act_kind k)
     tensor *r = NULL;
     eng_err e = k == ACT_TANH ? fused(&r, g, y, tanh_bw_f32, tanh_bw_f64)
                               : fused(&r, g, y, sigmoid_bw_f32, sigmoid_bw_f64);
-    if (e) return e;
-    tensor *ins[2] = {g, y};
-    node *n = record(k == ACT_TANH ? &TANH_BWBW : &SIGMOID_BWBW, ins, 2, &r, 1, 2,
-                     sizeof(act_kind), &e);
-    if (!e && n) {
-        *(act_kind *)node_attrs(n) = k;
-        if (tensor_requires_grad(y)) node_save(n, 0, g);
-        node_save(n, 1, y);
-    }
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    *out = r;
-    return E_OK;
+    return e ? e : record_grad_op(out, r, k == ACT_TANH ? &TANH_BWBW : &SIGMOID_BWBW, g, y, &k,
+                                  sizeof k);
 }
 
 static eng_err tanh_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
@@ -452,19 +439,7 @@ static eng_err softplus_bw_op(tensor **out, tensor *g, tensor *x, const double *
     dtype dt = (dtype)x->dtype;
     tensor *ins[2] = {g, x}, *r = NULL;
     eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), p, PAR_GRAIN_COSTLY);
-    if (e) return e;
-    node *n = record(&SOFTPLUS_BWBW, ins, 2, &r, 1, 2, 2 * sizeof(double), &e);
-    if (!e && n) {
-        memcpy(node_attrs(n), p, 2 * sizeof(double));
-        node_save(n, 0, g);
-        node_save(n, 1, x);
-    }
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    *out = r;
-    return E_OK;
+    return e ? e : record_grad_op(out, r, &SOFTPLUS_BWBW, g, x, p, 2 * sizeof(double));
 }
 
 static eng_err softplus_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
@@ -545,19 +520,7 @@ static eng_err gelu_bw_op(tensor **out, tensor *g, tensor *x, bool approx)
     tensor *ins[2] = {g, x}, *r = NULL;
     eng_err e = ew_map(&r, dt, dt, ins, 2, pick(approx ? &tanhf : &exact, dt), NULL,
                        PAR_GRAIN_COSTLY);
-    if (e) return e;
-    node *n = record(&GELU_BWBW, ins, 2, &r, 1, 2, sizeof(bool), &e);
-    if (!e && n) {
-        *(bool *)node_attrs(n) = approx;
-        if (tensor_requires_grad(x)) node_save(n, 0, g);
-        node_save(n, 1, x);
-    }
-    if (e) {
-        tensor_release(r);
-        return e;
-    }
-    *out = r;
-    return E_OK;
+    return e ? e : record_grad_op(out, r, &GELU_BWBW, g, x, &approx, sizeof approx);
 }
 
 static eng_err gelu_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
