@@ -243,24 +243,34 @@ static ag_tensor *ag_lua_check_tensor(lua_State *L, int idx, const char *what)
     return NULL;
 }
 
-/* Reads the Lua array at idx (1..n) into a new C array of tensors. Returns 0 with a message
- * pushed on a wrong element. *n_out receives the count; holes (nil) are allowed only when
- * allow_nil is set, and then n must be given (n >= 0) because #t is unreliable with holes. */
+/* The C arrays made from Lua tables (tensors, integers, numbers) are Lua userdata left on
+ * the stack until the wrapper returns, not malloc'd blocks: a memory error raised by a later
+ * Lua call of the same wrapper (converting or reporting a bad argument) is a longjmp past
+ * any cleanup, which would leak them. Made before any element is read, so the collection
+ * their allocation may run cannot release a tensor already borrowed. */
+static void *ag_lua_array(lua_State *L, size_t n, size_t elem)
+{
+    void *a = lua_newuserdatauv(L, (n ? n : 1) * elem, 0);
+    memset(a, 0, (n ? n : 1) * elem);
+    return a;
+}
+
+/* Reads the Lua array at idx (1..n) into a new C array of tensors (ag_lua_array). Returns 0
+ * with a message pushed on a wrong element. *n_out receives the count; holes (nil) are
+ * allowed only when allow_nil is set, and then n must be given (n >= 0) because #t is
+ * unreliable with holes. */
 static int ag_lua_tensor_array(lua_State *L, int idx, ag_tensor ***arr, size_t *n_out,
                                lua_Integer n, int allow_nil, const char *what)
 {
     *arr = NULL;
     *n_out = 0;
+    idx = lua_absindex(L, idx);
     if (!lua_istable(L, idx)) {
         lua_pushfstring(L, "%s: expected a table of tensors, got %s", what, luaL_typename(L, idx));
         return 0;
     }
     if (n < 0) n = (lua_Integer)lua_rawlen(L, idx);
-    ag_tensor **a = (ag_tensor **)calloc(n ? (size_t)n : 1, sizeof *a);
-    if (!a) {
-        lua_pushstring(L, "out of memory");
-        return 0;
-    }
+    ag_tensor **a = (ag_tensor **)ag_lua_array(L, (size_t)n, sizeof *a);
     for (lua_Integer i = 0; i < n; i++) {
         lua_rawgeti(L, idx, i + 1);
         if (lua_isnil(L, -1) && allow_nil) {
@@ -274,7 +284,6 @@ static int ag_lua_tensor_array(lua_State *L, int idx, ag_tensor ***arr, size_t *
             int released = is_tensor && lua_type(L, -1) == LUA_TUSERDATA;
             const char *tn = luaL_typename(L, -1);
             lua_pop(L, 1);
-            free(a);
             if (released)
                 lua_pushfstring(L, "%s: element %d: this ag_tensor is no longer valid (released)",
                                 what, (int)(i + 1));
@@ -291,12 +300,14 @@ static int ag_lua_tensor_array(lua_State *L, int idx, ag_tensor ***arr, size_t *
     return 1;
 }
 
-/* Reads the Lua array of integers at idx into a new int64 array (nil gives an empty one). */
+/* Reads the Lua array of integers at idx into a new int64 array (ag_lua_array; nil gives an
+ * empty one). */
 static int ag_lua_int64_array(lua_State *L, int idx, int64_t **arr, size_t *n_out,
                               const char *what)
 {
     *arr = NULL;
     *n_out = 0;
+    idx = lua_absindex(L, idx);
     if (lua_isnoneornil(L, idx)) return 1;
     if (!lua_istable(L, idx)) {
         lua_pushfstring(L, "%s: expected a table of integers, got %s", what,
@@ -304,18 +315,13 @@ static int ag_lua_int64_array(lua_State *L, int idx, int64_t **arr, size_t *n_ou
         return 0;
     }
     size_t n = lua_rawlen(L, idx);
-    int64_t *a = (int64_t *)malloc((n ? n : 1) * sizeof *a);
-    if (!a) {
-        lua_pushstring(L, "out of memory");
-        return 0;
-    }
+    int64_t *a = (int64_t *)ag_lua_array(L, n, sizeof *a);
     for (size_t i = 0; i < n; i++) {
         int ok = 0;
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
         a[i] = (int64_t)lua_tointegerx(L, -1, &ok);
         lua_pop(L, 1);
         if (!ok) {
-            free(a);
             lua_pushfstring(L, "%s: element %d is not an integer", what, (int)i + 1);
             return 0;
         }
@@ -1014,10 +1020,8 @@ static int ag_lua_from_i64(lua_State *L)
         for (size_t i = 0; i < nd; i++) numel *= shape[i] < 0 ? 0 : shape[i];
         ok = (size_t)numel == n;
         if (ok) rc = ag_tensor_from_data(&t, data, AG_INT64, shape, nd);
-        else numel = -numel - 1; /* (the message is made once the arrays are freed) */
+        else numel = -numel - 1; /* (the message is pushed below) */
     }
-    free(data);
-    free(shape);
     if (!ok) {
         if (numel < 0)
             lua_pushfstring(L, "ag_tensor_from_data: %I values given for a shape of %I elements",
@@ -1176,9 +1180,6 @@ AG_LUA_HANDLE_OUT(ag_generator)
     (const int64_t *normalized_shape, size_t ndim) (int64_t *arr = NULL, size_t n = 0)
 %{ if (!ag_lua_int64_array(L, $input, &arr, &n, "$symname")) SWIG_fail;
    $1 = arr; $2 = n; %}
-%typemap(freearg) (const int64_t *shape, size_t ndim), (const int64_t *dims, size_t ndims),
-    (const int64_t *normalized_shape, size_t ndim)
-%{ free(arr$argnum); %}
 
 /* Tensor lists: a table of tensors. */
 %typemap(in, checkfn="lua_istable")
@@ -1187,17 +1188,13 @@ AG_LUA_HANDLE_OUT(ag_generator)
     (ag_tensor *const *inputs, size_t n_inputs) (ag_tensor **arr = NULL, size_t n = 0)
 %{ if (!ag_lua_tensor_array(L, $input, &arr, &n, -1, 0, "$symname")) SWIG_fail;
    $1 = arr; $2 = n; %}
-%typemap(freearg) (ag_tensor *const *tensors, size_t n), (ag_tensor *const *params, size_t n),
-    (ag_tensor *const *inputs, size_t n_inputs)
-%{ free(arr$argnum); %}
 
 
 /* ag_tensor_from_f64(data, dtype, shape): data is a flat table of numbers (booleans allowed
  * for bool tensors). Its length is checked against the shape, so C never reads past it. */
 %typemap(in, checkfn="lua_istable") const double *data (double *buf = NULL, size_t len = 0)
 %{ len = lua_rawlen(L, $input);
-   buf = (double *)malloc((len ? len : 1) * sizeof *buf);
-   if (!buf) AG_LUA_NOMEM
+   buf = (double *)ag_lua_array(L, len, sizeof *buf);
    for (size_t i = 0; i < len; i++) {
        int ok = 1;
        lua_rawgeti(L, $input, (lua_Integer)i + 1);
@@ -1210,7 +1207,6 @@ AG_LUA_HANDLE_OUT(ag_generator)
        }
    }
    $1 = buf; %}
-%typemap(freearg) const double *data %{ free(buf$argnum); %}
 %typemap(check) (const double *data, ag_dtype dtype, const int64_t *shape, size_t ndim)
 %{ {
     int64_t numel = 1;
@@ -1310,9 +1306,6 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
     ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
 %{ ag_lua_fill_table(L, tab$argnum, $1, $6);
    lua_pushvalue(L, tab$argnum); SWIG_arg++; %}
-%typemap(freearg) (ag_tensor **grads_out, ag_tensor *const *outputs,
-    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs, size_t n_inputs)
-%{ free(outs$argnum); free(gouts$argnum); free(ins$argnum); %}
 
 /* ---------------------------------------------------------------------------------------- */
 /* Callbacks: Lua functions behind the trampolines of callbacks.c                             */

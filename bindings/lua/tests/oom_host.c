@@ -91,6 +91,10 @@ static const char script[] =
     "  z:sum():backward()\n"
     "  local l = y:tolist()\n"
     "  local n = ag.tensor({1, 2, 3}, {dtype = 'int64'})\n"
+    /* argument errors raised after another array argument was converted */
+    "  assert(not pcall(ag.grad, {y:sum()}, {x, 5}))\n"
+    "  assert(not pcall(ag.cat, {x, x, 'x'}, 0))\n"
+    "  assert(not pcall(ag.zeros, {2, 'a'}))\n"
     "  return #l + #parts + n:numel()\n"
     "end\n"
     "arm()\n"
