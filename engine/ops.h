@@ -62,6 +62,11 @@ eng_err op_sub_scalar(tensor **out, tensor *a, double s);
 eng_err op_rsub_scalar(tensor **out, tensor *a, double s);
 eng_err op_mul_scalar(tensor **out, tensor *a, double s);
 eng_err op_div_scalar(tensor **out, tensor *a, double s);
+/* For backward formulas, as PyTorch's C++ writes them (tensor op Scalar): the same results,
+ * nodes AddBackward1, MulBackward1, DivBackward1. */
+eng_err op_add_scalar1(tensor **out, tensor *a, double s);
+eng_err op_mul_scalar1(tensor **out, tensor *a, double s);
+eng_err op_div_scalar1(tensor **out, tensor *a, double s);
 eng_err op_rdiv_scalar(tensor **out, tensor *a, double s);
 eng_err op_pow_scalar(tensor **out, tensor *a, double s);
 eng_err op_rpow_scalar(tensor **out, tensor *a, double s);

@@ -368,6 +368,16 @@ static eng_err divs_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 static const node_type DIVS_BW = {"DivBackward0", divs_backward, NULL};
 eng_err op_div_scalar(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_DIV, &DIVS_BW); }
 
+/* The same ops as PyTorch's C++ backward formulas write them, a tensor and a Scalar
+ * (at::mul(Tensor, Scalar): the .Scalar overloads): the same values and layout, and nodes
+ * named *Backward1, as the graph create_graph records through such a formula has them. */
+static const node_type ADDS1_BW = {"AddBackward1", pass_backward, NULL};
+static const node_type MULS1_BW = {"MulBackward1", muls_backward, NULL};
+static const node_type DIVS1_BW = {"DivBackward1", divs_backward, NULL};
+eng_err op_add_scalar1(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_ADD, &ADDS1_BW); }
+eng_err op_mul_scalar1(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_MUL, &MULS1_BW); }
+eng_err op_div_scalar1(tensor **out, tensor *a, double s) { return scalar_op(out, a, s, S_DIV, &DIVS1_BW); }
+
 /* s / a is reciprocal(a) * s in PyTorch, hence its grad_fn MulBackward0 over
  * ReciprocalBackward0. reciprocal of an int64 or bool tensor is float32 (2 / True is 2.0,
  * 2 / False inf). */

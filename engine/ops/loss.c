@@ -788,41 +788,75 @@ EW_BINARY_LOOP(sqdiff_f64, double, double, (x - y) * (x - y))
 MSE_BW_LOOP(f32, float)
 MSE_BW_LOOP(f64, double)
 
-/* d/dinput = 2 (input - target) g (/ numel for mean); d/dtarget the same with input and
- * target swapped. For operands of one shape and dtype, outside create_graph, PyTorch's
- * kernel: contiguous results (its grad_input is zeros_like(input, contiguous)), computed as
- * it computes them; otherwise from ops. */
+/* mse's gradient is an op of its own, as PyTorch's mse_loss_backward(g, x, t): its kernel
+ * (alpha (x - t) g, alpha = 2, / numel for the mean), a contiguous result of the operands'
+ * broadcast shape (F.mse_loss expands them first; conform sums the gradient back to each
+ * operand's shape), and under create_graph a node MseLossBackwardBackward0 whose formulas are
+ * derivatives.yaml's: in g, the same op of the incoming G; in x, 2 G g (/ numel for the
+ * mean); in t, its negation. The target's gradient is mse_loss_backward(g, t, x). */
+static eng_err mse_bw_op(tensor **out, tensor *g, tensor *x, tensor *t, const red_attr *a);
+
+static eng_err mse_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
+{
+    const red_attr *a = node_attrs(n);
+    tensor *g, *x, *t, *k[3] = {0};
+    eng_err e;
+    if ((e = saved_get(n, c, 0, &g)) || (e = saved_get(n, c, 1, &x)) ||
+        (e = saved_get(n, c, 2, &t)))
+        return e;
+    if (c->needed[0] && (e = mse_bw_op(&gout[0], gin[0], x, t, a))) return e;
+    if ((c->needed[1] || c->needed[2]) && !(e = op_mul(&k[0], gin[0], g)) &&
+        !(e = op_mul_scalar1(&k[1], k[0], 2.0))) {
+        if (a->reduction == RED_MEAN) e = op_div_scalar1(&k[2], k[1], (double)a->numel);
+        else tensor_retain(k[2] = k[1]);
+        if (!e && c->needed[1]) tensor_retain(gout[1] = k[2]);
+        if (!e && c->needed[2]) e = op_neg(&gout[2], k[2]);
+    }
+    for (int i = 0; i < 3; i++) tensor_release(k[i]);
+    return e;
+}
+static const node_type MSE_BWBW = {"MseLossBackwardBackward0", mse_bwbw_backward, NULL};
+
+static eng_err mse_bw_op(tensor **out, tensor *g, tensor *x, tensor *t, const red_attr *a)
+{
+    static const loop_pair lp = {mse_bw_f32, mse_bw_f64};
+    dtype dt = dtype_promote((dtype)x->dtype, (dtype)t->dtype);
+    int64_t shape[MAX_DIMS];
+    int nd;
+    eng_err e = broadcast_shapes(x->shape, x->ndim, t->shape, t->ndim, shape, &nd);
+    if (e) return e;
+    tensor *r = tensor_new(dt, shape, nd);
+    if (!r) return err_kind();
+    double norm = a->reduction == RED_MEAN ? 2.0 / (double)a->numel : 2.0;
+    tensor *ins[3] = {x, t, g};
+    if ((e = ew_map_into(r, dt, ins, 3, pick(&lp, dt), &norm, PAR_GRAIN_CHEAP))) {
+        tensor_release(r);
+        return e;
+    }
+    tensor *rins[3] = {g, x, t};
+    node *n = record(&MSE_BWBW, rins, 3, &r, 1, 3, sizeof *a, &e);
+    if (e) {
+        tensor_release(r);
+        return e;
+    }
+    if (n) {
+        *(red_attr *)node_attrs(n) = *a;
+        if (tensor_requires_grad(x) || tensor_requires_grad(t)) node_save(n, 0, g);
+        node_save(n, 1, x);
+        node_save(n, 2, t);
+    }
+    *out = r;
+    return E_OK;
+}
+
 static eng_err mse_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     const red_attr *a = node_attrs(n);
-    tensor *x, *t, *gs = NULL, *d = NULL, *gx = NULL;
+    tensor *x, *t;
     eng_err e;
     if ((e = saved_get(n, c, 0, &x)) || (e = saved_get(n, c, 1, &t))) return e;
-    double norm = a->reduction == RED_MEAN ? 2.0 / (double)a->numel : 2.0;
-    if (!c->create_graph && shapes_equal(x, t) && x->dtype == t->dtype &&
-        x->dtype == gin[0]->dtype) {
-        static const loop_pair lp = {mse_bw_f32, mse_bw_f64};
-        for (int i = 0; i < 2 && !e; i++) {
-            if (!c->needed[i]) continue;
-            tensor *r = tensor_new((dtype)x->dtype, x->shape, x->ndim);
-            if (!r) return err_kind();
-            tensor *ins[3] = {i ? t : x, i ? x : t, gin[0]};
-            if ((e = ew_map_into(r, (dtype)x->dtype, ins, 3, pick(&lp, (dtype)x->dtype), &norm,
-                                 PAR_GRAIN_CHEAP)))
-                tensor_release(r);
-            else
-                gout[i] = r;
-        }
-        return e;
-    }
-    if (!(e = op_mul_scalar(&gs, gin[0], norm)) && !(e = op_sub(&d, x, t)) &&
-        !(e = op_mul(&gx, d, gs))) {
-        if (c->needed[1]) e = op_neg(&gout[1], gx);
-        if (c->needed[0]) tensor_retain(gout[0] = gx);
-    }
-    tensor_release(gs);
-    tensor_release(d);
-    tensor_release(gx);
+    if (c->needed[0] && (e = mse_bw_op(&gout[0], gin[0], x, t, a))) return e;
+    if (c->needed[1]) e = mse_bw_op(&gout[1], gin[0], t, x, a);
     return e;
 }
 static const node_type MSE_BW = {"MseLossBackward0", mse_backward, NULL};
@@ -974,7 +1008,7 @@ static eng_err bce_finish_graph(tensor **out, tensor *v, tensor *w, int64_t n)
         if ((e = op_mul(&a, v, w))) return e;
         v = a;
     }
-    if (n) e = op_div_scalar(out, v, (double)n);
+    if (n) e = op_div_scalar1(out, v, (double)n); /* (PyTorch: grad_input.div_(numel)) */
     else tensor_retain(*out = v);
     tensor_release(a);
     return e;

@@ -281,10 +281,10 @@ static eng_err act_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gou
     if (c->needed[0] && (e = act_bw_op(&gout[0], gin[0], y, k))) return e;
     if (c->needed[1]) {
         if (k == ACT_TANH) {
-            if (!(e = op_mul_scalar(&t[0], y, -2.0)) && !(e = op_mul(&t[1], t[0], g)))
+            if (!(e = op_mul_scalar1(&t[0], y, -2.0)) && !(e = op_mul(&t[1], t[0], g)))
                 e = op_mul(&gout[1], gin[0], t[1]);
-        } else if (!(e = op_mul(&t[0], gin[0], g)) && !(e = op_mul_scalar(&t[1], y, -2.0)) &&
-                   !(e = op_add_scalar(&t[2], t[1], 1.0))) {
+        } else if (!(e = op_mul(&t[0], gin[0], g)) && !(e = op_mul_scalar1(&t[1], y, -2.0)) &&
+                   !(e = op_add_scalar1(&t[2], t[1], 1.0))) {
             e = op_mul(&gout[1], t[0], t[2]);
         }
     }
@@ -422,11 +422,11 @@ static eng_err softplus_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor 
     if ((e = saved_get(n, c, 0, &g)) || (e = saved_get(n, c, 1, &x))) return e;
     if (c->needed[0] && (e = softplus_bw_op(&gout[0], gin[0], x, p))) return e;
     if (c->needed[1] && !(e = op_mul(&t[0], gin[0], g)) &&
-        !(e = op_mul_scalar(&t[1], x, p[0])) && !(e = op_sigmoid(&t[2], t[1])) &&
+        !(e = op_mul_scalar1(&t[1], x, p[0])) && !(e = op_sigmoid(&t[2], t[1])) &&
         !(e = act_bw_op(&t[3], t[0], t[2], ACT_SIGMOID)) &&
         !(e = op_compare_scalar(&t[4], t[1], p[1], CMP_LT)) &&
         !(e = op_to_dtype(&t[5], t[4], (dtype)t[3]->dtype)) && !(e = op_mul(&t[6], t[3], t[5])))
-        e = op_mul_scalar(&gout[1], t[6], p[0]);
+        e = op_mul_scalar1(&gout[1], t[6], p[0]);
     release_all(t, 7);
     return e;
 }

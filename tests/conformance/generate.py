@@ -2566,6 +2566,35 @@ def layout_cases():
         c.expect("ga", data=False)
         c.expect("gb", data=False)
         cases.append(c)
+    for name, extra in (("mse_mean", ("ag_mse_loss", RED("mean"))),
+                        ("mse_none", ("ag_mse_loss", RED("none"))),
+                        ("bce_mean", ("ag_binary_cross_entropy_with_logits", None, None,
+                                      RED("mean")))):
+        c = Case("grad_fn/%s/create_graph" % name)
+        a, b = c.rand([3, 4]), c.rand([3, 4])
+        y = c.call(extra[0], a, b, *extra[1:], expect=False)
+        c.grad([y], [a, b], grad_outputs=[grad_like(c, y)], flags=("create_graph",),
+               out=["ga", "gb"])
+        c.expect("ga")
+        c.expect("gb")
+        cases.append(c)
+    # Second order: the grad_fn of a gradient of a gradient (the last op of the double-backward
+    # formula: MulBackward1 where PyTorch's C++ multiplies by a Scalar).
+    for name, fn, extra, kw in (("tanh", "ag_tanh", (), {}), ("sigmoid", "ag_sigmoid", (), {}),
+                                ("softplus", "ag_softplus", (2.0, 1.0), {}),
+                                ("softmax", "ag_softmax", (1,), {}),
+                                ("log_softmax", "ag_log_softmax", (0,), {}),
+                                ("gelu", "ag_gelu", (0,), {})):
+        c = Case("grad_fn/%s/second_order" % name)
+        x = c.rand([3, 4], **kw)
+        y = c.call(fn, x, *extra, expect=False)
+        (g,) = c.grad([y], [x], grad_outputs=[grad_like(c, y)], flags=("create_graph",),
+                      out=["g"])
+        u = c.rand([3, 4], rg=False)
+        s = c.call("ag_sum", c.call("ag_mul", g, u, expect=False), expect=False)
+        c.grad([s], [x], flags=("create_graph",), out=["gg"])
+        c.expect("gg")
+        cases.append(c)
     # Leaves that are views of another's storage (detached slices), reduced whole: the
     # gradient's layout, and the .grad the contract gives them.
     for name, shape, sl in (("slice1", [4], (0, 1, 2, 1)), ("slice_rows", [6, 3], (0, 1, 5, 2)),
