@@ -98,6 +98,9 @@ typedef enum cmp_kind { CMP_EQ, CMP_NE, CMP_LT, CMP_LE, CMP_GT, CMP_GE } cmp_kin
 eng_err op_compare(tensor **out, tensor *a, tensor *b, cmp_kind k);
 eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k);
 eng_err op_where(tensor **out, tensor *cond, tensor *a, tensor *b);
+/* where(cond, g, 0), or where(cond, 0, g) when `flip` (0 a 0-d tensor of g's dtype): the
+ * masking PyTorch's formulas write with where and at::zeros({}). */
+eng_err op_where_zero(tensor **out, tensor *cond, tensor *g, bool flip);
 /* op_where with a contiguous result: what a formula's new_zeros(sizes).masked_fill_(mask,
  * value) gives (values and WhereBackward0 as op_where's). */
 eng_err op_where_contiguous(tensor **out, tensor *cond, tensor *a, tensor *b);

@@ -464,7 +464,7 @@ eng_err op_pow_scalar(tensor **out, tensor *a, double s) { return scalar_op(out,
 static eng_err rpows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     if (!c->needed[0]) return E_OK;
-    tensor *y, *t = NULL, *a = NULL, *mask = NULL, *u = NULL, *zero = NULL;
+    tensor *y, *t = NULL, *a = NULL, *mask = NULL, *u = NULL;
     /* (both unpacked, so that an in-place change of either is reported, as in PyTorch) */
     eng_err e = saved_get(n, c, 1, &y);
     if (!e) e = saved_get(n, c, 0, &a);
@@ -475,12 +475,11 @@ static eng_err rpows_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     if (y->dtype == DT_F32) s = (double)(float)s;
     if (!(e = op_mul_scalar(&t, y, log(s))) && s == 0.0 &&
         !(e = op_compare_scalar(&mask, a, 0.0, CMP_GE)) &&
-        !(e = op_scalar(&zero, 0.0, (dtype)t->dtype)) && !(e = op_where(&u, mask, zero, t))) {
+        !(e = op_where_zero(&u, mask, t, true))) {
         tensor_release(t);
         t = u;
     }
     if (!e) e = op_mul(&gout[0], gin[0], t);
-    tensor_release(zero);
     tensor_release(mask);
     tensor_release(t);
     return e;
@@ -501,28 +500,23 @@ static eng_err pow_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         /* g b a^(b-1), taken as 0 where b == 0 (0^-1 would give inf * 0), as PyTorch's
          * pow_backward_self: where(b == 0, 0, g * b a^(b-1)), so 0 there even where g is
          * inf or NaN (a gradient through log(a) for a < 0 under create_graph, say) */
-        tensor *b_zero = NULL, *zero = NULL;
+        tensor *b_zero = NULL;
         if (!(e = op_sub_scalar(&t[0], b, 1.0)) && !(e = op_pow(&t[1], a, t[0])) &&
             !(e = op_mul(&t[2], b, t[1])) && !(e = op_mul(&t[3], gin[0], t[2])) &&
-            !(e = op_compare_scalar(&b_zero, b, 0.0, CMP_EQ)) &&
-            !(e = op_scalar(&zero, 0.0, (dtype)t[3]->dtype)))
-            e = op_where(&gout[0], b_zero, zero, t[3]);
+            !(e = op_compare_scalar(&b_zero, b, 0.0, CMP_EQ)))
+            e = op_where_zero(&gout[0], b_zero, t[3], true);
         tensor_release(b_zero);
-        tensor_release(zero);
         tensor_release(t[3]);
         t[3] = NULL;
     }
     if (!e && c->needed[1]) {
         /* g * where(a == 0 and b >= 0, 0, y log(a)), as pow_backward_exponent */
-        tensor *zero_a = NULL, *b_nonneg = NULL, *mask = NULL, *zero = NULL;
+        tensor *zero_a = NULL, *b_nonneg = NULL, *mask = NULL;
         if (!(e = op_log(&t[3], a)) && !(e = op_mul(&t[4], y, t[3])) &&
             !(e = op_compare_scalar(&zero_a, a, 0.0, CMP_EQ)) &&
             !(e = op_compare_scalar(&b_nonneg, b, 0.0, CMP_GE)) &&
-            !(e = op_mul(&mask, zero_a, b_nonneg)) &&
-            !(e = op_scalar(&zero, 0.0, (dtype)t[4]->dtype)) &&
-            !(e = op_where(&t[5], mask, zero, t[4])))
+            !(e = op_mul(&mask, zero_a, b_nonneg)) && !(e = op_where_zero(&t[5], mask, t[4], true)))
             e = op_mul(&gout[1], gin[0], t[5]);
-        tensor_release(zero);
         tensor_release(zero_a);
         tensor_release(b_nonneg);
         tensor_release(mask);

@@ -133,8 +133,7 @@ static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype
     return e;
 }
 
-/* where(cond, g, 0) (or where(cond, 0, g) when `flip`): gradients of the selected operand. */
-static eng_err mask_grad(tensor **out, tensor *cond, tensor *g, bool flip)
+eng_err op_where_zero(tensor **out, tensor *cond, tensor *g, bool flip)
 {
     tensor *z = NULL;
     eng_err e = op_scalar(&z, 0.0, (dtype)g->dtype);
@@ -147,8 +146,8 @@ static eng_err where_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     tensor *cond;
     eng_err e = saved_get(n, c, 0, &cond);
-    if (!e && c->needed[0]) e = mask_grad(&gout[0], cond, gin[0], false);
-    if (!e && c->needed[1]) e = mask_grad(&gout[1], cond, gin[0], true);
+    if (!e && c->needed[0]) e = op_where_zero(&gout[0], cond, gin[0], false);
+    if (!e && c->needed[1]) e = op_where_zero(&gout[1], cond, gin[0], true);
     return e;
 }
 static const node_type WHERE_BW = {"WhereBackward0", where_backward, NULL};

@@ -349,10 +349,9 @@ static eng_err gate(tensor **out, tensor *g, tensor *ref, bool leaky, double slo
         if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_GT)) &&
             !(e = op_mul_scalar(&t[1], g, slope)))
             e = op_where(&r, t[0], g, t[1]);
-    } else if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_LE)) &&
-               !(e = op_scalar(&t[1], 0.0, (dtype)g->dtype))) {
+    } else if (!(e = op_compare_scalar(&t[0], ref, 0.0, CMP_LE))) {
         /* 0 where y <= 0, laid out by (y, g) as threshold_backward's result */
-        e = op_where(&r, t[0], t[1], g);
+        e = op_where_zero(&r, t[0], g, true);
     }
     grad_mode_set(prev);
     release_all(t, 2);
@@ -453,7 +452,7 @@ static eng_err clamp_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bo
     (void)fu;
     /* g where lo <= x <= hi (NaN x gets none), else 0 */
     const double *p = at->p;
-    tensor *t[4] = {0};
+    tensor *t[2] = {0};
     eng_err e = E_OK;
     if (p[2] != 0) e = op_compare_scalar(&t[0], x, p[0], CMP_GE);
     if (!e && p[3] != 0) e = op_compare_scalar(&t[1], x, p[1], CMP_LE);
@@ -461,8 +460,8 @@ static eng_err clamp_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bo
     /* (the first mask and-ed in place, as PyTorch's clamp_backward: it keeps that mask's
      * layout, which the result then follows) */
     if (!e && t[0] && t[1]) e = op_binary_(t[0], t[1], IP_MUL); /* bool * bool: and */
-    if (!e && !(e = op_scalar(&t[3], 0.0, (dtype)g->dtype))) e = op_where(go, m, g, t[3]);
-    release_all(t, 4);
+    if (!e) e = op_where_zero(go, m, g, false);
+    release_all(t, 2);
     return e;
 }
 
