@@ -90,14 +90,12 @@ static eng_err bool_mask(tensor **out, tensor *m, const char *what)
     return op_compare_scalar(out, m, 0.0, CMP_NE);
 }
 
-/* cond ? a : b in dtype dt, everything broadcast, no autograd. */
-/* where(cond, a, b) in dtype dt, laid out as PyTorch's where lays it out (`follow`: by its
- * operands, as a TensorIterator does) or contiguous (masked_fill, which clones contiguous). */
 /* How where_raw lays its result out: contiguous (masked_fill, which clones contiguous
  * first), by TensorIterator's rules over (cond, a, b) (where), or as b when b is dense and of
  * the result's shape (b.masked_fill_(cond, a) on a fresh b: its layout stays). */
 typedef enum where_layout { WL_CONTIGUOUS, WL_FOLLOW, WL_AS_B } where_layout;
 
+/* cond ? a : b in dtype dt, everything broadcast, laid out as wl says; no autograd. */
 static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype dt,
                          where_layout wl)
 {
