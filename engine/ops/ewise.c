@@ -189,35 +189,48 @@ bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, in
 static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin,
                              iter_loop loop, const double *params, int64_t grain, bool wrapped);
 
+/* Operands that are all 0-d and of the loop's dtype: no broadcasting, no conversion, no
+ * iterator. Checked before ew_map_layout is entered: that function's frame (shapes, casts,
+ * the iterator) cost more to set up than this case costs to run (scalar graphs make several
+ * such ops per node). */
+static inline bool all_scalar(tensor *const *ins, int nin, dtype idt)
+{
+    for (int k = 0; k < nin; k++)
+        if (ins[k]->ndim != 0 || ins[k]->dtype != idt) return false;
+    return true;
+}
+
+static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int nin,
+                             iter_loop loop, const double *params)
+{
+    tensor *r = tensor_new_scalar(odt);
+    if (!r) return err_kind();
+    char *d[ITER_MAX_ARGS];
+    static const int64_t st[ITER_MAX_ARGS];
+    d[0] = tensor_data(r);
+    for (int k = 0; k < nin; k++) d[k + 1] = tensor_data(ins[k]);
+    loop(d, st, 1, (void *)params);
+    *out = r;
+    return E_OK;
+}
+
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                const double *params, int64_t grain)
 {
+    if (all_scalar(ins, nin, idt)) return ew_map_scalar(out, odt, ins, nin, loop, params);
     return ew_map_layout(out, odt, idt, ins, nin, loop, params, grain, false);
 }
 
 eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop loop,
                        const double *params, int64_t grain)
 {
+    if (all_scalar(&a, 1, idt)) return ew_map_scalar(out, odt, &a, 1, loop, params);
     return ew_map_layout(out, odt, idt, &a, 1, loop, params, grain, true);
 }
 
 static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin,
                              iter_loop loop, const double *params, int64_t grain, bool wrapped)
 {
-    /* 0-d operands of the right dtype: no broadcasting, no conversion, no iterator. */
-    bool scalar = true;
-    for (int k = 0; k < nin && scalar; k++) scalar = ins[k]->ndim == 0 && ins[k]->dtype == idt;
-    if (scalar) {
-        tensor *r = tensor_new(odt, NULL, 0);
-        if (!r) return err_kind();
-        char *d[ITER_MAX_ARGS];
-        int64_t st[ITER_MAX_ARGS] = {0};
-        d[0] = tensor_data(r);
-        for (int k = 0; k < nin; k++) d[k + 1] = tensor_data(ins[k]);
-        loop(d, st, 1, (void *)params);
-        *out = r;
-        return E_OK;
-    }
     int64_t shape[MAX_DIMS];
     int nd = ins[0]->ndim;
     memcpy(shape, ins[0]->shape, (size_t)nd * sizeof *shape);
