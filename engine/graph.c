@@ -34,24 +34,32 @@ const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Where a node's parts start in its block: edges, saved variables, output metas, dims. */
+typedef struct node_offsets {
+    size_t edges, saved, outs, dims;
+} node_offsets;
+
+static inline node_offsets node_parts(int n_next, int n_saved, int n_out, size_t attr_size)
+{
+    node_offsets o;
+    o.edges = align16(sizeof(node) + align16(attr_size));
+    o.saved = o.edges + align16((size_t)n_next * sizeof(edge));
+    o.outs = o.saved + align16((size_t)n_saved * sizeof(saved_var));
+    o.dims = o.outs + (size_t)n_out * sizeof(out_meta);
+    return o;
+}
+
 size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims, size_t attr_size)
 {
-    size_t a = align16(sizeof(node) + align16(attr_size));
-    size_t e = a + align16((size_t)n_next * sizeof(edge));
-    size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
-    size_t o = s + (size_t)n_out * sizeof(out_meta);
-    return o + (size_t)out_dims * sizeof(int64_t);
+    return node_parts(n_next, n_saved, n_out, attr_size).dims +
+           (size_t)out_dims * sizeof(int64_t);
 }
 
 static node *node_layout(void *mem, const node_type *type, int n_next, int n_saved, int n_out,
-                         size_t attr_size)
+                         node_offsets o)
 {
-    size_t a = align16(sizeof(node) + align16(attr_size));
-    size_t e = a + align16((size_t)n_next * sizeof(edge));
-    size_t s = e + align16((size_t)n_saved * sizeof(saved_var));
-    size_t o = s + (size_t)n_out * sizeof(out_meta);
     node *n = mem;
-    memset(n, 0, o);
+    memset(n, 0, o.dims);
     atomic_init(&n->refs, 1);
     atomic_init(&n->flags, 0);
     atomic_init(&n->busy, 0);
@@ -62,10 +70,10 @@ static node *node_layout(void *mem, const node_type *type, int n_next, int n_sav
     n->n_next = (uint16_t)n_next;
     n->n_saved = (uint16_t)n_saved;
     n->n_out = (uint16_t)n_out;
-    n->next = (edge *)((char *)n + a);
-    n->saved = (saved_var *)((char *)n + e);
-    n->outs = (out_meta *)((char *)n + s);
-    n->dims = (int64_t *)((char *)n + o);
+    n->next = (edge *)((char *)n + o.edges);
+    n->saved = (saved_var *)((char *)n + o.saved);
+    n->outs = (out_meta *)((char *)n + o.outs);
+    n->dims = (int64_t *)((char *)n + o.dims);
     return n;
 }
 
@@ -83,13 +91,14 @@ void node_out_meta(node *n, int o, const tensor *like)
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
                size_t attr_size)
 {
-    void *mem = mem_alloc(node_bytes(n_next, n_saved, n_out, out_dims, attr_size));
-    return mem ? node_layout(mem, type, n_next, n_saved, n_out, attr_size) : NULL;
+    node_offsets o = node_parts(n_next, n_saved, n_out, attr_size);
+    void *mem = mem_alloc(o.dims + (size_t)out_dims * sizeof(int64_t));
+    return mem ? node_layout(mem, type, n_next, n_saved, n_out, o) : NULL;
 }
 
 node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
 {
-    node *n = node_layout(mem, type, 0, 0, 1, 0);
+    node *n = node_layout(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
     atomic_init(&n->refs, 0);
     atomic_init(&n->flags, NODE_EMBEDDED);
     node_out_meta(n, 0, leaf);

@@ -136,12 +136,11 @@ tensor *tensor_new_scalar(dtype dt)
     }
     tensor *t = (tensor *)block;
     storage *st = (storage *)(t + 1);
-    memset(t, 0, sizeof *t);
+    /* (one initializer: the compiler stores each field once, zeros included, instead of
+     * clearing the header and then writing half of it again) */
+    *t = (tensor){.st = st, .numel = 1, .dtype = (uint8_t)dt, .shape = (int64_t *)(t + 1),
+                  .strides = (int64_t *)(t + 1)};
     atomic_init(&t->refs, 1);
-    t->shape = t->strides = (int64_t *)(t + 1);
-    t->st = st;
-    t->dtype = (uint8_t)dt;
-    t->numel = 1;
     atomic_init(&st->refs, 1);
     atomic_init(&st->version, 0);
     st->nbytes = dtype_size(dt);
