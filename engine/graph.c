@@ -139,7 +139,7 @@ static void acc_release(node *n)
 static uint32_t thread_id(void)
 {
     static atomic_uint next = 1;
-    static _Thread_local uint32_t id;
+    static _Thread_local uint32_t id __attribute__((tls_model("initial-exec")));
     if (!id) {
         do id = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
         while (!id); /* (after 2^32 threads) */

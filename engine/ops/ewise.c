@@ -186,8 +186,11 @@ bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, in
     return contiguous;
 }
 
-static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin,
-                             iter_loop loop, const double *params, int64_t grain, bool wrapped);
+/* (Kept out of line: inlined into ew_map, its frame was set up for the 0-d case too.) */
+__attribute__((noinline)) static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt,
+                                                       tensor *const *ins, int nin,
+                                                       iter_loop loop, const double *params,
+                                                       int64_t grain, bool wrapped);
 
 /* Operands that are all 0-d and of the loop's dtype: no broadcasting, no conversion, no
  * iterator. Checked before ew_map_layout is entered: that function's frame (shapes, casts,
