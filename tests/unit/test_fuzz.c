@@ -4,10 +4,12 @@
  * in-place ops on non-leaves and through views, custom functions, gradient hooks that change
  * the gradient, retained gradients, tensors used many times (so gradients meet and are
  * summed), over tensors large enough for parallel kernels and for the concurrent scheduler.
- * The program runs at 1, 2, 3 and 4 threads, some seeds through ag_grad rather than
- * ag_backward, some with a custom allocator installed, and every output value, .grad,
- * ag_grad result, retained gradient and hook call count must equal the 1-thread run's bit
- * for bit. The program depends only on the seed, never on computed values.
+ * The program runs at 1, 2, 3 and 4 threads, differentiated by ag_backward, by ag_grad, by
+ * two passes with retain_graph (the second adding into .grad in place) or to second order
+ * (ag_grad with create_graph, then backward through the gradients), some seeds with a custom
+ * allocator installed; every output value, .grad, ag_grad result, retained gradient and hook
+ * call count must equal the 1-thread run's bit for bit. The program depends only on the
+ * seed, never on computed values.
  */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -17,7 +19,7 @@
 
 #include "harness.h"
 
-enum { R = 64, C = 128, MAX_POOL = 96, MAX_LEAVES = 6, MAX_WATCH = 8, SEEDS = 24 };
+enum { R = 64, C = 128, MAX_POOL = 96, MAX_LEAVES = 6, MAX_WATCH = 8, SEEDS = 32 };
 
 /* splitmix64: the program's only source of choices. */
 static uint64_t next(uint64_t *s)
@@ -253,7 +255,10 @@ static void run(uint64_t seed, record *out)
 {
     uint64_t s = seed * 0x2545F4914F6CDD1Dull + 1;
     ag_dtype dt = pick(&s, 4) == 0 ? AG_FLOAT64 : AG_FLOAT32;
-    int use_grad = pick(&s, 3) == 0; /* ag_grad rather than ag_backward */
+    /* how it is differentiated: backward; ag_grad; backward twice with retain_graph (the
+     * second adds into .grad in place); ag_grad with create_graph, then backward through
+     * a function of those gradients (second order) */
+    enum { BACKWARD, GRAD, TWICE, SECOND_ORDER } mode = pick(&s, 4);
     ag_generator *g;
     OK(ag_generator_new(&g, seed));
     pool p = {{0}, 0};
@@ -291,17 +296,50 @@ static void run(uint64_t seed, record *out)
         ag_tensor_release(m);
         loss = l2;
     }
-    if (use_grad) {
-        ag_tensor *ins[MAX_LEAVES + 1], *grads[MAX_LEAVES + 1];
-        for (int k = 0; k < n_leaves; k++) ins[k] = leaves[k];
-        ins[n_leaves] = w;
+    ag_tensor *ins[MAX_LEAVES + 1];
+    for (int k = 0; k < n_leaves; k++) ins[k] = leaves[k];
+    ins[n_leaves] = w;
+    if (mode == GRAD) {
+        ag_tensor *grads[MAX_LEAVES + 1];
         OK(ag_grad(grads, &loss, NULL, 1, ins, (size_t)n_leaves + 1, AG_ALLOW_UNUSED));
         for (int k = 0; k <= n_leaves; k++) {
             put_item(out, "ag_grad result", k, grads[k]);
             ag_tensor_release(grads[k]);
         }
     } else {
-        OK(ag_backward(loss, NULL, 0));
+        if (mode == BACKWARD) OK(ag_backward(loss, NULL, 0));
+        if (mode == TWICE) {
+            OK(ag_backward(loss, NULL, AG_RETAIN_GRAPH));
+            OK(ag_backward(loss, NULL, 0));
+        }
+        if (mode == SECOND_ORDER) {
+            /* loss2 = sum over the first-order gradients of mean(g * g) */
+            ag_tensor *grads[MAX_LEAVES + 1], *loss2 = NULL;
+            OK(ag_grad(grads, &loss, NULL, 1, ins, (size_t)n_leaves + 1,
+                       AG_ALLOW_UNUSED | AG_CREATE_GRAPH));
+            for (int k = 0; k <= n_leaves; k++) {
+                if (!grads[k]) continue;
+                int rg = requires_grad(grads[k]);
+                ag_tensor *sq = NULL, *m = NULL, *l2 = NULL;
+                if (rg) {
+                    OK(ag_mul(&sq, grads[k], grads[k]));
+                    OK(ag_mean(&m, sq));
+                    if (loss2) {
+                        OK(ag_add(&l2, loss2, m));
+                        ag_tensor_release(loss2);
+                        ag_tensor_release(m);
+                        m = l2;
+                    }
+                    loss2 = m;
+                }
+                put_item(out, "first-order gradient", k, grads[k]);
+                ag_tensor_release(sq);
+                ag_tensor_release(grads[k]);
+            }
+            if (loss2) OK(ag_backward(loss2, NULL, 0));
+            put_item(out, "second-order loss", 0, loss2);
+            ag_tensor_release(loss2);
+        }
         for (int k = 0; k <= n_leaves; k++) {
             ag_tensor *gr = NULL;
             OK(ag_tensor_grad(&gr, k < n_leaves ? leaves[k] : w));
