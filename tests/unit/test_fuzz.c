@@ -1,15 +1,15 @@
 /*
  * test_fuzz.c: random graphs give bitwise-identical results for any thread count. Each seed
- * makes one program: elementwise and broadcasting ops, matrix products, reductions, views,
- * in-place ops on non-leaves and through views, custom functions, gradient hooks that change
- * the gradient, retained gradients, tensors used many times (so gradients meet and are
- * summed), over tensors large enough for parallel kernels and for the concurrent scheduler.
- * The program runs at 1, 2, 3 and 4 threads, differentiated by ag_backward, by ag_grad, by
- * two passes with retain_graph (the second adding into .grad in place) or to second order
- * (ag_grad with create_graph, then backward through the gradients), some seeds with a custom
- * allocator installed; every output value, .grad, ag_grad result, retained gradient and hook
- * call count must equal the 1-thread run's bit for bit. The program depends only on the
- * seed, never on computed values.
+ * makes one program: elementwise and broadcasting ops, matrix products, reductions, views
+ * (transposed ones among them, read strided), in-place ops on non-leaves and through views,
+ * custom functions, gradient hooks that change the gradient, retained gradients, tensors used
+ * many times (so gradients meet and are summed), over tensors large enough for parallel
+ * kernels and for the concurrent scheduler. The program runs at 1, 2, 3 and 4 threads,
+ * differentiated by ag_backward, by ag_grad, by two passes with retain_graph (the second
+ * adding into .grad in place) or to second order (ag_grad with create_graph, then backward
+ * through the gradients), some seeds with a custom allocator installed; every output value,
+ * .grad, ag_grad result, retained gradient and hook call count must equal the 1-thread run's
+ * bit for bit. The program depends only on the seed, never on computed values.
  */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -19,7 +19,9 @@
 
 #include "harness.h"
 
-enum { R = 64, C = 128, MAX_POOL = 96, MAX_LEAVES = 6, MAX_WATCH = 8, SEEDS = 32 };
+/* Square, so that a transposed operand broadcasts with the others (and reads strided); 9216
+ * elements, above the scheduler's threshold for a costly node. */
+enum { R = 96, C = 96, MAX_POOL = 96, MAX_LEAVES = 6, MAX_WATCH = 8, SEEDS = 32 };
 
 /* splitmix64: the program's only source of choices. */
 static uint64_t next(uint64_t *s)
@@ -160,7 +162,7 @@ static void step(uint64_t *s, pool *p, ag_tensor *w, atomic_int *custom_calls,
                  atomic_int *hook_calls, ag_tensor **watch, int *n_watch)
 {
     ag_tensor *a = p->t[pick(s, p->n)], *b = p->t[pick(s, p->n)], *r = NULL;
-    int op = pick(s, 18);
+    int op = pick(s, 20);
     switch (op) {
     case 0: OK(ag_add(&r, a, b)); break;
     case 1: OK(ag_sub(&r, a, b)); break;
@@ -237,6 +239,11 @@ static void step(uint64_t *s, pool *p, ag_tensor *w, atomic_int *custom_calls,
             OK(ag_tensor_register_hook(&h, a, scale_hook, 0, hook_calls, NULL));
         }
         OK(ag_add(&r, a, b));
+        break;
+    case 18: /* a transposed view: later ops read it strided, in place included */
+    case 19:
+        if (is_full(a)) OK(ag_t(&r, a));
+        else OK(ag_relu(&r, a));
         break;
     default: /* 17: keep a non-leaf's gradient */
         OK(ag_tanh(&r, a));
