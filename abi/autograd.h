@@ -922,7 +922,9 @@ AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tenso
 /* ------------------------------------------------------------------------------------------ */
 /* Each bumps t's version counter. Under grad mode an in-place op on a non-leaf is recorded
  * (t's grad_fn becomes the op's node, as in PyTorch); on a view of a tensor that requires
- * grad, the base's history is rewritten (CopySlices). Errors: AG_ELEAF ("a leaf Variable that
+ * grad, the base's history is rewritten (CopySlices), also when that base has gaps (the
+ * detach of a strided slice): its gradient then comes laid out with the same gaps, as
+ * PyTorch lays it out. Errors: AG_ELEAF ("a leaf Variable that
  * requires grad is being used in an in-place operation") unless grad mode is off;
  * AG_ESHAPE if the other operand does not broadcast to t's shape; AG_EDTYPE if the result
  * dtype cannot be stored in t (float into int64, or anything but a bool tensor into bool:

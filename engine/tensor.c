@@ -86,7 +86,23 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
     if (ndim == 0) return tensor_new_scalar(dt);
     int64_t numel = 0;
     if (shape_check(shape, ndim, &numel)) return NULL;
-    size_t nbytes = (size_t)numel * dtype_size(dt);
+    /* Strides with gaps (the layout of a strided view's detach, which CopySlices gives the
+     * gradient of such a base, as PyTorch's empty_strided does) need storage for the whole
+     * extent; the gaps are zeroed below, so no copy of the storage reads undefined bytes. */
+    int64_t extent = numel;
+    if (strides && numel) {
+        int64_t x = 1, step;
+        bool over = false;
+        for (int i = 0; i < ndim; i++)
+            over |= __builtin_mul_overflow(shape[i] - 1, strides[i], &step) ||
+                    __builtin_add_overflow(x, step, &x);
+        if (over || x > INT64_MAX / 8) {
+            err_nomem();
+            return NULL;
+        }
+        if (x > numel) extent = x; /* (overlapping strides: numel is enough) */
+    }
+    size_t nbytes = (size_t)extent * dtype_size(dt);
     bool big = nbytes > 64;
     size_t dims = 2 * (size_t)ndim * sizeof(int64_t);
     size_t hdr = sizeof(tensor) + dims + sizeof(storage);
@@ -121,6 +137,7 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     if (strides) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
     else contiguous_strides(shape, ndim, t->strides);
+    if (extent > numel) memset(st->data, 0, nbytes);
     return t;
 }
 

@@ -68,7 +68,8 @@ typedef struct cs_attr {
     int64_t shape[MAX_DIMS];
     int64_t strides[MAX_DIMS];
     int64_t offset;
-    int64_t base_strides[MAX_DIMS]; /* the base's layout (dense), which the geometry assumes */
+    int64_t base_strides[MAX_DIMS]; /* the base's layout (dense, or with gaps: the detach of
+                                       a strided view), which the geometry assumes */
 } cs_attr;
 
 static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
@@ -159,10 +160,6 @@ static eng_err prepare_record(ip_rec *r, tensor *t, tensor *other, const node_ty
     /* An integer tensor has no gradient, whatever is copied into it (PyTorch). */
     if (!dtype_is_float((dtype)t->dtype) || !should_record(ins, other ? 2 : 1)) return E_OK;
     bool view = t->base != NULL;
-    /* (ops make dense bases; a non-dense one is a user's: the detach of a strided view) */
-    if (view && !tensor_is_dense(t->base))
-        return err_set(E_INVAL, "in-place operation on a view of a non-dense tensor is not "
-                       "supported under grad mode");
     int n_next = other ? 2 : 1;
     int n_saved = attr.op == OP_MUL ? 2 : 0;
     node *fn = node_new(type, n_next, n_saved, 1, t->ndim, sizeof(ip_attr));

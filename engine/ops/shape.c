@@ -693,14 +693,19 @@ static eng_err check_geom(const tensor *t, const int64_t *shape, const int64_t *
     return E_OK;
 }
 
-/* The input must be dense (its own storage, laid out in some order): offsets and strides are
- * storage positions relative to its first element. */
+/* Offsets and strides are storage positions relative to the input's first element. The
+ * input must not overlap itself (dense, or with gaps: a strided view's detach, or the
+ * gradient CopySlices lays out as one): its backward gathers the input's elements from the
+ * positions the view's gradient was scattered to. */
 eng_err op_as_strided(tensor **out, tensor *t, const int64_t *shape, const int64_t *strides,
                       int ndim, int64_t offset)
 {
     eng_err e = check_geom(t, shape, strides, ndim, offset);
     if (e) return e;
-    if (!tensor_is_dense(t)) return err_set(E_INVAL, "as_strided: the input must be dense");
+    geom tg;
+    geom_of(t, &tg);
+    if (!geom_non_overlapping(&tg))
+        return err_set(E_INVAL, "as_strided: the input overlaps itself");
     node *n = NULL;
     e = make_view(out, t, shape, strides, ndim, t->offset + offset, &AS_STRIDED_BW, &n);
     if (!e && n) {
@@ -746,9 +751,12 @@ static const node_type AS_STRIDED_SCATTER_BW = {"AsStridedScatterBackward0", ass
 eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int64_t *shape,
                               const int64_t *strides, int ndim, int64_t offset)
 {
-    /* (laid out as base when it is dense, so that the geometry means the same in both) */
+    /* (laid out as base when it does not overlap itself, gaps included, so that the
+     * geometry means the same in both) */
+    geom bg;
+    geom_of(base, &bg);
     tensor *r = tensor_new_strided((dtype)base->dtype, base->shape, base->ndim,
-                                   tensor_is_dense(base) ? base->strides : NULL);
+                                   geom_non_overlapping(&bg) ? base->strides : NULL);
     if (!r) return err_kind();
     kernel_copy(r, base);
     eng_err e = check_geom(r, shape, strides, ndim, offset);

@@ -1754,6 +1754,26 @@ def fam_inplace():
         s = c.call("ag_sum", x)
         c.backward(s)
         cases.append(c)
+        # views of a tensor with gaps (the detach of a strided slice): CopySlices over it, and
+        # views made before the op follow it (AsStridedBackward0 over the gapped base)
+        for fn in ("ag_mul_", "ag_add_", "ag_copy_"):
+            c = Case("%s/view_of_gapped_base/%s" % (fn[3:], dt))
+            a = c.rand([4, 4], dt, rg=False)
+            e = c.call("ag_tensor_detach", c.call("ag_slice", a, 1, 0, 4, 2))
+            u = c.call("ag_select", e, 1, 1)
+            if fn == "ag_copy_":
+                v = c.call("ag_select", e, 1, 0)
+                o = c.rand([4], dt)
+            else:
+                v = c.call("ag_select", e, 0, 1)
+                o = c.rand([] if fn == "ag_mul_" else [2], dt)
+            c.call(fn, v, o)
+            c.expect(e, version=True)
+            c.expect(u, version=True)
+            z = c.call("ag_add", c.call("ag_sum", c.call("ag_mul", e, e)),
+                       c.call("ag_sum", c.call("ag_mul", u, u)))
+            c.backward(z)
+            cases.append(c)
     for fn, other in (("ag_add_", [1, 2, 3]), ("ag_mul_scalar_", 3.0), ("ag_fill_", 4.0),
                       ("ag_sub_", [5, 5, 5]), ("ag_zero_", None)):
         c = Case("%s/int64" % fn[3:])
