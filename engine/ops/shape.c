@@ -593,6 +593,14 @@ static bool geom_non_overlapping(const geom *g)
     return true;
 }
 
+/* Whether t reaches no storage position twice (dense, or with gaps). */
+static bool tensor_non_overlapping(const tensor *t)
+{
+    geom g;
+    geom_of(t, &g);
+    return geom_non_overlapping(&g);
+}
+
 /* How many elements of geometry g (offset ignored) sit at each of the span positions. */
 static tensor *use_counts(const geom *g, int64_t span, dtype dt)
 {
@@ -702,9 +710,7 @@ eng_err op_as_strided(tensor **out, tensor *t, const int64_t *shape, const int64
 {
     eng_err e = check_geom(t, shape, strides, ndim, offset);
     if (e) return e;
-    geom tg;
-    geom_of(t, &tg);
-    if (!geom_non_overlapping(&tg))
+    if (!tensor_non_overlapping(t))
         return err_set(E_INVAL, "as_strided: the input overlaps itself");
     node *n = NULL;
     e = make_view(out, t, shape, strides, ndim, t->offset + offset, &AS_STRIDED_BW, &n);
@@ -753,10 +759,8 @@ eng_err op_as_strided_scatter(tensor **out, tensor *base, tensor *src, const int
 {
     /* (laid out as base when it does not overlap itself, gaps included, so that the
      * geometry means the same in both) */
-    geom bg;
-    geom_of(base, &bg);
     tensor *r = tensor_new_strided((dtype)base->dtype, base->shape, base->ndim,
-                                   geom_non_overlapping(&bg) ? base->strides : NULL);
+                                   tensor_non_overlapping(base) ? base->strides : NULL);
     if (!r) return err_kind();
     kernel_copy(r, base);
     eng_err e = check_geom(r, shape, strides, ndim, offset);
