@@ -506,8 +506,11 @@ void leaf_set_requires_grad(tensor *t, bool want)
     if (t->requires_grad != want) t->requires_grad = want;
     tmeta *m = tensor_meta_peek(t);
     if (!m) return;
-    if (want) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
-    else atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
+    /* (Read first: the flag rarely changes, and an atomic read-modify-write costs as much
+     * as the rest of the call.) */
+    bool nograd = atomic_load_explicit(&m->acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD;
+    if (want && nograd) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
+    else if (!want && !nograd) atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
 }
 
 void tensor_history_moved(tensor *t)

@@ -159,11 +159,7 @@ typedef struct scalar_attr {
 static eng_err add_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     (void)n;
-    for (int i = 0; i < 2; i++)
-        if (c->needed[i]) {
-            tensor_retain(gin[0]);
-            gout[i] = gin[0];
-        }
+    pass_gradient(c, gin, gout, 2);
     return E_OK;
 }
 static const node_type ADD_BW = {"AddBackward0", add_backward, NULL};
@@ -186,10 +182,7 @@ eng_err op_add(tensor **out, tensor *a, tensor *b)
 static eng_err pass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     (void)n;
-    if (c->needed[0]) {
-        tensor_retain(gin[0]);
-        gout[0] = gin[0];
-    }
+    pass_gradient(c, gin, gout, 1);
     return E_OK;
 }
 static const node_type ADDS_BW = {"AddBackward0", pass_backward, NULL};

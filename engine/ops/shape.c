@@ -396,10 +396,7 @@ eng_err op_permute(tensor **out, tensor *t, const int64_t *dims, int ndims)
 static eng_err pass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     (void)n;
-    if (c->needed[0]) {
-        tensor_retain(gin[0]);
-        gout[0] = gin[0]; /* the engine sums it down to the input's shape */
-    }
+    pass_gradient(c, gin, gout, 1); /* the engine sums it down to the input's shape */
     return E_OK;
 }
 static const node_type EXPAND_BW = {"ExpandBackward0", pass_backward, NULL};
