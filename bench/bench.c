@@ -7,6 +7,7 @@
  *        bench mlp-rss --steps N [--threads T]
  *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
  *        bench wide-split [--reps R]     (wide at 1 and 2 threads, step by step)
+ *        bench wide-heads [--reps R]     (wide at 2 threads with the heads' forward split)
  *        bench layout [--reps R]         (ops on a transposed matrix and results laid out so)
  *        bench blas-info      (the OpenBLAS kernel family picked for this CPU)
  * Each configuration prints one line, parsed by bench/run:
@@ -14,6 +15,7 @@
  * Repetitions of different thread counts are interleaved, so drift hits them alike.
  */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +291,89 @@ static void wide_iter_timed(wide *w, double *split)
 }
 
 static void wide_iter(wide *w) { wide_iter_timed(w, NULL); }
+
+/* wide-heads: an experiment on the ceiling of `wide` at 2 threads, not part of bench/run.
+ * The workload issues its forward one operation at a time from one thread, and the library
+ * splits each operation across the team. Here the driver instead computes each head's
+ * forward on one of two OpenMP threads of its own (the library at 1 thread meanwhile, so
+ * every operation of a head runs on the core that made its operands), sums the 32 loss
+ * terms in head order on the caller, and runs backward at 2 threads as `wide` does. Prints
+ * medians (us per iteration) of 1 thread, 2 threads as `wide` runs, and 2 threads with the
+ * heads' forward split this way, alternating iteration by iteration. Same values: only the
+ * thread that computes each head changes. */
+static ag_tensor *wide_head(wide *w, int k)
+{
+    ag_tensor *t[9];
+    CK(ag_mul_scalar(&t[0], w->x, 0.05));
+    CK(ag_t(&t[1], w->w1[k]));
+    CK(ag_matmul(&t[2], t[0], t[1]));
+    CK(ag_tanh(&t[3], t[2]));
+    CK(ag_t(&t[4], w->w2[k]));
+    CK(ag_matmul(&t[5], t[3], t[4]));
+    CK(ag_sub(&t[6], t[5], w->t));
+    CK(ag_pow_scalar(&t[7], t[6], 2.0));
+    CK(ag_mean(&t[8], t[7]));
+    release_all(t, 8);
+    return t[8];
+}
+
+/* One iteration; heads_split: the heads' forward on two driver threads. Returns seconds,
+ * and the forward's in *fwd. */
+static double wide_heads_iter(wide *w, int threads, int heads_split, double *fwd)
+{
+    CK(ag_set_num_threads(threads));
+    for (int k = 0; k < WIDE_HEADS; k++) {
+        CK(ag_tensor_set_grad(w->w1[k], NULL));
+        CK(ag_tensor_set_grad(w->w2[k], NULL));
+    }
+    double t0 = now();
+    ag_tensor *l[WIDE_HEADS];
+    if (heads_split) {
+        CK(ag_set_num_threads(1));
+#pragma omp parallel num_threads(2)
+        {
+            int id = omp_get_thread_num(), n = omp_get_num_threads();
+            for (int k = id * WIDE_HEADS / n; k < (id + 1) * WIDE_HEADS / n; k++)
+                l[k] = wide_head(w, k);
+        }
+        CK(ag_set_num_threads(threads));
+    } else {
+        for (int k = 0; k < WIDE_HEADS; k++) l[k] = wide_head(w, k);
+    }
+    ag_tensor *loss = l[0];
+    for (int k = 1; k < WIDE_HEADS; k++) {
+        ag_tensor *sum;
+        CK(ag_add(&sum, loss, l[k]));
+        if (k > 1) ag_tensor_release(loss);
+        loss = sum;
+    }
+    *fwd = now() - t0;
+    CK(ag_backward(loss, NULL, 0));
+    ag_tensor_release(loss);
+    release_all(l, WIDE_HEADS);
+    return now() - t0;
+}
+
+static void wide_heads(wide *w, int reps)
+{
+    static double it[3][MAX_REPS], fw[3][MAX_REPS];
+    static const int threads[3] = {1, 2, 2}, split[3] = {0, 0, 1};
+    for (int r = -3; r < reps; r++)
+        for (int c = 0; c < 3; c++) {
+            double f, t = wide_heads_iter(w, threads[c], split[c], &f);
+            if (r < 0) continue;
+            it[c][r] = t * 1e6;
+            fw[c][r] = f * 1e6;
+        }
+    static const char *const label[3] = {"1 thread", "2 threads", "2 threads, heads split"};
+    printf("%-24s %10s %10s %9s   (us, medians of %d)\n", "", "iteration", "forward", "speedup",
+           reps);
+    double base = median(it[0], reps);
+    for (int c = 0; c < 3; c++) {
+        double m = median(it[c], reps);
+        printf("%-24s %10.0f %10.0f %8.2fx\n", label[c], m, median(fw[c], reps), base / m);
+    }
+}
 
 /* wide-split: where a wide iteration's time goes at 1 and 2 threads, step by step (us per
  * iteration, medians; the thread counts alternate iteration by iteration). Shows which steps
@@ -566,6 +651,7 @@ static void usage(void)
                     "       bench mlp-rss --steps N [--threads T]\n"
                     "       bench scalar-sweep [--reps R]\n"
                     "       bench wide-split [--reps R]\n"
+                    "       bench wide-heads [--reps R]\n"
                     "       bench layout [--reps R]\n"
                     "       bench blas-info\n");
     exit(2);
@@ -633,6 +719,11 @@ int main(int argc, char **argv)
         wide wd;
         wide_init(&wd, 0);
         wide_split(&wd, o.reps);
+        wide_free(&wd);
+    } else if (!strcmp(cmd, "wide-heads")) {
+        wide wd;
+        wide_init(&wd, 0);
+        wide_heads(&wd, o.reps);
         wide_free(&wd);
     } else if (!strcmp(cmd, "gemm")) {
         gemm g;
