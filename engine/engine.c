@@ -96,6 +96,8 @@ typedef struct sched {
     bool retain_graph, create_graph, anomaly;
     bool parallel;
     bool caller_thread;    /* a callback must stay on this thread */
+    bool claims_alone;     /* no other pass was in flight: claims nodes with plain stores */
+    bool claims_none;      /* another pass claims alone: this one indexes every node aside */
     /* per node: gradients to commit to the tensors that retain them (an array per output,
      * allocated by the node's own run); made by the first node that needs it */
     _Atomic(retained_out **) retained;
@@ -112,6 +114,42 @@ typedef struct sched {
 } sched;
 
 static _Atomic uint64_t next_pass_id = 1;
+
+/* Passes in flight (x2), and PASS_ALONE while one of them discovers with plain claims. A
+ * pass claims each node it discovers (sched_owner) with a compare-and-swap, as another pass
+ * may be walking the same nodes (two threads sharing leaves, a pass started by a hook). When
+ * no other pass is in flight, every claim is free (a pass gives its claims back before it
+ * leaves), so the pass claims with plain stores until its discovery ends: a scalar graph's
+ * seven compare-and-swaps per triple, each a full barrier, were an eighth of its atomics.
+ * A pass that starts meanwhile leaves every claim alone and indexes its nodes in the
+ * foreign map instead: no pass ever waits for another. */
+#define PASS_ALONE 1u
+static _Atomic uint32_t passes_in_flight;
+
+static void pass_enter(sched *s)
+{
+    uint32_t w = atomic_load_explicit(&passes_in_flight, memory_order_relaxed), nw;
+    do nw = w == 0 ? 2 | PASS_ALONE : w + 2;
+    while (!atomic_compare_exchange_weak_explicit(&passes_in_flight, &w, nw, memory_order_acq_rel,
+                                                  memory_order_relaxed));
+    s->claims_alone = w == 0;
+    s->claims_none = (w & PASS_ALONE) != 0;
+}
+
+/* Discovery is over: later passes may claim again (they then meet this pass's claims). */
+static void pass_discovered(sched *s)
+{
+    if (!s->claims_alone) return;
+    s->claims_alone = false;
+    atomic_fetch_and_explicit(&passes_in_flight, ~PASS_ALONE, memory_order_release);
+}
+
+/* After cleanup, which gave back every claim of the pass. */
+static void pass_leave(sched *s)
+{
+    pass_discovered(s);
+    atomic_fetch_sub_explicit(&passes_in_flight, 2, memory_order_release);
+}
 
 /* ---- small growable arrays ---------------------------------------------------------------- */
 static bool grow_slow(void **p, uint32_t *cap, uint32_t need, size_t elem);
@@ -196,7 +234,11 @@ static inline uint32_t add_node(sched *s, node *fn)
     g->fn = fn;
     g->needed = g->runs = s->accumulate; /* backward runs every reachable node */
     uint64_t expected = 0;
-    if (atomic_compare_exchange_strong(&fn->sched_owner, &expected, s->id)) {
+    if (s->claims_alone) { /* (every claim is free: see passes_in_flight) */
+        atomic_store_explicit(&fn->sched_owner, s->id, memory_order_relaxed);
+        fn->sched_idx = idx;
+    } else if (!s->claims_none &&
+               atomic_compare_exchange_strong(&fn->sched_owner, &expected, s->id)) {
         fn->sched_idx = idx;
     } else {
         /* Another backward pass is walking this node right now: keep our index aside. */
@@ -1315,6 +1357,7 @@ eng_err run_backward(const bwd_request *r)
     sched s;
     memset(&s, 0, sizeof s);
     s.id = atomic_fetch_add(&next_pass_id, 1);
+    pass_enter(&s);
     s.n_roots = r->n_roots;
     s.n_inputs = r->n_inputs;
     s.accumulate = r->n_inputs == 0;
@@ -1356,7 +1399,9 @@ eng_err run_backward(const bwd_request *r)
         rc = err_nomem();
         goto done;
     }
-    if ((rc = prepare(&s, r, root_nodes))) goto done;
+    rc = prepare(&s, r, root_nodes);
+    pass_discovered(&s);
+    if (rc) goto done;
 
     /* Ready at the start: nodes whose only contributions are root gradients. */
     uint32_t *start = mem_alloc((size_t)nr * sizeof *start);
@@ -1398,6 +1443,7 @@ done:
     {
         /* Keep the root nodes alive until after cleanup has reset their scratch. */
         cleanup(&s);
+        pass_leave(&s);
         for (int k = 0; k < nr && root_nodes; k++) node_release(root_nodes[k]);
         if (root_nodes != root_nodes_small) mem_free(root_nodes);
     }

@@ -1,7 +1,8 @@
 /*
  * test_threads.c: determinism and concurrency. The same graphs, forward and backward, give
  * bitwise-identical values and gradients with 1, 2, 3 and 4 threads; independent graphs run
- * on several threads at once, sharing leaves whose .grad accumulates safely; a hook removed
+ * on several threads at once, sharing leaves whose .grad accumulates safely, and passes
+ * through shared nodes start while another discovers a long graph; a hook removed
  * by one thread while another's backward runs it is freed only once it has returned; two
  * passes through one graph without retain_graph give one result and one AG_EGRAPH; hooks and
  * retain_grad may be attached to a node while a backward runs through it; threads that
@@ -251,6 +252,61 @@ static void shared_nodes(void)
     free(v);
     ag_tensor_release(g);
     ag_tensor *ts[] = {s2, s1, r2, r1, y, x};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
+}
+
+/* Passes that start while another discovers a long graph alone. A pass that finds no other
+ * in flight claims nodes with plain stores until its discovery ends; passes that start
+ * meanwhile leave claims alone and index their nodes aside (engine.c, passes_in_flight).
+ * One thread runs backward through a 2 000-node chain over a shared node y again and again,
+ * so that it often discovers alone; two others run short passes through y at the same
+ * time. Every pass must succeed and x.grad must sum all of them. */
+typedef struct chain_job {
+    ag_tensor *root;
+    int passes, failures;
+} chain_job;
+
+static void *chain_passes(void *p)
+{
+    chain_job *j = p;
+    for (int i = 0; i < j->passes; i++)
+        if (ag_backward(j->root, NULL, AG_RETAIN_GRAPH)) j->failures++;
+    return NULL;
+}
+
+static void passes_during_lone_discovery(void)
+{
+    ag_tensor *x = full_leaf(4, AG_FLOAT64, 1.0), *y, *c, *s_long, *r[2], *s_short[2];
+    OK(ag_mul_scalar(&y, x, 2.0)); /* the node every pass walks */
+    c = y;
+    ag_tensor_retain(c);
+    for (int i = 0; i < 2000; i++) { /* d(c)/d(y) stays 1 */
+        ag_tensor *n;
+        OK(ag_add_scalar(&n, c, 1.0));
+        ag_tensor_release(c);
+        c = n;
+    }
+    OK(ag_sum(&s_long, c));
+    ag_tensor_release(c);
+    for (int k = 0; k < 2; k++) {
+        OK(ag_mul_scalar(&r[k], y, 1.0 + k));
+        OK(ag_sum(&s_short[k], r[k]));
+    }
+    chain_job jobs[3] = {{s_long, 20, 0}, {s_short[0], 200, 0}, {s_short[1], 200, 0}};
+    pthread_t th[3];
+    for (int k = 0; k < 3; k++) pthread_create(&th[k], NULL, chain_passes, &jobs[k]);
+    for (int k = 0; k < 3; k++) {
+        pthread_join(th[k], NULL);
+        CHECK(jobs[k].failures == 0);
+    }
+    /* each pass adds 2 * (1, 1, 2) per element: the chain, then y * 1 and y * 2 */
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    double *v = values(g, NULL);
+    CHECK_CLOSE(v[0], 2.0 * 20 + 2.0 * 200 + 4.0 * 200, 0);
+    free(v);
+    ag_tensor_release(g);
+    ag_tensor *ts[] = {s_short[1], s_short[0], r[1], r[0], s_long, y, x};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
 }
 
@@ -874,6 +930,7 @@ int main(void)
     determinism();
     concurrent_graphs();
     shared_nodes();
+    passes_during_lone_discovery();
     hook_removed_while_running();
     shared_graph_without_retain();
     attach_during_backward();
