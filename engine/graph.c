@@ -105,34 +105,37 @@ node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
     return n;
 }
 
-/* Drops a reference to an AccumulateGrad node. The node holds its leaf (n->variable) exactly
- * while its count is above 0, and grad_accumulator revives it from 0 under the leaf's
- * acc_lock. A reference that may be the last is therefore dropped under that lock too, taken
- * while the reference still keeps the leaf (and the node's block, the leaf's meta) alive:
- * deciding after the count reached 0, as this did before, left a window in which another
- * thread could revive and retire the node and free the leaf under this one. Done at once,
- * not through the reclaim list, which must never hold a node whose memory another thread
- * may free. */
+/* An AccumulateGrad node holds its leaf (n->variable, a strong reference) exactly while its
+ * count is above 0: grad_accumulator revives it from 0 and the last release retires it. Both
+ * transitions go through ACC_BUSY, set by a compare-and-swap from 0 or from 1, which no one
+ * else can change while it lasts: the reviver stores the leaf, the retirer takes it out, and
+ * the count leaves ACC_BUSY only after (other threads wait out the few instructions). The
+ * retirer releases the leaf last, from its own copy, so a thread that revives and retires
+ * the node meanwhile cannot free the leaf under it. (A lock on the leaf did this before:
+ * three atomic read-modify-writes on each side instead of two, each a full barrier.)
+ * Done at once, not through the reclaim list, which must never hold a node whose memory
+ * another thread may free. */
+#define ACC_BUSY (-1L)
+
 static void acc_release(node *n)
 {
+    /* We hold a reference: the count is at least 1, never ACC_BUSY. */
     long v = atomic_load_explicit(&n->refs, memory_order_relaxed);
-    while (v > 1) /* certainly not the last: no lock */
-        if (atomic_compare_exchange_weak_explicit(&n->refs, &v, v - 1, memory_order_acq_rel,
-                                                  memory_order_relaxed))
-            return;
-    tensor *leaf = __atomic_load_n(&n->variable, __ATOMIC_ACQUIRE); /* set: we hold a ref */
-    if (!leaf) {
-        atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel);
-        return;
+    for (;;) {
+        if (v > 1) {
+            if (atomic_compare_exchange_weak_explicit(&n->refs, &v, v - 1, memory_order_release,
+                                                      memory_order_relaxed))
+                return;
+        } else if (atomic_compare_exchange_weak_explicit(&n->refs, &v, ACC_BUSY,
+                                                         memory_order_acq_rel,
+                                                         memory_order_relaxed)) {
+            break; /* (from 1: the last reference) */
+        }
     }
-    while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
-    tensor *drop = NULL;
-    if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) == 1) {
-        drop = leaf;
-        __atomic_store_n(&n->variable, NULL, __ATOMIC_RELEASE);
-    }
-    atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
-    tensor_release(drop);
+    tensor *leaf = __atomic_load_n(&n->variable, __ATOMIC_RELAXED);
+    __atomic_store_n(&n->variable, NULL, __ATOMIC_RELAXED);
+    atomic_store_explicit(&n->refs, 0, memory_order_release);
+    tensor_release(leaf);
 }
 
 /* The calling thread's id for node_lock: nonzero, distinct among live threads. */
@@ -215,15 +218,29 @@ eng_err grad_accumulator(tensor *leaf, node **out)
     tmeta *m = tensor_meta(leaf); /* made when the leaf started requiring grad */
     if (!m) return E_NOMEM;
     node *acc = m->acc;
-    while (atomic_flag_test_and_set_explicit(&leaf->acc_lock, memory_order_acquire)) ;
-    if (atomic_fetch_add_explicit(&acc->refs, 1, memory_order_relaxed) == 0 && !acc->variable) {
-        /* (Re)born: hold the leaf, as PyTorch's AccumulateGrad holds its variable. */
-        tensor_retain(leaf);
-        __atomic_store_n(&acc->variable, leaf, __ATOMIC_RELEASE);
+    long v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
+    for (;;) {
+        if (v > 0) { /* alive: it holds the leaf (acquire: and its reviver stored it) */
+            if (atomic_compare_exchange_weak_explicit(&acc->refs, &v, v + 1, memory_order_acquire,
+                                                      memory_order_relaxed))
+                break;
+        } else if (v == 0) {
+            /* (Re)born: hold the leaf, as PyTorch's AccumulateGrad holds its variable (see
+             * acc_release). */
+            if (atomic_compare_exchange_weak_explicit(&acc->refs, &v, ACC_BUSY,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
+                tensor_retain(leaf);
+                __atomic_store_n(&acc->variable, leaf, __ATOMIC_RELAXED);
+                atomic_store_explicit(&acc->refs, 1, memory_order_release);
+                break;
+            }
+        } else { /* another thread revives or retires it */
+            v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
+        }
     }
     if (__atomic_load_n(&m->caller_thread, __ATOMIC_ACQUIRE))
         atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
-    atomic_flag_clear_explicit(&leaf->acc_lock, memory_order_release);
     *out = acc;
     return E_OK;
 }

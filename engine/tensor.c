@@ -67,9 +67,6 @@ static tensor *header_new(int ndim)
     t->strides = t->shape + ndim;
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
-    /* Relaxed: nobody else sees the header yet, and the default (seq_cst) clear is a locked
-     * xchg, which waits for every earlier store to reach the cache. */
-    atomic_flag_clear_explicit(&t->acc_lock, memory_order_relaxed);
     return t;
 }
 
@@ -120,7 +117,6 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
     memset(t, 0, sizeof *t);
     atomic_init(&t->refs, 1);
     atomic_init(&t->meta, NULL);
-    atomic_flag_clear_explicit(&t->acc_lock, memory_order_relaxed); /* unshared yet (header_new) */
     t->shape = (int64_t *)(t + 1);
     t->strides = t->shape + ndim;
     storage *st = (storage *)((char *)(t + 1) + dims);

@@ -64,7 +64,6 @@ typedef struct tensor {
     struct node *grad_fn;          /* strong; NULL for leaves */
     struct tensor *base;           /* strong; the root base of a view, else NULL */
     _Atomic(tmeta *) meta;         /* lazily created */
-    atomic_flag acc_lock;          /* guards the revival of meta->acc */
     atomic_flag view_lock;         /* a view: guards the regeneration of grad_fn (view_sync) */
     uint8_t view_kind;             /* a view: how it was made (view_kind) */
     _Atomic uint32_t view_version; /* a view: the storage version its grad_fn reflects */

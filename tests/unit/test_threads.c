@@ -2,7 +2,8 @@
  * test_threads.c: determinism and concurrency. The same graphs, forward and backward, give
  * bitwise-identical values and gradients with 1, 2, 3 and 4 threads; independent graphs run
  * on several threads at once, sharing leaves whose .grad accumulates safely, and passes
- * through shared nodes start while another discovers a long graph; a hook removed
+ * through shared nodes start while another discovers a long graph, and a shared leaf's
+ * AccumulateGrad node is revived and retired by several threads at once; a hook removed
  * by one thread while another's backward runs it is freed only once it has returned; two
  * passes through one graph without retain_graph give one result and one AG_EGRAPH; hooks and
  * retain_grad may be attached to a node while a backward runs through it; threads that
@@ -308,6 +309,60 @@ static void passes_during_lone_discovery(void)
     ag_tensor_release(g);
     ag_tensor *ts[] = {s_short[1], s_short[0], r[1], r[0], s_long, y, x};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
+}
+
+/* A leaf's AccumulateGrad node is revived by the first op that records an edge to the leaf,
+ * and retired when the last graph holding it is released (graph.c, acc_release). Four threads
+ * record ops on one shared leaf and drop them again and again, so revivals and retirements
+ * of its node interleave; now and then a thread runs backward through its graph. Every
+ * backward must land in .grad, and nothing may leak (ASan, valgrind) or race (TSan). */
+typedef struct acc_job {
+    ag_tensor *x;
+    int iters, backwards, failures;
+} acc_job;
+
+static void *revive_retire(void *p)
+{
+    acc_job *j = p;
+    for (int i = 0; i < j->iters; i++) {
+        ag_tensor *y, *s = NULL;
+        if (ag_mul_scalar(&y, j->x, 2.0)) {
+            j->failures++;
+            continue;
+        }
+        if (i % 64 == 0) {
+            if (ag_sum(&s, y) || ag_backward(s, NULL, 0)) j->failures++;
+            else j->backwards++;
+        }
+        ag_tensor_release(s);
+        ag_tensor_release(y);
+    }
+    return NULL;
+}
+
+static void accumulator_revived_and_retired(void)
+{
+    ag_tensor *x = full_leaf(3, AG_FLOAT32, 1.0);
+    enum { NT = 4 };
+    acc_job jobs[NT];
+    pthread_t th[NT];
+    for (int k = 0; k < NT; k++) {
+        jobs[k] = (acc_job){x, 3000, 0, 0};
+        pthread_create(&th[k], NULL, revive_retire, &jobs[k]);
+    }
+    int backwards = 0;
+    for (int k = 0; k < NT; k++) {
+        pthread_join(th[k], NULL);
+        CHECK(jobs[k].failures == 0);
+        backwards += jobs[k].backwards;
+    }
+    ag_tensor *g;
+    OK(ag_tensor_grad(&g, x));
+    double *v = values(g, NULL);
+    CHECK_CLOSE(v[2], 2.0 * backwards, 0);
+    free(v);
+    ag_tensor_release(g);
+    ag_tensor_release(x);
 }
 
 /* ---- a hook removed while another thread's backward runs it ---- */
@@ -931,6 +986,7 @@ int main(void)
     concurrent_graphs();
     shared_nodes();
     passes_during_lone_discovery();
+    accumulator_revived_and_retired();
     hook_removed_while_running();
     shared_graph_without_retain();
     attach_during_backward();
