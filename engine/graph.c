@@ -219,7 +219,7 @@ eng_err grad_accumulator(tensor *leaf, node **out)
     if (!m) return E_NOMEM;
     node *acc = m->acc;
     long v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
-    for (;;) {
+    for (int spins = 0;; spins++) {
         if (v > 0) { /* alive: it holds the leaf (acquire: and its reviver stored it) */
             if (atomic_compare_exchange_weak_explicit(&acc->refs, &v, v + 1, memory_order_acquire,
                                                       memory_order_relaxed))
@@ -235,7 +235,9 @@ eng_err grad_accumulator(tensor *leaf, node **out)
                 atomic_store_explicit(&acc->refs, 1, memory_order_release);
                 break;
             }
-        } else { /* another thread revives or retires it */
+        } else { /* another thread revives or retires it: a few instructions, unless it
+                  * was preempted meanwhile */
+            if (spins >= 64) sched_yield();
             v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
         }
     }
