@@ -216,17 +216,18 @@ static void concurrent_graphs(void)
     ag_tensor_release(shared);
 }
 
-/* A thread's backward passes through a root: how many failed, or the status of one. */
+/* A thread's backward passes through a root: how many failed, or the status of one;
+ * backward_many runs `passes` of them. */
 typedef struct pass_job {
     ag_tensor *root;
-    int failures, rc;
+    int failures, rc, passes;
 } pass_job;
 
-/* Two threads run backward through graphs that share intermediate nodes (retain_graph). */
+/* Backward through root `passes` times (retain_graph), counting failures. */
 static void *backward_many(void *p)
 {
     pass_job *s = p;
-    for (int i = 0; i < 100; i++)
+    for (int i = 0; i < s->passes; i++)
         if (ag_backward(s->root, NULL, AG_RETAIN_GRAPH)) s->failures++;
     return NULL;
 }
@@ -239,7 +240,8 @@ static void shared_nodes(void)
     OK(ag_mul_scalar(&r2, y, 2.0));
     OK(ag_sum(&s1, r1));
     OK(ag_sum(&s2, r2));
-    pass_job a = {s1, 0, 0}, b = {s2, 0, 0};
+    /* Two threads run backward through graphs that share intermediate nodes. */
+    pass_job a = {.root = s1, .passes = 100}, b = {.root = s2, .passes = 100};
     pthread_t t1, t2;
     pthread_create(&t1, NULL, backward_many, &a);
     pthread_create(&t2, NULL, backward_many, &b);
@@ -262,19 +264,6 @@ static void shared_nodes(void)
  * One thread runs backward through a 2 000-node chain over a shared node y again and again,
  * so that it often discovers alone; two others run short passes through y at the same
  * time. Every pass must succeed and x.grad must sum all of them. */
-typedef struct chain_job {
-    ag_tensor *root;
-    int passes, failures;
-} chain_job;
-
-static void *chain_passes(void *p)
-{
-    chain_job *j = p;
-    for (int i = 0; i < j->passes; i++)
-        if (ag_backward(j->root, NULL, AG_RETAIN_GRAPH)) j->failures++;
-    return NULL;
-}
-
 static void passes_during_lone_discovery(void)
 {
     ag_tensor *x = full_leaf(4, AG_FLOAT64, 1.0), *y, *c, *s_long, *r[2], *s_short[2];
@@ -293,9 +282,11 @@ static void passes_during_lone_discovery(void)
         OK(ag_mul_scalar(&r[k], y, 1.0 + k));
         OK(ag_sum(&s_short[k], r[k]));
     }
-    chain_job jobs[3] = {{s_long, 20, 0}, {s_short[0], 200, 0}, {s_short[1], 200, 0}};
+    pass_job jobs[3] = {{.root = s_long, .passes = 20},
+                        {.root = s_short[0], .passes = 200},
+                        {.root = s_short[1], .passes = 200}};
     pthread_t th[3];
-    for (int k = 0; k < 3; k++) pthread_create(&th[k], NULL, chain_passes, &jobs[k]);
+    for (int k = 0; k < 3; k++) pthread_create(&th[k], NULL, backward_many, &jobs[k]);
     for (int k = 0; k < 3; k++) {
         pthread_join(th[k], NULL);
         CHECK(jobs[k].failures == 0);
@@ -485,7 +476,7 @@ static void shared_graph_without_retain(void)
         OK(ag_exp(&e, m));
         OK(ag_function_apply(&c, 1, &e, 1, "Slow", slow_forward, slow_backward, 0, NULL, NULL));
         OK(ag_sum(&root, c));
-        pass_job a = {root, 0, -1}, b = {root, 0, -1};
+        pass_job a = {.root = root, .rc = -1}, b = {.root = root, .rc = -1};
         pthread_t t1, t2;
         pthread_create(&t1, NULL, one_pass, &a);
         pthread_create(&t2, NULL, one_pass, &b);
@@ -554,7 +545,7 @@ static void attach_during_backward(void)
         ag_tensor *y, *root;
         OK(ag_mul_scalar(&y, x, 3.0));
         OK(ag_sum(&root, y));
-        pass_job pass = {root, 0, -1};
+        pass_job pass = {.root = root, .rc = -1};
         attach_job att = {y, -1, 0};
         pthread_t t1, t2;
         pthread_create(&t1, NULL, one_pass, &pass);
@@ -700,7 +691,7 @@ static void cross_reentrant_backward(void)
         ag_tensor_release(m);
     }
     pthread_barrier_init(&cross_bar, NULL, 2);
-    pass_job a = {root[0], 0, -1}, b = {root[1], 0, -1};
+    pass_job a = {.root = root[0], .rc = -1}, b = {.root = root[1], .rc = -1};
     pthread_t t1, t2;
     pthread_create(&t1, NULL, cross_pass, &a);
     pthread_create(&t2, NULL, cross_pass, &b);
