@@ -247,47 +247,63 @@ enum { W_CLEAR, W_SCALE, W_MM1, W_TANH, W_MM2, W_LOSS, W_BACKWARD, W_STEPS };
 static const char *const wide_step_name[W_STEPS] = {
     "clear grads", "0.05 * x", "x' @ W1_k^T", "tanh", "h @ W2_k^T", "loss terms", "backward"};
 
+/* With split, adds the seconds since *t0 to split[step] and restarts *t0. */
+static void wide_step(double *split, double *t0, int step)
+{
+    if (!split) return;
+    double t1 = now();
+    split[step] += t1 - *t0;
+    *t0 = t1;
+}
+
+/* Head k's loss term mean((o_k - t)^2), a new reference; its steps timed as wide_step says
+ * (the last one, the loss terms, is left to the caller). */
+static ag_tensor *wide_head(wide *w, int k, double *split, double *t0)
+{
+    ag_tensor *t[9];
+    CK(ag_mul_scalar(&t[0], w->x, 0.05));
+    wide_step(split, t0, W_SCALE);
+    CK(ag_t(&t[1], w->w1[k]));
+    CK(ag_matmul(&t[2], t[0], t[1]));
+    wide_step(split, t0, W_MM1);
+    CK(ag_tanh(&t[3], t[2]));
+    wide_step(split, t0, W_TANH);
+    CK(ag_t(&t[4], w->w2[k]));
+    CK(ag_matmul(&t[5], t[3], t[4]));
+    wide_step(split, t0, W_MM2);
+    CK(ag_sub(&t[6], t[5], w->t));
+    CK(ag_pow_scalar(&t[7], t[6], 2.0));
+    CK(ag_mean(&t[8], t[7]));
+    release_all(t, 8);
+    return t[8];
+}
+
 /* One iteration; with `split`, the seconds of each step are added to split[step]. */
 static void wide_iter_timed(wide *w, double *split)
 {
     double t0 = split ? now() : 0;
-#define WIDE_STEP(k)                                                                                 do {                                                                                                 if (split) {                                                                                         double t1 = now();                                                                               split[k] += t1 - t0;                                                                             t0 = t1;                                                                                     }                                                                                            } while (0)
     for (int k = 0; k < WIDE_HEADS; k++) {
         CK(ag_tensor_set_grad(w->w1[k], NULL));
         CK(ag_tensor_set_grad(w->w2[k], NULL));
     }
-    WIDE_STEP(W_CLEAR);
+    wide_step(split, &t0, W_CLEAR);
     ag_tensor *loss = NULL;
     for (int k = 0; k < WIDE_HEADS; k++) {
-        ag_tensor *t[10];
-        CK(ag_mul_scalar(&t[0], w->x, 0.05));
-        WIDE_STEP(W_SCALE);
-        CK(ag_t(&t[1], w->w1[k]));
-        CK(ag_matmul(&t[2], t[0], t[1]));
-        WIDE_STEP(W_MM1);
-        CK(ag_tanh(&t[3], t[2]));
-        WIDE_STEP(W_TANH);
-        CK(ag_t(&t[4], w->w2[k]));
-        CK(ag_matmul(&t[5], t[3], t[4]));
-        WIDE_STEP(W_MM2);
-        CK(ag_sub(&t[6], t[5], w->t));
-        CK(ag_pow_scalar(&t[7], t[6], 2.0));
-        CK(ag_mean(&t[8], t[7]));
+        ag_tensor *term = wide_head(w, k, split, &t0);
         if (loss) {
-            CK(ag_add(&t[9], loss, t[8]));
+            ag_tensor *sum;
+            CK(ag_add(&sum, loss, term));
             ag_tensor_release(loss);
-            loss = t[9];
-            release_all(t, 9);
+            ag_tensor_release(term);
+            loss = sum;
         } else {
-            loss = t[8];
-            release_all(t, 8);
+            loss = term;
         }
-        WIDE_STEP(W_LOSS);
+        wide_step(split, &t0, W_LOSS);
     }
     timed_backward(loss);
     ag_tensor_release(loss);
-    WIDE_STEP(W_BACKWARD);
-#undef WIDE_STEP
+    wide_step(split, &t0, W_BACKWARD);
 }
 
 static void wide_iter(wide *w) { wide_iter_timed(w, NULL); }
@@ -300,24 +316,9 @@ static void wide_iter(wide *w) { wide_iter_timed(w, NULL); }
  * terms in head order on the caller, and runs backward at 2 threads as `wide` does. Prints
  * medians (us per iteration) of 1 thread, 2 threads as `wide` runs, and 2 threads with the
  * heads' forward split this way, alternating iteration by iteration. Same values: only the
- * thread that computes each head changes. */
-static ag_tensor *wide_head(wide *w, int k)
-{
-    ag_tensor *t[9];
-    CK(ag_mul_scalar(&t[0], w->x, 0.05));
-    CK(ag_t(&t[1], w->w1[k]));
-    CK(ag_matmul(&t[2], t[0], t[1]));
-    CK(ag_tanh(&t[3], t[2]));
-    CK(ag_t(&t[4], w->w2[k]));
-    CK(ag_matmul(&t[5], t[3], t[4]));
-    CK(ag_sub(&t[6], t[5], w->t));
-    CK(ag_pow_scalar(&t[7], t[6], 2.0));
-    CK(ag_mean(&t[8], t[7]));
-    release_all(t, 8);
-    return t[8];
-}
-
-/* One iteration; heads_split: the heads' forward on two driver threads. Returns seconds,
+ * thread that computes each head changes.
+ *
+ * One iteration; heads_split: the heads' forward on two driver threads. Returns seconds,
  * and the forward's in *fwd. */
 static double wide_heads_iter(wide *w, int threads, int heads_split, double *fwd)
 {
@@ -334,11 +335,11 @@ static double wide_heads_iter(wide *w, int threads, int heads_split, double *fwd
         {
             int id = omp_get_thread_num(), n = omp_get_num_threads();
             for (int k = id * WIDE_HEADS / n; k < (id + 1) * WIDE_HEADS / n; k++)
-                l[k] = wide_head(w, k);
+                l[k] = wide_head(w, k, NULL, NULL);
         }
         CK(ag_set_num_threads(threads));
     } else {
-        for (int k = 0; k < WIDE_HEADS; k++) l[k] = wide_head(w, k);
+        for (int k = 0; k < WIDE_HEADS; k++) l[k] = wide_head(w, k, NULL, NULL);
     }
     ag_tensor *loss = l[0];
     for (int k = 1; k < WIDE_HEADS; k++) {
