@@ -153,8 +153,39 @@ AG_API int ag_set_num_threads(int n);
 /** Returns the number of threads kernels and backward use. Never fails. */
 AG_API int ag_get_num_threads(void);
 
+/** Turns deferred kernels on or off (process-wide; on by default); returns the previous
+ *  setting (1 or 0). Never fails.
+ *
+ *  With more than one thread, an elementwise op, a matrix product (mm, matmul of two
+ *  matrices) or a sum or mean of up to 16384 elements, called from a program's own thread,
+ *  may queue its kernel and return its result before computing it: when the op is big
+ *  (4096 elements or more) or an operand is itself still queued. Everything else runs the
+ *  queue first, as soon as it touches a queued result or an operand of a queued kernel:
+ *  reading values (ag_tensor_item, ag_tensor_copy_data, printing), an op that does not
+ *  queue, an in-place change, an optimizer step, backward. The queue then runs level by
+ *  level, the independent kernels of a level side by side on the thread team, each whole on
+ *  one thread: the heads of a multi-head model run at once, each on the core that made its
+ *  operands, as they would from a thread per head. Values, errors, gradients and version
+ *  counters are exactly those of eager execution (kernels give the same bits on any thread),
+ *  and queued kernels cannot fail: what they may allocate is reserved when they are queued.
+ *  A queued kernel keeps its operands and result alive until it has run; the queue runs by
+ *  itself once its results take 16 MiB (or 1024 kernels are queued). Off, every op computes
+ *  its result before it returns. */
+AG_API int ag_set_deferral_enabled(int enabled);
+
+/** Whether deferred kernels are on (1) or off (0). Never fails. */
+AG_API int ag_is_deferral_enabled(void);
+
+/** Runs every queued kernel (see ag_set_deferral_enabled), from whichever thread queued it,
+ *  and returns once they have run. Values never need it (reading one waits for it): it is
+ *  for timing a forward pass, and for an exact ag_memory_in_use after releasing tensors that
+ *  queued kernels still used. Never fails: returns AG_OK. */
+AG_API int ag_synchronize(void);
+
 /** Bytes the library holds now in large blocks (64 KiB and more, from the default
  *  allocator): tensor data and work buffers in use, not the blocks it keeps for reuse.
+ *  Tensors released while a queued kernel still uses them count until it has run (see
+ *  ag_synchronize).
  *  Small objects (0-d tensors, graph nodes) are not counted. For a binding whose garbage
  *  collector cannot see the library's memory: the Go binding collects when it grows. Never
  *  fails. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../engine/alloc.h"
+#include "../engine/defer.h"
 #include "../engine/parallel.h"
 #include "boundary.h"
 
@@ -75,11 +76,13 @@ AG_API int ag_set_error(int status, const char *message)
 AG_API int ag_set_allocator(const ag_allocator *a)
 {
     if (!a) {
+        defer_flush();
         mem_set_allocator(NULL, NULL, NULL);
         return AG_OK;
     }
     if (!a->alloc || !a->free)
         return api_error("ag_set_allocator", AG_EINVAL, "alloc and free must both be set");
+    defer_flush(); /* queued kernels allocate through the allocator they were queued under */
     mem_set_allocator(a->alloc, a->free, a->userdata);
     return AG_OK;
 }
@@ -93,6 +96,21 @@ AG_API int ag_set_num_threads(int n)
 }
 
 AG_API int ag_get_num_threads(void) { return par_num_threads(); }
+
+AG_API int ag_set_deferral_enabled(int enabled)
+{
+    bool prev = defer_enabled();
+    defer_enable(enabled != 0);
+    return prev;
+}
+
+AG_API int ag_is_deferral_enabled(void) { return defer_enabled(); }
+
+AG_API int ag_synchronize(void)
+{
+    defer_flush();
+    return AG_OK;
+}
 
 AG_API uint64_t ag_memory_in_use(void) { return (uint64_t)mem_large_in_use(); }
 

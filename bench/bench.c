@@ -309,14 +309,17 @@ static void wide_iter_timed(wide *w, double *split)
 static void wide_iter(wide *w) { wide_iter_timed(w, NULL); }
 
 /* wide-heads: an experiment on the ceiling of `wide` at 2 threads, not part of bench/run.
- * The workload issues its forward one operation at a time from one thread, and the library
- * splits each operation across the team. Here the driver instead computes each head's
- * forward on one of two OpenMP threads of its own (the library at 1 thread meanwhile, so
- * every operation of a head runs on the core that made its operands), sums the 32 loss
- * terms in head order on the caller, and runs backward at 2 threads as `wide` does. Prints
- * medians (us per iteration) of 1 thread, 2 threads as `wide` runs, and 2 threads with the
- * heads' forward split this way, alternating iteration by iteration. Same values: only the
- * thread that computes each head changes.
+ * The workload issues its forward one operation at a time from one thread; the library
+ * queues the kernels and runs each head's on one thread (deferred kernels), or, with
+ * deferral off, splits each operation across the team. Here the driver instead computes
+ * each head's forward on one of two OpenMP threads of its own (the library at 1 thread
+ * meanwhile, so every operation of a head runs on the core that made its operands), sums
+ * the 32 loss terms in head order on the caller, and runs backward at 2 threads as `wide`
+ * does. Prints medians (us per iteration) of 1 thread, 2 threads as `wide` runs (deferred
+ * kernels), 2 threads with the heads' forward split this way, and 2 threads with deferral
+ * off, alternating iteration by iteration. Same values: only the thread that computes each
+ * head changes. (With deferral, "forward" is the time to queue it: its kernels run when
+ * backward starts.)
  *
  * One iteration; heads_split: the heads' forward on two driver threads. Returns seconds,
  * and the forward's in *fwd. */
@@ -357,20 +360,23 @@ static double wide_heads_iter(wide *w, int threads, int heads_split, double *fwd
 
 static void wide_heads(wide *w, int reps)
 {
-    static double it[3][MAX_REPS], fw[3][MAX_REPS];
-    static const int threads[3] = {1, 2, 2}, split[3] = {0, 0, 1};
+    static double it[4][MAX_REPS], fw[4][MAX_REPS];
+    static const int threads[4] = {1, 2, 2, 2}, split[4] = {0, 0, 1, 0};
     for (int r = -3; r < reps; r++)
-        for (int c = 0; c < 3; c++) {
+        for (int c = 0; c < 4; c++) {
+            ag_set_deferral_enabled(c != 3); /* the last configuration: eager kernels */
             double f, t = wide_heads_iter(w, threads[c], split[c], &f);
+            ag_set_deferral_enabled(1);
             if (r < 0) continue;
             it[c][r] = t * 1e6;
             fw[c][r] = f * 1e6;
         }
-    static const char *const label[3] = {"1 thread", "2 threads", "2 threads, heads split"};
+    static const char *const label[4] = {"1 thread", "2 threads (deferred)",
+                                         "2 threads, heads split", "2 threads, eager"};
     printf("%-24s %10s %10s %9s   (us, medians of %d)\n", "", "iteration", "forward", "speedup",
            reps);
     double base = median(it[0], reps);
-    for (int c = 0; c < 3; c++) {
+    for (int c = 0; c < 4; c++) {
         double m = median(it[c], reps);
         printf("%-24s %10.0f %10.0f %8.2fx\n", label[c], m, median(fw[c], reps), base / m);
     }

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "defer.h"
 #include "ops.h"
 #include "parallel.h"
 
@@ -1352,7 +1353,7 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
     return E_OK;
 }
 
-eng_err run_backward(const bwd_request *r)
+static eng_err backward_pass(const bwd_request *r)
 {
     sched s;
     memset(&s, 0, sizeof s);
@@ -1447,5 +1448,16 @@ done:
         for (int k = 0; k < nr && root_nodes; k++) node_release(root_nodes[k]);
         if (root_nodes != root_nodes_small) mem_free(root_nodes);
     }
+    return rc;
+}
+
+eng_err run_backward(const bwd_request *r)
+{
+    /* The forward's queued kernels run first, as one batch (their independent kernels side by
+     * side), and the formulas run eagerly: they run where the pass's scheduler puts them. */
+    defer_flush_queued();
+    bool prev = defer_suspend(true);
+    eng_err rc = backward_pass(r);
+    defer_suspend(prev);
     return rc;
 }

@@ -3,6 +3,8 @@
  */
 #include "parallel.h"
 
+#include "defer.h"
+
 #include <omp.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -48,6 +50,8 @@ void par_set_num_threads(int n)
 
 static _Thread_local bool serial __attribute__((tls_model("initial-exec")));
 
+int par_plan_threads(void) { return serial ? 1 : par_num_threads(); }
+
 bool par_set_serial(bool s)
 {
     bool prev = serial;
@@ -73,10 +77,14 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
         /* (An unsigned counter: clang's taskloop lowering compares it with an unsigned
          * trip count.) */
         uint64_t count = (uint64_t)nchunks;
-#pragma omp taskloop grainsize(1) default(none) shared(fn, ctx, n, grain, count)
+        bool task = defer_in_task();
+#pragma omp taskloop grainsize(1) default(none) shared(fn, ctx, n, grain, count, task)
         for (uint64_t c = 0; c < count; c++) {
             int64_t lo = (int64_t)c * grain, hi = lo + grain < n ? lo + grain : n;
+            bool prev = defer_in_task();
+            defer_set_in_task(task);
             fn(ctx, lo, hi);
+            defer_set_in_task(prev);
         }
         return;
     }
@@ -88,10 +96,18 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
      * (2 for a tanh, 8 for a matmul) cost a thread creation per region on a 16-core machine
      * (wide: 9.8 ms at 8 threads against 4.1 at 2). PyTorch works around the same libgomp
      * behaviour the same way (pytorch#32008). */
-#pragma omp parallel for num_threads(nt) schedule(static) default(none) \
-    shared(fn, ctx, n, grain, nchunks)
-    for (int64_t c = 0; c < nchunks; c++) {
-        int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
-        fn(ctx, lo, hi);
+    /* A deferred kernel's chunks run as part of it (defer.h): the team's threads must not
+     * wait for the storages it reads and writes. */
+    bool task = defer_in_task();
+#pragma omp parallel num_threads(nt) default(none) shared(fn, ctx, n, grain, nchunks, task)
+    {
+        bool prev = defer_in_task();
+        defer_set_in_task(task);
+#pragma omp for schedule(static)
+        for (int64_t c = 0; c < nchunks; c++) {
+            int64_t lo = c * grain, hi = lo + grain < n ? lo + grain : n;
+            fn(ctx, lo, hi);
+        }
+        defer_set_in_task(prev);
     }
 }

@@ -26,6 +26,9 @@ bool par_set_serial(bool serial);
 
 /** The process-wide thread count (ag_set_num_threads / OMP_NUM_THREADS / cores). */
 int par_num_threads(void);
+/** The threads a kernel's par_for calls will use from here: 1 while par_set_serial is on,
+ *  else par_num_threads(). What kernels plan their split for (never their results). */
+int par_plan_threads(void);
 /** Sets it; 0 restores the default. */
 void par_set_num_threads(int n);
 

@@ -122,6 +122,8 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
     storage *st = (storage *)((char *)(t + 1) + dims);
     atomic_init(&st->refs, 1);
     atomic_init(&st->version, 0);
+    atomic_init(&st->pend, 0);
+    st->wpos = 0;
     st->nbytes = nbytes;
     st->data = block + off;
     st->block = block;
@@ -156,6 +158,8 @@ tensor *tensor_new_scalar(dtype dt)
     atomic_init(&t->refs, 1);
     atomic_init(&st->refs, 1);
     atomic_init(&st->version, 0);
+    atomic_init(&st->pend, 0);
+    st->wpos = 0;
     st->nbytes = dtype_size(dt);
     st->data = block + OFF;
     st->block = block;

@@ -29,6 +29,10 @@ typedef struct storage {
     void *data;         /* MEM_DATA_ALIGN-aligned unless nbytes <= 64 */
     void *block;        /* the allocation holding the tensor made with it, this, and data */
     bool block_aligned; /* block came from mem_alloc_aligned */
+    uint16_t wpos;      /* the queue position of the queued task that writes it (defer.c,
+                           under the queue's lock) */
+    _Atomic uint32_t pend; /* deferred kernels that write or read it (defer.h: PEND_*); 0
+                              when none: the elements are then what eager execution gives */
 } storage;
 
 /* Autograd extras most tensors never need: created on first use, reference counted so a
@@ -122,8 +126,16 @@ void tensor_release(tensor *t);
 void storage_release(storage *s);
 
 /* ---- geometry ---- */
+/** Runs the deferred kernels queued before now, unless the calling thread is running one
+ *  (defer.c). */
+void defer_wait(storage *s);
+/** The address of t's first element. Every access to elements goes through here: a storage
+ *  that a deferred kernel still has to write, or that one still has to read (the caller may
+ *  be about to write it), is first brought up to date. */
 static inline void *tensor_data(const tensor *t)
 {
+    if (__builtin_expect(atomic_load_explicit(&t->st->pend, memory_order_acquire) != 0, 0))
+        defer_wait(t->st);
     return (char *)t->st->data + t->offset * (int64_t)dtype_size((dtype)t->dtype);
 }
 bool tensor_is_contiguous(const tensor *t);

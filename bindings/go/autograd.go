@@ -210,6 +210,36 @@ func SetNumThreads(n int) error {
 	return errOf(capi.Ag_set_num_threads(n))
 }
 
+// SetDeferralEnabled turns deferred kernels on or off for the whole process (on by default)
+// and returns the previous setting. With more than one thread, ops may queue their kernels and
+// run them when a result is needed, independent ones side by side; values, errors and
+// gradients are those of eager execution (see ag_set_deferral_enabled in autograd.h).
+func SetDeferralEnabled(on bool) bool {
+	if versionErr != nil {
+		return false
+	}
+	return capi.Ag_set_deferral_enabled(on)
+}
+
+// IsDeferralEnabled reports whether deferred kernels are on (false if the library was refused,
+// see CheckVersion).
+func IsDeferralEnabled() bool {
+	if versionErr != nil {
+		return false
+	}
+	return capi.Ag_is_deferral_enabled()
+}
+
+// Synchronize runs every queued kernel (see SetDeferralEnabled) and returns once they have run.
+// Values never need it (reading one waits for it): it is for timing, and for an exact memory
+// reading after releasing tensors that queued kernels still used.
+func Synchronize() {
+	if versionErr != nil {
+		return
+	}
+	capi.Ag_synchronize()
+}
+
 // NumThreads returns the number of threads kernels and backward use (0 if the library was
 // refused, see CheckVersion).
 func NumThreads() int {

@@ -837,6 +837,40 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// Deferred kernels: on by default, the setter returns the previous setting, and a big op's
+// result reads the same either way (with a Synchronize between).
+func TestDeferral(t *testing.T) {
+	ok(t, autograd.SetNumThreads(2))
+	defer autograd.SetNumThreads(0)
+	if !autograd.IsDeferralEnabled() {
+		t.Fatal("deferral should be on by default")
+	}
+	sum := func() float64 {
+		x, err := autograd.Full(autograd.Float32, 0.5, 64, 128)
+		ok(t, err)
+		y, err := x.AddScalar(1)
+		ok(t, err)
+		autograd.Synchronize()
+		s, err := y.Sum()
+		ok(t, err)
+		v, err := s.Item()
+		ok(t, err)
+		return v
+	}
+	if v := sum(); v != 1.5*64*128 {
+		t.Fatalf("deferred: %v", v)
+	}
+	if !autograd.SetDeferralEnabled(false) || autograd.IsDeferralEnabled() {
+		t.Fatal("SetDeferralEnabled(false)")
+	}
+	if v := sum(); v != 1.5*64*128 {
+		t.Fatalf("eager: %v", v)
+	}
+	if autograd.SetDeferralEnabled(true) {
+		t.Fatal("SetDeferralEnabled(true) should return false")
+	}
+}
+
 // Hooks and custom functions on the costly branches of one graph run on the library's
 // worker threads, several at once: Go callbacks from threads Go did not start.
 func TestCallbacksOnWorkerThreads(t *testing.T) {

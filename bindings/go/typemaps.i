@@ -110,13 +110,17 @@ static _gostring_ ago_fail(int status)
                 int ag_set_error ""
 
 %typemap(gotype) int ag_set_grad_enabled, int ag_is_grad_enabled, int ag_set_anomaly_enabled,
-                 int ag_is_anomaly_enabled "bool"
+                 int ag_is_anomaly_enabled, int ag_set_deferral_enabled,
+                 int ag_is_deferral_enabled "bool"
 %typemap(imtype) int ag_set_grad_enabled, int ag_is_grad_enabled, int ag_set_anomaly_enabled,
-                 int ag_is_anomaly_enabled "bool"
+                 int ag_is_anomaly_enabled, int ag_set_deferral_enabled,
+                 int ag_is_deferral_enabled "bool"
 %typemap(out) int ag_set_grad_enabled, int ag_is_grad_enabled, int ag_set_anomaly_enabled,
-              int ag_is_anomaly_enabled %{ $result = $1 != 0; %}
+              int ag_is_anomaly_enabled, int ag_set_deferral_enabled,
+              int ag_is_deferral_enabled %{ $result = $1 != 0; %}
 %typemap(goout) int ag_set_grad_enabled, int ag_is_grad_enabled, int ag_set_anomaly_enabled,
-                int ag_is_anomaly_enabled ""
+                int ag_is_anomaly_enabled, int ag_set_deferral_enabled,
+                int ag_is_deferral_enabled ""
 
 /* int parameters: flags are bools, the others plain ints. */
 %typemap(gotype) int keepdim, int training, int nesterov, int amsgrad, int set_to_none,

@@ -597,6 +597,12 @@ function ag.set_anomaly_enabled(on) return C.ag_set_anomaly_enabled(on and 1 or 
 function ag.is_anomaly_enabled() return C.ag_is_anomaly_enabled() ~= 0 end
 function ag.set_num_threads(n) C.ag_set_num_threads(n) end
 function ag.get_num_threads() return C.ag_get_num_threads() end
+-- Deferred kernels (see ag_set_deferral_enabled in autograd.h): on by default; the setter
+-- returns the previous setting.
+function ag.set_deferral_enabled(on) return C.ag_set_deferral_enabled(on and 1 or 0) ~= 0 end
+function ag.is_deferral_enabled() return C.ag_is_deferral_enabled() ~= 0 end
+-- Runs every queued kernel (values never need it: for timing, and exact memory_in_use).
+function ag.synchronize() C.ag_synchronize() end
 -- The status of the calling thread's last failure, as a name ("AG_ESHAPE"), and its message.
 function ag.last_status() return C.ag_status_name(C.ag_last_status()) end
 function ag.last_error() return C.ag_last_error() end

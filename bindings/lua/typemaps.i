@@ -1081,7 +1081,8 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 /* ...these return values, not statuses. */
 %typemap(out) int ag_version_number, int ag_get_num_threads, int ag_set_grad_enabled,
               int ag_is_grad_enabled, int ag_set_anomaly_enabled, int ag_is_anomaly_enabled,
-              int ag_last_status, int ag_set_error, int ag_manual_seed
+              int ag_last_status, int ag_set_error, int ag_manual_seed,
+              int ag_set_deferral_enabled, int ag_is_deferral_enabled
 %{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
 
 /* Scalars in: integers are checked integers (a float 2.0 is accepted, 2.5 is not); the C

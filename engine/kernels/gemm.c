@@ -198,6 +198,7 @@ typedef struct packed_job {
     int64_t i0, ms, j0, ns, p0, ks; /* the super-block being computed */
     int64_t kc;                     /* k-block */
     int64_t nbp;                    /* B panels packed by this pack pass (0: reuse) */
+    int spare;                      /* Ap and Bp are the caller's spare memory */
     int64_t ntm, ntn;               /* tiles across M and N (see plan_tiles) */
     int64_t mcb;                    /* A panels per block inside a tile (0: the whole tile) */
 } packed_job;
@@ -317,7 +318,7 @@ enum { MC_PANELS = 8, NC_PANELS = 8, MIN_TILES = 8, FUSED_M_MAX = 256, MC_PANELS
 static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int64_t ncp, int64_t k)
 {
     int64_t mr = p->im->mr, nr = p->im->nr;
-    int64_t nt = par_num_threads(), want = nt > MIN_TILES ? nt : MIN_TILES;
+    int64_t nt = par_plan_threads(), want = nt > MIN_TILES ? nt : MIN_TILES;
     for (;;) {
         int64_t tiles = cdiv(npm, mcp) * cdiv(npn, ncp);
         /* Share of the threads' time the last round uses: tiles / (rounds * nt). */
@@ -348,6 +349,40 @@ static void plan_tiles(packed_job *p, int64_t npm, int64_t npn, int64_t mcp, int
     }
     p->ntm = ntm;
     p->ntn = ntn;
+}
+
+/* Allocates the packing buffers (a_bytes, b_bytes; 0: none), or carves them from the caller's
+ * spare memory when that fails (a deferred product reserved it when it was queued, so that it
+ * cannot fail when it runs). Returns -1 if neither is possible. */
+static int take_buffers(const gemm_args *g, packed_job *p, size_t a_bytes, size_t b_bytes)
+{
+    p->Ap = a_bytes ? mem_alloc_aligned(a_bytes, MEM_DATA_ALIGN) : NULL;
+    p->Bp = b_bytes ? mem_alloc_aligned(b_bytes, MEM_DATA_ALIGN) : NULL;
+    if ((!a_bytes || p->Ap) && (!b_bytes || p->Bp)) return 0;
+    mem_free_aligned(p->Ap);
+    mem_free_aligned(p->Bp);
+    p->Ap = p->Bp = NULL;
+    if (!g->spare) return -1;
+    p->spare = 1;
+    p->Ap = a_bytes ? (char *)g->spare : NULL;
+    p->Bp = b_bytes ? (char *)g->spare + ((a_bytes + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1))
+                    : NULL;
+    return 0;
+}
+
+static void drop_buffers(packed_job *p)
+{
+    if (p->spare) return;
+    mem_free_aligned(p->Ap);
+    mem_free_aligned(p->Bp);
+}
+
+size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, size_t es)
+{
+    if (M <= 0 || N <= 0 || K <= 0 || use_direct(M, N, K)) return 0;
+    /* Every branch of run_packed packs at most (M + mr - 1) x K of A and (N + nr - 1) x K of
+     * B (mr <= 14, nr <= 32), M and N perhaps swapped; plus the alignment of B's part. */
+    return (size_t)(M + N + 64) * (size_t)K * es + 2 * MEM_DATA_ALIGN;
 }
 
 static int run_packed(const gemm_impl *im, gemm_args g)
@@ -385,14 +420,13 @@ static int run_packed(const gemm_impl *im, gemm_args g)
          * micro-panel cost ~20%); otherwise each tile packs its own panels, a k-block at a
          * time. */
         p.b_own = !b_in_place;
-        p.Ap = pack_a ? mem_alloc_aligned((size_t)(npm * mr * K) * es, MEM_DATA_ALIGN) : NULL;
-        p.Bp = p.b_own ? mem_alloc_aligned((size_t)(npn * nr * kc) * es, MEM_DATA_ALIGN) : NULL;
-        if ((pack_a && !p.Ap) || (p.b_own && !p.Bp)) goto fail;
+        if (take_buffers(&g, &p, pack_a ? (size_t)(npm * mr * K) * es : 0,
+                         p.b_own ? (size_t)(npn * nr * kc) * es : 0))
+            return -1;
         par_for(pack_a ? npm : 0, cdiv(65536, K * mr), pack_chunk, &p);
         plan_tiles(&p, npm, npn, npm, NC_PANELS, K);
         par_for(p.ntm * p.ntn, 1, tile_chunk, &p);
-        mem_free_aligned(p.Ap);
-        mem_free_aligned(p.Bp);
+        drop_buffers(&p);
         return 0;
     }
 
@@ -401,7 +435,7 @@ static int run_packed(const gemm_impl *im, gemm_args g)
     int64_t ks = kc;
     int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
     int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax); /* columns of a super-block */
-    int64_t nt = par_num_threads(), pn_max = cdiv(ns, nr);
+    int64_t nt = par_plan_threads(), pn_max = cdiv(ns, nr);
     /* (Each thread reads all of A, where the shared pass split it: so only while A's k-block
      * fits in an L2 or each thread has 4 panels or more to reuse it over.) */
     if (!pack_a && nt > 1 && cdiv(pn_max, nt) * nt * 100 <= pn_max * 110 &&
@@ -417,15 +451,14 @@ static int run_packed(const gemm_impl *im, gemm_args g)
         p.b_own = !b_in_place;
         p.mcb = MC_PANELS;
         p.ntm = 1;
-        p.Bp = p.b_own ? mem_alloc_aligned((size_t)(pn_max * nr * kc) * es, MEM_DATA_ALIGN) : NULL;
-        if (p.b_own && !p.Bp) goto fail;
+        if (take_buffers(&g, &p, 0, p.b_own ? (size_t)(pn_max * nr * kc) * es : 0)) return -1;
         for (p.j0 = 0; p.j0 < N; p.j0 += ns) {
             p.ns = min64(ns, N - p.j0);
             int64_t pn = cdiv(p.ns, nr);
             p.ntn = min64(pn, nt * cdiv(pn, nt * 32));
             par_for(p.ntn, 1, tile_chunk, &p);
         }
-        mem_free_aligned(p.Bp);
+        drop_buffers(&p);
         return 0;
     }
     int64_t ms = pack_a ? min64(npm * mr, msmax < mr ? mr : msmax) : M;
@@ -434,9 +467,7 @@ static int run_packed(const gemm_impl *im, gemm_args g)
      * and packing overlaps the other threads' FMAs. Such tiles are a little shorter
      * (MC_PANELS_OWN_A) for balance: TN 1024^3, 2 threads, 262 -> 278 GFLOP/s. */
     p.a_own = pack_a;
-    p.Ap = pack_a ? mem_alloc_aligned((size_t)(ms * ks) * es, MEM_DATA_ALIGN) : NULL;
-    p.Bp = mem_alloc_aligned((size_t)(ns * ks) * es, MEM_DATA_ALIGN);
-    if ((pack_a && !p.Ap) || !p.Bp) goto fail;
+    if (take_buffers(&g, &p, pack_a ? (size_t)(ms * ks) * es : 0, (size_t)(ns * ks) * es)) return -1;
     for (p.j0 = 0; p.j0 < N; p.j0 += ns) {
         p.ns = min64(ns, N - p.j0);
         for (p.p0 = 0; p.p0 < K; p.p0 += ks) {
@@ -454,13 +485,8 @@ static int run_packed(const gemm_impl *im, gemm_args g)
             }
         }
     }
-    mem_free_aligned(p.Ap);
-    mem_free_aligned(p.Bp);
+    drop_buffers(&p);
     return 0;
-fail:
-    mem_free_aligned(p.Ap);
-    mem_free_aligned(p.Bp);
-    return -1;
 }
 
 static int gemm_run(const gemm_impl *im, gemm_args g)
@@ -499,14 +525,28 @@ int gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64
              const float *B, int64_t rsb, int64_t csb, float *C, int64_t rsc, int64_t csc,
              int accumulate)
 {
-    gemm_args g = {M, N, K, A, B, C, rsa, csa, rsb, csb, rsc, csc, accumulate != 0};
-    return gemm_run(pick(0), g);
+    return gemm_f32_spare(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate, NULL);
 }
 
 int gemm_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa, int64_t csa,
              const double *B, int64_t rsb, int64_t csb, double *C, int64_t rsc, int64_t csc,
              int accumulate)
 {
-    gemm_args g = {M, N, K, A, B, C, rsa, csa, rsb, csb, rsc, csc, accumulate != 0};
+    return gemm_f64_spare(M, N, K, A, rsa, csa, B, rsb, csb, C, rsc, csc, accumulate, NULL);
+}
+
+int gemm_f32_spare(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa,
+                   const float *B, int64_t rsb, int64_t csb, float *C, int64_t rsc, int64_t csc,
+                   int accumulate, void *spare)
+{
+    gemm_args g = {M, N, K, A, B, C, rsa, csa, rsb, csb, rsc, csc, accumulate != 0, spare};
+    return gemm_run(pick(0), g);
+}
+
+int gemm_f64_spare(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa, int64_t csa,
+                   const double *B, int64_t rsb, int64_t csb, double *C, int64_t rsc,
+                   int64_t csc, int accumulate, void *spare)
+{
+    gemm_args g = {M, N, K, A, B, C, rsa, csa, rsb, csb, rsc, csc, accumulate != 0, spare};
     return gemm_run(pick(1), g);
 }

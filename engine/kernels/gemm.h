@@ -5,6 +5,7 @@
 #ifndef AG_GEMM_H
 #define AG_GEMM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* C = A·B (accumulate == 0: C is not read, so NaN/garbage in C is overwritten) or
@@ -25,6 +26,18 @@ int gemm_f32(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64
 int gemm_f64(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa, int64_t csa,
              const double *B, int64_t rsb, int64_t csb, double *C, int64_t rsc, int64_t csc,
              int accumulate);
+
+/* The same, given `spare`: NULL, or gemm_spare_bytes(M, N, K, element size) bytes aligned to
+ * 64, which the packing buffers use if they cannot be allocated: then the call cannot fail.
+ * (A deferred product reserves them when it is queued: it has no caller to fail to.) */
+int gemm_f32_spare(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa, int64_t csa,
+                   const float *B, int64_t rsb, int64_t csb, float *C, int64_t rsc, int64_t csc,
+                   int accumulate, void *spare);
+int gemm_f64_spare(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa, int64_t csa,
+                   const double *B, int64_t rsb, int64_t csb, double *C, int64_t rsc,
+                   int64_t csc, int accumulate, void *spare);
+/** Bytes of spare memory a product of these sizes may need (0: it allocates nothing). */
+size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, size_t es);
 
 /* ISA paths; GEMM_ISA_AUTO picks the best the CPU supports. */
 enum { GEMM_ISA_AUTO = 0, GEMM_ISA_GENERIC = 1, GEMM_ISA_AVX2 = 2, GEMM_ISA_AVX512 = 3 };

@@ -15,6 +15,8 @@ typedef struct gemm_args {
     void *C;
     int64_t rsa, csa, rsb, csb, rsc, csc;
     int acc;
+    void *spare; /* NULL, or gemm_spare_bytes of memory for the packing buffers when their
+                    allocation fails */
 } gemm_args;
 
 /* Computes the mr x nr (<= MR x NR) corner of a register tile over kc steps from A's rows

@@ -356,7 +356,7 @@ eng_err reduce_kernel(tensor *vals, tensor *idx, const tensor *x, const bool *ma
          * chunk streams through every reduced row, so narrow chunks read one cache line a
          * row (a 2048 x 2048 column sum in chunks of 16: 8 ms, in chunks of 256: ~2 ms).
          * Chunks never change a result: each output is summed whole, in one order. */
-        int64_t nt = par_num_threads(), want = (M + 4 * nt - 1) / (4 * nt);
+        int64_t nt = par_plan_threads(), want = (M + 4 * nt - 1) / (4 * nt);
         if (want > OUTER_BLOCK) want = OUTER_BLOCK;
         if (grain < want) grain = want;
         if (grain < 16) grain = 16;
@@ -377,7 +377,7 @@ eng_err reduce_kernel(tensor *vals, tensor *idx, const tensor *x, const bool *ma
         memset(tensor_data(vals), 0, (size_t)M * dtype_size((dtype)vals->dtype));
         return E_OK;
     }
-    int nt = par_num_threads();
+    int nt = par_plan_threads();
     bool split = M < 2 * nt && c.nchunks > 1;
     if (split || c.nchunks > 64) {
         c.partials = mem_alloc((size_t)M * (size_t)c.nchunks * part_size(&c));

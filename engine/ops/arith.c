@@ -124,7 +124,7 @@ static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
     eng_err e = binary_dtype(a, b, op, &dt);
     if (e) return e;
     tensor *ins[2] = {a, b};
-    return ew_map(out, dt, dt, ins, 2, bin_loops[op][dt], NULL, PAR_GRAIN_CHEAP);
+    return ew_map(out, dt, dt, ins, 2, bin_loops[op][dt], NULL, 0, PAR_GRAIN_CHEAP);
 }
 
 static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
@@ -146,8 +146,8 @@ static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
     int64_t grain = op == S_POW || op == S_RPOW ? PAR_GRAIN_COSTLY : PAR_GRAIN_CHEAP;
     /* x ** 2 is a unary op in PyTorch; x + 2, 2 - x, 2 / x, 2 ** x take the scalar as an
      * operand (the layout of the result can differ in size-1 dimensions' strides) */
-    if (op == S_POW) return ew_map(out, dt, dt, &a, 1, loop, &param, grain);
-    return ew_map_wrapped(out, dt, dt, a, loop, &param, grain);
+    if (op == S_POW) return ew_map(out, dt, dt, &a, 1, loop, &param, 1, grain);
+    return ew_map_wrapped(out, dt, dt, a, loop, &param, 1, grain);
 }
 
 /* Attributes shared by the scalar forms: the scalar. */
@@ -261,7 +261,7 @@ eng_err op_neg(tensor **out, tensor *a)
         return err_set(E_DTYPE, "Negation, the `-` operator, on a bool tensor is not supported.");
     static const iter_loop loops[3] = {neg_f32, neg_f64, neg_i64};
     tensor *r = NULL;
-    eng_err e = ew_map(&r, (dtype)a->dtype, (dtype)a->dtype, &a, 1, loops[a->dtype], NULL,
+    eng_err e = ew_map(&r, (dtype)a->dtype, (dtype)a->dtype, &a, 1, loops[a->dtype], NULL, 0,
                        PAR_GRAIN_CHEAP);
     if (e) return e;
     record(&NEG_BW, &a, 1, &r, 1, 0, 0, &e);
@@ -397,7 +397,7 @@ static eng_err op_reciprocal(tensor **out, tensor *a)
     if (e) return e;
     static const loop_pair lp = {recip_f32, recip_f64};
     tensor *r = NULL;
-    if ((e = ew_map(&r, dt, dt, &a, 1, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP))) return e;
+    if ((e = ew_map(&r, dt, dt, &a, 1, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP))) return e;
     node *n = record(&RECIP_BW, &a, 1, &r, 1, 1, 0, &e);
     if (!e && n) e = node_save_output(n, 0, r);
     if (e) {

@@ -60,7 +60,7 @@ eng_err op_compare(tensor **out, tensor *a, tensor *b, cmp_kind k)
 {
     dtype dt = promote2(a, b);
     tensor *ins[2] = {a, b};
-    return ew_map(out, DT_BOOL, dt, ins, 2, cmp_loops[k][dt], NULL, PAR_GRAIN_CHEAP);
+    return ew_map(out, DT_BOOL, dt, ins, 2, cmp_loops[k][dt], NULL, 0, PAR_GRAIN_CHEAP);
 }
 
 eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k)
@@ -72,7 +72,7 @@ eng_err op_compare_scalar(tensor **out, tensor *a, double s, cmp_kind k)
     promo_add_tensor(&p, (dtype)a->dtype, a->ndim);
     promo_add_scalar(&p, s);
     dtype dt = promo_result(&p);
-    return ew_map_wrapped(out, DT_BOOL, dt, a, cmps_loops[k][dt], &s, PAR_GRAIN_CHEAP);
+    return ew_map_wrapped(out, DT_BOOL, dt, a, cmps_loops[k][dt], &s, 1, PAR_GRAIN_CHEAP);
 }
 
 /* ---- where ---- */
@@ -273,7 +273,7 @@ static eng_err extremum(tensor **out, tensor *a, tensor *b, const iter_loop *loo
 {
     dtype dt = promote2(a, b);
     tensor *ins[2] = {a, b}, *r = NULL;
-    eng_err e = ew_map(&r, dt, dt, ins, 2, loops[dt], NULL, PAR_GRAIN_CHEAP);
+    eng_err e = ew_map(&r, dt, dt, ins, 2, loops[dt], NULL, 0, PAR_GRAIN_CHEAP);
     if (e) return e;
     if (dtype_is_float(dt)) {
         node *n = record(bw, ins, 2, &r, 1, 2, 0, &e);

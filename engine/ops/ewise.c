@@ -3,6 +3,8 @@
  */
 #include "ewise.h"
 
+#include "../defer.h"
+
 #include <string.h>
 
 eng_err cast_raw(tensor **out, tensor *t, dtype dt)
@@ -92,6 +94,43 @@ static void run(tensor *r, tensor *const *cast, int nin, iter_loop loop, const d
     iter it;
     iter_init(&it, r, (tensor *const *)cast, nin);
     iter_run(&it, loop, (void *)params, grain);
+}
+
+/* A queued elementwise kernel (defer.h): run() later, with a copy of the parameters. */
+typedef struct ew_args {
+    iter_loop loop;
+    int64_t grain;
+    int np;
+    double params[4];
+} ew_args;
+_Static_assert(sizeof(ew_args) <= sizeof(((dtask *)0)->args), "ew_args fits a task");
+
+static void ew_task(dtask *t)
+{
+    const ew_args *a = (const ew_args *)t->args;
+    run(t->out, t->ins, t->nin, a->loop, a->np ? a->params : NULL, a->grain);
+}
+
+/* Queues the kernel that computes r from ins when deferral wants it (true; *e is E_NOMEM if
+ * the task could not be made, r is then the caller's to release). */
+static bool ew_defer(tensor *r, tensor *const *ins, int nin, iter_loop loop, const double *params,
+                     int np, int64_t grain, eng_err *e)
+{
+    /* (costly loops, those with a smaller grain, count as more work per element) */
+    int64_t work = r->numel * (grain > 0 && grain < PAR_GRAIN_CHEAP ? PAR_GRAIN_CHEAP / grain : 1);
+    if (nin > 3 || np > 4 || !defer_wanted(ins, nin, work)) return false;
+    dtask *t = defer_task(r, ins, nin, ew_task, work, 0);
+    if (!t) {
+        *e = err_kind();
+        return true;
+    }
+    ew_args *a = (ew_args *)t->args;
+    a->loop = loop;
+    a->grain = grain;
+    a->np = np;
+    for (int k = 0; k < np; k++) a->params[k] = params[k];
+    defer_submit(t);
+    return true;
 }
 
 /* PyTorch's is_contiguous(memory_format=channels_last), for 4-d tensors. */
@@ -190,7 +229,7 @@ bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, in
 __attribute__((noinline)) static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt,
                                                        tensor *const *ins, int nin,
                                                        iter_loop loop, const double *params,
-                                                       int64_t grain, bool wrapped);
+                                                       int np, int64_t grain, bool wrapped);
 
 /* Operands that are all 0-d and of the loop's dtype: no broadcasting, no conversion, no
  * iterator. Checked before ew_map_layout is entered: that function's frame (shapes, casts,
@@ -204,10 +243,16 @@ static inline bool all_scalar(tensor *const *ins, int nin, dtype idt)
 }
 
 static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int nin,
-                             iter_loop loop, const double *params)
+                             iter_loop loop, const double *params, int np)
 {
     tensor *r = tensor_new_scalar(odt);
     if (!r) return err_kind();
+    eng_err e = E_OK;
+    if (ew_defer(r, ins, nin, loop, params, np, PAR_GRAIN_CHEAP, &e)) {
+        if (e) tensor_release(r);
+        else *out = r;
+        return e;
+    }
     char *d[ITER_MAX_ARGS];
     static const int64_t st[ITER_MAX_ARGS];
     d[0] = tensor_data(r);
@@ -218,21 +263,22 @@ static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int ni
 }
 
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
-               const double *params, int64_t grain)
+               const double *params, int np, int64_t grain)
 {
-    if (all_scalar(ins, nin, idt)) return ew_map_scalar(out, odt, ins, nin, loop, params);
-    return ew_map_layout(out, odt, idt, ins, nin, loop, params, grain, false);
+    if (all_scalar(ins, nin, idt)) return ew_map_scalar(out, odt, ins, nin, loop, params, np);
+    return ew_map_layout(out, odt, idt, ins, nin, loop, params, np, grain, false);
 }
 
 eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop loop,
-                       const double *params, int64_t grain)
+                       const double *params, int np, int64_t grain)
 {
-    if (all_scalar(&a, 1, idt)) return ew_map_scalar(out, odt, &a, 1, loop, params);
-    return ew_map_layout(out, odt, idt, &a, 1, loop, params, grain, true);
+    if (all_scalar(&a, 1, idt)) return ew_map_scalar(out, odt, &a, 1, loop, params, np);
+    return ew_map_layout(out, odt, idt, &a, 1, loop, params, np, grain, true);
 }
 
 static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin,
-                             iter_loop loop, const double *params, int64_t grain, bool wrapped)
+                             iter_loop loop, const double *params, int np, int64_t grain,
+                             bool wrapped)
 {
     int64_t shape[MAX_DIMS];
     int nd = ins[0]->ndim;
@@ -248,8 +294,13 @@ static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *
     int64_t st[MAX_DIMS];
     tensor *r = tensor_new_strided(odt, shape, nd,
                                    ew_layout(st, shape, nd, ins, nin, wrapped) ? NULL : st);
+    bool converted = false;
+    for (int k = 0; k < nin; k++) converted |= cast[k] != ins[k];
     if (!r) {
         e = err_kind();
+    } else if (!converted && ew_defer(r, cast, nin, loop, params, np, grain, &e)) {
+        if (e) tensor_release(r);
+        else *out = r;
     } else {
         run(r, cast, nin, loop, params, grain);
         *out = r;

@@ -26,16 +26,18 @@ static inline int64_t i64_neg(int64_t a) { return (int64_t)(0 - (uint64_t)a); }
 eng_err cast_raw(tensor **out, tensor *t, dtype dt);
 
 /** A new tensor of dtype odt, shaped as the broadcast of ins[0..nin), computed by `loop` over
- *  the inputs converted to idt. params (may be NULL) reach the loop as P. Laid out as
- *  PyTorch lays out a TensorIterator's result: contiguous for contiguous operands, else
- *  following the operands' layout (permuted inputs give a permuted result). */
+ *  the inputs converted to idt. params[0..np) (np <= 4; params may be NULL when np is 0)
+ *  reach the loop as P. Laid out as PyTorch lays out a TensorIterator's result: contiguous
+ *  for contiguous operands, else following the operands' layout (permuted inputs give a
+ *  permuted result). The kernel may be deferred (defer.h): it then runs, with a copy of
+ *  the parameters, when the result or an operand is next accessed. */
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
-               const double *params, int64_t grain);
+               const double *params, int np, int64_t grain);
 /** ew_map of `a` and a scalar in params, laid out as PyTorch lays out a + 2 (the scalar is an
  *  operand of another shape there: no fast layout path, which matters for the strides of
  *  size-1 dimensions only). */
 eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop loop,
-                       const double *params, int64_t grain);
+                       const double *params, int np, int64_t grain);
 
 /** The strides PyTorch's TensorIterator gives a result of `shape` computed from ins[0..nin)
  *  (`wrapped`: with a scalar operand besides them, as in x + 2). Returns true for the

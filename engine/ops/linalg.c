@@ -5,12 +5,13 @@
  */
 #include <string.h>
 
+#include "../defer.h"
 #include "../kernels/gemm.h"
 #include "ewise.h"
 
 /* ---- raw products (no autograd) ---- */
-static eng_err gemm(tensor *c, const tensor *a, const tensor *b, int64_t off_a, int64_t off_b,
-                    int64_t off_c, int accumulate)
+static eng_err gemm_spare(tensor *c, const tensor *a, const tensor *b, int64_t off_a,
+                          int64_t off_b, int64_t off_c, int accumulate, void *spare)
 {
     /* a: [M, K] and b: [K, N] given by their last two dims' strides (elements). */
     int64_t M = a->shape[a->ndim - 2], K = a->shape[a->ndim - 1], N = b->shape[b->ndim - 1];
@@ -19,14 +20,20 @@ static eng_err gemm(tensor *c, const tensor *a, const tensor *b, int64_t off_a, 
     int64_t rsc = c->strides[c->ndim - 2], csc = c->strides[c->ndim - 1];
     int rc;
     if (a->dtype == DT_F32)
-        rc = gemm_f32(M, N, K, (const float *)tensor_data(a) + off_a, rsa, csa,
-                      (const float *)tensor_data(b) + off_b, rsb, csb, (float *)tensor_data(c) + off_c,
-                      rsc, csc, accumulate);
+        rc = gemm_f32_spare(M, N, K, (const float *)tensor_data(a) + off_a, rsa, csa,
+                            (const float *)tensor_data(b) + off_b, rsb, csb,
+                            (float *)tensor_data(c) + off_c, rsc, csc, accumulate, spare);
     else
-        rc = gemm_f64(M, N, K, (const double *)tensor_data(a) + off_a, rsa, csa,
-                      (const double *)tensor_data(b) + off_b, rsb, csb,
-                      (double *)tensor_data(c) + off_c, rsc, csc, accumulate);
+        rc = gemm_f64_spare(M, N, K, (const double *)tensor_data(a) + off_a, rsa, csa,
+                            (const double *)tensor_data(b) + off_b, rsb, csb,
+                            (double *)tensor_data(c) + off_c, rsc, csc, accumulate, spare);
     return rc ? err_nomem() : E_OK;
+}
+
+static eng_err gemm(tensor *c, const tensor *a, const tensor *b, int64_t off_a, int64_t off_b,
+                    int64_t off_c, int accumulate)
+{
+    return gemm_spare(c, a, b, off_a, off_b, off_c, accumulate, NULL);
 }
 
 static eng_err same_float(const tensor *a, const tensor *b)
@@ -81,11 +88,29 @@ static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, t
 }
 
 /* ---- mm ---- */
+/* A queued product (defer.h): its packing buffers fall back on the memory reserved with it,
+ * so it cannot fail. */
+static void mm_task(dtask *t) { (void)gemm_spare(t->out, t->ins[0], t->ins[1], 0, 0, 0, 0, t->reserve); }
+
 static eng_err mm_raw(tensor **out, tensor *a, tensor *b)
 {
     int64_t shape[2] = {a->shape[0], b->shape[1]};
     tensor *r = tensor_new((dtype)a->dtype, shape, 2);
     if (!r) return err_kind();
+    int64_t M = shape[0], N = shape[1], K = a->shape[1];
+    tensor *ins[2] = {a, b};
+    int64_t work = M * N * (K / 8 + 1);
+    if (defer_wanted(ins, 2, work)) {
+        dtask *t = defer_task(r, ins, 2, mm_task, work,
+                              gemm_spare_bytes(M, N, K, dtype_size((dtype)a->dtype)));
+        if (!t) {
+            tensor_release(r);
+            return err_kind();
+        }
+        defer_submit(t);
+        *out = r;
+        return E_OK;
+    }
     eng_err e = gemm(r, a, b, 0, 0, 0, 0);
     if (e) {
         tensor_release(r);

@@ -595,7 +595,7 @@ static eng_err zero_ignored(tensor **out, tensor *s, const nll_plan *p)
     }
     static const loop_pair lp = {keep_f32, keep_f64};
     tensor *ins[2] = {s, keep};
-    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP);
+    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
     if (!e) {
         node *n = record(&KEEP_BW, &s, 1, &r, 1, 1, 0, &e);
         if (!e && n) node_save(n, 0, keep);
@@ -868,7 +868,7 @@ eng_err op_mse_loss(tensor **out, tensor *input, tensor *target, int reduction)
         return err_set(E_DTYPE, "\"mse_cpu\" not implemented for '%s'", torch_scalar_name(dt));
     static const loop_pair lp = {sqdiff_f32, sqdiff_f64};
     tensor *ins[2] = {input, target}, *sq = NULL, *r = NULL;
-    eng_err e = ew_map(&sq, dt, dt, ins, 2, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP);
+    eng_err e = ew_map(&sq, dt, dt, ins, 2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
     if (e) return e;
     int64_t numel = sq->numel;
     if ((e = reduce_loss(&r, sq, reduction))) return e;

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../defer.h"
 #include "../kernels/reduce.h"
 #include "ewise.h"
 #include "reduce_common.h"
@@ -67,20 +68,68 @@ eng_err reduce_expand_grad(tensor **out, tensor *g, const reduce_plan *p)
     return e;
 }
 
-/* The raw sum (no autograd) of a over the plan's dims (see reduce_common.h). */
-eng_err sum_raw(tensor **out, tensor *a, const reduce_plan *p)
+/* A mean from its sum, in place (s is private). Empty reductions give NaN, as PyTorch. */
+static void mean_divide(tensor *s, int64_t count)
+{
+    double inv_count = count ? 1.0 / (double)count : NAN;
+    int64_t n = s->numel;
+    if (s->dtype == DT_F32) {
+        float *d = tensor_data(s);
+        for (int64_t i = 0; i < n; i++) d[i] = count ? d[i] / (float)count : NAN;
+    } else {
+        double *d = tensor_data(s);
+        for (int64_t i = 0; i < n; i++) d[i] = count ? d[i] / (double)count : inv_count;
+    }
+}
+
+/* A queued sum or mean (defer.h): only over at most REDUCE_CHUNK elements, where the kernel
+ * needs no partial sums and so allocates nothing. */
+typedef struct sum_args {
+    bool mask[MAX_DIMS];
+    int64_t count;
+    bool mean;
+} sum_args;
+_Static_assert(sizeof(sum_args) <= sizeof(((dtask *)0)->args), "sum_args fits a task");
+
+static void sum_task(dtask *t)
+{
+    const sum_args *a = (const sum_args *)t->args;
+    (void)reduce_kernel(t->out, NULL, t->ins[0], a->mask, RK_SUM);
+    if (a->mean) mean_divide(t->out, a->count);
+}
+
+/* The sum (mean: divided by the count) of a over the plan's dims, no autograd. */
+static eng_err sum_or_mean(tensor **out, tensor *a, const reduce_plan *p, bool mean)
 {
     dtype dt = dtype_is_float((dtype)a->dtype) ? (dtype)a->dtype : DT_I64;
     tensor *r = tensor_new(dt, p->out_shape, p->out_ndim);
     if (!r) return err_kind();
+    if (a->numel <= REDUCE_CHUNK && defer_wanted(&a, 1, a->numel)) {
+        dtask *t = defer_task(r, &a, 1, sum_task, a->numel, 0);
+        if (!t) {
+            tensor_release(r);
+            return err_kind();
+        }
+        sum_args *sa = (sum_args *)t->args;
+        memcpy(sa->mask, p->mask, sizeof sa->mask);
+        sa->count = p->count;
+        sa->mean = mean;
+        defer_submit(t);
+        *out = r;
+        return E_OK;
+    }
     eng_err e = reduce_kernel(r, NULL, a, p->mask, RK_SUM);
     if (e) {
         tensor_release(r);
         return e;
     }
+    if (mean) mean_divide(r, p->count);
     *out = r;
     return E_OK;
 }
+
+/* The raw sum (no autograd) of a over the plan's dims (see reduce_common.h). */
+eng_err sum_raw(tensor **out, tensor *a, const reduce_plan *p) { return sum_or_mean(out, a, p, false); }
 
 /* ---- sum ---- */
 static eng_err sum_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
@@ -152,17 +201,7 @@ static eng_err mean_op(tensor **out, tensor *a, const int64_t *dims, int ndims, 
     eng_err e = reduce_dims_prepare(a, dims, ndims, keepdim, &p);
     if (e) return e;
     tensor *s = NULL;
-    if ((e = sum_raw(&s, a, &p))) return e;
-    /* Divide in place: s is private. Empty reductions give NaN, as PyTorch. */
-    double inv_count = p.count ? 1.0 / (double)p.count : NAN;
-    int64_t n = s->numel;
-    if (s->dtype == DT_F32) {
-        float *d = tensor_data(s);
-        for (int64_t i = 0; i < n; i++) d[i] = p.count ? d[i] / (float)p.count : NAN;
-    } else {
-        double *d = tensor_data(s);
-        for (int64_t i = 0; i < n; i++) d[i] = p.count ? d[i] / (double)p.count : inv_count;
-    }
+    if ((e = sum_or_mean(&s, a, &p, true))) return e;
     bool save_self = bw == &MEAN1_BW;
     node *nd = record(bw, &a, 1, &s, 1, save_self, sizeof p, &e);
     if (e) {

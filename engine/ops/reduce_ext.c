@@ -306,14 +306,14 @@ static eng_err var_raw(tensor **out, tensor *a, const reduce_plan *p, int64_t co
         t[3] = t[0];
         e = ew_map_into(t[3], DT_F64, ins, 2, rx_sqdev_f64, NULL, PAR_GRAIN_CHEAP);
     } else {
-        e = ew_map(&t[3], DT_F64, DT_F64, ins, 2, rx_sqdev_f64, NULL, PAR_GRAIN_CHEAP);
+        e = ew_map(&t[3], DT_F64, DT_F64, ins, 2, rx_sqdev_f64, NULL, 0, PAR_GRAIN_CHEAP);
     }
     if (e || (e = sum_raw(&t[4], t[3], p))) goto done;
     double dof = (double)p->count - (double)correction; /* (in double: any correction) */
     if (dof < 0) dof = 0;
     iter_loop loop = a->dtype == DT_F32 ? (take_sqrt ? rx_std_f32 : rx_var_f32)
                                         : (take_sqrt ? rx_std_f64 : rx_var_f64);
-    e = ew_map(out, (dtype)a->dtype, DT_F64, &t[4], 1, loop, &dof, PAR_GRAIN_CHEAP);
+    e = ew_map(out, (dtype)a->dtype, DT_F64, &t[4], 1, loop, &dof, 1, PAR_GRAIN_CHEAP);
 done:
     release_all(t, 5);
     return e;
@@ -420,10 +420,10 @@ static eng_err logsumexp_raw(tensor **out, tensor *a, const reduce_plan *p)
                            la = {rx_logadd_f32, rx_logadd_f64};
     if (!e && !(e = keep_dims(&t[1], t[0], p))) {
         tensor *ins[2] = {a, t[1]};
-        if (!(e = ew_map(&t[2], dt, dt, ins, 2, pick(&es, dt), NULL, PAR_GRAIN_COSTLY)) &&
+        if (!(e = ew_map(&t[2], dt, dt, ins, 2, pick(&es, dt), NULL, 0, PAR_GRAIN_COSTLY)) &&
             !(e = sum_raw(&t[3], t[2], p))) {
             tensor *fin[2] = {t[3], t[0]};
-            e = ew_map(out, dt, dt, fin, 2, pick(&la, dt), NULL, PAR_GRAIN_COSTLY);
+            e = ew_map(out, dt, dt, fin, 2, pick(&la, dt), NULL, 0, PAR_GRAIN_COSTLY);
         }
     }
     release_all(t, 4);
@@ -483,7 +483,7 @@ static eng_err norm_raw(tensor **out, tensor *a, double ord, const reduce_plan *
     const loop_pair *fin = ord == 2 ? &sr : ord == 0 || ord == 1 || inf ? NULL : &rt;
     if (p->count == 0) fin = NULL; /* the norm of nothing is 0, whatever p */
     tensor *m = NULL, *s = NULL;
-    eng_err e = ew_map(&m, dt, dt, &a, 1, pick(map, dt), &ord,
+    eng_err e = ew_map(&m, dt, dt, &a, 1, pick(map, dt), &ord, 1,
                        map == &pa ? PAR_GRAIN_COSTLY : PAR_GRAIN_CHEAP);
     if (e) return e;
     if (!inf || p->count == 0) {
@@ -494,7 +494,7 @@ static eng_err norm_raw(tensor **out, tensor *a, double ord, const reduce_plan *
     }
     tensor_release(m);
     if (!e && fin) {
-        e = ew_map(out, dt, dt, &s, 1, pick(fin, dt), &ord, PAR_GRAIN_COSTLY);
+        e = ew_map(out, dt, dt, &s, 1, pick(fin, dt), &ord, 1, PAR_GRAIN_COSTLY);
         tensor_release(s);
     } else if (!e) {
         *out = s;

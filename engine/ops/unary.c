@@ -139,7 +139,7 @@ static eng_err unary_apply(tensor **out, tensor *a, const ufunc *f, const double
     if (!f->loops[dt])
         return err_set(E_DTYPE, "%s is not implemented for %s tensors", f->name, dtype_name(dt));
     tensor *r = NULL;
-    eng_err e = ew_map(&r, dt, dt, &a, 1, f->loops[dt], params, f->grain);
+    eng_err e = ew_map(&r, dt, dt, &a, 1, f->loops[dt], params, params ? 4 : 0, f->grain);
     if (e) return e;
     if (dtype_is_float(dt)) {
         node *n = record(&f->bw, &a, 1, &r, 1, f->save != SAVE_NONE, sizeof(uattr), &e);
@@ -171,7 +171,7 @@ static eng_err fused(tensor **gout, tensor *a, tensor *b, iter_loop f32, iter_lo
     const loop_pair lp = {f32, f64};
     dtype dt = (dtype)b->dtype;
     tensor *ins[2] = {a, b};
-    return ew_map(gout, dt, dt, ins, 2, pick(&lp, dt), NULL, PAR_GRAIN_CHEAP);
+    return ew_map(gout, dt, dt, ins, 2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
 }
 
 /* ---- backward formulas (PyTorch's derivatives.yaml), written with ops ---- */
@@ -437,7 +437,7 @@ static eng_err softplus_bw_op(tensor **out, tensor *g, tensor *x, const double *
     static const loop_pair lp = {softplus_bw_f32, softplus_bw_f64};
     dtype dt = (dtype)x->dtype;
     tensor *ins[2] = {g, x}, *r = NULL;
-    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), p, PAR_GRAIN_COSTLY);
+    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(&lp, dt), p, 2, PAR_GRAIN_COSTLY);
     return e ? e : record_grad_op(out, r, &SOFTPLUS_BWBW, g, x, p, 2 * sizeof(double));
 }
 
@@ -517,7 +517,7 @@ static eng_err gelu_bw_op(tensor **out, tensor *g, tensor *x, bool approx)
                                                                         gelu_tanh_bw_f64};
     dtype dt = (dtype)x->dtype;
     tensor *ins[2] = {g, x}, *r = NULL;
-    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(approx ? &tanhf : &exact, dt), NULL,
+    eng_err e = ew_map(&r, dt, dt, ins, 2, pick(approx ? &tanhf : &exact, dt), NULL, 0,
                        PAR_GRAIN_COSTLY);
     return e ? e : record_grad_op(out, r, &GELU_BWBW, g, x, &approx, sizeof approx);
 }

@@ -62,4 +62,17 @@ local r1, r2 = ag.no_grad(function(a, b) return a + 1, b end, 1, "x")
 H.eq(r1, 2)
 H.eq(r2, "x")
 
+-- Deferred kernels (a process-wide setting beside the per-thread modes): a big op's result
+-- reads the same with the setting on or off; the setter returns the previous setting.
+ag.set_num_threads(2)
+H.eq(ag.is_deferral_enabled(), true, "deferral on by default")
+local big = ag.full({64, 128}, 0.5) + 1
+ag.synchronize()
+H.eq(big:sum():item(), 1.5 * 64 * 128, "a queued result reads as computed")
+H.eq(ag.set_deferral_enabled(false), true)
+H.eq(ag.is_deferral_enabled(), false)
+H.eq((ag.full({64, 128}, 0.5) + 1):sum():item(), 1.5 * 64 * 128, "the same without deferral")
+H.eq(ag.set_deferral_enabled(true), false)
+ag.set_num_threads(0)
+
 H.done("no_grad")

@@ -1,0 +1,74 @@
+/*
+ * defer.h: deferred kernels, the forward pass's inter-op parallelism. An op called from a
+ * program's own thread may queue its kernel instead of running it, and return its result at
+ * once; queued kernels run when some value they produce or read is needed, independent ones
+ * at the same time on the thread team. Nothing else changes: every access to a tensor's
+ * elements goes through tensor_data, which first runs what is queued on that storage, so a
+ * program sees exactly the values, errors and gradients of eager execution.
+ */
+#ifndef AG_DEFER_H
+#define AG_DEFER_H
+
+#include <stdalign.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tensor.h"
+
+struct dtask;
+typedef void (*dtask_run)(struct dtask *t);
+
+/** A queued kernel: it writes `out` (a fresh tensor) from ins[0..nin) and nothing else, and
+ *  cannot fail (what it may need to allocate is reserved when it is queued). The task holds a
+ *  reference to each. */
+typedef struct dtask {
+    struct dtask *next;
+    dtask_run run;
+    tensor *out;
+    tensor *ins[3];
+    int nin;
+    int16_t parent;   /* queue position of the task that writes its first queued input (-1:
+                         none): a task runs on its parent's thread */
+    int64_t work;     /* a rough cost (elements, multiply-adds / 8): only balances threads */
+    void *reserve;    /* memory the kernel may use if its own allocation fails (freed after) */
+    alignas(16) unsigned char args[64]; /* the kernel's own parameters */
+} dtask;
+
+/* storage.pend: a queued task writes the storage (and has not run yet), it sits in the
+ * queue rather than in a batch now running, and how many queued or running tasks read it. */
+#define PEND_WRITER 0x80000000u
+#define PEND_QUEUED 0x40000000u
+#define PEND_READERS 0x3fffffffu
+
+/* Below this much work an op is queued only if an input is still pending (a scalar graph's
+ * ops never are): queueing costs about what a small kernel does. */
+#define DEFER_MIN_WORK 4096
+
+/** Whether an op of this much work on these inputs should queue its kernel: deferral on
+ *  (ag_set_deferral), more than one thread, a caller that is neither inside a parallel
+ *  region nor in a backward pass, and an input still pending or work >= DEFER_MIN_WORK. */
+bool defer_wanted(tensor *const *ins, int nin, int64_t work);
+/** A task for a kernel that writes `out` from ins (each retained by the task) with `reserve`
+ *  bytes of fallback memory; NULL (E_NOMEM set, nothing retained) on failure. The caller
+ *  fills args and submits it. */
+dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64_t work,
+                  size_t reserve);
+/** Queues t (never fails; may first run what is queued when the queue is full). */
+void defer_submit(dtask *t);
+/** Runs every queued kernel; returns when they, and any running when it was called, are done. */
+void defer_flush(void);
+/** defer_flush if anything is queued (a relaxed check: enough before a backward pass, whose
+ *  reads wait for anything else through tensor_data). */
+void defer_flush_queued(void);
+/** Stops (true) or resumes deferral on the calling thread; returns the previous setting.
+ *  Backward passes run with it stopped. */
+bool defer_suspend(bool on);
+/** Whether the calling thread is running a queued kernel (or a chunk of one): its storages
+ *  are then ready. par_for carries it into the threads that run the chunks. */
+bool defer_in_task(void);
+void defer_set_in_task(bool on);
+/** Process-wide switch (ag_set_deferral); on by default. */
+void defer_enable(bool on);
+bool defer_enabled(void);
+
+#endif

@@ -1,0 +1,392 @@
+/*
+ * test_defer.c: deferred kernels (engine/defer.c) change nothing a program can see but the
+ * time: big ops queue their kernels and small ones on queued operands follow, while a scalar
+ * op, one thread or deferral turned off compute at once; values and gradients of a multi-head
+ * graph are bitwise those of eager execution at 2 and 3 threads; reads, in-place changes of
+ * an operand or of a result, reads from another thread and backward all run the queue first;
+ * results released before their kernel ran are freed when it has; the queue runs by itself
+ * before it holds much memory; two threads queue at once; and a queued product whose packing
+ * buffers cannot be allocated when it runs uses the memory reserved with it (an allocation
+ * failure when it is queued is an AG_ENOMEM that leaks nothing).
+ * White-box: it reads whether a result's storage is still pending.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd.h"
+#include "defer.h"
+#include "tensor.h"
+
+static int failures;
+
+#define CHECK(cond)                                                                        \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);       \
+            failures++;                                                                    \
+        }                                                                                  \
+    } while (0)
+
+#define OK(call)                                                                           \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_ != AG_OK) {                                                                \
+            fprintf(stderr, "%s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #call,      \
+                    ag_status_name(rc_), ag_last_error());                                 \
+            failures++;                                                                    \
+        }                                                                                  \
+    } while (0)
+
+/* Whether a kernel that writes t's storage is still queued or running. */
+static bool pending(const ag_tensor *h)
+{
+    const tensor *t = (const tensor *)h;
+    return (atomic_load(&t->st->pend) & PEND_WRITER) != 0;
+}
+
+static ag_tensor *randn(ag_generator *g, int64_t r, int64_t c, bool grad)
+{
+    int64_t shape[2] = {r, c};
+    ag_tensor *t;
+    OK(ag_randn(&t, g, AG_FLOAT32, shape, 2));
+    if (grad) OK(ag_tensor_set_requires_grad(t, 1));
+    return t;
+}
+
+static float *values(const ag_tensor *t, int64_t *n)
+{
+    OK(ag_tensor_numel(n, t));
+    float *v = malloc((size_t)*n * sizeof *v + 1);
+    OK(ag_tensor_copy_data(v, (size_t)*n * sizeof *v, t));
+    return v;
+}
+
+/* Big ops queue, small ones on queued operands follow them, scalar ops and reads do not. */
+static void what_queues(void)
+{
+    ag_generator *g;
+    OK(ag_generator_new(&g, 1));
+    ag_tensor *x = randn(g, 128, 128, false), *y, *z, *s, *a, *b, *c;
+    OK(ag_mul_scalar(&y, x, 2.0));
+    CHECK(pending(y));
+    OK(ag_sum(&s, y)); /* 16384 elements: queued behind y */
+    CHECK(pending(s));
+    OK(ag_mul_scalar(&z, s, 0.5)); /* a 0-d op on a queued operand: queued too */
+    CHECK(pending(z));
+    int64_t n;
+    float *xv = values(x, &n), *yv = values(y, &n);
+    CHECK(!pending(y) && !pending(s) && !pending(z));
+    bool same = true;
+    for (int64_t i = 0; i < n; i++) same &= yv[i] == 2 * xv[i];
+    CHECK(same);
+    double zs, ss;
+    OK(ag_tensor_item(&zs, z));
+    OK(ag_tensor_item(&ss, s));
+    CHECK(zs == (double)(float)(ss * 0.5));
+    /* 0-d operands that are ready: computed at once */
+    OK(ag_tensor_scalar(&a, 3.0, AG_FLOAT32));
+    OK(ag_mul(&b, a, a));
+    CHECK(!pending(b));
+    /* one thread, or deferral off: computed at once */
+    OK(ag_set_num_threads(1));
+    OK(ag_mul_scalar(&c, x, 3.0));
+    CHECK(!pending(c));
+    ag_tensor_release(c);
+    OK(ag_set_num_threads(2));
+    CHECK(ag_set_deferral_enabled(0) == 1 && !ag_is_deferral_enabled());
+    OK(ag_mul_scalar(&c, x, 3.0));
+    CHECK(!pending(c));
+    ag_tensor_release(c);
+    CHECK(ag_set_deferral_enabled(1) == 0 && ag_is_deferral_enabled());
+    free(xv);
+    free(yv);
+    ag_tensor *all[] = {x, y, z, s, a, b};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) ag_tensor_release(all[i]);
+    ag_generator_release(g);
+}
+
+/* A multi-head graph (wide's shape, smaller): loss and gradients, as float arrays. */
+#define HEADS 6
+typedef struct run {
+    float loss;
+    float *grad[2 * HEADS];
+    int64_t n[2 * HEADS];
+    bool queued; /* some intermediate was still pending before backward */
+} run;
+
+static run multi_head(int threads, bool defer)
+{
+    OK(ag_set_num_threads(threads));
+    ag_set_deferral_enabled(defer);
+    ag_generator *g;
+    OK(ag_generator_new(&g, 7));
+    ag_tensor *x = randn(g, 64, 96, false), *t = randn(g, 64, 1, false), *w[2 * HEADS];
+    for (int k = 0; k < HEADS; k++) {
+        w[2 * k] = randn(g, 80, 96, true);
+        w[2 * k + 1] = randn(g, 1, 80, true);
+    }
+    run r = {0};
+    ag_tensor *loss = NULL;
+    for (int k = 0; k < HEADS; k++) {
+        ag_tensor *v[9];
+        OK(ag_mul_scalar(&v[0], x, 0.05));
+        OK(ag_t(&v[1], w[2 * k]));
+        OK(ag_matmul(&v[2], v[0], v[1]));
+        OK(ag_tanh(&v[3], v[2]));
+        OK(ag_t(&v[4], w[2 * k + 1]));
+        OK(ag_matmul(&v[5], v[3], v[4]));
+        OK(ag_sub(&v[6], v[5], t));
+        OK(ag_pow_scalar(&v[7], v[6], 2.0));
+        OK(ag_mean(&v[8], v[7]));
+        r.queued |= pending(v[3]);
+        for (int i = 0; i < 8; i++) ag_tensor_release(v[i]);
+        if (loss) {
+            ag_tensor *sum;
+            OK(ag_add(&sum, loss, v[8]));
+            ag_tensor_release(loss);
+            ag_tensor_release(v[8]);
+            loss = sum;
+        } else {
+            loss = v[8];
+        }
+    }
+    OK(ag_backward(loss, NULL, 0));
+    double l;
+    OK(ag_tensor_item(&l, loss));
+    r.loss = (float)l;
+    for (int k = 0; k < 2 * HEADS; k++) {
+        ag_tensor *gr;
+        OK(ag_tensor_grad(&gr, w[k]));
+        r.grad[k] = values(gr, &r.n[k]);
+        ag_tensor_release(gr);
+        ag_tensor_release(w[k]);
+    }
+    ag_tensor_release(loss);
+    ag_tensor_release(x);
+    ag_tensor_release(t);
+    ag_generator_release(g);
+    ag_set_deferral_enabled(1);
+    OK(ag_set_num_threads(2));
+    return r;
+}
+
+static void free_run(run *r)
+{
+    for (int k = 0; k < 2 * HEADS; k++) free(r->grad[k]);
+}
+
+static void same_as_eager(void)
+{
+    run eager = multi_head(1, false);
+    int threads[] = {2, 3};
+    for (int i = 0; i < 2; i++) {
+        run d = multi_head(threads[i], true);
+        CHECK(d.queued);
+        CHECK(memcmp(&d.loss, &eager.loss, sizeof d.loss) == 0);
+        for (int k = 0; k < 2 * HEADS; k++)
+            CHECK(d.n[k] == eager.n[k] &&
+                  memcmp(d.grad[k], eager.grad[k], (size_t)d.n[k] * sizeof(float)) == 0);
+        free_run(&d);
+    }
+    free_run(&eager);
+}
+
+/* Writing a queued kernel's operand in place waits for it; so does writing its result. */
+static void in_place(void)
+{
+    ag_generator *g;
+    OK(ag_generator_new(&g, 2));
+    ag_tensor *x = randn(g, 100, 100, false), *y;
+    int64_t n;
+    float *x0 = values(x, &n);
+    OK(ag_mul_scalar(&y, x, 2.0));
+    CHECK(pending(y));
+    OK(ag_add_scalar_(x, 1.0)); /* y must still be 2 x0 */
+    OK(ag_mul_scalar_(y, 3.0)); /* 6 x0, with version 1 */
+    float *yv = values(y, &n), *xv = values(x, &n);
+    bool ok = true;
+    for (int64_t i = 0; i < n; i++) ok &= yv[i] == (x0[i] * 2) * 3 && xv[i] == x0[i] + 1;
+    CHECK(ok);
+    int64_t vy = -1, vx = -1;
+    OK(ag_tensor_version(&vy, y));
+    OK(ag_tensor_version(&vx, x));
+    CHECK(vy == 1 && vx == 1);
+    free(x0);
+    free(xv);
+    free(yv);
+    ag_tensor_release(x);
+    ag_tensor_release(y);
+    ag_generator_release(g);
+}
+
+/* Another thread reads a result this one queued. */
+typedef struct reader {
+    ag_tensor *y;
+    double sum;
+} reader;
+
+static void *read_sum(void *p)
+{
+    reader *r = p;
+    int64_t n;
+    float *v = values(r->y, &n);
+    for (int64_t i = 0; i < n; i++) r->sum += v[i];
+    free(v);
+    return NULL;
+}
+
+static void other_thread(void)
+{
+    int64_t shape[2] = {64, 256};
+    ag_tensor *x, *y;
+    OK(ag_full(&x, AG_FLOAT32, shape, 2, 0.5));
+    OK(ag_add_scalar(&y, x, 1.0));
+    CHECK(pending(y));
+    reader r = {y, 0};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, read_sum, &r) == 0);
+    pthread_join(th, NULL);
+    CHECK(r.sum == 1.5 * 64 * 256);
+    ag_tensor_release(x);
+    ag_tensor_release(y);
+}
+
+/* Results dropped before their kernels ran are freed once they have; the queue runs by
+ * itself before it holds much (16 MiB of results). */
+static void memory(void)
+{
+    OK(ag_synchronize());
+    uint64_t base = ag_memory_in_use(), peak = base;
+    int64_t shape[2] = {512, 1024}; /* 2 MiB */
+    ag_tensor *x;
+    OK(ag_zeros(&x, AG_FLOAT32, shape, 2));
+    for (int i = 0; i < 100; i++) {
+        ag_tensor *y;
+        OK(ag_add_scalar(&y, x, (double)i));
+        ag_tensor_release(y);
+        uint64_t now = ag_memory_in_use();
+        if (now > peak) peak = now;
+    }
+    CHECK(peak - base < ((uint64_t)40 << 20));
+    ag_tensor_release(x);
+    OK(ag_synchronize());
+    CHECK(ag_memory_in_use() == base);
+}
+
+/* Two threads queue and read at once (TSan's view of the queue and the storages' counts). */
+static void *queue_and_read(void *p)
+{
+    int seed = *(int *)p;
+    ag_generator *g;
+    OK(ag_generator_new(&g, (uint64_t)seed));
+    for (int it = 0; it < 20; it++) {
+        ag_tensor *a = randn(g, 64, 64, false), *b, *c, *s;
+        OK(ag_matmul(&b, a, a));
+        OK(ag_tanh(&c, b));
+        OK(ag_sum(&s, c));
+        double got, want = 0;
+        OK(ag_tensor_item(&got, s));
+        int64_t n;
+        float *cv = values(c, &n);
+        for (int64_t i = 0; i < n; i++) want += cv[i];
+        CHECK(fabs(got - want) <= 1e-3 * (1 + fabs(want)));
+        free(cv);
+        ag_tensor_release(a);
+        ag_tensor_release(b);
+        ag_tensor_release(c);
+        ag_tensor_release(s);
+    }
+    ag_generator_release(g);
+    return NULL;
+}
+
+static void two_threads(void)
+{
+    pthread_t th[2];
+    int seeds[2] = {11, 12};
+    for (int i = 0; i < 2; i++) CHECK(pthread_create(&th[i], NULL, queue_and_read, &seeds[i]) == 0);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+}
+
+/* An allocator over malloc that can refuse blocks of 64 KiB and more. */
+static atomic_bool refuse_big;
+static atomic_long live_blocks;
+
+static void *picky_alloc(size_t n, void *ud)
+{
+    (void)ud;
+    if (n >= (64u << 10) && atomic_load(&refuse_big)) return NULL;
+    void *p = malloc(n);
+    if (p) atomic_fetch_add(&live_blocks, 1);
+    return p;
+}
+
+static void picky_free(void *p, void *ud)
+{
+    (void)ud;
+    if (p) {
+        atomic_fetch_sub(&live_blocks, 1);
+        free(p);
+    }
+}
+
+static void product_cannot_fail(void)
+{
+    static const ag_allocator picky = {picky_alloc, picky_free, NULL};
+    OK(ag_set_allocator(&picky));
+    ag_generator *g;
+    OK(ag_generator_new(&g, 3));
+    /* (b column-major, as a weight's transpose: the product packs its panels) */
+    ag_tensor *a = randn(g, 200, 300, false), *bt = randn(g, 250, 300, false), *b, *want, *y;
+    OK(ag_t(&b, bt));
+    ag_set_deferral_enabled(0);
+    OK(ag_matmul(&want, a, b));
+    ag_set_deferral_enabled(1);
+    /* refused when queued: AG_ENOMEM, out untouched, nothing kept */
+    long before = atomic_load(&live_blocks);
+    atomic_store(&refuse_big, true);
+    y = (ag_tensor *)&before;
+    CHECK(ag_matmul(&y, a, b) == AG_ENOMEM);
+    CHECK(y == (ag_tensor *)&before);
+    atomic_store(&refuse_big, false);
+    CHECK(atomic_load(&live_blocks) == before);
+    /* refused when it runs: it packs into the reserved memory */
+    OK(ag_matmul(&y, a, b));
+    CHECK(pending(y));
+    atomic_store(&refuse_big, true);
+    int64_t n, m;
+    float *yv = values(y, &n), *wv = values(want, &m);
+    atomic_store(&refuse_big, false);
+    CHECK(n == m && memcmp(yv, wv, (size_t)n * sizeof *yv) == 0);
+    free(yv);
+    free(wv);
+    ag_tensor *all[] = {a, bt, b, want, y};
+    for (int i = 0; i < 5; i++) ag_tensor_release(all[i]);
+    ag_generator_release(g);
+    OK(ag_synchronize());
+    CHECK(atomic_load(&live_blocks) == 0);
+    OK(ag_set_allocator(NULL));
+}
+
+int main(void)
+{
+    OK(ag_set_num_threads(2));
+    product_cannot_fail(); /* first: the allocator is installed before any object exists */
+    what_queues();
+    same_as_eager();
+    in_place();
+    other_thread();
+    memory();
+    two_threads();
+    if (failures) {
+        fprintf(stderr, "test_defer: %d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("test_defer: ok\n");
+    return 0;
+}
