@@ -75,11 +75,8 @@ static void fork_register(void) { pthread_atfork(fork_prepare, fork_done, fork_d
 bool defer_wanted(tensor *const *ins, int nin, int64_t work)
 {
     if (suspended || atomic_load_explicit(&disabled, memory_order_relaxed)) return false;
-    bool want = work >= DEFER_MIN_WORK;
-    for (int k = 0; k < nin && !want; k++)
-        want = atomic_load_explicit(&ins[k]->st->pend, memory_order_relaxed) != 0;
     /* (Inside a parallel region the caller is a backward task or a kernel's chunk.) */
-    return want && par_num_threads() > 1 && !omp_in_parallel();
+    return defer_worth(ins, nin, work) && par_num_threads() > 1 && !omp_in_parallel();
 }
 
 dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64_t work,

@@ -44,6 +44,16 @@ typedef struct dtask {
  * ops never are): queueing costs about what a small kernel does. */
 #define DEFER_MIN_WORK 4096
 
+/** The cheap half of defer_wanted, inline: work >= DEFER_MIN_WORK or an input pending.
+ *  Scalar graphs' ops stop here (a few loads), before the call. */
+static inline bool defer_worth(tensor *const *ins, int nin, int64_t work)
+{
+    if (work >= DEFER_MIN_WORK) return true;
+    for (int k = 0; k < nin; k++)
+        if (atomic_load_explicit(&ins[k]->st->pend, memory_order_relaxed)) return true;
+    return false;
+}
+
 /** Whether an op of this much work on these inputs should queue its kernel: deferral on
  *  (ag_set_deferral), more than one thread, a caller that is neither inside a parallel
  *  region nor in a backward pass, and an input still pending or work >= DEFER_MIN_WORK. */

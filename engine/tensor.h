@@ -129,6 +129,12 @@ void storage_release(storage *s);
 /** Runs the deferred kernels queued before now, unless the calling thread is running one
  *  (defer.c). */
 void defer_wait(storage *s);
+/** The address of t's first element, for a caller that has just seen that t's storage has no
+ *  pending work (pend == 0), or made t itself: tensor_data without the look. */
+static inline void *tensor_data_unchecked(const tensor *t)
+{
+    return (char *)t->st->data + t->offset * (int64_t)dtype_size((dtype)t->dtype);
+}
 /** The address of t's first element. Every access to elements goes through here: a storage
  *  that a deferred kernel still has to write, or that one still has to read (the caller may
  *  be about to write it), is first brought up to date. */
@@ -136,7 +142,7 @@ static inline void *tensor_data(const tensor *t)
 {
     if (__builtin_expect(atomic_load_explicit(&t->st->pend, memory_order_acquire) != 0, 0))
         defer_wait(t->st);
-    return (char *)t->st->data + t->offset * (int64_t)dtype_size((dtype)t->dtype);
+    return tensor_data_unchecked(t);
 }
 bool tensor_is_contiguous(const tensor *t);
 bool tensor_is_dense(const tensor *t); /* PyTorch's is_non_overlapping_and_dense */

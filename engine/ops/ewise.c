@@ -118,7 +118,8 @@ static bool ew_defer(tensor *r, tensor *const *ins, int nin, iter_loop loop, con
 {
     /* (costly loops, those with a smaller grain, count as more work per element) */
     int64_t work = r->numel * (grain > 0 && grain < PAR_GRAIN_CHEAP ? PAR_GRAIN_CHEAP / grain : 1);
-    if (nin > 3 || np > 4 || !defer_wanted(ins, nin, work)) return false;
+    if (!defer_worth(ins, nin, work) || nin > 3 || np > 4 || !defer_wanted(ins, nin, work))
+        return false;
     dtask *t = defer_task(r, ins, nin, ew_task, work, 0);
     if (!t) {
         *e = err_kind();
@@ -242,8 +243,12 @@ static inline bool all_scalar(tensor *const *ins, int nin, dtype idt)
     return true;
 }
 
-static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int nin,
-                             iter_loop loop, const double *params, int np)
+/* The 0-d case with an operand still pending (defer.h): queued behind it, or computed once
+ * it is ready. (Out of line: the common case keeps a small frame.) */
+__attribute__((noinline)) static eng_err ew_map_scalar_pending(tensor **out, dtype odt,
+                                                               tensor *const *ins, int nin,
+                                                               iter_loop loop,
+                                                               const double *params, int np)
 {
     tensor *r = tensor_new_scalar(odt);
     if (!r) return err_kind();
@@ -253,10 +258,28 @@ static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int ni
         else *out = r;
         return e;
     }
+    run(r, ins, nin, loop, params, PAR_GRAIN_CHEAP);
+    *out = r;
+    return E_OK;
+}
+
+static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int nin,
+                             iter_loop loop, const double *params, int np)
+{
+    /* (one look at each operand's pending work serves both the choice to queue and the
+     * reads: scalar graphs make several such ops per node) */
     char *d[ITER_MAX_ARGS];
+    bool pending = false;
+    for (int k = 0; k < nin; k++) {
+        pending |= atomic_load_explicit(&ins[k]->st->pend, memory_order_acquire) != 0;
+        d[k + 1] = tensor_data_unchecked(ins[k]);
+    }
+    if (__builtin_expect(pending, 0))
+        return ew_map_scalar_pending(out, odt, ins, nin, loop, params, np);
+    tensor *r = tensor_new_scalar(odt);
+    if (!r) return err_kind();
     static const int64_t st[ITER_MAX_ARGS];
-    d[0] = tensor_data(r);
-    for (int k = 0; k < nin; k++) d[k + 1] = tensor_data(ins[k]);
+    d[0] = tensor_data_unchecked(r); /* fresh */
     loop(d, st, 1, (void *)params);
     *out = r;
     return E_OK;
