@@ -3,7 +3,7 @@
  * through the public ABI, plus mlp's peak resident memory. bench/run drives it, alongside
  * bench/torch_bench.py, which implements the same workloads the same way in PyTorch.
  *
- * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]
+ * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W] [--defer on|off]
  *        bench mlp-rss --steps N [--threads T]
  *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
  *        bench wide-split [--reps R]     (wide at 1 and 2 threads, step by step)
@@ -72,11 +72,13 @@ typedef struct workload {
 } workload;
 
 /* Seconds spent inside ag_backward since the last reset (timed_backward adds to it): the
- * backward part of a repetition, for the scaling table. */
+ * backward part of a repetition, for the scaling table. The forward's queued kernels run
+ * first, outside it (ag_backward would run them itself: they are the forward's work). */
 static double backward_seconds;
 
 static void timed_backward(ag_tensor *root)
 {
+    CK(ag_synchronize());
     double t0 = now();
     CK(ag_backward(root, NULL, 0));
     backward_seconds += now() - t0;
@@ -388,6 +390,9 @@ static void wide_heads(wide *w, int reps)
 static void wide_split(wide *w, int reps)
 {
     static double per[2][W_STEPS + 1][MAX_REPS];
+    /* Eager kernels: each step's time is then its own work (queued, it would all land in
+     * backward's). */
+    int deferral = ag_set_deferral_enabled(0);
     for (int r = -3; r < reps; r++) {
         for (int th = 1; th <= 2; th++) {
             double split[W_STEPS] = {0}, total = 0;
@@ -408,6 +413,7 @@ static void wide_split(wide *w, int reps)
         printf("%-14s %10.0f %10.0f %7.2fx\n", k < W_STEPS ? wide_step_name[k] : "iteration", a,
                b, a / b);
     }
+    ag_set_deferral_enabled(deferral);
 }
 
 static void wide_rep(void *ctx)
@@ -561,6 +567,7 @@ static void gemm_kernel_rep(void *ctx)
     ag_tensor *p;
     int prev = ag_set_grad_enabled(0);
     CK(ag_matmul(&p, g->a, g->b));
+    CK(ag_synchronize()); /* (a queued product runs here, within the repetition) */
     ag_tensor_release(p);
     ag_set_grad_enabled(prev);
 }
@@ -654,7 +661,8 @@ static double peak_rss_mb(void)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]\n"
+    fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]"
+                    " [--defer on|off]\n"
                     "       bench mlp-rss --steps N [--threads T]\n"
                     "       bench scalar-sweep [--reps R]\n"
                     "       bench wide-split [--reps R]\n"
@@ -682,6 +690,8 @@ static void parse(options *o, int argc, char **argv)
             o->warmup = atoi(v);
         } else if (!strcmp(k, "--steps")) {
             o->steps = atol(v);
+        } else if (!strcmp(k, "--defer") && (!strcmp(v, "on") || !strcmp(v, "off"))) {
+            ag_set_deferral_enabled(!strcmp(v, "on")); /* (on by default) */
         } else {
             usage();
         }

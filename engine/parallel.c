@@ -97,8 +97,12 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
      * (wide: 9.8 ms at 8 threads against 4.1 at 2). PyTorch works around the same libgomp
      * behaviour the same way (pytorch#32008). */
     /* A deferred kernel's chunks run as part of it (defer.h): the team's threads must not
-     * wait for the storages it reads and writes. */
+     * wait for the storages it reads and writes. An eager kernel's chunks may read what a
+     * queued one writes: the queue runs now, with the whole team, rather than from inside
+     * the region, where the first chunk to need it would run it while the other threads
+     * wait for it (a product then ran on one core). */
     bool task = defer_in_task();
+    if (!task) defer_flush_queued();
 #pragma omp parallel num_threads(nt) default(none) shared(fn, ctx, n, grain, nchunks, task)
     {
         bool prev = defer_in_task();
