@@ -136,8 +136,8 @@ void defer_submit(dtask *t)
     if (full) defer_flush();
 }
 
-/* Runs t on the calling thread (its kernel's chunks may go to the team), then drops it: its
- * storages no longer count it, so readers stop waiting for it. */
+/* Runs t on the calling thread (its kernel's chunks may go to the team); its storages then no
+ * longer count it, so readers stop waiting for it. */
 static void run_task(dtask *t)
 {
     bool prev = in_task;
@@ -147,6 +147,13 @@ static void run_task(dtask *t)
     atomic_fetch_and_explicit(&t->out->st->pend, ~PEND_WRITER, memory_order_release);
     for (int k = 0; k < t->nin; k++)
         atomic_fetch_sub_explicit(&t->ins[k]->st->pend, 1, memory_order_release);
+}
+
+/* Drops a task that has run. Only once its batch is over and the batch lock released: the
+ * last reference to a tensor may run user code (a hook's free_userdata), which may call the
+ * library, even read a tensor that another batch is to compute. */
+static void drop_task(dtask *t)
+{
     tensor_release(t->out);
     for (int k = 0; k < t->nin; k++) tensor_release(t->ins[k]);
     mem_free_aligned(t->reserve);
@@ -236,6 +243,10 @@ void defer_flush(void)
         }
     }
     pthread_mutex_unlock(&run_lock);
+    for (dtask *t = list, *next; t; t = next) {
+        next = t->next;
+        drop_task(t);
+    }
 }
 
 void defer_flush_queued(void)

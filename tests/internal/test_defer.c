@@ -7,7 +7,8 @@
  * results released before their kernel ran are freed when it has; the queue runs by itself
  * before it holds much memory; two threads queue at once; and a queued product whose packing
  * buffers cannot be allocated when it runs uses the memory reserved with it (an allocation
- * failure when it is queued is an AG_ENOMEM that leaks nothing).
+ * failure when it is queued is an AG_ENOMEM that leaks nothing); and user code that a queued
+ * kernel's last reference runs (a hook's free_userdata) may read a result of its batch.
  * White-box: it reads whether a result's storage is still pending.
  */
 #include <math.h>
@@ -373,6 +374,47 @@ static void product_cannot_fail(void)
     OK(ag_set_allocator(NULL));
 }
 
+/* A tensor whose last reference a queued kernel holds is freed when its batch is over, with
+ * the batch's lock released: its hook's free_userdata may call the library, here to read a
+ * result queued in the same batch (with the lock held, the read waited for itself). */
+static ag_tensor *queued_later;
+static double later_value;
+
+static int keep_grad(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)grad;
+    (void)ud;
+    *new_grad = NULL;
+    return AG_OK;
+}
+
+static void read_queued(void *ud)
+{
+    (void)ud;
+    OK(ag_tensor_item(&later_value, queued_later));
+}
+
+static void user_code_on_release(void)
+{
+    int64_t shape[2] = {64, 128};
+    ag_tensor *x, *y, *z, *s;
+    OK(ag_full(&x, AG_FLOAT32, shape, 2, 1.0));
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_mul_scalar(&y, x, 2.0));
+    uint64_t id;
+    OK(ag_tensor_register_hook(&id, y, keep_grad, 0, NULL, read_queued));
+    ag_tensor_release(y); /* the queued kernel's reference is the last */
+    OK(ag_add_scalar(&z, x, 1.0));
+    OK(ag_sum(&s, z));
+    queued_later = s;
+    CHECK(pending(s));
+    OK(ag_synchronize()); /* y is freed after the batch: read_queued reads s */
+    CHECK(later_value == 2.0 * 64 * 128);
+    ag_tensor_release(x);
+    ag_tensor_release(z);
+    ag_tensor_release(s);
+}
+
 int main(void)
 {
     OK(ag_set_num_threads(2));
@@ -383,6 +425,7 @@ int main(void)
     other_thread();
     memory();
     two_threads();
+    user_code_on_release();
     if (failures) {
         fprintf(stderr, "test_defer: %d check(s) failed\n", failures);
         return 1;
