@@ -19,29 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "autograd.h"
 #include "defer.h"
+#include "harness.h"
 #include "tensor.h"
-
-static int failures;
-
-#define CHECK(cond)                                                                        \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);       \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
-
-#define OK(call)                                                                           \
-    do {                                                                                   \
-        int rc_ = (call);                                                                  \
-        if (rc_ != AG_OK) {                                                                \
-            fprintf(stderr, "%s:%d: %s returned %s: %s\n", __FILE__, __LINE__, #call,      \
-                    ag_status_name(rc_), ag_last_error());                                 \
-            failures++;                                                                    \
-        }                                                                                  \
-    } while (0)
 
 /* Whether a kernel that writes t's storage is still queued or running. */
 static bool pending(const ag_tensor *h)
@@ -59,7 +39,7 @@ static ag_tensor *randn(ag_generator *g, int64_t r, int64_t c, bool grad)
     return t;
 }
 
-static float *values(const ag_tensor *t, int64_t *n)
+static float *floats(const ag_tensor *t, int64_t *n)
 {
     OK(ag_tensor_numel(n, t));
     float *v = malloc((size_t)*n * sizeof *v + 1);
@@ -80,7 +60,7 @@ static void what_queues(void)
     OK(ag_mul_scalar(&z, s, 0.5)); /* a 0-d op on a queued operand: queued too */
     CHECK(pending(z));
     int64_t n;
-    float *xv = values(x, &n), *yv = values(y, &n);
+    float *xv = floats(x, &n), *yv = floats(y, &n);
     CHECK(!pending(y) && !pending(s) && !pending(z));
     bool same = true;
     for (int64_t i = 0; i < n; i++) same &= yv[i] == 2 * xv[i];
@@ -163,7 +143,7 @@ static run multi_head(int threads, bool defer)
     for (int k = 0; k < 2 * HEADS; k++) {
         ag_tensor *gr;
         OK(ag_tensor_grad(&gr, w[k]));
-        r.grad[k] = values(gr, &r.n[k]);
+        r.grad[k] = floats(gr, &r.n[k]);
         ag_tensor_release(gr);
         ag_tensor_release(w[k]);
     }
@@ -204,12 +184,12 @@ static void in_place(void)
     OK(ag_generator_new(&g, 2));
     ag_tensor *x = randn(g, 100, 100, false), *y;
     int64_t n;
-    float *x0 = values(x, &n);
+    float *x0 = floats(x, &n);
     OK(ag_mul_scalar(&y, x, 2.0));
     CHECK(pending(y));
     OK(ag_add_scalar_(x, 1.0)); /* y must still be 2 x0 */
     OK(ag_mul_scalar_(y, 3.0)); /* 6 x0, with version 1 */
-    float *yv = values(y, &n), *xv = values(x, &n);
+    float *yv = floats(y, &n), *xv = floats(x, &n);
     bool ok = true;
     for (int64_t i = 0; i < n; i++) ok &= yv[i] == (x0[i] * 2) * 3 && xv[i] == x0[i] + 1;
     CHECK(ok);
@@ -235,7 +215,7 @@ static void *read_sum(void *p)
 {
     reader *r = p;
     int64_t n;
-    float *v = values(r->y, &n);
+    float *v = floats(r->y, &n);
     for (int64_t i = 0; i < n; i++) r->sum += v[i];
     free(v);
     return NULL;
@@ -293,7 +273,7 @@ static void *queue_and_read(void *p)
         double got, want = 0;
         OK(ag_tensor_item(&got, s));
         int64_t n;
-        float *cv = values(c, &n);
+        float *cv = floats(c, &n);
         for (int64_t i = 0; i < n; i++) want += cv[i];
         CHECK(fabs(got - want) <= 1e-3 * (1 + fabs(want)));
         free(cv);
@@ -361,7 +341,7 @@ static void product_cannot_fail(void)
     CHECK(pending(y));
     atomic_store(&refuse_big, true);
     int64_t n, m;
-    float *yv = values(y, &n), *wv = values(want, &m);
+    float *yv = floats(y, &n), *wv = floats(want, &m);
     atomic_store(&refuse_big, false);
     CHECK(n == m && memcmp(yv, wv, (size_t)n * sizeof *yv) == 0);
     free(yv);
@@ -426,10 +406,5 @@ int main(void)
     memory();
     two_threads();
     user_code_on_release();
-    if (failures) {
-        fprintf(stderr, "test_defer: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("test_defer: ok\n");
-    return 0;
+    return harness_finish("test_defer");
 }
