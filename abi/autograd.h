@@ -167,10 +167,12 @@ AG_API int ag_get_num_threads(void);
  *  one thread: the heads of a multi-head model run at once, each on the core that made its
  *  operands, as they would from a thread per head. Values, errors, gradients and version
  *  counters are exactly those of eager execution (kernels give the same bits on any thread),
- *  and queued kernels cannot fail: what they may allocate is reserved when they are queued.
- *  A queued kernel keeps its operands and result alive until it has run; the queue runs by
- *  itself once its results take 16 MiB (or 1024 kernels are queued). Off, every op computes
- *  its result before it returns. */
+ *  and queued kernels cannot fail: what they may allocate is reserved when they are queued
+ *  (if it cannot be, the op runs eagerly). A queued kernel keeps the memory of its operands
+ *  and result until it has run, not the tensors: releasing one still frees it (and runs its
+ *  hooks' free_userdata) at once. The queue runs by itself once its results and reserves
+ *  take 16 MiB (or 1024 kernels are queued). Off, every op computes its result before it
+ *  returns. */
 AG_API int ag_set_deferral_enabled(int enabled);
 
 /** Whether deferred kernels are on (1) or off (0). Never fails. */

@@ -23,6 +23,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "error.h"
@@ -79,6 +80,24 @@ bool defer_wanted(tensor *const *ins, int nin, int64_t work)
     return defer_worth(ins, nin, work) && par_num_threads() > 1 && !omp_in_parallel();
 }
 
+/* h: a header over src's storage with src's geometry (dims: room for its sizes and strides);
+ * takes a reference to the storage. */
+static void copy_header(tensor *h, int64_t *dims, const tensor *src)
+{
+    memset(h, 0, sizeof *h);
+    atomic_init(&h->refs, 1);
+    h->st = src->st;
+    h->offset = src->offset;
+    h->numel = src->numel;
+    h->dtype = src->dtype;
+    h->ndim = src->ndim;
+    h->shape = dims;
+    h->strides = dims + MAX_DIMS;
+    memcpy(h->shape, src->shape, (size_t)src->ndim * sizeof *dims);
+    memcpy(h->strides, src->strides, (size_t)src->ndim * sizeof *dims);
+    atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
+}
+
 dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64_t work,
                   size_t reserve)
 {
@@ -87,21 +106,21 @@ dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64
     if (!t || (reserve && !r)) {
         mem_free(t);
         mem_free_aligned(r);
-        err_nomem();
         return NULL;
     }
     t->next = NULL;
     t->run = run;
-    t->out = out;
-    tensor_retain(out);
     t->nin = nin;
+    copy_header(&t->hdr[0], t->dims[0], out);
+    t->out = &t->hdr[0];
     for (int k = 0; k < nin; k++) {
-        t->ins[k] = ins[k];
-        tensor_retain(ins[k]);
+        copy_header(&t->hdr[1 + k], t->dims[1 + k], ins[k]);
+        t->ins[k] = &t->hdr[1 + k];
     }
     t->parent = -1;
     t->work = work;
     t->reserve = r;
+    t->reserve_bytes = reserve;
     return t;
 }
 
@@ -130,7 +149,7 @@ void defer_submit(dtask *t)
     else q_head = t;
     q_tail = t;
     atomic_store_explicit(&q_count, pos + 1, memory_order_relaxed);
-    q_bytes += o->nbytes;
+    q_bytes += o->nbytes + t->reserve_bytes;
     bool full = q_bytes > QUEUE_MAX_BYTES;
     pthread_mutex_unlock(&q_lock);
     if (full) defer_flush();
@@ -149,13 +168,10 @@ static void run_task(dtask *t)
         atomic_fetch_sub_explicit(&t->ins[k]->st->pend, 1, memory_order_release);
 }
 
-/* Drops a task that has run. Only once its batch is over and the batch lock released: the
- * last reference to a tensor may run user code (a hook's free_userdata), which may call the
- * library, even read a tensor that another batch is to compute. */
+/* Drops a task that has run: memory only (its storages, its reserve). */
 static void drop_task(dtask *t)
 {
-    tensor_release(t->out);
-    for (int k = 0; k < t->nin; k++) tensor_release(t->ins[k]);
+    for (int k = 0; k <= t->nin; k++) storage_release(t->hdr[k].st);
     mem_free_aligned(t->reserve);
     mem_free(t);
 }
@@ -208,6 +224,7 @@ static bool share_out(dtask *const *ts, int n, int nt, uint8_t *owner)
 
 void defer_flush(void)
 {
+    pthread_once(&fork_once, fork_register);
     pthread_mutex_lock(&run_lock);
     pthread_mutex_lock(&q_lock);
     dtask *list = q_head;
@@ -239,7 +256,12 @@ void defer_flush(void)
                 par_set_serial(serial);
             }
         } else {
+            /* Inside a parallel region (a backward task reading a result another thread
+             * queued), kernels run whole: a kernel waiting for its taskloop could run some
+             * other task of the region meanwhile, on this thread, as if it were this batch's. */
+            bool nested = omp_in_parallel(), serial = nested && par_set_serial(true);
             for (int k = 0; k < n; k++) run_task(order[k]);
+            if (nested) par_set_serial(serial);
         }
     }
     pthread_mutex_unlock(&run_lock);

@@ -18,19 +18,25 @@
 struct dtask;
 typedef void (*dtask_run)(struct dtask *t);
 
-/** A queued kernel: it writes `out` (a fresh tensor) from ins[0..nin) and nothing else, and
- *  cannot fail (what it may need to allocate is reserved when it is queued). The task holds a
- *  reference to each. */
+/** A queued kernel: it writes `out` (over a fresh tensor's storage) from ins[0..nin) and
+ *  nothing else, and cannot fail (what it may need to allocate is reserved when it is queued).
+ *  out and ins are the task's own copies of the tensors' headers (geometry and storage; no
+ *  autograd fields): the task holds references to the storages only, so dropping it frees
+ *  memory and never a tensor, whose last release may run user code (a hook's free_userdata)
+ *  that must run when the program releases it, as in eager execution. */
 typedef struct dtask {
     struct dtask *next;
     dtask_run run;
-    tensor *out;
-    tensor *ins[3];
+    tensor *out;      /* &hdr[0] */
+    tensor *ins[3];   /* &hdr[1 + k] */
     int nin;
     int16_t parent;   /* queue position of the task that writes its first queued input (-1:
                          none): a task runs on its parent's thread */
     int64_t work;     /* a rough cost (elements, multiply-adds / 8): only balances threads */
     void *reserve;    /* memory the kernel may use if its own allocation fails (freed after) */
+    size_t reserve_bytes;
+    tensor hdr[4];
+    int64_t dims[4][2 * MAX_DIMS];
     alignas(16) unsigned char args[64]; /* the kernel's own parameters */
 } dtask;
 
@@ -58,9 +64,11 @@ static inline bool defer_worth(tensor *const *ins, int nin, int64_t work)
  *  (ag_set_deferral), more than one thread, a caller that is neither inside a parallel
  *  region nor in a backward pass, and an input still pending or work >= DEFER_MIN_WORK. */
 bool defer_wanted(tensor *const *ins, int nin, int64_t work);
-/** A task for a kernel that writes `out` from ins (each retained by the task) with `reserve`
- *  bytes of fallback memory; NULL (E_NOMEM set, nothing retained) on failure. The caller
- *  fills args and submits it. */
+/** A task for a kernel that writes `out` from ins (copies of their headers, their storages
+ *  retained) with `reserve` bytes of fallback memory; NULL on failure, with nothing retained
+ *  and the thread's error untouched: the caller then runs the kernel itself, eagerly (after
+ *  defer_flush, so that the queue's memory is free as it would be without deferral). The
+ *  caller fills args and submits it. */
 dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64_t work,
                   size_t reserve);
 /** Queues t (never fails; may first run what is queued when the queue is full). */

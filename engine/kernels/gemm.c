@@ -377,15 +377,39 @@ static void drop_buffers(packed_job *p)
     mem_free_aligned(p->Bp);
 }
 
-size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, size_t es)
+/* The three ways of run_packed (see there). */
+enum { WAY_FUSED, WAY_A_IN_PLACE, WAY_BLOCKS };
+
+/* How run_packed computes a product: its orientation, what it packs, which way it goes and the
+ * packing buffers that takes. Apart from run_packed so that a queued product reserves exactly
+ * what it may allocate (gemm_spare_bytes). */
+typedef struct packed_plan {
+    gemm_args g; /* transposed where that pays */
+    int pack_a, b_in_place, way;
+    int64_t kc, ks, ms, ns, pn_max;
+    size_t a_bytes, b_bytes;
+} packed_plan;
+
+/* The buffers of way w (WAY_A_IN_PLACE only if A is not packed). */
+static void plan_bytes(const gemm_impl *im, packed_plan *pl, int w)
 {
-    if (M <= 0 || N <= 0 || K <= 0 || use_direct(M, N, K)) return 0;
-    /* Every branch of run_packed packs at most (M + mr - 1) x K of A and (N + nr - 1) x K of
-     * B (mr <= 14, nr <= 32), M and N perhaps swapped; plus the alignment of B's part. */
-    return (size_t)(M + N + 64) * (size_t)K * es + 2 * MEM_DATA_ALIGN;
+    int64_t mr = im->mr, nr = im->nr, M = pl->g.M, N = pl->g.N, K = pl->g.K;
+    size_t es = im->es;
+    int64_t npm = cdiv(M, mr), npn = cdiv(N, nr);
+    pl->way = w;
+    if (w == WAY_FUSED) {
+        pl->a_bytes = pl->pack_a ? (size_t)(npm * mr * K) * es : 0;
+        pl->b_bytes = !pl->b_in_place ? (size_t)(npn * nr * pl->kc) * es : 0;
+    } else if (w == WAY_A_IN_PLACE) {
+        pl->a_bytes = 0;
+        pl->b_bytes = !pl->b_in_place ? (size_t)(pl->pn_max * nr * pl->kc) * es : 0;
+    } else {
+        pl->a_bytes = pl->pack_a ? (size_t)(pl->ms * pl->ks) * es : 0;
+        pl->b_bytes = (size_t)(pl->ns * pl->ks) * es;
+    }
 }
 
-static int run_packed(const gemm_impl *im, gemm_args g)
+static void plan_packed(const gemm_impl *im, gemm_args g, int64_t nt, packed_plan *pl)
 {
     /* The microkernels write row-major register tiles: make C's unit stride the column one. A
      * C narrower than half a register tile wastes most lanes; if A is column-major, Cᵀ = Bᵀ·Aᵀ
@@ -395,6 +419,7 @@ static int run_packed(const gemm_impl *im, gemm_args g)
         (im->b_in_place && g.N < im->nr / 2 && g.N <= im->mr && g.M > g.N && g.rsa == 1 &&
          g.csa != 1))
         gemm_transpose_args(&g);
+    pl->g = g;
     int64_t mr = im->mr, nr = im->nr, M = g.M, N = g.N, K = g.K;
     size_t es = im->es;
     /* The kernels read A in place when its rows or columns are contiguous (or constant along
@@ -402,16 +427,66 @@ static int run_packed(const gemm_impl *im, gemm_args g)
      * ~10% at 128x512x784. A column-major A is still packed when reused across many B panels
      * over several k-blocks: its k-steps are up to a page apart and TLB misses cost more
      * (1024^3: -15%; 200x300x1000: -40%; but 256x256x64, 2 threads: +25% in place). */
-    int pack_a = !(g.csa <= 1 ||
+    pl->pack_a = !(g.csa <= 1 ||
                    (g.rsa <= 1 && (N <= 4 * nr || (M <= FUSED_M_MAX && K <= im->kc_max))));
     /* k-blocks of equal size (K = 300 gives 2 x 150 rather than 256 + 44). */
-    int64_t kc = cdiv(K, cdiv(K, im->kc_max));
+    pl->kc = cdiv(K, cdiv(K, im->kc_max));
     int64_t npm = cdiv(M, mr), npn = cdiv(N, nr);
-    packed_job p = {.im = im, .g = &g, .kc = kc, .ms = M, .ns = N, .ks = K};
+    pl->b_in_place = im->b_in_place && g.csb == 1 && g.rsb * (int64_t)es < 4096;
+    if (M <= FUSED_M_MAX && (!pl->pack_a || npm * mr * K <= PACK_LIMIT) &&
+        (pl->b_in_place || npn * nr * pl->kc <= PACK_LIMIT)) {
+        plan_bytes(im, pl, WAY_FUSED);
+        return;
+    }
+    /* Packing goes one k-block at a time: small buffers stay in cache (a whole-K 4 MiB buffer
+     * at 1024^3 was 8% slower). */
+    pl->ks = pl->kc;
+    int64_t msmax = PACK_LIMIT / pl->ks / mr * mr, nsmax = PACK_LIMIT / pl->ks / nr * nr;
+    pl->ns = min64(npn * nr, nsmax < nr ? nr : nsmax); /* columns of a super-block */
+    pl->pn_max = cdiv(pl->ns, nr);
+    pl->ms = pl->pack_a ? min64(npm * mr, msmax < mr ? mr : msmax) : M;
+    /* (Each thread reads all of A, where the shared pass split it: so only while A's k-block
+     * fits in an L2 or each thread has 4 panels or more to reuse it over.) */
+    int64_t pn = pl->pn_max;
+    if (!pl->pack_a && nt > 1 && cdiv(pn, nt) * nt * 100 <= pn * 110 &&
+        (pn >= 4 * nt || M * pl->kc * (int64_t)es <= ((int64_t)2 << 20)))
+        plan_bytes(im, pl, WAY_A_IN_PLACE);
+    else
+        plan_bytes(im, pl, WAY_BLOCKS);
+}
 
-    int b_in_place = im->b_in_place && g.csb == 1 && g.rsb * (int64_t)es < 4096;
-    if (M <= FUSED_M_MAX && (!pack_a || npm * mr * K <= PACK_LIMIT) &&
-        (b_in_place || npn * nr * kc <= PACK_LIMIT)) {
+size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, int64_t rsa, int64_t csa, int64_t rsb,
+                        int64_t csb, int64_t rsc, int64_t csc, int f64)
+{
+    if (M <= 0 || N <= 0 || K <= 0 || use_direct(M, N, K)) return 0;
+    const gemm_impl *im = pick(f64);
+    gemm_args g = {M, N, K, NULL, NULL, NULL, rsa, csa, rsb, csb, rsc, csc, 0, NULL};
+    packed_plan pl;
+    /* The way taken depends on the thread count when the product runs (one, in a batch that
+     * runs heads side by side; the team's, otherwise; and that may change meanwhile): the
+     * larger of the ways it may take. */
+    plan_packed(im, g, 1, &pl);
+    size_t most = 0;
+    for (int w = pl.way; w <= WAY_BLOCKS; w++) {
+        if (w == WAY_A_IN_PLACE && pl.pack_a) continue;
+        if (pl.way == WAY_FUSED && w != WAY_FUSED) break;
+        plan_bytes(im, &pl, w);
+        size_t b = ((pl.a_bytes + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1)) + pl.b_bytes;
+        if (b > most) most = b;
+    }
+    return most;
+}
+
+static int run_packed(const gemm_impl *im, gemm_args g0)
+{
+    packed_plan pl;
+    plan_packed(im, g0, par_plan_threads(), &pl);
+    gemm_args g = pl.g;
+    int64_t mr = im->mr, nr = im->nr, M = g.M, N = g.N, K = g.K, kc = pl.kc;
+    int64_t npm = cdiv(M, mr), npn = cdiv(N, nr);
+    int pack_a = pl.pack_a;
+    packed_job p = {.im = im, .g = &g, .kc = kc, .ms = M, .ns = N, .ks = K};
+    if (pl.way == WAY_FUSED) {
         /* One pass over all of K in a single parallel loop over N-chunks: with few A panels a
          * packed B panel is not reused enough to repay a separate packing pass, the barrier
          * after it, and moving the packed data to the core that computes with it (2 threads:
@@ -419,27 +494,16 @@ static int run_packed(const gemm_impl *im, gemm_args g)
          * rows are less than 4 KiB apart (beyond, L1 set conflicts between the rows of a
          * micro-panel cost ~20%); otherwise each tile packs its own panels, a k-block at a
          * time. */
-        p.b_own = !b_in_place;
-        if (take_buffers(&g, &p, pack_a ? (size_t)(npm * mr * K) * es : 0,
-                         p.b_own ? (size_t)(npn * nr * kc) * es : 0))
-            return -1;
+        p.b_own = !pl.b_in_place;
+        if (take_buffers(&g, &p, pl.a_bytes, pl.b_bytes)) return -1;
         par_for(pack_a ? npm : 0, cdiv(65536, K * mr), pack_chunk, &p);
         plan_tiles(&p, npm, npn, npm, NC_PANELS, K);
         par_for(p.ntm * p.ntn, 1, tile_chunk, &p);
         drop_buffers(&p);
         return 0;
     }
-
-    /* Packing goes one k-block at a time: small buffers stay in cache (a whole-K 4 MiB buffer
-     * at 1024^3 was 8% slower). */
-    int64_t ks = kc;
-    int64_t msmax = PACK_LIMIT / ks / mr * mr, nsmax = PACK_LIMIT / ks / nr * nr;
-    int64_t ns = min64(npn * nr, nsmax < nr ? nr : nsmax); /* columns of a super-block */
-    int64_t nt = par_plan_threads(), pn_max = cdiv(ns, nr);
-    /* (Each thread reads all of A, where the shared pass split it: so only while A's k-block
-     * fits in an L2 or each thread has 4 panels or more to reuse it over.) */
-    if (!pack_a && nt > 1 && cdiv(pn_max, nt) * nt * 100 <= pn_max * 110 &&
-        (pn_max >= 4 * nt || M * kc * (int64_t)es <= ((int64_t)2 << 20))) {
+    int64_t ks = pl.ks, ns = pl.ns, ms = pl.ms, nt = par_plan_threads();
+    if (pl.way == WAY_A_IN_PLACE) {
         /* A read in place, several threads and enough B panels to share evenly: each thread
          * takes a run of B's panels, with all of M, and goes through every k-block on its
          * own: packs its panels (when B needs packing), then computes its columns of C,
@@ -448,10 +512,10 @@ static int run_packed(const gemm_impl *im, gemm_args g)
          * with the team waiting for its slowest thread, and each thread read the panels the
          * other had packed: at 1024^3 on 2 threads, ~15% of the threads' time went to
          * spinning in libgomp. At most 32 panels a tile (1 MiB packed per k-block: an L2). */
-        p.b_own = !b_in_place;
+        p.b_own = !pl.b_in_place;
         p.mcb = MC_PANELS;
         p.ntm = 1;
-        if (take_buffers(&g, &p, 0, p.b_own ? (size_t)(pn_max * nr * kc) * es : 0)) return -1;
+        if (take_buffers(&g, &p, pl.a_bytes, pl.b_bytes)) return -1;
         for (p.j0 = 0; p.j0 < N; p.j0 += ns) {
             p.ns = min64(ns, N - p.j0);
             int64_t pn = cdiv(p.ns, nr);
@@ -461,13 +525,12 @@ static int run_packed(const gemm_impl *im, gemm_args g)
         drop_buffers(&p);
         return 0;
     }
-    int64_t ms = pack_a ? min64(npm * mr, msmax < mr ? mr : msmax) : M;
     /* B panels are shared by all tiles: packed in a pass. A panels are packed by the tile
      * that uses them, tiles then spanning all of N: packed A stays in the cache of its core
      * and packing overlaps the other threads' FMAs. Such tiles are a little shorter
      * (MC_PANELS_OWN_A) for balance: TN 1024^3, 2 threads, 262 -> 278 GFLOP/s. */
     p.a_own = pack_a;
-    if (take_buffers(&g, &p, pack_a ? (size_t)(ms * ks) * es : 0, (size_t)(ns * ks) * es)) return -1;
+    if (take_buffers(&g, &p, pl.a_bytes, pl.b_bytes)) return -1;
     for (p.j0 = 0; p.j0 < N; p.j0 += ns) {
         p.ns = min64(ns, N - p.j0);
         for (p.p0 = 0; p.p0 < K; p.p0 += ks) {

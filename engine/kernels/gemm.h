@@ -36,8 +36,10 @@ int gemm_f32_spare(int64_t M, int64_t N, int64_t K, const float *A, int64_t rsa,
 int gemm_f64_spare(int64_t M, int64_t N, int64_t K, const double *A, int64_t rsa, int64_t csa,
                    const double *B, int64_t rsb, int64_t csb, double *C, int64_t rsc,
                    int64_t csc, int accumulate, void *spare);
-/** Bytes of spare memory a product of these sizes may need (0: it allocates nothing). */
-size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, size_t es);
+/** Bytes of spare memory a product of these sizes and strides (elements, as gemm_f32's) may
+ *  need for its packing buffers, whatever the thread count when it runs (0: none). */
+size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, int64_t rsa, int64_t csa, int64_t rsb,
+                        int64_t csb, int64_t rsc, int64_t csc, int f64);
 
 /* ISA paths; GEMM_ISA_AUTO picks the best the CPU supports. */
 enum { GEMM_ISA_AUTO = 0, GEMM_ISA_GENERIC = 1, GEMM_ISA_AVX2 = 2, GEMM_ISA_AVX512 = 3 };

@@ -111,10 +111,10 @@ static void ew_task(dtask *t)
     run(t->out, t->ins, t->nin, a->loop, a->np ? a->params : NULL, a->grain);
 }
 
-/* Queues the kernel that computes r from ins when deferral wants it (true; *e is E_NOMEM if
- * the task could not be made, r is then the caller's to release). */
+/* Queues the kernel that computes r from ins when deferral wants it and a task can be made
+ * (true), else false: the caller computes r itself. */
 static bool ew_defer(tensor *r, tensor *const *ins, int nin, iter_loop loop, const double *params,
-                     int np, int64_t grain, eng_err *e)
+                     int np, int64_t grain)
 {
     /* (costly loops, those with a smaller grain, count as more work per element) */
     int64_t work = r->numel * (grain > 0 && grain < PAR_GRAIN_CHEAP ? PAR_GRAIN_CHEAP / grain : 1);
@@ -122,8 +122,8 @@ static bool ew_defer(tensor *r, tensor *const *ins, int nin, iter_loop loop, con
         return false;
     dtask *t = defer_task(r, ins, nin, ew_task, work, 0);
     if (!t) {
-        *e = err_kind();
-        return true;
+        defer_flush(); /* (then eagerly, as without deferral) */
+        return false;
     }
     ew_args *a = (ew_args *)t->args;
     a->loop = loop;
@@ -252,13 +252,8 @@ __attribute__((noinline)) static eng_err ew_map_scalar_pending(tensor **out, dty
 {
     tensor *r = tensor_new_scalar(odt);
     if (!r) return err_kind();
-    eng_err e = E_OK;
-    if (ew_defer(r, ins, nin, loop, params, np, PAR_GRAIN_CHEAP, &e)) {
-        if (e) tensor_release(r);
-        else *out = r;
-        return e;
-    }
-    run(r, ins, nin, loop, params, PAR_GRAIN_CHEAP);
+    if (!ew_defer(r, ins, nin, loop, params, np, PAR_GRAIN_CHEAP))
+        run(r, ins, nin, loop, params, PAR_GRAIN_CHEAP);
     *out = r;
     return E_OK;
 }
@@ -321,9 +316,8 @@ static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *
     for (int k = 0; k < nin; k++) converted |= cast[k] != ins[k];
     if (!r) {
         e = err_kind();
-    } else if (!converted && ew_defer(r, cast, nin, loop, params, np, grain, &e)) {
-        if (e) tensor_release(r);
-        else *out = r;
+    } else if (!converted && ew_defer(r, cast, nin, loop, params, np, grain)) {
+        *out = r;
     } else {
         run(r, cast, nin, loop, params, grain);
         *out = r;

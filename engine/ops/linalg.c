@@ -88,6 +88,16 @@ static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, t
 }
 
 /* ---- mm ---- */
+/* The spare memory a product c = a @ b may need (see gemm_spare). */
+static size_t gemm_spare_bytes_for(const tensor *c, const tensor *a, const tensor *b)
+{
+    int na = a->ndim, nb = b->ndim, nc = c->ndim;
+    return gemm_spare_bytes(a->shape[na - 2], b->shape[nb - 1], a->shape[na - 1],
+                            a->strides[na - 2], a->strides[na - 1], b->strides[nb - 2],
+                            b->strides[nb - 1], c->strides[nc - 2], c->strides[nc - 1],
+                            a->dtype == DT_F64);
+}
+
 /* A queued product (defer.h): its packing buffers fall back on the memory reserved with it,
  * so it cannot fail. */
 static void mm_task(dtask *t) { (void)gemm_spare(t->out, t->ins[0], t->ins[1], 0, 0, 0, 0, t->reserve); }
@@ -101,15 +111,13 @@ static eng_err mm_raw(tensor **out, tensor *a, tensor *b)
     tensor *ins[2] = {a, b};
     int64_t work = M * N * (K / 8 + 1);
     if (defer_wanted(ins, 2, work)) {
-        dtask *t = defer_task(r, ins, 2, mm_task, work,
-                              gemm_spare_bytes(M, N, K, dtype_size((dtype)a->dtype)));
-        if (!t) {
-            tensor_release(r);
-            return err_kind();
+        dtask *t = defer_task(r, ins, 2, mm_task, work, gemm_spare_bytes_for(r, a, b));
+        if (t) {
+            defer_submit(t);
+            *out = r;
+            return E_OK;
         }
-        defer_submit(t);
-        *out = r;
-        return E_OK;
+        defer_flush(); /* no task: eagerly, as without deferral */
     }
     eng_err e = gemm(r, a, b, 0, 0, 0, 0);
     if (e) {

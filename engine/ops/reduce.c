@@ -106,17 +106,16 @@ static eng_err sum_or_mean(tensor **out, tensor *a, const reduce_plan *p, bool m
     if (!r) return err_kind();
     if (a->numel <= REDUCE_CHUNK && defer_wanted(&a, 1, a->numel)) {
         dtask *t = defer_task(r, &a, 1, sum_task, a->numel, 0);
-        if (!t) {
-            tensor_release(r);
-            return err_kind();
+        if (t) {
+            sum_args *sa = (sum_args *)t->args;
+            memcpy(sa->mask, p->mask, sizeof sa->mask);
+            sa->count = p->count;
+            sa->mean = mean;
+            defer_submit(t);
+            *out = r;
+            return E_OK;
         }
-        sum_args *sa = (sum_args *)t->args;
-        memcpy(sa->mask, p->mask, sizeof sa->mask);
-        sa->count = p->count;
-        sa->mean = mean;
-        defer_submit(t);
-        *out = r;
-        return E_OK;
+        defer_flush(); /* no task: eagerly, as without deferral */
     }
     eng_err e = reduce_kernel(r, NULL, a, p->mask, RK_SUM);
     if (e) {

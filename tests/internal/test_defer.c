@@ -7,8 +7,8 @@
  * results released before their kernel ran are freed when it has; the queue runs by itself
  * before it holds much memory; two threads queue at once; and a queued product whose packing
  * buffers cannot be allocated when it runs uses the memory reserved with it (an allocation
- * failure when it is queued is an AG_ENOMEM that leaks nothing); and user code that a queued
- * kernel's last reference runs (a hook's free_userdata) may read a result of its batch.
+ * failure when it is queued makes it run eagerly instead); and releasing a tensor a queued
+ * kernel reads runs its hooks' free_userdata at once, as without deferral.
  * White-box: it reads whether a result's storage is still pending.
  */
 #include <math.h>
@@ -294,14 +294,15 @@ static void two_threads(void)
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
 }
 
-/* An allocator over malloc that can refuse blocks of 64 KiB and more. */
+/* An allocator over malloc that can refuse blocks of 256 KiB and more: the product's packing
+ * buffer (512 x 256 floats, 512 KiB), not its result (64 x 512, 128 KiB). */
 static atomic_bool refuse_big;
 static atomic_long live_blocks;
 
 static void *picky_alloc(size_t n, void *ud)
 {
     (void)ud;
-    if (n >= (64u << 10) && atomic_load(&refuse_big)) return NULL;
+    if (n >= (256u << 10) && atomic_load(&refuse_big)) return NULL;
     void *p = malloc(n);
     if (p) atomic_fetch_add(&live_blocks, 1);
     return p;
@@ -323,19 +324,24 @@ static void product_cannot_fail(void)
     ag_generator *g;
     OK(ag_generator_new(&g, 3));
     /* (b column-major, as a weight's transpose: the product packs its panels) */
-    ag_tensor *a = randn(g, 200, 300, false), *bt = randn(g, 250, 300, false), *b, *want, *y;
+    ag_tensor *a = randn(g, 64, 1024, false), *bt = randn(g, 512, 1024, false), *b, *want, *y;
     OK(ag_t(&b, bt));
     ag_set_deferral_enabled(0);
     OK(ag_matmul(&want, a, b));
     ag_set_deferral_enabled(1);
-    /* refused when queued: AG_ENOMEM, out untouched, nothing kept */
+    /* refused when queued (the reserve): it runs eagerly, and fails as eager execution does
+     * (its packing buffer refused too): AG_ENOMEM, out untouched, nothing kept */
     long before = atomic_load(&live_blocks);
     atomic_store(&refuse_big, true);
-    y = (ag_tensor *)&before;
-    CHECK(ag_matmul(&y, a, b) == AG_ENOMEM);
-    CHECK(y == (ag_tensor *)&before);
+    for (int defer = 1; defer >= 0; defer--) {
+        ag_set_deferral_enabled(defer);
+        y = (ag_tensor *)&before;
+        CHECK(ag_matmul(&y, a, b) == AG_ENOMEM);
+        CHECK(y == (ag_tensor *)&before);
+        CHECK(atomic_load(&live_blocks) == before);
+    }
+    ag_set_deferral_enabled(1);
     atomic_store(&refuse_big, false);
-    CHECK(atomic_load(&live_blocks) == before);
     /* refused when it runs: it packs into the reserved memory */
     OK(ag_matmul(&y, a, b));
     CHECK(pending(y));
@@ -354,11 +360,13 @@ static void product_cannot_fail(void)
     OK(ag_set_allocator(NULL));
 }
 
-/* A tensor whose last reference a queued kernel holds is freed when its batch is over, with
- * the batch's lock released: its hook's free_userdata may call the library, here to read a
- * result queued in the same batch (with the lock held, the read waited for itself). */
-static ag_tensor *queued_later;
-static double later_value;
+/* A queued kernel keeps its operands' and result's storages, not the tensors: releasing a
+ * tensor runs its hooks' free_userdata at once, as without deferral, even while a queued
+ * kernel still reads its elements; and that user code may call the library, also what takes
+ * locks a queued kernel's run is reached under (an optimizer step holds a parameter's lock
+ * while it reads it, and reading runs the queue). */
+static ag_tensor *param;
+static int freed;
 
 static int keep_grad(ag_tensor **new_grad, ag_tensor *grad, void *ud)
 {
@@ -368,31 +376,46 @@ static int keep_grad(ag_tensor **new_grad, ag_tensor *grad, void *ud)
     return AG_OK;
 }
 
-static void read_queued(void *ud)
+static void note_freed(void *ud)
 {
     (void)ud;
-    OK(ag_tensor_item(&later_value, queued_later));
+    ag_tensor *g = NULL;
+    OK(ag_tensor_grad(&g, param)); /* takes the parameter's lock */
+    ag_tensor_release(g);
+    freed++;
 }
 
 static void user_code_on_release(void)
 {
     int64_t shape[2] = {64, 128};
-    ag_tensor *x, *y, *z, *s;
-    OK(ag_full(&x, AG_FLOAT32, shape, 2, 1.0));
-    OK(ag_tensor_set_requires_grad(x, 1));
-    OK(ag_mul_scalar(&y, x, 2.0));
+    ag_tensor *y, *z, *l;
+    OK(ag_full(&param, AG_FLOAT32, shape, 2, 1.0));
+    OK(ag_tensor_set_requires_grad(param, 1));
+    OK(ag_sum(&l, param));
+    OK(ag_backward(l, NULL, 0)); /* param.grad = 1 */
+    ag_tensor_release(l);
+    OK(ag_mul_scalar(&y, param, 2.0));
+    CHECK(pending(y));
     uint64_t id;
-    OK(ag_tensor_register_hook(&id, y, keep_grad, 0, NULL, read_queued));
-    ag_tensor_release(y); /* the queued kernel's reference is the last */
-    OK(ag_add_scalar(&z, x, 1.0));
-    OK(ag_sum(&s, z));
-    queued_later = s;
-    CHECK(pending(s));
-    OK(ag_synchronize()); /* y is freed after the batch: read_queued reads s */
-    CHECK(later_value == 2.0 * 64 * 128);
-    ag_tensor_release(x);
+    OK(ag_tensor_register_hook(&id, y, keep_grad, 0, NULL, note_freed));
+    int grad = ag_set_grad_enabled(0);
+    OK(ag_add_scalar(&z, y, 1.0)); /* queued, reads y; no graph keeps y's node and hook */
+    ag_set_grad_enabled(grad);
+    ag_tensor_release(y);
+    CHECK(freed == 1); /* at the release, as in eager execution */
+    ag_optimizer *sgd;
+    OK(ag_optimizer_sgd(&sgd, &param, 1, 0.5, 0, 0, 0, 0));
+    OK(ag_optimizer_step(sgd)); /* runs the queue under param's lock: param = 0.5 after */
+    int64_t n;
+    float *zv = floats(z, &n), *pv = floats(param, &n);
+    bool ok = true;
+    for (int64_t i = 0; i < n; i++) ok &= zv[i] == 3.0f && pv[i] == 0.5f;
+    CHECK(ok);
+    free(zv);
+    free(pv);
+    ag_optimizer_release(sgd);
     ag_tensor_release(z);
-    ag_tensor_release(s);
+    ag_tensor_release(param);
 }
 
 int main(void)
