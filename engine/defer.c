@@ -80,28 +80,41 @@ bool defer_wanted(tensor *const *ins, int nin, int64_t work)
     return defer_worth(ins, nin, work) && par_num_threads() > 1 && !omp_in_parallel();
 }
 
-/* h: a header over src's storage with src's geometry (dims: room for its sizes and strides);
- * takes a reference to the storage. */
-static void copy_header(tensor *h, int64_t *dims, const tensor *src)
+/* v: src's storage (a reference taken) and geometry, its sizes and strides at *dims. */
+static void keep_view(dview *v, int64_t **dims, const tensor *src)
+{
+    v->st = src->st;
+    v->offset = src->offset;
+    v->numel = src->numel;
+    v->dtype = src->dtype;
+    v->ndim = src->ndim;
+    v->dims = *dims;
+    memcpy(v->dims, src->shape, (size_t)src->ndim * sizeof **dims);
+    memcpy(v->dims + src->ndim, src->strides, (size_t)src->ndim * sizeof **dims);
+    *dims += 2 * src->ndim;
+    atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
+}
+
+/* h: a header over v for a kernel (no autograd fields; it lives on the runner's stack). */
+static void view_header(tensor *h, const dview *v)
 {
     memset(h, 0, sizeof *h);
     atomic_init(&h->refs, 1);
-    h->st = src->st;
-    h->offset = src->offset;
-    h->numel = src->numel;
-    h->dtype = src->dtype;
-    h->ndim = src->ndim;
-    h->shape = dims;
-    h->strides = dims + MAX_DIMS;
-    memcpy(h->shape, src->shape, (size_t)src->ndim * sizeof *dims);
-    memcpy(h->strides, src->strides, (size_t)src->ndim * sizeof *dims);
-    atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
+    h->st = v->st;
+    h->offset = v->offset;
+    h->numel = v->numel;
+    h->dtype = v->dtype;
+    h->ndim = v->ndim;
+    h->shape = v->dims;
+    h->strides = v->dims + v->ndim;
 }
 
 dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64_t work,
                   size_t reserve)
 {
-    dtask *t = mem_alloc(sizeof *t);
+    size_t ndims = out->ndim;
+    for (int k = 0; k < nin; k++) ndims += ins[k]->ndim;
+    dtask *t = mem_alloc(sizeof *t + 2 * ndims * sizeof(int64_t));
     void *r = reserve ? mem_alloc_aligned(reserve, MEM_DATA_ALIGN) : NULL;
     if (!t || (reserve && !r)) {
         mem_free(t);
@@ -111,12 +124,9 @@ dtask *defer_task(tensor *out, tensor *const *ins, int nin, dtask_run run, int64
     t->next = NULL;
     t->run = run;
     t->nin = nin;
-    copy_header(&t->hdr[0], t->dims[0], out);
-    t->out = &t->hdr[0];
-    for (int k = 0; k < nin; k++) {
-        copy_header(&t->hdr[1 + k], t->dims[1 + k], ins[k]);
-        t->ins[k] = &t->hdr[1 + k];
-    }
+    int64_t *dims = t->dims;
+    keep_view(&t->views[0], &dims, out);
+    for (int k = 0; k < nin; k++) keep_view(&t->views[1 + k], &dims, ins[k]);
     t->parent = -1;
     t->work = work;
     t->reserve = r;
@@ -137,12 +147,12 @@ void defer_submit(dtask *t)
     int pos = atomic_load_explicit(&q_count, memory_order_relaxed);
     t->parent = -1;
     for (int k = 0; k < t->nin; k++) {
-        storage *s = t->ins[k]->st;
+        storage *s = t->views[1 + k].st;
         if (t->parent < 0 && (atomic_load_explicit(&s->pend, memory_order_relaxed) & PEND_QUEUED))
             t->parent = (int16_t)s->wpos;
         atomic_fetch_add_explicit(&s->pend, 1, memory_order_relaxed);
     }
-    storage *o = t->out->st;
+    storage *o = t->views[0].st;
     o->wpos = (uint16_t)pos;
     atomic_fetch_or_explicit(&o->pend, PEND_WRITER | PEND_QUEUED, memory_order_relaxed);
     if (q_tail) q_tail->next = t;
@@ -159,19 +169,22 @@ void defer_submit(dtask *t)
  * longer count it, so readers stop waiting for it. */
 static void run_task(dtask *t)
 {
+    tensor h[4], *ins[3];
+    for (int k = 0; k <= t->nin; k++) view_header(&h[k], &t->views[k]);
+    for (int k = 0; k < t->nin; k++) ins[k] = &h[1 + k];
     bool prev = in_task;
     in_task = true;
-    t->run(t);
+    t->run(t, &h[0], ins);
     in_task = prev;
-    atomic_fetch_and_explicit(&t->out->st->pend, ~PEND_WRITER, memory_order_release);
-    for (int k = 0; k < t->nin; k++)
-        atomic_fetch_sub_explicit(&t->ins[k]->st->pend, 1, memory_order_release);
+    atomic_fetch_and_explicit(&t->views[0].st->pend, ~PEND_WRITER, memory_order_release);
+    for (int k = 1; k <= t->nin; k++)
+        atomic_fetch_sub_explicit(&t->views[k].st->pend, 1, memory_order_release);
 }
 
 /* Drops a task that has run: memory only (its storages, its reserve). */
 static void drop_task(dtask *t)
 {
-    for (int k = 0; k <= t->nin; k++) storage_release(t->hdr[k].st);
+    for (int k = 0; k <= t->nin; k++) storage_release(t->views[k].st);
     mem_free_aligned(t->reserve);
     mem_free(t);
 }
@@ -180,8 +193,8 @@ static void drop_task(dtask *t)
  * so it never waits for this one: no cycle). */
 static void wait_operands(const dtask *t)
 {
-    for (int k = 0; k < t->nin; k++) {
-        const storage *s = t->ins[k]->st;
+    for (int k = 1; k <= t->nin; k++) {
+        const storage *s = t->views[k].st;
         for (int spin = 0; atomic_load_explicit(&((storage *)s)->pend, memory_order_acquire) &
                            PEND_WRITER;
              spin++)
@@ -233,7 +246,7 @@ void defer_flush(void)
     atomic_store_explicit(&q_count, 0, memory_order_relaxed);
     q_bytes = 0;
     for (dtask *t = list; t; t = t->next)
-        atomic_fetch_and_explicit(&t->out->st->pend, ~PEND_QUEUED, memory_order_relaxed);
+        atomic_fetch_and_explicit(&t->views[0].st->pend, ~PEND_QUEUED, memory_order_relaxed);
     pthread_mutex_unlock(&q_lock);
     if (n) {
         dtask *order[QUEUE_MAX];

@@ -16,28 +16,37 @@
 #include "tensor.h"
 
 struct dtask;
-typedef void (*dtask_run)(struct dtask *t);
+/* Runs a task's kernel: out and ins are headers over the task's storages with the geometry
+ * the tensors had when it was queued. */
+typedef void (*dtask_run)(struct dtask *t, tensor *out, tensor *const *ins);
 
-/** A queued kernel: it writes `out` (over a fresh tensor's storage) from ins[0..nin) and
- *  nothing else, and cannot fail (what it may need to allocate is reserved when it is queued).
- *  out and ins are the task's own copies of the tensors' headers (geometry and storage; no
- *  autograd fields): the task holds references to the storages only, so dropping it frees
- *  memory and never a tensor, whose last release may run user code (a hook's free_userdata)
- *  that must run when the program releases it, as in eager execution. */
+/** What a queued kernel keeps of a tensor: its storage (a reference) and its geometry when
+ *  queued. Not the tensor: dropping a task then frees memory and never a tensor, whose last
+ *  release may run user code (a hook's free_userdata) that must run when the program releases
+ *  it, as in eager execution. */
+typedef struct dview {
+    storage *st;
+    int64_t offset, numel;
+    uint8_t dtype, ndim;
+    int64_t *dims; /* ndim sizes, then ndim strides, in the task's block */
+} dview;
+
+/** A queued kernel: it writes views[0] (a fresh tensor's storage) from views[1..1 + nin) and
+ *  nothing else, and cannot fail (what it may need to allocate is reserved when it is
+ *  queued). One allocation, its views' sizes and strides after it (small enough for the
+ *  allocator's pools). */
 typedef struct dtask {
     struct dtask *next;
     dtask_run run;
-    tensor *out;      /* &hdr[0] */
-    tensor *ins[3];   /* &hdr[1 + k] */
     int nin;
     int16_t parent;   /* queue position of the task that writes its first queued input (-1:
                          none): a task runs on its parent's thread */
     int64_t work;     /* a rough cost (elements, multiply-adds / 8): only balances threads */
     void *reserve;    /* memory the kernel may use if its own allocation fails (freed after) */
     size_t reserve_bytes;
-    tensor hdr[4];
-    int64_t dims[4][2 * MAX_DIMS];
+    dview views[4];
     alignas(16) unsigned char args[64]; /* the kernel's own parameters */
+    alignas(8) int64_t dims[];
 } dtask;
 
 /* storage.pend: a queued task writes the storage (and has not run yet), it sits in the

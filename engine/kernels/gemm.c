@@ -467,9 +467,10 @@ size_t gemm_spare_bytes(int64_t M, int64_t N, int64_t K, int64_t rsa, int64_t cs
      * larger of the ways it may take. */
     plan_packed(im, g, 1, &pl);
     size_t most = 0;
-    for (int w = pl.way; w <= WAY_BLOCKS; w++) {
-        if (w == WAY_A_IN_PLACE && pl.pack_a) continue;
-        if (pl.way == WAY_FUSED && w != WAY_FUSED) break;
+    for (int w = WAY_FUSED; w <= WAY_BLOCKS; w++) {
+        /* fused or not does not depend on the thread count; A in place needs A unpacked */
+        if ((w == WAY_FUSED) != (pl.way == WAY_FUSED) || (w == WAY_A_IN_PLACE && pl.pack_a))
+            continue;
         plan_bytes(im, &pl, w);
         size_t b = ((pl.a_bytes + MEM_DATA_ALIGN - 1) & ~(size_t)(MEM_DATA_ALIGN - 1)) + pl.b_bytes;
         if (b > most) most = b;

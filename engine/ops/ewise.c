@@ -105,10 +105,10 @@ typedef struct ew_args {
 } ew_args;
 _Static_assert(sizeof(ew_args) <= sizeof(((dtask *)0)->args), "ew_args fits a task");
 
-static void ew_task(dtask *t)
+static void ew_task(dtask *t, tensor *out, tensor *const *ins)
 {
     const ew_args *a = (const ew_args *)t->args;
-    run(t->out, t->ins, t->nin, a->loop, a->np ? a->params : NULL, a->grain);
+    run(out, ins, t->nin, a->loop, a->np ? a->params : NULL, a->grain);
 }
 
 /* Queues the kernel that computes r from ins when deferral wants it and a task can be made

@@ -100,7 +100,10 @@ static size_t gemm_spare_bytes_for(const tensor *c, const tensor *a, const tenso
 
 /* A queued product (defer.h): its packing buffers fall back on the memory reserved with it,
  * so it cannot fail. */
-static void mm_task(dtask *t) { (void)gemm_spare(t->out, t->ins[0], t->ins[1], 0, 0, 0, 0, t->reserve); }
+static void mm_task(dtask *t, tensor *out, tensor *const *ins)
+{
+    (void)gemm_spare(out, ins[0], ins[1], 0, 0, 0, 0, t->reserve);
+}
 
 static eng_err mm_raw(tensor **out, tensor *a, tensor *b)
 {

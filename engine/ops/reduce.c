@@ -91,11 +91,11 @@ typedef struct sum_args {
 } sum_args;
 _Static_assert(sizeof(sum_args) <= sizeof(((dtask *)0)->args), "sum_args fits a task");
 
-static void sum_task(dtask *t)
+static void sum_task(dtask *t, tensor *out, tensor *const *ins)
 {
     const sum_args *a = (const sum_args *)t->args;
-    (void)reduce_kernel(t->out, NULL, t->ins[0], a->mask, RK_SUM);
-    if (a->mean) mean_divide(t->out, a->count);
+    (void)reduce_kernel(out, NULL, ins[0], a->mask, RK_SUM);
+    if (a->mean) mean_divide(out, a->count);
 }
 
 /* The sum (mean: divided by the count) of a over the plan's dims, no autograd. */
