@@ -26,12 +26,12 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "error.h"
 #include "parallel.h"
 
 /* A full queue runs: at QUEUE_MAX tasks (a batch's bookkeeping fits the stack), or once its
- * results take QUEUE_MAX_BYTES (what the queue keeps alive beyond eager execution is of that
- * order: a big op runs at once; a wide model's forward, ~6 MB for 32 heads, is queued whole). */
+ * results and reserves take QUEUE_MAX_BYTES (what the queue keeps alive beyond eager execution
+ * is of that order: a big op runs at once; a wide model's forward, ~6 MB for 32 heads, is
+ * queued whole). */
 #define QUEUE_MAX 1024
 #define QUEUE_MAX_BYTES ((size_t)16 << 20)
 
@@ -40,7 +40,7 @@ static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;   /* the queue; stora
 static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER; /* one batch runs at a time */
 static dtask *q_head, *q_tail;
 static atomic_int q_count;
-static size_t q_bytes; /* bytes of the queued tasks' results (under q_lock) */
+static size_t q_bytes; /* bytes of the queued tasks' results and reserves (under q_lock) */
 static atomic_bool disabled;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 
