@@ -157,7 +157,8 @@ AG_API int ag_get_num_threads(void);
  *  setting (1 or 0). Never fails.
  *
  *  With more than one thread, an elementwise op, a matrix product (mm, matmul of two
- *  matrices) or a sum or mean of up to 16384 elements, called from a program's own thread,
+ *  matrices), a linear layer with a bias (ag_linear of a 2-d input, or a contiguous 3-d one)
+ *  or a sum or mean of up to 16384 elements, called from a program's own thread,
  *  may queue its kernel and return its result before computing it: when the op is big
  *  (4096 elements or more) or an operand is itself still queued. Everything else runs the
  *  queue first, as soon as it touches a queued result or an operand of a queued kernel:

@@ -4,6 +4,7 @@
  * bench/torch_bench.py, which implements the same workloads the same way in PyTorch.
  *
  * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W] [--defer on|off]
+ *        bench wide-linear [same options]  (wide with each head two linear layers with biases)
  *        bench mlp-rss --steps N [--threads T]
  *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
  *        bench wide-split [--reps R]     (wide at 1 and 2 threads, step by step)
@@ -221,9 +222,12 @@ enum { WIDE_HEADS = 32, WIDE_INNER = 4 };
 
 typedef struct wide {
     ag_tensor *x, *t, *w1[WIDE_HEADS], *w2[WIDE_HEADS];
+    /* wide-linear only (else NULL): biases, the heads then being linear layers */
+    ag_tensor *b1[WIDE_HEADS], *b2[WIDE_HEADS];
 } wide;
 
-static void wide_init(wide *w, uint64_t seed)
+/* With biases, each head is two linear layers (wide-linear); the weights are the same. */
+static void wide_init(wide *w, uint64_t seed, int biases)
 {
     ag_generator *g;
     CK(ag_generator_new(&g, seed));
@@ -233,6 +237,10 @@ static void wide_init(wide *w, uint64_t seed)
         w->w1[k] = randn(g, 256, 256, 1);
         w->w2[k] = randn(g, 1, 256, 1);
     }
+    for (int k = 0; k < WIDE_HEADS; k++) {
+        w->b1[k] = biases ? randn(g, 256, 0, 1) : NULL;
+        w->b2[k] = biases ? randn(g, 1, 0, 1) : NULL;
+    }
     ag_generator_release(g);
 }
 
@@ -240,6 +248,8 @@ static void wide_free(wide *w)
 {
     release_all(w->w1, WIDE_HEADS);
     release_all(w->w2, WIDE_HEADS);
+    release_all(w->b1, WIDE_HEADS);
+    release_all(w->b2, WIDE_HEADS);
     ag_tensor_release(w->x);
     ag_tensor_release(w->t);
 }
@@ -262,17 +272,25 @@ static void wide_step(double *split, double *t0, int step)
  * (the last one, the loss terms, is left to the caller). */
 static ag_tensor *wide_head(wide *w, int k, double *split, double *t0)
 {
-    ag_tensor *t[9];
+    ag_tensor *t[9] = {NULL};
     CK(ag_mul_scalar(&t[0], w->x, 0.05));
     wide_step(split, t0, W_SCALE);
-    CK(ag_t(&t[1], w->w1[k]));
-    CK(ag_matmul(&t[2], t[0], t[1]));
-    wide_step(split, t0, W_MM1);
-    CK(ag_tanh(&t[3], t[2]));
-    wide_step(split, t0, W_TANH);
-    CK(ag_t(&t[4], w->w2[k]));
-    CK(ag_matmul(&t[5], t[3], t[4]));
-    wide_step(split, t0, W_MM2);
+    if (w->b1[k]) {
+        /* wide-linear: h_k = tanh(linear(0.05 x, W1_k, b1_k)), o_k = linear(h_k, W2_k, b2_k)
+         * (its steps are not timed apart) */
+        CK(ag_linear(&t[2], t[0], w->w1[k], w->b1[k]));
+        CK(ag_tanh(&t[3], t[2]));
+        CK(ag_linear(&t[5], t[3], w->w2[k], w->b2[k]));
+    } else {
+        CK(ag_t(&t[1], w->w1[k]));
+        CK(ag_matmul(&t[2], t[0], t[1]));
+        wide_step(split, t0, W_MM1);
+        CK(ag_tanh(&t[3], t[2]));
+        wide_step(split, t0, W_TANH);
+        CK(ag_t(&t[4], w->w2[k]));
+        CK(ag_matmul(&t[5], t[3], t[4]));
+        wide_step(split, t0, W_MM2);
+    }
     CK(ag_sub(&t[6], t[5], w->t));
     CK(ag_pow_scalar(&t[7], t[6], 2.0));
     CK(ag_mean(&t[8], t[7]));
@@ -287,6 +305,10 @@ static void wide_iter_timed(wide *w, double *split)
     for (int k = 0; k < WIDE_HEADS; k++) {
         CK(ag_tensor_set_grad(w->w1[k], NULL));
         CK(ag_tensor_set_grad(w->w2[k], NULL));
+        if (w->b1[k]) {
+            CK(ag_tensor_set_grad(w->b1[k], NULL));
+            CK(ag_tensor_set_grad(w->b2[k], NULL));
+        }
     }
     wide_step(split, &t0, W_CLEAR);
     ag_tensor *loss = NULL;
@@ -331,6 +353,10 @@ static double wide_heads_iter(wide *w, int threads, int heads_split, double *fwd
     for (int k = 0; k < WIDE_HEADS; k++) {
         CK(ag_tensor_set_grad(w->w1[k], NULL));
         CK(ag_tensor_set_grad(w->w2[k], NULL));
+        if (w->b1[k]) {
+            CK(ag_tensor_set_grad(w->b1[k], NULL));
+            CK(ag_tensor_set_grad(w->b2[k], NULL));
+        }
     }
     double t0 = now();
     ag_tensor *l[WIDE_HEADS];
@@ -663,6 +689,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]"
                     " [--defer on|off]\n"
+                    "       bench wide-linear [the options of wide]\n"
                     "       bench mlp-rss --steps N [--threads T]\n"
                     "       bench scalar-sweep [--reps R]\n"
                     "       bench wide-split [--reps R]\n"
@@ -714,10 +741,10 @@ int main(int argc, char **argv)
         workload w = {"ours", "mlp", "ms", 1e3 / MLP_INNER, 0, mlp_rep, ours_threads, &m, 1};
         measure(&w, &o);
         mlp_free(&m);
-    } else if (!strcmp(cmd, "wide")) {
+    } else if (!strcmp(cmd, "wide") || !strcmp(cmd, "wide-linear")) {
         wide wd;
-        wide_init(&wd, 0);
-        workload w = {"ours", "wide", "ms", 1e3 / WIDE_INNER, 0, wide_rep, ours_threads, &wd, 1};
+        wide_init(&wd, 0, !strcmp(cmd, "wide-linear"));
+        workload w = {"ours", cmd, "ms", 1e3 / WIDE_INNER, 0, wide_rep, ours_threads, &wd, 1};
         measure(&w, &o);
         wide_free(&wd);
     } else if (!strcmp(cmd, "scalar")) {
@@ -734,12 +761,12 @@ int main(int argc, char **argv)
         layout_bench(o.reps);
     } else if (!strcmp(cmd, "wide-split")) {
         wide wd;
-        wide_init(&wd, 0);
+        wide_init(&wd, 0, 0);
         wide_split(&wd, o.reps);
         wide_free(&wd);
     } else if (!strcmp(cmd, "wide-heads")) {
         wide wd;
-        wide_init(&wd, 0);
+        wide_init(&wd, 0, 0);
         wide_heads(&wd, o.reps);
         wide_free(&wd);
     } else if (!strcmp(cmd, "gemm")) {

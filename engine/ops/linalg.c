@@ -486,6 +486,30 @@ static eng_err addmm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 }
 static const node_type ADDMM_BW = {"AddmmBackward0", addmm_backward, NULL};
 
+/* r = b broadcast over r's rows, then r += x @ w^T, w read through swapped strides: linear's
+ * kernel with a bias (addmm), eager or queued. spare as gemm_f32_spare's. Fails (-1) only if
+ * a packing buffer cannot be allocated and spare is NULL. */
+static int addmm_xwt(tensor *r, tensor *x, tensor *w, tensor *b, void *spare)
+{
+    kernel_copy(r, b); /* (cannot fail) */
+    int64_t B = x->shape[0], O = w->shape[0], K = x->shape[1];
+    return x->dtype == DT_F32
+               ? gemm_f32_spare(B, O, K, tensor_data(x), x->strides[0], x->strides[1],
+                                tensor_data(w), w->strides[1], w->strides[0], tensor_data(r), O, 1,
+                                1, spare)
+               : gemm_f64_spare(B, O, K, tensor_data(x), x->strides[0], x->strides[1],
+                                tensor_data(w), w->strides[1], w->strides[0], tensor_data(r), O, 1,
+                                1, spare);
+}
+
+/* A queued linear with a bias (defer.h): ins are x, w, b (x first: the task follows the one
+ * that makes its input, as a layer follows the layer before it); the reserve makes it
+ * unable to fail. */
+static void addmm_task(dtask *t, tensor *out, tensor *const *ins)
+{
+    (void)addmm_xwt(out, ins[0], ins[1], ins[2], t->reserve);
+}
+
 static eng_err linear_2d(tensor **out, tensor *x, tensor *w, tensor *b)
 {
     int64_t B = x->shape[0], O = w->shape[0], shape[2] = {B, O};
@@ -498,19 +522,27 @@ static eng_err linear_2d(tensor **out, tensor *x, tensor *w, tensor *b)
     }
     tensor *r = tensor_new((dtype)x->dtype, shape, 2);
     if (!r) return err_kind();
-    /* r = b broadcast over rows, then r += x @ w^T (w read through swapped strides) */
-    kernel_copy(r, b);
     int64_t K = x->shape[1];
-    int rc = x->dtype == DT_F32
-                 ? gemm_f32(B, O, K, tensor_data(x), x->strides[0], x->strides[1], tensor_data(w),
-                            w->strides[1], w->strides[0], tensor_data(r), O, 1, 1)
-                 : gemm_f64(B, O, K, tensor_data(x), x->strides[0], x->strides[1], tensor_data(w),
-                            w->strides[1], w->strides[0], tensor_data(r), O, 1, 1);
-    eng_err e = E_OK;
-    if (rc) {
+    tensor *ops[3] = {x, w, b};
+    int64_t work = B * O * (K / 8 + 1) + B * O;
+    bool queued = false;
+    if (defer_wanted(ops, 3, work)) {
+        dtask *t = defer_task(r, ops, 3, addmm_task, work,
+                              gemm_spare_bytes(B, O, K, x->strides[0], x->strides[1],
+                                               w->strides[1], w->strides[0], O, 1,
+                                               x->dtype == DT_F64));
+        if (t) {
+            defer_submit(t);
+            queued = true;
+        } else {
+            defer_flush(); /* no task: eagerly, as without deferral */
+        }
+    }
+    if (!queued && addmm_xwt(r, x, w, b, NULL)) {
         tensor_release(r);
         return err_nomem();
     }
+    eng_err e = E_OK;
     tensor *ins[3] = {b, x, w};
     node *n = record(&ADDMM_BW, ins, 3, &r, 1, 2, sizeof(mm_attr), &e);
     if (e) {

@@ -2,13 +2,14 @@
  * test_defer.c: deferred kernels (engine/defer.c) change nothing a program can see but the
  * time: big ops queue their kernels and small ones on queued operands follow, while a scalar
  * op, one thread or deferral turned off compute at once; values and gradients of a multi-head
- * graph are bitwise those of eager execution at 2 and 3 threads; reads, in-place changes of
- * an operand or of a result, reads from another thread and backward all run the queue first;
- * results released before their kernel ran are freed when it has; the queue runs by itself
- * before it holds much memory; two threads queue at once; and a queued product whose packing
- * buffers cannot be allocated when it runs uses the memory reserved with it (an allocation
- * failure when it is queued makes it run eagerly instead); and releasing a tensor a queued
- * kernel reads runs its hooks' free_userdata at once, as without deferral.
+ * graph, of products or of linear layers with biases, are bitwise those of eager execution
+ * at 2 and 3 threads; reads, in-place changes of an operand or of a result, reads from
+ * another thread and backward all run the queue first; results released before their kernel
+ * ran are freed when it has; the queue runs by itself before it holds much memory; two
+ * threads queue at once; a queued product or linear layer whose packing buffers cannot be
+ * allocated when it runs uses the memory reserved with it (an allocation failure when it is
+ * queued makes it run eagerly instead); and releasing a tensor a queued kernel reads runs its
+ * hooks' free_userdata at once, as without deferral.
  * White-box: it reads whether a result's storage is still pending.
  */
 #include <math.h>
@@ -91,36 +92,59 @@ static void what_queues(void)
     ag_generator_release(g);
 }
 
-/* A multi-head graph (wide's shape, smaller): loss and gradients, as float arrays. */
+/* A multi-head graph (wide's shape, smaller), its heads of matmul or of linear with a bias:
+ * loss and the gradients of the weights (and biases), as float arrays. */
 #define HEADS 6
+#define PARAMS (4 * HEADS)
 typedef struct run {
     float loss;
-    float *grad[2 * HEADS];
-    int64_t n[2 * HEADS];
+    float *grad[PARAMS];
+    int64_t n[PARAMS];
+    int nparams;
     bool queued; /* some intermediate was still pending before backward */
 } run;
 
-static run multi_head(int threads, bool defer)
+static ag_tensor *bias(ag_generator *g, int64_t n)
+{
+    ag_tensor *t;
+    OK(ag_randn(&t, g, AG_FLOAT32, &n, 1));
+    OK(ag_tensor_set_requires_grad(t, 1));
+    return t;
+}
+
+static run multi_head(int threads, bool defer, bool linear)
 {
     OK(ag_set_num_threads(threads));
     ag_set_deferral_enabled(defer);
     ag_generator *g;
     OK(ag_generator_new(&g, 7));
-    ag_tensor *x = randn(g, 64, 96, false), *t = randn(g, 64, 1, false), *w[2 * HEADS];
+    ag_tensor *x = randn(g, 64, 96, false), *t = randn(g, 64, 1, false), *w[PARAMS];
+    run r = {0};
+    r.nparams = linear ? 4 * HEADS : 2 * HEADS;
     for (int k = 0; k < HEADS; k++) {
         w[2 * k] = randn(g, 80, 96, true);
         w[2 * k + 1] = randn(g, 1, 80, true);
+        if (linear) {
+            w[2 * HEADS + 2 * k] = bias(g, 80);
+            w[2 * HEADS + 2 * k + 1] = bias(g, 1);
+        }
     }
-    run r = {0};
     ag_tensor *loss = NULL;
     for (int k = 0; k < HEADS; k++) {
-        ag_tensor *v[9];
+        ag_tensor *v[9] = {NULL};
         OK(ag_mul_scalar(&v[0], x, 0.05));
-        OK(ag_t(&v[1], w[2 * k]));
-        OK(ag_matmul(&v[2], v[0], v[1]));
-        OK(ag_tanh(&v[3], v[2]));
-        OK(ag_t(&v[4], w[2 * k + 1]));
-        OK(ag_matmul(&v[5], v[3], v[4]));
+        if (linear) {
+            OK(ag_linear(&v[2], v[0], w[2 * k], w[2 * HEADS + 2 * k]));
+            r.queued |= pending(v[2]);
+            OK(ag_tanh(&v[3], v[2]));
+            OK(ag_linear(&v[5], v[3], w[2 * k + 1], w[2 * HEADS + 2 * k + 1]));
+        } else {
+            OK(ag_t(&v[1], w[2 * k]));
+            OK(ag_matmul(&v[2], v[0], v[1]));
+            OK(ag_tanh(&v[3], v[2]));
+            OK(ag_t(&v[4], w[2 * k + 1]));
+            OK(ag_matmul(&v[5], v[3], v[4]));
+        }
         OK(ag_sub(&v[6], v[5], t));
         OK(ag_pow_scalar(&v[7], v[6], 2.0));
         OK(ag_mean(&v[8], v[7]));
@@ -140,7 +164,7 @@ static run multi_head(int threads, bool defer)
     double l;
     OK(ag_tensor_item(&l, loss));
     r.loss = (float)l;
-    for (int k = 0; k < 2 * HEADS; k++) {
+    for (int k = 0; k < r.nparams; k++) {
         ag_tensor *gr;
         OK(ag_tensor_grad(&gr, w[k]));
         r.grad[k] = floats(gr, &r.n[k]);
@@ -158,23 +182,25 @@ static run multi_head(int threads, bool defer)
 
 static void free_run(run *r)
 {
-    for (int k = 0; k < 2 * HEADS; k++) free(r->grad[k]);
+    for (int k = 0; k < r->nparams; k++) free(r->grad[k]);
 }
 
 static void same_as_eager(void)
 {
-    run eager = multi_head(1, false);
-    int threads[] = {2, 3};
-    for (int i = 0; i < 2; i++) {
-        run d = multi_head(threads[i], true);
-        CHECK(d.queued);
-        CHECK(memcmp(&d.loss, &eager.loss, sizeof d.loss) == 0);
-        for (int k = 0; k < 2 * HEADS; k++)
-            CHECK(d.n[k] == eager.n[k] &&
-                  memcmp(d.grad[k], eager.grad[k], (size_t)d.n[k] * sizeof(float)) == 0);
-        free_run(&d);
+    for (int linear = 0; linear < 2; linear++) {
+        run eager = multi_head(1, false, linear);
+        int threads[] = {2, 3};
+        for (int i = 0; i < 2; i++) {
+            run d = multi_head(threads[i], true, linear);
+            CHECK(d.queued);
+            CHECK(memcmp(&d.loss, &eager.loss, sizeof d.loss) == 0);
+            for (int k = 0; k < eager.nparams; k++)
+                CHECK(d.n[k] == eager.n[k] &&
+                      memcmp(d.grad[k], eager.grad[k], (size_t)d.n[k] * sizeof(float)) == 0);
+            free_run(&d);
+        }
+        free_run(&eager);
     }
-    free_run(&eager);
 }
 
 /* Writing a queued kernel's operand in place waits for it; so does writing its result. */
@@ -317,6 +343,12 @@ static void picky_free(void *p, void *ud)
     }
 }
 
+/* The product of a and b (= bt^T), or linear(a, bt, bias): both pack b's panels. */
+static int product(ag_tensor **y, ag_tensor *a, ag_tensor *b, ag_tensor *bt, ag_tensor *bias_)
+{
+    return bias_ ? ag_linear(y, a, bt, bias_) : ag_matmul(y, a, b);
+}
+
 static void product_cannot_fail(void)
 {
     static const ag_allocator picky = {picky_alloc, picky_free, NULL};
@@ -324,36 +356,43 @@ static void product_cannot_fail(void)
     ag_generator *g;
     OK(ag_generator_new(&g, 3));
     /* (b column-major, as a weight's transpose: the product packs its panels) */
-    ag_tensor *a = randn(g, 64, 1024, false), *bt = randn(g, 512, 1024, false), *b, *want, *y;
+    ag_tensor *a = randn(g, 64, 1024, false), *bt = randn(g, 512, 1024, false), *b, *bs;
+    int64_t nb = 512;
+    OK(ag_randn(&bs, g, AG_FLOAT32, &nb, 1));
     OK(ag_t(&b, bt));
-    ag_set_deferral_enabled(0);
-    OK(ag_matmul(&want, a, b));
-    ag_set_deferral_enabled(1);
-    /* refused when queued (the reserve): it runs eagerly, and fails as eager execution does
-     * (its packing buffer refused too): AG_ENOMEM, out untouched, nothing kept */
-    long before = atomic_load(&live_blocks);
-    atomic_store(&refuse_big, true);
-    for (int defer = 1; defer >= 0; defer--) {
-        ag_set_deferral_enabled(defer);
-        y = (ag_tensor *)&before;
-        CHECK(ag_matmul(&y, a, b) == AG_ENOMEM);
-        CHECK(y == (ag_tensor *)&before);
-        CHECK(atomic_load(&live_blocks) == before);
+    for (int lin = 0; lin < 2; lin++) {
+        ag_tensor *want, *y, *bias_ = lin ? bs : NULL;
+        ag_set_deferral_enabled(0);
+        OK(product(&want, a, b, bt, bias_));
+        ag_set_deferral_enabled(1);
+        /* refused when queued (the reserve): it runs eagerly, and fails as eager execution
+         * does (its packing buffer refused too): AG_ENOMEM, out untouched, nothing kept */
+        long before = atomic_load(&live_blocks);
+        atomic_store(&refuse_big, true);
+        for (int defer = 1; defer >= 0; defer--) {
+            ag_set_deferral_enabled(defer);
+            y = (ag_tensor *)&before;
+            CHECK(product(&y, a, b, bt, bias_) == AG_ENOMEM);
+            CHECK(y == (ag_tensor *)&before);
+            CHECK(atomic_load(&live_blocks) == before);
+        }
+        ag_set_deferral_enabled(1);
+        atomic_store(&refuse_big, false);
+        /* refused when it runs: it packs into the reserved memory */
+        OK(product(&y, a, b, bt, bias_));
+        CHECK(pending(y));
+        atomic_store(&refuse_big, true);
+        int64_t n, m;
+        float *yv = floats(y, &n), *wv = floats(want, &m);
+        atomic_store(&refuse_big, false);
+        CHECK(n == m && memcmp(yv, wv, (size_t)n * sizeof *yv) == 0);
+        free(yv);
+        free(wv);
+        ag_tensor_release(want);
+        ag_tensor_release(y);
     }
-    ag_set_deferral_enabled(1);
-    atomic_store(&refuse_big, false);
-    /* refused when it runs: it packs into the reserved memory */
-    OK(ag_matmul(&y, a, b));
-    CHECK(pending(y));
-    atomic_store(&refuse_big, true);
-    int64_t n, m;
-    float *yv = floats(y, &n), *wv = floats(want, &m);
-    atomic_store(&refuse_big, false);
-    CHECK(n == m && memcmp(yv, wv, (size_t)n * sizeof *yv) == 0);
-    free(yv);
-    free(wv);
-    ag_tensor *all[] = {a, bt, b, want, y};
-    for (int i = 0; i < 5; i++) ag_tensor_release(all[i]);
+    ag_tensor *all[] = {a, bt, b, bs};
+    for (int i = 0; i < 4; i++) ag_tensor_release(all[i]);
     ag_generator_release(g);
     OK(ag_synchronize());
     CHECK(atomic_load(&live_blocks) == 0);
