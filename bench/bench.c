@@ -5,6 +5,7 @@
  *
  * usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W] [--defer on|off]
  *        bench wide-linear [same options]  (wide with each head two linear layers with biases)
+ *        bench bmm [--threads 1,2] [--reps R]  (batched products of small matrices)
  *        bench mlp-rss --steps N [--threads T]
  *        bench scalar-sweep [--reps R]   (scalar at 500 ... 20000 triples, phase by phase)
  *        bench wide-split [--reps R]     (wide at 1 and 2 threads, step by step)
@@ -587,6 +588,49 @@ static void gemm_rep(void *ctx)
     ag_tensor_release(p);
 }
 
+/* bmm: batched products [B, n, n] @ [B, n, n], forward only, repeated to ~4 MFLOP-ms of
+ * work per repetition: how a batch of small products uses the team (not part of bench/run;
+ * no workload of docs/workloads.md has one). */
+typedef struct bmm {
+    ag_tensor *a, *b;
+    int inner;
+} bmm;
+
+static void bmm_rep(void *ctx)
+{
+    bmm *m = ctx;
+    for (int i = 0; i < m->inner; i++) {
+        ag_tensor *p;
+        CK(ag_matmul(&p, m->a, m->b));
+        CK(ag_synchronize());
+        ag_tensor_release(p);
+    }
+}
+
+static void bmm_bench(const options *o)
+{
+    static const int64_t sizes[][2] = {{32, 32}, {32, 64}, {32, 96}, {32, 128}, {8, 160},
+                                       {8, 256}};
+    ag_generator *g;
+    CK(ag_generator_new(&g, 0));
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        int64_t B = sizes[k][0], n = sizes[k][1], shape[3] = {B, n, n};
+        bmm m;
+        CK(ag_randn(&m.a, g, AG_FLOAT32, shape, 3));
+        CK(ag_randn(&m.b, g, AG_FLOAT32, shape, 3));
+        double flop = 2.0 * (double)B * n * n * n;
+        m.inner = (int)(2e8 / flop) + 1;
+        char name[32];
+        snprintf(name, sizeof name, "bmm_%lldx%lld", (long long)B, (long long)n);
+        workload w = {"ours", name, "gflops", flop * m.inner * 1e-9, 1, bmm_rep, ours_threads,
+                      &m, 0};
+        measure(&w, o);
+        ag_tensor_release(m.a);
+        ag_tensor_release(m.b);
+    }
+    ag_generator_release(g);
+}
+
 static void gemm_kernel_rep(void *ctx)
 {
     gemm *g = ctx;
@@ -690,6 +734,7 @@ static void usage(void)
     fprintf(stderr, "usage: bench mlp|wide|scalar|gemm [--threads 1,2] [--reps R] [--warmup W]"
                     " [--defer on|off]\n"
                     "       bench wide-linear [the options of wide]\n"
+                    "       bench bmm [--threads 1,2] [--reps R]\n"
                     "       bench mlp-rss --steps N [--threads T]\n"
                     "       bench scalar-sweep [--reps R]\n"
                     "       bench wide-split [--reps R]\n"
@@ -753,6 +798,8 @@ int main(int argc, char **argv)
         workload w = {"ours", "scalar", "ns_per_node", 1e9 / (4.0 * SCALAR_N), 0, scalar_rep,
                       ours_threads, &sc, 0};
         measure(&w, &o);
+    } else if (!strcmp(cmd, "bmm")) {
+        bmm_bench(&o);
     } else if (!strcmp(cmd, "scalar-sweep")) {
         static scalar sc;
         scalar_init(&sc, 0);

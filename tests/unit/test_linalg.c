@@ -4,6 +4,7 @@
  * second-order gradient checks, and bitwise-identical results across thread counts.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "harness.h"
@@ -198,9 +199,11 @@ static void errors(void)
 /* Mid-size products and their backward, bitwise identical for 1 to 16 threads. gemm.c cuts
  * more tiles for more threads: with AVX-512 kernels the product 200x512x600 (the fused path)
  * goes from 10 tiles on 2 threads to 20 on 7 and 76 on 16, and 300x520x260 (k-blocks) from 9
- * to 30 on 7 and 16, the backward products alike; 130x300x70's plans never change. */
+ * to 30 on 7 and 16, the backward products alike; 130x300x70's plans never change. With a
+ * batch (batch > 0: [batch, m, k] @ [batch, k, n]), small products run side by side on the
+ * team, each whole on one thread, where 1 thread runs them one after another. */
 enum { NCOUNTS = 5 };
-static void determinism_shape(int64_t m, int64_t k, int64_t n)
+static void determinism_shape(int64_t batch, int64_t m, int64_t k, int64_t n)
 {
     int saved = ag_get_num_threads();
     double *base[NCOUNTS] = {NULL};
@@ -209,10 +212,11 @@ static void determinism_shape(int64_t m, int64_t k, int64_t n)
         OK(ag_set_num_threads(counts[c]));
         ag_generator *g;
         OK(ag_generator_new(&g, 7));
-        int64_t sa[2] = {m, k}, sb[2] = {k, n};
+        int64_t sa[3] = {batch, m, k}, sb[3] = {batch, k, n};
+        int nd = batch ? 3 : 2, o = batch ? 0 : 1;
         ag_tensor *a, *b, *r, *s;
-        OK(ag_randn(&a, g, AG_FLOAT32, sa, 2));
-        OK(ag_randn(&b, g, AG_FLOAT32, sb, 2));
+        OK(ag_randn(&a, g, AG_FLOAT32, sa + o, nd));
+        OK(ag_randn(&b, g, AG_FLOAT32, sb + o, nd));
         OK(ag_tensor_set_requires_grad(a, 1));
         OK(ag_tensor_set_requires_grad(b, 1));
         OK(ag_matmul(&r, a, b));
@@ -232,8 +236,8 @@ static void determinism_shape(int64_t m, int64_t k, int64_t n)
         free(v3);
         base[c] = all;
         if (c > 0 && memcmp(base[0], all, (size_t)(n1 + n2 + n3) * sizeof *all) != 0) {
-            fprintf(stderr, "matmul %lldx%lldx%lld: %d threads differ from 1 thread\n",
-                    (long long)m, (long long)k, (long long)n, counts[c]);
+            fprintf(stderr, "matmul %lld x %lldx%lldx%lld: %d threads differ from 1 thread\n",
+                    (long long)batch, (long long)m, (long long)k, (long long)n, counts[c]);
             harness_failures++;
         }
         ag_tensor *ts[] = {ga, gb, s, r, a, b};
@@ -246,9 +250,79 @@ static void determinism_shape(int64_t m, int64_t k, int64_t n)
 
 static void determinism(void)
 {
-    determinism_shape(130, 300, 70);
-    determinism_shape(200, 512, 600);
-    determinism_shape(300, 520, 260);
+    determinism_shape(0, 130, 300, 70);
+    determinism_shape(0, 200, 512, 600);
+    determinism_shape(0, 300, 520, 260);
+    determinism_shape(12, 40, 56, 24);   /* small products: side by side */
+    determinism_shape(5, 128, 128, 128); /* at BMM_WHOLE_MAX: side by side */
+    determinism_shape(3, 150, 130, 120); /* bigger, an uneven batch: one after another */
+    determinism_shape(4, 150, 130, 120); /* an even one: side by side on 2 and 4 threads */
+}
+
+/* A batch of products side by side on 2 threads, with the n-th allocation refused for each
+ * n in turn (a product's packing buffer, on whichever thread): AG_ENOMEM, the output
+ * untouched and nothing kept, until it succeeds with the values of 1 thread. */
+static atomic_long oom_countdown = -1, oom_live;
+
+static void *oom_alloc(size_t n, void *ud)
+{
+    (void)ud;
+    if (atomic_fetch_sub(&oom_countdown, 1) == 0) return NULL;
+    void *p = malloc(n);
+    if (p) atomic_fetch_add(&oom_live, 1);
+    return p;
+}
+
+static void oom_free(void *p, void *ud)
+{
+    (void)ud;
+    if (p) {
+        atomic_fetch_sub(&oom_live, 1);
+        free(p);
+    }
+}
+
+static void batched_out_of_memory(void)
+{
+    static const ag_allocator counting = {oom_alloc, oom_free, NULL};
+    int saved = ag_get_num_threads();
+    OK(ag_set_allocator(&counting));
+    ag_generator *g;
+    OK(ag_generator_new(&g, 11));
+    int64_t sa[3] = {6, 64, 96}, sbt[3] = {6, 80, 96};
+    ag_tensor *a, *bt, *b, *want, *y;
+    OK(ag_randn(&a, g, AG_FLOAT32, sa, 3));
+    OK(ag_randn(&bt, g, AG_FLOAT32, sbt, 3));
+    OK(ag_transpose(&b, bt, 1, 2)); /* (transposed: its panels are packed) */
+    OK(ag_set_num_threads(1));
+    OK(ag_matmul(&want, a, b));
+    OK(ag_set_num_threads(2));
+    ag_set_deferral_enabled(0);
+    int refused = 0;
+    for (long n = 0; n < 1000; n++) {
+        long before = atomic_load(&oom_live);
+        atomic_store(&oom_countdown, n);
+        y = (ag_tensor *)&before;
+        int rc = ag_matmul(&y, a, b);
+        atomic_store(&oom_countdown, -1);
+        if (rc == AG_OK) break;
+        refused++;
+        CHECK(rc == AG_ENOMEM && y == (ag_tensor *)&before);
+        CHECK(atomic_load(&oom_live) == before);
+    }
+    CHECK(refused > 1); /* the output, and at least one packing buffer */
+    int64_t ny, nw;
+    double *vy = values(y, &ny), *vw = values(want, &nw);
+    CHECK(ny == nw && memcmp(vy, vw, (size_t)ny * sizeof *vy) == 0);
+    free(vy);
+    free(vw);
+    ag_tensor *all[] = {a, bt, b, want, y};
+    for (int i = 0; i < 5; i++) ag_tensor_release(all[i]);
+    ag_generator_release(g);
+    ag_set_deferral_enabled(1);
+    CHECK(atomic_load(&oom_live) == 0);
+    OK(ag_set_allocator(NULL));
+    OK(ag_set_num_threads(saved));
 }
 
 /* matmul's and linear's results are fresh tensors, not views, even where they are a fresh
@@ -461,5 +535,6 @@ int main(void)
     gradients_are_not_views();
     errors();
     determinism();
+    batched_out_of_memory();
     return harness_finish("test_linalg");
 }
