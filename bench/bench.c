@@ -588,8 +588,8 @@ static void gemm_rep(void *ctx)
     ag_tensor_release(p);
 }
 
-/* bmm: batched products [B, n, n] @ [B, n, n], forward only, repeated to ~4 MFLOP-ms of
- * work per repetition: how a batch of small products uses the team (not part of bench/run;
+/* bmm: batched products [B, n, n] @ [B, n, n], forward only, repeated to about 0.2 GFLOP
+ * of work per repetition: how a batch of small products uses the team (not part of bench/run;
  * no workload of docs/workloads.md has one). */
 typedef struct bmm {
     ag_tensor *a, *b;

@@ -266,13 +266,15 @@ static eng_err op_mv(tensor **out, tensor *a, tensor *v)
 
 /* ---- bmm ---- */
 /* A batch's products run each whole on one thread, the batch shared out across the team,
- * rather than one after another each split across the team, when they are small (up to this
- * many multiply-adds: split in two, a 64^3 product spent more on the split, a region per
- * product and its output's tiles crossing cores, than it saved; 32 of them ran 1.5-2.2x
- * faster on 2 threads whole) or when the batch shares out evenly (at least 90% of the
- * threads busy in its last round: 8 products of 256^3 on 2 threads ran as fast or faster
- * whole). */
+ * rather than one after another each split across the team, when they are small (up to
+ * BMM_WHOLE_MAX multiply-adds: split in two, a 64^3 product spent more on the split, a region
+ * per product and its output's tiles crossing cores, than it saved; 32 of them ran 1.5-2.6x
+ * faster on 2 threads whole) or when the batch shares out evenly (the threads at least 90%
+ * busy on average over its rounds: 8 products of 256^3 on 2 threads ran as fast or faster
+ * whole). Consecutive products are grouped into chunks of at least BMM_CHUNK_MACS, so that a
+ * batch of tiny products is not one task or chunk each. */
 #define BMM_WHOLE_MAX ((int64_t)1 << 21)
+#define BMM_CHUNK_MACS ((int64_t)1 << 16)
 
 static bool bmm_whole(int64_t B, int64_t macs, int nt)
 {
@@ -304,9 +306,10 @@ static eng_err bmm_raw(tensor **out, tensor *a, tensor *b)
     tensor *r = tensor_new((dtype)a->dtype, shape, 3);
     if (!r) return err_kind();
     /* (each product's bits are the same on any thread, so the split changes no result) */
-    if (bmm_whole(B, shape[1] * shape[2] * a->shape[2], par_plan_threads())) {
+    int64_t macs = shape[1] * shape[2] * a->shape[2];
+    if (bmm_whole(B, macs, par_plan_threads())) {
         bmm_ctx c = {r, a, b, false};
-        par_for(B, 1, bmm_items, &c);
+        par_for(B, macs < BMM_CHUNK_MACS ? BMM_CHUNK_MACS / (macs ? macs : 1) : 1, bmm_items, &c);
         if (atomic_load_explicit(&c.failed, memory_order_relaxed)) {
             tensor_release(r);
             return err_nomem();

@@ -101,7 +101,8 @@ typedef struct run {
     float *grad[PARAMS];
     int64_t n[PARAMS];
     int nparams;
-    bool queued; /* some intermediate was still pending before backward */
+    bool queued; /* every head's first product (or linear layer) was still pending when it
+                    returned */
 } run;
 
 static ag_tensor *bias(ag_generator *g, int64_t n)
@@ -130,17 +131,19 @@ static run multi_head(int threads, bool defer, bool linear)
         }
     }
     ag_tensor *loss = NULL;
+    r.queued = true;
     for (int k = 0; k < HEADS; k++) {
         ag_tensor *v[9] = {NULL};
         OK(ag_mul_scalar(&v[0], x, 0.05));
         if (linear) {
             OK(ag_linear(&v[2], v[0], w[2 * k], w[2 * HEADS + 2 * k]));
-            r.queued |= pending(v[2]);
+            r.queued &= pending(v[2]);
             OK(ag_tanh(&v[3], v[2]));
             OK(ag_linear(&v[5], v[3], w[2 * k + 1], w[2 * HEADS + 2 * k + 1]));
         } else {
             OK(ag_t(&v[1], w[2 * k]));
             OK(ag_matmul(&v[2], v[0], v[1]));
+            r.queued &= pending(v[2]);
             OK(ag_tanh(&v[3], v[2]));
             OK(ag_t(&v[4], w[2 * k + 1]));
             OK(ag_matmul(&v[5], v[3], v[4]));
@@ -148,7 +151,6 @@ static run multi_head(int threads, bool defer, bool linear)
         OK(ag_sub(&v[6], v[5], t));
         OK(ag_pow_scalar(&v[7], v[6], 2.0));
         OK(ag_mean(&v[8], v[7]));
-        r.queued |= pending(v[3]);
         for (int i = 0; i < 8; i++) ag_tensor_release(v[i]);
         if (loss) {
             ag_tensor *sum;
@@ -356,14 +358,23 @@ static void product_cannot_fail(void)
     ag_generator *g;
     OK(ag_generator_new(&g, 3));
     /* (b column-major, as a weight's transpose: the product packs its panels) */
-    ag_tensor *a = randn(g, 64, 1024, false), *bt = randn(g, 512, 1024, false), *b, *bs;
+    ag_tensor *a = randn(g, 64, 1024, false), *bt = randn(g, 512, 1024, false), *b, *bs, *a32;
     int64_t nb = 512;
     OK(ag_randn(&bs, g, AG_FLOAT32, &nb, 1));
     OK(ag_t(&b, bt));
-    for (int lin = 0; lin < 2; lin++) {
-        ag_tensor *want, *y, *bias_ = lin ? bs : NULL;
+    /* float64 linear: 32 rows (a result under 256 KiB), the packed weight 4 MiB */
+    ag_tensor *a64, *bt64, *b64, *bs64;
+    OK(ag_narrow(&a32, a, 0, 0, 32));
+    OK(ag_to_dtype(&a64, a32, AG_FLOAT64));
+    OK(ag_to_dtype(&bt64, bt, AG_FLOAT64));
+    OK(ag_t(&b64, bt64));
+    OK(ag_to_dtype(&bs64, bs, AG_FLOAT64));
+    for (int v = 0; v < 3; v++) {
+        /* a product, a linear layer, a float64 linear layer */
+        ag_tensor *x = v == 2 ? a64 : a, *w = v == 2 ? b64 : b, *wt = v == 2 ? bt64 : bt;
+        ag_tensor *want, *y, *bias_ = v == 0 ? NULL : v == 1 ? bs : bs64;
         ag_set_deferral_enabled(0);
-        OK(product(&want, a, b, bt, bias_));
+        OK(product(&want, x, w, wt, bias_));
         ag_set_deferral_enabled(1);
         /* refused when queued (the reserve): it runs eagerly, and fails as eager execution
          * does (its packing buffer refused too): AG_ENOMEM, out untouched, nothing kept */
@@ -372,18 +383,18 @@ static void product_cannot_fail(void)
         for (int defer = 1; defer >= 0; defer--) {
             ag_set_deferral_enabled(defer);
             y = (ag_tensor *)&before;
-            CHECK(product(&y, a, b, bt, bias_) == AG_ENOMEM);
+            CHECK(product(&y, x, w, wt, bias_) == AG_ENOMEM);
             CHECK(y == (ag_tensor *)&before);
             CHECK(atomic_load(&live_blocks) == before);
         }
         ag_set_deferral_enabled(1);
         atomic_store(&refuse_big, false);
         /* refused when it runs: it packs into the reserved memory */
-        OK(product(&y, a, b, bt, bias_));
+        OK(product(&y, x, w, wt, bias_));
         CHECK(pending(y));
         atomic_store(&refuse_big, true);
         int64_t n, m;
-        float *yv = floats(y, &n), *wv = floats(want, &m);
+        double *yv = values(y, &n), *wv = values(want, &m);
         atomic_store(&refuse_big, false);
         CHECK(n == m && memcmp(yv, wv, (size_t)n * sizeof *yv) == 0);
         free(yv);
@@ -391,8 +402,8 @@ static void product_cannot_fail(void)
         ag_tensor_release(want);
         ag_tensor_release(y);
     }
-    ag_tensor *all[] = {a, bt, b, bs};
-    for (int i = 0; i < 4; i++) ag_tensor_release(all[i]);
+    ag_tensor *all[] = {a, bt, b, bs, a32, a64, bt64, b64, bs64};
+    for (int i = 0; i < 9; i++) ag_tensor_release(all[i]);
     ag_generator_release(g);
     OK(ag_synchronize());
     CHECK(atomic_load(&live_blocks) == 0);
