@@ -266,21 +266,27 @@ static eng_err op_mv(tensor **out, tensor *a, tensor *v)
 
 /* ---- bmm ---- */
 /* A batch's products run each whole on one thread, the batch shared out across the team,
- * rather than one after another each split across the team, when they are small (up to
- * BMM_WHOLE_MAX multiply-adds: split in two, a 64^3 product spent more on the split, a region
- * per product and its output's tiles crossing cores, than it saved; 32 of them ran 1.5-2.6x
- * faster on 2 threads whole) or when the batch shares out evenly (the threads at least 90%
- * busy on average over its rounds: 8 products of 256^3 on 2 threads ran as fast or faster
- * whole). Consecutive products are grouped into chunks of at least BMM_CHUNK_MACS, so that a
- * batch of tiny products is not one task or chunk each. */
+ * rather than one after another each split across the team, when:
+ * - they are small (up to BMM_WHOLE_MAX multiply-adds: split in two, a 64^3 product spent
+ *   more on the split, a region per product and its output's tiles crossing cores, than it
+ *   saved; 32 of them ran 1.5-2.6x faster on 2 threads whole);
+ * - or the batch shares out evenly (the threads at least 90% busy on average over its
+ *   rounds: 8 products of 256^3 on 2 threads ran as fast or faster whole);
+ * - or at least half the threads get a product and a split would give each thread at most
+ *   BMM_SPLIT_SMALL multiply-adds of each: on 16 cores 8 products of 160^3, each split 16
+ *   ways, ran at 182 GFLOP/s, against 381 for the same batch whole on 8 threads.
+ * Consecutive products are grouped into chunks of at least BMM_CHUNK_MACS, so that a batch
+ * of tiny products is not one task or chunk each. */
 #define BMM_WHOLE_MAX ((int64_t)1 << 21)
+#define BMM_SPLIT_SMALL ((int64_t)1 << 20)
 #define BMM_CHUNK_MACS ((int64_t)1 << 16)
 
 static bool bmm_whole(int64_t B, int64_t macs, int nt)
 {
     if (B < 2 || nt < 2) return false;
     int64_t rounds = (B + nt - 1) / nt;
-    return macs <= BMM_WHOLE_MAX || 10 * B >= 9 * rounds * nt;
+    return macs <= BMM_WHOLE_MAX || 10 * B >= 9 * rounds * nt ||
+           (2 * B >= rounds * nt && macs / nt <= BMM_SPLIT_SMALL);
 }
 
 typedef struct bmm_ctx {
