@@ -73,11 +73,11 @@ static void fork_done(void)
 }
 static void fork_register(void) { pthread_atfork(fork_prepare, fork_done, fork_done); }
 
-bool defer_wanted(tensor *const *ins, int nin, int64_t work)
+bool defer_allowed(void)
 {
     if (suspended || atomic_load_explicit(&disabled, memory_order_relaxed)) return false;
     /* (Inside a parallel region the caller is a backward task or a kernel's chunk.) */
-    return defer_worth(ins, nin, work) && par_num_threads() > 1 && !omp_in_parallel();
+    return par_num_threads() > 1 && !omp_in_parallel();
 }
 
 /* v: src's storage (a reference taken) and geometry, its sizes and strides at *dims. */

@@ -69,10 +69,17 @@ static inline bool defer_worth(tensor *const *ins, int nin, int64_t work)
     return false;
 }
 
-/** Whether an op of this much work on these inputs should queue its kernel: deferral on
- *  (ag_set_deferral), more than one thread, a caller that is neither inside a parallel
- *  region nor in a backward pass, and an input still pending or work >= DEFER_MIN_WORK. */
-bool defer_wanted(tensor *const *ins, int nin, int64_t work);
+/** Whether the calling thread may queue kernels now: deferral on (ag_set_deferral), more
+ *  than one thread, a caller that is neither inside a parallel region nor in a backward
+ *  pass. */
+bool defer_allowed(void);
+
+/** Whether an op of this much work on these inputs should queue its kernel: defer_worth,
+ *  then defer_allowed (so that scalar graphs' ops make no call). */
+static inline bool defer_wanted(tensor *const *ins, int nin, int64_t work)
+{
+    return defer_worth(ins, nin, work) && defer_allowed();
+}
 /** A task for a kernel that writes `out` from ins (copies of their headers, their storages
  *  retained) with `reserve` bytes of fallback memory; NULL on failure, with nothing retained
  *  and the thread's error untouched: the caller then runs the kernel itself, eagerly (after

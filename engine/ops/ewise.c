@@ -118,7 +118,7 @@ static bool ew_defer(tensor *r, tensor *const *ins, int nin, iter_loop loop, con
 {
     /* (costly loops, those with a smaller grain, count as more work per element) */
     int64_t work = r->numel * (grain > 0 && grain < PAR_GRAIN_CHEAP ? PAR_GRAIN_CHEAP / grain : 1);
-    if (!defer_worth(ins, nin, work) || nin > 3 || np > 4 || !defer_wanted(ins, nin, work))
+    if (nin > 3 || np > 4 || !defer_wanted(ins, nin, work))
         return false;
     dtask *t = defer_task(r, ins, nin, ew_task, work, 0);
     if (!t) {

@@ -322,29 +322,6 @@ static void two_threads(void)
     for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
 }
 
-/* An allocator over malloc that can refuse blocks of 256 KiB and more: the product's packing
- * buffer (512 x 256 floats, 512 KiB), not its result (64 x 512, 128 KiB). */
-static atomic_bool refuse_big;
-static atomic_long live_blocks;
-
-static void *picky_alloc(size_t n, void *ud)
-{
-    (void)ud;
-    if (n >= (256u << 10) && atomic_load(&refuse_big)) return NULL;
-    void *p = malloc(n);
-    if (p) atomic_fetch_add(&live_blocks, 1);
-    return p;
-}
-
-static void picky_free(void *p, void *ud)
-{
-    (void)ud;
-    if (p) {
-        atomic_fetch_sub(&live_blocks, 1);
-        free(p);
-    }
-}
-
 /* The product of a and b (= bt^T), or linear(a, bt, bias): both pack b's panels. */
 static int product(ag_tensor **y, ag_tensor *a, ag_tensor *b, ag_tensor *bt, ag_tensor *bias_)
 {
@@ -353,8 +330,9 @@ static int product(ag_tensor **y, ag_tensor *a, ag_tensor *b, ag_tensor *bt, ag_
 
 static void product_cannot_fail(void)
 {
-    static const ag_allocator picky = {picky_alloc, picky_free, NULL};
-    OK(ag_set_allocator(&picky));
+    /* (refusing blocks of 256 KiB and more refuses the product's packing buffer, 512 x 256
+     * floats, 512 KiB, not its result, 64 x 512, 128 KiB) */
+    OK(ag_set_allocator(&harness_allocator));
     ag_generator *g;
     OK(ag_generator_new(&g, 3));
     /* (b column-major, as a weight's transpose: the product packs its panels) */
@@ -378,24 +356,24 @@ static void product_cannot_fail(void)
         ag_set_deferral_enabled(1);
         /* refused when queued (the reserve): it runs eagerly, and fails as eager execution
          * does (its packing buffer refused too): AG_ENOMEM, out untouched, nothing kept */
-        long before = atomic_load(&live_blocks);
-        atomic_store(&refuse_big, true);
+        long before = harness_alloc_live();
+        harness_alloc_refuse_from(256u << 10);
         for (int defer = 1; defer >= 0; defer--) {
             ag_set_deferral_enabled(defer);
             y = (ag_tensor *)&before;
             CHECK(product(&y, x, w, wt, bias_) == AG_ENOMEM);
             CHECK(y == (ag_tensor *)&before);
-            CHECK(atomic_load(&live_blocks) == before);
+            CHECK(harness_alloc_live() == before);
         }
         ag_set_deferral_enabled(1);
-        atomic_store(&refuse_big, false);
+        harness_alloc_refuse_from(0);
         /* refused when it runs: it packs into the reserved memory */
         OK(product(&y, x, w, wt, bias_));
         CHECK(pending(y));
-        atomic_store(&refuse_big, true);
+        harness_alloc_refuse_from(256u << 10);
         int64_t n, m;
         double *yv = values(y, &n), *wv = values(want, &m);
-        atomic_store(&refuse_big, false);
+        harness_alloc_refuse_from(0);
         CHECK(n == m && memcmp(yv, wv, (size_t)n * sizeof *yv) == 0);
         free(yv);
         free(wv);
@@ -406,7 +384,7 @@ static void product_cannot_fail(void)
     for (int i = 0; i < 9; i++) ag_tensor_release(all[i]);
     ag_generator_release(g);
     OK(ag_synchronize());
-    CHECK(atomic_load(&live_blocks) == 0);
+    CHECK(harness_alloc_live() == 0);
     OK(ag_set_allocator(NULL));
 }
 

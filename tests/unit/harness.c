@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -362,3 +363,34 @@ int gradgradcheck(const char *name, gc_fn f, const gc_input *inputs, size_t n, v
     gc_teardown(&s);
     return ok;
 }
+
+/* ---- a test allocator ---- */
+static atomic_long alloc_live, alloc_countdown = -1;
+static atomic_size_t alloc_refuse_from;
+
+static void *harness_alloc(size_t n, void *ud)
+{
+    (void)ud;
+    /* (the countdown passes 0 once: exactly one allocation is refused) */
+    if (atomic_fetch_sub(&alloc_countdown, 1) == 0) return NULL;
+    size_t from = atomic_load(&alloc_refuse_from);
+    if (from && n >= from) return NULL;
+    void *p = malloc(n);
+    if (p) atomic_fetch_add(&alloc_live, 1);
+    return p;
+}
+
+static void harness_free(void *p, void *ud)
+{
+    (void)ud;
+    if (p) {
+        atomic_fetch_sub(&alloc_live, 1);
+        free(p);
+    }
+}
+
+const ag_allocator harness_allocator = {harness_alloc, harness_free, NULL};
+
+long harness_alloc_live(void) { return atomic_load(&alloc_live); }
+void harness_alloc_fail_nth(long n) { atomic_store(&alloc_countdown, n); }
+void harness_alloc_refuse_from(size_t bytes) { atomic_store(&alloc_refuse_from, bytes); }

@@ -110,4 +110,15 @@ int gradcheck(const char *name, gc_fn f, const gc_input *inputs, size_t n, void 
  *  against central differences of the first-order gradients. */
 int gradgradcheck(const char *name, gc_fn f, const gc_input *inputs, size_t n, void *ctx);
 
+/* ---- a test allocator (for ag_set_allocator) ---- */
+/** Over malloc; counts its live blocks and refuses what the two settings below say. Safe to
+ *  use from several threads (the library allocates on its worker threads too). */
+extern const ag_allocator harness_allocator;
+/** Blocks harness_allocator has handed out and not yet taken back. */
+long harness_alloc_live(void);
+/** Refuses the n-th allocation from now (0: the next one), then none; -1: none. */
+void harness_alloc_fail_nth(long n);
+/** Refuses every block of at least `bytes` bytes while set; 0: none. */
+void harness_alloc_refuse_from(size_t bytes);
+
 #endif

@@ -4,7 +4,6 @@
  * second-order gradient checks, and bitwise-identical results across thread counts.
  */
 #include <math.h>
-#include <stdatomic.h>
 #include <string.h>
 
 #include "harness.h"
@@ -262,31 +261,10 @@ static void determinism(void)
 /* A batch of products side by side on 2 threads, with the n-th allocation refused for each
  * n in turn (a product's packing buffer, on whichever thread): AG_ENOMEM, the output
  * untouched and nothing kept, until it succeeds with the values of 1 thread. */
-static atomic_long oom_countdown = -1, oom_live;
-
-static void *oom_alloc(size_t n, void *ud)
-{
-    (void)ud;
-    if (atomic_fetch_sub(&oom_countdown, 1) == 0) return NULL;
-    void *p = malloc(n);
-    if (p) atomic_fetch_add(&oom_live, 1);
-    return p;
-}
-
-static void oom_free(void *p, void *ud)
-{
-    (void)ud;
-    if (p) {
-        atomic_fetch_sub(&oom_live, 1);
-        free(p);
-    }
-}
-
 static void batched_out_of_memory(void)
 {
-    static const ag_allocator counting = {oom_alloc, oom_free, NULL};
     int saved = ag_get_num_threads();
-    OK(ag_set_allocator(&counting));
+    OK(ag_set_allocator(&harness_allocator));
     ag_generator *g;
     OK(ag_generator_new(&g, 11));
     int64_t sa[3] = {6, 64, 96}, sbt[3] = {6, 80, 96};
@@ -300,15 +278,15 @@ static void batched_out_of_memory(void)
     ag_set_deferral_enabled(0);
     int refused = 0;
     for (long n = 0; n < 1000; n++) {
-        long before = atomic_load(&oom_live);
-        atomic_store(&oom_countdown, n);
+        long before = harness_alloc_live();
+        harness_alloc_fail_nth(n);
         y = (ag_tensor *)&before;
         int rc = ag_matmul(&y, a, b);
-        atomic_store(&oom_countdown, -1);
+        harness_alloc_fail_nth(-1);
         if (rc == AG_OK) break;
         refused++;
         CHECK(rc == AG_ENOMEM && y == (ag_tensor *)&before);
-        CHECK(atomic_load(&oom_live) == before);
+        CHECK(harness_alloc_live() == before);
     }
     CHECK(refused > 1); /* the output, and at least one packing buffer */
     int64_t ny, nw;
@@ -320,7 +298,7 @@ static void batched_out_of_memory(void)
     for (int i = 0; i < 5; i++) ag_tensor_release(all[i]);
     ag_generator_release(g);
     ag_set_deferral_enabled(1);
-    CHECK(atomic_load(&oom_live) == 0);
+    CHECK(harness_alloc_live() == 0);
     OK(ag_set_allocator(NULL));
     OK(ag_set_num_threads(saved));
 }
