@@ -138,11 +138,14 @@ typedef struct ag_allocator {
 /** Routes every allocation of the library through `allocator` (copied), or back to the
  *  default when NULL. The default keeps per-thread pools of small blocks (carved from
  *  regions the library maps itself and keeps for reuse) and a bounded cache of large blocks
- *  on top of malloc/free; with a custom allocator every block goes through it. Process-wide. Install it before creating objects: memory is released through
- *  the allocator installed at release time, so switching while objects are alive is valid
- *  only if the new free can release the old allocator's blocks (as a counting or
- *  failure-injecting wrapper of the same heap can). Not to be called concurrently with other
- *  library calls. Errors: AG_EINVAL if alloc or free is NULL. */
+ *  on top of malloc/free; with a custom allocator every block goes through it. Process-wide.
+ *  Switching while objects are alive is valid: every block goes back to the allocator that
+ *  made it (its `free`, with its `userdata`), whichever is installed then, so an allocator
+ *  must keep working for as long as blocks it made are alive. The library keeps a small
+ *  record (about 32 bytes) per distinct allocator installed, for the life of the process;
+ *  installing the same one again reuses it. Not to be called concurrently with other
+ *  library calls. Errors: AG_EINVAL if alloc or free is NULL; AG_ENOMEM if its record cannot
+ *  be made (the allocator in place stays). */
 AG_API int ag_set_allocator(const ag_allocator *allocator);
 
 /** Sets the number of threads used by kernels and by backward (process-wide). n = 0 restores

@@ -83,7 +83,8 @@ AG_API int ag_set_allocator(const ag_allocator *a)
     if (!a->alloc || !a->free)
         return api_error("ag_set_allocator", AG_EINVAL, "alloc and free must both be set");
     defer_flush(); /* queued kernels allocate through the allocator they were queued under */
-    mem_set_allocator(a->alloc, a->free, a->userdata);
+    if (!mem_set_allocator(a->alloc, a->free, a->userdata))
+        return api_error("ag_set_allocator", AG_ENOMEM, "out of memory");
     return AG_OK;
 }
 

@@ -45,23 +45,36 @@ static void *std_alloc(size_t n, void *ud) { (void)ud; return malloc(n); }
 static void std_free(void *p, void *ud) { (void)ud; free(p); }
 
 static const allocator std_allocator = {std_alloc, std_free, NULL};
-/* Custom allocators live in static slots (never freed), so a block can always be returned to
- * the allocator that made it, even after ag_set_allocator switched to another. */
-static allocator custom_slots[16];
-static atomic_int custom_next;
+/* Every block names the allocator that made it (block_hdr.owner), so it goes back to that one
+ * even after ag_set_allocator switched to another. So allocator records are never freed: each
+ * distinct (alloc, free, userdata) gets one, on a list (which keeps it reachable for leak
+ * checkers); installing the same triple again reuses its record. */
+typedef struct allocator_rec {
+    allocator a;
+    struct allocator_rec *next;
+} allocator_rec;
+static allocator_rec *custom_list;
+static pthread_mutex_t custom_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(const allocator *) current = &std_allocator;
 
-void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud)
+bool mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud)
 {
     if (!alloc || !free_) {
         atomic_store(&current, &std_allocator);
-        return;
+        return true;
     }
-    int slot = atomic_fetch_add(&custom_next, 1) % 16;
-    custom_slots[slot].alloc = alloc;
-    custom_slots[slot].free_ = free_;
-    custom_slots[slot].ud = ud;
-    atomic_store(&current, &custom_slots[slot]);
+    pthread_mutex_lock(&custom_lock);
+    allocator_rec *r = custom_list;
+    while (r && (r->a.alloc != alloc || r->a.free_ != free_ || r->a.ud != ud)) r = r->next;
+    if (!r && (r = malloc(sizeof *r))) {
+        r->a = (allocator){alloc, free_, ud};
+        r->next = custom_list;
+        custom_list = r;
+    }
+    pthread_mutex_unlock(&custom_lock);
+    if (!r) return false;
+    atomic_store(&current, &r->a);
+    return true;
 }
 
 /* ---- block header and per-thread pools ------------------------------------------------ */

@@ -38,8 +38,9 @@ size_t mem_large_in_use(void);
  *  pools hold, since carved blocks are never returned (tests check it stays bounded). */
 size_t mem_carved_bytes(void);
 
-/** Installs alloc/free (NULL for both restores malloc/free). */
-void mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud);
+/** Installs alloc/free (NULL for both restores malloc/free). Blocks made before go back to
+ *  the allocator that made them. False (nothing changed) if its record cannot be made. */
+bool mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, void *), void *ud);
 
 /** Alignment of tensor data: one AVX-512 vector / cache line. */
 #define MEM_DATA_ALIGN 64

@@ -245,9 +245,57 @@ static int creation(void *p)
     return rc;
 }
 
+/* Blocks go back to the allocator that made them, whichever is installed when they die: 40
+ * distinct allocators (one per userdata), each making a tensor that outlives the switch to
+ * the next, and one installed twice (its record reused). Each counts its own blocks. (Up to
+ * now the library kept 16 allocator slots in a ring: the 17th reused the first one's, and
+ * the first one's blocks were freed through the 17th.) */
+enum { N_ALLOCATORS = 40 };
+static long owned[N_ALLOCATORS];
+
+static void *owning_alloc(size_t n, void *ud)
+{
+    void *p = malloc(n);
+    if (p) owned[(long *)ud - owned]++;
+    return p;
+}
+
+static void owning_free(void *p, void *ud)
+{
+    if (p) {
+        owned[(long *)ud - owned]--;
+        free(p);
+    }
+}
+
+static void many_allocators(void)
+{
+    ag_tensor *t[N_ALLOCATORS + 1];
+    for (int k = 0; k <= N_ALLOCATORS; k++) {
+        int which = k < N_ALLOCATORS ? k : 3; /* the last one again */
+        ag_allocator a = {owning_alloc, owning_free, &owned[which]};
+        OK(ag_set_allocator(&a));
+        OK(ag_tensor_scalar(&t[k], k, AG_FLOAT32));
+        CHECK(owned[which] > 0);
+    }
+    OK(ag_set_allocator(NULL));
+    ag_tensor *u;
+    OK(ag_tensor_scalar(&u, 1, AG_FLOAT32)); /* the default allocator's */
+    /* Released after every switch, in reverse: each block must reach its own allocator. */
+    for (int k = N_ALLOCATORS; k >= 0; k--) ag_tensor_release(t[k]);
+    ag_tensor_release(u);
+    for (int k = 0; k < N_ALLOCATORS; k++) {
+        CHECK(owned[k] == 0);
+        if (owned[k]) fprintf(stderr, "allocator %d: %ld block(s) not given back to it\n", k, owned[k]);
+    }
+    ag_allocator bad = {owning_alloc, NULL, NULL};
+    FAILS(AG_EINVAL, ag_set_allocator(&bad));
+}
+
 int main(void)
 {
     OK(ag_set_num_threads(1)); /* one allocation order */
+    many_allocators();
     OK(ag_set_allocator(&allocator));
     fixture f;
     double xd[8] = {1, 2, 3, 4, 5, 6, 7, 8};
