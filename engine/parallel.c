@@ -6,6 +6,7 @@
 #include "defer.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -13,13 +14,31 @@
  * between OS threads, so a per-thread count would change under their feet. 0 = default. */
 static atomic_int requested_threads;
 
-/* The default count: the first entry of OMP_NUM_THREADS if it is a positive integer, else
- * the processors this process may run on. Not omp_get_max_threads(): that is the calling
+/* Set in a child made by fork(): the library runs there on one thread unless the program
+ * asks for more. GCC's OpenMP runtime keeps its thread pool across fork() in name only: the
+ * child's first team (any parallel op, after the parent had one) waited forever for threads
+ * that do not exist. */
+static atomic_bool forked;
+
+static void par_forked(void)
+{
+    atomic_store_explicit(&forked, true, memory_order_relaxed);
+    atomic_store_explicit(&requested_threads, 0, memory_order_relaxed);
+}
+
+__attribute__((constructor)) static void par_register_fork(void)
+{
+    pthread_atfork(NULL, NULL, par_forked);
+}
+
+/* The default count: 1 in a forked child (see forked); else the first entry of
+ * OMP_NUM_THREADS if it is a positive integer, else the processors this process may run on. Not omp_get_max_threads(): that is the calling
  * thread's own setting (omp_set_num_threads, or 1 inside a parallel region of the caller's),
  * and the default, cached once, would then depend on which thread called first. */
 static int default_threads(void)
 {
     static atomic_int cached;
+    if (atomic_load_explicit(&forked, memory_order_relaxed)) return 1;
     int n = atomic_load_explicit(&cached, memory_order_relaxed);
     if (n > 0) return n;
     n = 0;

@@ -24,7 +24,8 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx);
  *  then uses one thread, and the team's threads stay free for the other nodes. */
 bool par_set_serial(bool serial);
 
-/** The process-wide thread count (ag_set_num_threads / OMP_NUM_THREADS / cores). */
+/** The process-wide thread count (ag_set_num_threads / OMP_NUM_THREADS / cores; 1 by
+ *  default in a child made by fork()). */
 int par_num_threads(void);
 /** The threads a kernel's par_for calls will use from here: 1 while par_set_serial is on,
  *  else par_num_threads(). What kernels plan their split for (never their results). */

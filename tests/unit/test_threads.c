@@ -11,7 +11,8 @@
  * first use one stale view at once share its one regenerated grad_fn; custom functions whose
  * backward runs a pass through each other's node, on two threads, do not deadlock; a hook
  * that needs the caller's thread, registered during a pass on several, waits for the next
- * pass; zero_grad and optimizer steps do not interleave with a backward adding into .grad.
+ * pass; zero_grad and optimizer steps do not interleave with a backward adding into .grad;
+ * a child made by fork() after the parent ran thread teams runs (on one thread), as the parent.
  */
 #include <math.h>
 #include <pthread.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -974,6 +976,62 @@ static void failure_reported_whatever_the_threads(void)
     OK(ag_set_num_threads(0));
 }
 
+/* A child made by fork() after the parent ran thread teams runs on one thread, and so does
+ * not hang: GCC's OpenMP runtime cannot start a team there (the child's first parallel op
+ * used to wait forever). The child's product and gradients are those of the parent, bit for
+ * bit; the parent keeps its thread count. A watchdog alarm turns a hang into a failure. */
+static void forked_child_runs(void)
+{
+    OK(ag_set_num_threads(2));
+    ag_generator *g;
+    OK(ag_generator_new(&g, 7));
+    ag_tensor *a = randn(g, 256, 256), *b = randn(g, 256, 256), *c, *loss, *ga;
+    OK(ag_tensor_set_requires_grad(a, 1));
+    OK(ag_matmul(&c, a, b));
+    OK(ag_sum(&loss, c));
+    OK(ag_backward(loss, NULL, 0)); /* the parent's teams are up now */
+    OK(ag_tensor_grad(&ga, a));
+    enum { N = 256 * 256 };
+    static float want_c[N], want_g[N], got_c[N], got_g[N];
+    OK(ag_tensor_copy_data(want_c, sizeof want_c, c));
+    OK(ag_tensor_copy_data(want_g, sizeof want_g, ga));
+    ag_tensor_release(c);
+    ag_tensor_release(loss);
+    ag_tensor_release(ga);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(60);
+        int bad = ag_get_num_threads() != 1;
+        bad |= ag_set_num_threads(0) != AG_OK || ag_get_num_threads() != 1;
+        OK(ag_tensor_set_grad(a, NULL));
+        if (ag_matmul(&c, a, b) || ag_sum(&loss, c) || ag_backward(loss, NULL, 0) ||
+            ag_tensor_grad(&ga, a) || ag_tensor_copy_data(got_c, sizeof got_c, c) ||
+            ag_tensor_copy_data(got_g, sizeof got_g, ga))
+            bad |= 2;
+        else
+            bad |= (memcmp(got_c, want_c, sizeof got_c) || memcmp(got_g, want_g, sizeof got_g)) << 2;
+        _exit(bad);
+    }
+    CHECK(pid > 0);
+    int status = 0;
+    if (pid > 0 && waitpid(pid, &status, 0) == pid) {
+        if (WIFSIGNALED(status))
+            fprintf(stderr, "forked child: killed by signal %d (hung?)\n", WTERMSIG(status));
+        else if (WEXITSTATUS(status))
+            fprintf(stderr, "forked child: %s%s%s\n",
+                    WEXITSTATUS(status) & 1 ? "not on one thread; " : "",
+                    WEXITSTATUS(status) & 2 ? "an op failed; " : "",
+                    WEXITSTATUS(status) & 4 ? "results differ from the parent's" : "");
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(ag_get_num_threads() == 2); /* the parent's own setting */
+    ag_tensor_release(a);
+    ag_tensor_release(b);
+    ag_generator_release(g);
+    OK(ag_set_num_threads(0));
+}
+
 int main(void)
 {
     failure_reported_whatever_the_threads();
@@ -990,5 +1048,6 @@ int main(void)
     cross_reentrant_backward();
     caller_thread_hook_registered_mid_pass();
     grad_writes_vs_backward();
+    forked_child_runs();
     return harness_finish("test_threads");
 }
