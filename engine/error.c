@@ -15,20 +15,43 @@
  * storage would sit in the static TLS block that the library's initial-exec variables (the
  * allocator's and the reclaim list's, read on every call) impose on all of its TLS: a
  * program that dlopens the library late (Lua's require, Python's ctypes) gets it from a
- * surplus of ~1.6 KB that every such library shares, and dlopen fails when it runs out. */
+ * surplus of ~1.6 KB that every such library shares, and dlopen fails when it runs out.
+ * The buffers are also on a process-wide list, as the allocator's pools are: in a child
+ * made by fork() the other threads are gone, their exit never comes, and only the list
+ * still reaches their buffers (leak checkers called them lost there). */
+typedef struct msg_block {
+    struct msg_block *prev, *next;
+    char text[ERR_MSG_CAP];
+} msg_block;
+
 static _Thread_local eng_err last_kind;
 static _Thread_local char *last_msg;
 static pthread_key_t msg_key;
 static pthread_once_t msg_once = PTHREAD_ONCE_INIT;
+static msg_block *all_msgs;
+static pthread_mutex_t all_msgs_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* Runs at thread exit. A destructor of another key that fails after this one (glibc runs
  * them in rounds) makes a new buffer and registers it again. */
 static void msg_free(void *p)
 {
+    msg_block *b = p;
     last_msg = NULL;
-    free(p);
+    pthread_mutex_lock(&all_msgs_lock);
+    if (b->prev) b->prev->next = b->next;
+    else all_msgs = b->next;
+    if (b->next) b->next->prev = b->prev;
+    pthread_mutex_unlock(&all_msgs_lock);
+    free(b);
 }
-static void msg_key_init(void) { (void)pthread_key_create(&msg_key, msg_free); }
+/* (A fork while another thread holds the list's lock would leave it held in the child.) */
+static void msgs_lock(void) { pthread_mutex_lock(&all_msgs_lock); }
+static void msgs_unlock(void) { pthread_mutex_unlock(&all_msgs_lock); }
+static void msg_key_init(void)
+{
+    (void)pthread_key_create(&msg_key, msg_free);
+    (void)pthread_atfork(msgs_lock, msgs_unlock, msgs_unlock);
+}
 
 /* The calling thread's message buffer, made on first use; NULL if memory ran out (the kind
  * is still recorded, and err_message says that the text was lost). */
@@ -36,14 +59,20 @@ static char *msg_buf(void)
 {
     if (last_msg) return last_msg;
     pthread_once(&msg_once, msg_key_init);
-    char *b = malloc(ERR_MSG_CAP);
+    msg_block *b = malloc(sizeof *b);
     if (!b) return NULL;
     if (pthread_setspecific(msg_key, b)) {
         free(b);
         return NULL;
     }
-    b[0] = 0;
-    return last_msg = b;
+    pthread_mutex_lock(&all_msgs_lock);
+    b->prev = NULL;
+    b->next = all_msgs;
+    if (all_msgs) all_msgs->prev = b;
+    all_msgs = b;
+    pthread_mutex_unlock(&all_msgs_lock);
+    b->text[0] = 0;
+    return last_msg = b->text;
 }
 
 static void set_message(eng_err kind, const char *text)
