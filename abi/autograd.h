@@ -26,11 +26,12 @@
  * Threads    Objects may be used from several threads; one tensor may be read concurrently,
  *            but writing a tensor (in-place ops, optimizer steps) while another thread reads it
  *            is a data race, as in PyTorch. Grad mode and anomaly mode are per thread; the
- *            thread count and the allocator are per process. A child made by fork() runs
- *            on one thread (ag_get_num_threads() is 1 there, and n = 0 means 1): GCC's
- *            OpenMP runtime cannot start a thread team in a forked child of a process that
- *            had one (the first parallel op would hang, as in any libgomp program). With an
- *            OpenMP runtime that can, ag_set_num_threads raises it again.
+ *            thread count and the allocator are per process. A child made by fork() after
+ *            the library ran work on several threads runs on one thread (ag_get_num_threads()
+ *            is 1 there, and n = 0 means 1): GCC's OpenMP runtime cannot start a thread team
+ *            in a forked child of a process that had one (the first parallel op would hang,
+ *            as in any libgomp program). With an OpenMP runtime that can, ag_set_num_threads
+ *            raises it again. A child of a process that never did keeps the default.
  * Dtypes     float32 and float64 are differentiable; int64 holds indices and labels; bool holds
  *            comparison results and masks. Mixed dtypes follow PyTorch's type promotion.
  *
@@ -151,7 +152,7 @@ AG_API int ag_set_allocator(const ag_allocator *allocator);
 
 /** Sets the number of threads used by kernels and by backward (process-wide). n = 0 restores
  *  the default: OMP_NUM_THREADS if set, else the number of cores (1 in a child made by
- *  fork(): see Threads above). Results are bitwise
+ *  fork() after work on several threads: see Threads above). Results are bitwise
  *  identical for every thread count. Errors: AG_EINVAL if n < 0 or n > 1024. */
 AG_API int ag_set_num_threads(int n);
 

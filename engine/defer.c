@@ -257,6 +257,7 @@ void defer_flush(void)
         if (nt > 256) nt = 256;
         bool side = nt > 1 && n > 1 && !omp_in_parallel() && share_out(order, n, nt, owner);
         if (side) {
+            par_team_begins();
 #pragma omp parallel num_threads(nt) default(none) shared(order, owner, n)
             {
                 int th = omp_get_thread_num(), team = omp_get_num_threads();

@@ -1417,6 +1417,7 @@ static eng_err backward_pass(const bwd_request *r)
     }
     if (s.parallel) {
         int nt = par_num_threads();
+        par_team_begins();
 #pragma omp parallel num_threads(nt) default(none) shared(s, start, n_start)
 #pragma omp single
         for (int k = 0; k < n_start; k++) spawn(&s, start[k]);

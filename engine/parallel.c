@@ -14,14 +14,22 @@
  * between OS threads, so a per-thread count would change under their feet. 0 = default. */
 static atomic_int requested_threads;
 
-/* Set in a child made by fork(): the library runs there on one thread unless the program
- * asks for more. GCC's OpenMP runtime keeps its thread pool across fork() in name only: the
- * child's first team (any parallel op, after the parent had one) waited forever for threads
- * that do not exist. */
-static atomic_bool forked;
+/* Whether the library has run a thread team in this process, and whether this process is a
+ * child made by fork() after that. Such a child runs on one thread unless the program asks for
+ * more: GCC's OpenMP runtime keeps the parent's thread pool in name only, and the child's
+ * first team (any parallel op) waited forever for threads that do not exist. A child of a
+ * process that never ran a team keeps the default (its runtime starts a pool of its own). */
+static atomic_bool teams_started, forked;
+
+void par_team_begins(void)
+{
+    if (!atomic_load_explicit(&teams_started, memory_order_relaxed))
+        atomic_store_explicit(&teams_started, true, memory_order_relaxed);
+}
 
 static void par_forked(void)
 {
+    if (!atomic_load_explicit(&teams_started, memory_order_relaxed)) return;
     atomic_store_explicit(&forked, true, memory_order_relaxed);
     atomic_store_explicit(&requested_threads, 0, memory_order_relaxed);
 }
@@ -31,7 +39,7 @@ __attribute__((constructor)) static void par_register_fork(void)
     pthread_atfork(NULL, NULL, par_forked);
 }
 
-/* The default count: 1 in a forked child (see forked); else the first entry of
+/* The default count: 1 in a forked child of a process that ran a team (see forked); else the first entry of
  * OMP_NUM_THREADS if it is a positive integer, else the processors this process may run on. Not omp_get_max_threads(): that is the calling
  * thread's own setting (omp_set_num_threads, or 1 inside a parallel region of the caller's),
  * and the default, cached once, would then depend on which thread called first. */
@@ -122,6 +130,7 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx)
      * wait for it (a product then ran on one core). */
     bool task = defer_in_task();
     if (!task) defer_flush_queued();
+    par_team_begins();
 #pragma omp parallel num_threads(nt) default(none) shared(fn, ctx, n, grain, nchunks, task)
     {
         bool prev = defer_in_task();

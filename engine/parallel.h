@@ -25,13 +25,17 @@ void par_for(int64_t n, int64_t grain, par_fn fn, void *ctx);
 bool par_set_serial(bool serial);
 
 /** The process-wide thread count (ag_set_num_threads / OMP_NUM_THREADS / cores; 1 by
- *  default in a child made by fork()). */
+ *  default in a child made by fork() after the library ran a thread team). */
 int par_num_threads(void);
 /** The threads a kernel's par_for calls will use from here: 1 while par_set_serial is on,
  *  else par_num_threads(). What kernels plan their split for (never their results). */
 int par_plan_threads(void);
 /** Sets it; 0 restores the default. */
 void par_set_num_threads(int n);
+/** Records that the library is about to open a parallel region (of par_num_threads()
+ *  threads): a child this process forks from then on runs on one thread. Called before
+ *  every `omp parallel` of the library. */
+void par_team_begins(void);
 
 /** Grain sizes: elements of work per chunk for cheap (add, mul, copy) and costly (exp, tanh)
  *  elementwise kernels. Chosen so a chunk costs several microseconds: far above the ~1 us

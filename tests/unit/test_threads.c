@@ -12,7 +12,8 @@
  * backward runs a pass through each other's node, on two threads, do not deadlock; a hook
  * that needs the caller's thread, registered during a pass on several, waits for the next
  * pass; zero_grad and optimizer steps do not interleave with a backward adding into .grad;
- * a child made by fork() after the parent ran thread teams runs (on one thread), as the parent.
+ * a child made by fork() after the parent ran thread teams runs (on one thread), as the parent,
+ * and one made before keeps the thread count.
  */
 #include <math.h>
 #include <pthread.h>
@@ -980,6 +981,19 @@ static void failure_reported_whatever_the_threads(void)
  * not hang: GCC's OpenMP runtime cannot start a team there (the child's first parallel op
  * used to wait forever). The child's product and gradients are those of the parent, bit for
  * bit; the parent keeps its thread count. A watchdog alarm turns a hang into a failure. */
+/* A child of a process that has not run a team yet keeps the thread count. */
+static void forked_before_teams(void)
+{
+    OK(ag_set_num_threads(3));
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid == 0) _exit(ag_get_num_threads() == 3 ? 0 : 1);
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+          WEXITSTATUS(status) == 0);
+    OK(ag_set_num_threads(0));
+}
+
 static void forked_child_runs(void)
 {
     OK(ag_set_num_threads(2));
@@ -1034,6 +1048,7 @@ static void forked_child_runs(void)
 
 int main(void)
 {
+    forked_before_teams(); /* (first: nothing has run on several threads yet) */
     failure_reported_whatever_the_threads();
     errors_per_thread();
     determinism();
