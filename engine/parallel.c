@@ -39,10 +39,11 @@ __attribute__((constructor)) static void par_register_fork(void)
     pthread_atfork(NULL, NULL, par_forked);
 }
 
-/* The default count: 1 in a forked child of a process that ran a team (see forked); else the first entry of
- * OMP_NUM_THREADS if it is a positive integer, else the processors this process may run on. Not omp_get_max_threads(): that is the calling
- * thread's own setting (omp_set_num_threads, or 1 inside a parallel region of the caller's),
- * and the default, cached once, would then depend on which thread called first. */
+/* The default count: 1 in a forked child of a process that ran a team (see forked); else the
+ * first entry of OMP_NUM_THREADS if it is a positive integer, else the processors this
+ * process may run on. Not omp_get_max_threads(): that is the calling thread's own setting
+ * (omp_set_num_threads, or 1 inside a parallel region of the caller's), and the default,
+ * cached once, would then depend on which thread called first. */
 static int default_threads(void)
 {
     static atomic_int cached;
