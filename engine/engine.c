@@ -420,7 +420,7 @@ static const char *hook_whom(char *buf, size_t cap, const char *where)
 static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const char *where)
 {
     tensor *repl = NULL;
-    err_clear(); /* so that a message the callback leaves is its own */
+    unsigned mark = err_mark(); /* what the callback says, if it fails */
     int rc = h->fn(&repl, *grad, h->userdata);
     char whom[160];
     if (rc) {
@@ -430,7 +430,7 @@ static eng_err run_one_hook(hook *h, tensor **grad, const out_meta *om, const ch
                        hook_whom(whom, sizeof whom, where),
                        fmt_shape(sh, sizeof sh, om->shape, om->ndim),
                        err_callback_status(st, sizeof st, rc),
-                       err_callback_tail(tail, sizeof tail));
+                       err_callback_tail(tail, sizeof tail, mark));
     }
     if (!repl) return E_OK;
     bool ok = repl->dtype == om->dtype && repl->ndim == om->ndim &&
@@ -919,9 +919,11 @@ static tensor *unview_private(tensor *g)
     if (!g->base || g->grad_fn || g->base->grad_fn || atomic_load(&g->refs) != 1 ||
         atomic_load(&g->base->refs) != 1 || atomic_load(&g->st->refs) != 2)
         return g;
+    err_saved before;
+    err_capture(&before);
     tensor *a = tensor_alias(g, g->shape, g->strides, g->ndim, g->offset);
     if (!a) {
-        err_clear();
+        err_restore(&before); /* (no failure to report: the thread's last one stays) */
         return g;
     }
     tensor_release(g);

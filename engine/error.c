@@ -26,6 +26,7 @@ typedef struct msg_block {
 
 static _Thread_local eng_err last_kind;
 static _Thread_local char *last_msg;
+static _Thread_local unsigned last_gen; /* bumped by every message set (err_mark) */
 static pthread_key_t msg_key;
 static pthread_once_t msg_once = PTHREAD_ONCE_INIT;
 static msg_block *all_msgs;
@@ -78,6 +79,7 @@ static char *msg_buf(void)
 static void set_message(eng_err kind, const char *text)
 {
     last_kind = kind;
+    last_gen++;
     char *b = msg_buf();
     if (b) snprintf(b, ERR_MSG_CAP, "%s", text);
 }
@@ -128,9 +130,11 @@ const char *err_callback_status(char *buf, size_t cap, int status)
     return buf;
 }
 
-const char *err_callback_tail(char *buf, size_t cap)
+unsigned err_mark(void) { return last_gen; }
+
+const char *err_callback_tail(char *buf, size_t cap, unsigned mark)
 {
-    if (!last_msg || !last_msg[0]) return "";
+    if (last_gen == mark || !last_msg || !last_msg[0]) return "";
     snprintf(buf, cap, ": %s", last_msg);
     return buf;
 }

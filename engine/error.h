@@ -40,9 +40,14 @@ const char *err_status_name(int status);
 /** "status 3 (AG_ESHAPE)", or "status 42" for a number that is not a status: how messages
  *  about a failed user callback name what it returned. */
 const char *err_callback_status(char *buf, size_t cap, int status);
-/** ": message" for a message a user callback left (err_clear() before calling it), or "" if it
+/** Where the calling thread's messages stand: taken before a user callback runs, so that
+ *  err_callback_tail can tell a message the callback left from an earlier one. (The last
+ *  failure is not cleared for that: a callback that succeeds leaves it as it was, as
+ *  ag_last_error promises.) */
+unsigned err_mark(void);
+/** ": message" for a message a user callback left since err_mark() gave `mark`, or "" if it
  *  left none: the tail of the library's own message about the failure. */
-const char *err_callback_tail(char *buf, size_t cap);
+const char *err_callback_tail(char *buf, size_t cap, unsigned mark);
 
 /** Records an out-of-memory failure. */
 eng_err err_nomem(void);

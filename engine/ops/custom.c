@@ -74,7 +74,7 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     }
     if (!e) {
         fn_ctx ctx = {.node = n, .bc = c};
-        err_clear(); /* so that a message the callback leaves is its own */
+        unsigned mark = err_mark(); /* what the callback says, if it fails */
         int rc = a->def.backward(&ctx, gout, n->n_next, g, n->n_out, a->def.userdata);
         if (rc) {
             for (int i = 0; i < n->n_next; i++) {
@@ -84,7 +84,7 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
             char tail[480], st[48];
             e = err_set(err_of_callback(rc), "the backward of custom function '%s' failed with %s%s",
                         a->name, err_callback_status(st, sizeof st, rc),
-                        err_callback_tail(tail, sizeof tail));
+                        err_callback_tail(tail, sizeof tail, mark));
         } else {
             /* Every gradient for an input that requires grad is checked, also those this pass
              * does not need (PyTorch's validate_outputs); the scheduler then sums a broadcast
@@ -169,7 +169,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
     tensor *res[64] = {0};
     fn_ctx ctx = {.in_forward = true};
     bool prev = grad_mode_set(false);
-    err_clear(); /* so that a message the callback leaves is its own */
+    unsigned mark = err_mark(); /* what the callback says, if it fails */
     int rc = def->forward(&ctx, res, n_out, ins, n_in, def->userdata);
     grad_mode_set(prev);
     eng_err e = E_OK;
@@ -177,7 +177,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
         char tail[480], st[48];
         e = err_set(err_of_callback(rc), "the forward of custom function '%s' failed with %s%s",
                     def->name, err_callback_status(st, sizeof st, rc),
-                    err_callback_tail(tail, sizeof tail));
+                    err_callback_tail(tail, sizeof tail, mark));
     } else {
         for (int o = 0; o < n_out && !e; o++)
             if (!res[o])

@@ -515,6 +515,20 @@ static void hooks(void)
         ag_tensor_release(s);
         ag_tensor_release(lf);
     }
+    /* a pass whose hook succeeds leaves the thread's last failure as it was */
+    {
+        ag_tensor *lf = leaf(2.0), *s;
+        int n = 0;
+        OK(ag_tensor_register_hook(&h, lf, times_ten, 0, &n, NULL));
+        OK(ag_mul(&s, lf, lf));
+        FAILS(AG_EINVAL, ag_tensor_remove_hook(lf, 12345));
+        char before[512];
+        snprintf(before, sizeof before, "%s", ag_last_error());
+        OK(ag_backward(s, NULL, 0));
+        CHECK(n == 1 && ag_last_status() == AG_EINVAL && strcmp(ag_last_error(), before) == 0);
+        ag_tensor_release(s);
+        ag_tensor_release(lf);
+    }
     /* ag_set_error(AG_OK, ...) records no failure */
     CHECK(ag_set_error(AG_EINVAL, "x") == AG_EINVAL && ag_last_status() == AG_EINVAL);
     CHECK(ag_set_error(AG_OK, "not a failure") == AG_OK);
@@ -744,6 +758,16 @@ static void custom_function(void)
     ag_tensor_release(z);
     ag_tensor_release(y);
     CHECK(freed_count == 1); /* the node died with its outputs */
+    /* a custom function whose forward and backward succeed leaves the thread's last failure
+     * as it was: ag_last_error stays valid until the next failing call (the callbacks'
+     * caller cleared it) */
+    FAILS(AG_EINVAL, ag_tensor_remove_hook(x, 12345));
+    char before[512];
+    snprintf(before, sizeof before, "%s", ag_last_error());
+    OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, myexp_backward, 0, &calls, NULL));
+    OK(ag_backward(y, NULL, 0));
+    CHECK(ag_last_status() == AG_EINVAL && strcmp(ag_last_error(), before) == 0);
+    ag_tensor_release(y);
     /* a saved output modified in place: the version check fires in the user's backward */
     OK(ag_function_apply(&y, 1, &x, 1, "MyExp", myexp_forward, myexp_backward, 0, &calls, NULL));
     int prev = ag_set_grad_enabled(0);
