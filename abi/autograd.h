@@ -129,8 +129,8 @@ AG_API int ag_set_error(int status, const char *message);
 /* Process-wide settings                                                                      */
 /* ------------------------------------------------------------------------------------------ */
 
-/** A custom allocator. alloc returns NULL on failure; the library aligns tensor data itself.
- *  free accepts NULL. */
+/** A custom allocator. alloc returns NULL on failure; it may return memory of any alignment
+ *  (the library aligns its blocks and tensor data itself). free accepts NULL. */
 typedef struct ag_allocator {
     void *(*alloc)(size_t size, void *userdata);
     void (*free)(void *ptr, void *userdata);

@@ -82,7 +82,8 @@ bool mem_set_allocator(void *(*alloc)(size_t, void *), void (*free_)(void *, voi
 typedef struct block_hdr {
     const allocator *owner;
     uint32_t cls; /* < POOL_CLASSES: pooled; LARGE: cacheable; NOT_POOLED */
-    uint32_t pad; /* LARGE: the block's size in pages; pooled: CARVED or 0 (malloc'd) */
+    uint32_t pad; /* LARGE: the block's size in pages; pooled: CARVED or 0 (malloc'd);
+                     NOT_POOLED: how far the header is from the allocation's start */
 } block_hdr;
 #define CARVED 1u
 _Static_assert(sizeof(block_hdr) == 16, "block header keeps 16-byte alignment");
@@ -680,9 +681,15 @@ __attribute__((noinline)) static void *mem_alloc_slow(size_t size, const allocat
         }
         freestack_carved(&pl->fs[c]);
     } else {
-        h = a->alloc(sizeof(block_hdr) + size, a->ud);
-        if (!h) return NULL;
+        /* A custom allocator need not align as malloc does; the library's objects want 16
+         * bytes (nodes are alignas(16)): its blocks are aligned here, and pad keeps how far
+         * the header moved, for free. */
+        size_t slack = a == &std_allocator ? 0 : 15;
+        char *raw = a->alloc(sizeof(block_hdr) + size + slack, a->ud);
+        if (!raw) return NULL;
+        h = (block_hdr *)(raw + ((16 - ((uintptr_t)raw & 15)) & 15));
         h->cls = NOT_POOLED;
+        h->pad = (uint32_t)((char *)h - raw);
     }
     h->owner = a;
     return h + 1;
@@ -731,7 +738,7 @@ __attribute__((noinline)) static void mem_free_slow(block_hdr *h)
         large_give(h, (size_t)h->pad * PAGE - sizeof(block_hdr));
         return;
     }
-    h->owner->free_(h, h->owner->ud);
+    h->owner->free_((char *)h - h->pad, h->owner->ud);
 }
 
 void mem_free(void *p)
