@@ -525,7 +525,8 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  only). With AG_CREATE_GRAPH a leaf's .grad carries a
  *  graph that reaches the leaf itself: a reference cycle (PyTorch warns of the same one),
  *  which ag_tensor_set_grad(leaf, NULL) breaks; ag_grad, which writes no leaf's .grad, makes
- *  none.
+ *  none. A non-leaf's retained .grad (ag_tensor_retain_grad) makes none either: it goes
+ *  with the tensor's last handle, as PyTorch's does.
  *  The root, its gradient and whether the graph was already freed are checked before
  *  anything runs, and fail with nothing changed. .grad of leaves is written only after every
  *  node succeeded, so a failure during the pass (a saved tensor found modified in place, a

@@ -1101,6 +1101,10 @@ static eng_err commit_retained(sched *s, uint32_t i, retained_out *ret, journal 
             if (!__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE) || meta_hist(m) != l->hist)
                 continue;
             tmeta_lock(m);
+            if (!__atomic_load_n(&m->retains_grad, __ATOMIC_ACQUIRE)) { /* its tensor died */
+                tmeta_unlock(m);
+                continue;
+            }
             tensor *value = NULL;
             /* (a contiguous copy, as PyTorch's retain_grad makes) */
             eng_err e = m->grad ? op_add(&value, m->grad, r) : op_clone_contiguous(&value, r);

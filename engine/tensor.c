@@ -212,10 +212,29 @@ static _Thread_local struct {
     struct node *nodes, *nodes_tail;     /* a queue, see drain */
 } reclaim __attribute__((tls_model("initial-exec")));
 
+/* t is dying and its meta lives on (the nodes t was an output of keep it, for its hooks):
+ * nobody can read t's .grad any more, so it goes now, and t retains no more gradients. A
+ * gradient retained under create_graph has a graph that leads back to those nodes: kept by
+ * the meta, it made a cycle that outlived every handle (PyTorch's retain_grad holds the
+ * tensor weakly). */
+static void meta_orphaned(tmeta *m)
+{
+    tmeta_lock(m);
+    tensor *g = m->grad;
+    m->grad = NULL;
+    __atomic_store_n(&m->retains_grad, false, __ATOMIC_RELEASE);
+    tmeta_unlock(m);
+    tensor_release(g);
+}
+
 static void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
-    if (m) tmeta_release(m);
+    if (m) {
+        /* (No link can be added now: attaching one takes the tensor.) */
+        if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) meta_orphaned(m);
+        tmeta_release(m);
+    }
     node_release(t->grad_fn);
     tensor_release(t->base);
     /* A header made with its storage lives in the storage's block: the storage frees it. */
