@@ -931,17 +931,19 @@ static tensor *unview_private(tensor *g)
 }
 
 /* A gradient handed to the user (a .grad set from none, an ag_grad result) that nobody else
- * can see starts at version 0, as a new tensor does. During the pass it may have taken
+ * can see (it has `holders` references: one, or one for each time ag_grad was given the same
+ * input) starts at version 0, as a new tensor does. During the pass it may have taken
  * contributions in place (accumulate_into), or not, depending on whether another node still
  * held it at that moment, which in a parallel pass is a matter of timing: its version
  * counter would then depend on the thread count, though its values do not. */
-static tensor *fresh_version(tensor *g)
+static tensor *fresh_version_held(tensor *g, long holders)
 {
     if (atomic_load_explicit(&g->st->version, memory_order_relaxed) != 0 &&
-        atomic_load(&g->refs) == 1 && atomic_load(&g->st->refs) == 1 && !g->grad_fn)
+        atomic_load(&g->refs) == holders && atomic_load(&g->st->refs) == 1 && !g->grad_fn)
         atomic_store_explicit(&g->st->version, 0, memory_order_relaxed); /* (nobody else sees it) */
     return g;
 }
+static tensor *fresh_version(tensor *g) { return fresh_version_held(g, 1); }
 
 /* PyTorch's gradient layout contract: a leaf's .grad has the leaf's strides where the leaf
  * is dense (those of size-1 dimensions aside, unless 0), and is contiguous otherwise. */
@@ -1440,9 +1442,14 @@ static eng_err backward_pass(const bwd_request *r)
     if (s.accumulate || atomic_load_explicit(&s.retained, memory_order_relaxed)) rc = commit(&s);
     if (!rc && !s.accumulate) {
         for (int k = 0; k < ni; k++) {
-            r->captured[k] = s.captured[k] ? fresh_version(unview_private(s.captured[k])) : NULL;
-            s.captured[k] = NULL;
+            /* (An input named several times gets one gradient, held once for each.) */
+            long holders = 0;
+            for (int j = 0; j < ni; j++) holders += s.captured[j] && s.captured[j] == s.captured[k];
+            r->captured[k] = !s.captured[k]   ? NULL
+                             : holders == 1 ? fresh_version(unview_private(s.captured[k]))
+                                            : fresh_version_held(s.captured[k], holders);
         }
+        for (int k = 0; k < ni; k++) s.captured[k] = NULL;
     }
 done:
     if (s.captured)

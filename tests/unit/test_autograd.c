@@ -1486,7 +1486,7 @@ static void handed_out_gradients_at_version_0(void)
         ag_tensor *x = NULL, *t[6] = {0}, *s = NULL, *g = NULL;
         OK(ag_rand(&x, NULL, AG_FLOAT32, (int64_t[]){1000}, 1));
         OK(ag_tensor_set_requires_grad(x, 1));
-        for (int pass = 0; pass < 2; pass++) {
+        for (int pass = 0; pass < 3; pass++) {
             OK(ag_mul_scalar(&t[0], x, 2.0));
             OK(ag_mul_scalar(&t[1], x, 3.0));
             OK(ag_mul_scalar(&t[2], x, 4.0));
@@ -1497,8 +1497,19 @@ static void handed_out_gradients_at_version_0(void)
             if (pass == 0) {
                 OK(ag_backward(s, NULL, 0));
                 OK(ag_tensor_grad(&g, x));
-            } else {
+            } else if (pass == 1) {
                 OK(ag_grad(&g, &s, NULL, 1, &x, 1, 0));
+            } else {
+                /* the same input three times: one gradient, three handles, version 0 (as
+                 * PyTorch's [0, 0, 0]; the handles kept it from being reset) */
+                ag_tensor *in[3] = {x, x, x}, *out[3] = {NULL, NULL, NULL};
+                OK(ag_grad(out, &s, NULL, 1, in, 3, 0));
+                for (int k = 1; k < 3; k++) {
+                    OK(ag_tensor_version(&v, out[k]));
+                    CHECK(v == 0);
+                    ag_tensor_release(out[k]);
+                }
+                g = out[0];
             }
             OK(ag_tensor_version(&v, g));
             CHECK(v == 0);
