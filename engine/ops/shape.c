@@ -149,19 +149,24 @@ static eng_err infer_shape(const tensor *t, const int64_t *shape, int ndim, int6
             res[i] = shape[i];
         }
     }
-    /* Sizes whose product overflows (a size 0 among them included: an empty tensor takes any
-     * shape with a 0, but its strides must still fit). */
-    eng_err e = shape_check(res, ndim, NULL);
-    if (e) return e;
-    for (int i = 0; i < ndim; i++)
-        if (i != infer) known *= res[i];
+    /* The count first, as PyTorch checks it: sizes whose product overflows hold more elements
+     * than any tensor (unless a 0 is among them). */
+    bool zero = false, over = false;
+    for (int i = 0; i < ndim; i++) {
+        if (i == infer) continue;
+        if (res[i] == 0) zero = true;
+        else over |= __builtin_mul_overflow(known, res[i], &known);
+    }
+    if (zero) known = 0;
+    else if (over) goto bad;
     if (infer >= 0) {
         if (known == 0 || t->numel % known) goto bad;
         res[infer] = t->numel / known;
     } else if (known != t->numel) {
         goto bad;
     }
-    return E_OK;
+    /* An empty tensor takes any shape with a 0, but its strides must still fit. */
+    return shape_check(res, ndim, NULL);
 bad:;
     char s[160];
     return err_set(E_SHAPE, "shape '%s' is invalid for input of size %lld",
