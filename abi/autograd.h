@@ -642,8 +642,9 @@ AG_API int ag_function_ctx_num_saved(size_t *out, const ag_function_ctx *ctx);
 /** From backward: the i-th saved tensor (a new reference).
  *  Errors: AG_ERANGE, AG_EVERSION (modified in place since saved), AG_EGRAPH (freed). */
 AG_API int ag_function_ctx_saved(ag_tensor **out, ag_function_ctx *ctx, size_t i);
-/** From backward: 1 if input i required grad when the function was applied
- *  (ctx.needs_input_grad[i]), whichever inputs the running pass differentiates. backward may
+/** From forward or backward: 1 if input i required grad when the function was applied, with
+ *  grad mode on (ctx.needs_input_grad[i], as PyTorch sets it before forward runs; all 0
+ *  under no_grad), whichever inputs the running pass differentiates. backward may
  *  return gradients for any input: each one for an input that requires grad must have the
  *  input's shape or one it broadcasts to (AG_ESHAPE, as PyTorch, even if the pass does not
  *  need it) and is cast to the input's dtype; those the pass does not need are dropped. */

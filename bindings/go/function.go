@@ -78,8 +78,9 @@ func (c *Context) SavedTensors() ([]*Tensor, error) {
 	return ts, nil
 }
 
-// NeedsInputGrad reports whether input i needs a gradient (ctx.needs_input_grad[i]); call
-// it from Backward.
+// NeedsInputGrad reports whether input i needs a gradient (ctx.needs_input_grad[i]): it
+// required grad, with grad mode on, when the function was applied. Call it from Forward or
+// Backward.
 func (c *Context) NeedsInputGrad(i int) bool {
 	h, err := c.handle("NeedsInputGrad")
 	if err != nil || i < 0 {

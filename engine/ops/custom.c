@@ -14,6 +14,8 @@
 struct fn_ctx {
     /* forward */
     bool in_forward;
+    uint64_t needs;     /* ctx.needs_input_grad during forward (see op_custom_apply) */
+    int n_in;
     tensor *pending[MAX_SAVED];
     int n_pending;
     /* backward */
@@ -145,12 +147,25 @@ eng_err fn_ctx_saved(fn_ctx *c, size_t i, tensor **out)
 
 eng_err fn_ctx_needs_input_grad(const fn_ctx *c, size_t i, bool *out)
 {
-    if (!c->node) return err_set(E_INVAL, "needs_input_grad is available in backward only");
-    if (i >= c->node->n_next)
-        return err_set(E_RANGE, "input index %zu out of range (%u inputs)", i,
-                       (unsigned)c->node->n_next);
-    *out = (((custom_attr *)node_attrs(c->node))->needs_input_grad >> i) & 1;
+    size_t n = c->in_forward ? (size_t)c->n_in : c->node ? c->node->n_next : 0;
+    if (!c->in_forward && !c->node)
+        return err_set(E_INVAL, "needs_input_grad is available in forward and backward only");
+    if (i >= n) return err_set(E_RANGE, "input index %zu out of range (%zu inputs)", i, n);
+    uint64_t bits = c->in_forward ? c->needs : ((custom_attr *)node_attrs(c->node))->needs_input_grad;
+    *out = (bits >> i) & 1;
     return E_OK;
+}
+
+/* ctx.needs_input_grad as PyTorch's Function.apply sets it before forward runs: inputs that
+ * require grad, where grad mode is on and the function would record (any input requires
+ * grad); else none. */
+static uint64_t needs_of(tensor *const *ins, int n_in)
+{
+    uint64_t bits = 0;
+    if (!should_record(ins, n_in)) return 0;
+    for (int i = 0; i < n_in; i++)
+        if (ins[i] && tensor_requires_grad(ins[i])) bits |= (uint64_t)1 << i;
+    return bits;
 }
 
 static void release_all(tensor **ts, int n)
@@ -167,7 +182,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
     if (n_out < 1 || n_out > 64 || n_in > 64)
         return err_set(E_INVAL, "a custom function has 1 to 64 outputs and at most 64 inputs");
     tensor *res[64] = {0};
-    fn_ctx ctx = {.in_forward = true};
+    fn_ctx ctx = {.in_forward = true, .needs = needs_of(ins, n_in), .n_in = n_in};
     bool prev = grad_mode_set(false);
     unsigned mark = err_mark(); /* what the callback says, if it fails */
     int rc = def->forward(&ctx, res, n_out, ins, n_in, def->userdata);
@@ -235,10 +250,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
                 custom_attr *a = node_attrs(n);
                 a->def = *def;
                 a->name = name;
-                a->needs_input_grad = 0;
-                for (int i = 0; i < n_in; i++)
-                    if (ins[i] && tensor_requires_grad(ins[i]))
-                        a->needs_input_grad |= (uint64_t)1 << i;
+                a->needs_input_grad = ctx.needs; /* (recording: what forward saw) */
                 n->name = name;
                 atomic_fetch_or(&n->flags, NODE_USER_FORMULA);
                 if (def->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);

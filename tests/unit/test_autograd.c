@@ -796,6 +796,52 @@ static int myexp_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
     return rc;
 }
 
+/* ctx.needs_input_grad read in forward, as PyTorch sets it before forward runs: the inputs
+ * that require grad, none under no_grad; index out of range refused. (It was backward's
+ * only.) */
+static int needs_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                         ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)n_out;
+    int *seen = ud, v = -1;
+    for (size_t i = 0; i < n_in; i++) {
+        int rc = ag_function_ctx_needs_input_grad(&v, ctx, i);
+        if (rc) return rc;
+        seen[i] = v;
+    }
+    seen[n_in] = ag_function_ctx_needs_input_grad(&v, ctx, n_in); /* AG_ERANGE */
+    return ag_mul(&outs[0], ins[0], ins[1]);
+}
+
+static int needs_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                          ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)ctx;
+    (void)n_in;
+    (void)n_out;
+    (void)ud;
+    return ag_mul_scalar(&gins[0], gouts[0], 1.0);
+}
+
+static void needs_input_grad_in_forward(void)
+{
+    ag_tensor *x = leaf(2.0), *c, *y, *ins[2];
+    OK(ag_tensor_scalar(&c, 3.0, AG_FLOAT64));
+    ins[0] = x;
+    ins[1] = c;
+    int seen[3] = {-1, -1, -1};
+    OK(ag_function_apply(&y, 1, ins, 2, "Needs", needs_forward, needs_backward, 0, seen, NULL));
+    CHECK(seen[0] == 1 && seen[1] == 0 && seen[2] == AG_ERANGE);
+    ag_tensor_release(y);
+    int prev = ag_set_grad_enabled(0);
+    OK(ag_function_apply(&y, 1, ins, 2, "Needs", needs_forward, needs_backward, 0, seen, NULL));
+    ag_set_grad_enabled(prev);
+    CHECK(seen[0] == 0 && seen[1] == 0);
+    ag_tensor_release(y);
+    ag_tensor_release(c);
+    ag_tensor_release(x);
+}
+
 static void custom_function(void)
 {
     ag_tensor *x = leaf(1.5), *y, *z;
@@ -1837,6 +1883,7 @@ static void inplace_on_view_of_gapped_tensor(void)
 int main(void)
 {
     retained_under_create_graph_freed();
+    needs_input_grad_in_forward();
     inplace_on_view_second_order();
     inplace_on_view_of_gapped_tensor();
     handed_out_gradients_at_version_0();
