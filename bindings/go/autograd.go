@@ -57,6 +57,7 @@ package autograd
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 
 	"libautograd.dev/autograd/internal/capi"
@@ -206,6 +207,9 @@ const (
 func SetNumThreads(n int) error {
 	if versionErr != nil {
 		return versionErr
+	}
+	if n < math.MinInt32 || n > math.MaxInt32 { // (C's int would truncate it: 1<<32 + 3 set 3)
+		return errorf(EInval, "ag_set_num_threads: thread count %d is outside [0, 1024]", n)
 	}
 	return errOf(capi.Ag_set_num_threads(n))
 }

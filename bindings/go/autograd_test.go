@@ -519,6 +519,21 @@ func TestCustomFunction(t *testing.T) {
 	if err := kept.SaveForBackward(x); !errors.Is(err, autograd.EInval) {
 		t.Fatalf("kept context: %v", err)
 	}
+	// ctx.needs_input_grad is set before Forward runs, as in PyTorch.
+	var seen []bool
+	probe := &autograd.Function{Name: "Probe",
+		Forward: func(ctx *autograd.Context, in []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			seen = []bool{ctx.NeedsInputGrad(0), ctx.NeedsInputGrad(1)}
+			y, err := in[0].Mul(in[1])
+			return []*autograd.Tensor{y}, err
+		},
+		Backward: myExp().Backward,
+	}
+	c := must(autograd.FromFloat64s([]float64{2, 3}, autograd.Float32, 2))
+	must(probe.Apply(x, c))
+	if len(seen) != 2 || !seen[0] || seen[1] {
+		t.Fatalf("needs_input_grad in Forward: %v, want [true false]", seen)
+	}
 }
 
 func TestOptimizers(t *testing.T) {
@@ -832,6 +847,11 @@ func TestVersion(t *testing.T) {
 		t.Fatal("threads")
 	}
 	ok(t, autograd.SetNumThreads(0))
+	if err := autograd.SetNumThreads(1<<32 + 3); !errors.Is(err, autograd.EInval) ||
+		autograd.NumThreads() == 3 {
+		t.Errorf("SetNumThreads(1<<32 + 3) = %v (threads now %d), want EInval and no change",
+			err, autograd.NumThreads())
+	}
 	if err := autograd.SetNumThreads(-1); !errors.Is(err, autograd.EInval) {
 		t.Fatalf("threads -1: %v", err)
 	}

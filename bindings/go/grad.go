@@ -324,6 +324,10 @@ func (t *Tensor) RegisterHook(fn func(grad *Tensor) (*Tensor, error)) (HookHandl
 }
 
 // RemoveHook removes a hook registered on t.
+//
+// t must still be held: remove a tensor's hooks before releasing it. (PyTorch's handle can
+// remove its hook after the tensor is gone; here a hook left on a released tensor stays for
+// as long as the graph that reaches it, and runs in each backward through it.)
 func (t *Tensor) RemoveHook(h HookHandle) error {
 	return done(capi.Ag_tensor_remove_hook(t.c(), uint64(h)), t)
 }
