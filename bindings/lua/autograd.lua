@@ -91,6 +91,28 @@ local function raise(status, msg, level)
   error(msg, level + 1)
 end
 
+-- A value as an error message names it: a number or boolean as it prints, a string quoted,
+-- anything else by its kind ("a table", "a tensor").
+local function describe(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  if mtype(v) or type(v) == "boolean" or v == nil then return tostring(v) end
+  return is_tensor(v) and "a tensor" or "a " .. type(v)
+end
+
+-- v as an integer (2.0 is 2; numeric strings are taken as Lua's arithmetic takes them, as
+-- dims are), or an AG_EINVAL error naming the function, the argument and the value; `level`
+-- as raise's. Arguments the layer computes with before C sees them go through here, so that a
+-- wrong one is reported, not a raw Lua error ("attempt to compare number with string") that
+-- named neither and left the status as it was.
+local function int_arg(v, fn, what, level)
+  local i = math.tointeger(v)
+  if i == nil then
+    raise(C.AG_EINVAL, string.format("autograd: %s: %s must be an integer, got %s", fn, what,
+          describe(v)), level + 1)
+  end
+  return i
+end
+
 ------------------------------------------------------------------------------------------
 -- Dtypes, dims, indices
 ------------------------------------------------------------------------------------------
@@ -113,7 +135,7 @@ local function dim0(d, what, level)
   local i = math.tointeger(d) -- 2.0 is 2; 1.5 is not a dimension
   if i == nil then
     raise(C.AG_EINVAL, string.format("autograd: %s must be an integer, got %s", what or "dim",
-          mtype(d) and tostring(d) or type(d)), level)
+          describe(d)), level)
   end
   if i > 0 then return i - 1 end
   if i < 0 then return i end
@@ -184,11 +206,41 @@ local function pos0(t, c, p, what, past_end)
 end
 
 -- An index tensor given in 1-based indices (or a Lua table of them) as C's 0-based one.
-local function index0(idx)
+-- The entries of a table must be integers (2.0 counts as 2), checked here: a boolean was
+-- taken as 1 or 0 (an index, silently), and a string raised a raw Lua error. `fn` and `what`
+-- name the function and the argument in the message ("index_select()", "index").
+local function index_entry_ok(v) return mtype(v) ~= nil and math.tointeger(v) ~= nil end
+local function index0(idx, fn, what)
   if is_tensor(idx) then return c_subs(idx, 1) end
   if idx == nil then return nil end -- the library reports the missing argument
   if type(idx) == "table" then
+    local n, bad, found = 0, nil, false
     if type(idx[1]) == "number" then -- a flat list: no Lua copy
+      for i = 1, #idx do
+        if not index_entry_ok(idx[i]) then n, bad, found = i, idx[i], true; break end
+      end
+    else -- nested: the entries in row-major order, at the depth of idx[1][1]... (a table
+      -- missing at a shallower depth is _flatten's to report: the table is ragged)
+      local nd, v = 0, idx
+      while type(v) == "table" and not is_tensor(v) do nd, v = nd + 1, v[1] end
+      local function walk(x, depth)
+        if found then return end
+        if depth <= nd then
+          if type(x) == "table" and not is_tensor(x) then
+            for i = 1, #x do walk(x[i], depth + 1) end
+          end
+          return
+        end
+        n = n + 1
+        if not index_entry_ok(x) then bad, found = x, true end
+      end
+      walk(idx, 1)
+    end
+    if found then
+      raise(C.AG_EINVAL, string.format("autograd: %s: %s element %d must be an integer, got %s",
+            fn, what, n, describe(bad)), 3)
+    end
+    if type(idx[1]) == "number" then
       return c_subs(C.ag_tensor_from_f64(idx, C.AG_INT64, {#idx}), 1)
     end
     local flat, shape = ag._flatten(idx)
@@ -253,15 +305,33 @@ local function with_params(f, ...) return with_reworded(one_based_params, f, ...
 local function with_indices(f, ...) return with_reworded(one_based, f, ...) end
 
 -- Shapes given as a table or as integers: f({2, 3}) or f(2, 3). Returns the shape and the
--- index of the first argument after it.
-local function shape_args(...)
-  local first = ...
-  if type(first) == "table" and not is_tensor(first) then return first, 2 end
-  local shape, n = {}, select("#", ...)
+-- index of the first argument after it. With `opts` (the creation functions), the first
+-- argument that is not a number ends the shape and starts the options (a dtype or a table);
+-- without (view, permute ...), nothing may follow the shape: a wrong element was taken as its
+-- end and dropped, silently (view(6, "x") was view(6)). `fn` and `what` name the function and
+-- the argument in errors, as PyTorch's ("view()", "size"); the elements of a table are C's to
+-- check.
+local function shape_args(fn, what, opts, ...)
+  local first, n = ..., select("#", ...)
+  if type(first) == "table" and not is_tensor(first) then
+    for i = 2, opts and 1 or n do
+      if select(i, ...) ~= nil then
+        raise(C.AG_EINVAL, string.format("autograd: %s: unexpected argument %d after the %s "
+              .. "table (got %s)", fn, i, what, describe((select(i, ...)))), 3)
+      end
+    end
+    return first, 2
+  end
+  local shape = {}
   for i = 1, n do
     local v = select(i, ...)
-    if type(v) ~= "number" then return shape, i end
-    shape[i] = v
+    if opts and type(v) ~= "number" then return shape, i end
+    local k = mtype(v) and math.tointeger(v)
+    if not k then
+      raise(C.AG_EINVAL, string.format("autograd: %s: argument '%s': element %d is not an "
+            .. "integer (got %s)", fn, what, i, describe(v)), 3)
+    end
+    shape[i] = k
   end
   return shape, n + 1
 end
@@ -465,16 +535,16 @@ local function creation_opts(v)
   return {dtype = v}
 end
 
-local function filled(cfn)
+local function filled(cfn, fn)
   return function(...)
-    local shape, i = shape_args(...)
+    local shape, i = shape_args(fn, "size", true, ...)
     local opts = creation_opts((select(i, ...)))
     return apply_opts(cfn(dtype_code(opts.dtype, C.AG_FLOAT32), shape), opts)
   end
 end
-ag.zeros = filled(C.ag_zeros)
-ag.ones = filled(C.ag_ones)
-ag.empty = filled(C.ag_empty)
+ag.zeros = filled(C.ag_zeros, "zeros()")
+ag.ones = filled(C.ag_ones, "ones()")
+ag.empty = filled(C.ag_empty, "empty()")
 
 -- ag.full(shape, value [, dtype | opts])
 -- The dtype follows the value when none is given, as torch.full: an integer gives int64, a
@@ -493,15 +563,15 @@ function ag.full(shape, value, o)
   return apply_opts(C.ag_full(code, shape, value), opts)
 end
 
-local function random(cfn)
+local function random(cfn, fn)
   return function(...)
-    local shape, i = shape_args(...)
+    local shape, i = shape_args(fn, "size", true, ...)
     local opts = creation_opts((select(i, ...)))
     return apply_opts(cfn(opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32), shape), opts)
   end
 end
-ag.rand = random(C.ag_rand)
-ag.randn = random(C.ag_randn)
+ag.rand = random(C.ag_rand, "rand()")
+ag.randn = random(C.ag_randn, "randn()")
 
 -- ag.randint(low, high, shape [, dtype | opts]) (integers in [low, high), int64 by default)
 function ag.randint(low, high, shape, o)
@@ -669,10 +739,19 @@ for _, name in ipairs({"exp", "log", "log1p", "expm1", "sqrt", "rsqrt", "abs", "
   T[name] = C["ag_" .. name]
 end
 function T.leaky_relu(t, slope) return C.ag_leaky_relu(t, slope or 0.01) end
--- approximate: "tanh" (or true) for the tanh form, else the exact erf form.
-function T.gelu(t, approximate)
-  return C.ag_gelu(t, (approximate == "tanh" or approximate == true) and 1 or 0)
+-- approximate: "tanh" (or true) for the tanh form; "none" (or nil, false) for the exact erf
+-- form. Anything else is refused, as PyTorch refuses it (it was taken as "none", silently).
+local GELU_APPROX = {none = 0, tanh = 1, [false] = 0, [true] = 1}
+local function gelu_approx(a, level)
+  if a == nil then return 0 end
+  local code = GELU_APPROX[a]
+  if code == nil then
+    raise(C.AG_EINVAL, "autograd: gelu(): approximate argument must be either none or tanh, got "
+          .. describe(a), level + 1)
+  end
+  return code
 end
+function T.gelu(t, approximate) return C.ag_gelu(t, gelu_approx(approximate, 2)) end
 function T.softplus(t, beta, threshold) return C.ag_softplus(t, beta or 1, threshold or 20) end
 function T.clamp(t, lo, hi)
   if lo == nil then return C.ag_clamp_max(t, hi) end
@@ -772,15 +851,22 @@ function T.matmul(a, b) return C.ag_matmul(a, b) end
 function ag.linear(x, w, b) return C.ag_linear(x, w, b) end
 
 -- Shapes and views.
-function T.reshape(t, ...) return C.ag_reshape(t, (shape_args(...))) end
-function T.view(t, ...) return C.ag_view(t, (shape_args(...))) end
-function T.expand(t, ...) return C.ag_expand(t, (shape_args(...))) end
+function T.reshape(t, ...)
+  return C.ag_reshape(t, (shape_args("reshape()", "shape", false, ...)))
+end
+function T.view(t, ...) return C.ag_view(t, (shape_args("view()", "size", false, ...))) end
+function T.expand(t, ...) return C.ag_expand(t, (shape_args("expand()", "size", false, ...))) end
 function T.transpose(t, d0, d1) return C.ag_transpose(t, tdim0(t, d0), tdim0(t, d1)) end
 function T.t(t) return C.ag_t(t) end
-function T.permute(t, ...) return C.ag_permute(t, dims0(t, (shape_args(...)))) end
+function T.permute(t, ...)
+  return C.ag_permute(t, dims0(t, (shape_args("permute()", "dims", false, ...))))
+end
 -- Positions start..stop (inclusive; negative count from the end) every step along dim.
 function T.slice(t, dim, start, stop, step)
-  local s = start == nil and 0 or dim0(start, "start")
+  local s = start == nil and 0 or dim0(start, "slice(): start")
+  -- (stop is compared and step passed on here: checked first, see int_arg)
+  if stop ~= nil then stop = int_arg(stop, "slice()", "stop", 2) end
+  if step ~= nil then step = int_arg(step, "slice()", "step", 2) end
   local e
   if stop == nil then e = math.maxinteger
   elseif stop >= 0 then e = stop
@@ -790,7 +876,7 @@ function T.slice(t, dim, start, stop, step)
 end
 function T.narrow(t, dim, start, length)
   local d = tdim0(t, dim)
-  local s = pos0(t, d, start, "start", true)
+  local s = pos0(t, d, start, "narrow(): start", true)
   if math.type(length) == "integer" and is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
     local size = C.ag_tensor_size(t, d)
     if length < 0 then
@@ -805,7 +891,7 @@ function T.narrow(t, dim, start, length)
 end
 function T.select(t, dim, index)
   local d = tdim0(t, dim)
-  return C.ag_select(t, d, pos0(t, d, index, "index"))
+  return C.ag_select(t, d, pos0(t, d, index, "select(): index"))
 end
 function T.squeeze(t, dim)
   if dim == nil then return C.ag_squeeze(t) end
@@ -824,11 +910,14 @@ function T.detach(t) return C.ag_tensor_detach(t) end
 
 -- Indexing and joining (indices 1-based).
 function T.index_select(t, dim, index)
-  return with_indices(C.ag_index_select, t, tdim0(t, dim), index0(index))
+  return with_indices(C.ag_index_select, t, tdim0(t, dim), index0(index, "index_select()", "index"))
 end
-function T.gather(t, dim, index) return with_indices(C.ag_gather, t, tdim0(t, dim), index0(index)) end
+function T.gather(t, dim, index)
+  return with_indices(C.ag_gather, t, tdim0(t, dim), index0(index, "gather()", "index"))
+end
 function T.scatter_add(t, dim, index, src)
-  return with_indices(C.ag_scatter_add, t, tdim0(t, dim), index0(index), src)
+  return with_indices(C.ag_scatter_add, t, tdim0(t, dim), index0(index, "scatter_add()", "index"),
+                      src)
 end
 function T.masked_fill(t, mask, value) return C.ag_masked_fill(t, mask, value) end
 -- (The dim is checked against the first tensor; C reports an empty list or mismatched ranks.)
@@ -943,19 +1032,23 @@ function T.requires_grad_(t, on)
 end
 -- t:register_hook(function(grad) ... end): the function may return a replacement gradient.
 -- Returns a handle with :remove(), which, as PyTorch's, does nothing the second time. The
--- handle holds t: it must reach the hook for as long as the library keeps it, which the
--- collector cannot see (see README: a hook whose closure holds its own handle is a cycle).
+-- handle holds the tensor: it must reach the hook for as long as the library keeps it, which
+-- the collector cannot see (see README: a hook whose closure holds its own handle is a cycle).
+-- It holds a reference of its own (ag_lua_retain_tensor), not t: t:release() or a <close>
+-- empties t, and removal then failed, after which a second remove() did nothing and the hook
+-- stayed. The reference is let go only once removal succeeded, so a failed one can be retried.
 function T.register_hook(t, fn)
   if type(fn) ~= "function" then
     raise(C.AG_EINVAL, "autograd: register_hook expects a function, got " .. type(fn), 2)
   end
   local id = C.ag_tensor_register_hook(t, fn)
-  local of = t
+  local ref = C.ag_lua_retain_tensor(t)
   return {remove = function()
-    if of == nil then return end
-    local tt = of
-    of = nil
-    C.ag_tensor_remove_hook(tt, id)
+    if ref == nil then return end
+    C.ag_tensor_remove_hook(ref, id)
+    local r = ref
+    ref = nil
+    C.ag_lua_release_tensor(r)
   end, id = id}
 end
 
@@ -1131,9 +1224,11 @@ function ag.Function(spec)
   local F = {name = name}
   function F.apply(...)
     local args = tpack(...)
-    local tensors, pos = {}, {}
+    local tensors, pos, is_input = {}, {}, {}
     for i = 1, args.n do
-      if is_tensor(args[i]) then tensors[#tensors + 1] = args[i]; pos[#pos + 1] = i end
+      if is_tensor(args[i]) then
+        tensors[#tensors + 1] = args[i]; pos[#pos + 1] = i; is_input[i] = true
+      end
     end
     local ctx = setmetatable({_pos = pos, _nargs = args.n}, CtxMT)
     local nargs = args.n
@@ -1157,6 +1252,16 @@ function ag.Function(spec)
       if grads.n > nargs then
         error(string.format("function %sBackward returned an incorrect number of gradients "
               .. "(expected %d, got %d)", name, nargs, grads.n), 0)
+      end
+      -- A gradient for an argument that is not a tensor has nowhere to go: an error, as in
+      -- PyTorch (it was dropped, silently). Positions count the arguments from 1, as
+      -- PyTorch's message does.
+      for i = 1, grads.n do
+        if grads[i] ~= nil and not is_input[i] then
+          error(string.format("function %sBackward returned a gradient different than None at "
+                .. "position %d, but the corresponding forward input was not a Variable", name,
+                i), 0)
+        end
       end
       local out = {}
       for j, p in ipairs(pos) do out[j] = grads[p] end
@@ -1193,17 +1298,23 @@ local NO_OPTS = setmetatable({}, {__newindex = function() raise(C.AG_EINVAL, "re
 local CE_OPTS, NLL_OPTS = set("weight", "reduction", "ignore_index", "label_smoothing"),
     set("weight", "reduction", "ignore_index")
 local MSE_OPTS, BCE_OPTS = set("reduction"), set("weight", "pos_weight", "reduction")
+-- ignore_index (1-based, as the targets; default -100) as C's 0-based one.
+local function ignore_index0(o, fn)
+  if o.ignore_index == nil then return -101 end
+  return int_arg(o.ignore_index, fn, "ignore_index", 3) - 1
+end
 function F.cross_entropy(input, target, o)
   o = o or NO_OPTS
   check_opts(o, CE_OPTS, "cross_entropy", 2)
-  return with_indices(C.ag_cross_entropy, input, index0(target), o.weight, reduction(o.reduction),
-                            (o.ignore_index or -100) - 1, o.label_smoothing or 0)
+  return with_indices(C.ag_cross_entropy, input, index0(target, "cross_entropy()", "target"),
+                      o.weight, reduction(o.reduction), ignore_index0(o, "cross_entropy()"),
+                      o.label_smoothing or 0)
 end
 function F.nll_loss(input, target, o)
   o = o or NO_OPTS
   check_opts(o, NLL_OPTS, "nll_loss", 2)
-  return with_indices(C.ag_nll_loss, input, index0(target), o.weight, reduction(o.reduction),
-                       (o.ignore_index or -100) - 1)
+  return with_indices(C.ag_nll_loss, input, index0(target, "nll_loss()", "target"), o.weight,
+                      reduction(o.reduction), ignore_index0(o, "nll_loss()"))
 end
 function F.mse_loss(input, target, o)
   check_opts(o, MSE_OPTS, "mse_loss", 2)
@@ -1225,7 +1336,9 @@ function F.layer_norm(x, normalized_shape, weight, bias, eps)
   return C.ag_layer_norm(x, normalized_shape, weight, bias, eps or 1e-5)
 end
 -- F.embedding(indices, weight): rows of weight at 1-based indices (torch's argument order).
-function F.embedding(indices, weight) return with_indices(C.ag_embedding, weight, index0(indices)) end
+function F.embedding(indices, weight)
+  return with_indices(C.ag_embedding, weight, index0(indices, "embedding()", "indices"))
+end
 T.cross_entropy = F.cross_entropy
 T.nll_loss = F.nll_loss
 T.mse_loss = F.mse_loss
@@ -1249,14 +1362,20 @@ local function is_module(v)
   return type(v) == "table" and rawget(v, "_children") ~= nil and type(v.parameters) == "function"
 end
 
--- The children: the hand-made list, then the fields that hold modules.
-local function children(self)
+-- The children as {name, module} pairs: the hand-made list (named by position, 1-based, as
+-- a Sequential's are indexed), then the fields that hold modules (named by field).
+local function named_children(self)
   local out = {}
-  for _, m in ipairs(rawget(self, "_children") or {}) do out[#out + 1] = m end
+  for i, m in ipairs(rawget(self, "_children") or {}) do out[#out + 1] = {tostring(i), m} end
   for _, k in ipairs(rawget(self, "_child_keys") or {}) do
     local m = rawget(self, k)
-    if is_module(m) then out[#out + 1] = m end
+    if is_module(m) then out[#out + 1] = {tostring(k), m} end
   end
+  return out
+end
+local function children(self)
+  local out = {}
+  for i, c in ipairs(named_children(self)) do out[i] = c[2] end
   return out
 end
 
@@ -1306,14 +1425,38 @@ function Module:zero_grad(set_to_none)
   end
 end
 
--- nn.class(name, forward [, init [, repr]]): a module class. tostring(module) is
--- name .. "(" .. repr(module) .. ")", as PyTorch prints modules (repr: none, "").
+-- How PyTorch's Module.__repr__ prints a module: name(extra) on one line when repr(module)
+-- (PyTorch's extra_repr) is one line and there are no children, else one line each for the
+-- lines of extra and for the children, "(name): child", indented by two, each child printed
+-- the same way:
+--   Sequential(
+--     (1): Linear(in_features=3, out_features=2, bias=True)
+--     (2): ReLU()
+--   )
+-- A Sequential's children are numbered from 1, as seq[i] indexes them (PyTorch's from 0, as
+-- its seq[i] does): the number names the module to a Lua user.
+local function module_repr(self, name, repr)
+  local lines, extra = {}, repr and repr(self) or ""
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  end
+  local n_extra = #lines
+  for _, c in ipairs(named_children(self)) do
+    lines[#lines + 1] = "(" .. c[1] .. "): " .. (tostring(c[2]):gsub("\n", "\n  "))
+  end
+  if #lines == 0 then return name .. "()" end
+  if n_extra == 1 and #lines == 1 then return name .. "(" .. lines[1] .. ")" end
+  return name .. "(\n  " .. table.concat(lines, "\n  ") .. "\n)"
+end
+
+-- nn.class(name, forward [, init [, repr]]): a module class. tostring(module) prints it as
+-- PyTorch prints modules (module_repr), repr(module) being PyTorch's extra_repr (none: "").
 local function class(name, forward, init, repr)
   local cls = setmetatable({}, {__index = Module})
   cls.__index = cls
   cls.__call = forward or Module.__call -- module(x) calls forward directly
   cls.__name = name
-  cls.__tostring = function(self) return name .. "(" .. (repr and repr(self) or "") .. ")" end
+  cls.__tostring = function(self) return module_repr(self, name, repr) end
   cls.forward = forward
   cls.__newindex = module_newindex
   return setmetatable(cls, {__index = Module, __call = function(_, ...)
@@ -1399,16 +1542,33 @@ nn.Embedding = class("Embedding", function(self, idx) return F.embedding(idx, se
 -- dtype = "float32"}]): torch.nn.LayerNorm over the last dimensions of its input, which must
 -- equal normalized_shape (a size or a table of sizes). With elementwise_affine, weight (ones)
 -- and bias (zeros, unless bias = false, as in PyTorch 2.1) of that shape are parameters.
--- x as Python's repr prints a float: the shortest digits that read back as x (1e-05, 0.1).
+-- x as Python's repr prints a float: the shortest digits that read back as x, positional
+-- for exponents -4 to 15 (0.1, 20.0, 100000.0), else in exponent form (1e-05, 1e+16). (%g
+-- switches by the digit count instead: 20.0 came out as 2e+01.)
 local function py_float(x)
-  for p = 1, 17 do
-    local str = string.format("%." .. p .. "g", x)
-    if tonumber(str) == x then
-      if not str:find("[%.eEn]") then str = str .. ".0" end
-      return str
-    end
+  if x ~= x then return "nan" end
+  if x == math.huge then return "inf" elseif x == -math.huge then return "-inf" end
+  local str
+  for p = 0, 16 do
+    str = string.format("%." .. p .. "e", x)
+    if tonumber(str) == x then break end
   end
-  return string.format("%.17g", x)
+  local sign, mant, exp = str:match("^(%-?)([%d%.]+)e([-+]%d+)$")
+  exp = math.tointeger(tonumber(exp))
+  if exp < -4 or exp >= 16 then
+    return string.format("%s%se%s%02d", sign, mant, exp < 0 and "-" or "+", math.abs(exp))
+  end
+  local digits = mant:gsub("%.", "")
+  if exp < 0 then return sign .. "0." .. string.rep("0", -exp - 1) .. digits end
+  if #digits <= exp + 1 then return sign .. digits .. string.rep("0", exp + 1 - #digits) .. ".0" end
+  return sign .. digits:sub(1, exp + 1) .. "." .. digits:sub(exp + 2)
+end
+-- A Lua number as Python prints the argument it stands for: an integer as an int, a float as
+-- a float (nn.Softplus() prints beta=1, nn.Softplus(0.5) beta=0.5, as torch's).
+local function py_num(x)
+  if mtype(x) == "integer" then return tostring(x) end
+  if mtype(x) == "float" then return py_float(x) end
+  return tostring(x)
 end
 
 local LAYER_NORM_OPTS = set("eps", "elementwise_affine", "bias", "dtype")
@@ -1474,20 +1634,37 @@ nn.Tanh = class("Tanh", function(_, x) return C.ag_tanh(x) end)
 nn.Sigmoid = class("Sigmoid", function(_, x) return C.ag_sigmoid(x) end)
 nn.SiLU = class("SiLU", function(_, x) return C.ag_silu(x) end)
 nn.Identity = class("Identity", function(_, x) return x end)
+-- (The modules print their arguments as PyTorch's extra_repr does. Dims print as the Lua
+-- user gave them, 1-based: nn.Softmax(2) prints Softmax(dim=2) and nn.Flatten()
+-- Flatten(start_dim=2, end_dim=-1), which are what rebuild the module here, where PyTorch's
+-- torch.nn.Softmax(dim=1) and Flatten(start_dim=1) name the same dims 0-based.)
+-- nn.GELU([approximate]): "none" (or nil, false) or "tanh" (or true); anything else is an
+-- error here already, where PyTorch's raises on the first forward.
 nn.GELU = class("GELU", function(self, x) return T.gelu(x, self.approximate) end,
-  function(self, approximate) self.approximate = approximate end)
+  function(self, approximate)
+    self.approximate = gelu_approx(approximate, 3) == 1 and "tanh" or "none"
+  end,
+  function(self) return "approximate='" .. self.approximate .. "'" end)
 nn.LeakyReLU = class("LeakyReLU", function(self, x) return C.ag_leaky_relu(x, self.slope) end,
-  function(self, slope) self.slope = slope or 0.01 end)
+  function(self, slope) self.slope = slope or 0.01 end,
+  function(self) return "negative_slope=" .. py_num(self.slope) end)
 nn.Softplus = class("Softplus", function(self, x) return C.ag_softplus(x, self.beta, self.threshold) end,
-  function(self, beta, threshold) self.beta, self.threshold = beta or 1, threshold or 20 end)
+  function(self, beta, threshold) self.beta, self.threshold = beta or 1, threshold or 20 end,
+  function(self)
+    return "beta=" .. py_num(self.beta) .. ", threshold=" .. py_num(self.threshold)
+  end)
 nn.Softmax = class("Softmax", function(self, x) return T.softmax(x, self.dim) end,
-  function(self, dim) self.dim = dim or -1 end)
+  function(self, dim) self.dim = dim or -1 end,
+  function(self) return "dim=" .. py_num(self.dim) end)
 nn.LogSoftmax = class("LogSoftmax", function(self, x) return T.log_softmax(x, self.dim) end,
-  function(self, dim) self.dim = dim or -1 end)
+  function(self, dim) self.dim = dim or -1 end,
+  function(self) return "dim=" .. py_num(self.dim) end)
 nn.Flatten = class("Flatten", function(self, x) return T.flatten(x, self.s, self.e) end,
-  function(self, s, e) self.s, self.e = s or 2, e or -1 end)
+  function(self, s, e) self.s, self.e = s or 2, e or -1 end,
+  function(self) return "start_dim=" .. py_num(self.s) .. ", end_dim=" .. py_num(self.e) end)
 nn.Dropout = class("Dropout", function(self, x) return C.ag_dropout(self.generator, x, self.p, self.training) end,
-  function(self, p, gen) self.p, self.generator = p or 0.5, gen end)
+  function(self, p, gen) self.p, self.generator = p or 0.5, gen end,
+  function(self) return "p=" .. py_num(self.p) .. ", inplace=False" end)
 
 ------------------------------------------------------------------------------------------
 -- Optimizers

@@ -19,6 +19,7 @@
  */
 
 %{
+#include <limits.h>
 #include <stdlib.h>
 #include "callbacks.h"
 
@@ -88,7 +89,8 @@ static void ag_lua_push_error(lua_State *L)
 /* ---------------------------------------------------------------------------------------- */
 %{
 /* Reads Lua value idx as an integer: a Lua integer, a float with an integral value, or a
- * boolean (1/0). Returns 0 with a message pushed otherwise. */
+ * boolean (1/0). Returns 0 with a message pushed otherwise, naming a number given (a float
+ * that lua_tointegerx refuses is either not integral or beyond the 64-bit integers). */
 static int ag_lua_int(lua_State *L, int idx, lua_Integer *out, const char *fn)
 {
     int ok = 0;
@@ -97,9 +99,14 @@ static int ag_lua_int(lua_State *L, int idx, lua_Integer *out, const char *fn)
         return 1;
     }
     *out = lua_tointegerx(L, idx, &ok);
-    if (!ok) {
+    if (!ok && lua_type(L, idx) == LUA_TNUMBER) {
+        lua_Number x = lua_tonumber(L, idx);
+        lua_pushfstring(L, "%s: argument %d: expected an integer, got %f (%s)", fn, idx, x,
+                        x >= 0x1p63 || x < -0x1p63 ? "beyond the 64-bit integers"
+                                                   : "not integral");
+    } else if (!ok) {
         lua_pushfstring(L, "%s: argument %d: expected an integer, got %s", fn, idx,
-                        lua_isnumber(L, idx) ? "a non-integral number" : luaL_typename(L, idx));
+                        luaL_typename(L, idx));
     }
     return ok;
 }
@@ -842,6 +849,35 @@ static int ag_lua_release_tensor(lua_State *L)
 %}
 %native(ag_lua_release_tensor) int ag_lua_release_tensor(lua_State *L);
 %{
+/* ag_lua_retain_tensor(t): a new handle to t's tensor, holding a reference of its own (the
+ * handle of a hook: the user's handle may be released or closed while the library keeps the
+ * hook, and removing it needs the tensor). Releasing either handle leaves the other valid.
+ * The object is reserved before t is borrowed (see ag_lua_reserve). */
+static int ag_lua_retain_tensor(lua_State *L)
+{
+    lua_settop(L, 1); /* (no argument reads as nil, not as the object reserved next) */
+    int ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor);
+    void *p = NULL;
+    if (!ag_lua_handle_arg(L, 1, 1, SWIGTYPE_p_ag_tensor, "ag_tensor", "retain", &p)) {
+        ag_lua_note_error(L, AG_EINVAL);
+        return lua_error(L);
+    }
+    if (!p) {
+        lua_pushstring(L, "retain: argument 1: expected ag_tensor, got nil");
+        ag_lua_note_error(L, AG_EINVAL);
+        return lua_error(L);
+    }
+    if (ag_tensor_retain((ag_tensor *)p) != AG_OK) {
+        lua_pushstring(L, ag_last_error());
+        return lua_error(L);
+    }
+    ag_lua_fill(L, ud, p, SWIGTYPE_p_ag_tensor);
+    lua_settop(L, ud);
+    return 1;
+}
+%}
+%native(ag_lua_retain_tensor) int ag_lua_retain_tensor(lua_State *L);
+%{
 /* ---- operators and 0-d leaves without a Lua function in between ---------------------------
  * `a * b` on tensors calls the __mul metamethod: a Lua closure that sorted out numbers and
  * tensors cost ~80 ns a call over the C function it then called, and `ag.tensor(v, opts)`
@@ -1086,10 +1122,41 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 %{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
 
 /* Scalars in: integers are checked integers (a float 2.0 is accepted, 2.5 is not); the C
- * int and unsigned parameters (keepdim, flags, booleans) also accept true/false. */
-%typemap(in) int, unsigned, int64_t, uint64_t, size_t, ag_dtype, ag_reduction
+ * int and unsigned parameters (keepdim, flags, booleans) also accept true/false. A Lua
+ * integer is 64 bits: one the C type cannot hold is refused, not cast (ag_set_num_threads
+ * given 2^32 + 2 set 2 threads; a negative count or index became a huge size_t). int64_t
+ * takes every Lua integer, and uint64_t (seeds) takes negative ones modulo 2^64, as
+ * torch.manual_seed does. */
+%typemap(in) int64_t, uint64_t
 %{ { lua_Integer v;
      if (!ag_lua_int(L, $input, &v, "$symname")) SWIG_fail;
+     $1 = ($1_ltype)v; } %}
+%typemap(in) int, ag_dtype, ag_reduction
+%{ { lua_Integer v;
+     if (!ag_lua_int(L, $input, &v, "$symname")) SWIG_fail;
+     if (v < INT_MIN || v > INT_MAX) {
+         lua_pushfstring(L, "$symname: argument %d: %I is out of range for a C int (%d to %d)",
+                         $input, v, INT_MIN, INT_MAX);
+         SWIG_fail;
+     }
+     $1 = ($1_ltype)v; } %}
+%typemap(in) unsigned
+%{ { lua_Integer v;
+     if (!ag_lua_int(L, $input, &v, "$symname")) SWIG_fail;
+     if (v < 0 || (lua_Unsigned)v > UINT_MAX) {
+         lua_pushfstring(L, "$symname: argument %d: %I is out of range for a C unsigned int "
+                         "(0 to %I)", $input, v, (lua_Integer)UINT_MAX);
+         SWIG_fail;
+     }
+     $1 = ($1_ltype)v; } %}
+%typemap(in) size_t
+%{ { lua_Integer v;
+     if (!ag_lua_int(L, $input, &v, "$symname")) SWIG_fail;
+     if (v < 0) {
+         lua_pushfstring(L, "$symname: argument %d: %I is out of range for a C size_t "
+                         "(0 or more)", $input, v);
+         SWIG_fail;
+     }
      $1 = ($1_ltype)v; } %}
 
 /* Doubles: one API call converts and checks. */

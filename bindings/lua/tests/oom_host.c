@@ -71,7 +71,8 @@ static int l_disarm(lua_State *L)
 
 /* Every wrapper shape that returns handles: operators and 0-d leaves (natives), one result,
  * two results (max over a dim), a list (split), autograd.grad's table, a string, a copy out,
- * callbacks that receive and return tensors (a hook, a custom function), int64 data. */
+ * callbacks that receive and return tensors (a hook, a custom function), int64 data, the
+ * second handle a hook's handle holds (ag_lua_retain_tensor), let go when it is removed. */
 static const char script[] =
     "local ag = require('autograd')\n"
     "local x = ag.tensor({1.0, 2.0, 3.0, 4.0}, {requires_grad = true})\n"
@@ -89,6 +90,7 @@ static const char script[] =
     "  local h = y:register_hook(function(gr) return gr * 2 end)\n"
     "  local z = Exp(y)\n"
     "  z:sum():backward()\n"
+    "  h.remove()\n"
     "  local l = y:tolist()\n"
     "  local n = ag.tensor({1, 2, 3}, {dtype = 'int64'})\n"
     /* argument errors raised after another array argument was converted */

@@ -15,6 +15,58 @@ x.grad = nil
 ;(x * 3):sum():backward()
 H.eq(x.grad:tolist(), {3.0, 3.0}, "removed")
 
+-- The handle register_hook returns holds a reference of its own to the tensor: releasing or
+-- closing the tensor's handle leaves removal working (it raised "no longer valid", a second
+-- remove() then did nothing, and the hook stayed: x.grad was [80, 160]).
+do
+  local xr = ag.tensor({1.0, 2.0}, {requires_grad = true})
+  local yr = xr * 2
+  local calls = 0
+  local hr = yr:register_hook(function(g) calls = calls + 1; return g * 10 end)
+  local zr = (yr * yr):sum()
+  yr:release()
+  local ok, e = pcall(hr.remove)
+  H.check(ok, "removal works after the tensor's handle was released: " .. tostring(e))
+  hr:remove() -- does nothing the second time
+  zr:backward()
+  H.eq(calls, 0, "the hook removed after its tensor's handle was released does not run")
+  H.eq(xr.grad:tolist(), {8.0, 16.0}, "d/dx sum((2x)^2) = 8x, without the hook")
+  local hc, zc
+  do
+    local yc <close> = xr * 2
+    hc = yc:register_hook(function(g) calls = calls + 1; return g * 10 end)
+    zc = (yc * yc):sum()
+  end
+  ok, e = pcall(hc.remove)
+  H.check(ok, "removal works after a <close> released the tensor: " .. tostring(e))
+  xr.grad = nil
+  zc:backward()
+  H.eq(calls, 0, "nor after a <close> released it")
+  H.eq(xr.grad:tolist(), {8.0, 16.0})
+  -- The handle keeps the tensor (a 4 MB one here) until removal, then lets go of it.
+  collectgarbage()
+  ag.synchronize()
+  local base = ag.core.ag_memory_in_use()
+  local big = ag.zeros(1000000, {requires_grad = true})
+  local hb = big:register_hook(function(g) return g end)
+  big:release()
+  collectgarbage()
+  ag.synchronize()
+  local held = ag.core.ag_memory_in_use() - base
+  H.check(held >= 4000000, "the hook's handle holds the released tensor: " .. held)
+  pcall(hb.remove)
+  ag.synchronize()
+  H.eq(ag.core.ag_memory_in_use() - base, 0, "removed, the handle lets go of it")
+  -- A removal that fails keeps the reference, so it is reported again, not skipped: here the
+  -- hook was removed behind the handle's back, through the C function.
+  local xf = ag.tensor({1.0}, {requires_grad = true})
+  local hf = xf:register_hook(function(g) return g * 10 end)
+  ag.core.ag_tensor_remove_hook(xf, hf.id)
+  H.raises(function() hf:remove() end, "ag_tensor_remove_hook")
+  H.eq(ag.last_status(), "AG_EINVAL")
+  H.raises(function() hf:remove() end, "ag_tensor_remove_hook", "a failed removal is tried again")
+end
+
 -- A hook returning nil keeps the gradient; hooks on non-leaves; order of registration.
 local y = x * 2
 local order = {}
@@ -129,6 +181,27 @@ local Many = ag.Function{name = "Many", forward = function(_, a) return a * 2 en
 H.raises(function() Many(xa):sum():backward() end,
          "function ManyBackward returned an incorrect number of gradients (expected 1, got 2)")
 H.eq(xa.grad, nil, "nothing accumulated")
+
+-- A gradient for an argument of forward that is not a tensor is an error, as in PyTorch
+-- (it was dropped, silently); nil there is fine. Positions count the arguments from 1.
+do
+  local Scale = ag.Function{name = "Scale", forward = function(_, k, t) return t * k end,
+    backward = function(_, g) return g * 5, g * 3 end}
+  local xs = ag.tensor(1.0, {requires_grad = true})
+  H.raises(function() Scale(2.0, xs):backward() end, "function ScaleBackward returned a "
+           .. "gradient different than None at position 1, but the corresponding forward input "
+           .. "was not a Variable")
+  H.eq(ag.last_status(), "AG_ECALLBACK")
+  H.eq(xs.grad, nil, "nothing accumulated")
+  local Scale2 = ag.Function{name = "Scale2", forward = function(_, t, k) return t * k end,
+    backward = function(_, g) return g * 3, false end}
+  H.raises(function() Scale2(xs, 2.0):backward() end, "returned a gradient different than None "
+           .. "at position 2")
+  local Fine = ag.Function{name = "Fine", forward = function(_, k, t) return t * k end,
+    backward = function(_, g) return nil, g * 3 end}
+  Fine(2.0, xs):backward()
+  H.eq(xs.grad:item(), 3.0)
+end
 
 -- ag.grad with create_graph: second derivatives.
 local s = ag.tensor(3.0, {requires_grad = true})

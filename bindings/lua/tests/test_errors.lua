@@ -182,6 +182,115 @@ H.eq(xr.grad:tolist(), {{1.0, 1.0}, {1.0, 1.0}}, "a refused .grad = kept .grad (
 xr.grad = nil
 H.eq(xr.grad, nil, ".grad = nil still drops it")
 
+-- C int (and unsigned, size_t) parameters refuse a Lua integer they cannot hold, naming the
+-- function and the value: it was cast (set_num_threads(2^32 + 2) set 2 threads).
+do
+  local threads = ag.get_num_threads()
+  raises_status("AG_EINVAL", function() ag.set_num_threads(2 ^ 32 + 2) end,
+                "ag_set_num_threads: argument 1: 4294967298 is out of range for a C int "
+                .. "(-2147483648 to 2147483647)")
+  raises_status("AG_EINVAL", function() ag.set_num_threads(-2 ^ 31 - 1) end,
+                "ag_set_num_threads: argument 1: -2147483649 is out of range for a C int")
+  H.eq(ag.get_num_threads(), threads, "a refused count changed nothing")
+  raises_status("AG_EINVAL", function() ag.core.ag_gelu(a, 2 ^ 32) end,
+                "ag_gelu: argument 2: 4294967296 is out of range for a C int")
+  raises_status("AG_EINVAL", function() ag.core.ag_zeros(2 ^ 32 + 1, {2}) end,
+                "ag_zeros: argument 1: 4294967297 is out of range for a C int")
+  raises_status("AG_EINVAL", function() ag.core.ag_backward(a, nil, 2 ^ 32) end,
+                "ag_backward: argument 3: 4294967296 is out of range for a C unsigned int")
+  raises_status("AG_EINVAL", function() ag.core.ag_backward(a, nil, -1) end,
+                "ag_backward: argument 3: -1 is out of range for a C unsigned int")
+  local node = (ag.ones(1, {requires_grad = true}) * 2).grad_fn
+  raises_status("AG_EINVAL", function() ag.core.ag_node_next(node, -1) end,
+                "ag_node_next: argument 2: -1 is out of range for a C size_t")
+  raises_status("AG_EINVAL", function() ag.set_num_threads(2.5) end,
+                "ag_set_num_threads: argument 1: expected an integer, got 2.5 (not integral)")
+  raises_status("AG_EINVAL", function() ag.set_num_threads(2 ^ 63) end,
+                "expected an integer, got 9.2233720368548e+18 (beyond the 64-bit integers)")
+  ag.set_num_threads(threads)
+  H.eq(ag.get_num_threads(), threads, "in range: taken")
+end
+
+-- Sizes and dims given as integers: an element that is not one is an error naming the
+-- function, the element and its value (it ended the list and was dropped: view(6, "x") was
+-- view(6)).
+do
+  local o = ag.ones(6)
+  raises_status("AG_EINVAL", function() return o:view(6, "x") end,
+                "autograd: view(): argument 'size': element 2 is not an integer (got \"x\")")
+  raises_status("AG_EINVAL", function() return o:view(3, "a") end,
+                "view(): argument 'size': element 2 is not an integer (got \"a\")")
+  raises_status("AG_EINVAL", function() return o:reshape(2, 3, true) end,
+                "reshape(): argument 'shape': element 3 is not an integer (got true)")
+  raises_status("AG_EINVAL", function() return o:view(2, nil, 3) end,
+                "view(): argument 'size': element 2 is not an integer (got nil)")
+  raises_status("AG_EINVAL", function() return o:view(2, 3, nil) end,
+                "element 3 is not an integer (got nil)")
+  raises_status("AG_EINVAL", function() return o:view(2, 3.5) end,
+                "view(): argument 'size': element 2 is not an integer (got 3.5)")
+  raises_status("AG_EINVAL", function() return o:view({2, 3}, 1) end,
+                "autograd: view(): unexpected argument 2 after the size table (got 1)")
+  raises_status("AG_EINVAL", function() return ag.ones(1, 3):expand(2, {}) end,
+                "expand(): argument 'size': element 2 is not an integer (got a table)")
+  local m = ag.ones(2, 3)
+  raises_status("AG_EINVAL", function() return m:permute(2, 1, "x") end,
+                "autograd: permute(): argument 'dims': element 3 is not an integer (got \"x\")")
+  raises_status("AG_EINVAL", function() return ag.zeros(2, 2.5) end,
+                "autograd: zeros(): argument 'size': element 2 is not an integer (got 2.5)")
+  H.eq(o:view(2.0, 3).shape, {2, 3}, "2.0 counts as 2")
+  H.eq(m:permute(2, 1).shape, {3, 2})
+  H.eq(ag.zeros(2, 3, "float64").dtype, "float64", "a creation function's options still follow")
+  H.eq(ag.rand(2, {generator = ag.generator(1)}).shape, {2})
+end
+
+-- Positions and index tables the layer computes with are checked first: a wrong one is an
+-- error naming the function and the value, with the status set (they raised raw Lua errors,
+-- "attempt to compare number with string", and left the status as it was; a boolean index
+-- was taken as 1 or 0).
+do
+  local m = ag.arange(12.0):reshape(3, 4)
+  raises_status("AG_EINVAL", function() return m:slice(1, 1, "x") end,
+                "autograd: slice(): stop must be an integer, got \"x\"")
+  raises_status("AG_EINVAL", function() return m:slice(1, 1, 2.5) end,
+                "autograd: slice(): stop must be an integer, got 2.5")
+  raises_status("AG_EINVAL", function() return m:slice(1, 1, 2, {}) end,
+                "autograd: slice(): step must be an integer, got a table")
+  raises_status("AG_EINVAL", function() return m:slice(1, "x") end,
+                "autograd: slice(): start must be an integer, got \"x\"")
+  raises_status("AG_EINVAL", function() return m:narrow(1, true, 1) end,
+                "autograd: narrow(): start must be an integer, got true")
+  raises_status("AG_EINVAL", function() return m:select(1, "x") end,
+                "autograd: select(): index must be an integer, got \"x\"")
+  H.eq(m:slice(1, 2.0, 3.0, 1.0):tolist(), {{4.0, 5.0, 6.0, 7.0}, {8.0, 9.0, 10.0, 11.0}},
+       "integral floats count as integers")
+  raises_status("AG_EINVAL", function() return m:index_select(1, {true}) end,
+                "autograd: index_select(): index element 1 must be an integer, got true")
+  raises_status("AG_EINVAL", function() return m:index_select(1, {2, true}) end,
+                "autograd: index_select(): index element 2 must be an integer, got true")
+  raises_status("AG_EINVAL", function() return m:index_select(1, {1, "2"}) end,
+                "index_select(): index element 2 must be an integer, got \"2\"")
+  raises_status("AG_EINVAL", function() return m:index_select(1, {1.5}) end,
+                "index_select(): index element 1 must be an integer, got 1.5")
+  raises_status("AG_EINVAL", function() return m:gather(2, {{1, 2}, {3, false}, {1, 1}}) end,
+                "autograd: gather(): index element 4 must be an integer, got false")
+  raises_status("AG_EINVAL", function() return m:scatter_add(1, {{"a"}}, ag.ones(1, 1)) end,
+                "autograd: scatter_add(): index element 1 must be an integer, got \"a\"")
+  raises_status("AG_EINVAL", function() return F.embedding({{1, {}}}, m) end,
+                "autograd: embedding(): indices element 2 must be an integer, got a table")
+  raises_status("AG_EINVAL", function() return F.cross_entropy(m, {1, 2, true}) end,
+                "autograd: cross_entropy(): target element 3 must be an integer, got true")
+  raises_status("AG_EINVAL", function() return F.nll_loss(m, {1, 2.5, 3}) end,
+                "autograd: nll_loss(): target element 2 must be an integer, got 2.5")
+  raises_status("AG_EINVAL", function()
+    return F.cross_entropy(m, {1, 2, 3}, {ignore_index = "a"})
+  end, "autograd: cross_entropy(): ignore_index must be an integer, got \"a\"")
+  raises_status("AG_EINVAL", function() return F.nll_loss(m, {1, 2, 3}, {ignore_index = 1.5}) end,
+                "autograd: nll_loss(): ignore_index must be an integer, got 1.5")
+  H.eq(m:index_select(1, {3.0, 1}):tolist(), {{8.0, 9.0, 10.0, 11.0}, {0.0, 1.0, 2.0, 3.0}},
+       "integral floats count as integers")
+  H.eq(m:gather(2, {{1}, {2}, {4}}):tolist(), {{0.0}, {5.0}, {11.0}})
+end
+
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
 H.eq((a + 1):sum():item(), 12.0)

@@ -149,6 +149,59 @@ H.check(tostring(opt):find("lr=0.01", 1, true) ~= nil, tostring(opt))
 -- Printed as PyTorch prints them.
 H.eq(tostring(nn.Linear(4, 3, {bias = false})), "Linear(in_features=4, out_features=3, bias=False)")
 H.eq(tostring(nn.ReLU()), "ReLU()")
+-- (Strings from PyTorch 1.13; the arguments are those given here, and dims print as a Lua
+-- user passes them, 1-based: torch's nn.Softmax(1) is nn.Softmax(2) here and prints so.)
+H.eq(tostring(nn.Dropout(0.5)), "Dropout(p=0.5, inplace=False)")
+H.eq(tostring(nn.Dropout()), "Dropout(p=0.5, inplace=False)")
+H.eq(tostring(nn.Dropout(0)), "Dropout(p=0, inplace=False)", "an integer prints as Python's int")
+H.eq(tostring(nn.LeakyReLU(0.2)), "LeakyReLU(negative_slope=0.2)")
+H.eq(tostring(nn.LeakyReLU()), "LeakyReLU(negative_slope=0.01)")
+H.eq(tostring(nn.Softmax(2)), "Softmax(dim=2)")
+H.eq(tostring(nn.Softmax()), "Softmax(dim=-1)", "the default here is -1 (PyTorch's None)")
+H.eq(tostring(nn.LogSoftmax(-1)), "LogSoftmax(dim=-1)")
+H.eq(tostring(nn.Flatten()), "Flatten(start_dim=2, end_dim=-1)", "torch's Flatten(start_dim=1)")
+H.eq(tostring(nn.Flatten(1, 3)), "Flatten(start_dim=1, end_dim=3)")
+H.eq(tostring(nn.GELU()), "GELU(approximate='none')")
+H.eq(tostring(nn.GELU("tanh")), "GELU(approximate='tanh')")
+H.eq(tostring(nn.GELU(true)), "GELU(approximate='tanh')")
+H.eq(tostring(nn.Softplus()), "Softplus(beta=1, threshold=20)")
+H.eq(tostring(nn.Softplus(0.5, 20.0)), "Softplus(beta=0.5, threshold=20.0)",
+     "20.0 as Python's repr")
+H.eq(tostring(nn.Softplus(1e-5, 1e16)), "Softplus(beta=1e-05, threshold=1e+16)")
+H.eq(tostring(nn.Softplus(100000.0, 0.0001)), "Softplus(beta=100000.0, threshold=0.0001)")
+for _, m in ipairs({"Tanh", "Sigmoid", "SiLU", "Identity"}) do
+  H.eq(tostring(nn[m]()), m .. "()")
+end
+-- Containers print their children, indented, as PyTorch's Module.__repr__; a Sequential's
+-- are numbered as seq[i] indexes them, from 1 (PyTorch's from 0, as its seq[i]).
+H.eq(tostring(nn.Sequential(nn.Linear(3, 2), nn.ReLU())),
+     "Sequential(\n  (1): Linear(in_features=3, out_features=2, bias=True)\n  (2): ReLU()\n)")
+H.eq(tostring(nn.Sequential()), "Sequential()")
+local Net = nn.class("Net", function(self, t) return self.seq(self.fc(t)) end, function(self)
+  self.fc = nn.Linear(3, 2)
+  self.seq = nn.Sequential(nn.ReLU(), nn.Dropout(0.1))
+  self.scale = 2
+end)
+H.eq(tostring(Net()), "Net(\n  (fc): Linear(in_features=3, out_features=2, bias=True)\n"
+     .. "  (seq): Sequential(\n    (1): ReLU()\n    (2): Dropout(p=0.1, inplace=False)\n  )\n)")
+H.eq(tostring(nn.class("Empty", function(_, t) return t end)()), "Empty()")
+-- With an extra repr and children, each on its line, as PyTorch's extra_repr.
+local Tagged = nn.class("Tagged", function(self, t) return self.fc(t) end,
+  function(self) self.fc = nn.Linear(3, 2) end, function() return "k=1" end)
+H.eq(tostring(Tagged()),
+     "Tagged(\n  k=1\n  (fc): Linear(in_features=3, out_features=2, bias=True)\n)")
+-- GELU's approximate: "none" or "tanh" (true and false, nil too); anything else is refused,
+-- as PyTorch refuses it (it gave the exact form, silently).
+H.raises(function() nn.GELU("bogus") end,
+         "autograd: gelu(): approximate argument must be either none or tanh, got \"bogus\"")
+H.eq(ag.last_status(), "AG_EINVAL")
+H.raises(function() ag.ones(2):gelu("Tanh") end, "approximate argument must be either none or tanh")
+H.raises(function() nn.functional.gelu(ag.ones(2), 1) end,
+         "approximate argument must be either none or tanh, got 1")
+H.near(ag.tensor({1.0}):gelu("none"):item(), 0.841344746, "none: the exact form", 1e-6)
+H.near(ag.tensor({1.0}):gelu(false):item(), 0.841344746, "", 1e-6)
+H.near(ag.tensor({1.0}):gelu("tanh"):item(), 0.841191990, "tanh: the tanh form", 1e-6)
+H.near(nn.GELU("tanh")(ag.tensor({1.0})):item(), 0.841191990, "", 1e-6)
 H.raises(function() nn.Linear(4, 3, {bais = false}) end, "nn.Linear got an unexpected option 'bais'")
 H.raises(function() nn.Linear(-1, 3) end, "nn.Linear: in_features must be an integer >= 0, got -1")
 H.raises(function() nn.Linear(4, 2.5) end, "out_features must be an integer >= 0, got 2.5")
