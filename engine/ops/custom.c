@@ -151,7 +151,8 @@ eng_err fn_ctx_needs_input_grad(const fn_ctx *c, size_t i, bool *out)
     if (!c->in_forward && !c->node)
         return err_set(E_INVAL, "needs_input_grad is available in forward and backward only");
     if (i >= n) return err_set(E_RANGE, "input index %zu out of range (%zu inputs)", i, n);
-    uint64_t bits = c->in_forward ? c->needs : ((custom_attr *)node_attrs(c->node))->needs_input_grad;
+    uint64_t bits = c->in_forward ? c->needs
+                                  : ((custom_attr *)node_attrs(c->node))->needs_input_grad;
     *out = (bits >> i) & 1;
     return E_OK;
 }
