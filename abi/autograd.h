@@ -800,7 +800,12 @@ AG_API int ag_argmin_all(ag_tensor **out, const ag_tensor *a);
  *  Errors: AG_ESHAPE ("ag_matmul: shapes [2, 3] and [4, 5] cannot be multiplied"),
  *  AG_EDTYPE (mixed or non-float dtypes). */
 AG_API int ag_matmul(ag_tensor **out, const ag_tensor *a, const ag_tensor *b);
-/** x @ w^T + b for x [..., in], w [out, in], b [out] (b may be NULL), like F.linear. */
+/** x @ w^T + b for x [..., in], w [out, in] or [in], b (may be NULL) broadcasting to the
+ *  output, like F.linear in torch 1.13: a 2-d input with a bias (or a contiguous 3-d one) is
+ *  addmm(b, x, w^T), where b is 0-d, [1] or [out] and w must be 2-d; anything else is
+ *  matmul(x, w^T) plus b, which must broadcast to that product's shape (PyTorch adds it in
+ *  place). Errors: AG_ESHAPE for shapes that do not fit these rules, AG_EDTYPE (mixed or
+ *  non-float dtypes). */
 AG_API int ag_linear(ag_tensor **out, const ag_tensor *x, const ag_tensor *w,
                      const ag_tensor *b);
 

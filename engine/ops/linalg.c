@@ -621,12 +621,12 @@ eng_err op_linear(tensor **out, tensor *x, tensor *w, tensor *b)
     eng_err e = same_float(x, w);
     if (!e && b) e = same_float(x, b);
     if (e) return e;
-    if (w->ndim != 2 || x->ndim < 1) {
+    if (w->ndim < 1 || w->ndim > 2 || x->ndim < 1) {
         char s1[160], s2[160];
-        return err_set(E_SHAPE, "linear expects input [..., in] and weight [out, in], got %s and %s",
+        return err_set(E_SHAPE, "linear expects input [..., in] and weight [out, in] or [in], got %s and %s",
                        fmt_shape(s1, sizeof s1, x->shape, x->ndim), fmt_shape(s2, sizeof s2, w->shape, w->ndim));
     }
-    int64_t in = w->shape[1], O = w->shape[0];
+    int64_t in = w->shape[w->ndim - 1], O = w->ndim == 2 ? w->shape[0] : 1;
     if (x->shape[x->ndim - 1] != in) {
         char s1[160], s2[160];
         return err_set(E_SHAPE, "shapes %s and %s cannot be multiplied (input's last dim %lld, weight's "
@@ -634,16 +634,38 @@ eng_err op_linear(tensor **out, tensor *x, tensor *w, tensor *b)
                        fmt_shape(s2, sizeof s2, w->shape, w->ndim), (long long)x->shape[x->ndim - 1],
                        (long long)in);
     }
-    if (b && !(b->ndim == 1 && b->shape[0] == O) && !(b->ndim == 0)) {
+    /* As torch 1.13's linear: with a bias, a 2-d input (or a contiguous 3-d one, folded into
+     * rows) is addmm(b, x, w^T), whose bias broadcasts to [.., out] (0-d, [1] or [out]; a
+     * 1-d weight is no matrix there); anything else is matmul(x, w^T) plus the bias, which
+     * broadcasts as an add does. */
+    bool fused = b && (x->ndim == 2 || (x->ndim == 3 && tensor_is_contiguous(x)));
+    if (fused && w->ndim == 1)
+        return err_set(E_SHAPE, "mat2 must be a matrix, got 1-D tensor (a 1-d weight takes no bias "
+                       "with a 2-d or contiguous 3-d input, as in PyTorch)");
+    if (fused && !(b->ndim == 0 || (b->ndim == 1 && (b->shape[0] == O || b->shape[0] == 1)))) {
         char s1[160];
         return err_set(E_SHAPE, "bias of shape %s does not match out_features %lld",
                        fmt_shape(s1, sizeof s1, b->shape, b->ndim), (long long)O);
     }
-    if (x->ndim == 2) return linear_2d(out, x, w, b);
-    /* Other ranks, as torch 1.13's linear: a contiguous 3-d input with a bias folds into rows
-     * and back (ViewBackward0 around the 2-d product, below); anything else is matmul(x, w^T),
-     * plus the bias (AddBackward0; without one, matmul's own grad_fn). */
-    if (!b || x->ndim != 3 || !tensor_is_contiguous(x)) {
+    if (!fused && b) {
+        /* PyTorch adds the bias in place: it broadcasts to the product, not the product to it */
+        int64_t ys[MAX_DIMS], bs[MAX_DIMS];
+        int yn = 0, bn = 0;
+        for (int d = 0; d < x->ndim - 1; d++) ys[yn++] = x->shape[d];
+        if (w->ndim == 2) ys[yn++] = O;
+        if ((e = broadcast_shapes(ys, yn, b->shape, b->ndim, bs, &bn))) return e;
+        if (bn != yn || memcmp(bs, ys, (size_t)yn * sizeof *ys)) {
+            char s1[160], s2[160];
+            return err_set(E_SHAPE, "bias of shape %s does not broadcast to the output's %s",
+                           fmt_shape(s1, sizeof s1, b->shape, b->ndim), fmt_shape(s2, sizeof s2, ys, yn));
+        }
+    }
+    if (x->ndim == 2 && w->ndim == 2) return linear_2d(out, x, w, b);
+    /* Other ranks: a contiguous 3-d input with a bias folds into rows and back (ViewBackward0
+     * around the 2-d product, below); anything else is matmul(x, w^T) (a 1-d weight: MvBackward0
+     * for a 2-d input, as PyTorch's), plus the bias (AddBackward0; without one, matmul's own
+     * grad_fn). */
+    if (!fused) {
         tensor *wt = NULL, *y = NULL;
         if (!(e = op_t(&wt, w)) && !(e = op_matmul(&y, x, wt))) {
             if (b) e = op_add(out, y, b);

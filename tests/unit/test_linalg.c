@@ -176,6 +176,68 @@ static void linear(void)
     ag_tensor_release(b);
 }
 
+/* What else F.linear takes (torch 1.13): a 1-d weight [in] (x @ w: MvBackward0 for a 2-d
+ * input), a bias that broadcasts to the output ([1] or 0-d through addmm; anything an
+ * in-place add takes on the other paths); and what it refuses, as PyTorch does: a 1-d weight
+ * with a bias on the addmm path ("mat2 must be a matrix"), a bias the output would have to
+ * broadcast to. These were all refused. Gradients: gradcheck; values and names: PyTorch's. */
+static void linear_like_f_linear(void)
+{
+    int64_t sx[2] = {3, 4}, sw1[1] = {4}, sw[2] = {2, 4}, sb1[1] = {1}, sx4[4] = {2, 2, 3, 4},
+            sb4[4] = {5, 1, 1, 1};
+    gc_input w1d[2] = {{sx, 2, NULL, -1, 1, 1, 0}, {sw1, 1, NULL, -1, 1, 1, 0}};
+    gc_input b1[3] = {{sx, 2, NULL, -1, 1, 1, 0}, {sw, 2, NULL, -1, 1, 1, 0},
+                      {sb1, 1, NULL, -1, 1, 1, 0}};
+    gc_input w1d_b1_4d[3] = {{sx4, 4, NULL, -1, 1, 1, 0}, {sw1, 1, NULL, -1, 1, 1, 0},
+                             {sb1, 1, NULL, -1, 1, 1, 0}};
+    int bias = 1;
+    CHECK(gradcheck("linear, 1-d weight", call_linear, w1d, 2, NULL));
+    CHECK(gradcheck("linear, bias [1]", call_linear, b1, 3, &bias));
+    CHECK(gradgradcheck("linear, bias [1]", call_linear, b1, 3, &bias));
+    CHECK(gradcheck("linear 4-d, 1-d weight, bias [1]", call_linear, w1d_b1_4d, 3, &bias));
+    ag_tensor *x, *x4, *w1, *w, *b, *b4, *r = NULL, *g;
+    OK(ag_ones(&x, AG_FLOAT32, sx, 2));
+    OK(ag_ones(&x4, AG_FLOAT32, sx4, 4));
+    OK(ag_ones(&w1, AG_FLOAT32, sw1, 1));
+    OK(ag_ones(&w, AG_FLOAT32, sw, 2));
+    OK(ag_ones(&b, AG_FLOAT32, sb1, 1));
+    OK(ag_ones(&b4, AG_FLOAT32, sb4, 4));
+    OK(ag_tensor_set_requires_grad(w1, 1));
+    OK(ag_tensor_set_requires_grad(b, 1));
+    OK(ag_linear(&r, x, w1, NULL)); /* [3]: 4 each */
+    CHECK_STR(grad_fn_name(r), "MvBackward0");
+    double four[3] = {4, 4, 4};
+    check_values("linear, 1-d weight", r, four, 3, 0);
+    ag_tensor_release(r);
+    OK(ag_linear(&r, x, w, b)); /* [3, 2]: 5 each; b.grad = 6 */
+    CHECK_STR(grad_fn_name(r), "AddmmBackward0");
+    double five[6] = {5, 5, 5, 5, 5, 5};
+    check_values("linear, bias [1]", r, five, 6, 0);
+    ag_tensor *sum;
+    OK(ag_sum(&sum, r));
+    OK(ag_backward(sum, NULL, 0));
+    ag_tensor_release(sum);
+    OK(ag_tensor_grad(&g, b));
+    double six[1] = {6};
+    check_values("linear, bias [1], its gradient", g, six, 1, 0);
+    ag_tensor_release(g);
+    ag_tensor_release(r);
+    OK(ag_linear(&r, x4, w1, b)); /* [2, 2, 3]: matmul, then the bias added */
+    CHECK_STR(grad_fn_name(r), "AddBackward0");
+    ag_tensor_release(r);
+    r = NULL;
+    FAILS(AG_ESHAPE, ag_linear(&r, x, w1, b));
+    CHECK(strstr(ag_last_error(), "mat2 must be a matrix, got 1-D tensor"));
+    FAILS(AG_ESHAPE, ag_linear(&r, x4, w, b4)); /* [5, 1, 1, 1] onto [2, 2, 3, 2] */
+    CHECK(r == NULL);
+    ag_tensor_release(b4);
+    ag_tensor_release(b);
+    ag_tensor_release(w);
+    ag_tensor_release(w1);
+    ag_tensor_release(x4);
+    ag_tensor_release(x);
+}
+
 static void errors(void)
 {
     int64_t s23[2] = {2, 3}, s45[2] = {4, 5};
@@ -510,6 +572,7 @@ int main(void)
     products_are_not_views();
     transposed_operands();
     linear();
+    linear_like_f_linear();
     gradients_are_not_views();
     errors();
     determinism();
