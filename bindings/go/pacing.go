@@ -19,7 +19,10 @@ import (
 // is at least paceMin, every pending tensor gets its cleanup (cleanup.go) and the collector
 // runs: the tensors dropped by then are released by their cleanups. Go's own pacing rule
 // (GOGC=100), applied to memory it cannot see. (Not the process's resident memory: memory
-// freed by the library stays resident for reuse, so that measure only grows.)
+// freed by the library stays resident for reuse, so that measure only grows.) Coarse: the
+// base is read at the first sample after a collection, when ~32 dropped tensors are pending
+// already, so ~100 are alive at the peak whatever their size; and blocks under 64 KiB are
+// not in ag_memory_in_use (README: Release what you make).
 const (
 	paceEvery = 32
 	paceMin   = 64 << 20

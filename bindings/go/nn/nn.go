@@ -140,7 +140,12 @@ func isNil(m Module) bool {
 // cannot be compared).
 func same(a, b Module) bool {
 	ta, tb := reflect.TypeOf(a), reflect.TypeOf(b)
-	return ta == tb && ta != nil && ta.Comparable() && a == b
+	if ta != tb || ta == nil || !ta.Comparable() {
+		return false
+	}
+	// A comparable type may still hold an uncomparable value (an interface field holding a
+	// slice), on which == panics: Value.Comparable looks at the values themselves.
+	return reflect.ValueOf(a).Comparable() && reflect.ValueOf(b).Comparable() && a == b
 }
 
 // childLister is implemented by the containers (Sequential, Base): the modules they hold.

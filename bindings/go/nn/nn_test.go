@@ -550,6 +550,27 @@ func TestCycles(t *testing.T) {
 	wrapper.Train(false)
 }
 
+// byValue is a module used by value whose comparable type holds an uncomparable value (a
+// slice in an interface field): comparing two of them with == panics at run time.
+type byValue struct {
+	*nn.Base
+	Act any
+}
+
+func (v byValue) Forward(x *autograd.Tensor) (*autograd.Tensor, error) { return x.Relu() }
+
+// The walks that tell modules apart (cycle checks, Release) compare such modules without
+// panicking ("comparing uncomparable type []int" from Sequential.Release).
+func TestUncomparableModules(t *testing.T) {
+	a := byValue{Base: &nn.Base{}, Act: []int{1}}
+	b := byValue{Base: a.Base, Act: []int{2}}
+	s := must(nn.NewSequential(a, b))
+	if s.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", s.Len())
+	}
+	s.Release()
+}
+
 // ---- training mode ----
 
 func TestDropoutTrainEval(t *testing.T) {
