@@ -24,14 +24,17 @@
  *            negative and count from the end (-1 is the last dimension), as in PyTorch.
  *            Shapes are given as (const int64_t *shape, size_t ndim).
  * Threads    Objects may be used from several threads; one tensor may be read concurrently,
- *            but writing a tensor (in-place ops, optimizer steps) while another thread reads it
- *            is a data race, as in PyTorch. Grad mode and anomaly mode are per thread; the
- *            thread count and the allocator are per process. A child made by fork() after
- *            the library ran work on several threads runs on one thread (ag_get_num_threads()
- *            is 1 there, and n = 0 means 1): GCC's OpenMP runtime cannot start a thread team
- *            in a forked child of a process that had one (the first parallel op would hang,
- *            as in any libgomp program). With an OpenMP runtime that can, ag_set_num_threads
- *            raises it again. A child of a process that never did keeps the default.
+ *            but writing a tensor (in-place ops, optimizer steps, and its autograd settings:
+ *            ag_tensor_set_requires_grad, ag_tensor_set_grad) while another thread reads it
+ *            (an op taking it as an input) is a data race, as in PyTorch: whether such an
+ *            op records the tensor's part of the graph is then a matter of timing. Grad
+ *            mode and anomaly mode are per thread; the thread count and the allocator are per
+ *            process. A child made by fork() after the library ran work on several threads
+ *            runs on one thread (ag_get_num_threads() is 1 there, and n = 0 means 1): GCC's
+ *            OpenMP runtime cannot start a thread team in a forked child of a process that
+ *            had one (the first parallel op would hang, as in any libgomp program). With an
+ *            OpenMP runtime that can, ag_set_num_threads raises it again. A child of a
+ *            process that never did keeps the default.
  * Dtypes     float32 and float64 are differentiable; int64 holds indices and labels; bool holds
  *            comparison results and masks. Mixed dtypes follow PyTorch's type promotion.
  *

@@ -297,9 +297,11 @@ eng_err op_mul(tensor **out, tensor *a, tensor *b)
         return e;
     }
     if (n) {
-        /* Each input's gradient needs the other operand. */
-        if (tensor_requires_grad(b)) node_save(n, 0, a);
-        if (tensor_requires_grad(a)) node_save(n, 1, b);
+        /* Each input's gradient needs the other operand. (Decided by the edges just made,
+         * which are what backward asks for: a requires_grad flag set meanwhile on another
+         * thread, a data race, left a needed operand unsaved, and backward read NULL.) */
+        if (n->next[1].fn) node_save(n, 0, a);
+        if (n->next[0].fn) node_save(n, 1, b);
     }
     *out = r;
     return E_OK;
@@ -346,7 +348,7 @@ eng_err op_div(tensor **out, tensor *a, tensor *b)
         return e;
     }
     if (n) {
-        if (tensor_requires_grad(b)) node_save(n, 0, a);
+        if (n->next[1].fn) node_save(n, 0, a); /* (by the edge: see op_mul) */
         node_save(n, 1, b);
     }
     *out = r;

@@ -278,7 +278,7 @@ static eng_err finish_indexed(tensor **out, tensor *r, const node_type *type, te
     }
     if (nd_) {
         idx_attr_set(nd_, d, src ? src : t);
-        if (!src || tensor_requires_grad(src)) node_save(nd_, 0, index);
+        if (!src || nd_->next[1].fn) node_save(nd_, 0, index); /* (by the edge: see op_mul) */
     }
     *out = r;
     return E_OK;

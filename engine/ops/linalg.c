@@ -79,8 +79,9 @@ static eng_err finish(tensor **out, tensor *r, const node_type *bw, tensor *a, t
         return e;
     }
     if (n) {
-        if (tensor_requires_grad(b)) node_save(n, 0, a);
-        if (tensor_requires_grad(a)) node_save(n, 1, b);
+        /* (By the edges just made, which backward's needs follow: see op_mul.) */
+        if (n->next[1].fn) node_save(n, 0, a);
+        if (n->next[0].fn) node_save(n, 1, b);
         mm_attr *at = (mm_attr *)node_attrs(n);
         at->a_colmajor = col_major(a);
         at->b_colmajor = col_major(b);
@@ -605,8 +606,8 @@ static eng_err linear_2d(tensor **out, tensor *x, tensor *w, tensor *b)
         return e;
     }
     if (n) {
-        if (tensor_requires_grad(w)) node_save(n, 0, x);
-        if (tensor_requires_grad(x)) node_save(n, 1, w);
+        if (n->next[2].fn) node_save(n, 0, x); /* (edges: 0 b, 1 x, 2 w; see op_mul) */
+        if (n->next[1].fn) node_save(n, 1, w);
         /* the factors of addmm: x and w^T (column-major when w is row-major) */
         mm_attr *at = (mm_attr *)node_attrs(n);
         at->a_colmajor = col_major(x);

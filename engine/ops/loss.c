@@ -841,7 +841,7 @@ static eng_err mse_bw_op(tensor **out, tensor *g, tensor *x, tensor *t, const re
     }
     if (n) {
         *(red_attr *)node_attrs(n) = *a;
-        if (tensor_requires_grad(x) || tensor_requires_grad(t)) node_save(n, 0, g);
+        if (n->next[1].fn || n->next[2].fn) node_save(n, 0, g); /* (by the edges: see op_mul) */
         node_save(n, 1, x);
         node_save(n, 2, t);
     }
