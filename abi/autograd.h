@@ -510,7 +510,9 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *t, ag_tensor
                                    unsigned flags, void *userdata,
                                    void (*free_userdata)(void *userdata));
 
-/** Removes a hook. Errors: AG_EINVAL if t has no hook with that handle. */
+/** Removes a hook. Registering takes constant time, and so does removing the newest or the
+ *  oldest of t's hooks; removing another takes time in its distance from either end.
+ *  Errors: AG_EINVAL if t has no hook with that handle. */
 AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
 
 /* ------------------------------------------------------------------------------------------ */

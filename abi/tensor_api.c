@@ -508,12 +508,18 @@ AG_API int ag_tensor_register_hook(uint64_t *handle_out, ag_tensor *h, ag_tensor
     atomic_init(&k->refs, 1); /* the link that will point to it */
     tmeta_lock(m);
     k->id = m->next_hook_id++;
-    hook **tail = &m->hooks;
-    while (*tail) tail = &(*tail)->next;
+    hook *first = m->hooks;
+    if (first) {
+        k->prev = first->prev;
+        first->prev = k;
+    } else {
+        k->prev = k;
+    }
     /* (atomic: backward peeks at m->hooks without the lock to skip metas without hooks) */
-    __atomic_store_n(tail, k, __ATOMIC_RELEASE);
+    __atomic_store_n(first ? &k->prev->next : &m->hooks, k, __ATOMIC_RELEASE);
     atomic_fetch_or(&m->acc->flags, NODE_LEAF_HOOKS);
     if (k->caller_thread) {
+        m->caller_hooks++;
         /* (atomic: node_attach_meta and grad_accumulator read it without the lock) */
         __atomic_store_n(&m->caller_thread, true, __ATOMIC_RELEASE);
         if (t->grad_fn) atomic_fetch_or(&t->grad_fn->flags, NODE_CALLER_THREAD);
@@ -532,29 +538,39 @@ AG_API int ag_tensor_remove_hook(ag_tensor *h, uint64_t handle)
     hook *found = NULL;
     if (m) {
         tmeta_lock(m);
-        for (hook **p = &m->hooks; *p; p = &(*p)->next) {
-            if ((*p)->id == handle) {
-                /* Unlinked, but its own `next` stays: a backward running it (or about to)
-                 * goes on from it to the hooks that followed (see hook in tensor.h). */
-                found = *p;
-                if (found->next) hook_retain(found->next);
-                __atomic_store_n(p, found->next, __ATOMIC_RELEASE);
-                atomic_store_explicit(&found->removed, true, memory_order_relaxed);
+        /* From both ends at once: removing the newest or the oldest of many hooks (a stack of
+         * temporary hooks, a sliding window) finds it at once; 40 000 hooks removed newest
+         * first took 4 s walking from the head. */
+        hook *first = m->hooks;
+        for (hook *a = first, *b = first ? first->prev : NULL; a; a = a->next, b = b->prev) {
+            if (a->id == handle || b->id == handle) {
+                found = a->id == handle ? a : b;
                 break;
             }
+            if (a == b || a->next == b) break; /* every hook looked at */
         }
-        if (found && found->caller_thread) {
+        if (found) {
+            /* Unlinked, but its own `next` stays: a backward running it (or about to) goes on
+             * from it to the hooks that followed (see hook in tensor.h). */
+            hook *after = found->next;
+            if (after) {
+                hook_retain(after); /* the reference of the link before it */
+                after->prev = found->prev;
+            } else if (found != first) {
+                first->prev = found->prev; /* the new last */
+            }
+            __atomic_store_n(found == first ? &m->hooks : &found->prev->next, after,
+                             __ATOMIC_RELEASE);
+            atomic_store_explicit(&found->removed, true, memory_order_relaxed);
+        }
+        if (found && found->caller_thread && --m->caller_hooks == 0) {
             /* The last hook that needed the caller's thread gone, a leaf's backward may use
              * the team again (its AccumulateGrad node is its own; a non-leaf's grad_fn may
              * carry the flag for other tensors or a custom function, and keeps it). One
              * temporary hook from Lua, where every hook needs the caller's thread, left every
              * later backward through the leaf on one thread. */
-            bool any = false;
-            for (hook *k = m->hooks; k && !any; k = k->next) any = k->caller_thread;
-            if (!any) {
-                __atomic_store_n(&m->caller_thread, false, __ATOMIC_RELEASE);
-                atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_CALLER_THREAD);
-            }
+            __atomic_store_n(&m->caller_thread, false, __ATOMIC_RELEASE);
+            atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_CALLER_THREAD);
         }
         tmeta_unlock(m);
     }

@@ -41,8 +41,9 @@ typedef struct tmeta {
     atomic_long refs;
     atomic_flag lock;          /* guards grad and hooks */
     struct tensor *grad;       /* .grad (strong) */
-    struct hook *hooks;        /* registration order */
+    struct hook *hooks;        /* registration order (the first's `prev` is the last) */
     uint64_t next_hook_id;
+    uint32_t caller_hooks;     /* how many of them must run on the caller's thread */
     uint32_t hist;             /* the tensor's history: +1 each time an in-place op gives it a
                                   new grad_fn (atomic; tensor_history_moved) */
     bool retains_grad;
@@ -224,6 +225,8 @@ typedef int (*hook_fn)(tensor **new_grad, tensor *grad, void *userdata);
  * removed and no longer running, as ag_tensor_register_hook promises. */
 typedef struct hook {
     struct hook *next; /* strong; written under the meta's lock */
+    struct hook *prev; /* weak, while it is linked: the hook before it, or for the first the
+                          last (registration appends in O(1)); under the meta's lock */
     uint64_t id;
     hook_fn fn;
     void *userdata;

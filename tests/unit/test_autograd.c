@@ -528,6 +528,84 @@ static void count_free(void *ud)
     freed_count++;
 }
 
+/* many_hooks: each hook notes its number in a shared log. */
+enum { MANY_HOOKS = 40 };
+static int many_log[MANY_HOOKS], many_n;
+static int note_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)new_grad;
+    (void)grad;
+    if (many_n < MANY_HOOKS) many_log[many_n++] = (int)(intptr_t)ud;
+    return AG_OK;
+}
+
+/* Runs backward through x * 3 and checks that exactly the hooks marked in `live` ran, in
+ * registration order. */
+static void check_hooks_run(ag_tensor *x, const bool *live, const char *what)
+{
+    ag_tensor *y;
+    many_n = 0;
+    OK(ag_mul_scalar(&y, x, 3.0));
+    OK(ag_backward(y, NULL, 0));
+    ag_tensor_release(y);
+    int k = 0;
+    bool ok = true;
+    for (int i = 0; i < MANY_HOOKS; i++)
+        if (live[i]) ok &= k < many_n && many_log[k++] == i;
+    ok &= k == many_n;
+    if (!ok) {
+        fprintf(stderr, "many_hooks (%s): %d hooks ran:", what, many_n);
+        for (int i = 0; i < many_n; i++) fprintf(stderr, " %d", many_log[i]);
+        fprintf(stderr, "\n");
+    }
+    CHECK(ok);
+}
+
+/* Registration appends and removal unlinks from either end or the middle (the list keeps
+ * its last hook at hand): whatever the order of removals, the hooks left run in registration
+ * order, each once, and a handle removed once is unknown after. */
+static void many_hooks(void)
+{
+    ag_tensor *x = leaf(1.0);
+    uint64_t id[MANY_HOOKS];
+    bool live[MANY_HOOKS];
+    for (int i = 0; i < MANY_HOOKS; i++) {
+        /* every third must run on the caller's thread: the count of those goes up and down */
+        OK(ag_tensor_register_hook(&id[i], x, note_hook, i % 3 ? 0 : AG_CALLBACK_CALLER_THREAD,
+                                   (void *)(intptr_t)i, NULL));
+        live[i] = true;
+    }
+    check_hooks_run(x, live, "all");
+    /* newest, oldest, then from the middle, then every fourth */
+    static const int order[] = {39, 0, 38, 1, 20, 19, 21, 2, 37};
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++) {
+        OK(ag_tensor_remove_hook(x, id[order[k]]));
+        live[order[k]] = false;
+        FAILS(AG_EINVAL, ag_tensor_remove_hook(x, id[order[k]]));
+    }
+    check_hooks_run(x, live, "some removed");
+    for (int i = 3; i < MANY_HOOKS; i += 4)
+        if (live[i]) {
+            OK(ag_tensor_remove_hook(x, id[i]));
+            live[i] = false;
+        }
+    check_hooks_run(x, live, "every fourth removed");
+    /* all of them, then one more: it is first and last at once */
+    for (int i = 0; i < MANY_HOOKS; i++)
+        if (live[i]) {
+            OK(ag_tensor_remove_hook(x, id[i]));
+            live[i] = false;
+        }
+    check_hooks_run(x, live, "none left");
+    OK(ag_tensor_register_hook(&id[5], x, note_hook, 0, (void *)(intptr_t)5, NULL));
+    live[5] = true;
+    check_hooks_run(x, live, "one registered after");
+    OK(ag_tensor_remove_hook(x, id[5]));
+    live[5] = false;
+    check_hooks_run(x, live, "none again");
+    ag_tensor_release(x);
+}
+
 static void hooks(void)
 {
     ag_tensor *x = leaf(2.0), *y, *z;
@@ -1901,6 +1979,7 @@ int main(void)
     retain_grad();
     retain_grad_during_backward();
     hooks();
+    many_hooks();
     hook_removes_itself();
     hook_added_during_backward();
     reentrant_backward_through_own_node();
