@@ -748,7 +748,8 @@ AG_API int ag_ge_scalar(ag_tensor **out, const ag_tensor *a, double s);
 /* `dims` lists the dimensions to reduce (negative allowed, no repeats); dims == NULL with
  * ndims == 0 reduces over all dimensions. keepdim keeps reduced dimensions with size 1.
  * Errors: AG_ERANGE (dim out of range), AG_EINVAL (repeated dim), AG_EDTYPE. Sum of int64 or
- * bool gives int64; mean, var, std, logsumexp, norm need a float dtype. */
+ * bool gives int64; mean, var, std, norm need a float dtype; logsumexp of int64 or bool
+ * gives float32, as PyTorch's. */
 
 AG_API int ag_sum(ag_tensor **out, const ag_tensor *a); /**< sum of all elements */
 AG_API int ag_sum_dims(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,

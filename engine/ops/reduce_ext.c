@@ -448,9 +448,18 @@ static const node_type LSE_BW = {"LogsumexpBackward0", logsumexp_backward, NULL}
 
 eng_err op_logsumexp(tensor **out, tensor *a, const int64_t *dims, int ndims, bool keepdim)
 {
-    eng_err e = require_float(a, "logsumexp");
     red_attr at = {0};
-    if (e || (e = reduce_dims_prepare(a, dims, ndims, keepdim, &at.p))) return e;
+    eng_err e = reduce_dims_prepare(a, dims, ndims, keepdim, &at.p);
+    if (e) return e;
+    if (!dtype_is_float((dtype)a->dtype)) {
+        /* Integers and bools reduce in the default float dtype, as PyTorch's logsumexp
+         * (which mean, var, std and norm refuse); such a tensor never requires grad. */
+        tensor *f = NULL, *r = NULL;
+        if (!(e = op_to_dtype(&f, a, DT_F32))) e = logsumexp_raw(&r, f, &at.p);
+        tensor_release(f);
+        if (!e) *out = r;
+        return e;
+    }
     tensor *r;
     if ((e = logsumexp_raw(&r, a, &at.p))) return e;
     return finish(out, r, a, &LSE_BW, true, true, &at);

@@ -160,6 +160,13 @@ static eng_err infer_shape(const tensor *t, const int64_t *shape, int ndim, int6
     if (zero) known = 0;
     else if (over) goto bad;
     if (infer >= 0) {
+        if (known == 0 && t->numel == 0) {
+            char s[160];
+            return err_set(E_SHAPE,
+                           "cannot reshape tensor of 0 elements into shape %s because the "
+                           "unspecified dimension size -1 can be any value and is ambiguous",
+                           fmt_shape(s, sizeof s, shape, ndim));
+        }
         if (known == 0 || t->numel % known) goto bad;
         res[infer] = t->numel / known;
     } else if (known != t->numel) {

@@ -291,6 +291,11 @@ static void reshape_view(void)
     check_geom("reshape of empty", r, s30, st30, 2, 0);
     ag_tensor_release(r);
     FAILS_OUT(AG_ESHAPE, ag_reshape, e, sm0, 2); /* -1 is ambiguous with 0 elements */
+    CHECK(strstr(ag_last_error(), "cannot reshape tensor of 0 elements into shape [-1, 0] "
+                                  "because the unspecified dimension size -1 can be any value "
+                                  "and is ambiguous"));
+    FAILS_OUT(AG_ESHAPE, ag_view, e, sm0, 2);
+    CHECK(strstr(ag_last_error(), "into shape [-1, 0] because"));
     ag_tensor_release(e);
 
     /* errors */
