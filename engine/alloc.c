@@ -318,7 +318,11 @@ static bool orphans_take(pool *pl, int c)
     pthread_mutex_unlock(&shared.lock);
     for (block_hdr *head = first; head;) {
         block_hdr *next_chain = chain_of(head)->next_chain;
-        for (block_hdr *h = head; h; h = *(block_hdr **)h) f->v[f->n++] = h;
+        for (block_hdr *h = head, *next; h; h = next) {
+            next = *(block_hdr **)h;
+            h->owner = &std_allocator; /* (the link was written over it) */
+            f->v[f->n++] = h;
+        }
         head = next_chain;
     }
     return f->n > 0;
@@ -623,8 +627,11 @@ __attribute__((noinline)) static void restack(freestack *f)
     free(count);
 }
 
-/* Hands out the top block of class c's non-empty free array f. */
-static inline void *freestack_pop(freestack *f, int c, const allocator *a)
+/* Hands out the top block of the non-empty free array f. Its header is already right: a
+ * block on a class's array has that class, and the default allocator as owner (pooled blocks
+ * are only made for it; orphans_take restores the owner that linking orphans overwrote), so
+ * the fast path stores nothing into the block it hands out. */
+static inline void *freestack_pop(freestack *f)
 {
     block_hdr *h = f->v[--f->n];
     if (f->n < f->sorted) f->sorted = f->n;
@@ -637,8 +644,6 @@ static inline void *freestack_pop(freestack *f, int c, const allocator *a)
         __builtin_prefetch(next + 128, 1);
         __builtin_prefetch(next + 192, 1);
     }
-    h->owner = a;
-    h->cls = (uint32_t)c;
     return h + 1;
 }
 
@@ -652,7 +657,7 @@ __attribute__((noinline)) static void *mem_alloc_slow(size_t size, const allocat
     int c = a == &std_allocator ? class_of(size) : -1;
     if (c >= 0 && pl && pl->fs[c].n) {
         restack(&pl->fs[c]); /* why the fast path declined */
-        return freestack_pop(&pl->fs[c], c, a);
+        return freestack_pop(&pl->fs[c]);
     }
     block_hdr *h;
     if (c < 0 && a == &std_allocator && size >= LARGE_MIN) {
@@ -705,7 +710,7 @@ void *mem_alloc(size_t size)
         int c = class_by_16[(size + 15) >> 4];
         freestack *f = &pl->fs[c];
         uint32_t n = f->n, unsorted = n - f->sorted;
-        if (n && (unsorted < RESTACK_MIN || unsorted < n / 4)) return freestack_pop(f, c, a);
+        if (n && (unsorted < RESTACK_MIN || unsorted < n / 4)) return freestack_pop(f);
     }
     return mem_alloc_slow(size, a, pl);
 }

@@ -32,29 +32,6 @@ bool anomaly_mode_set(bool enabled)
 /* ---- nodes ---- */
 const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
-static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
-
-/* Where a node's parts start in its block: edges, saved variables, output metas, dims. */
-typedef struct node_offsets {
-    size_t edges, saved, outs, dims;
-} node_offsets;
-
-static inline node_offsets node_parts(int n_next, int n_saved, int n_out, size_t attr_size)
-{
-    node_offsets o;
-    o.edges = align16(sizeof(node) + align16(attr_size));
-    o.saved = o.edges + align16((size_t)n_next * sizeof(edge));
-    o.outs = o.saved + align16((size_t)n_saved * sizeof(saved_var));
-    o.dims = o.outs + (size_t)n_out * sizeof(out_meta);
-    return o;
-}
-
-size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims, size_t attr_size)
-{
-    return node_parts(n_next, n_saved, n_out, attr_size).dims +
-           (size_t)out_dims * sizeof(int64_t);
-}
-
 static node *node_layout(void *mem, const node_type *type, int n_next, int n_saved, int n_out,
                          node_offsets o)
 {

@@ -182,8 +182,29 @@ static inline void *node_attrs(node *n) { return n->attrs; }
 /** True when an op on these inputs must record a node (grad mode on, an input requires
  *  grad). NULL entries are ignored. */
 bool should_record(tensor *const *ins, int n);
-/** Bytes a node with these counts takes. */
-size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims, size_t attr_size);
+/* Where a node's parts start in its block: edges, saved variables, output metas, dims. */
+typedef struct node_offsets {
+    size_t edges, saved, outs, dims;
+} node_offsets;
+
+static inline size_t node_align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+static inline node_offsets node_parts(int n_next, int n_saved, int n_out, size_t attr_size)
+{
+    node_offsets o;
+    o.edges = node_align16(sizeof(node) + node_align16(attr_size));
+    o.saved = o.edges + node_align16((size_t)n_next * sizeof(edge));
+    o.outs = o.saved + node_align16((size_t)n_saved * sizeof(saved_var));
+    o.dims = o.outs + (size_t)n_out * sizeof(out_meta);
+    return o;
+}
+
+/** Bytes a node with these counts takes (inline: with constant counts, as for a leaf's
+ *  AccumulateGrad node, it folds to a constant). */
+static inline size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims, size_t attr_size)
+{
+    return node_parts(n_next, n_saved, n_out, attr_size).dims + (size_t)out_dims * sizeof(int64_t);
+}
 /** Lays out an idle (refcount 0) AccumulateGrad node in `mem` (node_bytes(0, 0, 1, 0)) for
  *  `leaf`; grad_accumulator brings it to life. */
 node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf);
