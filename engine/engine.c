@@ -48,7 +48,7 @@ typedef struct gnode {
     atomic_int deps;       /* contributions still missing */
     uint32_t nslots;       /* contributions expected */
     uint32_t slot0;        /* first contribution slot */
-    uint32_t edge0;        /* first entry in edge_target / edge_local */
+    uint32_t edge0;        /* first entry in edges */
     bool needed;           /* runs or is captured in this pass */
     bool runs;             /* its formula runs: it leads to a needed node (backward: all) */
     bool heavy;            /* its gradients hold >= TASK_MIN_ELEMS elements */
@@ -66,13 +66,19 @@ typedef struct retained_out {
     const meta_link *last;
 } retained_out;
 
+/* An edge of a gnode: its target and its place among the target's contributions, side by
+ * side (sending reads both). */
+typedef struct gedge {
+    uint32_t target; /* gnode, or NONE */
+    uint32_t local;  /* its slot among the target's contributions */
+} gedge;
+
 typedef struct sched {
     uint64_t id;
     gnode *nodes;
     uint32_t n, cap;
-    uint32_t *edge_target; /* per edge: target gnode, or NONE */
-    uint32_t *edge_local;  /* per edge: its slot among the target's contributions */
-    uint32_t n_edges, edge_cap, local_cap;
+    gedge *edges;          /* per edge of every node, in discovery order */
+    uint32_t n_edges, edge_cap;
     tensor **cgrad;        /* contribution slots */
     uint32_t cgrad_cap, cpos_cap;
     uint32_t *cpos;        /* gradient position (forward output index), written on send */
@@ -99,6 +105,8 @@ typedef struct sched {
     bool caller_thread;    /* a callback must stay on this thread */
     bool claims_alone;     /* no other pass was in flight: claims nodes with plain stores */
     bool claims_none;      /* another pass claims alone: this one indexes every node aside */
+    bool tidy;             /* every node ran and every slot is empty: cleanup skips the walk */
+    uint32_t n_run;        /* serial passes: nodes taken off the run's stacks */
     /* per node: gradients to commit to the tensors that retain them (an array per output,
      * allocated by the node's own run); made by the first node that needs it */
     _Atomic(retained_out **) retained;
@@ -224,11 +232,11 @@ static bool foreign_put(sched *s, node *fn, uint32_t idx)
     return true;
 }
 
-/* Adds fn as a new gnode; returns its index or NONE on allocation failure. (Inline: called
- * for every node a pass discovers, where the call itself cost a fifth of the function.) */
+/* Adds fn as a new gnode (the caller made room for it); returns its index or NONE on
+ * allocation failure. (Inline: called for every node a pass discovers, where the call itself
+ * cost a fifth of the function.) */
 static inline uint32_t add_node(sched *s, node *fn)
 {
-    if (!grow((void **)&s->nodes, &s->cap, s->n + 1, sizeof(gnode))) return NONE;
     uint32_t idx = s->n++;
     gnode *g = &s->nodes[idx];
     memset(g, 0, sizeof *g);
@@ -257,11 +265,13 @@ static eng_err visit(sched *s, uint32_t i)
 {
     gnode *g = &s->nodes[i];
     node *fn = g->fn;
-    s->caller_thread |= (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_CALLER_THREAD) != 0;
+    unsigned fl = atomic_load_explicit(&fn->flags, memory_order_relaxed);
+    if (fl & NODE_CALLER_THREAD) s->caller_thread = true;
     if (fn->variable) return E_OK; /* its flags say all (the leaf's meta is not read) */
-    g->heavy = fn->type->backward && fn->elems >= TASK_MIN_ELEMS;
-    /* autograd.grad checks only the nodes that will run, after pruning. */
-    return s->accumulate ? saved_check(fn) : E_OK;
+    g->heavy = fn->elems >= TASK_MIN_ELEMS && fn->type->backward;
+    /* autograd.grad checks only the nodes that will run, after pruning. (saved_check fails
+     * only on a node whose saved variables were freed: called only then.) */
+    return s->accumulate && (fl & NODE_RELEASED) ? saved_check(fn) : E_OK;
 }
 
 /* Discovers every node reachable from `start` (already indexed). Each edge gets its target
@@ -276,16 +286,12 @@ static eng_err visit(sched *s, uint32_t i)
 #define DISCOVER_BATCH 8
 
 /* Indexes node i's edge targets, pushing the new ones on the stack. */
-static eng_err discover_edges(sched *s, uint32_t i, uint32_t **stack, uint32_t *sp,
-                              uint32_t *scap)
+static eng_err discover_edges(sched *s, uint32_t i, uint32_t *stack, uint32_t *sp)
 {
     node *fn = s->nodes[i].fn;
-    uint32_t need = s->n_edges + fn->n_next;
-    if (!grow((void **)&s->edge_target, &s->edge_cap, need, sizeof(uint32_t)) ||
-        !grow((void **)&s->edge_local, &s->local_cap, need, sizeof(uint32_t)))
-        return err_nomem();
     uint32_t e0 = s->nodes[i].edge0 = s->n_edges;
-    s->n_edges = need;
+    gedge *ge = s->edges + e0;
+    s->n_edges = e0 + fn->n_next; /* (room made by discover) */
     for (int e = 0; e < fn->n_next; e++) {
         node *t = fn->next[e].fn;
         uint32_t ti = NONE;
@@ -293,16 +299,15 @@ static eng_err discover_edges(sched *s, uint32_t i, uint32_t **stack, uint32_t *
             ti = lookup(s, t);
             if (ti == NONE) {
                 ti = add_node(s, t);
-                if (ti == NONE || !grow((void **)stack, scap, *sp + 1, sizeof **stack))
-                    return err_nomem();
-                (*stack)[(*sp)++] = ti;
+                if (ti == NONE) return err_nomem();
+                stack[(*sp)++] = ti;
                 /* The rest of its block, where its edges are, is what visiting it will
                  * read. */
                 node_prefetch(t);
             }
-            s->edge_local[e0 + e] = s->nodes[ti].nslots++;
+            ge[e].local = s->nodes[ti].nslots++;
         }
-        s->edge_target[e0 + e] = ti;
+        ge[e].target = ti;
     }
     return E_OK;
 }
@@ -322,13 +327,23 @@ static eng_err discover(sched *s, uint32_t start)
         /* Ask for every target's line at once: the lookups and claims that follow (atomics,
          * which let no later load start early) would otherwise wait for one miss after
          * another. */
+        uint32_t more = 0;
         for (int b = 0; b < nb; b++) {
             node *fn = s->nodes[batch[b]].fn;
+            more += fn->n_next;
             for (int e = 0; e < fn->n_next; e++)
                 if (fn->next[e].fn) __builtin_prefetch(&fn->next[e].fn->sched_owner, 1);
         }
+        /* Room for what the batch can add (a new node and a stack entry per edge at most),
+         * made once here rather than checked per node and per edge. */
+        if (!grow((void **)&s->nodes, &s->cap, s->n + more, sizeof(gnode)) ||
+            !grow((void **)&s->edges, &s->edge_cap, s->n_edges + more, sizeof(gedge)) ||
+            !grow((void **)&stack, &scap, sp + more, sizeof *stack)) {
+            rc = err_nomem();
+            break;
+        }
         for (int b = 0; b < nb && !rc; b++)
-            if (!(rc = visit(s, batch[b]))) rc = discover_edges(s, batch[b], &stack, &sp, &scap);
+            if (!(rc = visit(s, batch[b]))) rc = discover_edges(s, batch[b], stack, &sp);
     }
     mem_scratch_give(SCRATCH_SCHED_STACK, stack, (size_t)scap * sizeof *stack);
     return rc;
@@ -351,7 +366,7 @@ static void mark_needed(sched *s)
             gnode *g = &s->nodes[i];
             if (g->runs) continue;
             for (int e = 0; e < g->fn->n_next; e++) {
-                uint32_t t = s->edge_target[g->edge0 + e];
+                uint32_t t = s->edges[g->edge0 + e].target;
                 if (t != NONE && s->nodes[t].needed) {
                     g->needed = g->runs = true;
                     changed = true;
@@ -363,7 +378,7 @@ static void mark_needed(sched *s)
     /* Edges into unneeded nodes carry nothing. */
     for (uint32_t i = 0; i < s->n; i++)
         for (int e = 0; e < s->nodes[i].fn->n_next; e++) {
-            uint32_t *t = &s->edge_target[s->nodes[i].edge0 + e];
+            uint32_t *t = &s->edges[s->nodes[i].edge0 + e].target;
             if (*t != NONE && !s->nodes[*t].needed) *t = NONE;
         }
 }
@@ -500,33 +515,50 @@ static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
 
 /* Like PyTorch's validate_outputs: a formula may return a gradient in the broadcast shape or
  * the computation dtype; it is summed down to the input's shape and cast to its dtype here,
- * once, instead of in every formula. */
+ * once, instead of in every formula. A 0-d gradient of a 0-d input of its dtype (the common
+ * case by count) needs nothing: callers test that inline (conform_fits). */
+static inline bool conform_fits(const edge *ed, const tensor *t)
+{
+    return ed->ndim == 0 && t->ndim == 0 && t->dtype == ed->dtype;
+}
+
+/* *gp, the gradient for edge ed into gnode ti, conformed (replaced; left as it is on
+ * failure). */
+static __attribute__((noinline)) eng_err conform_one(sched *s, const edge *ed, uint32_t ti,
+                                                     tensor **gp)
+{
+    tensor *t = *gp;
+    const out_meta *m = &s->nodes[ti].fn->outs[ed->input_nr];
+    bool same = t->ndim == m->ndim;
+    for (int d = 0; same && d < m->ndim; d++) same = t->shape[d] == m->shape[d];
+    if (!same) {
+        tensor *r;
+        eng_err err = op_sum_to(&r, t, m->shape, m->ndim);
+        if (err) return err;
+        tensor_release(t);
+        *gp = t = r;
+    }
+    if (t->dtype != m->dtype) {
+        tensor *r;
+        eng_err err = op_to_dtype(&r, t, (dtype)m->dtype);
+        if (err) return err;
+        tensor_release(t);
+        *gp = r;
+    }
+    return E_OK;
+}
+
+/* Every gradient node g's formula returned, conformed (the general path: before the anomaly
+ * check, which must see what will be sent). */
 static eng_err conform(sched *s, gnode *g, tensor **gout)
 {
     node *fn = g->fn;
     for (int e = 0; e < fn->n_next; e++) {
         tensor *t = gout[e];
-        uint32_t ti = s->edge_target[g->edge0 + e];
-        if (!t || ti == NONE) continue;
-        const edge *ed = &fn->next[e];
-        if (ed->ndim == 0 && t->ndim == 0 && t->dtype == ed->dtype) continue; /* scalars */
-        const out_meta *m = &s->nodes[ti].fn->outs[ed->input_nr];
-        bool same = t->ndim == m->ndim;
-        for (int d = 0; same && d < m->ndim; d++) same = t->shape[d] == m->shape[d];
-        if (!same) {
-            tensor *r;
-            eng_err err = op_sum_to(&r, t, m->shape, m->ndim);
-            if (err) return err;
-            tensor_release(t);
-            gout[e] = t = r;
-        }
-        if (t->dtype != m->dtype) {
-            tensor *r;
-            eng_err err = op_to_dtype(&r, t, (dtype)m->dtype);
-            if (err) return err;
-            tensor_release(t);
-            gout[e] = r;
-        }
+        uint32_t ti = s->edges[g->edge0 + e].target;
+        if (!t || ti == NONE || conform_fits(&fn->next[e], t)) continue;
+        eng_err err = conform_one(s, &fn->next[e], ti, &gout[e]);
+        if (err) return err;
     }
     return E_OK;
 }
@@ -573,11 +605,11 @@ static inline bool skips(sched *s, uint32_t i)
  * Its gradient is kept for commit; nothing else happens, and the general path (execute) spent
  * ~250 instructions finding that out (a scalar graph has three such nodes for every four
  * others). False if the node needs the general path. */
-static bool execute_leaf(sched *s, uint32_t i)
+static inline __attribute__((always_inline)) bool execute_leaf(sched *s, uint32_t i, bool plain)
 {
     gnode *g = &s->nodes[i];
     node *fn = g->fn;
-    if (!fn->variable || !s->accumulate || g->nslots != 1 ||
+    if (!fn->variable || !(plain || s->accumulate) || g->nslots != 1 ||
         (atomic_load_explicit(&fn->flags, memory_order_relaxed) &
          (NODE_LEAF_HOOKS | NODE_LEAF_MOVED | NODE_LEAF_NOGRAD)) ||
         skips(s, i))
@@ -612,11 +644,26 @@ static retained_out **retained_of(sched *s, uint32_t i)
 }
 
 /* Runs gnode i. On return every contribution it received is consumed and every outgoing slot
- * is filled (possibly with NULL) and counted down, even on failure, so the pass drains. */
-static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
+ * is filled (possibly with NULL) and counted down, even on failure, so the pass drains.
+ *
+ * `plain` (a constant: execute and run_from are made twice, see run_from) says the pass is
+ * serial, accumulates into .grad, and has neither create_graph nor anomaly mode: the
+ * commonest pass, whose per-pass answers the compiler then folds away. The pass's arrays are
+ * read into locals once: every store through them (slots, counts) would otherwise make the
+ * compiler load them again from *s. */
+static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t i,
+                                                             uint32_t *ready, int *n_ready,
+                                                             bool plain)
 {
-    gnode *g = &s->nodes[i];
+    gnode *const nodes = s->nodes;
+    tensor **const cgrad = s->cgrad;
+    uint32_t *const cpos = s->cpos;
+    const bool parallel = !plain && s->parallel;
+    const bool accumulate = plain || s->accumulate;
+    const bool create_graph = !plain && s->create_graph;
+    gnode *g = &nodes[i];
     node *fn = g->fn;
+    const gedge *const edges = s->edges + g->edge0;
     tensor *gin_small[4] = {NULL, NULL, NULL, NULL};
     tensor *gout_small[4] = {NULL, NULL, NULL, NULL};
     uint8_t need_small[4];
@@ -629,10 +676,10 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     run_begin(s, i);
     /* The node nearer ahead has arrived by now (run_begin fetched it earlier): its saved
      * tensors next. */
-    if (!s->parallel && i + RUN_AHEAD_NEAR < s->n) {
+    if (!parallel && i + RUN_AHEAD_NEAR < s->n) {
         /* (Serial passes only: in a parallel one that node may be running, and releasing its
          * saved tensors, on another thread.) */
-        node *near = s->nodes[i + RUN_AHEAD_NEAR].fn;
+        node *near = nodes[i + RUN_AHEAD_NEAR].fn;
         for (int k = 0; k < near->n_saved; k++) prefetch_saved(near, k);
     }
     /* The formula will read the saved tensors: fetch them together, not one by one. */
@@ -650,22 +697,22 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     /* Gather: sum the contributions of each position in slot order. */
     for (uint32_t k = 0; k < g->nslots; k++) {
         uint32_t slot = g->slot0 + k;
-        tensor *t = s->cgrad[slot];
-        s->cgrad[slot] = NULL;
+        tensor *t = cgrad[slot];
+        cgrad[slot] = NULL;
         if (!t) continue;
         if (failed) {
             tensor_release(t);
             continue;
         }
-        uint32_t pos = s->cpos[slot];
+        uint32_t pos = cpos[slot];
         if (!gin[pos]) {
             gin[pos] = t;
-        } else if ((rc = accumulate_into(&gin[pos], t, s->create_graph))) {
+        } else if ((rc = accumulate_into(&gin[pos], t, create_graph))) {
             failed = true;
         }
     }
 
-    if (!failed && fn->variable && s->accumulate &&
+    if (!failed && fn->variable && accumulate &&
         (atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_MOVED)) {
         /* An in-place op made the leaf a non-leaf since this graph was recorded. */
         rc = err_set(E_LEAF, "leaf variable has been moved into the graph interior");
@@ -685,21 +732,21 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
                 /* An AccumulateGrad node is its leaf's first history: hooks registered
                  * after an in-place op moved the tensor into the graph belong elsewhere. */
                 if (m && __atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(m, 0, &gin[p], &fn->outs[p], fn->name, s->parallel);
+                    rc = run_hooks(m, 0, &gin[p], &fn->outs[p], fn->name, parallel);
                 continue;
             }
             bool retain = false;
             const meta_link *last = NULL;
             for (meta_link *l = node_links(fn, p); l && !rc; l = link_next(l)) {
                 if (__atomic_load_n(&l->m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name, s->parallel);
+                    rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name, parallel);
                 retain |= __atomic_load_n(&l->m->retains_grad, __ATOMIC_ACQUIRE) &&
                           meta_hist(l->m) == l->hist;
                 last = l;
             }
             /* (autograd.grad too, for nodes whose formula runs: PyTorch 1.13's retain_grad
              * is a hook of the node, which a node only captured does not call) */
-            if (!rc && retain && (s->accumulate || g->runs)) {
+            if (!rc && retain && (accumulate || g->runs)) {
                 retained_out **ret = retained_of(s, i);
                 if (ret && !*ret) *ret = mem_calloc(fn->n_out * sizeof(retained_out));
                 if (!ret || !*ret) {
@@ -713,7 +760,7 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         }
         if (rc) failed = true;
     }
-    if (!failed && s->n_inputs) {
+    if (!failed && !plain && s->n_inputs) {
         /* autograd.grad: capture what flows into the requested inputs. */
         for (int k = 0; k < s->n_inputs && !rc; k++) {
             if (s->cap_target[k] == i && gin[s->cap_pos[k]]) {
@@ -725,20 +772,20 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         if (rc) failed = true;
     }
 
-    bool runs = !failed && fn->type->backward && g->runs;
-    if (!failed && fn->variable && s->accumulate) {
+    bool runs = !failed && fn->type->backward && (accumulate || g->runs);
+    if (!failed && fn->variable && accumulate) {
         /* committed after the whole pass succeeds; the slots are empty now. A leaf set not
          * to require grad since the graph was recorded takes nothing (PyTorch's
          * AccumulateGrad returns early too): its gradient is released below. */
         if (!(atomic_load_explicit(&fn->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD)) {
-            s->cgrad[g->slot0] = gin[0];
+            cgrad[g->slot0] = gin[0];
             gin[0] = NULL;
         }
     } else if (runs) {
         bool any = false;
         for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
         for (int e = 0; e < fn->n_next; e++)
-            needed[e] = s->edge_target[g->edge0 + e] != NONE;
+            needed[e] = edges[e].target != NONE;
         unsigned fl = atomic_load_explicit(&fn->flags, memory_order_relaxed);
         bool user = (fl & NODE_USER_FORMULA) && fn->n_saved > 0;
         bool locked = fn->n_saved > 0 && !user && node_lock(fn);
@@ -765,15 +812,16 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
         if (any) {
             /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
             bwd_ctx c;
-            c.create_graph = s->create_graph;
+            c.create_graph = create_graph;
             c.needed = needed;
             c.node = fn;
             c.ntemps = 0;
             c.own_saved = own;
             rc = fn->type->backward(fn, &c, gin, gout);
             for (int k = 0; k < c.ntemps; k++) tensor_release(c.temps[k]);
-            if (!rc) rc = conform(s, g, gout);
-            if (!rc && s->anomaly) rc = check_anomaly(fn, gout);
+            /* (A plain pass conforms as it sends, below: one walk over the edges, not two.) */
+            if (!rc && !plain) rc = conform(s, g, gout);
+            if (!rc && !plain && s->anomaly) rc = check_anomaly(fn, gout);
             if (rc) failed = true;
         }
         if (own) {
@@ -792,22 +840,36 @@ static eng_err execute(sched *s, uint32_t i, uint32_t *ready, int *n_ready)
     for (int p = 0; gin && p < fn->n_out; p++) tensor_release(gin[p]);
 
     /* Send: fill each outgoing slot and count the target down. */
-    for (int e = 0; e < fn->n_next; e++) {
-        uint32_t t = s->edge_target[g->edge0 + e];
+    const edge *const next = fn->next;
+    for (int e = 0, n_next = fn->n_next; e < n_next; e++) {
+        uint32_t t = edges[e].target;
         tensor *ge = gout ? gout[e] : NULL;
-        if (t == NONE || !s->nodes[i].needed) {
+        if (t == NONE || !(accumulate || g->needed)) {
             tensor_release(ge);
             continue;
         }
-        uint32_t slot = s->nodes[t].slot0 + s->edge_local[g->edge0 + e];
-        s->cpos[slot] = fn->next[e].input_nr;
-        s->cgrad[slot] = failed ? NULL : ge;
+        if (plain && ge && !failed && !conform_fits(&next[e], ge) &&
+            (rc = conform_one(s, &next[e], t, &ge))) {
+            /* As if conform had failed before anything was sent: the gradients already sent
+             * along edges before this one are withdrawn (their targets cannot have run: they
+             * run after this returns), and this one and the rest send nothing. */
+            failed = true;
+            for (int k = 0; k < e; k++) {
+                if (edges[k].target == NONE) continue;
+                uint32_t ks = nodes[edges[k].target].slot0 + edges[k].local;
+                tensor_release(cgrad[ks]);
+                cgrad[ks] = NULL;
+            }
+        }
+        uint32_t slot = nodes[t].slot0 + edges[e].local;
+        cpos[slot] = next[e].input_nr;
+        cgrad[slot] = failed ? NULL : ge;
         if (failed) tensor_release(ge);
         /* One thread alone needs no atomic read-modify-write (~20 cycles each). */
-        atomic_int *deps = &s->nodes[t].deps;
-        int left = s->parallel ? atomic_fetch_sub_explicit(deps, 1, memory_order_acq_rel) - 1
-                               : atomic_load_explicit(deps, memory_order_relaxed) - 1;
-        if (!s->parallel) atomic_store_explicit(deps, left, memory_order_relaxed);
+        atomic_int *deps = &nodes[t].deps;
+        int left = parallel ? atomic_fetch_sub_explicit(deps, 1, memory_order_acq_rel) - 1
+                            : atomic_load_explicit(deps, memory_order_relaxed) - 1;
+        if (!parallel) atomic_store_explicit(deps, left, memory_order_relaxed);
         if (left == 0) ready[(*n_ready)++] = t;
     }
     if (gin != gin_small) mem_free(gin);
@@ -831,27 +893,31 @@ static void record_failure(sched *s, uint32_t i)
 
 /* Runs node i and then, depth-first, every node it makes ready. In the parallel mode, before
  * a costly node runs, the rest of this thread's stack becomes tasks of the team. `ready`
- * scratch is sized for the node with the most edges. */
-static void run_from(sched *s, uint32_t first);
+ * scratch is sized for the node with the most edges. Made twice (run_from_plain,
+ * run_from_general), with `plain` a constant: see execute. */
+static void run_from_general(sched *s, uint32_t first);
 
 static void spawn(sched *s, uint32_t i)
 {
 #pragma omp task default(none) firstprivate(s, i)
-    run_from(s, i);
+    run_from_general(s, i);
 }
 
-static void run_from(sched *s, uint32_t first)
+static inline __attribute__((always_inline)) void run_from_impl(sched *s, uint32_t first,
+                                                                bool plain)
 {
     uint32_t stack_small[64], *stack = stack_small, cap = 64, sp = 0;
     uint32_t ready_small[16], *ready = ready_small, rcap = 16;
     bool prev_mode = grad_mode_set(s->create_graph);
     bool prev_serial = par_set_serial(s->parallel);
+    uint32_t popped = 0;
     stack[sp++] = first;
     while (sp) {
         uint32_t i = stack[--sp];
         node *fn = s->nodes[i].fn;
-        if (execute_leaf(s, i)) continue;
-        if (s->parallel && s->nodes[i].heavy && sp) {
+        popped++;
+        if (execute_leaf(s, i, plain)) continue;
+        if (!plain && s->parallel && s->nodes[i].heavy && sp) {
             /* Work first: a costly node runs here, on the thread that made its gradient
              * (still in this core's cache), and what waited under it on this stack is
              * handed to the team. Handing the costly node over instead (as this did before)
@@ -874,7 +940,7 @@ static void run_from(sched *s, uint32_t first)
             rcap = fn->n_next;
         }
         int nr;
-        if (execute(s, i, ready, &nr)) record_failure(s, i);
+        if (execute(s, i, ready, &nr, plain)) record_failure(s, i);
         /* The last ready node is pushed last and runs next: for a node with an input chain
          * and a side branch (s = s + f(x)), the side branch's few nodes run while the
          * chain's next node, prefetched below, arrives from memory. */
@@ -883,7 +949,7 @@ static void run_from(sched *s, uint32_t first)
             if (sp == cap) {
                 uint32_t *ns = mem_alloc(2 * cap * sizeof *ns);
                 if (!ns) {
-                    if (s->parallel) {
+                    if (!plain && s->parallel) {
                         spawn(s, r);
                         continue;
                     }
@@ -901,11 +967,15 @@ static void run_from(sched *s, uint32_t first)
             node_prefetch(s->nodes[r].fn);
         }
     }
+    if (!s->parallel) s->n_run += popped;
     grad_mode_set(prev_mode);
     par_set_serial(prev_serial);
     if (stack != stack_small) mem_free(stack);
     if (ready != ready_small) mem_free(ready);
 }
+
+static void run_from_general(sched *s, uint32_t first) { run_from_impl(s, first, false); }
+static void run_from_plain(sched *s, uint32_t first) { run_from_impl(s, first, true); }
 
 /* ---- commit ---------------------------------------------------------------------------------- */
 /* g, a gradient about to be handed to the user, as PyTorch hands it: if it is a view of a
@@ -1064,8 +1134,12 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
             m->grad = fresh_version(unview_private(r));
             s->cgrad[g->slot0] = NULL;
         } else {
-            /* (r stays in its slot: cleanup releases it) */
+            /* (on failure r stays in its slot: cleanup releases it) */
             e = clone_obeying(&m->grad, r, g->fn->variable);
+            if (!e) {
+                tensor_release(r);
+                s->cgrad[g->slot0] = NULL;
+            }
         }
         g->grad_set = !e;
     } else if (!s->create_graph) {
@@ -1084,6 +1158,10 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
         tensor *sum = NULL;
         e = op_add(&sum, cur, r);
         if (!e) e = journal_replace(jl, m, sum);
+        if (!e) {
+            tensor_release(r);
+            s->cgrad[g->slot0] = NULL;
+        }
     }
     tmeta_unlock(m);
     return e;
@@ -1214,10 +1292,16 @@ static eng_err root_gradient(sched *s, int r, tensor *root, tensor *given)
     return op_full_like(&s->root_grad[r], root, 1.0);
 }
 
+/* Gives back the claims of nodes that did not run, releases what the slots still hold and
+ * frees the pass's arrays. After a successful serial pass that accumulated, with no retained
+ * gradients (s->tidy), every node ran (a node runs once all its producers sent, even nothing,
+ * and only a failure stops a producer), so run_begin gave its claim back; every slot was
+ * emptied by the node it fed, and commit emptied the AccumulateGrad nodes' slots: the walks
+ * over every node and every slot would find nothing to do. */
 static void cleanup(sched *s)
 {
     retained_out **retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
-    for (uint32_t i = 0; i < s->n; i++) {
+    for (uint32_t i = 0; !s->tidy && i < s->n; i++) {
         gnode *g = &s->nodes[i];
         retained_out *ret = retained ? retained[i] : NULL;
         if (ret) {
@@ -1229,15 +1313,14 @@ static void cleanup(sched *s)
             atomic_compare_exchange_strong(&g->fn->sched_owner, &mine, 0);
         }
     }
-    if (s->cgrad)
+    if (s->cgrad && !s->tidy)
         for (uint32_t k = 0; k < s->n_slots; k++) tensor_release(s->cgrad[k]);
     for (int r = 0; s->root_grad && r < s->n_roots; r++) tensor_release(s->root_grad[r]);
     for (int k = 0; s->cap_node && k < s->n_inputs; k++) node_release(s->cap_node[k]);
     /* Node references last: releasing may free nodes we indexed. */
     /* The work arrays stay with the thread for its next pass. */
     mem_scratch_give(SCRATCH_SCHED_NODES, s->nodes, (size_t)s->cap * sizeof(gnode));
-    mem_scratch_give(SCRATCH_SCHED_EDGES, s->edge_target, (size_t)s->edge_cap * sizeof(uint32_t));
-    mem_scratch_give(SCRATCH_SCHED_LOCAL, s->edge_local, (size_t)s->local_cap * sizeof(uint32_t));
+    mem_scratch_give(SCRATCH_SCHED_EDGES, s->edges, (size_t)s->edge_cap * sizeof(gedge));
     mem_scratch_give(SCRATCH_SCHED_GRADS, s->cgrad, (size_t)s->cgrad_cap * sizeof(tensor *));
     mem_scratch_give(SCRATCH_SCHED_POS, s->cpos, (size_t)s->cpos_cap * sizeof(uint32_t));
     mem_free(s->foreign);
@@ -1280,7 +1363,7 @@ static bool wide_enough(sched *s, int nt)
             if (here > critical) critical = here;
             if (!g->needed) continue;
             for (uint32_t e = 0; e < g->fn->n_next; e++) {
-                uint32_t t = s->edge_target[g->edge0 + e];
+                uint32_t t = s->edges[g->edge0 + e].target;
                 if (t == NONE) continue;
                 if (here > path[t]) path[t] = here;
                 if (--deps[t] == 0) queue[tail++] = t;
@@ -1328,7 +1411,9 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
     for (int k = 0; k < r->n_roots; k++) {
         uint32_t idx = lookup(s, root_nodes[k]);
         bool fresh = idx == NONE;
-        if (fresh && (idx = add_node(s, root_nodes[k])) == NONE) return err_nomem();
+        if (fresh && (!grow((void **)&s->nodes, &s->cap, s->n + 1, sizeof(gnode)) ||
+                      (idx = add_node(s, root_nodes[k])) == NONE))
+            return err_nomem();
         s->root_target[k] = idx;
         s->root_local[k] = s->nodes[idx].nslots++;
         if (fresh) {
@@ -1380,10 +1465,8 @@ static eng_err backward_pass(const bwd_request *r)
     size_t bytes;
     s.nodes = mem_scratch_take(SCRATCH_SCHED_NODES, &bytes);
     s.cap = (uint32_t)(bytes / sizeof(gnode));
-    s.edge_target = mem_scratch_take(SCRATCH_SCHED_EDGES, &bytes);
-    s.edge_cap = (uint32_t)(bytes / sizeof(uint32_t));
-    s.edge_local = mem_scratch_take(SCRATCH_SCHED_LOCAL, &bytes);
-    s.local_cap = (uint32_t)(bytes / sizeof(uint32_t));
+    s.edges = mem_scratch_take(SCRATCH_SCHED_EDGES, &bytes);
+    s.edge_cap = (uint32_t)(bytes / sizeof(gedge));
     s.cgrad = mem_scratch_take(SCRATCH_SCHED_GRADS, &bytes);
     s.cgrad_cap = (uint32_t)(bytes / sizeof(tensor *));
     s.cpos = mem_scratch_take(SCRATCH_SCHED_POS, &bytes);
@@ -1430,7 +1513,11 @@ static eng_err backward_pass(const bwd_request *r)
 #pragma omp single
         for (int k = 0; k < n_start; k++) spawn(&s, start[k]);
     } else {
-        for (int k = 0; k < n_start; k++) run_from(&s, start[k]);
+        /* The commonest pass gets the run made for it (see execute). */
+        bool plain = s.accumulate && !s.create_graph && !s.anomaly;
+        for (int k = 0; k < n_start; k++)
+            if (plain) run_from_plain(&s, start[k]);
+            else run_from_general(&s, start[k]);
     }
     mem_free(start);
     if (atomic_load(&s.failed)) {
@@ -1440,6 +1527,8 @@ static eng_err backward_pass(const bwd_request *r)
     /* (autograd.grad commits only retained gradients: its pass leaves no gradient in an
      * AccumulateGrad node's slot) */
     if (s.accumulate || atomic_load_explicit(&s.retained, memory_order_relaxed)) rc = commit(&s);
+    s.tidy = !rc && s.accumulate && !s.parallel && s.n_run == s.n &&
+             !atomic_load_explicit(&s.retained, memory_order_relaxed);
     if (!rc && !s.accumulate) {
         for (int k = 0; k < ni; k++) {
             /* (An input named several times gets one gradient, held once for each.) */
