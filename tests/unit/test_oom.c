@@ -181,6 +181,46 @@ static void multi_commit(unsigned flags, const char *name)
     for (int k = 0; k < 5; k++) ag_tensor_release(all[k]);
 }
 
+/* A formula's gradient that must be summed down to its input's shape (b's, broadcast in
+ * x * b): a serial pass sums it as it sends, after x's gradient went out along the edge
+ * before, which a failure there must take back. */
+typedef struct bcast {
+    ag_tensor *x, *b, *root;
+} bcast;
+
+static int bcast_backward(void *p)
+{
+    return ag_backward(((bcast *)p)->root, NULL, AG_RETAIN_GRAPH);
+}
+
+static int bcast_unchanged(void *p)
+{
+    bcast *c = p;
+    return isnan(first_grad(c->x)) && isnan(first_grad(c->b));
+}
+
+static void broadcast_backward(void)
+{
+    bcast c;
+    double xd[6] = {1, 2, 3, 4, 5, 6}, bd[3] = {1, 1, 1};
+    int64_t s23[2] = {2, 3};
+    ag_tensor *x1 = vec(AG_FLOAT64, 6, xd), *y;
+    OK(ag_reshape(&c.x, x1, s23, 2));
+    ag_tensor_release(x1);
+    c.b = vec(AG_FLOAT64, 3, bd);
+    OK(ag_tensor_set_requires_grad(c.x, 1));
+    OK(ag_tensor_set_requires_grad(c.b, 1));
+    OK(ag_mul(&y, c.x, c.b));
+    OK(ag_sum(&c.root, y));
+    ag_tensor_release(y);
+    CHECK(inject("broadcast backward", bcast_backward, &c, bcast_unchanged) > 0);
+    CHECK_CLOSE(first_grad(c.x), 1.0, 0); /* b */
+    CHECK_CLOSE(first_grad(c.b), 5.0, 0); /* x summed over its rows: 1 + 4 */
+    ag_tensor_release(c.x);
+    ag_tensor_release(c.b);
+    ag_tensor_release(c.root);
+}
+
 /* 3 everywhere: the gradient of sum(t * 3) with respect to t's present value. */
 static int retained_is_three(ag_tensor *t, ag_tensor *root_of)
 {
@@ -365,6 +405,7 @@ int main(void)
     CHECK_CLOSE(first_grad(f.x), 4.0, 0);
     multi_commit(0, "backward writing several .grad");
     multi_commit(AG_CREATE_GRAPH, "backward writing several .grad, create_graph");
+    broadcast_backward();
     /* in-place with history: the version must not move on failure */
     ag_tensor *y;
     OK(ag_mul_scalar(&y, f.x, 1.0));
