@@ -21,7 +21,7 @@ void mem_free_aligned(void *p);
  *  scheduler's): take hands over the slot's buffer (NULL if none) and its capacity in bytes;
  *  give returns a buffer (mem_alloc'd), keeping the larger of it and the slot's. At most one
  *  buffer per slot is kept; all are freed when the thread exits. */
-enum { SCRATCH_SCHED_NODES, SCRATCH_SCHED_EDGES, SCRATCH_SCHED_LOCAL, SCRATCH_SCHED_GRADS,
+enum { SCRATCH_SCHED_NODES, SCRATCH_SCHED_EDGES, SCRATCH_SCHED_LEAVES, SCRATCH_SCHED_GRADS,
        SCRATCH_SCHED_POS, SCRATCH_SCHED_STACK };
 void *mem_scratch_take(int slot, size_t *cap);
 void mem_scratch_give(int slot, void *p, size_t cap);

@@ -45,7 +45,7 @@
  * retained gradients in s->retained. */
 typedef struct gnode {
     node *fn;
-    atomic_int deps;       /* contributions still missing */
+    atomic_int deps;       /* contributions arrived (zeroed with the entry: none to set) */
     uint32_t nslots;       /* contributions expected */
     uint32_t slot0;        /* first contribution slot */
     uint32_t edge0;        /* first entry in edges */
@@ -79,6 +79,8 @@ typedef struct sched {
     uint32_t n, cap;
     gedge *edges;          /* per edge of every node, in discovery order */
     uint32_t n_edges, edge_cap;
+    uint32_t *leaves;      /* the AccumulateGrad gnodes, in discovery order (commit's walk) */
+    uint32_t n_leaves, leaf_cap;
     tensor **cgrad;        /* contribution slots */
     uint32_t cgrad_cap, cpos_cap;
     uint32_t *cpos;        /* gradient position (forward output index), written on send */
@@ -190,14 +192,20 @@ static uint32_t hash_ptr(const void *p, uint32_t cap)
     return (uint32_t)(h >> 32) & (cap - 1);
 }
 
-static uint32_t lookup(sched *s, node *fn)
+/* fn's index in the foreign map, or NONE. */
+static uint32_t lookup_foreign(const sched *s, node *fn)
 {
-    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id) return fn->sched_idx;
     if (!s->n_foreign) return NONE;
     for (uint32_t h = hash_ptr(fn, s->foreign_cap);; h = (h + 1) & (s->foreign_cap - 1)) {
         if (s->foreign[h] == fn) return s->foreign_idx[h];
         if (!s->foreign[h]) return NONE;
     }
+}
+
+static uint32_t lookup(sched *s, node *fn)
+{
+    if (atomic_load_explicit(&fn->sched_owner, memory_order_relaxed) == s->id) return fn->sched_idx;
+    return lookup_foreign(s, fn);
 }
 
 static bool foreign_put(sched *s, node *fn, uint32_t idx)
@@ -232,18 +240,19 @@ static bool foreign_put(sched *s, node *fn, uint32_t idx)
     return true;
 }
 
-/* Adds fn as a new gnode (the caller made room for it); returns its index or NONE on
- * allocation failure. (Inline: called for every node a pass discovers, where the call itself
- * cost a fifth of the function.) */
-static inline uint32_t add_node(sched *s, node *fn)
+/* Makes fn gnode idx, claiming it (the caller made room for it, and counts it in s->n and,
+ * for an AccumulateGrad node, in s->leaves once this succeeds: discover keeps those counts in
+ * registers); false on allocation failure. (Inline, with the pass's constants passed in:
+ * called for every node a pass discovers, where the call itself cost a fifth of the
+ * function.) */
+static inline __attribute__((always_inline)) bool add_node(sched *s, gnode *g, uint32_t idx,
+                                                           node *fn, bool accumulate,
+                                                           bool alone)
 {
-    uint32_t idx = s->n++;
-    gnode *g = &s->nodes[idx];
-    memset(g, 0, sizeof *g);
-    g->fn = fn;
-    g->needed = g->runs = s->accumulate; /* backward runs every reachable node */
+    /* (backward runs every reachable node) */
+    *g = (gnode){.fn = fn, .needed = accumulate, .runs = accumulate};
     uint64_t expected = 0;
-    if (s->claims_alone) { /* (every claim is free: see passes_in_flight) */
+    if (alone) { /* (every claim is free: see passes_in_flight) */
         atomic_store_explicit(&fn->sched_owner, s->id, memory_order_relaxed);
         fn->sched_idx = idx;
     } else if (!s->claims_none &&
@@ -251,24 +260,32 @@ static inline uint32_t add_node(sched *s, node *fn)
         fn->sched_idx = idx;
     } else {
         /* Another backward pass is walking this node right now: keep our index aside. */
-        if (!foreign_put(s, fn, idx)) {
-            s->n--;
-            return NONE;
-        }
+        if (!foreign_put(s, fn, idx)) return false;
     }
-    return idx;
+    return true;
+}
+
+/* add_node for a root, outside discover: room and counts here. NONE on allocation failure. */
+static uint32_t add_root(sched *s, node *fn)
+{
+    if (!grow((void **)&s->nodes, &s->cap, s->n + 1, sizeof(gnode)) ||
+        !grow((void **)&s->leaves, &s->leaf_cap, s->n_leaves + 1, sizeof(uint32_t)) ||
+        !add_node(s, &s->nodes[s->n], s->n, fn, s->accumulate, s->claims_alone))
+        return NONE;
+    if (fn->variable) s->leaves[s->n_leaves++] = s->n;
+    return s->n++;
 }
 
 /* What the walk learns from a node the moment it is popped (its memory is in cache then):
  * cost class, callback affinity, and (for backward) the saved-tensor checks. */
-static eng_err visit(sched *s, uint32_t i)
+static eng_err visit(sched *s, gnode *g)
 {
-    gnode *g = &s->nodes[i];
     node *fn = g->fn;
     unsigned fl = atomic_load_explicit(&fn->flags, memory_order_relaxed);
     if (fl & NODE_CALLER_THREAD) s->caller_thread = true;
     if (fn->variable) return E_OK; /* its flags say all (the leaf's meta is not read) */
     g->heavy = fn->elems >= TASK_MIN_ELEMS && fn->type->backward;
+    s->heavy += g->heavy; /* (autograd.grad counts again those that run, after pruning) */
     /* autograd.grad checks only the nodes that will run, after pruning. (saved_check fails
      * only on a node whose saved variables were freed: called only then.) */
     return s->accumulate && (fl & NODE_RELEASED) ? saved_check(fn) : E_OK;
@@ -285,33 +302,6 @@ static eng_err visit(sched *s, uint32_t i)
  * workload: 40 -> 30 ns per node). The order depends only on the graph. */
 #define DISCOVER_BATCH 8
 
-/* Indexes node i's edge targets, pushing the new ones on the stack. */
-static eng_err discover_edges(sched *s, uint32_t i, uint32_t *stack, uint32_t *sp)
-{
-    node *fn = s->nodes[i].fn;
-    uint32_t e0 = s->nodes[i].edge0 = s->n_edges;
-    gedge *ge = s->edges + e0;
-    s->n_edges = e0 + fn->n_next; /* (room made by discover) */
-    for (int e = 0; e < fn->n_next; e++) {
-        node *t = fn->next[e].fn;
-        uint32_t ti = NONE;
-        if (t) {
-            ti = lookup(s, t);
-            if (ti == NONE) {
-                ti = add_node(s, t);
-                if (ti == NONE) return err_nomem();
-                stack[(*sp)++] = ti;
-                /* The rest of its block, where its edges are, is what visiting it will
-                 * read. */
-                node_prefetch(t);
-            }
-            ge[e].local = s->nodes[ti].nslots++;
-        }
-        ge[e].target = ti;
-    }
-    return E_OK;
-}
-
 static eng_err discover(sched *s, uint32_t start)
 {
     size_t bytes;
@@ -319,6 +309,15 @@ static eng_err discover(sched *s, uint32_t start)
     uint32_t scap = (uint32_t)(bytes / sizeof *stack);
     if (!grow((void **)&stack, &scap, 1, sizeof *stack)) return err_nomem();
     stack[sp++] = start;
+    /* The pass's arrays and counts live in locals, written back to *s around each growth and
+     * at the end: every store through the arrays would otherwise make the compiler load them
+     * again from *s (discovery cost ~125 instructions per node and edge that way). */
+    const uint64_t id = s->id;
+    const bool accumulate = s->accumulate, alone = s->claims_alone;
+    gnode *nodes = s->nodes;
+    gedge *edges = s->edges;
+    uint32_t *leaves = s->leaves;
+    uint32_t n = s->n, n_edges = s->n_edges, n_leaves = s->n_leaves;
     eng_err rc = E_OK;
     while (sp && !rc) {
         uint32_t batch[DISCOVER_BATCH];
@@ -329,22 +328,65 @@ static eng_err discover(sched *s, uint32_t start)
          * another. */
         uint32_t more = 0;
         for (int b = 0; b < nb; b++) {
-            node *fn = s->nodes[batch[b]].fn;
+            const node *fn = nodes[batch[b]].fn;
             more += fn->n_next;
             for (int e = 0; e < fn->n_next; e++)
                 if (fn->next[e].fn) __builtin_prefetch(&fn->next[e].fn->sched_owner, 1);
         }
-        /* Room for what the batch can add (a new node and a stack entry per edge at most),
-         * made once here rather than checked per node and per edge. */
-        if (!grow((void **)&s->nodes, &s->cap, s->n + more, sizeof(gnode)) ||
-            !grow((void **)&s->edges, &s->edge_cap, s->n_edges + more, sizeof(gedge)) ||
-            !grow((void **)&stack, &scap, sp + more, sizeof *stack)) {
+        /* Room for what the batch can add (a new node, leaf and stack entry per edge at
+         * most), made once here rather than checked per node and per edge. */
+        if (n + more > s->cap || n_edges + more > s->edge_cap || n_leaves + more > s->leaf_cap) {
+            if (!grow((void **)&s->nodes, &s->cap, n + more, sizeof(gnode)) ||
+                !grow((void **)&s->edges, &s->edge_cap, n_edges + more, sizeof(gedge)) ||
+                !grow((void **)&s->leaves, &s->leaf_cap, n_leaves + more, sizeof(uint32_t))) {
+                rc = err_nomem();
+                break;
+            }
+            nodes = s->nodes;
+            edges = s->edges;
+            leaves = s->leaves;
+        }
+        if (!grow((void **)&stack, &scap, sp + more, sizeof *stack)) {
             rc = err_nomem();
             break;
         }
-        for (int b = 0; b < nb && !rc; b++)
-            if (!(rc = visit(s, batch[b]))) rc = discover_edges(s, batch[b], stack, &sp);
+        for (int b = 0; b < nb && !rc; b++) {
+            gnode *g = &nodes[batch[b]];
+            if ((rc = visit(s, g))) break;
+            /* Its edges: each gets its target and its position among the target's
+             * contributions; new targets are indexed and pushed. */
+            const node *fn = g->fn;
+            const int n_next = fn->n_next;
+            gedge *ge = edges + n_edges;
+            g->edge0 = n_edges;
+            n_edges += (uint32_t)n_next;
+            for (int e = 0; e < n_next; e++) {
+                node *t = fn->next[e].fn;
+                uint32_t ti = NONE;
+                if (t) {
+                    if (atomic_load_explicit(&t->sched_owner, memory_order_relaxed) == id)
+                        ti = t->sched_idx;
+                    else if ((ti = lookup_foreign(s, t)) == NONE) {
+                        if (!add_node(s, &nodes[n], n, t, accumulate, alone)) {
+                            rc = err_nomem();
+                            break;
+                        }
+                        ti = n++;
+                        if (t->variable) leaves[n_leaves++] = ti;
+                        stack[sp++] = ti;
+                        /* The rest of its block, where its edges are, is what visiting it
+                         * will read. */
+                        node_prefetch(t);
+                    }
+                    ge[e].local = nodes[ti].nslots++;
+                }
+                ge[e].target = ti;
+            }
+        }
     }
+    s->n = n;
+    s->n_edges = n_edges;
+    s->n_leaves = n_leaves;
     mem_scratch_give(SCRATCH_SCHED_STACK, stack, (size_t)scap * sizeof *stack);
     return rc;
 }
@@ -384,16 +426,16 @@ static void mark_needed(sched *s)
 }
 
 
-/* Lays the contribution slots out: each node's slots follow the previous node's. */
+/* Lays the contribution slots out: each node's slots follow the previous node's. (Only that:
+ * a node's arrivals count up from the 0 its entry was made with, and discovery counted the
+ * costly nodes.) */
 static eng_err number_slots(sched *s)
 {
     uint32_t total = 0;
-    for (uint32_t i = 0; i < s->n; i++) {
-        gnode *g = &s->nodes[i];
-        g->slot0 = total;
-        total += g->nslots;
-        atomic_init(&g->deps, (int)g->nslots);
-        s->heavy += g->runs && g->heavy;
+    gnode *const nodes = s->nodes;
+    for (uint32_t i = 0, n = s->n; i < n; i++) {
+        nodes[i].slot0 = total;
+        total += nodes[i].nslots;
     }
     if (!grow((void **)&s->cgrad, &s->cgrad_cap, total + 1, sizeof(tensor *)) ||
         !grow((void **)&s->cpos, &s->cpos_cap, total + 1, sizeof(uint32_t)))
@@ -867,10 +909,10 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
         if (failed) tensor_release(ge);
         /* One thread alone needs no atomic read-modify-write (~20 cycles each). */
         atomic_int *deps = &nodes[t].deps;
-        int left = parallel ? atomic_fetch_sub_explicit(deps, 1, memory_order_acq_rel) - 1
-                            : atomic_load_explicit(deps, memory_order_relaxed) - 1;
-        if (!parallel) atomic_store_explicit(deps, left, memory_order_relaxed);
-        if (left == 0) ready[(*n_ready)++] = t;
+        int got = parallel ? atomic_fetch_add_explicit(deps, 1, memory_order_acq_rel) + 1
+                           : atomic_load_explicit(deps, memory_order_relaxed) + 1;
+        if (!parallel) atomic_store_explicit(deps, got, memory_order_relaxed);
+        if ((uint32_t)got == nodes[t].nslots) ready[(*n_ready)++] = t;
     }
     if (gin != gin_small) mem_free(gin);
     if (gout != gout_small) {
@@ -1196,9 +1238,9 @@ static eng_err commit_retained(sched *s, uint32_t i, retained_out *ret, journal 
     return E_OK;
 }
 
-/* Undoes the first `upto` gnodes' writes: .grad set from none goes back to none, replaced
- * values come back, newest first. */
-static void commit_undo(sched *s, uint32_t upto, journal *jl)
+/* Undoes the writes of the first `upto` gnodes of commit's walk (`order`, or all gnodes if
+ * NULL): .grad set from none goes back to none, replaced values come back, newest first. */
+static void commit_undo(sched *s, const uint32_t *order, uint32_t upto, journal *jl)
 {
     for (uint32_t k = jl->n; k-- > 0;) {
         tmeta *m = jl->v[k].m;
@@ -1209,8 +1251,8 @@ static void commit_undo(sched *s, uint32_t upto, journal *jl)
         tensor_release(x);
     }
     jl->n = 0;
-    for (uint32_t i = 0; i < upto; i++) {
-        gnode *g = &s->nodes[i];
+    for (uint32_t k = 0; k < upto; k++) {
+        gnode *g = &s->nodes[order ? order[k] : k];
         if (!g->grad_set) continue;
         tmeta *m = node_leaf_meta(g->fn);
         tmeta_lock(m);
@@ -1227,27 +1269,33 @@ static eng_err commit(sched *s)
     eng_err rc = E_OK;
     retained_out **retained = atomic_load_explicit(&s->retained, memory_order_relaxed);
     journal jl = {0};
-    uint32_t deferred = 0, i;
-    for (i = 0; i < s->n && !rc; i++) {
-        /* A few leaves ahead, fetch the gradients and the metas they will be stored in. After
-         * a successful run only AccumulateGrad nodes hold a gradient in their first slot. */
-        if (i + RUN_AHEAD_NEAR < s->n) {
-            const gnode *a = &s->nodes[i + RUN_AHEAD_NEAR];
+    /* The walk, in discovery order: with retained gradients every gnode, else only the
+     * AccumulateGrad ones (after a successful run only they hold a gradient in their first
+     * slot), listed by discovery: a scalar graph has four other nodes for every three. */
+    const uint32_t *order = retained ? NULL : s->leaves;
+    const uint32_t m = order ? s->n_leaves : s->n;
+    uint32_t deferred = 0, k;
+    for (k = 0; k < m && !rc; k++) {
+        /* A few leaves ahead, fetch the gradients and the metas they will be stored in. */
+        if (k + RUN_AHEAD_NEAR < m) {
+            const gnode *a = &s->nodes[order ? order[k + RUN_AHEAD_NEAR] : k + RUN_AHEAD_NEAR];
             if (s->cgrad[a->slot0]) {
                 __builtin_prefetch(node_leaf_meta(a->fn), 1);
                 __builtin_prefetch(s->cgrad[a->slot0], 1);
             }
         }
+        uint32_t i = order ? order[k] : k;
         if (s->cgrad[s->nodes[i].slot0]) rc = commit_leaf(s, i, &jl, &deferred);
         if (!rc && retained && retained[i]) rc = commit_retained(s, i, retained[i], &jl);
     }
     if (rc) {
-        commit_undo(s, i, &jl); /* (the gradients left in the slots: cleanup releases them) */
+        /* (the gradients left in the slots: cleanup releases them) */
+        commit_undo(s, order, k, &jl);
     } else {
         /* The in-place additions, checked above. (They can fail now only if another thread
          * changed that .grad meanwhile.) */
-        for (i = 0; deferred && i < s->n; i++) {
-            gnode *g = &s->nodes[i];
+        for (k = 0; deferred && k < m; k++) {
+            gnode *g = &s->nodes[order ? order[k] : k];
             if (!g->grad_deferred) continue;
             deferred--;
             tensor *r = s->cgrad[g->slot0];
@@ -1256,7 +1304,7 @@ static eng_err commit(sched *s)
                                         s->create_graph);
             if (e && !rc) rc = e;
         }
-        for (uint32_t k = 0; k < jl.n; k++) tensor_release(jl.v[k].old);
+        for (uint32_t j = 0; j < jl.n; j++) tensor_release(jl.v[j].old);
     }
     mem_free(jl.v);
     grad_mode_set(prev);
@@ -1321,6 +1369,7 @@ static void cleanup(sched *s)
     /* The work arrays stay with the thread for its next pass. */
     mem_scratch_give(SCRATCH_SCHED_NODES, s->nodes, (size_t)s->cap * sizeof(gnode));
     mem_scratch_give(SCRATCH_SCHED_EDGES, s->edges, (size_t)s->edge_cap * sizeof(gedge));
+    mem_scratch_give(SCRATCH_SCHED_LEAVES, s->leaves, (size_t)s->leaf_cap * sizeof(uint32_t));
     mem_scratch_give(SCRATCH_SCHED_GRADS, s->cgrad, (size_t)s->cgrad_cap * sizeof(tensor *));
     mem_scratch_give(SCRATCH_SCHED_POS, s->cpos, (size_t)s->cpos_cap * sizeof(uint32_t));
     mem_free(s->foreign);
@@ -1411,9 +1460,7 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
     for (int k = 0; k < r->n_roots; k++) {
         uint32_t idx = lookup(s, root_nodes[k]);
         bool fresh = idx == NONE;
-        if (fresh && (!grow((void **)&s->nodes, &s->cap, s->n + 1, sizeof(gnode)) ||
-                      (idx = add_node(s, root_nodes[k])) == NONE))
-            return err_nomem();
+        if (fresh && (idx = add_root(s, root_nodes[k])) == NONE) return err_nomem();
         s->root_target[k] = idx;
         s->root_local[k] = s->nodes[idx].nslots++;
         if (fresh) {
@@ -1430,11 +1477,14 @@ static eng_err prepare(sched *s, const bwd_request *r, node **root_nodes)
                            "the graph. Set allow_unused=True if this is the desired behavior.");
     }
     if (!s->accumulate) {
-        /* autograd.grad: prune, then check what will run. */
+        /* autograd.grad: prune, then check what will run, and count the costly nodes among
+         * it. */
         mark_needed(s);
+        s->heavy = 0;
         for (uint32_t i = 0; i < s->n; i++) {
             gnode *g = &s->nodes[i];
             if (!g->runs || g->fn->variable) continue;
+            s->heavy += g->heavy;
             eng_err e = saved_check(g->fn);
             if (e) return e;
         }
@@ -1467,6 +1517,8 @@ static eng_err backward_pass(const bwd_request *r)
     s.cap = (uint32_t)(bytes / sizeof(gnode));
     s.edges = mem_scratch_take(SCRATCH_SCHED_EDGES, &bytes);
     s.edge_cap = (uint32_t)(bytes / sizeof(gedge));
+    s.leaves = mem_scratch_take(SCRATCH_SCHED_LEAVES, &bytes);
+    s.leaf_cap = (uint32_t)(bytes / sizeof(uint32_t));
     s.cgrad = mem_scratch_take(SCRATCH_SCHED_GRADS, &bytes);
     s.cgrad_cap = (uint32_t)(bytes / sizeof(tensor *));
     s.cpos = mem_scratch_take(SCRATCH_SCHED_POS, &bytes);
@@ -1504,7 +1556,8 @@ static eng_err backward_pass(const bwd_request *r)
     }
     for (int k = 0; k < nr; k++) {
         uint32_t t = s.root_target[k];
-        if (atomic_fetch_sub(&s.nodes[t].deps, 1) == 1) start[n_start++] = t;
+        if ((uint32_t)atomic_fetch_add(&s.nodes[t].deps, 1) + 1 == s.nodes[t].nslots)
+            start[n_start++] = t;
     }
     if (s.parallel) {
         int nt = par_num_threads();
