@@ -366,7 +366,8 @@ static eng_err discover(sched *s, uint32_t start)
                 if (t) {
                     if (atomic_load_explicit(&t->sched_owner, memory_order_relaxed) == id)
                         ti = t->sched_idx;
-                    else if ((ti = lookup_foreign(s, t)) == NONE) {
+                    /* (A pass that claims alone has no foreign map.) */
+                    else if (alone || (ti = lookup_foreign(s, t)) == NONE) {
                         if (!add_node(s, &nodes[n], n, t, accumulate, alone)) {
                             rc = err_nomem();
                             break;
@@ -736,8 +737,13 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
         failed = true;
     }
 
-    /* Gather: sum the contributions of each position in slot order. */
-    for (uint32_t k = 0; k < g->nslots; k++) {
+    /* Gather: sum the contributions of each position in slot order. A single one (most
+     * nodes) is taken as it is: that slot was filled (perhaps with NULL) and its position
+     * written by its producer, or by number_slots for a root. */
+    if (g->nslots == 1 && !failed) {
+        gin[cpos[g->slot0]] = cgrad[g->slot0];
+        cgrad[g->slot0] = NULL;
+    } else for (uint32_t k = 0; k < g->nslots; k++) {
         uint32_t slot = g->slot0 + k;
         tensor *t = cgrad[slot];
         cgrad[slot] = NULL;
@@ -824,8 +830,8 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
             gin[0] = NULL;
         }
     } else if (runs) {
-        bool any = false;
-        for (int p = 0; p < fn->n_out; p++) any |= gin[p] != NULL;
+        bool any = gin[0] != NULL; /* (gin has at least one entry, and four up to 4 outputs) */
+        for (int p = 1; p < fn->n_out; p++) any |= gin[p] != NULL;
         for (int e = 0; e < fn->n_next; e++)
             needed[e] = edges[e].target != NONE;
         unsigned fl = atomic_load_explicit(&fn->flags, memory_order_relaxed);
@@ -983,6 +989,14 @@ static inline __attribute__((always_inline)) void run_from_impl(sched *s, uint32
         }
         int nr;
         if (execute(s, i, ready, &nr, plain)) record_failure(s, i);
+        /* The ready nodes would be pushed in order and the last popped first: those at the
+         * end that execute_leaf takes (a scalar graph's leaves, three of every seven nodes)
+         * are taken now, in the order they would be popped, without the round trip through
+         * the stack. The first it refuses stays last and is popped next, as it would be. */
+        while (nr && execute_leaf(s, ready[nr - 1], plain)) {
+            nr--;
+            popped++;
+        }
         /* The last ready node is pushed last and runs next: for a node with an input chain
          * and a side branch (s = s + f(x)), the side branch's few nodes run while the
          * chain's next node, prefetched below, arrives from memory. */
