@@ -10,12 +10,13 @@
  * 4. Number the contributions: each edge gets a fixed slot in its target's input buffer, in
  *    discovery order. A node sums its slots in slot order, so the result does not depend on
  *    which producer finished first: gradients are bitwise identical for any schedule.
- * 5. Run: a node whose slots are all filled is ready, and goes on its thread's stack. In a
- *    parallel pass, a thread about to run a costly node first hands what waits on its stack
- *    to the team as OpenMP tasks, so independent branches run at once while each costly
- *    node stays with the thread that holds its inputs (see run_from).
+ * 5. Run: a node whose slots are all filled is ready, and goes on its thread's stack (the
+ *    last one a node makes ready runs next, without the stack). In a parallel pass, a thread
+ *    about to run a costly node first hands what waits on its stack to the team as OpenMP
+ *    tasks, so independent branches run at once while each costly node stays with the
+ *    thread that holds its inputs (see run_from).
  * 6. Commit: leaves' .grad and retained gradients are written only after every node
- *    succeeded, in discovery order.
+ *    succeeded, in discovery order (walking the AccumulateGrad nodes discovery listed).
  */
 #include "engine.h"
 
@@ -37,9 +38,10 @@
 #define RUN_AHEAD_FAR 16
 #define RUN_AHEAD_NEAR 8
 
-/* A node's entry in the pass, 32 bytes: discovery, numbering, the run, commit and cleanup
- * each stream through the array, which for a scalar graph of 20 000 triples is 140 000
- * entries (at 64 bytes, padding it to 128 cost 9% of the workload). What only some nodes
+/* A node's entry in the pass, 32 bytes: discovery, numbering, the run and cleanup each
+ * stream through the array (commit through its AccumulateGrad entries), which for a scalar
+ * graph of 20 000 triples is 140 000 entries (at 64 bytes, padding it to 128 cost 9% of the
+ * workload). What only some nodes
  * need lives elsewhere: an AccumulateGrad's gradient to commit stays in its first
  * contribution slot (s->cgrad[slot0], every other slot being empty once its node ran), and
  * retained gradients in s->retained. */
@@ -959,9 +961,10 @@ static inline __attribute__((always_inline)) void run_from_impl(sched *s, uint32
     bool prev_mode = grad_mode_set(s->create_graph);
     bool prev_serial = par_set_serial(s->parallel);
     uint32_t popped = 0;
-    stack[sp++] = first;
-    while (sp) {
-        uint32_t i = stack[--sp];
+    uint32_t next = first; /* the node that runs next, if not NONE: it skips the stack */
+    while (next != NONE || sp) {
+        uint32_t i = next != NONE ? next : stack[--sp];
+        next = NONE;
         node *fn = s->nodes[i].fn;
         popped++;
         if (execute_leaf(s, i, plain)) continue;
@@ -997,9 +1000,11 @@ static inline __attribute__((always_inline)) void run_from_impl(sched *s, uint32
             nr--;
             popped++;
         }
-        /* The last ready node is pushed last and runs next: for a node with an input chain
-         * and a side branch (s = s + f(x)), the side branch's few nodes run while the
-         * chain's next node, prefetched below, arrives from memory. */
+        /* The last ready node runs next (pushed last, it would be popped first: it skips the
+         * stack), the others wait on the stack: for a node with an input chain and a side
+         * branch (s = s + f(x)), the side branch's few nodes run while the chain's next node,
+         * prefetched below, arrives from memory. */
+        if (nr) next = ready[--nr];
         for (int k = 0; k < nr; k++) {
             uint32_t r = ready[k];
             if (sp == cap) {
@@ -1040,9 +1045,9 @@ static void run_from_plain(sched *s, uint32_t first) { run_from_impl(s, first, t
  * backward counts as made under no_grad, and in-place ops with operands that require grad
  * would then refuse it. Takes g's reference; g itself if it is not such a view, or if the
  * alias cannot be made (it is still the right value). */
-static tensor *unview_private(tensor *g)
+static tensor *unview_private_slow(tensor *g)
 {
-    if (!g->base || g->grad_fn || g->base->grad_fn || atomic_load(&g->refs) != 1 ||
+    if (g->grad_fn || g->base->grad_fn || atomic_load(&g->refs) != 1 ||
         atomic_load(&g->base->refs) != 1 || atomic_load(&g->st->refs) != 2)
         return g;
     err_saved before;
@@ -1055,6 +1060,9 @@ static tensor *unview_private(tensor *g)
     tensor_release(g);
     return a;
 }
+
+/* (A tensor that is no view, the common case, needs no call.) */
+static inline tensor *unview_private(tensor *g) { return g->base ? unview_private_slow(g) : g; }
 
 /* A gradient handed to the user (a .grad set from none, an ag_grad result) that nobody else
  * can see (it has `holders` references: one, or one for each time ag_grad was given the same
@@ -1106,7 +1114,8 @@ static eng_err clone_obeying(tensor **out, tensor *g, const tensor *var)
  * it (PyTorch's AccumulateGrad rule) and it is laid out as the contract says; otherwise the
  * leaf gets a copy (clone_obeying), so that later in-place accumulation cannot leak into
  * others. */
-static bool grad_is_private(const tensor *g, const tensor *var)
+static inline __attribute__((always_inline)) bool grad_is_private(const tensor *g,
+                                                                   const tensor *var)
 {
     return atomic_load(&g->refs) == 1 && !g->grad_fn && obeys_layout(g, var) &&
            (atomic_load(&g->st->refs) == 1 ||
