@@ -30,55 +30,80 @@ bool anomaly_mode_set(bool enabled)
 }
 
 /* ---- nodes ---- */
+/* (node_header writes the header up to the attributes, which start where it ends: node_new
+ * clears what follows it) */
+_Static_assert(offsetof(node, attrs) == sizeof(node), "the attributes follow the header");
+
 const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
-static node *node_layout(void *mem, const node_type *type, int n_next, int n_saved, int n_out,
-                         node_offsets o)
+/* The header of a node laid out in `mem` as node_parts gives it, every field written once
+ * (zeros included) instead of clearing the block and then writing half of the header again.
+ * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
+ * The parts after the header are the caller's. */
+static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
+                                                               int n_next, int n_saved,
+                                                               int n_out, node_offsets o)
 {
     node *n = mem;
-    memset(n, 0, o.dims);
     atomic_init(&n->refs, 1);
-    atomic_init(&n->flags, 0);
-    atomic_init(&n->busy, 0);
-    atomic_init(&n->sched_owner, 0);
     n->type = type;
-    n->name = type->name;
-    n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
-    n->n_next = (uint16_t)n_next;
-    n->n_saved = (uint16_t)n_saved;
-    n->n_out = (uint16_t)n_out;
     n->next = (edge *)((char *)n + o.edges);
     n->saved = (saved_var *)((char *)n + o.saved);
+    n->variable = NULL;
+    atomic_init(&n->sched_owner, 0);
+    n->n_next = (uint16_t)n_next;
+    n->n_out = (uint16_t)n_out;
+    n->n_saved = (uint16_t)n_saved;
+    atomic_init(&n->flags, 0);
+    n->sched_idx = 0;
+    atomic_init(&n->busy, 0);
+    n->elems = 0;
+    n->name = type->name;
     n->outs = (out_meta *)((char *)n + o.outs);
     n->dims = (int64_t *)((char *)n + o.dims);
+    n->hooked = NULL;
+    n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
+    n->dims_used = 0;
+    n->dead_next = NULL;
     return n;
 }
 
-void node_out_meta(node *n, int o, const tensor *like)
+/* Records like's dtype and shape as output o's metadata (inline for record: a 0-d output
+ * copies no sizes, and a call to memcpy for none cost more than the rest). */
+static inline __attribute__((always_inline)) void out_meta_set(node *n, int o, const tensor *like)
 {
     out_meta *m = &n->outs[o];
+    int nd = like->ndim;
     m->dtype = like->dtype;
-    m->ndim = like->ndim;
+    m->ndim = (uint8_t)nd;
     m->shape = n->dims + n->dims_used;
-    n->dims_used += like->ndim;
+    n->dims_used = (uint16_t)(n->dims_used + nd);
     n->elems += like->numel;
-    memcpy(m->shape, like->shape, (size_t)like->ndim * sizeof(int64_t));
+    for (int d = 0; d < nd; d++) m->shape[d] = like->shape[d];
 }
+
+void node_out_meta(node *n, int o, const tensor *like) { out_meta_set(n, o, like); }
 
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
                size_t attr_size)
 {
     node_offsets o = node_parts(n_next, n_saved, n_out, attr_size);
     void *mem = mem_alloc(o.dims + (size_t)out_dims * sizeof(int64_t));
-    return mem ? node_layout(mem, type, n_next, n_saved, n_out, o) : NULL;
+    if (!mem) return NULL;
+    node *n = node_header(mem, type, n_next, n_saved, n_out, o);
+    /* (attributes, edges, saved slots and output metas: zeroed, as promised) */
+    memset(n->attrs, 0, o.dims - sizeof(node));
+    return n;
 }
 
 node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
 {
-    node *n = node_layout(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
+    /* (every leaf that requires grad comes through here: no edges, no saved slots, no
+     * attributes, one output meta, written whole by out_meta_set) */
+    node *n = node_header(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
     atomic_init(&n->refs, 0);
     atomic_init(&n->flags, NODE_EMBEDDED);
-    node_out_meta(n, 0, leaf);
+    out_meta_set(n, 0, leaf);
     return n;
 }
 
@@ -177,7 +202,7 @@ static __attribute__((noinline)) bool view_requires_grad(tensor *t)
     return view_sync(t) || tensor_requires_grad(t);
 }
 
-bool should_record(tensor *const *ins, int n)
+static inline __attribute__((always_inline)) bool record_wanted(tensor *const *ins, int n)
 {
     if (!grad_mode_enabled()) return false;
     for (int i = 0; i < n; i++) {
@@ -189,6 +214,8 @@ bool should_record(tensor *const *ins, int n)
     }
     return false;
 }
+
+bool should_record(tensor *const *ins, int n) { return record_wanted(ins, n); }
 
 eng_err grad_accumulator(tensor *leaf, node **out)
 {
@@ -224,17 +251,35 @@ eng_err grad_accumulator(tensor *leaf, node **out)
     return E_OK;
 }
 
-eng_err gradient_edge(tensor *t, edge *e)
+/* A stale view's edge (view_sync may fail or give it a new grad_fn): out of line, views are
+ * rare in the hot path. */
+static __attribute__((noinline)) eng_err view_edge(tensor *t, edge *e);
+
+static inline __attribute__((always_inline)) eng_err edge_of(tensor *t, edge *e)
+{
+    if (__builtin_expect(t->base != NULL, 0)) return view_edge(t, e);
+    e->dtype = t->dtype;
+    e->ndim = t->ndim;
+    node *fn = t->grad_fn;
+    if (fn) {
+        node_retain(fn);
+        e->fn = fn;
+        e->input_nr = t->output_nr;
+        return E_OK;
+    }
+    e->input_nr = 0;
+    e->fn = NULL;
+    return t->requires_grad ? grad_accumulator(t, &e->fn) : E_OK;
+}
+
+static eng_err view_edge(tensor *t, edge *e)
 {
     e->fn = NULL;
     e->input_nr = 0;
-    if (!t) return E_OK;
     e->dtype = t->dtype;
     e->ndim = t->ndim;
-    if (__builtin_expect(t->base != NULL, 0)) {
-        eng_err err = view_sync(t);
-        if (err) return err;
-    }
+    eng_err err = view_sync(t);
+    if (err) return err;
     if (t->grad_fn) {
         node_retain(t->grad_fn);
         e->fn = t->grad_fn;
@@ -243,6 +288,16 @@ eng_err gradient_edge(tensor *t, edge *e)
     }
     if (t->requires_grad) return grad_accumulator(t, &e->fn);
     return E_OK;
+}
+
+eng_err gradient_edge(tensor *t, edge *e)
+{
+    if (!t) {
+        e->fn = NULL;
+        e->input_nr = 0;
+        return E_OK;
+    }
+    return edge_of(t, e);
 }
 
 eng_err node_set_edge(node *n, int i, tensor *t) { return gradient_edge(t, &n->next[i]); }
@@ -267,13 +322,14 @@ eng_err node_save_output(node *n, int i, tensor *t)
 }
 
 /* Attaches without touching n's count: the caller hands over one reference. */
-static void attach_output(node *n, int output_nr, tensor *out)
+static inline __attribute__((always_inline)) void attach_output(node *n, int output_nr,
+                                                                tensor *out)
 {
-    node_release(out->grad_fn);
+    if (out->grad_fn) node_release(out->grad_fn); /* (a fresh result has none) */
     out->grad_fn = n;
     out->output_nr = (uint32_t)output_nr;
     out->requires_grad = 0;
-    node_out_meta(n, output_nr, out);
+    out_meta_set(n, output_nr, out);
     /* A view's grad_fn now reflects its storage as it is (say, a custom function's output
      * written in place inside forward): after the grad_fn, with release (view_stale). */
     if (out->base)
@@ -291,24 +347,40 @@ node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const 
              int n_out, int n_saved, size_t attr_size, eng_err *err)
 {
     *err = E_OK;
-    if (!should_record(ins, n_in)) return NULL;
+    if (!record_wanted(ins, n_in)) return NULL;
     int out_dims = 0;
     for (int o = 0; o < n_out; o++) out_dims += outs[o]->ndim;
-    node *n = node_new(type, n_in, n_saved, n_out, out_dims, attr_size);
-    if (!n) {
+    node_offsets o = node_parts(n_in, n_saved, n_out, attr_size);
+    void *mem = mem_alloc(o.dims + (size_t)out_dims * sizeof(int64_t));
+    if (!mem) {
         *err = err_nomem();
         return NULL;
     }
+    /* The node as node_new makes it, but only what nothing below writes is cleared (every op
+     * records one, most with a few edges and slots: clearing the whole block with memset
+     * cost more than the rest of the layout): the attributes and the saved slots. The edges
+     * and the output metas are written whole here. */
+    node *n = node_header(mem, type, n_in, n_saved, n_out, o);
+    for (size_t k = 0; k < (o.edges - sizeof(node)) / 16; k++)
+        memset(n->attrs + 16 * k, 0, 16);
+    for (int i = 0; i < n_saved; i++) memset(&n->saved[i], 0, sizeof(saved_var));
     for (int i = 0; i < n_in; i++) {
-        eng_err e = node_set_edge(n, i, ins[i]);
+        edge *ed = &n->next[i];
+        if (!ins[i]) {
+            *ed = (edge){0};
+            continue;
+        }
+        eng_err e = edge_of(ins[i], ed);
         if (e) {
+            /* (the edges not made yet hold nothing for node_destroy to release) */
+            for (int j = i + 1; j < n_in; j++) n->next[j].fn = NULL;
             node_release(n);
             *err = e;
             return NULL;
         }
     }
     /* The creator's reference goes to the first output; the others take their own. */
-    for (int o = 1; o < n_out; o++) node_set_output(n, o, outs[o]);
+    for (int k = 1; k < n_out; k++) node_set_output(n, k, outs[k]);
     attach_output(n, 0, outs[0]);
     return n;
 }
