@@ -58,16 +58,46 @@ void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides)
     }
 }
 
-static tensor *header_new(int ndim)
+/* Every field of a fresh header (its sizes and strides follow it in its block) written once,
+ * zeros included. (Not with one initializer of the whole struct, nor memset and then the
+ * fields: gcc compiled both to a `rep stos` clearing the header first, as costly as the rest
+ * of making a 0-d tensor, which scalar graphs do several times per node.) */
+static inline __attribute__((always_inline)) void header_init(tensor *t, storage *st, int dt,
+                                                              int ndim, int64_t numel,
+                                                              int64_t offset)
 {
-    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
-    if (!t) return NULL;
-    memset(t, 0, sizeof *t);
+    atomic_init(&t->refs, 1);
+    t->st = st;
+    t->offset = offset;
+    t->numel = numel;
+    t->dtype = (uint8_t)dt;
+    t->ndim = (uint8_t)ndim;
+    t->requires_grad = 0;
+    t->output_nr = 0;
     t->shape = (int64_t *)(t + 1);
     t->strides = t->shape + ndim;
-    atomic_init(&t->refs, 1);
+    t->grad_fn = NULL;
+    t->base = NULL;
     atomic_init(&t->meta, NULL);
-    return t;
+    atomic_flag_clear_explicit(&t->view_lock, memory_order_relaxed); /* (unpublished) */
+    t->view_kind = 0;
+    atomic_init(&t->view_version, 0);
+    t->dead_next = NULL;
+}
+
+/* The storage of a tensor made with it: the whole block is its to free. */
+static inline __attribute__((always_inline)) void storage_init(storage *st, void *block,
+                                                               size_t nbytes, size_t off,
+                                                               bool aligned)
+{
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->version, 0);
+    st->nbytes = nbytes;
+    st->data = (char *)block + off;
+    st->block = block;
+    st->block_aligned = aligned;
+    st->wpos = 0;
+    atomic_init(&st->pend, 0);
 }
 
 /* A new tensor is one allocation: its header, its storage, then the data (64-byte aligned
@@ -114,24 +144,9 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
         return NULL;
     }
     tensor *t = (tensor *)block;
-    memset(t, 0, sizeof *t);
-    atomic_init(&t->refs, 1);
-    atomic_init(&t->meta, NULL);
-    t->shape = (int64_t *)(t + 1);
-    t->strides = t->shape + ndim;
     storage *st = (storage *)((char *)(t + 1) + dims);
-    atomic_init(&st->refs, 1);
-    atomic_init(&st->version, 0);
-    atomic_init(&st->pend, 0);
-    st->wpos = 0;
-    st->nbytes = nbytes;
-    st->data = block + off;
-    st->block = block;
-    st->block_aligned = big;
-    t->st = st;
-    t->dtype = (uint8_t)dt;
-    t->ndim = (uint8_t)ndim;
-    t->numel = numel;
+    header_init(t, st, dt, ndim, numel, 0);
+    storage_init(st, block, nbytes, off, big);
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     if (strides) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
     else contiguous_strides(shape, ndim, t->strides);
@@ -151,19 +166,8 @@ tensor *tensor_new_scalar(dtype dt)
     }
     tensor *t = (tensor *)block;
     storage *st = (storage *)(t + 1);
-    /* (one initializer: the compiler stores each field once, zeros included, instead of
-     * clearing the header and then writing half of it again) */
-    *t = (tensor){.st = st, .numel = 1, .dtype = (uint8_t)dt, .shape = (int64_t *)(t + 1),
-                  .strides = (int64_t *)(t + 1)};
-    atomic_init(&t->refs, 1);
-    atomic_init(&st->refs, 1);
-    atomic_init(&st->version, 0);
-    atomic_init(&st->pend, 0);
-    st->wpos = 0;
-    st->nbytes = dtype_size(dt);
-    st->data = block + OFF;
-    st->block = block;
-    st->block_aligned = false;
+    header_init(t, st, dt, 0, 1, 0);
+    storage_init(st, block, dtype_size(dt), OFF, false);
     return t;
 }
 
@@ -178,23 +182,19 @@ tensor *tensor_new_preserve(const tensor *t, dtype dt)
 tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
                      int64_t offset)
 {
-    tensor *t = header_new(ndim);
+    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
     if (!t) {
         err_nomem();
         return NULL;
     }
     atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
-    t->st = src->st;
-    t->dtype = src->dtype;
-    t->ndim = (uint8_t)ndim;
-    t->offset = offset;
     int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    header_init(t, src->st, src->dtype, ndim, n, offset);
     for (int i = 0; i < ndim; i++) {
         t->shape[i] = shape[i];
         t->strides[i] = strides[i];
-        n *= shape[i];
     }
-    t->numel = n;
     return t;
 }
 
@@ -588,7 +588,7 @@ tmeta *tensor_meta(tensor *t)
      * memset of the block before either cost a tenth of ag_tensor_set_requires_grad). */
     *fresh = (tmeta){.next_hook_id = 1};
     atomic_init(&fresh->refs, 1);
-    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* unpublished (header_new) */
+    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* (unpublished) */
     fresh->acc = node_init_embedded((char *)fresh + head, &ACCUMULATE_GRAD, t);
     tmeta *expected = NULL;
     if (!atomic_compare_exchange_strong(&t->meta, &expected, fresh)) {
