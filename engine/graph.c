@@ -11,10 +11,9 @@
 
 /* ---- grad mode and anomaly mode: per thread by design, like PyTorch's ---- */
 /* initial-exec: these are read on every op; the general TLS model costs a call each time. */
-static _Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
+_Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
 static _Thread_local bool anomaly_on __attribute__((tls_model("initial-exec")));
 
-bool grad_mode_enabled(void) { return !grad_disabled; }
 bool grad_mode_set(bool enabled)
 {
     bool prev = !grad_disabled;
@@ -195,27 +194,7 @@ void node_destroy(node *n)
     mem_free(n);
 }
 
-/* A stale view may require grad only once up to date (its base took a history in place).
- * If that fails, it is recorded, and record's gradient_edge meets the error again. */
-static __attribute__((noinline)) bool view_requires_grad(tensor *t)
-{
-    return view_sync(t) || tensor_requires_grad(t);
-}
-
-static inline __attribute__((always_inline)) bool record_wanted(tensor *const *ins, int n)
-{
-    if (!grad_mode_enabled()) return false;
-    for (int i = 0; i < n; i++) {
-        tensor *t = ins[i];
-        if (!t) continue;
-        if (__builtin_expect(t->base != NULL, 0) ? view_requires_grad(t)
-                                                 : t->requires_grad || t->grad_fn)
-            return true;
-    }
-    return false;
-}
-
-bool should_record(tensor *const *ins, int n) { return record_wanted(ins, n); }
+bool view_requires_grad(tensor *t) { return view_sync(t) || tensor_requires_grad(t); }
 
 eng_err grad_accumulator(tensor *leaf, node **out)
 {
@@ -343,11 +322,12 @@ void node_set_output(node *n, int output_nr, tensor *out)
     attach_output(n, output_nr, out);
 }
 
-node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
-             int n_out, int n_saved, size_t attr_size, eng_err *err)
+/* record past should_record. Inline into record_node for the shapes of the hot ops, whose
+ * counts then fold to constants. */
+static inline __attribute__((always_inline)) node *
+record_body(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs, int n_out,
+            int n_saved, size_t attr_size, eng_err *err)
 {
-    *err = E_OK;
-    if (!record_wanted(ins, n_in)) return NULL;
     int out_dims = 0;
     for (int o = 0; o < n_out; o++) out_dims += outs[o]->ndim;
     node_offsets o = node_parts(n_in, n_saved, n_out, attr_size);
@@ -383,6 +363,20 @@ node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const 
     for (int k = 1; k < n_out; k++) node_set_output(n, k, outs[k]);
     attach_output(n, 0, outs[0]);
     return n;
+}
+
+node *record_node(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
+                  int n_out, int n_saved, size_t attr_size, eng_err *err)
+{
+    /* binary ops (add: nothing saved, mul: both inputs) and one-input ops with attributes
+     * (the unary ops' uattr), with their counts known to the compiler */
+    if (n_in == 2 && n_out == 1 && attr_size == 0) {
+        if (n_saved == 0) return record_body(type, ins, 2, outs, 1, 0, 0, err);
+        if (n_saved == 2) return record_body(type, ins, 2, outs, 1, 2, 0, err);
+    }
+    if (n_in == 1 && n_out == 1 && n_saved == 1)
+        return record_body(type, ins, 1, outs, 1, 1, attr_size, err);
+    return record_body(type, ins, n_in, outs, n_out, n_saved, attr_size, err);
 }
 
 eng_err record_grad_op(tensor **out, tensor *r, const node_type *type, tensor *g, tensor *y,

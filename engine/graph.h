@@ -151,7 +151,9 @@ static inline void node_prefetch(const node *n)
 static inline tmeta *node_leaf_meta(node *acc) { return (tmeta *)((char *)acc - TMETA_HEAD); }
 
 /* ---- grad mode (per thread) ---- */
-bool grad_mode_enabled(void);
+/* (initial-exec: read on every op; the general TLS model costs a call each time) */
+extern _Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
+static inline bool grad_mode_enabled(void) { return !grad_disabled; }
 bool grad_mode_set(bool enabled); /* returns previous */
 bool anomaly_mode_enabled(void);
 bool anomaly_mode_set(bool enabled);
@@ -181,7 +183,22 @@ static inline void *node_attrs(node *n) { return n->attrs; }
 /* ---- recording ---- */
 /** True when an op on these inputs must record a node (grad mode on, an input requires
  *  grad). NULL entries are ignored. */
-bool should_record(tensor *const *ins, int n);
+bool view_requires_grad(tensor *t); /* (a view: see should_record) */
+static inline bool should_record(tensor *const *ins, int n)
+{
+    if (!grad_mode_enabled()) return false;
+    for (int i = 0; i < n; i++) {
+        tensor *t = ins[i];
+        if (!t) continue;
+        /* A stale view may require grad only once up to date (its base took a history in
+         * place). If that fails, it is recorded, and record's gradient_edge meets the error
+         * again. */
+        if (__builtin_expect(t->base != NULL, 0) ? view_requires_grad(t)
+                                                 : t->requires_grad || t->grad_fn)
+            return true;
+    }
+    return false;
+}
 /* Where a node's parts start in its block: edges, saved variables, output metas, dims. */
 typedef struct node_offsets {
     size_t edges, saved, outs, dims;
@@ -256,8 +273,18 @@ void node_set_output(node *n, int output_nr, tensor *out);
 /** The usual case in one call: when should_record(ins), a node of `type` with one edge per
  *  input, the outputs attached, room for n_saved and attr_size; else NULL with *err = E_OK.
  *  On failure NULL with *err set (the outputs are untouched). */
-node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
-             int n_out, int n_saved, size_t attr_size, eng_err *err);
+node *record_node(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
+                  int n_out, int n_saved, size_t attr_size, eng_err *err);
+/* (inline up to the test that most calls stop at: under no_grad, and in every backward
+ * formula without create_graph) */
+static inline node *record(const node_type *type, tensor *const *ins, int n_in,
+                           tensor *const *outs, int n_out, int n_saved, size_t attr_size,
+                           eng_err *err)
+{
+    *err = E_OK;
+    if (!should_record(ins, n_in)) return NULL;
+    return record_node(type, ins, n_in, outs, n_out, n_saved, attr_size, err);
+}
 /** For a gradient that is an op of its own (tanh_backward, _softmax_backward_data, GELU's,
  *  softplus'), r = f(g, y): records `type` over (g, y) with attr_size bytes of attributes
  *  copied from attr, saving g in slot 0 where y requires grad (only the formula in y reads
