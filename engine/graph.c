@@ -35,52 +35,6 @@ _Static_assert(offsetof(node, attrs) == sizeof(node), "the attributes follow the
 
 const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
-/* The header of a node laid out in `mem` as node_parts gives it, every field written once
- * (zeros included) instead of clearing the block and then writing half of the header again.
- * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
- * The parts after the header are the caller's. */
-static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
-                                                               int n_next, int n_saved,
-                                                               int n_out, node_offsets o)
-{
-    node *n = mem;
-    atomic_init(&n->refs, 1);
-    n->type = type;
-    n->next = (edge *)((char *)n + o.edges);
-    n->saved = (saved_var *)((char *)n + o.saved);
-    n->variable = NULL;
-    atomic_init(&n->sched_owner, 0);
-    n->n_next = (uint16_t)n_next;
-    n->n_out = (uint16_t)n_out;
-    n->n_saved = (uint16_t)n_saved;
-    atomic_init(&n->flags, 0);
-    n->sched_idx = 0;
-    atomic_init(&n->busy, 0);
-    n->elems = 0;
-    n->name = type->name;
-    n->outs = (out_meta *)((char *)n + o.outs);
-    n->dims = (int64_t *)((char *)n + o.dims);
-    n->hooked = NULL;
-    n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
-    n->dims_used = 0;
-    n->dead_next = NULL;
-    return n;
-}
-
-/* Records like's dtype and shape as output o's metadata (inline for record: a 0-d output
- * copies no sizes, and a call to memcpy for none cost more than the rest). */
-static inline __attribute__((always_inline)) void out_meta_set(node *n, int o, const tensor *like)
-{
-    out_meta *m = &n->outs[o];
-    int nd = like->ndim;
-    m->dtype = like->dtype;
-    m->ndim = (uint8_t)nd;
-    m->shape = n->dims + n->dims_used;
-    n->dims_used = (uint16_t)(n->dims_used + nd);
-    n->elems += like->numel;
-    for (int d = 0; d < nd; d++) m->shape[d] = like->shape[d];
-}
-
 void node_out_meta(node *n, int o, const tensor *like) { out_meta_set(n, o, like); }
 
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
@@ -92,17 +46,6 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int ou
     node *n = node_header(mem, type, n_next, n_saved, n_out, o);
     /* (attributes, edges, saved slots and output metas: zeroed, as promised) */
     memset(n->attrs, 0, o.dims - sizeof(node));
-    return n;
-}
-
-node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
-{
-    /* (every leaf that requires grad comes through here: no edges, no saved slots, no
-     * attributes, one output meta, written whole by out_meta_set) */
-    node *n = node_header(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
-    atomic_init(&n->refs, 0);
-    atomic_init(&n->flags, NODE_EMBEDDED);
-    out_meta_set(n, 0, leaf);
     return n;
 }
 
@@ -198,8 +141,8 @@ bool view_requires_grad(tensor *t) { return view_sync(t) || tensor_requires_grad
 
 eng_err grad_accumulator(tensor *leaf, node **out)
 {
-    tmeta *m = tensor_meta(leaf); /* made when the leaf started requiring grad */
-    if (!m) return E_NOMEM;
+    tmeta *m = tensor_meta_peek(leaf); /* made when the leaf started requiring grad */
+    if (!m && !(m = tensor_meta(leaf))) return E_NOMEM;
     node *acc = m->acc;
     long v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
     for (int spins = 0;; spins++) {

@@ -222,9 +222,66 @@ static inline size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims
 {
     return node_parts(n_next, n_saved, n_out, attr_size).dims + (size_t)out_dims * sizeof(int64_t);
 }
+
+/* The header of a node laid out in `mem` as node_parts gives it, every field written once
+ * (zeros included) instead of clearing the block and then writing half of the header again.
+ * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
+ * The parts after the header are the caller's. */
+static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
+                                                               int n_next, int n_saved,
+                                                               int n_out, node_offsets o)
+{
+    node *n = mem;
+    atomic_init(&n->refs, 1);
+    n->type = type;
+    n->next = (edge *)((char *)n + o.edges);
+    n->saved = (saved_var *)((char *)n + o.saved);
+    n->variable = NULL;
+    atomic_init(&n->sched_owner, 0);
+    n->n_next = (uint16_t)n_next;
+    n->n_out = (uint16_t)n_out;
+    n->n_saved = (uint16_t)n_saved;
+    atomic_init(&n->flags, 0);
+    n->sched_idx = 0;
+    atomic_init(&n->busy, 0);
+    n->elems = 0;
+    n->name = type->name;
+    n->outs = (out_meta *)((char *)n + o.outs);
+    n->dims = (int64_t *)((char *)n + o.dims);
+    n->hooked = NULL;
+    n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
+    n->dims_used = 0;
+    n->dead_next = NULL;
+    return n;
+}
+
+/* Records like's dtype and shape as output o's metadata (inline for record: a 0-d output
+ * copies no sizes, and a call to memcpy for none cost more than the rest). */
+static inline __attribute__((always_inline)) void out_meta_set(node *n, int o, const tensor *like)
+{
+    out_meta *m = &n->outs[o];
+    int nd = like->ndim;
+    m->dtype = like->dtype;
+    m->ndim = (uint8_t)nd;
+    m->shape = n->dims + n->dims_used;
+    n->dims_used = (uint16_t)(n->dims_used + nd);
+    n->elems += like->numel;
+    for (int d = 0; d < nd; d++) m->shape[d] = like->shape[d];
+}
+
 /** Lays out an idle (refcount 0) AccumulateGrad node in `mem` (node_bytes(0, 0, 1, 0)) for
- *  `leaf`; grad_accumulator brings it to life. */
-node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf);
+ *  `leaf`; grad_accumulator brings it to life. (Inline: every leaf that requires grad comes
+ *  through here, from tensor_meta.) */
+static inline node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
+{
+    /* (no edges, no saved slots, no attributes, one output meta, written whole) */
+    node *n = node_header(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
+    atomic_init(&n->refs, 0);
+    atomic_init(&n->flags, NODE_EMBEDDED);
+    out_meta_set(n, 0, leaf);
+    return n;
+}
+
 /** A zeroed node with room for the given counts, out_dims output sizes in all (the sum of
  *  the outputs' ndim) and attr_size bytes of op attributes. */
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
