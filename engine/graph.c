@@ -61,7 +61,7 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int ou
  * another thread may free. */
 #define ACC_BUSY (-1L)
 
-static void acc_release(node *n)
+void acc_release(node *n)
 {
     /* We hold a reference: the count is at least 1, never ACC_BUSY. */
     long v = atomic_load_explicit(&n->refs, memory_order_relaxed);
@@ -105,18 +105,6 @@ bool node_lock(node *n)
         sched_yield();
     }
     return true;
-}
-
-void node_release(node *n)
-{
-    if (!n) return;
-    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): see
-     * acc_release. */
-    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) {
-        acc_release(n);
-        return;
-    }
-    if (refs_drop(&n->refs)) reclaim_node(n);
 }
 
 void node_destroy(node *n)
@@ -385,7 +373,7 @@ eng_err saved_check(node *n)
     return E_OK;
 }
 
-eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
+eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out)
 {
     saved_var *s = c->own_saved ? &c->own_saved[i] : &n->saved[i];
     if (!s->t) {

@@ -173,9 +173,18 @@ static inline void node_unlock(node *n) { atomic_store_explicit(&n->busy, 0, mem
 
 /* ---- lifetime ---- */
 static inline void node_retain(node *n) { atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); }
-void node_release(node *n);
 void node_destroy(node *n);           /* for tensor.c's reclaim loop */
 void reclaim_node(node *n);           /* in tensor.c */
+void acc_release(node *n);            /* an AccumulateGrad node's (see node_release) */
+/* (inline: every tensor that dies and every node destroyed releases its nodes) */
+static inline void node_release(node *n)
+{
+    if (!n) return;
+    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): see
+     * acc_release. */
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) acc_release(n);
+    else if (refs_drop(&n->refs)) reclaim_node(n);
+}
 static inline node *node_dead_next(node *n) { return n->dead_next; }
 static inline void node_set_dead_next(node *n, node *next) { n->dead_next = next; }
 static inline void *node_attrs(node *n) { return n->attrs; }
@@ -350,7 +359,21 @@ eng_err record_grad_op(tensor **out, tensor *r, const node_type *type, tensor *g
                        const void *attr, size_t attr_size);
 
 /** The saved tensor in slot i (borrowed for the formula's duration), checking its version. */
-eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out);
+eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out);
+/* (inline for the common case, a slot still held by the node, no in-place op anywhere
+ * since it was recorded, and nothing to unpack: every formula reads its slots through here) */
+static inline eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
+{
+    const saved_var *s = &n->saved[i];
+    if (__builtin_expect(!c->own_saved && s->t && !(s->is_output && c->create_graph) &&
+                             n->epoch == atomic_load_explicit(&inplace_epoch,
+                                                              memory_order_acquire),
+                         1)) {
+        *out = s->t;
+        return E_OK;
+    }
+    return saved_get_slow(n, c, i, out);
+}
 /** Checks that n's saved variables were not freed by an earlier backward. (Versions are
  *  checked when the formula reads them: reading every saved tensor's storage up front
  *  cost a cache miss per node, 10% of a scalar graph's time.) */

@@ -227,7 +227,7 @@ static void meta_orphaned(tmeta *m)
     tensor_release(g);
 }
 
-static void tensor_destroy(tensor *t)
+static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
     if (m) {
@@ -236,7 +236,7 @@ static void tensor_destroy(tensor *t)
         tmeta_release(m);
     }
     node_release(t->grad_fn);
-    tensor_release(t->base);
+    if (t->base) tensor_release(t->base);
     /* A header made with its storage lives in the storage's block: the storage frees it. */
     bool embedded = t->st->block == (void *)t;
     storage_release(t->st);
@@ -255,9 +255,9 @@ static void prefetch_dying(const struct node *n)
         if (n->saved[i].t) __builtin_prefetch(n->saved[i].t, 1);
 }
 
+/* Destroys what the lists hold (the caller set `draining`). */
 static void drain(void)
 {
-    reclaim.draining = true;
     for (;;) {
         if (reclaim.tensors) {
             tensor *t = reclaim.tensors;
@@ -273,19 +273,35 @@ static void drain(void)
             break;
         }
     }
-    reclaim.draining = false;
 }
 
+/* The first release on a thread destroys its object at once, as drain would pop it first,
+ * and drains only if that released more (a tensor whose grad_fn lives on, a gradient, a
+ * leaf: most releases free one block): drain's loop kept six registers that every release
+ * saved and restored. */
 void tensor_release(tensor *t)
 {
     if (!t || !refs_drop(&t->refs)) return;
-    t->dead_next = reclaim.tensors;
-    reclaim.tensors = t;
-    if (!reclaim.draining) drain();
+    if (reclaim.draining) {
+        t->dead_next = reclaim.tensors;
+        reclaim.tensors = t;
+        return;
+    }
+    reclaim.draining = true;
+    tensor_destroy(t);
+    if (reclaim.tensors || reclaim.nodes) drain();
+    reclaim.draining = false;
 }
 
 void reclaim_node(struct node *n)
 {
+    if (!reclaim.draining) {
+        reclaim.draining = true;
+        node_destroy(n);
+        if (reclaim.tensors || reclaim.nodes) drain();
+        reclaim.draining = false;
+        return;
+    }
     /* n's first line is in cache (its count just dropped); its edges and saved slots are
      * what prefetch_dying will read. */
     __builtin_prefetch(n->next);
@@ -293,7 +309,6 @@ void reclaim_node(struct node *n)
     if (reclaim.nodes_tail) node_set_dead_next(reclaim.nodes_tail, n);
     else reclaim.nodes = n;
     reclaim.nodes_tail = n;
-    if (!reclaim.draining) drain();
 }
 
 /* ---- geometry ---------------------------------------------------------------------------- */

@@ -304,8 +304,15 @@ static eng_err mul_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     tensor *a, *b;
     eng_err e;
     if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
-    if (c->needed[0] && (e = op_mul(&gout[0], gin[0], b))) return e;
-    if (c->needed[1] && (e = op_mul(&gout[1], gin[0], a))) return e;
+    /* (with grad mode off, as backward runs formulas without create_graph, op_mul records
+     * nothing: its product alone, without the op's frame) */
+    bool rec = grad_mode_enabled();
+    if (c->needed[0] &&
+        (e = rec ? op_mul(&gout[0], gin[0], b) : binary_raw(&gout[0], gin[0], b, B_MUL)))
+        return e;
+    if (c->needed[1] &&
+        (e = rec ? op_mul(&gout[1], gin[0], a) : binary_raw(&gout[1], gin[0], a, B_MUL)))
+        return e;
     return E_OK;
 }
 static const node_type MUL_BW = {"MulBackward0", mul_backward, NULL};
