@@ -110,7 +110,8 @@ bool node_lock(node *n)
 void node_destroy(node *n)
 {
     if (n->type->destroy) n->type->destroy(n);
-    for (int i = 0; i < n->n_saved; i++) tensor_release(n->saved[i].t);
+    for (int i = 0; i < n->n_saved; i++) /* (most were freed by the backward pass) */
+        if (n->saved[i].t) tensor_release(n->saved[i].t);
     if (n->hooked) {
         for (int i = 0; i < n->n_out; i++) {
             for (meta_link *l = n->hooked[i], *next; l; l = next) {
@@ -490,20 +491,6 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr)
     /* Inert until the history moves: no hook has that history yet, and retaining needs the
      * meta's history to equal the link's. */
     return node_attach_meta(n, output_nr, m, meta_hist(m) + 1);
-}
-
-void leaf_set_requires_grad(tensor *t, bool want)
-{
-    /* Stored only if it changes: setting it again to what it is, while other threads read it
-     * (zero_grad on a .grad a backward reads, say), must not be a data race. */
-    if (t->requires_grad != want) t->requires_grad = want;
-    tmeta *m = tensor_meta_peek(t);
-    if (!m) return;
-    /* (Read first: the flag rarely changes, and an atomic read-modify-write costs as much
-     * as the rest of the call.) */
-    bool nograd = atomic_load_explicit(&m->acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD;
-    if (want && nograd) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
-    else if (!want && !nograd) atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
 }
 
 void tensor_history_moved(tensor *t)

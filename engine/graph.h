@@ -432,7 +432,20 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr);
 void tensor_history_moved(tensor *t);
 /** Sets leaf t's requires_grad flag (t has no grad_fn). Graphs recorded while it required
  *  grad keep their edge to its AccumulateGrad node, which then, as PyTorch's, drops what
- *  reaches it while the flag is off: .grad is left as it is. */
-void leaf_set_requires_grad(tensor *t, bool want);
+ *  reaches it while the flag is off: .grad is left as it is. (Inline: every leaf made to
+ *  require grad comes through here.) */
+static inline void leaf_set_requires_grad(tensor *t, bool want)
+{
+    /* Stored only if it changes: setting it again to what it is, while other threads read it
+     * (zero_grad on a .grad a backward reads, say), must not be a data race. */
+    if (t->requires_grad != want) t->requires_grad = want;
+    tmeta *m = tensor_meta_peek(t);
+    if (!m) return;
+    /* (Read first: the flag rarely changes, and an atomic read-modify-write costs as much
+     * as the rest of the call.) */
+    bool nograd = atomic_load_explicit(&m->acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD;
+    if (want && nograd) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
+    else if (!want && !nograd) atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
+}
 
 #endif
