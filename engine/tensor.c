@@ -168,16 +168,26 @@ static void meta_orphaned(tmeta *m)
     tensor_release(g);
 }
 
+/* t's meta, as t dies (out of line: most tensors have none, and tensor_release keeps fewer
+ * registers without it). */
+static __attribute__((noinline)) void meta_drop(tmeta *m)
+{
+    /* (No link can be added now: attaching one takes the tensor.) */
+    if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) meta_orphaned(m);
+    tmeta_release(m);
+}
+
+/* (reclaim.draining is set) */
 static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
-    if (m) {
-        /* (No link can be added now: attaching one takes the tensor.) */
-        if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) meta_orphaned(m);
-        tmeta_release(m);
-    }
+    if (m) meta_drop(m);
     node_release(t->grad_fn);
-    if (t->base) tensor_release(t->base);
+    tensor *base = t->base;
+    if (base && refs_drop(&base->refs)) { /* (tensor_release, while draining) */
+        base->dead_next = reclaim.tensors;
+        reclaim.tensors = base;
+    }
     /* A header made with its storage lives in the storage's block: the storage frees it. */
     bool embedded = t->st->block == (void *)t;
     storage_release(t->st);
