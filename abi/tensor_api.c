@@ -61,6 +61,17 @@ AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtyp
 AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype)
 {
     CHECK_NOT_NULL("ag_tensor_scalar", out, "out");
+    /* The float dtypes, which scalar graphs make by the hundred thousand, without the layers
+     * of op_scalar (op_empty, tensor_new, kernel_fill): the same tensor, the value converted
+     * as kernel_fill converts it, and for them op_scalar checks nothing. */
+    if (dtype == AG_FLOAT32 || dtype == AG_FLOAT64) {
+        tensor *t = tensor_new_scalar((enum dtype)dtype);
+        if (!t) return api_fail("ag_tensor_scalar", err_kind());
+        if (dtype == AG_FLOAT32) *(float *)tensor_data_unchecked(t) = (float)value; /* fresh */
+        else *(double *)tensor_data_unchecked(t) = value;
+        *out = TH(t);
+        return AG_OK;
+    }
     RETURN_TENSOR("ag_tensor_scalar", out, op_scalar(&r_, value, (enum dtype)dtype));
 }
 

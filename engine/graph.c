@@ -11,10 +11,9 @@
 
 /* ---- grad mode and anomaly mode: per thread by design, like PyTorch's ---- */
 /* initial-exec: these are read on every op; the general TLS model costs a call each time. */
-static _Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
+_Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
 static _Thread_local bool anomaly_on __attribute__((tls_model("initial-exec")));
 
-bool grad_mode_enabled(void) { return !grad_disabled; }
 bool grad_mode_set(bool enabled)
 {
     bool prev = !grad_disabled;
@@ -30,55 +29,23 @@ bool anomaly_mode_set(bool enabled)
 }
 
 /* ---- nodes ---- */
+/* (node_header writes the header up to the attributes, which start where it ends: node_new
+ * clears what follows it) */
+_Static_assert(offsetof(node, attrs) == sizeof(node), "the attributes follow the header");
+
 const node_type ACCUMULATE_GRAD = {"AccumulateGrad", NULL, NULL};
 
-static node *node_layout(void *mem, const node_type *type, int n_next, int n_saved, int n_out,
-                         node_offsets o)
-{
-    node *n = mem;
-    memset(n, 0, o.dims);
-    atomic_init(&n->refs, 1);
-    atomic_init(&n->flags, 0);
-    atomic_init(&n->busy, 0);
-    atomic_init(&n->sched_owner, 0);
-    n->type = type;
-    n->name = type->name;
-    n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
-    n->n_next = (uint16_t)n_next;
-    n->n_saved = (uint16_t)n_saved;
-    n->n_out = (uint16_t)n_out;
-    n->next = (edge *)((char *)n + o.edges);
-    n->saved = (saved_var *)((char *)n + o.saved);
-    n->outs = (out_meta *)((char *)n + o.outs);
-    n->dims = (int64_t *)((char *)n + o.dims);
-    return n;
-}
-
-void node_out_meta(node *n, int o, const tensor *like)
-{
-    out_meta *m = &n->outs[o];
-    m->dtype = like->dtype;
-    m->ndim = like->ndim;
-    m->shape = n->dims + n->dims_used;
-    n->dims_used += like->ndim;
-    n->elems += like->numel;
-    memcpy(m->shape, like->shape, (size_t)like->ndim * sizeof(int64_t));
-}
+void node_out_meta(node *n, int o, const tensor *like) { out_meta_set(n, o, like); }
 
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
                size_t attr_size)
 {
     node_offsets o = node_parts(n_next, n_saved, n_out, attr_size);
     void *mem = mem_alloc(o.dims + (size_t)out_dims * sizeof(int64_t));
-    return mem ? node_layout(mem, type, n_next, n_saved, n_out, o) : NULL;
-}
-
-node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
-{
-    node *n = node_layout(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
-    atomic_init(&n->refs, 0);
-    atomic_init(&n->flags, NODE_EMBEDDED);
-    node_out_meta(n, 0, leaf);
+    if (!mem) return NULL;
+    node *n = node_header(mem, type, n_next, n_saved, n_out, o);
+    /* (attributes, edges, saved slots and output metas: zeroed, as promised) */
+    memset(n->attrs, 0, o.dims - sizeof(node));
     return n;
 }
 
@@ -94,7 +61,7 @@ node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
  * another thread may free. */
 #define ACC_BUSY (-1L)
 
-static void acc_release(node *n)
+void acc_release(node *n)
 {
     /* We hold a reference: the count is at least 1, never ACC_BUSY. */
     long v = atomic_load_explicit(&n->refs, memory_order_relaxed);
@@ -140,22 +107,11 @@ bool node_lock(node *n)
     return true;
 }
 
-void node_release(node *n)
-{
-    if (!n) return;
-    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): see
-     * acc_release. */
-    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) {
-        acc_release(n);
-        return;
-    }
-    if (refs_drop(&n->refs)) reclaim_node(n);
-}
-
 void node_destroy(node *n)
 {
     if (n->type->destroy) n->type->destroy(n);
-    for (int i = 0; i < n->n_saved; i++) tensor_release(n->saved[i].t);
+    for (int i = 0; i < n->n_saved; i++) /* (most were freed by the backward pass) */
+        if (n->saved[i].t) tensor_release(n->saved[i].t);
     if (n->hooked) {
         for (int i = 0; i < n->n_out; i++) {
             for (meta_link *l = n->hooked[i], *next; l; l = next) {
@@ -170,30 +126,12 @@ void node_destroy(node *n)
     mem_free(n);
 }
 
-/* A stale view may require grad only once up to date (its base took a history in place).
- * If that fails, it is recorded, and record's gradient_edge meets the error again. */
-static __attribute__((noinline)) bool view_requires_grad(tensor *t)
-{
-    return view_sync(t) || tensor_requires_grad(t);
-}
-
-bool should_record(tensor *const *ins, int n)
-{
-    if (!grad_mode_enabled()) return false;
-    for (int i = 0; i < n; i++) {
-        tensor *t = ins[i];
-        if (!t) continue;
-        if (__builtin_expect(t->base != NULL, 0) ? view_requires_grad(t)
-                                                 : t->requires_grad || t->grad_fn)
-            return true;
-    }
-    return false;
-}
+bool view_requires_grad(tensor *t) { return view_sync(t) || tensor_requires_grad(t); }
 
 eng_err grad_accumulator(tensor *leaf, node **out)
 {
-    tmeta *m = tensor_meta(leaf); /* made when the leaf started requiring grad */
-    if (!m) return E_NOMEM;
+    tmeta *m = tensor_meta_peek(leaf); /* made when the leaf started requiring grad */
+    if (!m && !(m = tensor_meta(leaf))) return E_NOMEM;
     node *acc = m->acc;
     long v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
     for (int spins = 0;; spins++) {
@@ -224,17 +162,35 @@ eng_err grad_accumulator(tensor *leaf, node **out)
     return E_OK;
 }
 
-eng_err gradient_edge(tensor *t, edge *e)
+/* A stale view's edge (view_sync may fail or give it a new grad_fn): out of line, views are
+ * rare in the hot path. */
+static __attribute__((noinline)) eng_err view_edge(tensor *t, edge *e);
+
+static inline __attribute__((always_inline)) eng_err edge_of(tensor *t, edge *e)
+{
+    if (__builtin_expect(t->base != NULL, 0)) return view_edge(t, e);
+    e->dtype = t->dtype;
+    e->ndim = t->ndim;
+    node *fn = t->grad_fn;
+    if (fn) {
+        node_retain(fn);
+        e->fn = fn;
+        e->input_nr = t->output_nr;
+        return E_OK;
+    }
+    e->input_nr = 0;
+    e->fn = NULL;
+    return t->requires_grad ? grad_accumulator(t, &e->fn) : E_OK;
+}
+
+static eng_err view_edge(tensor *t, edge *e)
 {
     e->fn = NULL;
     e->input_nr = 0;
-    if (!t) return E_OK;
     e->dtype = t->dtype;
     e->ndim = t->ndim;
-    if (__builtin_expect(t->base != NULL, 0)) {
-        eng_err err = view_sync(t);
-        if (err) return err;
-    }
+    eng_err err = view_sync(t);
+    if (err) return err;
     if (t->grad_fn) {
         node_retain(t->grad_fn);
         e->fn = t->grad_fn;
@@ -243,6 +199,16 @@ eng_err gradient_edge(tensor *t, edge *e)
     }
     if (t->requires_grad) return grad_accumulator(t, &e->fn);
     return E_OK;
+}
+
+eng_err gradient_edge(tensor *t, edge *e)
+{
+    if (!t) {
+        e->fn = NULL;
+        e->input_nr = 0;
+        return E_OK;
+    }
+    return edge_of(t, e);
 }
 
 eng_err node_set_edge(node *n, int i, tensor *t) { return gradient_edge(t, &n->next[i]); }
@@ -267,13 +233,14 @@ eng_err node_save_output(node *n, int i, tensor *t)
 }
 
 /* Attaches without touching n's count: the caller hands over one reference. */
-static void attach_output(node *n, int output_nr, tensor *out)
+static inline __attribute__((always_inline)) void attach_output(node *n, int output_nr,
+                                                                tensor *out)
 {
-    node_release(out->grad_fn);
+    if (out->grad_fn) node_release(out->grad_fn); /* (a fresh result has none) */
     out->grad_fn = n;
     out->output_nr = (uint32_t)output_nr;
     out->requires_grad = 0;
-    node_out_meta(n, output_nr, out);
+    out_meta_set(n, output_nr, out);
     /* A view's grad_fn now reflects its storage as it is (say, a custom function's output
      * written in place inside forward): after the grad_fn, with release (view_stale). */
     if (out->base)
@@ -287,30 +254,61 @@ void node_set_output(node *n, int output_nr, tensor *out)
     attach_output(n, output_nr, out);
 }
 
-node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
-             int n_out, int n_saved, size_t attr_size, eng_err *err)
+/* record past should_record. Inline into record_node for the shapes of the hot ops, whose
+ * counts then fold to constants. */
+static inline __attribute__((always_inline)) node *
+record_body(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs, int n_out,
+            int n_saved, size_t attr_size, eng_err *err)
 {
-    *err = E_OK;
-    if (!should_record(ins, n_in)) return NULL;
     int out_dims = 0;
     for (int o = 0; o < n_out; o++) out_dims += outs[o]->ndim;
-    node *n = node_new(type, n_in, n_saved, n_out, out_dims, attr_size);
-    if (!n) {
+    node_offsets o = node_parts(n_in, n_saved, n_out, attr_size);
+    void *mem = mem_alloc(o.dims + (size_t)out_dims * sizeof(int64_t));
+    if (!mem) {
         *err = err_nomem();
         return NULL;
     }
+    /* The node as node_new makes it, but only what nothing below writes is cleared (every op
+     * records one, most with a few edges and slots: clearing the whole block with memset
+     * cost more than the rest of the layout): the attributes and the saved slots. The edges
+     * and the output metas are written whole here. */
+    node *n = node_header(mem, type, n_in, n_saved, n_out, o);
+    for (size_t k = 0; k < (o.edges - sizeof(node)) / 16; k++)
+        memset(n->attrs + 16 * k, 0, 16);
+    for (int i = 0; i < n_saved; i++) memset(&n->saved[i], 0, sizeof(saved_var));
     for (int i = 0; i < n_in; i++) {
-        eng_err e = node_set_edge(n, i, ins[i]);
+        edge *ed = &n->next[i];
+        if (!ins[i]) {
+            *ed = (edge){0};
+            continue;
+        }
+        eng_err e = edge_of(ins[i], ed);
         if (e) {
+            /* (the edges not made yet hold nothing for node_destroy to release) */
+            for (int j = i + 1; j < n_in; j++) n->next[j].fn = NULL;
             node_release(n);
             *err = e;
             return NULL;
         }
     }
     /* The creator's reference goes to the first output; the others take their own. */
-    for (int o = 1; o < n_out; o++) node_set_output(n, o, outs[o]);
+    for (int k = 1; k < n_out; k++) node_set_output(n, k, outs[k]);
     attach_output(n, 0, outs[0]);
     return n;
+}
+
+node *record_node(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
+                  int n_out, int n_saved, size_t attr_size, eng_err *err)
+{
+    /* binary ops (add: nothing saved, mul: both inputs) and one-input ops with attributes
+     * (the unary ops' uattr), with their counts known to the compiler */
+    if (n_in == 2 && n_out == 1 && attr_size == 0) {
+        if (n_saved == 0) return record_body(type, ins, 2, outs, 1, 0, 0, err);
+        if (n_saved == 2) return record_body(type, ins, 2, outs, 1, 2, 0, err);
+    }
+    if (n_in == 1 && n_out == 1 && n_saved == 1)
+        return record_body(type, ins, 1, outs, 1, 1, attr_size, err);
+    return record_body(type, ins, n_in, outs, n_out, n_saved, attr_size, err);
 }
 
 eng_err record_grad_op(tensor **out, tensor *r, const node_type *type, tensor *g, tensor *y,
@@ -376,7 +374,7 @@ eng_err saved_check(node *n)
     return E_OK;
 }
 
-eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
+eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out)
 {
     saved_var *s = c->own_saved ? &c->own_saved[i] : &n->saved[i];
     if (!s->t) {
@@ -493,20 +491,6 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr)
     /* Inert until the history moves: no hook has that history yet, and retaining needs the
      * meta's history to equal the link's. */
     return node_attach_meta(n, output_nr, m, meta_hist(m) + 1);
-}
-
-void leaf_set_requires_grad(tensor *t, bool want)
-{
-    /* Stored only if it changes: setting it again to what it is, while other threads read it
-     * (zero_grad on a .grad a backward reads, say), must not be a data race. */
-    if (t->requires_grad != want) t->requires_grad = want;
-    tmeta *m = tensor_meta_peek(t);
-    if (!m) return;
-    /* (Read first: the flag rarely changes, and an atomic read-modify-write costs as much
-     * as the rest of the call.) */
-    bool nograd = atomic_load_explicit(&m->acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD;
-    if (want && nograd) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
-    else if (!want && !nograd) atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
 }
 
 void tensor_history_moved(tensor *t)

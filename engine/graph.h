@@ -151,7 +151,9 @@ static inline void node_prefetch(const node *n)
 static inline tmeta *node_leaf_meta(node *acc) { return (tmeta *)((char *)acc - TMETA_HEAD); }
 
 /* ---- grad mode (per thread) ---- */
-bool grad_mode_enabled(void);
+/* (initial-exec: read on every op; the general TLS model costs a call each time) */
+extern _Thread_local bool grad_disabled __attribute__((tls_model("initial-exec")));
+static inline bool grad_mode_enabled(void) { return !grad_disabled; }
 bool grad_mode_set(bool enabled); /* returns previous */
 bool anomaly_mode_enabled(void);
 bool anomaly_mode_set(bool enabled);
@@ -171,9 +173,18 @@ static inline void node_unlock(node *n) { atomic_store_explicit(&n->busy, 0, mem
 
 /* ---- lifetime ---- */
 static inline void node_retain(node *n) { atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); }
-void node_release(node *n);
 void node_destroy(node *n);           /* for tensor.c's reclaim loop */
 void reclaim_node(node *n);           /* in tensor.c */
+void acc_release(node *n);            /* an AccumulateGrad node's (see node_release) */
+/* (inline: every tensor that dies and every node destroyed releases its nodes) */
+static inline void node_release(node *n)
+{
+    if (!n) return;
+    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): see
+     * acc_release. */
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) acc_release(n);
+    else if (refs_drop(&n->refs)) reclaim_node(n);
+}
 static inline node *node_dead_next(node *n) { return n->dead_next; }
 static inline void node_set_dead_next(node *n, node *next) { n->dead_next = next; }
 static inline void *node_attrs(node *n) { return n->attrs; }
@@ -181,7 +192,22 @@ static inline void *node_attrs(node *n) { return n->attrs; }
 /* ---- recording ---- */
 /** True when an op on these inputs must record a node (grad mode on, an input requires
  *  grad). NULL entries are ignored. */
-bool should_record(tensor *const *ins, int n);
+bool view_requires_grad(tensor *t); /* (a view: see should_record) */
+static inline bool should_record(tensor *const *ins, int n)
+{
+    if (!grad_mode_enabled()) return false;
+    for (int i = 0; i < n; i++) {
+        tensor *t = ins[i];
+        if (!t) continue;
+        /* A stale view may require grad only once up to date (its base took a history in
+         * place). If that fails, it is recorded, and record's gradient_edge meets the error
+         * again. */
+        if (__builtin_expect(t->base != NULL, 0) ? view_requires_grad(t)
+                                                 : t->requires_grad || t->grad_fn)
+            return true;
+    }
+    return false;
+}
 /* Where a node's parts start in its block: edges, saved variables, output metas, dims. */
 typedef struct node_offsets {
     size_t edges, saved, outs, dims;
@@ -205,9 +231,66 @@ static inline size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims
 {
     return node_parts(n_next, n_saved, n_out, attr_size).dims + (size_t)out_dims * sizeof(int64_t);
 }
+
+/* The header of a node laid out in `mem` as node_parts gives it, every field written once
+ * (zeros included) instead of clearing the block and then writing half of the header again.
+ * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
+ * The parts after the header are the caller's. */
+static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
+                                                               int n_next, int n_saved,
+                                                               int n_out, node_offsets o)
+{
+    node *n = mem;
+    atomic_init(&n->refs, 1);
+    n->type = type;
+    n->next = (edge *)((char *)n + o.edges);
+    n->saved = (saved_var *)((char *)n + o.saved);
+    n->variable = NULL;
+    atomic_init(&n->sched_owner, 0);
+    n->n_next = (uint16_t)n_next;
+    n->n_out = (uint16_t)n_out;
+    n->n_saved = (uint16_t)n_saved;
+    atomic_init(&n->flags, 0);
+    n->sched_idx = 0;
+    atomic_init(&n->busy, 0);
+    n->elems = 0;
+    n->name = type->name;
+    n->outs = (out_meta *)((char *)n + o.outs);
+    n->dims = (int64_t *)((char *)n + o.dims);
+    n->hooked = NULL;
+    n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
+    n->dims_used = 0;
+    n->dead_next = NULL;
+    return n;
+}
+
+/* Records like's dtype and shape as output o's metadata (inline for record: a 0-d output
+ * copies no sizes, and a call to memcpy for none cost more than the rest). */
+static inline __attribute__((always_inline)) void out_meta_set(node *n, int o, const tensor *like)
+{
+    out_meta *m = &n->outs[o];
+    int nd = like->ndim;
+    m->dtype = like->dtype;
+    m->ndim = (uint8_t)nd;
+    m->shape = n->dims + n->dims_used;
+    n->dims_used = (uint16_t)(n->dims_used + nd);
+    n->elems += like->numel;
+    for (int d = 0; d < nd; d++) m->shape[d] = like->shape[d];
+}
+
 /** Lays out an idle (refcount 0) AccumulateGrad node in `mem` (node_bytes(0, 0, 1, 0)) for
- *  `leaf`; grad_accumulator brings it to life. */
-node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf);
+ *  `leaf`; grad_accumulator brings it to life. (Inline: every leaf that requires grad comes
+ *  through here, from tensor_meta.) */
+static inline node *node_init_embedded(void *mem, const node_type *type, const tensor *leaf)
+{
+    /* (no edges, no saved slots, no attributes, one output meta, written whole) */
+    node *n = node_header(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
+    atomic_init(&n->refs, 0);
+    atomic_init(&n->flags, NODE_EMBEDDED);
+    out_meta_set(n, 0, leaf);
+    return n;
+}
+
 /** A zeroed node with room for the given counts, out_dims output sizes in all (the sum of
  *  the outputs' ndim) and attr_size bytes of op attributes. */
 node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int out_dims,
@@ -256,8 +339,18 @@ void node_set_output(node *n, int output_nr, tensor *out);
 /** The usual case in one call: when should_record(ins), a node of `type` with one edge per
  *  input, the outputs attached, room for n_saved and attr_size; else NULL with *err = E_OK.
  *  On failure NULL with *err set (the outputs are untouched). */
-node *record(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
-             int n_out, int n_saved, size_t attr_size, eng_err *err);
+node *record_node(const node_type *type, tensor *const *ins, int n_in, tensor *const *outs,
+                  int n_out, int n_saved, size_t attr_size, eng_err *err);
+/* (inline up to the test that most calls stop at: under no_grad, and in every backward
+ * formula without create_graph) */
+static inline node *record(const node_type *type, tensor *const *ins, int n_in,
+                           tensor *const *outs, int n_out, int n_saved, size_t attr_size,
+                           eng_err *err)
+{
+    *err = E_OK;
+    if (!should_record(ins, n_in)) return NULL;
+    return record_node(type, ins, n_in, outs, n_out, n_saved, attr_size, err);
+}
 /** For a gradient that is an op of its own (tanh_backward, _softmax_backward_data, GELU's,
  *  softplus'), r = f(g, y): records `type` over (g, y) with attr_size bytes of attributes
  *  copied from attr, saving g in slot 0 where y requires grad (only the formula in y reads
@@ -266,7 +359,21 @@ eng_err record_grad_op(tensor **out, tensor *r, const node_type *type, tensor *g
                        const void *attr, size_t attr_size);
 
 /** The saved tensor in slot i (borrowed for the formula's duration), checking its version. */
-eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out);
+eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out);
+/* (inline for the common case, a slot still held by the node, no in-place op anywhere
+ * since it was recorded, and nothing to unpack: every formula reads its slots through here) */
+static inline eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
+{
+    const saved_var *s = &n->saved[i];
+    if (__builtin_expect(!c->own_saved && s->t && !(s->is_output && c->create_graph) &&
+                             n->epoch == atomic_load_explicit(&inplace_epoch,
+                                                              memory_order_acquire),
+                         1)) {
+        *out = s->t;
+        return E_OK;
+    }
+    return saved_get_slow(n, c, i, out);
+}
 /** Checks that n's saved variables were not freed by an earlier backward. (Versions are
  *  checked when the formula reads them: reading every saved tensor's storage up front
  *  cost a cache miss per node, 10% of a scalar graph's time.) */
@@ -325,7 +432,20 @@ eng_err tensor_history_reserve(tensor *t, node *n, uint32_t output_nr);
 void tensor_history_moved(tensor *t);
 /** Sets leaf t's requires_grad flag (t has no grad_fn). Graphs recorded while it required
  *  grad keep their edge to its AccumulateGrad node, which then, as PyTorch's, drops what
- *  reaches it while the flag is off: .grad is left as it is. */
-void leaf_set_requires_grad(tensor *t, bool want);
+ *  reaches it while the flag is off: .grad is left as it is. (Inline: every leaf made to
+ *  require grad comes through here.) */
+static inline void leaf_set_requires_grad(tensor *t, bool want)
+{
+    /* Stored only if it changes: setting it again to what it is, while other threads read it
+     * (zero_grad on a .grad a backward reads, say), must not be a data race. */
+    if (t->requires_grad != want) t->requires_grad = want;
+    tmeta *m = tensor_meta_peek(t);
+    if (!m) return;
+    /* (Read first: the flag rarely changes, and an atomic read-modify-write costs as much
+     * as the rest of the call.) */
+    bool nograd = atomic_load_explicit(&m->acc->flags, memory_order_relaxed) & NODE_LEAF_NOGRAD;
+    if (want && nograd) atomic_fetch_and(&m->acc->flags, (unsigned char)~NODE_LEAF_NOGRAD);
+    else if (!want && !nograd) atomic_fetch_or(&m->acc->flags, NODE_LEAF_NOGRAD);
+}
 
 #endif

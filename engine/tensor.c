@@ -58,18 +58,6 @@ void contiguous_strides(const int64_t *shape, int ndim, int64_t *strides)
     }
 }
 
-static tensor *header_new(int ndim)
-{
-    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
-    if (!t) return NULL;
-    memset(t, 0, sizeof *t);
-    t->shape = (int64_t *)(t + 1);
-    t->strides = t->shape + ndim;
-    atomic_init(&t->refs, 1);
-    atomic_init(&t->meta, NULL);
-    return t;
-}
-
 /* A new tensor is one allocation: its header, its storage, then the data (64-byte aligned
  * when larger than a cache line). The header outlives its own release while views keep the
  * storage alive; the storage frees the whole block. */
@@ -114,56 +102,13 @@ tensor *tensor_new_strided(dtype dt, const int64_t *shape, int ndim, const int64
         return NULL;
     }
     tensor *t = (tensor *)block;
-    memset(t, 0, sizeof *t);
-    atomic_init(&t->refs, 1);
-    atomic_init(&t->meta, NULL);
-    t->shape = (int64_t *)(t + 1);
-    t->strides = t->shape + ndim;
     storage *st = (storage *)((char *)(t + 1) + dims);
-    atomic_init(&st->refs, 1);
-    atomic_init(&st->version, 0);
-    atomic_init(&st->pend, 0);
-    st->wpos = 0;
-    st->nbytes = nbytes;
-    st->data = block + off;
-    st->block = block;
-    st->block_aligned = big;
-    t->st = st;
-    t->dtype = (uint8_t)dt;
-    t->ndim = (uint8_t)ndim;
-    t->numel = numel;
+    header_init(t, st, dt, ndim, numel, 0);
+    storage_init(st, block, nbytes, off, big);
     if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
     if (strides) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
     else contiguous_strides(shape, ndim, t->strides);
     if (extent > numel) memset(st->data, 0, nbytes);
-    return t;
-}
-
-tensor *tensor_new_scalar(dtype dt)
-{
-    /* The 0-d case of tensor_new, without the generic shape handling: scalar graphs make
-     * hundreds of thousands of these. */
-    enum { OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15 };
-    char *block = mem_alloc(OFF + 8);
-    if (!block) {
-        err_nomem();
-        return NULL;
-    }
-    tensor *t = (tensor *)block;
-    storage *st = (storage *)(t + 1);
-    /* (one initializer: the compiler stores each field once, zeros included, instead of
-     * clearing the header and then writing half of it again) */
-    *t = (tensor){.st = st, .numel = 1, .dtype = (uint8_t)dt, .shape = (int64_t *)(t + 1),
-                  .strides = (int64_t *)(t + 1)};
-    atomic_init(&t->refs, 1);
-    atomic_init(&st->refs, 1);
-    atomic_init(&st->version, 0);
-    atomic_init(&st->pend, 0);
-    st->wpos = 0;
-    st->nbytes = dtype_size(dt);
-    st->data = block + OFF;
-    st->block = block;
-    st->block_aligned = false;
     return t;
 }
 
@@ -178,23 +123,19 @@ tensor *tensor_new_preserve(const tensor *t, dtype dt)
 tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
                      int64_t offset)
 {
-    tensor *t = header_new(ndim);
+    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
     if (!t) {
         err_nomem();
         return NULL;
     }
     atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
-    t->st = src->st;
-    t->dtype = src->dtype;
-    t->ndim = (uint8_t)ndim;
-    t->offset = offset;
     int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    header_init(t, src->st, src->dtype, ndim, n, offset);
     for (int i = 0; i < ndim; i++) {
         t->shape[i] = shape[i];
         t->strides[i] = strides[i];
-        n *= shape[i];
     }
-    t->numel = n;
     return t;
 }
 
@@ -227,16 +168,26 @@ static void meta_orphaned(tmeta *m)
     tensor_release(g);
 }
 
-static void tensor_destroy(tensor *t)
+/* t's meta, as t dies (out of line: most tensors have none, and tensor_release keeps fewer
+ * registers without it). */
+static __attribute__((noinline)) void meta_drop(tmeta *m)
+{
+    /* (No link can be added now: attaching one takes the tensor.) */
+    if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) meta_orphaned(m);
+    tmeta_release(m);
+}
+
+/* (reclaim.draining is set) */
+static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
-    if (m) {
-        /* (No link can be added now: attaching one takes the tensor.) */
-        if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) meta_orphaned(m);
-        tmeta_release(m);
-    }
+    if (m) meta_drop(m);
     node_release(t->grad_fn);
-    tensor_release(t->base);
+    tensor *base = t->base;
+    if (base && refs_drop(&base->refs)) { /* (tensor_release, while draining) */
+        base->dead_next = reclaim.tensors;
+        reclaim.tensors = base;
+    }
     /* A header made with its storage lives in the storage's block: the storage frees it. */
     bool embedded = t->st->block == (void *)t;
     storage_release(t->st);
@@ -255,9 +206,9 @@ static void prefetch_dying(const struct node *n)
         if (n->saved[i].t) __builtin_prefetch(n->saved[i].t, 1);
 }
 
+/* Destroys what the lists hold (the caller set `draining`). */
 static void drain(void)
 {
-    reclaim.draining = true;
     for (;;) {
         if (reclaim.tensors) {
             tensor *t = reclaim.tensors;
@@ -273,19 +224,35 @@ static void drain(void)
             break;
         }
     }
-    reclaim.draining = false;
 }
 
+/* The first release on a thread destroys its object at once, as drain would pop it first,
+ * and drains only if that released more (a tensor whose grad_fn lives on, a gradient, a
+ * leaf: most releases free one block): drain's loop kept six registers that every release
+ * saved and restored. */
 void tensor_release(tensor *t)
 {
     if (!t || !refs_drop(&t->refs)) return;
-    t->dead_next = reclaim.tensors;
-    reclaim.tensors = t;
-    if (!reclaim.draining) drain();
+    if (reclaim.draining) {
+        t->dead_next = reclaim.tensors;
+        reclaim.tensors = t;
+        return;
+    }
+    reclaim.draining = true;
+    tensor_destroy(t);
+    if (reclaim.tensors || reclaim.nodes) drain();
+    reclaim.draining = false;
 }
 
 void reclaim_node(struct node *n)
 {
+    if (!reclaim.draining) {
+        reclaim.draining = true;
+        node_destroy(n);
+        if (reclaim.tensors || reclaim.nodes) drain();
+        reclaim.draining = false;
+        return;
+    }
     /* n's first line is in cache (its count just dropped); its edges and saved slots are
      * what prefetch_dying will read. */
     __builtin_prefetch(n->next);
@@ -293,7 +260,6 @@ void reclaim_node(struct node *n)
     if (reclaim.nodes_tail) node_set_dead_next(reclaim.nodes_tail, n);
     else reclaim.nodes = n;
     reclaim.nodes_tail = n;
-    if (!reclaim.draining) drain();
 }
 
 /* ---- geometry ---------------------------------------------------------------------------- */
@@ -588,7 +554,7 @@ tmeta *tensor_meta(tensor *t)
      * memset of the block before either cost a tenth of ag_tensor_set_requires_grad). */
     *fresh = (tmeta){.next_hook_id = 1};
     atomic_init(&fresh->refs, 1);
-    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* unpublished (header_new) */
+    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* (unpublished) */
     fresh->acc = node_init_embedded((char *)fresh + head, &ACCUMULATE_GRAD, t);
     tmeta *expected = NULL;
     if (!atomic_compare_exchange_strong(&t->meta, &expected, fresh)) {

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "dtype.h"
 #include "error.h"
 
@@ -85,8 +86,65 @@ enum view_kind { VK_DEFAULT = 0, VK_NO_GRAD = 1, VK_MULTI = 2, VK_CUSTOM = 3 };
 /* ---- creation (no autograd) ---- */
 /** A new contiguous, uninitialised tensor; NULL (E_NOMEM/E_INVAL set) on failure. */
 tensor *tensor_new(dtype dt, const int64_t *shape, int ndim);
-/** A new 0-d tensor (the fast path of tensor_new). */
-tensor *tensor_new_scalar(dtype dt);
+/* Every field of a fresh header (its sizes and strides follow it in its block) written once,
+ * zeros included. (Not with one initializer of the whole struct, nor memset and then the
+ * fields: gcc compiled both to a `rep stos` clearing the header first, as costly as the rest
+ * of making a 0-d tensor, which scalar graphs do several times per node.) */
+static inline __attribute__((always_inline)) void header_init(tensor *t, storage *st, int dt,
+                                                              int ndim, int64_t numel,
+                                                              int64_t offset)
+{
+    atomic_init(&t->refs, 1);
+    t->st = st;
+    t->offset = offset;
+    t->numel = numel;
+    t->dtype = (uint8_t)dt;
+    t->ndim = (uint8_t)ndim;
+    t->requires_grad = 0;
+    t->output_nr = 0;
+    t->shape = (int64_t *)(t + 1);
+    t->strides = t->shape + ndim;
+    t->grad_fn = NULL;
+    t->base = NULL;
+    atomic_init(&t->meta, NULL);
+    atomic_flag_clear_explicit(&t->view_lock, memory_order_relaxed); /* (unpublished) */
+    t->view_kind = 0;
+    atomic_init(&t->view_version, 0);
+    t->dead_next = NULL;
+}
+
+/* The storage of a tensor made with it: the whole block is its to free. */
+static inline __attribute__((always_inline)) void storage_init(storage *st, void *block,
+                                                               size_t nbytes, size_t off,
+                                                               bool aligned)
+{
+    atomic_init(&st->refs, 1);
+    atomic_init(&st->version, 0);
+    st->nbytes = nbytes;
+    st->data = (char *)block + off;
+    st->block = block;
+    st->block_aligned = aligned;
+    st->wpos = 0;
+    atomic_init(&st->pend, 0);
+}
+
+/** A new 0-d tensor (the fast path of tensor_new; inline: scalar graphs make several per
+ *  node). */
+static inline tensor *tensor_new_scalar(dtype dt)
+{
+    /* The 0-d case of tensor_new, without the generic shape handling. */
+    enum { OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15 };
+    char *block = mem_alloc(OFF + 8);
+    if (!block) {
+        err_nomem();
+        return NULL;
+    }
+    tensor *t = (tensor *)block;
+    storage *st = (storage *)(t + 1);
+    header_init(t, st, dt, 0, 1, 0);
+    storage_init(st, block, dtype_size(dt), OFF, false);
+    return t;
+}
 /** A new tensor shaped like t (contiguous). */
 tensor *tensor_new_like(const tensor *t, dtype dt);
 /* A new tensor of t's shape with strides as given (a dense layout), or contiguous for NULL. */

@@ -118,8 +118,33 @@ static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
     return E_OK;
 }
 
+/* Both operands 0-d, of one float dtype, with no pending work (defer.h): the op's loop on
+ * their two elements gives the result at once. This is what ew_map does for them
+ * (all_scalar, ew_map_scalar: same dtype, loop, tensor and bits), without its generic
+ * dispatch, which cost more than the rest of a scalar op (a scalar graph makes several per
+ * node, forward and backward). */
+static inline bool scalar_pair(const tensor *a, const tensor *b)
+{
+    return (a->ndim | b->ndim) == 0 && a->dtype == b->dtype &&
+           dtype_is_float((dtype)a->dtype) &&
+           (atomic_load_explicit(&a->st->pend, memory_order_acquire) |
+            atomic_load_explicit(&b->st->pend, memory_order_acquire)) == 0;
+}
+
+static eng_err scalar_pair_raw(tensor **out, tensor *a, tensor *b, iter_loop loop)
+{
+    tensor *r = tensor_new_scalar((dtype)a->dtype);
+    if (!r) return err_kind();
+    static const int64_t st[3];
+    char *d[3] = {tensor_data_unchecked(r), tensor_data_unchecked(a), tensor_data_unchecked(b)};
+    loop(d, st, 1, NULL);
+    *out = r;
+    return E_OK;
+}
+
 static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 {
+    if (scalar_pair(a, b)) return scalar_pair_raw(out, a, b, bin_loops[op][a->dtype]);
     dtype dt = DT_F32; /* (set by binary_dtype on success) */
     eng_err e = binary_dtype(a, b, op, &dt);
     if (e) return e;
@@ -279,8 +304,15 @@ static eng_err mul_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     tensor *a, *b;
     eng_err e;
     if ((e = saved_get(n, c, 0, &a)) || (e = saved_get(n, c, 1, &b))) return e;
-    if (c->needed[0] && (e = op_mul(&gout[0], gin[0], b))) return e;
-    if (c->needed[1] && (e = op_mul(&gout[1], gin[0], a))) return e;
+    /* (with grad mode off, as backward runs formulas without create_graph, op_mul records
+     * nothing: its product alone, without the op's frame) */
+    bool rec = grad_mode_enabled();
+    if (c->needed[0] &&
+        (e = rec ? op_mul(&gout[0], gin[0], b) : binary_raw(&gout[0], gin[0], b, B_MUL)))
+        return e;
+    if (c->needed[1] &&
+        (e = rec ? op_mul(&gout[1], gin[0], a) : binary_raw(&gout[1], gin[0], a, B_MUL)))
+        return e;
     return E_OK;
 }
 static const node_type MUL_BW = {"MulBackward0", mul_backward, NULL};
