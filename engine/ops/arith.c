@@ -118,37 +118,18 @@ static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
     return E_OK;
 }
 
-/* Both operands 0-d, of one float dtype, with no pending work (defer.h): the op's loop on
- * their two elements gives the result at once. This is what ew_map does for them
- * (all_scalar, ew_map_scalar: same dtype, loop, tensor and bits), without its generic
- * dispatch, which cost more than the rest of a scalar op (a scalar graph makes several per
- * node, forward and backward). */
-static inline bool scalar_pair(const tensor *a, const tensor *b)
-{
-    return (a->ndim | b->ndim) == 0 && a->dtype == b->dtype &&
-           dtype_is_float((dtype)a->dtype) &&
-           (atomic_load_explicit(&a->st->pend, memory_order_acquire) |
-            atomic_load_explicit(&b->st->pend, memory_order_acquire)) == 0;
-}
-
-static eng_err scalar_pair_raw(tensor **out, tensor *a, tensor *b, iter_loop loop)
-{
-    tensor *r = tensor_new_scalar((dtype)a->dtype);
-    if (!r) return err_kind();
-    static const int64_t st[3];
-    char *d[3] = {tensor_data_unchecked(r), tensor_data_unchecked(a), tensor_data_unchecked(b)};
-    loop(d, st, 1, NULL);
-    *out = r;
-    return E_OK;
-}
-
 static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 {
-    if (scalar_pair(a, b)) return scalar_pair_raw(out, a, b, bin_loops[op][a->dtype]);
-    dtype dt = DT_F32; /* (set by binary_dtype on success) */
-    eng_err e = binary_dtype(a, b, op, &dt);
-    if (e) return e;
+    /* Two 0-d operands of one float dtype: that dtype, the op's loop on them at once. */
     tensor *ins[2] = {a, b};
+    eng_err e;
+    if (dtype_is_float((dtype)a->dtype) &&
+        ew_scalar_now(&e, out, (dtype)a->dtype, (dtype)a->dtype, ins, 2, bin_loops[op][a->dtype],
+                      NULL))
+        return e;
+    dtype dt = DT_F32; /* (set by binary_dtype on success) */
+    e = binary_dtype(a, b, op, &dt);
+    if (e) return e;
     return ew_map(out, dt, dt, ins, 2, bin_loops[op][dt], NULL, 0, PAR_GRAIN_CHEAP);
 }
 

@@ -234,8 +234,7 @@ __attribute__((noinline)) static eng_err ew_map_layout(tensor **out, dtype odt, 
 
 /* Operands that are all 0-d and of the loop's dtype: no broadcasting, no conversion, no
  * iterator. Checked before ew_map_layout is entered: that function's frame (shapes, casts,
- * the iterator) cost more to set up than this case costs to run (scalar graphs make several
- * such ops per node). */
+ * the iterator) cost more to set up than this case costs to run. */
 static inline bool all_scalar(tensor *const *ins, int nin, dtype idt)
 {
     for (int k = 0; k < nin; k++)
@@ -243,8 +242,8 @@ static inline bool all_scalar(tensor *const *ins, int nin, dtype idt)
     return true;
 }
 
-/* The 0-d case with an operand still pending (defer.h): queued behind it, or computed once
- * it is ready. (Out of line: the common case keeps a small frame.) */
+/* The 0-d case that ew_scalar_now leaves, an operand still pending (defer.h): queued behind
+ * it, or computed once it is ready. (Out of line: the common case keeps a small frame.) */
 __attribute__((noinline)) static eng_err ew_map_scalar_pending(tensor **out, dtype odt,
                                                                tensor *const *ins, int nin,
                                                                iter_loop loop,
@@ -258,39 +257,22 @@ __attribute__((noinline)) static eng_err ew_map_scalar_pending(tensor **out, dty
     return E_OK;
 }
 
-static eng_err ew_map_scalar(tensor **out, dtype odt, tensor *const *ins, int nin,
-                             iter_loop loop, const double *params, int np)
-{
-    /* (one look at each operand's pending work serves both the choice to queue and the
-     * reads: scalar graphs make several such ops per node) */
-    char *d[ITER_MAX_ARGS];
-    bool pending = false;
-    for (int k = 0; k < nin; k++) {
-        pending |= atomic_load_explicit(&ins[k]->st->pend, memory_order_acquire) != 0;
-        d[k + 1] = tensor_data_unchecked(ins[k]);
-    }
-    if (__builtin_expect(pending, 0))
-        return ew_map_scalar_pending(out, odt, ins, nin, loop, params, np);
-    tensor *r = tensor_new_scalar(odt);
-    if (!r) return err_kind();
-    static const int64_t st[ITER_MAX_ARGS];
-    d[0] = tensor_data_unchecked(r); /* fresh */
-    loop(d, st, 1, (void *)params);
-    *out = r;
-    return E_OK;
-}
-
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                const double *params, int np, int64_t grain)
 {
-    if (all_scalar(ins, nin, idt)) return ew_map_scalar(out, odt, ins, nin, loop, params, np);
+    eng_err e;
+    if (ew_scalar_now(&e, out, odt, idt, ins, nin, loop, params)) return e;
+    if (all_scalar(ins, nin, idt))
+        return ew_map_scalar_pending(out, odt, ins, nin, loop, params, np);
     return ew_map_layout(out, odt, idt, ins, nin, loop, params, np, grain, false);
 }
 
 eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop loop,
                        const double *params, int np, int64_t grain)
 {
-    if (all_scalar(&a, 1, idt)) return ew_map_scalar(out, odt, &a, 1, loop, params, np);
+    eng_err e;
+    if (ew_scalar_now(&e, out, odt, idt, &a, 1, loop, params)) return e;
+    if (all_scalar(&a, 1, idt)) return ew_map_scalar_pending(out, odt, &a, 1, loop, params, np);
     return ew_map_layout(out, odt, idt, &a, 1, loop, params, np, grain, true);
 }
 

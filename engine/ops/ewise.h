@@ -33,6 +33,36 @@ eng_err cast_raw(tensor **out, tensor *t, dtype dt);
  *  the parameters, when the result or an operand is next accessed. */
 eng_err ew_map(tensor **out, dtype odt, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                const double *params, int np, int64_t grain);
+/** ew_map's 0-d case, inline for the ops that scalar graphs make several of per node (forward
+ *  and backward): when ins[0..nin) (nin <= ITER_MAX_ARGS - 1) are all 0-d, of dtype idt and
+ *  with no pending work (defer.h), runs `loop` on their elements at once into a fresh 0-d
+ *  tensor of dtype odt (*out; *e says whether that allocation failed) and returns true. It
+ *  returns false, having done nothing, otherwise: ew_map then takes the operands (a pending
+ *  one is queued behind, out of line). ew_map's generic dispatch costs more than the rest of
+ *  such an op; this gives the same tensor, dtype and bits. */
+static inline bool ew_scalar_now(eng_err *e, tensor **out, dtype odt, dtype idt,
+                                 tensor *const *ins, int nin, iter_loop loop,
+                                 const double *params)
+{
+    for (int k = 0; k < nin; k++)
+        if (ins[k]->ndim != 0 || ins[k]->dtype != idt ||
+            atomic_load_explicit(&ins[k]->st->pend, memory_order_acquire) != 0)
+            return false;
+    tensor *r = tensor_new_scalar(odt);
+    if (!r) {
+        *e = err_kind();
+        return true;
+    }
+    static const int64_t st[ITER_MAX_ARGS];
+    char *d[ITER_MAX_ARGS];
+    d[0] = tensor_data_unchecked(r); /* fresh */
+    for (int k = 0; k < nin; k++) d[k + 1] = tensor_data_unchecked(ins[k]);
+    loop(d, st, 1, (void *)params);
+    *out = r;
+    *e = E_OK;
+    return true;
+}
+
 /** ew_map of `a` and a scalar in params, laid out as PyTorch lays out a + 2 (the scalar is an
  *  operand of another shape there: no fast layout path, which matters for the strides of
  *  size-1 dimensions only). */

@@ -132,31 +132,6 @@ static eng_err unary_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     return e ? e : at->f->grad(&gout[0], gin[0], s, at, !c->create_graph);
 }
 
-/* ew_map for operands that are all 0-d, of dtype dt, with no pending work (defer.h): the
- * loop on their elements at once, as ew_map does for them (all_scalar, ew_map_scalar: same
- * tensor, loop and bits) without its generic dispatch, which cost more than the rest of a
- * scalar op. False (nothing done) when they are not. */
-static inline bool scalar_map(eng_err *e, tensor **out, dtype dt, tensor *const *ins, int nin,
-                              iter_loop loop, const double *params)
-{
-    for (int k = 0; k < nin; k++)
-        if (ins[k]->ndim != 0 || ins[k]->dtype != dt ||
-            atomic_load_explicit(&ins[k]->st->pend, memory_order_acquire) != 0)
-            return false;
-    tensor *r = tensor_new_scalar(dt);
-    if (!r) {
-        *e = err_kind();
-        return true;
-    }
-    static const int64_t st[3];
-    char *d[3] = {tensor_data_unchecked(r)};
-    for (int k = 0; k < nin; k++) d[k + 1] = tensor_data_unchecked(ins[k]);
-    loop(d, st, 1, (void *)params);
-    *out = r;
-    *e = E_OK;
-    return true;
-}
-
 static eng_err unary_apply(tensor **out, tensor *a, const ufunc *f, const double *params)
 {
     dtype dt = (dtype)a->dtype;
@@ -165,7 +140,7 @@ static eng_err unary_apply(tensor **out, tensor *a, const ufunc *f, const double
         return err_set(E_DTYPE, "%s is not implemented for %s tensors", f->name, dtype_name(dt));
     tensor *r = NULL;
     eng_err e;
-    if (!scalar_map(&e, &r, dt, &a, 1, f->loops[dt], params))
+    if (!ew_scalar_now(&e, &r, dt, dt, &a, 1, f->loops[dt], params))
         e = ew_map(&r, dt, dt, &a, 1, f->loops[dt], params, params ? 4 : 0, f->grain);
     if (e) return e;
     if (dtype_is_float(dt)) {
@@ -199,7 +174,7 @@ static eng_err fused(tensor **gout, tensor *a, tensor *b, iter_loop f32, iter_lo
     dtype dt = (dtype)b->dtype;
     tensor *ins[2] = {a, b};
     eng_err e;
-    if (scalar_map(&e, gout, dt, ins, 2, pick(&lp, dt), NULL)) return e;
+    if (ew_scalar_now(&e, gout, dt, dt, ins, 2, pick(&lp, dt), NULL)) return e;
     return ew_map(gout, dt, dt, ins, 2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
 }
 
