@@ -166,7 +166,6 @@ static void release_all(tensor **t, int n)
     for (int i = 0; i < n; i++) tensor_release(t[i]);
 }
 
-/* A fused backward kernel over (g, y), in y's dtype. */
 /* A fused backward kernel over (a, b), in the loop's order (see FUSED_LOOPS). */
 static eng_err fused(tensor **gout, tensor *a, tensor *b, iter_loop f32, iter_loop f64)
 {
@@ -307,16 +306,18 @@ static eng_err act_bw_op(tensor **out, tensor *g, tensor *y, act_kind k)
                                   sizeof k);
 }
 
+/* fu: grad mode is off, act_bw_op's record_grad_op would record nothing: the kernel alone. */
 static eng_err tanh_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
 {
-    (void)at, (void)fu;
-    return act_bw_op(go, g, y, ACT_TANH);
+    (void)at;
+    return fu ? fused(go, g, y, tanh_bw_f32, tanh_bw_f64) : act_bw_op(go, g, y, ACT_TANH);
 }
 
 static eng_err sigmoid_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bool fu)
 {
-    (void)at, (void)fu;
-    return act_bw_op(go, g, y, ACT_SIGMOID);
+    (void)at;
+    return fu ? fused(go, g, y, sigmoid_bw_f32, sigmoid_bw_f64)
+              : act_bw_op(go, g, y, ACT_SIGMOID);
 }
 
 /* relu's and leaky_relu's gradients gate g by the sign of a reference (relu: its output,
