@@ -169,12 +169,25 @@ static void meta_orphaned(tmeta *m)
 }
 
 /* t's meta, as t dies (out of line: most tensors have none, and tensor_release keeps fewer
- * registers without it). */
+ * registers without it). (reclaim.draining is set) */
 static __attribute__((noinline)) void meta_drop(tmeta *m)
 {
     /* (No link can be added now: attaching one takes the tensor.) */
-    if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) meta_orphaned(m);
-    tmeta_release(m);
+    if (atomic_load_explicit(&m->refs, memory_order_acquire) > 1) {
+        meta_orphaned(m);
+        tmeta_release(m);
+        return;
+    }
+    /* The only reference (a leaf's meta, no node output linked to it): tmeta_release's work
+     * without its second look at the count, the gradient pushed as tensor_release would push
+     * it while draining, and no call for the hooks that most metas lack. */
+    tensor *g = m->grad;
+    if (g && refs_drop(&g->refs)) {
+        g->dead_next = reclaim.tensors;
+        reclaim.tensors = g;
+    }
+    if (m->hooks) hook_release(m->hooks);
+    mem_free(m);
 }
 
 /* (reclaim.draining is set) */
