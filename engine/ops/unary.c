@@ -273,7 +273,10 @@ static eng_err cos_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool
  * in y, G (-2 y g) for tanh and G g (-2 y + 1) for sigmoid. */
 typedef enum act_kind { ACT_TANH, ACT_SIGMOID } act_kind;
 
-static eng_err act_bw_op(tensor **out, tensor *g, tensor *y, act_kind k);
+/* (Out of line: inlined, its frame was set up in tanh_grad and sigmoid_grad on the fused
+ * path too, which backward without create_graph takes.) */
+__attribute__((noinline)) static eng_err act_bw_op(tensor **out, tensor *g, tensor *y,
+                                                   act_kind k);
 
 static eng_err act_bwbw_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
