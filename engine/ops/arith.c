@@ -120,16 +120,19 @@ static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
 
 static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 {
-    /* Two 0-d operands of one float dtype: that dtype, the op's loop on them at once. */
-    tensor *ins[2] = {a, b};
+    /* Two 0-d operands of one float dtype: that dtype, the op's loop on them at once. (Their
+     * own array: the one ew_map takes below lives in memory, and was stored before this.) */
     eng_err e;
-    if (dtype_is_float((dtype)a->dtype) &&
-        ew_scalar_now(&e, out, (dtype)a->dtype, (dtype)a->dtype, ins, 2, bin_loops[op][a->dtype],
-                      NULL))
-        return e;
+    if (dtype_is_float((dtype)a->dtype)) {
+        tensor *const pair[2] = {a, b};
+        if (ew_scalar_now(&e, out, (dtype)a->dtype, (dtype)a->dtype, pair, 2,
+                          bin_loops[op][a->dtype], NULL))
+            return e;
+    }
     dtype dt = DT_F32; /* (set by binary_dtype on success) */
     e = binary_dtype(a, b, op, &dt);
     if (e) return e;
+    tensor *ins[2] = {a, b};
     return ew_map(out, dt, dt, ins, 2, bin_loops[op][dt], NULL, 0, PAR_GRAIN_CHEAP);
 }
 
