@@ -135,6 +135,7 @@ typedef struct freestack {
     uint32_t sorted; /* v[0, sorted) is in address order, lowest on top (see restack) */
     uint32_t keep;   /* blocks kept at most (see KEEP_SLACK), saturating */
     uint32_t lim;    /* mem_free pushes without the slow path while n < lim (<= cap) */
+    uintptr_t hi, lo; /* the lowest and highest block at the last restack (restack's guess) */
 } freestack;
 
 /* A thread keeps at most as many free blocks of a class as it carved plus KEEP_SLACK; a free
@@ -573,40 +574,78 @@ static void large_give(block_hdr *h, size_t cap)
 #define RADIX_PASSES 6 /* 6 x 11 + KEY_SHIFT bits: any two addresses */
 #define KEY_SHIFT 8
 
+/* The digits for keys below `range`: as few passes of at most RADIX_BITS bits as cover it,
+ * the bits spread evenly among them. */
+static void radix_layout(uintptr_t range, int *passes, int *dbits)
+{
+    int bits = 1;
+    while (bits < 64 && (range >> bits)) bits++;
+    *passes = (bits + RADIX_BITS - 1) / RADIX_BITS;
+    *dbits = (bits + *passes - 1) / *passes;
+}
+
+/* The keys are the distance below the highest block in 256-byte units (blocks sharing a
+ * span are left in any order: the lines and pages are what matter); ascending keys put the
+ * highest address at the bottom and the lowest on top. A stack's blocks are the same ones
+ * trip after trip, so the range they span is taken from the last restack (f->hi, f->lo):
+ * then one pass over the array finds the range, the ascents and the digits' counts at once,
+ * where a pass to find the range had to come before the counting (~25 instructions a block
+ * less in the scalar workload). If a block falls outside the guessed range its digits were
+ * counted wrong (masked, so never out of bounds), and they are counted again from the range
+ * just found. */
 __attribute__((noinline)) static void restack(freestack *f)
 {
     uint32_t n = f->n;
     f->sorted = n; /* also when the sort cannot run: retried after the next RESTACK_MIN frees */
-    uintptr_t hi = 0, lo = UINTPTR_MAX;
-    uint32_t ascents = 0; /* 0: already in order (blocks freed from the top down) */
-    for (uint32_t k = 0; k < n; k++) {
-        uintptr_t a = (uintptr_t)f->v[k];
-        ascents += k && (a >> KEY_SHIFT) > ((uintptr_t)f->v[k - 1] >> KEY_SHIFT);
-        hi = a > hi ? a : hi;
-        lo = a < lo ? a : lo;
-    }
-    if (!ascents) return;
-    block_hdr **tmp = malloc((size_t)n * sizeof *tmp);
     uint32_t *count = malloc(sizeof(uint32_t) * RADIX * RADIX_PASSES);
-    if (!tmp || !count) {
-        free(tmp);
+    if (!count) return;
+    block_hdr **v = f->v;
+    uintptr_t top = f->hi, hi = 0, lo = UINTPTR_MAX, prev = UINTPTR_MAX;
+    uint32_t ascents = 0; /* 0: already in order (blocks freed from the top down) */
+    int passes, dbits;
+    radix_layout((top - f->lo) >> KEY_SHIFT, &passes, &dbits); /* (a fresh stack: 0 - 0) */
+    bool guessed = passes <= 2;
+    uintptr_t mask = ((uintptr_t)1 << dbits) - 1;
+    if (guessed) {
+        memset(count, 0, sizeof(uint32_t) * RADIX * 2);
+        uint32_t *c1 = count + RADIX;
+        for (uint32_t k = 0; k < n; k++) {
+            uintptr_t a = (uintptr_t)v[k], key = (top - a) >> KEY_SHIFT;
+            ascents += (a >> KEY_SHIFT) > (prev >> KEY_SHIFT);
+            prev = a;
+            hi = a > hi ? a : hi;
+            lo = a < lo ? a : lo;
+            count[key & mask]++;
+            c1[(key >> dbits) & mask]++;
+        }
+    } else {
+        for (uint32_t k = 0; k < n; k++) {
+            uintptr_t a = (uintptr_t)v[k];
+            ascents += (a >> KEY_SHIFT) > (prev >> KEY_SHIFT);
+            prev = a;
+            hi = a > hi ? a : hi;
+            lo = a < lo ? a : lo;
+        }
+    }
+    bool fits = guessed && hi <= top && lo >= f->lo;
+    f->hi = hi;
+    f->lo = lo;
+    block_hdr **tmp = ascents ? malloc((size_t)n * sizeof *tmp) : NULL;
+    if (!tmp) {
         free(count);
         return;
     }
-    /* keys: distance below the highest block in 256-byte units (blocks sharing a span are
-     * left in any order: the lines and pages are what matter); ascending keys put the
-     * highest address at the bottom and the lowest on top */
-    uintptr_t range = (hi - lo) >> KEY_SHIFT;
-    int bits = 1;
-    while (bits < 64 && (range >> bits)) bits++;
-    int passes = (bits + RADIX_BITS - 1) / RADIX_BITS, dbits = (bits + passes - 1) / passes;
-    uintptr_t mask = ((uintptr_t)1 << dbits) - 1;
-    memset(count, 0, sizeof(uint32_t) * RADIX * RADIX_PASSES);
-    for (uint32_t k = 0; k < n; k++) {
-        uintptr_t key = (hi - (uintptr_t)f->v[k]) >> KEY_SHIFT;
-        for (int p = 0; p < passes; p++) count[p * RADIX + ((key >> (dbits * p)) & mask)]++;
+    if (!fits) {
+        top = hi;
+        radix_layout((hi - lo) >> KEY_SHIFT, &passes, &dbits);
+        mask = ((uintptr_t)1 << dbits) - 1;
+        memset(count, 0, sizeof(uint32_t) * RADIX * RADIX_PASSES);
+        for (uint32_t k = 0; k < n; k++) {
+            uintptr_t key = (top - (uintptr_t)v[k]) >> KEY_SHIFT;
+            for (int p = 0; p < passes; p++) count[p * RADIX + ((key >> (dbits * p)) & mask)]++;
+        }
     }
-    block_hdr **src = f->v, **dst = tmp;
+    block_hdr **src = v, **dst = tmp;
     for (int p = 0; p < passes; p++) {
         uint32_t *c = count + p * RADIX, sum = 0;
         for (uint32_t d = 0; d <= mask; d++) {
@@ -615,14 +654,14 @@ __attribute__((noinline)) static void restack(freestack *f)
             sum += x;
         }
         for (uint32_t k = 0; k < n; k++) {
-            uintptr_t key = (hi - (uintptr_t)src[k]) >> KEY_SHIFT;
+            uintptr_t key = (top - (uintptr_t)src[k]) >> KEY_SHIFT;
             dst[c[(key >> (dbits * p)) & mask]++] = src[k];
         }
         block_hdr **t = src;
         src = dst;
         dst = t;
     }
-    if (src != f->v) memcpy(f->v, src, (size_t)n * sizeof *tmp);
+    if (src != v) memcpy(v, src, (size_t)n * sizeof *tmp);
     free(tmp);
     free(count);
 }
