@@ -135,8 +135,10 @@ typedef struct freestack {
     uint32_t sorted; /* v[0, sorted) is in address order, lowest on top (see restack) */
     uint32_t keep;   /* blocks kept at most (see KEEP_SLACK), saturating */
     uint32_t lim;    /* mem_free pushes without the slow path while n < lim (<= cap) */
-    uintptr_t hi, lo; /* the lowest and highest block at the last restack (restack's guess) */
 } freestack;
+/* 32 bytes: the fast paths find a class's stack with one shift (or a table of offsets) and
+ * two stacks share a line; what only restack needs is kept apart (pool.span). */
+_Static_assert(sizeof(freestack) == 32, "a free stack is 32 bytes");
 
 /* A thread keeps at most as many free blocks of a class as it carved plus KEEP_SLACK; a free
  * beyond that gives ORPHAN_BATCH blocks to the shared list, which threads whose stacks are
@@ -183,12 +185,14 @@ typedef struct cursor {
 } cursor;
 
 typedef struct pool {
-    freestack fs[POOL_CLASSES];
+    freestack fs[POOL_CLASSES]; /* first: mem_alloc finds them by offset from the pool */
+    uintptr_t span[POOL_CLASSES][2]; /* the highest and lowest block at a class's last restack */
     cursor cur;
     bool carved_before; /* the thread has had a region: the next ones are huge pages */
     scratch sc[SCRATCH_SLOTS];
     struct pool *prev, *next; /* every live thread's pool, so leak checkers can reach them */
 } pool;
+_Static_assert(offsetof(pool, fs) == 0, "mem_alloc finds the stacks by offset");
 
 static _Thread_local pool *tls_pool __attribute__((tls_model("initial-exec")));
 static pthread_key_t pool_key;
@@ -436,6 +440,14 @@ static const int8_t class_by_16[33] = {0,  0,  0,  0,  1,  2,  3,  4,  5,  6,  7
                                        8,  9,  10, 11, 12, 13, 14, 14, 14, 14, 15,
                                        15, 15, 15, 16, 16, 16, 16, 17, 17, 17, 17};
 
+/* The same, as the offset of the class's free stack in a pool (mem_alloc's fast path). */
+#define FS(c) (uint16_t)((c) * sizeof(freestack))
+static const uint16_t fs_by_16[33] = {
+    FS(0),  FS(0),  FS(0),  FS(0),  FS(1),  FS(2),  FS(3),  FS(4),  FS(5),  FS(6),  FS(7),
+    FS(8),  FS(9),  FS(10), FS(11), FS(12), FS(13), FS(14), FS(14), FS(14), FS(14), FS(15),
+    FS(15), FS(15), FS(15), FS(16), FS(16), FS(16), FS(16), FS(17), FS(17), FS(17), FS(17)};
+#undef FS
+
 static int class_of(size_t n)
 {
     return n <= 512 ? class_by_16[(n + 15) >> 4] : -1;
@@ -587,23 +599,23 @@ static void radix_layout(uintptr_t range, int *passes, int *dbits)
 /* The keys are the distance below the highest block in 256-byte units (blocks sharing a
  * span are left in any order: the lines and pages are what matter); ascending keys put the
  * highest address at the bottom and the lowest on top. A stack's blocks are the same ones
- * trip after trip, so the range they span is taken from the last restack (f->hi, f->lo):
+ * trip after trip, so the range they span is taken from the last restack (span):
  * then one pass over the array finds the range, the ascents and the digits' counts at once,
  * where a pass to find the range had to come before the counting (~25 instructions a block
  * less in the scalar workload). If a block falls outside the guessed range its digits were
  * counted wrong (masked, so never out of bounds), and they are counted again from the range
  * just found. */
-__attribute__((noinline)) static void restack(freestack *f)
+__attribute__((noinline)) static void restack(freestack *f, uintptr_t span[2])
 {
     uint32_t n = f->n;
     f->sorted = n; /* also when the sort cannot run: retried after the next RESTACK_MIN frees */
     uint32_t *count = malloc(sizeof(uint32_t) * RADIX * RADIX_PASSES);
     if (!count) return;
     block_hdr **v = f->v;
-    uintptr_t top = f->hi, hi = 0, lo = UINTPTR_MAX, prev = UINTPTR_MAX;
+    uintptr_t top = span[0], hi = 0, lo = UINTPTR_MAX, prev = UINTPTR_MAX;
     uint32_t ascents = 0; /* 0: already in order (blocks freed from the top down) */
     int passes, dbits;
-    radix_layout((top - f->lo) >> KEY_SHIFT, &passes, &dbits); /* (a fresh stack: 0 - 0) */
+    radix_layout((top - span[1]) >> KEY_SHIFT, &passes, &dbits); /* (a fresh pool: 0 - 0) */
     bool guessed = passes <= 2;
     uintptr_t mask = ((uintptr_t)1 << dbits) - 1;
     if (guessed) {
@@ -627,9 +639,9 @@ __attribute__((noinline)) static void restack(freestack *f)
             lo = a < lo ? a : lo;
         }
     }
-    bool fits = guessed && hi <= top && lo >= f->lo;
-    f->hi = hi;
-    f->lo = lo;
+    bool fits = guessed && hi <= top && lo >= span[1];
+    span[0] = hi;
+    span[1] = lo;
     block_hdr **tmp = ascents ? malloc((size_t)n * sizeof *tmp) : NULL;
     if (!tmp) {
         free(count);
@@ -695,7 +707,7 @@ __attribute__((noinline)) static void *mem_alloc_slow(size_t size, const allocat
     if (size > SIZE_MAX - sizeof(block_hdr) - PAGE) return NULL;
     int c = a == &std_allocator ? class_of(size) : -1;
     if (c >= 0 && pl && pl->fs[c].n) {
-        restack(&pl->fs[c]); /* why the fast path declined */
+        restack(&pl->fs[c], pl->span[c]); /* why the fast path declined */
         return freestack_pop(&pl->fs[c]);
     }
     block_hdr *h;
@@ -745,11 +757,12 @@ void *mem_alloc(size_t size)
     pool *pl = tls_pool;
     /* The fast path: a small block from this thread's pool, whose free array does not need
      * to be put in address order first (restack). */
-    if (size - 1 < 512 && pl && a == &std_allocator) {
-        int c = class_by_16[(size + 15) >> 4];
-        freestack *f = &pl->fs[c];
-        uint32_t n = f->n, unsorted = n - f->sorted;
-        if (n && (unsorted < RESTACK_MIN || unsorted < n / 4)) return freestack_pop(f);
+    if (size - 1 < 512) {
+        if (pl && a == &std_allocator) {
+            freestack *f = (freestack *)((char *)pl + fs_by_16[(size + 15) >> 4]);
+            uint32_t n = f->n, unsorted = n - f->sorted;
+            if (n && (unsorted < RESTACK_MIN || unsorted < n / 4)) return freestack_pop(f);
+        }
     }
     return mem_alloc_slow(size, a, pl);
 }
