@@ -321,31 +321,54 @@ static void test_custom(void)
 
 /* Blocks that came back in a scrambled order are handed out again in address order (at the
  * granularity of 256 bytes, see restack), so a graph rebuilt from them is laid out as the
- * first one was. */
+ * first one was. Three rounds: restack guesses the blocks' range from its last run, and the
+ * second round's blocks reach past the first's (a wrong guess), the third's do not. The
+ * fourth frees them nearly in order (groups of six ascending, the groups descending), which
+ * a pop in reverse order of freeing would hand out six at a time downwards. */
 static void test_address_order(void)
 {
     enum { N = 20000 };
+    static const int rounds[] = {N / 2, N, N, N};
     void **p = malloc(N * sizeof *p);
     CHECK(p != NULL, "malloc failed");
     if (!p) return;
-    for (int i = 0; i < N; i++) p[i] = mem_alloc(64);
     uint64_t x = 88172645463325252u; /* xorshift: a fixed shuffle */
-    for (int i = N - 1; i > 0; i--) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        int j = (int)(x % (uint64_t)(i + 1));
-        void *t = p[i];
-        p[i] = p[j];
-        p[j] = t;
+    for (int r = 0; r < 4; r++) {
+        int m = rounds[r];
+        for (int i = 0; i < m; i++) p[i] = mem_alloc(64);
+        if (r == 3) { /* freed from the highest group of six down, each group upwards */
+            qsort(p, (size_t)m, sizeof *p, cmp_ptr);
+            for (int g = 0; g + 6 <= m; g += 6)
+                for (int k = 0; k < 3; k++) {
+                    void *t = p[g + k];
+                    p[g + k] = p[g + 5 - k];
+                    p[g + 5 - k] = t;
+                }
+            for (int i = 0; i < m / 2; i++) {
+                void *t = p[i];
+                p[i] = p[m - 1 - i];
+                p[m - 1 - i] = t;
+            }
+        }
+        for (int i = m - 1; i > 0 && r < 3; i--) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            int j = (int)(x % (uint64_t)(i + 1));
+            void *t = p[i];
+            p[i] = p[j];
+            p[j] = t;
+        }
+        for (int i = 0; i < m; i++) mem_free(p[i]);
+        int backwards = 0;
+        uintptr_t highest = 0;
+        for (int i = 0; i < m; i++) {
+            p[i] = mem_alloc(64);
+            if ((uintptr_t)p[i] + 256 <= highest) backwards++;
+            if ((uintptr_t)p[i] > highest) highest = (uintptr_t)p[i];
+        }
+        CHECK(backwards == 0, "round %d: %d of %d blocks freed out of order came back 256 "
+              "bytes or more below an earlier one", r, backwards, m);
+        for (int i = 0; i < m; i++) mem_free(p[i]);
     }
-    for (int i = 0; i < N; i++) mem_free(p[i]);
-    int backwards = 0;
-    for (int i = 0; i < N; i++) {
-        p[i] = mem_alloc(64);
-        if (i && (uintptr_t)p[i] + 256 <= (uintptr_t)p[i - 1]) backwards++;
-    }
-    CHECK(backwards == 0, "%d of %d blocks freed in a shuffled order came back below their "
-          "predecessor", backwards, N);
-    for (int i = 0; i < N; i++) mem_free(p[i]);
     free(p);
 }
 
