@@ -320,6 +320,16 @@ AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtyp
  *  (unknown dtype). */
 AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype);
 
+/** As ag_tensor_scalar followed by ag_tensor_set_requires_grad(*out, requires_grad), in one
+ *  call: torch.tensor(value, dtype=..., requires_grad=...). A leaf that requires grad comes
+ *  with its autograd metadata made (where .grad will live), as ag_tensor_set_requires_grad
+ *  makes it. For bindings, one crossing per leaf instead of two (a scalar graph makes its
+ *  leaves by the thousand). Errors: those of ag_tensor_scalar, and AG_EDTYPE when
+ *  requires_grad is nonzero and dtype is int64 or bool ("only Tensors of floating point dtype
+ *  can require gradients"); on any error nothing is created and *out is left as it was. */
+AG_API int ag_tensor_scalar_requires_grad(ag_tensor **out, double value, ag_dtype dtype,
+                                          int requires_grad);
+
 /** Creates an uninitialised contiguous tensor (contents unspecified; a bool tensor is all
  *  false, so that every byte is a valid bool). */
 AG_API int ag_empty(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t ndim);

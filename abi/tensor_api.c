@@ -58,21 +58,56 @@ AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtyp
     RETURN_TENSOR(fn, out, op_from_f64(&r_, data, (enum dtype)dtype, shape, (int)ndim));
 }
 
-AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype)
+/* A new 0-d tensor holding value (ag_tensor_scalar's conversions); fn names the caller in
+ * errors. */
+static inline int scalar_make(const char *fn, tensor **out, double value, ag_dtype dtype)
 {
-    CHECK_NOT_NULL("ag_tensor_scalar", out, "out");
     /* The float dtypes, which scalar graphs make by the hundred thousand, without the layers
      * of op_scalar (op_empty, tensor_new, kernel_fill): the same tensor, the value converted
      * as kernel_fill converts it, and for them op_scalar checks nothing. */
     if (dtype == AG_FLOAT32 || dtype == AG_FLOAT64) {
         tensor *t = tensor_new_scalar((enum dtype)dtype);
-        if (!t) return api_fail("ag_tensor_scalar", err_kind());
+        if (!t) return api_fail(fn, err_kind());
         if (dtype == AG_FLOAT32) *(float *)tensor_data_unchecked(t) = (float)value; /* fresh */
         else *(double *)tensor_data_unchecked(t) = value;
-        *out = TH(t);
+        *out = t;
         return AG_OK;
     }
-    RETURN_TENSOR("ag_tensor_scalar", out, op_scalar(&r_, value, (enum dtype)dtype));
+    eng_err e = op_scalar(out, value, (enum dtype)dtype);
+    return e ? api_fail(fn, e) : AG_OK;
+}
+
+AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype)
+{
+    CHECK_NOT_NULL("ag_tensor_scalar", out, "out");
+    tensor *t;
+    int rc = scalar_make("ag_tensor_scalar", &t, value, dtype);
+    if (!rc) *out = TH(t);
+    return rc;
+}
+
+AG_API int ag_tensor_scalar_requires_grad(ag_tensor **out, double value, ag_dtype dtype,
+                                          int requires_grad)
+{
+    const char *fn = "ag_tensor_scalar_requires_grad";
+    CHECK_NOT_NULL(fn, out, "out");
+    if (requires_grad && (dtype == AG_INT64 || dtype == AG_BOOL))
+        return api_error(fn, AG_EDTYPE, "only Tensors of floating point dtype can require "
+                         "gradients (got %s)", dtype_name((enum dtype)dtype));
+    tensor *t;
+    int rc = scalar_make(fn, &t, value, dtype);
+    if (rc) return rc;
+    if (requires_grad) {
+        /* As ag_tensor_set_requires_grad on a fresh leaf: its meta (where .grad lives) now,
+         * so that backward never has to allocate it halfway through. */
+        if (!tensor_meta(t)) {
+            tensor_release(t);
+            return api_error(fn, AG_ENOMEM, "out of memory");
+        }
+        leaf_set_requires_grad(t, true);
+    }
+    *out = TH(t);
+    return AG_OK;
 }
 
 #define SHAPED(NAME, CALL)                                                                 \

@@ -480,10 +480,9 @@ static void scalar_graph(int n, const float *v, ag_tensor **leaf, double *phase)
     CK(ag_tensor_scalar(&s, 0.0, AG_FLOAT32));
     for (int i = 0; i < n; i++) {
         ag_tensor **l = &leaf[3 * i];
-        for (int j = 0; j < 3; j++) {
-            CK(ag_tensor_scalar(&l[j], v[3 * i + j], AG_FLOAT32));
-            CK(ag_tensor_set_requires_grad(l[j], 1));
-        }
+        /* torch.tensor(v, requires_grad=True), as torch_bench.py makes them */
+        for (int j = 0; j < 3; j++)
+            CK(ag_tensor_scalar_requires_grad(&l[j], v[3 * i + j], AG_FLOAT32, 1));
         CK(ag_mul(&p, l[0], l[1]));
         CK(ag_add(&q, p, l[2]));
         CK(ag_tanh(&r, q));

@@ -170,6 +170,51 @@ static void from_data(void)
     }
     FAILS_OUT(AG_EDTYPE, ag_tensor_scalar, 1.0, (ag_dtype)9);
     FAILS(AG_EINVAL, ag_tensor_scalar(NULL, 1.0, AG_FLOAT32));
+
+    /* ag_tensor_scalar_requires_grad: the same tensor, requiring grad or not */
+    for (size_t k = 0; k < sizeof sc / sizeof sc[0]; k++) {
+        for (int rg = 0; rg < 2; rg++) {
+            int is_float = sc[k].dt == AG_FLOAT32 || sc[k].dt == AG_FLOAT64, flag = -1, leaf = -1;
+            if (rg && !is_float) continue;
+            OK(ag_tensor_scalar_requires_grad(&t, sc[k].in, sc[k].dt, rg ? 7 : 0));
+            check_shape("scalar leaf", t, sc[k].dt, NULL, 0);
+            OK(ag_tensor_item(&v, t));
+            CHECK_CLOSE(v, sc[k].out, 0);
+            OK(ag_tensor_requires_grad(&flag, t));
+            CHECK(flag == rg);
+            OK(ag_tensor_is_leaf(&leaf, t));
+            CHECK(leaf == 1);
+            ag_tensor_release(t);
+        }
+    }
+    /* a leaf like any other: y = t * t accumulates 2t into t's .grad, twice over two passes */
+    {
+        ag_tensor *y, *g;
+        OK(ag_tensor_scalar_requires_grad(&t, 1.5, AG_FLOAT64, 1));
+        for (int pass = 1; pass <= 2; pass++) {
+            OK(ag_mul(&y, t, t));
+            OK(ag_backward(y, NULL, 0));
+            ag_tensor_release(y);
+            OK(ag_tensor_grad(&g, t));
+            CHECK(g != NULL);
+            if (g) {
+                OK(ag_tensor_item(&v, g));
+                CHECK_CLOSE(v, 3.0 * pass, 0);
+                ag_tensor_release(g);
+            }
+        }
+        ag_tensor_release(t);
+    }
+    /* integer and bool leaves cannot require grad: nothing made, out untouched */
+    FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, AG_INT64, 1);
+    CHECK(strstr(ag_last_error(), "ag_tensor_scalar_requires_grad") != NULL);
+    CHECK(strstr(ag_last_error(), "only Tensors of floating point dtype can require gradients "
+                                  "(got int64)") != NULL);
+    FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, AG_BOOL, 1);
+    FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, (ag_dtype)9, 1);
+    FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, (ag_dtype)9, 0);
+    FAILS_OUT(AG_EINVAL, ag_tensor_scalar_requires_grad, NAN, AG_INT64, 0);
+    FAILS(AG_EINVAL, ag_tensor_scalar_requires_grad(NULL, 1.0, AG_FLOAT32, 1));
 }
 
 /* ag_memory_in_use follows the large blocks in use: up by a 1 MiB tensor, back down when it is

@@ -285,6 +285,21 @@ static int creation(void *p)
     return rc;
 }
 
+/* A leaf that requires grad in one call: the tensor, then its meta; a failure of the second
+ * frees the first and leaves out as it was. */
+static int scalar_leaf(void *p)
+{
+    (void)p;
+    ag_tensor *t = NULL;
+    int rc = ag_tensor_scalar_requires_grad(&t, 2.5, AG_FLOAT32, 1);
+    if (rc && t) {
+        fprintf(stderr, "scalar leaf: a failed call wrote its out-parameter\n");
+        harness_failures++;
+    }
+    if (!rc) ag_tensor_release(t);
+    return rc;
+}
+
 /* Blocks go back to the allocator that made them, whichever is installed when they die: 40
  * distinct allocators (one per userdata), each making a tensor that outlives the switch to
  * the next, and one installed twice (its record reused). Each counts its own blocks. (Up to
@@ -393,6 +408,7 @@ int main(void)
     ag_tensor_release(b);
 
     CHECK(inject("creation", creation, &f, NULL) > 0);
+    CHECK(inject("scalar leaf", scalar_leaf, NULL, NULL) > 1); /* the tensor, the meta */
     CHECK(inject("forward", forward, &f, NULL) > 0);
     CHECK(inject("views", views, &f, NULL) > 0);
     CHECK(inject("to_string", to_string, &f, NULL) > 0);
