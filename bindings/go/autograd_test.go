@@ -805,6 +805,53 @@ func TestDroppedTensorsReleased(t *testing.T) {
 	}
 }
 
+// Tensors that got their cleanup (they lived through a collection) and were then released
+// are released once: Release empties the cleanup's cell, and the cleanup, which runs when
+// the Tensor is collected, finds it empty (cleanup.go). The dropped ones are released by
+// their cleanups. A double release would free a tensor, and its hook, twice.
+func TestReleaseAfterArming(t *testing.T) {
+	const n = 200
+	freed := make(chan int, 2*n)
+	xs := make([]*autograd.Tensor, n)
+	for i := range xs {
+		x, err := autograd.Zeros(autograd.Float32, 4)
+		ok(t, err)
+		ok(t, x.SetRequiresGrad(true))
+		marker := new([16]byte)
+		runtime.AddCleanup(marker, func(i int) { freed <- i }, i)
+		_, err = x.RegisterHook(func(g *autograd.Tensor) (*autograd.Tensor, error) {
+			_ = marker[0]
+			return nil, nil
+		})
+		ok(t, err)
+		xs[i] = x
+	}
+	for range 3 { // (cleanups are attached on the runtime's cleanup goroutine after each)
+		runtime.GC()
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i, x := range xs {
+		if i%2 == 0 {
+			x.Release()
+			x.Release()
+		}
+	}
+	xs = nil
+	seen := make(map[int]bool)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(seen) < n && time.Now().Before(deadline) {
+		runtime.GC()
+		select {
+		case i := <-freed:
+			seen[i] = true
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d tensors' hooks were freed (the rest were never released)", len(seen), n)
+	}
+}
+
 // Release racing the collection that arms cleanups (run with -race to check the protocol in
 // cleanup.go; a double release would free a tensor twice).
 func TestReleaseWhileArming(t *testing.T) {

@@ -29,17 +29,13 @@ const (
 )
 
 var (
-	paceCount  atomic.Uint32
 	paceBase   atomic.Uint64 // in use after the last collection
 	paceRebase atomic.Bool   // a collection ran: take the next reading as the base
 	paceMu     sync.Mutex    // one forced collection at a time
 )
 
-// pace is called for every tensor the package wraps.
+// pace is called for every paceEvery tensors the package wraps (counted by track).
 func pace() {
-	if paceCount.Add(1)%paceEvery != 0 {
-		return
-	}
 	inUse := capi.Ag_memory_in_use()
 	// The base: the lowest reading since the last collection (its cleanups release what it
 	// found dropped in the moments after it).

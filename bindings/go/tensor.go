@@ -12,15 +12,20 @@ import (
 // plus autograd metadata (requires_grad, grad_fn, .grad). A *Tensor owns one reference to
 // it; see Release. The nil *Tensor stands for "no tensor" (C's NULL).
 type Tensor struct {
-	h       atomic.Uintptr
-	cleanup runtime.Cleanup // attached lazily (cleanup.go); valid once armed is set
-	armed   atomic.Bool
-	// Padding to 128 bytes. runtime.AddCleanup keeps a span's cleanups in one list sorted
-	// by address and inserts by walking it, so its cost grows with the number of objects
-	// with cleanups in a span: at 24 bytes, 341 tensors share a span and making one cost
-	// ~0.4 us more; at 128 bytes, 64 do (the scalar workload from Go: 2230 -> 1960 ns per
-	// node, docs/performance.md). The padding holds no pointers: the collector never scans it.
-	_ [100]byte
+	// h is the handle, with armedBit set once a cleanup is attached (cleanup.go); 0 once
+	// released.
+	h atomic.Uintptr
+	// cell is the armed tensor's cell, which its cleanup owns (cleanup.go).
+	cell *cell
+	// No padding. The Tensor was padded to 128 bytes when Release stopped the cleanup and
+	// cleanups were attached in address order: runtime.AddCleanup and Cleanup.Stop walk the
+	// span's address-sorted list of cleanups, so fewer tensors per span made both cheaper.
+	// Now Release never stops a cleanup, and armPending attaches them last-made first (most
+	// insertions stop near the head of the list); the 112 bytes of padding cost more in
+	// allocation and collections than they saved (the scalar workload from Go: 3.16 -> 2.66
+	// times C's time per node, alternated runs). The pointer field also keeps the Tensor out
+	// of the tiny allocator (pointer-free objects under 16 bytes), whose objects may share a
+	// block and then never run their cleanups.
 }
 
 func releaseTensor(h uintptr) { capi.Ag_tensor_release(capi.Tensor(h)) }
@@ -31,9 +36,10 @@ func newTensor(h uintptr) *Tensor {
 		return nil
 	}
 	t := &Tensor{}
-	t.h.Store(h)
+	// A plain store: t is not shared yet (atomic.Uintptr.Store is an XCHG on amd64, a
+	// locked instruction, and this runs for every tensor made).
+	*(*uintptr)(unsafe.Pointer(&t.h)) = h
 	track(t) // its cleanup comes after the next collection, if it is still unreleased
-	pace()
 	return t
 }
 
@@ -50,7 +56,7 @@ func (t *Tensor) c() capi.Tensor {
 	if t == nil {
 		return 0
 	}
-	return capi.Tensor(t.h.Load())
+	return capi.Tensor(t.h.Load() &^ armedBit)
 }
 
 // Release drops the tensor's reference now rather than at garbage collection. The tensor
@@ -63,10 +69,9 @@ func (t *Tensor) Release() {
 	if t == nil {
 		return
 	}
-	if h := t.h.Swap(0); h != 0 {
-		if t.armed.Load() {
-			t.cleanup.Stop()
-		}
+	if h := t.h.Swap(0); h&armedBit != 0 {
+		t.cell.drop() // the cleanup, when it runs, finds the cell empty (cleanup.go)
+	} else if h != 0 {
 		releaseTensor(h)
 	}
 }

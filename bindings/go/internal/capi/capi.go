@@ -121,11 +121,20 @@ func swigFailed(s string) bool {
 	return w.n < 0 && w.p != nil
 }
 
-// swigRet decodes a status wrapper's two words (see ago_fail in go/typemaps.i).
+// swigRet decodes a status wrapper's two words (see ago_fail in go/typemaps.i). The success
+// path is small enough to be inlined into every generated wrapper; failures go to swigFail.
 func swigRet(s string) Ret {
 	w := *(*swigPair)(unsafe.Pointer(&s))
-	if !swigFailed(s) {
+	if w.n >= 0 {
 		return Ret{n: w.n, p: w.p}
+	}
+	return swigFail(w)
+}
+
+// swigFail decodes a failure: [status byte][message][NUL], malloc'd, or a static status byte.
+func swigFail(w swigPair) Ret {
+	if w.p == nil { // (not made by the wrappers; kept as swigFailed treats it)
+		return Ret{n: w.n}
 	}
 	b := unsafe.Slice((*byte)(w.p), -w.n)
 	r := Ret{Status: int(b[0])}
