@@ -129,8 +129,8 @@ func scalar(threads []int, reps, warmup int) {
 		s := check(ag.Scalar(0, ag.Float32))
 		for i := 0; i < scalarN; i++ {
 			for j := 0; j < 3; j++ {
-				l := check(ag.Scalar(vals[3*i+j], ag.Float32))
-				must(l.SetRequiresGrad(true))
+				// torch.tensor(v, requires_grad=True), as torch_bench.py makes them
+				l := check(ag.ScalarRequiresGrad(vals[3*i+j], ag.Float32, true))
 				leaves[3*i+j] = l
 			}
 			a, b, c := leaves[3*i], leaves[3*i+1], leaves[3*i+2]

@@ -54,6 +54,31 @@ func param(t *testing.T, data []float32, shape ...int64) *autograd.Tensor {
 	return x
 }
 
+// A leaf made requiring grad in one call is a leaf like any other: its flags, its value, and
+// a gradient accumulated into it by two passes.
+func TestScalarRequiresGrad(t *testing.T) {
+	x := must(autograd.ScalarRequiresGrad(1.5, autograd.Float64, true))
+	defer x.Release()
+	if !x.RequiresGrad() || !x.IsLeaf() || x.DType() != autograd.Float64 || x.Dim() != 0 {
+		t.Fatalf("flags %v %v %v %d", x.RequiresGrad(), x.IsLeaf(), x.DType(), x.Dim())
+	}
+	for pass := 1; pass <= 2; pass++ {
+		y := must(x.Mul(x))
+		ok(t, y.Backward())
+		y.Release()
+		g := must(x.Grad())
+		if v := must(g.Item()); v != 3*float64(pass) {
+			t.Fatalf("pass %d: grad %v, want %v", pass, v, 3*float64(pass))
+		}
+		g.Release()
+	}
+	z := must(autograd.ScalarRequiresGrad(2, autograd.Int64, false))
+	defer z.Release()
+	if z.RequiresGrad() || must(z.Item()) != 2 {
+		t.Fatal("int64 leaf not requiring grad")
+	}
+}
+
 func TestCreation(t *testing.T) {
 	x := must(autograd.FromSlice([]float32{1, 2, 3, 4, 5, 6}, 2, 3))
 	if x.DType() != autograd.Float32 || !slices.Equal(x.Shape(), []int64{2, 3}) ||
@@ -159,6 +184,10 @@ func TestMistakesAreErrors(t *testing.T) {
 	}
 	if _, err := x.Item(); !errors.Is(err, autograd.EShape) {
 		t.Fatalf("item: %v", err)
+	}
+	if _, err := autograd.ScalarRequiresGrad(1, autograd.Int64, true); !errors.Is(err, autograd.EDType) ||
+		!strings.Contains(err.Error(), "ag_tensor_scalar_requires_grad") {
+		t.Fatalf("int64 scalar requiring grad: %v", err)
 	}
 	i := must(autograd.FromSlice([]int64{1}))
 	err = i.SetRequiresGrad(true)

@@ -246,6 +246,17 @@ func Scalar(value float64, dtype DType) (*Tensor, error) {
 	return result(capi.Ag_tensor_scalar(value, int(dtype)))
 }
 
+// ScalarRequiresGrad creates a 0-d leaf holding value converted to dtype that requires grad
+// or not, in one call (torch.tensor(value, requires_grad=True)): Scalar followed by
+// SetRequiresGrad, with one crossing into the library instead of two. An integer or bool
+// dtype cannot require grad (EDType); nothing is created then.
+func ScalarRequiresGrad(value float64, dtype DType, requiresGrad bool) (*Tensor, error) {
+	if versionErr != nil {
+		return nil, versionErr
+	}
+	return result(capi.Ag_tensor_scalar_requires_grad(value, int(dtype), requiresGrad))
+}
+
 // Empty creates a tensor with unspecified contents.
 func Empty(dtype DType, shape ...int64) (*Tensor, error) {
 	if versionErr != nil {
