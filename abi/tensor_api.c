@@ -99,8 +99,9 @@ AG_API int ag_tensor_scalar_requires_grad(ag_tensor **out, double value, ag_dtyp
     if (rc) return rc;
     if (requires_grad) {
         /* As ag_tensor_set_requires_grad on a fresh leaf: its meta (where .grad lives) now,
-         * so that backward never has to allocate it halfway through. */
-        if (!tensor_meta(t)) {
+         * so that backward never has to allocate it halfway through; t is this call's own
+         * until it returns. */
+        if (!tensor_meta_private(t)) {
             tensor_release(t);
             return api_error(fn, AG_ENOMEM, "out of memory");
         }

@@ -550,10 +550,9 @@ eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int
 }
 
 /* ---- autograd meta ----------------------------------------------------------------------- */
-tmeta *tensor_meta(tensor *t)
+/* A new meta for t, not yet published. */
+static tmeta *meta_new(tensor *t)
 {
-    tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
-    if (m) return m;
     /* The block also holds the AccumulateGrad node the tensor gets if it is a leaf that
      * requires grad: one allocation, no weak pointer to keep in step. */
     size_t head = TMETA_HEAD;
@@ -569,12 +568,32 @@ tmeta *tensor_meta(tensor *t)
     atomic_init(&fresh->refs, 1);
     atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* (unpublished) */
     fresh->acc = node_init_embedded((char *)fresh + head, &ACCUMULATE_GRAD, t);
+    return fresh;
+}
+
+tmeta *tensor_meta(tensor *t)
+{
+    tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
+    if (m) return m;
+    tmeta *fresh = meta_new(t);
+    if (!fresh) return NULL;
     tmeta *expected = NULL;
     if (!atomic_compare_exchange_strong(&t->meta, &expected, fresh)) {
         mem_free(fresh);
         return expected;
     }
     return fresh;
+}
+
+tmeta *tensor_meta_private(tensor *t)
+{
+    tmeta *m = atomic_load_explicit(&t->meta, memory_order_relaxed);
+    if (m) return m;
+    /* No other thread can race to make one, nor read the pointer before whatever hands t
+     * over to it: a plain store, where the compare-and-swap is a locked instruction (one
+     * per leaf of a scalar graph, each a full barrier). */
+    if ((m = meta_new(t))) atomic_store_explicit(&t->meta, m, memory_order_relaxed);
+    return m;
 }
 
 void tmeta_release(tmeta *m)

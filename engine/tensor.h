@@ -260,6 +260,9 @@ static inline bool tensor_requires_grad(const tensor *t)
 static inline bool tensor_is_leaf(const tensor *t) { return t->grad_fn == NULL; }
 /** The tensor's meta, created on first use; NULL (E_NOMEM) on failure. */
 tmeta *tensor_meta(tensor *t);
+/** tensor_meta for a tensor no other thread can see yet (just made by this call): stored
+ *  without an atomic read-modify-write. */
+tmeta *tensor_meta_private(tensor *t);
 static inline tmeta *tensor_meta_peek(const tensor *t) { return atomic_load_explicit(&((tensor *)t)->meta, memory_order_acquire); }
 void tmeta_release(tmeta *m);
 /* Spins briefly, then yields: commit holds the lock across an in-place add into .grad, which
