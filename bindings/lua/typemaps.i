@@ -192,10 +192,11 @@ static ag_tensor *ag_lua_tensor_of(const ag_lua_tensor_ud *h)
  * every message, to the general path. */
 static ag_lua_tensor_ud *ag_lua_tensor_ud_at(lua_State *L, int idx)
 {
-    if (lua_type(L, idx) != LUA_TUSERDATA || lua_rawlen(L, idx) != sizeof(ag_lua_tensor_ud))
-        return NULL;
+    /* (rawlen: a full userdata's size, or a string's or table's length, whose touserdata
+     * is NULL; 0 for a light userdata.) */
+    if (lua_rawlen(L, idx) != sizeof(ag_lua_tensor_ud)) return NULL;
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, idx);
-    return h->u.type == SWIGTYPE_p_ag_tensor ? h : NULL;
+    return h && h->u.type == SWIGTYPE_p_ag_tensor ? h : NULL;
 }
 
 /* The handle held by the SWIG object at idx, if it is one of `type`: 1 with *out set (NULL for
@@ -236,6 +237,10 @@ static void ag_lua_arg_error(lua_State *L, int idx, int argno, const char *fn,
 static int ag_lua_handle_arg(lua_State *L, int idx, int argno, swig_type_info *type,
                              const char *tname, const char *fn, void **out)
 {
+    if (type == SWIGTYPE_p_ag_tensor) { /* (a valid tensor: the commonest case) */
+        ag_lua_tensor_ud *h = ag_lua_tensor_ud_at(L, idx);
+        if (h && (*out = ag_lua_tensor_of(h))) return 1;
+    }
     if (!ag_lua_handle(L, idx, type, out)) {
         ag_lua_arg_error(L, idx, argno, fn, tname);
         return 0;
@@ -725,7 +730,7 @@ static void ag_lua_push_class(lua_State *L, swig_type_info *type)
 
 /* Pushes an empty tensor object for tracker tr (NULL: none), with the tensor metatable at
  * mt and the weak table at weak (absolute or upvalue indices), and returns its index. */
-static int ag_lua_reserve_tensor(lua_State *L, ag_lua_track *tr, int mt, int weak)
+static int ag_lua_reserve_tensor(lua_State *L, ag_lua_track *tr, int mt, int weak, void **udp)
 {
     if (tr) ag_lua_gc_pace(L, tr);
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_newuserdatauv(L, sizeof *h, 0);
@@ -750,11 +755,13 @@ static int ag_lua_reserve_tensor(lua_State *L, ag_lua_track *tr, int mt, int wea
     h->gen = tr->slot[s].gen;
     lua_pushvalue(L, -1);
     lua_rawseti(L, weak, (lua_Integer)s + 1);
+    *udp = h;
     return lua_gettop(L);
 }
 
-/* Pushes an empty object for a handle of `type` and returns its stack index. */
-static int ag_lua_reserve(lua_State *L, swig_type_info *type)
+/* Pushes an empty object for a handle of `type` and returns its stack index; *udp receives
+ * its address (for ag_lua_fill_p). */
+static int ag_lua_reserve_p(lua_State *L, swig_type_info *type, void **udp)
 {
     if (type != SWIGTYPE_p_ag_tensor) {
         swig_lua_userdata *u = (swig_lua_userdata *)lua_newuserdatauv(L, sizeof *u, 0);
@@ -763,10 +770,11 @@ static int ag_lua_reserve(lua_State *L, swig_type_info *type)
         u->own = 0;
         ag_lua_push_class(L, type);
         lua_setmetatable(L, -2);
+        *udp = u;
         return lua_gettop(L);
     }
     ag_lua_track *tr = ag_lua_up_track(L);
-    if (tr) return ag_lua_reserve_tensor(L, tr, AG_LUA_UP_MT, AG_LUA_UP_WEAK);
+    if (tr) return ag_lua_reserve_tensor(L, tr, AG_LUA_UP_MT, AG_LUA_UP_WEAK, udp);
     /* Not in one of the module's closures: the tracker, its weak table and the metatable from
      * the registry, below the object, which then takes their place. */
     int base = lua_gettop(L) + 1;
@@ -774,17 +782,22 @@ static int ag_lua_reserve(lua_State *L, swig_type_info *type)
     if (tr) lua_getiuservalue(L, -1, 1);
     else lua_pushnil(L);
     ag_lua_push_class(L, SWIGTYPE_p_ag_tensor);
-    ag_lua_reserve_tensor(L, tr, base + 2, base + 1);
+    ag_lua_reserve_tensor(L, tr, base + 2, base + 1, udp);
     lua_replace(L, base);
     lua_settop(L, base);
     return base;
 }
+static int ag_lua_reserve(lua_State *L, swig_type_info *type)
+{
+    void *u;
+    return ag_lua_reserve_p(L, type, &u);
+}
 
 /* Puts handle p (owned; NULL: nil) into the object ag_lua_reserve made at idx. Allocates
  * nothing in Lua, so it cannot raise. */
-static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
+static void ag_lua_fill_p(lua_State *L, int idx, void *ud, void *p, swig_type_info *type)
 {
-    swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, idx);
+    swig_lua_userdata *u = (swig_lua_userdata *)ud;
     if (type == SWIGTYPE_p_ag_tensor) {
         ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)u;
         ag_lua_track *tr = h->track;
@@ -808,6 +821,11 @@ static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
     }
     u->ptr = p;
     u->own = 1;
+}
+/* The same with the object's address read from the stack. */
+static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
+{
+    ag_lua_fill_p(L, idx, lua_touserdata(L, idx), p, type);
 }
 
 /* Pushes a table of n reserved tensor objects (for a list of results) and returns its index. */
@@ -993,7 +1011,8 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
                         ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st, int is_sub)
 {
     ag_tensor *out = NULL, *big = NULL;
-    int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor); /* before any operand is borrowed */
+    void *udp;
+    int rc, ud = ag_lua_reserve_p(L, SWIGTYPE_p_ag_tensor, &udp); /* before any operand is borrowed */
     ag_lua_tensor_ud *ha = ag_lua_tensor_ud_at(L, 1), *hb = ha ? ag_lua_tensor_ud_at(L, 2) : NULL;
     ag_tensor *ta = ha ? ag_lua_tensor_of(ha) : NULL, *tb = hb ? ag_lua_tensor_of(hb) : NULL;
     if (ta && tb) { /* two valid tensors: the commonest case */
@@ -1022,7 +1041,7 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_fill(L, ud, out, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill_p(L, ud, udp, out, SWIGTYPE_p_ag_tensor);
     return 1;
 }
 static int ag_lua_add(lua_State *L)
@@ -1078,7 +1097,8 @@ static int ag_lua_scalar_try(lua_State *L)
         return 0;
     }
     ag_tensor *t = NULL;
-    int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor);
+    void *udp;
+    int rc, ud = ag_lua_reserve_p(L, SWIGTYPE_p_ag_tensor, &udp);
     if (lua_isinteger(L, 1)) { /* exact, beyond 2^53 too */
         int64_t v = (int64_t)lua_tointeger(L, 1);
         rc = ag_tensor_from_data(&t, &v, AG_INT64, NULL, 0);
@@ -1091,7 +1111,7 @@ static int ag_lua_scalar_try(lua_State *L)
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_fill(L, ud, t, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill_p(L, ud, udp, t, SWIGTYPE_p_ag_tensor);
     return 1;
 }
 static int ag_lua_scalar(lua_State *L)
@@ -1180,8 +1200,7 @@ static int ag_lua_from_i64(lua_State *L)
  * 1 the methods table, 2 the getters (functions of the tensor), 3 the rest. */
 static int ag_lua_index_body(lua_State *L)
 {
-    lua_settop(L, 2);
-    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 2); /* (nil if absent) */
     if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
@@ -1395,13 +1414,13 @@ AG_LUA_INT_OUT(ag_dtype)
 /* ---------------------------------------------------------------------------------------- */
 /* Matched by name: a bare `TYPE **` rule would also catch `TYPE *const *` input arrays. */
 %define AG_LUA_HANDLE_OUT(TYPE)
-%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL, int ud = 0),
-                          TYPE **values_out (TYPE *tmp = NULL, int ud = 0),
-                          TYPE **indices_out (TYPE *tmp = NULL, int ud = 0),
-                          TYPE **fn_out (TYPE *tmp = NULL, int ud = 0)
-%{ $1 = &tmp; ud = ag_lua_reserve(L, $*1_descriptor); SWIG_arg--; %}
+%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL),
+                          TYPE **values_out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL),
+                          TYPE **indices_out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL),
+                          TYPE **fn_out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL)
+%{ $1 = &tmp; ud = ag_lua_reserve_p(L, $*1_descriptor, &udp); SWIG_arg--; %}
 %typemap(argout) TYPE **out, TYPE **values_out, TYPE **indices_out, TYPE **fn_out
-%{ ag_lua_fill(L, ud$argnum, *$1, $*1_descriptor);
+%{ ag_lua_fill_p(L, ud$argnum, udp$argnum, *$1, $*1_descriptor);
    lua_pushvalue(L, ud$argnum); SWIG_arg++; %}
 %enddef
 AG_LUA_HANDLE_OUT(ag_tensor)
