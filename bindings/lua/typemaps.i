@@ -523,14 +523,23 @@ static void ag_lua_young_add(ag_lua_track *tr, uint32_t s)
     y->v[y->n++] = s;
 }
 
-/* Releases slot s's tensor if its handle is gone (the weak table at the top of the stack); a
- * slot reserved for a handle that never got its tensor (see ag_lua_reserve) is freed too. */
-static void ag_lua_sweep_slot(lua_State *L, ag_lua_track *tr, uint32_t s)
+/* Releases the tensors of the slots ids[0 .. n-1] (ids NULL: slots 0 .. n-1) whose handle is
+ * gone (the weak table at index w); a slot reserved for a handle that never got its tensor
+ * (see ag_lua_reserve) is freed too. The entries read are popped 32 at a time. */
+static void ag_lua_sweep_slots(lua_State *L, ag_lua_track *tr, int w, const uint32_t *ids,
+                               uint32_t n)
 {
-    ag_lua_slot *sl = &tr->slot[s];
-    if (!sl->taken) return;
-    if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TNIL) ag_lua_slot_release(tr, s);
-    lua_pop(L, 1);
+    int top = lua_gettop(L), room = lua_checkstack(L, 40) ? 32 : 1, pushed = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t s = ids ? ids[k] : k;
+        if (!tr->slot[s].taken) continue;
+        if (lua_rawgeti(L, w, (lua_Integer)s + 1) == LUA_TNIL) ag_lua_slot_release(tr, s);
+        if (++pushed == room) {
+            lua_settop(L, top);
+            pushed = 0;
+        }
+    }
+    lua_settop(L, top);
 }
 
 /* The young sentinel's finalizer: releases the tensors of the handles pushed during the last
@@ -540,12 +549,13 @@ static int ag_lua_sweep_young(lua_State *L)
     ag_lua_track *tr = ag_lua_track_get(L);
     if (!tr || tr->closed) return 0; /* closing: ag_lua_track_close releases everything */
     lua_getiuservalue(L, -1, 1);
+    int w = lua_gettop(L);
     ag_lua_ids *prev = &tr->young[tr->cur ^ 1], *now = &tr->young[tr->cur];
     if (prev->lost || now->lost) {
-        for (uint32_t s = 0; s < tr->n; s++) ag_lua_sweep_slot(L, tr, s);
+        ag_lua_sweep_slots(L, tr, w, NULL, tr->n);
     } else {
-        for (uint32_t k = 0; k < prev->n; k++) ag_lua_sweep_slot(L, tr, prev->v[k]);
-        for (uint32_t k = 0; k < now->n; k++) ag_lua_sweep_slot(L, tr, now->v[k]);
+        ag_lua_sweep_slots(L, tr, w, prev->v, prev->n);
+        ag_lua_sweep_slots(L, tr, w, now->v, now->n);
     }
     lua_pop(L, 1);
     /* What was pushed before this cycle is old from now on (if still alive). */
@@ -566,7 +576,7 @@ static int ag_lua_sweep_all(lua_State *L)
     if (!tr || tr->closed || tr->swept_all) return 0;
     tr->swept_all = 1;
     lua_getiuservalue(L, -1, 1);
-    for (uint32_t s = 0; s < tr->n; s++) ag_lua_sweep_slot(L, tr, s);
+    ag_lua_sweep_slots(L, tr, lua_gettop(L), NULL, tr->n);
     lua_pop(L, 1);
     return 0;
 }
@@ -734,8 +744,11 @@ static int ag_lua_reserve_tensor(lua_State *L, ag_lua_track *tr, int mt, int wea
 {
     if (tr) ag_lua_gc_pace(L, tr);
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_newuserdatauv(L, sizeof *h, 0);
-    memset(h, 0, sizeof *h);
     h->u.type = SWIGTYPE_p_ag_tensor;
+    h->u.own = 0;
+    h->u.ptr = NULL;
+    h->track = NULL;
+    h->slot = h->gen = 0;
     lua_pushvalue(L, mt);
     lua_setmetatable(L, -2);
     uint32_t s = tr && !tr->closed ? ag_lua_slot_take(tr) : UINT32_MAX;
@@ -1074,7 +1087,14 @@ static int ag_lua_pow(lua_State *L)
  * table with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for
  * a float and int64 for an integer. Anything else returns false, and autograd.lua takes its
  * general path, the one place that reads dtypes and shapes. */
-static int ag_lua_scalar_try(lua_State *L)
+/* Whether the value at idx is the string "requires_grad". */
+static int ag_lua_is_rg(lua_State *L, int idx)
+{
+    size_t len;
+    const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    return k && len == sizeof "requires_grad" - 1 && !memcmp(k, "requires_grad", len);
+}
+static int ag_lua_scalar_try(lua_State *L, int key_up)
 {
     int top = lua_gettop(L), grad = 0;
     if (lua_type(L, 1) != LUA_TNUMBER || (top >= 3 && !lua_isnil(L, 3))) return 0;
@@ -1084,9 +1104,8 @@ static int ag_lua_scalar_try(lua_State *L)
          * misspelt option, which the general path refuses) goes the general way. */
         lua_pushnil(L);
         while (lua_next(L, 2)) {
-            size_t len;
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &len) : NULL;
-            if (!k || len != sizeof "requires_grad" - 1 || memcmp(k, "requires_grad", len)) {
+            /* (ag.tensor's closure holds the string as upvalue 5: one comparison) */
+            if (!(key_up ? lua_rawequal(L, -2, lua_upvalueindex(5)) : ag_lua_is_rg(L, -2))) {
                 lua_settop(L, top);
                 return 0;
             }
@@ -1116,7 +1135,7 @@ static int ag_lua_scalar_try(lua_State *L)
 }
 static int ag_lua_scalar(lua_State *L)
 {
-    if (!ag_lua_scalar_try(L)) lua_pushboolean(L, 0);
+    if (!ag_lua_scalar_try(L, 0)) lua_pushboolean(L, 0);
     return 1;
 }
 
@@ -1126,7 +1145,7 @@ static int ag_lua_scalar(lua_State *L)
  * ag_lua_scalar first cost ~390 instructions a leaf more (a Lua call and its frame). */
 static int ag_lua_tensor_body(lua_State *L)
 {
-    if (ag_lua_scalar_try(L)) return 1;
+    if (ag_lua_scalar_try(L, 1)) return 1;
     lua_settop(L, 3);
     lua_pushvalue(L, lua_upvalueindex(4));
     lua_insert(L, 1);
@@ -1134,7 +1153,8 @@ static int ag_lua_tensor_body(lua_State *L)
     lua_call(L, 4, 1);
     return 1;
 }
-/* ag_lua_tensor_fn(general): the closure above, over this closure's own upvalues and general. */
+/* ag_lua_tensor_fn(general): the closure above, over this closure's own upvalues, general and
+ * the string "requires_grad" (upvalue 5, compared with the keys of an options table). */
 static int ag_lua_tensor_fn(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -1144,7 +1164,8 @@ static int ag_lua_tensor_fn(lua_State *L)
     lua_pushvalue(L, AG_LUA_UP_MT);
     lua_pushvalue(L, AG_LUA_UP_WEAK);
     lua_pushvalue(L, 1);
-    lua_pushcclosure(L, ag_lua_tensor_body, 4);
+    lua_pushliteral(L, "requires_grad");
+    lua_pushcclosure(L, ag_lua_tensor_body, 5);
     return 1;
 }
 %}
