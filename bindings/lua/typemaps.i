@@ -1139,6 +1139,16 @@ static int ag_lua_scalar(lua_State *L)
     return 1;
 }
 
+/* The continuation of a Lua function called from ag.tensor's and __index's closures (below): its result is at the
+ * top (lua_callk, so that a coroutine may yield inside it, as it could when the function
+ * calling it was a Lua one). */
+static int ag_lua_return_top(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 1;
+}
 /* ag.tensor itself: the case above in C, anything else by the Lua function of autograd.lua
  * (upvalue 4) as general(data, a, b, 1), the 1 telling it that it runs one level deeper
  * than its caller's code, for the levels of its errors. A Lua function that called
@@ -1150,7 +1160,7 @@ static int ag_lua_tensor_body(lua_State *L)
     lua_pushvalue(L, lua_upvalueindex(4));
     lua_insert(L, 1);
     lua_pushinteger(L, 1);
-    lua_call(L, 4, 1);
+    lua_callk(L, 4, 1, 0, ag_lua_return_top);
     return 1;
 }
 /* ag_lua_tensor_fn(general): the closure above, over this closure's own upvalues, general and
@@ -1226,13 +1236,13 @@ static int ag_lua_index_body(lua_State *L)
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
         lua_pushvalue(L, 1);
-        lua_call(L, 1, 1);
+        lua_callk(L, 1, 1, 0, ag_lua_return_top);
         return 1;
     }
     lua_settop(L, 2);
     lua_pushvalue(L, lua_upvalueindex(3));
     lua_insert(L, 1);
-    lua_call(L, 2, 1);
+    lua_callk(L, 2, 1, 0, ag_lua_return_top);
     return 1;
 }
 /* ag_lua_tensor_index(methods, getters, rest): the __index closure above. */
