@@ -1083,10 +1083,6 @@ static int ag_lua_pow(lua_State *L)
                         ag_rpow_scalar, 0);
 }
 
-/* ag.tensor's commonest case: ag_lua_scalar(v [, opts]) with v a number and opts nil or a
- * table with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for
- * a float and int64 for an integer. Anything else returns false, and autograd.lua takes its
- * general path, the one place that reads dtypes and shapes. */
 /* Whether the value at idx is the string "requires_grad". */
 static int ag_lua_is_rg(lua_State *L, int idx)
 {
@@ -1094,6 +1090,13 @@ static int ag_lua_is_rg(lua_State *L, int idx)
     const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
     return k && len == sizeof "requires_grad" - 1 && !memcmp(k, "requires_grad", len);
 }
+
+/* ag.tensor's commonest case: ag_lua_scalar(v [, opts]) with v a number and opts nil or a
+ * table with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for
+ * a float and int64 for an integer. Anything else returns false, and autograd.lua takes its
+ * general path, the one place that reads dtypes and shapes. ag_lua_scalar_try pushes the
+ * tensor and returns 1, or returns 0 with the stack as it was; key_up: the running closure
+ * holds "requires_grad" as upvalue 5 (ag.tensor's, below). */
 static int ag_lua_scalar_try(lua_State *L, int key_up)
 {
     int top = lua_gettop(L), grad = 0;
@@ -1139,9 +1142,9 @@ static int ag_lua_scalar(lua_State *L)
     return 1;
 }
 
-/* The continuation of a Lua function called from ag.tensor's and __index's closures (below): its result is at the
- * top (lua_callk, so that a coroutine may yield inside it, as it could when the function
- * calling it was a Lua one). */
+/* The continuation of a Lua function called from ag.tensor's and __index's closures (below):
+ * its result is at the top (lua_callk, so that a coroutine may yield inside it, as it could
+ * when the function calling it was a Lua one). */
 static int ag_lua_return_top(lua_State *L, int status, lua_KContext ctx)
 {
     (void)L;
