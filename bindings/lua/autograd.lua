@@ -120,12 +120,14 @@ local DTYPE = {float32 = C.AG_FLOAT32, float64 = C.AG_FLOAT64, int64 = C.AG_INT6
 local DTYPE_NAME = {}
 for name, code in pairs(DTYPE) do DTYPE_NAME[code] = name; ag[name] = name end
 
-local function dtype_code(d, default)
+-- `extra`: levels between the caller and the user's code, past the usual one (ag.tensor's).
+local function dtype_code(d, default, extra)
   if d == nil then return default end
   local code = DTYPE[d]
   if code then return code end
   if DTYPE_NAME[d] then return d end
-  raise(C.AG_EDTYPE, "autograd: unknown dtype " .. tostring(d) .. " (float32, float64, int64 or bool)", 3)
+  raise(C.AG_EDTYPE, "autograd: unknown dtype " .. tostring(d) .. " (float32, float64, int64 or bool)",
+        3 + (extra or 0))
 end
 
 -- A 1-based dimension to C's 0-based one.
@@ -187,8 +189,9 @@ end
 -- for the same reason as dims; `past_end`: the position just past the last one is allowed
 -- (narrow's start, with length 0; on an empty dimension -1 too, which PyTorch wraps as a dim
 -- index over a size of 1).
-local function pos0(t, c, p, what, past_end)
-  local q = dim0(p, what, 4)
+local function pos0(t, c, p, what, past_end, extra)
+  extra = extra or 0 -- levels between pos0's caller and the user's code, past the usual one
+  local q = dim0(p, what, 4 + extra)
   if is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
     local size = C.ag_tensor_size(t, c)
     local last = past_end and size + 1 or size
@@ -199,7 +202,7 @@ local function pos0(t, c, p, what, past_end)
           or size == 0 and "expected 1 or -1"
           or string.format("expected 1 to %d, or -%d to -1", last, size)
       raise(C.AG_ERANGE, string.format("autograd: %s %d is out of range for dim %d of size %d "
-            .. "(%s)", what, q < 0 and q or q + 1, c + 1, size, expected), 3)
+            .. "(%s)", what, q < 0 and q or q + 1, c + 1, size, expected), 3 + extra)
     end
   end
   return q
@@ -341,7 +344,7 @@ end
 ------------------------------------------------------------------------------------------
 -- Nested tables to a flat list and a shape; infers the dtype as PyTorch does (any float:
 -- float32; all integers: int64; all booleans: bool).
-function ag._flatten(data)
+function ag._flatten(data, extra)
   local shape, v = {}, data
   while type(v) == "table" and not is_tensor(v) do
     shape[#shape + 1] = #v
@@ -375,7 +378,7 @@ function ag._flatten(data)
     flat[#flat + 1] = x
   end
   walk(data, 1)
-  if bad_status then raise(bad_status, bad_msg, 3) end
+  if bad_status then raise(bad_status, bad_msg, 3 + (extra or 0)) end
   local dt = (kind == "bool" and "bool") or (kind == "int" and "int64") or "float32"
   if dt == "int64" then -- booleans among integers are 0 and 1, as in torch.tensor([1, True])
     for i = 1, #flat do
@@ -443,12 +446,12 @@ end
 -- opts: {dtype = ..., requires_grad = ..., shape = ...}.
 local c_scalar, c_set_requires_grad = C.ag_tensor_scalar, C.ag_tensor_set_requires_grad
 local TENSOR_OPTS = set("dtype", "requires_grad", "shape")
-local c_leaf = C.ag_lua_scalar
-function ag.tensor(data, a, b)
-  -- A number, no dtype, no shape: one C call (typemaps.i, ag_lua_scalar; scalar graphs make
-  -- many of these). It returns false for anything else.
-  local t = c_leaf(data, a, b)
-  if t then return t end
+-- ag.tensor is a C closure (typemaps.i, ag_lua_tensor_fn) that makes a number with no dtype
+-- and no shape into a 0-d tensor itself (scalar graphs make many of these) and calls this
+-- function for anything else, with x = 1: the levels between here and the caller's code
+-- (for the positions of errors) are one more than in a Lua function called directly.
+local function tensor_general(data, a, b, x)
+  local t
   -- A number with a dtype (ag_lua_scalar took those without).
   if mtype(data) and b == nil then
     local function scalar(code) -- (Lua integers into int64 exactly, beyond 2^53 too)
@@ -456,10 +459,10 @@ function ag.tensor(data, a, b)
       return c_scalar(data, code)
     end
     if type(a) == "string" then
-      return scalar(dtype_code(a))
+      return scalar(dtype_code(a, nil, x))
     elseif type(a) == "table" and a[1] == nil and a.shape == nil then
-      check_opts(a, TENSOR_OPTS, "ag.tensor", 2)
-      t = scalar(dtype_code(a.dtype, mtype(data) == "integer" and C.AG_INT64 or C.AG_FLOAT32))
+      check_opts(a, TENSOR_OPTS, "ag.tensor", 2 + x)
+      t = scalar(dtype_code(a.dtype, mtype(data) == "integer" and C.AG_INT64 or C.AG_FLOAT32, x))
       if a.requires_grad then c_set_requires_grad(t, true) end
       return t
     end
@@ -476,10 +479,10 @@ function ag.tensor(data, a, b)
     if o == nil then o = b end -- ag.tensor(data, nil, dtype | opts)
     opts = type(o) == "table" and o or {dtype = o}
   end
-  check_opts(opts, TENSOR_OPTS, "ag.tensor", 2)
+  check_opts(opts, TENSOR_OPTS, "ag.tensor", 2 + x)
   if is_tensor(data) then
     local t = C.ag_clone(C.ag_tensor_detach(data))
-    if opts.dtype then t = C.ag_to_dtype(t, dtype_code(opts.dtype)) end
+    if opts.dtype then t = C.ag_to_dtype(t, dtype_code(opts.dtype, nil, x)) end
     return apply_opts(t, opts)
   end
   local flat, inferred_shape, dt
@@ -495,22 +498,22 @@ function ag.tensor(data, a, b)
       dt = (k == "bool" and #data > 0 and "bool") or (k == "int" and "int64") or "float32"
     end
   elseif type(data) == "table" then
-    flat, inferred_shape, dt = ag._flatten(data)
+    flat, inferred_shape, dt = ag._flatten(data, x)
   elseif (type(data) == "number" or type(data) == "boolean") and shape == nil then
     dt = (type(data) == "boolean" and "bool") or (mtype(data) == "integer" and "int64") or "float32"
     if type(data) == "boolean" then data = data and 1 or 0 end
-    local code = dtype_code(opts.dtype, DTYPE[dt])
+    local code = dtype_code(opts.dtype, DTYPE[dt], x)
     if code == C.AG_INT64 and mtype(data) == "integer" then
       return apply_opts(C.ag_lua_from_i64({data}, {}), opts) -- exact beyond 2^53
     end
     return apply_opts(C.ag_tensor_scalar(data, code), opts)
   elseif type(data) == "number" or type(data) == "boolean" then
     raise(C.AG_EINVAL, "autograd: ag.tensor of a " .. type(data) .. " makes a 0-d tensor and takes no shape "
-          .. "(ag.full(shape, value) fills one)", 2)
+          .. "(ag.full(shape, value) fills one)", 2 + x)
   else
-    raise(C.AG_EINVAL, "autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2)
+    raise(C.AG_EINVAL, "autograd: ag.tensor expects a number, a boolean or a table, got " .. type(data), 2 + x)
   end
-  local code = dtype_code(opts.dtype, DTYPE[dt])
+  local code = dtype_code(opts.dtype, DTYPE[dt], x)
   if code == C.AG_INT64 then -- as Lua integers: exact beyond 2^53
     local function integers(v)
       for i = 1, #v do if mtype(v[i]) ~= "integer" then return false end end
@@ -522,6 +525,7 @@ function ag.tensor(data, a, b)
   end
   return apply_opts(C.ag_tensor_from_f64(flat, code, shape or inferred_shape), opts)
 end
+ag.tensor = C.ag_lua_tensor_fn(tensor_general)
 
 -- Trailing options of the creation functions: a dtype string or {dtype=, requires_grad=,
 -- generator=}.
@@ -1093,25 +1097,25 @@ function setters.grad(t, g) C.ag_tensor_set_grad(t, g) end
 TensorMT.__name = "ag.Tensor"
 -- t[i] with i a number: an integer (a float with an integral value, as Lua's tables take it,
 -- counts as one); any other key that is not a name is refused rather than read as nil.
-local function index_key(k)
+-- `extra`: levels between the metamethod and its caller (1 under the C __index).
+local function index_key(k, extra)
   if mtype(k) == "float" then
     local i = math.tointeger(k)
     if i then return i end
-    raise(C.AG_EINVAL, "autograd: a tensor index must be an integer, got " .. tostring(k), 3)
+    raise(C.AG_EINVAL, "autograd: a tensor index must be an integer, got " .. tostring(k),
+          3 + (extra or 0))
   end
   if mtype(k) or type(k) == "string" then return k end
   raise(C.AG_EINVAL, "autograd: a tensor is indexed by an integer (t[i]), not by a " .. type(k)
-        .. " (index_select, gather and masked_fill take index tensors)", 3)
+        .. " (index_select, gather and masked_fill take index tensors)", 3 + (extra or 0))
 end
-TensorMT.__index = function(t, k)
-  local m = T[k]
-  if m then return m end
-  local g = getters[k]
-  if g then return g(t) end
-  k = index_key(k)
-  if mtype(k) == "integer" then return C.ag_select(t, 0, pos0(t, 0, k, "index")) end
+-- t.k: a method, a getter's value, or t[i]. A C closure (typemaps.i, ag_lua_tensor_index)
+-- looks up methods and getters; the rest comes here, called by it (so one level deeper).
+TensorMT.__index = C.ag_lua_tensor_index(T, getters, function(t, k)
+  k = index_key(k, 1)
+  if mtype(k) == "integer" then return C.ag_select(t, 0, pos0(t, 0, k, "index", nil, 1)) end
   return nil
-end
+end)
 TensorMT.__newindex = function(t, k, v)
   local s = setters[k]
   if s then return s(t, v) end

@@ -158,6 +158,7 @@ typedef struct ag_lua_ids {
 } ag_lua_ids;
 
 typedef struct ag_lua_track {
+    const void *magic;   /* &ag_lua_track_key: tells the tracker from other userdata */
     ag_lua_slot *slot;   /* NULL once the state closed */
     uint32_t *free_ids;  /* a stack of free slots; room for every slot, so pushing can't fail */
     uint32_t n, cap, nfree;
@@ -165,6 +166,7 @@ typedef struct ag_lua_track {
     int cur;
     int swept_all;       /* an old sentinel looked at every slot since the last young sweep */
     int closed;          /* the state is closing: every tensor was released */
+    size_t gc_live, gc_debt, gc_base; /* the collector's pacing (ag_lua_gc_account) */
 } ag_lua_track;
 
 typedef struct ag_lua_tensor_ud {
@@ -183,6 +185,18 @@ static ag_tensor *ag_lua_tensor_of(const ag_lua_tensor_ud *h)
     const ag_lua_track *tr = h->track;
     if (!h->u.ptr || !tr || tr->closed || tr->slot[h->slot].gen != h->gen) return NULL;
     return (ag_tensor *)h->u.ptr;
+}
+
+/* The tensor handle at idx (a SWIG object of ag_tensor), or NULL for anything else. The
+ * hot paths (operators, release) read their tensors with it first and leave the rest, and
+ * every message, to the general path. */
+static ag_lua_tensor_ud *ag_lua_tensor_ud_at(lua_State *L, int idx)
+{
+    /* (rawlen: a full userdata's size, or a string's or table's length, whose touserdata
+     * is NULL; 0 for a light userdata.) */
+    if (lua_rawlen(L, idx) != sizeof(ag_lua_tensor_ud)) return NULL;
+    ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, idx);
+    return h && h->u.type == SWIGTYPE_p_ag_tensor ? h : NULL;
 }
 
 /* The handle held by the SWIG object at idx, if it is one of `type`: 1 with *out set (NULL for
@@ -223,6 +237,10 @@ static void ag_lua_arg_error(lua_State *L, int idx, int argno, const char *fn,
 static int ag_lua_handle_arg(lua_State *L, int idx, int argno, swig_type_info *type,
                              const char *tname, const char *fn, void **out)
 {
+    if (type == SWIGTYPE_p_ag_tensor) { /* (a valid tensor: the commonest case) */
+        ag_lua_tensor_ud *h = ag_lua_tensor_ud_at(L, idx);
+        if (h && (*out = ag_lua_tensor_of(h))) return 1;
+    }
     if (!ag_lua_handle(L, idx, type, out)) {
         ag_lua_arg_error(L, idx, argno, fn, tname);
         return 0;
@@ -353,9 +371,9 @@ static int ag_lua_int64_array(lua_State *L, int idx, int64_t **arr, size_t *n_ou
  * garbage (2 million dropped 0-d tensors: peak RSS 7 MB, against 5 MB counted). */
 #define AG_LUA_GC_STEP ((size_t)1 << 18)
 #define AG_LUA_GC_FULL ((size_t)64 << 20)
-static _Thread_local struct {
-    size_t live, debt, base;
-} ag_lua_gc;
+/* (The counts are the state's, in its tracker: live, debt and base. They were thread-local,
+ * which in a shared object costs a call to __tls_get_addr at every access, ~3% of a scalar
+ * graph's binding overhead.) */
 
 /* The elements t's memory spans: at most its element count, less for a view that reads
  * memory more than once (an expanded tensor, stride 0), whose count can be far beyond any
@@ -366,10 +384,8 @@ static size_t ag_lua_tensor_bytes(const ag_tensor *t)
     int64_t n = 0;
     size_t nd = 0;
     ag_dtype dt = AG_FLOAT32;
-    if (ag_tensor_numel(&n, t) != AG_OK || ag_tensor_dtype(&dt, t) != AG_OK ||
-        ag_tensor_ndim(&nd, t) != AG_OK)
-        return 0;
-    if (nd > 0 && n > 1) {
+    if (ag_tensor_numel(&n, t) != AG_OK || ag_tensor_dtype(&dt, t) != AG_OK) return 0;
+    if (n > 1 && ag_tensor_ndim(&nd, t) == AG_OK && nd > 0) {
         int64_t shape[AG_MAX_DIMS], strides[AG_MAX_DIMS], span = 1;
         if (ag_tensor_shape(shape, AG_MAX_DIMS, t) == AG_OK &&
             ag_tensor_strides(strides, AG_MAX_DIMS, t) == AG_OK) {
@@ -381,36 +397,36 @@ static size_t ag_lua_tensor_bytes(const ag_tensor *t)
     return (size_t)n * (dt == AG_FLOAT32 ? 4 : dt == AG_BOOL ? 1 : 8);
 }
 
-/* Counts b more bytes behind Lua's tensors. The collection they buy runs at the next
+/* Counts b more bytes behind the state's tensors. The collection they buy runs at the next
  * ag_lua_gc_pace, where nothing is held that a Lua error could strand (see ag_lua_reserve). */
-static void ag_lua_gc_account(size_t b)
+static void ag_lua_gc_account(ag_lua_track *tr, size_t b)
 {
-    ag_lua_gc.live += b;
-    ag_lua_gc.debt += b;
+    tr->gc_live += b;
+    tr->gc_debt += b;
 }
 
 /* Runs the collection step or full collection the bytes counted so far have bought. */
-static void ag_lua_gc_pace(lua_State *L)
+static void ag_lua_gc_pace(lua_State *L, ag_lua_track *tr)
 {
-    if (ag_lua_gc.debt < AG_LUA_GC_STEP || ag_lua_gc.debt < ag_lua_gc.live / 8
+    if (tr->gc_debt < AG_LUA_GC_STEP || tr->gc_debt < tr->gc_live / 8
         || !lua_gc(L, LUA_GCISRUNNING))
         return;
-    size_t grown = ag_lua_gc.live - ag_lua_gc.base; /* base <= live always */
-    int kb = (int)(ag_lua_gc.debt >> 10);
-    ag_lua_gc.debt = 0;
-    if (grown >= AG_LUA_GC_FULL && grown >= ag_lua_gc.base) {
+    size_t grown = tr->gc_live - tr->gc_base; /* base <= live always */
+    int kb = (int)(tr->gc_debt >> 10);
+    tr->gc_debt = 0;
+    if (grown >= AG_LUA_GC_FULL && grown >= tr->gc_base) {
         lua_gc(L, LUA_GCCOLLECT);
-        ag_lua_gc.base = ag_lua_gc.live;
+        tr->gc_base = tr->gc_live;
     } else {
         lua_gc(L, LUA_GCSTEP, kb);
     }
 }
 
 /* Releases t, which was counted as b bytes. */
-static void ag_lua_gc_release(ag_tensor *t, size_t b)
+static void ag_lua_gc_release(ag_lua_track *tr, ag_tensor *t, size_t b)
 {
-    ag_lua_gc.live = ag_lua_gc.live > b ? ag_lua_gc.live - b : 0;
-    if (ag_lua_gc.live < ag_lua_gc.base) ag_lua_gc.base = ag_lua_gc.live;
+    tr->gc_live = tr->gc_live > b ? tr->gc_live - b : 0;
+    if (tr->gc_live < tr->gc_base) tr->gc_base = tr->gc_live;
     ag_tensor_release(t);
 }
 
@@ -426,7 +442,7 @@ static void ag_lua_slot_release(ag_lua_track *tr, uint32_t s)
     sl->gen++;
     sl->taken = 0;
     tr->free_ids[tr->nfree++] = s;
-    if (t) ag_lua_gc_release(t, b);
+    if (t) ag_lua_gc_release(tr, t, b);
 }
 
 /* A free slot, now taken and empty, or UINT32_MAX when the arrays cannot grow. */
@@ -507,14 +523,23 @@ static void ag_lua_young_add(ag_lua_track *tr, uint32_t s)
     y->v[y->n++] = s;
 }
 
-/* Releases slot s's tensor if its handle is gone (the weak table at the top of the stack); a
- * slot reserved for a handle that never got its tensor (see ag_lua_reserve) is freed too. */
-static void ag_lua_sweep_slot(lua_State *L, ag_lua_track *tr, uint32_t s)
+/* Releases the tensors of the slots ids[0 .. n-1] (ids NULL: slots 0 .. n-1) whose handle is
+ * gone (the weak table at index w); a slot reserved for a handle that never got its tensor
+ * (see ag_lua_reserve) is freed too. The entries read are popped 32 at a time. */
+static void ag_lua_sweep_slots(lua_State *L, ag_lua_track *tr, int w, const uint32_t *ids,
+                               uint32_t n)
 {
-    ag_lua_slot *sl = &tr->slot[s];
-    if (!sl->taken) return;
-    if (lua_rawgeti(L, -1, (lua_Integer)s + 1) == LUA_TNIL) ag_lua_slot_release(tr, s);
-    lua_pop(L, 1);
+    int top = lua_gettop(L), room = lua_checkstack(L, 40) ? 32 : 1, pushed = 0;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t s = ids ? ids[k] : k;
+        if (!tr->slot[s].taken) continue;
+        if (lua_rawgeti(L, w, (lua_Integer)s + 1) == LUA_TNIL) ag_lua_slot_release(tr, s);
+        if (++pushed == room) {
+            lua_settop(L, top);
+            pushed = 0;
+        }
+    }
+    lua_settop(L, top);
 }
 
 /* The young sentinel's finalizer: releases the tensors of the handles pushed during the last
@@ -524,12 +549,13 @@ static int ag_lua_sweep_young(lua_State *L)
     ag_lua_track *tr = ag_lua_track_get(L);
     if (!tr || tr->closed) return 0; /* closing: ag_lua_track_close releases everything */
     lua_getiuservalue(L, -1, 1);
+    int w = lua_gettop(L);
     ag_lua_ids *prev = &tr->young[tr->cur ^ 1], *now = &tr->young[tr->cur];
     if (prev->lost || now->lost) {
-        for (uint32_t s = 0; s < tr->n; s++) ag_lua_sweep_slot(L, tr, s);
+        ag_lua_sweep_slots(L, tr, w, NULL, tr->n);
     } else {
-        for (uint32_t k = 0; k < prev->n; k++) ag_lua_sweep_slot(L, tr, prev->v[k]);
-        for (uint32_t k = 0; k < now->n; k++) ag_lua_sweep_slot(L, tr, now->v[k]);
+        ag_lua_sweep_slots(L, tr, w, prev->v, prev->n);
+        ag_lua_sweep_slots(L, tr, w, now->v, now->n);
     }
     lua_pop(L, 1);
     /* What was pushed before this cycle is old from now on (if still alive). */
@@ -550,7 +576,7 @@ static int ag_lua_sweep_all(lua_State *L)
     if (!tr || tr->closed || tr->swept_all) return 0;
     tr->swept_all = 1;
     lua_getiuservalue(L, -1, 1);
-    for (uint32_t s = 0; s < tr->n; s++) ag_lua_sweep_slot(L, tr, s);
+    ag_lua_sweep_slots(L, tr, lua_gettop(L), NULL, tr->n);
     lua_pop(L, 1);
     return 0;
 }
@@ -632,6 +658,7 @@ static void ag_lua_track_init(lua_State *L)
     lua_pop(L, 1);
     ag_lua_track *tr = (ag_lua_track *)lua_newuserdatauv(L, sizeof *tr, 5);
     memset(tr, 0, sizeof *tr);
+    tr->magic = &ag_lua_track_key;
     lua_newtable(L); /* the weak table */
     lua_newtable(L);
     lua_pushliteral(L, "v");
@@ -657,19 +684,6 @@ static void ag_lua_track_init(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* Sets the class metatable of `type` on the userdata at the top of the stack (cached in the
- * registry under the type's address instead of looked up by name each time). */
-static void ag_lua_set_class(lua_State *L, swig_type_info *type)
-{
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, type) == LUA_TTABLE) {
-        lua_setmetatable(L, -2);
-    } else {
-        lua_pop(L, 1);
-        SWIG_Lua_AddMetatable(L, type);
-        if (lua_getmetatable(L, -1)) lua_rawsetp(L, LUA_REGISTRYINDEX, type);
-    }
-}
-
 /* ---- handles that come back: reserved before the call, filled after ----------------------
  * Every Lua allocation may raise a memory error (a longjmp past the wrapper). Had the Lua
  * object of a handle been made after the C call that returned the handle, such an error left
@@ -682,23 +696,61 @@ static void ag_lua_set_class(lua_State *L, swig_type_info *type)
  * object's reserved slot is freed by the sweep when it finds the object dead, as for any
  * handle. */
 
-/* Pushes an empty object for a handle of `type` and returns its stack index. */
-static int ag_lua_reserve(lua_State *L, swig_type_info *type)
+/* ---- the state's tracker, tensor metatable and weak table as upvalues ----------------------
+ * Every function of the module table is a C closure over three values of its state (made at
+ * luaopen, ag_lua_close_over): 1 the tracker, 2 the tensor class metatable, 3 the tracker's
+ * weak table. A tensor handle made inside one of them takes them from there. Looking them up
+ * in the registry (lua_rawgetp, a hash lookup of a light userdata, twice per handle) was ~2000
+ * instructions per triple of the `scalar` workload, about 9% of the binding's cost there. */
+#define AG_LUA_UP_TRACK lua_upvalueindex(1)
+#define AG_LUA_UP_MT lua_upvalueindex(2)
+#define AG_LUA_UP_WEAK lua_upvalueindex(3)
+
+/* The tracker in the upvalues of the running C function, if it is one of the module's
+ * closures; NULL otherwise (a helper run by lua_pcall, a callback's body: the caller then
+ * looks in the registry). The upvalues are checked, not trusted: debug.setupvalue can change
+ * them. */
+static ag_lua_track *ag_lua_up_track(lua_State *L)
 {
-    if (type != SWIGTYPE_p_ag_tensor) {
-        swig_lua_userdata *u = (swig_lua_userdata *)lua_newuserdatauv(L, sizeof *u, 0);
-        u->ptr = NULL;
-        u->type = type;
-        u->own = 0;
-        ag_lua_set_class(L, type);
-        return lua_gettop(L);
+    ag_lua_track *tr = (ag_lua_track *)lua_touserdata(L, AG_LUA_UP_TRACK);
+    if (!tr || lua_rawlen(L, AG_LUA_UP_TRACK) != sizeof *tr || tr->magic != &ag_lua_track_key ||
+        lua_type(L, AG_LUA_UP_MT) != LUA_TTABLE || lua_type(L, AG_LUA_UP_WEAK) != LUA_TTABLE)
+        return NULL;
+    return tr;
+}
+
+/* Pushes the class metatable of `type` (cached in the registry under the type's address
+ * instead of looked up by name each time); nil if it has none. */
+static void ag_lua_push_class(lua_State *L, swig_type_info *type)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, type) == LUA_TTABLE) return;
+    lua_pop(L, 1);
+    if (type->clientdata)
+        SWIG_Lua_get_class_metatable(L, ((swig_lua_class *)type->clientdata)->fqname);
+    else
+        lua_pushnil(L);
+    if (lua_istable(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, type);
+    } else {
+        lua_pop(L, 1);
+        lua_pushnil(L);
     }
-    ag_lua_gc_pace(L);
+}
+
+/* Pushes an empty tensor object for tracker tr (NULL: none), with the tensor metatable at
+ * mt and the weak table at weak (absolute or upvalue indices), and returns its index. */
+static int ag_lua_reserve_tensor(lua_State *L, ag_lua_track *tr, int mt, int weak, void **udp)
+{
+    if (tr) ag_lua_gc_pace(L, tr);
     ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_newuserdatauv(L, sizeof *h, 0);
-    memset(h, 0, sizeof *h);
     h->u.type = SWIGTYPE_p_ag_tensor;
-    ag_lua_set_class(L, SWIGTYPE_p_ag_tensor);
-    ag_lua_track *tr = ag_lua_track_get(L);
+    h->u.own = 0;
+    h->u.ptr = NULL;
+    h->track = NULL;
+    h->slot = h->gen = 0;
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
     uint32_t s = tr && !tr->closed ? ag_lua_slot_take(tr) : UINT32_MAX;
     if (s == UINT32_MAX) {
         /* (A state that is closing has released its tensors already: nothing would release
@@ -714,18 +766,51 @@ static int ag_lua_reserve(lua_State *L, swig_type_info *type)
     h->track = tr;
     h->slot = s;
     h->gen = tr->slot[s].gen;
-    lua_getiuservalue(L, -1, 1);
-    lua_pushvalue(L, -3);
-    lua_rawseti(L, -2, (lua_Integer)s + 1);
-    lua_pop(L, 2); /* the weak table, the tracker */
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, weak, (lua_Integer)s + 1);
+    *udp = h;
     return lua_gettop(L);
+}
+
+/* Pushes an empty object for a handle of `type` and returns its stack index; *udp receives
+ * its address (for ag_lua_fill_p). */
+static int ag_lua_reserve_p(lua_State *L, swig_type_info *type, void **udp)
+{
+    if (type != SWIGTYPE_p_ag_tensor) {
+        swig_lua_userdata *u = (swig_lua_userdata *)lua_newuserdatauv(L, sizeof *u, 0);
+        u->ptr = NULL;
+        u->type = type;
+        u->own = 0;
+        ag_lua_push_class(L, type);
+        lua_setmetatable(L, -2);
+        *udp = u;
+        return lua_gettop(L);
+    }
+    ag_lua_track *tr = ag_lua_up_track(L);
+    if (tr) return ag_lua_reserve_tensor(L, tr, AG_LUA_UP_MT, AG_LUA_UP_WEAK, udp);
+    /* Not in one of the module's closures: the tracker, its weak table and the metatable from
+     * the registry, below the object, which then takes their place. */
+    int base = lua_gettop(L) + 1;
+    tr = ag_lua_track_get(L);
+    if (tr) lua_getiuservalue(L, -1, 1);
+    else lua_pushnil(L);
+    ag_lua_push_class(L, SWIGTYPE_p_ag_tensor);
+    ag_lua_reserve_tensor(L, tr, base + 2, base + 1, udp);
+    lua_replace(L, base);
+    lua_settop(L, base);
+    return base;
+}
+static int ag_lua_reserve(lua_State *L, swig_type_info *type)
+{
+    void *u;
+    return ag_lua_reserve_p(L, type, &u);
 }
 
 /* Puts handle p (owned; NULL: nil) into the object ag_lua_reserve made at idx. Allocates
  * nothing in Lua, so it cannot raise. */
-static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
+static void ag_lua_fill_p(lua_State *L, int idx, void *ud, void *p, swig_type_info *type)
 {
-    swig_lua_userdata *u = (swig_lua_userdata *)lua_touserdata(L, idx);
+    swig_lua_userdata *u = (swig_lua_userdata *)ud;
     if (type == SWIGTYPE_p_ag_tensor) {
         ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)u;
         ag_lua_track *tr = h->track;
@@ -739,7 +824,7 @@ static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
             size_t bytes = ag_lua_tensor_bytes((ag_tensor *)p);
             tr->slot[h->slot].t = (ag_tensor *)p;
             tr->slot[h->slot].bytes = bytes;
-            ag_lua_gc_account(bytes);
+            ag_lua_gc_account(tr, bytes);
         }
     }
     if (!p) {
@@ -749,6 +834,11 @@ static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
     }
     u->ptr = p;
     u->own = 1;
+}
+/* The same with the object's address read from the stack. */
+static void ag_lua_fill(lua_State *L, int idx, void *p, swig_type_info *type)
+{
+    ag_lua_fill_p(L, idx, lua_touserdata(L, idx), p, type);
 }
 
 /* Pushes a table of n reserved tensor objects (for a list of results) and returns its index. */
@@ -832,14 +922,13 @@ void ag_lua_invalidate(lua_State *L, int idx)
  * to-be-closed variable may hold nil). */
 static int ag_lua_release_tensor(lua_State *L)
 {
-    if (lua_isnoneornil(L, 1)) return 0;
-    void *p = NULL;
-    if (!ag_lua_handle(L, 1, SWIGTYPE_p_ag_tensor, &p)) {
+    ag_lua_tensor_ud *h = ag_lua_tensor_ud_at(L, 1);
+    if (!h) {
+        if (lua_isnoneornil(L, 1)) return 0;
         ag_lua_arg_error(L, 1, 1, "release", "ag_tensor");
         ag_lua_note_error(L, AG_EINVAL);
         return lua_error(L);
     }
-    ag_lua_tensor_ud *h = (ag_lua_tensor_ud *)lua_touserdata(L, 1);
     ag_tensor *t = ag_lua_tensor_of(h);
     if (h->u.own && t) ag_lua_slot_release(h->track, h->slot);
     h->u.ptr = NULL;
@@ -935,8 +1024,13 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
                         ag_lua_ts_fn ts, const char *st_name, ag_lua_ts_fn st, int is_sub)
 {
     ag_tensor *out = NULL, *big = NULL;
-    int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor); /* before any operand is borrowed */
-    if (lua_type(L, 2) == LUA_TNUMBER) {
+    void *udp;
+    int rc, ud = ag_lua_reserve_p(L, SWIGTYPE_p_ag_tensor, &udp); /* before any operand is borrowed */
+    ag_lua_tensor_ud *ha = ag_lua_tensor_ud_at(L, 1), *hb = ha ? ag_lua_tensor_ud_at(L, 2) : NULL;
+    ag_tensor *ta = ha ? ag_lua_tensor_of(ha) : NULL, *tb = hb ? ag_lua_tensor_of(hb) : NULL;
+    if (ta && tb) { /* two valid tensors: the commonest case */
+        rc = tt(&out, ta, tb);
+    } else if (lua_type(L, 2) == LUA_TNUMBER) {
         ag_tensor *a = ag_lua_tensor_arg(L, 1, ts_name, 1);
         if ((big = ag_lua_big_int(L, 2))) rc = tt(&out, a, big);
         else rc = ag_lua_scalar_op(&out, ts, a, L, 2, is_sub);
@@ -960,7 +1054,7 @@ static int ag_lua_binop(lua_State *L, const char *tt_name, ag_lua_tt_fn tt, cons
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_fill(L, ud, out, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill_p(L, ud, udp, out, SWIGTYPE_p_ag_tensor);
     return 1;
 }
 static int ag_lua_add(lua_State *L)
@@ -989,35 +1083,44 @@ static int ag_lua_pow(lua_State *L)
                         ag_rpow_scalar, 0);
 }
 
+/* Whether the value at idx is the string "requires_grad". */
+static int ag_lua_is_rg(lua_State *L, int idx)
+{
+    size_t len;
+    const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
+    return k && len == sizeof "requires_grad" - 1 && !memcmp(k, "requires_grad", len);
+}
+
 /* ag.tensor's commonest case: ag_lua_scalar(v [, opts]) with v a number and opts nil or a
  * table with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for
  * a float and int64 for an integer. Anything else returns false, and autograd.lua takes its
- * general path, the one place that reads dtypes and shapes. */
-static int ag_lua_scalar(lua_State *L)
+ * general path, the one place that reads dtypes and shapes. ag_lua_scalar_try pushes the
+ * tensor and returns 1, or returns 0 with the stack as it was; key_up: the running closure
+ * holds "requires_grad" as upvalue 5 (ag.tensor's, below). */
+static int ag_lua_scalar_try(lua_State *L, int key_up)
 {
-    if (lua_type(L, 1) != LUA_TNUMBER || !lua_isnoneornil(L, 3)) {
-        lua_pushboolean(L, 0);
-        return 1;
-    }
-    int grad = 0;
-    if (lua_type(L, 2) == LUA_TTABLE) {
+    int top = lua_gettop(L), grad = 0;
+    if (lua_type(L, 1) != LUA_TNUMBER || (top >= 3 && !lua_isnil(L, 3))) return 0;
+    int t2 = lua_type(L, 2);
+    if (t2 == LUA_TTABLE) {
         /* {requires_grad = ...} only: anything else (a dtype, a shape, array entries, a
          * misspelt option, which the general path refuses) goes the general way. */
         lua_pushnil(L);
         while (lua_next(L, 2)) {
-            if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "requires_grad")) {
-                lua_pushboolean(L, 0);
-                return 1;
+            /* (ag.tensor's closure holds the string as upvalue 5: one comparison) */
+            if (!(key_up ? lua_rawequal(L, -2, lua_upvalueindex(5)) : ag_lua_is_rg(L, -2))) {
+                lua_settop(L, top);
+                return 0;
             }
             grad = lua_toboolean(L, -1);
             lua_pop(L, 1);
         }
-    } else if (!lua_isnoneornil(L, 2)) {
-        lua_pushboolean(L, 0);
-        return 1;
+    } else if (t2 != LUA_TNIL && t2 != LUA_TNONE) {
+        return 0;
     }
     ag_tensor *t = NULL;
-    int rc, ud = ag_lua_reserve(L, SWIGTYPE_p_ag_tensor);
+    void *udp;
+    int rc, ud = ag_lua_reserve_p(L, SWIGTYPE_p_ag_tensor, &udp);
     if (lua_isinteger(L, 1)) { /* exact, beyond 2^53 too */
         int64_t v = (int64_t)lua_tointeger(L, 1);
         rc = ag_tensor_from_data(&t, &v, AG_INT64, NULL, 0);
@@ -1030,7 +1133,52 @@ static int ag_lua_scalar(lua_State *L)
         lua_pushstring(L, ag_last_error());
         return lua_error(L);
     }
-    ag_lua_fill(L, ud, t, SWIGTYPE_p_ag_tensor);
+    ag_lua_fill_p(L, ud, udp, t, SWIGTYPE_p_ag_tensor);
+    return 1;
+}
+static int ag_lua_scalar(lua_State *L)
+{
+    if (!ag_lua_scalar_try(L, 0)) lua_pushboolean(L, 0);
+    return 1;
+}
+
+/* The continuation of a Lua function called from ag.tensor's and __index's closures (below):
+ * its result is at the top (lua_callk, so that a coroutine may yield inside it, as it could
+ * when the function calling it was a Lua one). */
+static int ag_lua_return_top(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L;
+    (void)status;
+    (void)ctx;
+    return 1;
+}
+/* ag.tensor itself: the case above in C, anything else by the Lua function of autograd.lua
+ * (upvalue 4) as general(data, a, b, 1), the 1 telling it that it runs one level deeper
+ * than its caller's code, for the levels of its errors. A Lua function that called
+ * ag_lua_scalar first cost ~390 instructions a leaf more (a Lua call and its frame). */
+static int ag_lua_tensor_body(lua_State *L)
+{
+    if (ag_lua_scalar_try(L, 1)) return 1;
+    lua_settop(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(4));
+    lua_insert(L, 1);
+    lua_pushinteger(L, 1);
+    lua_callk(L, 4, 1, 0, ag_lua_return_top);
+    return 1;
+}
+/* ag_lua_tensor_fn(general): the closure above, over this closure's own upvalues, general and
+ * the string "requires_grad" (upvalue 5, compared with the keys of an options table). */
+static int ag_lua_tensor_fn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    if (!ag_lua_up_track(L)) return luaL_error(L, "ag_lua_tensor_fn: not a closure of the module");
+    lua_settop(L, 1);
+    lua_pushvalue(L, AG_LUA_UP_TRACK);
+    lua_pushvalue(L, AG_LUA_UP_MT);
+    lua_pushvalue(L, AG_LUA_UP_WEAK);
+    lua_pushvalue(L, 1);
+    lua_pushliteral(L, "requires_grad");
+    lua_pushcclosure(L, ag_lua_tensor_body, 5);
     return 1;
 }
 %}
@@ -1040,6 +1188,7 @@ static int ag_lua_scalar(lua_State *L)
 %native(ag_lua_div) int ag_lua_div(lua_State *L);
 %native(ag_lua_pow) int ag_lua_pow(lua_State *L);
 %native(ag_lua_scalar) int ag_lua_scalar(lua_State *L);
+%native(ag_lua_tensor_fn) int ag_lua_tensor_fn(lua_State *L);
 %{
 /* ag_lua_from_i64(flat, shape): an int64 tensor from Lua integers, exactly (ag_tensor_from_f64
  * goes through doubles, which round integers beyond 2^53). */
@@ -1075,8 +1224,83 @@ static int ag_lua_from_i64(lua_State *L)
 }
 %}
 %native(ag_lua_from_i64) int ag_lua_from_i64(lua_State *L);
+%{
+/* ---- t.field and t:method() -------------------------------------------------------------
+ * Every method call on a tensor (`q:tanh()`, `t:release()`) reads the method through the
+ * metatable's __index. A Lua function there cost ~400 instructions a lookup (a Lua call and
+ * its frame); this C closure reads the methods table, then the getters, itself, and leaves
+ * everything else (integer indices, wrong keys) to a Lua function, which runs one level
+ * deeper than the Lua __index did and reports its errors one level up accordingly. Upvalues:
+ * 1 the methods table, 2 the getters (functions of the tensor), 3 the rest. */
+static int ag_lua_index_body(lua_State *L)
+{
+    lua_pushvalue(L, 2); /* (nil if absent) */
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    lua_pushvalue(L, 2);
+    if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
+        lua_pushvalue(L, 1);
+        lua_callk(L, 1, 1, 0, ag_lua_return_top);
+        return 1;
+    }
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_insert(L, 1);
+    lua_callk(L, 2, 1, 0, ag_lua_return_top);
+    return 1;
+}
+/* ag_lua_tensor_index(methods, getters, rest): the __index closure above. */
+static int ag_lua_tensor_index(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    lua_settop(L, 3);
+    lua_pushcclosure(L, ag_lua_index_body, 3);
+    return 1;
+}
+%}
+%native(ag_lua_tensor_index) int ag_lua_tensor_index(lua_State *L);
+%{
+/* Makes every C function of the module table at idx a closure over the state's tracker, the
+ * tensor metatable and the weak table (see AG_LUA_UP_TRACK), which the module's functions
+ * then read instead of the registry. */
+static void ag_lua_close_over(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (!lua_istable(L, idx)) return;
+    if (!ag_lua_track_get(L)) {
+        lua_pop(L, 1);
+        return;
+    }
+    int up = lua_gettop(L);
+    ag_lua_push_class(L, SWIGTYPE_p_ag_tensor);
+    lua_getiuservalue(L, up, 1);
+    if (!lua_istable(L, up + 1) || !lua_istable(L, up + 2)) {
+        lua_settop(L, up - 1);
+        return;
+    }
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_CFunction f = lua_tocfunction(L, -1);
+        if (f && !lua_getupvalue(L, -1, 1)) { /* (a C function without upvalues) */
+            lua_pop(L, 1);
+            lua_pushvalue(L, -1); /* the key */
+            lua_pushvalue(L, up);
+            lua_pushvalue(L, up + 1);
+            lua_pushvalue(L, up + 2);
+            lua_pushcclosure(L, f, 3);
+            lua_rawset(L, idx); /* (an existing key: lua_next may go on) */
+        } else {
+            lua_pop(L, f ? 2 : 1);
+        }
+    }
+    lua_settop(L, up - 1);
+}
+%}
 %init %{
     ag_lua_track_init(L);
+    /* (SWIG_init leaves the module table at the top.) */
+    ag_lua_close_over(L, -1);
 %}
 
 /* ---------------------------------------------------------------------------------------- */
@@ -1098,7 +1322,7 @@ struct ag_function_ctx {};  /* borrowed during a callback only: no destructor */
 /* (At luaopen the tensor class loses its __gc, its handles being swept, and the others get
  * ag_lua_gc_handle, which calls these destructors, see ag_lua_track_init. SWIG still wants
  * the tensor's to make the class.) */
-%extend ag_tensor { ~ag_tensor() { ag_lua_gc_release($self, ag_lua_tensor_bytes($self)); } }
+%extend ag_tensor { ~ag_tensor() { ag_tensor_release($self); } }
 %extend ag_node { ~ag_node() { ag_node_release($self); } }
 %extend ag_optimizer { ~ag_optimizer() { ag_optimizer_release($self); } }
 %extend ag_generator { ~ag_generator() { ag_generator_release($self); } }
@@ -1224,13 +1448,13 @@ AG_LUA_INT_OUT(ag_dtype)
 /* ---------------------------------------------------------------------------------------- */
 /* Matched by name: a bare `TYPE **` rule would also catch `TYPE *const *` input arrays. */
 %define AG_LUA_HANDLE_OUT(TYPE)
-%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL, int ud = 0),
-                          TYPE **values_out (TYPE *tmp = NULL, int ud = 0),
-                          TYPE **indices_out (TYPE *tmp = NULL, int ud = 0),
-                          TYPE **fn_out (TYPE *tmp = NULL, int ud = 0)
-%{ $1 = &tmp; ud = ag_lua_reserve(L, $*1_descriptor); SWIG_arg--; %}
+%typemap(in, numinputs=0) TYPE **out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL),
+                          TYPE **values_out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL),
+                          TYPE **indices_out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL),
+                          TYPE **fn_out (TYPE *tmp = NULL, int ud = 0, void *udp = NULL)
+%{ $1 = &tmp; ud = ag_lua_reserve_p(L, $*1_descriptor, &udp); SWIG_arg--; %}
 %typemap(argout) TYPE **out, TYPE **values_out, TYPE **indices_out, TYPE **fn_out
-%{ ag_lua_fill(L, ud$argnum, *$1, $*1_descriptor);
+%{ ag_lua_fill_p(L, ud$argnum, udp$argnum, *$1, $*1_descriptor);
    lua_pushvalue(L, ud$argnum); SWIG_arg++; %}
 %enddef
 AG_LUA_HANDLE_OUT(ag_tensor)
