@@ -429,6 +429,8 @@ func (r *cfRun) call(fn string, a *cfArgs, nOut int) (cfResult, error) {
 	switch fn {
 	case "ag_tensor_scalar":
 		return one(Scalar(a.f(0), a.dtype(1)))
+	case "ag_tensor_scalar_requires_grad":
+		return one(ScalarRequiresGrad(a.f(0), a.dtype(1), a.b(2)))
 	case "ag_full":
 		return one(Full(a.dtype(0), a.f(2), a.ints(1)...))
 	case "ag_arange":

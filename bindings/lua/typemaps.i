@@ -1124,11 +1124,12 @@ static int ag_lua_scalar_try(lua_State *L, int key_up)
     if (lua_isinteger(L, 1)) { /* exact, beyond 2^53 too */
         int64_t v = (int64_t)lua_tointeger(L, 1);
         rc = ag_tensor_from_data(&t, &v, AG_INT64, NULL, 0);
-    } else {
-        rc = ag_tensor_scalar(&t, lua_tonumber(L, 1), AG_FLOAT32);
+        /* (refused: an int64 tensor cannot require grad, with set_requires_grad's message) */
+        if (rc == AG_OK && grad && (rc = ag_tensor_set_requires_grad(t, 1)) != AG_OK)
+            ag_tensor_release(t);
+    } else { /* a leaf: one call, torch.tensor(v, requires_grad=...) */
+        rc = ag_tensor_scalar_requires_grad(&t, lua_tonumber(L, 1), AG_FLOAT32, grad);
     }
-    if (rc == AG_OK && grad && (rc = ag_tensor_set_requires_grad(t, 1)) != AG_OK)
-        ag_tensor_release(t);
     if (rc != AG_OK) {
         lua_pushstring(L, ag_last_error());
         return lua_error(L);

@@ -152,6 +152,8 @@ def torch_requires_grad(t, v):
 TORCH = {
     # creation
     "ag_tensor_scalar": lambda v, dt: torch.tensor(v, dtype=dt),
+    "ag_tensor_scalar_requires_grad":
+        lambda v, dt, rg: torch.tensor(v, dtype=dt, requires_grad=bool(rg)),
     "ag_empty": lambda dt, shape: torch.empty(shape, dtype=dt),
     "ag_zeros": lambda dt, shape: torch.zeros(shape, dtype=dt),
     "ag_ones": lambda dt, shape: torch.ones(shape, dtype=dt),
@@ -3254,6 +3256,16 @@ def fam_creation():
     c = Case("scalar/int64_truncates")
     c.call("ag_tensor_scalar", -2.0, DT("int64"))
     cases.append(c)
+    # torch.tensor(v, requires_grad=True): a leaf like any other (its .grad after backward)
+    for dt in FLOATS:
+        c = Case("scalar/requires_grad/%s" % dt)
+        x = c.call("ag_tensor_scalar_requires_grad", 1.5, DT(dt), 1, extra={"is_leaf": True})
+        y = c.call("ag_mul", x, x)
+        c.backward(y)
+        cases.append(c)
+    c = Case("scalar/requires_grad/off")
+    c.call("ag_tensor_scalar_requires_grad", 2.0, DT("int64"), 0, extra={"is_leaf": True})
+    cases.append(c)
     for dt, a, b, s in (("float32", 0.0, 5.0, 1.0), ("float64", -1.0, 1.0, 0.25),
                         ("int64", 0.0, 10.0, 3.0), ("float32", 5.0, 0.0, -1.5),
                         ("float64", 0.0, 1.0, 0.1), ("int64", -3.0, 3.0, 1.0),
@@ -3502,6 +3514,11 @@ def fam_errors():
     c.call("ag_add_scalar", big, -1024.0)
     c.call("ag_sub", big, c.ints([1024, -2 ** 62, 0, 0]))
     # int64 cannot hold these: refused (they became INT64_MIN)
+    c = case("dtype/scalar_requires_grad_integral")
+    c.err("ag_tensor_scalar_requires_grad", 1.0, DT("int64"), 1, status="AG_EDTYPE",
+          contains="floating point dtype can require gradients")
+    c.err("ag_tensor_scalar_requires_grad", 1.0, DT("bool"), 1, status="AG_EDTYPE",
+          contains="floating point dtype can require gradients")
     c = case("dtype/int64_overflow")
     c.err("ag_tensor_scalar", 1e300, DT("int64"), status="AG_EINVAL",
           contains="cannot be converted to type int64_t without overflow")

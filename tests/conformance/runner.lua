@@ -169,6 +169,9 @@ local FN = {
   ag_copy_ = function(a) ag.copy_(a[1], a[2]) end,
   -- creation
   ag_tensor_scalar = function(a) return ag.tensor(a[1], a[2]) end,
+  ag_tensor_scalar_requires_grad = function(a)
+    return ag.tensor(a[1], {dtype = a[2], requires_grad = B(a[3])})
+  end,
   ag_zeros = function(a) return ag.zeros(a[2], a[1]) end,
   ag_ones = function(a) return ag.ones(a[2], a[1]) end,
   ag_empty = function(a) return ag.empty(a[2], a[1]) end,

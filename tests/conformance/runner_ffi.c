@@ -81,6 +81,7 @@ static const sig SIGS[] = {
     {"ag_tensor_from_data", "s", "o x D L n"},
     {"ag_tensor_from_f64", "s", "o x D L n"},
     {"ag_tensor_scalar", "s", "o d D"},
+    {"ag_tensor_scalar_requires_grad", "s", "o d D i"},
     {"ag_empty", "s", "o D L n"},
     {"ag_zeros", "s", "o D L n"},
     {"ag_ones", "s", "o D L n"},
