@@ -91,12 +91,14 @@ AG_API int ag_tensor_scalar_requires_grad(ag_tensor **out, double value, ag_dtyp
 {
     const char *fn = "ag_tensor_scalar_requires_grad";
     CHECK_NOT_NULL(fn, out, "out");
-    if (requires_grad && (dtype == AG_INT64 || dtype == AG_BOOL))
-        return api_error(fn, AG_EDTYPE, "only Tensors of floating point dtype can require "
-                         "gradients (got %s)", dtype_name((enum dtype)dtype));
     tensor *t;
     int rc = scalar_make(fn, &t, value, dtype);
-    if (rc) return rc;
+    if (rc) return rc; /* (the value's conversion is refused first, as torch.tensor refuses) */
+    if (requires_grad && (dtype == AG_INT64 || dtype == AG_BOOL)) {
+        tensor_release(t);
+        return api_error(fn, AG_EDTYPE, "only Tensors of floating point dtype can require "
+                         "gradients (got %s)", dtype_name((enum dtype)dtype));
+    }
     if (requires_grad) {
         /* As ag_tensor_set_requires_grad on a fresh leaf: its meta (where .grad lives) now,
          * so that backward never has to allocate it halfway through; t is this call's own

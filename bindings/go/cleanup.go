@@ -12,7 +12,8 @@ import (
 
 // Cleanups are attached lazily. runtime.AddCleanup costs ~250 ns a tensor (a record inserted
 // into its span's address-sorted list, under runtime locks), Cleanup.Stop about as much again
-// on Release, and the walks of those lists evict the caller's data (the scalar workload's
+// (which Release once called, and no longer does: see cell), and the walks of those lists
+// evict the caller's data (the scalar workload's
 // backward, the same C code on the same graph, ran at 285 ns/node from Go against C's 170).
 // Yet most tensors of a computation are released explicitly (Release, Tape.Release) soon
 // after they are made. So a new Tensor only goes on a pending list, and after each garbage
@@ -40,7 +41,7 @@ var pending [pendingShards]struct {
 }
 
 // track puts a new tensor on the pending list, and counts it for pace under the same lock
-// (every paceEvery tensors of a shard is, summed over the shards, every paceEvery tensors).
+// (every paceEvery tensors of a shard: see pacing.go for what that means overall).
 func track(t *Tensor) {
 	s := &pending[(uintptr(unsafe.Pointer(t))>>13)%pendingShards]
 	s.mu.Lock()

@@ -22,7 +22,12 @@ import (
 // freed by the library stays resident for reuse, so that measure only grows.) Coarse: the
 // base is read at the first sample after a collection, when ~32 dropped tensors are pending
 // already, so ~100 are alive at the peak whatever their size; and blocks under 64 KiB are
-// not in ag_memory_in_use (README: Release what you make).
+// not in ag_memory_in_use (README: Release what you make). "Every paceEvery tensors" is
+// counted per shard of the pending list (cleanup.go, track: under the lock it takes anyway,
+// where a counter of its own was a locked instruction per tensor). Tensors made one after
+// another lie in one span and share a shard, so a loop samples every paceEvery tensors as
+// before; tensors spread over the shards (many goroutines) can leave up to
+// pendingShards*(paceEvery-1) uncounted between two samples.
 const (
 	paceEvery = 32
 	paceMin   = 64 << 20
@@ -34,7 +39,7 @@ var (
 	paceMu     sync.Mutex    // one forced collection at a time
 )
 
-// pace is called for every paceEvery tensors the package wraps (counted by track).
+// pace is called for every paceEvery tensors a shard of the pending list takes (track).
 func pace() {
 	inUse := capi.Ag_memory_in_use()
 	// The base: the lowest reading since the last collection (its cleanups release what it

@@ -452,7 +452,7 @@ local TENSOR_OPTS = set("dtype", "requires_grad", "shape")
 -- (for the positions of errors) are one more than in a Lua function called directly.
 local function tensor_general(data, a, b, x)
   local t
-  -- A number with a dtype (ag_lua_scalar took those without).
+  -- A number with a dtype (the C closure took those without).
   if mtype(data) and b == nil then
     local function scalar(code) -- (Lua integers into int64 exactly, beyond 2^53 too)
       if code == C.AG_INT64 and mtype(data) == "integer" then return C.ag_lua_from_i64({data}, {}) end

@@ -167,6 +167,7 @@ typedef struct ag_lua_track {
     int swept_all;       /* an old sentinel looked at every slot since the last young sweep */
     int closed;          /* the state is closing: every tensor was released */
     size_t gc_live, gc_debt, gc_base; /* the collector's pacing (ag_lua_gc_account) */
+    const void *weak;    /* the weak table's address (lua_topointer): ag_lua_up_track */
 } ag_lua_track;
 
 typedef struct ag_lua_tensor_ud {
@@ -660,6 +661,7 @@ static void ag_lua_track_init(lua_State *L)
     memset(tr, 0, sizeof *tr);
     tr->magic = &ag_lua_track_key;
     lua_newtable(L); /* the weak table */
+    tr->weak = lua_topointer(L, -1); /* (objects do not move; the tracker anchors it) */
     lua_newtable(L);
     lua_pushliteral(L, "v");
     lua_setfield(L, -2, "__mode");
@@ -709,12 +711,16 @@ static void ag_lua_track_init(lua_State *L)
 /* The tracker in the upvalues of the running C function, if it is one of the module's
  * closures; NULL otherwise (a helper run by lua_pcall, a callback's body: the caller then
  * looks in the registry). The upvalues are checked, not trusted: debug.setupvalue can change
- * them. */
+ * them. The weak table must be the tracker's own, not merely a table: a handle entered in
+ * another would be swept as dead while alive (its tensor released under it). Another
+ * metatable only changes how the object behaves, and the registry path sets whatever
+ * metatable the class has then. */
 static ag_lua_track *ag_lua_up_track(lua_State *L)
 {
     ag_lua_track *tr = (ag_lua_track *)lua_touserdata(L, AG_LUA_UP_TRACK);
     if (!tr || lua_rawlen(L, AG_LUA_UP_TRACK) != sizeof *tr || tr->magic != &ag_lua_track_key ||
-        lua_type(L, AG_LUA_UP_MT) != LUA_TTABLE || lua_type(L, AG_LUA_UP_WEAK) != LUA_TTABLE)
+        lua_type(L, AG_LUA_UP_MT) != LUA_TTABLE || lua_type(L, AG_LUA_UP_WEAK) != LUA_TTABLE ||
+        lua_topointer(L, AG_LUA_UP_WEAK) != tr->weak)
         return NULL;
     return tr;
 }
@@ -1083,21 +1089,13 @@ static int ag_lua_pow(lua_State *L)
                         ag_rpow_scalar, 0);
 }
 
-/* Whether the value at idx is the string "requires_grad". */
-static int ag_lua_is_rg(lua_State *L, int idx)
-{
-    size_t len;
-    const char *k = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len) : NULL;
-    return k && len == sizeof "requires_grad" - 1 && !memcmp(k, "requires_grad", len);
-}
-
-/* ag.tensor's commonest case: ag_lua_scalar(v [, opts]) with v a number and opts nil or a
- * table with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for
- * a float and int64 for an integer. Anything else returns false, and autograd.lua takes its
- * general path, the one place that reads dtypes and shapes. ag_lua_scalar_try pushes the
- * tensor and returns 1, or returns 0 with the stack as it was; key_up: the running closure
- * holds "requires_grad" as upvalue 5 (ag.tensor's, below). */
-static int ag_lua_scalar_try(lua_State *L, int key_up)
+/* ag.tensor's commonest case: ag.tensor(v [, opts]) with v a number and opts nil or a table
+ * with no dtype, shape or [1] (requires_grad is honoured): the 0-d tensor, float32 for a
+ * float and int64 for an integer. ag_lua_scalar_try pushes the tensor and returns 1, or, for
+ * anything else, returns 0 with the stack as it was, and ag.tensor's closure (below) hands
+ * the call to autograd.lua's general path, the one place that reads dtypes and shapes. It
+ * runs in that closure, which holds the string "requires_grad" as upvalue 5. */
+static int ag_lua_scalar_try(lua_State *L)
 {
     int top = lua_gettop(L), grad = 0;
     if (lua_type(L, 1) != LUA_TNUMBER || (top >= 3 && !lua_isnil(L, 3))) return 0;
@@ -1107,8 +1105,8 @@ static int ag_lua_scalar_try(lua_State *L, int key_up)
          * misspelt option, which the general path refuses) goes the general way. */
         lua_pushnil(L);
         while (lua_next(L, 2)) {
-            /* (ag.tensor's closure holds the string as upvalue 5: one comparison) */
-            if (!(key_up ? lua_rawequal(L, -2, lua_upvalueindex(5)) : ag_lua_is_rg(L, -2))) {
+            /* (one comparison with the interned string, upvalue 5) */
+            if (!lua_rawequal(L, -2, lua_upvalueindex(5))) {
                 lua_settop(L, top);
                 return 0;
             }
@@ -1137,12 +1135,6 @@ static int ag_lua_scalar_try(lua_State *L, int key_up)
     ag_lua_fill_p(L, ud, udp, t, SWIGTYPE_p_ag_tensor);
     return 1;
 }
-static int ag_lua_scalar(lua_State *L)
-{
-    if (!ag_lua_scalar_try(L, 0)) lua_pushboolean(L, 0);
-    return 1;
-}
-
 /* The continuation of a Lua function called from ag.tensor's and __index's closures (below):
  * its result is at the top (lua_callk, so that a coroutine may yield inside it, as it could
  * when the function calling it was a Lua one). */
@@ -1155,11 +1147,12 @@ static int ag_lua_return_top(lua_State *L, int status, lua_KContext ctx)
 }
 /* ag.tensor itself: the case above in C, anything else by the Lua function of autograd.lua
  * (upvalue 4) as general(data, a, b, 1), the 1 telling it that it runs one level deeper
- * than its caller's code, for the levels of its errors. A Lua function that called
- * ag_lua_scalar first cost ~390 instructions a leaf more (a Lua call and its frame). */
+ * than its caller's code, for the levels of its errors. A Lua function that called a C
+ * function for this case first cost ~390 instructions a leaf more (a Lua call and its
+ * frame). */
 static int ag_lua_tensor_body(lua_State *L)
 {
-    if (ag_lua_scalar_try(L, 1)) return 1;
+    if (ag_lua_scalar_try(L)) return 1;
     lua_settop(L, 3);
     lua_pushvalue(L, lua_upvalueindex(4));
     lua_insert(L, 1);
@@ -1188,7 +1181,6 @@ static int ag_lua_tensor_fn(lua_State *L)
 %native(ag_lua_mul) int ag_lua_mul(lua_State *L);
 %native(ag_lua_div) int ag_lua_div(lua_State *L);
 %native(ag_lua_pow) int ag_lua_pow(lua_State *L);
-%native(ag_lua_scalar) int ag_lua_scalar(lua_State *L);
 %native(ag_lua_tensor_fn) int ag_lua_tensor_fn(lua_State *L);
 %{
 /* ag_lua_from_i64(flat, shape): an int64 tensor from Lua integers, exactly (ag_tensor_from_f64
@@ -1235,8 +1227,14 @@ static int ag_lua_from_i64(lua_State *L)
  * 1 the methods table, 2 the getters (functions of the tensor), 3 the rest. */
 static int ag_lua_index_body(lua_State *L)
 {
+    /* (Upvalue 1 through lua_gettable, as the Lua __index read T[k]: a metatable set on
+     * ag.Tensor is honoured, and a non-table there, put by debug.setupvalue, is an ordinary
+     * Lua error; upvalue 2 is read raw, so it is checked first: lua_rawget on a non-table
+     * reads it as one.) */
     lua_pushvalue(L, 2); /* (nil if absent) */
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_gettable(L, lua_upvalueindex(1)) != LUA_TNIL) return 1;
+    if (lua_type(L, lua_upvalueindex(2)) != LUA_TTABLE)
+        return luaL_error(L, "autograd: the tensor __index closure's getters were replaced");
     lua_pushvalue(L, 2);
     if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL) {
         lua_pushvalue(L, 1);

@@ -170,6 +170,11 @@ local FN = {
   -- creation
   ag_tensor_scalar = function(a) return ag.tensor(a[1], a[2]) end,
   ag_tensor_scalar_requires_grad = function(a)
+    -- a float32 leaf as a script writes it, ag.tensor(v, {requires_grad = ...}), which takes
+    -- the binding's one-call path (typemaps.i, ag_lua_scalar_try); other dtypes named
+    if a[2] == "float32" and math.type(a[1]) == "float" then
+      return ag.tensor(a[1], {requires_grad = B(a[3])})
+    end
     return ag.tensor(a[1], {dtype = a[2], requires_grad = B(a[3])})
   end,
   ag_zeros = function(a) return ag.zeros(a[2], a[1]) end,

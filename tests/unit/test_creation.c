@@ -214,6 +214,9 @@ static void from_data(void)
     FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, (ag_dtype)9, 1);
     FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, (ag_dtype)9, 0);
     FAILS_OUT(AG_EINVAL, ag_tensor_scalar_requires_grad, NAN, AG_INT64, 0);
+    /* the conversion is refused before requires_grad, as in torch.tensor(nan, dtype=int64,
+     * requires_grad=True) */
+    FAILS_OUT(AG_EINVAL, ag_tensor_scalar_requires_grad, NAN, AG_INT64, 1);
     FAILS(AG_EINVAL, ag_tensor_scalar_requires_grad(NULL, 1.0, AG_FLOAT32, 1));
 }
 

@@ -258,4 +258,34 @@ do
   H.check(cycles < 500, string.format("2000 expanded views ran %d collections", cycles))
 end
 
+-- The C closures check the upvalues they read (debug.setupvalue can change them): a getters
+-- table replaced by a number is an error, not a crash; ag.tensor's weak table replaced by
+-- another table is not trusted (a handle entered there would be swept while alive: its tensor
+-- released under it), so the tensor made meanwhile lives on through collections.
+do
+  local t = ag.tensor(1.5, {requires_grad = true})
+  local index = getmetatable(t).__index
+  local methods = select(2, debug.getupvalue(index, 1))
+  local getters = select(2, debug.getupvalue(index, 2))
+  H.check(type(methods) == "table" and type(getters) == "table", "__index's upvalues 1 and 2")
+  debug.setupvalue(index, 2, 0)
+  H.raises(function() return t.requires_grad end, "getters were replaced")
+  debug.setupvalue(index, 2, getters)
+  debug.setupvalue(index, 1, 0)
+  H.raises(function() return t:tanh() end, "attempt to index a number value")
+  debug.setupvalue(index, 1, methods)
+  H.eq(t.requires_grad, true)
+
+  local weak = select(2, debug.getupvalue(ag.tensor, 3))
+  H.check(type(weak) == "table", "ag.tensor's upvalue 3")
+  debug.setupvalue(ag.tensor, 3, {})
+  local u = ag.tensor(2.5, {requires_grad = true})
+  local v = ag.tensor(0.25)
+  debug.setupvalue(ag.tensor, 3, weak)
+  for _ = 1, 3 do collectgarbage() end
+  H.eq(u:item(), 2.5)
+  H.eq(v:item(), 0.25)
+  H.eq((u * v):item(), 0.625)
+end
+
 H.done("gc")
