@@ -324,9 +324,11 @@ AG_API int ag_tensor_scalar(ag_tensor **out, double value, ag_dtype dtype);
  *  call: torch.tensor(value, dtype=..., requires_grad=...). A leaf that requires grad comes
  *  with its autograd metadata made (where .grad will live), as ag_tensor_set_requires_grad
  *  makes it. For bindings, one crossing per leaf instead of two (a scalar graph makes its
- *  leaves by the thousand). Errors: those of ag_tensor_scalar, and AG_EDTYPE when
- *  requires_grad is nonzero and dtype is int64 or bool ("only Tensors of floating point dtype
- *  can require gradients"); on any error nothing is created and *out is left as it was. */
+ *  leaves by the thousand). Errors: those of ag_tensor_scalar, checked first (a value dtype
+ *  cannot hold is AG_EINVAL whatever requires_grad says, as torch.tensor refuses it), then
+ *  AG_EDTYPE when requires_grad is nonzero and dtype is int64 or bool ("only Tensors of
+ *  floating point dtype can require gradients"), and AG_ENOMEM; on any error nothing is
+ *  created and *out is left as it was. */
 AG_API int ag_tensor_scalar_requires_grad(ag_tensor **out, double value, ag_dtype dtype,
                                           int requires_grad);
 
