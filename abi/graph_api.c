@@ -185,11 +185,12 @@ AG_API int ag_function_apply(ag_tensor **outputs, size_t n_outputs, ag_tensor *c
     CHECK_NOT_NULL(fn, forward, "forward");
     CHECK_NOT_NULL(fn, backward, "backward");
     if (n_inputs && !inputs) return api_error(fn, AG_EINVAL, "argument 'inputs' is NULL");
-    for (size_t i = 0; i < n_inputs; i++)
-        if (!inputs[i]) return api_error(fn, AG_EINVAL, "inputs[%zu] is NULL", i);
+    /* (the counts before the array: a count beyond it must not be walked) */
     if (n_outputs == 0 || n_outputs > 64 || n_inputs > 64)
         return api_error(fn, AG_EINVAL, "a custom function has 1 to 64 outputs and at most 64 "
                          "inputs (got %zu and %zu)", n_outputs, n_inputs);
+    for (size_t i = 0; i < n_inputs; i++)
+        if (!inputs[i]) return api_error(fn, AG_EINVAL, "inputs[%zu] is NULL", i);
     int rc = flags_check(fn, flags, AG_CALLBACK_CALLER_THREAD);
     if (rc) return rc;
     if (strlen(name) > 200) return api_error(fn, AG_EINVAL, "name is too long");

@@ -188,6 +188,19 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
         return err_set(E_INVAL, "upper bound and larger bound inconsistent with step sign");
     /* An infinite step gives ceil(0) = 0 elements, not even start, as in PyTorch. */
     double n = ceil((end - start) / step);
+    int64_t i0 = 0, i1 = 0, istep = 0;
+    if (dt == DT_I64) {
+        /* PyTorch counts an int64 range in int64 (end - start + step - sign(step), truncated
+         * by step), wrapping around where that overflows: arange(-9e18, 9e18, 3e18) is empty
+         * there, where the span in double would give 6 elements. (In unsigned arithmetic
+         * here: signed overflow is undefined in C.) */
+        i0 = (int64_t)start;
+        i1 = (int64_t)end;
+        istep = (int64_t)step;
+        uint64_t sgn = istep > 0 ? 1 : UINT64_MAX;
+        int64_t num = (int64_t)((uint64_t)i1 - (uint64_t)i0 + (uint64_t)istep - sgn);
+        n = num == INT64_MIN && istep == -1 ? 0x1p63 : (double)(num / istep);
+    }
     if (!(n >= 0 && n <= 0x1p63)) /* NaN: an infinite step over an infinite span */
         return err_set(E_INVAL, "invalid size, possible overflow?");
     if (n > 1e12) return err_set(E_INVAL, "arange: too many elements (%g)", n);
@@ -199,7 +212,9 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
         switch (dt) {
         case DT_F32: ((float *)tensor_data(t))[i] = (float)v; break;
         case DT_F64: ((double *)tensor_data(t))[i] = v; break;
-        case DT_I64: ((int64_t *)tensor_data(t))[i] = (int64_t)start + i * (int64_t)step; break;
+        case DT_I64: /* (wrapping, as PyTorch's kernel does in practice) */
+            ((int64_t *)tensor_data(t))[i] = (int64_t)((uint64_t)i0 + (uint64_t)i * (uint64_t)istep);
+            break;
         case DT_BOOL: break; /* rejected above */
         }
     }

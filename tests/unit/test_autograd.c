@@ -953,6 +953,17 @@ static void custom_function(void)
     ag_set_grad_enabled(prev);
     FAILS(AG_EVERSION, ag_backward(y, NULL, 0));
     ag_tensor_release(y);
+    /* counts beyond the limits are refused before the arrays are read: here inputs has one
+     * entry (reading a 65th overflowed it, which the sanitizer build reports) */
+    y = SENT;
+    FAILS(AG_EINVAL, ag_function_apply(&y, 1, &x, 65, "MyExp", myexp_forward, myexp_backward,
+                                       0, &calls, NULL));
+    CHECK(strstr(ag_last_error(), "ag_function_apply") && strstr(ag_last_error(), "65"));
+    FAILS(AG_EINVAL, ag_function_apply(&y, 0, &x, 1, "MyExp", myexp_forward, myexp_backward,
+                                       0, &calls, NULL));
+    FAILS(AG_EINVAL, ag_function_apply(&y, 65, &x, 1, "MyExp", myexp_forward, myexp_backward,
+                                       0, &calls, NULL));
+    CHECK(y == SENT);
     ag_tensor_release(x);
 }
 

@@ -360,6 +360,10 @@ static void ranges(void)
         {AG_INT64, 0.5, 5, 1.5, 5, 0, 4},        /* [0, 1, 2, 3, 4] */
         {AG_INT64, 3.9, 0.2, -1.5, 3, 3, 1},     /* [3, 2, 1] */
         {AG_INT64, 0, -0.5, -1, 0, 0, 0},        /* [] */
+        /* wide int64 ranges: PyTorch counts them in int64, wrapping around */
+        {AG_INT64, -3e18, 4e18, 2e18, 4, -3e18, 3e18},
+        {AG_INT64, -9e18, 9e18, 3e18, 0, 0, 0},  /* the count wraps to 0: [] */
+        {AG_INT64, 9e18, -9e18, -3e18, 0, 0, 0},
     };
     ag_tensor *t;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
@@ -403,6 +407,9 @@ static void ranges(void)
     FAILS_OUT(AG_EINVAL, ag_arange, AG_FLOAT64, 0, NAN, 1);
     FAILS_OUT(AG_EINVAL, ag_arange, AG_FLOAT64, 0, 1, NAN);
     FAILS_OUT(AG_EINVAL, ag_arange, AG_INT64, 0, 1e19, 1);
+    FAILS_OUT(AG_EINVAL, ag_arange, AG_INT64, 0, 9e18, 3e18); /* the count wraps negative */
+    CHECK(strstr(ag_last_error(), "invalid size, possible overflow?"));
+    FAILS_OUT(AG_EINVAL, ag_arange, AG_INT64, -4e18, 4e18, 2e18);
     FAILS_OUT(AG_EDTYPE, ag_arange, AG_BOOL, 0, 2, 1); /* "arange_cpu" not implemented for 'Bool' */
     FAILS_OUT(AG_EDTYPE, ag_arange, (ag_dtype)6, 0, 2, 1);
 
