@@ -353,8 +353,11 @@ AG_API int ag_full(ag_tensor **out, ag_dtype dtype, const int64_t *shape, size_t
  *  nonzero"), a bound is not finite ("unsupported range: 0 -> inf"), or step's sign cannot
  *  reach end. An infinite step gives an empty tensor, as in PyTorch. int64: start, end and step
  *  must convert to int64 (AG_EINVAL "value cannot be converted to type int64_t without
- *  overflow" for NaN, infinities, |x| >= 2^63) and are truncated first. AG_EDTYPE for bool
- *  ("arange is not implemented for bool", as PyTorch). */
+ *  overflow" for NaN, infinities, |x| >= 2^63) and are truncated first; the length is then
+ *  counted in int64 as PyTorch counts it, wrapping around where end - start overflows (so
+ *  arange(-9e18, 9e18, 3e18) is empty, and a count that wraps negative is AG_EINVAL "invalid
+ *  size, possible overflow?"). AG_EDTYPE for bool ("arange is not implemented for bool", as
+ *  PyTorch). */
 AG_API int ag_arange(ag_tensor **out, ag_dtype dtype, double start, double end, double step);
 
 /** Creates an n x m matrix with ones on the diagonal. Errors: AG_EINVAL if n or m < 0. */
