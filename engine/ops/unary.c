@@ -638,10 +638,17 @@ eng_err op_clamp(tensor **out, tensor *a, bool has_lo, double lo, bool has_hi, d
     bool fl = dtype_is_float(dt);
     double p[4] = {has_lo ? lo : fl ? -INFINITY : 0, has_hi ? hi : fl ? INFINITY : 0, has_lo,
                    has_hi};
-    /* A cast (only ever from int64 or bool) needs no graph; a float input passes through. */
-    tensor *c = NULL;
-    e = cast_raw(&c, a, dt);
-    if (e) return e;
+    /* A cast (only ever from int64 or bool) needs no graph; a float input passes through.
+     * The cast keeps a's layout, as PyTorch's clamp does (cast_raw's contiguous copy gave a
+     * transposed int64 input a contiguous result, which views then accepted where PyTorch
+     * refuses them). */
+    tensor *c = a;
+    if (a->dtype != dt) {
+        if (!(c = tensor_new_preserve(a, dt))) return err_kind();
+        kernel_copy(c, a);
+    } else {
+        tensor_retain(c);
+    }
     e = unary_apply(out, c, &UF_CLAMP, p);
     tensor_release(c);
     return e;
