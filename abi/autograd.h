@@ -791,7 +791,9 @@ AG_API int ag_amax(ag_tensor **out, const ag_tensor *a, const int64_t *dims, siz
                    int keepdim);
 AG_API int ag_amin(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
                    int keepdim);
-/** Variance / standard deviation with `correction` (1 = unbiased, PyTorch's default). */
+/** Variance / standard deviation with `correction` (1 = unbiased, PyTorch's default). Where
+ *  the correction leaves no degree of freedom the value is NaN, and the gradient follows
+ *  PyTorch 1.13: NaN, except var of a 0-d tensor, whose gradient is inf * grad. */
 AG_API int ag_var(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,
                   int64_t correction, int keepdim);
 AG_API int ag_std(ag_tensor **out, const ag_tensor *a, const int64_t *dims, size_t ndims,

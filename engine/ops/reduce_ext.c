@@ -326,6 +326,10 @@ static eng_err var_grad(tensor **out, tensor *g, tensor *x, const red_attr *at)
 {
     const reduce_plan *p = &at->p;
     double dof = (double)p->count - (double)at->correction;
+    /* A 0-d input with no degree of freedom left: PyTorch's var_backward gives inf * grad
+     * there, without the factor x - mean (0), which would make it NaN. (A larger input with
+     * dof 0 takes the general formula in PyTorch too: NaN.) */
+    if (x->ndim == 0 && dof == 0) return op_mul_scalar(out, g, INFINITY);
     int64_t dims[MAX_DIMS];
     int nd = plan_dims(p, dims);
     tensor *t[4] = {NULL, NULL, NULL, NULL}; /* mean, grad (keepdim), scaled grad, x - mean */

@@ -922,6 +922,15 @@ def fam_reduce():
                 name = "%s/%s/c%d/%s/%s" % (fn[3:], "_".join(map(str, dims)) or "all", corr,
                                             "keepdim" if keep else "nokeep", dt)
                 cases.append(unary_case(name, fn, shape, dt, (dims, corr, keep), uniq=True))
+            # a 0-d input: with no degree of freedom left (correction 1), PyTorch's gradient
+            # is inf * grad (not NaN); std's is NaN (its value is)
+            for corr in (0, 1, 2):
+                for g in (2.0, -1.0):
+                    c = Case("%s/0d/c%d/grad%s/%s" % (fn[3:], corr, fnum(g), dt))
+                    x = c.tensor([0.3], [], dt, rg=True)
+                    y = c.call("ag_mul_scalar", c.call(fn, x, [], corr, 0), g)
+                    c.backward(y)
+                    cases.append(c)
         for dims, keep in (([1], 0), ([0, 1], 1), ([], 0), ([-1], 1)):
             name = "logsumexp/%s/%s/%s" % ("_".join(map(str, dims)) or "all",
                                            "keepdim" if keep else "nokeep", dt)
