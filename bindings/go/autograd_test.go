@@ -221,6 +221,138 @@ func TestMistakesAreErrors(t *testing.T) {
 	}
 }
 
+// Values C cannot hold are refused with the error C gives a value it knows to be wrong,
+// before anything is made. Go's int has 64 bits and C's enums 32: DType(1<<32 | Float64)
+// made a float64 tensor, Reduction(1<<32 | ReduceSum) summed, Code(1<<32 | 3) printed as
+// "AG_ESHAPE".
+func TestOutOfRangeEnums(t *testing.T) {
+	f32 := must(autograd.Zeros(autograd.Float32, 2))
+	for _, dt := range []autograd.DType{1<<32 | autograd.Float64, 1 << 32, 1<<33 | autograd.Int64,
+		-1<<32 | autograd.Bool, 7} {
+		type made = func() (*autograd.Tensor, error)
+		want := fmt.Sprintf("unknown dtype %d", int(dt))
+		for name, f := range map[string]made{
+			"ag_zeros":           func() (*autograd.Tensor, error) { return autograd.Zeros(dt, 2) },
+			"ag_ones":            func() (*autograd.Tensor, error) { return autograd.Ones(dt, 2) },
+			"ag_empty":           func() (*autograd.Tensor, error) { return autograd.Empty(dt, 2) },
+			"ag_full":            func() (*autograd.Tensor, error) { return autograd.Full(dt, 1, 2) },
+			"ag_arange":          func() (*autograd.Tensor, error) { return autograd.Arange(dt, 0, 3, 1) },
+			"ag_eye":             func() (*autograd.Tensor, error) { return autograd.Eye(dt, 2, 2) },
+			"ag_rand":            func() (*autograd.Tensor, error) { return autograd.Rand(nil, dt, 2) },
+			"ag_randn":           func() (*autograd.Tensor, error) { return autograd.Randn(nil, dt, 2) },
+			"ag_randint":         func() (*autograd.Tensor, error) { return autograd.Randint(nil, 0, 5, dt, 2) },
+			"ag_to_dtype":        func() (*autograd.Tensor, error) { return f32.To(dt) },
+			"ag_tensor_scalar":   func() (*autograd.Tensor, error) { return autograd.Scalar(1, dt) },
+			"ag_tensor_from_f64": func() (*autograd.Tensor, error) { return autograd.FromFloat64s([]float64{1}, dt) },
+			"ag_tensor_scalar_requires_grad": func() (*autograd.Tensor, error) {
+				return autograd.ScalarRequiresGrad(1, dt, false)
+			},
+		} {
+			x, err := f()
+			if x != nil || !errors.Is(err, autograd.EDType) || err.Error() != name+": "+want {
+				t.Errorf("%s with DType(%d): %v, %v; want EDType %q", name, int(dt), x, err,
+					name+": "+want)
+			}
+		}
+	}
+
+	x := must(autograd.FromSlice([]float32{1, 2}))
+	cls := must(autograd.FromSlice([]int64{1}))
+	for _, r := range []autograd.Reduction{1<<32 | autograd.ReduceSum, 1 << 32, 7} {
+		want := fmt.Sprintf("%d is not a valid value for reduction", int(r))
+		for name, f := range map[string]func() (*autograd.Tensor, error){
+			"ag_mse_loss": func() (*autograd.Tensor, error) {
+				return x.MSELoss(x, autograd.WithReduction(r))
+			},
+			"ag_binary_cross_entropy_with_logits": func() (*autograd.Tensor, error) {
+				return x.BinaryCrossEntropyWithLogits(x, autograd.WithReduction(r))
+			},
+			"ag_cross_entropy": func() (*autograd.Tensor, error) {
+				return must(x.Unsqueeze(0)).CrossEntropy(cls, autograd.WithReduction(r))
+			},
+		} {
+			l, err := f()
+			if l != nil || !errors.Is(err, autograd.EInval) || err.Error() != name+": "+want {
+				t.Errorf("%s with Reduction(%d): %v, %v; want EInval %q", name, int(r), l, err,
+					name+": "+want)
+			}
+		}
+	}
+
+	for c, want := range map[autograd.Code]string{autograd.EShape: "AG_ESHAPE",
+		1<<32 | autograd.EShape: "AG_UNKNOWN", 1 << 32: "AG_UNKNOWN", -1 << 40: "AG_UNKNOWN"} {
+		if got := c.String(); got != want {
+			t.Errorf("Code(%d).String() = %q, want %q", int(c), got, want)
+		}
+	}
+}
+
+// Counts that nothing could hold are errors: Split of a 2^40-element expanded view (one float
+// behind it) made a 2^40-entry slice first, and the process died of it (a Go allocation that
+// fails is fatal); so did a custom function with NumOutputs 1<<40 (1<<62: a makeslice panic).
+func TestHugeCounts(t *testing.T) {
+	one := must(autograd.Zeros(autograd.Float32, 1))
+	big := must(one.Expand(1 << 40))
+	if n := must(big.SplitCount(1, 0)); n != 1<<40 {
+		t.Fatalf("SplitCount = %d", n)
+	}
+	if p, err := big.Split(1, 0); p != nil || !errors.Is(err, autograd.EInval) ||
+		!strings.Contains(err.Error(), "Split: 1099511627776 pieces: at most 2147483647") {
+		t.Errorf("Split into 2^40 pieces: %d pieces, %v", len(p), err)
+	}
+	if p, err := big.Chunk(1<<40, 0); p != nil || !errors.Is(err, autograd.EInval) ||
+		!strings.Contains(err.Error(), "Chunk: 1099511627776 pieces") {
+		t.Errorf("Chunk into 2^40 pieces: %d pieces, %v", len(p), err)
+	}
+	// (Counts the library takes still split.)
+	if p, err := must(one.Expand(5)).Split(2, 0); err != nil || len(p) != 3 ||
+		!slices.Equal(p[2].Shape(), []int64{1}) {
+		t.Errorf("Split of 5 by 2: %v %v", p, err)
+	}
+
+	x := param(t, []float32{1, 2})
+	for _, n := range []int{1 << 40, 1 << 62, 65, -1} {
+		called := false
+		f := &autograd.Function{Name: "F", NumOutputs: n,
+			Forward: func(_ *autograd.Context, in []*autograd.Tensor) ([]*autograd.Tensor, error) {
+				called = true
+				return in, nil
+			},
+			Backward: func(_ *autograd.Context, g []*autograd.Tensor) ([]*autograd.Tensor, error) { return g, nil },
+		}
+		out, err := f.Apply(x)
+		if out != nil || called || !errors.Is(err, autograd.EInval) ||
+			!strings.Contains(err.Error(), fmt.Sprintf("Apply: NumOutputs is %d", n)) {
+			t.Errorf("Apply with NumOutputs %d: %v, %v (Forward called: %v)", n, out, err, called)
+		}
+	}
+	// The bounds themselves, 64 outputs and 64 inputs, pass; 65 inputs do not.
+	ins := make([]*autograd.Tensor, 65)
+	for i := range ins {
+		ins[i] = x
+	}
+	wide := &autograd.Function{Name: "Wide", NumOutputs: 64,
+		Forward: func(_ *autograd.Context, in []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			out := make([]*autograd.Tensor, 64)
+			for i := range out {
+				out[i] = must(in[i].MulScalar(float64(i)))
+			}
+			return out, nil
+		},
+		Backward: func(_ *autograd.Context, g []*autograd.Tensor) ([]*autograd.Tensor, error) {
+			return g, nil
+		},
+	}
+	if out, err := wide.Apply(ins[:64]...); err != nil || len(out) != 64 ||
+		!slices.Equal(values(t, out[63]), []float64{63, 126}) {
+		t.Errorf("Apply with 64 inputs and outputs: %d outputs, %v", len(out), err)
+	}
+	if out, err := wide.Apply(ins...); out != nil || !errors.Is(err, autograd.EInval) ||
+		!strings.Contains(err.Error(), "Apply: 65 inputs") {
+		t.Errorf("Apply with 65 inputs: %v, %v", out, err)
+	}
+}
+
 func TestOps(t *testing.T) {
 	a := must(autograd.FromSlice([]float64{1, 2, 3, 4}, 2, 2))
 	b := must(autograd.FromSlice([]float64{10, 20}, 2))
@@ -465,6 +597,23 @@ func TestHooks(t *testing.T) {
 	}))
 	if err := must(z.MulScalar(2)).Backward(); !errors.Is(err, autograd.EVersion) {
 		t.Fatalf("hook failing with a Code: %v", err)
+	}
+
+	// A hook's Code that C's int cannot hold is no code of the library's: ECallback, as for
+	// any other error. Truncated, 1<<32 was 0 (the hook's failure was lost: backward
+	// succeeded) and 1<<32 | EVersion was EVersion.
+	for _, c := range []autograd.Code{1 << 32, 1<<32 | autograd.EVersion} {
+		w := param(t, []float32{1})
+		must(w.RegisterHook(func(*autograd.Tensor) (*autograd.Tensor, error) {
+			return nil, &autograd.Error{Code: c, Message: "odd code"}
+		}))
+		err := must(w.MulScalar(2)).Backward()
+		if !errors.Is(err, autograd.ECallback) || !strings.Contains(err.Error(), "odd code") {
+			t.Fatalf("hook failing with Code(%d): %v", int(c), err)
+		}
+		if g := must(w.Grad()); g != nil {
+			t.Fatalf("hook failing with Code(%d): .grad set", int(c))
+		}
 	}
 
 	// A panicking hook is an error too.

@@ -15,7 +15,7 @@ import (
 type Function struct {
 	// Name names the grad_fn of the outputs: "MyExp" gives "MyExpBackward".
 	Name string
-	// NumOutputs is the number of outputs Forward returns (0 means 1).
+	// NumOutputs is the number of outputs Forward returns (0 means 1), at most 64.
 	NumOutputs int
 	// Forward returns NumOutputs tensors computed from the inputs. Tensors it wants in
 	// Backward are saved with ctx.SaveForBackward.
@@ -122,9 +122,12 @@ func (f *Function) callback(half string, run func(*Context, []*Tensor) ([]*Tenso
 	return 0, ""
 }
 
+// maxFunctionArity is ag_function_apply's bound on both counts, outputs and inputs.
+const maxFunctionArity = 64
+
 // Apply runs the function on inputs, like Function.apply: Forward runs now, and if grad mode
 // is on and an input requires grad, the outputs get a grad_fn named Name + "Backward" that
-// calls Backward.
+// calls Backward. It takes at most 64 inputs (EInval otherwise, as NumOutputs above 64).
 func (f *Function) Apply(inputs ...*Tensor) ([]*Tensor, error) {
 	if versionErr != nil { // (with no inputs, no tensor has passed the check)
 		return nil, versionErr
@@ -136,8 +139,15 @@ func (f *Function) Apply(inputs ...*Tensor) ([]*Tensor, error) {
 	if n == 0 {
 		n = 1
 	}
-	if n < 0 {
-		return nil, errorf(EInval, "Apply: NumOutputs is %d", n)
+	// Both counts are checked before anything is allocated for them: NumOutputs 1<<40 made a
+	// slice the process died allocating (1<<62: a makeslice panic) before C could refuse it.
+	if n < 0 || n > maxFunctionArity {
+		return nil, errorf(EInval, "Apply: NumOutputs is %d: a custom function has 1 to %d "+
+			"outputs", n, maxFunctionArity)
+	}
+	if len(inputs) > maxFunctionArity {
+		return nil, errorf(EInval, "Apply: %d inputs: a custom function takes at most %d",
+			len(inputs), maxFunctionArity)
 	}
 	if strings.IndexByte(f.Name, 0) >= 0 { // (C would read the name up to it)
 		return nil, errorf(EInval, "Apply: the Name %q holds a NUL byte", f.Name)

@@ -1,6 +1,7 @@
 package autograd
 
 import (
+	"math"
 	"runtime"
 	"slices"
 
@@ -443,23 +444,30 @@ func (t *Tensor) SplitCount(splitSize, dim int64) (int64, error) {
 }
 
 // Split splits t along dim into views of splitSize elements (the last may be smaller), like
-// torch.split.
+// torch.split. A count beyond the library's 2^31 - 1 pieces is an EInval error, one whose
+// pieces could not fit in this machine's memory an ENoMem error (see pieceBuf).
 func (t *Tensor) Split(splitSize, dim int64) ([]*Tensor, error) {
 	n, err := t.SplitCount(splitSize, dim)
 	if err != nil {
 		return nil, err
 	}
-	pieces := make([]*Tensor, n)
-	if err := t.SplitInto(pieces, splitSize, dim); err != nil {
+	hs, err := pieceBuf("Split", n)
+	if err != nil {
 		return nil, err
 	}
-	return pieces, nil
+	if err := done(capi.Ag_split(hs, t.c(), splitSize, dim), t); err != nil {
+		return nil, err
+	}
+	return newTensors(hs), nil
 }
 
 // SplitInto is Split into dst, whose length must be SplitCount (EInval otherwise). On
 // failure dst is unchanged.
 func (t *Tensor) SplitInto(dst []*Tensor, splitSize, dim int64) error {
-	hs := make([]capi.Tensor, len(dst))
+	hs, err := pieceBuf("SplitInto", int64(len(dst)))
+	if err != nil {
+		return err
+	}
 	if err := done(capi.Ag_split(hs, t.c(), splitSize, dim), t); err != nil {
 		return err
 	}
@@ -474,28 +482,56 @@ func (t *Tensor) ChunkCount(chunks, dim int64) (int64, error) {
 	return r.Int(), done(r, t)
 }
 
-// Chunk splits t into views, like torch.chunk.
+// Chunk splits t into views, like torch.chunk. Its count is bounded as Split's.
 func (t *Tensor) Chunk(chunks, dim int64) ([]*Tensor, error) {
 	n, err := t.ChunkCount(chunks, dim)
 	if err != nil {
 		return nil, err
 	}
-	pieces := make([]*Tensor, n)
-	if err := t.ChunkInto(pieces, chunks, dim); err != nil {
+	hs, err := pieceBuf("Chunk", n)
+	if err != nil {
 		return nil, err
 	}
-	return pieces, nil
+	if err := done(capi.Ag_chunk(hs, t.c(), chunks, dim), t); err != nil {
+		return nil, err
+	}
+	return newTensors(hs), nil
 }
 
 // ChunkInto is Chunk into dst, whose length must be ChunkCount (EInval otherwise). On
 // failure dst is unchanged.
 func (t *Tensor) ChunkInto(dst []*Tensor, chunks, dim int64) error {
-	hs := make([]capi.Tensor, len(dst))
+	hs, err := pieceBuf("ChunkInto", int64(len(dst)))
+	if err != nil {
+		return err
+	}
 	if err := done(capi.Ag_chunk(hs, t.c(), chunks, dim), t); err != nil {
 		return err
 	}
 	copy(dst, newTensors(hs))
 	return nil
+}
+
+// pieceBytes is less than what one piece of Split or Chunk takes: its C tensor header with
+// one size and stride (112 bytes, engine/tensor.h) plus its handle here; the *Tensor, and
+// malloc's own overhead, come on top.
+const pieceBytes = 128
+
+// pieceBuf makes the array C writes n pieces' handles into. SplitCount of an expanded view
+// counts pieces that take no memory yet, up to its 2^63 - 1 elements, and a Go allocation
+// that cannot be satisfied kills the process (it is no panic, and no error): so a count the
+// library refuses anyway (ag_split's n_outs is at most INT32_MAX: EInval, as there) or whose
+// pieces could never fit in this machine's memory (ENoMem, as outBuf) is refused first.
+func pieceBuf(fn string, n int64) ([]capi.Tensor, error) {
+	if n > math.MaxInt32 {
+		return nil, errorf(EInval, "%s: %d pieces: at most %d are supported", fn, n,
+			math.MaxInt32)
+	}
+	if limit := memoryLimit(); uint64(n) > limit/pieceBytes {
+		return nil, errorf(ENoMem, "%s: %d pieces of at least %d bytes each are more than "+
+			"this machine's memory (%d bytes)", fn, n, pieceBytes, limit)
+	}
+	return make([]capi.Tensor, n), nil
 }
 
 // ---- neural-network functions ----

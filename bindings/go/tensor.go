@@ -495,6 +495,16 @@ func (t *Tensor) ItemInt64() (int64, error) {
 	return r.Int(), done(r, t)
 }
 
+// memoryLimit bounds what one allocation of the package may ask for: the machine's physical
+// memory, and never more than the Go runtime's own limit on one allocation (2^48 on amd64).
+func memoryLimit() uint64 {
+	limit := physicalMemory()
+	if limit == 0 || limit > 1<<47 {
+		limit = 1 << 47
+	}
+	return limit
+}
+
 // outBuf makes the slice that a copy of t's elements goes into. A view can have far more
 // elements than memory behind it (an expanded tensor has stride 0), and a Go allocation that
 // cannot be satisfied is a fatal error, not a panic or an error: so a copy larger than the
@@ -502,11 +512,7 @@ func (t *Tensor) ItemInt64() (int64, error) {
 func outBuf[T any](fn string, t *Tensor) ([]T, error) {
 	n := max(t.Numel(), 0)
 	size := uint64(unsafe.Sizeof(*new(T)))
-	limit := physicalMemory()
-	if limit == 0 || limit > 1<<47 {
-		limit = 1 << 47 // below the Go runtime's own limit on one allocation (2^48 on amd64)
-	}
-	if uint64(n) > limit/size {
+	if limit := memoryLimit(); uint64(n) > limit/size {
 		return nil, errorf(ENoMem, "%s: the tensor has %d elements of %d bytes, more than this "+
 			"machine's memory (%d bytes)", fn, n, size, limit)
 	}

@@ -14,6 +14,8 @@
  *    function's outputs) are Go slices that C fills in place.
  *  - (pointer, count) inputs are Go slices; an empty slice passes (NULL, 0). int flags
  *    (keepdim, training, amsgrad ...) are bools.
+ *  - Go integers wider than the C parameter (enums, int counts, unsigned flags) are checked
+ *    on the Go side of the wrapper and refused, never truncated (see "Enums" below).
  *  - Callbacks: hooks and custom functions always go through the fixed C trampolines of
  *    internal/capi/callbacks.c; their userdata is a runtime/cgo.Handle (a uintptr), deleted
  *    by the library through ago_handle_delete when it lets the callback go.
@@ -32,9 +34,26 @@
  * by cgo in capi.go instead: SWIG would give #define'd ints the status typemaps below. */
 %rename("$ignore", regexmatch$name="^AG_") "";
 
-/* Enums are plain ints in Go (package autograd types them). */
+/* Enums are plain ints in Go (package autograd types them). Go's int has 64 bits and C's
+ * enums 32: converted as is, 1<<32 | AG_FLOAT64 became AG_FLOAT64 and made a float64 tensor.
+ * So the Go side of the wrapper refuses a value C's int cannot hold, before the call, with the
+ * code and message the library gives any other unknown value (swigRangeFail, capi.go). In Go,
+ * because there an early return is safe: nothing is allocated yet, while the C side has no
+ * failure path before its call (and a string argument malloc'd before it would leak). */
 %typemap(gotype) ag_dtype, ag_reduction "int"
 %typemap(imtype) ag_dtype, ag_reduction "int"
+%typemap(goin) ag_dtype %{
+	if $input != int(int32($input)) {
+		return swigRangeFail(EDtype, "%s: unknown dtype %d", $input)
+	}
+	$result = $input
+%}
+%typemap(goin) ag_reduction %{
+	if $input != int(int32($input)) {
+		return swigRangeFail(EInval, "%s: %d is not a valid value for reduction", $input)
+	}
+	$result = $input
+%}
 %typemap(in) ag_dtype, ag_reduction %{ $1 = ($1_ltype)$input; %}
 
 %insert(runtime) %{
@@ -132,6 +151,29 @@ static _gostring_ ago_fail(int status)
 %typemap(gotype) int n, int status "int"
 %typemap(imtype) int n, int status "int"
 %typemap(in) int n, int status %{ $1 = (int)$input; %}
+/* ...checked first in Go, as the enums above: C's int would truncate them (1<<32 | 3 named
+ * AG_ESHAPE). A count that does not fit fails; a status that does not fit is no status, and
+ * becomes one no code has (ag_status_name: "AG_UNKNOWN"; ag_set_error: reported as
+ * AG_ECALLBACK), since neither function can fail. */
+%typemap(goin) int n %{
+	if $input != int(int32($input)) {
+		return swigRangeFail(EInval, "%s: %d does not fit in C's int", $input)
+	}
+	$result = $input
+%}
+%typemap(goin) int status %{
+	$result = $input
+	if $input != int(int32($input)) {
+		$result = -1 << 31
+	}
+%}
+/* unsigned flags are a Go uint (64 bits): bits above C's 32 would be dropped, not refused. */
+%typemap(goin) unsigned flags %{
+	if $input>>32 != 0 {
+		return swigRangeFail(EInval, "%s: unknown flags %#x", $input)
+	}
+	$result = $input
+%}
 
 /* String results are static (ag_version_string, ag_status_name) and copied to Go memory;
  * ag_last_error's is per thread and may change as soon as the C call returns, so it is copied

@@ -46,9 +46,12 @@ func NewHandle(v any) uintptr { return uintptr(cgo.NewHandle(v)) }
 // DeleteHandle deletes a handle that the library did not take.
 func DeleteHandle(h uintptr) { cgo.Handle(h).Delete() }
 
-// fail records a callback's failure on the calling thread and returns its status.
+// fail records a callback's failure on the calling thread and returns its status. A status
+// that C's int cannot hold is no code of the library's: it fails as ECallback, as C reports
+// any other such status, instead of being truncated into one (1<<32 became 0, a success, and
+// 1<<32 | 3 became AG_ESHAPE).
 func fail(status int, msg string) C.int {
-	if status == 0 {
+	if status == 0 || status != int(int32(status)) {
 		status = ECallback
 	}
 	cs := C.CString(msg)

@@ -16,7 +16,9 @@ package capi
 import "C"
 
 import (
+	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -177,3 +179,21 @@ func swigTakeString(s string) string {
 
 // swigCloneString copies a static C string to Go memory.
 func swigCloneString(s string) string { return strings.Clone(s) }
+
+// swigRangeFail is the failure a generated wrapper returns, before calling C, for an integer
+// argument that the C parameter's 32 bits cannot hold (see the goin typemaps of
+// go/typemaps.i). format takes the C function's name and the value; SWIG gives Go typemaps no
+// $symname, so the name comes from the wrapper's own (Ag_zeros is ag_zeros).
+func swigRangeFail(status int, format string, v any) Ret {
+	name := "capi"
+	if pc, _, _, ok := runtime.Caller(1); ok {
+		if f := runtime.FuncForPC(pc); f != nil {
+			name = f.Name()
+			name = name[strings.LastIndexByte(name, '.')+1:]
+			if rest, ok := strings.CutPrefix(name, "Ag_"); ok {
+				name = "ag_" + rest
+			}
+		}
+	}
+	return Ret{Status: status, Msg: fmt.Sprintf(format, name, v)}
+}
