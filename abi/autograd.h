@@ -927,12 +927,14 @@ AG_API int ag_stack(ag_tensor **out, ag_tensor *const *tensors, size_t n, int64_
 AG_API int ag_split_count(size_t *out, const ag_tensor *t, int64_t split_size, int64_t dim);
 /** Splits t along dim into views of split_size (the last may be smaller), like torch.split.
  *  n_outs must equal ag_split_count. Errors: AG_EINVAL (split_size < 0, or 0 on a non-empty
- *  dim; wrong n_outs). */
+ *  dim; wrong n_outs; more than 2^31 - 1 pieces, which ag_split_count may report for a large
+ *  expanded view). */
 AG_API int ag_split(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t split_size,
                     int64_t dim);
 /** The number of pieces ag_chunk makes (torch.chunk may return fewer than asked). */
 AG_API int ag_chunk_count(size_t *out, const ag_tensor *t, int64_t chunks, int64_t dim);
-/** Splits t into views, like torch.chunk. n_outs must equal ag_chunk_count. */
+/** Splits t into views, like torch.chunk. n_outs must equal ag_chunk_count (at most
+ *  2^31 - 1 pieces, else AG_EINVAL, as ag_split). */
 AG_API int ag_chunk(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t chunks,
                     int64_t dim);
 
