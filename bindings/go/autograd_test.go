@@ -1,3 +1,6 @@
+// autograd_test.go: the package's behaviour through its public API: creation, ops, gradients,
+// hooks, custom functions, optimizers, errors and the bounds on what crosses into C.
+
 package autograd_test
 
 import (

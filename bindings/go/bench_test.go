@@ -1,3 +1,6 @@
+// bench_test.go: go test benchmarks of the per-call cost of the binding (one scalar op, one
+// scalar graph).
+
 package autograd_test
 
 import (

@@ -1,3 +1,6 @@
+// cleanup_test.go: the handoff of an armed tensor's handle between Release and its cleanup
+// (package internals).
+
 package autograd
 
 import (

@@ -1,3 +1,6 @@
+// conformance_test.go: the conformance suite's runner in Go: replays tests/conformance/cases
+// through the package and checks every expectation (docs: tests/conformance/FORMAT.md).
+
 package autograd
 
 // The Go runner of the conformance suite (tests/conformance/FORMAT.md): every case of

@@ -1,3 +1,5 @@
+// example_test.go: the package's runnable examples (go doc shows them).
+
 package autograd_test
 
 import (

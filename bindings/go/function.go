@@ -1,3 +1,6 @@
+// function.go: custom functions (Function, Context), torch.autograd.Function's counterpart:
+// a Go Forward and Backward run by the library's graph.
+
 package autograd
 
 import (

@@ -1,3 +1,5 @@
+// generator.go: random number generators (Generator) and the default one's seed.
+
 package autograd
 
 import (

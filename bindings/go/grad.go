@@ -1,3 +1,6 @@
+// grad.go: autograd on tensors: requires_grad, .grad, grad_fn nodes, backward, Grad, hooks,
+// retain_grad, grad mode and anomaly mode.
+
 package autograd
 
 import (

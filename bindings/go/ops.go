@@ -1,3 +1,6 @@
+// ops.go: the tensor operations, one method or function per C op (arithmetic, unary,
+// reductions, views, indexing, linear algebra, losses, in-place ops).
+
 package autograd
 
 import (

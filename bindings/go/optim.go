@@ -1,3 +1,5 @@
+// optim.go: the optimizers (SGD, Adam, AdamW) and their options.
+
 package autograd
 
 import (

@@ -1,3 +1,6 @@
+// pacing_test.go: tensors dropped without Release are reclaimed while the program runs
+// (pacing.go's collector hints), not only at exit.
+
 package autograd
 
 import (

@@ -1,3 +1,6 @@
+// tape.go: Tape, which keeps the first error of a sequence of calls and the tensors they made,
+// so that a block of ops needs one error check and one release.
+
 package autograd
 
 // Tape runs a sequence of operations with a sticky error, like bufio.Writer: the first error

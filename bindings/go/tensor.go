@@ -1,3 +1,6 @@
+// tensor.go: Tensor, the handle of a library tensor: creation, release, its data and
+// geometry, and the conversion of C results into (*Tensor, error).
+
 package autograd
 
 import (

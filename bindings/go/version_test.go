@@ -1,3 +1,6 @@
+// version_test.go: the rule that decides whether a loaded library's version is one this
+// package was built for.
+
 package autograd
 
 import (

@@ -1,3 +1,6 @@
+// callbacks.go: the Go side of the C trampolines (callbacks.c): hooks and custom functions
+// called from C.
+
 package capi
 
 // Callbacks from C into Go: the exported functions the trampolines of callbacks.c call. The
