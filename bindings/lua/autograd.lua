@@ -214,7 +214,14 @@ end
 -- name the function and the argument in the message ("index_select()", "index").
 local function index_entry_ok(v) return mtype(v) ~= nil and math.tointeger(v) ~= nil end
 local function index0(idx, fn, what)
-  if is_tensor(idx) then return c_subs(idx, 1) end
+  if is_tensor(idx) then
+    -- (a bool tensor cannot take the 1 off: the message named ag_sub_scalar, not fn)
+    if C.ag_tensor_dtype(idx) == C.AG_BOOL then
+      raise(C.AG_EDTYPE, string.format("autograd: %s: %s must be an integer tensor of "
+            .. "indices, got a bool tensor", fn, what), 3)
+    end
+    return c_subs(idx, 1)
+  end
   if idx == nil then return nil end -- the library reports the missing argument
   if type(idx) == "table" then
     local n, bad, found = 0, nil, false
@@ -417,9 +424,15 @@ end
 
 -- Refuses the keys an options table does not know: a misspelt option was ignored silently
 -- ({learning_rate = 0.5} trained at the default rate). `allowed` is a set of names; `level`
--- counts from the caller of check_opts, as raise's does.
+-- counts from the caller of check_opts, as raise's does. Options that are not a table at all
+-- (nil is none) are refused too: a string or a number was ignored (F.cross_entropy(x, t,
+-- "sum") gave the mean) or indexed into a raw Lua error that set no status.
 local function check_opts(o, allowed, what, level)
-  if type(o) ~= "table" then return end
+  if o == nil then return end
+  if type(o) ~= "table" then
+    raise(C.AG_EINVAL, string.format("autograd: %s takes a table of options, got %s", what,
+          describe(o)), level + 1)
+  end
   for k in pairs(o) do
     if not allowed[k] then
       local names = {}
@@ -449,8 +462,18 @@ local TENSOR_OPTS = set("dtype", "requires_grad", "shape")
 -- ag.tensor is a C closure (typemaps.i, ag_lua_tensor_fn) that makes a number with no dtype
 -- and no shape into a 0-d tensor itself (scalar graphs make many of these) and calls this
 -- function for anything else, with x = 1: the levels between here and the caller's code
--- (for the positions of errors) are one more than in a Lua function called directly.
-local function tensor_general(data, a, b, x)
+-- (for the positions of errors) are one more than in a Lua function called directly. When
+-- the caller gave a non-nil argument past the third, the closure passes its position and
+-- value as extra_i, extra_v, to be refused here.
+-- An argument of ag.tensor that nothing would read (i: its position, v: its value) is an
+-- error, as the README's rule for options is: it was dropped, silently (ag.tensor(1.0,
+-- {requires_grad = true}, "float64") was float32).
+local function tensor_unexpected(i, v, after, x)
+  raise(C.AG_EINVAL, string.format("autograd: ag.tensor: unexpected argument %d after the %s "
+        .. "(got %s)", i, after, describe(v)), 3 + x)
+end
+local function tensor_general(data, a, b, x, extra_i, extra_v)
+  if extra_i then tensor_unexpected(extra_i, extra_v, "dtype or options", x) end
   local t
   -- A number with a dtype (the C closure took those without).
   if mtype(data) and b == nil then
@@ -471,12 +494,15 @@ local function tensor_general(data, a, b, x)
   if type(a) == "table" and (a.dtype ~= nil or a.requires_grad ~= nil or a.shape ~= nil) then
     opts = a
     shape = a.shape
+    -- (a dtype or options after the options: taken for nothing, silently)
+    if b ~= nil then tensor_unexpected(3, b, "options table", x) end
   elseif type(a) == "table" then
     shape = a
     opts = type(b) == "table" and b or {dtype = b}
   else
     local o = a
-    if o == nil then o = b end -- ag.tensor(data, nil, dtype | opts)
+    if o == nil then o = b -- ag.tensor(data, nil, dtype | opts)
+    elseif b ~= nil then tensor_unexpected(3, b, "dtype", x) end
     opts = type(o) == "table" and o or {dtype = o}
   end
   check_opts(opts, TENSOR_OPTS, "ag.tensor", 2 + x)
@@ -539,9 +565,24 @@ local function creation_opts(v)
   return {dtype = v}
 end
 
+-- Refuses the arguments of a creation function `fn` past its dtype or options, which nothing
+-- reads (they were dropped, silently: ag.zeros(2, "int64", 3)): `first` is the position of
+-- the first of ..., each of which must be nil. Called only when there are any, so that the
+-- common calls pay one select("#").
+local function no_extra(fn, first, ...)
+  for k = 1, select("#", ...) do
+    local v = select(k, ...)
+    if v ~= nil then
+      raise(C.AG_EINVAL, string.format("autograd: %s: unexpected argument %d after the dtype "
+            .. "or options (got %s)", fn, first + k - 1, describe(v)), 3)
+    end
+  end
+end
+
 local function filled(cfn, fn)
   return function(...)
     local shape, i = shape_args(fn, "size", true, ...)
+    if select("#", ...) > i then no_extra(fn, i + 1, select(i + 1, ...)) end
     local opts = creation_opts((select(i, ...)))
     return apply_opts(cfn(dtype_code(opts.dtype, C.AG_FLOAT32), shape), opts)
   end
@@ -553,7 +594,8 @@ ag.empty = filled(C.ag_empty, "empty()")
 -- ag.full(shape, value [, dtype | opts])
 -- The dtype follows the value when none is given, as torch.full: an integer gives int64, a
 -- boolean bool, a float float32.
-function ag.full(shape, value, o)
+function ag.full(shape, value, o, ...)
+  if select("#", ...) > 0 then no_extra("full()", 4, ...) end
   local opts = creation_opts(o)
   local dt = (type(value) == "boolean" and C.AG_BOOL) or (mtype(value) == "integer" and C.AG_INT64)
              or C.AG_FLOAT32
@@ -570,6 +612,7 @@ end
 local function random(cfn, fn)
   return function(...)
     local shape, i = shape_args(fn, "size", true, ...)
+    if select("#", ...) > i then no_extra(fn, i + 1, select(i + 1, ...)) end
     local opts = creation_opts((select(i, ...)))
     return apply_opts(cfn(opts.generator, dtype_code(opts.dtype, C.AG_FLOAT32), shape), opts)
   end
@@ -578,16 +621,24 @@ ag.rand = random(C.ag_rand, "rand()")
 ag.randn = random(C.ag_randn, "randn()")
 
 -- ag.randint(low, high, shape [, dtype | opts]) (integers in [low, high), int64 by default)
-function ag.randint(low, high, shape, o)
+function ag.randint(low, high, shape, o, ...)
+  if select("#", ...) > 0 then no_extra("randint()", 5, ...) end
   local opts = creation_opts(o)
   return C.ag_randint(opts.generator, low, high, dtype_code(opts.dtype, C.AG_INT64), shape)
 end
 
 -- ag.arange(end) / ag.arange(start, end [, step]) [, dtype | opts]: integers give int64,
 -- any float gives float32, as torch.arange.
-function ag.arange(a, b, c, o)
-  if type(b) ~= "number" then a, b, c, o = 0, a, 1, b
-  elseif type(c) ~= "number" then c, o = 1, c end
+function ag.arange(a, b, c, o, ...)
+  if select("#", ...) > 0 then no_extra("arange()", 5, ...) end
+  -- (the options follow the last number given: what comes after them is refused)
+  if type(b) ~= "number" then
+    if c ~= nil or o ~= nil then no_extra("arange()", 3, c, o) end
+    a, b, c, o = 0, a, 1, b
+  elseif type(c) ~= "number" then
+    if o ~= nil then no_extra("arange()", 4, o) end
+    c, o = 1, c
+  end
   local opts = creation_opts(o)
   local int = mtype(a) == "integer" and mtype(b) == "integer" and mtype(c) == "integer"
   local dt = dtype_code(opts.dtype, int and C.AG_INT64 or C.AG_FLOAT32)
@@ -595,33 +646,40 @@ function ag.arange(a, b, c, o)
 end
 
 -- ag.eye(n [, m] [, dtype | opts])
-function ag.eye(n, m, o)
-  if type(m) ~= "number" then m, o = n, m end
+function ag.eye(n, m, o, ...)
+  if select("#", ...) > 0 then no_extra("eye()", 4, ...) end
+  if type(m) ~= "number" then
+    if o ~= nil then no_extra("eye()", 3, o) end
+    m, o = n, m
+  end
   local opts = creation_opts(o)
   return apply_opts(C.ag_eye(dtype_code(opts.dtype, C.AG_FLOAT32), n, m), opts)
 end
 
 -- ag.zeros_like(t [, dtype | opts]) ...: t's shape and dtype (or the dtype given).
-local function like(cfn)
-  return function(t, o)
+local function like(cfn, fn)
+  return function(t, o, ...)
+    if select("#", ...) > 0 then no_extra(fn, 3, ...) end
     local opts = creation_opts(o)
     local r = cfn(t)
     if opts.dtype then r = C.ag_to_dtype(r, dtype_code(opts.dtype)) end
     return apply_opts(r, opts)
   end
 end
-ag.zeros_like = like(C.ag_zeros_like)
-ag.ones_like = like(C.ag_ones_like)
-ag.empty_like = like(C.ag_empty_like)
-function ag.full_like(t, value, o)
+ag.zeros_like = like(C.ag_zeros_like, "zeros_like()")
+ag.ones_like = like(C.ag_ones_like, "ones_like()")
+ag.empty_like = like(C.ag_empty_like, "empty_like()")
+function ag.full_like(t, value, o, ...)
+  if select("#", ...) > 0 then no_extra("full_like()", 4, ...) end
   local opts = creation_opts(o)
   local r = C.ag_full_like(t, value)
   if opts.dtype then r = C.ag_to_dtype(r, dtype_code(opts.dtype)) end
   return apply_opts(r, opts)
 end
 -- (With a dtype, drawn in that dtype, as torch.rand_like(t, dtype=...), not converted.)
-local function random_like(like_fn, fn)
-  return function(t, o)
+local function random_like(like_fn, fn, name)
+  return function(t, o, ...)
+    if select("#", ...) > 0 then no_extra(name, 3, ...) end
     local opts = creation_opts(o)
     if opts.dtype then
       return apply_opts(fn(opts.generator, dtype_code(opts.dtype), C.ag_tensor_shape(t)), opts)
@@ -629,8 +687,8 @@ local function random_like(like_fn, fn)
     return apply_opts(like_fn(opts.generator, t), opts)
   end
 end
-ag.rand_like = random_like(C.ag_rand_like, C.ag_rand)
-ag.randn_like = random_like(C.ag_randn_like, C.ag_randn)
+ag.rand_like = random_like(C.ag_rand_like, C.ag_rand, "rand_like()")
+ag.randn_like = random_like(C.ag_randn_like, C.ag_randn, "randn_like()")
 
 ------------------------------------------------------------------------------------------
 -- Generators and seeds
@@ -646,6 +704,7 @@ GenMT.__index = GenMethods
 GenMT.__newindex = nil
 GenMT.__tostring = function() return "<autograd generator>" end
 GenMT.__name = "ag.Generator"
+GenMT.__eq = C.ag_lua_handle_eq
 
 ------------------------------------------------------------------------------------------
 -- Grad mode, anomaly mode, threads, errors
@@ -653,8 +712,14 @@ GenMT.__name = "ag.Generator"
 -- The previous mode comes back when fn returns, raises, or is abandoned by closing the
 -- coroutine it yielded from (a to-be-closed variable: pcall alone left the mode set for good
 -- after coroutine.close).
-local function scoped(setter, mode)
+local function scoped(setter, mode, name)
   return function(fn, ...)
+    -- (checked before the mode changes: calling a number raised a raw "attempt to call")
+    local mt = getmetatable(fn)
+    if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+      raise(C.AG_EINVAL, string.format("autograd: %s expects a function, got %s", name,
+            describe(fn)), 2)
+    end
     local prev = setter(mode)
     local _ <close> = setmetatable({}, {__close = function() setter(prev) end})
     return fn(...)
@@ -662,9 +727,9 @@ local function scoped(setter, mode)
 end
 -- ag.no_grad(function() ... end): runs fn with graph recording off, then restores the
 -- previous mode, also when fn raises. Returns fn's results.
-ag.no_grad = scoped(C.ag_set_grad_enabled, 0)
-ag.enable_grad = scoped(C.ag_set_grad_enabled, 1)
-ag.detect_anomaly = scoped(C.ag_set_anomaly_enabled, 1)
+ag.no_grad = scoped(C.ag_set_grad_enabled, 0, "no_grad")
+ag.enable_grad = scoped(C.ag_set_grad_enabled, 1, "enable_grad")
+ag.detect_anomaly = scoped(C.ag_set_anomaly_enabled, 1, "detect_anomaly")
 function ag.set_grad_enabled(on) return C.ag_set_grad_enabled(on and 1 or 0) ~= 0 end
 function ag.is_grad_enabled() return C.ag_is_grad_enabled() ~= 0 end
 function ag.set_anomaly_enabled(on) return C.ag_set_anomaly_enabled(on and 1 or 0) ~= 0 end
@@ -758,6 +823,9 @@ end
 function T.gelu(t, approximate) return C.ag_gelu(t, gelu_approx(approximate, 2)) end
 function T.softplus(t, beta, threshold) return C.ag_softplus(t, beta or 1, threshold or 20) end
 function T.clamp(t, lo, hi)
+  if lo == nil and hi == nil then -- (as PyTorch: C's clamp_max named its missing argument 2)
+    raise(C.AG_EINVAL, "autograd: clamp(): at least one of min and max must be given", 2)
+  end
   if lo == nil then return C.ag_clamp_max(t, hi) end
   if hi == nil then return C.ag_clamp_min(t, lo) end
   return C.ag_clamp(t, lo, hi)
@@ -881,7 +949,10 @@ end
 function T.narrow(t, dim, start, length)
   local d = tdim0(t, dim)
   local s = pos0(t, d, start, "narrow(): start", true)
-  if math.type(length) == "integer" and is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
+  -- (length as an integer first, as start is: 5.0 or "1" skipped the check below, and C
+  -- reported the range with a 0-based start; anything but a tensor is C's to report)
+  if is_tensor(t) then length = int_arg(length, "narrow()", "length", 2) end
+  if is_tensor(t) and C.ag_tensor_ndim(t) > 0 then
     local size = C.ag_tensor_size(t, d)
     if length < 0 then
       raise(C.AG_ERANGE, "autograd: narrow(): length must be non-negative, got " .. length, 2)
@@ -1148,7 +1219,8 @@ TensorMT.__len = function(t)
   if C.ag_tensor_ndim(t) == 0 then raise(C.AG_EINVAL, "autograd: len() of a 0-d tensor", 2) end
   return C.ag_tensor_size(t, 0)
 end
--- (__eq stays SWIG's: a == b when both are the same C tensor.)
+-- a == b when both are the same C tensor (SWIG's __eq said so of any two released ones too).
+TensorMT.__eq = C.ag_lua_handle_eq
 
 -- Every method is also a function of the module: ag.exp(t), ag.matmul(a, b) ...
 for name, fn in pairs(T) do
@@ -1173,6 +1245,7 @@ end
 -- For an AccumulateGrad node, the leaf it accumulates into.
 function node_getters.variable(n) return C.ag_node_variable(n) end
 NodeMT.__name = "ag.Node"
+NodeMT.__eq = C.ag_lua_handle_eq
 NodeMT.__index = function(n, k)
   local m = N[k]
   if m then return m end
@@ -1196,7 +1269,13 @@ NodeMT.__tostring = function(n) return "<" .. C.ag_node_name(n) .. ">" end
 -- ctx:save_for_backward(...), ctx.saved_tensors and ctx.needs_input_grad (per argument).
 local Ctx = {}
 local ctx_getters = {}
+local CtxMT -- (below)
 function Ctx.save_for_backward(ctx, ...)
+  -- (ctx.save_for_backward(y), with a dot, saved nothing, silently: y was taken for ctx)
+  if getmetatable(ctx) ~= CtxMT then
+    raise(C.AG_EINVAL, "autograd: save_for_backward: call it as ctx:save_for_backward(...), "
+          .. "with a colon (got " .. describe(ctx) .. " for ctx)", 2)
+  end
   for i = 1, select("#", ...) do C.ag_function_ctx_save(rawget(ctx, "_raw"), (select(i, ...))) end
 end
 function ctx_getters.saved_tensors(ctx)
@@ -1211,7 +1290,7 @@ function ctx_getters.needs_input_grad(ctx)
   for j, p in ipairs(pos) do out[p] = C.ag_function_ctx_needs_input_grad(raw, j - 1) end
   return out
 end
-local CtxMT = {__index = function(ctx, k)
+CtxMT = {__index = function(ctx, k)
   local m = Ctx[k]
   if m then return m end
   local g = ctx_getters[k]
@@ -1219,12 +1298,25 @@ local CtxMT = {__index = function(ctx, k)
   return nil
 end}
 
+-- The spec is checked here, where it is given: a wrong one raised an assertion (no status),
+-- or was taken wrongly: n_outputs = "2" failed every call with "returned 2 value(s), want
+-- 2", and a name with a NUL byte was cut at it (Go's refuses it).
 function ag.Function(spec)
-  assert(type(spec) == "table" and type(spec.forward) == "function"
-         and type(spec.backward) == "function",
-         "autograd: ag.Function{name=..., forward=function, backward=function}")
+  local function bad(msg) raise(C.AG_EINVAL, "autograd: ag.Function: " .. msg, 3) end
+  if type(spec) ~= "table" then
+    bad("expects a table {name=, forward=function, backward=function [, n_outputs=]}, got "
+        .. describe(spec))
+  end
+  if type(spec.forward) ~= "function" or type(spec.backward) ~= "function" then
+    bad(string.format("forward and backward must be functions, got %s and %s",
+        describe(spec.forward), describe(spec.backward)))
+  end
   local name = spec.name or "CustomFunction"
-  local n_outputs = spec.n_outputs or 1
+  if type(name) ~= "string" or name:find("\0", 1, true) then
+    bad("name must be a string without NUL bytes, got " .. describe(name))
+  end
+  local n_outputs = mtype(spec.n_outputs or 1) and math.tointeger(spec.n_outputs or 1)
+  if not n_outputs then bad("n_outputs must be an integer, got " .. describe(spec.n_outputs)) end
   local F = {name = name}
   function F.apply(...)
     local args = tpack(...)
@@ -1383,6 +1475,60 @@ local function children(self)
   return out
 end
 
+-- Whether module m is `target` or holds it among its children, at any depth (each module
+-- walked once: shared children, and a cycle made by hand, end the walk).
+local function contains(m, target)
+  local seen = {}
+  local function walk(x)
+    if rawequal(x, target) then return true end
+    if seen[x] then return false end
+    seen[x] = true
+    for _, c in ipairs(children(x)) do
+      if walk(c) then return true end
+    end
+    return false
+  end
+  return walk(m)
+end
+
+-- The walks over a module's children (parameters, train, printing) refuse a cycle: a module
+-- among its own descendants made every walk overflow the stack (s:add(s), m.child = m). The
+-- ways of making one that the layer sees are refused when they happen (Sequential.add,
+-- assigning a module field); these catch the rest (a field reassigned, _children filled by
+-- hand). `path` is the chain of child names from the module walked first.
+local function cycle_error(what, path)
+  raise(C.AG_EINVAL, string.format("autograd: %s: a module contains itself (through child %s): "
+        .. "modules must not form a cycle", what, table.concat(path, ".")), 3)
+end
+
+-- m, then its descendants depth first, each once (a module shared by two parents is walked
+-- the first time): visit(m) for each; a child whose class replaces `method` (parameters,
+-- train) is handed to visit(child, true) and not walked into. Returns nil, or the path to
+-- the module that contains itself.
+local function walk_modules(root, method, visit)
+  local done, on_path, names = {}, {}, {}
+  local function walk(m)
+    on_path[m] = true
+    visit(m, false)
+    for _, c in ipairs(named_children(m)) do
+      local child = c[2]
+      names[#names + 1] = "(" .. c[1] .. ")"
+      if on_path[child] then return names end
+      if child[method] ~= Module[method] then
+        if not done[child] then done[child] = true; visit(child, true) end
+      elseif not done[child] then
+        local cyc = walk(child)
+        if cyc then return cyc end
+      end
+      names[#names] = nil
+    end
+    on_path[m] = nil
+    done[m] = true
+    return nil
+  end
+  return walk(root)
+end
+
 function Module:parameters()
   local out, seen = {}, {}
   local function add(p)
@@ -1391,20 +1537,26 @@ function Module:parameters()
       out[#out + 1] = p
     end
   end
-  for _, p in ipairs(self._params or {}) do add(p) end
-  for _, k in ipairs(rawget(self, "_param_keys") or {}) do
-    local p = rawget(self, k)
-    if is_tensor(p) then add(p) end
-  end
-  for _, m in ipairs(children(self)) do
-    for _, p in ipairs(m:parameters()) do add(p) end
-  end
+  local cyc = walk_modules(self, "parameters", function(m, custom)
+    if custom then
+      for _, p in ipairs(m:parameters()) do add(p) end
+      return
+    end
+    for _, p in ipairs(m._params or {}) do add(p) end
+    for _, k in ipairs(rawget(m, "_param_keys") or {}) do
+      local p = rawget(m, k)
+      if is_tensor(p) then add(p) end
+    end
+  end)
+  if cyc then cycle_error("parameters()", cyc) end
   return out
 end
 function Module:train(mode)
   if mode == nil then mode = true end
-  self.training = mode
-  for _, m in ipairs(children(self)) do m:train(mode) end
+  local cyc = walk_modules(self, "train", function(m, custom)
+    if custom then m:train(mode) else m.training = mode end
+  end)
+  if cyc then cycle_error(mode and "train()" or "eval()", cyc) end
   return self
 end
 
@@ -1412,6 +1564,10 @@ end
 -- or a parameter under the field, as PyTorch's Module.__setattr__.
 local function module_newindex(self, k, v)
   if is_module(v) then
+    if contains(v, self) then
+      raise(C.AG_EINVAL, string.format("autograd: nn: field %s cannot hold a module that "
+            .. "contains this one (modules must not form a cycle)", describe(k)), 2)
+    end
     local keys = rawget(self, "_child_keys")
     keys[#keys + 1] = k
   elseif is_tensor(v) and C.ag_tensor_requires_grad(v) and C.ag_tensor_is_leaf(v) then
@@ -1439,7 +1595,17 @@ end
 --   )
 -- A Sequential's children are numbered from 1, as seq[i] indexes them (PyTorch's from 0, as
 -- its seq[i] does): the number names the module to a Lua user.
+-- The modules being printed, outermost first: one met again inside itself is a cycle (see
+-- walk_modules), refused rather than printed until the C stack overflows. Raised without a
+-- position, as it comes from deep inside tostring.
+local printing = {}
 local function module_repr(self, name, repr)
+  if printing[self] then
+    raise(C.AG_EINVAL, "autograd: tostring(): a module contains itself: modules must not form "
+          .. "a cycle", -1)
+  end
+  printing[self] = true
+  local _ <close> = setmetatable({}, {__close = function() printing[self] = nil end})
   local lines, extra = {}, repr and repr(self) or ""
   if extra ~= "" then
     for line in (extra .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
@@ -1612,16 +1778,37 @@ nn.LayerNorm = class("LayerNorm", function(self, x)
                          self.elementwise_affine and "True" or "False")
   end)
 
--- nn.Sequential(m1, m2, ...)
+-- nn.Sequential(m1, m2, ...). Each entry must be a module, and (added later) must not contain
+-- the Sequential: a number was taken and failed only at forward ("attempt to call a number
+-- value"), and s:add(s) made a cycle that overflowed the stack of every walk, as Go's Append
+-- refuses both. `level`: raise's, from the caller of seq_entry.
+local function seq_entry(self, m, i, what, level)
+  if not is_module(m) then
+    raise(C.AG_EINVAL, string.format("autograd: %s: module %d is not a module (got %s)", what,
+          i, describe(m)), level + 1)
+  end
+  if contains(m, self) then
+    raise(C.AG_EINVAL, string.format("autograd: %s: module %d contains the Sequential itself "
+          .. "(modules must not form a cycle)", what, i), level + 1)
+  end
+end
 nn.Sequential = class("Sequential", function(self, x)
     local children = self._children
     for i = 1, #children do x = children[i](x) end
     return x
   end,
   function(self, ...)
-    for i = 1, select("#", ...) do self._children[i] = (select(i, ...)) end
+    for i = 1, select("#", ...) do
+      local m = (select(i, ...))
+      seq_entry(self, m, i, "nn.Sequential", 3)
+      self._children[i] = m
+    end
   end)
-function nn.Sequential.add(self, m) self._children[#self._children + 1] = m; return self end
+function nn.Sequential.add(self, m)
+  seq_entry(self, m, #self._children + 1, "nn.Sequential.add", 2)
+  self._children[#self._children + 1] = m
+  return self
+end
 -- seq[i] is its i-th module (1-based, as torch's seq[i - 1]); #seq counts them.
 do
   local Seq = nn.Sequential
@@ -1718,6 +1905,7 @@ function O.zero_grad(opt, set_to_none) C.ag_optimizer_zero_grad(opt, set_to_none
 function O.get_lr(opt) return C.ag_optimizer_get_lr(opt) end
 function O.set_lr(opt, lr) C.ag_optimizer_set_lr(opt, lr) end
 OptimMT.__name = "ag.Optimizer"
+OptimMT.__eq = C.ag_lua_handle_eq
 OptimMT.__index = function(opt, k)
   if k == "lr" then return C.ag_optimizer_get_lr(opt) end
   return O[k]

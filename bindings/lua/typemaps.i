@@ -21,6 +21,7 @@
 %{
 #include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "callbacks.h"
 
 /* Every error a wrapper raises also sets the calling thread's status and message, so that
@@ -323,6 +324,59 @@ static int ag_lua_tensor_array(lua_State *L, int idx, ag_tensor ***arr, size_t *
     }
     *arr = a;
     *n_out = (size_t)n;
+    return 1;
+}
+
+/* Checks that the table at idx holds nothing but entries 1..n (which a reader of n entries
+ * reads): the rest was ignored, silently (ag.grad's grad_outputs = {g, "junk", 42} for one
+ * output). Returns 0 with a message pushed otherwise, naming `what` and how many `of` there
+ * are. Raw (lua_next): no metamethod runs. */
+static int ag_lua_only_first(lua_State *L, int idx, lua_Integer n, const char *what,
+                             const char *of)
+{
+    idx = lua_absindex(L, idx);
+    lua_Integer last = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            const char *kind = luaL_typename(L, -1);
+            lua_pop(L, 1);
+            lua_pushfstring(L, "%s: a %s key, where a list of at most %I entries (one per "
+                            "%s) is expected", what, kind, n, of);
+            return 0;
+        }
+        if (lua_tointeger(L, -1) > last) last = lua_tointeger(L, -1);
+    }
+    if (last > n) {
+        lua_pushfstring(L, "%s: %I entries for %I %s", what, last, n, of);
+        return 0;
+    }
+    return 1;
+}
+
+/* Whether a copy of numel elements of elem bytes each, into a buffer and then a Lua table of
+ * as many values, can be made: a table holds at most INT_MAX (lua_createtable's count), and
+ * the two together must fit in the machine's memory. Returns 0 with a message pushed, naming
+ * fn, otherwise. */
+static int ag_lua_copy_fits(lua_State *L, int64_t numel, size_t elem, const char *fn)
+{
+    if (numel > INT_MAX) {
+        lua_pushfstring(L, "%s: the tensor has %I elements, more than a Lua table holds (%d)",
+                        fn, (lua_Integer)numel, INT_MAX);
+        return 0;
+    }
+    uint64_t need = (uint64_t)numel * (elem + sizeof(lua_Number) * 2), have = 0;
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) have = (uint64_t)pages * (uint64_t)page;
+#endif
+    if (have && need > have) {
+        lua_pushfstring(L, "%s: the tensor has %I elements, whose copy into a Lua table takes "
+                        "more than this machine's memory (%I bytes)", fn, (lua_Integer)numel,
+                        (lua_Integer)have);
+        return 0;
+    }
     return 1;
 }
 
@@ -1095,10 +1149,18 @@ static int ag_lua_pow(lua_State *L)
  * anything else, returns 0 with the stack as it was, and ag.tensor's closure (below) hands
  * the call to autograd.lua's general path, the one place that reads dtypes and shapes. It
  * runs in that closure, which holds the string "requires_grad" as upvalue 5. */
+/* Whether the arguments from..top are all nil. */
+static int ag_lua_nils_from(lua_State *L, int from, int top)
+{
+    for (int i = from; i <= top; i++)
+        if (!lua_isnil(L, i)) return 0;
+    return 1;
+}
 static int ag_lua_scalar_try(lua_State *L)
 {
     int top = lua_gettop(L), grad = 0;
-    if (lua_type(L, 1) != LUA_TNUMBER || (top >= 3 && !lua_isnil(L, 3))) return 0;
+    /* (Any argument past the second that is not nil goes the general way, to be refused.) */
+    if (lua_type(L, 1) != LUA_TNUMBER || (top >= 3 && !ag_lua_nils_from(L, 3, top))) return 0;
     int t2 = lua_type(L, 2);
     if (t2 == LUA_TTABLE) {
         /* {requires_grad = ...} only: anything else (a dtype, a shape, array entries, a
@@ -1149,15 +1211,28 @@ static int ag_lua_return_top(lua_State *L, int status, lua_KContext ctx)
  * (upvalue 4) as general(data, a, b, 1), the 1 telling it that it runs one level deeper
  * than its caller's code, for the levels of its errors. A Lua function that called a C
  * function for this case first cost ~390 instructions a leaf more (a Lua call and its
- * frame). */
+ * frame). Arguments past the third are none of ag.tensor's: the first that is not nil is
+ * passed on as general(data, a, b, 1, position, value), which refuses it (they were
+ * dropped here, silently). */
 static int ag_lua_tensor_body(lua_State *L)
 {
     if (ag_lua_scalar_try(L)) return 1;
-    lua_settop(L, 3);
+    int top = lua_gettop(L), extra = 0;
+    for (int i = 4; i <= top && !extra; i++)
+        if (!lua_isnil(L, i)) extra = i;
+    if (extra) {
+        lua_pushvalue(L, extra);
+        lua_replace(L, 4);
+    }
+    lua_settop(L, 4);                      /* data, a, b, value (or nil) */
     lua_pushvalue(L, lua_upvalueindex(4));
-    lua_insert(L, 1);
+    lua_insert(L, 1);                      /* general, data, a, b, value */
     lua_pushinteger(L, 1);
-    lua_callk(L, 4, 1, 0, ag_lua_return_top);
+    lua_insert(L, 5);                      /* general, data, a, b, 1, value */
+    if (extra) lua_pushinteger(L, extra);
+    else lua_pushnil(L);
+    lua_insert(L, 6);                      /* general, data, a, b, 1, position, value */
+    lua_callk(L, 6, 1, 0, ag_lua_return_top);
     return 1;
 }
 /* ag_lua_tensor_fn(general): the closure above, over this closure's own upvalues, general and
@@ -1195,8 +1270,13 @@ static int ag_lua_from_i64(lua_State *L)
              ag_lua_int64_array(L, 2, &shape, &nd, "ag_tensor_from_data");
     int64_t numel = 1;
     if (ok) {
-        for (size_t i = 0; i < nd; i++) numel *= shape[i] < 0 ? 0 : shape[i];
-        ok = (size_t)numel == n;
+        /* (A negative size: C's message names it, which a count of 0 elements hid.) */
+        int negative = 0;
+        for (size_t i = 0; i < nd; i++) {
+            numel *= shape[i] < 0 ? 0 : shape[i];
+            negative |= shape[i] < 0;
+        }
+        ok = negative || (size_t)numel == n;
         if (ok) rc = ag_tensor_from_data(&t, data, AG_INT64, shape, nd);
         else numel = -numel - 1; /* (the message is pushed below) */
     }
@@ -1217,6 +1297,32 @@ static int ag_lua_from_i64(lua_State *L)
 }
 %}
 %native(ag_lua_from_i64) int ag_lua_from_i64(lua_State *L);
+%{
+/* a == b for two handles of the module (the __eq of their metatables): true when both hold
+ * the same C object. SWIG's own __eq compared the pointers the userdata hold, which are NULL
+ * in every released or emptied handle, so two released tensors were equal. Lua calls __eq
+ * only for two distinct userdata, so a released handle equals only itself. */
+static int ag_lua_handle_eq(lua_State *L)
+{
+    void *a = NULL, *b = NULL;
+    ag_lua_tensor_ud *ha = ag_lua_tensor_ud_at(L, 1), *hb = ag_lua_tensor_ud_at(L, 2);
+    if (ha && hb) {
+        a = ag_lua_tensor_of(ha);
+        b = ag_lua_tensor_of(hb);
+    } else if (!ha && !hb && lua_rawlen(L, 1) == sizeof(swig_lua_userdata) &&
+               lua_rawlen(L, 2) == sizeof(swig_lua_userdata)) {
+        swig_lua_userdata *u1 = (swig_lua_userdata *)lua_touserdata(L, 1);
+        swig_lua_userdata *u2 = (swig_lua_userdata *)lua_touserdata(L, 2);
+        if (u1 && u2 && u1->type == u2->type) {
+            a = u1->ptr;
+            b = u2->ptr;
+        }
+    }
+    lua_pushboolean(L, a != NULL && a == b);
+    return 1;
+}
+%}
+%native(ag_lua_handle_eq) int ag_lua_handle_eq(lua_State *L);
 %{
 /* ---- t.field and t:method() -------------------------------------------------------------
  * Every method call on a tensor (`q:tanh()`, `t:release()`) reads the method through the
@@ -1489,20 +1595,29 @@ AG_LUA_HANDLE_OUT(ag_generator)
    for (size_t i = 0; i < len; i++) {
        int ok = 1;
        lua_rawgeti(L, $input, (lua_Integer)i + 1);
+       /* (A numeric string is not a number here, as ag.tensor's nested tables refuse it:
+        * lua_tonumberx converted "2".) */
        if (lua_isboolean(L, -1)) buf[i] = lua_toboolean(L, -1);
-       else buf[i] = lua_tonumberx(L, -1, &ok);
-       lua_pop(L, 1);
+       else if (lua_type(L, -1) == LUA_TNUMBER) buf[i] = lua_tonumber(L, -1);
+       else ok = 0;
        if (!ok) {
-           lua_pushfstring(L, "$symname: element %d of data is not a number", (int)i + 1);
+           lua_pushfstring(L, "$symname: element %d of data is not a number or a boolean "
+                           "(got %s)", (int)i + 1, luaL_typename(L, -1));
+           lua_remove(L, -2);
            SWIG_fail;
        }
+       lua_pop(L, 1);
    }
    $1 = buf; %}
 %typemap(check) (const double *data, ag_dtype dtype, const int64_t *shape, size_t ndim)
 %{ {
     int64_t numel = 1;
-    for (size_t i = 0; i < $4; i++) numel *= $3[i] > 0 ? $3[i] : 0;
-    if ((int64_t)len$argnum != numel) {
+    int negative = 0; /* (C refuses a negative size, naming it: a count of 0 hid it) */
+    for (size_t i = 0; i < $4; i++) {
+        numel *= $3[i] > 0 ? $3[i] : 0;
+        negative |= $3[i] < 0;
+    }
+    if (!negative && (int64_t)len$argnum != numel) {
         lua_pushfstring(L, "$symname: %I values given for a shape of %I elements",
                         (lua_Integer)len$argnum, (lua_Integer)numel);
         SWIG_fail;
@@ -1532,9 +1647,16 @@ AG_LUA_HANDLE_OUT(ag_generator)
     (CTYPE *arr = NULL, int64_t numel = 0)
 %{ if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
    if (ag_tensor_numel(&numel, $3) != AG_OK) { lua_pushstring(L, ag_last_error()); goto fail; }
+   /* A view can have far more elements than memory behind it (an expanded tensor has stride
+    * 0): a copy that no Lua table can hold, or larger than the machine's memory, could never
+    * succeed and is refused first, named, with AG_ENOMEM, as Go's Float64s refuses it (Lua's
+    * allocator raised a bare "not enough memory"). */
+   if (!ag_lua_copy_fits(L, numel, sizeof *arr, "$symname")) {
+       ag_lua_note_error(L, AG_ENOMEM);
+       goto fail;
+   }
    /* A Lua object, so that a memory error while the table is built cannot strand it. Making
     * it may run finalizers, which may release the tensor: it is looked up again after. */
-   if ((uint64_t)numel > (SIZE_MAX - 64) / sizeof *arr) AG_LUA_NOMEM
    arr = (CTYPE *)lua_newuserdatauv(L, (numel ? (size_t)numel : 1) * sizeof *arr, 0);
    if (!($3 = ag_lua_check_tensor(L, $input, "$symname"))) SWIG_fail;
    $1 = arr; $2 = (size_t)numel; %}
@@ -1588,8 +1710,10 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
     tab = ag_lua_reserve_table(L, n_res);
     if (!ag_lua_tensor_array(L, top + 1, &outs, &n_out, -1, 0, "$symname: outputs") ||
         !ag_lua_tensor_array(L, top + 2, &ins, &n_in, -1, 0, "$symname: inputs") ||
-        (has_g && !ag_lua_tensor_array(L, top + 3, &gouts, &n_g, (lua_Integer)n_out, 1,
-                                       "$symname: grad_outputs")))
+        (has_g && (!ag_lua_tensor_array(L, top + 3, &gouts, &n_g, (lua_Integer)n_out, 1,
+                                        "$symname: grad_outputs") ||
+                   !ag_lua_only_first(L, top + 3, (lua_Integer)n_out, "$symname: grad_outputs",
+                                      "outputs"))))
         SWIG_fail;
     $1 = gout; $2 = outs; $3 = gouts; $4 = n_out; $5 = ins; $6 = n_in;
 } %}

@@ -182,6 +182,43 @@ H.raises(function() Many(xa):sum():backward() end,
          "function ManyBackward returned an incorrect number of gradients (expected 1, got 2)")
 H.eq(xa.grad, nil, "nothing accumulated")
 
+-- The spec is checked when the function is made, naming ag.Function and the value:
+-- n_outputs = "2" failed every call ("returned 2 value(s), want 2"), a name with a NUL byte
+-- was cut at it (Go's refuses it), and a wrong spec raised an assertion with no status.
+do
+  local function spec(t)
+    t.forward = t.forward or function(_, a) return a * 2 end
+    t.backward = t.backward or function(_, g) return g end
+    return t
+  end
+  local function refused(fn, plain)
+    ag.clear_error()
+    H.raises(fn, plain)
+    H.eq(ag.last_status(), "AG_EINVAL", "status after: " .. plain)
+  end
+  refused(function() ag.Function(spec{n_outputs = "2"}) end,
+          "autograd: ag.Function: n_outputs must be an integer, got \"2\"")
+  refused(function() ag.Function(spec{n_outputs = 1.5}) end, "n_outputs must be an integer, got 1.5")
+  refused(function() ag.Function(spec{name = "a\0b"}) end,
+          "autograd: ag.Function: name must be a string without NUL bytes, got \"a\\0b\"")
+  refused(function() ag.Function(spec{name = {}}) end, "name must be a string without NUL bytes, got a table")
+  refused(function() ag.Function(3) end, "autograd: ag.Function: expects a table")
+  refused(function() ag.Function{forward = function() end} end,
+          "autograd: ag.Function: forward and backward must be functions, got a function and nil")
+  local Two3 = ag.Function(spec{name = "Two3", n_outputs = 2.0,
+    forward = function(_, a) return a * 2, a * 3 end})
+  local u, v = Two3(ag.tensor({1.0}, {requires_grad = true}))
+  H.eq({u:item(), v:item()}, {2.0, 3.0}, "n_outputs = 2.0 counts as 2")
+  -- ctx.save_for_backward(y), with a dot, took y for ctx and saved nothing, silently.
+  local Dot = ag.Function(spec{name = "Dot", forward = function(ctx, a)
+    local y = a * 2
+    ctx.save_for_backward(y)
+    return y
+  end})
+  H.raises(function() Dot(ag.tensor({1.0}, {requires_grad = true})) end,
+           "autograd: save_for_backward: call it as ctx:save_for_backward(...), with a colon (got a tensor for ctx)")
+end
+
 -- A gradient for an argument of forward that is not a tensor is an error, as in PyTorch
 -- (it was dropped, silently); nil there is fine. Positions count the arguments from 1.
 do

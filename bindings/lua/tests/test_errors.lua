@@ -291,6 +291,158 @@ do
   H.eq(m:gather(2, {{1}, {2}, {4}}):tolist(), {{0.0}, {5.0}, {11.0}})
 end
 
+-- Options that are not a table are refused, naming the function and the value, with the
+-- status set: a string or number was ignored (cross_entropy(x, t, "sum") gave the mean,
+-- Adam(p, "lr=0.1") trained at 1e-3, ag.grad(y, x, "allow_unused") ran without it) or
+-- indexed into a raw Lua error ("attempt to index a number value") that left the status.
+do
+  local lx, lt = ag.tensor({{1.0, 2.0}, {0.5, 0.1}}), ag.tensor({1, 2})
+  local pw = ag.tensor({1.0, 2.0}, {requires_grad = true})
+  raises_status("AG_EINVAL", function() return F.cross_entropy(lx, lt, "sum") end,
+                "autograd: cross_entropy takes a table of options, got \"sum\"")
+  raises_status("AG_EINVAL", function() return F.cross_entropy(lx, lt, 5) end,
+                "autograd: cross_entropy takes a table of options, got 5")
+  raises_status("AG_EINVAL", function() return F.nll_loss(lx, lt, "sum") end,
+                "autograd: nll_loss takes a table of options, got \"sum\"")
+  raises_status("AG_EINVAL", function() return F.mse_loss(lx, lx, "sum") end,
+                "autograd: mse_loss takes a table of options, got \"sum\"")
+  raises_status("AG_EINVAL", function() return F.binary_cross_entropy_with_logits(lx, lx, 1) end,
+                "autograd: binary_cross_entropy_with_logits takes a table of options, got 1")
+  raises_status("AG_EINVAL", function() return ag.optim.SGD({pw}, 0.1) end,
+                "autograd: optim.SGD takes a table of options, got 0.1")
+  raises_status("AG_EINVAL", function() return ag.optim.Adam({pw}, "lr=0.1") end,
+                "autograd: optim.Adam takes a table of options, got \"lr=0.1\"")
+  raises_status("AG_EINVAL", function() return ag.optim.AdamW({pw}, true) end,
+                "autograd: optim.AdamW takes a table of options, got true")
+  raises_status("AG_EINVAL", function() return ag.grad(pw * 3, pw, "allow_unused") end,
+                "autograd: ag.grad takes a table of options, got \"allow_unused\"")
+  raises_status("AG_EINVAL", function() (pw * 3):sum():backward(nil, "retain_graph") end,
+                "autograd: backward takes a table of options, got \"retain_graph\"")
+  H.eq(pw.grad, nil, "a refused backward ran nothing")
+  H.near(F.cross_entropy(lx, lt, {reduction = "sum"}):item(), 2.2262769, "a table still works", 1e-6)
+  H.eq(F.mse_loss(lx, lx, nil):item(), 0.0, "nil is no options")
+end
+
+-- ag.grad's grad_outputs holds one entry per output (nil for the default): more is an
+-- error, as Go's Grad and PyTorch's refuse it (the rest was ignored, non-tensors too).
+do
+  local gx = ag.tensor({1.0, 2.0}, {requires_grad = true})
+  local gy = gx * 3
+  raises_status("AG_EINVAL", function()
+    return ag.grad({gy}, {gx}, {grad_outputs = {ag.ones(2), "junk", 42}})
+  end, "ag_grad: grad_outputs: 3 entries for 1 outputs")
+  raises_status("AG_EINVAL", function()
+    return ag.grad({gy}, {gx}, {grad_outputs = {nil, nil, ag.ones(2)}})
+  end, "ag_grad: grad_outputs: 3 entries for 1 outputs")
+  raises_status("AG_EINVAL", function()
+    return ag.grad({gy}, {gx}, {grad_outputs = {ag.ones(2), scale = 2}})
+  end, "ag_grad: grad_outputs: a string key")
+  local s1 = gy:sum()
+  H.eq(ag.grad({s1, gy}, {gx}, {grad_outputs = {nil, ag.ones(2)}})[1]:tolist(), {6.0, 6.0},
+       "holes within the outputs still mean the default gradient")
+end
+
+-- A dtype or options after the dtype or options of ag.tensor and the creation functions
+-- are errors naming the position (they were dropped: ag.tensor(1.0, {requires_grad = true},
+-- "float64") was float32, ag.zeros(2, "int64", 3) ignored the 3).
+do
+  raises_status("AG_EINVAL", function() return ag.tensor(1.0, {requires_grad = true}, "float64") end,
+                "autograd: ag.tensor: unexpected argument 3 after the options table (got \"float64\")")
+  raises_status("AG_EINVAL", function() return ag.tensor({1, 2}, {dtype = "float64"}, "int64") end,
+                "autograd: ag.tensor: unexpected argument 3 after the options table (got \"int64\")")
+  raises_status("AG_EINVAL", function() return ag.tensor({1, 2}, "float64", "int64") end,
+                "autograd: ag.tensor: unexpected argument 3 after the dtype (got \"int64\")")
+  raises_status("AG_EINVAL", function() return ag.tensor({1, 2}, {2}, "float64", "int64") end,
+                "autograd: ag.tensor: unexpected argument 4 after the dtype or options (got \"int64\")")
+  raises_status("AG_EINVAL", function() return ag.tensor(1.0, nil, nil, {requires_grad = true}) end,
+                "autograd: ag.tensor: unexpected argument 4")
+  raises_status("AG_EINVAL", function() return ag.zeros(2, "int64", 3) end,
+                "autograd: zeros(): unexpected argument 3 after the dtype or options (got 3)")
+  raises_status("AG_EINVAL", function() return ag.ones({2}, nil, "int64") end,
+                "autograd: ones(): unexpected argument 3 after the dtype or options (got \"int64\")")
+  raises_status("AG_EINVAL", function() return ag.randn(2, {}, "float64") end,
+                "autograd: randn(): unexpected argument 3")
+  raises_status("AG_EINVAL", function() return ag.full({2}, 1, "int64", "float64") end,
+                "autograd: full(): unexpected argument 4")
+  raises_status("AG_EINVAL", function() return ag.arange(5, "int64", 3) end,
+                "autograd: arange(): unexpected argument 3")
+  raises_status("AG_EINVAL", function() return ag.eye(2, "int64", "float64") end,
+                "autograd: eye(): unexpected argument 3")
+  raises_status("AG_EINVAL", function() return ag.zeros_like(a, "int64", 1) end,
+                "autograd: zeros_like(): unexpected argument 3")
+  raises_status("AG_EINVAL", function() return ag.randint(0, 5, {2}, "int64", 1) end,
+                "autograd: randint(): unexpected argument 5")
+  H.eq(ag.tensor(1.0, {requires_grad = true}, nil).requires_grad, true, "trailing nils are none")
+  H.eq(ag.zeros(2, "int64", nil).dtype, "int64")
+  H.eq(ag.arange(0, 4, 2, "float64"):tolist(), {0.0, 2.0})
+  H.eq(ag.eye(2, 3, "int64").shape, {2, 3})
+end
+
+-- narrow's length is an integer as its start is (2.0 is 2), and the 1-based check runs for
+-- it: an integral float skipped it, and C reported the range with a 0-based start.
+do
+  local m = ag.tensor({{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}})
+  raises_status("AG_ERANGE", function() return m:narrow(2, 2, 5.0) end,
+                "autograd: narrow(): start 2 + length 5 exceeds the size 3 of dim 2")
+  raises_status("AG_ERANGE", function() return m:narrow(2, 2, -1.0) end,
+                "autograd: narrow(): length must be non-negative, got -1")
+  raises_status("AG_EINVAL", function() return m:narrow(2, 2, 1.5) end,
+                "autograd: narrow(): length must be an integer, got 1.5")
+  raises_status("AG_EINVAL", function() return m:narrow(2, 2, "x") end,
+                "autograd: narrow(): length must be an integer, got \"x\"")
+  H.eq(m:narrow(2, 2, 2.0):tolist(), {{2.0, 3.0}, {5.0, 6.0}})
+end
+
+-- Messages that named the wrong thing: a bool index tensor named ag_sub_scalar (the 1 taken
+-- off), a negative size was counted as 0 ("2 values given for a shape of 0 elements"),
+-- clamp() without bounds named clamp_max's argument 2.
+do
+  local m = ag.tensor({{1.0, 2.0}, {3.0, 4.0}})
+  raises_status("AG_EDTYPE", function() return m:index_select(1, ag.tensor({true})) end,
+                "autograd: index_select(): index must be an integer tensor of indices, got a bool tensor")
+  raises_status("AG_EDTYPE", function() return F.cross_entropy(m, ag.tensor({true, false})) end,
+                "autograd: cross_entropy(): target must be an integer tensor")
+  raises_status("AG_EINVAL", function() return ag.tensor({1, 2}, {-2}) end,
+                "Trying to create tensor with negative dimension -2: [-2]")
+  raises_status("AG_EINVAL", function() return ag.tensor({1.0, 2.0}, {2, -1}) end,
+                "Trying to create tensor with negative dimension -1: [2, -1]")
+  raises_status("AG_EINVAL", function() return m:clamp() end,
+                "autograd: clamp(): at least one of min and max must be given")
+  H.eq(m:clamp(nil, 2.0):tolist(), {{1.0, 2.0}, {2.0, 2.0}})
+end
+
+-- no_grad, enable_grad and detect_anomaly take a function (or a callable); anything else is
+-- refused before the mode changes (it raised a raw "attempt to call a number value").
+do
+  raises_status("AG_EINVAL", function() return ag.no_grad(3) end,
+                "autograd: no_grad expects a function, got 3")
+  raises_status("AG_EINVAL", function() return ag.enable_grad("f") end,
+                "autograd: enable_grad expects a function, got \"f\"")
+  raises_status("AG_EINVAL", function() return ag.detect_anomaly(a) end,
+                "autograd: detect_anomaly expects a function, got a tensor")
+  H.eq(ag.is_grad_enabled(), true, "the mode is unchanged")
+  H.eq(ag.no_grad(setmetatable({}, {__call = function() return ag.is_grad_enabled() end})), false,
+       "a callable table is a function")
+end
+
+-- Flat data refuses numeric strings, as nested tables do (lua_tonumberx converted "2").
+raises_status("AG_EINVAL", function() return ag.tensor({1, "2"}, {2}) end,
+              "ag_tensor_from_f64: element 2 of data is not a number or a boolean (got string)")
+raises_status("AG_EINVAL", function() return ag.tensor({1.0, "2"}) end,
+              "must be numbers or booleans")
+
+-- A copy out that no Lua table can hold (an expanded view of 2^40 elements) is a named
+-- AG_ENOMEM error, as Go's Float64s gives (it was a bare "not enough memory").
+do
+  local huge = ag.zeros(1):expand(1 << 40)
+  raises_status("AG_ENOMEM", function() return huge:flat() end,
+                "ag_tensor_copy_f64: the tensor has 1099511627776 elements, more than a Lua table holds")
+  raises_status("AG_ENOMEM", function() return huge:tolist() end, "ag_tensor_copy_f64: the tensor has")
+  raises_status("AG_ENOMEM", function() return ag.zeros(1, "int64"):expand(1 << 40):flat() end,
+                "ag_tensor_copy_i64: the tensor has 1099511627776 elements")
+  H.eq(#ag.zeros(1):expand(1000):flat(), 1000)
+end
+
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
 H.eq((a + 1):sum():item(), 12.0)

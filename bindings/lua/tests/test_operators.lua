@@ -107,6 +107,18 @@ H.eq(math.type(a:numel()), "integer")
 H.eq(a:dim(), 2)
 H.check(a == a, "same handle")
 H.check(b.grad_fn.next_functions[1][1].variable == a, "handles compare by identity of the C tensor")
+-- Released handles hold no tensor: two of them are not the same C tensor (SWIG's __eq
+-- compared their NULL pointers, so any two were equal); each still equals itself.
+do
+  local r1, r2 = ag.ones(1), ag.ones(2)
+  r1:release()
+  r2:release()
+  H.check(not (r1 == r2), "two released tensors are not equal")
+  H.check(r1 == r1, "a released handle is itself")
+  local c = ag.ones(1)
+  H.check(not (r1 == c) and not (c == r1), "a released tensor is not a live one")
+  H.check(b.grad_fn == b.grad_fn, "two handles of one node are equal")
+end
 H.raises(function() a.nonsense = 1 end, "cannot set field 'nonsense'")
 H.raises(function() local _ = #ag.tensor(1.0) end, "len() of a 0-d tensor")
 
