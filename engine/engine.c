@@ -768,9 +768,12 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
         rc = err_set(E_LEAF, "leaf variable has been moved into the graph interior");
         failed = true;
     }
-    if (!failed && (__atomic_load_n(&fn->hooked, __ATOMIC_RELAXED) || fn->variable)) {
+    if (!failed && (accumulate || g->needed) &&
+        (__atomic_load_n(&fn->hooked, __ATOMIC_RELAXED) || fn->variable)) {
         /* Hooks of leaves, and hooks and retain_grad of non-leaf outputs (retained last, as
-         * PyTorch does: the retained gradient is what the hooks made of it). */
+         * PyTorch does since 2.0: the retained gradient is what the hooks made of it). Not
+         * for a node autograd.grad neither runs nor captures (an output none of the inputs
+         * lies behind, with AG_ALLOW_UNUSED): PyTorch does not reach its hooks. */
         for (int p = 0; p < fn->n_out && !rc; p++) {
             if (!gin[p]) continue;
             if (fn->variable) {

@@ -128,12 +128,16 @@ static eng_err inplace_check(const tensor *t, const tensor *other)
     if (t->base && t->view_kind != VK_DEFAULT && dtype_is_float((dtype)t->dtype) &&
         (tensor_requires_grad(t) || (other && tensor_requires_grad(other))))
         return view_refused(t, false);
+    /* PyTorch's check_inplace, in its order: a view that requires grad whose base is a leaf
+     * (no grad_fn), whether or not that base requires grad itself (v = big[:2], made under
+     * no requirement, then v.requires_grad_(): v[0:1].mul_(2) would give the leaf v a
+     * history; it was let through, and v became a non-leaf); then a leaf that requires grad. */
+    if (t->base && !t->base->grad_fn && tensor_requires_grad(t))
+        return err_set(E_LEAF, "a view of a leaf Variable that requires grad is being used in an "
+                       "in-place operation.");
     if (t->requires_grad && !t->grad_fn)
         return err_set(E_LEAF, "a leaf Variable that requires grad is being used in an in-place "
                        "operation.");
-    if (t->base && t->base->requires_grad && !t->base->grad_fn)
-        return err_set(E_LEAF, "a view of a leaf Variable that requires grad is being used in an "
-                       "in-place operation.");
     return E_OK;
 }
 

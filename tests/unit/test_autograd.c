@@ -313,6 +313,38 @@ static void grad_input_node_does_not_run(void)
     ag_tensor_release(x);
 }
 
+/* autograd.grad does not reach the hooks of an output none of the inputs lies behind (with
+ * AG_ALLOW_UNUSED): PyTorch runs neither that output's grad_fn nor its hooks. They ran, and a
+ * failing one made the call fail. */
+static int count_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud);
+static int failing_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud);
+
+static void grad_skips_hooks_of_unreached_outputs(void)
+{
+    ag_tensor *x = leaf(3.0), *y, *z, *r = SENT;
+    int calls = 0;
+    uint64_t h;
+    OK(ag_mul_scalar(&y, x, 2.0));
+    OK(ag_tensor_register_hook(&h, y, count_hook, 0, &calls, NULL));
+    OK(ag_tensor_register_hook(&h, x, count_hook, 0, &calls, NULL));
+    OK(ag_mul_scalar(&z, y, 1.0)); /* made from y: not behind it */
+    OK(ag_grad(&r, &y, NULL, 1, &z, 1, AG_ALLOW_UNUSED | AG_RETAIN_GRAPH));
+    CHECK(r == NULL && calls == 0);
+    r = SENT;
+    OK(ag_grad(&r, &x, NULL, 1, &z, 1, AG_ALLOW_UNUSED | AG_RETAIN_GRAPH)); /* a hooked leaf */
+    CHECK(r == NULL && calls == 0);
+    OK(ag_tensor_register_hook(&h, y, failing_hook, 0, NULL, NULL));
+    r = SENT;
+    OK(ag_grad(&r, &y, NULL, 1, &z, 1, AG_ALLOW_UNUSED | AG_RETAIN_GRAPH));
+    CHECK(r == NULL);
+    /* ... and when the output's grad_fn runs, its hooks do (the failing one included) */
+    FAILS(AG_ECALLBACK, ag_grad(&r, &y, NULL, 1, &x, 1, AG_RETAIN_GRAPH));
+    CHECK(calls == 1);
+    ag_tensor_release(z);
+    ag_tensor_release(y);
+    ag_tensor_release(x);
+}
+
 /* requires_grad set to 0 on a leaf a graph already recorded: torch's AccumulateGrad leaves
  * .grad alone (y = x * 2; x.requires_grad_(False); y.sum().backward(): x.grad is None). */
 static int count_hook(ag_tensor **new_grad, ag_tensor *grad, void *ud);
@@ -1531,6 +1563,31 @@ static void inplace_semantics(void)
     FAILS(AG_ELEAF, ag_zero_(v));
     CHECK(strstr(ag_last_error(), "view of a leaf Variable"));
     ag_tensor_release(v);
+    /* a view that is a leaf requiring grad, of a base that requires none: it and a view of
+     * it are refused as views of a leaf (PyTorch: the base is a leaf, requiring grad or not).
+     * The view of it was let through, and made the leaf a non-leaf. */
+    {
+        ag_tensor *big, *a, *a0;
+        int is_leaf = 0;
+        int64_t s4[1] = {4};
+        OK(ag_ones(&big, AG_FLOAT64, s4, 1));
+        OK(ag_slice(&a, big, 0, 0, 2, 1));
+        OK(ag_tensor_set_requires_grad(a, 1));
+        OK(ag_slice(&a0, a, 0, 0, 1, 1));
+        FAILS(AG_ELEAF, ag_mul_scalar_(a0, 2.0));
+        CHECK(strstr(ag_last_error(), "a view of a leaf Variable"));
+        FAILS(AG_ELEAF, ag_mul_scalar_(a, 2.0));
+        CHECK(strstr(ag_last_error(), "a view of a leaf Variable"));
+        OK(ag_tensor_is_leaf(&is_leaf, a));
+        CHECK(is_leaf && grad_fn_name(a)[0] == 0);
+        double ones[4] = {1, 1, 1, 1};
+        check_values("base untouched", big, ones, 4, 0);
+        /* the base itself takes in-place ops: it requires no grad */
+        OK(ag_mul_scalar_(big, 2.0));
+        ag_tensor_release(a0);
+        ag_tensor_release(a);
+        ag_tensor_release(big);
+    }
     /* shape and dtype checks of in-place ops change nothing */
     ag_tensor *wrong, *i;
     int64_t s2[1] = {2};
@@ -1984,6 +2041,7 @@ int main(void)
     failed_commit_writes_nothing();
     grad_function();
     grad_input_node_does_not_run();
+    grad_skips_hooks_of_unreached_outputs();
     leaf_requires_grad_cleared();
     mul_inplace_saves_what_is_needed();
     no_grad_and_detach();
