@@ -491,7 +491,9 @@ AG_API int ag_tensor_grad_fn(ag_node **out, const ag_tensor *t);
 /** Makes backward keep the gradient of a non-leaf in its .grad (a no-op on leaves). The
  *  gradient kept is that of t's present value: after an in-place op on t (directly, or
  *  through a view of t, or on t's base through t), .grad comes from t's new grad_fn, as in
- *  PyTorch. Errors: AG_ENOGRAD if t does not require grad. */
+ *  PyTorch. The gradient kept is what all of t's hooks made of it, whenever they were
+ *  registered (PyTorch's rule since 2.0; in 1.13 retain_grad was one more hook, and hooks
+ *  registered after it were not seen). Errors: AG_ENOGRAD if t does not require grad. */
 AG_API int ag_tensor_retain_grad(ag_tensor *t);
 
 /** 1 if t is a non-leaf that retains its gradient. */
@@ -586,7 +588,9 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
  *  whole for a later backward, as in PyTorch). A result has the layout that PyTorch's
  *  formula gives it: sum's gradient is a stride-0 expanded view (in-place ops on it fail with
  *  AG_EINVAL), mean's a fresh contiguous tensor; a matrix product's column-major factor gets a
- *  column-major gradient.
+ *  column-major gradient. Hooks: an input's hooks run before its gradient is captured, and
+ *  the result is what they made of it (PyTorch's rule since 2.0; 1.13 captured first); an
+ *  output none of the inputs lies behind (AG_ALLOW_UNUSED) runs no hook.
  *  Errors: as ag_backward; AG_EINVAL if n_outputs or n_inputs is 0. */
 AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs,
                    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs,
