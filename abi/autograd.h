@@ -965,7 +965,10 @@ AG_API int ag_cross_entropy(ag_tensor **out, const ag_tensor *input, const ag_te
  *  (grad_fn ViewBackward0); their checks and messages are nll_loss2d's. */
 AG_API int ag_nll_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
                        const ag_tensor *weight, ag_reduction reduction, int64_t ignore_index);
-/** Mean squared error (shapes broadcast). */
+/** Mean squared error (shapes and dtypes broadcast and promote). Input and target of two
+ *  float dtypes give the promoted dtype and gradients in each one's own dtype; PyTorch 1.13
+ *  computes the same forward but its backward fails ("Found dtype Float but expected
+ *  Double"), a bug of its own. */
 AG_API int ag_mse_loss(ag_tensor **out, const ag_tensor *input, const ag_tensor *target,
                        ag_reduction reduction);
 /** Binary cross-entropy on logits, computed stably; weight and pos_weight may be NULL. The
