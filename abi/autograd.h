@@ -629,8 +629,9 @@ typedef int (*ag_function_forward_fn)(ag_function_ctx *ctx, ag_tensor **outputs,
                                       size_t n_inputs, void *userdata);
 /** Backward of a custom function: from grad_outputs (borrowed; an entry is a tensor of zeros
  *  if that output received no gradient) compute grad_inputs[0..n_inputs) (store new
- *  references, or leave NULL for no gradient). Runs with grad mode on only under
- *  AG_CREATE_GRAPH. */
+ *  references, or leave NULL for no gradient). It runs in every pass that reaches its node,
+ *  even when none of the outputs received a gradient (all zeros then), as PyTorch calls it.
+ *  Runs with grad mode on only under AG_CREATE_GRAPH. */
 typedef int (*ag_function_backward_fn)(ag_function_ctx *ctx, ag_tensor **grad_inputs,
                                        size_t n_inputs, ag_tensor *const *grad_outputs,
                                        size_t n_outputs, void *userdata);

@@ -862,7 +862,10 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
                 }
             }
         }
-        if (any) {
+        /* A node that received no gradient at all passes none on, except a custom function:
+         * PyTorch calls its backward even then, with zeros for every output (it may return
+         * gradients that do not depend on them). */
+        if ((any || (fl & NODE_USER_FORMULA)) && !failed) {
             /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
             bwd_ctx c;
             c.create_graph = create_graph;

@@ -906,6 +906,62 @@ static int myexp_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
     return rc;
 }
 
+/* A custom function whose outputs receive no gradient still has its backward called, with
+ * zeros, as PyTorch calls it: F's backward below returns ones whatever it gets, so x.grad is
+ * ones behind a function (Drop) that passes no gradient on, directly or through a mul. It
+ * was skipped, and x.grad stayed unset. */
+static int twice_forward(ag_function_ctx *ctx, ag_tensor **outs, size_t n_out,
+                         ag_tensor *const *ins, size_t n_in, void *ud)
+{
+    (void)ctx;
+    (void)n_out;
+    (void)n_in;
+    (void)ud;
+    return ag_mul_scalar(&outs[0], ins[0], 2.0);
+}
+static int ones_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                         ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)ctx;
+    (void)n_in;
+    (void)n_out;
+    double *seen = ud;
+    OK(ag_tensor_item(seen, gouts[0])); /* (one element in the tests below) */
+    return ag_ones_like(&gins[0], gouts[0]);
+}
+static int drop_backward(ag_function_ctx *ctx, ag_tensor **gins, size_t n_in,
+                         ag_tensor *const *gouts, size_t n_out, void *ud)
+{
+    (void)ctx;
+    (void)gins;
+    (void)n_in;
+    (void)gouts;
+    (void)n_out;
+    (void)ud;
+    return AG_OK; /* no gradient for the input */
+}
+
+static void custom_backward_without_gradients(void)
+{
+    for (int via_mul = 0; via_mul < 2; via_mul++) {
+        ag_tensor *x = leaf(1.5), *y, *m, *z, *g = NULL;
+        double seen = -1;
+        OK(ag_function_apply(&y, 1, &x, 1, "F", twice_forward, ones_backward, 0, &seen, NULL));
+        if (via_mul) OK(ag_mul_scalar(&m, y, 1.0));
+        else m = y;
+        OK(ag_function_apply(&z, 1, &m, 1, "Drop", twice_forward, drop_backward, 0, NULL, NULL));
+        OK(ag_backward(z, NULL, 0));
+        CHECK(seen == 0.0); /* F's backward ran, with zeros */
+        OK(ag_tensor_grad(&g, x));
+        CHECK(g && item(g) == 1.0);
+        ag_tensor_release(g);
+        ag_tensor_release(z);
+        if (via_mul) ag_tensor_release(m);
+        ag_tensor_release(y);
+        ag_tensor_release(x);
+    }
+}
+
 /* ctx.needs_input_grad read in forward, as PyTorch sets it before forward runs: the inputs
  * that require grad, none under no_grad; index out of range refused. (It was backward's
  * only.) */
@@ -2042,6 +2098,7 @@ int main(void)
     grad_function();
     grad_input_node_does_not_run();
     grad_skips_hooks_of_unreached_outputs();
+    custom_backward_without_gradients();
     leaf_requires_grad_cleared();
     mul_inplace_saves_what_is_needed();
     no_grad_and_detach();
