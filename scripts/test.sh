@@ -27,12 +27,15 @@ cmake -S . -B $root/clang -G Ninja -DCMAKE_C_COMPILER=clang -DAG_WERROR=ON \
       -DAG_BUILD_BINDINGS=OFF >/dev/null
 ninja -C $root/clang
 
+# fuzz_torch.* load the library into PyTorch's python with ctypes: a sanitized library
+# cannot run inside an uninstrumented interpreter (ASan's runtime must be loaded first), so
+# the sanitizer stages leave them to the gcc stage.
 stage "AddressSanitizer + UndefinedBehaviorSanitizer"
 cmake -S . -B $root/asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAG_SANITIZE=ON \
       -DAG_BUILD_BINDINGS=OFF >/dev/null
 ninja -C $root/asan
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir $root/asan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data'
+  ctest --test-dir $root/asan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data|fuzz_torch'
 
 stage "ThreadSanitizer"
 cmake -S . -B $root/tsan -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -44,7 +47,7 @@ case "$archer" in /*) ;; *) archer=/usr/lib/llvm-$(clang -dumpversion | cut -d. 
 # of its own beyond par_for's, which every other test exercises.
 OMP_TOOL_LIBRARIES=$archer ARCHER_OPTIONS=verbose=0 \
   TSAN_OPTIONS=halt_on_error=1:ignore_noninstrumented_modules=1 \
-  ctest --test-dir $root/tsan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data|gemm'
+  ctest --test-dir $root/tsan --output-on-failure -j "$jobs" -E 'valgrind|conformance.data|fuzz_torch|gemm'
 
 stage "valgrind memcheck"
 vg=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
