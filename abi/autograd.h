@@ -588,9 +588,12 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
  *  whole for a later backward, as in PyTorch). A result has the layout that PyTorch's
  *  formula gives it: sum's gradient is a stride-0 expanded view (in-place ops on it fail with
  *  AG_EINVAL), mean's a fresh contiguous tensor; a matrix product's column-major factor gets a
- *  column-major gradient. Hooks: an input's hooks run before its gradient is captured, and
- *  the result is what they made of it (PyTorch's rule since 2.0; 1.13 captured first); an
- *  output none of the inputs lies behind (AG_ALLOW_UNUSED) runs no hook.
+ *  column-major gradient; where gradients of several paths meet, their sum's layout is that
+ *  of the additions in the engine's fixed order, which may differ from PyTorch's order (as
+ *  may the last bits of the sum of three or more). Hooks: an input's hooks run before its
+ *  gradient is captured, and the result is what they made of it (PyTorch's rule since 2.0;
+ *  1.13 captured first); an output none of the inputs lies behind (AG_ALLOW_UNUSED) runs no
+ *  hook.
  *  Errors: as ag_backward; AG_EINVAL if n_outputs or n_inputs is 0. */
 AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs,
                    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs,
