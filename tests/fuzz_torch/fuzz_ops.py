@@ -11,6 +11,7 @@ create_graph followed by a second-order ag_grad. See README.md.
 usage: fuzz_ops.py --lib build/libautograd.so [--seeds A:B] [-v] [--findings FILE]
 """
 import math
+import os
 import random
 import sys
 
@@ -55,93 +56,22 @@ def floats_only(*ts):
     return ts
 
 
-TORCH = {
-    "ag_add": torch.add, "ag_sub": torch.sub, "ag_mul": torch.mul, "ag_div": torch.div,
-    "ag_pow": torch.pow, "ag_maximum": torch.maximum, "ag_minimum": torch.minimum,
-    "ag_add_scalar": lambda a, s: a + pyscalar(s),
-    "ag_sub_scalar": lambda a, s: a - pyscalar(s),
-    "ag_rsub_scalar": lambda a, s: pyscalar(s) - a,
-    "ag_mul_scalar": lambda a, s: a * pyscalar(s),
-    "ag_div_scalar": lambda a, s: a / pyscalar(s),
-    "ag_rdiv_scalar": lambda a, s: pyscalar(s) / a,
-    "ag_pow_scalar": lambda a, s: a ** pyscalar(s),
-    "ag_rpow_scalar": lambda a, s: pyscalar(s) ** a,
-    "ag_neg": torch.neg, "ag_exp": torch.exp, "ag_log": torch.log, "ag_log1p": torch.log1p,
-    "ag_expm1": torch.expm1, "ag_sqrt": torch.sqrt, "ag_rsqrt": torch.rsqrt, "ag_abs": torch.abs,
-    "ag_sin": torch.sin, "ag_cos": torch.cos, "ag_tanh": torch.tanh, "ag_sigmoid": torch.sigmoid,
-    "ag_relu": torch.relu, "ag_silu": F.silu,
-    "ag_leaky_relu": lambda a, s: F.leaky_relu(a, s),
-    "ag_gelu": lambda a, tanh: F.gelu(a, approximate="tanh" if tanh else "none"),
-    "ag_softplus": lambda a, beta, th: F.softplus(a, pyscalar(beta), pyscalar(th)),
-    "ag_clamp": lambda a, lo, hi: torch.clamp(a, pyscalar(lo), pyscalar(hi)),
-    "ag_clamp_min": lambda a, lo: torch.clamp(a, min=pyscalar(lo)),
-    "ag_clamp_max": lambda a, hi: torch.clamp(a, max=pyscalar(hi)),
+# The conformance generator's map from ABI functions to PyTorch calls (one map for both: a
+# new op gets its reference once), with the fuzzer's own where they differ: references that
+# refuse what the library documents refusing (floats_only), mirror a PyTorch 1.13 bug's fix
+# (torch_index_select), take the library's documented int64 condition (ag_where), or slice
+# through aten.slice itself (torch_slice).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "conformance"))
+import generate  # noqa: E402
+
+TORCH = dict(generate.TORCH)
+TORCH.update({
     "ag_where": lambda c, a, b: torch.where(c != 0 if c.dtype == I64 else c, a, b),
-    "ag_eq": torch.eq, "ag_ne": torch.ne, "ag_lt": torch.lt, "ag_le": torch.le,
-    "ag_gt": torch.gt, "ag_ge": torch.ge,
-    "ag_eq_scalar": lambda a, s: torch.eq(a, pyscalar(s)),
-    "ag_ne_scalar": lambda a, s: torch.ne(a, pyscalar(s)),
-    "ag_lt_scalar": lambda a, s: torch.lt(a, pyscalar(s)),
-    "ag_le_scalar": lambda a, s: torch.le(a, pyscalar(s)),
-    "ag_gt_scalar": lambda a, s: torch.gt(a, pyscalar(s)),
-    "ag_ge_scalar": lambda a, s: torch.ge(a, pyscalar(s)),
-    "ag_sum": torch.sum,
-    "ag_sum_dims": lambda a, d, k: torch.sum(a, dims_of(a, d), keepdim=bool(k)),
-    "ag_mean": torch.mean,
-    "ag_mean_dims": lambda a, d, k: torch.mean(a, dims_of(a, d), keepdim=bool(k)),
-    "ag_max": torch.max, "ag_min": torch.min,
-    "ag_max_dim": lambda a, d, k: list(torch.max(a, d, keepdim=bool(k))),
-    "ag_min_dim": lambda a, d, k: list(torch.min(a, d, keepdim=bool(k))),
-    "ag_amax": lambda a, d, k: torch.amax(a, dims_of(a, d), keepdim=bool(k)),
-    "ag_amin": lambda a, d, k: torch.amin(a, dims_of(a, d), keepdim=bool(k)),
-    "ag_var": lambda a, d, c, k: torch.var(a, dims_of(a, d), correction=c, keepdim=bool(k)),
-    "ag_std": lambda a, d, c, k: torch.std(a, dims_of(a, d), correction=c, keepdim=bool(k)),
-    "ag_logsumexp": lambda a, d, k: torch.logsumexp(a, dims_of(a, d), keepdim=bool(k)),
-    "ag_norm": lambda a, p, d, k: torch.norm(a, pyscalar(p), dims_of(a, d), keepdim=bool(k)),
-    "ag_argmax": lambda a, d, k: torch.argmax(a, d, keepdim=bool(k)),
-    "ag_argmin": lambda a, d, k: torch.argmin(a, d, keepdim=bool(k)),
-    "ag_argmax_all": torch.argmax, "ag_argmin_all": torch.argmin,
     "ag_matmul": lambda a, b: torch.matmul(*floats_only(a, b)),
     "ag_linear": lambda x, w, b: F.linear(*floats_only(x, w, b)),
-    "ag_reshape": lambda t, s: t.reshape(s),
-    "ag_view": lambda t, s: t.view(s),
-    "ag_transpose": lambda t, a, b: t.transpose(a, b),
-    "ag_t": lambda t: t.t(),
-    "ag_permute": lambda t, d: t.permute(d),
-    "ag_expand": lambda t, s: t.expand(s),
     "ag_slice": torch_slice,
-    "ag_narrow": lambda t, d, s, n: t.narrow(d, s, n),
-    "ag_select": lambda t, d, i: t.select(d, i),
-    "ag_squeeze": lambda t: t.squeeze(),
-    "ag_squeeze_dim": lambda t, d: t.squeeze(d),
-    "ag_unsqueeze": lambda t, d: t.unsqueeze(d),
-    "ag_flatten": lambda t, s, e: t.flatten(s, e),
-    "ag_contiguous": lambda t: t.contiguous(),
-    "ag_clone": lambda t: t.clone(),
-    "ag_to_dtype": lambda t, dt: t.to(dt),
     "ag_index_select": torch_index_select,
-    "ag_gather": lambda t, d, i: torch.gather(t, d, i),
-    "ag_scatter_add": lambda t, d, i, s: torch.scatter_add(t, d, i, s),
-    "ag_masked_fill": lambda t, m, v: t.masked_fill(m, pyscalar(v)),
-    "ag_cat": lambda ts, d: torch.cat(ts, d),
-    "ag_stack": lambda ts, d: torch.stack(ts, d),
-    "ag_softmax": lambda t, d: F.softmax(t, d),
-    "ag_log_softmax": lambda t, d: F.log_softmax(t, d),
-    "ag_cross_entropy": lambda x, y, w, r, ii, ls: F.cross_entropy(
-        x, y, w, reduction=r, ignore_index=ii, label_smoothing=ls),
-    "ag_nll_loss": lambda x, y, w, r, ii: F.nll_loss(x, y, w, reduction=r, ignore_index=ii),
-    "ag_mse_loss": lambda x, y, r: F.mse_loss(x, y, reduction=r),
-    "ag_binary_cross_entropy_with_logits": lambda x, y, w, pw, r:
-        F.binary_cross_entropy_with_logits(x, y, w, reduction=r, pos_weight=pw),
-    "ag_layer_norm": lambda x, s, w, b, eps: F.layer_norm(x, s, w, b, eps),
-    "ag_embedding": lambda w, i: F.embedding(i, w),
-    "ag_add_": lambda t, o: t.add_(o), "ag_sub_": lambda t, o: t.sub_(o),
-    "ag_mul_": lambda t, o: t.mul_(o),
-    "ag_add_scalar_": lambda t, s: t.add_(pyscalar(s)),
-    "ag_mul_scalar_": lambda t, s: t.mul_(pyscalar(s)),
-    "ag_zero_": lambda t: t.zero_(), "ag_fill_": lambda t, v: t.fill_(pyscalar(v)),
-    "ag_copy_": lambda t, s: t.copy_(s),
-}
+})
 
 INPLACE = {"ag_add_", "ag_sub_", "ag_mul_", "ag_add_scalar_", "ag_mul_scalar_", "ag_zero_",
            "ag_fill_", "ag_copy_"}
