@@ -191,20 +191,21 @@ def dtype(t):
     return DT_INV[d.value]
 
 
-def shape(t):
+def _per_dim(t, getter):
+    """t's ndim values that getter (ag_tensor_shape or ag_tensor_strides) writes."""
     n = C.c_size_t()
     check(LIB.ag_tensor_ndim(C.byref(n), P(t.h)))
     a = (C.c_int64 * 8)()
-    check(LIB.ag_tensor_shape(a, C.c_size_t(8), P(t.h)))
+    check(getter(a, C.c_size_t(8), P(t.h)))
     return list(a[:n.value])
+
+
+def shape(t):
+    return _per_dim(t, LIB.ag_tensor_shape)
 
 
 def strides(t):
-    n = C.c_size_t()
-    check(LIB.ag_tensor_ndim(C.byref(n), P(t.h)))
-    a = (C.c_int64 * 8)()
-    check(LIB.ag_tensor_strides(a, C.c_size_t(8), P(t.h)))
-    return list(a[:n.value])
+    return _per_dim(t, LIB.ag_tensor_strides)
 
 
 def to_torch(t):

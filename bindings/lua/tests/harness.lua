@@ -1,5 +1,6 @@
 -- harness.lua: a minimal test harness for the Lua binding's tests (test_*.lua, run by ctest).
--- check(cond, msg), eq(got, want), near(got, want), raises(fn, pattern) record failures;
+-- check(cond, msg), eq(got, want), near(got, want), raises(fn, pattern), refused(ag, fn,
+-- pattern[, status]) record failures;
 -- done() prints a summary and exits nonzero if any check failed.
 local H = {failures = 0, checks = 0}
 
@@ -63,17 +64,36 @@ function H.near(got, want, msg, tol)
 end
 
 -- fn must raise an error whose message contains `plain` (a plain substring). Returns it.
-function H.raises(fn, plain, msg)
+-- (at: the caller's position, taken by the public function)
+local function raises_at(at, fn, plain, msg)
   H.checks = H.checks + 1
   local ok, err = pcall(fn)
   if ok then
     H.failures = H.failures + 1
-    print("FAIL " .. where() .. ": " .. (msg or "") .. " expected an error containing '" .. plain
+    print("FAIL " .. at .. ": " .. (msg or "") .. " expected an error containing '" .. plain
           .. "', got success")
   elseif type(err) ~= "string" or not err:find(plain, 1, true) then
     H.failures = H.failures + 1
-    print("FAIL " .. where() .. ": " .. (msg or "") .. " expected an error containing '" .. plain
+    print("FAIL " .. at .. ": " .. (msg or "") .. " expected an error containing '" .. plain
           .. "', got '" .. tostring(err) .. "'")
+  end
+  return err
+end
+
+function H.raises(fn, plain, msg) return raises_at(where(), fn, plain, msg) end
+
+-- fn must raise an error containing plain and leave ag.last_status() at status (default
+-- AG_EINVAL), the thread's status cleared before.
+function H.refused(ag, fn, plain, status)
+  local at = where()
+  status = status or "AG_EINVAL"
+  ag.clear_error()
+  local err = raises_at(at, fn, plain)
+  H.checks = H.checks + 1
+  if ag.last_status() ~= status then
+    H.failures = H.failures + 1
+    print("FAIL " .. at .. ": status after '" .. plain .. "' is " .. tostring(ag.last_status())
+          .. ", expected " .. status)
   end
   return err
 end

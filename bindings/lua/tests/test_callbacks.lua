@@ -191,19 +191,14 @@ do
     t.backward = t.backward or function(_, g) return g end
     return t
   end
-  local function refused(fn, plain)
-    ag.clear_error()
-    H.raises(fn, plain)
-    H.eq(ag.last_status(), "AG_EINVAL", "status after: " .. plain)
-  end
-  refused(function() ag.Function(spec{n_outputs = "2"}) end,
+  H.refused(ag, function() ag.Function(spec{n_outputs = "2"}) end,
           "autograd: ag.Function: n_outputs must be an integer, got \"2\"")
-  refused(function() ag.Function(spec{n_outputs = 1.5}) end, "n_outputs must be an integer, got 1.5")
-  refused(function() ag.Function(spec{name = "a\0b"}) end,
+  H.refused(ag, function() ag.Function(spec{n_outputs = 1.5}) end, "n_outputs must be an integer, got 1.5")
+  H.refused(ag, function() ag.Function(spec{name = "a\0b"}) end,
           "autograd: ag.Function: name must be a string without NUL bytes, got \"a\\0b\"")
-  refused(function() ag.Function(spec{name = {}}) end, "name must be a string without NUL bytes, got a table")
-  refused(function() ag.Function(3) end, "autograd: ag.Function: expects a table")
-  refused(function() ag.Function{forward = function() end} end,
+  H.refused(ag, function() ag.Function(spec{name = {}}) end, "name must be a string without NUL bytes, got a table")
+  H.refused(ag, function() ag.Function(3) end, "autograd: ag.Function: expects a table")
+  H.refused(ag, function() ag.Function{forward = function() end} end,
           "autograd: ag.Function: forward and backward must be functions, got a function and nil")
   local Two3 = ag.Function(spec{name = "Two3", n_outputs = 2.0,
     forward = function(_, a) return a * 2, a * 3 end})

@@ -300,28 +300,23 @@ end
 -- refused where they are made, as Go's Append and RegisterModule refuse them; a cycle made
 -- by a route the layer does not see (a field reassigned) is a named error at the walk.
 do
-  local function refused(fn, plain)
-    ag.clear_error()
-    H.raises(fn, plain)
-    H.eq(ag.last_status(), "AG_EINVAL", "status after: " .. plain)
-  end
-  refused(function() return nn.Sequential(2) end,
+  H.refused(ag, function() return nn.Sequential(2) end,
           "autograd: nn.Sequential: module 1 is not a module (got 2)")
-  refused(function() return nn.Sequential(nn.ReLU(), function(x) return x end) end,
+  H.refused(ag, function() return nn.Sequential(nn.ReLU(), function(x) return x end) end,
           "autograd: nn.Sequential: module 2 is not a module (got a function)")
   local s = nn.Sequential(nn.ReLU())
-  refused(function() s:add("x") end, "autograd: nn.Sequential.add: module 2 is not a module (got \"x\")")
-  refused(function() s:add(s) end,
+  H.refused(ag, function() s:add("x") end, "autograd: nn.Sequential.add: module 2 is not a module (got \"x\")")
+  H.refused(ag, function() s:add(s) end,
           "autograd: nn.Sequential.add: module 2 contains the Sequential itself (modules must not form a cycle)")
   local outer = nn.Sequential(s)
-  refused(function() s:add(outer) end, "module 2 contains the Sequential itself")
+  H.refused(ag, function() s:add(outer) end, "module 2 contains the Sequential itself")
   H.eq(#s, 1, "a refused add added nothing")
   local Box = nn.class("Box", function(self, x) return self.inner(x) end,
     function(self, inner) self.inner = inner end)
   local b = Box(nn.ReLU())
-  refused(function() b.self_ref = b end,
+  H.refused(ag, function() b.self_ref = b end,
           "autograd: nn: field \"self_ref\" cannot hold a module that contains this one")
-  refused(function() b.up = nn.Sequential(b) end, "cannot hold a module that contains this one")
+  H.refused(ag, function() b.up = nn.Sequential(b) end, "cannot hold a module that contains this one")
   H.eq(rawget(b, "self_ref"), nil, "a refused field was not set")
   -- Shared modules (no cycle) are fine, and walked once.
   local lin = nn.Linear(2, 2, ag.generator(3))
@@ -329,11 +324,11 @@ do
   H.eq(#shared:parameters(), 2, "a module used twice is no cycle")
   -- A field reassigned (not seen when it happens): a named error at the walk.
   b.inner = b
-  refused(function() local _ = b:parameters() end,
+  H.refused(ag, function() local _ = b:parameters() end,
           "autograd: parameters(): a module contains itself (through child (inner))")
-  refused(function() local _ = b:eval() end, "autograd: eval(): a module contains itself")
-  refused(function() local _ = ag.optim.Adam(b) end, "a module contains itself")
-  refused(function() local _ = tostring(b) end, "autograd: tostring(): a module contains itself")
+  H.refused(ag, function() local _ = b:eval() end, "autograd: eval(): a module contains itself")
+  H.refused(ag, function() local _ = ag.optim.Adam(b) end, "a module contains itself")
+  H.refused(ag, function() local _ = tostring(b) end, "autograd: tostring(): a module contains itself")
   b.inner = nn.ReLU()
   H.eq(tostring(b), "Box(\n  (inner): ReLU()\n)", "printing works again once the cycle is gone")
 end
