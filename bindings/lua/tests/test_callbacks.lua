@@ -192,14 +192,14 @@ do
     return t
   end
   H.refused(ag, function() ag.Function(spec{n_outputs = "2"}) end,
-          "autograd: ag.Function: n_outputs must be an integer, got \"2\"")
+                "autograd: ag.Function: n_outputs must be an integer, got \"2\"")
   H.refused(ag, function() ag.Function(spec{n_outputs = 1.5}) end, "n_outputs must be an integer, got 1.5")
   H.refused(ag, function() ag.Function(spec{name = "a\0b"}) end,
-          "autograd: ag.Function: name must be a string without NUL bytes, got \"a\\0b\"")
+                "autograd: ag.Function: name must be a string without NUL bytes, got \"a\\0b\"")
   H.refused(ag, function() ag.Function(spec{name = {}}) end, "name must be a string without NUL bytes, got a table")
   H.refused(ag, function() ag.Function(3) end, "autograd: ag.Function: expects a table")
   H.refused(ag, function() ag.Function{forward = function() end} end,
-          "autograd: ag.Function: forward and backward must be functions, got a function and nil")
+                "autograd: ag.Function: forward and backward must be functions, got a function and nil")
   local Two3 = ag.Function(spec{name = "Two3", n_outputs = 2.0,
     forward = function(_, a) return a * 2, a * 3 end})
   local u, v = Two3(ag.tensor({1.0}, {requires_grad = true}))

@@ -301,13 +301,13 @@ end
 -- by a route the layer does not see (a field reassigned) is a named error at the walk.
 do
   H.refused(ag, function() return nn.Sequential(2) end,
-          "autograd: nn.Sequential: module 1 is not a module (got 2)")
+                "autograd: nn.Sequential: module 1 is not a module (got 2)")
   H.refused(ag, function() return nn.Sequential(nn.ReLU(), function(x) return x end) end,
-          "autograd: nn.Sequential: module 2 is not a module (got a function)")
+                "autograd: nn.Sequential: module 2 is not a module (got a function)")
   local s = nn.Sequential(nn.ReLU())
   H.refused(ag, function() s:add("x") end, "autograd: nn.Sequential.add: module 2 is not a module (got \"x\")")
   H.refused(ag, function() s:add(s) end,
-          "autograd: nn.Sequential.add: module 2 contains the Sequential itself (modules must not form a cycle)")
+                "autograd: nn.Sequential.add: module 2 contains the Sequential itself (modules must not form a cycle)")
   local outer = nn.Sequential(s)
   H.refused(ag, function() s:add(outer) end, "module 2 contains the Sequential itself")
   H.eq(#s, 1, "a refused add added nothing")
@@ -315,7 +315,7 @@ do
     function(self, inner) self.inner = inner end)
   local b = Box(nn.ReLU())
   H.refused(ag, function() b.self_ref = b end,
-          "autograd: nn: field \"self_ref\" cannot hold a module that contains this one")
+                "autograd: nn: field \"self_ref\" cannot hold a module that contains this one")
   H.refused(ag, function() b.up = nn.Sequential(b) end, "cannot hold a module that contains this one")
   H.eq(rawget(b, "self_ref"), nil, "a refused field was not set")
   -- Shared modules (no cycle) are fine, and walked once.
@@ -325,7 +325,7 @@ do
   -- A field reassigned (not seen when it happens): a named error at the walk.
   b.inner = b
   H.refused(ag, function() local _ = b:parameters() end,
-          "autograd: parameters(): a module contains itself (through child (inner))")
+                "autograd: parameters(): a module contains itself (through child (inner))")
   H.refused(ag, function() local _ = b:eval() end, "autograd: eval(): a module contains itself")
   H.refused(ag, function() local _ = ag.optim.Adam(b) end, "a module contains itself")
   H.refused(ag, function() local _ = tostring(b) end, "autograd: tostring(): a module contains itself")
