@@ -328,26 +328,23 @@ class Prog:
         """Runs op fn on both sides. args: Pairs, Python values, lists of Pairs. Returns the
         result Pair (a list of them for several outputs; the target for an in-place op), or
         None when both sides refused the call."""
-        def ag_arg(a):
+        def per_pair(a, side, other):
+            """side(p) for a Pair, [side(p)...] for a list of them, other(a) for the rest."""
             if isinstance(a, Pair):
-                return a.ag
+                return side(a)
             if isinstance(a, list) and a and isinstance(a[0], Pair):
-                return [x.ag for x in a]
-            return a
+                return [side(x) for x in a]
+            return other(a)
+
+        def ag_arg(a):
+            return per_pair(a, lambda p: p.ag, lambda v: v)
 
         def th_arg(a):
-            if isinstance(a, Pair):
-                return a.th
-            if isinstance(a, list) and a and isinstance(a[0], Pair):
-                return [x.th for x in a]
-            return a
+            return per_pair(a, lambda p: p.th, lambda v: v)
 
         def fmt(a):
-            if isinstance(a, Pair):
-                return a.name
-            if isinstance(a, list) and a and isinstance(a[0], Pair):
-                return "[" + ", ".join(x.name for x in a) + "]"
-            return repr(a)
+            r = per_pair(a, lambda p: p.name, repr)
+            return "[" + ", ".join(r) + "]" if isinstance(r, list) else r
 
         line = "%s(%s)" % (fn, ", ".join(fmt(a) for a in args))
         th_err = None
