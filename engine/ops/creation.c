@@ -213,7 +213,8 @@ eng_err op_arange(tensor **out, dtype dt, double start, double end, double step)
         case DT_F32: ((float *)tensor_data(t))[i] = (float)v; break;
         case DT_F64: ((double *)tensor_data(t))[i] = v; break;
         case DT_I64: /* (wrapping, as PyTorch's kernel does in practice) */
-            ((int64_t *)tensor_data(t))[i] = (int64_t)((uint64_t)i0 + (uint64_t)i * (uint64_t)istep);
+            ((int64_t *)tensor_data(t))[i] =
+                (int64_t)((uint64_t)i0 + (uint64_t)i * (uint64_t)istep);
             break;
         case DT_BOOL: break; /* rejected above */
         }
