@@ -355,6 +355,17 @@ static int ag_lua_only_first(lua_State *L, int idx, lua_Integer n, const char *w
     return 1;
 }
 
+/* This machine's physical memory in bytes, or 0 if unknown: the bound of the copies and
+ * arrays refused up front below. */
+static uint64_t ag_lua_memory(void)
+{
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return (uint64_t)pages * (uint64_t)page;
+#endif
+    return 0;
+}
+
 /* Whether a copy of numel elements of elem bytes each, into a buffer and then a Lua table of
  * as many values, can be made: a table holds at most INT_MAX (lua_createtable's count), and
  * the two together must fit in the machine's memory. Returns 0 with a message pushed, naming
@@ -366,15 +377,35 @@ static int ag_lua_copy_fits(lua_State *L, int64_t numel, size_t elem, const char
                         fn, (lua_Integer)numel, INT_MAX);
         return 0;
     }
-    uint64_t need = (uint64_t)numel * (elem + sizeof(lua_Number) * 2), have = 0;
-#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages > 0 && page > 0) have = (uint64_t)pages * (uint64_t)page;
-#endif
+    uint64_t need = (uint64_t)numel * (elem + sizeof(lua_Number) * 2), have = ag_lua_memory();
     if (have && need > have) {
         lua_pushfstring(L, "%s: the tensor has %I elements, whose copy into a Lua table takes "
                         "more than this machine's memory (%I bytes)", fn, (lua_Integer)numel,
                         (lua_Integer)have);
+        return 0;
+    }
+    return 1;
+}
+
+/* A count of pieces (ag_split, ag_chunk; ag_function_apply's outputs, which C bounds at 64)
+ * that C accepts and memory can hold: more than 2^31 - 1 (C's limit, which a large expanded
+ * view reaches) is refused as AG_EINVAL, and more than this machine's memory can hold (each
+ * piece is at least its C header with one size and stride, 112 bytes, its pointer here and
+ * its Lua object) as AG_ENOMEM, as Go's Split refuses them, before any array is made (Lua's
+ * allocator raised a bare "not enough memory"). The error is noted; 0 on refusal. */
+static int ag_lua_pieces_fit(lua_State *L, lua_Integer n, const char *fn)
+{
+    if (n > INT32_MAX) {
+        lua_pushfstring(L, "%s: %I pieces: at most %d are supported", fn, n, (int)INT32_MAX);
+        ag_lua_note_error(L, AG_EINVAL);
+        return 0;
+    }
+    uint64_t need = (uint64_t)n * (112 + sizeof(void *) + 2 * sizeof(lua_Number));
+    uint64_t have = ag_lua_memory();
+    if (have && need > have) {
+        lua_pushfstring(L, "%s: %I pieces take more than this machine's memory (%I bytes)", fn,
+                        n, (lua_Integer)have);
+        ag_lua_note_error(L, AG_ENOMEM);
         return 0;
     }
     return 1;
@@ -1678,7 +1709,8 @@ AG_LUA_COPY_OUT(int64_t, lua_pushinteger)
     (ag_tensor **outs, size_t n_outs) (ag_tensor **arr = NULL, lua_Integer n = 0, int tab = 0),
     (ag_tensor **outputs, size_t n_outputs) (ag_tensor **arr = NULL, lua_Integer n = 0, int tab = 0)
 %{ if (!ag_lua_int(L, $input, &n, "$symname")) SWIG_fail;
-   if (n < 0 || n > 1000000) { lua_pushfstring(L, "$symname: bad count %I", n); SWIG_fail; }
+   if (n < 0) { lua_pushfstring(L, "$symname: bad count %I", n); SWIG_fail; }
+   if (!ag_lua_pieces_fit(L, n, "$symname")) goto fail;
    /* (Both Lua objects, made before any argument is read: see ag_lua_reserve.) */
    arr = (ag_tensor **)lua_newuserdatauv(L, (n ? (size_t)n : 1) * sizeof *arr, 0);
    memset(arr, 0, (n ? (size_t)n : 1) * sizeof *arr);

@@ -443,6 +443,23 @@ do
   H.eq(#ag.zeros(1):expand(1000):flat(), 1000)
 end
 
+-- Split and chunk take as many pieces as C does (2^31 - 1; Lua refused more than 10^6, where
+-- C, Go and PyTorch go on), and refuse more, or more than memory holds, by name, as Go does.
+do
+  local huge = ag.zeros(1):expand(1 << 40)
+  raises_status("AG_EINVAL", function() return huge:split(1) end,
+                "ag_split: 1099511627776 pieces: at most 2147483647 are supported")
+  raises_status("AG_EINVAL", function() return huge:chunk(1 << 40) end,
+                "ag_chunk: 1099511627776 pieces: at most 2147483647 are supported")
+  raises_status("AG_ENOMEM", function() return ag.zeros(1):expand(0x7fffffff):split(1) end,
+                "ag_split: 2147483647 pieces take more than this machine's memory")
+  local pieces = ag.zeros(1000003):split(1)
+  H.eq(#pieces, 1000003)
+  H.eq(pieces[1000003]:size(), {1})
+  pieces = nil
+  collectgarbage()
+end
+
 -- The interpreter keeps working after many errors.
 for _ = 1, 1000 do pcall(ag.matmul, a, b) end
 H.eq((a + 1):sum():item(), 12.0)
