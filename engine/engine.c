@@ -543,7 +543,33 @@ static eng_err run_hooks(tmeta *m, uint32_t hist, tensor **grad, const out_meta 
 static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
 {
     tensor *a = *acc;
-    if (!create_graph && atomic_load(&a->refs) == 1 && atomic_load(&a->st->refs) == 1 &&
+    if (tensor_is_zeros(a)) {
+        /* PyTorch's InputBuffer::accumulate with a ZeroTensor as the old term: it cannot
+         * take the sum in place, so the new one does (when private), else ZeroTensor's add
+         * gives a copy of the new one: either way the sum is in the new term's layout. */
+        if (tensor_is_zeros(add) || !shapes_equal(a, add) || a->dtype != add->dtype) {
+            /* both ZeroTensors (the sum is one too), or a broadcast the plain path handles */
+            if (tensor_is_zeros(add) && shapes_equal(a, add) && a->dtype == add->dtype) {
+                tensor_release(add);
+                return E_OK;
+            }
+        } else if (!create_graph && atomic_load(&add->refs) == 1 &&
+                   atomic_load(&add->st->refs) == 1 && !add->grad_fn && tensor_is_dense(add)) {
+            eng_err e = op_binary_(add, a, IP_ADD);
+            tensor_release(a);
+            *acc = add;
+            return e;
+        } else {
+            tensor *sum = NULL;
+            eng_err e = op_add(&sum, add, a); /* (the first operand decides the layout) */
+            tensor_release(add);
+            if (e) return e;
+            tensor_release(a);
+            *acc = sum;
+            return E_OK;
+        }
+    }
+    if (!create_graph && !tensor_is_zeros(a) && atomic_load(&a->refs) == 1 && atomic_load(&a->st->refs) == 1 &&
         !a->grad_fn && shapes_equal(a, add) && a->dtype == add->dtype && tensor_is_dense(a)) {
         eng_err e = op_binary_(a, add, IP_ADD);
         tensor_release(add);

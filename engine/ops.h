@@ -80,7 +80,9 @@ eng_err op_expm1(tensor **out, tensor *a);
 eng_err op_sqrt(tensor **out, tensor *a);
 eng_err op_rsqrt(tensor **out, tensor *a);
 eng_err op_abs(tensor **out, tensor *a);
-eng_err op_sign(tensor **out, tensor *a);
+/* sgn (sign for real tensors), for formulas PyTorch writes with self.sgn(): its node,
+ * SgnBackward0, gives contiguous zeros (not in the public API) */
+eng_err op_sgn(tensor **out, tensor *a);
 eng_err op_sin(tensor **out, tensor *a);
 eng_err op_cos(tensor **out, tensor *a);
 eng_err op_tanh(tensor **out, tensor *a);

@@ -64,6 +64,7 @@ typedef struct tensor {
     uint8_t dtype;
     uint8_t ndim;
     uint8_t requires_grad; /* set by the user on leaves; non-leaves require grad via grad_fn */
+    uint8_t zeros;         /* made as PyTorch's _efficientzerotensor (tensor_is_zeros) */
     uint32_t output_nr;    /* which output of grad_fn this tensor is */
     int64_t *shape;   /* ndim sizes, stored right after the header in its block */
     int64_t *strides; /* ndim strides (elements), after the sizes */
@@ -101,6 +102,7 @@ static inline __attribute__((always_inline)) void header_init(tensor *t, storage
     t->dtype = (uint8_t)dt;
     t->ndim = (uint8_t)ndim;
     t->requires_grad = 0;
+    t->zeros = 0;
     t->output_nr = 0;
     t->shape = (int64_t *)(t + 1);
     t->strides = t->shape + ndim;
@@ -111,6 +113,16 @@ static inline __attribute__((always_inline)) void header_init(tensor *t, storage
     t->view_kind = 0;
     atomic_init(&t->view_version, 0);
     t->dead_next = NULL;
+}
+
+/* t is a gradient formula's zeros that stand for PyTorch's _efficientzerotensor (a
+ * ZeroTensor) and still hold only zeros (nothing wrote them: storage version 0). Summing
+ * gradients treats one as PyTorch treats a ZeroTensor: it cannot take the sum in place, and
+ * the sum is laid out as the other term (engine.c: accumulate_into). */
+static inline bool tensor_is_zeros(const tensor *t)
+{
+    return t->zeros && !t->grad_fn &&
+           atomic_load_explicit(&t->st->version, memory_order_relaxed) == 0;
 }
 
 /* The storage of a tensor made with it: the whole block is its to free. */

@@ -535,7 +535,7 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     tensor *g = t[0], *nm = t[1];
     if (ord == 1) {
         /* sgn(x) * grad */
-        if (!(e = op_sign(&t[2], x))) e = op_mul(&gout[0], t[2], g);
+        if (!(e = op_sgn(&t[2], x))) e = op_mul(&gout[0], t[2], g);
     } else if (ord == 2) {
         /* grad * (x / norm), 0 where the norm is 0 */
         if (!(e = op_div(&t[2], x, nm)) && !(e = op_compare_scalar(&t[3], nm, 0.0, CMP_EQ)) &&
@@ -548,13 +548,13 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
         if (!(e = op_abs(&t[2], x)) && !(e = op_compare(&t[3], t[2], nm, CMP_EQ)) &&
             !(e = op_compare(&t[4], t[2], t[2], CMP_NE)) && !(e = op_add(&t[5], t[3], t[4])) &&
             !(e = op_sum_dims(&t[6], t[5], dims, nd, true)) && !(e = op_div(&t[7], g, t[6])) &&
-            !(e = op_mul(&t[8], t[7], t[5])) && !(e = op_sign(&t[9], x)))
+            !(e = op_mul(&t[8], t[7], t[5])) && !(e = op_sgn(&t[9], x)))
             e = op_mul(&gout[0], t[9], t[8]);
     } else if (ord < 1) {
         /* sgn(x) * |x|^(p-1) (0 where x is 0) * grad * norm^(1-p) */
         if (!(e = op_abs(&t[2], x)) && !(e = op_pow_scalar(&t[3], t[2], ord - 1)) &&
             !(e = op_compare_scalar(&t[4], x, 0.0, CMP_EQ)) &&
-            !(e = op_masked_fill_kept(&t[5], t[3], t[4], 0.0)) && !(e = op_sign(&t[6], x)) &&
+            !(e = op_masked_fill_kept(&t[5], t[3], t[4], 0.0)) && !(e = op_sgn(&t[6], x)) &&
             !(e = op_mul(&t[7], t[6], t[5])) && !(e = op_mul(&t[8], t[7], g)) &&
             !(e = op_pow_scalar(&t[9], nm, 1 - ord)))
             e = op_mul(&gout[0], t[8], t[9]);
@@ -563,7 +563,7 @@ static eng_err norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
          * sgn(x) * |x|^(p-1) for p < 2 and x * |x|^(p-2) above */
         bool lo = ord < 2;
         if (lo) {
-            e = op_sign(&t[4], x);
+            e = op_sgn(&t[4], x);
         } else {
             tensor_retain(x);
             t[4] = x;

@@ -231,20 +231,28 @@ static eng_err rsqrt_grad(tensor **go, tensor *g, tensor *y, const uattr *at, bo
     return e;
 }
 
+/* AbsBackward0: g * sgn(x), as PyTorch writes it (self.sgn(), not self.sign()): under
+ * create_graph the node is SgnBackward0, whose zeros are laid out unlike SignBackward0's. */
 static eng_err abs_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
 {
     (void)at, (void)fu;
     tensor *t = NULL;
-    eng_err e = op_sign(&t, x);
+    eng_err e = op_sgn(&t, x);
     if (!e) e = op_mul(go, g, t);
     tensor_release(t);
     return e;
 }
 
-static eng_err sign_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
+/* SgnBackward0 for real x: PyTorch's sgn_backward, _efficientzerotensor(sgn.sizes(),
+ * sgn.options()): fresh contiguous zeros of the result's shape and dtype, whatever the layout
+ * of x or of g (sign's own formula, zeros_like(grad), would keep g's), marked as a ZeroTensor
+ * so that a sum with another gradient takes that one's layout (tensor_is_zeros). */
+static eng_err sgn_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
 {
     (void)x, (void)at, (void)fu;
-    return op_full_like(go, g, 0.0); /* SignBackward0: zeros */
+    eng_err e = op_full(go, (dtype)g->dtype, g->shape, g->ndim, 0.0);
+    if (!e) (*go)->zeros = 1;
+    return e;
 }
 
 static eng_err sin_grad(tensor **go, tensor *g, tensor *x, const uattr *at, bool fu)
@@ -342,7 +350,8 @@ static eng_err gate_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     eng_err e = saved_get(n, c, 0, &ref);
     if (e) return e;
     if (c->needed[0] && (e = gate(&gout[0], gin[0], ref, a->leaky, a->slope))) return e;
-    if (c->needed[1]) e = op_full_like(&gout[1], ref, 0.0);
+    /* self: zeros_like(grad) in derivatives.yaml: the incoming gradient's layout, not ref's */
+    if (c->needed[1]) e = op_full_like(&gout[1], gin[0], 0.0);
     return e;
 }
 static const node_type THRESHOLD_BB = {"ThresholdBackwardBackward0", gate_backward, NULL};
@@ -558,7 +567,7 @@ UF_FLOAT(sigmoid, "SigmoidBackward0", SAVE_OUT)
 
 UF(UF_ABS, "abs", "AbsBackward0", U_SAME, abs_f32, abs_f64, abs_i64, NULL, abs_grad, SAVE_IN,
    PAR_GRAIN_CHEAP)
-UF(UF_SIGN, "sign", "SignBackward0", U_SAME, sign_f32, sign_f64, sign_i64, sign_b, sign_grad,
+UF(UF_SGN, "sgn", "SgnBackward0", U_SAME, sign_f32, sign_f64, sign_i64, sign_b, sgn_grad,
    SAVE_NONE, PAR_GRAIN_CHEAP)
 UF(UF_RELU, "relu", "ReluBackward0", U_SAME, relu_f32, relu_f64, relu_i64, NULL, relu_grad,
    SAVE_OUT, PAR_GRAIN_CHEAP)
@@ -576,7 +585,7 @@ UF(UF_CLAMP, "clamp", "ClampBackward1", U_SAME, clamp_f32, clamp_f64, clamp_i64,
    clamp_grad, SAVE_IN, PAR_GRAIN_CHEAP)
 
 eng_err op_abs(tensor **out, tensor *a) { return unary_apply(out, a, &UF_ABS, NULL); }
-eng_err op_sign(tensor **out, tensor *a) { return unary_apply(out, a, &UF_SIGN, NULL); }
+eng_err op_sgn(tensor **out, tensor *a) { return unary_apply(out, a, &UF_SGN, NULL); }
 
 eng_err op_relu(tensor **out, tensor *a)
 {

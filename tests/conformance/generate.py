@@ -507,9 +507,10 @@ class Case:
         if check:
             self.expect_grads()
 
-    def grad(self, outputs, inputs, grad_outputs=None, flags=(), out=None):
+    def grad(self, outputs, inputs, grad_outputs=None, flags=(), out=None, extra=None):
         go = NULL if grad_outputs is None else TS(*grad_outputs)
-        return self.call("ag_grad", TS(*outputs), go, TS(*inputs), FL(*flags), out=out)
+        return self.call("ag_grad", TS(*outputs), go, TS(*inputs), FL(*flags), out=out,
+                         extra=extra)
 
     # ---- expectations ----
     def expect(self, name, data=True, version=False, is_leaf=False, grad_fn=True, layout=False):
@@ -806,6 +807,29 @@ def fam_unary():
         (g,) = c.grad([s], [x], flags=("create_graph",))
         gs = c.call("ag_sum", g)
         c.backward(gs)
+        cases.append(c)
+    # second derivatives whose zeros have a layout of their own: abs's grad * sgn(x) gives
+    # SgnBackward0, whose zeros (a ZeroTensor) are contiguous whatever x's layout, and a
+    # sum with another gradient takes that one's layout; pow's exponent 0 (reached from
+    # exponent 1) gives contiguous zeros_like(self); leaky_relu's second node gives
+    # zeros_like(grad), in the incoming gradient's layout, not the input's. x is transposed
+    # on the way in, the weights give the gradients other layouts.
+    w43 = [-1.5, 0.0, 0.5, -1.0, -1.0, 0.5, 1.0, 0.0, 1.5, 0.0, 1.5, -1.0]
+    w34 = [0.25, 0.5, -1.0, 1.0, 0.75, 1.25, 0.5, 0.25, -0.5, 0.5, 1.75, -0.25]
+    chains = (("abs", lambda c, v: c.call("ag_abs", v), False),
+              ("abs_pow", lambda c, v: c.call("ag_pow_scalar", c.call("ag_abs", v), 1.5), False),
+              ("pow1", lambda c, v: c.call("ag_pow_scalar", v, 1.0), False),
+              ("leaky_relu", lambda c, v: c.call("ag_leaky_relu", v, 0.1), True))
+    for name, chain, w2_t in chains:
+        c = Case("%s/double_backward_layout/float32" % name)
+        x = c.tensor([3.5, 2.5, -0.25, -2.5, 4.5, 1.5, 2.5, -0.5, 2.0, -1.5, -4.5, 0.5],
+                     [4, 3], rg=True)
+        y = chain(c, c.call("ag_transpose", x, 0, -1))
+        s = c.call("ag_sum", c.call("ag_mul", y, c.tensor(w34, [3, 4])))
+        (g,) = c.grad([s], [x], flags=("create_graph",), extra={"layout": True})
+        w2 = c.call("ag_t", c.tensor(w34, [3, 4])) if w2_t else c.tensor(w43, [4, 3])
+        s2 = c.call("ag_sum", c.call("ag_mul", g, w2))
+        c.grad([s2], [x], extra={"layout": True})
         cases.append(c)
     return cases
 

@@ -442,7 +442,7 @@ static void fused_vs_composed(void)
     }
 }
 
-/* abs's backward goes through sign, a recorded op with zero gradient (SignBackward0), so a
+/* abs's backward goes through sgn, a recorded op with zero gradient (SgnBackward0), so a
  * second derivative exists (and is zero). */
 static void abs_double_backward(void)
 {
