@@ -1105,8 +1105,12 @@ static inline tensor *unview_private(tensor *g) { return g->base ? unview_privat
 static tensor *fresh_version_held(tensor *g, long holders)
 {
     if (atomic_load_explicit(&g->st->version, memory_order_relaxed) != 0 &&
-        atomic_load(&g->refs) == holders && atomic_load(&g->st->refs) == 1 && !g->grad_fn)
+        atomic_load(&g->refs) == holders && atomic_load(&g->st->refs) == 1 && !g->grad_fn) {
+        /* Something wrote it (a hook, in place): a ZeroTensor mark no longer holds, and
+         * version 0 would make tensor_is_zeros trust it again. */
+        g->zeros = 0;
         atomic_store_explicit(&g->st->version, 0, memory_order_relaxed); /* (nobody else sees it) */
+    }
     return g;
 }
 static tensor *fresh_version(tensor *g) { return fresh_version_held(g, 1); }
