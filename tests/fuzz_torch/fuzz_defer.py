@@ -18,6 +18,7 @@ would run each queued kernel at once; here values are read only at chosen points
 usage: fuzz_defer.py --lib build/libautograd.so [--seeds A:B] [-v] [--findings FILE]
 """
 import ctypes as C
+import gc
 import random
 import struct
 import sys
@@ -667,8 +668,11 @@ class Run:
             self.rec("final %s meta" % v.name, self.meta(v))
             self.values("final %s" % v.name, v.t)
         self.grads_of_leaves("final grad")
-        # everything released: the memory is what it was before the program
-        del self.pool[:], self.leaves[:], self.hooked[:], self.last_operands[:], v
+        # everything released (gc: handles in reference cycles, such as a traceback's
+        # frames): the memory is what it was before the program
+        self.pool, self.leaves, self.hooked, self.last_operands = [], [], [], []
+        v = None
+        gc.collect()
         A.LIB.ag_synchronize()
         self.rec("memory at the end", A.LIB.ag_memory_in_use() - self.mem0)
 
