@@ -1024,7 +1024,14 @@ AG_API int ag_embedding(ag_tensor **out, const ag_tensor *weight, const ag_tenso
  * element by element). ag_copy_(t, t) copies nothing, even for an expanded t (as PyTorch),
  * but still counts as an in-place op. A backward through fill_ or zero_ of an expanded view
  * of a tensor that requires grad gives the gradient (zero where the view wrote), where
- * PyTorch 1.13's fails (its CopySlices writes the expanded gradient in place). */
+ * PyTorch 1.13's fails (its CopySlices writes the expanded gradient in place).
+ * A node keeps the inputs it saved for backward by reference, as PyTorch's do. So an in-place
+ * op on t under grad mode whose other operand was computed from t by an op that saved t
+ * (t.sub_(minimum(t, w).to(float64)), w requiring grad) gives t a history that holds t
+ * itself: a reference cycle, which keeps t (and what that history holds) alive after the
+ * last handle is released, as in PyTorch 1.13. A backward through it fails anyway (the saved
+ * t was modified: AG_EVERSION); writing under ag_set_grad_enabled(0), or into a copy, makes
+ * no cycle. */
 
 AG_API int ag_add_(ag_tensor *t, const ag_tensor *other);
 AG_API int ag_sub_(ag_tensor *t, const ag_tensor *other);

@@ -10,7 +10,8 @@ order, optimizer steps; ag_synchronize; ag_memory_in_use). It runs twice in this
 with two threads and deferral on, then with deferral off (one or two threads). Every
 observation of the two runs must be bitwise equal: values, dtype, shape, strides, storage
 offset, version counter, requires_grad, grad_fn, errors (status and message), .grad,
-gradients a hook saw, and ag_memory_in_use after release + ag_synchronize. See README.md.
+gradients a hook saw, and whether ag_memory_in_use is back where it started after release
++ ag_synchronize. See README.md.
 
 The program is not fuzz_ops.py's: that one reads every result right after its op, which
 would run each queued kernel at once; here values are read only at chosen points.
@@ -668,13 +669,18 @@ class Run:
             self.rec("final %s meta" % v.name, self.meta(v))
             self.values("final %s" % v.name, v.t)
         self.grads_of_leaves("final grad")
-        # everything released (gc: handles in reference cycles, such as a traceback's
-        # frames): the memory is what it was before the program
+        # Everything released (gc: handles in reference cycles, such as a traceback's
+        # frames): the memory is back where it was before the program, in both runs or in
+        # neither. Whether, not how much: a program may make the reference cycle the header
+        # documents under "In-place operations" (an in-place op whose operand's history saved
+        # the tensor), which keeps its tensors in both runs, as PyTorch does, and the blocks
+        # they hold can be larger in one run (a cached block serves a request up to twice its
+        # size, and deferral changes the allocator's history): seed 4012 after seeds 3600-4011.
         self.pool, self.leaves, self.hooked, self.last_operands = [], [], [], []
         v = None
         gc.collect()
         A.LIB.ag_synchronize()
-        self.rec("memory at the end", A.LIB.ag_memory_in_use() - self.mem0)
+        self.rec("memory back at the start", A.LIB.ag_memory_in_use() == self.mem0)
 
 
 def first_difference(ta, tb):
