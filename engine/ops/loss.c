@@ -861,14 +861,50 @@ static eng_err mse_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 }
 static const node_type MSE_BW = {"MseLossBackward0", mse_backward, NULL};
 
+/* F.mse_loss broadcasts its operands (torch.broadcast_tensors) before the op's
+ * TensorIterator converts one of another dtype to the computation's with .to(), which gives a
+ * contiguous copy of an operand that is not dense once expanded (broadcast over a dimension,
+ * or strided itself): that copy, not the operand's own order, then takes part in laying out
+ * the result (an int64 input [1, 2, 1] with a transposed float target [2, 2]: contiguous
+ * [1, 2, 2], where the target's order would win without the copy). cast[k] is that copy,
+ * or NULL where the operand converts in place (same dtype, or dense at the full shape). */
+static eng_err mse_cast_expanded(tensor **cast, tensor *const *ins, dtype dt)
+{
+    if (ins[0]->dtype == dt && ins[1]->dtype == dt) return E_OK;
+    int64_t shape[MAX_DIMS];
+    int nd;
+    eng_err e = broadcast_shapes(ins[0]->shape, ins[0]->ndim, ins[1]->shape, ins[1]->ndim,
+                                 shape, &nd);
+    if (e) return e;
+    for (int k = 0; k < 2; k++) {
+        const tensor *t = ins[k];
+        if (t->dtype == dt) continue;
+        bool full = t->ndim == nd && !memcmp(t->shape, shape, (size_t)nd * sizeof *shape);
+        if (full && tensor_is_dense(t)) continue;
+        if (!(cast[k] = tensor_new(dt, shape, nd)) || (e = kernel_copy(cast[k], t))) {
+            e = e ? e : err_kind();
+            tensor_release(cast[0]);
+            tensor_release(cast[1]);
+            cast[0] = cast[1] = NULL;
+            return e;
+        }
+    }
+    return E_OK;
+}
+
 eng_err op_mse_loss(tensor **out, tensor *input, tensor *target, int reduction)
 {
     dtype dt = dtype_promote((dtype)input->dtype, (dtype)target->dtype);
     if (!dtype_is_float(dt))
         return err_set(E_DTYPE, "\"mse_cpu\" not implemented for '%s'", torch_scalar_name(dt));
     static const loop_pair lp = {sqdiff_f32, sqdiff_f64};
-    tensor *ins[2] = {input, target}, *sq = NULL, *r = NULL;
-    eng_err e = ew_map(&sq, dt, dt, ins, 2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
+    tensor *ins[2] = {input, target}, *cast[2] = {NULL, NULL}, *sq = NULL, *r = NULL;
+    eng_err e = mse_cast_expanded(cast, ins, dt);
+    if (!e) e = ew_map(&sq, dt, dt, (tensor *[]){cast[0] ? cast[0] : input,
+                                                 cast[1] ? cast[1] : target},
+                       2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
+    tensor_release(cast[0]);
+    tensor_release(cast[1]);
     if (e) return e;
     int64_t numel = sq->numel;
     if ((e = reduce_loss(&r, sq, reduction))) return e;

@@ -1595,6 +1595,15 @@ def fam_nn():
         y = c.call("ag_mse_loss", x, tg, RED("mean"))
         bwd(c, y)
         cases.append(c)
+        # F.mse_loss broadcasts first, then converts the int64 operand: a contiguous copy of
+        # the expanded input, which lays the result out in the contiguous order, not the
+        # transposed target's (as it would without the conversion)
+        c = Case("mse_loss/int64_broadcast_layout/%s" % dt)
+        tt = c.call("ag_t", c.rand([2, 2], dt))
+        c.call("ag_mse_loss", c.ints([0, 4, -1, 3], [2, 1, 2]), tt, RED("none"),
+               extra={"layout": True})
+        c.call("ag_mse_loss", c.ints([0, 4], [1, 2, 1]), tt, RED("none"), extra={"layout": True})
+        cases.append(c)
         for p, training in ((0.0, 1), (0.5, 0), (1.0, 0)):
             c = Case("dropout/p%g/train%d/%s" % (p, training, dt))
             x = c.rand([2, 3], dt)

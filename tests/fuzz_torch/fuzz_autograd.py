@@ -107,7 +107,20 @@ class HookProg:
         self.nhook = 0
         self.prev_grads = {}
 
+    def undefined_retained(self, e):
+        """Raises Known for a PyTorch 1.13 bug, under its conditions: retain_grad's hook fails
+        on an undefined gradient (a custom backward that returned None), in backward and in
+        autograd.grad alike, where 2.0 leaves .grad unset:
+          y = torch.ones(2, requires_grad=True) * 1; y.retain_grad()
+          F.apply(y).sum().backward()  (F.backward returns None)
+          -> RuntimeError: Expected a proper Tensor but got None ... 'self'"""
+        if self.custom_none and any(v.t.retains_grad for v in self.vars) and \
+                "error mismatch ag=None" in str(e) and \
+                "Expected a proper Tensor but got None" in str(e):
+            raise Known("pytorch-1.13 retain_grad of an undefined gradient")
+
     # ------------------------------------------------------------------ creation
+
     def leaf(self):
         r = self.r
         dt = r.choice([F32, F32, F64])
@@ -610,7 +623,11 @@ class HookProg:
                     return torch.autograd.grad([root.t], [v.t for v in ins], [gt2] if gt2 is not None else None,
                                                allow_unused=True, **tfl)
                 before = [(v, v.t.grad) for v in self.vars if v.t.is_leaf]
-                ra, rt, err = both(self.log, "autograd.grad pass%d root=%s inputs=%s flags=%d" % (p, d, [v.name for v in ins], gfl), fa, ft)
+                try:
+                    ra, rt, err = both(self.log, "autograd.grad pass%d root=%s inputs=%s flags=%d" % (p, d, [v.name for v in ins], gfl), fa, ft)
+                except Mismatch as e:
+                    self.undefined_retained(e)
+                    raise
                 # PyTorch 1.13 bug: after an in-place op on a view of a tensor that does not
                 # require grad, autograd.grad (which must leave every .grad alone) runs the
                 # AccumulateGrad of a leaf behind it:
@@ -630,15 +647,7 @@ class HookProg:
                                        lambda: A.backward(root.a, ga, fl),
                                        lambda: torch.autograd.backward(root.t, gt2, **tfl))
                 except Mismatch as e:
-                    # PyTorch 1.13 bug: retain_grad's hook fails on an undefined gradient
-                    # (a custom backward that returned None), where 2.0 leaves .grad unset:
-                    #   y = torch.ones(2, requires_grad=True) * 1; y.retain_grad()
-                    #   F.apply(y).sum().backward()  (F.backward returns None)
-                    #   -> RuntimeError: Expected a proper Tensor but got None ... 'self'
-                    if self.custom_none and any(v.t.retains_grad for v in self.vars) and \
-                            "error mismatch ag=None" in str(e) and \
-                            "Expected a proper Tensor but got None" in str(e):
-                        raise Known("pytorch-1.13 retain_grad of an undefined gradient")
+                    self.undefined_retained(e)
                     raise
             if err:
                 self.hooklog_a.clear(); self.hooklog_t.clear()

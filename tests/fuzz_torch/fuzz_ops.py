@@ -419,10 +419,36 @@ class Prog:
         if fn == "ag_layer_norm" and atol > 0 and \
                 (th_out.detach().abs() <= atol).any():
             self.layer_norm_zero = True
-        self.compare_values("%s = %s" % (p.name, line), p.ag, p.th, check_strides=not free,
-                            atol=atol)
+        try:
+            self.compare_values("%s = %s" % (p.name, line), p.ag, p.th, check_strides=not free,
+                                atol=atol)
+        except Mismatch as e:
+            self.amplified(e, fn, args, p.ag)
+            raise
         self.compare_meta("%s = %s" % (p.name, line), p)
         return p
+
+    def amplified(self, e, fn, args, ag_out):
+        """Raises Known when a result's values differ only because its operands did, within
+        their tolerances, and the op magnified that (log1p near -1 of a float32 sin that is
+        1 ulp off PyTorch's; a product of gradients that cancelled to ~1e-5): PyTorch's own
+        op, run on the library's operands, gives the library's result."""
+        if "values differ" not in str(e) or fn in INPLACE or not tensor_args(args):
+            return
+        def mine(a):
+            if isinstance(a, Pair):
+                return A.to_torch(a.ag)
+            if isinstance(a, list) and a and isinstance(a[0], Pair):
+                return [A.to_torch(x.ag) for x in a]
+            return a
+        try:
+            ref = TORCH[fn](*[mine(a) for a in args]).detach()
+        except Exception:  # noqa: BLE001: no verdict then; the mismatch stands
+            return
+        got = A.to_torch(ag_out)
+        if ref.shape == got.shape and ref.dtype == got.dtype and \
+                torch.allclose(got.double(), ref.double(), rtol=1e-6, atol=0, equal_nan=True):
+            raise Known("operands' rounding magnified by the op")
 
     # ---------------------------------------------------------------- op choice
     def pick(self, pred=None):
@@ -974,6 +1000,16 @@ class Prog:
             A.backward(root.ag)
         except A.AgError as e:
             ag_err = e
+        # PyTorch 1.13 bug: retain_grad's hook fails on an undefined gradient, which an
+        # output of a multi-output node that nothing downstream used receives when another
+        # output is used (2.0 leaves its .grad unset, as the library does; fuzz_autograd.py
+        # meets it through custom functions):
+        #   x = torch.ones(3, 1, requires_grad=True); a, b = x.split(2); b.retain_grad()
+        #   a.sum().backward()  -> RuntimeError: Expected a proper Tensor but got None ...
+        if th_err is not None and ag_err is None and \
+                "Expected a proper Tensor but got None" in str(th_err) and \
+                any(A.grad(t.ag) is None for t in self.retained):
+            raise Known("pytorch-1.13 retain_grad of an undefined gradient")
         if self.compare_error("backward", th_err, ag_err):
             return
         # .grad's layout is the gradient layout contract's (the leaf's strides if it is
