@@ -282,9 +282,26 @@ def version(t):
 HOOKFN = C.CFUNCTYPE(C.c_int, C.POINTER(P), P, P)
 FWDFN = C.CFUNCTYPE(C.c_int, P, C.POINTER(P), C.c_size_t, C.POINTER(P), C.c_size_t, P)
 BWDFN = C.CFUNCTYPE(C.c_int, P, C.POINTER(P), C.c_size_t, C.POINTER(P), C.c_size_t, P)
-# The library may call a callback as long as a graph node holds it: keep every ctypes thunk
-# alive for the whole process (programs are short, so this costs little).
-KEEP = []
+FREEFN = C.CFUNCTYPE(None, P)
+# The library may call a callback as long as a hook or a graph node holds it: each ctypes
+# thunk stays here, under the key passed as its userdata, until the library's free_userdata
+# says nothing can call it any more. (Kept for the whole process, the thunks kept their
+# closures, and with them every program's tensors: 4 MB more per fuzz_defer seed.)
+KEEP = {}
+_next_key = [1]
+
+
+@FREEFN
+def _unkeep(ud):
+    KEEP.pop(ud, None)
+
+
+def _keep(thunks):
+    """Keeps thunks until the library frees the userdata returned (a key, as a pointer)."""
+    key = _next_key[0]
+    _next_key[0] += 1
+    KEEP[key] = thunks
+    return P(key)
 AG_ECALLBACK = 11
 
 
@@ -323,9 +340,13 @@ def register_hook(t, fn, flags=0):
         except Exception as e:  # noqa: BLE001 (reported through _callback_status)
             return _callback_status(e)
     c = HOOKFN(cb)
-    KEEP.append(c)
+    ud = _keep(c)
     h = C.c_uint64()
-    check(LIB.ag_tensor_register_hook(C.byref(h), P(t.h), c, C.c_uint(flags), None, None))
+    try:
+        check(LIB.ag_tensor_register_hook(C.byref(h), P(t.h), c, C.c_uint(flags), ud, _unkeep))
+    except AgError:
+        KEEP.pop(ud.value, None)  # (refused: the library did not take the userdata)
+        raise
     return h.value
 
 
@@ -381,12 +402,16 @@ def function_apply(inputs, n_out, name, fwd, bwd, flags=0):
         except Exception as e:  # noqa: BLE001
             return _callback_status(e)
     f1, f2 = FWDFN(cf), BWDFN(cb)
-    KEEP.append((f1, f2))
+    ud = _keep((f1, f2))
     ni = len(inputs)
     ia = (P * max(1, ni))(*[x.h if x is not None else None for x in inputs])
     oa = (P * n_out)()
-    check(LIB.ag_function_apply(oa, C.c_size_t(n_out), ia, C.c_size_t(ni), name.encode(),
-                                f1, f2, C.c_uint(flags), None, None))
+    try:
+        check(LIB.ag_function_apply(oa, C.c_size_t(n_out), ia, C.c_size_t(ni), name.encode(),
+                                    f1, f2, C.c_uint(flags), ud, _unkeep))
+    except AgError:
+        KEEP.pop(ud.value, None)  # (failed: the library did not take the userdata)
+        raise
     return [T(oa[i]) for i in range(n_out)]
 
 
