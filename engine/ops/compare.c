@@ -105,11 +105,16 @@ static eng_err where_raw(tensor **out, tensor *cond, tensor *a, tensor *b, dtype
     if ((e = broadcast_shapes(cond->shape, cond->ndim, a->shape, a->ndim, shape, &nd)) ||
         (e = broadcast_shapes(shape, nd, b->shape, b->ndim, shape, &nd)))
         return e;
-    tensor *ca = NULL, *cb = NULL, *r = NULL, *ops[3] = {cond, a, b};
+    tensor *ca = NULL, *cb = NULL, *r = NULL;
     int64_t st[MAX_DIMS];
     bool contiguous = true;
     if (wl == WL_FOLLOW) {
-        contiguous = ew_layout(st, shape, nd, ops, 3, false);
+        /* (a and b as where's .to() copies lay them out) */
+        int64_t sa[MAX_DIMS], sb[MAX_DIMS];
+        tensor sha, shb;
+        tensor *lay[3] = {cond, ew_layout_operand(&sha, sa, a, dt),
+                          ew_layout_operand(&shb, sb, b, dt)};
+        contiguous = ew_layout(st, shape, nd, lay, 3, false);
     } else if (wl == WL_AS_B && b->ndim == nd && tensor_is_dense(b) &&
                !memcmp(b->shape, shape, (size_t)nd * sizeof *shape)) {
         memcpy(st, b->strides, (size_t)nd * sizeof *st);

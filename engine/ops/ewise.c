@@ -226,6 +226,19 @@ bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, in
     return contiguous;
 }
 
+tensor *ew_layout_operand(tensor *shadow, int64_t *st, tensor *t, dtype idt)
+{
+    if (t->dtype == idt || tensor_is_dense(t)) return t;
+    dense_strides_like(t, st);
+    memset(shadow, 0, sizeof *shadow); /* (read as a plain header by ew_layout only) */
+    shadow->dtype = (uint8_t)idt;
+    shadow->ndim = t->ndim;
+    shadow->numel = t->numel;
+    shadow->shape = t->shape;
+    shadow->strides = st;
+    return shadow;
+}
+
 /* (Kept out of line: inlined into ew_map, its frame was set up for the 0-d case too.) */
 __attribute__((noinline)) static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt,
                                                        tensor *const *ins, int nin,
@@ -291,9 +304,12 @@ static eng_err ew_map_layout(tensor **out, dtype odt, dtype idt, tensor *const *
     tensor *cast[ITER_MAX_ARGS - 1];
     eng_err e = cast_all(cast, ins, nin, idt);
     if (e) return e;
-    int64_t st[MAX_DIMS];
+    int64_t st[MAX_DIMS], shadow_st[ITER_MAX_ARGS][MAX_DIMS];
+    tensor shadow[ITER_MAX_ARGS], *lay[ITER_MAX_ARGS] = {0};
+    for (int k = 0; k < nin; k++)
+        lay[k] = ew_layout_operand(&shadow[k], shadow_st[k], ins[k], idt);
     tensor *r = tensor_new_strided(odt, shape, nd,
-                                   ew_layout(st, shape, nd, ins, nin, wrapped) ? NULL : st);
+                                   ew_layout(st, shape, nd, lay, nin, wrapped) ? NULL : st);
     bool converted = false;
     for (int k = 0; k < nin; k++) converted |= cast[k] != ins[k];
     if (!r) {

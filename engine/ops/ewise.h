@@ -75,6 +75,15 @@ eng_err ew_map_wrapped(tensor **out, dtype odt, dtype idt, tensor *a, iter_loop 
 bool ew_layout(int64_t *st, const int64_t *shape, int nd, tensor *const *ins, int nin,
                bool wrapped);
 
+/** The operand that lays out a result in t's place when the op computes in dtype idt:
+ *  PyTorch 1.13 converts an operand of another dtype with .to() before its TensorIterator
+ *  (and where, before its own) orders the result's dimensions, and that copy has t's strides
+ *  if t is dense, else dense strides in t's order (infer_dense_strides: stride-0 dimensions
+ *  unordered). So an expanded int64 operand, which orders nothing itself, becomes a
+ *  contiguous one that orders every dimension. Returns t itself, or `shadow` (sizes shared
+ *  with t, strides in st[ndim]) standing for that copy: for ew_layout only. */
+tensor *ew_layout_operand(tensor *shadow, int64_t *st, tensor *t, dtype idt);
+
 /** Same, writing into an existing tensor `out` (in-place ops); ins broadcast to out's shape. */
 eng_err ew_map_into(tensor *out, dtype idt, tensor *const *ins, int nin, iter_loop loop,
                     const double *params, int64_t grain);

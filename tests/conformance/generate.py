@@ -710,6 +710,19 @@ def fam_arith():
         s = c.call("ag_sum", w)
         c.backward(s)
         cases.append(c)
+    # An operand of another dtype is converted first (.to(): a dense copy, in its own order
+    # where it has one, contiguous across broadcast dims), and that copy orders the result:
+    # an expanded int64 operand makes it contiguous, where the transposed float one alone
+    # would transpose it; where converts its values the same way.
+    lay = {"layout": True}
+    for dt in FLOATS:
+        c = Case("mixed_dtype/expanded_int64_layout/%s" % dt)
+        xe = c.call("ag_expand", c.ints([3, -1], [1, 2]), [2, 2])
+        yt = c.call("ag_t", c.rand([2, 2], dt))
+        c.call("ag_add", xe, yt, extra=lay)
+        c.call("ag_maximum", yt, xe, extra=lay)
+        c.call("ag_where", c.bools([True, False], [2]), xe, yt, extra=lay)
+        cases.append(c)
     return cases
 
 
