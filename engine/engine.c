@@ -569,8 +569,9 @@ static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
             return E_OK;
         }
     }
-    if (!create_graph && !tensor_is_zeros(a) && atomic_load(&a->refs) == 1 && atomic_load(&a->st->refs) == 1 &&
-        !a->grad_fn && shapes_equal(a, add) && a->dtype == add->dtype && tensor_is_dense(a)) {
+    if (!create_graph && !tensor_is_zeros(a) && atomic_load(&a->refs) == 1 &&
+        atomic_load(&a->st->refs) == 1 && !a->grad_fn && shapes_equal(a, add) &&
+        a->dtype == add->dtype && tensor_is_dense(a)) {
         eng_err e = op_binary_(a, add, IP_ADD);
         tensor_release(add);
         return e;

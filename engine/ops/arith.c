@@ -439,9 +439,9 @@ eng_err op_rdiv_scalar(tensor **out, tensor *a, double s)
 /* ---- pow ---- */
 /* d(a^s)/da = s a^(s-1). For s == 0 it is zeros_like(a) (contiguous, not in a's layout), as
  * PyTorch's pow_backward: zeros outside any graph (also under create_graph, where g may
- * require grad) and 0 where g is inf or NaN (g * 0 gave NaN there). 2a is the fast form of s == 2, but under create_graph
- * it is s a^(s-1) as in PyTorch, whose a^1 keeps a in the graph: a third derivative is then
- * zeros, not an error. */
+ * require grad) and 0 where g is inf or NaN (g * 0 gave NaN there). 2a is the fast form of
+ * s == 2, but under create_graph it is s a^(s-1) as in PyTorch, whose a^1 keeps a in the
+ * graph: a third derivative is then zeros, not an error. */
 static eng_err pow_scalar_grad(tensor **out, tensor *g, tensor *a, double s, bool create_graph)
 {
     if (s == 0.0) /* zeros_like(self, LEGACY_CONTIGUOUS_MEMORY_FORMAT): contiguous */
