@@ -862,31 +862,32 @@ static eng_err mse_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 static const node_type MSE_BW = {"MseLossBackward0", mse_backward, NULL};
 
 /* F.mse_loss broadcasts its operands (torch.broadcast_tensors) before the op's
- * TensorIterator converts one of another dtype to the computation's with .to(), which gives a
- * contiguous copy of an operand that is not dense once expanded (broadcast over a dimension,
- * or strided itself): that copy, not the operand's own order, then takes part in laying out
- * the result (an int64 input [1, 2, 1] with a transposed float target [2, 2]: contiguous
- * [1, 2, 2], where the target's order would win without the copy). cast[k] is that copy,
- * or NULL where the operand converts in place (same dtype, or dense at the full shape). */
-static eng_err mse_cast_expanded(tensor **cast, tensor *const *ins, dtype dt)
+ * TensorIterator converts one of another dtype with .to(): the copy that then lays out the
+ * result is that of the expanded operand, which is not dense where it was broadcast (see
+ * ew_layout_operand): an int64 input [1, 2, 1] with a transposed float target [2, 2] gives
+ * contiguous [1, 2, 2], where the target's order wins without the expansion. view[k] is the
+ * expanded view of an operand of another dtype and another shape (a header over its storage,
+ * stride 0 where broadcast: ew_map then converts and lays out as PyTorch does), else NULL. */
+static eng_err mse_expand_converted(tensor **view, tensor *const *ins, dtype dt)
 {
     if (ins[0]->dtype == dt && ins[1]->dtype == dt) return E_OK;
-    int64_t shape[MAX_DIMS];
+    int64_t shape[MAX_DIMS], st[MAX_DIMS];
     int nd;
     eng_err e = broadcast_shapes(ins[0]->shape, ins[0]->ndim, ins[1]->shape, ins[1]->ndim,
                                  shape, &nd);
     if (e) return e;
     for (int k = 0; k < 2; k++) {
         const tensor *t = ins[k];
-        if (t->dtype == dt) continue;
-        bool full = t->ndim == nd && !memcmp(t->shape, shape, (size_t)nd * sizeof *shape);
-        if (full && tensor_is_dense(t)) continue;
-        if (!(cast[k] = tensor_new(dt, shape, nd)) || (e = kernel_copy(cast[k], t))) {
-            e = e ? e : err_kind();
-            tensor_release(cast[0]);
-            tensor_release(cast[1]);
-            cast[0] = cast[1] = NULL;
-            return e;
+        if (t->dtype == dt ||
+            (t->ndim == nd && !memcmp(t->shape, shape, (size_t)nd * sizeof *shape)))
+            continue;
+        for (int d = 0, off = nd - t->ndim; d < nd; d++)
+            st[d] = d < off || (t->shape[d - off] == 1 && shape[d] != 1) ? 0
+                                                                          : t->strides[d - off];
+        if (!(view[k] = tensor_alias(t, shape, st, nd, t->offset))) {
+            tensor_release(view[0]);
+            view[0] = NULL;
+            return err_kind();
         }
     }
     return E_OK;
@@ -898,13 +899,13 @@ eng_err op_mse_loss(tensor **out, tensor *input, tensor *target, int reduction)
     if (!dtype_is_float(dt))
         return err_set(E_DTYPE, "\"mse_cpu\" not implemented for '%s'", torch_scalar_name(dt));
     static const loop_pair lp = {sqdiff_f32, sqdiff_f64};
-    tensor *ins[2] = {input, target}, *cast[2] = {NULL, NULL}, *sq = NULL, *r = NULL;
-    eng_err e = mse_cast_expanded(cast, ins, dt);
-    if (!e) e = ew_map(&sq, dt, dt, (tensor *[]){cast[0] ? cast[0] : input,
-                                                 cast[1] ? cast[1] : target},
+    tensor *ins[2] = {input, target}, *view[2] = {NULL, NULL}, *sq = NULL, *r = NULL;
+    eng_err e = mse_expand_converted(view, ins, dt);
+    if (!e) e = ew_map(&sq, dt, dt, (tensor *[]){view[0] ? view[0] : input,
+                                                 view[1] ? view[1] : target},
                        2, pick(&lp, dt), NULL, 0, PAR_GRAIN_CHEAP);
-    tensor_release(cast[0]);
-    tensor_release(cast[1]);
+    tensor_release(view[0]);
+    tensor_release(view[1]);
     if (e) return e;
     int64_t numel = sq->numel;
     if ((e = reduce_loss(&r, sq, reduction))) return e;
