@@ -151,6 +151,10 @@ eng_err op_view(tensor **out, tensor *t, const int64_t *shape, int ndim);
 eng_err op_transpose(tensor **out, tensor *t, int64_t d0, int64_t d1);
 eng_err op_t(tensor **out, tensor *t);
 eng_err op_permute(tensor **out, tensor *t, const int64_t *dims, int ndims);
+/* op_expand's geometry (sizes sh, strides st) of t expanded to shape, as PyTorch's
+ * inferExpandGeometry gives it, with op_expand's errors; no view made */
+eng_err expand_geometry(const tensor *t, const int64_t *shape, int ndim, int64_t *sh,
+                        int64_t *st);
 eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim);
 eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t end, int64_t step);
 eng_err op_narrow(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t length);

@@ -867,11 +867,11 @@ static const node_type MSE_BW = {"MseLossBackward0", mse_backward, NULL};
  * ew_layout_operand): an int64 input [1, 2, 1] with a transposed float target [2, 2] gives
  * contiguous [1, 2, 2], where the target's order wins without the expansion. view[k] is the
  * expanded view of an operand of another dtype and another shape (a header over its storage,
- * stride 0 where broadcast: ew_map then converts and lays out as PyTorch does), else NULL. */
+ * op_expand's geometry: ew_map then converts and lays out as PyTorch does), else NULL. */
 static eng_err mse_expand_converted(tensor **view, tensor *const *ins, dtype dt)
 {
     if (ins[0]->dtype == dt && ins[1]->dtype == dt) return E_OK;
-    int64_t shape[MAX_DIMS], st[MAX_DIMS];
+    int64_t shape[MAX_DIMS], sh[MAX_DIMS], st[MAX_DIMS];
     int nd;
     eng_err e = broadcast_shapes(ins[0]->shape, ins[0]->ndim, ins[1]->shape, ins[1]->ndim,
                                  shape, &nd);
@@ -881,13 +881,11 @@ static eng_err mse_expand_converted(tensor **view, tensor *const *ins, dtype dt)
         if (t->dtype == dt ||
             (t->ndim == nd && !memcmp(t->shape, shape, (size_t)nd * sizeof *shape)))
             continue;
-        for (int d = 0, off = nd - t->ndim; d < nd; d++)
-            st[d] = d < off || (t->shape[d - off] == 1 && shape[d] != 1) ? 0
-                                                                          : t->strides[d - off];
-        if (!(view[k] = tensor_alias(t, shape, st, nd, t->offset))) {
+        if ((e = expand_geometry(t, shape, nd, sh, st)) ||
+            !(view[k] = tensor_alias(t, sh, st, nd, t->offset))) {
             tensor_release(view[0]);
             view[0] = NULL;
-            return err_kind();
+            return e ? e : err_kind();
         }
     }
     return E_OK;

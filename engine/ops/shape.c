@@ -413,7 +413,8 @@ static eng_err pass_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 }
 static const node_type EXPAND_BW = {"ExpandBackward0", pass_backward, NULL};
 
-eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
+eng_err expand_geometry(const tensor *t, const int64_t *shape, int ndim, int64_t *sh,
+                        int64_t *st)
 {
     if (ndim < t->ndim) {
         char a[160], b[160];
@@ -422,7 +423,6 @@ eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
                        fmt_shape(a, sizeof a, shape, ndim), fmt_shape(b, sizeof b, t->shape, t->ndim));
     }
     if (ndim > MAX_DIMS) return err_set(E_RANGE, "tensors have at most %d dimensions", MAX_DIMS);
-    int64_t sh[MAX_DIMS], st[MAX_DIMS];
     /* A new leading dim of size 1 gets the stride of a contiguous one over the dims after it
      * (0 below an expanded dim), as PyTorch's inferExpandGeometry; other new dims 0. The
      * errors name the first bad dim, so they are checked first. */
@@ -451,7 +451,13 @@ eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
         sh[i] = shape[i];
         st[i] = shape[i] != 1 || !t->ndim ? 0 : i + 1 < ndim ? sh[i + 1] * st[i + 1] : 1;
     }
-    eng_err e = shape_check(sh, ndim, NULL); /* the element count must fit, as PyTorch checks */
+    return shape_check(sh, ndim, NULL); /* the element count must fit, as PyTorch checks */
+}
+
+eng_err op_expand(tensor **out, tensor *t, const int64_t *shape, int ndim)
+{
+    int64_t sh[MAX_DIMS], st[MAX_DIMS];
+    eng_err e = expand_geometry(t, shape, ndim, sh, st);
     if (e) return e;
     return make_view(out, t, sh, st, ndim, t->offset, &EXPAND_BW, NULL);
 }
