@@ -58,6 +58,14 @@ AG_API int ag_tensor_from_f64(ag_tensor **out, const double *data, ag_dtype dtyp
     RETURN_TENSOR(fn, out, op_from_f64(&r_, data, (enum dtype)dtype, shape, (int)ndim));
 }
 
+/* Stores value into t, a fresh 0-d tensor of a float dtype; returns t. */
+static inline tensor *scalar_fill(tensor *t, double value)
+{
+    if (t->dtype == DT_F32) *(float *)tensor_data_unchecked(t) = (float)value;
+    else *(double *)tensor_data_unchecked(t) = value;
+    return t;
+}
+
 /* A new 0-d tensor holding value (ag_tensor_scalar's conversions); fn names the caller in
  * errors. */
 static inline int scalar_make(const char *fn, tensor **out, double value, ag_dtype dtype)
@@ -68,9 +76,7 @@ static inline int scalar_make(const char *fn, tensor **out, double value, ag_dty
     if (dtype == AG_FLOAT32 || dtype == AG_FLOAT64) {
         tensor *t = tensor_new_scalar((enum dtype)dtype);
         if (!t) return api_fail(fn, err_kind());
-        if (dtype == AG_FLOAT32) *(float *)tensor_data_unchecked(t) = (float)value; /* fresh */
-        else *(double *)tensor_data_unchecked(t) = value;
-        *out = t;
+        *out = scalar_fill(t, value);
         return AG_OK;
     }
     eng_err e = op_scalar(out, value, (enum dtype)dtype);
@@ -92,22 +98,21 @@ AG_API int ag_tensor_scalar_requires_grad(ag_tensor **out, double value, ag_dtyp
     const char *fn = "ag_tensor_scalar_requires_grad";
     CHECK_NOT_NULL(fn, out, "out");
     tensor *t;
+    if (requires_grad && (dtype == AG_FLOAT32 || dtype == AG_FLOAT64)) {
+        /* As ag_tensor_set_requires_grad on a fresh leaf: its meta (where .grad lives) now,
+         * so that backward never has to allocate it halfway through, made in the leaf's own
+         * block; t is this call's own until it returns. */
+        if (!(t = tensor_new_scalar_leaf((enum dtype)dtype))) return api_fail(fn, err_kind());
+        leaf_set_requires_grad(scalar_fill(t, value), true);
+        *out = TH(t);
+        return AG_OK;
+    }
     int rc = scalar_make(fn, &t, value, dtype);
     if (rc) return rc; /* (the value's conversion is refused first, as torch.tensor refuses) */
-    if (requires_grad && (dtype == AG_INT64 || dtype == AG_BOOL)) {
+    if (requires_grad) {
         tensor_release(t);
         return api_error(fn, AG_EDTYPE, "only Tensors of floating point dtype can require "
                          "gradients (got %s)", dtype_name((enum dtype)dtype));
-    }
-    if (requires_grad) {
-        /* As ag_tensor_set_requires_grad on a fresh leaf: its meta (where .grad lives) now,
-         * so that backward never has to allocate it halfway through; t is this call's own
-         * until it returns. */
-        if (!tensor_meta_private(t)) {
-            tensor_release(t);
-            return api_error(fn, AG_ENOMEM, "out of memory");
-        }
-        leaf_set_requires_grad(t, true);
     }
     *out = TH(t);
     return AG_OK;

@@ -554,7 +554,7 @@ static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
                 return E_OK;
             }
         } else if (!create_graph && atomic_load(&add->refs) == 1 &&
-                   atomic_load(&add->st->refs) == 1 && !add->grad_fn && tensor_is_dense(add)) {
+                   storage_users(add->st) == 1 && !add->grad_fn && tensor_is_dense(add)) {
             eng_err e = op_binary_(add, a, IP_ADD);
             tensor_release(a);
             *acc = add;
@@ -570,7 +570,7 @@ static eng_err accumulate_into(tensor **acc, tensor *add, bool create_graph)
         }
     }
     if (!create_graph && !tensor_is_zeros(a) && atomic_load(&a->refs) == 1 &&
-        atomic_load(&a->st->refs) == 1 && !a->grad_fn && shapes_equal(a, add) &&
+        storage_users(a->st) == 1 && !a->grad_fn && shapes_equal(a, add) &&
         a->dtype == add->dtype && tensor_is_dense(a)) {
         eng_err e = op_binary_(a, add, IP_ADD);
         tensor_release(add);
@@ -1081,7 +1081,7 @@ static void run_from_plain(sched *s, uint32_t first) { run_from_impl(s, first, t
 static tensor *unview_private_slow(tensor *g)
 {
     if (g->grad_fn || g->base->grad_fn || atomic_load(&g->refs) != 1 ||
-        atomic_load(&g->base->refs) != 1 || atomic_load(&g->st->refs) != 2)
+        atomic_load(&g->base->refs) != 1 || storage_users(g->st) != 2)
         return g;
     err_saved before;
     err_capture(&before);
@@ -1106,7 +1106,7 @@ static inline tensor *unview_private(tensor *g) { return g->base ? unview_privat
 static tensor *fresh_version_held(tensor *g, long holders)
 {
     if (atomic_load_explicit(&g->st->version, memory_order_relaxed) != 0 &&
-        atomic_load(&g->refs) == holders && atomic_load(&g->st->refs) == 1 && !g->grad_fn) {
+        atomic_load(&g->refs) == holders && storage_users(g->st) == 1 && !g->grad_fn) {
         /* Something wrote it (a hook, in place): a ZeroTensor mark no longer holds, and
          * version 0 would make tensor_is_zeros trust it again. */
         g->zeros = 0;
@@ -1155,11 +1155,25 @@ static inline __attribute__((always_inline)) bool grad_is_private(const tensor *
                                                                    const tensor *var)
 {
     return atomic_load(&g->refs) == 1 && !g->grad_fn && obeys_layout(g, var) &&
-           (atomic_load(&g->st->refs) == 1 ||
+           (storage_users(g->st) == 1 ||
             /* a contiguous view whose base only this view still holds, such as the transpose
              * of a transposed product (TBackward0 of a weight) */
-            (g->base && atomic_load(&g->base->refs) == 1 && atomic_load(&g->st->refs) == 2 &&
+            (g->base && atomic_load(&g->base->refs) == 1 && storage_users(g->st) == 2 &&
              !g->base->grad_fn));
+}
+
+/* A private gradient g (grad_is_private) as a leaf's new .grad, taking g's reference.
+ * PyTorch keeps new_grad.detach(): a tensor that requires grad (a leaf a hook returned) is
+ * kept as a plain tensor on its memory. NULL (g untouched) for want of memory. */
+static tensor *grad_take_private(tensor *g)
+{
+    if (__builtin_expect(tensor_requires_grad(g), 0)) {
+        tensor *d = tensor_alias(g, g->shape, g->strides, g->ndim, g->offset);
+        if (!d) return NULL;
+        tensor_release(g);
+        g = d;
+    }
+    return fresh_version(unview_private(g));
 }
 
 /* Adds g into the .grad of the leaf var (meta m), whatever it holds now. Takes g's
@@ -1170,8 +1184,13 @@ static eng_err accumulate_leaf(tmeta *m, const tensor *var, tensor *g, bool crea
     tmeta_lock(m);
     if (!m->grad) {
         if (!create_graph && grad_is_private(g, var)) {
-            m->grad = fresh_version(unview_private(g));
-            g = NULL;
+            tensor *kept = grad_take_private(g);
+            if (kept) {
+                m->grad = kept;
+                g = NULL;
+            } else {
+                rc = err_kind();
+            }
         } else {
             tensor *c = NULL;
             rc = clone_obeying(&c, g, var);
@@ -1233,8 +1252,13 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
     tensor *cur = m->grad;
     if (!cur) {
         if (!s->create_graph && grad_is_private(r, g->fn->variable)) {
-            m->grad = fresh_version(unview_private(r));
-            s->cgrad[g->slot0] = NULL;
+            tensor *kept = grad_take_private(r);
+            if (kept) {
+                m->grad = kept;
+                s->cgrad[g->slot0] = NULL;
+            } else {
+                e = err_kind(); /* (r stays in its slot: cleanup releases it) */
+            }
         } else {
             /* (on failure r stays in its slot: cleanup releases it) */
             e = clone_obeying(&m->grad, r, g->fn->variable);

@@ -153,6 +153,8 @@ static _Thread_local struct {
     struct node *nodes, *nodes_tail;     /* a queue, see drain */
 } reclaim __attribute__((tls_model("initial-exec")));
 
+static void meta_free(tmeta *m);
+
 /* t is dying and its meta lives on (the nodes t was an output of keep it, for its hooks):
  * nobody can read t's .grad any more, so it goes now, and t retains no more gradients. A
  * gradient retained under create_graph has a graph that leads back to those nodes: kept by
@@ -187,7 +189,7 @@ static __attribute__((noinline)) void meta_drop(tmeta *m)
         reclaim.tensors = g;
     }
     if (m->hooks) hook_release(m->hooks);
-    mem_free(m);
+    meta_free(m);
 }
 
 /* (reclaim.draining is set) */
@@ -550,25 +552,67 @@ eng_err broadcast_shapes(const int64_t *a, int na, const int64_t *b, int nb, int
 }
 
 /* ---- autograd meta ----------------------------------------------------------------------- */
+/* A meta for t laid out at mem (TMETA_HEAD + meta_node_bytes(t)), not yet published. */
+static inline size_t meta_node_bytes(const tensor *t) { return node_bytes(0, 0, 1, t->ndim, 0); }
+static tmeta *meta_init(void *mem, tensor *t, bool hosted)
+{
+    /* Not cleared as a whole first: the head is written here once, and node_init_embedded
+     * clears the node's part itself (every leaf that requires grad comes through here: a
+     * memset of the block before either cost a tenth of ag_tensor_set_requires_grad). */
+    tmeta *fresh = mem;
+    *fresh = (tmeta){.next_hook_id = 1, .hosted = hosted};
+    atomic_init(&fresh->refs, 1);
+    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* (unpublished) */
+    fresh->acc = node_init_embedded((char *)fresh + TMETA_HEAD, &ACCUMULATE_GRAD, t);
+    return fresh;
+}
+
 /* A new meta for t, not yet published. */
 static tmeta *meta_new(tensor *t)
 {
     /* The block also holds the AccumulateGrad node the tensor gets if it is a leaf that
      * requires grad: one allocation, no weak pointer to keep in step. */
-    size_t head = TMETA_HEAD;
-    tmeta *fresh = mem_alloc(head + node_bytes(0, 0, 1, t->ndim, 0));
-    if (!fresh) {
+    void *mem = mem_alloc(TMETA_HEAD + meta_node_bytes(t));
+    if (!mem) {
         err_nomem();
         return NULL;
     }
-    /* Not cleared as a whole first: the head is written here once, and node_init_embedded
-     * clears the node's part itself (every leaf that requires grad comes through here: a
-     * memset of the block before either cost a tenth of ag_tensor_set_requires_grad). */
-    *fresh = (tmeta){.next_hook_id = 1};
-    atomic_init(&fresh->refs, 1);
-    atomic_flag_clear_explicit(&fresh->lock, memory_order_relaxed); /* (unpublished) */
-    fresh->acc = node_init_embedded((char *)fresh + head, &ACCUMULATE_GRAD, t);
-    return fresh;
+    return meta_init(mem, t, false);
+}
+
+/* Where tensor_new_scalar_leaf puts the meta in its block: after the header, the storage and
+ * 8 bytes of data (either float dtype). */
+enum { LEAF_DATA_OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15,
+       LEAF_META_OFF = (LEAF_DATA_OFF + 8 + 15) & ~(size_t)15 };
+
+tensor *tensor_new_scalar_leaf(dtype dt)
+{
+    char *block = mem_alloc(LEAF_META_OFF + TMETA_HEAD + node_bytes(0, 0, 1, 0, 0));
+    if (!block) {
+        err_nomem();
+        return NULL;
+    }
+    tensor *t = (tensor *)block;
+    storage *st = (storage *)(t + 1);
+    header_init(t, st, dt, 0, 1, 0);
+    storage_init(st, block, dtype_size(dt), LEAF_DATA_OFF, false);
+    /* (the meta's reference: no other thread can see either yet) */
+    atomic_init(&st->refs, 2);
+    atomic_init(&st->hosts_meta, 1);
+    atomic_init(&t->meta, meta_init(block + LEAF_META_OFF, t, true));
+    return t;
+}
+
+/* Frees m's memory: its own block, or its reference to the storage whose block it lives in. */
+static void meta_free(tmeta *m)
+{
+    if (!m->hosted) {
+        mem_free(m);
+        return;
+    }
+    storage *st = (storage *)((char *)m - LEAF_META_OFF + sizeof(tensor));
+    atomic_store_explicit(&st->hosts_meta, 0, memory_order_relaxed);
+    storage_release(st);
 }
 
 tmeta *tensor_meta(tensor *t)
@@ -601,7 +645,7 @@ void tmeta_release(tmeta *m)
     if (!m || !refs_drop(&m->refs)) return;
     tensor_release(m->grad);
     hook_release(m->hooks);
-    mem_free(m);
+    meta_free(m);
 }
 
 tensor *tensor_grad_get(const tensor *t)

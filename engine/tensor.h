@@ -34,7 +34,17 @@ typedef struct storage {
                            under the queue's lock) */
     _Atomic uint32_t pend; /* deferred kernels that write or read it (defer.h: PEND_*); 0
                               when none: the elements are then what eager execution gives */
+    _Atomic uint8_t hosts_meta; /* 1 while a meta laid out in this block lives (a 0-d leaf
+                                   made with its meta, tensor_new_scalar_leaf): it holds one
+                                   of `refs` (storage_users) */
 } storage;
+
+/* The references to st held by tensors: its count less the one a meta in its block holds
+ * (checks for a gradient nobody else holds compare this, not the count, with 1). */
+static inline long storage_users(storage *st)
+{
+    return atomic_load(&st->refs) - atomic_load_explicit(&st->hosts_meta, memory_order_relaxed);
+}
 
 /* Autograd extras most tensors never need: created on first use, reference counted so a
  * graph node can keep writing a retained gradient after the user dropped the tensor. */
@@ -49,6 +59,8 @@ typedef struct tmeta {
                                   new grad_fn (atomic; tensor_history_moved) */
     bool retains_grad;
     bool caller_thread;        /* some hook must run on the caller's thread */
+    bool hosted;               /* laid out in its tensor's storage block, which it holds a
+                                  reference to (tensor_new_scalar_leaf) */
     struct node *acc;          /* a leaf's AccumulateGrad node, living in this block; its
                                   reference count is 0 while no graph uses it */
 } tmeta;
@@ -138,6 +150,7 @@ static inline __attribute__((always_inline)) void storage_init(storage *st, void
     st->block_aligned = aligned;
     st->wpos = 0;
     atomic_init(&st->pend, 0);
+    atomic_init(&st->hosts_meta, 0);
 }
 
 /** A new 0-d tensor (the fast path of tensor_new; inline: scalar graphs make several per
@@ -157,6 +170,11 @@ static inline tensor *tensor_new_scalar(dtype dt)
     storage_init(st, block, dtype_size(dt), OFF, false);
     return t;
 }
+/** A new 0-d leaf (value unset) made with its meta (and so its AccumulateGrad node) in the
+ *  same block as its header and storage, for a leaf about to require grad: one allocation
+ *  instead of two, and the objects backward and release read of a leaf on adjacent lines.
+ *  The meta holds a reference to the storage, which frees the block. NULL (E_NOMEM). */
+tensor *tensor_new_scalar_leaf(dtype dt);
 /** A new tensor shaped like t (contiguous). */
 tensor *tensor_new_like(const tensor *t, dtype dt);
 /* A new tensor of t's shape with strides as given (a dense layout), or contiguous for NULL. */

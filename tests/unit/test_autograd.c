@@ -1723,6 +1723,47 @@ static void graph_inspection(void)
     ag_tensor_release(b);
 }
 
+/* A hook that replaces a leaf's gradient with a leaf requiring grad, of which it hands over
+ * the only reference: PyTorch's AccumulateGrad keeps new_grad.detach(), so .grad requires no
+ * grad and shares the tensor's memory (version 0). Made in one block with its meta
+ * (ag_tensor_scalar_requires_grad) or not, the replacement is handled alike. */
+static int hosted_replacement;
+static int replace_with_leaf(ag_tensor **new_grad, ag_tensor *grad, void *ud)
+{
+    (void)grad;
+    (void)ud;
+    if (hosted_replacement) return ag_tensor_scalar_requires_grad(new_grad, 3.0, AG_FLOAT32, 1);
+    int rc = ag_tensor_scalar(new_grad, 3.0, AG_FLOAT32);
+    return rc ? rc : ag_tensor_set_requires_grad(*new_grad, 1);
+}
+
+static void hook_replaces_grad_with_leaf(void)
+{
+    for (hosted_replacement = 0; hosted_replacement < 2; hosted_replacement++) {
+        ag_tensor *x, *y, *g = NULL;
+        uint64_t h;
+        int rg = -1, leaf = -1;
+        int64_t v = -1;
+        double val = 0;
+        OK(ag_tensor_scalar_requires_grad(&x, 2.0, AG_FLOAT32, 1));
+        OK(ag_tensor_register_hook(&h, x, replace_with_leaf, 0, NULL, NULL));
+        OK(ag_mul_scalar(&y, x, 5.0));
+        OK(ag_backward(y, NULL, 0));
+        OK(ag_tensor_grad(&g, x));
+        CHECK(g != NULL);
+        if (g) {
+            OK(ag_tensor_requires_grad(&rg, g));
+            OK(ag_tensor_is_leaf(&leaf, g));
+            OK(ag_tensor_version(&v, g));
+            OK(ag_tensor_item(&val, g));
+            CHECK(rg == 0 && leaf == 1 && v == 0 && val == 3.0);
+            ag_tensor_release(g);
+        }
+        ag_tensor_release(y);
+        ag_tensor_release(x);
+    }
+}
+
 /* A gradient handed out (.grad set from none, an ag_grad result) is at version 0 however many
  * contributions it took in place during the pass (PyTorch gives 0 too): its version must not
  * depend on the thread count, and whether a contribution was added in place depends on timing
@@ -2089,6 +2130,7 @@ int main(void)
     inplace_on_view_second_order();
     inplace_on_view_of_gapped_tensor();
     handed_out_gradients_at_version_0();
+    hook_replaces_grad_with_leaf();
     copied_grad_as_pytorch_makes_it();
     seed_and_accumulation();
     backward_errors();
