@@ -593,7 +593,11 @@ AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
  *  may the last bits of the sum of three or more). Hooks: an input's hooks run before its
  *  gradient is captured, and the result is what they made of it (PyTorch's rule since 2.0;
  *  1.13 captured first); an output none of the inputs lies behind (AG_ALLOW_UNUSED) runs no
- *  hook.
+ *  hook. Zeros that PyTorch's formulas make as a ZeroTensor (the derivative of sign, so the
+ *  second derivative of abs and norm) act as one until something writes them: a product
+ *  with them, or a quotient of them, is zeros whatever the other operand holds (inf and NaN
+ *  included), x over them is inf, and a sum takes the other term's layout. So the second
+ *  derivative of |x / y| where y is 0 is 0, as in PyTorch, not NaN.
  *  Errors: as ag_backward; AG_EINVAL if n_outputs or n_inputs is 0. */
 AG_API int ag_grad(ag_tensor **grads_out, ag_tensor *const *outputs,
                    ag_tensor *const *grad_outputs, size_t n_outputs, ag_tensor *const *inputs,
@@ -871,7 +875,10 @@ AG_API int ag_permute(ag_tensor **out, const ag_tensor *t, const int64_t *dims, 
 AG_API int ag_expand(ag_tensor **out, const ag_tensor *t, const int64_t *shape, size_t ndim);
 /** Elements start, start+step, ... before end along dim (a view), like t[start:end:step].
  *  start and end are clamped to the dimension as Python slicing does; negative values
- *  count from the end. Errors: AG_EINVAL if step <= 0. */
+ *  count from the end. The view's stride along dim is t's times step, as in PyTorch, even
+ *  when it holds one element or none (which in-place ops' overlap checks compare); where
+ *  that product does not fit in int64 (PyTorch fails or wraps), a step beyond the size
+ *  counts as the size. Errors: AG_EINVAL if step <= 0. */
 AG_API int ag_slice(ag_tensor **out, const ag_tensor *t, int64_t dim, int64_t start,
                     int64_t end, int64_t step);
 /** length elements from start along dim (a view). start may be negative (from the end) or

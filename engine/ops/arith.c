@@ -118,8 +118,32 @@ static eng_err binary_dtype(tensor *a, tensor *b, binop op, dtype *dt)
     return E_OK;
 }
 
+/* PyTorch's mul and div where an operand is a ZeroTensor (tensor_is_zeros: the zeros of
+ * SgnBackward0's formula and what they make): no arithmetic, whatever the other operand
+ * holds (mul_zerotensor, div_zerotensor). A product, and zeros over a tensor that is not
+ * one, are fresh contiguous zeros marked as a ZeroTensor again; x over zeros is inf and
+ * zeros over zeros NaN, filled. So inf * 0 from a second derivative through abs is 0, as in
+ * PyTorch, not NaN. Of the broadcast shape and the promoted dtype. */
+static __attribute__((noinline)) eng_err zerotensor_binary(tensor **out, tensor *a, tensor *b,
+                                                           binop op)
+{
+    dtype dt = DT_F32;
+    int64_t sh[MAX_DIMS];
+    int nd;
+    eng_err e = binary_dtype(a, b, op, &dt);
+    if (e || (e = broadcast_shapes(a->shape, a->ndim, b->shape, b->ndim, sh, &nd))) return e;
+    bool za = tensor_is_zeros(a), zb = tensor_is_zeros(b);
+    double v = op == B_MUL || !zb ? 0.0 : za ? NAN : INFINITY;
+    if ((e = op_full(out, dt, sh, nd, v))) return e;
+    (*out)->zeros = v == 0.0;
+    return E_OK;
+}
+
 static eng_err binary_raw(tensor **out, tensor *a, tensor *b, binop op)
 {
+    if (__builtin_expect(a->zeros | b->zeros, 0) && (op == B_MUL || op == B_DIV) &&
+        (tensor_is_zeros(a) || tensor_is_zeros(b)))
+        return zerotensor_binary(out, a, b, op);
     /* Two 0-d operands of one float dtype: that dtype, the op's loop on them at once. (Their
      * own array: the one ew_map takes below lives in memory, and was stored before this.) */
     eng_err e;
@@ -147,6 +171,12 @@ static eng_err scalar_raw(tensor **out, tensor *a, double s, scalop op)
     promo_add_scalar(&p, s);
     dtype dt = promo_result(&p);
     if (op == S_DIV && !dtype_is_float(dt)) dt = DT_DEFAULT_FLOAT;
+    if (__builtin_expect(a->zeros, 0) && (op == S_MUL || op == S_DIV) && tensor_is_zeros(a)) {
+        /* a ZeroTensor times or over a scalar: zeros again (see zerotensor_binary) */
+        eng_err e = op_full(out, dt, a->shape, a->ndim, 0.0);
+        if (!e) (*out)->zeros = 1;
+        return e;
+    }
     if (dt == DT_I64 && op == S_POW && s < 0)
         return err_set(E_INVAL, "Integers to negative integer powers are not allowed.");
     double param = s;

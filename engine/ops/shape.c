@@ -505,14 +505,16 @@ eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t en
     if (end > size) end = size;
     /* (without overflow for any step: INT64_MAX once gave a length of -1) */
     int64_t len = end > start ? 1 + (end - start - 1) / step : 0;
-    /* One element or none: any stride does, and stride * step may not fit; a step beyond
-     * the size counts as the size (a[::10] of 10 elements keeps PyTorch's stride 10). */
+    /* The stride is PyTorch's, stride * step, even where one element or none makes any
+     * stride do (x[0:100:2] of one row: PyTorch's overlap checks compare such strides). With
+     * one element or none and a product that does not fit, a step beyond the size counts as
+     * the size (PyTorch fails there, or wraps). */
     int64_t step_eff = len <= 1 && step > size ? (size > 1 ? size : 1) : step;
     int64_t sh[MAX_DIMS], st[MAX_DIMS];
     memcpy(sh, t->shape, (size_t)t->ndim * sizeof(int64_t));
     memcpy(st, t->strides, (size_t)t->ndim * sizeof(int64_t));
     sh[d] = len;
-    st[d] = t->strides[d] * step_eff;
+    if (__builtin_mul_overflow(t->strides[d], step, &st[d])) st[d] = t->strides[d] * step_eff;
     node *n = NULL;
     e = make_view(out, t, sh, st, t->ndim, t->offset + start * t->strides[d], &SLICE_BW, &n);
     if (!e && n) {
@@ -520,7 +522,10 @@ eng_err op_slice(tensor **out, tensor *t, int64_t dim, int64_t start, int64_t en
         contiguous_geom(t, g);
         g->offset = start * g->strides[d];
         g->shape[d] = len;
-        g->strides[d] *= step_eff;
+        int64_t gs;
+        g->strides[d] = __builtin_mul_overflow(g->strides[d], step, &gs)
+                            ? g->strides[d] * step_eff
+                            : gs;
     }
     return e;
 }

@@ -76,7 +76,8 @@ void check_values(const char *what, const ag_tensor *t, const double *want, size
     } else {
         for (size_t i = 0; i < n; i++) {
             bool both_nan = isnan(got[i]) && isnan(want[i]);
-            if (!both_nan && !(fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i])))) {
+            if (!both_nan && got[i] != want[i] && /* (equal infinities included) */
+                !(fabs(got[i] - want[i]) <= tol * (1 + fabs(want[i])))) {
                 fprintf(stderr, "%s: element %zu = %.17g, expected %.17g\n", what, i, got[i],
                         want[i]);
                 harness_failures++;

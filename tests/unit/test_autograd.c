@@ -112,6 +112,31 @@ static void backward_errors(void)
 }
 
 /* d/dx (x^3) = 3x^2, d2/dx2 = 6x, through ag_grad with AG_CREATE_GRAPH. */
+/* The second derivative of |x / y| with y = [0, 1] (PyTorch 1.13, checked): the first is
+ * [inf, -2]; in the second, abs's part is SgnBackward0's ZeroTensor, divided by y on its way
+ * to x, and PyTorch's ZeroTensor over anything is a ZeroTensor: [0, 0], not NaN where y is
+ * 0; the result times inf is 0 again. */
+static void zerotensor_arithmetic(void)
+{
+    ag_tensor *x = vec(AG_FLOAT32, 2, (double[]){2.0, -3.0}), *y = vec(AG_FLOAT32, 2,
+                                                                     (double[]){0.0, 1.0});
+    ag_tensor *w = vec(AG_FLOAT32, 2, (double[]){1.5, 2.0}), *q, *a, *aw, *s, *g, *gs, *g2, *z;
+    OK(ag_tensor_set_requires_grad(x, 1));
+    OK(ag_div(&q, x, y));
+    OK(ag_abs(&a, q));
+    OK(ag_mul(&aw, a, w));
+    OK(ag_sum(&s, aw));
+    OK(ag_grad(&g, &s, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+    check_values("d|x/y|", g, (double[]){INFINITY, -2.0}, 2, 0);
+    OK(ag_sum(&gs, g));
+    OK(ag_grad(&g2, &gs, NULL, 1, &x, 1, 0));
+    check_values("d2|x/y|", g2, (double[]){0.0, 0.0}, 2, 0);
+    OK(ag_mul_scalar(&z, g2, INFINITY));
+    check_values("d2|x/y| * inf", z, (double[]){0.0, 0.0}, 2, 0);
+    ag_tensor *all[] = {x, y, w, q, a, aw, s, g, gs, g2, z};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) ag_tensor_release(all[i]);
+}
+
 static void higher_order(void)
 {
     ag_tensor *x = leaf(2.0), *y, *g1, *g2;
@@ -2135,6 +2160,7 @@ int main(void)
     seed_and_accumulation();
     backward_errors();
     higher_order();
+    zerotensor_arithmetic();
     create_graph_free_graph();
     failed_commit_writes_nothing();
     grad_function();

@@ -454,7 +454,9 @@ static void slice_narrow_select(void)
         {-4, -1, 2, 2, 2, 6, 6},          /* a[-4:-1:2]  -> [6, 8] */
         {INT64_MIN, 2, 1, 2, 1, 0, 0},    /* a[:2]       */
         {20, 30, 1, 0, 1, 10, 0},         /* a[20:30]    -> [] */
-        {3, 10, INT64_MAX, 1, 10, 3, 3},  /* a[3::huge]  -> [3] (the length was -1) */
+        {3, 10, INT64_MAX, 1, INT64_MAX, 3, 3}, /* a[3::huge] -> [3] (the length was -1),
+                                               stride 1 * huge as PyTorch's */
+        {0, 1, 2, 1, 2, 0, 0},            /* a[0:1:2]    -> [0], stride 2 as PyTorch's */
         {0, 10, 9, 2, 9, 0, 0},           /* a[::9]      -> [0, 9] */
         {0, 10, 10, 1, 10, 0, 0},         /* a[::10]     -> [0], stride 10 as in PyTorch */
     };
@@ -484,6 +486,16 @@ static void slice_narrow_select(void)
     double w35[2] = {3, 5};
     check_values("slice of slice", r, w35, 2, 0);
     check_view_of("slice of slice", r, a);
+    ag_tensor_release(r);
+    ag_tensor_release(s1);
+    /* one element whose stride * step does not fit: the step counts as the size (a[::2] has
+     * stride 2: a[::2][1::huge] -> [2], stride 2 * 5) */
+    OK(ag_slice(&s1, a, 0, 0, 10, 2));
+    OK(ag_slice(&r, s1, 0, 1, 5, INT64_MAX));
+    int64_t one[1] = {1}, st10[1] = {10};
+    check_geom("slice, stride * step beyond int64", r, one, st10, 1, 2);
+    double w2[1] = {2};
+    check_values("slice, stride * step beyond int64", r, w2, 1, 0);
     ag_tensor_release(r);
     ag_tensor_release(s1);
     FAILS_OUT(AG_EINVAL, ag_slice, a, 0, 0, 10, 0);
