@@ -132,6 +132,16 @@ def layer_norm_atol(fn, args):
     return 8 * 2.0 ** -24 * finite_max(x) / math.sqrt(args[4]) * scale
 
 
+def per_pair(a, side, other):
+    """An op argument mapped: side(p) for a Pair, [side(p)...] for a list of them, other(a)
+    for the rest."""
+    if isinstance(a, Pair):
+        return side(a)
+    if isinstance(a, list) and a and isinstance(a[0], Pair):
+        return [side(x) for x in a]
+    return other(a)
+
+
 def documented_refusal(fn, args, th_err, ag_err):
     """The tag of a documented divergence where one side refused a call and the other did
     not, or None."""
@@ -337,14 +347,6 @@ class Prog:
         """Runs op fn on both sides. args: Pairs, Python values, lists of Pairs. Returns the
         result Pair (a list of them for several outputs; the target for an in-place op), or
         None when both sides refused the call."""
-        def per_pair(a, side, other):
-            """side(p) for a Pair, [side(p)...] for a list of them, other(a) for the rest."""
-            if isinstance(a, Pair):
-                return side(a)
-            if isinstance(a, list) and a and isinstance(a[0], Pair):
-                return [side(x) for x in a]
-            return other(a)
-
         def ag_arg(a):
             return per_pair(a, lambda p: p.ag, lambda v: v)
 
@@ -447,14 +449,9 @@ class Prog:
         op, run on the library's operands, gives the library's result."""
         if "values differ" not in str(e) or fn in INPLACE or not tensor_args(args):
             return
-        def mine(a):
-            if isinstance(a, Pair):
-                return A.to_torch(a.ag)
-            if isinstance(a, list) and a and isinstance(a[0], Pair):
-                return [A.to_torch(x.ag) for x in a]
-            return a
         try:
-            ref = TORCH[fn](*[mine(a) for a in args]).detach()
+            ref = TORCH[fn](*[per_pair(a, lambda p: A.to_torch(p.ag), lambda v: v)
+                              for a in args]).detach()
         except Exception:  # noqa: BLE001: no verdict then; the mismatch stands
             return
         got = A.to_torch(ag_out)
