@@ -1252,7 +1252,11 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
     tensor *cur = m->grad;
     if (!cur) {
         if (!s->create_graph && grad_is_private(r, g->fn->variable)) {
-            tensor *kept = grad_take_private(r);
+            /* A 0-d leaf made with room for it gets a copy in its own block, where release
+             * finds it beside the leaf; else the gradient itself. */
+            tensor *kept = tensor_grad_in_leaf(m, r);
+            if (kept) tensor_release(r);
+            else kept = grad_take_private(r);
             if (kept) {
                 m->grad = kept;
                 s->cgrad[g->slot0] = NULL;

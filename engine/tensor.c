@@ -10,10 +10,13 @@
 #include "alloc.h"
 #include "graph.h"
 
+static void guest_grad_gone(storage *s);
+
 void storage_release(storage *s)
 {
     if (!s || !refs_drop(&s->refs)) return;
-    if (s->block_aligned) mem_free_aligned(s->block);
+    if (s->block_kind == BLOCK_GUEST) guest_grad_gone(s);
+    else if (s->block_kind == BLOCK_ALIGNED) mem_free_aligned(s->block);
     else mem_free(s->block);
 }
 
@@ -580,14 +583,29 @@ static tmeta *meta_new(tensor *t)
     return meta_init(mem, t, false);
 }
 
-/* Where tensor_new_scalar_leaf puts the meta in its block: after the header, the storage and
- * 8 bytes of data (either float dtype). */
+/* The block tensor_new_scalar_leaf makes, 512 bytes (the largest pooled class): the leaf's
+ * header, storage and data, its .grad's data, its meta and AccumulateGrad node, and room
+ * for its .grad's header and storage (tensor_grad_in_leaf). Each part is 16-byte aligned
+ * (data 8 bytes: either float dtype). */
 enum { LEAF_DATA_OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15,
-       LEAF_META_OFF = (LEAF_DATA_OFF + 8 + 15) & ~(size_t)15 };
+       LEAF_GRAD_DATA_OFF = LEAF_DATA_OFF + 8,
+       LEAF_META_OFF = (LEAF_GRAD_DATA_OFF + 8 + 15) & ~(size_t)15,
+       LEAF_GRAD_OFF = LEAF_META_OFF + TMETA_HEAD + (((sizeof(node) + sizeof(out_meta)) + 15) &
+                                                     ~(size_t)15),
+       LEAF_BLOCK = LEAF_GRAD_OFF + sizeof(tensor) + sizeof(storage) };
+_Static_assert(LEAF_BLOCK <= 512, "a 0-d leaf's block fits the largest pooled class");
+
+/* The storage of the leaf whose block holds `guest` at offset off. */
+static inline storage *leaf_host(const void *guest, size_t off)
+{
+    return (storage *)((char *)guest - off + sizeof(tensor));
+}
 
 tensor *tensor_new_scalar_leaf(dtype dt)
 {
-    char *block = mem_alloc(LEAF_META_OFF + TMETA_HEAD + node_bytes(0, 0, 1, 0, 0));
+    _Static_assert(LEAF_META_OFF + TMETA_HEAD + (sizeof(node) + sizeof(out_meta)) <=
+                       LEAF_GRAD_OFF, "the meta and its node fit before the .grad's room");
+    char *block = mem_alloc(LEAF_BLOCK);
     if (!block) {
         err_nomem();
         return NULL;
@@ -598,9 +616,39 @@ tensor *tensor_new_scalar_leaf(dtype dt)
     storage_init(st, block, dtype_size(dt), LEAF_DATA_OFF, false);
     /* (the meta's reference: no other thread can see either yet) */
     atomic_init(&st->refs, 2);
-    atomic_init(&st->hosts_meta, 1);
+    atomic_init(&st->guests, GUEST_META);
     atomic_init(&t->meta, meta_init(block + LEAF_META_OFF, t, true));
     return t;
+}
+
+tensor *tensor_grad_in_leaf(tmeta *m, const tensor *g)
+{
+    if (!m->hosted || g->ndim != 0 || g->dtype != m->acc->outs[0].dtype) return NULL;
+    storage *host = leaf_host(m, LEAF_META_OFF);
+    if (atomic_load_explicit(&host->guests, memory_order_acquire) & GUEST_GRAD) return NULL;
+    /* The room is free: the last .grad made there, and every view of it, is gone. */
+    char *block = (char *)host - sizeof(tensor);
+    tensor *t = (tensor *)(block + LEAF_GRAD_OFF);
+    storage *st = (storage *)(t + 1);
+    size_t n = dtype_size((dtype)g->dtype);
+    header_init(t, st, g->dtype, 0, 1, 0);
+    storage_init(st, t, n, 0, false); /* (block: the header, so tensor_destroy frees nothing) */
+    st->block_kind = BLOCK_GUEST;
+    st->data = block + LEAF_GRAD_DATA_OFF;
+    memcpy(st->data, tensor_data(g), n);
+    t->zeros = tensor_is_zeros(g);
+    atomic_fetch_add_explicit(&host->refs, 1, memory_order_relaxed);
+    atomic_fetch_or_explicit(&host->guests, GUEST_GRAD, memory_order_relaxed);
+    return t;
+}
+
+/* The storage of a .grad made by tensor_grad_in_leaf has died: its room is free again, and
+ * its reference to the leaf's storage goes. */
+static void guest_grad_gone(storage *s)
+{
+    storage *host = leaf_host(s, LEAF_GRAD_OFF + sizeof(tensor));
+    atomic_fetch_and_explicit(&host->guests, (uint8_t)~GUEST_GRAD, memory_order_release);
+    storage_release(host);
 }
 
 /* Frees m's memory: its own block, or its reference to the storage whose block it lives in. */
@@ -610,8 +658,8 @@ static void meta_free(tmeta *m)
         mem_free(m);
         return;
     }
-    storage *st = (storage *)((char *)m - LEAF_META_OFF + sizeof(tensor));
-    atomic_store_explicit(&st->hosts_meta, 0, memory_order_relaxed);
+    storage *st = leaf_host(m, LEAF_META_OFF);
+    atomic_fetch_and_explicit(&st->guests, (uint8_t)~GUEST_META, memory_order_relaxed);
     storage_release(st);
 }
 

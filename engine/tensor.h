@@ -29,21 +29,29 @@ typedef struct storage {
     size_t nbytes;
     void *data;         /* MEM_DATA_ALIGN-aligned unless nbytes <= 64 */
     void *block;        /* the allocation holding the tensor made with it, this, and data */
-    bool block_aligned; /* block came from mem_alloc_aligned */
+    uint8_t block_kind; /* how the block goes back (BLOCK_*) */
+    _Atomic uint8_t guests; /* GUEST_*: what else lives in this block (a 0-d leaf made with
+                               its meta, tensor_new_scalar_leaf), each holding one of `refs`
+                               (storage_users) */
     uint16_t wpos;      /* the queue position of the queued task that writes it (defer.c,
                            under the queue's lock) */
     _Atomic uint32_t pend; /* deferred kernels that write or read it (defer.h: PEND_*); 0
                               when none: the elements are then what eager execution gives */
-    _Atomic uint8_t hosts_meta; /* 1 while a meta laid out in this block lives (a 0-d leaf
-                                   made with its meta, tensor_new_scalar_leaf): it holds one
-                                   of `refs` (storage_users) */
 } storage;
+/* (48 bytes: a 0-d tensor, header, storage and data, is 152 and takes the 160-byte class) */
+_Static_assert(sizeof(storage) == 48, "the storage stays 48 bytes");
 
-/* The references to st held by tensors: its count less the one a meta in its block holds
+/* BLOCK_GUEST: a storage laid out in another storage's block (a 0-d leaf's .grad, in the
+ * leaf's): releasing it releases that storage instead of freeing anything. */
+enum { BLOCK_MALLOC = 0, BLOCK_ALIGNED = 1, BLOCK_GUEST = 2 };
+enum { GUEST_META = 1, GUEST_GRAD = 2 };
+
+/* The references to st held by tensors: its count less those of the guests in its block
  * (checks for a gradient nobody else holds compare this, not the count, with 1). */
 static inline long storage_users(storage *st)
 {
-    return atomic_load(&st->refs) - atomic_load_explicit(&st->hosts_meta, memory_order_relaxed);
+    unsigned g = atomic_load_explicit(&st->guests, memory_order_relaxed);
+    return atomic_load(&st->refs) - (long)(g & 1) - (long)(g >> 1 & 1);
 }
 
 /* Autograd extras most tensors never need: created on first use, reference counted so a
@@ -147,10 +155,10 @@ static inline __attribute__((always_inline)) void storage_init(storage *st, void
     st->nbytes = nbytes;
     st->data = (char *)block + off;
     st->block = block;
-    st->block_aligned = aligned;
+    st->block_kind = aligned ? BLOCK_ALIGNED : BLOCK_MALLOC;
     st->wpos = 0;
     atomic_init(&st->pend, 0);
-    atomic_init(&st->hosts_meta, 0);
+    atomic_init(&st->guests, 0);
 }
 
 /** A new 0-d tensor (the fast path of tensor_new; inline: scalar graphs make several per
@@ -175,6 +183,12 @@ static inline tensor *tensor_new_scalar(dtype dt)
  *  instead of two, and the objects backward and release read of a leaf on adjacent lines.
  *  The meta holds a reference to the storage, which frees the block. NULL (E_NOMEM). */
 tensor *tensor_new_scalar_leaf(dtype dt);
+/** The .grad of the leaf whose meta m is, made in the leaf's block (tensor_new_scalar_leaf
+ *  left room for it) as a copy of g, a 0-d gradient of the leaf's dtype that no one else
+ *  holds: a fresh 0-d tensor, version 0, which holds a reference to the leaf's storage.
+ *  NULL (nothing done) where the leaf has no such room, or its room is taken (an earlier
+ *  .grad still alive), or g is not such a gradient. m is locked. */
+tensor *tensor_grad_in_leaf(tmeta *m, const tensor *g);
 /** A new tensor shaped like t (contiguous). */
 tensor *tensor_new_like(const tensor *t, dtype dt);
 /* A new tensor of t's shape with strides as given (a dense layout), or contiguous for NULL. */

@@ -229,6 +229,41 @@ static void from_data(void)
             CHECK(v == 6.0);
             ag_tensor_release(g);
         }
+        /* Its .grad, made in that block too (the room for one), may also outlive the leaf,
+         * and a view of it the .grad; while one lives, the next .grad is made elsewhere. */
+        ag_tensor *g1 = NULL, *g2 = NULL, *g3 = NULL, *gv = NULL;
+        int64_t ver = -1;
+        int rg = -1;
+        OK(ag_tensor_scalar_requires_grad(&t, 2.0, AG_FLOAT32, 1));
+        for (int pass = 0; pass < 3; pass++) {
+            OK(ag_mul(&y, t, t)); /* d(t*t)/dt = 4 */
+            OK(ag_backward(y, NULL, 0));
+            ag_tensor_release(y);
+            ag_tensor **slot = pass == 0 ? &g1 : pass == 1 ? &g2 : &g3;
+            OK(ag_tensor_grad(slot, t));
+            OK(ag_tensor_set_grad(t, NULL)); /* the next pass makes a new .grad */
+            CHECK(*slot != NULL);
+            if (!*slot) continue;
+            OK(ag_tensor_item(&v, *slot));
+            OK(ag_tensor_version(&ver, *slot));
+            OK(ag_tensor_requires_grad(&rg, *slot));
+            CHECK(v == 4.0 && ver == 0 && rg == 0);
+            if (pass == 0) {
+                OK(ag_tensor_detach(&gv, g1));
+                ag_tensor_release(g1); /* the view keeps the room taken */
+            }
+            if (pass == 1) {
+                ag_tensor_release(gv); /* the room is free again for pass 2 */
+                OK(ag_mul_scalar_(g2, 2.0)); /* a .grad made elsewhere is a tensor as any */
+                OK(ag_tensor_item(&v, g2));
+                CHECK(v == 8.0);
+            }
+        }
+        ag_tensor_release(t); /* g2 and g3 outlive it */
+        OK(ag_tensor_item(&v, g3));
+        CHECK(v == 4.0);
+        ag_tensor_release(g3);
+        ag_tensor_release(g2);
     }
     /* integer and bool leaves cannot require grad: nothing made, out untouched */
     FAILS_OUT(AG_EDTYPE, ag_tensor_scalar_requires_grad, 1.0, AG_INT64, 1);
