@@ -638,7 +638,12 @@ tensor *tensor_grad_in_leaf(tmeta *m, const tensor *g)
     memcpy(st->data, tensor_data(g), n);
     t->zeros = tensor_is_zeros(g);
     atomic_fetch_add_explicit(&host->refs, 1, memory_order_relaxed);
-    atomic_fetch_or_explicit(&host->guests, GUEST_GRAD, memory_order_relaxed);
+    /* (A store, not a read-modify-write: no other thread changes `guests` now. The meta's
+     * bit stays, as the pass holds the leaf, which holds its meta; the .grad's bit is clear,
+     * and only the death of the .grad storage it stands for clears it.) */
+    atomic_store_explicit(&host->guests,
+                          atomic_load_explicit(&host->guests, memory_order_relaxed) | GUEST_GRAD,
+                          memory_order_relaxed);
     return t;
 }
 
