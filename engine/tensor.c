@@ -587,8 +587,7 @@ static tmeta *meta_new(tensor *t)
  * header, storage and data, its .grad's data, its meta and AccumulateGrad node, and room
  * for its .grad's header and storage (tensor_grad_in_leaf). Each part is 16-byte aligned
  * (data 8 bytes: either float dtype). */
-enum { LEAF_DATA_OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15,
-       LEAF_GRAD_DATA_OFF = LEAF_DATA_OFF + 8,
+enum { LEAF_GRAD_DATA_OFF = SCALAR_DATA_OFF + 8,
        LEAF_META_OFF = (LEAF_GRAD_DATA_OFF + 8 + 15) & ~(size_t)15,
        LEAF_GRAD_OFF = LEAF_META_OFF + TMETA_HEAD + (((sizeof(node) + sizeof(out_meta)) + 15) &
                                                      ~(size_t)15),
@@ -605,15 +604,10 @@ tensor *tensor_new_scalar_leaf(dtype dt)
 {
     _Static_assert(LEAF_META_OFF + TMETA_HEAD + (sizeof(node) + sizeof(out_meta)) <=
                        LEAF_GRAD_OFF, "the meta and its node fit before the .grad's room");
-    char *block = mem_alloc(LEAF_BLOCK);
-    if (!block) {
-        err_nomem();
-        return NULL;
-    }
-    tensor *t = (tensor *)block;
-    storage *st = (storage *)(t + 1);
-    header_init(t, st, dt, 0, 1, 0);
-    storage_init(st, block, dtype_size(dt), LEAF_DATA_OFF, false);
+    tensor *t = scalar_in_block(dt, LEAF_BLOCK);
+    if (!t) return NULL;
+    char *block = (char *)t;
+    storage *st = t->st;
     /* (the meta's reference: no other thread can see either yet) */
     atomic_init(&st->refs, 2);
     atomic_init(&st->guests, GUEST_META);

@@ -161,13 +161,14 @@ static inline __attribute__((always_inline)) void storage_init(storage *st, void
     atomic_init(&st->guests, 0);
 }
 
-/** A new 0-d tensor (the fast path of tensor_new; inline: scalar graphs make several per
- *  node). */
-static inline tensor *tensor_new_scalar(dtype dt)
+/* Where a 0-d tensor's data starts in the block it is made in, after its header and storage. */
+enum { SCALAR_DATA_OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15 };
+
+/* A 0-d tensor (value unset) at the start of a new block of `size` bytes (at least
+ * SCALAR_DATA_OFF + 8), its data at SCALAR_DATA_OFF; NULL (E_NOMEM) on failure. */
+static inline __attribute__((always_inline)) tensor *scalar_in_block(dtype dt, size_t size)
 {
-    /* The 0-d case of tensor_new, without the generic shape handling. */
-    enum { OFF = (sizeof(tensor) + sizeof(storage) + 15) & ~(size_t)15 };
-    char *block = mem_alloc(OFF + 8);
+    char *block = mem_alloc(size);
     if (!block) {
         err_nomem();
         return NULL;
@@ -175,13 +176,18 @@ static inline tensor *tensor_new_scalar(dtype dt)
     tensor *t = (tensor *)block;
     storage *st = (storage *)(t + 1);
     header_init(t, st, dt, 0, 1, 0);
-    storage_init(st, block, dtype_size(dt), OFF, false);
+    storage_init(st, block, dtype_size(dt), SCALAR_DATA_OFF, false);
     return t;
 }
-/** A new 0-d leaf (value unset) made with its meta (and so its AccumulateGrad node) in the
- *  same block as its header and storage, for a leaf about to require grad: one allocation
- *  instead of two, and the objects backward and release read of a leaf on adjacent lines.
- *  The meta holds a reference to the storage, which frees the block. NULL (E_NOMEM). */
+
+/** A new 0-d tensor (the fast path of tensor_new, without its generic shape handling;
+ *  inline: scalar graphs make several per node). */
+static inline tensor *tensor_new_scalar(dtype dt) { return scalar_in_block(dt, SCALAR_DATA_OFF + 8); }
+/** A new 0-d leaf (value unset) made in one block of 512 bytes with its meta (and so its
+ *  AccumulateGrad node) and room for its .grad (tensor_grad_in_leaf), for a leaf about to
+ *  require grad: one allocation instead of three, and what backward and release read of a
+ *  leaf on adjacent lines. The meta and that .grad each hold a reference to the leaf's
+ *  storage, which frees the block. NULL (E_NOMEM). */
 tensor *tensor_new_scalar_leaf(dtype dt);
 /** The .grad of the leaf whose meta m is, made in the leaf's block (tensor_new_scalar_leaf
  *  left room for it) as a copy of g, a 0-d gradient of the leaf's dtype that no one else
