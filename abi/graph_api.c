@@ -103,7 +103,7 @@ AG_API int ag_node_name(const char **out, const ag_node *n)
 {
     CHECK_NOT_NULL("ag_node_name", out, "out");
     CHECK_NOT_NULL("ag_node_name", n, "node");
-    *out = N(n)->name;
+    *out = node_name(N(n));
     return AG_OK;
 }
 
@@ -122,7 +122,7 @@ AG_API int ag_node_next(ag_node **fn_out, int64_t *input_nr_out, const ag_node *
     CHECK_NOT_NULL(fn, n, "node");
     if (i >= N(n)->n_next)
         return api_error(fn, AG_ERANGE, "index %zu out of range: node %s has %u next functions", i,
-                         N(n)->name, (unsigned)N(n)->n_next);
+                         node_name(N(n)), (unsigned)N(n)->n_next);
     node *nx = N(n)->next[i].fn;
     if (nx) node_retain(nx);
     *fn_out = NH(nx);
@@ -136,7 +136,7 @@ AG_API int ag_node_variable(ag_tensor **out, const ag_node *n)
     CHECK_NOT_NULL("ag_node_variable", n, "node");
     tensor *v = N(n)->variable;
     if (!v) return api_error("ag_node_variable", AG_EINVAL, "%s is not an AccumulateGrad node",
-                             N(n)->name);
+                             node_name(N(n)));
     tensor_retain(v);
     *out = TH(v);
     return AG_OK;

@@ -600,7 +600,7 @@ static __attribute__((noinline)) eng_err conform_one(sched *s, const edge *ed, u
                                                      tensor **gp)
 {
     tensor *t = *gp;
-    const out_meta *m = &s->nodes[ti].fn->outs[ed->input_nr];
+    const out_meta *m = &node_outs(s->nodes[ti].fn)[ed->input_nr];
     bool same = t->ndim == m->ndim;
     for (int d = 0; same && d < m->ndim; d++) same = t->shape[d] == m->shape[d];
     if (!same) {
@@ -644,7 +644,7 @@ static eng_err check_anomaly(node *fn, tensor **gout)
             double v = tensor_get_f64(g, i);
             if (isnan(v) || isinf(v))
                 return err_set(E_ANOMALY, "Function '%s' returned %s values in its %dth output.",
-                               fn->name, isnan(v) ? "nan" : "inf", e);
+                               node_name(fn), isnan(v) ? "nan" : "inf", e);
         }
     }
     return E_OK;
@@ -812,14 +812,14 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
                 /* An AccumulateGrad node is its leaf's first history: hooks registered
                  * after an in-place op moved the tensor into the graph belong elsewhere. */
                 if (m && __atomic_load_n(&m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(m, 0, &gin[p], &fn->outs[p], fn->name, parallel);
+                    rc = run_hooks(m, 0, &gin[p], &node_outs(fn)[p], node_name(fn), parallel);
                 continue;
             }
             bool retain = false;
             const meta_link *last = NULL;
             for (meta_link *l = node_links(fn, p); l && !rc; l = link_next(l)) {
                 if (__atomic_load_n(&l->m->hooks, __ATOMIC_ACQUIRE))
-                    rc = run_hooks(l->m, l->hist, &gin[p], &fn->outs[p], fn->name, parallel);
+                    rc = run_hooks(l->m, l->hist, &gin[p], &node_outs(fn)[p], node_name(fn), parallel);
                 retain |= __atomic_load_n(&l->m->retains_grad, __ATOMIC_ACQUIRE) &&
                           meta_hist(l->m) == l->hist;
                 last = l;

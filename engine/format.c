@@ -321,7 +321,7 @@ eng_err tensor_format(char **out, const tensor *t)
     if (t->dtype != DT_DEFAULT_FLOAT && (t->numel == 0 || t->dtype == DT_F64))
         add_suffix(&b, &last, indent, "dtype=torch.", dtype_name((dtype)t->dtype), "");
     if (t->grad_fn)
-        add_suffix(&b, &last, indent, "grad_fn=<", t->grad_fn->name, ">");
+        add_suffix(&b, &last, indent, "grad_fn=<", node_name(t->grad_fn), ">");
     else if (tensor_requires_grad(t)) /* (a no_grad view of such a tensor, too) */
         add_suffix(&b, &last, indent, "requires_grad=True", "", "");
     sb_puts(&b, ")");

@@ -355,7 +355,7 @@ static eng_err check_one(node *n, saved_var *s)
     if ((uint32_t)v == s->version) return E_OK;
     char sh[160];
     fmt_shape(sh, sizeof sh, s->t->shape, s->t->ndim);
-    const char *producer = s->is_output ? n->name : s->t->grad_fn ? s->t->grad_fn->name : NULL;
+    const char *producer = s->is_output ? node_name(n) : s->t->grad_fn ? node_name(s->t->grad_fn) : NULL;
     unsigned nr = s->is_output ? s->output_nr : s->t->output_nr;
     char which[160] = "";
     if (producer) snprintf(which, sizeof which, ", which is output %u of %s,", nr, producer);
@@ -394,7 +394,7 @@ eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out)
     if (s->is_output && c->create_graph) {
         /* Double backward differentiates through this output: give it its grad_fn back. */
         if (c->ntemps == (int)(sizeof c->temps / sizeof c->temps[0]))
-            return err_set(E_INTERNAL, "too many saved outputs unpacked in %s", n->name);
+            return err_set(E_INTERNAL, "too many saved outputs unpacked in %s", node_name(n));
         tensor *t = tensor_alias(s->t, s->t->shape, s->t->strides, s->t->ndim, s->t->offset);
         if (!t) return E_NOMEM;
         node_retain(n);

@@ -82,7 +82,9 @@ static inline void pass_gradient(const bwd_ctx *c, tensor **gin, tensor **gout, 
 }
 
 typedef struct node_type {
-    const char *name;            /* PyTorch's grad_fn name, e.g. "MulBackward0" */
+    const char *name;            /* PyTorch's grad_fn name, e.g. "MulBackward0"; NULL: each
+                                    node has its own (a custom function's), the first field
+                                    of its attributes (node_name) */
     backward_fn backward;
     void (*destroy)(struct node *n); /* optional: free what the attrs own */
 } node_type;
@@ -114,25 +116,41 @@ typedef struct node {
     edge *next;
     saved_var *saved;
     tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
-    /* Scheduler scratch: the backward pass that currently indexes this node. */
-    _Atomic uint64_t sched_owner;
+    union {
+        /* Scheduler scratch: the backward pass that currently indexes this node. */
+        _Atomic uint64_t sched_owner;
+        /* Once the node is dead (no pass can reach it then): its link in the list of nodes
+         * to destroy (tensor.c's reclaim). */
+        struct node *dead_next;
+    };
     uint16_t n_next;   /* edges = forward inputs */
     uint16_t n_out;    /* gradient slots = forward outputs */
     uint16_t n_saved;
     atomic_uchar flags;
     uint32_t sched_idx;
     _Atomic uint32_t busy; /* node_lock: the holding thread's id, or 0 */
-    /* The rest. */
+    /* The rest. (The output metas and the room for their sizes follow the saved slots in
+     * the block: node_outs, node_dims.) */
     int64_t elems;     /* elements of all outputs: the scheduler's measure of the work */
-    const char *name;
-    out_meta *outs;
-    int64_t *dims;      /* room for the outputs' sizes */
     struct meta_link **hooked; /* per output: metas of non-leaf tensors with hooks / retain_grad */
     unsigned epoch;    /* inplace_epoch when recorded */
     uint16_t dims_used;
-    struct node *dead_next;
     alignas(16) unsigned char attrs[];
 } node;
+/* (96 bytes: a binary op's node, edges, saved slots and output meta, is three cache lines) */
+_Static_assert(sizeof(node) == 96, "a node's header stays 96 bytes");
+
+_Static_assert(sizeof(saved_var) == 16 && sizeof(out_meta) == 16,
+               "node_outs and node_dims follow node_parts");
+/** The metadata of n's outputs (n_out of them), after its saved slots in its block. */
+static inline out_meta *node_outs(const node *n) { return (out_meta *)(n->saved + n->n_saved); }
+/** The room for the outputs' sizes, after their metadata. */
+static inline int64_t *node_dims(const node *n) { return (int64_t *)(node_outs(n) + n->n_out); }
+/** PyTorch's name of n's grad_fn ("MulBackward0", a custom function's "<name>Backward"). */
+static inline const char *node_name(const node *n)
+{
+    return n->type->name ? n->type->name : *(const char *const *)(const void *)n->attrs;
+}
 
 extern const node_type ACCUMULATE_GRAD;
 
@@ -254,13 +272,9 @@ static inline __attribute__((always_inline)) node *node_header(void *mem, const 
     n->sched_idx = 0;
     atomic_init(&n->busy, 0);
     n->elems = 0;
-    n->name = type->name;
-    n->outs = (out_meta *)((char *)n + o.outs);
-    n->dims = (int64_t *)((char *)n + o.dims);
     n->hooked = NULL;
     n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
     n->dims_used = 0;
-    n->dead_next = NULL;
     return n;
 }
 
@@ -268,11 +282,11 @@ static inline __attribute__((always_inline)) node *node_header(void *mem, const 
  * copies no sizes, and a call to memcpy for none cost more than the rest). */
 static inline __attribute__((always_inline)) void out_meta_set(node *n, int o, const tensor *like)
 {
-    out_meta *m = &n->outs[o];
+    out_meta *m = &node_outs(n)[o];
     int nd = like->ndim;
     m->dtype = like->dtype;
     m->ndim = (uint8_t)nd;
-    m->shape = n->dims + n->dims_used;
+    m->shape = node_dims(n) + n->dims_used;
     n->dims_used = (uint16_t)(n->dims_used + nd);
     n->elems += like->numel;
     for (int d = 0; d < nd; d++) m->shape[d] = like->shape[d];

@@ -617,7 +617,7 @@ tensor *tensor_new_scalar_leaf(dtype dt)
 
 tensor *tensor_grad_in_leaf(tmeta *m, const tensor *g)
 {
-    if (!m->hosted || g->ndim != 0 || g->dtype != m->acc->outs[0].dtype) return NULL;
+    if (!m->hosted || g->ndim != 0 || g->dtype != node_outs(m->acc)[0].dtype) return NULL;
     storage *host = leaf_host(m, LEAF_META_OFF);
     if (atomic_load_explicit(&host->guests, memory_order_acquire) & GUEST_GRAD) return NULL;
     /* The room is free: the last .grad made there, and every view of it, is gone. */

@@ -24,8 +24,8 @@ struct fn_ctx {
 };
 
 typedef struct custom_attr {
+    char *name; /* "<def.name>Backward"; first: node_name reads it there */
     custom_fn_def def;
-    char *name;
     /* ctx.needs_input_grad, fixed when the function was applied (as PyTorch's: whether the
      * input required grad), whichever inputs a later pass asks for */
     uint64_t needs_input_grad;
@@ -43,7 +43,7 @@ static void custom_destroy(node *n)
 static eng_err check_grad_shape(node *n, int i, const tensor *g)
 {
     const edge *ed = &n->next[i];
-    const out_meta *m = &ed->fn->outs[ed->input_nr];
+    const out_meta *m = &node_outs(ed->fn)[ed->input_nr];
     bool ok = g->ndim >= m->ndim;
     for (int d = 0; ok && d < m->ndim; d++) {
         int64_t want = m->shape[d], got = g->shape[g->ndim - m->ndim + d];
@@ -52,7 +52,7 @@ static eng_err check_grad_shape(node *n, int i, const tensor *g)
     if (ok) return E_OK;
     char a[160], b[160];
     return err_set(E_SHAPE, "Function %s returned an invalid gradient at index %d - got %s but "
-                   "expected shape compatible with %s", n->name, i,
+                   "expected shape compatible with %s", node_name(n), i,
                    fmt_shape(a, sizeof a, g->shape, g->ndim),
                    fmt_shape(b, sizeof b, m->shape, m->ndim));
 }
@@ -67,7 +67,7 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     for (int o = 0; o < n->n_out; o++) {
         g[o] = gin[o];
         if (!g[o]) {
-            out_meta *m = &n->outs[o];
+            out_meta *m = &node_outs(n)[o];
             if ((e = op_full(&g[o], (dtype)m->dtype, m->shape, m->ndim, 0.0))) {
                 g[o] = NULL;
                 break;
@@ -107,7 +107,8 @@ static eng_err custom_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
     return e;
 }
 
-static const node_type CUSTOM = {"CustomBackward", custom_backward, custom_destroy};
+/* (no name of the type's: each node's is its attributes' first field, node_name) */
+static const node_type CUSTOM = {NULL, custom_backward, custom_destroy};
 
 eng_err fn_ctx_save(fn_ctx *c, tensor *t)
 {
@@ -252,7 +253,6 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
                 a->def = *def;
                 a->name = name;
                 a->needs_input_grad = ctx.needs; /* (recording: what forward saw) */
-                n->name = name;
                 atomic_fetch_or(&n->flags, NODE_USER_FORMULA);
                 if (def->caller_thread) atomic_fetch_or(&n->flags, NODE_CALLER_THREAD);
                 for (int i = 0; i < n_in && !e; i++) e = node_set_edge(n, i, ins[i]);

@@ -620,7 +620,7 @@ static eng_err split_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
             tensor_retain(gin[i]);
             parts[i] = gin[i];
         } else {
-            const out_meta *m = &n->outs[i];
+            const out_meta *m = &node_outs(n)[i];
             e = op_full(&parts[i], (dtype)m->dtype, m->shape, m->ndim, 0.0);
             if (e) break;
         }

@@ -672,7 +672,7 @@ static eng_err as_strided_backward(node *n, bwd_ctx *c, tensor **gin, tensor **g
     if (!geom_non_overlapping(&v)) {
         tensor_release(g);
         return err_set(E_INTERNAL, "%s: the view overlaps itself other than by expansion",
-                       n->name);
+                       node_name(n));
     }
     int64_t span = 1;
     for (int i = 0; i < in->ndim; i++) {
@@ -919,7 +919,7 @@ eng_err view_refused(const tensor *t, bool indirect)
     const char *what = indirect ? "its base or another view of its base has been" : "is being";
     if (t->grad_fn)
         snprintf(head, sizeof head, "Output %u of %s is a view and %s modified inplace.",
-                 t->output_nr, t->grad_fn->name, what);
+                 t->output_nr, node_name(t->grad_fn), what);
     else
         snprintf(head, sizeof head,
                  "A view was created in no_grad mode and %s modified inplace with grad mode "
