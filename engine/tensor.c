@@ -583,7 +583,7 @@ static tmeta *meta_new(tensor *t)
     return meta_init(mem, t, false);
 }
 
-/* The block tensor_new_scalar_leaf makes, 512 bytes (the largest pooled class): the leaf's
+/* The block tensor_new_scalar_leaf makes, 480 bytes (a pooled class of its own): the leaf's
  * header, storage and data, its .grad's data, its meta and AccumulateGrad node, and room
  * for its .grad's header and storage (tensor_grad_in_leaf). Each part is 16-byte aligned
  * (data 8 bytes: either float dtype). */
@@ -592,7 +592,7 @@ enum { LEAF_GRAD_DATA_OFF = SCALAR_DATA_OFF + 8,
        LEAF_GRAD_OFF = LEAF_META_OFF + TMETA_HEAD + (((sizeof(node) + sizeof(out_meta)) + 15) &
                                                      ~(size_t)15),
        LEAF_BLOCK = LEAF_GRAD_OFF + sizeof(tensor) + sizeof(storage) };
-_Static_assert(LEAF_BLOCK <= 512, "a 0-d leaf's block fits the largest pooled class");
+_Static_assert(LEAF_BLOCK == 480, "a 0-d leaf's block fills its pooled class (alloc.c)");
 
 /* The storage of the leaf whose block holds `guest` at offset off. */
 static inline storage *leaf_host(const void *guest, size_t off)

@@ -183,7 +183,7 @@ static inline __attribute__((always_inline)) tensor *scalar_in_block(dtype dt, s
 /** A new 0-d tensor (the fast path of tensor_new, without its generic shape handling;
  *  inline: scalar graphs make several per node). */
 static inline tensor *tensor_new_scalar(dtype dt) { return scalar_in_block(dt, SCALAR_DATA_OFF + 8); }
-/** A new 0-d leaf (value unset) made in one block of 512 bytes with its meta (and so its
+/** A new 0-d leaf (value unset) made in one block of 480 bytes with its meta (and so its
  *  AccumulateGrad node) and room for its .grad (tensor_grad_in_leaf), for a leaf about to
  *  require grad: one allocation instead of three, and what backward and release read of a
  *  leaf on adjacent lines. The meta and that .grad each hold a reference to the leaf's

@@ -29,7 +29,7 @@ static int failures;
 /* Request sizes covering every class and both edges of each. */
 static const size_t sizes[] = {1,   16,  48,  49,  64,  65,  80,  81,  96,  97,  112, 113, 128,
                                129, 144, 145, 160, 161, 176, 177, 192, 193, 208, 209, 224, 225,
-                               240, 241, 256, 257, 320, 321, 384, 385, 448, 449, 512};
+                               240, 241, 256, 257, 320, 321, 384, 385, 480, 481, 512};
 #define NSIZES (sizeof sizes / sizeof sizes[0])
 /* Enough blocks that the first region (256 KiB) is used up several times over. */
 enum { PER_SIZE = 3000 };
