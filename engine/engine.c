@@ -1162,11 +1162,18 @@ static inline __attribute__((always_inline)) bool grad_is_private(const tensor *
              !g->base->grad_fn));
 }
 
-/* A private gradient g (grad_is_private) as a leaf's new .grad, taking g's reference.
- * PyTorch keeps new_grad.detach(): a tensor that requires grad (a leaf a hook returned) is
- * kept as a plain tensor on its memory. NULL (g untouched) for want of memory. */
-static tensor *grad_take_private(tensor *g)
+/* A private gradient g (grad_is_private) as the new .grad of the leaf whose meta m is,
+ * taking g's reference. A 0-d leaf made with room for it gets a copy in its own block, where
+ * release finds it beside the leaf (tensor_grad_in_leaf); else g itself. PyTorch keeps
+ * new_grad.detach(): a tensor that requires grad (a leaf a hook returned) is kept as a plain
+ * tensor on its memory. NULL (g untouched) for want of memory. m is locked. */
+static tensor *grad_take_private(tmeta *m, tensor *g)
 {
+    tensor *in_leaf = tensor_grad_in_leaf(m, g);
+    if (in_leaf) {
+        tensor_release(g);
+        return in_leaf;
+    }
     if (__builtin_expect(tensor_requires_grad(g), 0)) {
         tensor *d = tensor_alias(g, g->shape, g->strides, g->ndim, g->offset);
         if (!d) return NULL;
@@ -1184,7 +1191,7 @@ static eng_err accumulate_leaf(tmeta *m, const tensor *var, tensor *g, bool crea
     tmeta_lock(m);
     if (!m->grad) {
         if (!create_graph && grad_is_private(g, var)) {
-            tensor *kept = grad_take_private(g);
+            tensor *kept = grad_take_private(m, g);
             if (kept) {
                 m->grad = kept;
                 g = NULL;
@@ -1252,11 +1259,7 @@ static eng_err commit_leaf(sched *s, uint32_t i, journal *jl, uint32_t *deferred
     tensor *cur = m->grad;
     if (!cur) {
         if (!s->create_graph && grad_is_private(r, g->fn->variable)) {
-            /* A 0-d leaf made with room for it gets a copy in its own block, where release
-             * finds it beside the leaf; else the gradient itself. */
-            tensor *kept = tensor_grad_in_leaf(m, r);
-            if (kept) tensor_release(r);
-            else kept = grad_take_private(r);
+            tensor *kept = grad_take_private(m, r);
             if (kept) {
                 m->grad = kept;
                 s->cgrad[g->slot0] = NULL;
