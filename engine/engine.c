@@ -1371,7 +1371,7 @@ static eng_err commit(sched *s)
         if (k + RUN_AHEAD_NEAR < m) {
             const gnode *a = &s->nodes[order ? order[k + RUN_AHEAD_NEAR] : k + RUN_AHEAD_NEAR];
             if (s->cgrad[a->slot0]) {
-                __builtin_prefetch(node_leaf_meta(a->fn), 1);
+                tensor_leaf_prefetch(node_leaf_meta(a->fn));
                 __builtin_prefetch(s->cgrad[a->slot0], 1);
             }
         }

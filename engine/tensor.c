@@ -595,6 +595,10 @@ enum { LEAF_GRAD_DATA_OFF = SCALAR_DATA_OFF + 8,
                                                      ~(size_t)15),
        LEAF_BLOCK = LEAF_GRAD_OFF + sizeof(tensor) + sizeof(storage) };
 _Static_assert(LEAF_BLOCK == 480, "a 0-d leaf's block fills its pooled class (alloc.c)");
+_Static_assert(LEAF_STORAGE_BEFORE_META == LEAF_META_OFF - sizeof(tensor) &&
+                   LEAF_ROOM_AFTER_META == LEAF_GRAD_OFF - LEAF_META_OFF &&
+                   LEAF_ROOM_BYTES == LEAF_BLOCK - LEAF_GRAD_OFF && LEAF_ROOM_BYTES <= 192,
+               "tensor_leaf_prefetch knows the leaf's layout");
 
 /* The storage of the leaf whose block holds `guest` at offset off. */
 static inline storage *leaf_host(const void *guest, size_t off)
