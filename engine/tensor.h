@@ -195,16 +195,16 @@ tensor *tensor_new_scalar_leaf(dtype dt);
  *  NULL (nothing done) where the leaf has no such room, or its room is taken (an earlier
  *  .grad still alive), or g is not such a gradient. m is locked. */
 tensor *tensor_grad_in_leaf(tmeta *m, const tensor *g);
-/* Where, from its meta, the parts of a 0-d leaf's block lie that commit reads and writes
- * (tensor.c checks them against the layout): its storage and data before the meta, the room
- * for its .grad after the meta and the AccumulateGrad node. */
+/* Where, from its meta, the parts of a 0-d leaf's block lie that making its .grad reads and
+ * writes (tensor.c checks them against the layout): its storage and data before the meta,
+ * the room for its .grad after the meta and the AccumulateGrad node. */
 enum { LEAF_STORAGE_BEFORE_META = 64, LEAF_ROOM_AFTER_META = 176,
        LEAF_ROOM_BYTES = sizeof(tensor) + sizeof(storage) };
-/** Starts fetching, without waiting, the lines commit will touch of the 0-d leaf whose meta
- *  is m (tensor_new_scalar_leaf): the storage that gains a reference, the meta, and the room
- *  the .grad is written into (tensor_grad_in_leaf), which in a graph larger than the caches
- *  were misses one after another. Computes addresses only: for any other meta, a harmless
- *  hint. */
+/** Starts fetching, without waiting, the lines that making a .grad in its room touches of
+ *  the 0-d leaf whose meta is m (tensor_new_scalar_leaf): the storage that gains a
+ *  reference, the meta, and the room (tensor_grad_in_leaf), which in a graph larger than
+ *  the caches were misses one after another. Computes addresses only: for any other meta,
+ *  a harmless hint. */
 static inline void tensor_leaf_prefetch(const tmeta *m)
 {
     const char *p = (const char *)m;

@@ -206,6 +206,7 @@ class HookProg:
             fa, ft, d = (lambda: A.call("ag_clone", x.a)), (lambda: x.t.clone()), "clone"
         elif k == "to":
             dt = F64 if x.t.dtype == F32 else F32
+            HAS_F32[0] = HAS_F32[0] or dt == F32  # (a float64 leaf's values through float32)
             fa, ft, d = (lambda: A.call("ag_to_dtype", x.a, dt)), (lambda: x.t.to(dt)), "to %s" % dt
         elif k == "reshape":
             fa, ft, d = (lambda: A.call("ag_reshape", x.a, [-1])), (lambda: x.t.reshape(-1)), "reshape -1"

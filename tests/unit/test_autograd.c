@@ -1762,6 +1762,60 @@ static int replace_with_leaf(ag_tensor **new_grad, ag_tensor *grad, void *ud)
     return rc ? rc : ag_tensor_set_requires_grad(*new_grad, 1);
 }
 
+/* 0-d leaves made requiring grad get their gradient copied into their block's room for a
+ * .grad as their AccumulateGrad node runs (prepare_leaf_grad), and commit publishes it. A
+ * pass that fails after those nodes ran publishes nothing: no .grad, and the room is free
+ * again for the next pass. Here the failing hook is on u, which discovery indexes after the
+ * leaves a and b (root -> w -> v -> u is one step deeper than root -> p -> a, b), so a and
+ * b still run once u failed (only nodes after the failed one in discovery order skip). */
+static void prepared_leaf_grad_unpublished_on_failure(void)
+{
+    for (int dt = 0; dt < 2; dt++) {
+        ag_dtype d = dt ? AG_FLOAT64 : AG_FLOAT32;
+        ag_tensor *a, *b, *x, *p, *u, *v, *w, *root;
+        OK(ag_tensor_scalar_requires_grad(&a, 2.0, d, 1));
+        OK(ag_tensor_scalar_requires_grad(&b, 3.0, d, 1));
+        OK(ag_tensor_scalar_requires_grad(&x, 5.0, d, 1));
+        OK(ag_mul(&p, a, b));
+        OK(ag_mul_scalar(&u, x, 2.0));
+        OK(ag_mul_scalar(&v, u, 1.0));
+        OK(ag_mul_scalar(&w, v, 1.0));
+        OK(ag_add(&root, p, w));
+        uint64_t h;
+        OK(ag_tensor_register_hook(&h, u, failing_hook, 0, NULL, NULL));
+        FAILS(AG_ECALLBACK, ag_backward(root, NULL, 0));
+        CHECK(isnan(grad_of(a)) && isnan(grad_of(b)) && isnan(grad_of(x)));
+        ag_tensor_release(root);
+        ag_tensor_release(p);
+        /* the next pass takes the rooms again */
+        OK(ag_mul(&p, a, b));
+        OK(ag_backward(p, NULL, 0));
+        CHECK_CLOSE(grad_of(a), 3.0, 0);
+        CHECK_CLOSE(grad_of(b), 2.0, 0);
+        ag_tensor *g;
+        OK(ag_tensor_grad(&g, a));
+        int64_t ver;
+        int rg;
+        OK(ag_tensor_version(&ver, g));
+        OK(ag_tensor_requires_grad(&rg, g));
+        CHECK(ver == 0 && !rg);
+        ag_tensor_release(g);
+        /* and a second pass adds into those .grad tensors */
+        ag_tensor_release(p);
+        OK(ag_mul(&p, a, b));
+        OK(ag_backward(p, NULL, 0));
+        CHECK_CLOSE(grad_of(a), 6.0, 0);
+        CHECK_CLOSE(grad_of(b), 4.0, 0);
+        ag_tensor_release(p);
+        ag_tensor_release(w);
+        ag_tensor_release(v);
+        ag_tensor_release(u);
+        ag_tensor_release(x);
+        ag_tensor_release(b);
+        ag_tensor_release(a);
+    }
+}
+
 static void hook_replaces_grad_with_leaf(void)
 {
     for (hosted_replacement = 0; hosted_replacement < 2; hosted_replacement++) {
@@ -2156,6 +2210,7 @@ int main(void)
     inplace_on_view_of_gapped_tensor();
     handed_out_gradients_at_version_0();
     hook_replaces_grad_with_leaf();
+    prepared_leaf_grad_unpublished_on_failure();
     copied_grad_as_pytorch_makes_it();
     seed_and_accumulation();
     backward_errors();
