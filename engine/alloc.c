@@ -192,11 +192,13 @@ typedef struct pool {
     cursor cur;
     bool carved_before; /* the thread has had a region: the next ones are huge pages */
     scratch sc[SCRATCH_SLOTS];
+    mem_recent recent;        /* mem_recent_ring points here */
     struct pool *prev, *next; /* every live thread's pool, so leak checkers can reach them */
 } pool;
 _Static_assert(offsetof(pool, fs) == 0, "mem_alloc finds the stacks by offset");
 
 static _Thread_local pool *tls_pool __attribute__((tls_model("initial-exec")));
+_Thread_local mem_recent *mem_recent_ring __attribute__((tls_model("initial-exec")));
 static pthread_key_t pool_key;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static pool *all_pools;
@@ -393,6 +395,7 @@ static void pool_drain(void *p)
 {
     pool *pl = p;
     tls_pool = NULL; /* later frees on this exiting thread bypass the pool */
+    mem_recent_ring = NULL;
     for (int k = 0; k < SCRATCH_SLOTS; k++)
         if (pl->sc[k].h) mem_free(pl->sc[k].h + 1);
     pthread_mutex_lock(&shared.lock);
@@ -433,6 +436,7 @@ static pool *my_pool(void)
     all_pools = pl;
     pthread_mutex_unlock(&all_pools_lock);
     tls_pool = pl;
+    mem_recent_ring = &pl->recent;
     return pl;
 }
 

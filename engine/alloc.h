@@ -26,6 +26,19 @@ enum { SCRATCH_SCHED_NODES, SCRATCH_SCHED_EDGES, SCRATCH_SCHED_LEAVES, SCRATCH_S
 void *mem_scratch_take(int slot, size_t *cap);
 void mem_scratch_give(int slot, void *p, size_t cap);
 
+/** The last MEM_RECENT graph nodes this thread made, in a ring (graph.h's node_header notes
+ *  each): the hints that let backward's discovery fetch nodes before it reaches them
+ *  (node_hint). Part of the thread's pool, so it goes with the thread; NULL before the
+ *  thread's first allocation and after its pool is gone. */
+#define MEM_RECENT 32
+typedef struct mem_recent {
+    void *v[MEM_RECENT];
+    unsigned pos;
+} mem_recent;
+/* (a pointer, not the ring: the library's thread-local storage stays small, see
+ * tests/abi/check_tls.sh) */
+extern _Thread_local mem_recent *mem_recent_ring __attribute__((tls_model("initial-exec")));
+
 /** Whether fresh small blocks are carved from the pool's own regions (false under
  *  AddressSanitizer and valgrind, where each is malloc'd so their checkers see it). */
 bool mem_carving(void);

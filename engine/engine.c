@@ -360,6 +360,7 @@ static eng_err discover(sched *s, uint32_t start)
         }
         for (int b = 0; b < nb && !rc; b++) {
             gnode *g = &nodes[batch[b]];
+            node_hint(g->fn);
             if ((rc = visit(s, g))) break;
             /* Its edges: each gets its target and its position among the target's
              * contributions; new targets are indexed and pushed. */

@@ -135,6 +135,8 @@ typedef struct node {
     struct meta_link **hooked; /* per output: metas of non-leaf tensors with hooks / retain_grad */
     unsigned epoch;    /* inplace_epoch when recorded */
     uint16_t dims_used;
+    int32_t hint;      /* node_hint: where the node made MEM_RECENT nodes before this one on
+                          its thread lies, from here, in 16-byte steps; 0: none */
     alignas(16) unsigned char attrs[];
 } node;
 /* (96 bytes: a binary op's node, edges, saved slots and output meta, is three cache lines) */
@@ -254,6 +256,34 @@ static inline size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims
  * (zeros included) instead of clearing the block and then writing half of the header again.
  * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
  * The parts after the header are the caller's. */
+/* Notes n as the newest node of this thread and returns its hint: the offset (in 16-byte
+ * steps, nodes being 16-byte aligned) of the node noted MEM_RECENT nodes before it, 0 if
+ * none or too far. */
+static inline int32_t node_hint_note(node *n)
+{
+    mem_recent *r = mem_recent_ring;
+    if (!r) return 0;
+    unsigned p = r->pos++ % MEM_RECENT;
+    const char *old = r->v[p];
+    r->v[p] = n;
+    ptrdiff_t d = old ? (old - (const char *)n) / 16 : 0;
+    return d >= INT32_MIN && d <= INT32_MAX ? (int32_t)d : 0;
+}
+
+/** Starts fetching the first two lines of the node made MEM_RECENT nodes before n on n's
+ *  thread (which may be gone by now: a hint, never a fault). A graph is made in the order
+ *  backward walks it backwards, so that node is usually one that backward's discovery will
+ *  reach a few steps later: fetched now, it has arrived by then. Discovery otherwise learns
+ *  each node's address only from the node before it (a chain such as s = s + ...: one
+ *  miss after another in a graph larger than the caches). */
+static inline void node_hint(const node *n)
+{
+    if (!n->hint) return;
+    const char *h = (const char *)n + (ptrdiff_t)n->hint * 16;
+    __builtin_prefetch(h);
+    __builtin_prefetch(h + 64);
+}
+
 static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
                                                                int n_next, int n_saved,
                                                                int n_out, node_offsets o)
@@ -275,6 +305,7 @@ static inline __attribute__((always_inline)) node *node_header(void *mem, const 
     n->hooked = NULL;
     n->epoch = atomic_load_explicit(&inplace_epoch, memory_order_acquire);
     n->dims_used = 0;
+    n->hint = node_hint_note(n);
     return n;
 }
 
