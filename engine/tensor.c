@@ -237,6 +237,9 @@ static void drain(void)
             reclaim.nodes = node_dead_next(n);
             if (!reclaim.nodes) reclaim.nodes_tail = NULL;
             else prefetch_dying(reclaim.nodes);
+            /* (a graph dies in about the order backward walks it: the node made MEM_RECENT
+             * nodes before n dies soon after it) */
+            node_hint(n);
             node_destroy(n);
         } else {
             break;
