@@ -35,7 +35,7 @@
  * (~0.1-1 us each); below it, running inline is cheaper than any handoff. */
 #define TASK_MIN_ELEMS 8192
 /* How many nodes (in discovery order) ahead of the current one execute and commit prefetch. */
-#define RUN_AHEAD_FAR 16
+#define RUN_AHEAD_FAR 32
 #define RUN_AHEAD_NEAR 8
 
 /* A node's entry in the pass, 32 bytes: discovery, numbering, the run and cleanup each
