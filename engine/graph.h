@@ -280,8 +280,9 @@ static inline void node_hint(const node *n)
 {
     if (!n->hint) return;
     const char *h = (const char *)n + (ptrdiff_t)n->hint * 16;
-    __builtin_prefetch(h);
-    __builtin_prefetch(h + 64);
+    /* (for writing: discovery claims the node, releasing counts it down) */
+    __builtin_prefetch(h, 1);
+    __builtin_prefetch(h + 64, 1);
 }
 
 static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
