@@ -34,7 +34,10 @@
 /* A node whose gradients hold at least this many elements is worth an OpenMP task
  * (~0.1-1 us each); below it, running inline is cheaper than any handoff. */
 #define TASK_MIN_ELEMS 8192
-/* How many nodes (in discovery order) ahead of the current one execute and commit prefetch. */
+/* How many nodes (in discovery order) ahead of the current one execute and commit prefetch:
+ * the node (and an AccumulateGrad node's leaf) FAR ahead, then its saved tensors NEAR ahead.
+ * Tuned on the scalar workload at 20 000 triples (backward, ns per node: 16 ahead 153-158,
+ * 24 142-147, 32 118-126, 44 122-129, 64 129-134; saved tensors 16 ahead no better). */
 #define RUN_AHEAD_FAR 32
 #define RUN_AHEAD_NEAR 8
 
