@@ -252,10 +252,6 @@ static inline size_t node_bytes(int n_next, int n_saved, int n_out, int out_dims
     return node_parts(n_next, n_saved, n_out, attr_size).dims + (size_t)out_dims * sizeof(int64_t);
 }
 
-/* The header of a node laid out in `mem` as node_parts gives it, every field written once
- * (zeros included) instead of clearing the block and then writing half of the header again.
- * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
- * The parts after the header are the caller's. */
 /* Notes n as the newest node of this thread and returns its hint: the offset (in 16-byte
  * steps, nodes being 16-byte aligned) of the node noted MEM_RECENT nodes before it, 0 if
  * none or too far. */
@@ -285,6 +281,10 @@ static inline void node_hint(const node *n)
     __builtin_prefetch(h + 64, 1);
 }
 
+/* The header of a node laid out in `mem` as node_parts gives it, every field written once
+ * (zeros included) instead of clearing the block and then writing half of the header again.
+ * (Field by field: an initializer of the whole header compiled to a `rep stos` of it first.)
+ * The parts after the header are the caller's. */
 static inline __attribute__((always_inline)) node *node_header(void *mem, const node_type *type,
                                                                int n_next, int n_saved,
                                                                int n_out, node_offsets o)
