@@ -679,7 +679,7 @@ static eng_err as_strided_backward(node *n, bwd_ctx *c, tensor **gin, tensor **g
         if (in->shape[i] == 0) span = 0;
         if (span) span += (in->shape[i] - 1) * in->strides[i];
     }
-    tensor *z = NULL, *scattered = NULL, *gathered = NULL;
+    tensor *z = NULL, *scattered = NULL;
     e = op_full(&z, (dtype)g->dtype, &span, 1, 0.0);
     if (!e) e = op_as_strided_scatter(&scattered, z, g, v.shape, v.strides, v.ndim, v.offset);
     if (!e && !geom_non_overlapping(in)) {
@@ -694,9 +694,8 @@ static eng_err as_strided_backward(node *n, bwd_ctx *c, tensor **gin, tensor **g
             scattered = shared;
         }
     }
-    if (!e) e = op_as_strided(&gathered, scattered, in->shape, in->strides, in->ndim, 0);
-    if (!e) e = op_contiguous(&gout[0], gathered);
-    tensor_release(gathered);
+    /* (the gradient keeps the input's strides, a view of the buffer, as PyTorch's does) */
+    if (!e) e = op_as_strided(&gout[0], scattered, in->shape, in->strides, in->ndim, 0);
     tensor_release(scattered);
     tensor_release(z);
     tensor_release(g);

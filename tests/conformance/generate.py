@@ -2911,6 +2911,17 @@ def layout_cases():
         c.call("ag_zero_", gy)
         c.expect(gw)
         cases.append(c)
+    # A view's grad_fn regenerated after an in-place op through it (AsStridedBackward0) hands
+    # the base its gradient in the base's strides, as PyTorch's as_strided_backward does
+    # (fuzz_autograd hooks seed 24028: a hook on the base saw it contiguous).
+    for kind in ("contig", "t", "perm"):
+        c = Case("layout/inplace_on_view/view_after/%s" % kind)
+        x, v = make(c, kind)
+        y = c.call("ag_clone", v, expect=False)
+        tv = c.call("ag_transpose", y, 0, 1, expect=False)
+        c.call("ag_mul_scalar_", tv, 2.0)
+        c.grad([tv], [y], [grad_like(c, tv)], extra=lay)
+        cases.append(c)
     # What a layout decides next: view and reshape of an elementwise result.
     for kind in ("t", "perm", "strided"):
         c = Case("layout/then_reshape/%s" % kind)
