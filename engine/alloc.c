@@ -86,7 +86,8 @@ typedef struct block_hdr {
                      NOT_POOLED: how far the header is from the allocation's start */
 } block_hdr;
 #define CARVED 1u
-_Static_assert(sizeof(block_hdr) == 16, "block header keeps 16-byte alignment");
+_Static_assert(sizeof(block_hdr) == 16 && sizeof(block_hdr) == MEM_BLOCK_HEADER,
+               "block header keeps 16-byte alignment (and mem_prefetch_block knows it)");
 
 #define POOL_CLASSES 18
 #define NOT_POOLED 0xffffffffu

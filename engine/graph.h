@@ -267,20 +267,15 @@ static inline int32_t node_hint_note(node *n)
 }
 
 /** Starts fetching the node made MEM_RECENT nodes before n on n's thread, from its block
- *  header to its edges (it may be gone by now: a hint, never a fault). A graph is made in the order
- *  backward walks it backwards, so that node is usually one that backward's discovery will
- *  reach a few steps later: fetched now, it has arrived by then. Discovery otherwise learns
- *  each node's address only from the node before it (a chain such as s = s + ...: one
- *  miss after another in a graph larger than the caches). */
+ *  header to its edges, which discovery claims and release counts down and frees (it may be
+ *  gone by now: a hint, never a fault). A graph is made in about the order
+ *  backward walks it backwards, so that node is usually one that discovery, or the graph's
+ *  release, reaches a few steps later: fetched now, it has arrived by then. Discovery
+ *  otherwise learns each node's address only from the node before it (a chain such as
+ *  s = s + ...: one miss after another in a graph larger than the caches). */
 static inline void node_hint(const node *n)
 {
-    if (!n->hint) return;
-    const char *h = (const char *)n + (ptrdiff_t)n->hint * 16;
-    /* (for writing: discovery claims the node, releasing counts it down) */
-    /* (from its block's 16-byte header, which freeing it reads, to its edges) */
-    __builtin_prefetch(h - 16, 1);
-    __builtin_prefetch(h + 48, 1);
-    __builtin_prefetch(h + 112, 1);
+    if (n->hint) mem_prefetch_block((const char *)n + (ptrdiff_t)n->hint * 16, 3);
 }
 
 /* The header of a node laid out in `mem` as node_parts gives it, every field written once

@@ -219,11 +219,7 @@ static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 static void prefetch_dying(const struct node *n)
 {
     for (int i = 0; i < n->n_next; i++)
-        if (n->next[i].fn) {
-            /* (its count, and the block header freeing it reads, a line before for some) */
-            __builtin_prefetch((const char *)n->next[i].fn - 16, 1);
-            __builtin_prefetch((const char *)n->next[i].fn + 48, 1);
-        }
+        if (n->next[i].fn) mem_prefetch_block(n->next[i].fn, 2); /* (its count on) */
     for (int i = 0; i < n->n_saved; i++)
         if (n->saved[i].t) __builtin_prefetch(n->saved[i].t, 1);
 }
