@@ -943,6 +943,7 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
             /* (Not an initializer: that would zero temps[], 64 bytes, for every formula.) */
             bwd_ctx c;
             c.create_graph = create_graph;
+            c.take_saved = !s->retain_graph && !user;
             c.needed = needed;
             c.node = fn;
             c.ntemps = 0;
@@ -955,7 +956,7 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
             if (rc) failed = true;
         }
         if (own) {
-            for (int k = 0; k < fn->n_saved; k++) tensor_release(own[k].t);
+            for (int k = 0; k < fn->n_saved; k++) saved_var_drop(&own[k]);
             mem_free(own);
         } else if (!s->retain_graph && fn->n_saved) {
             bool l = user && node_lock(fn);

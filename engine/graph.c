@@ -111,7 +111,7 @@ void node_destroy(node *n)
 {
     if (n->type->destroy) n->type->destroy(n);
     for (int i = 0; i < n->n_saved; i++) /* (most were freed by the backward pass) */
-        if (n->saved[i].t) tensor_release(n->saved[i].t);
+        if (n->saved[i].t) saved_var_drop(&n->saved[i]);
     if (n->hooked) {
         for (int i = 0; i < n->n_out; i++) {
             for (meta_link *l = n->hooked[i], *next; l; l = next) {
@@ -219,17 +219,64 @@ void node_save(node *n, int i, tensor *t)
     n->saved[i].t = t;
     n->saved[i].version = (uint32_t)tensor_version(t);
     n->saved[i].is_output = false;
+    n->saved[i].by_storage = false;
 }
 
-eng_err node_save_output(node *n, int i, tensor *t)
+/* t's strides are exactly the contiguous ones its shape gives (those of size-1 dimensions
+ * too: a header rebuilt from the shape must not differ in any). */
+static inline bool canonical_strides(const tensor *t)
 {
+    if (!t->ndim) return true;
+    int64_t st[MAX_DIMS];
+    contiguous_strides(t->shape, t->ndim, st);
+    return !memcmp(st, t->strides, (size_t)t->ndim * sizeof *st);
+}
+
+static eng_err save_output(node *n, int i, tensor *t, bool alias_only)
+{
+    saved_var *s = &n->saved[i];
+    const out_meta *om = &node_outs(n)[t->output_nr];
+    s->version = (uint32_t)tensor_version(t);
+    s->is_output = true;
+    s->output_nr = (uint16_t)t->output_nr;
+    /* (the node's metadata must describe t: saved after it was attached, as every op does) */
+    s->by_storage = !alias_only && !t->offset && !t->base && !t->zeros && om->ndim == t->ndim &&
+                    om->dtype == t->dtype && canonical_strides(t);
+    if (s->by_storage) {
+        atomic_fetch_add_explicit(&t->st->refs, 1, memory_order_relaxed);
+        s->st = t->st;
+        return E_OK;
+    }
     tensor *alias = tensor_alias(t, t->shape, t->strides, t->ndim, t->offset);
     if (!alias) return E_NOMEM;
-    n->saved[i].t = alias;
-    n->saved[i].version = (uint32_t)tensor_version(t);
-    n->saved[i].is_output = true;
-    n->saved[i].output_nr = (uint16_t)t->output_nr;
+    s->t = alias;
     return E_OK;
+}
+
+eng_err node_save_output(node *n, int i, tensor *t) { return save_output(n, i, t, false); }
+eng_err node_save_output_alias(node *n, int i, tensor *t) { return save_output(n, i, t, true); }
+
+void saved_var_drop(saved_var *s)
+{
+    /* (atomic: backward's prefetch reads it without the node's lock) */
+    void *p = __atomic_exchange_n(&s->t, NULL, __ATOMIC_RELAXED);
+    if (!p) return;
+    if (s->by_storage) storage_release(p);
+    else tensor_release(p);
+}
+
+/* The dtype and sizes of what slot s holds (for messages). */
+static const int64_t *saved_shape(const node *n, const saved_var *s, int *ndim, dtype *dt)
+{
+    if (s->by_storage) {
+        const out_meta *om = &node_outs(n)[s->output_nr];
+        *ndim = om->ndim;
+        *dt = (dtype)om->dtype;
+        return om->shape;
+    }
+    *ndim = s->t->ndim;
+    *dt = (dtype)s->t->dtype;
+    return s->t->shape;
 }
 
 /* Attaches without touching n's count: the caller hands over one reference. */
@@ -351,10 +398,13 @@ static eng_err freed_error(void)
 
 static eng_err check_one(node *n, saved_var *s)
 {
-    int64_t v = tensor_version(s->t);
+    int64_t v = atomic_load(s->by_storage ? &s->st->version : &s->t->st->version);
     if ((uint32_t)v == s->version) return E_OK;
     char sh[160];
-    fmt_shape(sh, sizeof sh, s->t->shape, s->t->ndim);
+    int ndim;
+    dtype dt;
+    const int64_t *shape = saved_shape(n, s, &ndim, &dt);
+    fmt_shape(sh, sizeof sh, shape, ndim);
     const char *producer = s->is_output ? node_name(n) : s->t->grad_fn ? node_name(s->t->grad_fn) : NULL;
     unsigned nr = s->is_output ? s->output_nr : s->t->output_nr;
     char which[160] = "";
@@ -363,7 +413,7 @@ static eng_err check_one(node *n, saved_var *s)
                    "one of the variables needed for gradient computation has been modified "
                    "by an inplace operation: [%s %s]%s is at version %lld; expected version "
                    "%lld instead",
-                   torch_type_name((dtype)s->t->dtype), sh, which, (long long)v,
+                   torch_type_name(dt), sh, which, (long long)v,
                    (long long)s->version);
 }
 
@@ -377,6 +427,12 @@ eng_err saved_check(node *n)
 eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out)
 {
     saved_var *s = c->own_saved ? &c->own_saved[i] : &n->saved[i];
+    /* (first: an unpacked output may have taken its slot's reference, see below) */
+    for (int k = 0; k < c->ntemps; k++)
+        if (c->temp_slot[k] == i) {
+            *out = c->temps[k];
+            return E_OK;
+        }
     if (!s->t) {
         if (c->own_saved) {
             *out = NULL;
@@ -391,15 +447,34 @@ eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out)
         eng_err e = check_one(n, s);
         if (e) return e;
     }
-    if (s->is_output && c->create_graph) {
-        /* Double backward differentiates through this output: give it its grad_fn back. */
+    if (s->by_storage || (s->is_output && c->create_graph)) {
+        /* A header of the formula's over the output's memory; under create_graph double
+         * backward differentiates through it: it gets its grad_fn back. One per slot, however
+         * often the formula reads it (found above). */
         if (c->ntemps == (int)(sizeof c->temps / sizeof c->temps[0]))
             return err_set(E_INTERNAL, "too many saved outputs unpacked in %s", node_name(n));
-        tensor *t = tensor_alias(s->t, s->t->shape, s->t->strides, s->t->ndim, s->t->offset);
+        tensor *t;
+        if (s->by_storage) {
+            /* A pass about to free the slot hands its reference to the header (one atomic
+             * add and subtract fewer on the storage), and the node reads as freed now, as
+             * it would after saved_release. */
+            const out_meta *om = &node_outs(n)[s->output_nr];
+            bool take = c->take_saved && !c->own_saved;
+            t = tensor_on_storage(s->st, (dtype)om->dtype, om->shape, om->ndim, take);
+            if (t && take) {
+                __atomic_store_n(&s->t, NULL, __ATOMIC_RELAXED);
+                atomic_fetch_or(&n->flags, NODE_RELEASED);
+            }
+        } else {
+            t = tensor_alias(s->t, s->t->shape, s->t->strides, s->t->ndim, s->t->offset);
+        }
         if (!t) return E_NOMEM;
-        node_retain(n);
-        t->grad_fn = n;
-        t->output_nr = s->output_nr;
+        if (c->create_graph) {
+            node_retain(n);
+            t->grad_fn = n;
+            t->output_nr = s->output_nr;
+        }
+        c->temp_slot[c->ntemps] = (int8_t)i;
         c->temps[c->ntemps++] = t;
         *out = t;
         return E_OK;
@@ -428,11 +503,8 @@ void saved_release(node *n)
 {
     bool any = false;
     for (int i = 0; i < n->n_saved; i++) {
-        tensor *t = n->saved[i].t;
-        if (t) {
-            /* (atomic: backward's prefetch reads it without the node's lock) */
-            __atomic_store_n(&n->saved[i].t, NULL, __ATOMIC_RELAXED);
-            tensor_release(t);
+        if (n->saved[i].t) {
+            saved_var_drop(&n->saved[i]);
             any = true;
         }
     }

@@ -23,14 +23,21 @@ typedef struct edge {
     uint8_t ndim;  /* without touching the next node */
 } edge;
 
-/** A tensor saved for backward. Inputs are kept by reference; a node's own outputs are kept
- *  as detached aliases (keeping the output itself would make a reference cycle through its
- *  grad_fn), and get the node back as grad_fn when unpacked under create_graph. */
+/** A tensor saved for backward. Inputs are kept by reference. A node's own output cannot be
+ *  (a reference cycle through its grad_fn): a contiguous one is kept as a reference to its
+ *  storage (by_storage), its geometry being the node's output metadata, and unpacked into a
+ *  header of the formula's (bwd_ctx temps); any other as a detached alias. Either gets the
+ *  node back as grad_fn when unpacked under create_graph. A separate alias block, made in
+ *  forward and read and freed in backward, cost the scalar workload ~5% of its time (docs/performance.md). */
 typedef struct saved_var {
-    tensor *t;
+    union {
+        tensor *t;      /* non-NULL while the slot holds something (either kind) */
+        storage *st;    /* by_storage */
+    };
     uint32_t version;   /* low bits of the version counter when saved */
     uint16_t output_nr;
     bool is_output;
+    bool by_storage;
 } saved_var;
 
 /** Shape and dtype of each forward output, to build zero gradients and check hooks. */
@@ -43,9 +50,13 @@ typedef struct out_meta {
 /** What a backward formula knows of the pass it runs in. */
 typedef struct bwd_ctx {
     bool create_graph;
+    bool take_saved;       /* the pass frees the node's saved variables after the formula
+                              (saved_release): an unpacked output may take the slot's
+                              reference instead of a new one */
     const uint8_t *needed; /* needed[i]: compute the gradient for edge i */
     struct node *node;
     tensor *temps[8];      /* unpacked saved outputs, released after the formula */
+    int8_t temp_slot[8];   /* which saved slot each temp unpacks (one temp per slot) */
     int ntemps;
     saved_var *own_saved;  /* NULL, or the node's saved variables, taken by this pass (a
                               custom function's node, run without retain_graph: see
@@ -377,6 +388,11 @@ eng_err node_set_edge(node *n, int i, tensor *t);
 void node_save(node *n, int i, tensor *t);
 /** Saves n's own output t (already attached as output_nr) in slot i. */
 eng_err node_save_output(node *n, int i, tensor *t);
+/** The same, always as an alias: a custom function's slots, which its formula may read any
+ *  number of (an unpacked output takes one of the formula's 8 temps). */
+eng_err node_save_output_alias(node *n, int i, tensor *t);
+/** Drops what slot s holds, leaving it empty. */
+void saved_var_drop(saved_var *s);
 /** Makes n the grad_fn of out (its output_nr-th output) and records out's shape. */
 void node_set_output(node *n, int output_nr, tensor *out);
 /** The usual case in one call: when should_record(ins), a node of `type` with one edge per
@@ -408,7 +424,8 @@ eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out);
 static inline eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
 {
     const saved_var *s = &n->saved[i];
-    if (__builtin_expect(!c->own_saved && s->t && !(s->is_output && c->create_graph) &&
+    if (__builtin_expect(!c->own_saved && s->t && !s->by_storage &&
+                             !(s->is_output && c->create_graph) &&
                              n->epoch == atomic_load_explicit(&inplace_epoch,
                                                               memory_order_acquire),
                          1)) {

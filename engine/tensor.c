@@ -142,6 +142,22 @@ tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *str
     return t;
 }
 
+tensor *tensor_on_storage(storage *st, dtype dt, const int64_t *shape, int ndim, bool adopt)
+{
+    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
+    if (!t) {
+        err_nomem();
+        return NULL;
+    }
+    if (!adopt) atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    header_init(t, st, dt, ndim, n, 0);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    contiguous_strides(shape, ndim, t->strides);
+    return t;
+}
+
 atomic_uint inplace_epoch;
 
 /* ---- deferred destruction --------------------------------------------------------------- */

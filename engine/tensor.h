@@ -235,6 +235,10 @@ void layout_sort(int *perm, int nd, const int64_t *shape, const int64_t *const *
 /** A new header over t's storage with the given geometry (no autograd, base unset). */
 tensor *tensor_alias(const tensor *t, const int64_t *shape, const int64_t *strides, int ndim,
                      int64_t offset);
+/** A new contiguous header (offset 0, no autograd) over st, which gains a reference (or,
+ *  with adopt, takes over the caller's): the caller vouches that st holds the shape's
+ *  elements of dtype dt. */
+tensor *tensor_on_storage(storage *st, dtype dt, const int64_t *shape, int ndim, bool adopt);
 /** Checks a user-supplied shape (ndim range, non-negative sizes, numel overflow). */
 eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out);
 

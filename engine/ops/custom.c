@@ -288,7 +288,7 @@ eng_err op_custom_apply(tensor **outs, int n_out, tensor *const *ins, int n_in,
                 if (ctx.pending[k] == returned[o] && !is_input && res[o]->grad_fn == n)
                     out_idx = o;
             }
-            if (out_idx >= 0) e = node_save_output(n, k, res[out_idx]);
+            if (out_idx >= 0) e = node_save_output_alias(n, k, res[out_idx]);
             else node_save(n, k, ctx.pending[k]);
         }
         release_all(ctx.pending, ctx.n_pending);

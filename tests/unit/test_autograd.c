@@ -2205,8 +2205,79 @@ static void inplace_on_view_of_gapped_tensor(void)
                         NULL));
 }
 
+/* A contiguous output an op saves for backward (tanh's) is kept as a reference to its memory,
+ * unpacked into a header of the formula's (graph.h, saved_var.by_storage): the version check
+ * and its message, a second pass through the freed graph, retain_graph, create_graph, a
+ * formula outliving the output's handle, and the same for a 0-d output. */
+static void saved_output_by_storage(void)
+{
+    static const int64_t s23[2] = {2, 3};
+    double d[6] = {-1.5, -0.25, 0, 0.5, 1, 2};
+    for (int zero_d = 0; zero_d < 2; zero_d++) {
+        ag_tensor *x, *y, *s, *g, *gg;
+        OK(ag_tensor_from_f64(&x, zero_d ? d + 3 : d, AG_FLOAT64, s23, zero_d ? 0 : 2));
+        OK(ag_tensor_set_requires_grad(x, 1));
+        size_t n = zero_d ? 1 : 6;
+        double y0[6], g1[6], g2[6];
+        for (size_t i = 0; i < n; i++) {
+            double xi = zero_d ? d[3] : d[i], t = tanh(xi);
+            y0[i] = t;
+            g1[i] = 1 - t * t;
+            g2[i] = -2 * t * (1 - t * t);
+        }
+        /* modified in place after it was saved: backward refuses, naming it as PyTorch does */
+        OK(ag_tanh(&y, x));
+        OK(ag_mul_scalar_(y, 2.0));
+        OK(ag_sum(&s, y));
+        FAILS(AG_EVERSION, ag_backward(s, NULL, 0));
+        CHECK(strstr(ag_last_error(), zero_d ? "[torch.DoubleTensor []], which is output 0 of "
+                                               "TanhBackward0, is at version 1; expected "
+                                               "version 0 instead"
+                                             : "[torch.DoubleTensor [2, 3]], which is output 0 "
+                                               "of TanhBackward0, is at version 1; expected "
+                                               "version 0 instead"));
+        ag_tensor_release(s);
+        ag_tensor_release(y);
+        /* the output's handle dropped before backward; retain_graph twice, then a pass that
+         * frees the graph, then one that finds it freed */
+        OK(ag_tanh(&y, x));
+        check_values("tanh", y, y0, n, 1e-15);
+        OK(ag_sum(&s, y));
+        ag_tensor_release(y);
+        for (int pass = 1; pass <= 3; pass++) {
+            OK(ag_backward(s, NULL, pass < 3 ? AG_RETAIN_GRAPH : 0));
+            OK(ag_tensor_grad(&g, x));
+            double want[6];
+            for (size_t i = 0; i < n; i++) want[i] = pass * g1[i];
+            check_values("tanh grad, accumulated", g, want, n, 1e-14);
+            ag_tensor_release(g);
+        }
+        FAILS(AG_EGRAPH, ag_backward(s, NULL, 0));
+        CHECK(strstr(ag_last_error(), "backward through the graph a second time"));
+        ag_tensor_release(s);
+        OK(ag_tensor_set_grad(x, NULL));
+        /* create_graph: the unpacked output has TanhBackward0 back as grad_fn, so the gradient
+         * differentiates again: d2/dx2 tanh = -2 tanh (1 - tanh^2) */
+        OK(ag_tanh(&y, x));
+        OK(ag_sum(&s, y));
+        OK(ag_grad(&g, &s, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+        check_values("tanh grad under create_graph", g, g1, n, 1e-14);
+        ag_tensor *gs;
+        OK(ag_sum(&gs, g));
+        OK(ag_grad(&gg, &gs, NULL, 1, &x, 1, 0));
+        check_values("tanh second derivative", gg, g2, n, 1e-14);
+        ag_tensor_release(gg);
+        ag_tensor_release(gs);
+        ag_tensor_release(g);
+        ag_tensor_release(s);
+        ag_tensor_release(y);
+        ag_tensor_release(x);
+    }
+}
+
 int main(void)
 {
+    saved_output_by_storage();
     retained_under_create_graph_freed();
     needs_input_grad_in_forward();
     inplace_on_view_second_order();
