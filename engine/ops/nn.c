@@ -486,8 +486,18 @@ static eng_err layer_norm_backward(node *n, bwd_ctx *c, tensor **gin, tensor **g
         return e;
     if (c->create_graph) {
         tensor *cg[3] = {NULL, NULL, NULL};
-        if (!(e = ln_backward_graph(x, w, gin[0], a->nd, a->eps, c->needed, cg)))
-            e = ln_double_node(cg, gout);
+        e = ln_backward_graph(x, w, gin[0], a->nd, a->eps, c->needed, cg);
+        /* Laid out as native_layer_norm_backward makes them whatever the incoming gradient's
+         * layout (empty_like with LEGACY_CONTIGUOUS_MEMORY_FORMAT), as without create_graph:
+         * the composed formula follows g's (a transposed g gave a transposed gradient). */
+        for (int k = 0; k < 3 && !e; k++) {
+            tensor *t = NULL;
+            if (cg[k] && !(e = op_contiguous(&t, cg[k]))) {
+                tensor_release(cg[k]);
+                cg[k] = t;
+            }
+        }
+        if (!e) e = ln_double_node(cg, gout);
         for (int k = 0; k < 3; k++) tensor_release(cg[k]);
         return e;
     }

@@ -3087,6 +3087,19 @@ def second_order_cases():
             c.expect(g, data=False)
         second_order(c, y, ins, vgrad=False)
         cases.append(c)
+    # Under create_graph too, layer_norm's gradients are laid out contiguously, as
+    # native_layer_norm_backward makes them, whatever the incoming gradient's layout (a
+    # transposed one gave transposed gradients: fuzz_ops seed 66166).
+    for name, affine in (("w_b", (True, True)), ("b", (False, True)), ("none", (False, False))):
+        c = Case("second_order/layer_norm_grads/transposed_g/%s/float64" % name)
+        x = c.rand([3, 4], "float64")
+        w = c.rand([4], "float64") if affine[0] else None
+        b = c.rand([4], "float64") if affine[1] else None
+        y = c.call("ag_layer_norm", x, [4], w, b, 1e-5)
+        gt = c.call("ag_t", c.rand([4, 3], "float64", rg=False), expect=False)
+        c.grad([y], [t for t in (x, w, b) if t is not None], grad_outputs=[gt],
+               flags=("create_graph",), extra={"layout": True})
+        cases.append(c)
     c = Case("second_order/gather_embedding/float64")
     x = c.rand([4, 3], "float64")
     y = c.call("ag_gather", c.call("ag_exp", x), 0, c.ints([0, 2, 1, 1, 0, 3], [2, 3]))
