@@ -17,6 +17,7 @@ programs avoid the case (see hooks_add_hook and hooks_run). See README.md.
 usage: fuzz_autograd.py --lib build/libautograd.so [--mode hooks|custom|optim] [--seeds A:B]
 """
 import random
+import warnings
 import sys
 
 import torch
@@ -101,6 +102,7 @@ class HookProg:
         self.vars = []
         self.hooklog_a = []
         self.hooklog_t = []
+        self.summed_hooks = set()  # hooks whose tensor's gradient this pass sums over paths
         self.hooks = []   # (var, handle_a, handle_t, id)
         self.custom_none = False  # a custom function whose backward returns None ran
         self.saved_hook_grads = []   # pairs of grads stored by hooks (for identity checks)
@@ -521,9 +523,12 @@ class HookProg:
     def check_state(self, tag):
         for v in self.vars:
             ga = A.grad(v.a)
-            gt = v.t.grad if (v.t.is_leaf or v.t.retains_grad) else None
-            if not v.t.is_leaf and not v.t.retains_grad:
-                gt = None
+            # (a non-leaf's .grad as stored, as PyTorch hands it out, with a warning: one set
+            # while the tensor was a leaf stays when it becomes a non-leaf, say a view whose
+            # base then starts to require grad)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                gt = v.t.grad
             cmpval("%s %s.grad" % (tag, v.name), ga, gt)
             if ga is not None:
                 if A.requires_grad(ga) != gt.requires_grad:
@@ -557,6 +562,13 @@ class HookProg:
                 sa2 = [s for s, n in zip(sa, vt.shape) if n != 1]
                 st2 = [s for s, n in zip(st, vt.shape) if n != 1]
                 if vt.numel() > 1 and sa2 != st2:
+                    # A sum of contributions laid out differently is laid out by whichever
+                    # the engine added first, and PyTorch's order (its ready queue) is not
+                    # the library's fixed one (abi/autograd.h, ag_grad; fuzz_ops.py's
+                    # gradient_layout): engine-specific, counted, not compared.
+                    if hid in self.summed_hooks:
+                        self.stats["summed gradients laid out differently"] += 1
+                        continue
                     raise Mismatch("%s hook%d grad strides ag=%s torch=%s shape=%s" % (tag, hid, sa, st, list(vt.shape)))
         # order of hooks registered on the same tensor
         hv = {}
@@ -572,6 +584,33 @@ class HookProg:
             raise Mismatch("%s per-tensor hook order ag=%s torch=%s" % (tag, seqa, seqt))
         la.clear()
         lt.clear()
+
+    def note_summed_hooks(self, root):
+        """The hooks whose tensor gets its gradient from several edges of the graph a pass
+        from root walks (counted on PyTorch's graph): its hooks see a sum."""
+        self.summed_hooks = set()
+        fn = root.t.grad_fn
+        if fn is None:
+            return
+        into, seen, stack = {}, {id(fn)}, [fn]
+        while stack:
+            n = stack.pop()
+            for nxt, nr in n.next_functions:
+                if nxt is None:
+                    continue
+                key = (id(nxt), nr)
+                into[key] = into.get(key, 0) + 1
+                if hasattr(nxt, "variable"):
+                    into.setdefault(("leaf", id(nxt.variable)), 0)
+                    into[("leaf", id(nxt.variable))] += 1
+                if id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    stack.append(nxt)
+        for v, _, _, hid in self.hooks:
+            t = v.t
+            key = ("leaf", id(t)) if t.grad_fn is None else (id(t.grad_fn), t.output_nr)
+            if into.get(key, 0) > 1:
+                self.summed_hooks.add(hid)
 
     def run(self):
         r = self.r
@@ -613,6 +652,7 @@ class HookProg:
             # abi/autograd.h, ag_grad: an input's hooks run before its gradient is captured
             # (PyTorch 2.0's rule; 1.13 captured first): inputs are drawn among tensors
             # without hooks. The root's and other tensors' hooks run as in 1.13.
+            self.note_summed_hooks(root)
             hooked = set(id(h[0]) for h in self.hooks)
             icands = [v for v in self.vars if v.t.requires_grad and id(v) not in hooked]
             if icands and r.random() < 0.3:

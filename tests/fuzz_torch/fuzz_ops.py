@@ -147,6 +147,17 @@ def documented_refusal(fn, args, th_err, ag_err):
     not, or None."""
     ins = tensor_args(args)
     dts = set(p.th.dtype for p in ins)
+    # PyTorch 1.13 bug: an in-place op on a view whose base gained a history after it was
+    # made (so its grad_fn is regenerated when read) is refused as on "a leaf Variable that
+    # requires grad" unless something read the view's grad_fn first; the library treats the
+    # view as the non-leaf it is, as PyTorch does once grad_fn was read:
+    #   b = torch.zeros(2, 3); v = b.expand(2, 2, 3); b.copy_(torch.rand(2, 3,
+    #   requires_grad=True)); v.copy_(v)  -> RuntimeError: a leaf Variable that requires grad
+    #   ... (with v.grad_fn read before the copy_: fine, v's grad_fn AsStridedBackward0)
+    if th_err is not None and ag_err is None and fn in INPLACE and \
+            "a leaf Variable that requires grad" in str(th_err) and args[0].th._is_view() and \
+            args[0].th.grad_fn is not None:
+        return "pytorch-1.13 in-place on a view before its grad_fn was regenerated"
     if th_err is not None:
         return None
     # PyTorch 1.13 bug: a kernel's dtype check runs only when the kernel has work to do, so
