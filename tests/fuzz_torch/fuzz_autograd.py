@@ -121,6 +121,21 @@ class HookProg:
                 "Expected a proper Tensor but got None" in str(e):
             raise Known("pytorch-1.13 retain_grad of an undefined gradient")
 
+    def leaf_hook_in_grad(self, e, ins):
+        """Raises Known for the PyTorch 1.13 bug below (autograd.grad running the
+        AccumulateGrad of a leaf behind an in-place op on a view) when it shows as that
+        leaf's hook failing (a hook returning a wrong dtype or shape) before the .grad write
+        could be seen: the failing hook was the last PyTorch called, on a leaf that is not an
+        input of the call, and the library called none there (it runs no AccumulateGrad)."""
+        if "error mismatch ag=None" not in str(e) or "hook 'ht' has changed" not in str(e) or \
+                not self.hooklog_t:
+            return
+        hid = self.hooklog_t[-1][0]
+        for v, _, _, h in self.hooks:
+            if h == hid and v.t.is_leaf and all(v is not i for i in ins) and \
+                    all(x[0] != hid for x in self.hooklog_a):
+                raise Known("pytorch-1.13 autograd.grad wrote a leaf's .grad")
+
     # ------------------------------------------------------------------ creation
 
     def leaf(self):
@@ -668,6 +683,7 @@ class HookProg:
                     ra, rt, err = both(self.log, "autograd.grad pass%d root=%s inputs=%s flags=%d" % (p, d, [v.name for v in ins], gfl), fa, ft)
                 except Mismatch as e:
                     self.undefined_retained(e)
+                    self.leaf_hook_in_grad(e, ins)
                     raise
                 # PyTorch 1.13 bug: after an in-place op on a view of a tensor that does not
                 # require grad, autograd.grad (which must leave every .grad alone) runs the
