@@ -258,9 +258,12 @@ eng_err node_save_output_alias(node *n, int i, tensor *t) { return save_output(n
 
 void saved_var_drop(saved_var *s)
 {
-    /* (atomic: backward's prefetch reads it without the node's lock) */
-    void *p = __atomic_exchange_n(&s->t, NULL, __ATOMIC_RELAXED);
+    /* (A store, not an exchange, which x86 locks: the caller owns the slot, under the node's
+     * lock where another pass could read it; backward's prefetch reads it without the lock,
+     * hence atomically.) */
+    void *p = s->t;
     if (!p) return;
+    __atomic_store_n(&s->t, NULL, __ATOMIC_RELAXED);
     if (s->by_storage) storage_release(p);
     else tensor_release(p);
 }
