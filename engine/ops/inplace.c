@@ -72,14 +72,6 @@ typedef struct cs_attr {
                                        a strided view), which the geometry assumes */
 } cs_attr;
 
-/* PyTorch's refusal to write into a tensor that reaches an element twice. */
-static eng_err written_overlap_error(void)
-{
-    return err_set(E_INVAL, "unsupported operation: more than one element of the written-to "
-                   "tensor refers to a single memory location. Please clone() the tensor "
-                   "before performing the operation.");
-}
-
 static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **gout)
 {
     cs_attr *a = node_attrs(n);
@@ -105,11 +97,6 @@ static eng_err copy_slices_backward(node *n, bwd_ctx *c, tensor **gin, tensor **
         for (int k = 0; k < c2.ntemps; k++) tensor_release(c2.temps[k]);
         tensor_release(gslice);
     }
-    /* PyTorch copies the op's gradient into that region of the base's (grad_slice.copy_),
-     * which refuses a region reaching an element twice: an in-place op on an expanded view
-     * (zero_ and fill_ take one) cannot be differentiated there either. */
-    if (!e && c->needed[0] && tensor_internal_overlap(slice) == OVERLAP_YES)
-        e = written_overlap_error();
     if (!e && c->needed[0]) {
         /* The region the op wrote takes the op's gradient; the rest passes through. */
         tensor *src = res[0];
@@ -284,7 +271,10 @@ static void commit_record(ip_rec *r, tensor *t)
  * broadcast over x) is refused as well. */
 static eng_err overlap_check(const tensor *t, const tensor *other)
 {
-    if (tensor_internal_overlap(t) == OVERLAP_YES) return written_overlap_error();
+    if (tensor_internal_overlap(t) == OVERLAP_YES)
+        return err_set(E_INVAL, "unsupported operation: more than one element of the written-to "
+                       "tensor refers to a single memory location. Please clone() the tensor "
+                       "before performing the operation.");
     if (!other) return E_OK;
     mem_overlap o = tensor_overlap(t, other);
     if (o == OVERLAP_TOO_HARD && (o = tensor_overlap_elementwise(t, other)) == OVERLAP_TOO_HARD)
