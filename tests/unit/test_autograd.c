@@ -2275,8 +2275,43 @@ static void saved_output_by_storage(void)
     }
 }
 
+/* abi/autograd.h, in-place operations: a backward through zero_ or fill_ of an expanded view of
+ * a tensor that requires grad gives the gradient, zero where the view wrote, where PyTorch
+ * 1.13 fails (its CopySlices copies the gradient into the expanded region in place). y = x * x
+ * (x [2, 3]), its first row expanded to [3, 3] and filled: x.grad is 0 on that row, 2x on the
+ * other; through the view itself, every gradient reaching x is 0. */
+static void fill_of_expanded_view_backward(void)
+{
+    static const int64_t s23[2] = {2, 3}, s33[2] = {3, 3};
+    double d[6] = {1, 2, 3, 4, 5, 6};
+    for (int through_view = 0; through_view < 2; through_view++)
+        for (int fill = 0; fill < 2; fill++) {
+            ag_tensor *x, *y, *row, *e, *s, *g;
+            OK(ag_tensor_from_f64(&x, d, AG_FLOAT64, s23, 2));
+            OK(ag_tensor_set_requires_grad(x, 1));
+            OK(ag_mul(&y, x, x));
+            OK(ag_narrow(&row, y, 0, 0, 1));
+            OK(ag_expand(&e, row, s33, 2));
+            if (fill) OK(ag_fill_(e, 7.0));
+            else OK(ag_zero_(e));
+            OK(ag_sum(&s, through_view ? e : y));
+            OK(ag_backward(s, NULL, 0));
+            OK(ag_tensor_grad(&g, x));
+            double want[6] = {0, 0, 0, 8, 10, 12};
+            if (through_view) want[3] = want[4] = want[5] = 0;
+            check_values("x.grad through fill_/zero_ of an expanded view", g, want, 6, 0);
+            ag_tensor_release(g);
+            ag_tensor_release(s);
+            ag_tensor_release(e);
+            ag_tensor_release(row);
+            ag_tensor_release(y);
+            ag_tensor_release(x);
+        }
+}
+
 int main(void)
 {
+    fill_of_expanded_view_backward();
     saved_output_by_storage();
     retained_under_create_graph_freed();
     needs_input_grad_in_forward();
