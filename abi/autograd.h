@@ -571,7 +571,9 @@ AG_API int ag_tensor_remove_hook(ag_tensor *t, uint64_t handle);
  *  AG_ENOGRAD ("element 0 of tensors does not require grad and does not have a
  *  grad_fn"), AG_ESHAPE (non-scalar root without grad, or grad of the wrong shape),
  *  AG_EGRAPH (second backward through a freed graph), AG_EVERSION (saved tensor
- *  modified in place), AG_EANOMALY, AG_ECALLBACK, AG_ENOMEM. */
+ *  modified in place; checked at every node the pass reaches, one that gets no gradient
+ *  included, as PyTorch's formulas unpack their saved tensors first), AG_EANOMALY,
+ *  AG_ECALLBACK, AG_ENOMEM. */
 AG_API int ag_backward(ag_tensor *root, ag_tensor *grad, unsigned flags);
 
 /** Computes and returns the gradients of the outputs with respect to the inputs, like

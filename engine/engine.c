@@ -954,6 +954,10 @@ static inline __attribute__((always_inline)) eng_err execute(sched *s, uint32_t 
             if (!rc && !plain) rc = conform(s, g, gout);
             if (!rc && !plain && s->anomaly) rc = check_anomaly(fn, gout);
             if (rc) failed = true;
+        } else if (!failed && fn->n_saved && !(fl & NODE_USER_FORMULA)) {
+            /* PyTorch calls it all the same, with undefined gradients, and its formula
+             * unpacks every saved variable first: one changed in place fails the pass. */
+            if ((rc = saved_check_versions(fn))) failed = true;
         }
         if (own) {
             for (int k = 0; k < fn->n_saved; k++) saved_var_drop(&own[k]);

@@ -427,6 +427,17 @@ eng_err saved_check(node *n)
     return E_OK;
 }
 
+eng_err saved_check_versions(node *n)
+{
+    if (n->epoch == atomic_load_explicit(&inplace_epoch, memory_order_acquire)) return E_OK;
+    for (int i = 0; i < n->n_saved; i++) {
+        if (!n->saved[i].t) continue;
+        eng_err e = check_one(n, &n->saved[i]);
+        if (e) return e;
+    }
+    return E_OK;
+}
+
 eng_err saved_get_slow(node *n, bwd_ctx *c, int i, tensor **out)
 {
     saved_var *s = c->own_saved ? &c->own_saved[i] : &n->saved[i];

@@ -438,6 +438,10 @@ static inline eng_err saved_get(node *n, bwd_ctx *c, int i, tensor **out)
  *  checked when the formula reads them: reading every saved tensor's storage up front
  *  cost a cache miss per node, 10% of a scalar graph's time.) */
 eng_err saved_check(node *n);
+/** Checks the versions of every saved variable n still holds (those a formula reads are
+ *  checked as it reads them): for a node a pass reaches without any gradient, whose formula
+ *  does not run, where PyTorch's still unpacks them all and fails the same way. */
+eng_err saved_check_versions(node *n);
 /** Frees n's saved variables (backward without retain_graph). */
 void saved_release(node *n);
 /** Moves n's saved variables into own[0..n_saved) (the caller releases their tensors), so

@@ -987,6 +987,34 @@ static void custom_backward_without_gradients(void)
     }
 }
 
+/* A node a pass reaches without any gradient (behind a custom function whose backward gives
+ * none) does not run its formula, but its saved tensors are checked all the same, as
+ * PyTorch's formula unpacks them before it looks at the gradients: tanh's output changed in
+ * place fails the pass, naming it; unchanged, the pass succeeds and x gets no gradient. */
+static void saved_checked_without_gradient(void)
+{
+    for (int changed = 0; changed < 2; changed++) {
+        ag_tensor *x = leaf(0.5), *y, *c, *z, *g = NULL;
+        OK(ag_tanh(&y, x));
+        if (changed) OK(ag_mul_scalar_(y, 2.0));
+        OK(ag_clone(&c, y));
+        OK(ag_function_apply(&z, 1, &c, 1, "Drop", twice_forward, drop_backward, 0, NULL, NULL));
+        if (changed) {
+            FAILS(AG_EVERSION, ag_backward(z, NULL, 0));
+            CHECK(strstr(ag_last_error(), "[torch.DoubleTensor []], which is output 0 of "
+                                          "TanhBackward0, is at version 1; expected version 0"));
+        } else {
+            OK(ag_backward(z, NULL, 0));
+        }
+        OK(ag_tensor_grad(&g, x));
+        CHECK(!g);
+        ag_tensor_release(z);
+        ag_tensor_release(c);
+        ag_tensor_release(y);
+        ag_tensor_release(x);
+    }
+}
+
 /* ctx.needs_input_grad read in forward, as PyTorch sets it before forward runs: the inputs
  * that require grad, none under no_grad; index out of range refused. (It was backward's
  * only.) */
@@ -2311,6 +2339,7 @@ static void fill_of_expanded_view_backward(void)
 
 int main(void)
 {
+    saved_checked_without_gradient();
     fill_of_expanded_view_backward();
     saved_output_by_storage();
     retained_under_create_graph_freed();
