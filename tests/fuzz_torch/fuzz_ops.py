@@ -479,16 +479,17 @@ class Prog:
             self.compare_values("%s = %s" % (p.name, line), p.ag, p.th, check_strides=not free,
                                 atol=atol)
         except Mismatch as e:
-            self.amplified(e, fn, args, p.ag)
+            self.amplified(e, fn, args, p.ag, p.th)
             raise
         self.compare_meta("%s = %s" % (p.name, line), p)
         return p
 
-    def amplified(self, e, fn, args, ag_out):
+    def amplified(self, e, fn, args, ag_out, th_out=None):
         """Raises Known when a result's values differ only because its operands did, within
         their tolerances, and the op magnified that (log1p near -1 of a float32 sin that is
         1 ulp off PyTorch's; a product of gradients that cancelled to ~1e-5): PyTorch's own
-        op, run on the library's operands, gives the library's result."""
+        op, run on the library's operands, gives the library's result; or when PyTorch's
+        float32 result is the one further from the exact value (see below)."""
         if "values differ" not in str(e) or fn in INPLACE or not tensor_args(args):
             return
         try:
@@ -500,6 +501,25 @@ class Prog:
         if ref.shape == got.shape and ref.dtype == got.dtype and \
                 torch.allclose(got.double(), ref.double(), rtol=1e-6, atol=0, equal_nan=True):
             raise Known("operands' rounding magnified by the op")
+        # A float32 result that PyTorch rounds worse than the library: its reductions
+        # accumulate in float32 (norm(x, 0.5) of 71 680 elements, seed 122724: 2e-4 off the
+        # exact value, the library's 5e-9). The op in float64 on the same operands decides:
+        # the library's must be as near it as PyTorch's, and near it in float32's terms.
+        if got.dtype != F32:
+            return
+        try:
+            ref64 = TORCH[fn](*[per_pair(a, lambda p: A.to_torch(p.ag).double()
+                                         if A.to_torch(p.ag).dtype == F32 else A.to_torch(p.ag),
+                                         lambda v: v) for a in args]).detach()
+        except Exception:  # noqa: BLE001: no verdict then; the mismatch stands
+            return
+        if ref64.shape != got.shape or not ref64.is_floating_point() or th_out is None:
+            return
+        r64 = ref64.double()
+        ok = torch.isclose(got.double(), r64, rtol=1e-5, atol=0, equal_nan=True) & \
+            ((got.double() - r64).abs() <= (th_out.detach().double() - r64).abs())
+        if bool(ok.all()):
+            raise Known("PyTorch's float32 rounding: the library's result is nearer the exact one")
 
     # ---------------------------------------------------------------- op choice
     def pick(self, pred=None):
