@@ -688,7 +688,8 @@ class HookProg:
                 def ft():
                     return torch.autograd.grad([root.t], [v.t for v in ins], [gt2] if gt2 is not None else None,
                                                allow_unused=True, **tfl)
-                before = [(v, v.t.grad) for v in self.vars if v.t.is_leaf]
+                before = [(v, v.t.grad, None if v.t.grad is None else v.t.grad.detach().clone())
+                          for v in self.vars if v.t.is_leaf]
                 try:
                     ra, rt, err = both(self.log, "autograd.grad pass%d root=%s inputs=%s flags=%d" % (p, d, [v.name for v in ins], gfl), fa, ft)
                 except Mismatch as e:
@@ -700,7 +701,10 @@ class HookProg:
                 # AccumulateGrad of a leaf behind it:
                 #   b = torch.zeros(4, 3); x = b[::2]; w = torch.ones(2, 3, requires_grad=True)
                 #   x.add_(w); torch.autograd.grad(x, w, torch.ones(2, 3)); w.grad  -> ones
-                if any(v.t.grad is not g for v, g in before):
+                # (into a .grad that was there, in place: the same tensor, other values; seed
+                # 204038)
+                if any(v.t.grad is not g or (g is not None and not torch.allclose(
+                        g.detach(), c, rtol=0, atol=0, equal_nan=True)) for v, g, c in before):
                     raise Known("pytorch-1.13 autograd.grad wrote a leaf's .grad")
                 if not err:
                     # (strides not compared: a result summed over paths of different layouts

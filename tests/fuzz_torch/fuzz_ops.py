@@ -83,14 +83,21 @@ class Pair:
     (an in-place op adds its operands to its target's). free_layout: derived from a gradient
     whose strides are the engine's own (see Prog.gradient_layout); its strides are then
     not compared. atol: absolute rounding noise its values may carry from a float32
-    layer_norm (see layer_norm_atol), grown by each op it went through."""
-    __slots__ = ("ag", "th", "name", "parents", "free_layout", "atol")
+    layer_norm (see layer_norm_atol), grown by each op it went through. th64: the same value
+    computed by PyTorch from float64 leaves (see Prog.shadow), or None."""
+    __slots__ = ("ag", "th", "name", "parents", "free_layout", "atol", "th64")
 
-    def __init__(self, ag, th, name, parents=(), free_layout=False, atol=0.0):
+    def __init__(self, ag, th, name, parents=(), free_layout=False, atol=0.0, th64=None):
         self.ag, self.th, self.name = ag, th, name
         self.parents = list(parents)
         self.free_layout = free_layout
         self.atol = atol
+        self.th64 = th64
+
+
+def widened(x):
+    """x in float64 where it is float32 (a fresh tensor either way)."""
+    return x.double() if x.dtype == F32 else x.clone()
 
 
 def tensor_args(args):
@@ -223,6 +230,7 @@ class Prog:
         self.layer_norm_zero = False  # a float32 layer_norm gave values 0 within its noise
         self.layer_norm_noise = 0.0  # the largest such noise bound (layer_norm_atol)
         self.layer_norm_bwd_noise = 0.0  # layer_norm_backward_noise, the largest
+        self.shadow_broken = False  # an in-place op's float64 shadow failed (see shadow)
         self.mixed_mse = False
         self.inplace_on_empty_view = False
         self.gathered = []  # (torch input of a gather that requires grad, its version then)
@@ -353,11 +361,13 @@ class Prog:
         name = self.fresh()
         ag = A.from_torch(x)
         th = x.clone()
+        th64 = widened(x)
         if rg:
             A.set_requires_grad(ag, True)
             th.requires_grad_(True)
+            th64.requires_grad_(True)
         self.say("%s = leaf(%s, rg=%s)  # %s" % (name, dt, rg, x.tolist()))
-        p = Pair(ag, th, name)
+        p = Pair(ag, th, name, th64=th64)
         if rg:
             self.leaves.append(p)
         return p
@@ -416,6 +426,7 @@ class Prog:
                 ag_out = A.call(fn, *[ag_arg(a) for a in args])
         except A.AgError as e:
             ag_err = e
+        th64_out = self.shadow(fn, args) if th_err is None and ag_err is None else None
         if (th_err is None) != (ag_err is None):
             self.say(line)
             tag = documented_refusal(fn, args, th_err, ag_err)
@@ -447,6 +458,8 @@ class Prog:
             self.say(line)
             self.inplace_ran = True
             tgt = args[0]
+            if th64_out is None:  # (its shadow, and every view's of it, was not written)
+                self.shadow_broken = True
             tgt.parents += ins[1:]
             tgt.free_layout = tgt.free_layout or free
             tgt.atol = max(tgt.atol, atol)
@@ -458,15 +471,18 @@ class Prog:
             if len(ag_out) != len(th_out):
                 self.say(line)
                 raise Mismatch("%s: #outputs ag=%d torch=%d" % (line, len(ag_out), len(th_out)))
-            res = [Pair(ao, to, self.fresh(), ins, free, atol)
-                   for ao, to in zip(ag_out, th_out)]
+            res = [Pair(ao, to, self.fresh(), ins, free, atol,
+                        th64_out[k] if isinstance(th64_out, (list, tuple)) and
+                        len(th64_out) == len(th_out) else None)
+                   for k, (ao, to) in enumerate(zip(ag_out, th_out))]
             self.say("%s = %s" % (", ".join(p.name for p in res), line))
             for p in res:
                 self.compare_values("%s of %s" % (p.name, line), p.ag, p.th,
                                     check_strides=not free, atol=atol)
                 self.compare_meta("%s of %s" % (p.name, line), p)
             return res
-        p = Pair(ag_out, th_out, self.fresh(), ins, free, atol)
+        p = Pair(ag_out, th_out, self.fresh(), ins, free, atol,
+                 th64_out if isinstance(th64_out, torch.Tensor) else None)
         self.say("%s = %s" % (p.name, line))
         if fn == "ag_layer_norm" and atol > 0 and \
                 (th_out.detach().abs() <= atol).any():
@@ -483,6 +499,41 @@ class Prog:
             raise
         self.compare_meta("%s = %s" % (p.name, line), p)
         return p
+
+    def shadow(self, fn, args):
+        """The op run by PyTorch on the operands' float64 shadows (an in-place op changes its
+        target's shadow in place), or None where an operand has none or PyTorch refuses
+        (dtype rules differ there): a reference for the float32 rounding of gradients, which
+        PyTorch and the library accumulate differently (see nearer_exact)."""
+        if any(p.th64 is None for p in tensor_args(args)):
+            return None
+        a64 = [per_pair(a, lambda p: p.th64, lambda v: v) for a in args]
+        try:
+            if fn in ("ag_split", "ag_chunk"):
+                t, a, d = a64[0], a64[1], a64[2]
+                return list(torch.split(t, a, d) if fn == "ag_split" else torch.chunk(t, a, d))
+            return TORCH[fn](*a64)
+        except Exception:  # noqa: BLE001: no shadow then
+            return None
+
+    def nearer_exact(self, e, lf, g_ag, g_th):
+        """Raises Known when a float32 gradient that differs from PyTorch's is the nearer of
+        the two to the gradient PyTorch computes from float64 leaves, and near it in float32's
+        terms (log1p of a float32 layer_norm output 1e-5 from -1, seed 201398: the exact
+        1.249976, the library's 1.251057, PyTorch's 1.261719)."""
+        g64 = None
+        if not self.shadow_broken and lf.th64 is not None and (lf.th64.is_leaf or lf.th64.retains_grad):
+            g64 = lf.th64.grad
+        if "values differ" not in str(e) or g64 is None or not self.has_f32:
+            return
+        v = A.to_torch(g_ag).double()
+        r = g64.detach().double()
+        if v.shape != r.shape:
+            return
+        ok = torch.isclose(v, r, rtol=1e-3, atol=1e-4, equal_nan=True) & \
+            ((v - r).abs() <= (g_th.detach().double() - r).abs())
+        if bool(ok.all()):
+            raise Known("PyTorch's float32 rounding: the library's gradient is nearer the exact one")
 
     def amplified(self, e, fn, args, ag_out, th_out=None):
         """Raises Known when a result's values differ only because its operands did, within
@@ -592,7 +643,8 @@ class Prog:
         if kind == "detach_inplace":
             # an in-place op on a detached alias changes the original's values too, and
             # bumps the version counter both share
-            d = Pair(A.detach(a.ag), a.th.detach(), self.fresh(), [], a.free_layout, a.atol)
+            d = Pair(A.detach(a.ag), a.th.detach(), self.fresh(), [], a.free_layout, a.atol,
+                     a.th64.detach() if a.th64 is not None else None)
             self.say("%s = detach(%s)" % (d.name, a.name))
             if r.random() < 0.5:
                 self.run("ag_add_scalar_", [d, self.scalar()])
@@ -602,6 +654,8 @@ class Prog:
         if kind == "retain":
             if a.th.requires_grad and not a.th.is_leaf:
                 a.th.retain_grad()
+                if a.th64 is not None and a.th64.requires_grad and not a.th64.is_leaf:
+                    a.th64.retain_grad()
                 A.retain_grad(a.ag)
                 self.say("retain_grad(%s)" % a.name)
                 self.retained.append(a)
@@ -938,7 +992,7 @@ class Prog:
     def _const(self, x):
         name = self.fresh()
         self.say("%s = const(%s)  # %s" % (name, x.dtype, x.tolist()))
-        return Pair(A.from_torch(x), x.clone(), name)
+        return Pair(A.from_torch(x), x.clone(), name, th64=widened(x))
 
     # ---------------------------------------------------------------- gradients
     def weighted_root(self, outs):
@@ -1080,6 +1134,12 @@ class Prog:
             A.backward(root.ag)
         except A.AgError as e:
             ag_err = e
+        if th_err is None and root.th64 is not None and root.th64.requires_grad:
+            try:
+                root.th64.backward()
+            except Exception:  # noqa: BLE001: no reference then
+                for lf in leaves:
+                    lf.th64 = None
         self.retain_grad_of_undefined(th_err, ag_err)
         if self.compare_error("backward", th_err, ag_err):
             return
@@ -1093,7 +1153,11 @@ class Prog:
                 raise Mismatch("grad of %s: presence ag=%s torch=%s" % (
                     lf.name, g_ag is not None, g_th is not None))
             if g_th is not None:
-                self.compare_values("grad of %s" % lf.name, g_ag, g_th, loose=True)
+                try:
+                    self.compare_values("grad of %s" % lf.name, g_ag, g_th, loose=True)
+                except Mismatch as e:
+                    self.nearer_exact(e, lf, g_ag, g_th)
+                    raise
 
     def retain_grad_of_undefined(self, th_err, ag_err):
         """Raises Known where PyTorch failed as below and the library did not."""
