@@ -88,6 +88,23 @@ void check_values(const char *what, const ag_tensor *t, const double *want, size
     free(got);
 }
 
+void check_two_orders(const char *what, ag_tensor *x, ag_tensor *y, const double *d1,
+                      const double *d2, size_t n, double tol1, double tol2, const char *bw_name)
+{
+    ag_tensor *s, *g, *gs, *gg;
+    OK(ag_sum(&s, y));
+    OK(ag_grad(&g, &s, NULL, 1, &x, 1, AG_CREATE_GRAPH));
+    check_values(what, g, d1, n, tol1);
+    if (bw_name) CHECK_STR(grad_fn_name(g), bw_name);
+    OK(ag_sum(&gs, g));
+    OK(ag_grad(&gg, &gs, NULL, 1, &x, 1, 0));
+    check_values(what, gg, d2, n, tol2);
+    ag_tensor_release(gg);
+    ag_tensor_release(gs);
+    ag_tensor_release(g);
+    ag_tensor_release(s);
+}
+
 /* ---- gradient checks ---- */
 static uint64_t lcg_state;
 static double lcg_uniform(void)

@@ -88,6 +88,11 @@ double *values(const ag_tensor *t, int64_t *numel);
 const char *grad_fn_name(const ag_tensor *t);
 /** Asserts that t's values equal want[0..n) within tol (relative + absolute). */
 void check_values(const char *what, const ag_tensor *t, const double *want, size_t n, double tol);
+/** Asserts that d sum(y) / dx, taken under AG_CREATE_GRAPH, equals d1[0..n) within tol1 (and
+ *  that its grad_fn is bw_name, unless NULL), and that the derivative of its sum equals
+ *  d2[0..n) within tol2: first and second order of y = f(x), x a leaf of n elements. */
+void check_two_orders(const char *what, ag_tensor *x, ag_tensor *y, const double *d1,
+                      const double *d2, size_t n, double tol1, double tol2, const char *bw_name);
 
 /* ---- gradient checks (float64) ---- */
 /** A differentiable function of n inputs (borrowed); stores its output in *out. */
