@@ -277,6 +277,7 @@ class HookProg:
     def inplace(self, x, view):
         r = self.r
         s = r.choice([2.0, 0.5])
+        operands = [x]
         if view and x.t.dim() >= 1:
             i = r.randrange(x.t.shape[0])
             def fa():
@@ -296,11 +297,25 @@ class HookProg:
             else:
                 cands = [v for v in self.fvars() if v.t.dim() == 0 or v.t.shape == x.t.shape]
                 y = r.choice(cands)
+                operands.append(y)
                 fa = lambda: A.inplace("ag_add_", x.a, y.a)
                 ft = lambda: x.t.add_(y.t)
                 kind = "add_(%s)" % y.name
             d = "%s.%s %s" % (x.name, kind, s)
-        both(self.log, d, fa, ft)
+        try:
+            both(self.log, d, fa, ft)
+        except Mismatch as e:
+            # Strides of size-1 dimensions are the two sides' own here (a leaf made with a
+            # layout takes a contiguous copy on PyTorch's side: [4, 1] strides [1, 4] here,
+            # (1, 1) there), and PyTorch's partial-overlap check compares every stride, as the
+            # library's does: a [1, 1] view and its transpose are refused on the side where
+            # their size-1 strides differ (seed 411367). Not a difference of the library's.
+            if "some elements of the input tensor" in str(e) and any(
+                    any(n == 1 and sa != st for n, sa, st in
+                        zip(v.t.shape, A.strides(v.a), v.t.stride()))
+                    for v in operands):
+                raise Known("size-1 strides differ between the sides: the partial-overlap check")
+            raise
         self.meta(x)
         self.poison()
 
