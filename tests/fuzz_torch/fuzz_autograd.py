@@ -305,11 +305,11 @@ class HookProg:
         try:
             both(self.log, d, fa, ft)
         except Mismatch as e:
-            # Strides of size-1 dimensions are the two sides' own here (a leaf made with a
-            # layout takes a contiguous copy on PyTorch's side: [4, 1] strides [1, 4] here,
-            # (1, 1) there), and PyTorch's partial-overlap check compares every stride, as the
-            # library's does: a [1, 1] view and its transpose are refused on the side where
-            # their size-1 strides differ (seed 411367). Not a difference of the library's.
+            # Strides of size-1 dimensions may differ between the two sides (not compared:
+            # they take no step), and PyTorch's partial-overlap check compares every stride,
+            # as the library's does: a [1, 1] view of a transposed leaf and its transpose were
+            # [1, 4] and [4, 1] here, (1, 1) and (1, 1) in PyTorch, so refused here only (seed
+            # 411367). PyTorch refuses them as well where its strides differ so.
             if "some elements of the input tensor" in str(e) and any(
                     any(n == 1 and sa != st for n, sa, st in
                         zip(v.t.shape, A.strides(v.a), v.t.stride()))
