@@ -936,22 +936,25 @@ AG_API int ag_scatter_add(ag_tensor **out, const ag_tensor *t, int64_t dim,
  *  beyond float32's) is AG_EINVAL, as in PyTorch. */
 AG_API int ag_masked_fill(ag_tensor **out, const ag_tensor *t, const ag_tensor *mask,
                           double value);
-/** Concatenates n tensors along dim (shapes equal elsewhere; dtypes promote). */
+/** Concatenates n tensors along dim (shapes equal elsewhere; dtypes promote). Recorded for
+ *  backward, at most 65535 tensors (a node counts its edges in 16 bits): more, where one
+ *  requires grad under grad mode, is AG_EINVAL (PyTorch has no such limit). */
 AG_API int ag_cat(ag_tensor **out, ag_tensor *const *tensors, size_t n, int64_t dim);
-/** Stacks n tensors of equal shape along a new dim. */
+/** Stacks n tensors of equal shape along a new dim. At most 65535 when recorded, as ag_cat. */
 AG_API int ag_stack(ag_tensor **out, ag_tensor *const *tensors, size_t n, int64_t dim);
 /** The number of pieces ag_split makes: ceil(size(dim) / split_size) (at least 1). */
 AG_API int ag_split_count(size_t *out, const ag_tensor *t, int64_t split_size, int64_t dim);
 /** Splits t along dim into views of split_size (the last may be smaller), like torch.split.
  *  n_outs must equal ag_split_count. Errors: AG_EINVAL (split_size < 0, or 0 on a non-empty
  *  dim; wrong n_outs; more than 2^31 - 1 pieces, which ag_split_count may report for a large
- *  expanded view). */
+ *  expanded view; more than 65535 pieces of a tensor that requires grad under grad mode: a
+ *  node counts its outputs in 16 bits, where PyTorch has no such limit). */
 AG_API int ag_split(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t split_size,
                     int64_t dim);
 /** The number of pieces ag_chunk makes (torch.chunk may return fewer than asked). */
 AG_API int ag_chunk_count(size_t *out, const ag_tensor *t, int64_t chunks, int64_t dim);
 /** Splits t into views, like torch.chunk. n_outs must equal ag_chunk_count (at most
- *  2^31 - 1 pieces, else AG_EINVAL, as ag_split). */
+ *  2^31 - 1 pieces, and 65535 of a tensor that requires grad, else AG_EINVAL, as ag_split). */
 AG_API int ag_chunk(ag_tensor **outs, size_t n_outs, const ag_tensor *t, int64_t chunks,
                     int64_t dim);
 
