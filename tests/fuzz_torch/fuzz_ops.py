@@ -535,24 +535,39 @@ class Prog:
         except Exception:  # noqa: BLE001: no shadow then
             return None
 
-    def nearer_exact(self, e, lf, g_ag, g_th):
-        """Raises Known when a float32 gradient that differs from PyTorch's is the nearer of
-        the two to the gradient PyTorch computes from float64 leaves, and near it in float32's
-        terms (log1p of a float32 layer_norm output 1e-5 from -1, seed 201398: the exact
-        1.249976, the library's 1.251057, PyTorch's 1.261719)."""
-        g64 = None
-        if not self.shadow_broken and lf.th64 is not None and (lf.th64.is_leaf or lf.th64.retains_grad):
-            g64 = lf.th64.grad
+    def shadow_grad(self, root, leaves, create_graph=False):
+        """The float64 shadow's gradients of root with respect to leaves (None entries where
+        a leaf has none), or None where the shadow cannot give them."""
+        if self.shadow_broken or root.th64 is None or not root.th64.requires_grad or \
+                any(lf.th64 is None for lf in leaves):
+            return None
+        try:
+            return list(torch.autograd.grad([root.th64], [lf.th64 for lf in leaves],
+                                            create_graph=create_graph, allow_unused=True))
+        except Exception:  # noqa: BLE001: no reference then
+            return None
+
+    def nearer_exact(self, e, g64, g_ag, g_th):
+        """Raises Known when a float32 gradient that differs from PyTorch's is off the
+        gradient PyTorch computes from float64 leaves by no more than twice what PyTorch's
+        own is off it: float32 rounding, no worse than PyTorch's. Seed 201398, log1p of a
+        float32 layer_norm output 1e-5 from -1: the exact 1.249976, the library's 1.251057,
+        PyTorch's 1.261719. Seed 608791, a second derivative that is 0 exactly (t / x * x
+        differentiated twice): 1e-4 of noise on either side, at other elements."""
         if "values differ" not in str(e) or g64 is None or not self.has_f32:
             return
         v = A.to_torch(g_ag).double()
         r = g64.detach().double()
-        if v.shape != r.shape:
+        t = g_th.detach().double()
+        if v.shape != r.shape or v.shape != t.shape or not v.numel():
             return
-        ok = torch.isclose(v, r, rtol=1e-3, atol=1e-4, equal_nan=True) & \
-            ((v - r).abs() <= (g_th.detach().double() - r).abs())
-        if bool(ok.all()):
-            raise Known("PyTorch's float32 rounding: the library's gradient is nearer the exact one")
+        fin = torch.isfinite(r) & torch.isfinite(v) & torch.isfinite(t)
+        if not bool((fin | (torch.isnan(v) & torch.isnan(t))).all()):
+            return
+        err_ag = float((v - r).abs()[fin].max()) if bool(fin.any()) else 0.0
+        err_th = float((t - r).abs()[fin].max()) if bool(fin.any()) else 0.0
+        if err_ag <= 2 * err_th:
+            raise Known("PyTorch's float32 rounding: the library's gradient is as near the exact one")
 
     def amplified(self, e, fn, args, ag_out, th_out=None):
         """Raises Known when a result's values differ only because its operands did, within
@@ -1175,7 +1190,11 @@ class Prog:
                 try:
                     self.compare_values("grad of %s" % lf.name, g_ag, g_th, loose=True)
                 except Mismatch as e:
-                    self.nearer_exact(e, lf, g_ag, g_th)
+                    g64 = None
+                    if not self.shadow_broken and lf.th64 is not None and \
+                            (lf.th64.is_leaf or lf.th64.retains_grad):
+                        g64 = lf.th64.grad
+                    self.nearer_exact(e, g64, g_ag, g_th)
                     raise
 
     def retain_grad_of_undefined(self, th_err, ag_err):
@@ -1210,16 +1229,21 @@ class Prog:
         self.retain_grad_of_undefined(th_err, ag_err)
         if self.compare_error("grad", th_err, ag_err):
             return
+        g64 = self.shadow_grad(root, leaves, create_graph=True)
         gp = []
-        for lf, a_, t_ in zip(leaves, gag, gth):
+        for k, (lf, a_, t_) in enumerate(zip(leaves, gag, gth)):
             if (a_ is None) != (t_ is None):
                 raise Mismatch("1st-order grad of %s presence ag=%s torch=%s" % (
                     lf.name, a_ is not None, t_ is not None))
             if t_ is None:
                 continue
             what = "1st-order grad of %s" % lf.name
-            self.compare_values(what, a_, t_, check_strides=False, loose=True)
-            p = Pair(a_, t_, "g_" + lf.name)
+            try:
+                self.compare_values(what, a_, t_, check_strides=False, loose=True)
+            except Mismatch as e:
+                self.nearer_exact(e, g64[k] if g64 else None, a_, t_)
+                raise
+            p = Pair(a_, t_, "g_" + lf.name, th64=g64[k] if g64 else None)
             self.gradient_layout(what, p, root, lf)
             if A.requires_grad(a_) != t_.requires_grad:
                 # PyTorch 1.13 bug: CopySlices over an empty view hands out a gradient cut
@@ -1253,7 +1277,8 @@ class Prog:
             self.pytorch_double_backward_bug(str(th_err))
         if self.compare_error("2nd grad", th_err, ag_err):
             return
-        for lf, a_, t_ in zip(leaves, g2ag, g2th):
+        g2_64 = self.shadow_grad(root2, leaves)
+        for k, (lf, a_, t_) in enumerate(zip(leaves, g2ag, g2th)):
             what = "2nd-order grad of %s" % lf.name
             # PyTorch's double-backward formulas may hand out an undefined gradient where
             # ours hand out zeros, or the reverse: both mean zero (autograd.h, ag_grad)
@@ -1269,7 +1294,11 @@ class Prog:
                 if t_.numel() and t_.abs().max():
                     raise Mismatch("%s: ag None torch=%s" % (what, t_.tolist()))
                 continue
-            self.compare_values(what, a_, t_, check_strides=False, loose=True)
+            try:
+                self.compare_values(what, a_, t_, check_strides=False, loose=True)
+            except Mismatch as e:
+                self.nearer_exact(e, g2_64[k] if g2_64 else None, a_, t_)
+                raise
             # a second-order gradient is a sum over paths where the first-order one was,
             # and where two first-order gradients enter root2 (both read the forward graph)
             self.gradient_layout(what, Pair(a_, t_, "g2_" + lf.name), root, lf,
