@@ -28,8 +28,8 @@ void mem_scratch_give(int slot, void *p, size_t cap);
 
 /** The last MEM_RECENT graph nodes this thread made, in a ring (graph.h's node_header notes
  *  each): the hints that let backward's discovery, and a graph's release, fetch nodes
- *  before they reach them (node_hint). Part of the thread's pool, so it goes with the thread; NULL before the
- *  thread's first allocation and after its pool is gone. */
+ *  before they reach them (node_hint). Part of the thread's pool, so it goes with the
+ *  thread; NULL before the thread's first allocation and after its pool is gone. */
 #define MEM_RECENT 32
 typedef struct mem_recent {
     void *v[MEM_RECENT];

@@ -28,7 +28,8 @@ typedef struct edge {
  *  storage (by_storage), its geometry being the node's output metadata, and unpacked into a
  *  header of the formula's (bwd_ctx temps); any other as a detached alias. Either gets the
  *  node back as grad_fn when unpacked under create_graph. A separate alias block, made in
- *  forward and read and freed in backward, cost the scalar workload ~5% of its time (docs/performance.md). */
+ *  forward and read and freed in backward, cost the scalar workload ~5% of its time
+ *  (docs/performance.md). */
 typedef struct saved_var {
     union {
         tensor *t;      /* non-NULL while the slot holds something (either kind) */

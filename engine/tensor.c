@@ -123,38 +123,37 @@ tensor *tensor_new_preserve(const tensor *t, dtype dt)
     return tensor_new_strided(dt, t->shape, t->ndim, dense_strides_like(t, st) ? NULL : st);
 }
 
-tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
-                     int64_t offset)
+/* A new header over st with the given geometry (strides NULL: contiguous), in a block of its
+ * own; st gains no reference (the callers' business). */
+static tensor *header_over(storage *st, int dt, const int64_t *shape, const int64_t *strides,
+                           int ndim, int64_t offset)
 {
     tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
     if (!t) {
         err_nomem();
         return NULL;
     }
-    atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
     int64_t n = 1;
     for (int i = 0; i < ndim; i++) n *= shape[i];
-    header_init(t, src->st, src->dtype, ndim, n, offset);
-    for (int i = 0; i < ndim; i++) {
-        t->shape[i] = shape[i];
-        t->strides[i] = strides[i];
-    }
+    header_init(t, st, dt, ndim, n, offset);
+    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
+    if (strides) memcpy(t->strides, strides, (size_t)ndim * sizeof *strides);
+    else contiguous_strides(shape, ndim, t->strides);
+    return t;
+}
+
+tensor *tensor_alias(const tensor *src, const int64_t *shape, const int64_t *strides, int ndim,
+                     int64_t offset)
+{
+    tensor *t = header_over(src->st, src->dtype, shape, strides, ndim, offset);
+    if (t) atomic_fetch_add_explicit(&src->st->refs, 1, memory_order_relaxed);
     return t;
 }
 
 tensor *tensor_on_storage(storage *st, dtype dt, const int64_t *shape, int ndim, bool adopt)
 {
-    tensor *t = mem_alloc(sizeof *t + 2 * (size_t)ndim * sizeof(int64_t));
-    if (!t) {
-        err_nomem();
-        return NULL;
-    }
-    if (!adopt) atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    header_init(t, st, dt, ndim, n, 0);
-    if (ndim) memcpy(t->shape, shape, (size_t)ndim * sizeof *shape);
-    contiguous_strides(shape, ndim, t->strides);
+    tensor *t = header_over(st, dt, shape, NULL, ndim, 0);
+    if (t && !adopt) atomic_fetch_add_explicit(&st->refs, 1, memory_order_relaxed);
     return t;
 }
 
