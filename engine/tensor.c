@@ -210,10 +210,13 @@ static __attribute__((noinline)) void meta_drop(tmeta *m)
     meta_free(m);
 }
 
+static bool leaf_block_free(tensor *t, tmeta *m);
+
 /* (reclaim.draining is set) */
 static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
+    if (m && m->hosted && leaf_block_free(t, m)) return;
     if (m) meta_drop(m);
     node_release(t->grad_fn);
     tensor *base = t->base;
@@ -670,6 +673,50 @@ static void guest_grad_gone(storage *s)
     storage *host = leaf_host(s, LEAF_GRAD_OFF + sizeof(tensor));
     atomic_fetch_and_explicit(&host->guests, (uint8_t)~GUEST_GRAD, memory_order_release);
     storage_release(host);
+}
+
+/* A dying 0-d leaf made by tensor_new_scalar_leaf, whose block nothing outside it holds:
+ * only t itself holds its meta, only its meta its .grad (if that lies in the block's room),
+ * and only those three its storage (no view, no detached alias, no queued kernel). Then no
+ * other thread can reach anything in the block, and it is freed at once, with no atomic
+ * read-modify-write: the general path (the meta and the .grad each dropping their bit of
+ * `guests` and their reference to the storage) paid four per leaf, each a full barrier on
+ * x86 that waited for the stores before it, cold lines in a graph larger than the caches.
+ * False, having done nothing, for any other case. The loads pair with the other holders'
+ * releasing decrements, as the atomics would. (reclaim.draining is set) */
+static __attribute__((noinline)) bool leaf_block_free(tensor *t, tmeta *m)
+{
+    char *block = (char *)t;
+    storage *st = t->st;
+    if ((char *)m != block + LEAF_META_OFF || st != leaf_host(m, LEAF_META_OFF) ||
+        st->block != block || st->block_kind != BLOCK_MALLOC || t->base ||
+        atomic_load_explicit(&m->refs, memory_order_acquire) != 1)
+        return false;
+    unsigned guests = atomic_load_explicit(&st->guests, memory_order_acquire);
+    tensor *g = m->grad;
+    if (guests == (GUEST_META | GUEST_GRAD)) {
+        /* (the room's .grad is m->grad unless the leaf's .grad was replaced while an
+         * alias of the room's lived on: that alias holds the storage, caught below) */
+        if (g != (tensor *)(block + LEAF_GRAD_OFF) || g->st != (storage *)(g + 1) ||
+            atomic_load_explicit(&g->refs, memory_order_acquire) != 1 ||
+            atomic_load_explicit(&g->st->refs, memory_order_acquire) != 1 ||
+            atomic_load_explicit(&g->meta, memory_order_relaxed) || g->grad_fn || g->base)
+            return false;
+        g = NULL; /* (freed with the block) */
+    } else if (guests != GUEST_META) {
+        return false;
+    }
+    if (atomic_load_explicit(&st->refs, memory_order_acquire) != 1 + (long)(guests >> 1) + 1)
+        return false;
+    /* A .grad of its own block (not in the room) is released as meta_drop would. */
+    if (g && refs_drop(&g->refs)) {
+        g->dead_next = reclaim.tensors;
+        reclaim.tensors = g;
+    }
+    if (m->hooks) hook_release(m->hooks);
+    node_release(t->grad_fn);
+    mem_free(block);
+    return true;
 }
 
 /* Frees m's memory: its own block, or its reference to the storage whose block it lives in. */

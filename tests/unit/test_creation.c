@@ -280,6 +280,68 @@ static void from_data(void)
     FAILS(AG_EINVAL, ag_tensor_scalar_requires_grad(NULL, 1.0, AG_FLOAT32, 1));
 }
 
+static int freed_userdata;
+static void count_free(void *userdata) { freed_userdata += *(int *)userdata; }
+static int keep_grad(ag_tensor **new_grad, ag_tensor *grad, void *userdata)
+{
+    (void)new_grad, (void)grad, (void)userdata;
+    return AG_OK;
+}
+
+/* The last release of a 0-d leaf whose block nothing else holds frees the block at once
+ * (tensor.c: leaf_block_free); anything else in or on the block keeps it, and each part
+ * goes when its last holder does (the sanitizers and valgrind runs see a part freed early,
+ * the leak checks one never freed). */
+static void scalar_leaf_release(void)
+{
+    ag_tensor *t, *y, *g;
+    double v;
+    int one = 1;
+    uint64_t h;
+    /* its hooks go with it, once: after the graph that holds it, not before */
+    OK(ag_tensor_scalar_requires_grad(&t, 2.0, AG_FLOAT32, 1));
+    OK(ag_tensor_register_hook(&h, t, keep_grad, 0, &one, count_free));
+    freed_userdata = 0;
+    OK(ag_mul(&y, t, t));
+    OK(ag_backward(y, NULL, 0)); /* .grad in the block's room */
+    ag_tensor_release(t);
+    CHECK(freed_userdata == 0); /* y's graph holds the leaf */
+    ag_tensor_release(y);
+    CHECK(freed_userdata == 1);
+    /* a .grad held elsewhere, in the room or not, outlives the leaf */
+    for (int elsewhere = 0; elsewhere < 2; elsewhere++) {
+        OK(ag_tensor_scalar_requires_grad(&t, 2.0, AG_FLOAT64, 1));
+        OK(ag_mul(&y, t, t));
+        OK(ag_backward(y, NULL, 0));
+        ag_tensor_release(y);
+        if (elsewhere) { /* a .grad of its own block, which only the meta holds */
+            OK(ag_tensor_scalar(&g, 5.0, AG_FLOAT64));
+            OK(ag_tensor_set_grad(t, g));
+            ag_tensor_release(g);
+            ag_tensor_release(t);
+            continue;
+        }
+        OK(ag_tensor_grad(&g, t));
+        ag_tensor_release(t);
+        OK(ag_tensor_item(&v, g));
+        CHECK(v == 4.0);
+        ag_tensor_release(g);
+    }
+    /* a view of the leaf's .grad holds the room, and so the block, after leaf and .grad */
+    OK(ag_tensor_scalar_requires_grad(&t, 3.0, AG_FLOAT32, 1));
+    OK(ag_mul(&y, t, t));
+    OK(ag_backward(y, NULL, 0));
+    ag_tensor_release(y);
+    OK(ag_tensor_grad(&g, t));
+    ag_tensor *gv;
+    OK(ag_tensor_detach(&gv, g));
+    ag_tensor_release(g);
+    ag_tensor_release(t);
+    OK(ag_tensor_item(&v, gv));
+    CHECK(v == 6.0);
+    ag_tensor_release(gv);
+}
+
 /* ag_memory_in_use follows the large blocks in use: up by a 1 MiB tensor, back down when it is
  * released (kept for reuse, the block no longer counts). */
 static void memory_in_use(void)
@@ -997,6 +1059,7 @@ int main(void)
 {
     memory_in_use();
     from_data();
+    scalar_leaf_release();
     constants();
     ranges();
     arange_non_finite();
