@@ -49,39 +49,6 @@ node *node_new(const node_type *type, int n_next, int n_saved, int n_out, int ou
     return n;
 }
 
-/* An AccumulateGrad node holds its leaf (n->variable, a strong reference) exactly while its
- * count is above 0: grad_accumulator revives it from 0 and the last release retires it. Both
- * transitions go through ACC_BUSY, set by a compare-and-swap from 0 or from 1, which no one
- * else can change while it lasts: the reviver stores the leaf, the retirer takes it out, and
- * the count leaves ACC_BUSY only after (other threads wait out the few instructions). The
- * retirer releases the leaf last, from its own copy, so a thread that revives and retires
- * the node meanwhile cannot free the leaf under it. (A lock on the leaf did this before:
- * three atomic read-modify-writes on each side instead of two, each a full barrier.)
- * Done at once, not through the reclaim list, which must never hold a node whose memory
- * another thread may free. */
-#define ACC_BUSY (-1L)
-
-void acc_release(node *n)
-{
-    /* We hold a reference: the count is at least 1, never ACC_BUSY. */
-    long v = atomic_load_explicit(&n->refs, memory_order_relaxed);
-    for (;;) {
-        if (v > 1) {
-            if (atomic_compare_exchange_weak_explicit(&n->refs, &v, v - 1, memory_order_release,
-                                                      memory_order_relaxed))
-                return;
-        } else if (atomic_compare_exchange_weak_explicit(&n->refs, &v, ACC_BUSY,
-                                                         memory_order_acq_rel,
-                                                         memory_order_relaxed)) {
-            break; /* (from 1: the last reference) */
-        }
-    }
-    tensor *leaf = __atomic_load_n(&n->variable, __ATOMIC_RELAXED);
-    __atomic_store_n(&n->variable, NULL, __ATOMIC_RELAXED);
-    atomic_store_explicit(&n->refs, 0, memory_order_release);
-    tensor_release(leaf);
-}
-
 /* The calling thread's id for node_lock: nonzero, distinct among live threads. */
 static uint32_t thread_id(void)
 {
@@ -133,29 +100,8 @@ eng_err grad_accumulator(tensor *leaf, node **out)
     tmeta *m = tensor_meta_peek(leaf); /* made when the leaf started requiring grad */
     if (!m && !(m = tensor_meta(leaf))) return E_NOMEM;
     node *acc = m->acc;
-    long v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
-    for (int spins = 0;; spins++) {
-        if (v > 0) { /* alive: it holds the leaf (acquire: and its reviver stored it) */
-            if (atomic_compare_exchange_weak_explicit(&acc->refs, &v, v + 1, memory_order_acquire,
-                                                      memory_order_relaxed))
-                break;
-        } else if (v == 0) {
-            /* (Re)born: hold the leaf, as PyTorch's AccumulateGrad holds its variable (see
-             * acc_release). */
-            if (atomic_compare_exchange_weak_explicit(&acc->refs, &v, ACC_BUSY,
-                                                      memory_order_acquire,
-                                                      memory_order_relaxed)) {
-                tensor_retain(leaf);
-                __atomic_store_n(&acc->variable, leaf, __ATOMIC_RELAXED);
-                atomic_store_explicit(&acc->refs, 1, memory_order_release);
-                break;
-            }
-        } else { /* another thread revives or retires it: a few instructions, unless it
-                  * was preempted meanwhile */
-            if (spins >= 64) sched_yield();
-            v = atomic_load_explicit(&acc->refs, memory_order_relaxed);
-        }
-    }
+    /* The edge's reference to the node is one to its leaf (node_retain). */
+    tensor_retain(leaf);
     if (__atomic_load_n(&m->caller_thread, __ATOMIC_ACQUIRE))
         atomic_fetch_or(&acc->flags, NODE_CALLER_THREAD);
     *out = acc;

@@ -127,7 +127,7 @@ typedef struct node {
     const node_type *type;
     edge *next;
     saved_var *saved;
-    tensor *variable;  /* AccumulateGrad: the leaf (strong reference) */
+    tensor *variable;  /* AccumulateGrad: the leaf (a reference to the node is one to it) */
     union {
         /* Scheduler scratch: the backward pass that currently indexes this node. */
         _Atomic uint64_t sched_owner;
@@ -204,17 +204,28 @@ bool node_lock(node *n);
 static inline void node_unlock(node *n) { atomic_store_explicit(&n->busy, 0, memory_order_release); }
 
 /* ---- lifetime ---- */
-static inline void node_retain(node *n) { atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed); }
+/* An AccumulateGrad node (NODE_EMBEDDED) lives in its leaf's meta block and has no count of
+ * its own: a reference to it is one to its leaf (n->variable), which keeps the meta, and so
+ * the node, alive. So the graph holds its leaves, as PyTorch's AccumulateGrad holds its
+ * variable, at one atomic per edge: when the node counted its references and held its leaf
+ * while the count was above 0, an edge cost four (a compare-and-swap to revive the node from
+ * 0 and the leaf's retain, then the same to retire it), each a full barrier on x86. */
+static inline void node_retain(node *n)
+{
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED)
+        tensor_retain(n->variable);
+    else
+        atomic_fetch_add_explicit(&n->refs, 1, memory_order_relaxed);
+}
 void node_destroy(node *n);           /* for tensor.c's reclaim loop */
 void reclaim_node(node *n);           /* in tensor.c */
-void acc_release(node *n);            /* an AccumulateGrad node's (see node_release) */
 /* (inline: every tensor that dies and every node destroyed releases its nodes) */
 static inline void node_release(node *n)
 {
     if (!n) return;
-    /* An AccumulateGrad node can be revived from zero by its leaf (grad_accumulator): see
-     * acc_release. */
-    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED) acc_release(n);
+    /* (the leaf's release may free n: n is not read after it) */
+    if (atomic_load_explicit(&n->flags, memory_order_relaxed) & NODE_EMBEDDED)
+        tensor_release(n->variable);
     else if (refs_drop(&n->refs)) reclaim_node(n);
 }
 static inline node *node_dead_next(node *n) { return n->dead_next; }
@@ -340,8 +351,9 @@ static inline node *node_init_embedded(void *mem, const node_type *type, const t
 {
     /* (no edges, no saved slots, no attributes, one output meta, written whole) */
     node *n = node_header(mem, type, 0, 0, 1, node_parts(0, 0, 1, 0));
-    atomic_init(&n->refs, 0);
+    atomic_init(&n->refs, 0); /* (unused: see node_retain) */
     atomic_init(&n->flags, NODE_EMBEDDED);
+    n->variable = (tensor *)leaf; /* (weak: the meta, and so the node, dies with the leaf) */
     out_meta_set(n, 0, leaf);
     return n;
 }

@@ -310,11 +310,11 @@ static void passes_during_lone_discovery(void)
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) ag_tensor_release(ts[i]);
 }
 
-/* A leaf's AccumulateGrad node is revived by the first op that records an edge to the leaf,
- * and retired when the last graph holding it is released (graph.c, acc_release). Four threads
- * record ops on one shared leaf and drop them again and again, so revivals and retirements
- * of its node interleave; now and then a thread runs backward through its graph. Every
- * backward must land in .grad, and nothing may leak (ASan, valgrind) or race (TSan). */
+/* Every edge to a leaf's AccumulateGrad node holds the leaf (graph.h, node_retain), and the
+ * node lives in the leaf's meta block. Four threads record ops on one shared leaf and drop
+ * them again and again, so edges to its node come and go at once on several threads; now
+ * and then a thread runs backward through its graph. Every backward must land in .grad,
+ * and nothing may leak (ASan, valgrind) or race (TSan). */
 typedef struct acc_job {
     ag_tensor *x;
     int iters, backwards, failures;
@@ -362,6 +362,69 @@ static void accumulator_revived_and_retired(void)
     free(v);
     ag_tensor_release(g);
     ag_tensor_release(x);
+}
+
+/* A 0-d leaf whose last holders are graphs on other threads: the program drops its handle
+ * while four threads each hold a graph over it, then the threads run backward through their
+ * graphs and release them at once. The thread whose release is last frees the leaf's block,
+ * with its .grad (made in the block) and its hook; free_userdata runs once (ASan and
+ * valgrind see a block freed twice or never, TSan a race between the releases). */
+typedef struct last_job {
+    ag_tensor *y;
+    pthread_barrier_t *go;
+    int failures;
+} last_job;
+
+static atomic_int leaf_hook_freed;
+static void leaf_hook_free(void *p)
+{
+    (void)p;
+    atomic_fetch_add(&leaf_hook_freed, 1);
+}
+static int leaf_hook(ag_tensor **new_grad, ag_tensor *grad, void *p)
+{
+    (void)new_grad, (void)grad, (void)p;
+    return AG_OK;
+}
+
+static void *release_last(void *p)
+{
+    last_job *j = p;
+    ag_tensor *s;
+    pthread_barrier_wait(j->go);
+    if (ag_sum(&s, j->y) || ag_backward(s, NULL, 0)) j->failures++;
+    else ag_tensor_release(s);
+    ag_tensor_release(j->y);
+    return NULL;
+}
+
+static void leaf_released_last_by_graphs(void)
+{
+    enum { NT = 4, ROUNDS = 50 };
+    for (int r = 0; r < ROUNDS; r++) {
+        ag_tensor *x;
+        uint64_t h;
+        OK(ag_tensor_scalar_requires_grad(&x, 1.5, r % 2 ? AG_FLOAT64 : AG_FLOAT32, 1));
+        atomic_store(&leaf_hook_freed, 0);
+        OK(ag_tensor_register_hook(&h, x, leaf_hook, 0, NULL, leaf_hook_free));
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, NT);
+        last_job jobs[NT];
+        pthread_t th[NT];
+        for (int k = 0; k < NT; k++) {
+            jobs[k] = (last_job){NULL, &go, 0};
+            OK(ag_mul_scalar(&jobs[k].y, x, 2.0));
+        }
+        ag_tensor_release(x); /* the graphs hold it now */
+        CHECK(atomic_load(&leaf_hook_freed) == 0);
+        for (int k = 0; k < NT; k++) pthread_create(&th[k], NULL, release_last, &jobs[k]);
+        for (int k = 0; k < NT; k++) {
+            pthread_join(th[k], NULL);
+            CHECK(jobs[k].failures == 0);
+        }
+        pthread_barrier_destroy(&go);
+        CHECK(atomic_load(&leaf_hook_freed) == 1);
+    }
 }
 
 /* ---- a hook removed while another thread's backward runs it ---- */
@@ -1056,6 +1119,7 @@ int main(void)
     shared_nodes();
     passes_during_lone_discovery();
     accumulator_revived_and_retired();
+    leaf_released_last_by_graphs();
     hook_removed_while_running();
     shared_graph_without_retain();
     attach_during_backward();
