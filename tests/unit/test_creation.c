@@ -288,6 +288,17 @@ static int keep_grad(ag_tensor **new_grad, ag_tensor *grad, void *userdata)
     return AG_OK;
 }
 
+/* A 0-d leaf requiring grad whose .grad a backward of t * t made (2 * value). */
+static ag_tensor *squared_leaf(double value, ag_dtype dt)
+{
+    ag_tensor *t, *y;
+    OK(ag_tensor_scalar_requires_grad(&t, value, dt, 1));
+    OK(ag_mul(&y, t, t));
+    OK(ag_backward(y, NULL, 0));
+    ag_tensor_release(y);
+    return t;
+}
+
 /* The last release of a 0-d leaf whose block nothing else holds frees the block at once
  * (tensor.c: leaf_block_free); anything else in or on the block keeps it, and each part
  * goes when its last holder does (the sanitizers and valgrind runs see a part freed early,
@@ -310,10 +321,7 @@ static void scalar_leaf_release(void)
     CHECK(freed_userdata == 1);
     /* a .grad held elsewhere, in the room or not, outlives the leaf */
     for (int elsewhere = 0; elsewhere < 2; elsewhere++) {
-        OK(ag_tensor_scalar_requires_grad(&t, 2.0, AG_FLOAT64, 1));
-        OK(ag_mul(&y, t, t));
-        OK(ag_backward(y, NULL, 0));
-        ag_tensor_release(y);
+        t = squared_leaf(2.0, AG_FLOAT64);
         if (elsewhere) { /* a .grad of its own block, which only the meta holds */
             OK(ag_tensor_scalar(&g, 5.0, AG_FLOAT64));
             OK(ag_tensor_set_grad(t, g));
@@ -328,10 +336,7 @@ static void scalar_leaf_release(void)
         ag_tensor_release(g);
     }
     /* a view of the leaf's .grad holds the room, and so the block, after leaf and .grad */
-    OK(ag_tensor_scalar_requires_grad(&t, 3.0, AG_FLOAT32, 1));
-    OK(ag_mul(&y, t, t));
-    OK(ag_backward(y, NULL, 0));
-    ag_tensor_release(y);
+    t = squared_leaf(3.0, AG_FLOAT32);
     OK(ag_tensor_grad(&g, t));
     ag_tensor *gv;
     OK(ag_tensor_detach(&gv, g));
