@@ -695,8 +695,8 @@ static __attribute__((noinline)) bool leaf_block_free(tensor *t, tmeta *m)
     unsigned guests = atomic_load_explicit(&st->guests, memory_order_acquire);
     tensor *g = m->grad;
     if (guests == (GUEST_META | GUEST_GRAD)) {
-        /* (the room's .grad is m->grad unless the leaf's .grad was replaced while an
-         * alias of the room's lived on: that alias holds the storage, caught below) */
+        /* (the room's .grad must be the leaf's .grad, held by nothing else: one the
+         * program kept after replacing the leaf's .grad leaves the block to it) */
         if (g != (tensor *)(block + LEAF_GRAD_OFF) || g->st != (storage *)(g + 1) ||
             atomic_load_explicit(&g->refs, memory_order_acquire) != 1 ||
             atomic_load_explicit(&g->st->refs, memory_order_acquire) != 1 ||
