@@ -1751,7 +1751,8 @@ static void deep_graph(void)
 
 static void graph_inspection(void)
 {
-    ag_tensor *a = leaf(1.0), *b = leaf(2.0), *c;
+    ag_tensor *a, *b = leaf(2.0), *c;
+    OK(ag_tensor_scalar_requires_grad(&a, 1.0, AG_FLOAT64, 1)); /* (one block: see below) */
     OK(ag_mul(&c, a, b));
     ag_node *n, *nx;
     OK(ag_tensor_grad_fn(&n, c));
@@ -1767,13 +1768,21 @@ static void graph_inspection(void)
     OK(ag_node_variable(&var, nx));
     CHECK(var == a);
     ag_tensor_release(var);
-    ag_node_release(nx);
-    FAILS(AG_ERANGE, ag_node_next(&nx, &nr, n, 2));
+    ag_node *nx2;
+    FAILS(AG_ERANGE, ag_node_next(&nx2, &nr, n, 2));
     FAILS(AG_EINVAL, ag_node_variable(&var, n));
     ag_node_release(n);
     ag_tensor_release(c);
     ag_tensor_release(a);
     ag_tensor_release(b);
+    /* A handle on the AccumulateGrad node holds its leaf, as PyTorch's node holds its
+     * variable, after every other handle and the graph are gone. */
+    OK(ag_node_variable(&var, nx));
+    double v;
+    OK(ag_tensor_item(&v, var));
+    CHECK(v == 1.0);
+    ag_tensor_release(var);
+    ag_node_release(nx); /* frees the leaf (the leak checks see it otherwise) */
 }
 
 /* A hook that replaces a leaf's gradient with a leaf requiring grad, of which it hands over
