@@ -69,8 +69,8 @@ typedef struct tmeta {
     bool caller_thread;        /* some hook must run on the caller's thread */
     bool hosted;               /* laid out in its tensor's storage block, which it holds a
                                   reference to (tensor_new_scalar_leaf) */
-    struct node *acc;          /* a leaf's AccumulateGrad node, living in this block; its
-                                  reference count is 0 while no graph uses it */
+    struct node *acc;          /* a leaf's AccumulateGrad node, living in this block: a
+                                  reference to it is one to the leaf (graph.h, node_retain) */
 } tmeta;
 
 /* Bytes of a meta block before the AccumulateGrad node laid out behind it (tensor_meta). */
@@ -245,9 +245,9 @@ eng_err shape_check(const int64_t *shape, int ndim, int64_t *numel_out);
 /* ---- references ---- */
 /** Drops one reference from *refs; true if it was the last. The holder of the only reference
  *  (refs == 1) skips the atomic read-modify-write: nothing in the library makes a reference
- *  out of none (there are no weak references to tensors, storages, metas or ordinary nodes;
- *  AccumulateGrad nodes, which a leaf revives from zero, do not use this), so no other thread
- *  can change the count. It matters because on x86 an atomic read-modify-write is a full
+ *  out of none (there are no weak references to tensors, storages, metas or nodes; a
+ *  reference to an AccumulateGrad node is one to its leaf), so no other thread can change
+ *  the count. It matters because on x86 an atomic read-modify-write is a full
  *  barrier: freeing a graph larger than the caches took its misses one at a time. The acquire
  *  load pairs with the releasing decrements of the other holders, as the atomic would. */
 static inline bool refs_drop(atomic_long *refs)

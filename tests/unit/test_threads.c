@@ -3,8 +3,9 @@
  * bitwise-identical values and gradients with 1, 2, 3 and 4 threads, and with as many threads
  * as the machine has processors where that is more; independent graphs run
  * on several threads at once, sharing leaves whose .grad accumulates safely, and passes
- * through shared nodes start while another discovers a long graph, and a shared leaf's
- * AccumulateGrad node is revived and retired by several threads at once; a hook removed
+ * through shared nodes start while another discovers a long graph, edges to a shared leaf's
+ * AccumulateGrad node come and go on several threads at once, and a 0-d leaf's last
+ * holders are graphs released on several threads at once; a hook removed
  * by one thread while another's backward runs it is freed only once it has returned; two
  * passes through one graph without retain_graph give one result and one AG_EGRAPH; hooks and
  * retain_grad may be attached to a node while a backward runs through it; threads that
@@ -320,7 +321,7 @@ typedef struct acc_job {
     int iters, backwards, failures;
 } acc_job;
 
-static void *revive_retire(void *p)
+static void *edges_come_and_go(void *p)
 {
     acc_job *j = p;
     for (int i = 0; i < j->iters; i++) {
@@ -339,7 +340,7 @@ static void *revive_retire(void *p)
     return NULL;
 }
 
-static void accumulator_revived_and_retired(void)
+static void edges_to_a_shared_leaf(void)
 {
     ag_tensor *x = full_leaf(3, AG_FLOAT32, 1.0);
     enum { NT = 4 };
@@ -347,7 +348,7 @@ static void accumulator_revived_and_retired(void)
     pthread_t th[NT];
     for (int k = 0; k < NT; k++) {
         jobs[k] = (acc_job){x, 3000, 0, 0};
-        pthread_create(&th[k], NULL, revive_retire, &jobs[k]);
+        pthread_create(&th[k], NULL, edges_come_and_go, &jobs[k]);
     }
     int backwards = 0;
     for (int k = 0; k < NT; k++) {
@@ -1118,7 +1119,7 @@ int main(void)
     concurrent_graphs();
     shared_nodes();
     passes_during_lone_discovery();
-    accumulator_revived_and_retired();
+    edges_to_a_shared_leaf();
     leaf_released_last_by_graphs();
     hook_removed_while_running();
     shared_graph_without_retain();
