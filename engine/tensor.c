@@ -173,6 +173,15 @@ static _Thread_local struct {
 
 static void meta_free(tmeta *m);
 
+/* tensor_release while draining: a tensor whose last reference this was joins the list. */
+static inline void release_draining(tensor *t)
+{
+    if (t && refs_drop(&t->refs)) {
+        t->dead_next = reclaim.tensors;
+        reclaim.tensors = t;
+    }
+}
+
 /* t is dying and its meta lives on (the nodes t was an output of keep it, for its hooks):
  * nobody can read t's .grad any more, so it goes now, and t retains no more gradients. A
  * gradient retained under create_graph has a graph that leads back to those nodes: kept by
@@ -201,11 +210,7 @@ static __attribute__((noinline)) void meta_drop(tmeta *m)
     /* The only reference (a leaf's meta, no node output linked to it): tmeta_release's work
      * without its second look at the count, the gradient pushed as tensor_release would push
      * it while draining, and no call for the hooks that most metas lack. */
-    tensor *g = m->grad;
-    if (g && refs_drop(&g->refs)) {
-        g->dead_next = reclaim.tensors;
-        reclaim.tensors = g;
-    }
+    release_draining(m->grad);
     if (m->hooks) hook_release(m->hooks);
     meta_free(m);
 }
@@ -219,11 +224,7 @@ static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
     if (m && m->hosted && leaf_block_free(t, m)) return;
     if (m) meta_drop(m);
     node_release(t->grad_fn);
-    tensor *base = t->base;
-    if (base && refs_drop(&base->refs)) { /* (tensor_release, while draining) */
-        base->dead_next = reclaim.tensors;
-        reclaim.tensors = base;
-    }
+    release_draining(t->base);
     /* A header made with its storage lives in the storage's block: the storage frees it. */
     bool embedded = t->st->block == (void *)t;
     storage_release(t->st);
@@ -708,11 +709,7 @@ static __attribute__((noinline)) bool leaf_block_free(tensor *t, tmeta *m)
     }
     if (atomic_load_explicit(&st->refs, memory_order_acquire) != 1 + (long)(guests >> 1) + 1)
         return false;
-    /* A .grad of its own block (not in the room) is released as meta_drop would. */
-    if (g && refs_drop(&g->refs)) {
-        g->dead_next = reclaim.tensors;
-        reclaim.tensors = g;
-    }
+    release_draining(g); /* (a .grad of its own block, not in the room) */
     if (m->hooks) hook_release(m->hooks);
     node_release(t->grad_fn);
     mem_free(block);
