@@ -221,7 +221,10 @@ static bool leaf_block_free(tensor *t, tmeta *m);
 static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
-    if (m && m->hosted && leaf_block_free(t, m)) return;
+    if (m && m->hosted) {
+        mem_walk(t);
+        if (leaf_block_free(t, m)) return;
+    }
     if (m) meta_drop(m);
     node_release(t->grad_fn);
     release_draining(t->base);
@@ -259,6 +262,7 @@ static void drain(void)
             /* (a graph dies in about the order backward walks it: the node made MEM_RECENT
              * nodes before n dies soon after it) */
             node_hint(n);
+            mem_walk(n);
             node_destroy(n);
         } else {
             break;
