@@ -4,13 +4,15 @@
  * without a pool, and the blocks of a thread that exits, are reused by other threads; the
  * regions grow past the first; blocks freed in any order come back in address order; a thread
  * that frees what another allocates hands the surplus back instead of hoarding it; large
- * blocks go back first to the thread that freed them; a caller's allocator sees every block.
+ * blocks go back first to the thread that freed them; a caller's allocator sees every block;
+ * mem_walk, the prefetcher for walks over a graph, neither faults nor writes.
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "alloc.h"
 
@@ -372,6 +374,49 @@ static void test_address_order(void)
     free(p);
 }
 
+/* mem_walk is a hint: it only computes addresses and prefetches them. Walks (the steps a
+ * graph's release takes, back and forth and drifting either way) over memory that cannot be
+ * read, and at the ends of the address space, must not fault; walks over live blocks must
+ * leave every byte as it was. */
+static void walk_steps(uintptr_t from, int dir)
+{
+    static const intptr_t steps[] = {2000, 2224, 2192, -8800}; /* net -2384, as measured */
+    uintptr_t a = from;
+    for (int i = 0; i < 2000; i++) {
+        mem_walk((const void *)a);
+        a += (uintptr_t)(dir * steps[i % 4]);
+    }
+}
+
+static void test_walk(void)
+{
+    size_t span = (size_t)8 << 20;
+    char *none = mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(none != MAP_FAILED, "mmap failed");
+    if (none == MAP_FAILED) return;
+    void *first = mem_alloc(64); /* (a thread with a pool: mem_walk has state) */
+    walk_steps((uintptr_t)none + span - 4096, 1);  /* downwards through it */
+    walk_steps((uintptr_t)none + 4096, -1);        /* upwards */
+    munmap(none, span);
+    walk_steps((uintptr_t)none + span / 2, 1); /* now unmapped */
+    walk_steps(64, 1);
+    walk_steps(64, -1);
+    walk_steps(UINTPTR_MAX - 4095, 1);
+    walk_steps(UINTPTR_MAX - 4095, -1);
+    mem_walk(NULL);
+    void **p = alloc_all();
+    for (size_t i = NSIZES * PER_SIZE; i-- > 0;) mem_walk(p[i]);
+    for (size_t i = 0; i < NSIZES * PER_SIZE; i++) mem_walk(p[i]);
+    for (size_t s = 0; s < NSIZES; s++)
+        for (int k = 0; k < PER_SIZE; k++) {
+            size_t i = s * PER_SIZE + (size_t)k;
+            CHECK(intact(p[i], sizes[s], (uint32_t)i), "mem_walk changed block %zu", i);
+        }
+    free_all(p);
+    free(p);
+    mem_free(first);
+}
+
 int main(void)
 {
     test_classes_and_reuse();
@@ -380,6 +425,7 @@ int main(void)
     test_producer_consumer();
     test_large_affinity();
     test_custom();
+    test_walk();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;
