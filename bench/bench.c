@@ -516,7 +516,7 @@ static void scalar_rep(void *ctx)
  * (docs/performance.md). Not part of bench/run. */
 static void scalar_sweep(scalar *sc, int reps)
 {
-    static const int sizes[] = {500, 2000, 5000, SCALAR_N};
+    static const int sizes[] = {500, 2000, 5000, 10000, SCALAR_N};
     CK(ag_set_num_threads(1));
     printf("%8s %10s %10s %10s %10s   (ns per node, medians of %d)\n", "triples", "forward",
            "backward", "release", "total", reps);

@@ -805,41 +805,44 @@ __attribute__((noinline)) static void mem_free_slow(block_hdr *h)
     h->owner->free_((char *)h - h->pad, h->owner->ud);
 }
 
-/* mem_walk: bytes fetched ahead of the walk; a step longer than WALK_GAP starts a new walk;
- * lines fetched per step at most. The scalar workload's release advances ~9 lines per node
- * destroyed, back and forth within ~9 KB; 32 KB and 24 lines were measured against 8-64 KB
- * and 6-32 lines (docs/performance.md): 8 KB and 6 lines fell behind. */
+/* mem_walk: bytes fetched ahead of the walk's front; a step longer than WALK_GAP starts a
+ * new walk; lines fetched per step at most (the front moves in jumps: the scalar workload's
+ * breadth-first release moves it ~37 lines every fourth node). 32 KB was measured against 8,
+ * 16, 24, 48 and 64 KB (docs/performance.md): 8 and 16 KB fell behind. */
 #define WALK_AHEAD 32768
 #define WALK_GAP 16384
-#define WALK_LINES 24
+#define WALK_LINES 64
 
 void mem_walk(const void *p)
 {
     mem_recent *r = mem_recent_ring;
     if (!r) return;
-    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, e = r->walk_edge;
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)63, f = r->walk_edge;
     intptr_t d = (intptr_t)(a - r->walk_last);
     r->walk_last = a;
     if (d > WALK_GAP || d < -WALK_GAP) {
         r->walk_drift = 0;
+        r->walk_edge = a;
         return;
     }
-    r->walk_drift += d - r->walk_drift / 8;
-    if (r->walk_drift < 0) {
-        /* (an edge behind the walk, or far beyond it, belongs to another walk) */
-        if (e > a + WALK_GAP || e + 2 * WALK_AHEAD < a) e = a;
-        uintptr_t target = a - WALK_AHEAD;
-        for (int k = 0; k < WALK_LINES && e > target; k++) {
-            e -= 64;
-            __builtin_prefetch((const void *)e, 1);
-        }
-    } else if (r->walk_drift > 0) {
-        if (e + WALK_GAP < a || e > a + 2 * WALK_AHEAD) e = a + 64;
-        uintptr_t target = a + WALK_AHEAD;
-        for (int k = 0; k < WALK_LINES && e < target; k++, e += 64)
-            __builtin_prefetch((const void *)e, 1);
+    intptr_t was = r->walk_drift;
+    r->walk_drift = was + d - was / 32;
+    if ((was ^ r->walk_drift) < 0) { /* the walk turned: its front starts here */
+        r->walk_edge = a;
+        return;
     }
-    r->walk_edge = e;
+    if (r->walk_drift < 0 && a < f) {
+        /* the front moved down from f to a: [a - AHEAD, f - AHEAD) is new */
+        uintptr_t n = (f - a) >> 6, q = f - WALK_AHEAD;
+        if (n > WALK_LINES) n = WALK_LINES;
+        for (uintptr_t k = 1; k <= n; k++) __builtin_prefetch((const void *)(q - 64 * k), 1);
+        r->walk_edge = a;
+    } else if (r->walk_drift > 0 && a > f) {
+        uintptr_t n = (a - f) >> 6, q = f + WALK_AHEAD;
+        if (n > WALK_LINES) n = WALK_LINES;
+        for (uintptr_t k = 0; k < n; k++) __builtin_prefetch((const void *)(q + 64 * k), 1);
+        r->walk_edge = a;
+    }
 }
 
 void mem_free(void *p)

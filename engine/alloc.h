@@ -35,26 +35,43 @@ void mem_scratch_give(int slot, void *p, size_t cap);
 typedef struct mem_recent {
     void *v[MEM_RECENT];
     unsigned pos;
-    /* mem_walk's state: the last block noted, how far ahead the walk's memory is fetched
-     * (a line address), and the walk's drift (about 8 steps' sum, signed) */
+    /* mem_walk's state: the last block noted, the walk's front (the farthest block it
+     * reached, whose memory WALK_AHEAD beyond is fetched), its drift (about 32 steps' sum,
+     * signed), and whether the thread's graph releases walk at all (mem_walk_enable) */
     uintptr_t walk_last, walk_edge;
     intptr_t walk_drift;
+    bool walk_on;
 } mem_recent;
 /* (a pointer, not the ring: the library's thread-local storage stays small, see
  * tests/abi/check_tls.sh) */
 extern _Thread_local mem_recent *mem_recent_ring __attribute__((tls_model("initial-exec")));
 
 /** Notes that the calling thread has reached block p in a walk over a graph's memory (its
- *  release: each node drain destroys, each 0-d leaf that dies), and fetches, a bounded
- *  number of lines at a time, the memory up to WALK_AHEAD bytes beyond p in the direction
- *  the walk drifts. The pool lays a graph out in the order it was made and a release goes
- *  through it in about the reverse order, but hopping back and forth within a few KB (a
- *  breadth-first release destroys the chain's node three triples ahead of the branches' in
- *  the scalar workload): no hardware prefetcher followed that, and node_hint fetches one
- *  node per step, so in a graph larger than the caches the release still waited for line
- *  after line (71 ns per node of the scalar workload, against 15 in the caches; 31 with
- *  this). A hint: it computes addresses and prefetches them, which never faults. */
+ *  release: each node drain destroys, each 0-d leaf that dies), and fetches the memory up to
+ *  WALK_AHEAD bytes beyond the walk's front, in the direction it drifts, as the front moves.
+ *  The pool lays a graph out in the order it was made and a release goes through it in
+ *  about the reverse order, but hopping back and forth within a few KB (a breadth-first
+ *  release destroys the chain's node three triples ahead of the branches' in the scalar
+ *  workload): no hardware prefetcher followed that, and node_hint fetches one node per step,
+ *  so in a graph larger than the caches the release waited for line after line (71 ns per
+ *  node of the scalar workload at 20 000 triples, 46 MB; 31 with this). A hint: it computes
+ *  addresses and prefetches them, which never faults. Callers walk only while
+ *  mem_walk_enabled(): in a graph the caches hold, the same prefetches cost more than they
+ *  saved (release 13 -> 21 ns/node at 500 triples). */
 void mem_walk(const void *p);
+/** Whether the calling thread's graph releases walk (mem_walk): backward turns it on for a
+ *  graph too large for the caches, and off for one they hold (engine.c, BIG_GRAPH); a
+ *  release usually follows its graph's backward on the same thread. */
+static inline void mem_walk_enable(bool on)
+{
+    mem_recent *r = mem_recent_ring;
+    if (r) r->walk_on = on;
+}
+static inline bool mem_walk_enabled(void)
+{
+    mem_recent *r = mem_recent_ring;
+    return r && r->walk_on;
+}
 
 /** Bytes before each block mem_alloc hands out: its header (alloc.c's block_hdr). */
 #define MEM_BLOCK_HEADER 16

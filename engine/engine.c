@@ -40,6 +40,13 @@
  * 24 142-147, 32 118-126, 44 122-129, 64 129-134; saved tensors 16 ahead no better). */
 #define RUN_AHEAD_FAR 32
 #define RUN_AHEAD_NEAR 8
+/* A graph of this many nodes (AccumulateGrad ones included) or more does not fit in the
+ * caches: with its leaves and saved tensors a node takes ~300 bytes or more (the scalar
+ * workload's take 330), so ~15 MB, half of this host's 32 MiB L3. Its release, which
+ * usually follows on the same thread, then prefetches along its walk (mem_walk_enable):
+ * in the scalar workload that paid at 20 000 triples (140 000 nodes, release 71 -> 31
+ * ns/node) and cost at 5 000 and less (release 15 -> 21). */
+#define BIG_GRAPH 50000
 
 /* A node's entry in the pass, 32 bytes: discovery, numbering, the run and cleanup each
  * stream through the array (commit through its AccumulateGrad entries), which for a scalar
@@ -1694,6 +1701,7 @@ static eng_err backward_pass(const bwd_request *r)
         goto done;
     }
     rc = prepare(&s, r, root_nodes);
+    mem_walk_enable(s.n >= BIG_GRAPH);
     pass_discovered(&s);
     if (rc) goto done;
 

@@ -222,7 +222,7 @@ static inline __attribute__((always_inline)) void tensor_destroy(tensor *t)
 {
     tmeta *m = atomic_load_explicit(&t->meta, memory_order_acquire);
     if (m && m->hosted) {
-        mem_walk(t);
+        if (mem_walk_enabled()) mem_walk(t);
         if (leaf_block_free(t, m)) return;
     }
     if (m) meta_drop(m);
@@ -249,6 +249,7 @@ static void prefetch_dying(const struct node *n)
 /* Destroys what the lists hold (the caller set `draining`). */
 static void drain(void)
 {
+    const bool walk = mem_walk_enabled();
     for (;;) {
         if (reclaim.tensors) {
             tensor *t = reclaim.tensors;
@@ -262,7 +263,7 @@ static void drain(void)
             /* (a graph dies in about the order backward walks it: the node made MEM_RECENT
              * nodes before n dies soon after it) */
             node_hint(n);
-            mem_walk(n);
+            if (walk) mem_walk(n);
             node_destroy(n);
         } else {
             break;
