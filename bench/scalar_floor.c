@@ -223,7 +223,7 @@ int main(int argc, char **argv)
     }
     if (reps < 1 || reps > 1000) reps = 15;
     enum { N_MAX = 20000 };
-    static const int sizes[] = {500, 2000, 5000, N_MAX};
+    static const int sizes[] = {500, 2000, 5000, 10000, N_MAX};
     arena = malloc((size_t)N_MAX * 2048);
     dying = malloc(sizeof *dying * 16 * N_MAX);
     stack = malloc(sizeof *stack * 16 * N_MAX);
