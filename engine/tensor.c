@@ -261,9 +261,9 @@ static void drain(void)
             if (!reclaim.nodes) reclaim.nodes_tail = NULL;
             else prefetch_dying(reclaim.nodes);
             /* (a graph dies in about the order backward walks it: the node made MEM_RECENT
-             * nodes before n dies soon after it) */
-            node_hint(n);
+             * nodes before n dies soon after it; a walk fetches that memory already) */
             if (walk) mem_walk(n);
+            else node_hint(n);
             node_destroy(n);
         } else {
             break;
